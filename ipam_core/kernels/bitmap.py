@@ -1,0 +1,754 @@
+"""Compiled kernels for a two-level ``uint64`` bitmap allocator.
+
+Layout
+------
+A bitmap of ``n`` slots is two C-contiguous ``uint64`` arrays::
+
+    words    [w0][w1][w2] ... [w(nw-1)]     bit i of the bitmap = bit (i & 63) of words[i >> 6]
+                                            1 = used; pad bits past n are set for good
+    summary  [s0] ... [s(ns-1)]             bit j = 1  <=>  words[j] is full (all ones);
+                                            pad bits past nw are set for good
+
+``nw = max(1, ceil(n / 64))`` and ``ns = max(1, ceil(nw / 64))`` (see
+:func:`bm_sizes`), so the summary costs at most 1/64 of the leaf level.
+Finding a free slot at 99 % fill skips 64 full words per summary bit, and
+setting the pad bits once means no scan ever needs a bounds check on ``n``.
+
+Conventions
+-----------
+* Kernels never raise and never allocate per operation: they return counts,
+  offsets, or ``-1`` for "nothing free". The Python classes turn those into
+  typed exceptions.
+* Every shift and mask on a word uses the ``np.uint64`` constants from
+  :mod:`ipam_core.kernels._jit`.
+* Kernels take any slice of a larger arena (``words[a:b]``), which is how the
+  engine keeps every node's bitmap in one flat array.
+
+The search orders mirror upstream's strategies: first fit (lowest free slot,
+Kubernetes' ``contiguousScanStrategy``), next fit (a cursor that moves to the
+slot after the last one taken, as in ``cidr_set.go``'s ``nextCandidate``), and
+scan-from-start (``randomScanStrategy`` in
+``pkg/ipam/service/allocator/bitmap.go`` when the starts are random).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
+
+from ipam_core.kernels._jit import FULL, ONE, ZERO, kjit
+
+# Masks with one bit at the start of every aligned group of 2**order bits.
+_GROUP_STARTS = np.array(
+    [
+        0xFFFFFFFFFFFFFFFF,
+        0x5555555555555555,
+        0x1111111111111111,
+        0x0101010101010101,
+        0x0001000100010001,
+        0x0000000100000001,
+    ],
+    dtype=np.uint64,
+)
+
+
+# --------------------------------------------------------------------------- bit intrinsics
+def ctz64(x):
+    """Count trailing zero bits of a 64-bit word (64 for zero).
+
+    Plain Python so kernels also run under ``NUMBA_DISABLE_JIT=1``; under the
+    JIT the overload below lowers it to LLVM's ``cttz``.
+
+    Parameters
+    ----------
+    x : int or numpy.uint64
+        The word.
+
+    Returns
+    -------
+    int
+        Index of the lowest set bit, or 64 when ``x`` is zero.
+    """
+    x = int(x)
+    return 64 if x == 0 else (x & -x).bit_length() - 1
+
+
+def popcount64(x):
+    """Count the set bits of a 64-bit word.
+
+    Parameters
+    ----------
+    x : int or numpy.uint64
+        The word.
+
+    Returns
+    -------
+    int
+        Number of bits set.
+    """
+    return int(x).bit_count()
+
+
+def _llvm_unary(name, extra_false_arg):
+    @intrinsic
+    def _intr(typingctx, x):
+        if not isinstance(x, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            (value,) = args
+            i64 = ir.IntType(64)
+            arg_types = [i64, ir.IntType(1)] if extra_false_arg else [i64]
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i64, arg_types), name
+            )
+            call_args = [value, cgutils.false_bit] if extra_false_arg else [value]
+            return builder.call(fn, call_args)
+
+        return types.int64(types.uint64), codegen
+
+    return _intr
+
+
+_cttz = _llvm_unary("llvm.cttz.i64", True)
+_ctpop = _llvm_unary("llvm.ctpop.i64", False)
+
+
+@overload(ctz64, jit_options={"cache": True})
+def _ctz64_jit(x):
+    def impl(x):
+        return _cttz(np.uint64(x))
+
+    return impl
+
+
+@overload(popcount64, jit_options={"cache": True})
+def _popcount64_jit(x):
+    def impl(x):
+        return _ctpop(np.uint64(x))
+
+    return impl
+
+
+# --------------------------------------------------------------------------- sizing and setup
+def bm_sizes(n):
+    """Word counts of the leaf and summary levels for ``n`` slots.
+
+    Parameters
+    ----------
+    n : int
+        Number of slots (may be 0: a bitmap that is full from the start).
+
+    Returns
+    -------
+    tuple of int
+        ``(nw, ns)``: leaf words and summary words.
+    """
+    nw = max(1, (int(n) + 63) // 64)
+    return nw, max(1, (nw + 63) // 64)
+
+
+@kjit
+def bm_init(words, summary, n):
+    """Clear a bitmap of ``n`` slots, set its pad bits and build its summary.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        Arrays sized by :func:`bm_sizes`.
+    n : int
+        Number of usable slots.
+    """
+    nw = words.shape[0]
+    for j in range(nw):
+        words[j] = ZERO
+    valid_last = n - 64 * (nw - 1)
+    if valid_last < 64:
+        words[nw - 1] = FULL << np.uint64(valid_last) if valid_last > 0 else FULL
+    for s in range(summary.shape[0]):
+        summary[s] = ZERO
+    for j in range(nw, summary.shape[0] * 64):
+        summary[j >> 6] |= ONE << np.uint64(j & 63)
+    for j in range(nw):
+        if words[j] == FULL:
+            summary[j >> 6] |= ONE << np.uint64(j & 63)
+
+
+@kjit
+def bm_count(words, n):
+    """Number of used slots (pad bits not counted).
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    n : int
+        Number of usable slots.
+
+    Returns
+    -------
+    int
+        Set bits among the first ``n``.
+    """
+    total = 0
+    for j in range(words.shape[0]):
+        total += popcount64(words[j])
+    return total - (words.shape[0] * 64 - n)
+
+
+# --------------------------------------------------------------------------- single slots
+@kjit(inline=True)
+def bm_test(words, i):
+    """Whether slot ``i`` is used.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    i : int
+        Slot offset.
+
+    Returns
+    -------
+    bool
+    """
+    return (words[i >> 6] >> np.uint64(i & 63)) & ONE == ONE
+
+
+@kjit(inline=True)
+def bm_set(words, summary, i):
+    """Mark slot ``i`` used.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    i : int
+        Slot offset.
+
+    Returns
+    -------
+    int
+        1 if the bit flipped, 0 if it was already set.
+    """
+    # Branch-free on the bit itself: an early return here costs ~8x on
+    # random-order batches because it serialises the loads.
+    j = i >> 6
+    b = np.uint64(i & 63)
+    w = words[j]
+    flipped = ((~w) >> b) & ONE
+    w |= ONE << b
+    words[j] = w
+    if w == FULL:
+        summary[j >> 6] |= ONE << np.uint64(j & 63)
+    return np.int64(flipped)
+
+
+@kjit(inline=True)
+def bm_clear(words, summary, i):
+    """Mark slot ``i`` free.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    i : int
+        Slot offset.
+
+    Returns
+    -------
+    int
+        1 if the bit flipped, 0 if it was already clear.
+    """
+    j = i >> 6
+    b = np.uint64(i & 63)
+    w = words[j]
+    if w == FULL:
+        summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
+    words[j] = w & ~(ONE << b)
+    return np.int64((w >> b) & ONE)
+
+
+@kjit
+def bm_set_many(words, summary, offsets):
+    """Mark every offset used.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offsets : numpy.ndarray of int64
+        Slot offsets, each in range.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    flipped = 0
+    for k in range(offsets.shape[0]):
+        flipped += bm_set(words, summary, offsets[k])
+    return flipped
+
+
+@kjit
+def bm_clear_many(words, summary, offsets):
+    """Mark every offset free (idempotent).
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offsets : numpy.ndarray of int64
+        Slot offsets, each in range.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    flipped = 0
+    for k in range(offsets.shape[0]):
+        flipped += bm_clear(words, summary, offsets[k])
+    return flipped
+
+
+@kjit
+def bm_test_many(words, offsets, out):
+    """Write into ``out`` whether each offset is used.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    offsets : numpy.ndarray of int64
+        Slot offsets, each in range.
+    out : numpy.ndarray of bool
+        Output, same length as ``offsets``.
+
+    Returns
+    -------
+    int
+        How many of the offsets are used.
+    """
+    used = 0
+    for k in range(offsets.shape[0]):
+        hit = bm_test(words, offsets[k])
+        out[k] = hit
+        used += hit
+    return used
+
+
+# --------------------------------------------------------------------------- ranges
+@kjit(inline=True)
+def _range_mask(lo_bit, hi_bit):
+    # bits [lo_bit, hi_bit) of one word, 0 <= lo_bit < hi_bit <= 64
+    width = hi_bit - lo_bit
+    if width == 64:
+        return FULL
+    return ((ONE << np.uint64(width)) - ONE) << np.uint64(lo_bit)
+
+
+@kjit
+def bm_set_range(words, summary, lo, hi):
+    """Mark slots ``[lo, hi)`` used.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    lo, hi : int
+        Half-open slot range inside the bitmap.
+
+    Returns
+    -------
+    int
+        How many bits flipped (already-used slots are not counted, as
+        ``cidr_set.go`` ``Occupy`` counts only changed bits).
+    """
+    flipped = 0
+    i = lo
+    while i < hi:
+        j = i >> 6
+        end = min(hi, (j + 1) << 6)
+        m = _range_mask(i & 63, end - (j << 6))
+        w = words[j]
+        flipped += popcount64(m & ~w)
+        w |= m
+        words[j] = w
+        if w == FULL:
+            summary[j >> 6] |= ONE << np.uint64(j & 63)
+        i = end
+    return flipped
+
+
+@kjit
+def bm_clear_range(words, summary, lo, hi):
+    """Mark slots ``[lo, hi)`` free.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    lo, hi : int
+        Half-open slot range inside the usable part of the bitmap.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    flipped = 0
+    i = lo
+    while i < hi:
+        j = i >> 6
+        end = min(hi, (j + 1) << 6)
+        m = _range_mask(i & 63, end - (j << 6))
+        w = words[j]
+        flipped += popcount64(m & w)
+        if w == FULL:
+            summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
+        words[j] = w & ~m
+        i = end
+    return flipped
+
+
+# --------------------------------------------------------------------------- searching
+@kjit
+def bm_find_free(words, summary, start):
+    """Lowest free slot at or after ``start``, without wrapping.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    start : int
+        First slot to consider (``>= 0``).
+
+    Returns
+    -------
+    int
+        The slot, or -1 if none is free at or after ``start``.
+    """
+    nw = words.shape[0]
+    j = start >> 6
+    if j >= nw:
+        return -1
+    w = words[j] | ((ONE << np.uint64(start & 63)) - ONE)
+    if w != FULL:
+        return (j << 6) + ctz64(~w)
+    j += 1
+    if j >= nw:
+        return -1
+    s = j >> 6
+    sw = summary[s] | ((ONE << np.uint64(j & 63)) - ONE)
+    ns = summary.shape[0]
+    while sw == FULL:
+        s += 1
+        if s >= ns:
+            return -1
+        sw = summary[s]
+    j = (s << 6) + ctz64(~sw)
+    return (j << 6) + ctz64(~words[j])
+
+
+@kjit
+def bm_find_free_wrap(words, summary, start):
+    """First free slot scanning forward from ``start`` and wrapping to 0.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    start : int
+        Slot to start from.
+
+    Returns
+    -------
+    int
+        The slot, or -1 if the bitmap is full.
+    """
+    found = bm_find_free(words, summary, start)
+    if found < 0 and start > 0:
+        found = bm_find_free(words, summary, 0)
+    return found
+
+
+@kjit
+def bm_alloc_first(words, summary, k, out):
+    """Take the ``k`` lowest free slots (first fit).
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    k : int
+        How many slots to take.
+    out : numpy.ndarray of int64
+        Receives the slots taken, ascending; length ``>= k``.
+
+    Returns
+    -------
+    int
+        How many were taken (``< k`` means the bitmap filled up).
+    """
+    got = 0
+    for s in range(summary.shape[0]):
+        if got >= k:
+            break
+        sw = summary[s]
+        while sw != FULL and got < k:
+            jj = ctz64(~sw)
+            j = (s << 6) + jj
+            free = ~words[j]
+            base = j << 6
+            while free != ZERO and got < k:
+                out[got] = base + ctz64(free)
+                got += 1
+                free &= free - ONE
+            words[j] = ~free
+            if free == ZERO:
+                sw |= ONE << np.uint64(jj)
+        summary[s] = sw
+    return got
+
+
+@kjit
+def bm_alloc_next_fit(words, summary, n, cursor, k, out):
+    """Take ``k`` slots by next fit from ``cursor``, wrapping.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots (the cursor wraps modulo ``n``).
+    cursor : int
+        Where the scan starts.
+    k : int
+        How many slots to take.
+    out : numpy.ndarray of int64
+        Receives the slots in the order taken.
+
+    Returns
+    -------
+    tuple of int
+        ``(taken, cursor)``: the new cursor is the slot after the last one
+        taken, modulo ``n`` (``cidr_set.go`` ``nextCandidate``); it is left
+        unchanged when nothing is taken.
+    """
+    got = 0
+    while got < k:
+        found = bm_find_free_wrap(words, summary, cursor)
+        if found < 0:
+            break
+        bm_set(words, summary, found)
+        out[got] = found
+        got += 1
+        cursor = found + 1
+        if cursor >= n:
+            cursor = 0
+    return got, cursor
+
+
+@kjit
+def bm_alloc_scan(words, summary, n, starts, out):
+    """For each start, take the first free slot scanning forward and wrapping.
+
+    With uniform random starts this is Cilium's pod-IP strategy
+    (``randomScanStrategy`` in ``pkg/ipam/service/allocator/bitmap.go``);
+    with recorded starts it replays an upstream run exactly.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots; starts are taken modulo ``n``.
+    starts : numpy.ndarray of int64
+        Start offsets, one per slot wanted.
+    out : numpy.ndarray of int64
+        Receives the slots taken.
+
+    Returns
+    -------
+    int
+        How many were taken (the bitmap filled up after that many).
+    """
+    if n <= 0:
+        return 0
+    for k in range(starts.shape[0]):
+        found = bm_find_free_wrap(words, summary, starts[k] % n)
+        if found < 0:
+            return k
+        bm_set(words, summary, found)
+        out[k] = found
+    return starts.shape[0]
+
+
+# --------------------------------------------------------------------------- aligned blocks
+@kjit(inline=True)
+def _group_free_bits(w, order):
+    # One bit at the start of every aligned group of 2**order free bits of w.
+    f = w
+    shift = 1
+    width = 1 << order
+    while shift < width:
+        f |= f >> np.uint64(shift)
+        shift <<= 1
+    return ~f & _GROUP_STARTS[order]
+
+
+@kjit
+def bm_alloc_block(words, summary, order):
+    """Take the lowest free run of ``2**order`` slots aligned to ``2**order``.
+
+    This is the primitive for carving CIDRs of several sizes out of one pool
+    (a /24, /26 and /28 from one /16) and for AWS /28 prefix delegation.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    order : int
+        log2 of the block size.
+
+    Returns
+    -------
+    int
+        Offset of the block, or -1 when no aligned free block of that size
+        exists (even if enough free slots do: fragmentation).
+    """
+    nw = words.shape[0]
+    if order < 6:
+        width_mask = (ONE << np.uint64(1 << order)) - ONE
+        for s in range(summary.shape[0]):
+            sw = summary[s]
+            while sw != FULL:
+                jj = ctz64(~sw)
+                sw |= ONE << np.uint64(jj)
+                j = (s << 6) + jj
+                starts = _group_free_bits(words[j], order)
+                if starts != ZERO:
+                    b = ctz64(starts)
+                    w = words[j] | (width_mask << np.uint64(b))
+                    words[j] = w
+                    if w == FULL:
+                        summary[j >> 6] |= ONE << np.uint64(j & 63)
+                    return (j << 6) + b
+        return -1
+    group = 1 << (order - 6)
+    j = 0
+    while j + group <= nw:
+        clear = True
+        for t in range(j, j + group):
+            if words[t] != ZERO:
+                clear = False
+                break
+        if clear:
+            for t in range(j, j + group):
+                words[t] = FULL
+                summary[t >> 6] |= ONE << np.uint64(t & 63)
+            return j << 6
+        j += group
+    return -1
+
+
+@kjit
+def bm_release_block(words, summary, offset, order):
+    """Free the ``2**order`` slots starting at ``offset``.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offset : int
+        First slot of the block.
+    order : int
+        log2 of the block size.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    return bm_clear_range(words, summary, offset, offset + (1 << order))
+
+
+@kjit
+def bm_free_blocks(words, order):
+    """Count the aligned, entirely free blocks of ``2**order`` slots.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    order : int
+        log2 of the block size.
+
+    Returns
+    -------
+    int
+        Number of such blocks.
+    """
+    nw = words.shape[0]
+    count = 0
+    if order < 6:
+        for j in range(nw):
+            w = words[j]
+            if w != FULL:
+                count += popcount64(_group_free_bits(w, order))
+        return count
+    group = 1 << (order - 6)
+    j = 0
+    while j + group <= nw:
+        clear = True
+        for t in range(j, j + group):
+            if words[t] != ZERO:
+                clear = False
+                break
+        count += clear
+        j += group
+    return count
+
+
+@kjit
+def bm_largest_free_block(words):
+    """Order of the largest aligned free block (the fragmentation figure).
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+
+    Returns
+    -------
+    int
+        The largest ``order`` such that an aligned free block of
+        ``2**order`` slots exists, or -1 when nothing is free.
+    """
+    nw = words.shape[0]
+    # Runs of empty words, scanned backwards: run = empty words from j on.
+    best = -1
+    run = 0
+    for j in range(nw - 1, -1, -1):
+        if words[j] == ZERO:
+            run += 1
+            align = 62 if j == 0 else ctz64(np.uint64(j))
+            fit = 0
+            while (2 << fit) <= run and fit < align:
+                fit += 1
+            if fit + 6 > best:
+                best = fit + 6
+        else:
+            run = 0
+    if best >= 0:
+        return best
+    for order in range(5, -1, -1):
+        for j in range(nw):
+            w = words[j]
+            if w != FULL and _group_free_bits(w, order) != ZERO:
+                return order
+    return -1
