@@ -1,14 +1,56 @@
-"""Address arithmetic for IPv4 and IPv6 CIDRs (to be extended)."""
+"""Address arithmetic for IPv4 and IPv6 CIDRs.
+
+Allocators in ipam_core work on integer offsets; this module is the only
+place that turns offsets into addresses and back. An allocator's range is
+``base + offset`` for ``offset`` in ``[0, max)``, as in Cilium's
+``pkg/ipam/service/ipallocator/allocator.go``::
+
+    For CIDR 10.0.0.0/24: 254 usable addresses out of 256 (network and last excluded)
+
+    network address                            last address
+    10.0.0.0                                   10.0.0.255
+    |                                                   |
+    0     1     2     3    ...          253    254    255     <- offset from the network
+          |                                    |
+          base = network + 1                   base + max - 1 = 10.0.0.254
+          |                                    |
+          offset 0 of the bitmap               offset max - 1 (max = 254)
+
+Node CIDRs carved from a cluster CIDR use the same idea with a shift: block
+``i`` of a cluster CIDR with node mask ``m`` starts at
+``cluster_base | (i << (bits - m))`` (``cidr_set.go`` ``indexToCIDRBlock``)::
+
+    10.96.0.0/20, node mask /24:   10.96.0.0/24  10.96.1.0/24  ...  10.96.15.0/24
+                                   index 0       index 1            index 15
+
+Compiled kernels cannot hold 128-bit integers, so IPv6 values cross into
+them as two ``uint64`` halves (:func:`to_halves` / :func:`from_halves`).
+Whole arrays of offsets become Arrow string arrays in one compiled pass
+(:func:`format_addresses`, :func:`format_cidrs`), without a Python ``str``
+per address.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
-from ipam_core.errors import CIDRError
+import numpy as np
+import pyarrow as pa
+
+from ipam_core.errors import CIDRError, ConfigError
+from ipam_core.kernels.addrfmt import IPV4_MAX_CHARS, IPV6_MAX_CHARS, fmt_ipv4, fmt_ipv6
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_U64_MASK = (1 << 64) - 1
+#: Largest text buffer an Arrow ``string`` array can address with int32
+#: offsets; beyond it :func:`format_addresses` builds a ``large_string``.
+STRING_OFFSET_LIMIT = 2**31 - 1
 
 
+# --------------------------------------------------------------------------- parsing
 def parse_cidr(text: str, family: int | None = None) -> Network:
     """Parse a CIDR strictly (no host bits), optionally checking its family.
 
@@ -42,3 +84,354 @@ def parse_cidr(text: str, family: int | None = None) -> Network:
     if family is not None and net.version != family:
         raise CIDRError(f"invalid CIDR {text!r}: expected an IPv{family} prefix, got IPv{net.version}")
     return net
+
+
+def as_network(value: str | Network, family: int | None = None) -> Network:
+    """Return ``value`` as a network, parsing text with :func:`parse_cidr`.
+
+    Parameters
+    ----------
+    value : str or ipaddress.IPv4Network or ipaddress.IPv6Network
+        A CIDR.
+    family : {None, 4, 6}
+        Required IP family, if any.
+
+    Returns
+    -------
+    ipaddress.IPv4Network or ipaddress.IPv6Network
+
+    Raises
+    ------
+    CIDRError
+        Malformed text, host bits set, or the wrong family.
+    """
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        if family is not None and value.version != family:
+            raise CIDRError(f"invalid CIDR {str(value)!r}: expected an IPv{family} prefix, got IPv{value.version}")
+        return value
+    return parse_cidr(value, family)
+
+
+def parse_ip(text: str | Address, family: int | None = None) -> Address:
+    """Parse one IP address, optionally checking its family.
+
+    Parameters
+    ----------
+    text : str or ipaddress.IPv4Address or ipaddress.IPv6Address
+        The address, e.g. ``"10.244.0.7"`` or ``"fd00::7"``.
+    family : {None, 4, 6}
+        Required IP family, if any.
+
+    Returns
+    -------
+    ipaddress.IPv4Address or ipaddress.IPv6Address
+
+    Raises
+    ------
+    CIDRError
+        One line naming the value and what was expected.
+    """
+    if isinstance(text, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        ip = text
+    else:
+        try:
+            ip = ipaddress.ip_address(str(text).strip())
+        except ValueError:
+            raise CIDRError(
+                f"invalid IP address {text!r}: expected an IPv4 or IPv6 address such as 10.0.0.1 or fd00::1"
+            ) from None
+    if family is not None and ip.version != family:
+        raise CIDRError(f"invalid IP address {str(text)!r}: expected an IPv{family} address, got IPv{ip.version}")
+    return ip
+
+
+# --------------------------------------------------------------------------- offsets
+def address_at(network: str | Network, offset: int) -> Address:
+    """The address at ``offset`` from the network address.
+
+    Parameters
+    ----------
+    network : str or ipaddress network
+        The CIDR.
+    offset : int
+        ``0 <= offset < network.num_addresses``.
+
+    Returns
+    -------
+    ipaddress.IPv4Address or ipaddress.IPv6Address
+
+    Raises
+    ------
+    CIDRError
+        The offset falls outside the network.
+    """
+    net = as_network(network)
+    offset = int(offset)
+    if not 0 <= offset < net.num_addresses:
+        raise CIDRError(f"offset {offset} is outside {net} (expected 0 to {net.num_addresses - 1})")
+    return net.network_address + offset
+
+
+def offset_of(network: str | Network, address: str | Address) -> int:
+    """Offset of ``address`` from the network address.
+
+    Parameters
+    ----------
+    network : str or ipaddress network
+        The CIDR.
+    address : str or ipaddress address
+        An address inside it.
+
+    Returns
+    -------
+    int
+        ``int(address) - int(network.network_address)``.
+
+    Raises
+    ------
+    CIDRError
+        The address is malformed, of the other family, or outside the network.
+    """
+    net = as_network(network)
+    ip = parse_ip(address)
+    if ip.version != net.version or ip not in net:
+        raise CIDRError(f"address {ip} is outside {net}")
+    return int(ip) - int(net.network_address)
+
+
+def to_halves(value: int) -> tuple[np.uint64, np.uint64]:
+    """Split a 128-bit integer into ``(high, low)`` ``uint64`` halves for kernels.
+
+    Parameters
+    ----------
+    value : int
+        ``0 <= value < 2**128`` (an IPv4 value gives a zero high half).
+
+    Returns
+    -------
+    tuple of numpy.uint64
+        ``(value >> 64, value & (2**64 - 1))``.
+    """
+    value = int(value)
+    if not 0 <= value < 1 << 128:
+        raise CIDRError(f"value {value} does not fit in 128 bits")
+    return np.uint64(value >> 64), np.uint64(value & _U64_MASK)
+
+
+def from_halves(high: int, low: int) -> int:
+    """Join ``uint64`` halves back into one integer (inverse of :func:`to_halves`).
+
+    Parameters
+    ----------
+    high, low : int or numpy.uint64
+        Upper and lower 64 bits.
+
+    Returns
+    -------
+    int
+    """
+    return (int(high) << 64) | int(low)
+
+
+def network_halves(network: str | Network) -> tuple[np.uint64, np.uint64]:
+    """The network address of a CIDR as ``uint64`` halves.
+
+    Parameters
+    ----------
+    network : str or ipaddress network
+        The CIDR.
+
+    Returns
+    -------
+    tuple of numpy.uint64
+        ``(high, low)``; for IPv4 the high half is 0.
+    """
+    return to_halves(int(as_network(network).network_address))
+
+
+# --------------------------------------------------------------------------- overlap
+def _bounds(net: Network) -> tuple[int, int]:
+    start = int(net.network_address)
+    return start, start + net.num_addresses - 1
+
+
+def overlaps(a: str | Network, b: str | Network) -> bool:
+    """Whether two CIDRs share an address (CIDRs of different families never do).
+
+    Parameters
+    ----------
+    a, b : str or ipaddress network
+        The CIDRs.
+
+    Returns
+    -------
+    bool
+        True when one contains the other (prefixes cannot overlap partially).
+
+    Raises
+    ------
+    CIDRError
+        Either value is not a valid CIDR.
+    """
+    na, nb = as_network(a), as_network(b)
+    if na.version != nb.version:
+        return False
+    a0, a1 = _bounds(na)
+    b0, b1 = _bounds(nb)
+    return a0 <= b1 and b0 <= a1
+
+
+def check_disjoint(cidrs: Iterable[str | Network], what: str) -> list[Network]:
+    """Parse CIDRs and refuse the list if any two of them overlap.
+
+    Parameters
+    ----------
+    cidrs : iterable of str or ipaddress network
+        The CIDRs (IPv4 and IPv6 may be mixed; families never overlap).
+    what : str
+        What the list is, for the message (e.g. ``"clusterPoolIPv4PodCIDRList"``).
+
+    Returns
+    -------
+    list of ipaddress network
+        The parsed CIDRs, in input order.
+
+    Raises
+    ------
+    CIDRError
+        A value is malformed.
+    ConfigError
+        Two CIDRs overlap; the message names both.
+
+    Notes
+    -----
+    Sorting by (family, first address, prefix length) and sweeping once
+    finds an overlap in ``O(n log n)``: a CIDR overlaps an earlier one
+    exactly when it starts at or before the furthest end seen so far.
+    """
+    nets = [as_network(c) for c in cidrs]
+    order = sorted(range(len(nets)), key=lambda i: (nets[i].version, int(nets[i].network_address), nets[i].prefixlen))
+    reach_net = None
+    reach_end = -1
+    for i in order:
+        net = nets[i]
+        start, end = _bounds(net)
+        if reach_net is not None and reach_net.version == net.version and start <= reach_end:
+            raise ConfigError(f"{what}: CIDRs must not overlap, but {reach_net} overlaps {net}")
+        if reach_net is None or reach_net.version != net.version or end > reach_end:
+            reach_net, reach_end = net, end
+    return nets
+
+
+# --------------------------------------------------------------------------- formatting
+def _as_offsets(values, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise CIDRError(f"{what} must be integers, got an array of {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise CIDRError(f"{what}: value {int(arr.max())} is too large")
+    return np.ascontiguousarray(arr.reshape(-1), dtype=np.int64)
+
+
+def _build_strings(fill, count: int, max_chars: int) -> pa.Array:
+    large = count * max_chars > STRING_OFFSET_LIMIT
+    buf = np.empty(max(1, count * max_chars), dtype=np.uint8)
+    bounds = np.empty(count + 1, dtype=np.int64 if large else np.int32)
+    used = int(fill(buf, bounds))
+    # Short IPv6 texts can leave most of the worst-case buffer unused.
+    data = buf[:used].copy() if used < (3 * buf.shape[0]) // 4 else buf[:used]
+    kind = pa.large_string() if large else pa.string()
+    return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
+
+
+def format_addresses(network: str | Network, offsets) -> pa.Array:
+    """Text of ``network_address + offset`` for every offset, as an Arrow array.
+
+    Parameters
+    ----------
+    network : str or ipaddress network
+        The CIDR the offsets are relative to (offset 0 = its network address).
+    offsets : array_like of int
+        Offsets, each in ``[0, num_addresses)``.
+
+    Returns
+    -------
+    pyarrow.StringArray or pyarrow.LargeStringArray
+        One string per offset, in order: dotted quads for IPv4, RFC 5952
+        text (as ``str(ipaddress.IPv6Address)``) for IPv6. ``large_string``
+        only when the text could exceed 2 GiB.
+
+    Raises
+    ------
+    CIDRError
+        A malformed network or an offset outside it.
+    """
+    net = as_network(network)
+    offs = _as_offsets(offsets, "offsets")
+    if offs.size:
+        lo, hi = int(offs.min()), int(offs.max())
+        if lo < 0 or hi >= net.num_addresses:
+            bad = lo if lo < 0 else hi
+            raise CIDRError(f"offset {bad} is outside {net} (expected 0 to {net.num_addresses - 1})")
+    empty = np.empty(0, dtype=np.uint8)
+    if net.version == 4:
+        base = np.uint64(int(net.network_address))
+        return _build_strings(
+            lambda b, o: fmt_ipv4(base, offs, np.uint64(0), empty, b, o), offs.size, IPV4_MAX_CHARS
+        )
+    hi_half, lo_half = network_halves(net)
+    return _build_strings(
+        lambda b, o: fmt_ipv6(hi_half, lo_half, offs, 0, empty, b, o), offs.size, IPV6_MAX_CHARS
+    )
+
+
+def format_cidrs(network: str | Network, node_mask: int, indices) -> pa.Array:
+    """Node-CIDR strings (``"a.b.c.d/m"``) for block indices of a cluster CIDR.
+
+    Parameters
+    ----------
+    network : str or ipaddress network
+        The cluster CIDR.
+    node_mask : int
+        Prefix length of a node block, ``prefixlen <= node_mask <= bits``.
+    indices : array_like of int
+        Block indices, each in ``[0, 2**(node_mask - prefixlen))``.
+
+    Returns
+    -------
+    pyarrow.StringArray or pyarrow.LargeStringArray
+        ``f"{cluster_base | (i << (bits - node_mask))}/{node_mask}"`` per index.
+
+    Raises
+    ------
+    CIDRError
+        A malformed network, a node mask outside the range, or an index
+        outside the cluster CIDR.
+    """
+    net = as_network(network)
+    bits = net.max_prefixlen
+    node_mask = int(node_mask)
+    if not net.prefixlen <= node_mask <= bits:
+        raise CIDRError(f"node mask {node_mask} does not fit {net} (expected {net.prefixlen} to {bits})")
+    idx = _as_offsets(indices, "indices")
+    blocks = 1 << (node_mask - net.prefixlen)
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= blocks:
+            bad = lo if lo < 0 else hi
+            raise CIDRError(f"index {bad} is outside {net} with /{node_mask} blocks (expected 0 to {blocks - 1})")
+    suffix = np.frombuffer(f"/{node_mask}".encode(), dtype=np.uint8)
+    shift = bits - node_mask
+    if net.version == 4:
+        base = np.uint64(int(net.network_address))
+        return _build_strings(
+            lambda b, o: fmt_ipv4(base, idx, np.uint64(shift), suffix, b, o),
+            idx.size,
+            IPV4_MAX_CHARS + suffix.size,
+        )
+    hi_half, lo_half = network_halves(net)
+    return _build_strings(
+        lambda b, o: fmt_ipv6(hi_half, lo_half, idx, shift, suffix, b, o),
+        idx.size,
+        IPV6_MAX_CHARS + suffix.size,
+    )
