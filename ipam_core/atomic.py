@@ -1,0 +1,154 @@
+"""Atomic file writes: readers see the old file or the new one, never half of one.
+
+Every writer in ipam_core (traces, ``summary.csv``, reports, plots) goes
+through :func:`atomic_write`. The data go to a hidden temporary file in the
+destination's folder (same file system, so the final :func:`os.replace` is an
+atomic rename), are flushed and fsync'd, and only then replace ``path``. If
+anything raises inside the ``with`` block, the temporary file is removed and
+an existing file at ``path`` is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+
+_WRITE_MODES = {"w": "w", "wt": "w", "wb": "wb"}
+_TEMP_SUFFIX = ".tmp"
+
+
+def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
+    """Create an exclusive temporary file next to ``name``; the umask applies as for a plain open()."""
+    while True:
+        temp = directory / f".{name}.{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), temp
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not possible (nor needed) on every platform."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "wb", *, encoding: str = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` only if the ``with`` block succeeds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file. Its folder must exist.
+    mode : {"wb", "w", "wt"}
+        Binary (default) or text mode.
+    encoding : str
+        Text encoding, used in text mode only.
+    newline : str or None
+        Passed to :func:`open` in text mode (``""`` keeps line endings as written).
+
+    Yields
+    ------
+    file object
+        Writable file; do not close it yourself.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not a write mode listed above.
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+
+    Notes
+    -----
+    On success the data are fsync'd, the temporary file is renamed over
+    ``path`` with :func:`os.replace` and the folder is fsync'd. On any
+    exception (including ``KeyboardInterrupt``) the temporary file is deleted,
+    ``path`` is untouched and the exception propagates. New files get the
+    usual ``0o666 & ~umask`` permissions; an existing file keeps its own.
+    """
+    if mode not in _WRITE_MODES:
+        raise ValueError(f"atomic_write mode {mode!r} is not supported (expected one of 'wb', 'w', 'wt')")
+    target = Path(path)
+    directory = target.parent
+    fd, temp = _create_temp(directory, target.name)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temp, os.stat(target).st_mode & 0o7777)
+        if _WRITE_MODES[mode] == "wb":
+            handle: IO[Any] = os.fdopen(fd, "wb")
+        else:
+            handle = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; its folder must exist.
+    data : bytes-like
+        The complete new contents.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically, line endings unchanged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; its folder must exist.
+    text : str
+        The complete new contents.
+    encoding : str
+        Text encoding (UTF-8 by default).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    with atomic_write(path, "w", encoding=encoding, newline="") as handle:
+        handle.write(text)
+    return Path(path)
