@@ -1,0 +1,248 @@
+"""Arrow schemas of ipam-bench's output files ``trace.arrow`` and ``nodes.arrow``.
+
+The columns, types and units are the contract in ``docs/dev/contracts.md``
+section 2. Every field carries two metadata keys: ``unit`` (an empty string
+for labels such as ``mode`` or ``family``) and ``description``. The run
+parameters travel as JSON under the schema-metadata key ``ipam_core.run``;
+two more keys say which table a file holds and which schema version wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from ipam_core.errors import IPAMBenchError
+
+__all__ = [
+    "NODES_SCHEMA",
+    "RUN_METADATA_KEY",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_KEY",
+    "TABLE_KIND_KEY",
+    "TRACE_SCHEMA",
+    "TraceError",
+    "field_descriptions",
+    "field_units",
+    "run_metadata",
+]
+
+#: Bumped whenever a column is added, removed, renamed or changes type or unit.
+SCHEMA_VERSION = 1
+
+RUN_METADATA_KEY = "ipam_core.run"
+SCHEMA_VERSION_KEY = "ipam_core.schema_version"
+TABLE_KIND_KEY = "ipam_core.table"
+
+MODE_TYPE = pa.dictionary(pa.int8(), pa.string())
+NODE_TYPE = pa.dictionary(pa.int32(), pa.string())
+
+
+class TraceError(IPAMBenchError, ValueError):
+    """A trace table or file does not match the schema (one-line message)."""
+
+
+def _field(name: str, type_: pa.DataType, unit: str, description: str) -> pa.Field:
+    return pa.field(name, type_, nullable=False, metadata={"unit": unit, "description": description})
+
+
+def _count(name: str, unit: str, description: str) -> pa.Field:
+    return _field(name, pa.int64(), unit, description)
+
+
+_MODE = _field("mode", MODE_TYPE, "", "IPAM mode name (kubernetes, cluster-pool, multi-pool, ...)")
+_FAMILY = _field("family", pa.int8(), "", "IP family: 4 or 6")
+_TIME = _field("time_s", pa.float64(), "s", "simulated time of the sample")
+
+TRACE_SCHEMA = pa.schema(
+    [
+        _MODE,
+        _FAMILY,
+        _TIME,
+        _count("nodes", "nodes", "nodes present"),
+        _count("nodes_ready", "nodes", "nodes whose agent has a pod CIDR / IPs to hand out"),
+        _count("pods_running", "pods", "pods holding their address(es)"),
+        _count("pods_pending", "pods", "pods waiting for an address"),
+        _count("pods_failed", "pods", "cumulative: pods that gave up waiting for an address"),
+        _count(
+            "pods_failed_free_elsewhere",
+            "pods",
+            "cumulative: of pods_failed, those that failed while free addresses existed "
+            "on other nodes' CIDRs or uncarved in the pool",
+        ),
+        _count(
+            "addrs_pool",
+            "addresses",
+            "addresses in the configured pools (IPv6 counted with the 65,536-slot cap per node CIDR)",
+        ),
+        _count("addrs_carved", "addresses", "addresses inside node CIDRs"),
+        _count(
+            "addrs_reserved",
+            "addresses",
+            "carved but never usable by pods: network, last, router, health, excluded",
+        ),
+        _count("addrs_used", "addresses", "held by pods"),
+        _count("addrs_idle", "addresses", "carved, usable and free (stranded on their node)"),
+        _count("addrs_uncarved", "addresses", "in pools but in no node CIDR"),
+        _count("node_cidrs", "CIDRs", "node CIDRs held"),
+        _count("carvable_node_cidrs", "CIDRs", "how many more node CIDRs the pools can still hand out"),
+        _count(
+            "largest_free_block",
+            "addresses",
+            "size of the largest aligned free block left in any pool (0 if none)",
+        ),
+        _count("cidr_carves", "operations", "cumulative node-CIDR allocations"),
+        _count("cidr_releases", "operations", "cumulative node-CIDR releases"),
+        _count("ip_allocs", "operations", "cumulative pod address allocations"),
+        _count("ip_alloc_failures", "operations", "cumulative failed pod address allocation attempts"),
+    ]
+)
+"""``trace.arrow``: one row per (mode, family, sample)."""
+
+NODES_SCHEMA = pa.schema(
+    [
+        _MODE,
+        _TIME,
+        _field("node", NODE_TYPE, "", "node name"),
+        _FAMILY,
+        _field("cidrs", pa.list_(pa.string()), "", "node CIDRs, in the agent's order"),
+        _count("used", "addresses", "pod addresses held"),
+        _count("free", "addresses", "usable free addresses"),
+        _count("reserved", "addresses", "network/last/router/health/excluded"),
+        _count("pending", "pods", "pods on the node waiting for an address"),
+        _field("status_error", pa.string(), "", 'operator status error ("" when none)'),
+    ]
+)
+"""``nodes.arrow``: one row per (mode, node, family, node sample)."""
+
+SCHEMAS = {"trace": TRACE_SCHEMA, "nodes": NODES_SCHEMA}
+
+
+def field_units(schema: pa.Schema) -> dict[str, str]:
+    """Map each column name to its ``unit`` field metadata.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+        A trace or nodes schema (e.g. ``read_trace(path).schema``).
+
+    Returns
+    -------
+    dict of str to str
+        Column name -> unit (``""`` for unitless labels or missing metadata).
+    """
+    return {f.name: (f.metadata or {}).get(b"unit", b"").decode() for f in schema}
+
+
+def field_descriptions(schema: pa.Schema) -> dict[str, str]:
+    """Map each column name to its ``description`` field metadata.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+        A trace or nodes schema.
+
+    Returns
+    -------
+    dict of str to str
+        Column name -> description (``""`` when missing).
+    """
+    return {f.name: (f.metadata or {}).get(b"description", b"").decode() for f in schema}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def run_metadata(
+    scenario_name: str,
+    scenario_text: str,
+    seed: int,
+    modes: Sequence[str],
+    command: str | Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Gather the run parameters stored under ``ipam_core.run`` in every output file.
+
+    Parameters
+    ----------
+    scenario_name : str
+        Name of the scenario.
+    scenario_text : str
+        The scenario file's text; only its SHA-256 is stored.
+    seed : int
+        Seed of the run.
+    modes : sequence of str
+        IPAM modes, in the order the engine ran them. Integer ``mode`` codes
+        given to :func:`~ipam_core.trace.trace_table` index this list.
+    command : str, sequence of str or None
+        Command line that created the run (an argv list is shell-quoted);
+        ``None`` records ``sys.argv``.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``schema_version``, ``scenario``, ``scenario_sha256``,
+        ``seed``, ``modes``, ``versions`` (ipam_core, numpy, numba, pyarrow,
+        python), ``numba_threads`` and ``command``.
+
+    Notes
+    -----
+    No timestamp or host name is recorded, so identical runs write
+    byte-identical files; callers may add keys of their own to the dict.
+    """
+    if command is None:
+        command = sys.argv
+    if not isinstance(command, str):
+        command = shlex.join(str(part) for part in command)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": str(scenario_name),
+        "scenario_sha256": hashlib.sha256(scenario_text.encode("utf-8")).hexdigest(),
+        "seed": int(seed),
+        "modes": [str(m) for m in modes],
+        "versions": {
+            "ipam_core": _version("ipam-bench"),
+            "numpy": _version("numpy"),
+            "numba": _version("numba"),
+            "pyarrow": pa.__version__,
+            "python": platform.python_version(),
+        },
+        "numba_threads": _numba_threads(),
+        "command": command,
+    }
+
+
+def encode_run(run: Mapping[str, Any]) -> bytes:
+    """Serialise run parameters to canonical JSON (sorted keys, no NaN)."""
+    try:
+        return json.dumps(dict(run), sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TraceError(f"run parameters are not JSON-serialisable: {exc}") from None
+
+
+def schema_with_run(kind: str, run: Mapping[str, Any]) -> pa.Schema:
+    """The ``kind`` schema (``"trace"`` or ``"nodes"``) with run metadata attached."""
+    return SCHEMAS[kind].with_metadata(
+        {
+            RUN_METADATA_KEY: encode_run(run),
+            SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),
+            TABLE_KIND_KEY: kind,
+        }
+    )
