@@ -43,9 +43,8 @@ def _open_schema(path: Path) -> pa.Schema:
 def _check_kind(path: Path, schema: pa.Schema, kind: str) -> None:
     found = (schema.metadata or {}).get(TABLE_KIND_KEY.encode(), b"").decode()
     if found != kind:
-        raise TraceError(
-            f"{str(path)!r} holds {'a ' + repr(found) + ' table' if found else 'no ipam-bench table'}, expected {kind!r}"
-        )
+        holds = f"a {found!r} table" if found else "no ipam-bench table"
+        raise TraceError(f"{str(path)!r} holds {holds}, expected a {kind!r} table")
 
 
 def _read(path_or_dir: str | os.PathLike[str], kind: str) -> pa.Table:
