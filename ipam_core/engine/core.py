@@ -1,0 +1,988 @@
+"""The compiled event loop: scheduler, agents and operators of every pool mode.
+
+Everything that happens per event, per pod or per address runs here, in one
+Numba-compiled loop over the state tables described in
+:mod:`ipam_core.engine.tables`. Python only builds the state
+(:mod:`ipam_core.engine.state`), calls :func:`advance` up to each sample time
+and reads counters (:mod:`ipam_core.engine.run`).
+
+What is modelled, and from which upstream file:
+
+* Node CIDR carving: one ``cidr_set.go`` next-fit bitmap per pool CIDR
+  (kubernetes ``pkg/controller/nodeipam/ipam/cidrset/cidr_set.go``); the
+  first set in list order that is not full is used (cilium
+  ``pkg/ipam/allocator/podcidr/podcidr.go`` ``allocateFirstFreeCIDR`` and
+  ``pkg/ipam/allocator/multipool/pool_allocator.go``).
+* ``POLICY_ONE_PER_FAMILY`` (``kubernetes``, ``cluster-pool``): one node CIDR
+  per family when the node appears, released when it is deleted. Cilium
+  reverts the IPv4 CIDR when IPv6 fails; kube-controller-manager's range
+  allocator keeps it (``range_allocator.go``). A node without a CIDR never
+  becomes ready (the agent waits: ``pkg/k8s/init.go``) and is retried.
+* ``POLICY_MULTI_POOL``: the agent computes per pool and family
+  ``needed = neededIPCeil(inUse + pending, preAlloc)``, gives back unused
+  CIDRs last first while the free buffer still holds ([main]
+  ``releaseExcessCIDRsMultiPool``), and writes its CiliumNode after the
+  ``CiliumNodeUpdateRate`` debounce and every refresh
+  (``pkg/ipam/multipool_manager.go``); the operator then frees returned
+  CIDRs and carves whole ``maskSize`` CIDRs until the node's usable
+  addresses cover the demand (``pool_allocator.go`` ``AllocateToNode``).
+  The agent is ready once every pool with pre-allocation has a free address
+  (``waitForAllPools``).
+* Pod addresses: Cilium's ``ipallocator`` over ``allocator/bitmap.go``: a
+  uniform random start and a forward scan with wrap-around in the node
+  CIDR's bitmap; host-scope agents use only the first CIDR per family
+  (``pkg/ipam/ipam.go``), multi-pool agents the first CIDR of the pod's pool
+  with a free address (``pkg/ipam/pool.go``). Dual-stack takes IPv6 first
+  and gives it back when IPv4 fails (``pkg/ipam/allocator.go``). Router and
+  health addresses are random slots too (``daemon/cmd/ipam.go``).
+* Pods: the scheduler places a pod on a ready node with room under
+  ``maxPods`` (spread, pack or random); a pod that gets no address stays on
+  its node, is retried every ``podRetryInterval`` and fails after
+  ``podPendingTimeout`` (kubelet behaviour, a modelling choice).
+
+Random draws use Numba's generator, seeded once per run by :func:`seed_rng`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipam_core.engine.tables import (
+    C_CARVE_RETRY,
+    C_DEFAULT_POOL,
+    C_FAMILY,
+    C_HEALTH,
+    C_MAX_PODS,
+    C_OPERATOR_DELAY,
+    C_POLICY,
+    C_REFRESH,
+    C_RETRY,
+    C_REVERT_PARTIAL,
+    C_SCHEDULER,
+    C_TIMEOUT,
+    C_UPDATE_RATE,
+    D_NCOL,
+    D_NEXT,
+    D_NODE,
+    D_OFF,
+    D_PENDING_FAMILY,
+    D_POOL,
+    D_PREV,
+    D_SLOT,
+    D_STATE,
+    ERROR_CHUNKS_FULL,
+    ERROR_HEAP_FULL,
+    ERROR_SLOTS_FULL,
+    F_CARVABLE,
+    F_CARVED,
+    F_CARVES,
+    F_FREE,
+    F_IP_ALLOCS,
+    F_IP_FAILS,
+    F_NODE_CIDRS,
+    F_RELEASES,
+    F_RESERVED,
+    F_USED,
+    FAMILY_STRIDE,
+    H_A,
+    H_B,
+    H_KIND,
+    H_SEQ,
+    K_ERROR,
+    K_EVENT,
+    K_FAILED,
+    K_FAILED_FREE,
+    K_FAMILY_BASE,
+    K_HEAP,
+    K_NODES,
+    K_PENDING,
+    K_READY,
+    K_RUNNING,
+    K_SEQ,
+    K_SLOT_TOP,
+    L_CHUNK,
+    L_FAMILY,
+    L_INDEX,
+    L_MAX,
+    L_NODE,
+    L_POOL,
+    L_RESERVED,
+    L_SET,
+    L_STATE,
+    L_USED,
+    N_GEN,
+    N_HEAD,
+    N_NSLOTS,
+    N_PENDING,
+    N_PODS,
+    N_PRESENT,
+    N_READY,
+    N_STATUS,
+    N_SYNC_ARMED,
+    P_PRE_ALLOC,
+    P_SET_HI,
+    P_SET_LO,
+    POD_DELETED,
+    POD_FAILED,
+    POD_NONE,
+    POD_PENDING,
+    POD_RUNNING,
+    POLICY_MULTI_POOL,
+    POLICY_ONE_PER_FAMILY,
+    S_ADDRS,
+    S_ALLOCATED,
+    S_CHUNK_CAP,
+    S_CHUNK_OFF,
+    S_CHUNK_TOP,
+    S_CURSOR,
+    S_IPS_OFF,
+    S_IPW_OFF,
+    S_N,
+    S_S_LEN,
+    S_S_OFF,
+    S_SLOT_MAX,
+    S_SLOT_SWORDS,
+    S_SLOT_WORDS,
+    S_W_LEN,
+    S_W_OFF,
+    SCHED_PACK,
+    SCHED_RANDOM,
+    SCHED_SPREAD,
+    SLOT_FREE,
+    SLOT_LIVE,
+    SLOT_RELEASED,
+    STATUS_NO_POOL,
+    STATUS_OK,
+    STATUS_POOL_EMPTY,
+    STATUS_POOL_EXHAUSTED,
+    T_AGENT_SYNC,
+    T_CARVE,
+    T_POD_RETRY,
+    T_REFRESH,
+)
+from ipam_core.kernels._jit import kjit
+from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_init, bm_set
+from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
+
+BIG = np.int64(1) << np.int64(62)
+
+
+@kjit
+def seed_rng(seed):
+    """Seed the generator the compiled loop draws from.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    """
+    np.random.seed(seed)
+
+
+@kjit
+def _fc(family, field):
+    # index of a per-family counter
+    return K_FAMILY_BASE + FAMILY_STRIDE * family + field
+
+
+# --------------------------------------------------------------------------- timers
+@kjit
+def _push(st, t, kind, a, b):
+    heap_t = st.heap_t
+    heap_i = st.heap_i
+    n = st.cnt[K_HEAP]
+    if n >= heap_t.shape[0]:
+        st.cnt[K_ERROR] = ERROR_HEAP_FULL
+        return
+    seq = st.cnt[K_SEQ]
+    st.cnt[K_SEQ] = seq + 1
+    st.cnt[K_HEAP] = n + 1
+    i = n
+    while i > 0:
+        p = (i - 1) >> 1
+        if heap_t[p] < t or (heap_t[p] == t and heap_i[p, H_SEQ] < seq):
+            break
+        heap_t[i] = heap_t[p]
+        for c in range(4):
+            heap_i[i, c] = heap_i[p, c]
+        i = p
+    heap_t[i] = t
+    heap_i[i, H_KIND] = kind
+    heap_i[i, H_A] = a
+    heap_i[i, H_B] = b
+    heap_i[i, H_SEQ] = seq
+
+
+@kjit
+def _before(heap_t, heap_i, x, y):
+    return heap_t[x] < heap_t[y] or (heap_t[x] == heap_t[y] and heap_i[x, H_SEQ] < heap_i[y, H_SEQ])
+
+
+@kjit
+def _pop(st):
+    heap_t = st.heap_t
+    heap_i = st.heap_i
+    kind = heap_i[0, H_KIND]
+    a = heap_i[0, H_A]
+    b = heap_i[0, H_B]
+    n = st.cnt[K_HEAP] - 1
+    st.cnt[K_HEAP] = n
+    if n > 0:
+        heap_t[0] = heap_t[n]
+        for c in range(4):
+            heap_i[0, c] = heap_i[n, c]
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= n:
+                break
+            child = left
+            if left + 1 < n and _before(heap_t, heap_i, left + 1, left):
+                child = left + 1
+            if not _before(heap_t, heap_i, child, i):
+                break
+            tt = heap_t[i]
+            heap_t[i] = heap_t[child]
+            heap_t[child] = tt
+            for c in range(4):
+                v = heap_i[i, c]
+                heap_i[i, c] = heap_i[child, c]
+                heap_i[child, c] = v
+            i = child
+    return kind, a, b
+
+
+# --------------------------------------------------------------------------- scheduler
+@kjit
+def _sched_update(st, node):
+    # Segment tree over nodes: min key with lowest index on ties, and a count of eligible nodes.
+    nodes = st.nodes
+    max_pods = np.int64(st.cfg[C_MAX_PODS])
+    pods = nodes[node, N_PODS]
+    eligible = nodes[node, N_PRESENT] == 1 and nodes[node, N_READY] == 1 and pods < max_pods
+    policy = np.int64(st.cfg[C_SCHEDULER])
+    key = BIG
+    if eligible:
+        if policy == SCHED_SPREAD:
+            key = pods
+        elif policy == SCHED_PACK:
+            key = max_pods - pods
+        else:
+            key = 0
+    size = st.tree_key.shape[0] // 2
+    i = size + node
+    st.tree_key[i] = key
+    st.tree_arg[i] = node
+    st.tree_cnt[i] = 1 if eligible else 0
+    i >>= 1
+    while i >= 1:
+        left = 2 * i
+        right = left + 1
+        if st.tree_key[right] < st.tree_key[left]:
+            st.tree_key[i] = st.tree_key[right]
+            st.tree_arg[i] = st.tree_arg[right]
+        else:
+            st.tree_key[i] = st.tree_key[left]
+            st.tree_arg[i] = st.tree_arg[left]
+        st.tree_cnt[i] = st.tree_cnt[left] + st.tree_cnt[right]
+        i >>= 1
+
+
+@kjit
+def _sched_pick(st):
+    if st.tree_cnt[1] == 0:
+        return -1
+    if np.int64(st.cfg[C_SCHEDULER]) != SCHED_RANDOM:
+        return st.tree_arg[1]
+    size = st.tree_key.shape[0] // 2
+    r = np.random.randint(0, st.tree_cnt[1])
+    i = 1
+    while i < size:
+        left = 2 * i
+        if st.tree_cnt[left] > r:
+            i = left
+        else:
+            r -= st.tree_cnt[left]
+            i = left + 1
+    return i - size
+
+
+# --------------------------------------------------------------------------- bitmaps of sets and slots
+@kjit
+def _set_bitmap(st, s):
+    w0 = st.sets[s, S_W_OFF]
+    s0 = st.sets[s, S_S_OFF]
+    return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
+
+
+@kjit
+def _slot_bitmap(st, slot):
+    s = st.slots[slot, L_SET]
+    chunk = st.slots[slot, L_CHUNK]
+    nw = st.sets[s, S_SLOT_WORDS]
+    ns = st.sets[s, S_SLOT_SWORDS]
+    w0 = st.sets[s, S_IPW_OFF] + chunk * nw
+    s0 = st.sets[s, S_IPS_OFF] + chunk * ns
+    return st.ip_words[w0 : w0 + nw], st.ip_summary[s0 : s0 + ns]
+
+
+# --------------------------------------------------------------------------- node CIDRs (operator side)
+@kjit
+def _carve_slot(st, node, pool, family):
+    """Carve one node CIDR for ``node`` from the first non-full set of the pool; return the slot or -1."""
+    sets = st.sets
+    for s in range(st.pools[pool, P_SET_LO + family], st.pools[pool, P_SET_HI + family]):
+        if sets[s, S_ALLOCATED] >= sets[s, S_N]:
+            continue
+        top = st.cnt[K_SLOT_TOP]
+        if top == 0:
+            st.cnt[K_ERROR] = ERROR_SLOTS_FULL
+            return -1
+        if sets[s, S_CHUNK_TOP] == 0:
+            st.cnt[K_ERROR] = ERROR_CHUNKS_FULL
+            return -1
+        words, summary = _set_bitmap(st, s)
+        index = bm_find_free_wrap(words, summary, sets[s, S_CURSOR])
+        bm_set(words, summary, index)
+        sets[s, S_ALLOCATED] += 1
+        sets[s, S_CURSOR] = index + 1 if index + 1 < sets[s, S_N] else 0
+        chunk_top = sets[s, S_CHUNK_TOP] - 1
+        sets[s, S_CHUNK_TOP] = chunk_top
+        chunk = st.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
+        st.cnt[K_SLOT_TOP] = top - 1
+        slot = st.slot_stack[top - 1]
+        max_addrs = sets[s, S_SLOT_MAX]
+        sl = st.slots
+        sl[slot, L_STATE] = SLOT_LIVE
+        sl[slot, L_SET] = s
+        sl[slot, L_INDEX] = index
+        sl[slot, L_NODE] = node
+        sl[slot, L_CHUNK] = chunk
+        sl[slot, L_USED] = 0
+        sl[slot, L_MAX] = max_addrs
+        sl[slot, L_RESERVED] = 0
+        sl[slot, L_FAMILY] = family
+        sl[slot, L_POOL] = pool
+        pw, ps = _slot_bitmap(st, slot)
+        bm_init(pw, ps, max_addrs)
+        k = st.nodes[node, N_NSLOTS]
+        st.node_slots[node, k] = slot
+        st.nodes[node, N_NSLOTS] = k + 1
+        c = st.cnt
+        c[_fc(family, F_CARVED)] += sets[s, S_ADDRS]
+        c[_fc(family, F_RESERVED)] += sets[s, S_ADDRS] - max_addrs
+        c[_fc(family, F_NODE_CIDRS)] += 1
+        c[_fc(family, F_CARVABLE)] -= 1
+        c[_fc(family, F_CARVES)] += 1
+        c[_fc(family, F_FREE)] += max_addrs
+        st.pool_free[pool, family] += max_addrs
+        st.pool_carvable[pool, family] -= 1
+        return slot
+    return -1
+
+
+@kjit
+def _free_slot(st, slot):
+    """Give a node CIDR back to its set (operator side) and drop it from its node's list."""
+    sl = st.slots
+    s = sl[slot, L_SET]
+    family = sl[slot, L_FAMILY]
+    pool = sl[slot, L_POOL]
+    words, summary = _set_bitmap(st, s)
+    bm_clear(words, summary, sl[slot, L_INDEX])
+    st.sets[s, S_ALLOCATED] -= 1
+    top = st.sets[s, S_CHUNK_TOP]
+    st.chunk_stack[st.sets[s, S_CHUNK_OFF] + top] = sl[slot, L_CHUNK]
+    st.sets[s, S_CHUNK_TOP] = top + 1
+    c = st.cnt
+    max_addrs = sl[slot, L_MAX]
+    if sl[slot, L_STATE] == SLOT_LIVE:
+        free = max_addrs - sl[slot, L_USED]
+        c[_fc(family, F_FREE)] -= free
+        st.pool_free[pool, family] -= free
+    c[_fc(family, F_CARVED)] -= st.sets[s, S_ADDRS]
+    c[_fc(family, F_RESERVED)] -= st.sets[s, S_ADDRS] - max_addrs + sl[slot, L_RESERVED]
+    c[_fc(family, F_NODE_CIDRS)] -= 1
+    c[_fc(family, F_CARVABLE)] += 1
+    c[_fc(family, F_RELEASES)] += 1
+    st.pool_carvable[pool, family] += 1
+    node = sl[slot, L_NODE]
+    n = st.nodes[node, N_NSLOTS]
+    k = 0
+    while st.node_slots[node, k] != slot:
+        k += 1
+    for j in range(k, n - 1):
+        st.node_slots[node, j] = st.node_slots[node, j + 1]
+    st.node_slots[node, n - 1] = -1
+    st.nodes[node, N_NSLOTS] = n - 1
+    sl[slot, L_STATE] = SLOT_FREE
+    tops = st.cnt[K_SLOT_TOP]
+    st.slot_stack[tops] = slot
+    st.cnt[K_SLOT_TOP] = tops + 1
+
+
+# --------------------------------------------------------------------------- addresses (agent side)
+@kjit
+def _take_address(st, slot):
+    """Random-start scan for a free address in ``slot`` (``randomScanStrategy``); -1 when full."""
+    sl = st.slots
+    max_addrs = sl[slot, L_MAX]
+    if sl[slot, L_USED] >= max_addrs:
+        return -1
+    words, summary = _slot_bitmap(st, slot)
+    offset = bm_find_free_wrap(words, summary, np.random.randint(0, max_addrs))
+    bm_set(words, summary, offset)
+    sl[slot, L_USED] += 1
+    family = sl[slot, L_FAMILY]
+    pool = sl[slot, L_POOL]
+    st.cnt[_fc(family, F_FREE)] -= 1
+    st.pool_free[pool, family] -= 1
+    st.np_inuse[sl[slot, L_NODE], pool, family] += 1
+    return offset
+
+
+@kjit
+def _give_address(st, slot, offset):
+    sl = st.slots
+    words, summary = _slot_bitmap(st, slot)
+    bm_clear(words, summary, offset)
+    sl[slot, L_USED] -= 1
+    family = sl[slot, L_FAMILY]
+    pool = sl[slot, L_POOL]
+    st.cnt[_fc(family, F_FREE)] += 1
+    st.pool_free[pool, family] += 1
+    st.np_inuse[sl[slot, L_NODE], pool, family] -= 1
+
+
+@kjit
+def _find_slot(st, node, pool, family):
+    """The node CIDR the agent draws from: host scope uses only its first CIDR of the family."""
+    primary_only = np.int64(st.cfg[C_POLICY]) == POLICY_ONE_PER_FAMILY
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
+            continue
+        if sl[slot, L_USED] < sl[slot, L_MAX]:
+            return slot
+        if primary_only:
+            return -1
+    return -1
+
+
+@kjit
+def _take_reserved(st, node, pool, family):
+    # router (cilium_host) or health address: a random slot like any other
+    slot = _find_slot(st, node, pool, family)
+    if slot < 0:
+        return False
+    _take_address(st, slot)
+    st.slots[slot, L_RESERVED] += 1
+    st.cnt[_fc(family, F_RESERVED)] += 1
+    return True
+
+
+@kjit
+def _agent_start(st, node):
+    """Take router and health addresses and mark the node ready."""
+    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    if pool < 0:
+        return
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        _take_reserved(st, node, pool, family)
+        if st.cfg[C_HEALTH] != 0.0:
+            _take_reserved(st, node, pool, family)
+    st.nodes[node, N_READY] = 1
+    st.cnt[K_READY] += 1
+    _sched_update(st, node)
+
+
+@kjit
+def _alloc_pod(st, pod, node):
+    """Give the pod an address per family, IPv6 first; return -1 or the family that failed."""
+    pods = st.pods
+    for step in range(2):
+        family = 1 - step
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        pool = pods[pod, D_POOL + family]
+        slot = -1
+        if pool >= 0:
+            slot = _find_slot(st, node, pool, family)
+        if slot < 0:
+            if step == 1 and pods[pod, D_SLOT + 1] >= 0:
+                _give_address(st, pods[pod, D_SLOT + 1], pods[pod, D_OFF + 1])
+                pods[pod, D_SLOT + 1] = -1
+            st.cnt[_fc(family, F_IP_FAILS)] += 1
+            if pool < 0:
+                st.nodes[node, N_STATUS] = STATUS_NO_POOL
+            return family
+        pods[pod, D_SLOT + family] = slot
+        pods[pod, D_OFF + family] = _take_address(st, slot)
+    for family in range(2):
+        if pods[pod, D_SLOT + family] >= 0:
+            st.cnt[_fc(family, F_USED)] += 1
+            st.cnt[_fc(family, F_IP_ALLOCS)] += 1
+    return -1
+
+
+@kjit
+def _release_pod_addresses(st, pod):
+    pods = st.pods
+    for family in range(2):
+        slot = pods[pod, D_SLOT + family]
+        if slot >= 0:
+            _give_address(st, slot, pods[pod, D_OFF + family])
+            pods[pod, D_SLOT + family] = -1
+            st.cnt[_fc(family, F_USED)] -= 1
+
+
+# --------------------------------------------------------------------------- multi-pool agent and operator
+@kjit
+def needed_ip_ceil(n, pre_alloc):
+    """Multi-pool demand rounding (``neededIPCeil`` in cilium ``pkg/ipam/multipool_manager.go``).
+
+    Parameters
+    ----------
+    n : int
+        Addresses in use plus pending requests.
+    pre_alloc : int
+        The pool's pre-allocation (``default=8``).
+
+    Returns
+    -------
+    int
+        ``n`` when ``pre_alloc`` is 0; otherwise the next multiple of
+        ``pre_alloc`` strictly above ``n`` when it divides ``n``, and the one
+        after that when it does not (a free buffer of ``pre_alloc`` to
+        ``2 * pre_alloc - 1``).
+    """
+    if pre_alloc == 0:
+        return n
+    quotient = n // pre_alloc
+    if n % pre_alloc == 0:
+        return (quotient + 1) * pre_alloc
+    return (quotient + 2) * pre_alloc
+
+
+@kjit
+def _arm_sync(st, node, now):
+    # CiliumNode update debounce (CiliumNodeUpdateRate)
+    if st.nodes[node, N_SYNC_ARMED] == 0:
+        st.nodes[node, N_SYNC_ARMED] = 1
+        _push(st, now + st.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _agent_sync(st, node, now):
+    """Compute demand, give back excess CIDRs (last first) and ask the operator."""
+    st.nodes[node, N_SYNC_ARMED] = 0
+    sl = st.slots
+    for pool in range(st.pools.shape[0]):
+        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] == 0.0:
+                continue
+            in_use = st.np_inuse[node, pool, family]
+            needed = needed_ip_ceil(in_use + st.np_pending[node, pool, family], pre_alloc)
+            st.np_requested[node, pool, family] = needed
+            total_free = 0
+            for k in range(st.nodes[node, N_NSLOTS]):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
+            threshold = max(needed - in_use, 0)
+            for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
+                    continue
+                free = sl[slot, L_MAX] - sl[slot, L_USED]
+                if sl[slot, L_USED] == 0 and total_free - free >= threshold:
+                    sl[slot, L_STATE] = SLOT_RELEASED
+                    total_free -= free
+                    st.cnt[_fc(family, F_FREE)] -= free
+                    st.pool_free[pool, family] -= free
+    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _pools_ready(st, node):
+    # waitForAllPools: every pool with pre-allocation has a free address per family
+    for pool in range(st.pools.shape[0]):
+        if st.pools[pool, P_PRE_ALLOC] == 0:
+            continue
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] != 0.0 and _find_slot(st, node, pool, family) < 0:
+                return False
+    return True
+
+
+@kjit
+def _operator_multi_pool(st, node):
+    sl = st.slots
+    k = 0
+    while k < st.nodes[node, N_NSLOTS]:
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_RELEASED:
+            _free_slot(st, slot)
+        else:
+            k += 1
+    status = STATUS_OK
+    for pool in range(st.pools.shape[0]):
+        for family in range(2):
+            needed = st.np_requested[node, pool, family]
+            if needed <= 0:
+                continue
+            have = 0
+            for j in range(st.nodes[node, N_NSLOTS]):
+                slot = st.node_slots[node, j]
+                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    have += sl[slot, L_MAX]
+            while have < needed:
+                slot = _carve_slot(st, node, pool, family)
+                if slot < 0:
+                    status = STATUS_POOL_EMPTY
+                    break
+                have += sl[slot, L_MAX]
+    st.nodes[node, N_STATUS] = status
+    if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
+        _agent_start(st, node)
+
+
+@kjit
+def _operator_one_per_family(st, node, now):
+    missing = False
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        has = False
+        for k in range(st.nodes[node, N_NSLOTS]):
+            if st.slots[st.node_slots[node, k], L_FAMILY] == family:
+                has = True
+        if not has and _carve_slot(st, node, 0, family) < 0:
+            missing = True
+    if missing:
+        if st.cfg[C_REVERT_PARTIAL] != 0.0:
+            while st.nodes[node, N_NSLOTS] > 0:
+                _free_slot(st, st.node_slots[node, 0])
+        st.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
+        _push(st, now + st.cfg[C_CARVE_RETRY], T_CARVE, node, st.nodes[node, N_GEN])
+        return
+    st.nodes[node, N_STATUS] = STATUS_OK
+    if st.nodes[node, N_READY] == 0:
+        _agent_start(st, node)
+
+
+# --------------------------------------------------------------------------- pods
+@kjit
+def _bind(st, pod, node):
+    pods = st.pods
+    pods[pod, D_NODE] = node
+    head = st.nodes[node, N_HEAD]
+    pods[pod, D_NEXT] = head
+    pods[pod, D_PREV] = -1
+    if head >= 0:
+        pods[head, D_PREV] = pod
+    st.nodes[node, N_HEAD] = pod
+    st.nodes[node, N_PODS] += 1
+    _sched_update(st, node)
+
+
+@kjit
+def _unbind(st, pod):
+    pods = st.pods
+    node = pods[pod, D_NODE]
+    if node < 0:
+        return
+    nxt = pods[pod, D_NEXT]
+    prv = pods[pod, D_PREV]
+    if prv >= 0:
+        pods[prv, D_NEXT] = nxt
+    else:
+        st.nodes[node, N_HEAD] = nxt
+    if nxt >= 0:
+        pods[nxt, D_PREV] = prv
+    pods[pod, D_NODE] = -1
+    st.nodes[node, N_PODS] -= 1
+    _sched_update(st, node)
+
+
+@kjit
+def _clear_pending_demand(st, pod):
+    family = st.pods[pod, D_PENDING_FAMILY]
+    if family >= 0:
+        node = st.pods[pod, D_NODE]
+        pool = st.pods[pod, D_POOL + family]
+        if node >= 0 and pool >= 0:
+            st.np_pending[node, pool, family] -= 1
+        st.pods[pod, D_PENDING_FAMILY] = -1
+
+
+@kjit
+def _leave_pending(st, pod):
+    _clear_pending_demand(st, pod)
+    st.cnt[K_PENDING] -= 1
+    node = st.pods[pod, D_NODE]
+    if node >= 0:
+        st.nodes[node, N_PENDING] -= 1
+
+
+@kjit
+def _try_start(st, pod, now):
+    """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
+    pods = st.pods
+    node = pods[pod, D_NODE]
+    multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
+    failed = _alloc_pod(st, pod, node)
+    if failed < 0:
+        if pods[pod, D_STATE] == POD_PENDING:
+            _leave_pending(st, pod)
+        pods[pod, D_STATE] = POD_RUNNING
+        st.cnt[K_RUNNING] += 1
+        if multi_pool:
+            _arm_sync(st, node, now)
+        return
+    if pods[pod, D_STATE] != POD_PENDING:
+        pods[pod, D_STATE] = POD_PENDING
+        st.pod_since[pod] = now
+        st.cnt[K_PENDING] += 1
+        st.nodes[node, N_PENDING] += 1
+    if pods[pod, D_PENDING_FAMILY] != failed:
+        _clear_pending_demand(st, pod)
+        pool = pods[pod, D_POOL + failed]
+        if pool >= 0:
+            st.np_pending[node, pool, failed] += 1
+            pods[pod, D_PENDING_FAMILY] = failed
+    if multi_pool:
+        _arm_sync(st, node, now)
+    _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+
+
+@kjit
+def _free_elsewhere(st, pod):
+    # Were addresses free on other nodes' CIDRs, or uncarved in the pool, for the family that failed?
+    family = st.pods[pod, D_PENDING_FAMILY]
+    if family < 0:
+        return False
+    pool = st.pods[pod, D_POOL + family]
+    if pool < 0:
+        return False
+    if st.pool_carvable[pool, family] > 0:
+        return True
+    node = st.pods[pod, D_NODE]
+    here = 0
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+            here += sl[slot, L_MAX] - sl[slot, L_USED]
+    return st.pool_free[pool, family] - here > 0
+
+
+@kjit
+def _fail(st, pod):
+    if _free_elsewhere(st, pod):
+        st.cnt[K_FAILED_FREE] += 1
+    _leave_pending(st, pod)
+    _unbind(st, pod)
+    st.pods[pod, D_STATE] = POD_FAILED
+    st.cnt[K_FAILED] += 1
+
+
+@kjit
+def _pod_add(st, pod, pinned, now):
+    if st.pods[pod, D_STATE] != POD_NONE:
+        return
+    node = pinned
+    if node >= 0 and st.nodes[node, N_PRESENT] == 0:
+        node = -1
+    elif node < 0:
+        node = _sched_pick(st)
+    if node < 0:
+        # unschedulable for now: waits in the scheduling queue, retried
+        st.pods[pod, D_STATE] = POD_PENDING
+        st.pod_since[pod] = now
+        st.cnt[K_PENDING] += 1
+        _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+        return
+    _bind(st, pod, node)
+    _try_start(st, pod, now)
+
+
+@kjit
+def _pod_retry(st, pod, now):
+    pods = st.pods
+    if pods[pod, D_STATE] != POD_PENDING:
+        return
+    node = pods[pod, D_NODE]
+    if node < 0:
+        node = _sched_pick(st)
+        if node < 0:
+            _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+            return
+        st.cnt[K_PENDING] -= 1
+        pods[pod, D_STATE] = POD_NONE
+        _bind(st, pod, node)
+        _try_start(st, pod, now)
+        return
+    if now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
+        # one last attempt, then give up
+        failed = _alloc_pod(st, pod, node)
+        if failed < 0:
+            _leave_pending(st, pod)
+            pods[pod, D_STATE] = POD_RUNNING
+            st.cnt[K_RUNNING] += 1
+        else:
+            _fail(st, pod)
+        if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
+            _arm_sync(st, node, now)
+        return
+    _try_start(st, pod, now)
+
+
+@kjit
+def _pod_delete(st, pod, now):
+    pods = st.pods
+    state = pods[pod, D_STATE]
+    node = pods[pod, D_NODE]
+    if state == POD_RUNNING:
+        _release_pod_addresses(st, pod)
+        st.cnt[K_RUNNING] -= 1
+    elif state == POD_PENDING:
+        _leave_pending(st, pod)
+    else:
+        return
+    _unbind(st, pod)
+    pods[pod, D_STATE] = POD_DELETED
+    if node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
+        _arm_sync(st, node, now)
+
+
+# --------------------------------------------------------------------------- nodes
+@kjit
+def _node_add(st, node, now):
+    nodes = st.nodes
+    if nodes[node, N_PRESENT] == 1:
+        return
+    nodes[node, N_PRESENT] = 1
+    nodes[node, N_READY] = 0
+    nodes[node, N_GEN] += 1
+    nodes[node, N_STATUS] = STATUS_OK
+    nodes[node, N_SYNC_ARMED] = 0
+    st.cnt[K_NODES] += 1
+    gen = nodes[node, N_GEN]
+    if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
+        _agent_sync(st, node, now)
+        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+    else:
+        _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)
+    _sched_update(st, node)
+
+
+@kjit
+def _node_delete(st, node):
+    nodes = st.nodes
+    if nodes[node, N_PRESENT] == 0:
+        return
+    pods = st.pods
+    pod = nodes[node, N_HEAD]
+    while pod >= 0:
+        nxt = pods[pod, D_NEXT]
+        if pods[pod, D_STATE] == POD_RUNNING:
+            _release_pod_addresses(st, pod)
+            st.cnt[K_RUNNING] -= 1
+        else:
+            _leave_pending(st, pod)
+        pods[pod, D_STATE] = POD_DELETED
+        pods[pod, D_NODE] = -1
+        pod = nxt
+    nodes[node, N_HEAD] = -1
+    nodes[node, N_PODS] = 0
+    nodes[node, N_PENDING] = 0
+    while nodes[node, N_NSLOTS] > 0:
+        _free_slot(st, st.node_slots[node, nodes[node, N_NSLOTS] - 1])
+    if nodes[node, N_READY] == 1:
+        st.cnt[K_READY] -= 1
+    nodes[node, N_READY] = 0
+    nodes[node, N_PRESENT] = 0
+    nodes[node, N_STATUS] = STATUS_OK
+    st.cnt[K_NODES] -= 1
+    for pool in range(st.pools.shape[0]):
+        for family in range(2):
+            st.np_inuse[node, pool, family] = 0
+            st.np_pending[node, pool, family] = 0
+            st.np_requested[node, pool, family] = 0
+    _sched_update(st, node)
+
+
+# --------------------------------------------------------------------------- the loop
+@kjit
+def _timer(st, kind, a, b, now):
+    if kind == T_POD_RETRY:
+        _pod_retry(st, a, now)
+        return
+    node = a
+    if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
+        return  # a timer of a deleted node or an earlier incarnation
+    policy = np.int64(st.cfg[C_POLICY])
+    if kind == T_CARVE:
+        if policy == POLICY_MULTI_POOL:
+            _operator_multi_pool(st, node)
+        else:
+            _operator_one_per_family(st, node, now)
+    elif kind == T_AGENT_SYNC:
+        _agent_sync(st, node, now)
+    elif kind == T_REFRESH:
+        _agent_sync(st, node, now)
+        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, b)
+
+
+@kjit
+def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
+    """Process every event and timer due before ``t_stop``.
+
+    Parameters
+    ----------
+    st : State
+        The engine state (:class:`ipam_core.engine.state.State`), updated in place.
+    ev_time, ev_op, ev_node, ev_pod : numpy.ndarray
+        The workload's event columns (float64, int8, int32, int32).
+    t_stop : float
+        Simulated time to stop at (exclusive).
+
+    Returns
+    -------
+    int
+        0, or an ``ERROR_*`` code when an internal table ran out of room.
+
+    Notes
+    -----
+    Timers due at the same time as an event fire first; equal timers fire in
+    the order they were set. The loop can be resumed with a later ``t_stop``.
+    """
+    n_events = ev_time.shape[0]
+    while st.cnt[K_ERROR] == 0:
+        e = st.cnt[K_EVENT]
+        t_event = ev_time[e] if e < n_events else np.inf
+        t_timer = st.heap_t[0] if st.cnt[K_HEAP] > 0 else np.inf
+        if t_timer <= t_event:
+            if t_timer >= t_stop:
+                break
+            kind, a, b = _pop(st)
+            _timer(st, kind, a, b, t_timer)
+            continue
+        if t_event >= t_stop:
+            break
+        st.cnt[K_EVENT] = e + 1
+        op = ev_op[e]
+        if op == OP_POD_ADD:
+            _pod_add(st, ev_pod[e], ev_node[e], t_event)
+        elif op == OP_POD_DEL:
+            _pod_delete(st, ev_pod[e], t_event)
+        elif op == OP_NODE_ADD:
+            _node_add(st, ev_node[e], t_event)
+        elif op == OP_NODE_DEL:
+            _node_delete(st, ev_node[e])
+    return st.cnt[K_ERROR]

@@ -1,0 +1,62 @@
+"""Which pool each pod draws its addresses from.
+
+Pool selection (cilium ``pkg/ipam/metadata/manager.go``) depends only on the
+pod's namespace and its ``ipam.cilium.io/ip-pool`` annotation here, so it is
+decided once per distinct (namespace, annotation) pair and spread to every
+pod with numpy; the engine never calls Python per pod.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipam_core.engine import tables as T
+from ipam_core.engine.layout import Layout
+from ipam_core.errors import IPAMBenchError
+from ipam_core.workloads.events import OP_POD_ADD, Workload
+
+POOL_ANNOTATION = "ipam.cilium.io/ip-pool"
+
+
+def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> None:
+    """Fill the pods table's pool columns (``D_POOL + family``) for multi-pool.
+
+    Parameters
+    ----------
+    state : ipam_core.engine.state.State
+        Its ``pods`` table is updated in place.
+    layout : Layout
+        The mode's pools.
+    scenario : ipam_core.scenario.Scenario
+        Namespaces, pools and the selection rule.
+    workload : Workload
+        Pod namespaces and annotations.
+
+    Notes
+    -----
+    Modes with a single pool leave every pod on pool 0. A pod whose selection
+    fails (an unknown pool, several matching selectors, ``require-pool-match``)
+    gets pool -1: its allocations fail, as upstream's do.
+    """
+    if layout.policy != T.POLICY_MULTI_POOL:
+        return
+    adds = np.flatnonzero(workload.op == OP_POD_ADD)
+    pod = workload.pod[adds].astype(np.int64)
+    namespace = workload.namespace[adds].astype(np.int64)
+    annotation = workload.pool[adds].astype(np.int64)
+    n_annotations = len(workload.pool_names) + 1
+    keys, inverse = np.unique(namespace * n_annotations + (annotation + 1), return_inverse=True)
+    pool_ids = {name: i for i, name in enumerate(layout.pool_names)}
+    for family in layout.families:
+        chosen = np.empty(keys.size, dtype=np.int64)
+        for k, key in enumerate(keys):
+            ns_name = workload.namespaces[int(key // n_annotations)]
+            ann = int(key % n_annotations) - 1
+            annotations = {POOL_ANNOTATION: workload.pool_names[ann]} if ann >= 0 else {}
+            try:
+                name = scenario.select_pool(4 if family == 0 else 6, ns_name, pod_annotations=annotations)
+            except IPAMBenchError:
+                chosen[k] = -1
+                continue
+            chosen[k] = pool_ids.get(name, -1)
+        state.pods[pod, T.D_POOL + family] = chosen[inverse]

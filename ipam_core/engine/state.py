@@ -1,0 +1,227 @@
+"""Build the engine's state tables for one mode, one scenario and one workload."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from ipam_core.engine import tables as T
+from ipam_core.engine.layout import Layout, pod_range
+from ipam_core.kernels.bitmap import bm_init, bm_sizes
+from ipam_core.workloads.events import OP_NODE_ADD
+
+State = namedtuple(
+    "State",
+    [
+        "sets",  # int64 [sets, S_NCOL]
+        "set_words",  # uint64: node-CIDR bitmaps of every set, back to back
+        "set_summary",
+        "pools",  # int64 [pools, P_NCOL]
+        "chunk_stack",  # int64: per set, a stack of free pod-bitmap chunks
+        "ip_words",  # uint64: pod-address bitmaps of every node CIDR that can be live
+        "ip_summary",
+        "slots",  # int64 [slots, L_NCOL]
+        "slot_stack",  # int64: free slot ids
+        "nodes",  # int64 [nodes, N_NCOL]
+        "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
+        "pods",  # int64 [pods, D_NCOL]
+        "pod_since",  # float64 [pods]: when the pod started waiting
+        "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
+        "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
+        "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
+        "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
+        "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
+        "heap_t",  # float64 [timers]
+        "heap_i",  # int64 [timers, H_NCOL]
+        "tree_key",  # int64: scheduler segment tree
+        "tree_arg",
+        "tree_cnt",
+        "cfg",  # float64 [C_NCOL]
+        "cnt",  # int64 [K_NCOL]
+    ],
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Timing and policy knobs of one run, in seconds where they are times."""
+
+    scheduler: int
+    max_pods: int
+    health_ip: bool
+    operator_delay_s: float
+    update_rate_s: float
+    refresh_s: float
+    pod_retry_s: float
+    pod_timeout_s: float
+    carve_retry_s: float
+    seed: int
+
+
+def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
+    """Upper bound on node CIDRs one node holds, per pool and family (sizes the tables)."""
+    per_node = np.zeros((len(layout.pool_names), 2), dtype=np.int64)
+    for spec in layout.sets:
+        usable, _ = pod_range(spec.network.max_prefixlen, spec.node_mask)
+        if layout.policy == T.POLICY_ONE_PER_FAMILY:
+            need = 1
+        else:
+            # demand never exceeds max pods + 2 reserved + twice the pre-allocation buffer;
+            # pinned pods may overshoot max pods, hence the factor 2
+            demand = 2 * (max_pods + 2) + 2 * layout.pre_allocation[spec.pool]
+            need = -(-demand // usable) + 1
+        cell = per_node[spec.pool, spec.family]
+        per_node[spec.pool, spec.family] = max(cell, need)
+    return per_node
+
+
+def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, n_node_adds: int) -> State:
+    """Allocate and initialise every table for a run.
+
+    Parameters
+    ----------
+    layout : Layout
+        The mode's pools and rules.
+    config : EngineConfig
+        Timing and policy knobs.
+    n_nodes : int
+        Distinct node ids in the workload.
+    n_pods : int
+        Distinct pod ids in the workload.
+    n_node_adds : int
+        Node-add events (bounds the timers of past node incarnations).
+
+    Returns
+    -------
+    State
+        Fresh state; memory is one bit per node CIDR and per usable pod
+        address of every node CIDR that can be live at once.
+    """
+    n_pools = len(layout.pool_names)
+    n_sets = len(layout.sets)
+    per_node = _cidrs_per_node(layout, config.max_pods)
+    sets = np.zeros((n_sets, T.S_NCOL), dtype=np.int64)
+    pools = np.zeros((n_pools, T.P_NCOL), dtype=np.int64)
+    pools[:, T.P_PRE_ALLOC] = layout.pre_allocation
+    w_off = s_off = ipw_off = ips_off = chunk_off = 0
+    for i, spec in enumerate(layout.sets):
+        capacity = spec.capacity
+        nw, ns = bm_sizes(capacity)
+        usable, counted = pod_range(spec.network.max_prefixlen, spec.node_mask)
+        slot_nw, slot_ns = bm_sizes(usable)
+        chunks = int(min(capacity, max(1, n_nodes) * per_node[spec.pool, spec.family]))
+        sets[i, T.S_FAMILY] = spec.family
+        sets[i, T.S_POOL] = spec.pool
+        sets[i, T.S_N] = capacity
+        sets[i, T.S_W_OFF], sets[i, T.S_W_LEN] = w_off, nw
+        sets[i, T.S_S_OFF], sets[i, T.S_S_LEN] = s_off, ns
+        sets[i, T.S_SLOT_MAX] = usable
+        sets[i, T.S_SLOT_WORDS], sets[i, T.S_SLOT_SWORDS] = slot_nw, slot_ns
+        sets[i, T.S_IPW_OFF], sets[i, T.S_IPS_OFF] = ipw_off, ips_off
+        sets[i, T.S_CHUNK_OFF], sets[i, T.S_CHUNK_CAP], sets[i, T.S_CHUNK_TOP] = chunk_off, chunks, chunks
+        sets[i, T.S_ADDRS] = counted
+        w_off += nw
+        s_off += ns
+        ipw_off += chunks * slot_nw
+        ips_off += chunks * slot_ns
+        chunk_off += chunks
+    for pool in range(n_pools):
+        for family in range(2):
+            members = [i for i, spec in enumerate(layout.sets) if spec.pool == pool and spec.family == family]
+            if members:
+                pools[pool, T.P_SET_LO + family] = members[0]
+                pools[pool, T.P_SET_HI + family] = members[-1] + 1
+                if members != list(range(members[0], members[-1] + 1)):
+                    raise ValueError("layout sets must be grouped by pool and family")
+    set_words = np.zeros(max(w_off, 1), dtype=np.uint64)
+    set_summary = np.zeros(max(s_off, 1), dtype=np.uint64)
+    for i in range(n_sets):
+        w0, s0 = sets[i, T.S_W_OFF], sets[i, T.S_S_OFF]
+        bm_init(set_words[w0 : w0 + sets[i, T.S_W_LEN]], set_summary[s0 : s0 + sets[i, T.S_S_LEN]], sets[i, T.S_N])
+    # chunks are handed out from the top of each stack: lowest chunk first
+    chunk_stack = np.zeros(max(chunk_off, 1), dtype=np.int64)
+    for i in range(n_sets):
+        off, cap = sets[i, T.S_CHUNK_OFF], sets[i, T.S_CHUNK_CAP]
+        chunk_stack[off : off + cap] = np.arange(cap - 1, -1, -1)
+    n_slots = max(chunk_off, 1)
+    slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
+    slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
+    nodes = np.zeros((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
+    nodes[:, T.N_HEAD] = -1
+    node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
+    pods = np.zeros((max(n_pods, 1), T.D_NCOL), dtype=np.int64)
+    pods[:, T.D_NODE] = -1
+    pods[:, T.D_SLOT : T.D_SLOT + 2] = -1
+    pods[:, T.D_NEXT] = -1
+    pods[:, T.D_PREV] = -1
+    pods[:, T.D_PENDING_FAMILY] = -1
+    pods[:, T.D_POOL] = layout.default_pool
+    pods[:, T.D_POOL + 1] = layout.default_pool
+    heap_cap = n_pods + 4 * n_node_adds + 64
+    size = 1
+    while size < max(n_nodes, 1):
+        size <<= 1
+    tree_key = np.full(2 * size, 1 << 62, dtype=np.int64)
+    tree_arg = np.zeros(2 * size, dtype=np.int64)
+    tree_arg[size:] = np.arange(size)
+    cfg = np.zeros(T.C_NCOL, dtype=np.float64)
+    cfg[T.C_POLICY] = layout.policy
+    for family in layout.families:
+        cfg[T.C_FAMILY + family] = 1.0
+    cfg[T.C_HEALTH] = float(config.health_ip)
+    cfg[T.C_OPERATOR_DELAY] = config.operator_delay_s
+    cfg[T.C_UPDATE_RATE] = config.update_rate_s
+    cfg[T.C_REFRESH] = config.refresh_s
+    cfg[T.C_RETRY] = config.pod_retry_s
+    cfg[T.C_TIMEOUT] = config.pod_timeout_s
+    cfg[T.C_SCHEDULER] = config.scheduler
+    cfg[T.C_MAX_PODS] = config.max_pods
+    cfg[T.C_CARVE_RETRY] = config.carve_retry_s
+    cfg[T.C_REVERT_PARTIAL] = float(layout.revert_partial)
+    cfg[T.C_DEFAULT_POOL] = layout.default_pool
+    cfg[T.C_SEED] = config.seed
+    cnt = np.zeros(T.K_NCOL, dtype=np.int64)
+    cnt[T.K_SLOT_TOP] = n_slots
+    pool_carvable = np.zeros((n_pools, 2), dtype=np.int64)
+    for spec in layout.sets:
+        pool_carvable[spec.pool, spec.family] += spec.capacity
+        cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * spec.family + T.F_CARVABLE] += spec.capacity
+    return State(
+        sets=sets,
+        set_words=set_words,
+        set_summary=set_summary,
+        pools=pools,
+        chunk_stack=chunk_stack,
+        ip_words=np.zeros(max(ipw_off, 1), dtype=np.uint64),
+        ip_summary=np.zeros(max(ips_off, 1), dtype=np.uint64),
+        slots=slots,
+        slot_stack=slot_stack,
+        nodes=nodes,
+        node_slots=node_slots,
+        pods=pods,
+        pod_since=np.zeros(max(n_pods, 1), dtype=np.float64),
+        np_inuse=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
+        np_pending=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
+        np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
+        pool_free=np.zeros((n_pools, 2), dtype=np.int64),
+        pool_carvable=pool_carvable,
+        heap_t=np.zeros(heap_cap, dtype=np.float64),
+        heap_i=np.zeros((heap_cap, T.H_NCOL), dtype=np.int64),
+        tree_key=tree_key,
+        tree_arg=tree_arg,
+        tree_cnt=np.zeros(2 * size, dtype=np.int64),
+        cfg=cfg,
+        cnt=cnt,
+    )
+
+
+def count_node_adds(op: np.ndarray) -> int:
+    """Number of node-add events in a workload's ``op`` column."""
+    return int(np.count_nonzero(op == OP_NODE_ADD))
+
+
+def state_nbytes(state: State) -> int:
+    """Bytes held by the state's arrays (the memory figure recorded in bench/)."""
+    return int(sum(a.nbytes for a in state))

@@ -1,0 +1,162 @@
+"""Column layout of the engine's state tables.
+
+The engine keeps its whole state in a handful of integer tables so one
+compiled loop can touch any node, pod or CIDR without Python in between.
+Each table is an ``int64`` array of shape ``(rows, NCOL)``; the constants
+below name its columns. Numba treats module globals as compile-time
+constants, so reading ``slots[s, L_USED]`` costs nothing extra.
+
+Families are indexed ``0`` (IPv4) and ``1`` (IPv6) everywhere.
+"""
+
+from __future__ import annotations
+
+# ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
+S_FAMILY = 0  # 0 = IPv4, 1 = IPv6
+S_POOL = 1  # pool id (0 for the single pool of kubernetes / cluster-pool)
+S_N = 2  # node CIDRs in the set: 2**(node_mask - prefix)
+S_CURSOR = 3  # next-fit cursor (nextCandidate)
+S_ALLOCATED = 4  # node CIDRs taken
+S_W_OFF = 5  # offset of the set's bitmap in `set_words`
+S_W_LEN = 6
+S_S_OFF = 7  # offset of its summary in `set_summary`
+S_S_LEN = 8
+S_SLOT_MAX = 9  # usable pod addresses in one node CIDR (PodIPRange max)
+S_SLOT_WORDS = 10  # words of one node CIDR's pod bitmap
+S_SLOT_SWORDS = 11  # summary words of one node CIDR's pod bitmap
+S_IPW_OFF = 12  # where this set's pod bitmaps start in `ip_words`
+S_IPS_OFF = 13  # ... and their summaries in `ip_summary`
+S_CHUNK_OFF = 14  # offset of this set's free-chunk stack in `chunk_stack`
+S_CHUNK_CAP = 15  # pod bitmaps this set can have live at once
+S_CHUNK_TOP = 16  # chunks still on the free stack
+S_ADDRS = 17  # addresses counted per node CIDR (IPv6 capped at the 65,536 window)
+S_NCOL = 18
+
+# ---- pools, table `pools`: each pool's sets are contiguous, in list order
+P_SET_LO = 0  # + family: first set of the pool for that family
+P_SET_HI = 2  # + family: one past the last
+P_PRE_ALLOC = 4  # multi-pool pre-allocation (ipam-multi-pool-pre-allocation)
+P_NCOL = 5
+
+# ---- node CIDRs held by nodes ("slots"), table `slots`
+L_STATE = 0  # SLOT_FREE / SLOT_LIVE / SLOT_RELEASED (given back by the agent, not yet freed by the operator)
+L_SET = 1
+L_INDEX = 2  # node-CIDR index inside the set
+L_NODE = 3
+L_CHUNK = 4  # which pod bitmap of the set it uses
+L_USED = 5  # bits taken in the pod bitmap (pods + router + health)
+L_MAX = 6  # usable addresses
+L_RESERVED = 7  # router / health addresses taken inside
+L_FAMILY = 8
+L_POOL = 9
+L_NCOL = 10
+
+SLOT_FREE = 0
+SLOT_LIVE = 1
+SLOT_RELEASED = 2
+
+# ---- nodes, table `nodes`
+N_PRESENT = 0
+N_READY = 1
+N_GEN = 2  # incarnation: timers of an earlier incarnation are ignored
+N_PODS = 3  # pods bound to the node (running + pending)
+N_PENDING = 4  # bound pods still waiting for an address
+N_NSLOTS = 5
+N_SYNC_ARMED = 6  # multi-pool: a debounced CiliumNode update is scheduled
+N_STATUS = 7  # operator status error code (STATUS_*)
+N_HEAD = 8  # first pod of the node's pod list (-1 = none)
+N_NCOL = 9
+
+STATUS_OK = 0
+STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
+STATUS_POOL_EMPTY = 2  # multi-pool: "pool empty"
+STATUS_NO_POOL = 3  # multi-pool: pod asked for a pool that does not exist
+STATUS_TEXT = (
+    "",
+    "CIDR allocation failed; there are no remaining CIDRs left to allocate in the accepted range",
+    "pool empty",
+    "pool not found",
+)
+
+# ---- pods, table `pods`
+D_STATE = 0  # POD_*
+D_NODE = 1  # bound node, -1 while unscheduled
+D_SLOT = 2  # + family: slot holding the address, -1 = none
+D_OFF = 4  # + family: offset of the address in the slot's bitmap
+D_POOL = 6  # + family: pool the pod draws from (-1 = selection failed)
+D_NEXT = 8  # doubly linked list of the pods of one node
+D_PREV = 9
+D_PENDING_FAMILY = 10  # family whose allocation failed last (-1 = none): counts as multi-pool demand
+D_NCOL = 11
+
+POD_NONE = 0
+POD_PENDING = 1
+POD_RUNNING = 2
+POD_DELETED = 3
+POD_FAILED = 4
+
+# ---- timers
+T_CARVE = 0  # operator handles the node (carve node CIDRs / multi-pool allocate)
+T_AGENT_SYNC = 1  # multi-pool agent writes its CiliumNode (after the debounce)
+T_REFRESH = 2  # multi-pool agent's periodic refresh
+T_POD_RETRY = 3  # kubelet retries a pending pod
+H_KIND = 0
+H_A = 1
+H_B = 2
+H_SEQ = 3
+H_NCOL = 4
+
+# ---- configuration, float64 vector `cfg`
+C_POLICY = 0  # POLICY_*
+C_FAMILY = 1  # + family: 1.0 when enabled
+C_HEALTH = 3  # 1.0: the agent takes a health address per family
+C_OPERATOR_DELAY = 4  # s between a CiliumNode change and the operator's answer
+C_UPDATE_RATE = 5  # s: CiliumNode update debounce (multi-pool)
+C_REFRESH = 6  # s: multi-pool agent periodic refresh
+C_RETRY = 7  # s: pod retry interval
+C_TIMEOUT = 8  # s: a pod pending this long fails
+C_SCHEDULER = 9  # SCHED_*
+C_MAX_PODS = 10
+C_CARVE_RETRY = 11  # s: operator retry after a failed carve
+C_REVERT_PARTIAL = 12  # 1.0: a node that gets one family but not the other gives it back (Cilium); 0: keep (KCM)
+C_DEFAULT_POOL = 13  # pool id of the default pool (router / health addresses)
+C_SEED = 14
+C_NCOL = 15
+
+POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool
+POLICY_MULTI_POOL = 1
+
+SCHED_SPREAD = 0
+SCHED_PACK = 1
+SCHED_RANDOM = 2
+SCHEDULERS = {"spread": SCHED_SPREAD, "pack": SCHED_PACK, "random": SCHED_RANDOM}
+
+# ---- counters, int64 vector `cnt`
+K_EVENT = 0  # next external event
+K_HEAP = 1  # timers in the heap
+K_SEQ = 2  # timer sequence number (stable order)
+K_RUNNING = 3
+K_PENDING = 4
+K_FAILED = 5
+K_FAILED_FREE = 6  # failed while addresses were free elsewhere
+K_NODES = 7
+K_READY = 8
+K_ERROR = 9  # internal capacity error (heap / slot table full): the run stops
+K_SLOT_TOP = 10  # free slot ids left on the `slot_stack`
+K_FAMILY_BASE = 16  # + FAMILY_STRIDE * family + F_*
+FAMILY_STRIDE = 16
+F_CARVED = 0  # addresses in node CIDRs
+F_RESERVED = 1  # network/last + router/health
+F_USED = 2  # pod addresses
+F_NODE_CIDRS = 3
+F_CARVABLE = 4  # node CIDRs the pools can still hand out
+F_CARVES = 5
+F_RELEASES = 6
+F_IP_ALLOCS = 7
+F_IP_FAILS = 8
+F_FREE = 9  # usable free addresses in live node CIDRs
+K_NCOL = K_FAMILY_BASE + 2 * FAMILY_STRIDE
+
+ERROR_HEAP_FULL = 1
+ERROR_SLOTS_FULL = 2
+ERROR_CHUNKS_FULL = 3

@@ -1,0 +1,56 @@
+"""Cilium cluster-scope IPAM (``ipam: cluster-pool``, the default).
+
+The operator keeps one next-fit CIDR set per ``clusterPoolIPv4PodCIDRList``
+entry, in list order, and gives each CiliumNode exactly one CIDR per family
+from the first entry that is not full; when IPv6 fails the IPv4 CIDR is
+reverted; CIDRs are released only when the CiliumNode is deleted (cilium
+``pkg/ipam/allocator/podcidr/podcidr.go``,
+``pkg/ipam/allocator/clusterpool/cidralloc/cidralloc.go``). A node whose
+pool is exhausted gets no CIDR, its agent never becomes ready, and the
+operator retries. Agents allocate exactly as in host scope
+(``pkg/ipam/ipam.go`` handles both modes in one case). Defaults:
+``10.0.0.0/8`` with /24 node CIDRs, IPv6 ``fd00::/104`` with /120 (Helm).
+"""
+
+from __future__ import annotations
+
+from ipam_core.engine.layout import Layout
+from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
+from ipam_core.modes._common import families, sets_for
+
+NAME = "cluster-pool"
+UPSTREAM = (
+    "cilium pkg/ipam/allocator/podcidr/podcidr.go",
+    "cilium pkg/ipam/allocator/clusterpool/clusterpool.go",
+    "cilium pkg/ipam/cidrset/cidr_set.go",
+)
+
+
+def layout(scenario) -> Layout:
+    """The cluster-pool list as one pool of node CIDRs per family.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Validated scenario.
+
+    Returns
+    -------
+    Layout
+    """
+    ipam = scenario.ipam
+    enabled = families(ipam)
+    by_family = {
+        0: (tuple(ipam.cluster_pool_v4), ipam.cluster_pool_v4_mask),
+        1: (tuple(ipam.cluster_pool_v6), ipam.cluster_pool_v6_mask),
+    }
+    return Layout(
+        mode=NAME,
+        policy=POLICY_ONE_PER_FAMILY,
+        families=enabled,
+        pool_names=("cluster-pool",),
+        pre_allocation=(0,),
+        sets=tuple(sets_for(0, by_family, enabled)),
+        default_pool=0,
+        revert_partial=True,
+    )
