@@ -1,0 +1,235 @@
+"""The resolved, validated scenario: frozen dataclasses the engine reads.
+
+All durations are float seconds; CIDRs are canonical strings (``str(ipaddress network)``),
+listed in the order the user wrote them (upstream allocates in list order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Synthetic pod labels Cilium adds before matching a pool's ``podSelector``
+#: (cilium ``pkg/k8s/apis/cilium.io/const.go`` PodNamespaceLabel / PodNameLabel).
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+
+#: Label-selector operators of ``matchExpressions`` (``metav1.LabelSelectorOperator``).
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    """One ``matchExpressions`` entry: ``key``, ``operator`` and ``values``."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` satisfy this requirement.
+
+        Notes
+        -----
+        Follows kubernetes ``apimachinery/pkg/labels/selector.go`` ``Requirement.Matches``:
+        ``NotIn`` is true when the key is absent; ``DoesNotExist`` only when absent.
+        """
+        present = self.key in labels
+        if self.operator == "In":
+            return present and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return not present or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        raise ValueError(f"unknown label selector operator {self.operator!r}")
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes ``LabelSelector``: all ``match_labels`` and all ``match_expressions`` must hold.
+
+    An empty selector (``{}``) matches every label set, as in Kubernetes
+    (``metav1.LabelSelectorAsSelector``); "no selector" is ``None`` where one is used.
+    """
+
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` satisfy every label and every expression of the selector.
+
+        Parameters
+        ----------
+        labels : mapping of str to str
+            The object's labels.
+
+        Returns
+        -------
+        bool
+        """
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return False
+        return all(req.matches(labels) for req in self.match_expressions)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One multi-pool IP pool (a ``CiliumPodIPPool``, or one derived from Helm values).
+
+    ``ipv4_cidrs`` empty means the pool has no ``spec.ipv4`` (and then
+    ``ipv4_mask_size`` is ``None``); likewise for IPv6.
+    """
+
+    name: str
+    ipv4_cidrs: tuple[str, ...] = ()
+    ipv4_mask_size: int | None = None
+    ipv6_cidrs: tuple[str, ...] = ()
+    ipv6_mask_size: int | None = None
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    allow_first_ip: bool = False
+    allow_last_ip: bool = False
+
+    def has_family(self, family: int) -> bool:
+        """Whether the pool has ``spec.ipv4`` (family 4) or ``spec.ipv6`` (family 6)."""
+        return bool(self.cidrs(family))
+
+    def cidrs(self, family: int) -> tuple[str, ...]:
+        """The pool's CIDRs of ``family``, in spec order."""
+        return self.ipv4_cidrs if family == 4 else self.ipv6_cidrs
+
+    def mask_size(self, family: int) -> int | None:
+        """The pool's ``maskSize`` for ``family`` (``None`` without that family)."""
+        return self.ipv4_mask_size if family == 4 else self.ipv6_mask_size
+
+    @property
+    def has_selector(self) -> bool:
+        """Whether the pool takes part in selector matching (at least one selector set)."""
+        return self.pod_selector is not None or self.namespace_selector is not None
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    """A Namespace: name, labels and annotations (``ipam.cilium.io/ip-pool`` and friends)."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Initial nodes, how pods are placed, and the kubelet pod limit per node."""
+
+    nodes: int
+    scheduler: str
+    max_pods: int
+
+
+@dataclass(frozen=True)
+class IPAMSpec:
+    """Everything the IPAM modes read: families, per-mode pools, masks and pre-allocation.
+
+    Every mode's settings are kept (``cluster_pool_*``, ``kcm_*``, ``pools``), so one
+    scenario can be run under each mode (:func:`ipam_core.scenario.scenario_for_mode`).
+    ``pools_derived`` is true when no pool was configured and ``pools`` holds the default
+    pool built from the cluster-pool lists (as Helm ``autoCreateCiliumPodIPPools`` would).
+    """
+
+    mode: str
+    ipv4: bool
+    ipv6: bool
+    health_ip: bool
+    cluster_pool_v4: tuple[str, ...]
+    cluster_pool_v4_mask: int
+    cluster_pool_v6: tuple[str, ...]
+    cluster_pool_v6_mask: int
+    kcm_cluster_cidrs: tuple[str, ...]
+    kcm_node_mask_v4: int
+    kcm_node_mask_v6: int
+    kcm_allocate_node_cidrs: bool
+    pools: tuple[PoolSpec, ...]
+    pre_allocation: Mapping[str, int]
+    default_pool: str
+    pools_derived: bool = False
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """Enabled IP families, IPv4 first: ``(4,)``, ``(6,)`` or ``(4, 6)``."""
+        return tuple(f for f, on in ((4, self.ipv4), (6, self.ipv6)) if on)
+
+    def pool(self, name: str) -> PoolSpec | None:
+        """The pool called ``name``, or ``None`` (upstream then fails the allocation)."""
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        return None
+
+    def kcm_cidr(self, family: int) -> str | None:
+        """The KCM ``--cluster-cidr`` entry of ``family``, or ``None``."""
+        for cidr in self.kcm_cluster_cidrs:
+            if (":" in cidr) == (family == 6):
+                return cidr
+        return None
+
+    def kcm_node_mask(self, family: int) -> int:
+        """The KCM node CIDR mask for ``family``."""
+        return self.kcm_node_mask_v4 if family == 4 else self.kcm_node_mask_v6
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Upstream delays, in seconds (see docs/scenario.md for each source)."""
+
+    cilium_node_update_rate_s: float
+    multi_pool_refresh_s: float
+    pending_allocation_ttl_s: float
+    operator_sync_interval_s: float
+    pod_retry_interval_s: float
+    pod_pending_timeout_s: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: cluster, IPAM settings, timing, namespaces and workload.
+
+    ``workload`` is what ``ipam_core.workloads.parse_workload`` returned; ``steps`` is the
+    raw ``steps:`` list, validated by the migration module; ``source_text`` is the YAML
+    the scenario was read from (hashed into trace metadata).
+    """
+
+    name: str
+    description: str
+    seed: int
+    duration_s: float
+    sample_interval_s: float
+    node_sample_interval_s: float
+    modes: tuple[str, ...]
+    cluster: ClusterSpec
+    ipam: IPAMSpec
+    timing: Timing
+    namespaces: tuple[NamespaceSpec, ...]
+    workload: Any
+    steps: tuple[Any, ...] = ()
+    source_text: str = ""
+    source_path: Path | None = None
+
+    def namespace(self, name: str) -> NamespaceSpec:
+        """The Namespace ``name``; one without labels or annotations when not declared."""
+        for ns in self.namespaces:
+            if ns.name == name:
+                return ns
+        return NamespaceSpec(name)
+
+    def select_pool(self, family: int, namespace: str, *, pod_annotations: Mapping[str, str] | None = None,
+                    pod_labels: Mapping[str, str] | None = None, pod_name: str = "") -> str:
+        """Multi-pool pool for a pod of ``namespace``: see :func:`ipam_core.scenario.select_pool`."""
+        from ipam_core.scenario.selection import select_pool
+
+        return select_pool(self.ipam, family, namespace=self.namespace(namespace),
+                           pod_annotations=pod_annotations, pod_labels=pod_labels, pod_name=pod_name)
