@@ -1,0 +1,60 @@
+"""Compiled kernels of ipam_core, importable on their own.
+
+The ``bm_*`` functions work on a two-level ``uint64`` bitmap (see
+:mod:`ipam_core.kernels.bitmap` for the layout). They never raise and never
+allocate: they return counts, offsets or -1, so callers can use them inside
+their own compiled loops. :class:`ipam_core.Bitmap` is the checked Python API
+over them.
+"""
+
+from ipam_core.kernels.bitmap import (
+    bm_alloc_block,
+    bm_alloc_blocks,
+    bm_alloc_first,
+    bm_alloc_next_fit,
+    bm_alloc_scan,
+    bm_clear,
+    bm_clear_many,
+    bm_clear_range,
+    bm_count,
+    bm_find_free,
+    bm_find_free_wrap,
+    bm_free_blocks,
+    bm_init,
+    bm_largest_free_block,
+    bm_release_block,
+    bm_release_blocks,
+    bm_set,
+    bm_set_many,
+    bm_set_range,
+    bm_sizes,
+    bm_test,
+    bm_test_many,
+    bm_used_offsets,
+)
+
+__all__ = [
+    "bm_alloc_block",
+    "bm_alloc_blocks",
+    "bm_alloc_first",
+    "bm_alloc_next_fit",
+    "bm_alloc_scan",
+    "bm_clear",
+    "bm_clear_many",
+    "bm_clear_range",
+    "bm_count",
+    "bm_find_free",
+    "bm_find_free_wrap",
+    "bm_free_blocks",
+    "bm_init",
+    "bm_largest_free_block",
+    "bm_release_block",
+    "bm_release_blocks",
+    "bm_set",
+    "bm_set_many",
+    "bm_set_range",
+    "bm_sizes",
+    "bm_test",
+    "bm_test_many",
+    "bm_used_offsets",
+]
