@@ -1,0 +1,410 @@
+"""Every bitmap kernel against the set-based model in ``reference_bitmap``.
+
+Each test builds the starting words and summary from the model (bit by bit,
+independently of the kernels), runs one kernel, and compares both its return
+value and the resulting words and summary with what the model says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipam_core import kernels as k
+from reference_bitmap import RefBitmap
+
+# 4097 = 64*64 + 1: 65 leaf words, so the summary spans 2 words.
+EDGE_SIZES = [0, 1, 2, 5, 63, 64, 65, 127, 128, 130, 200, 4095, 4096, 4097, 2 * 4096 + 3]
+NOT_MULTIPLE_OF_64 = [n for n in EDGE_SIZES if n % 64]
+FULL_WORD = (1 << 64) - 1
+
+
+# ------------------------------------------------------------------------ helpers
+def arrays(ref: RefBitmap) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh words and summary for the model's state, built by the model."""
+    return ref.words(), ref.summary()
+
+
+def assert_state(words, summary, ref: RefBitmap) -> None:
+    np.testing.assert_array_equal(words, ref.words(), err_msg="leaf words differ from the model")
+    np.testing.assert_array_equal(summary, ref.summary(), err_msg="summary differs from the model")
+
+
+def random_ref(n: int, density: float, seed: int, blocky: bool = False) -> RefBitmap:
+    """A model with about ``density`` of its slots used, seeded."""
+    rng = np.random.default_rng(seed)
+    if not blocky:
+        used = np.flatnonzero(rng.random(n) < density)
+        return RefBitmap(n, used.tolist())
+    # Used slots come in aligned runs of random sizes, the shape block carving leaves.
+    ref = RefBitmap(n)
+    while n and ref.count() < density * n:
+        order = int(rng.integers(0, 9))
+        size = 1 << order
+        if size > n:
+            continue
+        start = int(rng.integers(0, n // size)) * size
+        ref.set_range(start, start + size)
+    return ref
+
+
+@st.composite
+def states(draw, max_n: int = 300):
+    """A model bitmap: edge or random size, sparse/dense/blocky/explicit contents."""
+    n = draw(st.one_of(st.sampled_from(EDGE_SIZES), st.integers(0, max_n)))
+    kind = draw(st.sampled_from(["random", "blocky", "explicit"]))
+    if kind == "explicit" or n == 0:
+        used = draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=min(n, 80))) if n else set()
+        return RefBitmap(n, used)
+    density = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.98, 1.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return random_ref(n, density, seed, blocky=(kind == "blocky"))
+
+
+PARAM_STATES = [
+    pytest.param(n, d, b, id=f"n{n}-d{d}-{'blocky' if b else 'random'}")
+    for n in EDGE_SIZES
+    for d in (0.0, 0.5, 0.97, 1.0)
+    for b in (False, True)
+]
+
+
+# ------------------------------------------------------------------------ layout
+@pytest.mark.parametrize("n", EDGE_SIZES + [10**6])
+def test_sizes_match_model(n):
+    assert k.bm_sizes(n) == RefBitmap(n).sizes()
+
+
+def test_sizes_of_4097_need_two_summary_words():
+    assert k.bm_sizes(4096) == (64, 1)
+    assert k.bm_sizes(4097) == (65, 2)
+
+
+@pytest.mark.parametrize("n", EDGE_SIZES)
+def test_init_sets_only_pad_bits_whatever_was_there(n):
+    nw, ns = k.bm_sizes(n)
+    words = np.full(nw, 0x5A5A5A5A5A5A5A5A, dtype=np.uint64)
+    summary = np.full(ns, 0x1234, dtype=np.uint64)
+    k.bm_init(words, summary, n)
+    assert_state(words, summary, RefBitmap(n))
+
+
+@given(states())
+def test_count(ref):
+    words, _ = arrays(ref)
+    assert k.bm_count(words, ref.n) == ref.count()
+
+
+# ------------------------------------------------------------------------ single slots
+@given(states(), st.data())
+def test_test_set_clear_single_slot(ref, data):
+    if ref.n == 0:
+        return
+    i = data.draw(st.integers(0, ref.n - 1))
+    words, summary = arrays(ref)
+    assert bool(k.bm_test(words, i)) == ref.test(i)
+    op = data.draw(st.sampled_from(["set", "clear"]))
+    if op == "set":
+        flipped = k.bm_set(words, summary, i)
+        expected = ref.set_many([i])
+    else:
+        flipped = k.bm_clear(words, summary, i)
+        expected = ref.clear_many([i])
+    assert flipped == expected
+    assert_state(words, summary, ref)
+
+
+@given(states(), st.data())
+def test_set_many_clear_many_test_many(ref, data):
+    if ref.n == 0:
+        return
+    offsets = np.array(
+        data.draw(st.lists(st.integers(0, ref.n - 1), max_size=200)), dtype=np.int64
+    )  # repeats allowed: each flips at most once
+    words, summary = arrays(ref)
+    hits = np.empty(offsets.shape[0], dtype=np.bool_)
+    assert k.bm_test_many(words, offsets, hits) == sum(ref.test(int(i)) for i in offsets)
+    assert hits.tolist() == [ref.test(int(i)) for i in offsets]
+    if data.draw(st.booleans()):
+        assert k.bm_set_many(words, summary, offsets) == ref.set_many(offsets)
+    else:
+        assert k.bm_clear_many(words, summary, offsets) == ref.clear_many(offsets)
+    assert_state(words, summary, ref)
+
+
+@given(states(), st.data())
+def test_set_range_clear_range(ref, data):
+    lo = data.draw(st.integers(0, ref.n))
+    hi = data.draw(st.integers(lo, ref.n))
+    words, summary = arrays(ref)
+    if data.draw(st.booleans()):
+        assert k.bm_set_range(words, summary, lo, hi) == ref.set_range(lo, hi)
+    else:
+        assert k.bm_clear_range(words, summary, lo, hi) == ref.clear_range(lo, hi)
+    assert_state(words, summary, ref)
+
+
+def test_set_range_across_many_words_fills_summary():
+    ref = RefBitmap(4097)
+    words, summary = arrays(ref)
+    assert k.bm_set_range(words, summary, 3, 4097) == ref.set_range(3, 4097)
+    assert_state(words, summary, ref)
+    assert k.bm_clear_range(words, summary, 64, 4096) == ref.clear_range(64, 4096)
+    assert_state(words, summary, ref)
+
+
+# ------------------------------------------------------------------------ searching
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_find_free_every_start(n, density, blocky):
+    ref = random_ref(n, density, seed=n + 7, blocky=blocky)
+    words, summary = arrays(ref)
+    nw, _ = ref.sizes()
+    for start in list(range(0, min(n, 300))) + list(range(max(0, n - 70), nw * 64 + 2)):
+        assert k.bm_find_free(words, summary, start) == ref.find_free(start), start
+        if start < n:
+            assert k.bm_find_free_wrap(words, summary, start) == ref.find_free_wrap(start), start
+
+
+@given(states(), st.data())
+def test_find_free_random_starts(ref, data):
+    words, summary = arrays(ref)
+    start = data.draw(st.integers(0, max(ref.n - 1, 0)))
+    assert k.bm_find_free(words, summary, start) == ref.find_free(start)
+    if ref.n:
+        assert k.bm_find_free_wrap(words, summary, start) == ref.find_free_wrap(start)
+    assert_state(words, summary, ref)  # searching never writes
+
+
+def test_find_free_wrap_goes_round_to_the_lowest_free():
+    ref = RefBitmap(130, range(3, 130))
+    words, summary = arrays(ref)
+    assert k.bm_find_free_wrap(words, summary, 120) == 0
+    ref.set_many([0, 1])
+    words, summary = arrays(ref)
+    assert k.bm_find_free_wrap(words, summary, 129) == 2
+    ref.set_many([2])
+    words, summary = arrays(ref)
+    assert k.bm_find_free_wrap(words, summary, 5) == -1
+
+
+# ------------------------------------------------------------------------ allocation
+@given(states(), st.data())
+def test_alloc_first(ref, data):
+    want = data.draw(st.integers(0, ref.n - ref.count() + 3))
+    words, summary = arrays(ref)
+    out = np.full(want, -7, dtype=np.int64)
+    got = k.bm_alloc_first(words, summary, want, out)
+    expected = ref.alloc_first(want)
+    assert got == len(expected)
+    assert out[:got].tolist() == expected
+    assert_state(words, summary, ref)
+
+
+@given(states(), st.data())
+def test_alloc_next_fit(ref, data):
+    want = data.draw(st.integers(0, ref.n - ref.count() + 3))
+    ref.cursor = data.draw(st.integers(0, max(ref.n - 1, 0)))
+    cursor = ref.cursor
+    words, summary = arrays(ref)
+    out = np.full(want, -7, dtype=np.int64)
+    got, new_cursor = k.bm_alloc_next_fit(words, summary, ref.n, cursor, want, out)
+    expected = ref.alloc_next_fit(want)
+    assert got == len(expected)
+    assert out[:got].tolist() == expected
+    assert new_cursor == ref.cursor
+    if got == 0:
+        assert new_cursor == cursor
+    assert_state(words, summary, ref)
+
+
+def test_next_fit_wraps_and_cursor_follows_last_taken():
+    ref = RefBitmap(130, [0, 2, 127, 129])
+    words, summary = arrays(ref)
+    out = np.empty(4, dtype=np.int64)
+    got, cursor = k.bm_alloc_next_fit(words, summary, 130, 126, 4, out)
+    assert (got, out.tolist(), cursor) == (4, [126, 128, 1, 3], 4)
+    # taking the very last slot moves the cursor back to 0
+    ref = RefBitmap(130, range(129))
+    words, summary = arrays(ref)
+    got, cursor = k.bm_alloc_next_fit(words, summary, 130, 5, 1, out)
+    assert (got, out[0], cursor) == (1, 129, 0)
+
+
+@given(states(), st.data())
+def test_alloc_scan(ref, data):
+    n = ref.n
+    free = n - ref.count()
+    # starts beyond n are taken modulo n by the kernel
+    starts = np.array(
+        data.draw(st.lists(st.integers(0, max(3 * n - 1, 0)), max_size=free + 3)), dtype=np.int64
+    )
+    words, summary = arrays(ref)
+    out = np.full(starts.shape[0], -7, dtype=np.int64)
+    got = k.bm_alloc_scan(words, summary, n, starts, out)
+    expected = ref.alloc_scan(starts)
+    assert got == len(expected)
+    assert out[:got].tolist() == expected
+    assert_state(words, summary, ref)
+
+
+def test_scan_wraps_past_the_end():
+    ref = RefBitmap(200, list(range(190, 200)) + [0, 1])
+    words, summary = arrays(ref)
+    out = np.empty(3, dtype=np.int64)
+    got = k.bm_alloc_scan(words, summary, 200, np.array([195, 199, 2], dtype=np.int64), out)
+    assert (got, out.tolist()) == (3, [2, 3, 4])
+
+
+@pytest.mark.parametrize("n", NOT_MULTIPLE_OF_64)
+@pytest.mark.parametrize("strategy", ["first", "next", "scan", "block0"])
+def test_pad_bits_are_never_handed_out(n, strategy):
+    ref = RefBitmap(n)
+    words, summary = arrays(ref)
+    want = n + 70
+    out = np.empty(want, dtype=np.int64)
+    if strategy == "first":
+        got = k.bm_alloc_first(words, summary, want, out)
+    elif strategy == "next":
+        got, _ = k.bm_alloc_next_fit(words, summary, n, max(n - 1, 0), want, out)
+    elif strategy == "scan":
+        got = k.bm_alloc_scan(words, summary, n, np.full(want, max(n - 1, 0), dtype=np.int64), out)
+    else:
+        got = k.bm_alloc_blocks(words, summary, 0, want, out)
+    assert got == n
+    assert sorted(out[:got].tolist()) == list(range(n))
+    # everything is used now, pads included, and nothing else can be taken
+    assert_state(words, summary, RefBitmap(n, range(n)))
+    assert k.bm_alloc_block(words, summary, 0) == -1
+
+
+# ------------------------------------------------------------------------ aligned blocks
+@given(states(max_n=1100), st.integers(0, 12))
+def test_alloc_block(ref, order):
+    words, summary = arrays(ref)
+    assert k.bm_alloc_block(words, summary, order) == ref.alloc_block(order)
+    assert_state(words, summary, ref)
+
+
+@given(states(max_n=1100), st.integers(0, 11), st.data())
+def test_alloc_blocks_equals_repeated_alloc_block(ref, order, data):
+    want = data.draw(st.integers(0, ref.free_blocks(order) + 2))
+    words, summary = arrays(ref)
+    one_by_one_words, one_by_one_summary = arrays(ref)
+    out = np.full(want, -7, dtype=np.int64)
+    got = k.bm_alloc_blocks(words, summary, order, want, out)
+    singles = []
+    for _ in range(want):
+        b = k.bm_alloc_block(one_by_one_words, one_by_one_summary, order)
+        if b < 0:
+            break
+        singles.append(b)
+    expected = ref.alloc_blocks(order, want)
+    assert got == len(expected)
+    assert out[:got].tolist() == expected == singles
+    assert_state(words, summary, ref)
+    assert_state(one_by_one_words, one_by_one_summary, ref)
+
+
+@pytest.mark.parametrize("order", range(0, 9))
+@pytest.mark.parametrize("n", [64, 65, 130, 300, 4097])
+def test_block_orders_0_to_8_fill_an_empty_bitmap_in_ascending_order(n, order):
+    size = 1 << order
+    words, summary = arrays(RefBitmap(n))
+    blocks = []
+    while (b := k.bm_alloc_block(words, summary, order)) >= 0:
+        blocks.append(b)
+    # every aligned block that fits inside n, lowest first
+    assert blocks == list(range(0, (n // size) * size, size))
+    assert_state(words, summary, RefBitmap(n, range((n // size) * size)))
+
+
+# 4097 slots with slot 81 (word 1) and slot 4095 (word 63) used: worked out by hand,
+# the lowest aligned group of 2**(order-6) empty words for each order.
+@pytest.mark.parametrize(
+    "order, expected", [(6, 0), (7, 128), (8, 256), (9, 512), (10, 1024), (11, -1), (12, -1)]
+)
+def test_blocks_of_whole_words_skip_partly_used_words(order, expected):
+    ref = RefBitmap(4097, [64 + 17, 4095])
+    words, summary = arrays(ref)
+    assert k.bm_free_blocks(words, order) == ref.free_blocks(order)
+    assert k.bm_alloc_block(words, summary, order) == expected == ref.alloc_block(order)
+    assert_state(words, summary, ref)
+
+
+@given(states(max_n=1100), st.integers(0, 12), st.data())
+def test_release_block_and_blocks(ref, order, data):
+    size = 1 << order
+    if ref.n < size:
+        return
+    starts = data.draw(st.lists(st.integers(0, ref.n // size - 1), max_size=6))
+    offsets = np.array([s * size for s in starts], dtype=np.int64)
+    words, summary = arrays(ref)
+    one = ref.copy()
+    if offsets.shape[0]:
+        w1, s1 = arrays(ref)
+        assert k.bm_release_block(w1, s1, int(offsets[0]), order) == one.release_block(int(offsets[0]), order)
+        assert_state(w1, s1, one)
+    expected = sum(ref.release_block(int(o), order) for o in offsets)
+    assert k.bm_release_blocks(words, summary, offsets, order) == expected
+    assert_state(words, summary, ref)
+
+
+@given(states(max_n=1100))
+def test_free_blocks_and_largest_free_block(ref):
+    words, summary = arrays(ref)
+    for order in range(0, 14):
+        assert k.bm_free_blocks(words, order) == ref.free_blocks(order), order
+    assert k.bm_largest_free_block(words) == ref.largest_free_block()
+    assert_state(words, summary, ref)
+
+
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_fragmentation_figures_on_edge_sizes(n, density, blocky):
+    ref = random_ref(n, density, seed=3 * n + 1, blocky=blocky)
+    words, _ = arrays(ref)
+    for order in range(0, 14):
+        assert k.bm_free_blocks(words, order) == ref.free_blocks(order), order
+    assert k.bm_largest_free_block(words) == ref.largest_free_block()
+
+
+@pytest.mark.parametrize("n", EDGE_SIZES)
+def test_largest_free_block_of_empty_and_full(n):
+    words, _ = arrays(RefBitmap(n))
+    assert k.bm_largest_free_block(words) == (n.bit_length() - 1 if n else -1)
+    words, _ = arrays(RefBitmap(n, range(n)))
+    assert k.bm_largest_free_block(words) == -1
+
+
+# ------------------------------------------------------------------------ listing
+@given(states(), st.data())
+def test_used_offsets(ref, data):
+    words, _ = arrays(ref)
+    out = np.full(ref.count(), -7, dtype=np.int64)
+    assert k.bm_used_offsets(words, ref.n, out) == ref.count()
+    assert out.tolist() == ref.sorted_used()
+    cap = data.draw(st.integers(0, ref.count()))
+    short = np.empty(cap, dtype=np.int64)
+    assert k.bm_used_offsets(words, ref.n, short) == cap  # stops when the buffer is full
+    assert short.tolist() == ref.sorted_used()[:cap]
+
+
+# ------------------------------------------------------------------------ arenas
+def test_kernels_on_a_slice_leave_the_rest_of_the_arena_alone():
+    n = 300
+    ref = RefBitmap(n)
+    nw, ns = k.bm_sizes(n)
+    arena = np.full(3 * nw, 0xDEADBEEF, dtype=np.uint64)
+    sums = np.full(3 * ns, 0xBEEF, dtype=np.uint64)
+    words, summary = arena[nw : 2 * nw], sums[ns : 2 * ns]
+    k.bm_init(words, summary, n)
+    out = np.empty(n, dtype=np.int64)
+    assert k.bm_alloc_first(words, summary, 10, out) == len(ref.alloc_first(10))
+    assert k.bm_alloc_block(words, summary, 6) == ref.alloc_block(6)
+    assert k.bm_alloc_blocks(words, summary, 2, n, out) == len(ref.alloc_blocks(2, n))
+    released = np.arange(0, n, 7, dtype=np.int64)
+    assert k.bm_clear_many(words, summary, released) == ref.clear_many(released)
+    assert_state(words, summary, ref)
+    assert (arena[:nw] == 0xDEADBEEF).all() and (arena[2 * nw :] == 0xDEADBEEF).all()
+    assert (sums[:ns] == 0xBEEF).all() and (sums[2 * ns :] == 0xBEEF).all()
