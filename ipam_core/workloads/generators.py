@@ -163,7 +163,11 @@ def _previous_occupant(slots: np.ndarray, n_slots: int) -> np.ndarray:
 
     Slot s initially holds pod s; step k puts pod ``n_slots + k`` into ``slots[k]``.
     """
-    order = np.argsort(slots, kind="stable")
+    if len(slots) == 0:
+        return np.zeros(0, np.int64)
+    # group steps by slot, in step order within a slot; the key is unique, so the
+    # (SIMD) unstable sort is exact and ~3x faster than a stable sort of `slots`
+    order = np.argsort(slots.astype(np.int64) * len(slots) + np.arange(len(slots)))
     s = slots[order]
     same_as_prev = np.r_[False, s[1:] == s[:-1]]
     victim_sorted = s.astype(np.int64)
@@ -455,8 +459,9 @@ def _build(chunks: list[_Chunk], n_pods: int, pod_ns: np.ndarray, pod_pool: np.n
            namespaces: list[str], pool_names: list[str], duration_s: float) -> Workload:
     """Merge event chunks stably by time, cut at `duration_s`, number pods by creation."""
     time, op, node, pod = (np.concatenate([c[i] for c in chunks]) for i in range(4))
-    order = sort_events(time)
-    time, op, node, pod = time[order], op[order].astype(np.int8), node[order], pod[order].astype(np.int64)
+    if not bool((time[1:] >= time[:-1]).all()):  # chunks often arrive in order already
+        order = sort_events(time)
+        time, op, node, pod = time[order], op[order], node[order], pod[order]
     n = int(np.searchsorted(time, duration_s, side="right"))
     time, op, node, pod = time[:n], op[:n], node[:n], pod[:n]
     new_pod, old_of_new = renumber_pods(op, pod, n_pods)

@@ -64,13 +64,13 @@ class WorkloadSpec:
         Returns
         -------
         dict
-            ``{"generator": ..., <camelCase key>: value}``; keys left at None are
-            omitted and mappings are plain dicts.
+            ``{"generator": ..., <camelCase key>: value}``; keys left at None or
+            at an empty mapping are omitted, mappings are plain dicts.
         """
         raw: dict[str, Any] = {"generator": self.generator}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or value == ():
                 continue
             raw[f.metadata["key"]] = dict(value) if f.metadata["kind"] in ("fractions", "weights") else value
         return raw
