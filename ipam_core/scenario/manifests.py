@@ -70,7 +70,8 @@ def read_manifests(where: Where, value: object) -> tuple[list[tuple[Where, PoolS
         kind = obj.get("kind")
         name = _name(w, obj, kind)
         if (kind, name) in seen:
-            (w / "metadata" / "name").fail(f"{kind} {name!r} is defined twice (also at {seen[kind, name]})")
+            (w / "metadata" / "name").fail(f"{kind} {name!r} is defined twice (also at {seen[kind, name]}); "
+                                           "expected each name once")
         seen[kind, name] = w
         if kind == "CiliumPodIPPool":
             pool, nets = read_pool_spec(w / "spec", name, obj.get("spec"))

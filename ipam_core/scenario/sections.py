@@ -56,7 +56,7 @@ def read_kcm(where: Where, value: object, families: tuple[int, ...]) -> KCMFlags
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             (where / key).fail(f"unknown flag {key!r}{hint}; expected one of: {', '.join(d.KCM_FLAGS)}")
         if canon in flags:
-            (where / key).fail(f"flag {canon!r} is given twice (also as {flags[canon][0]})")
+            (where / key).fail(f"flag {canon!r} is given twice (also as {flags[canon][0]}); expected it once")
         flags[canon] = (where / key, val)
         if source := where.source:  # let later checks find the line under the plain flag name
             line = source.lines.get((where / key).path)
