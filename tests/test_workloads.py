@@ -540,6 +540,8 @@ def _csv(tmp_path: Path, text: str, name: str = "ev.csv") -> Path:
     ("time,op,pod,namespace,node\n0,node-add,,,n1\n1,node-add,,,n1\n", ["row 2", "node-add of present", "'n1'"]),
     ("time,op,pod,namespace,node\n0,node-add,,,n1\n1,node-delete,,,n1\n2,node-delete,,,n1\n",
      ["row 3", "node-delete of absent", "'n1'"]),
+    ("time,op,pod,namespace\n,add,a,ns\n", ["row 1", "time"]),
+    ("Time,OP,Pod,Namespace\n", ["0 event rows"]),
     # unsorted rows are sorted stably: the delete at t=1 (row 1) comes after the add at t=0 (row 2) ...
     ("time,op,pod,namespace\n1,delete,a,ns\n0,add,a,ns\n3,delete,a,ns\n", ["row 3", "already-deleted"]),
 ])

@@ -79,7 +79,7 @@ def read_events(path: str | os.PathLike) -> Workload:
     Raises
     ------
     ConfigError
-        Naming the file, row and value: unreadable file, missing column, time
+        Naming the file, row and value: unreadable or empty file, missing column, time
         not a number or ISO-8601 timestamp, unknown op, pod row without pod or
         namespace, node row without node, malformed annotations, delete of a pod
         never created or already deleted, create of a pod still present,
@@ -99,6 +99,8 @@ def read_events(path: str | os.PathLike) -> Workload:
     if missing:
         raise ConfigError(f"{path}: missing column {missing[0]!r}; expected columns {', '.join(_REQUIRED)} "
                           f"(optional node, annotations), got {', '.join(table.column_names)}")
+    if table.num_rows == 0:
+        raise ConfigError(f"{path}: 0 event rows; expected at least one row after the header")
     reader = _Rows(path)
     time = reader.times(_column(table, "time"))
     order = np.argsort(time, kind="stable")
@@ -249,6 +251,8 @@ class _Rows:
         """Seconds as float64: numbers as given, timestamps since the earliest one."""
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
+        if pa.types.is_null(col.type):  # every cell empty
+            raise self.error(0, "time", None, "seconds or an ISO-8601 timestamp")
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             col = pc.utf8_trim_whitespace(col)
             is_num = pc.fill_null(pc.match_substring_regex(col, _NUMBER_RE), False)
