@@ -33,6 +33,7 @@ per address.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 
 import numpy as np
@@ -143,6 +144,94 @@ def parse_ip(text: str | Address, family: int | None = None) -> Address:
     if family is not None and ip.version != family:
         raise CIDRError(f"invalid IP address {str(text)!r}: expected an IPv{family} address, got IPv{ip.version}")
     return ip
+
+
+# --------------------------------------------------------------------------- fast keys
+# Per-call paths (one CIDR or address per Python call) spend most of their
+# time in ``ipaddress`` object construction. The C ``inet_pton`` is as strict
+# as ``ipaddress`` (no leading zeros, no blanks, no short forms), so it is the
+# fast path; whatever it refuses falls back to ``ipaddress``, so errors and
+# edge cases are exactly those of :func:`parse_cidr` / :func:`parse_ip`.
+def _text_int(text: str) -> tuple[int, int]:
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        packed = socket.inet_pton(family, text)
+    except (OSError, ValueError):
+        return 0, -1
+    return (6 if family == socket.AF_INET6 else 4), int.from_bytes(packed, "big")
+
+
+def cidr_key(value: str | Network) -> tuple[int, int, int]:
+    """``(version, network address as int, prefix length)`` of a CIDR, parsed strictly.
+
+    Parameters
+    ----------
+    value : str or ipaddress network
+        The CIDR.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    CIDRError
+        As :func:`parse_cidr`.
+    """
+    if isinstance(value, str):
+        head, sep, plen = value.partition("/")
+        if sep and 0 < len(plen) <= 3 and plen.isascii() and plen.isdigit() and (plen == "0" or plen[0] != "0"):
+            version, ip = _text_int(head)
+            bits = 32 if version == 4 else 128
+            prefix = int(plen)
+            if ip >= 0 and prefix <= bits and ip & ((1 << (bits - prefix)) - 1) == 0:
+                return version, ip, prefix
+    net = as_network(value)
+    return net.version, int(net.network_address), net.prefixlen
+
+
+def ip_key(value: str | Address) -> tuple[int, int]:
+    """``(version, address as int)`` of one IP address, parsed strictly.
+
+    Parameters
+    ----------
+    value : str or ipaddress address
+        The address.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    CIDRError
+        As :func:`parse_ip`.
+    """
+    if isinstance(value, str):
+        version, ip = _text_int(value)
+        if ip >= 0:
+            return version, ip
+    ip = parse_ip(value)
+    return ip.version, int(ip)
+
+
+def ip_text(version: int, value: int) -> str:
+    """Text of one address given as an int (dotted quad or RFC 5952).
+
+    Parameters
+    ----------
+    version : {4, 6}
+        IP family.
+    value : int
+        The address.
+
+    Returns
+    -------
+    str
+    """
+    if version == 4:
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(ipaddress.IPv6Address(value))
 
 
 # --------------------------------------------------------------------------- offsets

@@ -18,12 +18,10 @@ One bit per node block lives in a two-level bitmap
 
 from __future__ import annotations
 
-import ipaddress
-
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, as_network, format_cidrs
+from ipam_core.addr import Network, as_network, cidr_key, format_cidrs, ip_text
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
     bm_alloc_next_fit,
@@ -119,6 +117,8 @@ class CIDRSet:
             raise ConfigError(f"{MSG_SUBNET_TOO_BIG} {context}")
 
         self._net = net
+        self._version = net.version
+        self._cluster_prefix = net.prefixlen
         self._bits = bits
         self._node_mask = node_mask
         self._shift = bits - node_mask
@@ -232,7 +232,7 @@ class CIDRSet:
             The index is outside the set.
         """
         index = self._check_index(index)
-        return f"{self._address(self._base | (index << self._shift))}/{self._node_mask}"
+        return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"
 
     def cidrs_of(self, indices) -> pa.Array:
         """Node CIDR strings for many indices in one compiled pass.
@@ -270,12 +270,12 @@ class CIDRSet:
         NotInRange
             Outside the cluster CIDR (upstream text).
         """
-        net = as_network(cidr)
-        if net.version != self._net.version or not self._net.supernet_of(net):
-            raise NotInRange(self._out_of_range(net))
-        if net.prefixlen != self._node_mask:
-            raise CIDRError(f"CIDR {net} is not a /{self._node_mask} node CIDR of {self._net}")
-        return (int(net.network_address) ^ self._base) >> self._shift
+        version, value, prefix = cidr_key(cidr)
+        if not self._overlaps(version, value, prefix) or prefix < self._cluster_prefix:
+            raise NotInRange(self._out_of_range(version, value, prefix))
+        if prefix != self._node_mask:
+            raise CIDRError(f"CIDR {ip_text(version, value)}/{prefix} is not a /{self._node_mask} node CIDR of {self._net}")
+        return (value ^ self._base) >> self._shift
 
     def span(self, cidr: str | Network) -> tuple[int, int]:
         """Half-open range of block indices a CIDR covers (``getBeginningAndEndIndices``).
@@ -301,16 +301,13 @@ class CIDRSet:
             for the other IP family), or, for a zero-capacity set,
             ``CIDR: <ip>/<mask> is out of the range of CIDR allocator``.
         """
-        net = as_network(cidr)
-        if net.version != self._net.version or not (
-            self._net.supernet_of(net) or net.supernet_of(self._net)
-        ):
-            raise NotInRange(self._out_of_range(net))
-        if net.prefixlen <= self._net.prefixlen:
+        version, value, prefix = cidr_key(cidr)
+        if not self._overlaps(version, value, prefix):
+            raise NotInRange(self._out_of_range(version, value, prefix))
+        if prefix <= self._cluster_prefix:
             return 0, self._max
-        first = int(net.network_address)
-        last = first + net.num_addresses - 1
-        return self._index_for_ip(first), self._index_for_ip(last) + 1
+        last = value + (1 << (self._bits - prefix)) - 1
+        return self._index_for_ip(value), self._index_for_ip(last) + 1
 
     # ------------------------------------------------------------------ operations
     def allocate_next(self) -> str:
@@ -482,18 +479,23 @@ class CIDRSet:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _out_of_range(self, net: Network) -> str:
-        return f"cidr {net} is out the range of cluster cidr {self._net}"
+    def _overlaps(self, version: int, value: int, prefix: int) -> bool:
+        # Two prefixes overlap iff they agree on the shorter one's bits
+        # (upstream InRange: one contains the other's masked address).
+        common = min(prefix, self._cluster_prefix)
+        return version == self._version and (value ^ self._base) >> (self._bits - common) == 0
 
-    def _address(self, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        return ipaddress.IPv4Address(value) if self._bits == 32 else ipaddress.IPv6Address(value)
+    def _out_of_range(self, version: int, value: int, prefix: int) -> str:
+        return f"cidr {ip_text(version, value)}/{prefix} is out the range of cluster cidr {self._net}"
 
     def _index_for_ip(self, value: int) -> int:
         # getIndexForIP on the address masked to the node mask.
         masked = value >> self._shift << self._shift
         index = (self._base ^ masked) >> self._shift
         if index >= self._max:
-            raise NotInRange(f"CIDR: {self._address(masked)}/{self._node_mask} is out of the range of CIDR allocator")
+            raise NotInRange(
+                f"CIDR: {ip_text(self._version, masked)}/{self._node_mask} is out of the range of CIDR allocator"
+            )
         return index
 
     def _check_index(self, index: int) -> int:

@@ -26,7 +26,7 @@ import ipaddress
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, as_network, format_addresses, parse_ip
+from ipam_core.addr import Network, as_network, format_addresses, ip_key, ip_text
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.bitmap import (
     bm_alloc_first,
@@ -131,6 +131,7 @@ class PodIPRange:
         net = as_network(cidr)
         size = range_size(net)
         self._net = net
+        self._version = net.version
         self._strategy = strategy
         self._first = 0 if 0 < size <= 2 else 1  # offset of base from the network address
         self._max = size - 2 if size > 2 else size
@@ -232,10 +233,10 @@ class PodIPRange:
         CIDRError
             Malformed address text.
         """
-        addr = parse_ip(ip)
-        if addr.version != self._net.version:
+        version, value = ip_key(ip)
+        if version != self._version:
             return -1
-        offset = int(addr) - self._base
+        offset = value - self._base
         return offset if 0 <= offset < self._max else -1
 
     def address_of(self, offset: int) -> str:
@@ -258,7 +259,7 @@ class PodIPRange:
         offset = int(offset)
         if not 0 <= offset < self._max:
             raise NotInRange(f"offset {offset} is outside the usable range of {self._net} (0 to {self._max - 1})")
-        return str(self._address(self._base + offset))
+        return ip_text(self._version, self._base + offset)
 
     def addresses(self, offsets) -> pa.Array:
         """Text of ``base + offset`` for many offsets, in one compiled pass.
@@ -301,7 +302,7 @@ class PodIPRange:
             start = self._cursor
         else:
             start = 0
-        return str(self._address(self._base + self._take_from(start)))
+        return ip_text(self._version, self._base + self._take_from(start))
 
     def allocate_next_with_start(self, start: int) -> str:
         """Take the first free address scanning from offset ``start`` (wrapping).
@@ -330,7 +331,7 @@ class PodIPRange:
         start = int(start)
         if not 0 <= start < self._max:
             raise ConfigError(f"start {start} is outside 0..{self._max - 1} for {self._net}")
-        return str(self._address(self._base + self._take_from(start)))
+        return ip_text(self._version, self._base + self._take_from(start))
 
     def allocate(self, ip) -> None:
         """Reserve one given address (``Allocate``).
@@ -516,7 +517,7 @@ class PodIPRange:
 
     # ------------------------------------------------------------------ helpers
     def _address(self, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        return ipaddress.IPv4Address(value) if self._net.version == 4 else ipaddress.IPv6Address(value)
+        return ipaddress.IPv4Address(value) if self._version == 4 else ipaddress.IPv6Address(value)
 
     def _take_from(self, start: int) -> int:
         # Caller checked the range is not full, so the scan always finds one.

@@ -272,3 +272,46 @@ def test_format_cidrs_whole_space_and_errors():
         addr.format_cidrs("10.96.0.0/20", 24, [0, 16])
     with pytest.raises(CIDRError, match="node mask 19 does not fit 10.96.0.0/20"):
         addr.format_cidrs("10.96.0.0/20", 19, [0])
+
+
+# --------------------------------------------------------------------------- fast keys
+_TRICKY_CIDRS = [
+    "10.0.5.0/24", "0.0.0.0/0", "255.255.255.255/32", "10.0.0.0/024", "10.0.0.0/08", "010.0.0.0/8",
+    "10.0.0.1/24", " 10.0.0.0/8", "10.0.0.0/8 ", "10.0.0.0/33", "10.0.0/24", "256.0.0.0/8", "10.0.0.0/",
+    "10.0.0.0", "1.2.3.4/+8", "１0.0.0.0/8", "fd00::/64", "FD00::/64", "fd00::1/64", "::/0", "::ffff:1.2.3.0/120",
+    "fd00::/129", "fd00:::/64", "fe80::%eth0/64", "", "/", "x/8",
+]
+
+
+@pytest.mark.parametrize("text", _TRICKY_CIDRS)
+def test_cidr_key_accepts_and_refuses_exactly_like_parse_cidr(text):
+    try:
+        net = addr.parse_cidr(text)
+    except CIDRError as exc:
+        with pytest.raises(CIDRError) as err:
+            addr.cidr_key(text)
+        assert str(err.value) == str(exc)
+    else:
+        assert addr.cidr_key(text) == (net.version, int(net.network_address), net.prefixlen)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.0.5.1", "0.0.0.0", "010.0.0.1", "10.0.0.1 ", "1.2.3", "fd00::1", "FD00::A", "::ffff:1.2.3.4", "fd00::1::2",
+     "fe80::1%eth0", "10.0.0.0/8", "", "banana"],
+)
+def test_ip_key_accepts_and_refuses_exactly_like_parse_ip(text):
+    try:
+        ip = addr.parse_ip(text)
+    except CIDRError as exc:
+        with pytest.raises(CIDRError) as err:
+            addr.ip_key(text)
+        assert str(err.value) == str(exc)
+    else:
+        assert addr.ip_key(text) == (ip.version, int(ip))
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**128 - 1))
+def test_ip_text_matches_ipaddress(v4, v6):
+    assert addr.ip_text(4, v4) == str(ipaddress.IPv4Address(v4))
+    assert addr.ip_text(6, v6) == str(ipaddress.IPv6Address(v6))
