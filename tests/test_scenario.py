@@ -193,7 +193,7 @@ BAD = [
     ("multi-pool-prealloc-missing", "modes: [multi-pool]\nmanifests: ["
      + pool("team", "{ipv4: {cidrs: [10.1.0.0/16], maskSize: 24}}") + "]",
      ["cilium.ipam.multiPoolPreAllocation", "default=8", "'default'"]),
-    ("multi-pool-no-v6", "modes: [multi-pool]\ncilium: {ipv6: {enabled: true}, ipam: {multiPoolPreAllocation: ''}}\n"
+    ("multi-pool-no-v6", "modes: [multi-pool]\ncilium: {ipv6: {enabled: true}, ipam: {multiPoolPreAllocation: 'default=0'}}\n"
                          "manifests: [" + pool("default", "{ipv4: {cidrs: [10.1.0.0/16], maskSize: 24}}") + "]",
      ["manifests", "IPv6"]),
     ("families-off", "cilium: {ipv4: {enabled: false}}", ["cilium.ipv4.enabled", "false"]),
@@ -332,7 +332,9 @@ def test_kcm_dual_stack_per_family_masks_in_either_order():
 @pytest.mark.parametrize("value,expected", [
     ("default=8", {"default": 8}),
     (" default=4 , team-a=16 ", {"default": 4, "team-a": 16}),
-    ("", {}),
+    ("", {"default": 8}),  # Helm drops an empty value: the agent default applies
+    ({}, {"default": 8}),
+    ("default=0", {"default": 0}),
     ({"default": 2, "blue": 0}, {"default": 2, "blue": 0}),
 ])
 def test_pre_allocation_forms(value, expected):

@@ -236,8 +236,11 @@ def read_pre_allocation(where: Where, value: object) -> dict[str, int]:
     """Multi-pool pre-allocation: ``"pool=N,pool=N"`` (the agent flag's form) or a mapping.
 
     Follows cilium ``--ipam-multi-pool-pre-allocation`` (default ``default=8``,
-    ``pkg/defaults/defaults.go``); an empty string means no pre-allocation.
+    ``pkg/defaults/defaults.go``). An empty value means that default, as upstream: the
+    Helm chart leaves the flag out when the value is empty. ``default=0`` turns it off.
     """
+    if value == "" or value == {}:
+        value = d.DEFAULT_PRE_ALLOCATION
     if isinstance(value, str):
         out: dict[str, int] = {}
         for item in filter(None, (part.strip() for part in value.split(","))):
