@@ -243,6 +243,41 @@ def test_cl2_load_deployment_shares_rate_and_phases():
     assert w.time[-1] < saturation * 2.25
 
 
+def test_cl2_load_scaling_resizes_each_deployment_and_drops_its_newest_pods():
+    w = gen({"generator": "cl2-load"}, nodes=100, namespaces=(), duration_s=1e6, seed=5)
+    saturation = 300.0
+    adds, dels = w.op == OP_POD_ADD, w.op == OP_POD_DEL
+    created = adds & (w.time < saturation)
+    deployment_of_pod = {}  # deployment = the instant its initial pods were created
+    for t, p in zip(w.time[created].tolist(), w.pod[created].tolist()):
+        deployment_of_pod[p] = t
+    initial = Counter(deployment_of_pod.values())
+    scaling = (w.time >= saturation) & (w.time < saturation * 1.25)
+    final = dict(initial)
+    for t in np.unique(w.time[scaling]):
+        at = scaling & (w.time == t)
+        if dels[at].any():
+            assert not adds[at].any()
+            gone = w.pod[at]
+            dep = {deployment_of_pod[p] for p in gone.tolist()}
+            assert len(dep) == 1  # one deployment per scaling instant
+            dep = dep.pop()
+            members = sorted(p for p, d in deployment_of_pod.items() if d == dep)
+            assert sorted(gone.tolist()) == members[-len(gone):]  # the newest pods go
+            final[dep] -= len(gone)
+        else:  # a scale-up: which deployment is not observable, so check the count bound
+            assert any(n // 2 <= initial[d] + at.sum() <= (3 * n) // 2 for d, n in initial.items())
+    ratios = np.array([final[d] / initial[d] for d in initial])
+    assert (ratios >= 0.4).all() and (ratios <= 1.5).all()
+    shrunk = [d for d in initial if final[d] < initial[d]]
+    assert shrunk and all(final[d] >= initial[d] // 2 for d in shrunk)
+    # the lower end X/2 is reached: 300 small deployments, each lands on 2 of 2..7 with p = 1/6
+    assert min(final[d] for d in initial if initial[d] == 5) == 2
+    grown = adds & scaling
+    assert grown.any()
+    assert 0.9 < (live_pods(w)[np.flatnonzero(scaling)[-1]] / 3000) < 1.1  # U[X/2, 3X/2] averages X
+
+
 def test_cl2_load_namespaces_from_nodes_or_given():
     w = gen({"generator": "cl2-load"}, nodes=250, namespaces=(), duration_s=1e6)
     assert w.namespaces == ["test-ns-1", "test-ns-2"]
@@ -265,6 +300,11 @@ def test_pod_pool_fractions_are_exact_and_seeded():
     assert counts.tolist() == [100, 100, 200]
     assert not np.array_equal(w.pool, gen(raw, duration_s=1e6, seed=8).pool)
     assert (w.pool[w.op <= OP_NODE_DEL] == -1).all()
+
+
+def test_pod_pool_fraction_rounds_to_nearest():
+    w = gen({"generator": "scale-out", "pods": 10, "qps": 100, "podPoolFractions": {"blue": 0.21}}, duration_s=1e6)
+    assert (w.pool[w.op == OP_POD_ADD] == 0).sum() == 2
 
 
 def test_generate_rejects_bad_arguments():

@@ -11,8 +11,9 @@ Conventions shared by all generators:
 - initial nodes are ``node-0 .. node-<nodes-1>``, NODE_ADD at t=0, before any pod;
 - ``podsPerNode`` is capped by the scenario's ``max_pods`` (per node);
 - pods get namespaces round-robin by creation order, or drawn with
-  ``namespaceWeights``; ``podPoolFractions`` annotates exactly
-  ``round(fraction x pods)`` randomly chosen pods with each pool;
+  ``namespaceWeights``; ``podPoolFractions`` annotates randomly chosen pods
+  with each pool, exactly ``round(fraction x pods)`` of them for one pool (with
+  several, pool i gets the pods between the rounded cumulative fractions);
 - events after ``duration_s`` are dropped; pod ids are dense in creation order.
 """
 
@@ -443,7 +444,7 @@ def _pod_namespaces(rng: np.random.Generator, n_pods: int, namespaces: list[str]
 
 def _pod_pools(rng: np.random.Generator, n_pods: int,
                fractions: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, list[str]]:
-    """Pool index per pod: ``round(f x n_pods)`` random pods per pool, -1 for the rest."""
+    """Pool index per pod: random pods between rounded cumulative fractions, -1 for the rest."""
     pool = np.full(n_pods, -1, np.int32)
     if not fractions:
         return pool, []
