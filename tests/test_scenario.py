@@ -193,12 +193,14 @@ BAD = [
     ("multi-pool-prealloc-missing", "modes: [multi-pool]\nmanifests: ["
      + pool("team", "{ipv4: {cidrs: [10.1.0.0/16], maskSize: 24}}") + "]",
      ["cilium.ipam.multiPoolPreAllocation", "default=8", "'default'"]),
-    ("multi-pool-no-v6", "modes: [multi-pool]\ncilium: {ipv6: {enabled: true}, ipam: {multiPoolPreAllocation: 'default=0'}}\n"
+    ("multi-pool-no-v6", "modes: [multi-pool]\n"
+                         "cilium: {ipv6: {enabled: true}, ipam: {multiPoolPreAllocation: 'default=0'}}\n"
                          "manifests: [" + pool("default", "{ipv4: {cidrs: [10.1.0.0/16], maskSize: 24}}") + "]",
      ["manifests", "IPv6"]),
     ("families-off", "cilium: {ipv4: {enabled: false}}", ["cilium.ipv4.enabled", "false"]),
     # modes, sizes, durations
-    ("unknown-mode", "cilium: {ipam: {mode: eni}}", ["cilium.ipam.mode", "'eni'", "kubernetes, cluster-pool, multi-pool"]),
+    ("unknown-mode", "cilium: {ipam: {mode: eni}}",
+     ["cilium.ipam.mode", "'eni'", "kubernetes, cluster-pool, multi-pool"]),
     ("unknown-mode-in-modes", "modes: [kubernetes, clusterpool]", ["modes[1]", "'clusterpool'", "'cluster-pool'"]),
     ("modes-twice", "modes: [kubernetes, kubernetes]", ["modes[1]", "'kubernetes'", "twice"]),
     ("nodes-zero", "cluster: {nodes: 0}", ["cluster.nodes", "0", ">= 1"]),

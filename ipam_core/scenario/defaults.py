@@ -60,7 +60,8 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
     "ciliumNodeUpdateRate": ("15s", "Helm ipam.ciliumNodeUpdateRate / agent --ipam-cilium-node-update-rate"),
     "multiPoolRefresh": ("1m", "cilium pkg/ipam/multipool_manager.go: pool sync controller runs every minute"),
     "pendingAllocationTTL": ("5m", "cilium pkg/ipam/multipool_manager.go pendingAllocationTTL"),
-    "operatorSyncInterval": ("1s", "cilium pkg/ipam/allocator/podcidr/podcidr.go: CiliumNode update trigger MinInterval"),
+    "operatorSyncInterval": ("1s", "cilium pkg/ipam/allocator/podcidr/podcidr.go: CiliumNode update trigger "
+                                   "MinInterval"),
     "podRetryInterval": ("10s", "modelling choice: kubelet retry of a pod sandbox that got no IP"),
     "podPendingTimeout": ("5m", "modelling choice: a pod pending this long counts as failed"),
 }

@@ -159,8 +159,9 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     duration = as_duration(root / "duration", doc.get("duration", d.DEFAULT_DURATION))
     sample = as_duration(root / "sampleInterval", doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
     if sample > duration:
-        (root / "sampleInterval").fail(f"{show(doc.get('sampleInterval', d.DEFAULT_SAMPLE_INTERVAL))} ({sample:g} s) is longer than the duration "
-                                       f"({duration:g} s); expected at most the duration")
+        written = show(doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
+        (root / "sampleInterval").fail(f"{written} ({sample:g} s) is longer than the duration ({duration:g} s); "
+                                       "expected at most the duration")
     if "nodeSampleInterval" in doc:
         node_sample = as_duration(root / "nodeSampleInterval", doc["nodeSampleInterval"])
         if node_sample > duration:
