@@ -22,7 +22,6 @@ from ipam_core.workloads import (
     OP_POD_ADD,
     OP_POD_DEL,
     SPEC_TYPES,
-    Cl2LoadSpec,
     ReplaySpec,
     SteadyChurnSpec,
     Workload,
@@ -614,6 +613,13 @@ def test_replay_implicit_nodes_and_annotation_forms(tmp_path):
     assert w.op[:2].tolist() == [OP_NODE_ADD, OP_NODE_ADD] and w.time[:2].tolist() == [5, 5]
     adds = w.op == OP_POD_ADD
     assert [w.pool_names[p] if p >= 0 else None for p in w.pool[adds]] == ["blue", "red", None]
+
+
+def test_replay_ignores_pod_cells_on_node_rows(tmp_path):
+    path = _csv(tmp_path, "time,op,pod,namespace,node\n0,node-add,x,other,n1\n1,add,x,ns,\n2,node-delete,x,ns,n1\n")
+    w = read_events(path)
+    assert w.namespaces == ["ns"] and w.n_pods == 1
+    assert w.op.tolist() == [OP_NODE_ADD, OP_POD_ADD, OP_NODE_DEL]
 
 
 def test_replay_unreadable_file(tmp_path):

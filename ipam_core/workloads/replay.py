@@ -127,12 +127,14 @@ def read_events(path: str | os.PathLike) -> Workload:
 
     # pods: identity namespace/pod; ops per identity must go add, delete, add, ...
     key, _ = _encode(pc.binary_join_element_wise(cols["namespace"], cols["pod"], "/"))
+    key = np.where(is_pod_op, key, -1)  # pod/namespace cells on node rows mean nothing
     pod = reader.pod_ids(op, key, cols["namespace"], cols["pod"])
     adds = np.flatnonzero(op == OP_POD_ADD)
     n_pods = len(adds)
     pod_names = cols["pod"].take(pa.array(adds)) if n_pods else pa.array([], pa.string())
 
-    namespace, namespaces = _encode(cols["namespace"])
+    namespace, namespaces = _encode(pc.if_else(pa.array(is_pod_op), cols["namespace"],
+                                               pa.scalar(None, pa.string())))
     pool_col = reader.pools(cols["annotations"], cols["pool"], len(op))
     pool_of_pod, pool_names = _encode(pool_col.take(pa.array(adds)))
     pin_of_pod = node[adds]
