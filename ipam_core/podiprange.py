@@ -34,6 +34,7 @@ from ipam_core.kernels.bitmap import (
     bm_alloc_scan,
     bm_clear,
     bm_clear_many,
+    bm_count,
     bm_init,
     bm_set_many,
     bm_sizes,
@@ -202,6 +203,21 @@ class PodIPRange:
     def summary(self) -> np.ndarray:
         """The bitmap's summary words (live view)."""
         return self._summary
+
+    def recount(self) -> int:
+        """Recompute :attr:`used` from the bitmap after outside kernel calls.
+
+        A compiled caller may run its own loop on :attr:`words` and
+        :attr:`summary` (the engine and the benchmarks do); this brings the
+        counter back in line.
+
+        Returns
+        -------
+        int
+            The new count.
+        """
+        self._used = int(bm_count(self._words, self._max))
+        return self._used
 
     def allocated_offsets(self) -> np.ndarray:
         """Offsets in use, ascending.

@@ -253,3 +253,15 @@ def test_addresses_offsets_round_trip():
         r.addresses([65534])
     with pytest.raises(NotInRange):
         r.address_of(-1)
+
+
+def test_recount_after_direct_kernel_use():
+    from ipam_core.kernels.bitmap import bm_clear, bm_set
+
+    r = PodIPRange("10.0.0.0/24", strategy="first-fit")
+    r.allocate_next_many(10)
+    bm_clear(r.words, r.summary, 4)
+    bm_set(r.words, r.summary, 100)
+    bm_set(r.words, r.summary, 101)
+    assert r.recount() == 11 and r.used == 11 and r.free == 243
+    assert r.has("10.0.0.102") and not r.has("10.0.0.5")
