@@ -1,0 +1,609 @@
+"""``Bitmap``: a batch slot allocator over the compiled two-level bitmap kernels.
+
+A :class:`Bitmap` of ``n`` slots hands out offsets ``0 .. n-1``. Every method
+is a thin wrapper: it validates its arguments with vectorised NumPy, calls one
+kernel from :mod:`ipam_core.kernels.bitmap` on the whole batch and turns the
+kernel's return value into a result or a typed exception
+(:mod:`ipam_core.errors`). Failed calls change nothing.
+
+::
+
+    words    [w0][w1] ... [w(nw-1)]   bit i = slot i, 1 = used; pad bits past n stay set
+    summary  [s0] ... [s(ns-1)]       bit j = 1 <=> words[j] is full
+
+The summary lets a search skip 64 full words per bit, so finding the free
+slots of a 99 % full bitmap does not rescan it. Search orders:
+
+* :meth:`Bitmap.allocate_first` - lowest free slots (Kubernetes'
+  ``contiguousScanStrategy``);
+* :meth:`Bitmap.allocate_next_fit` - from a cursor, wrapping (``cidr_set.go``
+  ``nextCandidate``);
+* :meth:`Bitmap.allocate_scan` / :meth:`Bitmap.allocate_random` - from given or
+  random start offsets, wrapping (Cilium's ``randomScanStrategy``);
+* :meth:`Bitmap.allocate_block` / :meth:`Bitmap.allocate_blocks` - aligned runs
+  of ``2**order`` slots (carving CIDRs of several sizes from one pool).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
+from ipam_core.kernels import bitmap as kb
+
+__all__ = ["Bitmap", "MAX_ORDER", "warmup"]
+
+# Block sizes are 2**order slots held in int64: 2**62 is the largest that fits.
+MAX_ORDER = 62
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+def _count(value, what: str) -> int:
+    """``value`` as a non-negative Python int, or ConfigError naming ``what``."""
+    try:
+        k = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+    if k < 0:
+        raise ConfigError(f"{what} must be >= 0, got {k}")
+    return k
+
+
+def _order(value) -> int:
+    order = _count(value, "block order")
+    if order > MAX_ORDER:
+        raise ConfigError(f"block order {order} is too large (expected 0..{MAX_ORDER})")
+    return order
+
+
+class Bitmap:
+    """A set of ``n`` slots, each free or used, allocated in batches.
+
+    Parameters
+    ----------
+    n : int
+        Number of slots (``>= 0``; a bitmap of 0 slots is always full).
+
+    Attributes
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level, one bit per slot (1 = used); pad bits past ``n`` are set.
+    summary : numpy.ndarray of uint64
+        Bit ``j`` is set when ``words[j]`` is full.
+    size : int
+        Number of slots ``n``.
+
+    Raises
+    ------
+    ConfigError
+        If ``n`` is negative or not an integer.
+
+    Notes
+    -----
+    ``used`` is a counter kept in Python from the kernels' return values (they
+    report how many bits flipped), never recounted; modify ``words`` only
+    through the methods, or the counter goes stale. The kernels are also
+    importable on their own from :mod:`ipam_core.kernels` for callers that
+    compile their own loops.
+    """
+
+    __slots__ = ("words", "summary", "size", "_used", "_cursor")
+
+    def __init__(self, n: int):
+        self.size = _count(n, "bitmap size")
+        nw, ns = kb.bm_sizes(self.size)
+        self.words = np.empty(nw, dtype=np.uint64)
+        self.summary = np.empty(ns, dtype=np.uint64)
+        kb.bm_init(self.words, self.summary, self.size)
+        self._used = 0
+        self._cursor = 0
+
+    # ------------------------------------------------------------------ figures
+    @property
+    def used(self) -> int:
+        """Number of used slots."""
+        return self._used
+
+    @property
+    def free(self) -> int:
+        """Number of free slots."""
+        return self.size - self._used
+
+    @property
+    def cursor(self) -> int:
+        """Where the next :meth:`allocate_next_fit` starts scanning.
+
+        It is the slot after the last one next fit took, modulo ``n`` (0 at
+        first). Other allocations and releases never move it, as in
+        ``cidr_set.go``. Setting it (e.g. to replay a run) takes an offset in
+        ``[0, n)``, or 0 when ``n`` is 0.
+        """
+        return self._cursor
+
+    @cursor.setter
+    def cursor(self, value: int) -> None:
+        c = _count(value, "cursor")
+        if c >= max(self.size, 1):
+            raise NotInRange(f"cursor {c} is out of range (expected 0..{max(self.size - 1, 0)})")
+        self._cursor = c
+
+    def free_blocks(self, order: int) -> int:
+        """Count the aligned, entirely free blocks of ``2**order`` slots.
+
+        Parameters
+        ----------
+        order : int
+            log2 of the block size, ``0 .. MAX_ORDER``.
+
+        Returns
+        -------
+        int
+            How many such blocks exist (``free_blocks(0) == free``).
+
+        Raises
+        ------
+        ConfigError
+            If ``order`` is negative or above :data:`MAX_ORDER`.
+        """
+        return int(kb.bm_free_blocks(self.words, _order(order)))
+
+    def largest_free_block(self) -> int:
+        """Order of the largest aligned free block (the fragmentation figure).
+
+        Returns
+        -------
+        int
+            The largest ``order`` such that an aligned free block of
+            ``2**order`` slots exists, or -1 when nothing is free.
+        """
+        return int(kb.bm_largest_free_block(self.words))
+
+    # ------------------------------------------------------------------ validation
+    def _offsets(self, values, noun: str) -> np.ndarray:
+        """``values`` as a contiguous int64 array of offsets in ``[0, n)``."""
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise ConfigError(f"{noun}s must be a 1-D array of integers, got shape {arr.shape}")
+        if arr.size == 0:
+            return _EMPTY
+        if arr.dtype.kind not in "iu":
+            raise ConfigError(f"{noun}s must be integers, got dtype {arr.dtype}")
+        # min/max are two SIMD reductions without temporaries: the cheapest bounds check
+        if arr.min() < 0 or arr.max() >= self.size:
+            bad = arr[(arr < 0) | (arr >= self.size)][0]
+            raise NotInRange(f"{noun} {int(bad)} is out of range (expected 0..{self.size - 1})")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _need(self, k: int, what: str) -> None:
+        if k > self.free:
+            raise RangeFull(f"cannot allocate {k} {what}: only {self.free} of {self.size} slots are free")
+
+    @staticmethod
+    def _check_taken(got: int, k: int) -> None:
+        if got != k:
+            raise RuntimeError(
+                f"kernel took {got} of {k} slots although they were free: "
+                "the words were modified outside Bitmap, so its used counter is stale"
+            )
+
+    # ------------------------------------------------------------------ allocation
+    def allocate_first(self, k: int) -> np.ndarray:
+        """Take the ``k`` lowest free slots (first fit).
+
+        Parameters
+        ----------
+        k : int
+            How many slots to take.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The slots taken, ascending.
+
+        Raises
+        ------
+        RangeFull
+            If fewer than ``k`` slots are free; nothing is taken.
+        ConfigError
+            If ``k`` is negative.
+
+        Notes
+        -----
+        Kubernetes' ``contiguousScanStrategy``
+        (``pkg/registry/core/service/allocator/bitmap.go``).
+        """
+        k = _count(k, "slot count")
+        self._need(k, "slots")
+        out = np.empty(k, dtype=np.int64)
+        got = int(kb.bm_alloc_first(self.words, self.summary, k, out))
+        self._used += got
+        self._check_taken(got, k)
+        return out
+
+    def allocate_next_fit(self, k: int) -> np.ndarray:
+        """Take ``k`` free slots scanning forward from :attr:`cursor`, wrapping.
+
+        Parameters
+        ----------
+        k : int
+            How many slots to take.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The slots in the order taken. The cursor moves to the slot after
+            the last one, modulo ``n``.
+
+        Raises
+        ------
+        RangeFull
+            If fewer than ``k`` slots are free; nothing is taken and the
+            cursor does not move.
+        ConfigError
+            If ``k`` is negative.
+
+        Notes
+        -----
+        Follows Kubernetes ``pkg/controller/nodeipam/ipam/cidrset/cidr_set.go``
+        (``AllocateNext`` and its ``nextCandidate`` rotor): a freed slot is
+        reused only once the cursor wraps round to it.
+        """
+        k = _count(k, "slot count")
+        self._need(k, "slots")
+        out = np.empty(k, dtype=np.int64)
+        got, cursor = kb.bm_alloc_next_fit(self.words, self.summary, self.size, self._cursor, k, out)
+        self._used += int(got)
+        self._cursor = int(cursor)
+        self._check_taken(int(got), k)
+        return out
+
+    def allocate_scan(self, starts) -> np.ndarray:
+        """For each start offset, take the first free slot at or after it, wrapping.
+
+        Parameters
+        ----------
+        starts : array_like of int
+            Start offsets in ``[0, n)``, one per slot wanted, used in order
+            (each scan sees the slots the earlier ones took).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The slots taken, one per start.
+
+        Raises
+        ------
+        RangeFull
+            If fewer slots are free than starts are given; nothing is taken.
+        NotInRange
+            If a start is outside ``[0, n)``.
+        ConfigError
+            If ``starts`` is not a 1-D integer array.
+
+        Notes
+        -----
+        Cilium's pod-IP strategy (``randomScanStrategy`` in
+        ``pkg/ipam/service/allocator/bitmap.go``) when the starts are random;
+        giving the starts of a recorded upstream run replays it exactly.
+        """
+        arr = np.asarray(starts)
+        self._need(arr.shape[0] if arr.ndim == 1 else 0, "slots")
+        arr = self._offsets(arr, "start offset")
+        out = np.empty(arr.shape[0], dtype=np.int64)
+        got = int(kb.bm_alloc_scan(self.words, self.summary, self.size, arr, out))
+        self._used += got
+        self._check_taken(got, arr.shape[0])
+        return out
+
+    def allocate_random(self, k: int, seed) -> np.ndarray:
+        """Take ``k`` slots, each by a forward scan from a uniformly random start.
+
+        Parameters
+        ----------
+        k : int
+            How many slots to take.
+        seed : int, numpy.random.SeedSequence or numpy.random.Generator
+            Seed for :func:`numpy.random.default_rng`.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The slots taken.
+
+        Raises
+        ------
+        RangeFull
+            If fewer than ``k`` slots are free (checked before any draw, as
+            upstream does); nothing is taken.
+        ConfigError
+            If ``k`` is negative.
+
+        Notes
+        -----
+        All ``k`` starts are drawn up front,
+        ``np.random.default_rng(seed).integers(0, n, k)``, then handed to
+        :meth:`allocate_scan`. This is upstream's pod-IP strategy
+        (``randomScanStrategy``, ``pkg/ipam/service/allocator/bitmap.go``) and
+        is *not* uniform over free slots: a free slot right after a long used
+        run is picked more often.
+        """
+        k = _count(k, "slot count")
+        self._need(k, "slots")
+        if k == 0:
+            return _EMPTY.copy()
+        starts = np.random.default_rng(seed).integers(0, self.size, k, dtype=np.int64)
+        out = np.empty(k, dtype=np.int64)
+        got = int(kb.bm_alloc_scan(self.words, self.summary, self.size, starts, out))
+        self._used += got
+        self._check_taken(got, k)
+        return out
+
+    def allocate(self, offsets) -> None:
+        """Take the given slots (upstream ``Allocate`` / ``Occupy`` of explicit offsets).
+
+        Parameters
+        ----------
+        offsets : array_like of int
+            Slots in ``[0, n)``, all free and distinct.
+
+        Raises
+        ------
+        AlreadyAllocated
+            If a slot is already used, or appears twice; nothing is taken.
+        NotInRange
+            If an offset is outside ``[0, n)``; nothing is taken.
+        ConfigError
+            If ``offsets`` is not a 1-D integer array.
+
+        Notes
+        -----
+        Duplicates are found without sorting: once no slot is known to be
+        used, the kernel flips fewer bits than offsets only if some repeat, and
+        clearing them all then restores the bitmap exactly.
+        """
+        arr = self._offsets(offsets, "offset")
+        if arr.shape[0] == 0:
+            return
+        hits = np.empty(arr.shape[0], dtype=np.bool_)
+        if kb.bm_test_many(self.words, arr, hits):
+            taken = int(arr[np.argmax(hits)])
+            raise AlreadyAllocated(f"offset {taken} is already allocated (expected a free slot)")
+        flipped = int(kb.bm_set_many(self.words, self.summary, arr))
+        if flipped != arr.shape[0]:
+            kb.bm_clear_many(self.words, self.summary, arr)
+            values, counts = np.unique(arr, return_counts=True)
+            dup = int(values[np.argmax(counts > 1)])
+            raise AlreadyAllocated(f"offset {dup} is given more than once (expected distinct offsets)")
+        self._used += flipped
+
+    def release(self, offsets) -> int:
+        """Free the given slots; releasing a free slot is a no-op.
+
+        Parameters
+        ----------
+        offsets : array_like of int
+            Slots in ``[0, n)``; repeats are allowed.
+
+        Returns
+        -------
+        int
+            How many slots were actually freed (only bits that flip count, as
+            ``cidr_set.go`` ``Release`` does).
+
+        Raises
+        ------
+        NotInRange
+            If an offset is outside ``[0, n)``; nothing is freed.
+        ConfigError
+            If ``offsets`` is not a 1-D integer array.
+
+        Notes
+        -----
+        Does not move the next-fit cursor (``cidr_set.go``).
+        """
+        arr = self._offsets(offsets, "offset")
+        flipped = int(kb.bm_clear_many(self.words, self.summary, arr))
+        self._used -= flipped
+        return flipped
+
+    # ------------------------------------------------------------------ aligned blocks
+    def _no_block(self, order: int, k: int = 1) -> RangeFull:
+        what = "an aligned free block" if k == 1 else f"{k} aligned free blocks"
+        return RangeFull(
+            f"no room for {what} of 2**{order} = {1 << order} slots: "
+            f"{self.free} of {self.size} slots are free but not in such blocks "
+            f"(largest free block order {self.largest_free_block()})"
+        )
+
+    def allocate_block(self, order: int) -> int:
+        """Take the lowest free run of ``2**order`` slots aligned to ``2**order``.
+
+        Parameters
+        ----------
+        order : int
+            log2 of the block size, ``0 .. MAX_ORDER``.
+
+        Returns
+        -------
+        int
+            The first slot of the block.
+
+        Raises
+        ------
+        RangeFull
+            If no aligned free block of that size exists. That is
+            fragmentation when enough slots are free, and the message says how
+            many are. Nothing is taken.
+        ConfigError
+            If ``order`` is out of range.
+
+        Notes
+        -----
+        The primitive for carving CIDRs of several sizes out of one pool
+        (e.g. /24, /26 and /28 blocks from one /16), lowest address first.
+        """
+        order = _order(order)
+        offset = int(kb.bm_alloc_block(self.words, self.summary, order))
+        if offset < 0:
+            raise self._no_block(order)
+        self._used += 1 << order
+        return offset
+
+    def allocate_blocks(self, order: int, k: int) -> np.ndarray:
+        """Take the ``k`` lowest aligned free blocks of ``2**order`` slots.
+
+        Same result as ``k`` calls of :meth:`allocate_block`, in one kernel
+        pass.
+
+        Parameters
+        ----------
+        order : int
+            log2 of the block size, ``0 .. MAX_ORDER``.
+        k : int
+            How many blocks to take.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            First slot of each block, ascending.
+
+        Raises
+        ------
+        RangeFull
+            If fewer than ``k`` such blocks exist; nothing is taken.
+        ConfigError
+            If ``order`` or ``k`` is out of range.
+        """
+        order = _order(order)
+        k = _count(k, "block count")
+        if k << order > self.free:
+            raise self._no_block(order, k)
+        out = np.empty(k, dtype=np.int64)
+        got = int(kb.bm_alloc_blocks(self.words, self.summary, order, k, out))
+        if got < k:
+            # Every block taken was entirely free before: clearing them restores the bitmap.
+            kb.bm_release_blocks(self.words, self.summary, out[:got], order)
+            raise self._no_block(order, k)
+        self._used += k << order
+        return out
+
+    def release_block(self, offset: int, order: int) -> int:
+        """Free the ``2**order`` slots starting at ``offset`` (idempotent).
+
+        Parameters
+        ----------
+        offset : int
+            First slot of the block: a multiple of ``2**order``.
+        order : int
+            log2 of the block size, ``0 .. MAX_ORDER``.
+
+        Returns
+        -------
+        int
+            How many slots were actually freed.
+
+        Raises
+        ------
+        NotInRange
+            If the block is not aligned to ``2**order`` or does not lie
+            inside ``[0, n)``.
+        ConfigError
+            If ``order`` is out of range or ``offset`` is not an integer.
+        """
+        order = _order(order)
+        try:
+            offset = operator.index(offset)
+        except TypeError:
+            raise ConfigError(f"block offset must be an integer, got {offset!r}") from None
+        width = 1 << order
+        if offset % width:
+            raise NotInRange(
+                f"block offset {offset} is not aligned to 2**{order} (expected a multiple of {width})"
+            )
+        if offset < 0 or offset + width > self.size:
+            raise NotInRange(
+                f"block [{offset}, {offset + width}) is out of range (expected inside 0..{self.size - 1})"
+            )
+        flipped = int(kb.bm_release_block(self.words, self.summary, offset, order))
+        self._used -= flipped
+        return flipped
+
+    # ------------------------------------------------------------------ container protocol
+    def __contains__(self, offset) -> bool:
+        """Whether slot ``offset`` is used (False for offsets outside ``[0, n)``)."""
+        try:
+            i = operator.index(offset)
+        except TypeError:
+            return False
+        if not 0 <= i < self.size:
+            return False
+        return bool((int(self.words[i >> 6]) >> (i & 63)) & 1)
+
+    def __len__(self) -> int:
+        """Number of used slots."""
+        return self._used
+
+    def to_offsets(self) -> np.ndarray:
+        """Used slots as a sorted ``int64`` array.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        out = np.empty(self._used, dtype=np.int64)
+        count = int(kb.bm_used_offsets(self.words, self.size, out))
+        return out[:count]
+
+    def copy(self) -> Bitmap:
+        """An independent copy (words, summary, counter and cursor).
+
+        Returns
+        -------
+        Bitmap
+        """
+        other = Bitmap.__new__(Bitmap)
+        other.words = self.words.copy()
+        other.summary = self.summary.copy()
+        other.size = self.size
+        other._used = self._used
+        other._cursor = self._cursor
+        return other
+
+    def __repr__(self) -> str:
+        return f"Bitmap(size={self.size}, used={self._used}, free={self.free}, cursor={self._cursor})"
+
+    # ------------------------------------------------------------------ compilation
+    @classmethod
+    def warmup(cls) -> None:
+        """Compile (or load from cache) every kernel the methods call.
+
+        Runs each method once on a tiny bitmap with the argument types real
+        calls use, so that timings and first calls do not include compilation.
+        """
+        bm = cls(130)
+        # Blocks of 64 first, while the bitmap is empty.
+        bm.release_block(bm.allocate_block(6), 6)
+        bm.allocate_blocks(6, 1)
+        bm.allocate_blocks(1, 2)
+        bm.release_block(bm.allocate_block(2), 2)
+        bm.allocate_first(3)
+        bm.allocate_next_fit(3)
+        bm.allocate_scan(np.array([0, 129], dtype=np.int64))
+        bm.allocate_random(2, 0)
+        bm.allocate(np.array([128], dtype=np.int64))
+        bm.release(np.array([0, 128], dtype=np.int64))
+        bm.free_blocks(3)
+        bm.largest_free_block()
+        bm.to_offsets()
+        tight = cls(64)
+        tight.allocate(np.array([1, 2], dtype=np.int64))
+        try:
+            tight.allocate_blocks(1, 31)  # only 30 free pairs: compiles the rollback
+        except RangeFull:
+            pass
+
+
+warmup = Bitmap.warmup
