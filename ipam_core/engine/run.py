@@ -22,7 +22,7 @@ from ipam_core.engine.state import EngineConfig, State, build_state, count_node_
 from ipam_core.errors import IPAMBenchError
 from ipam_core.kernels.bitmap import bm_largest_free_block
 from ipam_core.modes import get_mode
-from ipam_core.workloads.events import Workload
+from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
 TRACE_COUNTERS = (
     "nodes",
@@ -263,6 +263,32 @@ class Simulation:
                     zero_copy_only=False
                 )
         return pa.array(out, pa.string())
+
+
+def warmup_engine() -> None:
+    """Run the compiled loop once on tiny tables so later calls do not compile."""
+    from ipam_core.addr import parse_cidr
+    from ipam_core.engine.layout import SetSpec
+
+    layout = Layout(
+        mode="warmup",
+        policy=T.POLICY_MULTI_POOL,
+        families=(0,),
+        pool_names=("default",),
+        pre_allocation=(8,),
+        sets=(SetSpec(0, parse_cidr("10.0.0.0/24"), 28),),
+        default_pool=0,
+        revert_partial=True,
+    )
+    config = EngineConfig(T.SCHED_SPREAD, 110, True, 1.0, 15.0, 60.0, 10.0, 300.0, 15.0, 0)
+    state = build_state(layout, config, n_nodes=1, n_pods=1, n_node_adds=1)
+    events = (
+        np.array([0.0, 1.0], dtype=np.float64),
+        np.array([OP_NODE_ADD, OP_POD_ADD], dtype=np.int8),
+        np.array([0, -1], dtype=np.int32),
+        np.array([-1, 0], dtype=np.int32),
+    )
+    advance(state, *events, 100.0)
 
 
 def sample_times(duration_s: float, interval_s: float) -> np.ndarray:

@@ -1,0 +1,3 @@
+from ipam_core.cli import main
+
+main()

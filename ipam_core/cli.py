@@ -1,0 +1,200 @@
+"""``ipam-bench``: the command line. It parses, calls the library and prints; no logic of its own.
+
+Every error a user can cause ends in one line on stderr and exit status 2,
+with no traceback and no half-written output.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ipam_core.errors import IPAMBenchError
+
+app = typer.Typer(
+    name="ipam-bench",
+    help=(
+        "How pod IP addresses get used, wasted and fragmented under each IPAM mode.\n\n"
+        "Examples:\n\n"
+        "  ipam-bench compare                       # built-in default scenario, all pool modes\n\n"
+        "  ipam-bench compare scenarios/multi-pool-teams.yaml --modes cluster-pool,multi-pool\n\n"
+        "  ipam-bench run scenarios/dual-stack.yaml --out out/ds\n\n"
+        "  ipam-bench plot out/ds"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+
+@contextmanager
+def _user_errors():
+    """Turn library errors into one line and exit status 2."""
+    try:
+        yield
+    except IPAMBenchError as exc:
+        err.print(f"ipam-bench: error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        where = f" {exc.filename!s}" if exc.filename else ""
+        err.print(f"ipam-bench: error:{where}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _load(scenario: str | None, seed: Optional[int]):
+    from dataclasses import replace
+
+    from ipam_core.scenario import load_scenario
+
+    sc = load_scenario(scenario or "default")
+    return replace(sc, seed=seed) if seed is not None else sc
+
+
+def _modes(text: str | None, scenario) -> list[str]:
+    from ipam_core.modes import get_mode
+
+    names = [m.strip() for m in text.split(",") if m.strip()] if text else list(scenario.modes)
+    for name in names:
+        get_mode(name)
+    return names
+
+
+def _simulate(scenario, modes):
+    from ipam_core.engine import simulate
+
+    quiet = not sys.stderr.isatty()
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        tasks = {m: bar.add_task(m, total=1.0) for m in modes}
+        return simulate(scenario, modes, progress=lambda mode, done: bar.update(tasks[mode], completed=done))
+
+
+def _print_summary(table) -> None:
+    """Metrics as rows, one column per mode and family: side by side."""
+    from ipam_core.engine import SUMMARY_COLUMNS
+
+    rows = table.to_pylist()
+    view = Table(title="ipam-bench compare", title_justify="left")
+    view.add_column("metric")
+    for row in rows:
+        view.add_column(f"{row['mode']} v{row['family']}", justify="right")
+    for name, meaning in SUMMARY_COLUMNS[2:]:
+        view.add_row(meaning, *(str(row[name]) for row in rows))
+    out.print(view)
+
+
+def _default_out(scenario, kind: str) -> Path:
+    return Path("out") / f"{kind}-{scenario.name}"
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="Scenario YAML file, or the name of a built-in (default).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/run-NAME).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Mode to run instead of the scenario's ipam.mode.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's.")] = None,
+    plot: Annotated[bool, typer.Option(help="Also write PNG figures.")] = False,
+) -> None:
+    """Run one mode and write DIR/trace.arrow and DIR/nodes.arrow.
+
+    Example: ipam-bench run scenarios/dual-stack.yaml --out out/ds
+    """
+    from ipam_core.engine import write_run
+
+    with _user_errors():
+        sc = _load(scenario, seed)
+        modes = _modes(mode or sc.ipam.mode, sc)
+        result = _simulate(sc, modes)
+        target = out_dir or _default_out(sc, "run")
+        paths = write_run(result, target, command=sys.argv)
+        if plot:
+            from ipam_core.plot import plot_run
+
+            paths += plot_run(target)
+        for p in paths:
+            out.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def compare(
+    scenario: Annotated[Optional[str], typer.Argument(help="Scenario YAML file or built-in name.")] = None,
+    modes: Annotated[Optional[str], typer.Option(help="Comma-separated modes (default: the scenario's).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/compare-NAME).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's.")] = None,
+    plot: Annotated[bool, typer.Option(help="Write PNG figures too.")] = True,
+) -> None:
+    """Run the same workload through each mode and compare them side by side.
+
+    Writes DIR/trace.arrow, DIR/nodes.arrow, DIR/summary.csv (and PNGs).
+    With no scenario, runs the built-in default.
+
+    Example: ipam-bench compare --modes kubernetes,cluster-pool,multi-pool
+    """
+    from ipam_core.engine import summarize, write_run
+    from ipam_core.trace import write_summary_csv
+
+    with _user_errors():
+        sc = _load(scenario, seed)
+        names = _modes(modes, sc)
+        result = _simulate(sc, names)
+        target = out_dir or _default_out(sc, "compare")
+        summary = summarize(result)
+        _print_summary(summary)
+        paths = write_run(result, target, command=sys.argv)
+        paths.append(write_summary_csv(Path(target) / "summary.csv", summary))
+        if plot:
+            from ipam_core.plot import plot_run
+
+            paths += plot_run(target)
+        for p in paths:
+            out.print(f"wrote {p}", highlight=False)
+
+
+@app.command("plot")
+def plot_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Folder holding trace.arrow.")],
+) -> None:
+    """Write PNG figures of used / idle / failed over time and fragmentation, per mode.
+
+    Example: ipam-bench plot out/compare-default
+    """
+    from ipam_core.plot import plot_run
+
+    with _user_errors():
+        for p in plot_run(run_dir):
+            out.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios."""
+    from ipam_core.scenario import builtin_scenarios
+
+    for name in builtin_scenarios():
+        out.print(name)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
