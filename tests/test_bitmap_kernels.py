@@ -127,11 +127,26 @@ def test_set_many_clear_many_test_many(ref, data):
     hits = np.empty(offsets.shape[0], dtype=np.bool_)
     assert k.bm_test_many(words, offsets, hits) == sum(ref.test(int(i)) for i in offsets)
     assert hits.tolist() == [ref.test(int(i)) for i in offsets]
-    if data.draw(st.booleans()):
+    op = data.draw(st.sampled_from(["set", "clear", "clear_branchless"]))
+    if op == "set":
         assert k.bm_set_many(words, summary, offsets) == ref.set_many(offsets)
-    else:
+    elif op == "clear":
         assert k.bm_clear_many(words, summary, offsets) == ref.clear_many(offsets)
+    else:
+        assert k.bm_clear_many_branchless(words, summary, offsets) == ref.clear_many(offsets)
     assert_state(words, summary, ref)
+
+
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_both_clear_many_kernels_agree_with_the_model(n, density, blocky):
+    ref = random_ref(n, density, seed=5 * n + 2, blocky=blocky)
+    offsets = np.random.default_rng(n).integers(0, max(n, 1), size=min(n, 500)) if n else np.empty(0, np.int64)
+    expected = ref.copy()
+    flipped = expected.clear_many(offsets)
+    for kernel in (k.bm_clear_many, k.bm_clear_many_branchless):
+        words, summary = arrays(ref)
+        assert kernel(words, summary, offsets) == flipped
+        assert_state(words, summary, expected)
 
 
 @given(states(), st.data())
