@@ -43,11 +43,11 @@ def _user_errors():
     try:
         yield
     except IPAMBenchError as exc:
-        err.print(f"ipam-bench: error: {exc}", markup=False, highlight=False)
+        typer.echo("ipam-bench: error: " + str(exc).replace("\n", " "), err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         where = f" {exc.filename!s}" if exc.filename else ""
-        err.print(f"ipam-bench: error:{where}: {exc.strerror or exc}", markup=False, highlight=False)
+        typer.echo(f"ipam-bench: error:{where}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
 
 

@@ -87,7 +87,7 @@ def test_expected_examples_are_shipped():
 def test_builtin_default_is_small_and_runs_every_mode():
     assert "default" in builtin_scenarios()
     s = load_scenario("default")
-    assert s.cluster.nodes == 32 and s.duration_s == 1800
+    assert s.cluster.nodes == 32 and s.duration_s == 1200
     assert set(s.modes) == set(KNOWN_MODES)
 
 
