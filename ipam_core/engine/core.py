@@ -642,7 +642,7 @@ def _operator_multi_pool(st, node):
                     have += sl[slot, L_MAX]
             while have < needed:
                 slot = _carve_slot(st, node, pool, family)
-                if slot < 0:
+                if slot < 0 or sl[slot, L_MAX] == 0:
                     status = STATUS_POOL_EMPTY
                     break
                 have += sl[slot, L_MAX]

@@ -7,11 +7,11 @@ it and never looks at the mode's name.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from ipam_core.addr import Network
-
-IPV6_WINDOW_BITS = 16  # cilium ipallocator RangeSize caps IPv6 node ranges at 2**16 slots
+from ipam_core.podiprange import range_size
 
 
 def family_index(network: Network) -> int:
@@ -19,19 +19,17 @@ def family_index(network: Network) -> int:
     return 0 if network.version == 4 else 1
 
 
-def pod_range(bits: int, node_mask: int) -> tuple[int, int]:
-    """Usable pod addresses in one node CIDR, and the addresses it is counted as.
+def pod_range(network: Network, node_mask: int) -> tuple[int, int]:
+    """Usable pod addresses in one node CIDR of ``network``, and the addresses it is counted as.
 
-    Follows cilium ``pkg/ipam/service/ipallocator/allocator.go`` (``RangeSize``):
-    the range holds ``2**h`` slots with ``h`` the host bits, capped at
-    ``2**16`` for IPv6; the network address and the last slot are excluded
-    when the range has more than 2 addresses; /31 (/127) keeps both and /32
-    (/128) its one address, as the newest upstream does.
+    Follows cilium ``pkg/ipam/service/ipallocator/allocator.go`` through
+    :func:`ipam_core.podiprange.range_size`: ``2**h`` slots (IPv6 capped at
+    65,536), less the network and last slot when there are more than 2.
 
     Parameters
     ----------
-    bits : int
-        32 or 128.
+    network : ipaddress network
+        Any network of the family (only its address width is used).
     node_mask : int
         Prefix length of the node CIDR.
 
@@ -39,13 +37,9 @@ def pod_range(bits: int, node_mask: int) -> tuple[int, int]:
     -------
     tuple of int
         ``(usable, counted)``: usable pod addresses, and the size of the
-        range in addresses (``2**h``, IPv6 capped at 65,536) used for the
-        address accounting of traces.
+        range used for the address accounting of traces.
     """
-    host_bits = bits - node_mask
-    if bits == 128:
-        host_bits = min(host_bits, IPV6_WINDOW_BITS)
-    size = 1 << host_bits
+    size = range_size(ipaddress.ip_network((network.network_address, node_mask)))
     return (size - 2 if size > 2 else size), size
 
 

@@ -64,7 +64,7 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     """Upper bound on node CIDRs one node holds, per pool and family (sizes the tables)."""
     per_node = np.zeros((len(layout.pool_names), 2), dtype=np.int64)
     for spec in layout.sets:
-        usable, _ = pod_range(spec.network.max_prefixlen, spec.node_mask)
+        usable, _ = pod_range(spec.network, spec.node_mask)
         if layout.policy == T.POLICY_ONE_PER_FAMILY:
             need = 1
         else:
@@ -109,7 +109,7 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
     for i, spec in enumerate(layout.sets):
         capacity = spec.capacity
         nw, ns = bm_sizes(capacity)
-        usable, counted = pod_range(spec.network.max_prefixlen, spec.node_mask)
+        usable, counted = pod_range(spec.network, spec.node_mask)
         slot_nw, slot_ns = bm_sizes(usable)
         chunks = int(min(capacity, max(1, n_nodes) * per_node[spec.pool, spec.family]))
         sets[i, T.S_FAMILY] = spec.family
