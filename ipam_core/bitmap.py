@@ -260,7 +260,9 @@ class Bitmap:
         k = _count(k, "slot count")
         self._need(k, "slots")
         out = np.empty(k, dtype=np.int64)
-        got, cursor = kb.bm_alloc_next_fit(self.words, self.summary, self.size, self._cursor, k, out)
+        got, cursor = kb.bm_alloc_next_fit_batch(
+            self.words, self.summary, self.size, self._cursor, k, out
+        )
         self._used += int(got)
         self._cursor = int(cursor)
         self._check_taken(int(got), k)

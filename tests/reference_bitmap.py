@@ -145,6 +145,17 @@ class RefBitmap:
         self.used.update(out)
         return out
 
+    def alloc_first_from(self, start: int, k: int) -> list[int]:
+        """Up to k lowest free slots >= start, taken (no wrap)."""
+        out = []
+        for i in range(start, self.n):
+            if len(out) >= k:
+                break
+            if i not in self.used:
+                out.append(i)
+        self.used.update(out)
+        return out
+
     def alloc_next_fit(self, k: int) -> list[int]:
         """Up to k slots from the cursor, wrapping; cursor -> last taken + 1 (mod n)."""
         out = []

@@ -218,13 +218,28 @@ def test_alloc_first(ref, data):
 
 
 @given(states(), st.data())
-def test_alloc_next_fit(ref, data):
+def test_alloc_first_from(ref, data):
+    want = data.draw(st.integers(0, ref.n - ref.count() + 3))
+    nw, _ = ref.sizes()
+    start = data.draw(st.integers(0, nw * 64 + 1))  # past n too: pad bits are never taken
+    words, summary = arrays(ref)
+    out = np.full(want, -7, dtype=np.int64)
+    got = k.bm_alloc_first_from(words, summary, start, want, out)
+    expected = ref.alloc_first_from(start, want)
+    assert got == len(expected)
+    assert out[:got].tolist() == expected
+    assert_state(words, summary, ref)
+
+
+@pytest.mark.parametrize("kernel", [k.bm_alloc_next_fit, k.bm_alloc_next_fit_batch])
+@given(ref=states(), data=st.data())
+def test_alloc_next_fit(kernel, ref, data):
     want = data.draw(st.integers(0, ref.n - ref.count() + 3))
     ref.cursor = data.draw(st.integers(0, max(ref.n - 1, 0)))
     cursor = ref.cursor
     words, summary = arrays(ref)
     out = np.full(want, -7, dtype=np.int64)
-    got, new_cursor = k.bm_alloc_next_fit(words, summary, ref.n, cursor, want, out)
+    got, new_cursor = kernel(words, summary, ref.n, cursor, want, out)
     expected = ref.alloc_next_fit(want)
     assert got == len(expected)
     assert out[:got].tolist() == expected
@@ -234,16 +249,36 @@ def test_alloc_next_fit(ref, data):
     assert_state(words, summary, ref)
 
 
-def test_next_fit_wraps_and_cursor_follows_last_taken():
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_both_next_fit_kernels_agree_on_edge_sizes(n, density, blocky):
+    ref = random_ref(n, density, seed=11 * n + 5, blocky=blocky)
+    free = n - ref.count()
+    for cursor in sorted({0, n // 3, max(n - 1, 0)}):
+        for want in sorted({1, free // 2, free, free + 1}):
+            results = []
+            for kernel in (k.bm_alloc_next_fit, k.bm_alloc_next_fit_batch):
+                words, summary = arrays(ref)
+                out = np.full(want, -7, dtype=np.int64)
+                got, new_cursor = kernel(words, summary, n, cursor, want, out)
+                results.append((got, new_cursor, out[:got].tolist(), words.tolist(), summary.tolist()))
+            model = ref.copy()
+            model.cursor = cursor
+            taken = model.alloc_next_fit(want)
+            assert results[0] == results[1]
+            assert results[0][:3] == (len(taken), model.cursor, taken)
+
+
+@pytest.mark.parametrize("kernel", [k.bm_alloc_next_fit, k.bm_alloc_next_fit_batch])
+def test_next_fit_wraps_and_cursor_follows_last_taken(kernel):
     ref = RefBitmap(130, [0, 2, 127, 129])
     words, summary = arrays(ref)
     out = np.empty(4, dtype=np.int64)
-    got, cursor = k.bm_alloc_next_fit(words, summary, 130, 126, 4, out)
+    got, cursor = kernel(words, summary, 130, 126, 4, out)
     assert (got, out.tolist(), cursor) == (4, [126, 128, 1, 3], 4)
     # taking the very last slot moves the cursor back to 0
     ref = RefBitmap(130, range(129))
     words, summary = arrays(ref)
-    got, cursor = k.bm_alloc_next_fit(words, summary, 130, 5, 1, out)
+    got, cursor = kernel(words, summary, 130, 5, 1, out)
     assert (got, out[0], cursor) == (1, 129, 0)
 
 
@@ -273,7 +308,7 @@ def test_scan_wraps_past_the_end():
 
 
 @pytest.mark.parametrize("n", NOT_MULTIPLE_OF_64)
-@pytest.mark.parametrize("strategy", ["first", "next", "scan", "block0"])
+@pytest.mark.parametrize("strategy", ["first", "first_from", "next", "next_batch", "scan", "block0"])
 def test_pad_bits_are_never_handed_out(n, strategy):
     ref = RefBitmap(n)
     words, summary = arrays(ref)
@@ -281,8 +316,12 @@ def test_pad_bits_are_never_handed_out(n, strategy):
     out = np.empty(want, dtype=np.int64)
     if strategy == "first":
         got = k.bm_alloc_first(words, summary, want, out)
+    elif strategy == "first_from":
+        got = k.bm_alloc_first_from(words, summary, 0, want, out)
     elif strategy == "next":
         got, _ = k.bm_alloc_next_fit(words, summary, n, max(n - 1, 0), want, out)
+    elif strategy == "next_batch":
+        got, _ = k.bm_alloc_next_fit_batch(words, summary, n, max(n - 1, 0), want, out)
     elif strategy == "scan":
         got = k.bm_alloc_scan(words, summary, n, np.full(want, max(n - 1, 0), dtype=np.int64), out)
     else:
