@@ -15,8 +15,7 @@ operator retries. Agents allocate exactly as in host scope
 from __future__ import annotations
 
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
-from ipam_core.modes._common import families, sets_for
+from ipam_core.modes._common import families, host_scope_layout
 
 NAME = "cluster-pool"
 UPSTREAM = (
@@ -44,13 +43,4 @@ def layout(scenario) -> Layout:
         0: (tuple(ipam.cluster_pool_v4), ipam.cluster_pool_v4_mask),
         1: (tuple(ipam.cluster_pool_v6), ipam.cluster_pool_v6_mask),
     }
-    return Layout(
-        mode=NAME,
-        policy=POLICY_ONE_PER_FAMILY,
-        families=enabled,
-        pool_names=("cluster-pool",),
-        pre_allocation=(0,),
-        sets=tuple(sets_for(0, by_family, enabled)),
-        default_pool=0,
-        revert_partial=True,
-    )
+    return host_scope_layout(NAME, "cluster-pool", by_family, enabled, revert_partial=True)

@@ -14,8 +14,7 @@ family with its random-start bitmap (cilium ``pkg/ipam/hostscope.go``,
 from __future__ import annotations
 
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
-from ipam_core.modes._common import families, sets_for
+from ipam_core.modes._common import families, host_scope_layout
 
 NAME = "kubernetes"
 UPSTREAM = (
@@ -43,13 +42,4 @@ def layout(scenario) -> Layout:
     for cidr in ipam.kcm_cluster_cidrs:
         family = 1 if ":" in cidr else 0
         by_family[family] = ((cidr,), ipam.kcm_node_mask_v6 if family else ipam.kcm_node_mask_v4)
-    return Layout(
-        mode=NAME,
-        policy=POLICY_ONE_PER_FAMILY,
-        families=enabled,
-        pool_names=("kube-controller-manager",),
-        pre_allocation=(0,),
-        sets=tuple(sets_for(0, by_family, enabled)),
-        default_pool=0,
-        revert_partial=False,
-    )
+    return host_scope_layout(NAME, "kube-controller-manager", by_family, enabled, revert_partial=False)
