@@ -219,12 +219,14 @@ class Bitmap:
         Notes
         -----
         Kubernetes' ``contiguousScanStrategy``
-        (``pkg/registry/core/service/allocator/bitmap.go``).
+        (``pkg/registry/core/service/allocator/bitmap.go``). Calls
+        :func:`~ipam_core.kernels.bitmap.bm_alloc_first_from` from slot 0:
+        same result as ``bm_alloc_first``, faster on nearly full bitmaps.
         """
         k = _count(k, "slot count")
         self._need(k, "slots")
         out = np.empty(k, dtype=np.int64)
-        got = int(kb.bm_alloc_first(self.words, self.summary, k, out))
+        got = int(kb.bm_alloc_first_from(self.words, self.summary, 0, k, out))
         self._used += got
         self._check_taken(got, k)
         return out

@@ -231,6 +231,26 @@ def test_alloc_first_from(ref, data):
     assert_state(words, summary, ref)
 
 
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_first_fit_kernels_agree_on_edge_sizes(n, density, blocky):
+    # batch sizes around 64 exercise both the whole-word and the bit-by-bit paths
+    ref = random_ref(n, density, seed=13 * n + 1, blocky=blocky)
+    free = n - ref.count()
+    for start in sorted({0, 1, n // 2, max(n - 1, 0)}):
+        for want in sorted({0, 1, 63, 64, 65, 130, free // 2, free, free + 1}):
+            model = ref.copy()
+            expected = model.alloc_first_from(start, want)
+            words, summary = arrays(ref)
+            out = np.full(want, -7, dtype=np.int64)
+            got = k.bm_alloc_first_from(words, summary, start, want, out)
+            assert (got, out[:got].tolist()) == (len(expected), expected)
+            assert_state(words, summary, model)
+            if start == 0:
+                words, summary = arrays(ref)
+                assert k.bm_alloc_first(words, summary, want, out) == len(expected)
+                assert out[: len(expected)].tolist() == expected
+
+
 @pytest.mark.parametrize("kernel", [k.bm_alloc_next_fit, k.bm_alloc_next_fit_batch])
 @given(ref=states(), data=st.data())
 def test_alloc_next_fit(kernel, ref, data):
