@@ -83,9 +83,12 @@ IPV6_WINDOW_BITS = 16  # cilium ipallocator RangeSize caps IPv6 node ranges at 2
 def usable_addresses(network: ipaddress.IPv4Network | ipaddress.IPv6Network, node_mask: int) -> tuple[int, int]:
     """Usable pod addresses of one node CIDR and the addresses it counts as (``RangeSize``)."""
     host_bits = network.max_prefixlen - node_mask
-    if network.version == 6:
-        host_bits = min(host_bits, IPV6_WINDOW_BITS)
-    size = 2**host_bits
+    if host_bits >= network.max_prefixlen - 1:
+        size = 0  # upstream's guard against huge ranges (IPv4 /0-/1, IPv6 /0-/1)
+    elif network.version == 6:
+        size = 2 ** min(host_bits, IPV6_WINDOW_BITS)
+    else:
+        size = 2**host_bits
     return (size - 2 if size > 2 else size), size
 
 
@@ -521,7 +524,7 @@ class BaselineEngine:
                 have = sum(x.size for x in node.cidrs if x.pool == pool and x.family == family)
                 while have < needed:
                     cidr = self.carve(node, pool, family)
-                    if cidr is None:
+                    if cidr is None or cidr.size == 0:  # no CIDR left, or CIDRs without usable addresses
                         status = STATUS_POOL_EMPTY
                         break
                     have += cidr.size

@@ -333,7 +333,8 @@ def _carve_slot(st, node, pool, family):
         if sets[s, S_ALLOCATED] >= sets[s, S_N]:
             continue
         top = st.cnt[K_SLOT_TOP]
-        if top == 0:
+        # the node's row of `node_slots` is full too: stop rather than write into the next row
+        if top == 0 or st.nodes[node, N_NSLOTS] >= st.node_slots.shape[1]:
             st.cnt[K_ERROR] = ERROR_SLOTS_FULL
             return -1
         if sets[s, S_CHUNK_TOP] == 0:
