@@ -177,11 +177,12 @@ class Bitmap:
             return _EMPTY
         if arr.dtype.kind not in "iu":
             raise ConfigError(f"{noun}s must be integers, got dtype {arr.dtype}")
-        # min/max are two SIMD reductions without temporaries: the cheapest bounds check
-        if arr.min() < 0 or arr.max() >= self.size:
+        offsets = np.ascontiguousarray(arr, dtype=np.int64)
+        # One SIMD reduction checks both ends: seen as uint64, a negative offset is huge.
+        if offsets.view(np.uint64).max() >= self.size:
             bad = arr[(arr < 0) | (arr >= self.size)][0]
             raise NotInRange(f"{noun} {int(bad)} is out of range (expected 0..{self.size - 1})")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return offsets
 
     def _need(self, k: int, what: str) -> None:
         if k > self.free:
