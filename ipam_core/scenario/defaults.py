@@ -68,7 +68,7 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
 
 # ---------------------------------------------------------------- accepted keys
 TOP_KEYS = ("name", "description", "seed", "duration", "sampleInterval", "nodeSampleInterval", "modes",
-            "cluster", "cilium", "timing", "manifests", "workload", "steps")
+            "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration")
 CLUSTER_KEYS = ("nodes", "scheduler", "kubelet", "kubeControllerManager")
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",

@@ -193,11 +193,14 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     if "steps" in doc:
         # Reserved for migrations: kept raw here, validated by the migration module.
         steps = tuple(as_list(root / "steps", doc["steps"]))
+    # Reserved for migrations too: node names and step timing, validated by ipam_core.migration.
+    migration = as_mapping(root / "migration", doc["migration"]) if "migration" in doc else None
     workload = _workload(root / "workload", doc.get("workload"), path.parent if path else None)
     return Scenario(
         name=name, description=description, seed=seed, duration_s=duration, sample_interval_s=sample,
         node_sample_interval_s=node_sample, modes=modes, cluster=cluster, ipam=ipam, timing=timing,
-        namespaces=tuple(namespaces), workload=workload, steps=steps, source_text=text, source_path=path,
+        namespaces=tuple(namespaces), workload=workload, steps=steps, migration=migration, source_text=text,
+        source_path=path,
     )
 
 

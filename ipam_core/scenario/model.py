@@ -199,8 +199,9 @@ class Scenario:
     """A validated scenario: cluster, IPAM settings, timing, namespaces and workload.
 
     ``workload`` is what ``ipam_core.workloads.parse_workload`` returned; ``steps`` is the
-    raw ``steps:`` list, validated by the migration module; ``source_text`` is the YAML
-    the scenario was read from (hashed into trace metadata).
+    raw ``steps:`` list and ``migration`` the raw ``migration:`` mapping, both validated by
+    ``ipam_core.migration``; ``source_text`` is the YAML the scenario was read from (hashed
+    into trace metadata).
     """
 
     name: str
@@ -216,6 +217,7 @@ class Scenario:
     namespaces: tuple[NamespaceSpec, ...]
     workload: Any
     steps: tuple[Any, ...] = ()
+    migration: Any = None
     source_text: str = ""
     source_path: Path | None = None
 
