@@ -90,3 +90,17 @@ def test_missing_scenario_file_and_missing_trace(tmp_path):
 def test_help_shows_examples():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "ipam-bench compare" in result.stdout
+
+
+def test_replayed_event_file_runs_through_every_mode(tmp_path):
+    from pathlib import Path
+
+    import polars as pl
+
+    scenario_file = Path(__file__).resolve().parent.parent / "scenarios" / "replay.yaml"
+    out = tmp_path / "replay"
+    result = runner.invoke(app, ["compare", str(scenario_file), "--out", str(out), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    trace = pl.read_ipc(out / "trace.arrow")
+    # the file's bursts of 240 pods reach every mode
+    assert trace.group_by("mode").agg(pl.col("pods_running").max())["pods_running"].to_list() == [240, 240, 240]
