@@ -575,20 +575,38 @@ class Bitmap:
         count = int(kb.bm_used_offsets(self.words, self.size, out))
         return out[:count]
 
-    def copy(self) -> Bitmap:
+    def copy(self, out: Bitmap | None = None) -> Bitmap:
         """An independent copy (words, summary, counter and cursor).
+
+        Parameters
+        ----------
+        out : Bitmap, optional
+            A bitmap of the same size to overwrite instead of allocating a
+            new one (resetting a scratch bitmap between runs).
 
         Returns
         -------
         Bitmap
+            ``out`` if given, else a new bitmap.
+
+        Raises
+        ------
+        ConfigError
+            If ``out`` has a different size.
         """
-        other = Bitmap.__new__(Bitmap)
-        other.words = self.words.copy()
-        other.summary = self.summary.copy()
-        other.size = self.size
-        other._used = self._used
-        other._cursor = self._cursor
-        return other
+        if out is None:
+            out = Bitmap.__new__(Bitmap)
+            out.words = self.words.copy()
+            out.summary = self.summary.copy()
+        elif out is not self:
+            if out.size != self.size:
+                raise ConfigError(f"cannot copy a bitmap of {self.size} slots into one of {out.size}")
+            np.copyto(out.words, self.words)
+            np.copyto(out.summary, self.summary)
+        out.size = self.size
+        out._used = self._used
+        out._cursor = self._cursor
+        return out
 
     def __repr__(self) -> str:
         return f"Bitmap(size={self.size}, used={self._used}, free={self.free}, cursor={self._cursor})"

@@ -332,6 +332,19 @@ def test_contains_len_copy_to_offsets(half_full):
     assert half_full.to_offsets().tolist() == list(range(0, 130, 2))
 
 
+def test_copy_into_an_existing_bitmap_reuses_its_arrays(half_full):
+    scratch = Bitmap(130)
+    words, summary = scratch.words, scratch.summary
+    assert half_full.copy(out=scratch) is scratch
+    assert scratch.words is words and scratch.summary is summary
+    assert_unchanged(scratch, snapshot(half_full))
+    scratch.allocate([5])
+    assert 5 not in half_full
+    assert half_full.copy(out=half_full) is half_full
+    with pytest.raises(ConfigError, match="130 slots into one of 64"):
+        half_full.copy(out=Bitmap(64))
+
+
 def test_warmup_leaves_no_trace_and_runs_twice():
     Bitmap.warmup()
     ipam_core.bitmap.warmup()
