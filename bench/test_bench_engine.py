@@ -1,0 +1,267 @@
+"""The engine's event loop: 1,000,000 pod events, and Kubernetes' scalability limits.
+
+Two groups:
+
+* ``engine-1M-events``: 1,000 nodes through ``cluster-pool`` (10.0.0.0/8 in
+  /24s, maxPods 110). A ``steady-churn`` workload fills 30 pods per node at
+  t=0, then replaces a random pod 1,000 times per second for 485 s: 30,000 +
+  2 x 485,000 pod events + 1,000 node joins = 1,001,000 events. Members:
+
+  - ``kernel`` on all of it (``Simulation.advance`` to the end; the issue's
+    goal is <= 2 s after warm-up on the 2-core machine);
+  - ``kernel`` on the first ``SLICE_EVENTS`` events, and
+  - ``python-baseline`` on the same slice (``bench/baseline_engine.py``, the
+    same semantics in plain Python), so the speed-up is measured on
+    identical work (goal: >= 100x).
+
+* ``engine-scale-limits``: ``scenarios/scale-limits.yaml`` (5,000 nodes,
+  150,000 pods at 30 per node, maxPods 110, churn 20/s for 30 min, /8 pools
+  so nothing runs out) through each mode, kernel and baseline. Besides time,
+  ``extra_info`` records the state's bytes (``sum(a.nbytes for a in
+  sim.state)``), the process RSS after the round and its peak so far.
+
+A round times the event loop only: the state (``Simulation``) is built in
+the pedantic ``setup`` and the workload once per module. ``extra_info["ops"]``
+is the number of workload events a round processes; timers fired are
+recorded beside (``timers``). Kernels are compiled (or loaded from the cache)
+by ``ipam_core.engine.warmup()`` and one untimed small run per mode before
+anything is timed.
+
+Run: ``/tmp/venv/bin/python -m pytest bench/test_bench_engine.py
+--benchmark-json=results/bench-engine.json -q``; summary with
+``bench/summarize.py``. See also ``bench/memory_scaling.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import resource
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ipam_core.engine import tables as T
+from ipam_core.engine import warmup
+from ipam_core.engine.run import Simulation
+from ipam_core.engine.state import state_nbytes
+from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
+from ipam_core.workloads import Workload, generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_engine import BaselineEngine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP_1M = "engine-1M-events"
+GROUP_SCALE = "engine-scale-limits"
+MODES = ("kubernetes", "cluster-pool", "multi-pool")
+
+NODES = 1_000
+PODS_PER_NODE = 30
+STEPS_PER_S = 1_000.0
+DURATION_S = 485.0
+SEED = 20_240_613
+SLICE_EVENTS = 200_000  # the baseline's share: the fill and 84.5 s of churn
+
+# The JSON of pytest-benchmark does not keep the command line; summarize.py reads it from here.
+_PROG = [sys.executable, "-m", "pytest"] if sys.argv[0].endswith("__main__.py") else sys.argv[:1]
+COMMAND = shlex.join(_PROG + sys.argv[1:])
+
+
+# ---------------------------------------------------------------------------- inputs
+@functools.cache
+def scenario_1m():
+    return parse_scenario({
+        "name": "engine-1M-events",
+        "seed": SEED,
+        "duration": DURATION_S,
+        "sampleInterval": DURATION_S,
+        "modes": ["cluster-pool"],
+        "cluster": {"nodes": NODES, "kubelet": {"maxPods": 110}},
+        "cilium": {"ipam": {"mode": "cluster-pool", "operator": {
+            "clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"], "clusterPoolIPv4MaskSize": 24}}},
+        "workload": {"generator": "steady-churn", "podsPerNode": PODS_PER_NODE, "churnPerSecond": STEPS_PER_S},
+    })
+
+
+def workload_for(scenario) -> Workload:
+    return generate(scenario.workload, nodes=scenario.cluster.nodes, max_pods=scenario.cluster.max_pods,
+                    namespaces=[ns.name for ns in scenario.namespaces] or ["default"],
+                    duration_s=scenario.duration_s, seed=scenario.seed)
+
+
+@functools.cache
+def workload_1m() -> Workload:
+    return workload_for(scenario_1m())
+
+
+def first_events(w: Workload, n: int) -> Workload:
+    """The first ``n`` events of ``w`` (same names and pod ids)."""
+    return Workload(w.time[:n], w.op[:n], w.node[:n], w.pod[:n], w.namespace[:n], w.pool[:n],
+                    w.node_names, w.namespaces, w.pool_names, w.n_pods)
+
+
+@functools.cache
+def slice_1m() -> Workload:
+    return first_events(workload_1m(), SLICE_EVENTS)
+
+
+def end_time(w: Workload) -> float:
+    """Just after the last event: a round processes every event and the timers due before."""
+    return math.nextafter(float(w.time[-1]), math.inf)
+
+
+@functools.cache
+def scale_scenario(mode: str):
+    return scenario_for_mode(load_scenario(REPO / "scenarios" / "scale-limits.yaml"), mode)
+
+
+@functools.cache
+def scale_workload() -> Workload:
+    return workload_for(scale_scenario("cluster-pool"))
+
+
+# ---------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module", autouse=True)
+def _warm():
+    """Compile (or load) the loop, then one untimed small run per mode."""
+    warmup()
+    small = parse_scenario({
+        "name": "warm", "seed": 1, "duration": "60s",
+        "cluster": {"nodes": 4},
+        "workload": {"generator": "steady-churn", "podsPerNode": 10, "churnPerSecond": 5},
+    })
+    w = workload_for(small)
+    for mode in MODES:
+        sim = Simulation(scenario_for_mode(small, mode), w, mode)
+        sim.advance(end_time(w))
+        BaselineEngine(scenario_for_mode(small, mode), w, mode).advance(end_time(w))
+
+
+def timers_fired(st) -> int:
+    return int(st.cnt[T.K_SEQ] - st.cnt[T.K_HEAP])
+
+
+def rss_bytes() -> tuple[int, int]:
+    """Resident set size now and the process's peak so far, in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    page = resource.getpagesize()
+    return resident_pages * page, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def record(benchmark, impl: str, ops: int, **info) -> None:
+    benchmark.extra_info.update(ops=ops, impl=impl, command=COMMAND, **info)
+
+
+def record_speed(benchmark, events: int) -> None:
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None:  # absent under --benchmark-disable
+        benchmark.extra_info["ns_per_op_min"] = stats.min / events * 1e9
+        benchmark.extra_info["ns_per_op_median"] = stats.median / events * 1e9
+        benchmark.extra_info["seconds_per_1M_events_median"] = stats.median / events * 1e6
+
+
+def run_kernel(benchmark, scenario, w: Workload, mode: str, rounds: int) -> Simulation:
+    t_end = end_time(w)
+    sims: list[Simulation | None] = [None]  # the last round's state only: each one is large
+
+    def setup():
+        sims[0] = None
+        sims[0] = Simulation(scenario, w, mode)
+        return (sims[0],), {}
+
+    benchmark.pedantic(lambda sim: sim.advance(t_end), setup=setup, rounds=rounds, warmup_rounds=1)
+    sim = sims[0]
+    assert sim.state.cnt[T.K_EVENT] == len(w)
+    return sim
+
+
+def run_python(benchmark, scenario, w: Workload, mode: str, rounds: int) -> BaselineEngine:
+    t_end = end_time(w)
+    engines: list[BaselineEngine | None] = [None]
+
+    def setup():
+        engines[0] = None
+        engines[0] = BaselineEngine(scenario, w, mode)
+        return (engines[0],), {}
+
+    benchmark.pedantic(lambda engine: engine.advance(t_end), setup=setup, rounds=rounds, warmup_rounds=1)
+    engine = engines[0]
+    assert engine.next_event == len(w)
+    return engine
+
+
+# ---------------------------------------------------------------------------- engine-1M-events
+def test_workloads_are_what_the_groups_say():
+    w = workload_1m()
+    assert len(w) == 1_001_000
+    assert np.count_nonzero(w.op >= 2) == 1_000_000  # pod creates and deletes
+    assert len(slice_1m()) == SLICE_EVENTS and slice_1m().time[-1] > 10.0  # fill, retries and churn
+
+
+@pytest.mark.benchmark(group=GROUP_1M)
+def test_engine_1m_events_kernel(benchmark):
+    w = workload_1m()
+    sim = run_kernel(benchmark, scenario_1m(), w, "cluster-pool", rounds=5)
+    assert sim.state.cnt[T.K_RUNNING] == NODES * PODS_PER_NODE and sim.state.cnt[T.K_FAILED] == 0
+    record(benchmark, "kernel", len(w), mode="cluster-pool", nodes=NODES, slice="all",
+           timers=timers_fired(sim.state), state_bytes=state_nbytes(sim.state))
+    record_speed(benchmark, len(w))
+
+
+@pytest.mark.benchmark(group=GROUP_1M)
+def test_engine_1m_events_slice_kernel(benchmark):
+    w = slice_1m()
+    sim = run_kernel(benchmark, scenario_1m(), w, "cluster-pool", rounds=10)
+    record(benchmark, "kernel", len(w), mode="cluster-pool", nodes=NODES, slice=f"first {SLICE_EVENTS} events",
+           timers=timers_fired(sim.state), running=int(sim.state.cnt[T.K_RUNNING]))
+    record_speed(benchmark, len(w))
+
+
+@pytest.mark.benchmark(group=GROUP_1M)
+def test_engine_1m_events_slice_python_baseline(benchmark):
+    w = slice_1m()
+    engine = run_python(benchmark, scenario_1m(), w, "cluster-pool", rounds=3)
+    # same semantics, same counts as the kernel on the same events
+    sim = Simulation(scenario_1m(), w, "cluster-pool")
+    sim.advance(end_time(w))
+    c = engine.c
+    assert (c.running, c.pending, c.ip_allocs[0]) == (
+        sim.state.cnt[T.K_RUNNING], sim.state.cnt[T.K_PENDING],
+        sim.state.cnt[T.K_FAMILY_BASE + T.F_IP_ALLOCS])
+    record(benchmark, "python-baseline", len(w), mode="cluster-pool", nodes=NODES,
+           slice=f"first {SLICE_EVENTS} events", timers=engine.seq - len(engine.timers), running=c.running)
+    record_speed(benchmark, len(w))
+
+
+# ---------------------------------------------------------------------------- engine-scale-limits
+@pytest.mark.benchmark(group=GROUP_SCALE)
+@pytest.mark.parametrize("mode", MODES)
+def test_engine_scale_limits_kernel(benchmark, mode):
+    scenario, w = scale_scenario(mode), scale_workload()
+    sim = run_kernel(benchmark, scenario, w, mode, rounds=2)
+    st = sim.state
+    assert st.cnt[T.K_NODES] == 5_000 and st.cnt[T.K_READY] == 5_000
+    assert st.cnt[T.K_RUNNING] == 150_000 and st.cnt[T.K_FAILED] == 0 and st.cnt[T.K_PENDING] == 0
+    rss, peak = rss_bytes()
+    record(benchmark, "kernel", len(w), events=len(w), nodes=5_000, live_pods=150_000, pod_ids=w.n_pods,
+           max_pods=110, timers=timers_fired(st), state_bytes=state_nbytes(st),
+           state_bytes_by_array={name: int(a.nbytes) for name, a in zip(st._fields, st)},
+           rss_bytes=rss, peak_rss_bytes=peak)
+    record_speed(benchmark, len(w))
+
+
+@pytest.mark.benchmark(group=GROUP_SCALE)
+@pytest.mark.parametrize("mode", MODES)
+def test_engine_scale_limits_python_baseline(benchmark, mode):
+    scenario, w = scale_scenario(mode), scale_workload()
+    engine = run_python(benchmark, scenario, w, mode, rounds=1)
+    assert engine.c.running == 150_000 and engine.c.failed == 0
+    rss, peak = rss_bytes()
+    record(benchmark, "python-baseline", len(w), events=len(w), nodes=5_000, live_pods=150_000,
+           pod_ids=w.n_pods, timers=engine.seq - len(engine.timers), rss_bytes=rss, peak_rss_bytes=peak)
+    record_speed(benchmark, len(w))
