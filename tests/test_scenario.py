@@ -199,8 +199,8 @@ BAD = [
      ["manifests", "IPv6"]),
     ("families-off", "cilium: {ipv4: {enabled: false}}", ["cilium.ipv4.enabled", "false"]),
     # modes, sizes, durations
-    ("unknown-mode", "cilium: {ipam: {mode: eni}}",
-     ["cilium.ipam.mode", "'eni'", "kubernetes, cluster-pool, multi-pool"]),
+    ("unknown-mode", "cilium: {ipam: {mode: alibabacloud}}",
+     ["cilium.ipam.mode", "'alibabacloud'", "kubernetes, cluster-pool, multi-pool"]),
     ("unknown-mode-in-modes", "modes: [kubernetes, clusterpool]", ["modes[1]", "'clusterpool'", "'cluster-pool'"]),
     ("modes-twice", "modes: [kubernetes, kubernetes]", ["modes[1]", "'kubernetes'", "twice"]),
     ("nodes-zero", "cluster: {nodes: 0}", ["cluster.nodes", "0", ">= 1"]),
@@ -407,8 +407,8 @@ def test_scenario_for_mode_replaces_and_validates():
     assert scenario_for_mode(s, "kubernetes").ipam.pools == s.ipam.pools
     with pytest.raises(ConfigError, match="clusterPoolIPv4PodCIDRList: .*must be provided when using ClusterPool"):
         scenario_for_mode(s, "cluster-pool")
-    with pytest.raises(ConfigError, match="'eni'.*kubernetes, cluster-pool, multi-pool"):
-        scenario_for_mode(s, "eni")
+    with pytest.raises(ConfigError, match="'alibabacloud'.*kubernetes, cluster-pool, multi-pool"):
+        scenario_for_mode(s, "alibabacloud")
 
 
 # ---------------------------------------------------------------- durations

@@ -8,7 +8,7 @@ per sample, never per event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -127,8 +127,11 @@ class Simulation:
         self.scenario = scenario
         self.workload = workload
         self.mode = mode or scenario.ipam.mode
-        self.layout: Layout = get_mode(self.mode).layout(scenario)
+        module = get_mode(self.mode)
+        self.layout: Layout = module.layout(scenario)
         self.config = engine_config(scenario)
+        if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
+            self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
         self.state = build_state(
             self.layout,
             self.config,

@@ -11,12 +11,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from ipam_core.errors import ConfigError
-from ipam_core.modes import cluster_pool, kubernetes, multi_pool
+from ipam_core.modes import cluster_pool, gke, kubernetes, multi_pool
 
 REGISTRY: dict[str, ModuleType] = {
     kubernetes.NAME: kubernetes,
     cluster_pool.NAME: cluster_pool,
     multi_pool.NAME: multi_pool,
+    gke.NAME: gke,
 }
 
 
@@ -31,7 +32,9 @@ def get_mode(name: str) -> ModuleType:
     Returns
     -------
     module
-        Exposes ``NAME``, ``UPSTREAM`` and ``layout(scenario)``.
+        Exposes ``NAME``, ``UPSTREAM`` and ``layout(scenario)``; optionally ``max_pods(scenario)``
+        (the pods per node the kubelet admits, when the mode sets it) and
+        ``cloud(scenario)`` (the cloud modes' settings, :class:`ipam_core.engine.cloud.CloudConfig`).
 
     Raises
     ------

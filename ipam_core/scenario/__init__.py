@@ -11,15 +11,15 @@ See docs/scenario.md for every key.
 """
 
 from ipam_core.scenario._values import parse_duration
-from ipam_core.scenario.defaults import DEFAULT_MODES, KNOWN_MODES, SCHEDULERS
+from ipam_core.scenario.defaults import ALL_MODES, CLOUD_MODES, DEFAULT_MODES, KNOWN_MODES, SCHEDULERS
 from ipam_core.scenario.loader import builtin_scenarios, load_scenario, parse_scenario, scenario_for_mode
-from ipam_core.scenario.model import (ClusterSpec, IPAMSpec, LabelRequirement, LabelSelector, NamespaceSpec,
+from ipam_core.scenario.model import (ClusterSpec, CloudSpec, IPAMSpec, LabelRequirement, LabelSelector, NamespaceSpec,
                                       PoolSpec, Scenario, Timing)
 from ipam_core.scenario.selection import PoolSelectionError, select_pool
 
 __all__ = [
-    "DEFAULT_MODES", "KNOWN_MODES", "SCHEDULERS",
-    "ClusterSpec", "IPAMSpec", "LabelRequirement", "LabelSelector", "NamespaceSpec", "PoolSpec", "Scenario",
+    "ALL_MODES", "CLOUD_MODES", "DEFAULT_MODES", "KNOWN_MODES", "SCHEDULERS",
+    "ClusterSpec", "CloudSpec", "IPAMSpec", "LabelRequirement", "LabelSelector", "NamespaceSpec", "PoolSpec", "Scenario",
     "Timing", "PoolSelectionError",
     "builtin_scenarios", "load_scenario", "parse_duration", "parse_scenario", "scenario_for_mode", "select_pool",
 ]

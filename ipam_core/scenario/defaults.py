@@ -9,6 +9,13 @@ from __future__ import annotations
 #: The one list to extend when a mode is added to the engine.
 KNOWN_MODES: tuple[str, ...] = ("kubernetes", "cluster-pool", "multi-pool")
 
+#: Cloud modes (docs/cloud-modes.md), accepted wherever a mode is named. They are kept apart from
+#: KNOWN_MODES, which the built-in default scenario runs in full (tests pin the two together).
+CLOUD_MODES: tuple[str, ...] = ("eni", "aws-vpc-cni", "azure", "crd", "gke")
+
+#: Every mode a scenario, ``--mode`` or ``--modes`` may name.
+ALL_MODES: tuple[str, ...] = KNOWN_MODES + CLOUD_MODES
+
 #: What ``compare`` runs when the scenario has no ``modes:``.
 DEFAULT_MODES: tuple[str, ...] = ("kubernetes", "cluster-pool", "multi-pool")
 
@@ -64,21 +71,29 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
                                    "MinInterval"),
     "podRetryInterval": ("10s", "modelling choice: kubelet retry of a pod sandbox that got no IP"),
     "podPendingTimeout": ("5m", "modelling choice: a pod pending this long counts as failed"),
+    # cloud modes (docs/cloud-modes.md)
+    "excessIPReleaseDelay": ("180s", "cilium-operator --excess-ip-release-delay"),
+    "ipamResyncInterval": ("1m", "cilium pkg/ipam/node_manager.go: ipam-node-interval-refresh controller"),
+    "ipamdPoolInterval": ("5s", "aws/amazon-vpc-cni-k8s pkg/ipamd/ipamd.go ipPoolMonitorInterval"),
+    "ipamdDecreaseInterval": ("30s", "aws/amazon-vpc-cni-k8s pkg/ipamd/ipamd.go decreaseIPPoolInterval"),
+    "cnsRefreshDelay": ("1s", "Azure/azure-container-networking cns/ipampool DefaultRefreshDelay"),
 }
 
 # ---------------------------------------------------------------- accepted keys
 TOP_KEYS = ("name", "description", "seed", "duration", "sampleInterval", "nodeSampleInterval", "modes",
-            "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration")
-CLUSTER_KEYS = ("nodes", "scheduler", "kubelet", "kubeControllerManager")
+            "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration", "cloud")
+CLUSTER_KEYS = ("nodes", "scheduler", "kubelet", "kubeControllerManager", "instanceType")
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",
              "allocate-node-cidrs")
-CILIUM_KEYS = ("ipv4", "ipv6", "endpointHealthChecking", "ipam")
+CILIUM_KEYS = ("ipv4", "ipv6", "endpointHealthChecking", "ipam", "eni", "azure")
 FAMILY_KEYS = ("enabled",)
 HEALTH_KEYS = ("enabled",)
 IPAM_KEYS = ("mode", "ciliumNodeUpdateRate", "operator", "multiPoolPreAllocation", "defaultPool")
 OPERATOR_KEYS = ("clusterPoolIPv4PodCIDRList", "clusterPoolIPv4MaskSize", "clusterPoolIPv6PodCIDRList",
-                 "clusterPoolIPv6MaskSize", "autoCreateCiliumPodIPPools")
+                 "clusterPoolIPv6MaskSize", "autoCreateCiliumPodIPPools",
+                 # CiliumNode spec.ipam watermarks of the CRD-backed modes (ipam_core/scenario/cloud.py)
+                 "preAllocate", "minAllocate", "maxAllocate", "maxAboveWatermark")
 TIMING_KEYS = tuple(DEFAULT_TIMING)
 
 #: Annotations read by multi-pool pool selection (cilium ``pkg/annotation/k8s.go``).
@@ -98,3 +113,26 @@ IPV6_MAX_MASK_DIFF = 16
 KCM_MAX_CLUSTER_CIDRS = 2
 #: CiliumPodIPPool CRD: ``cidrs`` has 1..32 items.
 POOL_MAX_CIDRS = 32
+
+# ---------------------------------------------------------------- cloud modes (ipam_core/scenario/cloud.py)
+#: eksctl's default node instance type.
+DEFAULT_INSTANCE_TYPE = "m5.large"
+CLOUD_KEYS = ("subnets", "instanceLimitsFile", "awsVpcCni", "aks", "crd", "gke")
+#: Cilium Helm ``eni`` values read (plus CiliumNode ``spec.eni.first-interface-index``); the others are accepted.
+ENI_KEYS = ("enabled", "awsEnablePrefixDelegation", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
+            "eniTags", "gcInterval", "gcTags", "iamRole", "instanceTagsFilter", "subnetIDsFilter", "subnetTagsFilter",
+            "updateEC2AdapterLimitViaAPI")
+#: Cilium Helm ``azure`` values; ``releaseExcessIPs`` stands for cilium-operator ``--azure-release-excess-ips``.
+AZURE_KEYS = ("enabled", "resourceGroup", "subscriptionID", "tenantID", "clientID", "clientSecret",
+              "userAssignedIdentityID", "releaseExcessIPs")
+#: aws-node environment variables read by the ``aws-vpc-cni`` mode.
+VPC_CNI_KEYS = ("WARM_ENI_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET", "WARM_PREFIX_TARGET",
+                "ENABLE_PREFIX_DELEGATION", "MAX_ENI")
+AKS_KEYS = ("podIPAllocationMode",)
+#: AKS agent pool ``podIPAllocationMode`` values.
+AKS_MODES = ("DynamicIndividual", "StaticBlock")
+CRD_KEYS = ("poolPerNode", "writer", "releaseExcessIPs")
+CRD_WRITERS = ("static", "watermark")
+GKE_KEYS = ("maxPodsPerNode",)
+#: AWS subnets are /16 to /28 (VPC user guide, "Subnet sizing").
+AWS_SUBNET_PREFIX = (16, 28)

@@ -16,6 +16,7 @@ from ipam_core.scenario._where import Source, Where, load_yaml
 from ipam_core.scenario.manifests import read_manifests
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
+from ipam_core.scenario.cloud import read_cloud
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
 
 _BUILTIN_DIR = "scenarios"
@@ -126,7 +127,7 @@ def scenario_for_mode(scenario: Scenario, mode: str) -> Scenario:
     ----------
     scenario : Scenario
     mode : str
-        One of :data:`~ipam_core.scenario.defaults.KNOWN_MODES`.
+        One of :data:`~ipam_core.scenario.defaults.ALL_MODES`.
 
     Returns
     -------
@@ -178,6 +179,7 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     manifest_pools, namespaces = read_manifests(root / "manifests", doc.get("manifests"))
     pools, derived = _pools(root, manifest_pools + cilium.auto_pools, cilium)
 
+    cloud = read_cloud(root, doc, cilium.cluster_pool[4] if cilium.ipv4 else (), _kubelet_max_pods(doc))
     ipam = IPAMSpec(
         mode=cilium.mode, ipv4=cilium.ipv4, ipv6=cilium.ipv6, health_ip=cilium.health_ip,
         cluster_pool_v4=cilium.cluster_pool[4], cluster_pool_v4_mask=cilium.cluster_pool_mask[4],
@@ -185,6 +187,7 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
         kcm_cluster_cidrs=kcm.cluster_cidrs, kcm_node_mask_v4=kcm.node_mask_v4, kcm_node_mask_v6=kcm.node_mask_v6,
         kcm_allocate_node_cidrs=kcm.allocate_node_cidrs,
         pools=pools, pre_allocation=cilium.pre_allocation, default_pool=cilium.default_pool, pools_derived=derived,
+        cloud=cloud,
     )
     for mode in dict.fromkeys((*modes, ipam.mode)):
         check_mode(ipam, mode, root)
@@ -204,12 +207,19 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     )
 
 
+def _kubelet_max_pods(doc: dict) -> int | None:
+    """``cluster.kubelet.maxPods`` when the scenario sets it (already validated by ``_cluster``)."""
+    cluster = doc.get("cluster")
+    kubelet = cluster.get("kubelet") if isinstance(cluster, dict) else None
+    return kubelet.get("maxPods") if isinstance(kubelet, dict) else None
+
+
 def _modes(where: Where, value: object) -> tuple[str, ...]:
     if value is None:
         return d.DEFAULT_MODES
     items = as_list(where, value, null_ok=False)
     if not items:
-        where.fail(f"[] is empty; expected a list of modes from: {', '.join(d.KNOWN_MODES)}")
+        where.fail(f"[] is empty; expected a list of modes from: {', '.join(d.ALL_MODES)}")
     modes = tuple(read_mode(where / i, m) for i, m in enumerate(items))
     for i, mode in enumerate(modes):
         if mode in modes[:i]:

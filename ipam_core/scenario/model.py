@@ -131,6 +131,65 @@ class ClusterSpec:
     max_pods: int
 
 
+# ---- cloud modes (eni, aws-vpc-cni, azure, crd, gke): see ipam_core/scenario/cloud.py and docs/cloud-modes.md
+@dataclass(frozen=True)
+class WatermarkSpec:
+    """CiliumNode ``spec.ipam`` watermarks (``pre-allocate`` ``None`` means the operator's default)."""
+
+    pre_allocate: int | None = None
+    min_allocate: int = 0
+    max_allocate: int = 0
+    max_above_watermark: int = 0
+
+
+@dataclass(frozen=True)
+class ENISpec:
+    """Cilium Helm ``eni`` values and CiliumNode ``spec.eni`` fields the ENI mode reads."""
+
+    prefix_delegation: bool = False
+    release_excess_ips: bool = False
+    first_interface_index: int = 0
+
+
+@dataclass(frozen=True)
+class VpcCniSpec:
+    """``aws-node`` environment variables (AWS VPC CNI ipamd)."""
+
+    warm_eni_target: int = 1
+    warm_ip_target: int = 0
+    minimum_ip_target: int = 0
+    warm_prefix_target: int = 1
+    prefix_delegation: bool = False
+    max_eni: int | None = None
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """What the cloud modes read: subnets, instance type, and each mode's settings.
+
+    ``subnets`` are IPv4 CIDRs in the order the operator tries them; ``subnets_derived`` is
+    true when they were copied from ``clusterPoolIPv4PodCIDRList`` (no ``cloud.subnets``).
+    ``aks_mode`` is ``""`` for Cilium's Azure IPAM, else AKS's ``DynamicIndividual`` or
+    ``StaticBlock``. ``crd_writer`` ``static`` writes ``crd_pool_per_node`` addresses once per
+    node; ``watermark`` keeps the pool at the watermarks.
+    """
+
+    subnets: tuple[str, ...] = ()
+    subnets_derived: bool = False
+    instance_type: str = "m5.large"
+    instance_limits_file: str | None = None
+    kubelet_max_pods: int | None = None  # cluster.kubelet.maxPods when the scenario sets it
+    watermarks: WatermarkSpec = field(default_factory=WatermarkSpec)
+    eni: ENISpec = field(default_factory=ENISpec)
+    vpc_cni: VpcCniSpec = field(default_factory=VpcCniSpec)
+    aks_mode: str = ""
+    azure_release_excess_ips: bool = False
+    crd_pool_per_node: int = 0
+    crd_writer: str = "watermark"
+    crd_release_excess_ips: bool = False
+    gke_max_pods: int | None = None
+
+
 @dataclass(frozen=True)
 class IPAMSpec:
     """Everything the IPAM modes read: families, per-mode pools, masks and pre-allocation.
@@ -157,6 +216,7 @@ class IPAMSpec:
     pre_allocation: Mapping[str, int]
     default_pool: str
     pools_derived: bool = False
+    cloud: CloudSpec = field(default_factory=CloudSpec)  # cloud modes (ipam_core/scenario/cloud.py)
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -192,6 +252,12 @@ class Timing:
     operator_sync_interval_s: float
     pod_retry_interval_s: float
     pod_pending_timeout_s: float
+    # cloud modes (docs/cloud-modes.md)
+    excess_ip_release_delay_s: float = 180.0
+    ipam_resync_interval_s: float = 60.0
+    ipamd_pool_interval_s: float = 5.0
+    ipamd_decrease_interval_s: float = 30.0
+    cns_refresh_delay_s: float = 1.0
 
 
 @dataclass(frozen=True)

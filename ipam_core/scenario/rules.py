@@ -100,7 +100,7 @@ def check_mode(ipam: IPAMSpec, mode: str, root: Where) -> None:
     ipam : IPAMSpec
         The resolved IPAM settings.
     mode : str
-        One of :data:`~ipam_core.scenario.defaults.KNOWN_MODES`.
+        One of :data:`~ipam_core.scenario.defaults.ALL_MODES`.
     root : Where
         The document root (for keys and lines in messages).
 
@@ -134,6 +134,10 @@ def check_mode(ipam: IPAMSpec, mode: str, root: Where) -> None:
                     f"true; expected one {for_mode}: the agent would wait for 'required IPv{family} PodCIDR'")
     elif mode == "multi-pool":
         _check_multi_pool(ipam, root, for_mode)
+    elif mode in d.CLOUD_MODES:  # cloud modes: ipam_core/scenario/cloud.py
+        from ipam_core.scenario.cloud import check_cloud_mode
+
+        check_cloud_mode(ipam, mode, root)
 
 
 def _check_multi_pool(ipam: IPAMSpec, root: Where, for_mode: str) -> None:

@@ -201,11 +201,11 @@ def read_cilium(where: Where, value: object) -> CiliumValues:
 
 
 def read_mode(where: Where, value: object) -> str:
-    """An IPAM mode from :data:`~ipam_core.scenario.defaults.KNOWN_MODES`."""
-    if value not in d.KNOWN_MODES:
-        close = difflib.get_close_matches(str(value), d.KNOWN_MODES, n=1, cutoff=0.5)
+    """An IPAM mode from :data:`~ipam_core.scenario.defaults.ALL_MODES` (pool and cloud modes)."""
+    if value not in d.ALL_MODES:
+        close = difflib.get_close_matches(str(value), d.ALL_MODES, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        where.fail(f"{show(value)} is not a known IPAM mode{hint}; expected one of: {', '.join(d.KNOWN_MODES)}")
+        where.fail(f"{show(value)} is not a known IPAM mode{hint}; expected one of: {', '.join(d.ALL_MODES)}")
     return value
 
 
@@ -268,7 +268,7 @@ def read_timing(where: Where, value: object, helm_rate: tuple[Where, float] | No
     if helm_rate is not None and "ciliumNodeUpdateRate" in section:
         (where / "ciliumNodeUpdateRate").fail(f"{show(section['ciliumNodeUpdateRate'])} is also set as "
                                               f"{helm_rate[0]}; expected it in one place only")
-    zero_ok = {"ciliumNodeUpdateRate", "operatorSyncInterval"}
+    zero_ok = {"ciliumNodeUpdateRate", "operatorSyncInterval", "excessIPReleaseDelay"}
     got = {}
     for key, (default, _) in d.DEFAULT_TIMING.items():
         raw = section.get(key, default)
@@ -282,4 +282,9 @@ def read_timing(where: Where, value: object, helm_rate: tuple[Where, float] | No
         operator_sync_interval_s=got["operatorSyncInterval"],
         pod_retry_interval_s=got["podRetryInterval"],
         pod_pending_timeout_s=got["podPendingTimeout"],
+        excess_ip_release_delay_s=got["excessIPReleaseDelay"],
+        ipam_resync_interval_s=got["ipamResyncInterval"],
+        ipamd_pool_interval_s=got["ipamdPoolInterval"],
+        ipamd_decrease_interval_s=got["ipamdDecreaseInterval"],
+        cns_refresh_delay_s=got["cnsRefreshDelay"],
     )

@@ -1,0 +1,55 @@
+"""GKE sizing as a preset of host scope (``gke``): the node's pod range follows its max pods.
+
+GKE (VPC-native, Dataplane V2 = Cilium in ``kubernetes`` IPAM mode) gives each
+node a pod range from the cluster's pod range sized for at least twice the node
+pool's max pods: /28 for 8 pods up to /24 for 65–110
+(cloud.google.com ``kubernetes-engine/docs/how-to/flexible-pod-cidr``, the
+``gke`` rows of ``cloud_pod_cidr_limits.csv``; :mod:`ipam_core.cloud.gke`).
+Everything else is the ``kubernetes`` mode: ranges carved next fit from the
+cluster CIDR when a node joins, released when it leaves, router and health
+addresses taken by the agent. The kubelet's max pods is the node pool's.
+"""
+
+from __future__ import annotations
+
+from ipam_core.cloud.gke import node_mask_for_max_pods
+from ipam_core.engine.layout import Layout
+from ipam_core.modes._common import families, host_scope_layout
+from ipam_core.scenario.defaults import DEFAULT_MAX_PODS
+
+NAME = "gke"
+UPSTREAM = (
+    "GKE docs kubernetes-engine/docs/how-to/flexible-pod-cidr",
+    "kubernetes pkg/controller/nodeipam/ipam/cidrset/cidr_set.go",
+    "cilium pkg/ipam/hostscope.go",
+)
+
+
+def max_pods(scenario) -> int:
+    """The node pool's max pods: ``cloud.gke.maxPodsPerNode``, else ``cluster.kubelet.maxPods``."""
+    cloud = scenario.ipam.cloud
+    if cloud.gke_max_pods is not None:
+        return cloud.gke_max_pods
+    return scenario.cluster.max_pods if scenario.cluster.max_pods else DEFAULT_MAX_PODS
+
+
+def layout(scenario) -> Layout:
+    """The KCM IPv4 cluster CIDR carved into ranges sized by the max-pods table.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Validated scenario (``scenario_for_mode`` checked the table and the cluster CIDR).
+
+    Returns
+    -------
+    Layout
+    """
+    ipam = scenario.ipam
+    enabled = families(ipam)
+    by_family: dict[int, tuple[tuple[str, ...], int]] = {}
+    for cidr in ipam.kcm_cluster_cidrs:
+        family = 1 if ":" in cidr else 0
+        mask = ipam.kcm_node_mask_v6 if family else node_mask_for_max_pods(max_pods(scenario))
+        by_family[family] = ((cidr,), mask)
+    return host_scope_layout(NAME, "gke-pod-range", by_family, enabled, revert_partial=False)
