@@ -1,0 +1,264 @@
+"""The simulated cluster's objects: nodes with their CiliumNode and agent, workload groups, and pods.
+
+Pods live in :class:`PodTable`, parallel numpy arrays with one row per pod ever created,
+so whole-cluster questions (which pods are disrupted, stale, on this node, in that CIDR)
+are array expressions, not Python loops. Nodes, their CiliumNode objects and agents, and
+the workload groups (Deployments and bare Pods) are small Python objects: a cluster has
+thousands of them at most.
+
+IPv4 only: an address is an ``int64`` (``-1`` for none).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ipam_core.migration.objects import PodTemplate, scaled
+from ipam_core.podiprange import PodIPRange, range_size
+
+# Pod states.
+GONE, PENDING, STARTING, LIVE = 0, 1, 2, 3
+STATE_NAMES = ("gone", "pending", "starting", "running")
+
+# Agent states.
+AGENT_READY, AGENT_RESTARTING, AGENT_WAITING = "ready", "restarting", "waiting"
+
+#: Kubernetes' name-suffix alphabet (apimachinery ``rand.SafeEncodeString``: no vowels, no 0/1/3).
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@functools.lru_cache(maxsize=65536)
+def cidr_bounds(cidr: str) -> tuple[int, int]:
+    """First and last address of an IPv4 CIDR as integers.
+
+    Parameters
+    ----------
+    cidr : str
+
+    Returns
+    -------
+    (int, int)
+    """
+    net = ipaddress.IPv4Network(cidr)
+    return int(net.network_address), int(net.broadcast_address)
+
+
+def usable_addresses(cidr: str) -> int:
+    """Pod addresses a CIDR gives the agent's allocator (a /24 gives 254).
+
+    Parameters
+    ----------
+    cidr : str
+
+    Returns
+    -------
+    int
+        Follows cilium ``pkg/ipam/service/ipallocator`` ``RangeSize``: network and last
+        address excluded when there are more than 2.
+    """
+    size = range_size(ipaddress.IPv4Network(cidr))
+    return size - 2 if size > 2 else size
+
+
+def ip_text(value: int) -> str:
+    """Dotted text of an IPv4 address integer ("" for -1)."""
+    return str(ipaddress.IPv4Address(int(value))) if value >= 0 else ""
+
+
+def name_suffix(tag: int, length: int = 5) -> str:
+    """Deterministic Kubernetes-style random suffix from an integer tag."""
+    out = []
+    tag = int(tag)
+    for _ in range(length):
+        tag, r = divmod(tag, len(NAME_ALPHABET))
+        out.append(NAME_ALPHABET[r])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- pods
+class PodTable:
+    """Pods as parallel arrays; a pod id is its row until :meth:`compact`.
+
+    Columns: ``node`` (int32, -1 unscheduled), ``addr`` (int64, -1 none), ``state``
+    (int8: GONE, PENDING, STARTING, LIVE), ``group`` (int32), ``gen`` (int32, the
+    Deployment template generation), ``created``/``ready_at`` (float64 s), ``managed``
+    (bool: has a CiliumEndpoint), ``tag`` (int64: name suffix), ``pool`` (int16: multi-pool
+    pool index, -1 none), ``dis_since`` (float64: disrupted since, NaN when not),
+    ``dis_acc`` (float64: disrupted seconds accumulated), ``dis`` / ``stale`` (bool: the
+    flags as last computed for running pods).
+    """
+
+    COLUMNS = {
+        "node": (np.int32, -1), "addr": (np.int64, -1), "state": (np.int8, GONE), "group": (np.int32, -1),
+        "gen": (np.int32, 0), "created": (np.float64, 0.0), "ready_at": (np.float64, np.inf),
+        "managed": (np.bool_, False), "tag": (np.int64, 0), "pool": (np.int16, -1),
+        "dis_since": (np.float64, np.nan), "dis_acc": (np.float64, 0.0),
+        "dis": (np.bool_, False), "stale": (np.bool_, False),
+    }
+
+    def __init__(self, capacity: int = 64):
+        self.n = 0
+        self.cols: dict[str, np.ndarray] = {
+            name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in self.COLUMNS.items()}
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        cols = self.__dict__.get("cols")
+        if cols is not None and name in cols:
+            return cols[name][: self.__dict__["n"]]
+        raise AttributeError(name)
+
+    def add(self, groups: np.ndarray, gens: np.ndarray, t: float, tags: np.ndarray) -> np.ndarray:
+        """Append pods in state PENDING.
+
+        Parameters
+        ----------
+        groups, gens : int arrays
+            Group and template generation of each new pod.
+        t : float
+            Creation time.
+        tags : int64 array
+            Name suffix tags.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The new pod ids.
+        """
+        k = int(groups.shape[0])
+        need = self.n + k
+        cap = self.cols["node"].shape[0]
+        if need > cap:
+            new_cap = max(need, 2 * cap)
+            for name, (dtype, fill) in self.COLUMNS.items():
+                grown = np.full(new_cap, fill, dtype=dtype)
+                grown[: self.n] = self.cols[name][: self.n]
+                self.cols[name] = grown
+        ids = np.arange(self.n, need, dtype=np.int64)
+        c = self.cols
+        for name, (dtype, fill) in self.COLUMNS.items():
+            c[name][self.n:need] = fill
+        c["group"][self.n:need] = groups
+        c["gen"][self.n:need] = gens
+        c["created"][self.n:need] = t
+        c["tag"][self.n:need] = tags
+        c["state"][self.n:need] = PENDING
+        self.n = need
+        return ids
+
+    def compact(self) -> None:
+        """Drop GONE rows (pod ids change; nothing outside holds them across events)."""
+        keep = np.flatnonzero(self.cols["state"][: self.n] != GONE)
+        for name in self.cols:
+            self.cols[name][: keep.shape[0]] = self.cols[name][keep]
+        self.n = int(keep.shape[0])
+
+
+# ---------------------------------------------------------------- groups (Deployments and bare Pods)
+@dataclass
+class Group:
+    """A Deployment, or a bare Pod (a group of at most one pod that nothing re-creates)."""
+
+    template: PodTemplate
+    replicas: int
+    pin: int = -1                  # node index of spec.nodeName, or -1
+    gen: int = 0
+    hash_key: str = ""             # seeds the pod-template-hash of each generation
+    deleted: bool = False
+
+    @property
+    def bare(self) -> bool:
+        """A Pod without a controller."""
+        return self.template.kind == "Pod"
+
+    @property
+    def dns(self) -> bool:
+        """A kube-dns pod: the operator's unmanaged-pod watcher restarts it (label ``k8s-app=kube-dns``)."""
+        return self.template.labels.get("k8s-app") == "kube-dns"
+
+    def surge(self) -> int:
+        """Rolling update ``maxSurge`` in pods (rounded up; bare pods: 1)."""
+        if self.bare:
+            return 1
+        surge = scaled(self.template.max_surge, self.replicas, round_up=True)
+        unavailable = self.unavailable()
+        return surge if (surge or unavailable) else 1  # both 0 is refused by Kubernetes; keep progress
+
+    def unavailable(self) -> int:
+        """Rolling update ``maxUnavailable`` in pods (rounded down; bare pods: 1)."""
+        if self.bare:
+            return 1
+        return scaled(self.template.max_unavailable, self.replicas, round_up=False)
+
+    def pod_name(self, gen: int, tag: int) -> str:
+        """The pod's name: the Pod's own, or ``<deployment>-<template hash>-<suffix>``."""
+        if self.bare:
+            return self.template.name
+        digest = hashlib.blake2b(f"{self.hash_key}/{gen}".encode(), digest_size=8).digest()
+        return f"{self.template.name}-{name_suffix(int.from_bytes(digest, 'little'), 10)}-{name_suffix(tag)}"
+
+
+# ---------------------------------------------------------------- nodes
+@dataclass
+class CiliumNode:
+    """The CiliumNode object: ``spec.ipam.podCIDRs``, ``spec.ipam.pools`` and the operator's status error."""
+
+    pod_cidrs: list[str] = field(default_factory=list)
+    allocated: dict[str, list[str]] = field(default_factory=dict)
+    requested: dict[str, int] = field(default_factory=dict)
+    status_error: str = ""
+
+
+@dataclass
+class Range:
+    """One CIDR the agent hands pod addresses out of."""
+
+    pool: str
+    cidr: str
+    lo: int
+    hi: int
+    base: int
+    alloc: PodIPRange
+
+    def contains(self, addr: np.ndarray) -> np.ndarray:
+        """Which addresses fall in the allocator's usable range."""
+        return (addr >= self.base) & (addr < self.base + self.alloc.capacity)
+
+
+@dataclass
+class Agent:
+    """The Cilium agent of a node: its mode, state, allocation ranges and routed CIDRs."""
+
+    mode: str | None = None
+    state: str = AGENT_READY
+    token: int = 0
+    cfg: object = None
+    pending_cfg: object = None      # the ConfigMap read by the restart in progress
+    ranges: list[Range] = field(default_factory=list)
+    routed: list[str] = field(default_factory=list)
+    waiting_for: str = ""
+    reserved: bool = False          # multi-pool: router/health addresses taken
+
+
+@dataclass
+class Node:
+    """A node: KCM's ``spec.podCIDRs``, its CiliumNode, its agent, cordon state and CIDR history."""
+
+    id: int
+    name: str
+    kcm_cidr: str | None = None
+    cn: CiliumNode | None = None
+    agent: Agent = field(default_factory=Agent)
+    exists: bool = True
+    cordoned: bool = False
+    history: list[str] = field(default_factory=list)
+    ranges_made: int = 0            # seeds each new allocator differently
+
+
+__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CiliumNode", "GONE", "Group", "LIVE",
+           "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
+           "ip_text", "name_suffix", "usable_addresses"]
