@@ -61,7 +61,16 @@ TRACE_COUNTERS = (
     "cidr_releases",
     "ip_allocs",
     "ip_alloc_failures",
+    # cloud-mode columns: the pool modes modelled here report 0 (ipam_core/engine/run.py)
+    "warm_addrs_per_node",
+    "interfaces",
+    "prefixes",
+    "frag_failures",
+    "cloud_api_attach",
+    "cloud_api_assign",
+    "cloud_api_release",
 )
+CLOUD_COUNTERS = TRACE_COUNTERS[-7:]
 
 ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool
 MULTI_POOL = "multi-pool"
@@ -822,6 +831,7 @@ class BaselineEngine:
                 "cidr_releases": c.releases[family],
                 "ip_allocs": c.ip_allocs[family],
                 "ip_alloc_failures": c.ip_fails[family],
+                **dict.fromkeys(CLOUD_COUNTERS, 0),
             }
         return out
 

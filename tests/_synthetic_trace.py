@@ -20,6 +20,9 @@ TRACE_UNITS = {
     "node_cidrs": "CIDRs", "carvable_node_cidrs": "CIDRs", "largest_free_block": "addresses",
     "cidr_carves": "operations", "cidr_releases": "operations", "ip_allocs": "operations",
     "ip_alloc_failures": "operations",
+    "warm_addrs_per_node": "addresses/node", "interfaces": "interfaces", "prefixes": "prefixes",
+    "frag_failures": "operations", "cloud_api_attach": "operations", "cloud_api_assign": "operations",
+    "cloud_api_release": "operations",
 }  # fmt: skip
 NODES_UNITS = {
     "mode": "", "time_s": "s", "node": "", "family": "", "cidrs": "", "used": "addresses", "free": "addresses",
@@ -74,7 +77,10 @@ def trace_columns(modes=MODES, families=(4, 6), n_samples=12, seed=7):
             add("cidr_releases", np.zeros(n_samples))
             add("ip_allocs", np.cumsum(rng.integers(0, 20, n_samples)))
             add("ip_alloc_failures", failed * 3)
-    dtypes = {"mode": np.int8, "family": np.int8, "time_s": np.float64}
+            for cloud_column in ("warm_addrs_per_node", "interfaces", "prefixes", "frag_failures", "cloud_api_attach",
+                                 "cloud_api_assign", "cloud_api_release"):
+                add(cloud_column, np.zeros(n_samples))  # pool modes report 0
+    dtypes = {"mode": np.int8, "family": np.int8, "time_s": np.float64, "warm_addrs_per_node": np.float64}
     return {name: np.concatenate(parts).astype(dtypes.get(name, np.int64)) for name, parts in cols.items()}
 
 

@@ -19,11 +19,12 @@ def load(extra: str = ""):
     return load_scenario(BASE + textwrap.dedent(extra))
 
 
-def test_cloud_modes_are_accepted():
-    assert set(CLOUD_MODES) <= set(ALL_MODES)
+def test_cloud_modes_are_registered_and_accepted():
+    assert set(CLOUD_MODES) <= set(ALL_MODES) and set(CLOUD_MODES) <= set(REGISTRY)
     s = load("cilium: {ipam: {mode: azure}}\ncloud: {subnets: [10.1.0.0/20]}\n")
     assert s.ipam.mode == "azure"
-    assert get_mode("gke").NAME == "gke" and "gke" in REGISTRY
+    for mode in CLOUD_MODES:
+        assert get_mode(mode).NAME == mode and get_mode(mode).UPSTREAM
 
 
 def test_cloud_defaults_are_upstreams():

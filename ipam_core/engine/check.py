@@ -47,8 +47,12 @@ def check_invariants(st) -> list[str]:
     held_per_set = np.bincount(slots[held, T.L_SET], minlength=sets.shape[0])
     if not np.array_equal(set_bits - pad, sets[:, T.S_ALLOCATED]):
         problems.append("a set's bitmap disagrees with its allocated count")
-    if not np.array_equal(held_per_set, sets[:, T.S_ALLOCATED]):
+    cloud = int(st.cfg[T.C_POLICY]) == T.POLICY_CLOUD
+    if not cloud and not np.array_equal(held_per_set, sets[:, T.S_ALLOCATED]):
         problems.append("a set's allocated count differs from the slots holding its CIDRs")
+    if cloud:  # cloud modes: subnets, interfaces, units and pods (below); no node-CIDR slots
+        problems += _check_cloud(st)
+        return problems + _check_pods_and_nodes(st, np.flatnonzero(pods[:, T.D_STATE] == T.POD_RUNNING))
 
     # pod addresses: one per running pod and family, none shared, bitmaps agree
     running = np.flatnonzero(pods[:, T.D_STATE] == T.POD_RUNNING)
@@ -89,7 +93,13 @@ def check_invariants(st) -> list[str]:
         if st.cnt[fc + T.F_NODE_CIDRS] != mine.size:
             problems.append("node-CIDR counter differs from the slots held")
 
-    # pods and nodes
+    return problems + _check_pods_and_nodes(st, running)
+
+
+def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
+    """Pod and node counters against the pods and nodes tables (every policy)."""
+    problems: list[str] = []
+    pods, nodes = st.pods, st.nodes
     states = pods[:, T.D_STATE]
     if st.cnt[T.K_RUNNING] != running.size:
         problems.append("running counter differs from the pods table")
@@ -106,4 +116,98 @@ def check_invariants(st) -> list[str]:
         problems.append("pods are bound to a node that is not present")
     if st.cnt[T.K_NODES] != np.count_nonzero(present) or st.cnt[T.K_READY] != np.count_nonzero(nodes[:, T.N_READY]):
         problems.append("node counters differ from the nodes table")
+    return problems
+
+
+# ---------------------------------------------------------------------------- cloud modes
+def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
+    """Every subnet address held: (set, offset) of unit addresses, interface primaries and cloud reservations."""
+    present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+    units = st.cl_unit[present].reshape(-1, T.CU_NCOL)
+    units = units[units[:, T.CU_SET] >= 0]
+    sizes = units[:, T.CU_SIZE]
+    unit_set = np.repeat(units[:, T.CU_SET], sizes)
+    starts = np.repeat(units[:, T.CU_OFF], sizes)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    ifaces = st.cl_iface[present].reshape(-1, T.CI_NCOL)
+    ifaces = ifaces[(ifaces[:, T.CI_ATTACHED] == 1) & (ifaces[:, T.CI_PRIMARY] >= 0)]
+    sets = [unit_set, ifaces[:, T.CI_SET]]
+    offsets = [starts + within, ifaces[:, T.CI_PRIMARY]]
+    from ipam_core.engine.cloud import SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
+
+    if st.cfg[T.C_CL_SUBNET_RESERVED] != 0.0:
+        for s, n in enumerate(st.sets[:, T.S_N]):
+            if n >= 8:
+                edge = list(range(SUBNET_RESERVED_LOW)) + [n - 1 - k for k in range(SUBNET_RESERVED_HIGH)]
+                sets.append(np.full(len(edge), s))
+                offsets.append(np.array(edge, dtype=np.int64))
+    return np.concatenate(sets).astype(np.int64), np.concatenate(offsets).astype(np.int64)
+
+
+def _check_cloud(st) -> list[str]:
+    """Invariants of the cloud tables: no address held twice, subnet bitmaps equal what is held, counters."""
+    problems: list[str] = []
+    sets = st.sets
+    subnet, offset = _cloud_addresses(st)
+    keys = subnet * (1 << 40) + offset
+    if np.unique(keys).size != keys.size:
+        problems.append("a subnet address is held twice")
+    if np.any(offset < 0) or np.any(offset >= sets[subnet, T.S_N]):
+        problems.append("a held address lies outside its subnet")
+        return problems
+    words = sets[subnet, T.S_W_OFF] + (offset >> 6)
+    bits = (st.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
+    if np.any(bits != 1):
+        problems.append("a held address is free in its subnet bitmap")
+    if not np.array_equal(np.bincount(subnet, minlength=sets.shape[0]), sets[:, T.S_ALLOCATED]):
+        problems.append("a subnet bitmap holds addresses no node, interface or reservation holds")
+    present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+    cn = st.cl_node[present]
+    units = st.cl_unit[present]
+    live = units[:, :, T.CU_SET] >= 0
+    masks = np.where(live, units[:, :, T.CU_MASK], 0)
+    used = np.where(live, units[:, :, T.CU_USED], 0)
+    if not np.array_equal(np.bitwise_count(masks.astype(np.uint64)).astype(np.int64), used):
+        problems.append("a unit's used count differs from its mask")
+    if np.any(masks >> np.where(live, units[:, :, T.CU_SIZE], 64).clip(max=63) > 0):
+        problems.append("a unit's mask has bits past its size")
+    held = np.where(live, units[:, :, T.CU_SIZE], 0).sum(axis=1)
+    if not np.array_equal(held, cn[:, T.CN_HELD]) or not np.array_equal(used.sum(axis=1), cn[:, T.CN_USED]):
+        problems.append("a node's held or used count differs from its units")
+    if not np.array_equal(live.sum(axis=1), cn[:, T.CN_UNITS]):
+        problems.append("a node's unit count differs from its units")
+    running = np.flatnonzero(st.pods[:, T.D_STATE] == T.POD_RUNNING)
+    node_of = st.pods[running, T.D_NODE]
+    per_node = np.bincount(node_of, minlength=st.nodes.shape[0])[present]
+    if not np.array_equal(per_node + cn[:, T.CN_RESERVED], cn[:, T.CN_USED]):
+        problems.append("a node's used addresses differ from its running pods plus the agent's reservations")
+    j = st.pods[running, T.D_SLOT]
+    bit = st.pods[running, T.D_OFF]
+    if np.any(j < 0):
+        problems.append("a running pod has no address")
+    else:
+        unit = st.cl_unit[node_of, j]
+        if np.any(unit[:, T.CU_SET] < 0) or np.any((unit[:, T.CU_MASK] >> bit) & 1 != 1):
+            problems.append("a running pod's address is not taken in its node's pool")
+        pod_keys = (node_of * st.cl_unit.shape[1] + j) * 64 + bit
+        if np.unique(pod_keys).size != pod_keys.size:
+            problems.append("two running pods hold one address")
+    fc = T.K_FAMILY_BASE
+    counters = {
+        "used": (st.cnt[fc + T.F_USED], running.size),
+        "free": (st.cnt[fc + T.F_FREE], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
+        "carved": (st.cnt[fc + T.F_CARVED], int(sets[:, T.S_ALLOCATED].sum())),
+        "carvable": (st.cnt[fc + T.F_CARVABLE], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
+        "node CIDRs": (st.cnt[fc + T.F_NODE_CIDRS], int(live.sum())),
+        "interfaces": (st.cnt[T.K_CL_IFACES], int(cn[:, T.CN_IFACES].sum())),
+        "prefixes": (st.cnt[T.K_CL_PREFIXES], int((np.where(live, units[:, :, T.CU_SIZE], 0) > 1).sum())),
+        "pool free": (st.pool_free[0, 0], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
+        "pool carvable": (st.pool_carvable[0, 0], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
+    }
+    reserved = (st.cnt[fc + T.F_CARVED] - st.cnt[fc + T.F_RESERVED] - st.cnt[fc + T.F_USED] - st.cnt[fc + T.F_FREE])
+    if reserved != 0:
+        problems.append(f"carved {st.cnt[fc + T.F_CARVED]} != reserved + used + free ({reserved} apart)")
+    for name, (counter, actual) in counters.items():
+        if counter != actual:
+            problems.append(f"cloud {name} counter {counter} != {actual}")
     return problems

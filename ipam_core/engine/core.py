@@ -126,6 +126,7 @@ from ipam_core.engine.tables import (
     POD_NONE,
     POD_PENDING,
     POD_RUNNING,
+    POLICY_CLOUD,
     POLICY_MULTI_POOL,
     POLICY_ONE_PER_FAMILY,
     S_ADDRS,
@@ -158,6 +159,18 @@ from ipam_core.engine.tables import (
     T_POD_RETRY,
     T_REFRESH,
 )
+from ipam_core.engine.cloud import (  # cloud modes (POLICY_CLOUD)
+    cloud_agent_changed,
+    cloud_agent_start,
+    cloud_agent_sync,
+    cloud_alloc_pod,
+    cloud_node_add,
+    cloud_node_delete,
+    cloud_operator,
+    cloud_period,
+    cloud_release_pod,
+)
+from ipam_core.engine.tables import CT_OP_AT
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_init, bm_set
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
@@ -501,6 +514,8 @@ def _agent_start(st, node):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _alloc_pod(st, pod, node):
     """Give the pod an address per family, IPv6 first; return -1 or the family that failed."""
+    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: the node's pool (engine/cloud.py)
+        return cloud_alloc_pod(st, pod, node)
     pods = st.pods
     for step in range(2):
         family = 1 - step
@@ -529,6 +544,9 @@ def _alloc_pod(st, pod, node):
 
 @kjit
 def _release_pod_addresses(st, pod):
+    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: back to the node's pool
+        cloud_release_pod(st, pod, st.pods[pod, D_NODE])
+        return
     pods = st.pods
     for family in range(2):
         slot = pods[pod, D_SLOT + family]
@@ -674,6 +692,57 @@ def _operator_one_per_family(st, node, now):
         _agent_start(st, node)
 
 
+# --------------------------------------------------------------------------- cloud modes (POLICY_CLOUD)
+# The rules are in ipam_core/engine/cloud.py; here only their timers and the agent's readiness.
+# T_CARVE: a pass of the pool's manager (Cilium operator, crd writer, ipamd, CNS), earliest request wins;
+# T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
+@kjit
+def _cloud_request(st, node, t):
+    if t < st.cl_time[node, CT_OP_AT]:
+        st.cl_time[node, CT_OP_AT] = t
+        _push(st, t, T_CARVE, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _cloud_notify(st, node, now):
+    t = cloud_agent_changed(st, node, now)
+    if t >= 0.0:
+        _push(st, t, T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _cloud_settle(st, node, now, t_next):
+    if t_next >= 0.0:
+        _cloud_request(st, node, t_next)
+    if st.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
+        st.nodes[node, N_READY] = 1
+        st.cnt[K_READY] += 1
+        _sched_update(st, node)
+        _cloud_notify(st, node, now)
+
+
+@kjit
+def _cloud_node_add(st, node, now):
+    period = cloud_node_add(st, node, now)
+    _cloud_request(st, node, now + st.cfg[C_OPERATOR_DELAY])
+    if period > 0.0:
+        _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _cloud_timer(st, kind, node, gen, now):
+    if kind == T_CARVE:
+        if now != st.cl_time[node, CT_OP_AT]:
+            return  # superseded by an earlier request
+        st.cl_time[node, CT_OP_AT] = np.inf
+        _cloud_settle(st, node, now, cloud_operator(st, node, now))
+    elif kind == T_AGENT_SYNC:
+        _cloud_settle(st, node, now, cloud_agent_sync(st, node, now))
+    elif kind == T_REFRESH:
+        _cloud_settle(st, node, now, cloud_operator(st, node, now))
+        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+
+
 # --------------------------------------------------------------------------- pods
 @kjit
 def _bind(st, pod, node):
@@ -734,6 +803,7 @@ def _try_start(st, pod, now):
     pods = st.pods
     node = pods[pod, D_NODE]
     multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
+    cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
     failed = _alloc_pod(st, pod, node)
     if failed < 0:
         if pods[pod, D_STATE] == POD_PENDING:
@@ -742,6 +812,8 @@ def _try_start(st, pod, now):
         st.cnt[K_RUNNING] += 1
         if multi_pool:
             _arm_sync(st, node, now)
+        elif cloud:
+            _cloud_notify(st, node, now)
         return
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
@@ -756,6 +828,8 @@ def _try_start(st, pod, now):
             pods[pod, D_PENDING_FAMILY] = failed
     if multi_pool:
         _arm_sync(st, node, now)
+    elif cloud:
+        _cloud_notify(st, node, now)
     _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
 
 
@@ -837,6 +911,8 @@ def _pod_retry(st, pod, now):
             _fail(st, pod)
         if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
             _arm_sync(st, node, now)
+        elif np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
+            _cloud_notify(st, node, now)
         return
     _try_start(st, pod, now)
 
@@ -857,6 +933,8 @@ def _pod_delete(st, pod, now):
     pods[pod, D_STATE] = POD_DELETED
     if node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
         _arm_sync(st, node, now)
+    elif node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
+        _cloud_notify(st, node, now)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -875,6 +953,8 @@ def _node_add(st, node, now):
     if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
         _agent_sync(st, node, now)
         _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+    elif np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
+        _cloud_node_add(st, node, now)
     else:
         _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)
     _sched_update(st, node)
@@ -900,6 +980,8 @@ def _node_delete(st, node):
     nodes[node, N_HEAD] = -1
     nodes[node, N_PODS] = 0
     nodes[node, N_PENDING] = 0
+    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: interfaces and units back to the subnets
+        cloud_node_delete(st, node)
     while nodes[node, N_NSLOTS] > 0:
         _free_slot(st, st.node_slots[node, nodes[node, N_NSLOTS] - 1])
     if nodes[node, N_READY] == 1:
@@ -931,6 +1013,9 @@ def _timer(st, kind, a, b, now):
     if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
         return  # a timer of a deleted node or an earlier incarnation
     policy = np.int64(st.cfg[C_POLICY])
+    if policy == POLICY_CLOUD:
+        _cloud_timer(st, kind, node, b, now)
+        return
     if kind == T_CARVE:
         if policy == POLICY_MULTI_POOL:
             _operator_multi_pool(st, node)

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ipam_core.addr import format_cidrs
 from ipam_core.engine import tables as T
+from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance, seed_rng
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.pools import resolve_pod_pools
@@ -44,13 +45,24 @@ TRACE_COUNTERS = (
     "cidr_releases",
     "ip_allocs",
     "ip_alloc_failures",
+    # cloud modes (0 in the pool modes): engine/cloud.py
+    "warm_addrs_per_node",
+    "interfaces",
+    "prefixes",
+    "frag_failures",
+    "cloud_api_attach",
+    "cloud_api_assign",
+    "cloud_api_release",
 )
+#: Trace counters that are not whole numbers.
+TRACE_FLOATS = frozenset({"warm_addrs_per_node"})
 NODE_COUNTERS = ("used", "free", "reserved", "pending")
 
 _ERRORS = {
     T.ERROR_HEAP_FULL: "timer heap",
     T.ERROR_SLOTS_FULL: "node-CIDR table",
     T.ERROR_CHUNKS_FULL: "pod-bitmap arena",
+    T.ERROR_CLOUD_UNITS_FULL: "cloud unit table",
 }
 
 
@@ -139,6 +151,8 @@ class Simulation:
             n_pods=workload.n_pods,
             n_node_adds=count_node_adds(workload.op),
         )
+        if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
+            self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
         resolve_pod_pools(self.state, self.layout, scenario, workload)
         self._pool_addrs = np.zeros(2, dtype=np.int64)
         for i, spec in enumerate(self.layout.sets):
@@ -210,11 +224,30 @@ class Simulation:
                 "cidr_releases": self._family_counter(family, T.F_RELEASES),
                 "ip_allocs": self._family_counter(family, T.F_IP_ALLOCS),
                 "ip_alloc_failures": self._family_counter(family, T.F_IP_FAILS),
+                **self._cloud_sample(family),
             }
         return out
 
+    def _cloud_sample(self, family: int) -> dict[str, float]:
+        """The cloud columns: warm addresses per node, interfaces, prefixes, fragmentation, API calls."""
+        c = self.state.cnt
+        cloud = self.layout.policy == T.POLICY_CLOUD
+        nodes = int(c[T.K_NODES])
+        warm = self._family_counter(family, T.F_FREE) / nodes if cloud and nodes else 0.0
+        return {
+            "warm_addrs_per_node": float(warm),
+            "interfaces": int(c[T.K_CL_IFACES]),
+            "prefixes": int(c[T.K_CL_PREFIXES]),
+            "frag_failures": int(c[T.K_CL_FRAG_FAILS]),
+            "cloud_api_attach": int(c[T.K_CL_API_ATTACH]),
+            "cloud_api_assign": int(c[T.K_CL_API_ASSIGN]),
+            "cloud_api_release": int(c[T.K_CL_API_RELEASE]),
+        }
+
     def node_rows(self) -> dict[str, object]:
         """Per present node and family: CIDRs, used, free, reserved, pending, status (vectorised)."""
+        if self.layout.policy == T.POLICY_CLOUD:
+            return self._cloud_node_rows()
         st = self.state
         present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
         rows: dict[str, list] = {k: [] for k in ("node", "family", *NODE_COUNTERS, "status_code", "cidrs", "counts")}
@@ -252,6 +285,34 @@ class Simulation:
             "status_code": np.concatenate(rows["status_code"]),
             "cidrs_counts": np.concatenate(rows["counts"]),
             "cidrs_values": pa.concat_arrays(rows["cidrs"]) if rows["cidrs"] else pa.array([], pa.string()),
+        }
+
+    def _cloud_node_rows(self) -> dict[str, object]:
+        """Cloud modes: a node's /32 addresses and /28 prefixes as its CIDRs; pool used, free and reserved."""
+        st = self.state
+        present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+        cn = st.cl_node[present]
+        units = st.cl_unit[present]  # [nodes, units, CU_NCOL]
+        live = units[:, :, T.CU_SET] >= 0
+        row, col = np.nonzero(live)
+        held = units[row, col]
+        out = np.empty(held.shape[0], dtype=object)
+        for i, spec in enumerate(self.layout.sets):
+            for size, mask in ((1, 32), (16, 28)):
+                pick = np.flatnonzero((held[:, T.CU_SET] == i) & (held[:, T.CU_SIZE] == size))
+                if pick.size:
+                    index = held[pick, T.CU_OFF] // size
+                    out[pick] = format_cidrs(spec.network, mask, index).to_numpy(zero_copy_only=False)
+        return {
+            "node": present,
+            "family": np.full(present.size, 4, dtype=np.int8),
+            "used": cn[:, T.CN_USED] - cn[:, T.CN_RESERVED],
+            "free": cn[:, T.CN_HELD] - cn[:, T.CN_USED],
+            "reserved": cn[:, T.CN_RESERVED] + cn[:, T.CN_PRIMARIES],
+            "pending": st.nodes[present, T.N_PENDING].copy(),
+            "status_code": st.nodes[present, T.N_STATUS].copy(),
+            "cidrs_counts": np.bincount(row, minlength=present.size).astype(np.int64),
+            "cidrs_values": pa.array(out, pa.string()),
         }
 
     def _cidr_strings(self, slots: np.ndarray) -> pa.Array:
@@ -338,7 +399,7 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None) -> ModeResu
     trace = {
         "family": np.asarray(trace_cols["family"], dtype=np.int8),
         "time_s": np.asarray(trace_cols["time_s"], dtype=np.float64),
-        **{k: np.asarray(trace_cols[k], dtype=np.int64) for k in TRACE_COUNTERS},
+        **{k: np.asarray(trace_cols[k], dtype=np.float64 if k in TRACE_FLOATS else np.int64) for k in TRACE_COUNTERS},
     }
     nodes = {
         "time_s": np.concatenate([np.full(p["node"].size, t) for t, p in node_parts]),

@@ -40,6 +40,11 @@ State = namedtuple(
         "tree_cnt",
         "cfg",  # float64 [C_NCOL]
         "cnt",  # int64 [K_NCOL]
+        # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
+        "cl_node",  # int64 [nodes, CN_NCOL]
+        "cl_time",  # float64 [nodes, CT_NCOL]
+        "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
+        "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
     ],
 )
 
@@ -67,6 +72,8 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
         usable, _ = pod_range(spec.network, spec.node_mask)
         if layout.policy == T.POLICY_ONE_PER_FAMILY:
             need = 1
+        elif layout.policy == T.POLICY_CLOUD:
+            need = 0  # cloud modes hold addresses in their own tables, not in node-CIDR slots
         else:
             # demand never exceeds max pods + 2 reserved + twice the pre-allocation buffer;
             # pinned pods may overshoot max pods, hence the factor 2
@@ -214,6 +221,10 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
         tree_cnt=np.zeros(2 * size, dtype=np.int64),
         cfg=cfg,
         cnt=cnt,
+        cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),
+        cl_time=np.zeros((1, T.CT_NCOL), dtype=np.float64),
+        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
+        cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
     )
 
 

@@ -121,10 +121,84 @@ C_CARVE_RETRY = 11  # s: operator retry after a failed carve
 C_REVERT_PARTIAL = 12  # 1.0: a node that gets one family but not the other gives it back (Cilium); 0: keep (KCM)
 C_DEFAULT_POOL = 13  # pool id of the default pool (router / health addresses)
 C_SEED = 14
-C_NCOL = 15
+# ---- cloud modes (POLICY_CLOUD; rules in ipam_core/engine/cloud.py)
+C_CL_KIND = 15  # CLOUD_*
+C_CL_IFACES = 16  # interfaces (ENIs / NICs) a node can attach
+C_CL_UNITS = 17  # secondary IPs or /28 prefixes one interface holds
+C_CL_UNIT_SIZE = 18  # 16 when the node starts with prefix delegation, else 1
+C_CL_FIRST_IFACE = 19  # interfaces below this index hold no pod address (first-interface-index)
+C_CL_PRIMARY = 20  # 1.0: every interface takes a primary address from its subnet
+C_CL_ATTACH = 21  # 1.0: the operator may attach interfaces (ENI); 0.0: fixed (Azure NIC)
+C_CL_FALLBACK = 22  # 1.0: no free /28 -> single addresses instead (Cilium); 0.0: cool down (VPC CNI)
+C_CL_FILL_FIRST = 23  # 1.0: pods take the first free address (VPC CNI); 0.0: a random one (Go map order)
+C_CL_AGENT_RESERVED = 24  # addresses the agent takes from its pool at start (router, health, AKS reservation)
+C_CL_READY_MIN = 25  # pool size the agent waits for (crd.go hasMinimumIPsInPool)
+C_CL_PRE = 26  # spec.ipam.pre-allocate (resolved)
+C_CL_MIN = 27  # spec.ipam.min-allocate
+C_CL_MAX = 28  # spec.ipam.max-allocate (resolved: the instance limit when 0)
+C_CL_ABOVE = 29  # spec.ipam.max-above-watermark
+C_CL_RELEASE = 30  # 1.0: excess addresses are released
+C_CL_RELEASE_DELAY = 31  # s: --excess-ip-release-delay
+C_CL_PERIOD = 32  # s: periodic pass (operator resync, ipamd tick, CNS tick); 0 = none
+C_CL_WARM_ENI = 33  # WARM_ENI_TARGET
+C_CL_WARM_IP = 34  # WARM_IP_TARGET
+C_CL_MIN_IP = 35  # MINIMUM_IP_TARGET
+C_CL_WARM_PREFIX = 36  # WARM_PREFIX_TARGET
+C_CL_DECREASE = 37  # s: ipamd decreaseIPPoolInterval
+C_CL_ENI_MIN_LIFE = 38  # s: ipamd minimum ENI age before it is freed
+C_CL_COOLDOWN = 39  # s: ipamd pause after InsufficientCidrBlocks
+C_CL_BATCH = 40  # AKS CNS batch size
+C_CL_BATCH_PCT = 41  # AKS CNS request threshold percent
+C_CL_MAX_IPS = 42  # AKS CNS max IPs per node
+C_CL_STATIC_UNITS = 43  # units written once per node (crd poolPerNode, AKS static blocks)
+C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and last address
+C_NCOL = 45
 
 POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool
 POLICY_MULTI_POOL = 1
+POLICY_CLOUD = 2  # eni, aws-vpc-cni, azure, crd: per-node pools of addresses / prefixes from subnet bitmaps
+
+CLOUD_CRD_STATIC = 0  # crd: an external writer gives each node a fixed pool once
+CLOUD_CILIUM = 1  # eni, azure, crd with the watermark writer: Cilium's operator watermarks
+CLOUD_VPC_CNI = 2  # aws-vpc-cni: ipamd warm targets
+CLOUD_AKS_DYNAMIC = 3  # azure + AKS DynamicIndividual: CNS batches
+CLOUD_AKS_STATIC = 4  # azure + AKS StaticBlock: /28 blocks per node
+
+# node table `cl_node` [nodes, CN_NCOL]
+CN_IFACES = 0  # interfaces attached
+CN_UNITS = 1  # secondary IPs + prefixes held
+CN_PREFIXES = 2
+CN_HELD = 3  # addresses in the pool (units' addresses)
+CN_USED = 4  # addresses taken: pods + agent reservations
+CN_RESERVED = 5  # agent reservations among CN_USED
+CN_PD = 6  # 1: the node asks for /28 prefixes
+CN_SYNC_ARMED = 7  # an agent CiliumNode update is scheduled
+CN_REPORTED = 8  # used addresses in the last CiliumNode status the operator saw
+CN_SUBNET = 9  # the node's subnet (set index)
+CN_PRIMARIES = 10  # interface primary addresses held
+CN_NCOL = 11
+# float table `cl_time` [nodes, CT_NCOL], seconds
+CT_OP_AT = 0  # when the pending operator pass runs (inf: none)
+CT_LAST_SYNC = 1
+CT_EXCESS_SINCE = 2  # excess first seen (inf: no excess)
+CT_LAST_DECREASE = 3
+CT_COOLDOWN = 4  # no prefix requests before this time
+CT_NCOL = 5
+# interface table `cl_iface` [nodes, interfaces, CI_NCOL]
+CI_ATTACHED = 0
+CI_SET = 1
+CI_PRIMARY = 2  # offset of the primary address in the subnet, -1 = none
+CI_UNITS = 3
+CI_PREFIXES = 4
+CI_SINCE_US = 5  # attach time, microseconds
+CI_NCOL = 6
+# unit table `cl_unit` [nodes, interfaces * units, CU_NCOL]: unit j lives on interface j // units
+CU_SET = 0  # -1: empty
+CU_OFF = 1  # first address (offset in the subnet)
+CU_SIZE = 2  # 1 or 16
+CU_MASK = 3  # addresses taken, one bit each
+CU_USED = 4
+CU_NCOL = 5
 
 SCHED_SPREAD = 0
 SCHED_PACK = 1
@@ -155,8 +229,17 @@ F_RELEASES = 6
 F_IP_ALLOCS = 7
 F_IP_FAILS = 8
 F_FREE = 9  # usable free addresses in live node CIDRs
-K_NCOL = K_FAMILY_BASE + 2 * FAMILY_STRIDE
+# cloud counters (0 in the pool modes)
+K_CL_BASE = K_FAMILY_BASE + 2 * FAMILY_STRIDE
+K_CL_IFACES = K_CL_BASE + 0  # interfaces attached
+K_CL_PREFIXES = K_CL_BASE + 1  # /28 prefixes held
+K_CL_FRAG_FAILS = K_CL_BASE + 2  # cumulative: prefix requests refused with enough free addresses in the subnet
+K_CL_API_ATTACH = K_CL_BASE + 3  # cumulative: interface create + attach calls
+K_CL_API_ASSIGN = K_CL_BASE + 4  # cumulative: address / prefix assign calls
+K_CL_API_RELEASE = K_CL_BASE + 5  # cumulative: unassign and interface detach + delete calls
+K_NCOL = K_CL_BASE + 8
 
 ERROR_HEAP_FULL = 1
 ERROR_SLOTS_FULL = 2
 ERROR_CHUNKS_FULL = 3
+ERROR_CLOUD_UNITS_FULL = 4  # a node's unit table is full (sized from the mode's limits)

@@ -11,13 +11,17 @@ from __future__ import annotations
 from types import ModuleType
 
 from ipam_core.errors import ConfigError
-from ipam_core.modes import cluster_pool, gke, kubernetes, multi_pool
+from ipam_core.modes import aws_vpc_cni, azure, cluster_pool, crd, eni, gke, kubernetes, multi_pool
 
 REGISTRY: dict[str, ModuleType] = {
     kubernetes.NAME: kubernetes,
     cluster_pool.NAME: cluster_pool,
     multi_pool.NAME: multi_pool,
     gke.NAME: gke,
+    eni.NAME: eni,
+    aws_vpc_cni.NAME: aws_vpc_cni,
+    azure.NAME: azure,
+    crd.NAME: crd,
 }
 
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes type or unit.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cloud-mode columns (warm_addrs_per_node ... cloud_api_release)
 
 RUN_METADATA_KEY = "ipam_core.run"
 SCHEMA_VERSION_KEY = "ipam_core.schema_version"
@@ -103,6 +103,29 @@ TRACE_SCHEMA = pa.schema(
         _count("cidr_releases", "operations", "cumulative node-CIDR releases"),
         _count("ip_allocs", "operations", "cumulative pod address allocations"),
         _count("ip_alloc_failures", "operations", "cumulative failed pod address allocation attempts"),
+        # cloud modes (eni, aws-vpc-cni, azure, crd); 0 in the pool modes
+        _field(
+            "warm_addrs_per_node",
+            pa.float64(),
+            "addresses/node",
+            "cloud modes: mean free addresses held in a node's pool (its warm pool) over present nodes; 0 in "
+            "the pool modes (see addrs_idle)",
+        ),
+        _count("interfaces", "interfaces", "cloud modes: ENIs / NICs attached to nodes, primary ones included"),
+        _count("prefixes", "prefixes", "cloud modes: /28 prefixes held by nodes"),
+        _count(
+            "frag_failures",
+            "operations",
+            "cumulative: prefix requests refused for want of a free aligned /28 while the subnet still had "
+            "enough free addresses (EC2 InsufficientCidrBlocks)",
+        ),
+        _count("cloud_api_attach", "operations", "cumulative: cloud calls creating and attaching an interface"),
+        _count("cloud_api_assign", "operations", "cumulative: cloud calls assigning addresses or prefixes"),
+        _count(
+            "cloud_api_release",
+            "operations",
+            "cumulative: cloud calls unassigning addresses or prefixes, or detaching and deleting an interface",
+        ),
     ]
 )
 """``trace.arrow``: one row per (mode, family, sample)."""

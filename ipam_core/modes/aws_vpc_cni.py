@@ -1,0 +1,66 @@
+"""The AWS VPC CNI (``aws-vpc-cni``): ipamd keeps a warm pool of ENI addresses or /28 prefixes per node.
+
+Every 5 s ipamd compares its node's pool with ``WARM_ENI_TARGET`` (default 1: a
+whole ENI's addresses free), ``WARM_IP_TARGET`` and ``MINIMUM_IP_TARGET`` (which
+override it), or, with ``ENABLE_PREFIX_DELEGATION``, ``WARM_PREFIX_TARGET``; it
+fills the first ENI with room, else attaches an ENI in the node's subnet, gives
+addresses back above the targets at most every 30 s, and frees an unused ENI
+older than a minute that the targets do not need (aws/amazon-vpc-cni-k8s
+``pkg/ipamd/ipamd.go``, :mod:`ipam_core.cloud.vpc_cni`). A prefix request the
+subnet cannot meet with an aligned /28 fails (``InsufficientCidrBlocks``) and
+ipamd waits 2 min; it never falls back to single addresses. Pods take the
+first free address in ENI order, as the upstream examples show. Max pods is the
+EKS figure (``eni-max-pods.txt``, or the calculator with prefix delegation).
+Not modelled: the 30 s cooldown of a pod's released address, custom
+networking (ENIConfig), security groups for pods (trunk ENIs), IMDS lag.
+"""
+
+from __future__ import annotations
+
+from ipam_core.cloud import vpc_cni
+from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.engine.cloud import CloudConfig, subnet_layout
+from ipam_core.engine.layout import Layout
+from ipam_core.engine.tables import CLOUD_VPC_CNI
+
+NAME = "aws-vpc-cni"
+UPSTREAM = (
+    "aws/amazon-vpc-cni-k8s pkg/ipamd/ipamd.go",
+    "aws/amazon-vpc-cni-k8s pkg/ipamd/datastore/data_store.go",
+    "aws/amazon-vpc-cni-k8s docs/eni-and-ip-target.md, docs/prefix-and-ip-target.md",
+)
+
+
+def _limits(scenario):
+    cloud = scenario.ipam.cloud
+    return instance_limits(cloud.instance_type, load_instance_limits(cloud.instance_limits_file))
+
+
+def layout(scenario) -> Layout:
+    """The subnets as address bitmaps."""
+    return subnet_layout(NAME, scenario.ipam.cloud.subnets)
+
+
+def max_pods(scenario) -> int:
+    """``cluster.kubelet.maxPods`` when set, else the EKS max pods for the instance and settings."""
+    cloud = scenario.ipam.cloud
+    if cloud.kubelet_max_pods is not None:
+        return cloud.kubelet_max_pods
+    v = cloud.vpc_cni
+    return aws_max_pods(_limits(scenario), prefix_delegation=v.prefix_delegation, max_eni=v.max_eni)
+
+
+def cloud(scenario) -> CloudConfig:
+    """The aws-node environment and the instance's limits."""
+    v = scenario.ipam.cloud.vpc_cni
+    lim = _limits(scenario)
+    pd = v.prefix_delegation and lim.supports_prefix_delegation
+    enis = lim.enis if v.max_eni is None else min(v.max_eni, lim.enis)
+    return CloudConfig(
+        kind=CLOUD_VPC_CNI, ifaces=enis, units=lim.secondary_per_eni, unit_size=16 if pd else 1,
+        primary=True, attach=True, fallback=False, fill_first=True, agent_reserved=0, ready_min=1,
+        warm_eni=v.warm_eni_target, warm_ip=v.warm_ip_target, min_ip=v.minimum_ip_target,
+        warm_prefix=v.warm_prefix_target, period_s=scenario.timing.ipamd_pool_interval_s,
+        decrease_s=scenario.timing.ipamd_decrease_interval_s, eni_min_life_s=vpc_cni.MIN_ENI_LIFETIME_S,
+        cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=max_pods(scenario),
+    )

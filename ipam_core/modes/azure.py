@@ -1,0 +1,74 @@
+"""Azure (``azure``): Cilium's Azure IPAM, or AKS's own pod subnet (dynamic batches or static /28 blocks).
+
+Cilium's Azure IPAM keeps each VM's NIC at the same watermarks as ENI mode
+(``pre-allocate`` 8, ``max-allocate`` 256) by adding IP configurations to the
+NIC it has: an Azure NIC holds 256 addresses, its primary one included, and
+the operator never creates NICs nor releases addresses (cilium
+``pkg/azure/ipam/node.go``: ``CreateInterface`` and ``ReleaseIPs`` are not
+implemented). IP configurations come from the NIC's subnet, else from the
+first subnet with free addresses.
+
+With ``cloud.aks.podIPAllocationMode`` the mode simulates AKS's Azure CNI pod
+subnet instead (:mod:`ipam_core.cloud.aks`): ``DynamicIndividual`` requests
+addresses in batches of 16 and keeps 8 to 23 free (CNS ``ipampool``, checked
+every second), ``StaticBlock`` gives each node ``ceil((maxPods + 1) / 16)``
+/28 blocks when it joins, one address reserved. Pod subnets are separate from
+node subnets, so nodes take no primary address from them.
+"""
+
+from __future__ import annotations
+
+from ipam_core.cloud import aks
+from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
+from ipam_core.engine.cloud import CloudConfig, agent_reserved, subnet_layout
+from ipam_core.engine.layout import Layout
+from ipam_core.engine.tables import CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM
+
+NAME = "azure"
+UPSTREAM = (
+    "cilium pkg/azure/ipam/node.go",
+    "cilium pkg/ipam/node.go",
+    "Azure/azure-container-networking cns/ipampool",
+    "MicrosoftDocs azure-aks-docs concepts-network-azure-cni-pod-subnet.md",
+)
+#: cilium ``pkg/azure/types`` ``InterfaceAddressLimit``: addresses of one NIC (and of one VM).
+INTERFACE_ADDRESS_LIMIT = 256
+
+
+def layout(scenario) -> Layout:
+    """The subnets (VNet subnets, or AKS pod subnets) as address bitmaps."""
+    return subnet_layout(NAME, scenario.ipam.cloud.subnets)
+
+
+def max_pods(scenario) -> int:
+    """The kubelet's max pods (AKS default 110 for Azure CNI pod subnet, per ``cloud_pod_cidr_limits.csv``)."""
+    return scenario.cluster.max_pods
+
+
+def cloud(scenario) -> CloudConfig:
+    """Cilium's Azure IPAM, or the AKS pod subnet mode the scenario names."""
+    spec = scenario.ipam.cloud
+    pods = max_pods(scenario)
+    if spec.aks_mode == "DynamicIndividual":
+        max_ips = min(pods, aks.DYNAMIC_MAX_IPS)
+        return CloudConfig(
+            kind=CLOUD_AKS_DYNAMIC, ifaces=1, units=max_ips, ready_min=1, batch=aks.DYNAMIC_BATCH,
+            batch_pct=aks.DYNAMIC_REQUEST_THRESHOLD_PERCENT, max_ips=max_ips,
+            period_s=scenario.timing.cns_refresh_delay_s, max_pods=pods,
+        )
+    if spec.aks_mode == "StaticBlock":
+        blocks = aks.static_blocks(pods)
+        return CloudConfig(
+            kind=CLOUD_AKS_STATIC, ifaces=1, units=blocks, unit_size=16, static_units=blocks,
+            agent_reserved=aks.STATIC_RESERVED_PER_NODE, ready_min=1,
+            period_s=scenario.timing.ipam_resync_interval_s, max_pods=pods,
+        )
+    marks = spec.watermarks
+    pre = marks.pre_allocate or DEFAULT_PRE_ALLOCATE  # GetMinimumAllocatableIPv4 on Azure
+    return CloudConfig(
+        kind=CLOUD_CILIUM, ifaces=1, units=INTERFACE_ADDRESS_LIMIT - 1, primary=True, attach=False,
+        agent_reserved=agent_reserved(scenario), ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip),
+        pre=pre, min_allocate=marks.min_allocate, max_allocate=marks.max_allocate or INTERFACE_ADDRESS_LIMIT,
+        above=marks.max_above_watermark, release=False, period_s=scenario.timing.ipam_resync_interval_s,
+        max_pods=pods,
+    )

@@ -1,0 +1,72 @@
+"""Cilium AWS ENI IPAM (``ipam: eni``): the operator keeps each node's ENI addresses at the watermarks.
+
+Each node is an EC2 instance of ``cluster.instanceType``; its ENI count and
+addresses per ENI come from the instance-limits table
+(:mod:`ipam_core.cloud.limits`). The operator keeps the pool of secondary
+addresses at ``pre-allocate`` (default ``min(8, ENI capacity)``), ``min-allocate``,
+``max-allocate`` (default the instance limit) and ``max-above-watermark``, adds
+surge for pending pods, fills the first ENI with room whose subnet has free
+addresses and attaches a new ENI when none has room, and releases excess only
+with ``awsReleaseExcessIPs`` after ``--excess-ip-release-delay`` (cilium
+``pkg/ipam/node.go``, ``pkg/aws/eni/node.go``). With
+``awsEnablePrefixDelegation`` on Nitro instances it asks for /28 prefixes and
+falls back to single addresses when the subnet has no free aligned /28.
+Every ENI (eth0 included) takes a primary address of its subnet; eth0 holds
+pod addresses from ``first-interface-index`` 0 (the current default).
+Not modelled: ENI garbage collection, excluded interfaces and tags, IPv6
+prefixes, API rate limits and latency beyond the operator delay, the release
+handshake's agent round trip (collapsed into the operator's pass).
+"""
+
+from __future__ import annotations
+
+from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
+from ipam_core.engine.cloud import CloudConfig, agent_reserved, subnet_layout
+from ipam_core.engine.layout import Layout
+from ipam_core.engine.tables import CLOUD_CILIUM
+
+NAME = "eni"
+UPSTREAM = (
+    "cilium pkg/ipam/node.go",
+    "cilium pkg/aws/eni/node.go",
+    "cilium pkg/ipam/crd.go",
+    "aws/amazon-vpc-cni-k8s pkg/vpc/vpc_ip_resource_limit.go",
+)
+
+
+def _limits(scenario):
+    cloud = scenario.ipam.cloud
+    return instance_limits(cloud.instance_type, load_instance_limits(cloud.instance_limits_file))
+
+
+def layout(scenario) -> Layout:
+    """The subnets as address bitmaps."""
+    return subnet_layout(NAME, scenario.ipam.cloud.subnets)
+
+
+def max_pods(scenario) -> int:
+    """``cluster.kubelet.maxPods`` when set, else what the EKS bootstrap computes for the instance."""
+    cloud = scenario.ipam.cloud
+    if cloud.kubelet_max_pods is not None:
+        return cloud.kubelet_max_pods
+    return aws_max_pods(_limits(scenario), prefix_delegation=cloud.eni.prefix_delegation)
+
+
+def cloud(scenario) -> CloudConfig:
+    """The instance's limits and the CiliumNode watermarks, resolved as the operator resolves them."""
+    spec = scenario.ipam.cloud
+    lim = _limits(scenario)
+    pd = spec.eni.prefix_delegation and lim.supports_prefix_delegation
+    first = spec.eni.first_interface_index
+    marks = spec.watermarks
+    pre = marks.pre_allocate or eni_default_pre_allocate(lim, first)
+    return CloudConfig(
+        kind=CLOUD_CILIUM, ifaces=lim.enis, units=lim.secondary_per_eni, unit_size=16 if pd else 1,
+        first_iface=first, primary=True, attach=True, fallback=True, fill_first=False,
+        agent_reserved=agent_reserved(scenario), ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip),
+        pre=pre, min_allocate=marks.min_allocate,
+        max_allocate=marks.max_allocate or eni_max_allocatable(lim, first, pd), above=marks.max_above_watermark,
+        release=spec.eni.release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
+        period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
+    )
