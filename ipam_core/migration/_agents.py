@@ -58,6 +58,7 @@ class AgentMixin:
         if a.mode == "kubernetes":
             node.cn.pod_cidrs = [node.kcm_cidr] if node.kcm_cidr else []
         self._operator_upsert(node)
+        a.state = AGENT_WAITING  # up, not ready until it has a CIDR
         self._configure_agent(node, restart=True)
         self.last_change = self.now
 
@@ -88,7 +89,7 @@ class AgentMixin:
             a.state = AGENT_READY
             self._set_routes(node, cidrs)
         if a.state == AGENT_READY:
-            self.need_alloc = True
+            self._became_ready(node)
             self._ds_agent_ready(node.id)
 
     def _new_range(self, node, pool: str, cidr: str) -> Range:
@@ -222,6 +223,7 @@ class AgentMixin:
             self._log(f"{node.name}: agent ready (multi-pool), pools "
                       + ", ".join(f"{r.pool}={r.cidr}" for r in a.ranges))
             grew = True
+            self._became_ready(node)
             self._ds_agent_ready(node.id)
         self._set_routes(node, [r.cidr for r in a.ranges] if a.reserved else [])
         return grew
@@ -244,6 +246,13 @@ class AgentMixin:
             elif a.state == AGENT_WAITING:
                 self._configure_agent(node, restart=False)
         return True
+
+    def _became_ready(self, node) -> None:
+        self.need_alloc = True
+        if not node.ever_ready:
+            node.ever_ready = True
+            self.node_open[node.id] = node.schedulable
+            self.need_place = True
 
     # ---------------------------------------------------------------- the agent DaemonSet rollout
     def _start_ds_rollout(self) -> None:
@@ -372,7 +381,7 @@ class AgentMixin:
         self.node_ids[name] = nid
         self._node_arrays_grow()
         self.node_exists[nid] = True
-        self.node_open[nid] = True
+        self.node_open[nid] = False  # NotReady until its agent is up (no CNI config yet)
         self.node_room[nid] = self.max_pods
         if self.kcm is not None:
             try:

@@ -257,6 +257,12 @@ class Node:
     cordoned: bool = False
     history: list[str] = field(default_factory=list)
     ranges_made: int = 0            # seeds each new allocator differently
+    ever_ready: bool = False        # the agent has written the CNI config: the node is Ready
+
+    @property
+    def schedulable(self) -> bool:
+        """Ready (its agent came up once) and not cordoned: kube-scheduler may place pods here."""
+        return self.exists and self.ever_ready and not self.cordoned
 
 
 __all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CiliumNode", "GONE", "Group", "LIVE",

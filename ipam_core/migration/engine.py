@@ -141,6 +141,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
     helm_values : dict, optional
         Cilium Helm values the cluster is installed with, instead of the scenario's
         ``cilium:`` (planning installs a new cluster with the target values).
+    pools : dict of str to PoolSpec, optional
+        CiliumPodIPPools present from the start, added to the scenario's manifests.
 
     Raises
     ------
@@ -152,7 +154,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
     def __init__(self, scenario, steps=None, *, seed: int | None = None, record: bool = True,
                  settings: MigrationSettings | None = None, steady_state: tuple[int, int] | None = None,
                  migration_start: float | None = None, end: float | None = None,
-                 helm_values: dict | None = None):
+                 helm_values: dict | None = None, pools: dict | None = None):
         self.scenario = scenario
         self.source = scenario_source(scenario)
         self.settings = settings if settings is not None else read_settings(scenario, self.source)
@@ -174,6 +176,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         kcm_cidr = ipam.kcm_cidr(4)
         self.kcm = CIDRSet(kcm_cidr, ipam.kcm_node_mask_v4) if (ipam.kcm_allocate_node_cidrs and kcm_cidr) else None
         self.pool_objects = {} if ipam.pools_derived else {p.name: p for p in ipam.pools if p.ipv4_cidrs}
+        self.pool_objects.update(pools or {})
         if migration_start is None:
             helm = [s.at_s for s in self.steps if isinstance(s.action, A.HelmUpgrade)]
             migration_start = helm[0] if helm else (self.steps[0].at_s if self.steps else 0.0)
@@ -743,7 +746,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         p = self.pods
         for node in nodes:
             node.cordoned = True
-            self.node_open[node.id] = False
+            self.node_open[node.id] = node.schedulable
         on = self._pods_on([n.id for n in nodes])
         bare = self._group_flags("bare")[p.group[on]]
         if bare.any() and not action.force and not action.skip_bare:
@@ -762,13 +765,13 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = True
-            self.node_open[node.id] = False
+            self.node_open[node.id] = node.schedulable
 
     def _do_Uncordon(self, step: Step, action: A.Uncordon) -> None:
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = False
-            self.node_open[node.id] = True
+            self.node_open[node.id] = node.schedulable
         self.need_place = True
 
     def _do_RestartStalePods(self, step: Step, action: A.RestartStalePods) -> None:

@@ -261,8 +261,9 @@ def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dic
     templates = [replace(g.template, replicas=g.replicas) for g in old.groups if not g.deleted and g.replicas > 0]
     values = upgrade_values(_helm_values(scenario), target.assignments, target.values, target.reuse_values)
     apply = _step(0, t0, A.Apply(tuple(templates)))
-    new = MigrationEngine(scenario, [apply], end=t0 + settle_s, helm_values=values,
-                          **{**common, "steady_state": None})
+    same_nodes = replace(common["settings"], nodes=tuple(n.name for n in old.nodes if n.exists))
+    new = MigrationEngine(scenario, [apply], end=t0 + settle_s, helm_values=values, pools=dict(old.pool_objects),
+                          **{**common, "steady_state": None, "settings": same_nodes})
     summary = new.run().summary
     both = old.addresses_in_use + summary["addresses_needed"]
     return PlanRow("new-cluster", "a second cluster with the target values, workloads moved, old cluster deleted",

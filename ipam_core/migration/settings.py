@@ -11,7 +11,7 @@ Every key is optional::
       podsPerNode: 30           # planning: generated steady state (default workload.podsPerNode, else 30)
       replicasPerDeployment: 10 # planning: size of each generated Deployment
 
-The four durations can also be set on a single step (``{at: 5m, run: ..., agentRestart: 45s}``).
+The restart durations can also be set on a single step (``{at: 5m, run: ..., agentRestart: 45s}``).
 They are ipam-bench's modelling choices, not upstream constants: a real agent restart takes
 as long as its image pull, BPF regeneration and endpoint restore take.
 """
@@ -112,7 +112,11 @@ def _source_of(text: str, name: str) -> Source:
     return source
 
 
-def read_timing_overrides(where: Where, mapping: Mapping) -> dict[str, float]:
+#: Durations a single step may override (``drain`` there is the action, not its duration).
+STEP_TIMING_KEYS = ("agentRestart", "operatorRestart", "podRestart")
+
+
+def read_timing_overrides(where: Where, mapping: Mapping, keys=tuple(TIMING_DEFAULTS)) -> dict[str, float]:
     """The timing keys present in ``mapping``, each a duration (0 allowed).
 
     Parameters
@@ -121,12 +125,14 @@ def read_timing_overrides(where: Where, mapping: Mapping) -> dict[str, float]:
         Position of ``mapping``.
     mapping : mapping
         A ``migration:`` mapping or a step.
+    keys : tuple of str
+        Which timing keys to read.
 
     Returns
     -------
     dict of str to float
     """
-    return {key: as_duration(where / key, mapping[key], zero_ok=True) for key in TIMING_DEFAULTS if key in mapping}
+    return {key: as_duration(where / key, mapping[key], zero_ok=True) for key in keys if key in mapping}
 
 
 def read_settings(scenario, source: Source | None = None) -> MigrationSettings:
@@ -190,5 +196,6 @@ def check_node_name(where: Where, value: object) -> str:
     return name
 
 
-__all__ = ["MigrationSettings", "MigrationTiming", "SETTINGS_KEYS", "TIMING_DEFAULTS", "check_node_name",
+__all__ = ["MigrationSettings", "MigrationTiming", "SETTINGS_KEYS", "STEP_TIMING_KEYS", "TIMING_DEFAULTS",
+           "check_node_name",
            "read_settings", "read_timing_overrides", "scenario_source"]

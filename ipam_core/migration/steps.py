@@ -33,13 +33,13 @@ from ipam_core.migration.actions import (Action, AddNodes, Apply, Cordon, Delete
 from ipam_core.migration.commands import parse_command
 from ipam_core.migration.helm import classify_key, flatten
 from ipam_core.migration.objects import read_objects
-from ipam_core.migration.settings import TIMING_DEFAULTS, check_node_name, read_timing_overrides, scenario_source
+from ipam_core.migration.settings import STEP_TIMING_KEYS, check_node_name, read_timing_overrides, scenario_source
 from ipam_core.scenario._values import as_bool, as_duration, as_int, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Source, Where
 
 ACTION_KEYS = ("run", "helm", "rolloutRestart", "delete", "apply", "scale", "node", "drain", "cordon", "uncordon",
                "restartAgents", "restartStalePods")
-STEP_KEYS = ("at", "note", "stdin", "allowUnsupported", *TIMING_DEFAULTS, *ACTION_KEYS)
+STEP_KEYS = ("at", "note", "stdin", "allowUnsupported", *STEP_TIMING_KEYS, *ACTION_KEYS)
 _SPECIAL_KUBE_SYSTEM = ("cilium-operator", "cilium")
 
 
@@ -163,7 +163,7 @@ def parse_step(where: Where, index: int, raw: object, base: Path | None = None) 
     if allow and not isinstance(action, HelmUpgrade):
         (where / "allowUnsupported").fail("applies to helm upgrade steps only; expected it on a helm upgrade")
     note = as_str(where / "note", step["note"], empty_ok=True, what="free text") if "note" in step else ""
-    return Step(index, at, command, action, read_timing_overrides(where, step), allow, note, where)
+    return Step(index, at, command, action, read_timing_overrides(where, step, STEP_TIMING_KEYS), allow, note, where)
 
 
 def _file_reader(where: Where, base: Path):

@@ -51,14 +51,16 @@ def _pods_line(row: dict) -> str:
     return text
 
 
-def format_timeline(result, *, width_events: int = MAX_EVENTS) -> str:
+def format_timeline(result, *, width_events: int = MAX_EVENTS, observations: bool = True) -> str:
     """The readable timeline of a replay.
 
     Parameters
     ----------
     result : MigrationResult
     width_events : int
-        Events shown per step before ``... N more``.
+        Events shown per step before ``... N more`` (0: none, and no count).
+    observations : bool
+        Show what read-only commands (``kubectl get ...``) print.
 
     Returns
     -------
@@ -71,7 +73,7 @@ def format_timeline(result, *, width_events: int = MAX_EVENTS) -> str:
     nodes0 = len({r["node"] for r in result.node_rows})
     out = [f"ipam-bench migrate: {result.scenario} ({s['start_mode']} -> {s['end_mode']}), {nodes0} node(s), "
            f"seed {result.seed}", ""]
-    before = [text for _, i, text in result.events if i == -1]
+    before = [text for _, i, text in result.events if i == -1][: width_events]
     if before:
         out.append(f"{'0s':>8}  installed")
         out.extend(INDENT + t for t in before)
@@ -87,9 +89,9 @@ def format_timeline(result, *, width_events: int = MAX_EVENTS) -> str:
             out.append(INDENT + "# " + row["note"])
         events = row["events"]
         out.extend(INDENT + e for e in events[:width_events])
-        if len(events) > width_events:
+        if width_events and len(events) > width_events:
             out.append(INDENT + f"... and {len(events) - width_events} more event(s)")
-        if i in result.observations:
+        if observations and i in result.observations:
             out.extend(INDENT + "| " + line for line in result.observations[i])
         nodes = rows_by_step.get(i, [])
         key = _node_key(nodes)
