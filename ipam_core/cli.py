@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ipam_core.errors import IPAMBenchError
+from ipam_core.errors import ConfigError, IPAMBenchError
 
 app = typer.Typer(
     name="ipam-bench",
@@ -189,6 +189,48 @@ def scenarios() -> None:
 
     for name in builtin_scenarios():
         out.print(name)
+
+
+@app.command()
+def migrate(
+    scenario: Annotated[str, typer.Argument(help="Scenario YAML file with steps: (e.g. scenarios/seed-lab.yaml).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/migrate-NAME).")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Compare strategies instead of replaying the steps.")] = False,
+    batch: Annotated[int, typer.Option(help="--plan: nodes per batch for node-by-node.")] = 1,
+    to: Annotated[Optional[str], typer.Option("--to", help="--plan: target mode instead of the scenario's helm upgrade.")] = None,
+    nodes: Annotated[Optional[int], typer.Option(help="--plan: a generated cluster of this many nodes.")] = None,
+    pods_per_node: Annotated[Optional[int], typer.Option(help="--plan: pods per node of the generated cluster.")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="Timeline without events and command output.")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's.")] = None,
+) -> None:
+    """Replay a migration between IPAM modes step by step, or compare strategies with --plan.
+
+    Writes DIR/migration_steps.arrow, DIR/migration_nodes.arrow, DIR/migration_pods.arrow
+    (or DIR/migration_plan.csv with --plan).
+
+    Example: ipam-bench migrate scenarios/seed-lab.yaml --plan --batch 1
+    """
+    from ipam_core.migration import run_migration
+    from ipam_core.migration.plan import format_plan, plan_migration, write_plan_csv
+    from ipam_core.migration.report import write_report
+    from ipam_core.migration.timeline import format_timeline
+
+    with _user_errors():
+        sc = _load(scenario, None)
+        target = out_dir or _default_out(sc, "migrate")
+        if plan:
+            result = plan_migration(sc, batch=batch, to_mode=to, nodes=nodes, pods_per_node=pods_per_node, seed=seed)
+            typer.echo(format_plan(result), nl=False)
+            paths = [write_plan_csv(result, Path(target) / "migration_plan.csv")]
+        else:
+            if to is not None or nodes is not None or pods_per_node is not None:
+                raise ConfigError("--to, --nodes and --pods-per-node go with --plan; expected --plan, or a replay "
+                                  "without them")
+            result = run_migration(sc, seed=seed)
+            typer.echo(format_timeline(result, width_events=0 if brief else 16, observations=not brief), nl=False)
+            paths = write_report(result, sc, target, command=sys.argv)
+        for p in paths:
+            typer.echo(f"wrote {p}")
 
 
 def main() -> None:
