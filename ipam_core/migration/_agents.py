@@ -27,7 +27,7 @@ import numpy as np
 
 from ipam_core.addr import overlaps
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
-                                         Range, cidr_bounds)
+                                         Node, Range, cidr_bounds)
 from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator
 from ipam_core.migration._workload import _needed_ip_ceil
 from ipam_core.podiprange import PodIPRange
@@ -373,8 +373,6 @@ class AgentMixin:
 
     # ---------------------------------------------------------------- nodes joining and leaving
     def _add_node(self, name: str, *, boot: bool = False) -> None:
-        from ipam_core.migration.cluster import Node
-
         nid = len(self.nodes)
         node = Node(nid, name)
         self.nodes.append(node)

@@ -162,6 +162,7 @@ class WorkloadMixin:
         k = dirty.shape[0]
 
         def count(mask):
+            """Pods per dirty group under ``mask``."""
             return np.bincount(gpos[mask], minlength=k).astype(np.int64)
 
         old_live, old_nl = count(~is_new & live), count(~is_new & ~live)

@@ -71,7 +71,19 @@ def ip_text(value: int) -> str:
 
 
 def name_suffix(tag: int, length: int = 5) -> str:
-    """Deterministic Kubernetes-style random suffix from an integer tag."""
+    """Kubernetes-style name suffix (``5zlzm``) spelled from an integer.
+
+    Parameters
+    ----------
+    tag : int
+        A random integer drawn when the pod was created.
+    length : int
+        Characters (5 for a pod suffix, 10 for a pod-template hash).
+
+    Returns
+    -------
+    str
+    """
     out = []
     tag = int(tag)
     for _ in range(length):

@@ -76,9 +76,11 @@ class _Args:
         self.positional: list[str] = []
 
     def fail(self, message: str):
+        """Raise a one-line error naming the command."""
         self.where.fail(f"{self.text!r}: {message}")
 
     def parse(self, with_value: tuple[str, ...], bare: tuple[str, ...], *, strict: bool = True) -> _Args:
+        """Sort the words into flags (with or without a value) and positional words."""
         i = 0
         words = self.words
         while i < len(words):
@@ -104,12 +106,14 @@ class _Args:
         return self
 
     def one(self, *names: str, default: str | None = None) -> str | None:
+        """The last value given to any of ``names``."""
         for name in names:
             if name in self.flags:
                 return self.flags[name][-1]
         return default
 
     def has(self, *names: str) -> bool:
+        """Whether any of ``names`` is set (and not ``=false``)."""
         return any(self.flags.get(n, ["false"])[-1] != "false" for n in names)
 
 

@@ -33,18 +33,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
+from ipam_core.addr import overlaps
+from ipam_core.cidrset import CIDRSet
 from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration._agents import AgentMixin
 from ipam_core.migration._workload import WorkloadMixin
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_WAITING, GONE, LIVE, PENDING, STARTING, STATE_NAMES,
-                                         cidr_bounds, ip_text)
+                                         PodTable, cidr_bounds, ip_text)
 from ipam_core.migration.helm import changed_values, resolve, upgrade_problems, upgrade_values
 from ipam_core.migration.objects import PodTemplate, PoolObject, SkippedObject
 from ipam_core.migration.observe import render_observation
 from ipam_core.migration.settings import MigrationSettings, read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
-from ipam_core.cidrset import CIDRSet
 
 _SHIFT = np.int64(1) << np.int64(33)  # keeps every node's intervals apart in one sorted sweep
 
@@ -187,8 +188,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.node_ids: dict[str, int] = {}
         self.groups = []
         self.group_ids: dict[tuple[str, str, str], int] = {}
-        from ipam_core.migration.cluster import PodTable
-
         self.pods = PodTable()
         self.pool_names: list[str] = []
         self.pool_ids: dict[str, int] = {}
@@ -701,8 +700,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if old is not None and old.ipv4_mask_size != pool.ipv4_mask_size:
             raise step.error(f"CiliumPodIPPool {pool.name}: cannot change IPv4 mask size in existing pool "
                              f"({old.ipv4_mask_size} -> {pool.ipv4_mask_size}); expected {old.ipv4_mask_size}")
-        from ipam_core.addr import overlaps
-
         for other in self.pool_objects.values():
             if other.name == pool.name:
                 continue

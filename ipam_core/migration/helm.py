@@ -251,7 +251,21 @@ def set_value(values: dict, key: str, value: object) -> None:
 
 
 def get_value(values: Mapping, key: str, default: object = None) -> object:
-    """Read dotted ``key`` from nested ``values`` (``default`` when absent)."""
+    """Read dotted ``key`` from nested ``values``.
+
+    Parameters
+    ----------
+    values : mapping
+        Nested Helm values.
+    key : str
+        Dotted key with optional indices.
+    default : object
+        Returned when the key is absent.
+
+    Returns
+    -------
+    object
+    """
     node: object = values
     for part in key_path(key):
         if isinstance(part, int):
@@ -264,7 +278,19 @@ def get_value(values: Mapping, key: str, default: object = None) -> object:
 
 
 def flatten(values: Mapping, prefix: str = "") -> dict[str, object]:
-    """Dotted key -> leaf value (lists are leaves), for showing what an upgrade changed."""
+    """Nested values as dotted key -> leaf value (lists are leaves).
+
+    Parameters
+    ----------
+    values : mapping
+        Nested Helm values.
+    prefix : str
+        Prepended to every key (used in the recursion).
+
+    Returns
+    -------
+    dict of str to object
+    """
     out: dict[str, object] = {}
     for key, value in values.items():
         dotted = f"{prefix}{key}"

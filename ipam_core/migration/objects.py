@@ -249,7 +249,21 @@ def _compact(w: Where, raw: dict) -> PodTemplate:
 
 
 def scaled(value: int | str, replicas: int, *, round_up: bool) -> int:
-    """A count or percentage of ``replicas`` (Kubernetes ``GetScaledValueFromIntOrPercent``)."""
+    """A count, or a percentage of ``replicas`` (Kubernetes ``GetScaledValueFromIntOrPercent``).
+
+    Parameters
+    ----------
+    value : int or str
+        ``2`` or ``"25%"``.
+    replicas : int
+        What a percentage is of.
+    round_up : bool
+        Round a percentage up (``maxSurge``) or down (``maxUnavailable``).
+
+    Returns
+    -------
+    int
+    """
     if isinstance(value, str):
         pct = int(value[:-1])
         return -(-replicas * pct // 100) if round_up else replicas * pct // 100

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.migration.cluster import GONE, LIVE, STARTING, STATE_NAMES, ip_text
+from ipam_core.migration.cluster import GONE, LIVE, STARTING, ip_text
+
+#: What kubectl's STATUS column says for each pod state.
+KUBECTL_STATUS = ("Terminated", "Pending", "ContainerCreating", "Running")
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -76,7 +79,7 @@ def render_observation(engine, action) -> list[str]:
                 node = engine.nodes[int(p.node[i])].name if p.node[i] >= 0 else "<none>"
                 marks = [m for m, on in (("disrupted", dis[i]), ("stale", stale[i] and not dis[i]),
                                          ("no-endpoint", p.state[i] == LIVE and not p.managed[i])) if on]
-                rows.append([grp.template.namespace, name, STATE_NAMES[int(p.state[i])],
+                rows.append([grp.template.namespace, name, KUBECTL_STATUS[int(p.state[i])],
                              ip_text(int(p.addr[i])) or "<none>", node, ",".join(marks)])
         rows.sort(key=lambda r: (r[0], r[1]))
         if what == "ciliumendpoints":

@@ -148,6 +148,7 @@ def in_place_steps(prefix: tuple[Step, ...], target: A.HelmUpgrade, t0: float, n
     out = list(prefix)
 
     def add(at, action):
+        """Append a step at ``at``."""
         out.append(_step(len(out), at, action))
 
     add(t0, target)
@@ -233,6 +234,7 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     common = dict(seed=seed, record=False, settings=settings, steady_state=steady, migration_start=t0)
 
     def run(step_list):
+        """The overall figures of one strategy's steps."""
         end = max(s.at_s for s in step_list) + settle_s
         return MigrationEngine(scenario, step_list, end=end, **common).run().summary
 

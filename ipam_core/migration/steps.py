@@ -168,6 +168,7 @@ def parse_step(where: Where, index: int, raw: object, base: Path | None = None) 
 
 def _file_reader(where: Where, base: Path):
     def read(name: str) -> str:
+        """A manifest file's text, relative to the scenario's folder."""
         path = Path(name).expanduser()
         path = path if path.is_absolute() else base / path
         try:
