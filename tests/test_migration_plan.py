@@ -47,8 +47,9 @@ def test_seed_lab_plan_compares_every_strategy_on_its_ten_pods(seed_plan):
     # every in-place strategy ends with every pod moved and nothing stale
     for name in ("all-at-once", "node-by-node", "new-cluster"):
         assert r[name].stale_at_end == 0 and r[name].conflicts == 0
-    # all at once: every pod disrupted at the same moment
-    assert r["all-at-once"].peak_disrupted_pods == 10 and r["all-at-once"].disrupted_pod_seconds > 0
+    # all at once: every pod disrupted together, except the bare curl-pod (re-created at once, never
+    # disrupted for any length of time); replica-1 and -2 Deployments keep old pods until replaced
+    assert r["all-at-once"].peak_disrupted_pods == 9 and r["all-at-once"].disrupted_pod_seconds > 0
     # a new cluster disrupts nothing but needs its own CIDRs beside the old ones: 2 + 2 /24s
     assert r["new-cluster"].disrupted_pod_seconds == 0 and r["new-cluster"].peak_disrupted_pods == 0
     assert r["new-cluster"].addresses_needed == 4 * 256
@@ -63,7 +64,9 @@ def test_node_by_node_disrupts_less_and_holds_fewer_addresses_than_all_at_once()
     everyone = r["all-at-once"]
     careful = r["node-by-node"]
     fresh = r["new-cluster"]
-    assert everyone.peak_disrupted_pods == plan.pods  # every pod at once
+    # every pod at once, less what the rolling update removes straight away: maxUnavailable 25% of
+    # 10 replicas = 2 per Deployment (coredns, 2 replicas, has none)
+    assert everyone.peak_disrupted_pods == (plan.pods - 2) * 8 // 10 + 2
     assert careful.disrupted_pod_seconds < everyone.disrupted_pod_seconds / 10
     assert careful.peak_disrupted_pods <= 4 * 30
     # old /24s are given back as nodes move: far fewer addresses than old + new at once
@@ -87,7 +90,7 @@ def test_plan_scales_to_a_large_generated_cluster():
     r = rows(plan)
     assert plan.pods == 300 * 30 + 2
     assert all(x.stale_at_end == 0 and x.conflicts == 0 and x.nodes_waiting_at_end == 0 for x in plan.rows)
-    assert r["all-at-once"].peak_disrupted_pods == plan.pods
+    assert r["all-at-once"].peak_disrupted_pods == (plan.pods - 2) * 8 // 10 + 2
 
 
 def test_in_place_steps_are_ordinary_steps():

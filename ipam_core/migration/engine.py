@@ -76,7 +76,8 @@ class MigrationResult:
         What each read-only step (``kubectl get ...``) would print.
     conflicts : list of Conflict
     summary : dict
-        ``disrupted_pod_seconds``, ``peak_disrupted_pods``, ``disruption_seconds``,
+        ``disrupted_pod_seconds``, ``peak_disrupted_pods`` (most at once for a non-zero time),
+        ``disruption_seconds``,
         ``unavailable_pod_seconds``, ``pod_starts``, ``migration_start_s``, ``settled_at_s``,
         ``addresses_needed``, ``conflicts``, ``stale_at_end``, ``disrupted_at_end``, ``pods_at_end``,
         ``nodes_in_error_at_end``, ``nodes_waiting_at_end``, ``start_mode``, ``end_mode``.
@@ -374,6 +375,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             self.unavail_total += self.n_unavail * dt
             if self.n_dis:
                 self.dis_time += dt
+                self.peak_dis = max(self.peak_dis, self.n_dis)  # for a while, not for an instant
             self.now = t
 
     def _settle(self) -> None:
@@ -436,7 +438,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.n_live = int(np.count_nonzero(live))
         self.n_dis = int(np.count_nonzero(live & p.dis))
         self.n_stale = int(np.count_nonzero(live & p.stale))
-        self.peak_dis = max(self.peak_dis, self.n_dis)
         g = len(self.groups)
         if g:
             per_group = np.bincount(p.group[live], minlength=g)[:g]
