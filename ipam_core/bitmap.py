@@ -309,15 +309,15 @@ class Bitmap:
         self._check_taken(got, arr.shape[0])
         return out
 
-    def allocate_random(self, k: int, seed) -> np.ndarray:
+    def allocate_random(self, k: int, seed: int) -> np.ndarray:
         """Take ``k`` slots, each by a forward scan from a uniformly random start.
 
         Parameters
         ----------
         k : int
             How many slots to take.
-        seed : int, numpy.random.SeedSequence or numpy.random.Generator
-            Seed for :func:`numpy.random.default_rng`.
+        seed : int
+            Seed of the draws (a 64-bit value).
 
         Returns
         -------
@@ -334,20 +334,21 @@ class Bitmap:
 
         Notes
         -----
-        All ``k`` starts are drawn up front,
-        ``np.random.default_rng(seed).integers(0, n, k)``, then handed to
-        :meth:`allocate_scan`. This is upstream's pod-IP strategy
-        (``randomScanStrategy``, ``pkg/ipam/service/allocator/bitmap.go``) and
-        is *not* uniform over free slots: a free slot right after a long used
-        run is picked more often.
+        The starts are ``kernels.bm_random_starts(seed, n)``: SplitMix64
+        draws mapped without bias onto ``[0, n)``, drawn inside the compiled
+        kernel so it can prefetch where it will scan. The result equals
+        ``allocate_scan(starts)`` for those starts. This is upstream's pod-IP
+        strategy (``randomScanStrategy``,
+        ``pkg/ipam/service/allocator/bitmap.go``) and is *not* uniform over
+        free slots: a free slot right after a long used run is picked more
+        often.
         """
         k = _count(k, "slot count")
         self._need(k, "slots")
         if k == 0:
             return _EMPTY.copy()
-        starts = np.random.default_rng(seed).integers(0, self.size, k, dtype=np.int64)
         out = np.empty(k, dtype=np.int64)
-        got = int(kb.bm_alloc_scan(self.words, self.summary, self.size, starts, out))
+        got = int(kb.bm_alloc_random(self.words, self.summary, self.size, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF), k, out))
         self._used += got
         self._check_taken(got, k)
         return out

@@ -201,3 +201,23 @@ class RefBitmap:
 
     def release_block(self, offset: int, order: int) -> int:
         return self.clear_range(offset, offset + (1 << order))
+
+
+MASK64 = (1 << 64) - 1
+
+
+def random_starts(seed: int, n: int, k: int) -> list[int]:
+    """SplitMix64 draws mapped onto [0, n) by Lemire's method with rejection, in plain Python."""
+    state = seed & MASK64
+    threshold = (1 << 64) % n
+    out = []
+    while len(out) < k:
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        x = state
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+        x ^= x >> 31
+        product = x * n
+        if product & MASK64 >= threshold:
+            out.append(product >> 64)
+    return out

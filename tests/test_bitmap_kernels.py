@@ -482,3 +482,38 @@ def test_kernels_on_a_slice_leave_the_rest_of_the_arena_alone():
     assert_state(words, summary, ref)
     assert (arena[:nw] == 0xDEADBEEF).all() and (arena[2 * nw :] == 0xDEADBEEF).all()
     assert (sums[:ns] == 0xBEEF).all() and (sums[2 * ns :] == 0xBEEF).all()
+
+
+@pytest.mark.parametrize("seed, n", [(0, 1), (1, 7), (2**63 + 5, 1000), (42, 2**24), (7, 2**32 - 1)])
+def test_random_starts_match_the_plain_python_generator(seed, n):
+    from ipam_core.kernels import bm_random_starts
+    from reference_bitmap import random_starts
+
+    out = np.empty(500, dtype=np.int64)
+    bm_random_starts(np.uint64(seed), n, out)
+    assert out.tolist() == random_starts(seed, n, 500)
+
+
+def test_random_starts_are_uniform():
+    from ipam_core.kernels import bm_random_starts
+
+    out = np.empty(70_000, dtype=np.int64)
+    bm_random_starts(3, 7, out)
+    counts = np.bincount(out, minlength=7)
+    expected = out.size / 7
+    assert counts.size == 7 and np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_alloc_random_equals_scan_of_its_starts():
+    n = 5000
+    a_words, a_sum = arrays(RefBitmap(n))
+    b_words, b_sum = arrays(RefBitmap(n))
+    got_a = np.empty(3000, dtype=np.int64)
+    got_b = np.empty(3000, dtype=np.int64)
+    assert k.bm_alloc_random(a_words, a_sum, n, 99, 3000, got_a) == 3000
+    starts = np.empty(3000, dtype=np.int64)
+    k.bm_random_starts(99, n, starts)
+    assert k.bm_alloc_scan(b_words, b_sum, n, starts, got_b) == 3000
+    assert got_a.tolist() == got_b.tolist()
+    # a full bitmap stops the batch where it filled up
+    assert k.bm_alloc_random(a_words, a_sum, n, 5, 3000, got_a) == 2000

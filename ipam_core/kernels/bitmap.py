@@ -1045,3 +1045,175 @@ def bm_alloc_next_fit_batch(words, summary, n, cursor, k, out):
         if cursor >= n:
             cursor = 0
     return got, cursor
+
+
+# --------------------------------------------------------------------------- seeded random starts
+_SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_SPLITMIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_SPLITMIX_M2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_THIRTY_TWO = np.uint64(32)
+_PREFETCH_AHEAD = 16  # draws between a word's prefetch and its use
+
+
+def prefetch_word(words, j):
+    """Hint the CPU to load ``words[j]`` (a no-op outside the JIT).
+
+    Parameters
+    ----------
+    words : numpy.ndarray
+        Any 1-D array.
+    j : int
+        Index to prefetch (any value: a prefetch never faults).
+    """
+
+
+@intrinsic
+def _llvm_prefetch(typingctx, arr, idx):
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        # write intent, high locality, data cache
+        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+@overload(prefetch_word, jit_options={"cache": True})
+def _prefetch_word_jit(words, j):
+    def impl(words, j):
+        _llvm_prefetch(words, j)
+
+    return impl
+
+
+@kjit(inline=True)
+def splitmix64(state):
+    """One step of SplitMix64 (Steele, Lea and Flood 2014).
+
+    Parameters
+    ----------
+    state : numpy.uint64
+        Generator state.
+
+    Returns
+    -------
+    tuple of numpy.uint64
+        ``(new_state, output)``.
+    """
+    state = state + _SPLITMIX_GAMMA
+    x = state
+    x = (x ^ (x >> np.uint64(30))) * _SPLITMIX_M1
+    x = (x ^ (x >> np.uint64(27))) * _SPLITMIX_M2
+    return state, x ^ (x >> np.uint64(31))
+
+
+@kjit(inline=True)
+def uniform_below(state, bound, threshold):
+    """A uniform integer in ``[0, bound)`` for ``0 < bound < 2**32`` (Lemire 2019, with rejection).
+
+    Parameters
+    ----------
+    state : numpy.uint64
+        SplitMix64 state.
+    bound : numpy.uint64
+        Exclusive bound.
+    threshold : numpy.uint64
+        ``2**64 mod bound`` (:func:`rejection_threshold`): draws whose low
+        half falls below it would bias the result and are drawn again.
+
+    Returns
+    -------
+    tuple
+        ``(new_state, value)`` with ``value`` an int64.
+    """
+    while True:
+        state, x = splitmix64(state)
+        low = x * bound
+        high = ((x >> _THIRTY_TWO) * bound + (((x & _LOW32) * bound) >> _THIRTY_TWO)) >> _THIRTY_TWO
+        if low >= threshold:
+            return state, np.int64(high)
+
+
+@kjit(inline=True)
+def rejection_threshold(bound):
+    """``2**64 mod bound`` for :func:`uniform_below` (one division, done once per batch)."""
+    return (ZERO - bound) % bound
+
+
+@kjit
+def bm_random_starts(seed, n, out):
+    """The start offsets :func:`bm_alloc_random` draws, for replay or checking.
+
+    Parameters
+    ----------
+    seed : int or numpy.uint64
+        Seed (pass a ``numpy.uint64`` for values of 2**63 and above).
+    n : int
+        Exclusive bound, ``0 < n < 2**32``.
+    out : numpy.ndarray of int64
+        Receives one start per element.
+    """
+    state = np.uint64(seed)
+    bound = np.uint64(n)
+    threshold = rejection_threshold(bound)
+    for i in range(out.shape[0]):
+        state, out[i] = uniform_below(state, bound, threshold)
+
+
+@kjit
+def bm_alloc_random(words, summary, n, seed, k, out):
+    """Take ``k`` slots, each by a forward scan from a seeded uniform random start.
+
+    The starts are :func:`bm_random_starts` ``(seed, n)``: SplitMix64 draws
+    mapped without bias onto ``[0, n)``, as ``rand.Intn(max)`` feeds
+    upstream's ``randomScanStrategy`` (``pkg/ipam/service/allocator/bitmap.go``).
+    Drawing inside the kernel lets it prefetch the word of a start 16 draws
+    before it scans there, which hides most of the random-access latency.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots, ``0 < n < 2**32``.
+    seed : int or numpy.uint64
+        Seed of the draws (a ``numpy.uint64`` for values of 2**63 and above).
+    k : int
+        How many slots to take.
+    out : numpy.ndarray of int64
+        Receives the slots taken.
+
+    Returns
+    -------
+    int
+        How many were taken (the bitmap filled up after that many).
+    """
+    state = np.uint64(seed)
+    bound = np.uint64(n)
+    threshold = rejection_threshold(bound)
+    # `out` doubles as the queue of upcoming starts: slot i holds its start until it is scanned
+    for j in range(min(_PREFETCH_AHEAD, k)):
+        state, out[j] = uniform_below(state, bound, threshold)
+        prefetch_word(words, out[j] >> 6)
+    for i in range(k):
+        start = out[i]
+        later = i + _PREFETCH_AHEAD
+        if later < k:
+            state, out[later] = uniform_below(state, bound, threshold)
+            prefetch_word(words, out[later] >> 6)
+        found = bm_find_free_wrap(words, summary, start)
+        if found < 0:
+            return i
+        bm_set(words, summary, found)
+        out[i] = found
+    return k
