@@ -122,3 +122,26 @@ def test_summary_travels_in_the_arrow_metadata(tmp_path):
     summary = json.loads(schema.metadata[SUMMARY_KEY.encode()])
     assert summary["conflicts"] == 0 and summary["conflict_list"] == []
     assert summary["end_mode"] == "cluster-pool"
+
+
+def _readme_block_after(text: str, command: str) -> str:
+    """The first ``` block after the line that runs ``command`` in README's Migration section."""
+    section = text.split("## Migration", 1)[1].split("\n## ", 1)[0]
+    lines = section.split(command, 1)[1].splitlines()
+    fences = [i for i, line in enumerate(lines) if line == "```"]
+    # fences[0] closes the command's block; the output is between the next two
+    return "\n".join(lines[fences[1] + 1:fences[2]]) + "\n"
+
+
+def _without_wrote(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("wrote ")) + "\n"
+
+
+@pytest.mark.parametrize("args", [[], ["--plan"]], ids=["replay", "plan"])
+def test_readme_shows_the_real_output(tmp_path, args):
+    readme = (SCENARIOS.parent / "README.md").read_text()
+    command = "ipam-bench migrate scenarios/seed-lab.yaml" + (" --plan" if args else "     #")
+    shown = _readme_block_after(readme, command)
+    result = runner.invoke(app, ["migrate", SEED_LAB, *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0
+    assert _without_wrote(shown) == _without_wrote(result.stdout)
