@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_helpers import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, nodes_then_pods, scenario, workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine_helpers import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, nodes_then_pods, scenario, workload
 from ipam_core.cloud import limits as L
 from ipam_core.cloud import vpc_cni
 from ipam_core.engine import build_workload, simulate, summarize, write_run
@@ -64,7 +64,8 @@ def slow_pods(n_nodes, n_pods, node=0, gap=10.0, start=30.0):
 
 # ---------------------------------------------------------------- AWS VPC CNI: the worked examples, in the engine
 DATA = Path(str(resources.files("ipam_core").joinpath("data")))
-SECONDARY = list(csv.DictReader(open(DATA / "aws_vpc_cni_warm_pool_examples_secondary_ip.csv")))
+with open(DATA / "aws_vpc_cni_warm_pool_examples_secondary_ip.csv", newline="") as _f:
+    SECONDARY = list(csv.DictReader(_f))
 
 
 def _target(text):
@@ -266,6 +267,7 @@ def test_crd_watermark_writer_follows_pre_allocate(tmp_path):
     sc = cloud_scenario(tmp_path, {"cilium": {"ipam": {"operator": {"preAllocate": 4}}}, "duration": "5m"})
     r = run(sc, workload(slow_pods(1, 30, gap=2.0), 1), "crd")
     assert last(r, "pods_running") == 30 and 4 <= last(r, "addrs_idle") < 4 + 30
+    assert last(r, "interfaces") == 0 and last(r, "addrs_reserved") == 2  # no cloud interface, no cloud reservation
 
 
 # ---------------------------------------------------------------- every mode, invariants, compare

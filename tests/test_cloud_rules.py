@@ -175,13 +175,13 @@ def test_secondary_ip_worked_examples(row):
 #: with the columns that are still checked.
 PREFIX_CONTRADICTIONS = {
     ("t3.small", "-", "7", "20", "0"): (
-        "attached prefixes 1 and unused IPs 16 (one prefix) but pods per prefix '0,0' and prefixes per ENI 2 (two); "
-        "MINIMUM_IP_TARGET 20 needs two prefixes, as the next row (5 pods, '5,0') shows",
+        ("attached prefixes 1 and unused IPs 16 (one prefix) but pods per prefix '0,0' and prefixes per ENI 2 (two); "
+         "MINIMUM_IP_TARGET 20 needs two prefixes, as the next row (5 pods, '5,0') shows"),
         {"enis", "pod_per_enis", "pod_per_prefixes", "prefixes_per_eni"},
     ),
     ("p3dn.24xlarge", "1", "-", "-", "3"): (
-        "2 ENIs, the second with no prefix: the doc says a new ENI comes only after the attached ones run out of "
-        "prefixes (p3dn ENIs hold 49) and ipamd never attaches an ENI without a prefix",
+        ("2 ENIs, the second with no prefix: the doc says a new ENI comes only after the attached ones run out of "
+         "prefixes (p3dn ENIs hold 49) and ipamd never attaches an ENI without a prefix"),
         {"attached_prefixes", "unused_prefixes", "unused_ips"},
     ),
     ("p3dn.24xlarge", "1", "-", "-", "95"): (

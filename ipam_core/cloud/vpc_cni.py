@@ -221,9 +221,7 @@ def eni_required(other_free, other_total, other_free_prefixes, warm_ip, min_ip, 
             target = _ceil_div(min_ip, PREFIX_SIZE) * PREFIX_SIZE
         if other_total < target:
             return True
-    if pd and warm_prefix != 0 and other_free_prefixes < warm_prefix:
-        return True
-    return False
+    return pd and warm_prefix != 0 and other_free_prefixes < warm_prefix
 
 
 # ---------------------------------------------------------------------------- steady state
@@ -326,7 +324,7 @@ def _decrease(pool: WarmPool, t: Targets) -> bool:
 
 def _free_eni(pool: WarmPool, t: Targets, per_eni: int) -> bool:
     """``tryFreeENI``: drop one unused, non-primary ENI the targets do not need."""
-    total, assigned, prefixes, free_prefixes = _stats(pool)
+    total, assigned, _, free_prefixes = _stats(pool)
     freeable = any(sum(u) == 0 for u in pool.units[1:])
     if not should_remove_extra_enis(total, assigned, t.warm_eni, t.warm_ip, t.minimum_ip, t.warm_prefix,
                                     t.prefix_delegation, per_eni, freeable):

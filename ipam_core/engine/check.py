@@ -34,7 +34,7 @@ def check_invariants(st) -> list[str]:
     list of str
     """
     problems: list[str] = []
-    sets, slots, pods, nodes = st.sets, st.slots, st.pods, st.nodes
+    sets, slots, pods = st.sets, st.slots, st.pods
     held = np.flatnonzero(slots[:, T.L_STATE] != T.SLOT_FREE)
     live = slots[:, T.L_STATE] == T.SLOT_LIVE
 

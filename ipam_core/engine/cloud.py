@@ -41,30 +41,119 @@ import numpy as np
 
 from ipam_core.cloud.aks import dynamic_target
 from ipam_core.cloud.limits import PREFIX_SIZE
-from ipam_core.cloud.vpc_cni import (eni_required, over_to_release, pool_too_high, pool_too_low, prefixes_needed,
-                                     should_remove_extra_enis, target_state)
+from ipam_core.cloud.vpc_cni import (
+    eni_required,
+    over_to_release,
+    pool_too_high,
+    pool_too_low,
+    prefixes_needed,
+    should_remove_extra_enis,
+    target_state,
+)
 from ipam_core.cloud.watermarks import excess_ips, max_ips_to_allocate, needed_ips, used_with_prefixes
 from ipam_core.engine import tables as T
-from ipam_core.engine.tables import (C_CL_ABOVE, C_CL_AGENT_RESERVED, C_CL_ATTACH, C_CL_BATCH, C_CL_BATCH_PCT,
-                                     C_CL_COOLDOWN, C_CL_DECREASE, C_CL_ENI_MIN_LIFE, C_CL_FALLBACK, C_CL_FILL_FIRST,
-                                     C_CL_FIRST_IFACE, C_CL_IFACES, C_CL_KIND, C_CL_MAX, C_CL_MAX_IPS, C_CL_MIN,
-                                     C_CL_MIN_IP, C_CL_PERIOD, C_CL_PRE, C_CL_PRIMARY, C_CL_READY_MIN, C_CL_RELEASE,
-                                     C_CL_RELEASE_DELAY, C_CL_STATIC_UNITS, C_CL_UNIT_SIZE, C_CL_UNITS,
-                                     C_CL_WARM_ENI, C_CL_WARM_IP, C_CL_WARM_PREFIX, C_OPERATOR_DELAY, C_UPDATE_RATE,
-                                     CI_ATTACHED, CI_PREFIXES, CI_PRIMARY, CI_SET, CI_SINCE_US, CI_UNITS,
-                                     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC,
-                                     CLOUD_VPC_CNI, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_PRIMARIES,
-                                     CN_REPORTED, CN_RESERVED, CN_SUBNET, CN_SYNC_ARMED, CN_UNITS, CN_USED,
-                                     CT_COOLDOWN, CT_EXCESS_SINCE, CT_LAST_DECREASE, CT_LAST_SYNC, CT_OP_AT,
-                                     CU_MASK, CU_OFF, CU_SET, CU_SIZE, CU_USED, D_OFF, D_SLOT, ERROR_CLOUD_UNITS_FULL,
-                                     F_CARVABLE, F_CARVED, F_CARVES, F_FREE, F_IP_ALLOCS, F_IP_FAILS, F_NODE_CIDRS,
-                                     F_RELEASES, F_RESERVED, F_USED, K_CL_API_ASSIGN,
-                                     K_CL_API_ATTACH, K_CL_API_RELEASE, K_CL_FRAG_FAILS, K_CL_IFACES,
-                                     K_CL_PREFIXES, K_ERROR, K_FAMILY_BASE, N_PENDING, S_ALLOCATED, S_N, S_S_LEN,
-                                     S_S_OFF, S_W_LEN, S_W_OFF)
+from ipam_core.engine.tables import (
+    C_CL_ABOVE,
+    C_CL_AGENT_RESERVED,
+    C_CL_ATTACH,
+    C_CL_BATCH,
+    C_CL_BATCH_PCT,
+    C_CL_COOLDOWN,
+    C_CL_DECREASE,
+    C_CL_ENI_MIN_LIFE,
+    C_CL_FALLBACK,
+    C_CL_FILL_FIRST,
+    C_CL_FIRST_IFACE,
+    C_CL_KIND,
+    C_CL_MAX,
+    C_CL_MAX_IPS,
+    C_CL_MIN,
+    C_CL_MIN_IP,
+    C_CL_NIC,
+    C_CL_PERIOD,
+    C_CL_PRE,
+    C_CL_PRIMARY,
+    C_CL_READY_MIN,
+    C_CL_RELEASE,
+    C_CL_RELEASE_DELAY,
+    C_CL_STATIC_UNITS,
+    C_CL_UNIT_SIZE,
+    C_CL_UNITS,
+    C_CL_WARM_ENI,
+    C_CL_WARM_IP,
+    C_CL_WARM_PREFIX,
+    C_OPERATOR_DELAY,
+    C_UPDATE_RATE,
+    CI_ATTACHED,
+    CI_PREFIXES,
+    CI_PRIMARY,
+    CI_SET,
+    CI_SINCE_US,
+    CI_UNITS,
+    CLOUD_AKS_DYNAMIC,
+    CLOUD_AKS_STATIC,
+    CLOUD_CILIUM,
+    CLOUD_VPC_CNI,
+    CN_HELD,
+    CN_IFACES,
+    CN_PD,
+    CN_PREFIXES,
+    CN_PRIMARIES,
+    CN_REPORTED,
+    CN_RESERVED,
+    CN_SUBNET,
+    CN_SYNC_ARMED,
+    CN_UNITS,
+    CN_USED,
+    CT_COOLDOWN,
+    CT_EXCESS_SINCE,
+    CT_LAST_DECREASE,
+    CT_LAST_SYNC,
+    CT_OP_AT,
+    CU_MASK,
+    CU_OFF,
+    CU_SET,
+    CU_SIZE,
+    CU_USED,
+    D_OFF,
+    D_SLOT,
+    ERROR_CLOUD_UNITS_FULL,
+    F_CARVABLE,
+    F_CARVED,
+    F_CARVES,
+    F_FREE,
+    F_IP_ALLOCS,
+    F_IP_FAILS,
+    F_NODE_CIDRS,
+    F_RELEASES,
+    F_RESERVED,
+    F_USED,
+    K_CL_API_ASSIGN,
+    K_CL_API_ATTACH,
+    K_CL_API_RELEASE,
+    K_CL_FRAG_FAILS,
+    K_CL_IFACES,
+    K_CL_PREFIXES,
+    K_ERROR,
+    K_FAMILY_BASE,
+    N_PENDING,
+    S_ALLOCATED,
+    S_N,
+    S_S_LEN,
+    S_S_OFF,
+    S_W_LEN,
+    S_W_OFF,
+)
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import (bm_alloc_block, bm_clear, bm_find_free, bm_find_free_wrap, bm_free_blocks,
-                                      bm_release_block, bm_set)
+from ipam_core.kernels.bitmap import (
+    bm_alloc_block,
+    bm_clear,
+    bm_find_free,
+    bm_find_free_wrap,
+    bm_free_blocks,
+    bm_release_block,
+    bm_set,
+)
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
@@ -110,6 +199,7 @@ class CloudConfig:
     max_ips: int = 250
     static_units: int = 0
     subnet_reserved: bool = True
+    nic: bool = True
     max_pods: int = 110
 
     def cfg_values(self) -> dict[int, float]:
@@ -125,7 +215,7 @@ class CloudConfig:
             T.C_CL_WARM_PREFIX: self.warm_prefix, T.C_CL_DECREASE: self.decrease_s,
             T.C_CL_ENI_MIN_LIFE: self.eni_min_life_s, T.C_CL_COOLDOWN: self.cooldown_s, T.C_CL_BATCH: self.batch,
             T.C_CL_BATCH_PCT: self.batch_pct, T.C_CL_MAX_IPS: self.max_ips, T.C_CL_STATIC_UNITS: self.static_units,
-            T.C_CL_SUBNET_RESERVED: self.subnet_reserved,
+            T.C_CL_SUBNET_RESERVED: self.subnet_reserved, T.C_CL_NIC: self.nic,
         }
 
 
@@ -544,9 +634,9 @@ def cloud_node_add(st, node, now):
     st.cl_time[node, CT_COOLDOWN] = -INF
     cn[CN_SUBNET] = node % st.sets.shape[0]  # nodes spread over the subnets (an ASG over its AZs)
     cn[CN_PD] = 1 if st.cfg[C_CL_UNIT_SIZE] > 1.0 else 0
-    if np.int64(st.cfg[C_CL_KIND]) != CLOUD_CRD_STATIC:
+    if st.cfg[C_CL_NIC] != 0.0:
         _attach(st, node, 0, cn[CN_SUBNET], now)
-    else:
+    else:  # a crd pool: no cloud interface, one slot row for the units
         st.cl_iface[node, 0, CI_ATTACHED] = 1
         st.cl_iface[node, 0, CI_SET] = cn[CN_SUBNET]
     return st.cfg[C_CL_PERIOD]
@@ -566,7 +656,7 @@ def cloud_node_delete(st, node):
                 st.pool_free[0, 0] += unit[CU_USED]
                 unit[CU_USED] = 0
                 unit[CU_MASK] = 0
-        if np.int64(st.cfg[C_CL_KIND]) == CLOUD_CRD_STATIC:
+        if st.cfg[C_CL_NIC] == 0.0:
             for j in range(iface * u, iface * u + u):
                 if st.cl_unit[node, j, CU_SET] >= 0:
                     _drop_unit(st, node, j)
@@ -790,7 +880,7 @@ def _vpc_decrease(st, node, now):
 @kjit
 def _vpc_free_eni(st, node, now):
     """tryFreeENI: detach one unused, old enough, non-primary ENI the targets do not need."""
-    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    total, assigned, _, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
     u = _units_per_iface(st)
     freeable = False
@@ -848,9 +938,9 @@ def _vpc_pass(st, node, now):
     if pool_too_low(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip,
                     warm_prefix, pd, _units_per_iface(st)):
         changed = _vpc_increase(st, node, now)
-    elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
-        if now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]:
-            changed = _vpc_decrease(st, node, now)
+    elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
+          and now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]):
+        changed = _vpc_decrease(st, node, now)
     if _vpc_free_eni(st, node, now):
         changed = True
     return changed
@@ -935,7 +1025,7 @@ def cloud_period(st):
 
 
 # --------------------------------------------------------------------------- helpers for the mode modules (Python)
-def subnet_layout(mode: str, subnets) -> "Layout":
+def subnet_layout(mode: str, subnets):
     """The layout of a cloud mode: one pool whose sets are the subnets, one bit per address.
 
     Parameters

@@ -42,7 +42,7 @@ def cloud(scenario) -> CloudConfig:
         return CloudConfig(
             kind=CLOUD_CRD_STATIC, ifaces=1, units=n, static_units=n, agent_reserved=reserved,
             ready_min=pool_minimum(marks.min_allocate, marks.pre_allocate or 0, scenario.ipam.health_ip),
-            subnet_reserved=False, period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
+            subnet_reserved=False, nic=False, period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
         )
     pre = marks.pre_allocate or DEFAULT_PRE_ALLOCATE
     pods = max_pods(scenario)
@@ -53,5 +53,5 @@ def cloud(scenario) -> CloudConfig:
         ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip), pre=pre,
         min_allocate=marks.min_allocate, max_allocate=marks.max_allocate, above=marks.max_above_watermark,
         release=spec.crd_release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
-        subnet_reserved=False, period_s=scenario.timing.ipam_resync_interval_s, max_pods=pods,
+        subnet_reserved=False, nic=False, period_s=scenario.timing.ipam_resync_interval_s, max_pods=pods,
     )
