@@ -145,3 +145,16 @@ def test_readme_shows_the_real_output(tmp_path, args):
     result = runner.invoke(app, ["migrate", SEED_LAB, *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0
     assert _without_wrote(shown) == _without_wrote(result.stdout)
+
+
+@pytest.mark.parametrize("name", ["cluster-pool-to-multi-pool", "kubernetes-to-multi-pool", "cluster-pool-append"])
+def test_every_shipped_path_replays_and_plans_from_the_cli(tmp_path, name):
+    path = str(SCENARIOS / f"{name}.yaml")
+    replay = runner.invoke(app, ["migrate", path, "--out", str(tmp_path / "r")])
+    assert replay.exit_code == 0, replay.output
+    assert "address conflicts       none" in replay.stdout
+    assert pl.read_ipc(tmp_path / "r" / STEPS_FILE).height > 0
+    plan = runner.invoke(app, ["migrate", path, "--plan", "--out", str(tmp_path / "p")])
+    assert plan.exit_code == 0, plan.output
+    assert (tmp_path / "p" / "migration_plan.csv").stat().st_size > 0
+

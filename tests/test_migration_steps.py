@@ -198,3 +198,10 @@ def test_split_command_drops_prompt_comment_and_filter():
     assert split_command("kubectl get pod | grep 10.244.") == ["kubectl", "get", "pod"]
     with pytest.raises(ConfigError, match="balanced quotes"):
         split_command("kubectl delete pod 'x")
+
+
+@pytest.mark.parametrize("mode", ["eni", "azure", "calico"])
+def test_a_mode_migrate_does_not_simulate_is_a_one_line_error_naming_it(mode):
+    with pytest.raises(ConfigError) as err:
+        resolve({"ipam": {"mode": mode}})
+    assert "\n" not in str(err.value) and repr(mode) in str(err.value) and "ipam.mode" in str(err.value)
