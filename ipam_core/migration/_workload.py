@@ -333,7 +333,12 @@ class WorkloadMixin:
 
     # ---------------------------------------------------------------- removal
     def _remove_pods(self, ids: np.ndarray, *, replace: bool = True) -> None:
-        """Delete pods: free their addresses and node slots; a Deployment replaces them when ``replace``."""
+        """Delete pods: free their addresses and node slots.
+
+        With ``replace`` a Deployment re-creates its pods and a bare pod is gone for good (nothing
+        re-creates it); without, the caller decides (the controller's own scale-down, or a bare pod
+        re-created by ``kubectl replace --force``).
+        """
         if ids.shape[0] == 0:
             return
         p = self.pods
@@ -370,7 +375,10 @@ class WorkloadMixin:
         self.need_alloc = True
         if replace:
             for gid in np.unique(p.group[ids]).tolist():
-                if not self.groups[gid].bare:
+                if self.groups[gid].bare:
+                    self.groups[gid].replicas = 0
+                    self._sync_group(gid)
+                else:
                     self.dirty_groups.add(gid)
 
     def _node_mask(self, node_ids) -> np.ndarray:

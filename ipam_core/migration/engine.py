@@ -665,10 +665,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             victims = np.array([names[n] for n in action.names if n in names], dtype=np.int64)
         if victims.shape[0] == 0 and not action.ignore_missing and not action.names:
             raise step.error(f"no pod in {action.namespace} matches; expected at least one")
-        for gid in np.unique(p.group[victims]).tolist():
-            if self.groups[gid].bare:
-                self.groups[gid].replicas = 0
-                self._sync_group(gid)
         self._log(f"deleted {victims.shape[0]} pod(s): "
                   + ", ".join(self._pod_label(int(i)) for i in victims[:6]) + (" ..." if victims.shape[0] > 6 else ""))
         self._remove_pods(victims)
@@ -751,10 +747,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             names = ", ".join(self._pod_label(int(i)) for i in on[bare][:4])
             raise step.error(f"cannot delete Pods that declare no controller (use --force to override): {names}")
         evict = on if action.force else on[~bare]
-        if action.force:
-            for gid in np.unique(p.group[on[bare]]).tolist():
-                self.groups[gid].replicas = 0
-                self._sync_group(gid)
         self._log(f"drained {', '.join(n.name for n in nodes)}: {evict.shape[0]} pod(s) evicted"
                   + (f", {int(bare.sum())} bare pod(s) left" if action.skip_bare and bare.any() else ""))
         self._remove_pods(evict)
@@ -799,7 +791,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         bare = victims[self._group_flags("bare")[p.group[victims]]]
         self._log(f"{victims.shape[0]} pod(s) with addresses outside their node's CIDRs: "
                   f"{int((~bare_group).sum())} Deployment(s) restarted, {bare.shape[0]} bare pod(s) re-created")
-        self._remove_pods(bare)
+        self._remove_pods(bare, replace=False)
         for gid in groups[bare_group].tolist():  # kubectl replace --force: the same Pod, created again
             self.dirty_groups.add(gid)
 
@@ -867,6 +859,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
 
     def _finish(self) -> MigrationResult:
         self._update_masks()
+        self._find_conflicts()
         res = self.result
         res.conflicts = list(self.conflicts)
         res.summary = {
