@@ -134,3 +134,11 @@ def test_plan_csv_has_a_row_per_strategy_and_units_in_the_arrow_table(tmp_path, 
     assert arrow.schema.field("disrupted_pod_seconds").metadata[b"unit"] == b"pod-seconds"
     assert arrow.schema.field("addresses_needed").metadata[b"unit"] == b"addresses"
     assert not list(tmp_path.glob("deep/.*.tmp"))
+
+
+def test_to_mode_plans_from_the_cluster_before_the_scenarios_own_upgrade():
+    plan = plan_migration(load_scenario(SCENARIOS / "seed-lab.yaml"), to_mode="multi-pool")
+    assert (plan.start_mode, plan.target_mode, plan.pods) == ("kubernetes", "multi-pool", 10)
+    assert "autoCreateCiliumPodIPPools.default.ipv4.cidrs={10.0.0.0/8}" in plan.target_command
+    r = rows(plan)
+    assert "as-written" not in r and r["node-by-node"].stale_at_end == 0 and r["all-at-once"].stale_at_end == 0

@@ -217,7 +217,8 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     settings = read_settings(scenario, source)
     steps = parse_steps(scenario, source)
     index, target = _target_step(scenario, steps, to_mode)
-    prefix = steps[:index] if index is not None else steps
+    first_upgrade = next((i for i, s in enumerate(steps) if isinstance(s.action, A.HelmUpgrade)), None)
+    prefix = steps[:first_upgrade] if first_upgrade is not None else steps  # the cluster before any upgrade
     applies = any(isinstance(s.action, A.Apply) for s in prefix)
     generated = nodes is not None or pods_per_node is not None or not applies
     if generated:
@@ -228,7 +229,7 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
         t0 = 60.0
     else:
         steady = None
-        t0 = steps[index].at_s if index is not None else (prefix[-1].at_s if prefix else 0.0) + 60.0
+        t0 = steps[first_upgrade].at_s if first_upgrade is not None else (prefix[-1].at_s if prefix else 0.0) + 60.0
     names = _node_names(settings.nodes, prefix)
     timing = settings.timing
     common = dict(seed=seed, record=False, settings=settings, steady_state=steady, migration_start=t0)
