@@ -205,3 +205,20 @@ def test_a_mode_migrate_does_not_simulate_is_a_one_line_error_naming_it(mode):
     with pytest.raises(ConfigError) as err:
         resolve({"ipam": {"mode": mode}})
     assert "\n" not in str(err.value) and repr(mode) in str(err.value) and "ipam.mode" in str(err.value)
+
+
+def test_apply_reads_a_manifest_file_next_to_the_scenario(tmp_path):
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "web.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 3}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nduration: 1h\nworkload: {generator: steady-churn}\nsteps:\n"
+                    "  - {at: 0s, run: 'kubectl apply -f manifests/web.yaml'}\n"
+                    "  - {at: 1s, run: 'kubectl apply -f manifests/missing.yaml'}\n")
+    with pytest.raises(ConfigError, match=r"s\.yaml:6: steps\[1\]\.run: cannot read manifest file 'manifests/missing"):
+        parse_steps(load_scenario(path))
+    text = path.read_text().rsplit("  - {at: 1s", 1)[0]
+    path.write_text(text)
+    (step,) = parse_steps(load_scenario(path))
+    (web,) = step.action.objects
+    assert (web.kind, web.namespace, web.name, web.replicas) == ("Deployment", "shop", "web", 3)
