@@ -28,6 +28,11 @@ What is modelled, and from which upstream file:
   addresses cover the demand (``pool_allocator.go`` ``AllocateToNode``).
   The agent is ready once every pool with pre-allocation has a free address
   (``waitForAllPools``).
+* ``POLICY_CLOUD`` (``eni``, ``aws-vpc-cni``, ``azure``, ``crd``): per-node pools
+  of addresses and /28 prefixes carved from subnet bitmaps by the cloud
+  operator, ipamd, CNS or a crd writer; the rules are in
+  :mod:`ipam_core.engine.cloud`, this module only dispatches to them and
+  schedules their timers.
 * Pod addresses: Cilium's ``ipallocator`` over ``allocator/bitmap.go``: a
   uniform random start and a forward scan with wrap-around in the node
   CIDR's bitmap; host-scope agents use only the first CIDR per family
