@@ -48,7 +48,7 @@ def test_upstream_vocabulary_is_read():
         cluster: {instanceType: t3.small, kubelet: {maxPods: 40}}
         cilium:
           eni: {enabled: true, awsEnablePrefixDelegation: true, awsReleaseExcessIPs: true, firstInterfaceIndex: 1}
-          azure: {enabled: true, releaseExcessIPs: true}
+          azure: {enabled: true, resourceGroup: rg}
           ipam: {operator: {preAllocate: 16, minAllocate: 10, maxAllocate: 60, maxAboveWatermark: 4}}
         cloud:
           subnets: [10.1.0.0/20, 10.1.16.0/20]
@@ -63,7 +63,6 @@ def test_upstream_vocabulary_is_read():
     assert c.instance_type == "t3.small" and c.kubelet_max_pods == 40
     assert c.subnets == ("10.1.0.0/20", "10.1.16.0/20") and not c.subnets_derived
     assert (c.eni.prefix_delegation, c.eni.release_excess_ips, c.eni.first_interface_index) == (True, True, 1)
-    assert c.azure_release_excess_ips
     w = c.watermarks
     assert (w.pre_allocate, w.min_allocate, w.max_allocate, w.max_above_watermark) == (16, 10, 60, 4)
     v = c.vpc_cni

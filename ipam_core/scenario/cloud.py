@@ -6,7 +6,7 @@
   ``cloud.instanceLimitsFile``: an instance-limits CSV instead of the packaged one.
 * ``cilium.eni``: Helm ``awsEnablePrefixDelegation``, ``awsReleaseExcessIPs``; CiliumNode
   ``spec.eni.first-interface-index`` as ``firstInterfaceIndex``.
-* ``cilium.azure``: Helm values; ``releaseExcessIPs`` is operator ``--azure-release-excess-ips``.
+* ``cilium.azure``: Helm values, accepted (Cilium's Azure operator never releases addresses).
 * ``cilium.ipam.operator``: CiliumNode ``spec.ipam`` watermarks ``preAllocate``, ``minAllocate``,
   ``maxAllocate``, ``maxAboveWatermark``.
 * ``cloud.awsVpcCni``: aws-node environment variables (``WARM_ENI_TARGET`` ...).
@@ -112,7 +112,6 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_az = root / "cilium" / "azure"
     azure = as_mapping(w_az, cilium.get("azure"))
     check_keys(w_az, azure, d.AZURE_KEYS)
-    azure_release = as_bool(w_az / "releaseExcessIPs", azure.get("releaseExcessIPs", False))
 
     w_vpc = w_cloud / "awsVpcCni"
     vpc = as_mapping(w_vpc, cloud.get("awsVpcCni"))
@@ -160,7 +159,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
 
     return CloudSpec(subnets=subnets, subnets_derived=derived, instance_type=instance_type,
                      instance_limits_file=limits_file, kubelet_max_pods=max_pods, watermarks=marks,
-                     eni=eni_spec, vpc_cni=vpc_spec, aks_mode=aks_mode, azure_release_excess_ips=azure_release,
+                     eni=eni_spec, vpc_cni=vpc_spec, aks_mode=aks_mode,
                      crd_pool_per_node=pool_per_node, crd_writer=writer, crd_release_excess_ips=crd_release,
                      gke_max_pods=gke_max_pods)
 

@@ -122,9 +122,9 @@ CLOUD_KEYS = ("subnets", "instanceLimitsFile", "awsVpcCni", "aks", "crd", "gke")
 ENI_KEYS = ("enabled", "awsEnablePrefixDelegation", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
             "eniTags", "gcInterval", "gcTags", "iamRole", "instanceTagsFilter", "subnetIDsFilter", "subnetTagsFilter",
             "updateEC2AdapterLimitViaAPI")
-#: Cilium Helm ``azure`` values; ``releaseExcessIPs`` stands for cilium-operator ``--azure-release-excess-ips``.
+#: Cilium Helm ``azure`` values (accepted; the Azure mode reads none: its operator never releases addresses).
 AZURE_KEYS = ("enabled", "resourceGroup", "subscriptionID", "tenantID", "clientID", "clientSecret",
-              "userAssignedIdentityID", "releaseExcessIPs")
+              "userAssignedIdentityID")
 #: aws-node environment variables read by the ``aws-vpc-cni`` mode.
 VPC_CNI_KEYS = ("WARM_ENI_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET", "WARM_PREFIX_TARGET",
                 "ENABLE_PREFIX_DELEGATION", "MAX_ENI")

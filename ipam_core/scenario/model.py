@@ -183,7 +183,6 @@ class CloudSpec:
     eni: ENISpec = field(default_factory=ENISpec)
     vpc_cni: VpcCniSpec = field(default_factory=VpcCniSpec)
     aks_mode: str = ""
-    azure_release_excess_ips: bool = False
     crd_pool_per_node: int = 0
     crd_writer: str = "watermark"
     crd_release_excess_ips: bool = False
