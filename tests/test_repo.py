@@ -23,3 +23,12 @@ def test_quick_start_is_two_commands():
 def test_ci_runs_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _quick_start_commands()[1] in ci.splitlines()
+
+
+def test_modes_import_on_their_own():
+    import subprocess
+    import sys
+
+    # mode modules import engine.layout; the engine must not import the modes back at import time
+    done = subprocess.run([sys.executable, "-c", "import ipam_core.modes"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

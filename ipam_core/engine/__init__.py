@@ -155,6 +155,10 @@ SUMMARY_COLUMNS = (
     ("cidr_releases", "node-CIDR releases"),
     ("carvable_end", "node CIDRs still available at the end"),
     ("largest_free_block_end", "largest aligned free block at the end (addresses)"),
+    ("warm_per_node", "mean addresses held warm per node (cloud modes)"),
+    ("peak_interfaces", "most ENIs / NICs attached at once"),
+    ("frag_failures", "allocations failed for fragmentation with free addresses left"),
+    ("cloud_api_calls", "cloud API calls: attach + assign + release"),
     ("wall_s", "wall-clock seconds for the mode"),
     ("state_mib", "engine state memory (MiB)"),
 )
@@ -194,6 +198,11 @@ def summarize(result: RunResult) -> pa.Table:
             rows["cidr_releases"].append(int(tr["cidr_releases"][-1]))
             rows["carvable_end"].append(int(tr["carvable_node_cidrs"][-1]))
             rows["largest_free_block_end"].append(int(tr["largest_free_block"][-1]))
+            rows["warm_per_node"].append(round(float(np.mean(tr["warm_addrs_per_node"])), 1))
+            rows["peak_interfaces"].append(int(tr["interfaces"].max()))
+            rows["frag_failures"].append(int(tr["frag_failures"][-1]))
+            calls = tr["cloud_api_attach"][-1] + tr["cloud_api_assign"][-1] + tr["cloud_api_release"][-1]
+            rows["cloud_api_calls"].append(int(calls))
             rows["wall_s"].append(round(result.wall_s[m.mode], 2))
             rows["state_mib"].append(round(m.state_bytes / 2**20, 2))
     return pa.table(rows)

@@ -22,7 +22,6 @@ from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine.state import EngineConfig, State, build_state, count_node_adds
 from ipam_core.errors import IPAMBenchError
 from ipam_core.kernels.bitmap import bm_largest_free_block
-from ipam_core.modes import get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
 TRACE_COUNTERS = (
@@ -66,6 +65,11 @@ _ERRORS = {
 }
 
 
+#: Cilium operator's retry of a failed node-CIDR allocation (controller
+#: ``update-cilium-nodes-pod-cidr``, pkg/ipam/allocator/podcidr/podcidr.go: every 15 s).
+OPERATOR_RETRY_S = 15.0
+
+
 class EngineCapacityError(IPAMBenchError):
     """An internal table sized from the workload ran out of room (a bug, reported plainly)."""
 
@@ -91,7 +95,7 @@ def engine_config(scenario) -> EngineConfig:
         refresh_s=float(timing.multi_pool_refresh_s),
         pod_retry_s=float(timing.pod_retry_interval_s),
         pod_timeout_s=float(timing.pod_pending_timeout_s),
-        carve_retry_s=float(timing.operator_retry_s) if hasattr(timing, "operator_retry_s") else 15.0,
+        carve_retry_s=OPERATOR_RETRY_S,
         seed=int(scenario.seed),
     )
 
@@ -139,6 +143,8 @@ class Simulation:
         self.scenario = scenario
         self.workload = workload
         self.mode = mode or scenario.ipam.mode
+        from ipam_core.modes import get_mode  # here: mode modules import engine.layout
+
         module = get_mode(self.mode)
         self.layout: Layout = module.layout(scenario)
         self.config = engine_config(scenario)
