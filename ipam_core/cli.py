@@ -33,7 +33,8 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
-out = Console()
+# piped or captured output is not cut to 80 columns: the side-by-side table stays one line per metric
+out = Console(width=None if sys.stdout.isatty() else 240)
 
 
 
@@ -92,7 +93,7 @@ def _print_summary(table) -> None:
 
     rows = table.to_pylist()
     view = Table(title="ipam-bench compare", title_justify="left")
-    view.add_column("metric")
+    view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
     for name, meaning in SUMMARY_COLUMNS[2:]:
