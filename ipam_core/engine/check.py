@@ -114,6 +114,11 @@ def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
     present = nodes[:, T.N_PRESENT] == 1
     if np.any(on_node[~present] > 0):
         problems.append("pods are bound to a node that is not present")
+    live = np.flatnonzero((states == T.POD_RUNNING) | (states == T.POD_PENDING))
+    if not np.array_equal(st.pod_row[pods[live, T.D_ID]], live):
+        problems.append("a live pod's row is not the one its pod id maps to")
+    if live.size + st.cnt[T.K_ROW_TOP] != pods.shape[0]:
+        problems.append("pod rows are neither live nor on the free-row stack")
     if st.cnt[T.K_NODES] != np.count_nonzero(present) or st.cnt[T.K_READY] != np.count_nonzero(nodes[:, T.N_READY]):
         problems.append("node counters differ from the nodes table")
     return problems

@@ -66,6 +66,8 @@ from ipam_core.engine.tables import (
     C_SCHEDULER,
     C_TIMEOUT,
     C_UPDATE_RATE,
+    D_GEN,
+    D_ID,
     D_NEXT,
     D_NODE,
     D_OFF,
@@ -76,6 +78,7 @@ from ipam_core.engine.tables import (
     D_STATE,
     ERROR_CHUNKS_FULL,
     ERROR_HEAP_FULL,
+    ERROR_ROWS_FULL,
     ERROR_SLOTS_FULL,
     F_CARVABLE,
     F_CARVED,
@@ -103,6 +106,7 @@ from ipam_core.engine.tables import (
     K_READY,
     K_RUNNING,
     K_SEQ,
+    K_ROW_TOP,
     K_SLOT_TOP,
     L_CHUNK,
     L_FAMILY,
@@ -130,6 +134,8 @@ from ipam_core.engine.tables import (
     POD_FAILED,
     POD_NONE,
     POD_PENDING,
+    POD_ROW_GONE,
+    POD_ROW_UNSEEN,
     POD_RUNNING,
     POLICY_CLOUD,
     POLICY_MULTI_POOL,
@@ -835,7 +841,7 @@ def _try_start(st, pod, now):
         _arm_sync(st, node, now)
     elif cloud:
         _cloud_notify(st, node, now)
-    _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+    _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
 
 
 @kjit
@@ -867,6 +873,44 @@ def _fail(st, pod):
     _unbind(st, pod)
     st.pods[pod, D_STATE] = POD_FAILED
     st.cnt[K_FAILED] += 1
+    _row_free(st, pod)
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
+def _row_alloc(st, pod_id):
+    """A fresh pods-table row for a new workload pod id; -1 if the id was seen before."""
+    if st.pod_row[pod_id] != POD_ROW_UNSEEN:
+        return -1
+    top = st.cnt[K_ROW_TOP]
+    if top == 0:
+        st.cnt[K_ERROR] = ERROR_ROWS_FULL
+        return -1
+    top -= 1
+    st.cnt[K_ROW_TOP] = top
+    row = st.row_stack[top]
+    pods = st.pods
+    pods[row, D_STATE] = POD_NONE
+    pods[row, D_NODE] = -1
+    pods[row, D_PENDING_FAMILY] = -1
+    source = pod_id if st.pod_pool.shape[0] > 1 else 0
+    for family in range(2):
+        pods[row, D_SLOT + family] = -1
+        pods[row, D_POOL + family] = st.pod_pool[source, family]
+    pods[row, D_ID] = pod_id
+    pods[row, D_GEN] += 1
+    st.pod_row[pod_id] = row
+    return row
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
+def _row_free(st, row):
+    """Give a deleted or failed pod's row back; its pod id is gone for good."""
+    st.pod_row[st.pods[row, D_ID]] = POD_ROW_GONE
+    st.pods[row, D_STATE] = POD_NONE
+    st.pods[row, D_NODE] = -1
+    top = st.cnt[K_ROW_TOP]
+    st.row_stack[top] = row
+    st.cnt[K_ROW_TOP] = top + 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
@@ -883,7 +927,7 @@ def _pod_add(st, pod, pinned, now):
         st.pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
         st.cnt[K_PENDING] += 1
-        _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+        _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
         return
     _bind(st, pod, node)
     _try_start(st, pod, now)
@@ -898,7 +942,7 @@ def _pod_retry(st, pod, now):
     if node < 0:
         node = _sched_pick(st)
         if node < 0:
-            _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, 0)
+            _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
             return
         st.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
@@ -936,6 +980,7 @@ def _pod_delete(st, pod, now):
         return
     _unbind(st, pod)
     pods[pod, D_STATE] = POD_DELETED
+    _row_free(st, pod)
     if node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
         _arm_sync(st, node, now)
     elif node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
@@ -981,6 +1026,7 @@ def _node_delete(st, node):
             _leave_pending(st, pod)
         pods[pod, D_STATE] = POD_DELETED
         pods[pod, D_NODE] = -1
+        _row_free(st, pod)
         pod = nxt
     nodes[node, N_HEAD] = -1
     nodes[node, N_PODS] = 0
@@ -1012,7 +1058,8 @@ def _node_delete(st, node):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _timer(st, kind, a, b, now):
     if kind == T_POD_RETRY:
-        _pod_retry(st, a, now)
+        if st.pods[a, D_GEN] == b:  # else the row was freed and holds another pod now
+            _pod_retry(st, a, now)
         return
     node = a
     if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
@@ -1072,9 +1119,13 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         st.cnt[K_EVENT] = e + 1
         op = ev_op[e]
         if op == OP_POD_ADD:
-            _pod_add(st, ev_pod[e], ev_node[e], t_event)
+            row = _row_alloc(st, ev_pod[e])
+            if row >= 0:
+                _pod_add(st, row, ev_node[e], t_event)
         elif op == OP_POD_DEL:
-            _pod_delete(st, ev_pod[e], t_event)
+            row = st.pod_row[ev_pod[e]]
+            if row >= 0:
+                _pod_delete(st, row, t_event)
         elif op == OP_NODE_ADD:
             _node_add(st, ev_node[e], t_event)
         elif op == OP_NODE_DEL:

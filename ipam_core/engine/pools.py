@@ -19,12 +19,12 @@ POOL_ANNOTATION = "ipam.cilium.io/ip-pool"
 
 
 def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> None:
-    """Fill the pods table's pool columns (``D_POOL + family``) for multi-pool.
+    """Fill the per-pod-id pool table (``state.pod_pool``) for multi-pool.
 
     Parameters
     ----------
     state : ipam_core.engine.state.State
-        Its ``pods`` table is updated in place.
+        Its ``pod_pool`` table is updated in place.
     layout : Layout
         The mode's pools.
     scenario : ipam_core.scenario.Scenario
@@ -59,4 +59,4 @@ def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> No
                 chosen[k] = -1
                 continue
             chosen[k] = pool_ids.get(name, -1)
-        state.pods[pod, T.D_POOL + family] = chosen[inverse]
+        state.pod_pool[pod, family] = chosen[inverse]

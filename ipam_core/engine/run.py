@@ -19,7 +19,7 @@ from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance, seed_rng
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.pools import resolve_pod_pools
-from ipam_core.engine.state import EngineConfig, State, build_state, count_node_adds
+from ipam_core.engine.state import EngineConfig, State, build_state, count_node_adds, workload_bounds
 from ipam_core.errors import IPAMBenchError
 from ipam_core.kernels.bitmap import bm_largest_free_block
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
@@ -62,6 +62,7 @@ _ERRORS = {
     T.ERROR_SLOTS_FULL: "node-CIDR table",
     T.ERROR_CHUNKS_FULL: "pod-bitmap arena",
     T.ERROR_CLOUD_UNITS_FULL: "cloud unit table",
+    T.ERROR_ROWS_FULL: "pod table",
 }
 
 
@@ -150,12 +151,15 @@ class Simulation:
         self.config = engine_config(scenario)
         if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
+        max_live, stale_timers = workload_bounds(workload, self.config.pod_retry_s)
         self.state = build_state(
             self.layout,
             self.config,
             n_nodes=len(workload.node_names),
             n_pods=workload.n_pods,
             n_node_adds=count_node_adds(workload.op),
+            max_live=max_live,
+            stale_timers=stale_timers,
         )
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))

@@ -10,7 +10,7 @@ import numpy as np
 from ipam_core.engine import tables as T
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.kernels.bitmap import bm_init, bm_sizes
-from ipam_core.workloads.events import OP_NODE_ADD
+from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
 State = namedtuple(
     "State",
@@ -26,8 +26,11 @@ State = namedtuple(
         "slot_stack",  # int64: free slot ids
         "nodes",  # int64 [nodes, N_NCOL]
         "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
-        "pods",  # int64 [pods, D_NCOL]
-        "pod_since",  # float64 [pods]: when the pod started waiting
+        "pods",  # int64 [rows, D_NCOL]: one row per live pod, rows reused
+        "pod_since",  # float64 [rows]: when the pod started waiting
+        "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
+        "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
+        "row_stack",  # int64 [rows]: free pod rows
         "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
         "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
         "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
@@ -84,7 +87,15 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
-def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, n_node_adds: int) -> State:
+def build_state(
+    layout: Layout,
+    config: EngineConfig,
+    n_nodes: int,
+    n_pods: int,
+    n_node_adds: int,
+    max_live: int | None = None,
+    stale_timers: int = 0,
+) -> State:
     """Allocate and initialise every table for a run.
 
     Parameters
@@ -99,12 +110,18 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
         Distinct pod ids in the workload.
     n_node_adds : int
         Node-add events (bounds the timers of past node incarnations).
+    max_live : int, optional
+        Most pods alive at once (:func:`workload_bounds`); rows of the pods
+        table. Defaults to ``n_pods``.
+    stale_timers : int
+        Most retry timers that can outlive their pod (:func:`workload_bounds`).
 
     Returns
     -------
     State
-        Fresh state; memory is one bit per node CIDR and per usable pod
-        address of every node CIDR that can be live at once.
+        Fresh state. Memory is one bit per node CIDR and per usable pod
+        address of every node CIDR that can be live at once, a row per pod
+        alive at once, and 6 bytes per pod id (its row and, in multi-pool, its pool).
     """
     n_pools = len(layout.pool_names)
     n_sets = len(layout.sets)
@@ -158,15 +175,16 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
     nodes = np.zeros((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
     nodes[:, T.N_HEAD] = -1
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
-    pods = np.zeros((max(n_pods, 1), T.D_NCOL), dtype=np.int64)
+    rows = max(1, n_pods if max_live is None else max_live)
+    pods = np.zeros((rows, T.D_NCOL), dtype=np.int64)
     pods[:, T.D_NODE] = -1
     pods[:, T.D_SLOT : T.D_SLOT + 2] = -1
     pods[:, T.D_NEXT] = -1
     pods[:, T.D_PREV] = -1
     pods[:, T.D_PENDING_FAMILY] = -1
-    pods[:, T.D_POOL] = layout.default_pool
-    pods[:, T.D_POOL + 1] = layout.default_pool
-    heap_cap = n_pods + 4 * n_node_adds + 64
+    pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
+    # each live pod has at most one retry timer; deleted pods may leave `stale_timers` behind
+    heap_cap = 2 * rows + stale_timers + 4 * n_node_adds + 64
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
@@ -191,6 +209,7 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
     cfg[T.C_SEED] = config.seed
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
+    cnt[T.K_ROW_TOP] = rows
     pool_carvable = np.zeros((n_pools, 2), dtype=np.int64)
     for spec in layout.sets:
         pool_carvable[spec.pool, spec.family] += spec.capacity
@@ -208,7 +227,10 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
         nodes=nodes,
         node_slots=node_slots,
         pods=pods,
-        pod_since=np.zeros(max(n_pods, 1), dtype=np.float64),
+        pod_since=np.zeros(rows, dtype=np.float64),
+        pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
+        pod_pool=pod_pool,
+        row_stack=np.arange(rows - 1, -1, -1, dtype=np.int64),
         np_inuse=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_pending=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
@@ -226,6 +248,30 @@ def build_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int,
         cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
     )
+
+
+def workload_bounds(workload, retry_s: float) -> tuple[int, int]:
+    """Most pods alive at once, and most pod deletes within one retry interval.
+
+    Parameters
+    ----------
+    workload : ipam_core.workloads.Workload
+    retry_s : float
+        Pod retry interval: a pod deleted while its retry timer is armed
+        leaves that timer in the heap for at most this long.
+
+    Returns
+    -------
+    tuple of int
+        ``(max_live, stale_timers)``; both upper bounds (pods that fail or
+        leave with their node free their row earlier).
+    """
+    op = workload.op
+    delta = np.where(op == OP_POD_ADD, 1, np.where(op == OP_POD_DEL, -1, 0))
+    max_live = int(np.cumsum(delta).max()) if delta.size else 0
+    deletes = workload.time[op == OP_POD_DEL]
+    window = np.searchsorted(deletes, deletes + retry_s, side="right") - np.arange(deletes.size)
+    return max_live, int(window.max()) if window.size else 0
 
 
 def count_node_adds(op: np.ndarray) -> int:

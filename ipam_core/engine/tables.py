@@ -78,7 +78,9 @@ STATUS_TEXT = (
     "pool not found",
 )
 
-# ---- pods, table `pods`
+# ---- pods, table `pods`: one row per live pod. Rows are reused (a free-row stack), so
+# memory follows the most pods alive at once, not every pod id ever created;
+# `pod_row[pod id]` maps a workload pod id to its row (-1 never seen, -2 gone).
 D_STATE = 0  # POD_*
 D_NODE = 1  # bound node, -1 while unscheduled
 D_SLOT = 2  # + family: slot holding the address, -1 = none
@@ -87,7 +89,9 @@ D_POOL = 6  # + family: pool the pod draws from (-1 = selection failed)
 D_NEXT = 8  # doubly linked list of the pods of one node
 D_PREV = 9
 D_PENDING_FAMILY = 10  # family whose allocation failed last (-1 = none): counts as multi-pool demand
-D_NCOL = 11
+D_ID = 11  # the workload's pod id held by this row
+D_GEN = 12  # row incarnation: retry timers of an earlier pod in the row are ignored
+D_NCOL = 13
 
 POD_NONE = 0
 POD_PENDING = 1
@@ -218,6 +222,7 @@ K_NODES = 7
 K_READY = 8
 K_ERROR = 9  # internal capacity error (heap / slot table full): the run stops
 K_SLOT_TOP = 10  # free slot ids left on the `slot_stack`
+K_ROW_TOP = 11  # free pod rows left on the `row_stack`
 K_FAMILY_BASE = 16  # + FAMILY_STRIDE * family + F_*
 FAMILY_STRIDE = 16
 F_CARVED = 0  # addresses in node CIDRs
@@ -244,3 +249,7 @@ ERROR_HEAP_FULL = 1
 ERROR_SLOTS_FULL = 2
 ERROR_CHUNKS_FULL = 3
 ERROR_CLOUD_UNITS_FULL = 4  # a node's unit table is full (sized from the mode's limits)
+ERROR_ROWS_FULL = 5  # more pods alive at once than the workload's bound (a bug)
+
+POD_ROW_UNSEEN = -1
+POD_ROW_GONE = -2
