@@ -49,7 +49,7 @@ CHURN_PER_S = 20.0
 
 GROUPS = {
     "pod_bytes": ("pods", "pod_since", "heap_t", "heap_i"),
-    "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_key", "tree_arg",
+    "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_key",
                    "tree_cnt"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),

@@ -106,6 +106,8 @@ from ipam_core.engine.tables import (
     K_READY,
     K_RUNNING,
     K_SEQ,
+    K_RETRY_HEAD,
+    K_RETRY_LEN,
     K_ROW_TOP,
     K_SLOT_TOP,
     L_CHUNK,
@@ -187,6 +189,8 @@ from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_init, bm_se
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
 
 BIG = np.int64(1) << np.int64(62)
+NODE_BITS = 24  # scheduler tree leaves: key << NODE_BITS | node (node ids below 2**24)
+NODE_MASK = (np.int64(1) << np.int64(NODE_BITS)) - np.int64(1)
 
 
 @kjit
@@ -235,6 +239,38 @@ def _push(st, t, kind, a, b):
     heap_i[i, H_SEQ] = seq
 
 
+@kjit(inline=True)
+def _push_retry(st, t, row, gen):
+    # Pod retries all wait C_RETRY, so they come due in the order they are set: a ring
+    # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
+    n = st.cnt[K_RETRY_LEN]
+    cap = st.retry_t.shape[0]
+    if n >= cap:
+        st.cnt[K_ERROR] = ERROR_HEAP_FULL
+        return
+    i = st.cnt[K_RETRY_HEAD] + n
+    if i >= cap:
+        i -= cap
+    seq = st.cnt[K_SEQ]
+    st.cnt[K_SEQ] = seq + 1
+    st.retry_t[i] = t
+    st.retry_i[i, 0] = row
+    st.retry_i[i, 1] = gen
+    st.retry_i[i, 2] = seq
+    st.cnt[K_RETRY_LEN] = n + 1
+
+
+@kjit(inline=True)
+def _pop_retry(st):
+    i = st.cnt[K_RETRY_HEAD]
+    row = st.retry_i[i, 0]
+    gen = st.retry_i[i, 1]
+    i += 1
+    st.cnt[K_RETRY_HEAD] = 0 if i == st.retry_t.shape[0] else i
+    st.cnt[K_RETRY_LEN] -= 1
+    return row, gen
+
+
 @kjit
 def _before(heap_t, heap_i, x, y):
     return heap_t[x] < heap_t[y] or (heap_t[x] == heap_t[y] and heap_i[x, H_SEQ] < heap_i[y, H_SEQ])
@@ -277,36 +313,41 @@ def _pop(st):
 # --------------------------------------------------------------------------- scheduler
 @kjit
 def _sched_update(st, node):
-    # Segment tree over nodes: min key with lowest index on ties, and a count of eligible nodes.
+    """Re-rank one node in the scheduler's segment tree.
+
+    Leaves hold ``key << NODE_BITS | node`` (ineligible: BIG), so the root's
+    minimum is the best key and, on ties, the lowest node id; ``tree_cnt``
+    counts eligible nodes for the random policy. Climbing stops as soon as a
+    parent's minimum and count are unchanged.
+    """
     nodes = st.nodes
     max_pods = np.int64(st.cfg[C_MAX_PODS])
     pods = nodes[node, N_PODS]
     eligible = nodes[node, N_PRESENT] == 1 and nodes[node, N_READY] == 1 and pods < max_pods
-    policy = np.int64(st.cfg[C_SCHEDULER])
-    key = BIG
+    value = BIG
     if eligible:
+        policy = np.int64(st.cfg[C_SCHEDULER])
+        key = 0
         if policy == SCHED_SPREAD:
             key = pods
         elif policy == SCHED_PACK:
             key = max_pods - pods
-        else:
-            key = 0
+        value = (key << NODE_BITS) | node
     size = st.tree_key.shape[0] // 2
     i = size + node
-    st.tree_key[i] = key
-    st.tree_arg[i] = node
-    st.tree_cnt[i] = 1 if eligible else 0
+    count = 1 if eligible else 0
+    delta = count - st.tree_cnt[i]
+    st.tree_key[i] = value
+    st.tree_cnt[i] = count
     i >>= 1
     while i >= 1:
-        left = 2 * i
-        right = left + 1
-        if st.tree_key[right] < st.tree_key[left]:
-            st.tree_key[i] = st.tree_key[right]
-            st.tree_arg[i] = st.tree_arg[right]
-        else:
-            st.tree_key[i] = st.tree_key[left]
-            st.tree_arg[i] = st.tree_arg[left]
-        st.tree_cnt[i] = st.tree_cnt[left] + st.tree_cnt[right]
+        left = st.tree_key[2 * i]
+        right = st.tree_key[2 * i + 1]
+        best = left if left <= right else right
+        if delta == 0 and st.tree_key[i] == best:
+            break
+        st.tree_key[i] = best
+        st.tree_cnt[i] += delta
         i >>= 1
 
 
@@ -315,7 +356,7 @@ def _sched_pick(st):
     if st.tree_cnt[1] == 0:
         return -1
     if np.int64(st.cfg[C_SCHEDULER]) != SCHED_RANDOM:
-        return st.tree_arg[1]
+        return st.tree_key[1] & NODE_MASK
     size = st.tree_key.shape[0] // 2
     r = np.random.randint(0, st.tree_cnt[1])
     i = 1
@@ -841,7 +882,7 @@ def _try_start(st, pod, now):
         _arm_sync(st, node, now)
     elif cloud:
         _cloud_notify(st, node, now)
-    _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
+    _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
 
 
 @kjit
@@ -927,7 +968,7 @@ def _pod_add(st, pod, pinned, now):
         st.pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
         st.cnt[K_PENDING] += 1
-        _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
+        _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
         return
     _bind(st, pod, node)
     _try_start(st, pod, now)
@@ -942,7 +983,7 @@ def _pod_retry(st, pod, now):
     if node < 0:
         node = _sched_pick(st)
         if node < 0:
-            _push(st, now + st.cfg[C_RETRY], T_POD_RETRY, pod, st.pods[pod, D_GEN])
+            _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
             return
         st.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
@@ -1108,11 +1149,22 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         e = st.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
         t_timer = st.heap_t[0] if st.cnt[K_HEAP] > 0 else np.inf
+        from_ring = False
+        if st.cnt[K_RETRY_LEN] > 0:
+            head = st.cnt[K_RETRY_HEAD]
+            t_retry = st.retry_t[head]
+            if t_retry < t_timer or (t_retry == t_timer and st.retry_i[head, 2] < st.heap_i[0, H_SEQ]):
+                t_timer = t_retry
+                from_ring = True
         if t_timer <= t_event:
             if t_timer >= t_stop:
                 break
-            kind, a, b = _pop(st)
-            _timer(st, kind, a, b, t_timer)
+            if from_ring:
+                row, gen = _pop_retry(st)
+                _timer(st, T_POD_RETRY, row, gen, t_timer)
+            else:
+                kind, a, b = _pop(st)
+                _timer(st, kind, a, b, t_timer)
             continue
         if t_event >= t_stop:
             break

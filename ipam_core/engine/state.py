@@ -36,11 +36,12 @@ State = namedtuple(
         "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
         "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
         "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
-        "heap_t",  # float64 [timers]
+        "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
+        "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
+        "heap_t",  # float64 [timers]: every other timer, a binary heap
         "heap_i",  # int64 [timers, H_NCOL]
-        "tree_key",  # int64: scheduler segment tree
-        "tree_arg",
-        "tree_cnt",
+        "tree_key",  # int64: scheduler segment tree, key << 24 | node per leaf, min per parent
+        "tree_cnt",  # int64: eligible nodes below each tree node
         "cfg",  # float64 [C_NCOL]
         "cnt",  # int64 [K_NCOL]
         # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
@@ -189,8 +190,8 @@ def build_state(
     while size < max(n_nodes, 1):
         size <<= 1
     tree_key = np.full(2 * size, 1 << 62, dtype=np.int64)
-    tree_arg = np.zeros(2 * size, dtype=np.int64)
-    tree_arg[size:] = np.arange(size)
+    if size >= 1 << 24:
+        raise ValueError(f"{n_nodes} node ids: the scheduler tree holds at most {1 << 24}")
     cfg = np.zeros(T.C_NCOL, dtype=np.float64)
     cfg[T.C_POLICY] = layout.policy
     for family in layout.families:
@@ -236,10 +237,11 @@ def build_state(
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         pool_free=np.zeros((n_pools, 2), dtype=np.int64),
         pool_carvable=pool_carvable,
+        retry_t=np.zeros(heap_cap, dtype=np.float64),
+        retry_i=np.zeros((heap_cap, 3), dtype=np.int64),
         heap_t=np.zeros(heap_cap, dtype=np.float64),
         heap_i=np.zeros((heap_cap, T.H_NCOL), dtype=np.int64),
         tree_key=tree_key,
-        tree_arg=tree_arg,
         tree_cnt=np.zeros(2 * size, dtype=np.int64),
         cfg=cfg,
         cnt=cnt,
