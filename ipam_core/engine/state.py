@@ -184,8 +184,10 @@ def build_state(
     pods[:, T.D_PREV] = -1
     pods[:, T.D_PENDING_FAMILY] = -1
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
-    # each live pod has at most one retry timer; deleted pods may leave `stale_timers` behind
-    heap_cap = 2 * rows + stale_timers + 4 * n_node_adds + 64
+    # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
+    ring_cap = rows + stale_timers + 64
+    # node timers: a few outstanding per node incarnation (operator, debounce, refresh, cloud resync)
+    heap_cap = 8 * (max(n_nodes, 1) + n_node_adds) + 64
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
@@ -237,8 +239,8 @@ def build_state(
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         pool_free=np.zeros((n_pools, 2), dtype=np.int64),
         pool_carvable=pool_carvable,
-        retry_t=np.zeros(heap_cap, dtype=np.float64),
-        retry_i=np.zeros((heap_cap, 3), dtype=np.int64),
+        retry_t=np.zeros(ring_cap, dtype=np.float64),
+        retry_i=np.zeros((ring_cap, 3), dtype=np.int64),
         heap_t=np.zeros(heap_cap, dtype=np.float64),
         heap_i=np.zeros((heap_cap, T.H_NCOL), dtype=np.int64),
         tree_key=tree_key,
