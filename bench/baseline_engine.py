@@ -36,41 +36,12 @@ import random
 
 import numpy as np
 
-from ipam_core.engine.run import engine_config
+from ipam_core.engine.run import TRACE_COUNTERS, engine_config  # the same columns as the engine
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, Workload
 
-TRACE_COUNTERS = (
-    "nodes",
-    "nodes_ready",
-    "pods_running",
-    "pods_pending",
-    "pods_failed",
-    "pods_failed_free_elsewhere",
-    "addrs_pool",
-    "addrs_carved",
-    "addrs_reserved",
-    "addrs_used",
-    "addrs_idle",
-    "addrs_uncarved",
-    "node_cidrs",
-    "carvable_node_cidrs",
-    "largest_free_block",
-    "cidr_carves",
-    "cidr_releases",
-    "ip_allocs",
-    "ip_alloc_failures",
-    # cloud-mode columns: the pool modes modelled here report 0 (ipam_core/engine/run.py)
-    "warm_addrs_per_node",
-    "interfaces",
-    "prefixes",
-    "frag_failures",
-    "cloud_api_attach",
-    "cloud_api_assign",
-    "cloud_api_release",
-)
-CLOUD_COUNTERS = TRACE_COUNTERS[-7:]
+CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") :]  # 0 in the modes modelled here
 
 ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool
 MULTI_POOL = "multi-pool"
