@@ -48,7 +48,7 @@ NODE_MASKS = (24, 22)
 CHURN_PER_S = 20.0
 
 GROUPS = {
-    "pod_bytes": ("pods", "pod_since", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
+    "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
     "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_key",
                    "tree_cnt"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),

@@ -230,3 +230,21 @@ def test_summary_has_one_row_per_mode_and_family(tmp_path):
     table = summarize(result)
     assert table.num_rows == 4
     assert table.column("mode").to_pylist() == ["kubernetes", "kubernetes", "cluster-pool", "cluster-pool"]
+
+
+def test_multi_pool_pending_requests_expire_after_the_ttl(tmp_path):
+    # 40 pods at once on one node whose /28s hold 14 each; pods retry only every 30 min
+    events = nodes_then_pods(1, 40, start=30.0, gap=0.0)
+
+    def cidrs_at_end(ttl):
+        sc = scenario(tmp_path, {**SMALL_POOL, "timing": {"podRetryInterval": "30m", "pendingAllocationTTL": ttl,
+                                                          "podPendingTimeout": "1h"}}, name=f"ttl-{ttl}.yaml")
+        r = run(sc, workload(events, 1), "multi-pool")
+        return last(r, "node_cidrs"), last(r, "pods_pending")
+
+    # a long TTL keeps the failed requests as demand: the operator carves for them and keeps the CIDRs
+    kept, pending_kept = cidrs_at_end("20m")
+    # a 1 min TTL drops them before the next retry: the empty CIDRs go back at the next refresh
+    dropped, pending_dropped = cidrs_at_end("1m")
+    assert pending_kept == pending_dropped > 0  # no retry yet in either run
+    assert kept >= 3 and dropped < kept

@@ -59,6 +59,7 @@ from ipam_core.engine.tables import (
     C_HEALTH,
     C_MAX_PODS,
     C_OPERATOR_DELAY,
+    C_PENDING_TTL,
     C_POLICY,
     C_REFRESH,
     C_RETRY,
@@ -645,6 +646,32 @@ def _arm_sync(st, node, now):
 
 
 @kjit
+def _pending_demand(st, node, pool, family, now):
+    """Pending requests still counted as demand (``pendingAllocationTTL``, pkg/ipam/multipool_manager.go).
+
+    A failed request stays in the agent's pending map for the TTL and is
+    refreshed by every retry, so while pods retry more often than the TTL
+    the running count is exact; otherwise only requests that failed within
+    the TTL count.
+    """
+    if st.cfg[C_RETRY] <= st.cfg[C_PENDING_TTL]:
+        return st.np_pending[node, pool, family]
+    count = 0
+    pods = st.pods
+    pod = st.nodes[node, N_HEAD]
+    while pod >= 0:
+        if (
+            pods[pod, D_STATE] == POD_PENDING
+            and pods[pod, D_PENDING_FAMILY] == family
+            and pods[pod, D_POOL + family] == pool
+            and now - st.pod_failed_at[pod] <= st.cfg[C_PENDING_TTL]
+        ):
+            count += 1
+        pod = pods[pod, D_NEXT]
+    return count
+
+
+@kjit
 def _agent_sync(st, node, now):
     """Compute demand, give back excess CIDRs (last first) and ask the operator."""
     st.nodes[node, N_SYNC_ARMED] = 0
@@ -655,7 +682,7 @@ def _agent_sync(st, node, now):
             if st.cfg[C_FAMILY + family] == 0.0:
                 continue
             in_use = st.np_inuse[node, pool, family]
-            needed = needed_ip_ceil(in_use + st.np_pending[node, pool, family], pre_alloc)
+            needed = needed_ip_ceil(in_use + _pending_demand(st, node, pool, family, now), pre_alloc)
             st.np_requested[node, pool, family] = needed
             total_free = 0
             for k in range(st.nodes[node, N_NSLOTS]):
@@ -867,6 +894,7 @@ def _try_start(st, pod, now):
         elif cloud:
             _cloud_notify(st, node, now)
         return
+    st.pod_failed_at[pod] = now
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now

@@ -97,6 +97,7 @@ def engine_config(scenario) -> EngineConfig:
         pod_retry_s=float(timing.pod_retry_interval_s),
         pod_timeout_s=float(timing.pod_pending_timeout_s),
         carve_retry_s=OPERATOR_RETRY_S,
+        pending_ttl_s=float(timing.pending_allocation_ttl_s),
         seed=int(scenario.seed),
     )
 

@@ -28,6 +28,7 @@ State = namedtuple(
         "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
         "pods",  # int64 [rows, D_NCOL]: one row per live pod, rows reused
         "pod_since",  # float64 [rows]: when the pod started waiting
+        "pod_failed_at",  # float64 [rows]: its last failed allocation (multi-pool pending expiry)
         "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
         "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
         "row_stack",  # int64 [rows]: free pod rows
@@ -67,6 +68,7 @@ class EngineConfig:
     pod_timeout_s: float
     carve_retry_s: float
     seed: int
+    pending_ttl_s: float = 300.0
 
 
 def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
@@ -210,6 +212,7 @@ def build_state(
     cfg[T.C_REVERT_PARTIAL] = float(layout.revert_partial)
     cfg[T.C_DEFAULT_POOL] = layout.default_pool
     cfg[T.C_SEED] = config.seed
+    cfg[T.C_PENDING_TTL] = config.pending_ttl_s
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows
@@ -231,6 +234,7 @@ def build_state(
         node_slots=node_slots,
         pods=pods,
         pod_since=np.zeros(rows, dtype=np.float64),
+        pod_failed_at=np.zeros(rows, dtype=np.float64),
         pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
         pod_pool=pod_pool,
         row_stack=np.arange(rows - 1, -1, -1, dtype=np.int64),

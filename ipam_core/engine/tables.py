@@ -157,7 +157,8 @@ C_CL_MAX_IPS = 42  # AKS CNS max IPs per node
 C_CL_STATIC_UNITS = 43  # units written once per node (crd poolPerNode, AKS static blocks)
 C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and last address
 C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC); 0.0: crd pools
-C_NCOL = 46
+C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
+C_NCOL = 47
 
 POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool
 POLICY_MULTI_POOL = 1
