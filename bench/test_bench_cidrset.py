@@ -27,6 +27,7 @@ import pytest
 from ipam_core import CIDRSet
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_set
+from bench_util import record_speed
 
 CLUSTER = "10.0.0.0/8"
 NODE_MASK = 24
@@ -150,13 +151,6 @@ def record(benchmark, impl: str, pairs: int) -> None:
         occupancy=OCCUPANCY,
         upstream_go_ns=UPSTREAM_GO_NS,
     )
-
-
-def record_speed(benchmark, pairs: int) -> None:
-    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
-    if stats is not None:
-        benchmark.extra_info["ns_per_op_min"] = stats.min / pairs * 1e9
-        benchmark.extra_info["ns_per_op_median"] = stats.median / pairs * 1e9
 
 
 def test_churn_paths_agree(steady):

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from ipam_core.workloads import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL, Workload, generate, parse_workload
+from bench_util import record_speed
 
 GROUP = "workloads-generate-steady-churn-1M"
 NODES = 1_000
@@ -63,13 +64,6 @@ def generate_python(duration_s: float = BASELINE_DURATION_S) -> Workload:
 
 def record(benchmark, impl: str, events: int) -> None:
     benchmark.extra_info.update(ops=events, impl=impl, nodes=NODES, generator="steady-churn")
-
-
-def record_speed(benchmark, events: int) -> None:
-    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
-    if stats is not None:  # absent under --benchmark-disable
-        benchmark.extra_info["ns_per_op_min"] = stats.min / events * 1e9
-        benchmark.extra_info["ns_per_op_median"] = stats.median / events * 1e9
 
 
 def test_members_build_the_same_kind_of_workload():
