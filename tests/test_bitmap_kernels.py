@@ -182,6 +182,20 @@ def test_find_free_every_start(n, density, blocky):
             assert k.bm_find_free_wrap(words, summary, start) == ref.find_free_wrap(start), start
 
 
+@pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
+def test_take_scan_every_start_takes_what_find_free_wrap_finds(n, density, blocky):
+    ref = random_ref(n, density, seed=n + 11, blocky=blocky)
+    starts = list(range(0, min(n, 300))) + list(range(max(0, n - 70), n))
+    for start in starts:
+        words, summary = arrays(ref)
+        expected = ref.find_free_wrap(start)
+        assert k.bm_take_scan(words, summary, start) == expected, start
+        after = ref.copy()
+        if expected >= 0:
+            after.set_many([expected])
+        assert_state(words, summary, after)
+
+
 @given(states(), st.data())
 def test_find_free_random_starts(ref, data):
     words, summary = arrays(ref)

@@ -149,10 +149,10 @@ from ipam_core.kernels.bitmap import (
     bm_alloc_block,
     bm_clear,
     bm_find_free,
-    bm_find_free_wrap,
     bm_free_blocks,
     bm_release_block,
     bm_set,
+    bm_take_scan,
 )
 
 INF = np.inf
@@ -316,11 +316,12 @@ def _single_address(st, s, first_fit):
     n = st.sets[s, S_N]
     if first_fit:
         offset = bm_find_free(words, summary, 0)
+        if offset >= 0:
+            bm_set(words, summary, offset)
     else:
-        offset = bm_find_free_wrap(words, summary, np.random.randint(0, n))
+        offset = bm_take_scan(words, summary, np.random.randint(0, n))
     if offset < 0:
         return -1
-    bm_set(words, summary, offset)
     _take_subnet(st, s, 1)
     return offset
 

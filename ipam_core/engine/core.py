@@ -186,7 +186,7 @@ from ipam_core.engine.cloud import (  # cloud modes (POLICY_CLOUD)
 )
 from ipam_core.engine.tables import CT_OP_AT
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_init, bm_set
+from ipam_core.kernels.bitmap import bm_clear, bm_init, bm_take_scan
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
 
 BIG = np.int64(1) << np.int64(62)
@@ -407,8 +407,7 @@ def _carve_slot(st, node, pool, family):
             st.cnt[K_ERROR] = ERROR_CHUNKS_FULL
             return -1
         words, summary = _set_bitmap(st, s)
-        index = bm_find_free_wrap(words, summary, sets[s, S_CURSOR])
-        bm_set(words, summary, index)
+        index = bm_take_scan(words, summary, sets[s, S_CURSOR])
         sets[s, S_ALLOCATED] += 1
         sets[s, S_CURSOR] = index + 1 if index + 1 < sets[s, S_N] else 0
         chunk_top = sets[s, S_CHUNK_TOP] - 1
@@ -495,8 +494,7 @@ def _take_address(st, slot):
     if sl[slot, L_USED] >= max_addrs:
         return -1
     words, summary = _slot_bitmap(st, slot)
-    offset = bm_find_free_wrap(words, summary, np.random.randint(0, max_addrs))
-    bm_set(words, summary, offset)
+    offset = bm_take_scan(words, summary, np.random.randint(0, max_addrs))
     sl[slot, L_USED] += 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
