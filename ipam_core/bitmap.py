@@ -414,14 +414,19 @@ class Bitmap:
 
         Notes
         -----
-        Does not move the next-fit cursor (``cidr_set.go``). Above
-        :data:`BRANCHLESS_RELEASE_FILL` it calls
-        :func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`, otherwise
-        :func:`~ipam_core.kernels.bitmap.bm_clear_many`; both give the same
-        result.
+        Does not move the next-fit cursor (``cidr_set.go``). Keeps the summary
+        the way that is fastest for the batch: rebuilt at the end for a batch
+        at least as long as the leaf level
+        (:func:`~ipam_core.kernels.bitmap.bm_clear_many_rebuild`), branch-free
+        above :data:`BRANCHLESS_RELEASE_FILL`
+        (:func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`),
+        otherwise :func:`~ipam_core.kernels.bitmap.bm_clear_many`. All give
+        the same result.
         """
         arr = self._offsets(offsets, "offset")
-        if self._used > BRANCHLESS_RELEASE_FILL * self.size:
+        if arr.shape[0] >= self.words.shape[0]:
+            flipped = int(kb.bm_clear_many_rebuild(self.words, self.summary, arr))
+        elif self._used > BRANCHLESS_RELEASE_FILL * self.size:
             flipped = int(kb.bm_clear_many_branchless(self.words, self.summary, arr))
         else:
             flipped = int(kb.bm_clear_many(self.words, self.summary, arr))

@@ -127,23 +127,25 @@ def test_set_many_clear_many_test_many(ref, data):
     hits = np.empty(offsets.shape[0], dtype=np.bool_)
     assert k.bm_test_many(words, offsets, hits) == sum(ref.test(int(i)) for i in offsets)
     assert hits.tolist() == [ref.test(int(i)) for i in offsets]
-    op = data.draw(st.sampled_from(["set", "clear", "clear_branchless"]))
+    op = data.draw(st.sampled_from(["set", "clear", "clear_branchless", "clear_rebuild"]))
     if op == "set":
         assert k.bm_set_many(words, summary, offsets) == ref.set_many(offsets)
     elif op == "clear":
         assert k.bm_clear_many(words, summary, offsets) == ref.clear_many(offsets)
-    else:
+    elif op == "clear_branchless":
         assert k.bm_clear_many_branchless(words, summary, offsets) == ref.clear_many(offsets)
+    else:
+        assert k.bm_clear_many_rebuild(words, summary, offsets) == ref.clear_many(offsets)
     assert_state(words, summary, ref)
 
 
 @pytest.mark.parametrize("n, density, blocky", PARAM_STATES)
-def test_both_clear_many_kernels_agree_with_the_model(n, density, blocky):
+def test_every_clear_many_kernel_agrees_with_the_model(n, density, blocky):
     ref = random_ref(n, density, seed=5 * n + 2, blocky=blocky)
     offsets = np.random.default_rng(n).integers(0, max(n, 1), size=min(n, 500)) if n else np.empty(0, np.int64)
     expected = ref.copy()
     flipped = expected.clear_many(offsets)
-    for kernel in (k.bm_clear_many, k.bm_clear_many_branchless):
+    for kernel in (k.bm_clear_many, k.bm_clear_many_branchless, k.bm_clear_many_rebuild):
         words, summary = arrays(ref)
         assert kernel(words, summary, offsets) == flipped
         assert_state(words, summary, expected)
@@ -493,6 +495,8 @@ def test_kernels_on_a_slice_leave_the_rest_of_the_arena_alone():
     assert k.bm_alloc_blocks(words, summary, 2, n, out) == len(ref.alloc_blocks(2, n))
     released = np.arange(0, n, 7, dtype=np.int64)
     assert k.bm_clear_many(words, summary, released) == ref.clear_many(released)
+    assert k.bm_set_many(words, summary, released) == ref.set_many(released)
+    assert k.bm_clear_many_rebuild(words, summary, released) == ref.clear_many(released)
     assert_state(words, summary, ref)
     assert (arena[:nw] == 0xDEADBEEF).all() and (arena[2 * nw :] == 0xDEADBEEF).all()
     assert (sums[:ns] == 0xBEEF).all() and (sums[2 * ns :] == 0xBEEF).all()
