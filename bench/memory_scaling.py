@@ -49,8 +49,8 @@ CHURN_PER_S = 20.0
 
 GROUPS = {
     "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
-    "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_key",
-                   "tree_cnt"),
+    "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_cnt",
+                   "bucket_words", "bucket_summary", "bucket_count"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
     "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "cl_node", "cl_time", "cl_iface", "cl_unit"),

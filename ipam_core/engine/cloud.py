@@ -50,8 +50,14 @@ from ipam_core.cloud.vpc_cni import (
     should_remove_extra_enis,
     target_state,
 )
-from ipam_core.cloud.watermarks import excess_ips, max_ips_to_allocate, needed_ips, used_with_prefixes
+from ipam_core.cloud.watermarks import (
+    excess_ips,
+    max_ips_to_allocate,
+    needed_ips,
+    used_with_prefixes,
+)
 from ipam_core.engine import tables as T
+from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
     C_CL_ABOVE,
     C_CL_AGENT_RESERVED,
@@ -319,7 +325,7 @@ def _single_address(st, s, first_fit):
         if offset >= 0:
             bm_set(words, summary, offset)
     else:
-        offset = bm_take_scan(words, summary, np.random.randint(0, n))
+        offset = bm_take_scan(words, summary, draw(st.cnt, n))
     if offset < 0:
         return -1
     _take_subnet(st, s, 1)
@@ -496,7 +502,7 @@ def _pick(st, node):
     free = st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]
     if free <= 0:
         return -1, -1
-    r = np.random.randint(0, free)
+    r = draw(st.cnt, free)
     for j in range(units):
         unit = st.cl_unit[node, j]
         if unit[CU_SET] < 0:

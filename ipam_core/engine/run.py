@@ -16,10 +16,16 @@ import pyarrow as pa
 from ipam_core.addr import format_cidrs
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
-from ipam_core.engine.core import advance, seed_rng
+from ipam_core.engine.core import advance
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.pools import resolve_pod_pools
-from ipam_core.engine.state import EngineConfig, State, build_state, count_node_adds, workload_bounds
+from ipam_core.engine.state import (
+    EngineConfig,
+    State,
+    build_state,
+    count_node_adds,
+    workload_bounds,
+)
 from ipam_core.errors import IPAMBenchError
 from ipam_core.kernels.bitmap import bm_largest_free_block
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
@@ -174,7 +180,6 @@ class Simulation:
             np.ascontiguousarray(workload.node, dtype=np.int32),
             np.ascontiguousarray(workload.pod, dtype=np.int32),
         )
-        seed_rng(self.config.seed)
         self.time = 0.0
 
     def advance(self, t_stop: float) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ipam_core.engine import tables as T
 from ipam_core.engine.layout import Layout, pod_range
+from ipam_core.engine.rng import seed_state
 from ipam_core.kernels.bitmap import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
@@ -41,8 +42,10 @@ State = namedtuple(
         "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
         "heap_t",  # float64 [timers]: every other timer, a binary heap
         "heap_i",  # int64 [timers, H_NCOL]
-        "tree_key",  # int64: scheduler segment tree, key << 24 | node per leaf, min per parent
-        "tree_cnt",  # int64: eligible nodes below each tree node
+        "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
+        "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
+        "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
+        "bucket_count",  # int64 [keys]: nodes per bucket
         "cfg",  # float64 [C_NCOL]
         "cnt",  # int64 [K_NCOL]
         # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
@@ -177,6 +180,7 @@ def build_state(
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = np.zeros((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
     nodes[:, T.N_HEAD] = -1
+    nodes[:, T.N_BUCKET] = -1
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     rows = max(1, n_pods if max_live is None else max_live)
     pods = np.zeros((rows, T.D_NCOL), dtype=np.int64)
@@ -193,9 +197,9 @@ def build_state(
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
-    tree_key = np.full(2 * size, 1 << 62, dtype=np.int64)
-    if size >= 1 << 24:
-        raise ValueError(f"{n_nodes} node ids: the scheduler tree holds at most {1 << 24}")
+    # spread and pack keep one bucket per key (pods, or maxPods - pods): keys 0..maxPods
+    keys = config.max_pods + 1 if config.scheduler != T.SCHED_RANDOM else 1
+    bucket_nw, bucket_ns = bm_sizes(max(n_nodes, 1))
     cfg = np.zeros(T.C_NCOL, dtype=np.float64)
     cfg[T.C_POLICY] = layout.policy
     for family in layout.families:
@@ -216,6 +220,8 @@ def build_state(
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows
+    cnt[T.K_RNG] = seed_state(config.seed)
+    cnt[T.K_SCHED_MIN] = keys
     pool_carvable = np.zeros((n_pools, 2), dtype=np.int64)
     for spec in layout.sets:
         pool_carvable[spec.pool, spec.family] += spec.capacity
@@ -247,8 +253,11 @@ def build_state(
         retry_i=np.zeros((ring_cap, 3), dtype=np.int64),
         heap_t=np.zeros(heap_cap, dtype=np.float64),
         heap_i=np.zeros((heap_cap, T.H_NCOL), dtype=np.int64),
-        tree_key=tree_key,
         tree_cnt=np.zeros(2 * size, dtype=np.int64),
+        # every bit set: every bucket empty (pad bits included, so the summary is all ones too)
+        bucket_words=np.full(keys * bucket_nw, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64),
+        bucket_summary=np.full(keys * bucket_ns, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64),
+        bucket_count=np.zeros(keys, dtype=np.int64),
         cfg=cfg,
         cnt=cnt,
         cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),

@@ -65,7 +65,8 @@ N_NSLOTS = 5
 N_SYNC_ARMED = 6  # multi-pool: a debounced CiliumNode update is scheduled
 N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
-N_NCOL = 9
+N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
+N_NCOL = 10
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -226,6 +227,8 @@ K_SLOT_TOP = 10  # free slot ids left on the `slot_stack`
 K_ROW_TOP = 11  # free pod rows left on the `row_stack`
 K_RETRY_HEAD = 12  # first pod-retry timer in the `retry_*` ring
 K_RETRY_LEN = 13  # pod-retry timers in the ring
+K_RNG = 14  # SplitMix64 state of the run's random stream (engine/rng.py), as int64 bits
+K_SCHED_MIN = 15  # spread / pack: no scheduler bucket below this key has a node
 K_FAMILY_BASE = 16  # + FAMILY_STRIDE * family + F_*
 FAMILY_STRIDE = 16
 F_CARVED = 0  # addresses in node CIDRs

@@ -1173,15 +1173,36 @@ def prefetch_word(words, j):
     """
 
 
+def prefetch_row(table, i):
+    """Hint the CPU to load row ``i`` of a 2-D C-contiguous table (first and last element).
+
+    A no-op outside the JIT. A row of up to 64 bytes past a cache-line
+    boundary is covered whole; wider rows only at both ends.
+
+    Parameters
+    ----------
+    table : numpy.ndarray
+        A 2-D C-contiguous array.
+    i : int
+        Row to prefetch (any value: a prefetch never faults).
+    """
+
+
 @intrinsic
 def _llvm_prefetch(typingctx, arr, idx):
+    # idx: one int per dimension of arr (a tuple for 2-D)
     if not isinstance(arr, types.Array):
         return None
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
+        aryty, idxty = signature.args
         ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        if isinstance(idxty, types.BaseTuple):
+            parts = [(builder.extract_value(args[1], k), ty) for k, ty in enumerate(idxty)]
+        else:
+            parts = [(args[1], idxty)]
+        indices = [context.cast(builder, value, ty, types.intp) for value, ty in parts]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, indices, wraparound=False)
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0"
@@ -1197,6 +1218,15 @@ def _llvm_prefetch(typingctx, arr, idx):
 def _prefetch_word_jit(words, j):
     def impl(words, j):
         _llvm_prefetch(words, j)
+
+    return impl
+
+
+@overload(prefetch_row, jit_options={"cache": True})
+def _prefetch_row_jit(table, i):
+    def impl(table, i):
+        _llvm_prefetch(table, (i, 0))
+        _llvm_prefetch(table, (i, table.shape[1] - 1))
 
     return impl
 
