@@ -30,7 +30,7 @@ import pytest
 
 from ipam_core import PodIPRange
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_set
+from ipam_core.kernels.bitmap import bm_clear, bm_take_scan
 from bench_util import record_speed
 
 CIDR = "10.0.0.0/16"
@@ -72,10 +72,9 @@ def churn_pairs(words, summary, n, held, picks, starts):
         bm_clear(words, summary, held[p])
         # the body of bm_alloc_scan for one start (calling it on 1-element
         # slices costs ~10 % more per pair)
-        slot = bm_find_free_wrap(words, summary, starts[k])
+        slot = bm_take_scan(words, summary, starts[k])
         if slot < 0:
             return k
-        bm_set(words, summary, slot)
         held[p] = slot
     return picks.shape[0]
 
