@@ -1001,7 +1001,8 @@ def _clear_run(words, summary, offsets, how):
     flipped = 0
     n = offsets.shape[0]
     for k in range(n):
-        if k + _RELEASE_PREFETCH < n:
+        # a bitmap no longer than the batch (RELEASE_REBUILD) sits in cache: prefetching is overhead
+        if how != _CLEAR_LEAVES and k + _RELEASE_PREFETCH < n:
             prefetch_word(words, offsets[k + _RELEASE_PREFETCH] >> 6)
         i = offsets[k]
         j = i >> 6
