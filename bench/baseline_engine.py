@@ -18,7 +18,7 @@ selection (``Scenario.select_pool``). Everything from there on is written
 here from the semantics, not imported.
 
 Randomness: pod-address scan starts and the ``random`` scheduler draw from
-``random.Random(seed)``, not from Numba's generator, so which *offset* a pod
+``random.Random(seed)``, not from the engine's SplitMix64 stream, so which *offset* a pod
 gets differs from the engine. No count depends on the offset (the agent picks
 a node CIDR by its fill, never by offsets), so with the ``spread`` and
 ``pack`` schedulers every trace column matches the engine exactly; with

@@ -13,7 +13,7 @@ array grows with:
 * ``pod_bytes``: the pods table, ``pod_since`` and the timer heap, sized by
   the workload's pod ids (every pod ever created, not the live ones);
 * ``node_bytes``: node rows, each node's CIDR list, per node x pool x family
-  demand counters and the scheduler's segment tree;
+  demand counters, the scheduler's count tree and buckets;
 * ``bitmap_bytes``: node-CIDR bitmaps of every pool CIDR (one bit per node
   CIDR) and the pod-address bitmaps of every node CIDR that can be live at
   once (one bit per usable address, padded to 64);

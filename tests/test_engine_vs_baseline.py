@@ -2,7 +2,7 @@
 
 The baseline mirrors ``ipam_core/engine/core.py`` rule by rule with sets,
 dicts and ``heapq`` instead of tables and bitmaps, and draws its random
-address offsets from ``random.Random`` instead of Numba's generator. No trace
+address offsets from ``random.Random`` instead of the engine's SplitMix64 stream. No trace
 count depends on which offset a pod gets (the agent chooses a node CIDR by its
 fill, never by offsets), so with the ``spread`` and ``pack`` schedulers every
 column of the trace, ``largest_free_block`` included, must be equal at every
