@@ -13,7 +13,7 @@ array grows with:
 * ``pod_bytes``: the pods table, ``pod_since`` and the timer heap, sized by
   the workload's pod ids (every pod ever created, not the live ones);
 * ``node_bytes``: node rows, each node's CIDR list, per node x pool x family
-  demand counters, the scheduler's count tree and buckets;
+  demand counters, the scheduler's count tree and buckets, the rings of node timers;
 * ``bitmap_bytes``: node-CIDR bitmaps of every pool CIDR (one bit per node
   CIDR) and the pod-address bitmaps of every node CIDR that can be live at
   once (one bit per usable address, padded to 64);
@@ -50,10 +50,10 @@ CHURN_PER_S = 20.0
 GROUPS = {
     "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
     "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_cnt",
-                   "bucket_words", "bucket_summary", "bucket_count"),
+                   "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
-    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "cl_node", "cl_time", "cl_iface", "cl_unit"),
+    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
 }
 COLUMNS = ("mode", "nodes", "pods_per_node", "live_pods", "churn_s", "pod_ids", "node_mask", "node_cidr_bits",
            "pod_bitmap_bits", "state_bytes", *GROUPS)
@@ -99,20 +99,21 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
 
 
 def per_unit(rows: list[dict]) -> list[str]:
-    """Bytes per pod id, per node and per bitmap bit, fitted over the grid (least squares)."""
+    """Bytes per live pod, per pod id, per node and per bitmap bit, fitted over the grid (least squares)."""
     lines = []
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode]
         pod = np.array([r["pod_bytes"] for r in mine], float)
         ids = np.array([r["pod_ids"] for r in mine], float)
+        live = np.array([r["live_pods"] for r in mine], float)
         node = np.array([r["node_bytes"] for r in mine], float)
         n = np.array([r["nodes"] for r in mine], float)
         bits = np.array([r["node_cidr_bits"] + r["pod_bitmap_bits"] for r in mine], float)
         bm = np.array([r["bitmap_bytes"] for r in mine], float)
-        per_id = np.linalg.lstsq(np.c_[ids, np.ones_like(ids)], pod, rcond=None)[0]
+        per_live, per_id = np.linalg.lstsq(np.c_[live, ids, np.ones_like(ids)], pod, rcond=None)[0][:2]
         per_node = np.linalg.lstsq(np.c_[n, np.ones_like(n)], node, rcond=None)[0]
         per_bit = np.linalg.lstsq(np.c_[bits, np.ones_like(bits)], bm, rcond=None)[0]
-        lines.append(f"| {mode} | {per_id[0]:.1f} | {per_node[0]:.1f} | {per_bit[0] * 8:.3f} |")
+        lines.append(f"| {mode} | {per_live:.1f} | {per_id:.1f} | {per_node[0]:.1f} | {per_bit[0] * 8:.3f} |")
     return lines
 
 
@@ -143,13 +144,13 @@ def markdown(rows: list[dict], command: str) -> str:
         "",
         "## Bytes per unit (least squares over the grid)",
         "",
-        "| mode | bytes per pod id (pods table + timer heap) | bytes per node | state bits per bitmap bit"
-        " (summaries and 64-bit padding included) |",
-        "|---|---:|---:|---:|",
+        "| mode | bytes per live pod (pods table, retry ring) | bytes per pod id (id -> row map) | bytes per node"
+        " | state bits per bitmap bit (summaries and 64-bit padding included) |",
+        "|---|---:|---:|---:|---:|",
         *per_unit(rows),
         "",
-        "Pod tables grow with pod ids, i.e. with every pod *created* during the run, not with the pods",
-        "alive at once: churn adds a row per replacement. Bitmaps grow with the pools' node CIDRs (one bit",
+        "Pod tables grow with the pods alive at once (rows are reused); each pod id ever created costs only",
+        "its entry in the id-to-row map (and its pool in multi-pool). Bitmaps grow with the pools' node CIDRs (one bit",
         "each) and with the usable addresses of the node CIDRs that can be live at once (nodes x CIDRs per",
         "node, capped by the pool), so a shorter node mask costs bitmap bits, not rows.",
         "",

@@ -143,7 +143,8 @@ def _warm():
 
 
 def timers_fired(st) -> int:
-    return int(st.cnt[T.K_SEQ] - st.cnt[T.K_HEAP])
+    outstanding = st.cnt[T.K_HEAP] + st.cnt[T.K_RETRY_LEN] + st.node_ring_pos[:, 1].sum()
+    return int(st.cnt[T.K_SEQ] - outstanding)
 
 
 def rss_bytes() -> tuple[int, int]:

@@ -211,13 +211,35 @@ def _fc(family, field):
 # --------------------------------------------------------------------------- timers
 @kjit
 def _push(st, t, kind, a, b):
+    # A node timer due no earlier than the last one of its kind goes to the end of that kind's
+    # ring: those all wait one fixed delay, so the ring stays in (time, sequence) order at O(1)
+    # per timer; anything else, and a full ring, goes to the heap. Multi-pool sets 2.3 such
+    # timers per pod event (each node's refresh, debounced update and operator pass).
+    seq = st.cnt[K_SEQ]
+    if t < st.next_timer[0]:
+        st.next_timer[0] = t
+    if kind < st.node_ring_t.shape[0]:
+        n = st.node_ring_pos[kind, 1]
+        cap = st.node_ring_t.shape[1]
+        if n < cap:
+            i = st.node_ring_pos[kind, 0] + n
+            if i >= cap:
+                i -= cap
+            last = i - 1 if i > 0 else cap - 1
+            if n == 0 or t >= st.node_ring_t[kind, last]:
+                st.cnt[K_SEQ] = seq + 1
+                st.node_ring_t[kind, i] = t
+                st.node_ring_i[kind, i, 0] = a
+                st.node_ring_i[kind, i, 1] = b
+                st.node_ring_i[kind, i, 2] = seq
+                st.node_ring_pos[kind, 1] = n + 1
+                return
     heap_t = st.heap_t
     heap_i = st.heap_i
     n = st.cnt[K_HEAP]
     if n >= heap_t.shape[0]:
         st.cnt[K_ERROR] = ERROR_HEAP_FULL
         return
-    seq = st.cnt[K_SEQ]
     st.cnt[K_SEQ] = seq + 1
     st.cnt[K_HEAP] = n + 1
     i = n
@@ -250,6 +272,8 @@ def _push_retry(st, t, row, gen):
         i -= cap
     seq = st.cnt[K_SEQ]
     st.cnt[K_SEQ] = seq + 1
+    if t < st.next_timer[0]:
+        st.next_timer[0] = t
     st.retry_t[i] = t
     st.retry_i[i, 0] = row
     st.retry_i[i, 1] = gen
@@ -266,6 +290,17 @@ def _pop_retry(st):
     st.cnt[K_RETRY_HEAD] = 0 if i == st.retry_t.shape[0] else i
     st.cnt[K_RETRY_LEN] -= 1
     return row, gen
+
+
+@kjit(inline=True)
+def _pop_node_ring(st, kind):
+    i = st.node_ring_pos[kind, 0]
+    a = st.node_ring_i[kind, i, 0]
+    b = st.node_ring_i[kind, i, 1]
+    i += 1
+    st.node_ring_pos[kind, 0] = 0 if i == st.node_ring_t.shape[1] else i
+    st.node_ring_pos[kind, 1] -= 1
+    return a, b
 
 
 @kjit
@@ -1164,6 +1199,8 @@ def _timer(st, kind, a, b, now):
         _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, b)
 
 
+FROM_HEAP = -1  # the next timer's source in advance: the heap, or a ring named by its timer kind
+BIG_SEQ = np.int64(1) << np.int64(62)
 PREFETCH_EVENTS = 16  # how far ahead the loop prefetches a pod's row-map entry; its row at half that
 
 
@@ -1179,6 +1216,33 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
         row = st.pod_row[ev_pod[half]]
         if row >= 0:
             prefetch_row(st.pods, row)
+
+
+@kjit(inline=True)
+def _next_timer(st):
+    """The earliest (time, sequence) among the heap's top and the rings' heads: ``(source, time)``."""
+    t_timer = np.inf
+    seq = BIG_SEQ
+    source = FROM_HEAP
+    if st.cnt[K_HEAP] > 0:
+        t_timer = st.heap_t[0]
+        seq = st.heap_i[0, H_SEQ]
+    if st.cnt[K_RETRY_LEN] > 0:
+        head = st.cnt[K_RETRY_HEAD]
+        t_ring = st.retry_t[head]
+        if t_ring < t_timer or (t_ring == t_timer and st.retry_i[head, 2] < seq):
+            t_timer = t_ring
+            seq = st.retry_i[head, 2]
+            source = T_POD_RETRY
+    for kind in range(st.node_ring_t.shape[0]):
+        if st.node_ring_pos[kind, 1] > 0:
+            head = st.node_ring_pos[kind, 0]
+            t_ring = st.node_ring_t[kind, head]
+            if t_ring < t_timer or (t_ring == t_timer and st.node_ring_i[kind, head, 2] < seq):
+                t_timer = t_ring
+                seq = st.node_ring_i[kind, head, 2]
+                source = kind
+    return source, t_timer
 
 
 @kjit
@@ -1209,24 +1273,22 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         _prefetch_events(st, ev_op, ev_pod, st.cnt[K_EVENT], n_events)
         e = st.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
-        t_timer = st.heap_t[0] if st.cnt[K_HEAP] > 0 else np.inf
-        from_ring = False
-        if st.cnt[K_RETRY_LEN] > 0:
-            head = st.cnt[K_RETRY_HEAD]
-            t_retry = st.retry_t[head]
-            if t_retry < t_timer or (t_retry == t_timer and st.retry_i[head, 2] < st.heap_i[0, H_SEQ]):
-                t_timer = t_retry
-                from_ring = True
-        if t_timer <= t_event:
-            if t_timer >= t_stop:
-                break
-            if from_ring:
-                row, gen = _pop_retry(st)
-                _timer(st, T_POD_RETRY, row, gen, t_timer)
-            else:
-                kind, a, b = _pop(st)
-                _timer(st, kind, a, b, t_timer)
-            continue
+        if st.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
+            source, t_timer = _next_timer(st)
+            st.next_timer[0] = t_timer
+            if t_timer <= t_event:
+                if t_timer >= t_stop:
+                    break
+                if source == T_POD_RETRY:
+                    row, gen = _pop_retry(st)
+                    _timer(st, T_POD_RETRY, row, gen, t_timer)
+                elif source == FROM_HEAP:
+                    kind, a, b = _pop(st)
+                    _timer(st, kind, a, b, t_timer)
+                else:
+                    a, b = _pop_node_ring(st, source)
+                    _timer(st, source, a, b, t_timer)
+                continue
         if t_event >= t_stop:
             break
         st.cnt[K_EVENT] = e + 1

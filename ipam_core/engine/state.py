@@ -40,7 +40,11 @@ State = namedtuple(
         "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
         "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
         "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
+        "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
+        "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
+        "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
         "heap_t",  # float64 [timers]: every other timer, a binary heap
+        "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
         "heap_i",  # int64 [timers, H_NCOL]
         "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
         "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
@@ -194,6 +198,8 @@ def build_state(
     ring_cap = rows + stale_timers + 64
     # node timers: a few outstanding per node incarnation (operator, debounce, refresh, cloud resync)
     heap_cap = 8 * (max(n_nodes, 1) + n_node_adds) + 64
+    # node timers of one kind mostly share one delay: a few per node incarnation (a full ring spills to the heap)
+    node_ring_cap = 2 * (max(n_nodes, 1) + n_node_adds) + 64
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
@@ -251,7 +257,11 @@ def build_state(
         pool_carvable=pool_carvable,
         retry_t=np.zeros(ring_cap, dtype=np.float64),
         retry_i=np.zeros((ring_cap, 3), dtype=np.int64),
+        node_ring_t=np.zeros((3, node_ring_cap), dtype=np.float64),
+        node_ring_i=np.zeros((3, node_ring_cap, 3), dtype=np.int64),
+        node_ring_pos=np.zeros((3, 2), dtype=np.int64),
         heap_t=np.zeros(heap_cap, dtype=np.float64),
+        next_timer=np.full(1, np.inf),
         heap_i=np.zeros((heap_cap, T.H_NCOL), dtype=np.int64),
         tree_cnt=np.zeros(2 * size, dtype=np.int64),
         # every bit set: every bucket empty (pad bits included, so the summary is all ones too)

@@ -101,6 +101,7 @@ POD_DELETED = 3
 POD_FAILED = 4
 
 # ---- timers
+# T_CARVE, T_AGENT_SYNC and T_REFRESH index the state's node_ring_* arrays: keep them 0, 1, 2
 T_CARVE = 0  # operator handles the node (carve node CIDRs / multi-pool allocate)
 T_AGENT_SYNC = 1  # multi-pool agent writes its CiliumNode (after the debounce)
 T_REFRESH = 2  # multi-pool agent's periodic refresh
