@@ -154,11 +154,12 @@ class Node:
 
 
 class Pod:
-    __slots__ = ("state", "node", "cidr", "offset", "pool", "pending_family", "since")
+    __slots__ = ("state", "node", "pin", "cidr", "offset", "pool", "pending_family", "since")
 
-    def __init__(self, pools: tuple[int, int]):
+    def __init__(self, pools: tuple[int, int], pin: int = -1):
         self.state = NONE
         self.node = -1
+        self.pin = pin  # the node the workload placed it on, -1 = the scheduler places it
         self.cidr: list[NodeCidr | None] = [None, None]
         self.offset = [-1, -1]
         self.pool = list(pools)
@@ -607,17 +608,19 @@ class BaselineEngine:
         pod.state = FAILED
         self.c.failed += 1
 
+    def placement(self, pod: Pod) -> int:
+        """Its pinned node once that is present, else the scheduler's pick; -1 to wait."""
+        if pod.pin >= 0:
+            return pod.pin if self.nodes[pod.pin].present else -1
+        return self.scheduler.pick()
+
     def pod_add(self, pod_id: int, pinned: int, namespace: int, annotation: int, now: float) -> None:
         if pod_id in self.pods:
             return
-        pod = self.pods[pod_id] = Pod(self.pod_pools(namespace, annotation))
-        node_id = pinned
-        if node_id >= 0 and not self.nodes[node_id].present:
-            node_id = -1
-        elif node_id < 0:
-            node_id = self.scheduler.pick()
+        pod = self.pods[pod_id] = Pod(self.pod_pools(namespace, annotation), pinned)
+        node_id = self.placement(pod)
         if node_id < 0:
-            # unschedulable for now: waits in the scheduling queue
+            # unschedulable for now, or its node is not there yet: waits in the scheduling queue
             pod.state = PENDING
             pod.since = now
             self.c.pending += 1
@@ -631,7 +634,7 @@ class BaselineEngine:
         if pod.state != PENDING:
             return
         if pod.node < 0:
-            node_id = self.scheduler.pick()
+            node_id = self.placement(pod)
             if node_id < 0:
                 self.push(now + self.retry, POD_RETRY, pod_id, 0)
                 return

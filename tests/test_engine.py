@@ -62,6 +62,21 @@ def test_host_scope_node_takes_252_pods_of_a_24_then_fails_while_others_have_roo
         assert last(r, "addrs_reserved") == 2 * (2 + 2)  # network + last + router + health per node
 
 
+def test_a_pod_placed_on_a_node_not_yet_there_waits_for_that_node(tmp_path):
+    # a replayed pod names node 1, which joins a minute later; node 0 has room all along
+    sc = scenario(tmp_path, {"duration": "3m"})
+    events = [(0.0, OP_NODE_ADD, 0, -1), (5.0, OP_POD_ADD, 1, 0), (65.0, OP_NODE_ADD, 1, -1)]
+    for mode in MODES:
+        sim = Simulation(scenario_for_mode(sc, mode), workload(events, 2), mode)
+        sim.advance(60.0)
+        row = sim.state.pod_row[0]
+        assert sim.state.pods[row, T.D_STATE] == T.POD_PENDING and sim.state.pods[row, T.D_NODE] == -1
+        sim.advance(180.0)
+        assert sim.state.pods[row, T.D_STATE] == T.POD_RUNNING, mode
+        assert sim.state.pods[row, T.D_NODE] == 1, mode
+        assert check_invariants(sim.state) == []
+
+
 def test_cluster_pool_takes_cidrs_in_list_order_and_exhaustion_leaves_nodes_not_ready(tmp_path):
     sc = scenario(
         tmp_path,

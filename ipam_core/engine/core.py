@@ -86,6 +86,7 @@ from ipam_core.engine.tables import (
     D_NODE,
     D_OFF,
     D_PENDING_FAMILY,
+    D_PIN,
     D_POOL,
     D_PREV,
     D_SLOT,
@@ -1033,16 +1034,22 @@ def _row_free(st, row):
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
+def _placement(st, pod):
+    """The node for an unbound pod: its pinned node once that is present, else the scheduler's pick; -1 to wait."""
+    pinned = st.pods[pod, D_PIN]
+    if pinned >= 0:
+        return pinned if st.nodes[pinned, N_PRESENT] == 1 else -1
+    return _sched_pick(st)
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
 def _pod_add(st, pod, pinned, now):
     if st.pods[pod, D_STATE] != POD_NONE:
         return
-    node = pinned
-    if node >= 0 and st.nodes[node, N_PRESENT] == 0:
-        node = -1
-    elif node < 0:
-        node = _sched_pick(st)
+    st.pods[pod, D_PIN] = pinned
+    node = _placement(st, pod)
     if node < 0:
-        # unschedulable for now: waits in the scheduling queue, retried
+        # unschedulable for now, or its node is not there yet: waits in the scheduling queue, retried
         st.pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
         st.cnt[K_PENDING] += 1
@@ -1059,7 +1066,7 @@ def _pod_retry(st, pod, now):
         return
     node = pods[pod, D_NODE]
     if node < 0:
-        node = _sched_pick(st)
+        node = _placement(st, pod)
         if node < 0:
             _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
             return

@@ -193,6 +193,7 @@ def build_state(
     pods[:, T.D_NEXT] = -1
     pods[:, T.D_PREV] = -1
     pods[:, T.D_PENDING_FAMILY] = -1
+    pods[:, T.D_PIN] = -1
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
     # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
     ring_cap = rows + stale_timers + 64

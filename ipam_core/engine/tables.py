@@ -92,7 +92,8 @@ D_PREV = 9
 D_PENDING_FAMILY = 10  # family whose allocation failed last (-1 = none): counts as multi-pool demand
 D_ID = 11  # the workload's pod id held by this row
 D_GEN = 12  # row incarnation: retry timers of an earlier pod in the row are ignored
-D_NCOL = 13
+D_PIN = 13  # node the workload placed the pod on (its spec.nodeName), -1 = the scheduler places it
+D_NCOL = 14
 
 POD_NONE = 0
 POD_PENDING = 1

@@ -6,7 +6,8 @@ Columns (names are case-insensitive)::
     op           add | create | delete | node-add | node-delete   (case-insensitive)
     pod          pod name                      (pod rows)
     namespace    namespace name                (pod rows)
-    node         node name (optional; required on node rows; pins a pod when set on its add)
+    node         node name (optional; required on node rows; pins a pod when set on its add:
+                 the pod waits for that node, as a pod whose spec.nodeName names it would)
     annotations  optional: JSON object '{"ipam.cilium.io/ip-pool": "blue"}' or 'k=v;k=v'
     pool         optional: pool name, used where annotations name none (written by Workload.to_arrow)
 
