@@ -29,7 +29,8 @@ from ipam_core.engine.core import (
 from ipam_core.engine.run import Simulation
 from ipam_core.scenario import scenario_for_mode
 
-DELAYS = (0.0, 1.0, 15.0, 60.0, 2.5)  # a few fixed delays, so most pushes stay in order per kind
+DELAYS = (0.0, 1.0, 15.0, 60.0, 2.5)  # a few fixed delays, so most node timers stay in order per kind
+RETRY_S = 10.0
 
 
 def fresh_state(tmp_path):
@@ -60,7 +61,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(steps)
 def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan):
     state = fresh_state(tmp_path_factory.mktemp("timers"))
@@ -70,10 +71,11 @@ def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan
         if op == "wait":
             now += value
         elif op == "push":
-            t = now + value
             if kind == T.T_POD_RETRY:
+                t = now + RETRY_S  # the engine sets every pod retry one podRetryInterval ahead
                 _push_retry(state, t, a, 7)
             else:
+                t = now + value
                 _push(state, t, kind, a, 7)
             heapq.heappush(model, (t, seq, kind, a))
             seq += 1

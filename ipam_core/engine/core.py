@@ -1073,9 +1073,7 @@ def _pod_retry(st, pod, now):
         st.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
         _bind(st, pod, node)
-        _try_start(st, pod, now)
-        return
-    if now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
+    elif now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
         # one last attempt, then give up
         failed = _alloc_pod(st, pod, node)
         if failed < 0:
@@ -1286,15 +1284,15 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
             if t_timer <= t_event:
                 if t_timer >= t_stop:
                     break
+                # one call site: each inlined copy of _timer costs seconds of compile time
+                kind = source
                 if source == T_POD_RETRY:
-                    row, gen = _pop_retry(st)
-                    _timer(st, T_POD_RETRY, row, gen, t_timer)
+                    a, b = _pop_retry(st)
                 elif source == FROM_HEAP:
                     kind, a, b = _pop(st)
-                    _timer(st, kind, a, b, t_timer)
                 else:
                     a, b = _pop_node_ring(st, source)
-                    _timer(st, source, a, b, t_timer)
+                _timer(st, kind, a, b, t_timer)
                 continue
         if t_event >= t_stop:
             break
