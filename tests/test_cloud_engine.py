@@ -347,3 +347,26 @@ def test_a_nearly_full_subnet_strands_addresses_an_eni_cannot_use(tmp_path):
     r = run(sc, workload(nodes_then_pods(4, 60, gap=1.0), 4), "aws-vpc-cni")
     assert 0 < last(r, "carvable_node_cidrs") < 10 and last(r, "frag_failures") == 0
     assert last(r, "pods_failed") > 0 and last(r, "pods_failed_free_elsewhere") == last(r, "pods_failed")
+
+
+def test_the_loop_compiles_the_cloud_rules_for_a_cloud_state_only(tmp_path):
+    # a pool-mode state is its own Numba type, for which every cloud hook is a typed constant
+    import numba
+
+    from ipam_core.engine import cloud
+    from ipam_core.engine.cloud_hooks import cloud_period, is_cloud_state
+    from ipam_core.engine.run import Simulation
+    from ipam_core.kernels._jit import kjit
+
+    @kjit
+    def period(st):
+        return cloud_period(st)
+
+    sc = cloud_scenario(tmp_path)
+    wl = build_workload(sc)
+    pool = Simulation(scenario_for_mode(sc, "cluster-pool"), wl, "cluster-pool").state
+    eni = Simulation(scenario_for_mode(sc, "eni"), wl, "eni").state
+    assert not is_cloud_state(numba.typeof(pool))
+    assert is_cloud_state(numba.typeof(eni))
+    assert period(pool) == 0.0  # the placeholder
+    assert period(eni) == cloud.cloud_period(eni) > 0.0  # the real rule: ENI operator resync

@@ -31,8 +31,9 @@ What is modelled, and from which upstream file:
 * ``POLICY_CLOUD`` (``eni``, ``aws-vpc-cni``, ``azure``, ``crd``): per-node pools
   of addresses and /28 prefixes carved from subnet bitmaps by the cloud
   operator, ipamd, CNS or a crd writer; the rules are in
-  :mod:`ipam_core.engine.cloud`, this module only dispatches to them and
-  schedules their timers.
+  :mod:`ipam_core.engine.cloud`, this module only dispatches to them (through
+  :mod:`ipam_core.engine.cloud_hooks`, so that a pool-mode run never compiles
+  them) and schedules their timers.
 * Pod addresses: Cilium's ``ipallocator`` over ``allocator/bitmap.go``: a
   uniform random start and a forward scan with wrap-around in the node
   CIDR's bitmap; host-scope agents use only the first CIDR per family
@@ -52,7 +53,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.engine.cloud import (  # cloud modes (POLICY_CLOUD)
+from ipam_core.engine.cloud_hooks import (  # cloud modes (POLICY_CLOUD), compiled for a cloud state only
     cloud_agent_changed,
     cloud_agent_start,
     cloud_agent_sync,

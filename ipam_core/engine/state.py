@@ -273,7 +273,9 @@ def build_state(
         cnt=cnt,
         cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),
         cl_time=np.zeros((1, T.CT_NCOL), dtype=np.float64),
-        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
+        # int32, not int64: a pool-mode State is then its own Numba type, for which the loop
+        # does not compile the cloud rules (engine/cloud_hooks.py); init_cloud replaces it
+        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int32),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
     )
 
