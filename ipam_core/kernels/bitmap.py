@@ -1001,17 +1001,17 @@ def _clear_run(words, summary, offsets, how):
     flipped = 0
     n = offsets.shape[0]
     for k in range(n):
-        # a bitmap no longer than the batch (RELEASE_REBUILD) sits in cache: prefetching is overhead
+        # _CLEAR_LEAVES serves bitmaps no longer than the batch, which sit in cache: prefetching is overhead
         if how != _CLEAR_LEAVES and k + _RELEASE_PREFETCH < n:
             prefetch_word(words, offsets[k + _RELEASE_PREFETCH] >> 6)
         i = offsets[k]
+        if how == _CLEAR_BRANCHY:
+            flipped += bm_clear(words, summary, i)
+            continue
         j = i >> 6
         b = np.uint64(i & 63)
         w = words[j]
-        if how == _CLEAR_BRANCHY:
-            if w == FULL:
-                summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
-        elif how == _CLEAR_BRANCHLESS:
+        if how == _CLEAR_BRANCHLESS:
             summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
         words[j] = w & ~(ONE << b)
         flipped += np.int64((w >> b) & ONE)
