@@ -44,8 +44,8 @@ State = namedtuple(
         "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
         "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
         "heap_t",  # float64 [timers]: every other timer, a binary heap
-        "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
         "heap_i",  # int64 [timers, H_NCOL]
+        "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
         "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
         "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
         "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
