@@ -12,11 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.engine.tables import K_RNG
-from ipam_core.kernels._jit import ZERO, kjit
-from ipam_core.kernels.bitmap import splitmix64
-
-_LOW32 = np.uint64(0xFFFFFFFF)
-_THIRTY_TWO = np.uint64(32)
+from ipam_core.kernels._jit import kjit
+from ipam_core.kernels.bitmap import uniform_below
 
 
 def seed_state(seed: int) -> int:
@@ -29,9 +26,8 @@ def seed_state(seed: int) -> int:
 def draw(cnt, bound):
     """A uniform integer in ``[0, bound)`` for ``0 < bound < 2**32`` from the stream in ``cnt``.
 
-    Lemire's multiply-and-shift with rejection (2019): unbiased, and the
-    division that gives the rejection threshold runs only in the rare case
-    a draw's low half falls below ``bound``.
+    The same draw as the bitmap kernels' random starts
+    (:func:`ipam_core.kernels.bitmap.uniform_below`), on the state's stream.
 
     Parameters
     ----------
@@ -44,12 +40,6 @@ def draw(cnt, bound):
     -------
     int
     """
-    state = np.uint64(cnt[K_RNG])
-    b = np.uint64(bound)
-    while True:
-        state, x = splitmix64(state)
-        low = x * b
-        if low >= b or low >= (ZERO - b) % b:
-            break
+    state, value = uniform_below(np.uint64(cnt[K_RNG]), np.uint64(bound))
     cnt[K_RNG] = np.int64(state)
-    return np.int64(((x >> _THIRTY_TWO) * b + (((x & _LOW32) * b) >> _THIRTY_TWO)) >> _THIRTY_TWO)
+    return value

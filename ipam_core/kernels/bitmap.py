@@ -1254,8 +1254,13 @@ def splitmix64(state):
 
 
 @kjit(inline=True)
-def uniform_below(state, bound, threshold):
+def uniform_below(state, bound):
     """A uniform integer in ``[0, bound)`` for ``0 < bound < 2**32`` (Lemire 2019, with rejection).
+
+    A draw whose low half falls below ``2**64 mod bound``
+    (:func:`rejection_threshold`) would bias the result and is drawn again.
+    That threshold is below ``bound``, so it takes its division only in the
+    rare case the low half is below ``bound`` itself.
 
     Parameters
     ----------
@@ -1263,9 +1268,6 @@ def uniform_below(state, bound, threshold):
         SplitMix64 state.
     bound : numpy.uint64
         Exclusive bound.
-    threshold : numpy.uint64
-        ``2**64 mod bound`` (:func:`rejection_threshold`): draws whose low
-        half falls below it would bias the result and are drawn again.
 
     Returns
     -------
@@ -1275,14 +1277,14 @@ def uniform_below(state, bound, threshold):
     while True:
         state, x = splitmix64(state)
         low = x * bound
-        high = ((x >> _THIRTY_TWO) * bound + (((x & _LOW32) * bound) >> _THIRTY_TWO)) >> _THIRTY_TWO
-        if low >= threshold:
+        if low >= bound or low >= rejection_threshold(bound):
+            high = ((x >> _THIRTY_TWO) * bound + (((x & _LOW32) * bound) >> _THIRTY_TWO)) >> _THIRTY_TWO
             return state, np.int64(high)
 
 
 @kjit(inline=True)
 def rejection_threshold(bound):
-    """``2**64 mod bound`` for :func:`uniform_below` (one division, done once per batch)."""
+    """``2**64 mod bound``: :func:`uniform_below` rejects draws whose low half falls below it."""
     return (ZERO - bound) % bound
 
 
@@ -1301,9 +1303,8 @@ def bm_random_starts(seed, n, out):
     """
     state = np.uint64(seed)
     bound = np.uint64(n)
-    threshold = rejection_threshold(bound)
     for i in range(out.shape[0]):
-        state, out[i] = uniform_below(state, bound, threshold)
+        state, out[i] = uniform_below(state, bound)
 
 
 @kjit
@@ -1336,16 +1337,15 @@ def bm_alloc_random(words, summary, n, seed, k, out):
     """
     state = np.uint64(seed)
     bound = np.uint64(n)
-    threshold = rejection_threshold(bound)
     # `out` doubles as the queue of upcoming starts: slot i holds its start until it is scanned
     for j in range(min(_PREFETCH_AHEAD, k)):
-        state, out[j] = uniform_below(state, bound, threshold)
+        state, out[j] = uniform_below(state, bound)
         prefetch_word(words, out[j] >> 6)
     for i in range(k):
         start = out[i]
         later = i + _PREFETCH_AHEAD
         if later < k:
-            state, out[later] = uniform_below(state, bound, threshold)
+            state, out[later] = uniform_below(state, bound)
             prefetch_word(words, out[later] >> 6)
         found = bm_take_scan(words, summary, start)
         if found < 0:
