@@ -3,9 +3,10 @@
 Every compiled kernel in the package is decorated with :func:`kjit`. It is
 ``numba.njit(cache=True, nogil=True)`` with one twist: the on-disk cache of
 ipam_core's kernels lives in a folder named after a hash of the package's
-own sources. Numba's cache only notices edits to the file that defines a
+compiled sources. Numba's cache only notices edits to the file that defines a
 function, not to the files of the kernels it calls, so keying the folder on
-every source file makes a stale cache impossible after any edit. The user's
+every file with compiled code and every module those import makes a stale
+cache impossible after any edit that can change a kernel. The user's
 ``NUMBA_CACHE_DIR`` (or ``~/.cache/ipam-bench``) is the parent folder, and
 the global Numba setting is restored after each decoration, so other
 cached code in the same process is unaffected.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numba
@@ -33,10 +35,43 @@ FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
+_IMPORT = re.compile(r"^\s*(?:from\s+(ipam_core(?:\.\w+)*)\s+import\s+([\w, ()]+)|import\s+(ipam_core(?:\.\w+)*))", re.M)
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for candidate in (_PACKAGE_DIR / rel.with_suffix(".py"), _PACKAGE_DIR / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _compiled_sources() -> list[Path]:
+    """Files that hold compiled code, and every ipam_core module they import (transitively).
+
+    Only these can change what a cached kernel does; an edit to the CLI, the
+    plots or the scenario loader leaves the cache valid.
+    """
+    todo = [p for p in _PACKAGE_DIR.rglob("*.py") if re.search(r"\bkjit\b|\bnumba\b", p.read_text())]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for base, names, plain in _IMPORT.findall(path.read_text()):
+            module = base or plain
+            found = [_module_file(module)]
+            if base:  # "from pkg import submodule" names modules too
+                found += [_module_file(f"{module}.{n.strip()}") for n in names.strip("()").split(",")]
+            todo += [f for f in found if f is not None and f not in seen]
+    return sorted(seen)
+
+
 def _source_stamp() -> str:
-    """Hash every ``.py`` file of the package (names and contents)."""
+    """Hash the compiled sources (names and contents) and Numba's version."""
     digest = hashlib.sha256(numba.__version__.encode())
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+    for path in _compiled_sources():
         digest.update(str(path.relative_to(_PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
