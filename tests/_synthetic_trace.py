@@ -30,9 +30,9 @@ NODES_UNITS = {
 }  # fmt: skip
 
 
-def run(modes=MODES, seed=7):
+def run(modes=MODES, seed=7, command=("ipam-bench", "run", "tiny.yaml")):
     """Run parameters as the CLI would record them."""
-    return run_metadata("tiny", SCENARIO_TEXT, seed, list(modes), ["ipam-bench", "run", "tiny.yaml"])
+    return run_metadata("tiny", SCENARIO_TEXT, seed, list(modes), list(command))
 
 
 def trace_columns(modes=MODES, families=(4, 6), n_samples=12, seed=7):

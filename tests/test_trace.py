@@ -38,11 +38,14 @@ from ipam_core.trace import (
     nodes_table,
     read_nodes,
     read_trace,
+    RUN_VARYING_KEYS,
     run_metadata,
     run_params,
+    stored_run,
     to_pandas,
     to_polars,
     trace_table,
+    write_run_json,
     write_summary_csv,
     write_tables,
 )
@@ -110,9 +113,10 @@ def test_trace_round_trip_keeps_values_metadata_and_run(out_dir):
             assert got == [MODES[c] for c in columns["mode"]]
         else:
             np.testing.assert_array_equal(table.column(name).to_numpy(), columns[name])
-    assert run_params(out_dir / "trace.arrow") == run()
-    assert run_params(out_dir) == run()
-    assert json.loads(table.schema.metadata[RUN_METADATA_KEY.encode()]) == run()
+    data_run = {k: v for k, v in run().items() if k not in ("command", "numba_threads")}
+    assert run_params(out_dir / "trace.arrow") == data_run
+    assert run_params(out_dir) == data_run
+    assert json.loads(table.schema.metadata[RUN_METADATA_KEY.encode()]) == data_run
 
 
 def test_nodes_round_trip_rebuilds_cidr_lists_and_names(out_dir):
@@ -126,7 +130,7 @@ def test_nodes_round_trip_rebuilds_cidr_lists_and_names(out_dir):
     assert table.column("node").to_pylist() == [NODE_NAMES[i] for i in columns["node"]]
     assert table.column("status_error").to_pylist() == list(columns["status_error"])
     np.testing.assert_array_equal(table.column("used").to_numpy(), columns["used"])
-    assert run_params(out_dir / "nodes.arrow") == run()
+    assert run_params(out_dir / "nodes.arrow") == stored_run(run())
 
 
 def test_polars_reads_files_directly_with_categoricals(out_dir):
@@ -298,6 +302,33 @@ def test_identical_inputs_give_byte_identical_files(tmp_path):
     assert other[0].read_bytes() != before[0]
 
 
+def test_command_line_threads_and_wall_time_stay_out_of_the_data_files(tmp_path):
+    """What varies between runs of one scenario and seed goes to run.json, not into the Arrow bytes."""
+    first = run(command=["ipam-bench", "compare", "--out", "out/a"])
+    second = {**run(command=["ipam-bench", "compare", "--out", "/elsewhere/b", "--plot"]), "numba_threads": 97}
+    assert first != second
+    columns, values, offsets = nodes_columns()
+    files = {}
+    for name, params in (("a", first), ("b", second)):
+        nodes = nodes_table(columns, params, cidrs_values=values, cidrs_offsets=offsets, node_names=NODE_NAMES)
+        paths = write_tables(tmp_path / name, trace_table(trace_columns(), params), nodes)
+        files[name] = [p.read_bytes() for p in paths]
+        stored = run_params(tmp_path / name)
+        assert not set(RUN_VARYING_KEYS) & set(stored)
+        assert stored["seed"] == 7 and stored["scenario_sha256"]
+    assert files["a"] == files["b"]
+
+    record = json.loads(write_run_json(tmp_path / "b", second, wall_s={"kubernetes": 1.234}).read_text())
+    assert record["command"] == "ipam-bench compare --out /elsewhere/b --plot"
+    assert record["numba_threads"] == 97
+    assert record["wall_s"] == {"kubernetes": 1.23}
+    assert record["out_dir"] == str(tmp_path / "b")
+    assert record["seed"] == 7
+    with pytest.raises(TraceError, match="command"):
+        write_run_json(tmp_path / "c", stored_run(first))
+    assert not (tmp_path / "c" / "run.json").exists()
+
+
 # --- atomic writes -------------------------------------------------------------------------------------------
 
 
@@ -370,3 +401,35 @@ def test_write_summary_csv_flattens_dictionaries(tmp_path):
     same = write_summary_csv(tmp_path / "polars.csv", pl.from_arrow(summary))
     assert same.read_bytes() == path.read_bytes()
     assert "nested" in _one_line_error(write_summary_csv, tmp_path / "n.csv", build_nodes())
+
+
+def test_write_summary_csv_leaves_wall_time_out(tmp_path):
+    summary = pa.table({"mode": ["kubernetes", "cluster-pool"], "pods_failed": [0, 7], "wall_s": [0.51, 0.73]})
+    rerun = summary.set_column(2, "wall_s", pa.array([2.0, 0.1]))
+    first = write_summary_csv(tmp_path / "a.csv", summary).read_bytes()
+    assert first == write_summary_csv(tmp_path / "b.csv", rerun).read_bytes()
+    assert first.decode().splitlines() == ["\"mode\",\"pods_failed\"", "\"kubernetes\",0", "\"cluster-pool\",7"]
+
+
+def test_two_compare_runs_with_different_out_and_command_line_write_equal_bytes(tmp_path, monkeypatch):
+    """README's claim: same scenario and seed, same bytes in trace/nodes/summary/PNGs, whatever --out says."""
+    import yaml
+    from engine_helpers import BASE, merge
+    from typer.testing import CliRunner
+
+    from ipam_core.cli import app
+
+    scenario = tmp_path / "s.yaml"
+    small = merge(BASE, {"duration": "2m", "cluster": {"nodes": 3}, "workload": {"podsPerNode": 5}})
+    scenario.write_text(yaml.safe_dump(small, sort_keys=False))
+    outputs = {}
+    for out in (tmp_path / "first", tmp_path / "elsewhere" / "second"):
+        argv = ["ipam-bench", "compare", str(scenario), "--out", str(out)]
+        monkeypatch.setattr("sys.argv", argv)  # the command line the run records
+        result = CliRunner().invoke(app, argv[1:])
+        assert result.exit_code == 0, result.output
+        outputs[out] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "run.json"}
+    first, second = outputs.values()
+    assert {"trace.arrow", "nodes.arrow", "summary.csv", "pods.png"} <= set(first)
+    assert first == second
+    assert str(tmp_path).encode() not in first["trace.arrow"] + first["nodes.arrow"]

@@ -5,6 +5,14 @@ section 2. Every field carries two metadata keys: ``unit`` (an empty string
 for labels such as ``mode`` or ``family``) and ``description``. The run
 parameters travel as JSON under the schema-metadata key ``ipam_core.run``;
 two more keys say which table a file holds and which schema version wrote it.
+
+Only what determines the data is stored there: the keys of
+:data:`RUN_VARYING_KEYS` (command line, Numba threads, wall time, output
+folder) change between runs that compute the very same thing, so they are
+left out of the Arrow files (they go to ``run.json``, see
+:func:`ipam_core.trace.writer.write_run_json`) and the same scenario and seed
+give byte-identical ``trace.arrow`` and ``nodes.arrow`` wherever and however
+they were run.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from ipam_core.errors import IPAMBenchError
 __all__ = [
     "NODES_SCHEMA",
     "RUN_METADATA_KEY",
+    "RUN_VARYING_KEYS",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_KEY",
     "TABLE_KIND_KEY",
@@ -33,6 +42,7 @@ __all__ = [
     "field_descriptions",
     "field_units",
     "run_metadata",
+    "stored_run",
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes type or unit.
@@ -41,6 +51,11 @@ SCHEMA_VERSION = 2  # 2: cloud-mode columns (warm_addrs_per_node ... cloud_api_r
 RUN_METADATA_KEY = "ipam_core.run"
 SCHEMA_VERSION_KEY = "ipam_core.schema_version"
 TABLE_KIND_KEY = "ipam_core.table"
+
+#: Run parameters that say how and where a run went, not what it computed: kept out of the
+#: Arrow files' schema metadata (so their bytes depend on scenario, seed and versions only)
+#: and written to ``run.json`` instead.
+RUN_VARYING_KEYS = ("command", "numba_threads", "wall_s", "out_dir", "hostname")
 
 MODE_TYPE = pa.dictionary(pa.int8(), pa.string())
 NODE_TYPE = pa.dictionary(pa.int32(), pa.string())
@@ -227,8 +242,10 @@ def run_metadata(
 
     Notes
     -----
-    No timestamp or host name is recorded, so identical runs write
-    byte-identical files; callers may add keys of their own to the dict.
+    ``command`` and ``numba_threads`` (see :data:`RUN_VARYING_KEYS`) are
+    dropped when the dict is stored in ``trace.arrow`` / ``nodes.arrow``
+    (:func:`stored_run`); they belong in ``run.json``. No timestamp or host
+    name is recorded. Callers may add keys of their own to the dict.
     """
     if command is None:
         command = sys.argv
@@ -260,11 +277,27 @@ def encode_run(run: Mapping[str, Any]) -> bytes:
         raise TraceError(f"run parameters are not JSON-serialisable: {exc}") from None
 
 
+def stored_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the run parameters stored in ``trace.arrow`` and ``nodes.arrow``.
+
+    Parameters
+    ----------
+    run : mapping
+        Run parameters (:func:`run_metadata`, plus any keys of the caller's).
+
+    Returns
+    -------
+    dict
+        ``run`` without the keys of :data:`RUN_VARYING_KEYS`.
+    """
+    return {key: value for key, value in run.items() if key not in RUN_VARYING_KEYS}
+
+
 def schema_with_run(kind: str, run: Mapping[str, Any]) -> pa.Schema:
-    """The ``kind`` schema (``"trace"`` or ``"nodes"``) with run metadata attached."""
+    """The ``kind`` schema (``"trace"`` or ``"nodes"``) with the data-determining run parameters attached."""
     return SCHEMAS[kind].with_metadata(
         {
-            RUN_METADATA_KEY: encode_run(run),
+            RUN_METADATA_KEY: encode_run(stored_run(run)),
             SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),
             TABLE_KIND_KEY: kind,
         }

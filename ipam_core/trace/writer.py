@@ -5,10 +5,16 @@ of the contract (``docs/dev/contracts.md`` section 2), with the right dtype
 and length, and wrap them without copying numeric data. ``write_tables``
 writes them as Arrow IPC files (``pyarrow.ipc.new_file``, the format that
 ``pl.read_ipc`` and ``pd.read_feather`` read directly), atomically.
+
+What varies between runs of the same scenario and seed (command line, Numba
+threads, wall-clock seconds, output folder) stays out of ``trace.arrow``,
+``nodes.arrow`` and ``summary.csv``; :func:`write_run_json` records it in
+``run.json`` beside them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from ipam_core.atomic import atomic_write
+from ipam_core.atomic import atomic_write, atomic_write_text
 from ipam_core.trace.schema import (
     MODE_TYPE,
     NODE_TYPE,
@@ -32,16 +38,24 @@ from ipam_core.trace.schema import (
 
 __all__ = [
     "NODES_FILE",
+    "RUN_FILE",
+    "SUMMARY_RUN_VARYING_COLUMNS",
     "TRACE_FILE",
     "nodes_table",
     "trace_table",
     "write_ipc",
+    "write_run_json",
     "write_summary_csv",
     "write_tables",
 ]
 
 TRACE_FILE = "trace.arrow"
 NODES_FILE = "nodes.arrow"
+RUN_FILE = "run.json"
+
+#: Summary columns measured on the machine rather than simulated: left out of ``summary.csv``
+#: (the CLI still prints them; :func:`write_run_json` records them).
+SUMMARY_RUN_VARYING_COLUMNS = ("wall_s",)
 
 #: Compression of the IPC body buffers; zstd shrinks the repetitive counters
 #: several-fold and both polars and pandas (via pyarrow) read it.
@@ -394,8 +408,14 @@ def write_summary_csv(path: str | os.PathLike[str], table: Any) -> Path:
     ------
     TraceError
         If ``table`` is not a table or has a column CSV cannot hold (lists, structs).
+
+    Notes
+    -----
+    Columns of :data:`SUMMARY_RUN_VARYING_COLUMNS` (wall-clock seconds) are
+    left out, so the same scenario and seed give a byte-identical file.
     """
     table = _as_arrow_table(table)
+    table = table.drop_columns([n for n in SUMMARY_RUN_VARYING_COLUMNS if n in table.column_names])
     columns = [
         column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
         for column in table.columns
@@ -419,3 +439,54 @@ def _as_arrow_table(table: Any) -> pa.Table:
     if hasattr(table, "to_records") and hasattr(table, "columns"):  # pandas
         return pa.Table.from_pandas(table, preserve_index=False)
     raise TraceError(f"summary must be a pyarrow, polars or pandas table, got {type(table).__name__}")
+
+
+def write_run_json(
+    out_dir: str | os.PathLike[str],
+    run: Mapping[str, Any],
+    *,
+    wall_s: Mapping[str, float] | None = None,
+) -> Path:
+    """Write ``run.json``: the run parameters, including those kept out of the data files.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Output folder of the run, created if missing; its path is recorded as ``out_dir``.
+    run : mapping
+        Run parameters (:func:`~ipam_core.trace.schema.run_metadata`), with
+        ``command`` and ``numba_threads``.
+    wall_s : mapping of str to float, optional
+        Wall-clock seconds per mode (``RunResult.wall_s``), rounded to 0.01 s.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir/run.json``.
+
+    Raises
+    ------
+    TraceError
+        If ``run`` is not JSON-serialisable.
+
+    Notes
+    -----
+    ``trace.arrow``, ``nodes.arrow`` and ``summary.csv`` hold only what the
+    scenario, seed and versions determine; this file holds the rest
+    (:data:`~ipam_core.trace.schema.RUN_VARYING_KEYS`), so it differs between
+    runs that wrote identical data.
+    """
+    directory = Path(out_dir)
+    record = dict(run)
+    record["out_dir"] = str(directory)
+    if wall_s is not None:
+        record["wall_s"] = {str(mode): round(float(seconds), 2) for mode, seconds in wall_s.items()}
+    try:
+        text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TraceError(f"run parameters are not JSON-serialisable: {exc}") from None
+    missing = [key for key in ("command", "numba_threads") if key not in record]
+    if missing:
+        raise TraceError(f"run.json needs {', '.join(missing)} in the run parameters (from run_metadata)")
+    directory.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(directory / RUN_FILE, text + "\n")
