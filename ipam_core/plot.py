@@ -1,21 +1,27 @@
 """PNG figures of one run, drawn from its ``trace.arrow``.
 
-Three figures, one panel (column) per IPAM mode, panels of a row sharing
-their y-scale so modes compare at a glance:
+Three figures, each a grid of small multiples (at most :data:`MAX_COLUMNS`
+columns, as many rows as the modes need):
 
 ``addresses.png``
-    addresses used / idle / reserved over time.
+    one panel per mode and IP family: addresses used / idle / reserved.
 ``pods.png``
-    pods running / pending, cumulative failed and cumulative failed while
-    free addresses existed elsewhere.
+    two panels per mode: pods running; then pods waiting for an address,
+    cumulative failed and cumulative failed while free addresses existed
+    elsewhere. The second panel's scale ignores the start-up spike (every pod
+    of a t=0 workload waits before any node has a CIDR); a note gives the
+    spike's height.
 ``fragmentation.png``
-    largest free aligned block (top row) and node CIDRs still carvable
-    (bottom row).
+    one panel per mode and family: addresses free in the pools (in no node
+    CIDR) against the largest free aligned block among them, the gap being
+    fragmentation; the title names the node-CIDR size (``/26``) and how many
+    are still carvable at the end.
 
-IPv4 is drawn solid and IPv6 dashed when a trace holds both families. When
-the two families differ in scale by more than :data:`SYMLOG_RATIO` (a /24
-next to a /112 node CIDR, say), the shared axis becomes symmetric-log so the
-smaller family stays readable; the axis label says so.
+Panels in the same position of every block share one y scale when their peaks
+are within a factor :data:`SHARE_RATIO`; otherwise each has its own and the
+figure's subtitle says so. IPv4 is drawn solid with round markers, IPv6
+dashed with crosses. The legend sits below the panels, in as many columns as
+fit the figure's width.
 
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas
 (no pyplot, no display, no global backend switch) and written without a
@@ -26,9 +32,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -39,22 +46,37 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ipam_core.atomic import atomic_write_bytes
+from ipam_core.trace.metrics import node_cidr_size, startup_end
 from ipam_core.trace.reader import read_trace
 from ipam_core.trace.schema import RUN_METADATA_KEY, TraceError, field_units
 
-__all__ = ["FIGURE_FILES", "SYMLOG_RATIO", "build_figures", "plot_run"]
+__all__ = ["FIGURE_FILES", "MAX_COLUMNS", "SHARE_RATIO", "build_figures", "plot_run"]
 
 FIGURE_FILES = ("addresses.png", "pods.png", "fragmentation.png")
 
-#: Larger/smaller peak ratio between IPv4 and IPv6 series above which a shared axis goes symlog.
-SYMLOG_RATIO = 100.0
+#: Most panel columns in a figure; more modes wrap onto further rows.
+MAX_COLUMNS = 4
 
-_FAMILY_STYLE = {4: "-", 6: "--"}
+#: Panels share one y scale when the largest peak is at most this many times the smallest.
+SHARE_RATIO = 2.0
+
+_PANEL_WIDTH = 3.9  # inches
+_PANEL_HEIGHT = 2.5
+_FAMILY_STYLE = {
+    4: {"linestyle": "-", "marker": "o", "linewidth": 1.9, "markersize": 3.5},
+    6: {"linestyle": (0, (4, 2)), "marker": "x", "linewidth": 1.2, "markersize": 4.5},
+}
+_FAMILY_LABEL = {4: "IPv4 (solid, o)", 6: "IPv6 (dashed, x)"}
 _RC = {
     "svg.hashsalt": "ipam-bench",  # deterministic ids should anyone save these figures as SVG
     "path.simplify": True,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 9,
 }
 _PNG_METADATA = {"Software": None}
 
@@ -64,23 +86,20 @@ class _Metric:
     column: str
     label: str
     color: str
+    width: float = 1.0  # times the family's line width: a wide line under a thin one keeps both visible
 
 
-_ADDRESS_METRICS = (
-    _Metric("addrs_used", "used", "C0"),
-    _Metric("addrs_idle", "idle (free on its node)", "C1"),
-    _Metric("addrs_reserved", "reserved", "C7"),
-)
-_POD_METRICS = (
-    _Metric("pods_running", "running", "C2"),
-    _Metric("pods_pending", "pending", "C1"),
-    _Metric("pods_failed", "failed (cumulative)", "C3"),
-    _Metric("pods_failed_free_elsewhere", "failed while free elsewhere (cumulative)", "C4"),
-)
-_FRAGMENTATION_ROWS = (
-    (_Metric("largest_free_block", "largest free aligned block", "C0"),),
-    (_Metric("carvable_node_cidrs", "node CIDRs still carvable", "C5"),),
-)
+_USED = _Metric("addrs_used", "addresses used", "C0")
+_IDLE = _Metric("addrs_idle", "addresses idle (free on their node)", "C1")
+_RESERVED = _Metric("addrs_reserved", "addresses reserved", "C7")
+_RUNNING = _Metric("pods_running", "pods running", "C2")
+_PENDING = _Metric("pods_pending", "pods waiting for an address", "C1")
+_FAILED = _Metric("pods_failed", "pods failed (cumulative)", "C3", width=2.4)
+_FAILED_FREE = _Metric("pods_failed_free_elsewhere", "failed while free elsewhere (cumulative)", "C4")
+_UNCARVED = _Metric("addrs_uncarved", "addresses free in the pools (in no node CIDR)", "C5", width=1.6)
+_LARGEST = _Metric("largest_free_block", "largest free aligned block", "C0")
+_METRICS = (_USED, _IDLE, _RESERVED, _RUNNING, _PENDING, _FAILED, _FAILED_FREE, _UNCARVED, _LARGEST)
+_EXTRA_COLUMNS = ("addrs_carved", "node_cidrs", "carvable_node_cidrs")
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,23 @@ class _Series:
     family: int
     time: np.ndarray
     columns: dict[str, np.ndarray]
+
+
+@dataclass
+class _Panel:
+    """One axes: its title, the series and metrics it draws, its y label and optional y limit."""
+
+    title: str
+    series: list[_Series]
+    metrics: tuple[_Metric, ...]
+    ylabel: str
+    ytop: float | None = None  # clip (start-up spike) instead of autoscaling
+    note: str = ""
+    peak: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        values = [np.max(s.columns[m.column]) for s in self.series for m in self.metrics if len(s.time)]
+        self.peak = float(max(values, default=0.0)) if self.ytop is None else self.ytop
 
 
 def _time_scale(max_seconds: float) -> tuple[float, str]:
@@ -125,96 +161,155 @@ def _split(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], list[int
     return [names[c] for c in mode_codes], families, series
 
 
-def _needs_symlog(series: list[_Series], metrics: Sequence[_Metric]) -> bool:
-    peaks = {}
+def _cidr_name(s: _Series) -> str:
+    size = node_cidr_size(s.columns["addrs_carved"], s.columns["node_cidrs"])
+    if size is None:
+        return "node CIDRs / prefixes of mixed sizes"
+    prefix = (32 if s.family == 4 else 128) - int(math.log2(size))
+    return f"/{prefix} node CIDRs"
+
+
+def _address_blocks(series: list[_Series], units: dict[str, str]) -> list[list[_Panel]]:
+    blocks = []
     for s in series:
-        for metric in metrics:
-            column = s.columns[metric.column]
-            if len(column):
-                peaks[s.family] = max(peaks.get(s.family, 0), int(np.max(np.abs(column))))
-    if len(peaks) < 2:
-        return False
-    low, high = min(peaks.values()), max(peaks.values())
-    return low > 0 and high / low > SYMLOG_RATIO
+        title = f"{s.mode} IPv{s.family}: {_cidr_name(s)}"
+        blocks.append([_Panel(title, [s], (_USED, _IDLE, _RESERVED), units["addrs_used"])])
+    return blocks
 
 
-def _draw_row(
-    axes: Sequence,
-    modes: list[str],
-    series: list[_Series],
-    metrics: Sequence[_Metric],
-    ylabel: str,
-    time_scale: tuple[float, str],
-    both_families: bool,
-) -> None:
-    divisor, _ = time_scale
-    symlog = _needs_symlog(series, metrics)
-    for ax, mode in zip(axes, modes):
-        for s in series:
-            if s.mode != mode:
-                continue
-            for metric in metrics:
-                ax.plot(
-                    s.time / divisor,
-                    s.columns[metric.column],
-                    color=metric.color,
-                    linestyle=_FAMILY_STYLE[s.family] if both_families else "-",
-                    drawstyle="steps-post",
-                    linewidth=1.4,
-                )
-        if symlog:
-            ax.set_yscale("symlog", linthresh=1.0)
-    # Only once every panel holds its data: the shared autoscale then covers all of them.
-    axes[0].set_ylim(bottom=0)
-    axes[0].set_ylabel(ylabel + (" (symlog scale)" if symlog else ""))
+def _waiting_panel(mode: str, mine: list[_Series], unit: str) -> _Panel:
+    """Waiting and failed pods on a scale that leaves out the start-up spike, noting its height."""
+    metrics = (_PENDING, _FAILED, _FAILED_FREE)
+    after, spike = [0.0], 0
+    for s in mine:
+        start = startup_end(s.columns["pods_pending"], s.columns["pods_running"])
+        after += [float(np.max(s.columns[m.column][start:])) for m in metrics if len(s.time) > start]
+        after += [float(np.max(s.columns[m.column])) for m in metrics[1:]]
+        if start:
+            spike = max(spike, int(np.max(s.columns["pods_pending"][:start])))
+    top = max(5.0, 1.15 * max(after))
+    notes = [f"start-up: {spike:,} waiting (off scale)"] if spike > top else []
+    failed = max(int(s.columns["pods_failed"][-1]) for s in mine)
+    if failed:
+        elsewhere = max(int(s.columns["pods_failed_free_elsewhere"][-1]) for s in mine)
+        notes.append(f"failed: {failed:,}, {elsewhere:,} while free elsewhere")
+    note = "\n".join(notes)
+    return _Panel(f"{mode}: waiting and failed", mine, metrics, unit, ytop=top, note=note)
 
 
-def _legend(fig: Figure, metrics: Sequence[_Metric], families: list[int]) -> None:
-    handles = [Line2D([], [], color=m.color, label=m.label) for m in metrics]
+def _pod_blocks(modes: list[str], series: list[_Series], units: dict[str, str]) -> list[list[_Panel]]:
+    blocks = []
+    for mode in modes:
+        mine = [s for s in series if s.mode == mode]
+        running = _Panel(f"{mode}: running", mine, (_RUNNING,), units["pods_running"])
+        blocks.append([running, _waiting_panel(mode, mine, units["pods_pending"])])
+    return blocks
+
+
+def _fragmentation_blocks(series: list[_Series], units: dict[str, str]) -> list[list[_Panel]]:
+    blocks = []
+    for s in series:
+        carvable = int(s.columns["carvable_node_cidrs"][-1])
+        # Subnet modes count free subnet addresses as "carvable": one unit is one address.
+        per_address = np.array_equal(s.columns["carvable_node_cidrs"], s.columns["addrs_uncarved"])
+        left = f"{carvable:,} addresses still free" if per_address else f"{carvable:,} still carvable"
+        title = f"{s.mode} IPv{s.family}: {_cidr_name(s)}\n{left} at the end"
+        blocks.append([_Panel(title, [s], (_UNCARVED, _LARGEST), units["addrs_uncarved"])])
+    return blocks
+
+
+def _markevery(n: int, family: int) -> tuple[int, int]:
+    step = max(2, n // 8)
+    return (0 if family == 4 else step // 2, step)  # IPv6 markers fall between IPv4 ones
+
+
+def _draw(ax, panel: _Panel, time_scale: tuple[float, str], both: bool) -> None:
+    divisor, unit = time_scale
+    for s in panel.series:
+        style = dict(_FAMILY_STYLE[s.family]) if both else {"linestyle": "-", "linewidth": 1.5}
+        if both:
+            style["markevery"] = _markevery(len(s.time), s.family)
+        for metric in panel.metrics:
+            width = style["linewidth"] * metric.width
+            options = {**style, "linewidth": width}
+            ax.plot(s.time / divisor, s.columns[metric.column], color=metric.color, drawstyle="steps-post", **options)
+    ax.set_title(panel.title)
+    ax.set_ylabel(panel.ylabel)
+    ax.set_xlabel(f"simulated time [{unit}]")
+    ax.set_ylim(bottom=0)
+    if panel.ytop is not None:
+        ax.set_ylim(0, panel.ytop)
+    if panel.note:
+        ax.text(0.98, 0.95, panel.note, transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="0.25")
+
+
+def _share_scales(blocks: list[list[_Panel]], axes: list[list]) -> bool:
+    """Give each panel position one y scale across blocks when peaks are alike; True if any differ."""
+    differ = False
+    for position in range(len(blocks[0])):
+        peaks = [block[position].peak for block in blocks]
+        low, high = min(peaks), max(peaks)
+        if len(blocks) > 1 and low > 0 and high / low <= SHARE_RATIO:
+            top = max(ax[position].get_ylim()[1] for ax in axes)
+            for ax in axes:
+                ax[position].set_ylim(0, top)
+        elif len(blocks) > 1 and high > 0:
+            differ = True
+    return differ
+
+
+def _legend(fig: Figure, blocks: list[list[_Panel]], families: list[int]) -> None:
+    """A legend row under the panels, in as many columns as fit the figure's width."""
+    metrics = list(dict.fromkeys(m for block in blocks for panel in block for m in panel.metrics))
+    handles = [Line2D([], [], color=m.color, linewidth=2 * m.width, label=m.label) for m in metrics]
     if len(families) > 1:
-        handles += [Line2D([], [], color="0.3", linestyle=_FAMILY_STYLE[f], label=f"IPv{f}") for f in families]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
+        handles += [
+            Line2D([], [], color="0.3", label=_FAMILY_LABEL[f], **{k: v for k, v in _FAMILY_STYLE[f].items()})
+            for f in families
+        ]
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(len(handles), 0, -1):
+        legend = fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+        if legend.get_window_extent(renderer).width <= 0.96 * fig.bbox.width or ncols == 1:
+            return
+        legend.remove()
 
 
-def _title(run: dict) -> str:
+def _subtitle(run: dict, scales_differ: bool) -> str:
     parts = []
     if run.get("scenario"):
         parts.append(f"scenario {run['scenario']}")
     if "seed" in run:
         parts.append(f"seed {run['seed']}")
+    if scales_differ:
+        parts.append("y scales differ between panels")
     return ", ".join(parts)
 
 
-def _figure(
-    title: str,
-    run: dict,
-    modes: list[str],
-    families: list[int],
-    series: list[_Series],
-    rows: Sequence[Sequence[_Metric]],
-    ylabels: Sequence[str],
-    time_scale: tuple[float, str],
-) -> Figure:
-    n_rows, n_cols = len(rows), len(modes)
-    fig = Figure(figsize=(max(6.0, 4.2 * n_cols), 1.2 + 3.2 * n_rows), layout="constrained")
+def _figure(title: str, run: dict, blocks: list[list[_Panel]], families: list[int], time_scale) -> Figure:
+    n_blocks, per_block = len(blocks), len(blocks[0])
+    ncols = min(n_blocks, MAX_COLUMNS)
+    block_rows = math.ceil(n_blocks / ncols)
+    width = max(6.0, _PANEL_WIDTH * ncols)
+    height = 1.3 + _PANEL_HEIGHT * per_block * block_rows
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, sharex=True, sharey="row", squeeze=False))
+    grid = fig.add_gridspec(per_block * block_rows, ncols)
     both = len(families) > 1
-    for row, metrics, ylabel in zip(axes, rows, ylabels):
-        _draw_row(row, modes, series, metrics, ylabel, time_scale, both)
-    for ax, mode in zip(axes[0], modes):
-        ax.set_title(f"mode: {mode}" + ("" if both else f" (IPv{families[0]})"))
-    for ax in axes[-1]:
-        ax.set_xlabel(f"simulated time [{time_scale[1]}]")
-    subtitle = _title(run)
-    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
-    _legend(fig, [m for metrics in rows for m in metrics], families)
+    axes = []
+    for index, block in enumerate(blocks):
+        row, col = divmod(index, ncols)
+        block_axes = []
+        for position, panel in enumerate(block):
+            ax = fig.add_subplot(grid[row * per_block + position, col])
+            _draw(ax, panel, time_scale, both)
+            block_axes.append(ax)
+        axes.append(block_axes)
+    differ = _share_scales(blocks, axes)
+    subtitle = _subtitle(run, differ)
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+    _legend(fig, blocks, families)
     return fig
-
-
-def _label(quantity: str, units: dict[str, str], column: str) -> str:
-    unit = units.get(column, "")
-    return f"{quantity} [{unit}]" if unit else quantity
 
 
 def build_figures(table: pa.Table, run: dict | None = None) -> dict[str, Figure]:
@@ -244,43 +339,16 @@ def build_figures(table: pa.Table, run: dict | None = None) -> dict[str, Figure]
         raw = (table.schema.metadata or {}).get(RUN_METADATA_KEY.encode())
         run = json.loads(raw) if raw else {}
     units = field_units(table.schema)
-    metric_columns = [m.column for m in (*_ADDRESS_METRICS, *_POD_METRICS, *sum(_FRAGMENTATION_ROWS, ()))]
-    modes, families, series = _split(table, metric_columns)
+    modes, families, series = _split(table, [m.column for m in _METRICS] + list(_EXTRA_COLUMNS))
     time_scale = _time_scale(float(np.max(table.column("time_s").to_numpy())))
     with matplotlib.rc_context(_RC):
         return {
             "addresses.png": _figure(
-                "Pod addresses over time",
-                run,
-                modes,
-                families,
-                series,
-                [_ADDRESS_METRICS],
-                [_label("IP addresses", units, "addrs_used")],
-                time_scale,
+                "Pod addresses over time", run, _address_blocks(series, units), families, time_scale
             ),
-            "pods.png": _figure(
-                "Pods over time",
-                run,
-                modes,
-                families,
-                series,
-                [_POD_METRICS],
-                [_label("pods", units, "pods_running")],
-                time_scale,
-            ),
+            "pods.png": _figure("Pods over time", run, _pod_blocks(modes, series, units), families, time_scale),
             "fragmentation.png": _figure(
-                "Fragmentation over time",
-                run,
-                modes,
-                families,
-                series,
-                _FRAGMENTATION_ROWS,
-                [
-                    _label("largest free aligned block", units, "largest_free_block"),
-                    _label("carvable node CIDRs", units, "carvable_node_cidrs"),
-                ],
-                time_scale,
+                "Fragmentation over time", run, _fragmentation_blocks(series, units), families, time_scale
             ),
         }
 

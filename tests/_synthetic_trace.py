@@ -8,6 +8,8 @@ import pyarrow as pa
 from ipam_core.trace import nodes_table, run_metadata, trace_table
 
 MODES = ["kubernetes", "cluster-pool"]
+#: Every registered mode's name (tests/test_plot_layout.py checks this against ipam_core.modes.REGISTRY).
+ALL_MODES = ["kubernetes", "cluster-pool", "multi-pool", "gke", "eni", "aws-vpc-cni", "azure", "crd"]
 NODE_NAMES = ["node-a", "node-b", "node-c"]
 SCENARIO_TEXT = "name: tiny\nnodes: 3\n"
 
@@ -52,6 +54,7 @@ def trace_columns(modes=MODES, families=(4, 6), n_samples=12, seed=7):
             node_cidrs = nodes + m  # the second mode carves one CIDR more
             running = np.minimum(rng.integers(0, 200, n_samples).cumsum() // n_samples, node_cidrs * 200)
             pending = rng.integers(0, 5, n_samples)
+            running[0], pending[0] = 0, 150  # the start-up spike: every pod waits before nodes have CIDRs
             failed = np.cumsum(rng.integers(0, 3, n_samples))
             carved = node_cidrs * cidr_size
             reserved = node_cidrs * 4

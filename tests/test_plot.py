@@ -1,13 +1,13 @@
-"""Plots of a run: files exist, are deterministic, share y-scales and show both families."""
+"""Plots of a run: files, determinism, panels per mode and family, scales, failures and families visible."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _synthetic_trace import MODES, build_trace, trace_columns
+from _synthetic_trace import MODES, build_trace, run, trace_columns
 
-from ipam_core.plot import FIGURE_FILES, build_figures, plot_run
-from ipam_core.trace import TraceError, read_trace, write_tables
+from ipam_core.plot import FIGURE_FILES, SHARE_RATIO, build_figures, plot_run
+from ipam_core.trace import TraceError, read_trace, trace_table, write_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,60 +39,81 @@ def test_replotting_gives_byte_identical_pngs(run_dir, tmp_path_factory):
     assert [p.read_bytes() for p in plot_run(other)] != first
 
 
-def test_panels_per_mode_share_y_scale_covering_all_modes(run_dir):
-    table = read_trace(run_dir)
-    figures = build_figures(table)
-    columns = trace_columns()
-    expected_rows = {"addresses.png": 1, "pods.png": 1, "fragmentation.png": 2}
-    for name, fig in figures.items():
-        axes = fig.get_axes()
-        assert len(axes) == expected_rows[name] * len(MODES)
-        assert [ax.get_title() for ax in axes[: len(MODES)]] == [f"mode: {m}" for m in MODES]
-        for row in range(expected_rows[name]):
-            panels = axes[row * len(MODES) : (row + 1) * len(MODES)]
-            limits = {ax.get_ylim() for ax in panels}
-            assert len(limits) == 1, name
-    # The shared scale must fit the larger mode (cluster-pool carves more here), not just the first panel.
-    pods_top = figures["pods.png"].get_axes()[0].get_ylim()[1]
-    assert pods_top >= columns["pods_running"].max()
-    addr_top = figures["addresses.png"].get_axes()[0].get_ylim()[1]
-    assert addr_top >= columns["addrs_idle"].max()
-
-
-def test_families_drawn_as_distinct_line_styles_only_when_both_exist(tmp_path):
-    both = build_figures(build_trace())["addresses.png"]
-    styles = {line.get_linestyle() for line in both.get_axes()[0].get_lines()}
-    assert styles == {"-", "--"}
-    legend_labels = [t.get_text() for t in both.legends[0].get_texts()]
-    assert "IPv4" in legend_labels and "IPv6" in legend_labels
-    # IPv6 node CIDRs dwarf IPv4 ones: the shared axis switches to symlog to keep IPv4 visible.
-    assert both.get_axes()[0].get_yscale() == "symlog"
-
-    only_v4 = build_figures(build_trace(families=(4,)))["addresses.png"]
-    assert {line.get_linestyle() for line in only_v4.get_axes()[0].get_lines()} == {"-"}
-    assert "IPv6" not in [t.get_text() for t in only_v4.legends[0].get_texts()]
-    assert only_v4.get_axes()[0].get_yscale() == "linear"
-    assert only_v4.get_axes()[0].get_title().endswith("(IPv4)")
-
-
-def test_axis_labels_carry_units(run_dir):
+def test_panels_per_mode_and_family_name_the_node_cidr_size(run_dir):
     figures = build_figures(read_trace(run_dir))
-    addresses = figures["addresses.png"].get_axes()[0]
-    assert "[addresses]" in addresses.get_ylabel()
-    assert addresses.get_xlabel().startswith("simulated time [")
-    fragmentation = figures["fragmentation.png"].get_axes()
-    assert "[CIDRs]" in fragmentation[len(MODES)].get_ylabel()
-    assert "[pods]" in figures["pods.png"].get_axes()[0].get_ylabel()
+    addresses = [ax.get_title() for ax in figures["addresses.png"].get_axes()]
+    # synthetic node CIDRs: 256 addresses for IPv4, 65,536 for IPv6
+    assert addresses == [f"{m} IPv{f}: /{24 if f == 4 else 112} node CIDRs" for m in MODES for f in (4, 6)]
+    fragmentation = [ax.get_title() for ax in figures["fragmentation.png"].get_axes()]
+    assert [t.splitlines()[0] for t in fragmentation] == addresses
+    carvable_end = trace_columns()["carvable_node_cidrs"].reshape(len(MODES) * 2, -1)[:, -1]
+    assert [t.splitlines()[1] for t in fragmentation] == [f"{n:,} still carvable at the end" for n in carvable_end]
+    pods = [ax.get_title() for ax in figures["pods.png"].get_axes()]
+    assert pods == [f"{m}: {what}" for m in MODES for what in ("running", "waiting and failed")]
 
 
-def test_lines_follow_the_trace_values(run_dir):
-    columns = trace_columns()
-    fig = build_figures(read_trace(run_dir))["pods.png"]
-    second_mode = fig.get_axes()[1]
-    rows = (columns["mode"] == 1) & (columns["family"] == 6)
-    expected = columns["pods_failed"][rows]
-    drawn = [line.get_ydata() for line in second_mode.get_lines() if line.get_linestyle() == "--"]
-    assert any(np.array_equal(y, expected) for y in drawn)
+def _scaled_trace(factor):
+    """IPv4 trace whose second mode's address counts are ``factor`` times larger."""
+    columns = trace_columns(families=(4,))
+    second = columns["mode"] == 1
+    for name in ("addrs_used", "addrs_idle", "addrs_reserved"):
+        columns[name] = np.where(second, columns[name] * factor, columns[name])
+    return trace_table(columns, run())
+
+
+def test_panels_share_a_y_scale_only_when_magnitudes_are_alike():
+    alike = build_figures(_scaled_trace(1))["addresses.png"]
+    assert len({ax.get_ylim() for ax in alike.get_axes()}) == 1
+    top = alike.get_axes()[0].get_ylim()[1]
+    assert top >= trace_columns(families=(4,))["addrs_idle"].max()  # the shared scale fits the larger mode
+    assert "y scales differ" not in alike._suptitle.get_text()  # noqa: SLF001
+
+    apart = build_figures(_scaled_trace(int(SHARE_RATIO * 20)))["addresses.png"]
+    small, large = (ax.get_ylim()[1] for ax in apart.get_axes())
+    assert large > SHARE_RATIO * small
+    assert "y scales differ between panels" in apart._suptitle.get_text()  # noqa: SLF001
+
+
+def test_failures_are_visible_beside_the_clipped_start_up_spike():
+    columns = trace_columns(families=(4,))
+    fig = build_figures(build_trace(families=(4,)))["pods.png"]
+    waiting = fig.get_axes()[1]  # the first mode's second panel
+    rows = columns["mode"] == 0
+    failed = columns["pods_failed"][rows]
+    top = waiting.get_ylim()[1]
+    assert failed.max() <= top < columns["pods_pending"][rows][0]  # failures on scale, t=0 spike off it
+    drawn = [line.get_ydata() for line in waiting.get_lines()]
+    assert any(np.array_equal(y, failed) for y in drawn)
+    assert any(np.array_equal(y, columns["pods_failed_free_elsewhere"][rows]) for y in drawn)
+    note = " ".join(t.get_text() for t in waiting.texts)
+    assert f"start-up: {columns['pods_pending'][rows][0]:,} waiting (off scale)" in note
+    assert f"failed: {failed[-1]:,}, {columns['pods_failed_free_elsewhere'][rows][-1]:,} while free elsewhere" in note
+
+
+def test_ipv4_and_ipv6_differ_in_line_style_and_marker():
+    figures = build_figures(build_trace())
+    for name, fig in figures.items():
+        for ax in fig.get_axes():
+            styles = {(line.get_linestyle(), line.get_marker()) for line in ax.get_lines()}
+            if name == "pods.png":  # both families share a pods panel
+                assert len(styles) == 2, (name, styles)
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "IPv4 (solid, o)" in labels and "IPv6 (dashed, x)" in labels
+    pods = figures["pods.png"].get_axes()[0].get_lines()
+    v4, v6 = pods[0], pods[1]
+    assert v4.get_linestyle() != v6.get_linestyle() and v4.get_marker() != v6.get_marker()
+    assert v4.get_markevery() != v6.get_markevery()  # markers of equal lines do not sit on each other
+
+    only_v4 = build_figures(build_trace(families=(4,)))["pods.png"]
+    assert not any("IPv6" in t.get_text() for t in only_v4.legends[0].get_texts())
+
+
+def test_every_axis_names_its_unit(run_dir):
+    figures = build_figures(read_trace(run_dir))
+    expected = {"addresses.png": {"addresses"}, "pods.png": {"pods"}, "fragmentation.png": {"addresses"}}
+    for name, fig in figures.items():
+        assert {ax.get_ylabel() for ax in fig.get_axes()} == expected[name]
+        assert all(ax.get_xlabel() == "simulated time [min]" for ax in fig.get_axes())
 
 
 def test_empty_trace_is_rejected(tmp_path):
