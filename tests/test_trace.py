@@ -431,5 +431,31 @@ def test_two_compare_runs_with_different_out_and_command_line_write_equal_bytes(
         outputs[out] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "run.json"}
     first, second = outputs.values()
     assert {"trace.arrow", "nodes.arrow", "summary.csv", "pods.png"} <= set(first)
+    rows = list(csv.DictReader(first["summary.csv"].decode().splitlines()))
+    assert "wall_s" not in rows[0]
+    # 15 pods created at t=0 all wait at the first sample; the summary's peak leaves that start-up out
+    assert all(int(row["peak_pending"]) < 15 for row in rows)
     assert first == second
     assert str(tmp_path).encode() not in first["trace.arrow"] + first["nodes.arrow"]
+
+
+
+# --- metrics shared by the summary and the plots ------------------------------------------------------------
+
+
+def test_startup_ends_when_as_many_pods_run_as_wait():
+    from ipam_core.trace.metrics import startup_end
+
+    assert startup_end(np.array([1760, 27, 36, 20]), np.array([0, 1733, 1724, 1740])) == 1
+    assert startup_end(np.array([1760, 1376, 1170, 8, 0]), np.array([0, 384, 590, 1752, 1760])) == 3
+    assert startup_end(np.array([0, 3, 9]), np.array([0, 10, 40])) == 0  # a ramp from zero: no start-up
+    assert startup_end(np.array([50, 60]), np.array([0, 10])) == 0  # never catches up: the whole run counts
+
+
+def test_node_cidr_size_only_when_every_cidr_has_one_size():
+    from ipam_core.trace.metrics import node_cidr_size
+
+    assert node_cidr_size(np.array([0, 512, 768]), np.array([0, 2, 3])) == 256
+    assert node_cidr_size(np.array([0, 0]), np.array([0, 0])) is None
+    assert node_cidr_size(np.array([256, 272]), np.array([1, 2])) is None  # a /24 and a /28
+    assert node_cidr_size(np.array([300]), np.array([1])) is None  # not a power of two
