@@ -32,3 +32,49 @@ def test_modes_import_on_their_own():
     # mode modules import engine.layout; the engine must not import the modes back at import time
     done = subprocess.run([sys.executable, "-c", "import ipam_core.modes"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+
+
+def test_scenario_doc_names_every_registered_mode():
+    from ipam_core.modes import REGISTRY
+
+    doc = (ROOT / "docs" / "scenario.md").read_text()
+    table = _section(doc, "### Top level")
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `")}
+    assert {f"`{mode}`" for mode in REGISTRY} <= rows
+    assert "KNOWN_MODES" not in doc
+
+
+def _default_text(value) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def test_scenario_doc_lists_every_workload_key_with_its_default():
+    from dataclasses import MISSING, fields
+
+    from ipam_core.workloads.spec import SPEC_TYPES
+
+    section = _section((ROOT / "docs" / "scenario.md").read_text(), "### `workload`")
+    shared, *blocks = section.split("\n**`")
+    by_generator = {block.split("`", 1)[0]: block for block in blocks}
+    assert set(by_generator) == set(SPEC_TYPES)
+    for generator, cls in SPEC_TYPES.items():
+        rows = {}
+        for line in (by_generator[generator] + shared).splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 4 and cells[1].startswith("`"):
+                rows.setdefault(cells[1].strip("`"), cells[3])
+        for f in fields(cls):
+            key = f.metadata["key"]
+            assert key in rows, f"workload.{key} ({generator}) is not documented"
+            if f.default is MISSING:
+                assert "required" in rows[key], (generator, key)
+            elif f.default is not None and f.default != ():
+                assert rows[key] == _default_text(f.default), (generator, key, rows[key])
