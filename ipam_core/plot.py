@@ -164,7 +164,7 @@ def _split(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], list[int
 def _cidr_name(s: _Series) -> str:
     size = node_cidr_size(s.columns["addrs_carved"], s.columns["node_cidrs"])
     if size is None:
-        return "node CIDRs / prefixes of mixed sizes"
+        return "mixed-size node CIDRs"
     prefix = (32 if s.family == 4 else 128) - int(math.log2(size))
     return f"/{prefix} node CIDRs"
 
