@@ -459,3 +459,28 @@ def test_node_cidr_size_only_when_every_cidr_has_one_size():
     assert node_cidr_size(np.array([0, 0]), np.array([0, 0])) is None
     assert node_cidr_size(np.array([256, 272]), np.array([1, 2])) is None  # a /24 and a /28
     assert node_cidr_size(np.array([300]), np.array([1])) is None  # not a power of two
+
+
+def test_numba_thread_count_does_not_change_the_trace_bytes(tmp_path):
+    """The thread count is set per process, so two processes run the same scenario with 1 and 2 threads."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from engine_helpers import BASE, merge
+
+    scenario = tmp_path / "s.yaml"
+    small = merge(BASE, {"duration": "2m", "cluster": {"nodes": 3}, "workload": {"podsPerNode": 5}})
+    scenario.write_text(yaml.safe_dump(small, sort_keys=False))
+    written = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"threads-{threads}"
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        done = subprocess.run(
+            [sys.executable, "-m", "ipam_core", "run", str(scenario), "--out", str(out)],
+            env=env, capture_output=True, text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        written.append([(out / name).read_bytes() for name in ("trace.arrow", "nodes.arrow")])
+    assert written[0] == written[1]
