@@ -44,6 +44,7 @@ import pyarrow as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from ipam_core.atomic import atomic_write_bytes
 from ipam_core.trace.metrics import node_cidr_size, startup_end
@@ -218,6 +219,14 @@ def _fragmentation_blocks(series: list[_Series], units: dict[str, str]) -> list[
     return blocks
 
 
+def _count_label(value: float, _position: int) -> str:
+    """Tick label: plain below 10,000, else 3 significant digits with k / M / G (no '1e7' offset text)."""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= 10_000 and abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:g}"
+
+
 def _markevery(n: int, family: int) -> tuple[int, int]:
     step = max(2, n // 8)
     return (0 if family == 4 else step // 2, step)  # IPv6 markers fall between IPv4 ones
@@ -234,6 +243,7 @@ def _draw(ax, panel: _Panel, time_scale: tuple[float, str], both: bool) -> None:
             options = {**style, "linewidth": width}
             ax.plot(s.time / divisor, s.columns[metric.column], color=metric.color, drawstyle="steps-post", **options)
     ax.set_title(panel.title)
+    ax.yaxis.set_major_formatter(FuncFormatter(_count_label))
     ax.set_ylabel(panel.ylabel)
     ax.set_xlabel(f"simulated time [{unit}]")
     ax.set_ylim(bottom=0)

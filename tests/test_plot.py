@@ -122,3 +122,13 @@ def test_empty_trace_is_rejected(tmp_path):
     with pytest.raises(TraceError, match="no rows"):
         plot_run(tmp_path)
     assert not any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+def test_large_counts_read_without_an_offset_text():
+    fig = build_figures(build_trace())["fragmentation.png"]  # synthetic IPv6 pools hold ~1M addresses
+    fig.canvas.draw()
+    ipv6 = fig.get_axes()[1]
+    assert ipv6.get_ylim()[1] > 1e6
+    assert all(not ax.yaxis.get_offset_text().get_text() for ax in fig.get_axes())
+    labels = [t.get_text() for t in ipv6.get_yticklabels() if t.get_text()]
+    assert any(label.endswith("M") for label in labels), labels
