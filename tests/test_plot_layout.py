@@ -63,7 +63,8 @@ def _layout_problems(fig):
         or box.x1 > canvas.x1 + SLACK_PX
         or box.y1 > canvas.y1 + SLACK_PX
     ]
-    problems += [f"{a} overlaps {b}" for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if _overlap(box_a, box_b)]
+    pairs = itertools.combinations(boxes, 2)
+    problems += [f"{a} overlaps {b}" for (a, box_a), (b, box_b) in pairs if _overlap(box_a, box_b)]
     return problems
 
 

@@ -184,14 +184,16 @@ def _rich_rows(text: str) -> dict[str, list[str]]:
 def test_readme_compare_output_matches_its_recorded_run():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    intro, block = re.search(r"([^\n]*results/compare-default\.md[^\n]*\n(?:[^\n]+\n)*?)\n```\n(.*?)```", section, re.S).groups()
+    linked_block = r"[^\n]*results/compare-default\.md[^\n]*\n(?:[^\n]+\n)*?\n```\n(.*?)```"
+    block = re.search(linked_block, section, re.S).group(1)
     recorded = (ROOT / "results" / "compare-default.md").read_text()
     assert "ipam-bench compare" in recorded
     rows = _rich_rows(recorded)
     lines = block.strip().splitlines()
     for line in lines[1:]:
         metric, *values = re.split(r"\s{2,}", line.strip())
-        assert rows.get(metric) == values, f"README row {metric!r}: {values} but results/compare-default.md has {rows.get(metric)}"
+        recorded_values = rows.get(metric)
+        assert recorded_values == values, f"README {metric!r}: {values}, results/compare-default.md: {recorded_values}"
 
 
 def test_readme_images_are_recorded_results_with_their_command():
