@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ipam_core.errors import ConfigError, IPAMBenchError
 from ipam_core.rundir import MANIFEST_FILE, RunPublisher
@@ -354,8 +355,9 @@ def scenarios(
         for name, wrap in (("scenario", False), ("modes", False), ("nodes", False), ("description", True)):
             view.add_column(name, no_wrap=not wrap, justify="right" if name == "nodes" else "left")
         for row in rows:
-            view.add_row(*row)
-        out.print(view, highlight=False, width=None if out.is_terminal else 1000)  # piped: one line per scenario
+            view.add_row(*(Text(cell) for cell in row))  # descriptions are text, not rich markup
+        screen = out if out.is_terminal else _Stdout(width=100_000)  # piped: one line per scenario, for grep
+        screen.print(view, highlight=False)
 
 
 @app.command()

@@ -440,13 +440,17 @@ class RunPublisher:
         How messages name it (``"--out"`` in the command line).
     carry_over : bool
         Start the staging folder with the current folder's files (hard links),
-        to add files to a published run.
+        to add files to a published run. A folder with a manifest must match
+        it (:func:`verify_run`).
 
     Raises
     ------
     OutputDirError
         On entering: see :func:`check_output_dir`, or another writer holds
         the folder, or its parent cannot be created.
+    ManifestError
+        With ``carry_over``, on first use of :attr:`staging`: the folder's
+        files do not match its manifest.
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, label: str = "output folder", carry_over: bool = False):
@@ -497,6 +501,8 @@ class RunPublisher:
             self._staging = path
             _OPEN_STAGES.add(path.resolve())
             if self.carry_over and self.folder.is_dir():
+                if read_manifest(self.folder) is not None:
+                    verify_run(self.folder)  # carry one run's files over, not a mix
                 for entry in self.folder.iterdir():
                     if entry.is_file() and entry.name != MANIFEST_FILE and not _TEMP_FILE.match(entry.name):
                         try:
