@@ -233,9 +233,10 @@ class OutputLock:
 
 # ---------------------------------------------------------------- recovery
 def _siblings(folder: Path, marker: str) -> list[Path]:
-    prefix = f".{folder.name}{marker}"
+    # exactly NAME's: not the staging folder of a folder called "NAME.staging-x"
+    pattern = re.compile(re.escape(f".{folder.name}{marker}") + r"[0-9a-f]{8}")
     try:
-        return sorted(p for p in folder.parent.iterdir() if p.name.startswith(prefix))
+        return sorted(p for p in folder.parent.iterdir() if pattern.fullmatch(p.name))
     except FileNotFoundError:
         return []
 

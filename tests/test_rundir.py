@@ -166,9 +166,9 @@ def test_a_parent_that_cannot_be_created_is_one_line(tmp_path):
 def test_recovery_removes_stale_staging_and_restores_a_lone_aside_folder(tmp_path):
     out = tmp_path / "run"
     publish(out, {"trace.arrow": b"old"})
-    aside = tmp_path / ".run.old-0001"
+    aside = tmp_path / ".run.old-0000abcd"
     out.rename(aside)  # a crash between the two renames of the fallback path
-    staging = tmp_path / ".run.staging-0002"
+    staging = tmp_path / ".run.staging-0000beef"
     staging.mkdir()
     (staging / "trace.arrow").write_bytes(b"new, never published")
     with RunPublisher(out):
@@ -180,10 +180,12 @@ def test_recovery_removes_stale_staging_and_restores_a_lone_aside_folder(tmp_pat
 def test_recovery_keeps_the_folder_and_drops_old_aside_folders(tmp_path):
     out = tmp_path / "run"
     publish(out, {"trace.arrow": b"current"})
-    (tmp_path / ".run.old-0001").mkdir()
+    (tmp_path / ".run.old-0000abcd").mkdir()
     (out / ".trace.arrow.0123456789ab.tmp").write_bytes(b"stray")
+    other = tmp_path / ".run.staging-x.staging-0000abcd"  # another folder's ("run.staging-x") staging
+    other.mkdir()
     recover(out)
-    assert verify_run(out) and siblings(out) == []
+    assert verify_run(out) and siblings(out) == [other.name]
 
 
 def test_reader_check_refuses_a_file_of_another_run(tmp_path):
