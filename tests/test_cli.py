@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from engine_helpers import BASE, merge
+from ipam_core import cli
 from ipam_core.cli import app
+from ipam_core.rundir import MANIFEST_FILE, verify_run
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = merge(BASE, {"duration": "2m", "cluster": {"nodes": 3}, "workload": {"podsPerNode": 5}})
 
 
@@ -70,14 +79,26 @@ def test_unknown_mode_on_the_command_line(tmp_path):
     assert "eni2" in result.stderr and "cluster-pool" in result.stderr
 
 
-def test_failed_run_keeps_what_was_already_written(tmp_path):
+def test_failed_run_keeps_what_was_already_written(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)]).exit_code == 0
-    before = (out / "trace.arrow").read_bytes()
+    before = verify_run(out)
     bad = merge(SMALL, {"cilium": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["nonsense"]}}}})
     assert runner.invoke(app, ["run", write(tmp_path, bad, "bad.yaml"), "--out", str(out)]).exit_code == 2
-    assert (out / "trace.arrow").read_bytes() == before
+    assert verify_run(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # an error inside the simulation, after the folder was locked
+    import ipam_core.engine
+    from ipam_core.errors import ConfigError
+
+    def fail(*args, **kwargs):
+        raise ConfigError("mode 'x': needs what the scenario lacks")
+
+    monkeypatch.setattr(ipam_core.engine, "simulate", fail)
+    result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.strip().endswith("needs what the scenario lacks")
+    assert verify_run(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "out", "s.yaml"]  # no staging, no lock
 
 
 def test_missing_scenario_file_and_missing_trace(tmp_path):
@@ -93,8 +114,6 @@ def test_help_shows_examples():
 
 
 def test_replayed_event_file_runs_through_every_mode(tmp_path):
-    from pathlib import Path
-
     import polars as pl
 
     scenario_file = Path(__file__).resolve().parent.parent / "scenarios" / "replay.yaml"
@@ -107,19 +126,6 @@ def test_replayed_event_file_runs_through_every_mode(tmp_path):
 
 
 # ---------------------------------------------------------------- the output folder, before any work
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-from ipam_core import cli
-from ipam_core.rundir import MANIFEST_FILE, verify_run
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
 def _no_simulation(monkeypatch):
     import ipam_core.engine
 
@@ -298,9 +304,8 @@ def test_compiling_is_announced_on_a_terminal(monkeypatch):
                          ids=["compare", "migrate"])
 def test_a_closed_pipe_ends_quietly(tmp_path, args):
     scenario = write(tmp_path, SMALL)
-    argv = [sys.executable, "-m", "ipam_core", *(a if a != "compare" else a for a in args), "--out", str(tmp_path / "o")]
-    if args[0] == "compare":
-        argv.insert(4, scenario)
+    extra = [scenario] if args[0] == "compare" else []
+    argv = [sys.executable, "-m", "ipam_core", *args, *extra, "--out", str(tmp_path / "o")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     writer = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     head = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
