@@ -404,7 +404,7 @@ def _fsync_dir(directory: Path) -> None:
 def _libc_exchange():
     try:
         return ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # pragma: no cover - not glibc / not Linux
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - not glibc / not Linux
         return None
 
 
@@ -467,9 +467,11 @@ class RunPublisher:
     # -- entering
     def __enter__(self) -> RunPublisher:
         self.folder = check_output_dir(self.text, label=self.label, carry_over=self.carry_over)
+        missing = []  # parents to create, innermost first; removed again if nothing gets published
         parent = Path(os.path.abspath(self.folder)).parent
-        missing = [parent, *parent.parents]
-        missing = [p for p in missing[: next(i for i, p in enumerate(missing) if p.exists())]]
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
         try:
             for directory in reversed(missing):
                 directory.mkdir()
