@@ -13,14 +13,37 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "stop_point"]
 
 _WRITE_MODES = {"w": "w", "wt": "w", "wb": "wb"}
 _TEMP_SUFFIX = ".tmp"
+#: Test hook (tests/test_kill.py): the point at which a writer stops itself so a test can kill it there.
+STOP_AT_ENV = "IPAM_BENCH_TEST_STOP_AT"
+
+
+def stop_point(name: str) -> None:
+    """Stop this process (SIGSTOP) if the environment variable :data:`STOP_AT_ENV` names ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The point reached: ``"FILE.tmp"`` (a file's data written and synced, not
+        renamed yet), ``"FILE"`` (renamed into place) or a step of
+        :meth:`ipam_core.rundir.RunPublisher.publish`.
+
+    Notes
+    -----
+    A test hook only: it lets tests kill a writer at an exact point of its
+    output instead of at a lucky moment. Unset (always, outside tests), it
+    costs one dictionary look-up.
+    """
+    if os.environ.get(STOP_AT_ENV) == name and hasattr(signal, "SIGSTOP"):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
@@ -105,11 +128,13 @@ def atomic_write(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        stop_point(target.name + _TEMP_SUFFIX)
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     _fsync_directory(directory)
+    stop_point(target.name)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:

@@ -1,13 +1,19 @@
 """``ipam-bench``: the command line. It parses, calls the library and prints; no logic of its own.
 
 Every error a user can cause ends in one line on stderr and exit status 2,
-with no traceback and no half-written output.
+with no traceback and no half-written output. The output folder is checked
+and locked before any simulation, and a run's files are published together
+(:mod:`ipam_core.rundir`): a killed or interrupted command (Ctrl-C: exit 130)
+leaves the previous run as it was. A closed stdout (``| head``) ends the
+command quietly with status 141, as other command-line tools do.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,8 +21,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ipam_core.errors import ConfigError, IPAMBenchError
+from ipam_core.rundir import MANIFEST_FILE, RunPublisher
 
 app = typer.Typer(
     name="ipam-bench",
@@ -32,24 +40,75 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as `yes | head -1` reports under pipefail
+
+
+class _Stdout(Console):
+    """rich exits with status 1 on a closed pipe; ipam-bench exits as other tools do."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError  # _user_errors silences stdout and exits EXIT_CLOSED_PIPE
+
+
 err = Console(stderr=True)
 # piped or captured output is not cut to 80 columns: the side-by-side table stays one line per metric
-out = Console(width=None if sys.stdout.isatty() else 240)
+out = _Stdout(width=None if sys.stdout.isatty() else 240)
 
+
+#: Shown on stderr while the engine compiles (measured 36-73 s on a laptop, longer on a busy machine).
+COMPILING = "compiling kernels (first run only, about 60 s)…"
+
+
+@dataclass
+class _Output:
+    """The folder a command writes, for the message after Ctrl-C."""
+
+    folder: str | None = None
+    publisher: RunPublisher | None = None
+
+    def open(self, folder: str) -> RunPublisher:
+        """Check and lock the folder before any work; the run's files go to ``publisher.staging``."""
+        self.folder = folder
+        self.publisher = RunPublisher(folder, label="--out")
+        return self.publisher
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again (Python docs, SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (tests capture stdout)
+        pass
 
 
 @contextmanager
-def _user_errors():
-    """Turn library errors into one line and exit status 2."""
+def _user_errors(output: _Output | None = None):
+    """Turn library errors into one line and exit status 2; Ctrl-C and a closed pipe end quietly."""
     try:
         yield
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
     except IPAMBenchError as exc:
         typer.echo("ipam-bench: error: " + str(exc).replace("\n", " "), err=True)
         raise typer.Exit(2) from None
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_CLOSED_PIPE) from None
     except OSError as exc:
         where = f" {exc.filename!s}" if exc.filename else ""
         typer.echo(f"ipam-bench: error:{where}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        if output is None or output.publisher is None:
+            state = "nothing written"
+        elif output.publisher.published is not None:
+            state = f"{output.folder} holds the new run"
+        else:
+            state = f"{output.folder} left as it was"
+        typer.echo(f"ipam-bench: interrupted; {state}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _load(scenario: str | None, seed: Optional[int]):
@@ -70,21 +129,54 @@ def _modes(text: str | None, scenario) -> list[str]:
     return names
 
 
-def _simulate(scenario, modes):
-    from ipam_core.engine import simulate
+def _kernels_cached() -> bool:
+    """Whether Numba's on-disk cache already holds the engine's loop for this version (cheap: one index file)."""
+    from ipam_core.engine.core import advance
 
-    quiet = not sys.stderr.isatty()
+    try:
+        return bool(advance._cache._cache_file._load_index())  # Numba's own staleness check of the index
+    except Exception:  # noqa: BLE001 - another Numba version: say nothing rather than guess
+        return True
+
+
+def _warm_kernels() -> None:
+    """Compile (or load) the engine before the progress bars start, saying so when it takes a while."""
+    from ipam_core.engine import warmup
+
+    if not err.is_terminal or _kernels_cached():
+        return  # simulate() loads them in about a second
+    with err.status(COMPILING, spinner="dots"):
+        warmup()
+
+
+@contextmanager
+def _progress_bars(labels=()):
+    """Transient bars on stderr (none when it is not a terminal); yields ``update(label, fraction)``."""
     with Progress(
         TextColumn("{task.description:<14}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=err,
-        disable=quiet,
+        disable=not sys.stderr.isatty(),
         transient=True,
     ) as bar:
-        tasks = {m: bar.add_task(m, total=1.0) for m in modes}
-        return simulate(scenario, modes, progress=lambda mode, done: bar.update(tasks[mode], completed=done))
+        tasks = {label: bar.add_task(label, total=1.0) for label in labels}
+
+        def update(label: str, fraction: float) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=1.0)
+            bar.update(tasks[label], completed=fraction)
+
+        yield update
+
+
+def _simulate(scenario, modes):
+    from ipam_core.engine import simulate
+
+    _warm_kernels()
+    with _progress_bars(modes) as update:
+        return simulate(scenario, modes, progress=update)
 
 
 def _print_summary(table) -> None:
@@ -101,14 +193,29 @@ def _print_summary(table) -> None:
     out.print(view)
 
 
-def _default_out(scenario, kind: str) -> Path:
-    return Path("out") / f"{kind}-{scenario.name}"
+def _run_lines(table, pods: int) -> list[str]:
+    """One line per mode and family: what `run` users look at first."""
+    return [
+        f"{row['mode']} v{row['family']}: {pods:,} pods, {row['pods_failed']:,} failed "
+        f"({row['failed_free_elsewhere']:,} while addresses were free elsewhere), "
+        f"peak {row['peak_used']:,} addresses used of {row['peak_carved']:,} in node CIDRs"
+        for row in table.to_pylist()
+    ]
+
+
+def _print_written(folder: str, names) -> None:
+    for name in [*names, MANIFEST_FILE]:
+        out.print(f"wrote {Path(folder) / name}", highlight=False)
+
+
+def _default_out(scenario, kind: str) -> str:
+    return str(Path("out") / f"{kind}-{scenario.name}")
 
 
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="Scenario YAML file, or the name of a built-in (default).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/run-NAME).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default out/run-NAME).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Mode to run instead of the scenario's ipam.mode.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's.")] = None,
     plot: Annotated[bool, typer.Option(help="Also write PNG figures.")] = False,
@@ -117,27 +224,31 @@ def run(
 
     Example: ipam-bench run scenarios/dual-stack.yaml --out out/ds
     """
-    from ipam_core.engine import write_run
+    from ipam_core.engine import summarize, write_run
 
-    with _user_errors():
+    output = _Output()
+    with _user_errors(output):
         sc = _load(scenario, seed)
         modes = _modes(mode or sc.ipam.mode, sc)
-        result = _simulate(sc, modes)
-        target = out_dir or _default_out(sc, "run")
-        paths = write_run(result, target, command=sys.argv)
-        if plot:
-            from ipam_core.plot import plot_run
+        target = out_dir if out_dir is not None else _default_out(sc, "run")
+        with output.open(target) as publisher:
+            result = _simulate(sc, modes)
+            names = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            if plot:
+                from ipam_core.plot import plot_run
 
-            paths += plot_run(target)
-        for p in paths:
-            out.print(f"wrote {p}", highlight=False)
+                names += [p.name for p in plot_run(publisher.staging)]
+            publisher.publish()
+        _print_written(target, names)
+        for line in _run_lines(summarize(result), result.workload.n_pods):
+            out.print(line, highlight=False)
 
 
 @app.command()
 def compare(
     scenario: Annotated[Optional[str], typer.Argument(help="Scenario YAML file or built-in name.")] = None,
     modes: Annotated[Optional[str], typer.Option(help="Comma-separated modes (default: the scenario's).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/compare-NAME).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default out/compare-NAME).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's.")] = None,
     plot: Annotated[bool, typer.Option(help="Write PNG figures too.")] = True,
 ) -> None:
@@ -151,21 +262,23 @@ def compare(
     from ipam_core.engine import summarize, write_run
     from ipam_core.trace import write_summary_csv
 
-    with _user_errors():
+    output = _Output()
+    with _user_errors(output):
         sc = _load(scenario, seed)
         names = _modes(modes, sc)
-        result = _simulate(sc, names)
-        target = out_dir or _default_out(sc, "compare")
-        summary = summarize(result)
-        _print_summary(summary)
-        paths = write_run(result, target, command=sys.argv)
-        paths.append(write_summary_csv(Path(target) / "summary.csv", summary))
-        if plot:
-            from ipam_core.plot import plot_run
+        target = out_dir if out_dir is not None else _default_out(sc, "compare")
+        with output.open(target) as publisher:
+            result = _simulate(sc, names)
+            summary = summarize(result)
+            written = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
+            if plot:
+                from ipam_core.plot import plot_run
 
-            paths += plot_run(target)
-        for p in paths:
-            out.print(f"wrote {p}", highlight=False)
+                written += [p.name for p in plot_run(publisher.staging)]
+            publisher.publish()
+        _print_summary(summary)
+        _print_written(target, written)
 
 
 @app.command("plot")
@@ -174,28 +287,83 @@ def plot_cmd(
 ) -> None:
     """Write PNG figures of used / idle / failed over time and fragmentation, per mode.
 
+    The figures join the run's files (and its manifest.json) in one step.
+
     Example: ipam-bench plot out/compare-default
     """
     from ipam_core.plot import plot_run
+    from ipam_core.trace import read_trace
 
-    with _user_errors():
-        for p in plot_run(run_dir):
-            out.print(f"wrote {p}", highlight=False)
+    output = _Output(str(run_dir))
+    with _user_errors(output):
+        read_trace(run_dir)  # a missing or mixed trace is reported with the folder's own name
+        output.publisher = RunPublisher(run_dir, label="run folder", carry_over=True)
+        with output.publisher as publisher:
+            names = [p.name for p in plot_run(publisher.staging)]
+            publisher.publish()
+        _print_written(str(run_dir), names)
+
+
+def _scenario_nodes(sc) -> int:
+    """Nodes of a scenario; for a migration, those it starts with and those its steps add."""
+    if not sc.steps:
+        return sc.cluster.nodes
+    from ipam_core.migration import actions
+    from ipam_core.migration.settings import read_settings, scenario_source
+    from ipam_core.migration.steps import parse_steps
+
+    source = scenario_source(sc)
+    names = set(read_settings(sc, source).nodes)
+    for step in parse_steps(sc, source):
+        if isinstance(step.action, actions.AddNodes):
+            names.update(step.action.names)
+    return len(names)
+
+
+def _scenario_row(label: str, source) -> list[str]:
+    from ipam_core.scenario import load_scenario
+
+    try:
+        sc = load_scenario(source)
+        kind = f"migrate from {sc.ipam.mode}" if sc.steps else ", ".join(sc.modes)
+        return [label, kind, f"{_scenario_nodes(sc):,}", " ".join(sc.description.split())]
+    except IPAMBenchError as exc:
+        return [label, "", "", f"[invalid] {exc}"]
 
 
 @app.command()
-def scenarios() -> None:
-    """List the built-in scenarios."""
+def scenarios(
+    folder: Annotated[Optional[Path], typer.Argument(
+        help="Folder of scenario files (default: the built-ins and ./scenarios when it exists).")] = None,
+) -> None:
+    """List scenarios with their modes, node count and description.
+
+    Example: ipam-bench scenarios scenarios/
+    """
     from ipam_core.scenario import builtin_scenarios
 
-    for name in builtin_scenarios():
-        out.print(name)
+    with _user_errors():
+        rows = []
+        if folder is None:
+            rows += [_scenario_row(name, name) for name in builtin_scenarios()]
+            folder = Path("scenarios") if Path("scenarios").is_dir() else None
+        elif not folder.is_dir():
+            raise ConfigError(f"scenarios: {str(folder)!r} is not a folder; expected a folder of .yaml files")
+        if folder is not None:
+            rows += [_scenario_row(str(path), path) for path in sorted(folder.glob("*.yaml"))]
+        view = Table(box=None, pad_edge=False)
+        for name, wrap in (("scenario", False), ("modes", False), ("nodes", False), ("description", True)):
+            view.add_column(name, no_wrap=not wrap, justify="right" if name == "nodes" else "left")
+        for row in rows:
+            view.add_row(*(Text(cell) for cell in row))  # descriptions are text, not rich markup
+        screen = out if out.is_terminal else _Stdout(width=100_000)  # piped: one line per scenario, for grep
+        screen.print(view, highlight=False)
 
 
 @app.command()
 def migrate(
     scenario: Annotated[str, typer.Argument(help="Scenario YAML file with steps: (e.g. scenarios/seed-lab.yaml).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/migrate-NAME).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default out/migrate-NAME).")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Compare strategies instead of replaying the steps.")] = False,
     batch: Annotated[int, typer.Option(help="--plan: nodes per batch for node-by-node.")] = 1,
     to: Annotated[Optional[str], typer.Option("--to", help="--plan: target mode instead of the scenario's helm upgrade.")] = None,
@@ -212,26 +380,33 @@ def migrate(
     Example: ipam-bench migrate scenarios/seed-lab.yaml --plan --batch 1
     """
     from ipam_core.migration import run_migration
-    from ipam_core.migration.plan import format_plan, plan_migration, write_plan_csv
+    from ipam_core.migration.plan import STRATEGIES, format_plan, plan_migration, write_plan_csv
     from ipam_core.migration.report import write_report
     from ipam_core.migration.timeline import format_timeline
 
-    with _user_errors():
+    output = _Output()
+    with _user_errors(output):
         sc = _load(scenario, None)
-        target = out_dir or _default_out(sc, "migrate")
+        target = out_dir if out_dir is not None else _default_out(sc, "migrate")
+        if not plan and (to is not None or nodes is not None or pods_per_node is not None):
+            raise ConfigError("--to, --nodes and --pods-per-node go with --plan; expected --plan, or a replay "
+                              "without them")
+        with output.open(target) as publisher:
+            if plan:
+                with _progress_bars(STRATEGIES[:3]) as update:
+                    result = plan_migration(sc, batch=batch, to_mode=to, nodes=nodes, pods_per_node=pods_per_node,
+                                            seed=seed, progress=update)
+                names = [write_plan_csv(result, publisher.staging / "migration_plan.csv").name]
+            else:
+                with _progress_bars(["replay"]) as update:
+                    result = run_migration(sc, seed=seed, progress=lambda fraction: update("replay", fraction))
+                names = [p.name for p in write_report(result, sc, publisher.staging, command=sys.argv)]
+            publisher.publish()
         if plan:
-            result = plan_migration(sc, batch=batch, to_mode=to, nodes=nodes, pods_per_node=pods_per_node, seed=seed)
             typer.echo(format_plan(result), nl=False)
-            paths = [write_plan_csv(result, Path(target) / "migration_plan.csv")]
         else:
-            if to is not None or nodes is not None or pods_per_node is not None:
-                raise ConfigError("--to, --nodes and --pods-per-node go with --plan; expected --plan, or a replay "
-                                  "without them")
-            result = run_migration(sc, seed=seed)
             typer.echo(format_timeline(result, width_events=0 if brief else 16, observations=not brief), nl=False)
-            paths = write_report(result, sc, target, command=sys.argv)
-        for p in paths:
-            typer.echo(f"wrote {p}")
+        _print_written(target, names)
 
 
 def main() -> None:

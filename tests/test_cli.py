@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from engine_helpers import BASE, merge
+from ipam_core import cli
 from ipam_core.cli import app
+from ipam_core.rundir import MANIFEST_FILE, verify_run
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = merge(BASE, {"duration": "2m", "cluster": {"nodes": 3}, "workload": {"podsPerNode": 5}})
 
 
@@ -70,14 +79,26 @@ def test_unknown_mode_on_the_command_line(tmp_path):
     assert "eni2" in result.stderr and "cluster-pool" in result.stderr
 
 
-def test_failed_run_keeps_what_was_already_written(tmp_path):
+def test_failed_run_keeps_what_was_already_written(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)]).exit_code == 0
-    before = (out / "trace.arrow").read_bytes()
+    before = verify_run(out)
     bad = merge(SMALL, {"cilium": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["nonsense"]}}}})
     assert runner.invoke(app, ["run", write(tmp_path, bad, "bad.yaml"), "--out", str(out)]).exit_code == 2
-    assert (out / "trace.arrow").read_bytes() == before
+    assert verify_run(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # an error inside the simulation, after the folder was locked
+    import ipam_core.engine
+    from ipam_core.errors import ConfigError
+
+    def fail(*args, **kwargs):
+        raise ConfigError("mode 'x': needs what the scenario lacks")
+
+    monkeypatch.setattr(ipam_core.engine, "simulate", fail)
+    result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.strip().endswith("needs what the scenario lacks")
+    assert verify_run(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "out", "s.yaml"]  # no staging, no lock
 
 
 def test_missing_scenario_file_and_missing_trace(tmp_path):
@@ -93,8 +114,6 @@ def test_help_shows_examples():
 
 
 def test_replayed_event_file_runs_through_every_mode(tmp_path):
-    from pathlib import Path
-
     import polars as pl
 
     scenario_file = Path(__file__).resolve().parent.parent / "scenarios" / "replay.yaml"
@@ -104,3 +123,194 @@ def test_replayed_event_file_runs_through_every_mode(tmp_path):
     trace = pl.read_ipc(out / "trace.arrow")
     # the file's bursts of 240 pods reach every mode
     assert trace.group_by("mode").agg(pl.col("pods_running").max())["pods_running"].to_list() == [240, 240, 240]
+
+
+# ---------------------------------------------------------------- the output folder, before any work
+def _no_simulation(monkeypatch):
+    import ipam_core.engine
+
+    calls = []
+    monkeypatch.setattr(ipam_core.engine, "simulate", lambda *a, **k: calls.append(a))
+    return calls
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+@pytest.mark.parametrize("where, needle", [
+    ("", "expected a folder path"),
+    ("file/run", "is a file; expected a path under a folder"),
+    ("file", "is a file; expected a folder"),
+    ("/proc/ipam-bench-test/run", "cannot create '/proc/ipam-bench-test'"),
+    ("foreign", "'notes.txt', which no ipam-bench run wrote"),
+])
+def test_an_unusable_out_is_one_line_before_any_simulation(tmp_path, monkeypatch, command, where, needle):
+    monkeypatch.chdir(tmp_path)
+    scenario = write(tmp_path, SMALL)
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    calls = _no_simulation(monkeypatch)
+    result = runner.invoke(app, [command, scenario, "--out", where])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ipam-bench: error: --out ") and needle in lines[0]
+    assert result.stdout == "" and calls == []
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def _stopped_writer(args, point):
+    """A CLI process that stopped itself at ``point`` of its write phase (test hook), holding its lock."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IPAM_BENCH_TEST_STOP_AT": point}
+    proc = subprocess.Popen([sys.executable, "-m", "ipam_core", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        assert not pid or os.WIFSTOPPED(status), proc.stderr.read()
+        if pid:
+            return proc
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"never reached {point}")
+
+
+def test_a_second_writer_to_the_same_out_fails_with_one_line(tmp_path):
+    scenario, out = write(tmp_path, SMALL), tmp_path / "out"
+    first = _stopped_writer(["run", scenario, "--out", str(out)], "trace.arrow")
+    try:
+        result = runner.invoke(app, ["run", scenario, "--out", str(out)])
+    finally:
+        first.kill()
+        first.wait()
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"ipam-bench: error: --out {str(out)!r} is being written by another ipam-bench "
+                                     f"(pid {first.pid}); expected one writer per folder at a time")
+
+
+def test_ctrl_c_leaves_the_previous_run_and_says_so(tmp_path):
+    scenario, out = write(tmp_path, SMALL), tmp_path / "out"
+    assert runner.invoke(app, ["run", scenario, "--out", str(out)]).exit_code == 0
+    previous = verify_run(out)
+    proc = _stopped_writer(["compare", scenario, "--seed", "9", "--out", str(out)], "nodes.arrow")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=120) == 130
+    assert proc.stderr.read() == f"ipam-bench: interrupted; {out} left as it was\n"
+    assert verify_run(out) == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s.yaml"]  # staging folder and lock removed
+
+
+def test_run_publishes_a_manifest_and_prints_one_line_per_mode(tmp_path):
+    import polars as pl
+
+    from ipam_core.engine import build_workload
+    from ipam_core.scenario import load_scenario
+
+    scenario, out = write(tmp_path, SMALL), tmp_path / "r"
+    result = runner.invoke(app, ["run", scenario, "--out", str(out), "--mode", "cluster-pool"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / MANIFEST_FILE}" in result.stdout
+    assert sorted(verify_run(out)["files"]) == ["nodes.arrow", "trace.arrow"]
+    trace = pl.read_ipc(out / "trace.arrow")
+    failed = trace["pods_failed"][-1]
+    pods = build_workload(load_scenario(scenario)).n_pods
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"cluster-pool v4: {pods:,} pods, {failed:,} failed (")
+    assert f"peak {trace['addrs_used'].max():,} addresses used" in line
+
+
+def test_plot_adds_figures_to_the_published_run(tmp_path):
+    out = tmp_path / "r"
+    assert runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)]).exit_code == 0
+    run_id = verify_run(out)["run_id"]
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = verify_run(out)
+    assert manifest["run_id"] != run_id and any(name.endswith(".png") for name in manifest["files"])
+
+
+def test_reading_a_folder_that_mixes_two_runs_is_refused(tmp_path):
+    scenario = write(tmp_path, SMALL)
+    for name, seed in (("a", "1"), ("b", "2")):
+        assert runner.invoke(app, ["run", scenario, "--out", str(tmp_path / name), "--seed", seed]).exit_code == 0
+    (tmp_path / "a" / "nodes.arrow").write_bytes((tmp_path / "b" / "nodes.arrow").read_bytes())
+    from ipam_core.trace import TraceError, read_nodes, read_trace
+
+    read_trace(tmp_path / "a")  # still run a's
+    with pytest.raises(TraceError, match="mixes files of two runs"):
+        read_nodes(tmp_path / "a")
+    result = runner.invoke(app, ["plot", str(tmp_path / "a")])  # adding figures does not bless the mix
+    assert result.exit_code == 2 and "mixes files of two runs" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list((tmp_path / "a").glob("*.png"))
+
+
+# ---------------------------------------------------------------- rough edges
+def test_scenarios_lists_builtins_and_the_repository_files_with_descriptions(monkeypatch):
+    from ipam_core.scenario import load_scenario
+
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, ["scenarios"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    files = sorted((ROOT / "scenarios").glob("*.yaml"))
+    assert len(files) >= 12
+    for source, label in [("default", "default"), *((f, f"scenarios/{f.name}") for f in files)]:
+        row = next(line for line in lines if line.split()[0] == label)
+        description = " ".join(load_scenario(source).description.split())
+        assert description and description in row, label
+
+
+def test_scenarios_in_a_folder_shows_invalid_files_without_stopping(tmp_path):
+    write(tmp_path, SMALL, "good.yaml")
+    write(tmp_path, merge(SMALL, {"cluster": {"nodez": 1}}), "bad.yaml")
+    result = runner.invoke(app, ["scenarios", str(tmp_path)])
+    assert result.exit_code == 0
+    good = next(line for line in result.stdout.splitlines() if "good.yaml" in line)
+    assert "kubernetes, cluster-pool, multi-pool" in good and " 3 " in good
+    assert "[invalid]" in next(line for line in result.stdout.splitlines() if "bad.yaml" in line)
+    result = runner.invoke(app, ["scenarios", str(tmp_path / "good.yaml")])
+    assert result.exit_code == 2 and "not a folder" in result.stderr
+
+
+def test_kernels_cached_tells_a_fresh_cache_from_a_warm_one(tmp_path):
+    probe = [sys.executable, "-c", "from ipam_core.cli import _kernels_cached; print(_kernels_cached())"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    from ipam_core.engine import warmup
+
+    warmup()  # this process's cache (NUMBA_CACHE_DIR) now holds the engine
+    assert subprocess.run(probe, env=env, capture_output=True, text=True).stdout.strip() == "True"
+    fresh = {**env, "NUMBA_CACHE_DIR": str(tmp_path)}
+    assert subprocess.run(probe, env=fresh, capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_compiling_is_announced_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(cli, "_kernels_cached", lambda: False)
+    cli._warm_kernels()
+    assert "compiling kernels (first run only" in screen.getvalue()
+    quiet = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=quiet, force_terminal=True, width=100))
+    monkeypatch.setattr(cli, "_kernels_cached", lambda: True)
+    cli._warm_kernels()
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("args", [["compare", "--no-plot"], ["migrate", str(ROOT / "scenarios" / "seed-lab.yaml")]],
+                         ids=["compare", "migrate"])
+def test_a_closed_pipe_ends_quietly(tmp_path, args):
+    scenario = write(tmp_path, SMALL)
+    extra = [scenario] if args[0] == "compare" else []
+    argv = [sys.executable, "-m", "ipam_core", *args, *extra, "--out", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()  # only head reads: its exit closes the pipe
+    first = head.communicate()[0].decode()
+    code = writer.wait(timeout=300)
+    assert first.startswith("ipam-bench")
+    assert writer.stderr.read() == b"" and code in (0, 141)

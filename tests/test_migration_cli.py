@@ -158,3 +158,36 @@ def test_every_shipped_path_replays_and_plans_from_the_cli(tmp_path, name):
     assert plan.exit_code == 0, plan.output
     assert (tmp_path / "p" / "migration_plan.csv").stat().st_size > 0
 
+
+
+def test_replay_reports_progress_through_the_simulated_time():
+    from ipam_core.migration import run_migration
+    from ipam_core.scenario import load_scenario
+
+    seen = []
+    result = run_migration(load_scenario(SEED_LAB), progress=seen.append)
+    assert len(seen) >= len(result.steps)  # at least once per step
+    assert seen == sorted(seen) and 0.0 <= seen[0] and seen[-1] <= 1.0
+
+
+def test_plan_reports_progress_per_strategy():
+    from ipam_core.migration.plan import STRATEGIES, plan_migration
+    from ipam_core.scenario import load_scenario
+
+    seen: dict[str, list[float]] = {}
+    plan = plan_migration(load_scenario(SEED_LAB), progress=lambda name, f: seen.setdefault(name, []).append(f))
+    assert list(seen) == [r.strategy for r in plan.rows] == list(STRATEGIES)
+    assert all(values == sorted(values) and values[-1] <= 1.0 for values in seen.values())
+
+
+def test_migrate_publishes_its_files_with_a_manifest(tmp_path):
+    from ipam_core.rundir import MANIFEST_FILE, verify_run
+
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["migrate", SEED_LAB, "--out", str(out)])
+    assert result.exit_code == 0 and f"wrote {out / MANIFEST_FILE}" in result.stdout
+    assert sorted(verify_run(out)["files"]) == sorted([NODES_FILE, PODS_FILE, STEPS_FILE])
+    result = runner.invoke(app, ["migrate", SEED_LAB, "--plan", "--out", str(out)])  # the folder is now the plan
+    assert result.exit_code == 0
+    assert sorted(verify_run(out)["files"]) == ["migration_plan.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

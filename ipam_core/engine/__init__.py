@@ -122,23 +122,35 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
 
 
 def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
-    """Write ``trace.arrow`` and ``nodes.arrow`` into ``out_dir`` atomically.
+    """Write ``trace.arrow`` and ``nodes.arrow`` into ``out_dir``, published as one run.
 
     Parameters
     ----------
     result : RunResult
     out_dir : str or pathlib.Path
+        The run folder. Its previous contents are replaced as a whole (see
+        :class:`ipam_core.rundir.RunPublisher`); the staging folder of an open
+        publisher adds the files to that publisher's run instead.
     command : str or sequence of str, optional
         Command line recorded in the files (default ``sys.argv``).
 
     Returns
     -------
     list of pathlib.Path
+        The trace and nodes files in ``out_dir``.
+
+    Raises
+    ------
+    ipam_core.rundir.OutputDirError
+        ``out_dir`` cannot take the run (a file, foreign files, another writer).
     """
+    from ipam_core.rundir import staged_folder
     from ipam_core.trace import write_tables
 
     trace, nodes = trace_tables(result, command)
-    return write_tables(out_dir, trace, nodes)
+    with staged_folder(out_dir) as folder:
+        written = write_tables(folder, trace, nodes)
+    return [Path(out_dir) / p.name for p in written]
 
 
 SUMMARY_COLUMNS = (

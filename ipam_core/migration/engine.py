@@ -343,8 +343,13 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             index = self.cur_step.index if self.cur_step is not None else -1
             self.result.events.append((self.now, index, text))
 
-    def run(self) -> MigrationResult:
+    def run(self, progress=None) -> MigrationResult:
         """Run every step and what follows until the scenario's end.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(fraction)`` after each event, with the share of the simulated time done.
 
         Returns
         -------
@@ -364,6 +369,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             self.timing = self.base_timing
             fn(*args)
             self._settle()
+            if progress is not None:
+                progress(min(1.0, t / self.end) if self.end > 0 else 1.0)
         self._advance(self.end)
         self._close_step()
         return self._finish()
@@ -883,7 +890,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         return res
 
 
-def run_migration(scenario, *, seed: int | None = None) -> MigrationResult:
+def run_migration(scenario, *, seed: int | None = None, progress=None) -> MigrationResult:
     """Replay a scenario's migration steps.
 
     Parameters
@@ -892,6 +899,8 @@ def run_migration(scenario, *, seed: int | None = None) -> MigrationResult:
         With ``steps:`` (and optionally ``migration:``).
     seed : int, optional
         Instead of the scenario's.
+    progress : callable, optional
+        ``progress(fraction)`` as the replay advances through the simulated time.
 
     Returns
     -------
@@ -902,7 +911,7 @@ def run_migration(scenario, *, seed: int | None = None) -> MigrationResult:
     ConfigError
         A malformed or impossible step (one line naming it).
     """
-    return MigrationEngine(scenario, seed=seed).run()
+    return MigrationEngine(scenario, seed=seed).run(progress)
 
 
 __all__ = ["Conflict", "MigrationEngine", "MigrationResult", "run_migration"]

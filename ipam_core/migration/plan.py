@@ -179,7 +179,8 @@ def _row(name: str, description: str, s: dict, start: float) -> PlanRow:
 
 
 def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, nodes: int | None = None,
-                   pods_per_node: int | None = None, seed: int | None = None, settle_s: float = 600.0) -> Plan:
+                   pods_per_node: int | None = None, seed: int | None = None, settle_s: float = 600.0,
+                   progress=None) -> Plan:
     """Run every strategy on the same cluster and target and compare them.
 
     Parameters
@@ -201,6 +202,9 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
         Instead of the scenario's.
     settle_s : float
         How long in-place strategies run after their last step.
+    progress : callable, optional
+        ``progress(strategy, fraction)`` as each strategy's run advances (strategies in
+        :data:`STRATEGIES` order).
 
     Returns
     -------
@@ -234,19 +238,23 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     timing = settings.timing
     common = dict(seed=seed, record=False, settings=settings, steady_state=steady, migration_start=t0)
 
-    def run(step_list):
+    def report(name):
+        return None if progress is None else (lambda fraction: progress(name, fraction))
+
+    def run(name, step_list):
         """The overall figures of one strategy's steps."""
         end = max(s.at_s for s in step_list) + settle_s
-        return MigrationEngine(scenario, step_list, end=end, **common).run().summary
+        return MigrationEngine(scenario, step_list, end=end, **common).run(report(name)).summary
 
     rows = []
     for name, size, text in (("all-at-once", None, "every node at once, then every stale pod restarted"),
                              ("node-by-node", batch, f"{batch} node(s) at a time: drain, reset, restart, uncordon")):
-        summary = run(in_place_steps(prefix, target, t0, names, timing, size))
+        summary = run(name, in_place_steps(prefix, target, t0, names, timing, size))
         rows.append(_row(name, text, summary, t0))
-    rows.append(_new_cluster(scenario, prefix, target, t0, common, settle_s))
+    rows.append(_new_cluster(scenario, prefix, target, t0, common, settle_s, report("new-cluster")))
     if not generated and index is not None and to_mode is None:
-        summary = MigrationEngine(scenario, steps, **{**common, "migration_start": t0}).run().summary
+        as_written = MigrationEngine(scenario, steps, **{**common, "migration_start": t0})
+        summary = as_written.run(report("as-written")).summary
         rows.append(_row("as-written", "the scenario's own steps", summary, t0))
     start_mode = resolve(_helm_values(scenario)).mode
     target_cfg = resolve(upgrade_values(_helm_values(scenario), target.assignments, target.values,
@@ -257,7 +265,8 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
                 tuple(rows))
 
 
-def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dict, settle_s: float) -> PlanRow:
+def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dict, settle_s: float,
+                 progress=None) -> PlanRow:
     """A new cluster with the target values beside the old one; the workloads start there, the old one goes."""
     old = MigrationEngine(scenario, prefix, end=t0, **common)
     old.run()
@@ -267,7 +276,7 @@ def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dic
     same_nodes = replace(common["settings"], nodes=tuple(n.name for n in old.nodes if n.exists))
     new = MigrationEngine(scenario, [apply], end=t0 + settle_s, helm_values=values, pools=dict(old.pool_objects),
                           **{**common, "steady_state": None, "settings": same_nodes})
-    summary = new.run().summary
+    summary = new.run(progress).summary
     both = old.addresses_in_use + summary["addresses_needed"]
     return PlanRow("new-cluster", "a second cluster with the target values, workloads moved, old cluster deleted",
                    0.0, 0, 0.0, 0.0, summary["pod_starts"],  # the old cluster serves until the new one is up

@@ -1,6 +1,7 @@
 """A migration replay as Arrow tables: steps, nodes per step, pods per step.
 
-Files (Arrow IPC, written atomically with :func:`ipam_core.trace.write_ipc`):
+Files (Arrow IPC, :func:`ipam_core.trace.write_ipc`; the folder is published as one run with a
+``manifest.json``, see :mod:`ipam_core.rundir`):
 
 * ``migration_steps.arrow``: one row per step: its time, command, what it set off, and the
   state once it has played out (pods running / stale / disrupted, disrupted pod-seconds until
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ipam_core.rundir import staged_folder
 from ipam_core.trace import run_metadata, write_ipc
 from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, encode_run
 
@@ -139,7 +141,7 @@ def report_tables(result, run: dict) -> dict[str, pa.Table]:
 
 
 def write_report(result, scenario, out_dir: str | os.PathLike[str], command=None) -> list[Path]:
-    """Write the three Arrow files of a replay into ``out_dir`` (created if missing), each atomically.
+    """Write the three Arrow files of a replay into ``out_dir``, published as one run.
 
     Parameters
     ----------
@@ -147,21 +149,24 @@ def write_report(result, scenario, out_dir: str | os.PathLike[str], command=None
     scenario : ipam_core.scenario.Scenario
         For the run parameters (name, text hash).
     out_dir : str or os.PathLike
+        The run folder, created if missing; its previous contents are replaced
+        as a whole (see :class:`ipam_core.rundir.RunPublisher`).
     command : str or sequence of str, optional
         Command line recorded in the metadata (default ``sys.argv``).
 
     Returns
     -------
     list of pathlib.Path
-        Steps, nodes and pods files, in that order.
+        Steps, nodes and pods files in ``out_dir``, in that order.
     """
     modes = [result.summary.get("start_mode", ""), result.summary.get("end_mode", "")]
     run = run_metadata(scenario.name, scenario.source_text, result.seed, modes, command)
     tables = report_tables(result, run)
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_ipc(directory / name, tables[kind]) for kind, name in
-            (("migration_steps", STEPS_FILE), ("migration_nodes", NODES_FILE), ("migration_pods", PODS_FILE))]
+    names = (("migration_steps", STEPS_FILE), ("migration_nodes", NODES_FILE), ("migration_pods", PODS_FILE))
+    with staged_folder(out_dir) as folder:
+        for kind, name in names:
+            write_ipc(folder / name, tables[kind])
+    return [Path(out_dir) / name for _, name in names]
 
 
 __all__ = ["NODES_FILE", "NODES_SCHEMA", "PODS_FILE", "PODS_SCHEMA", "STEPS_FILE", "STEPS_SCHEMA", "SUMMARY_KEY",

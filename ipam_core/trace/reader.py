@@ -3,7 +3,9 @@
 The files are plain Arrow IPC files, so ``pl.read_ipc("out/trace.arrow")``
 and ``pd.read_feather("out/trace.arrow")`` work without this module; these
 helpers add a check that the file holds the expected table, accept the
-output folder as well as the file, and decode the run parameters.
+output folder as well as the file, and decode the run parameters. When the
+folder has a ``manifest.json`` (see :mod:`ipam_core.rundir`), a file whose
+hash differs from it (a file of another run) is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ipam_core.rundir import ManifestError, check_member
 from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, TraceError
 from ipam_core.trace.writer import NODES_FILE, TRACE_FILE
 
@@ -29,6 +32,10 @@ def _resolve(path_or_dir: str | os.PathLike[str], kind: str) -> Path:
         path = path / _FILES[kind]
     if not path.is_file():
         raise TraceError(f"no {kind} file at {str(path)!r} (expected an output folder or a {_FILES[kind]} file)")
+    try:
+        check_member(path)
+    except ManifestError as exc:
+        raise TraceError(str(exc)) from None
     return path
 
 
@@ -70,7 +77,8 @@ def read_trace(path_or_dir: str | os.PathLike[str]) -> pa.Table:
     Raises
     ------
     TraceError
-        If the file is missing, not Arrow IPC, or holds another table.
+        If the file is missing, not Arrow IPC, holds another table, or differs
+        from its folder's manifest.
     """
     return _read(path_or_dir, "trace")
 
@@ -90,7 +98,8 @@ def read_nodes(path_or_dir: str | os.PathLike[str]) -> pa.Table:
     Raises
     ------
     TraceError
-        If the file is missing, not Arrow IPC, or holds another table.
+        If the file is missing, not Arrow IPC, holds another table, or differs
+        from its folder's manifest.
     """
     return _read(path_or_dir, "nodes")
 
