@@ -210,7 +210,7 @@ def test_run_publishes_a_manifest_and_prints_one_line_per_mode(tmp_path):
     result = runner.invoke(app, ["run", scenario, "--out", str(out), "--mode", "cluster-pool"])
     assert result.exit_code == 0, result.output
     assert f"wrote {out / MANIFEST_FILE}" in result.stdout
-    assert sorted(verify_run(out)["files"]) == ["nodes.arrow", "trace.arrow"]
+    assert sorted(verify_run(out)["files"]) == ["nodes.arrow", "run.json", "trace.arrow"]
     trace = pl.read_ipc(out / "trace.arrow")
     failed = trace["pods_failed"][-1]
     pods = build_workload(load_scenario(scenario)).n_pods

@@ -231,7 +231,9 @@ def test_same_scenario_and_seed_give_byte_identical_traces(tmp_path):
     for name in ("a", "b"):
         result = simulate(sc)
         paths.append(write_run(result, tmp_path / name, command="ipam-bench compare s.yaml"))
-    for first, second in zip(*paths):
+    data = [[p for p in run if p.suffix == ".arrow"] for run in paths]
+    assert len(data[0]) == 2 and all(p.name == "run.json" for run in paths for p in run if p not in data[0] + data[1])
+    for first, second in zip(*data):
         assert first.read_bytes() == second.read_bytes()
     other = simulate(scenario(tmp_path, {"cluster": {"scheduler": "random"}, "duration": "3m", "seed": 2}, name="o.yaml"))
     again = simulate(sc)

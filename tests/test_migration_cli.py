@@ -186,7 +186,7 @@ def test_migrate_publishes_its_files_with_a_manifest(tmp_path):
     out = tmp_path / "m"
     result = runner.invoke(app, ["migrate", SEED_LAB, "--out", str(out)])
     assert result.exit_code == 0 and f"wrote {out / MANIFEST_FILE}" in result.stdout
-    assert sorted(verify_run(out)["files"]) == sorted([NODES_FILE, PODS_FILE, STEPS_FILE])
+    assert sorted(verify_run(out)["files"]) == sorted([NODES_FILE, PODS_FILE, STEPS_FILE, "run.json"])
     result = runner.invoke(app, ["migrate", SEED_LAB, "--plan", "--out", str(out)])  # the folder is now the plan
     assert result.exit_code == 0
     assert sorted(verify_run(out)["files"]) == ["migration_plan.csv"]

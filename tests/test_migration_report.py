@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,8 @@ from ipam_core.migration import run_migration
 from ipam_core.migration.report import (NODES_FILE, NODES_SCHEMA, PODS_FILE, PODS_SCHEMA, STEPS_FILE, STEPS_SCHEMA,
                                         report_tables, write_report)
 from ipam_core.scenario import load_scenario
-from ipam_core.trace import run_params
+from ipam_core.rundir import MANIFEST_FILE
+from ipam_core.trace import RUN_FILE, run_params
 from ipam_core.trace.schema import RUN_METADATA_KEY
 
 SEED_LAB = Path(__file__).resolve().parent.parent / "scenarios" / "seed-lab.yaml"
@@ -41,7 +43,7 @@ def test_every_field_has_a_unit_and_a_description(schema):
 
 def test_files_hold_the_result_rows_with_run_metadata(written):
     scenario, result, out, paths = written
-    assert [p.name for p in paths] == [STEPS_FILE, NODES_FILE, PODS_FILE]
+    assert [p.name for p in paths] == [STEPS_FILE, NODES_FILE, PODS_FILE, RUN_FILE]
     steps = pl.read_ipc(out / STEPS_FILE)
     assert steps.height == len(result.steps) == len(result.step_rows)
     assert steps["disrupted_pod_s"].sum() == pytest.approx(result.summary["disrupted_pod_seconds"])
@@ -52,13 +54,14 @@ def test_files_hold_the_result_rows_with_run_metadata(written):
     run = run_params(out / STEPS_FILE)
     assert run["scenario"] == "seed-lab" and run["seed"] == scenario.seed
     assert run["modes"] == ["kubernetes", "cluster-pool"]
-    assert run["command"] == "ipam-bench migrate seed-lab.yaml"
+    assert "command" not in run  # run-varying: kept in run.json, out of the data files' bytes
+    assert json.loads((out / RUN_FILE).read_text())["command"] == "ipam-bench migrate seed-lab.yaml"
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
     scenario = load_scenario(SEED_LAB)
-    for folder in ("a", "b"):
-        write_report(run_migration(scenario), scenario, tmp_path / folder, command="x")
+    for folder, command in (("a", "x"), ("b", "ipam-bench migrate other")):
+        write_report(run_migration(scenario), scenario, tmp_path / folder, command=command)
     for name in (STEPS_FILE, NODES_FILE, PODS_FILE):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -76,4 +79,4 @@ def test_tables_match_their_schemas(written):
 def test_writing_over_an_existing_report_leaves_no_temporary_files(written):
     scenario, result, out, _ = written
     write_report(result, scenario, out, command="again")
-    assert sorted(p.name for p in out.iterdir()) == sorted([STEPS_FILE, NODES_FILE, PODS_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([STEPS_FILE, NODES_FILE, PODS_FILE, RUN_FILE, MANIFEST_FILE])

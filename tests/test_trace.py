@@ -428,7 +428,8 @@ def test_two_compare_runs_with_different_out_and_command_line_write_equal_bytes(
         monkeypatch.setattr("sys.argv", argv)  # the command line the run records
         result = CliRunner().invoke(app, argv[1:])
         assert result.exit_code == 0, result.output
-        outputs[out] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "run.json"}
+        # run.json records the command line and wall time; the manifest lists run.json's hash with the rest
+        outputs[out] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name not in ("run.json", "manifest.json")}
     first, second = outputs.values()
     assert {"trace.arrow", "nodes.arrow", "summary.csv", "pods.png"} <= set(first)
     rows = list(csv.DictReader(first["summary.csv"].decode().splitlines()))

@@ -122,7 +122,7 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
 
 
 def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
-    """Write ``trace.arrow`` and ``nodes.arrow`` into ``out_dir``, published as one run.
+    """Write ``trace.arrow``, ``nodes.arrow`` and ``run.json`` into ``out_dir``, published as one run.
 
     Parameters
     ----------
@@ -137,7 +137,9 @@ def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
     Returns
     -------
     list of pathlib.Path
-        The trace and nodes files in ``out_dir``.
+        The trace, nodes and ``run.json`` files in ``out_dir``. ``run.json``
+        holds what differs between runs of identical data (command line, Numba
+        threads, wall seconds per mode, output folder).
 
     Raises
     ------
@@ -145,11 +147,12 @@ def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
         ``out_dir`` cannot take the run (a file, foreign files, another writer).
     """
     from ipam_core.rundir import staged_folder
-    from ipam_core.trace import write_tables
+    from ipam_core.trace import write_run_json, write_tables
 
     trace, nodes = trace_tables(result, command)
     with staged_folder(out_dir) as folder:
         written = write_tables(folder, trace, nodes)
+        written.append(write_run_json(folder, _run_meta(result, command), wall_s=result.wall_s, recorded_out=out_dir))
     return [Path(out_dir) / p.name for p in written]
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ipam_core.rundir import staged_folder
-from ipam_core.trace import run_metadata, write_ipc
-from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, encode_run
+from ipam_core.trace import RUN_FILE, run_metadata, write_ipc, write_run_json
+from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, encode_run, stored_run
 
 STEPS_FILE = "migration_steps.arrow"
 NODES_FILE = "migration_nodes.arrow"
@@ -131,7 +131,7 @@ def report_tables(result, run: dict) -> dict[str, pa.Table]:
     summary = {k: v for k, v in result.summary.items()}
     summary["conflict_list"] = [{"time_s": c.time_s, "address": c.address, "pods": list(c.pods)}
                                 for c in result.conflicts]
-    metadata = {RUN_METADATA_KEY: encode_run(run),
+    metadata = {RUN_METADATA_KEY: encode_run(stored_run(run)),
                 SUMMARY_KEY: json.dumps(summary, sort_keys=True, allow_nan=False).encode()}
     return {
         "migration_steps": _table("migration_steps", result.step_rows, metadata),
@@ -166,7 +166,8 @@ def write_report(result, scenario, out_dir: str | os.PathLike[str], command=None
     with staged_folder(out_dir) as folder:
         for kind, name in names:
             write_ipc(folder / name, tables[kind])
-    return [Path(out_dir) / name for _, name in names]
+        write_run_json(folder, run, recorded_out=out_dir)
+    return [Path(out_dir) / name for _, name in names] + [Path(out_dir) / RUN_FILE]
 
 
 __all__ = ["NODES_FILE", "NODES_SCHEMA", "PODS_FILE", "PODS_SCHEMA", "STEPS_FILE", "STEPS_SCHEMA", "SUMMARY_KEY",

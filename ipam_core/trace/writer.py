@@ -446,6 +446,7 @@ def write_run_json(
     run: Mapping[str, Any],
     *,
     wall_s: Mapping[str, float] | None = None,
+    recorded_out: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``run.json``: the run parameters, including those kept out of the data files.
 
@@ -458,6 +459,9 @@ def write_run_json(
         ``command`` and ``numba_threads``.
     wall_s : mapping of str to float, optional
         Wall-clock seconds per mode (``RunResult.wall_s``), rounded to 0.01 s.
+    recorded_out : str or os.PathLike, optional
+        The folder to record as ``out_dir`` when ``out_dir`` is a staging
+        folder that is published under another name (default ``out_dir``).
 
     Returns
     -------
@@ -478,7 +482,7 @@ def write_run_json(
     """
     directory = Path(out_dir)
     record = dict(run)
-    record["out_dir"] = str(directory)
+    record["out_dir"] = str(recorded_out if recorded_out is not None else directory)
     if wall_s is not None:
         record["wall_s"] = {str(mode): round(float(seconds), 2) for mode, seconds in wall_s.items()}
     try:
