@@ -34,6 +34,7 @@ from ipam_core.migration.helm import resolve, upgrade_values
 from ipam_core.migration.settings import read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.limits import MAX_PLAN_NODES, MAX_PLAN_NODES_WHY, check_count, check_seed
 
 STRATEGIES = ("all-at-once", "node-by-node", "new-cluster", "as-written")
 COLUMNS = (
@@ -209,10 +210,20 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     Raises
     ------
     ConfigError
-        No target (no helm upgrade and no ``to_mode``), a batch below 1, or any step error.
+        No target (no helm upgrade and no ``to_mode``), any step error, or a number out of
+        bounds: ``batch`` or ``nodes`` not from 1 to
+        :data:`~ipam_core.scenario.limits.MAX_PLAN_NODES` (the planner's cost grows with the
+        square of the nodes), ``pods_per_node`` not from 1 to the scenario's ``maxPods``, a
+        seed not from 0 to 2^63 - 1.
     """
-    if batch < 1:
-        raise ConfigError(f"--batch {batch}: expected at least 1 node per batch")
+    check_count("--batch", batch, 1, MAX_PLAN_NODES, "nodes per batch, at most the planner's node limit")
+    if nodes is not None:
+        check_count("--nodes", nodes, 1, MAX_PLAN_NODES, MAX_PLAN_NODES_WHY)
+    if pods_per_node is not None:
+        check_count("--pods-per-node", pods_per_node, 1, scenario.cluster.max_pods,
+                    "the scenario's cluster.kubelet.maxPods: the kubelet admits no more")
+    if seed is not None:
+        check_seed("--seed", seed)
     source = scenario_source(scenario)
     settings = read_settings(scenario, source)
     steps = parse_steps(scenario, source)
@@ -223,6 +234,9 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     generated = nodes is not None or pods_per_node is not None or not applies
     if generated:
         count = nodes if nodes is not None else len(_node_names(settings.nodes, prefix))
+        if count > MAX_PLAN_NODES:  # the scenario's own cluster, without --nodes
+            raise ConfigError(f"--plan on {count:,} nodes (the scenario's cluster): expected at most "
+                              f"{MAX_PLAN_NODES:,} ({MAX_PLAN_NODES_WHY}); pass --nodes N")
         settings = replace(settings, nodes=tuple(f"node-{i:04d}" for i in range(count)))
         prefix = ()
         steady = (pods_per_node or settings.pods_per_node, settings.replicas_per_deployment)
