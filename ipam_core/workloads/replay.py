@@ -205,8 +205,9 @@ def _read_table(path: Path) -> pa.Table:
                 with paipc.open_stream(path) as f:
                     return f.read_all()
         delimiter = "\t" if ".tsv" in suffixes else ","
-        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in _STRING_COLUMNS},
-                                       strings_can_be_null=True)
+        # time read as text too, and only empty cells as null: "nan", "NA" or "null" reach the checks as written
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("time", *_STRING_COLUMNS)},
+                                       strings_can_be_null=True, null_values=[""])
         return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
                               convert_options=convert)
     except (pa.ArrowException, OSError) as exc:
