@@ -480,3 +480,26 @@ def test_kubeadm_join_accepts_its_documented_flags():
     assert isinstance(parse_command("kubeadm join --dry-run --node-name w3", here), Observe)
     with pytest.raises(Exception, match="unknown flag '--bogus'"):
         parse_command("kubeadm join --bogus --node-name w4", here)
+
+
+@pytest.mark.parametrize("workload, key, value", [
+    ("{generator: scale-out, namespaceWeights: {nosuchns: 1}}", "namespaceWeights.nosuchns", "1"),
+    ("{generator: steady-churn, podPoolFractions: {nosuchpool: 0.5}}", "podPoolFractions.nosuchpool", "0.5"),
+    ("{generator: node-autoscaling, maxNodes: 3}", "workload.minNodes", "4"),  # default minNodes: nodes // 2
+    ("{generator: node-autoscaling, interval: 0.000001}", "workload.interval", "1e-06"),
+])
+def test_names_and_ranges_the_generators_would_refuse_are_refused_at_load(tmp_path, workload, key, value):
+    text = f"name: t\nmodes: [multi-pool]\ncluster: {{nodes: 8}}\nduration: 1000h\nsampleInterval: 1h\nworkload: {workload}\n"
+    assert_refused(["compare", _scenario(tmp_path, text), "--no-plot"], tmp_path / "out", key, value)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("name: t\nduration: 1000d\nworkload: {generator: scale-out}\n", "duration"),
+    ("name: t\nduration: 400d\nworkload: {generator: scale-out}\n", "duration"),
+    ("name: t\nduration: 300h\nsampleInterval: 1s\nworkload: {generator: scale-out}\n", "sampleInterval"),
+    ("name: t\nduration: 300h\nsampleInterval: 1m\nnodeSampleInterval: 1m\ncluster: {nodes: 5000}\n"
+     "workload: {generator: scale-out}\n", "nodeSampleInterval"),
+])
+def test_durations_and_sample_counts_are_bounded(tmp_path, text, key):
+    message = assert_refused(["compare", _scenario(tmp_path, text), "--no-plot"], tmp_path / "out", key, key)
+    assert "expected" in message

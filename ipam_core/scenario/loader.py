@@ -19,7 +19,7 @@ from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
 from ipam_core.scenario.cloud import read_cloud
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
-from ipam_core.scenario.workload_checks import check_replay, check_workload_size
+from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size
 
 _BUILTIN_DIR = "scenarios"
 _WORKLOAD_KEY = re.compile(r"^(workload(?:\.[A-Za-z0-9_-]+|\[\d+\])*)")
@@ -212,6 +212,8 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
             f"{cluster.nodes * duration / node_sample:,.0f} node samples; expected at most {L.MAX_NODE_SAMPLES:,} "
             "(~40 B each): a longer nodeSampleInterval or a shorter duration")
     _with_line(root / "workload", check_workload_size, workload, cluster, duration)
+    _with_line(root / "workload", check_workload_names, workload, cluster, duration,
+               tuple(ns.name for ns in namespaces) or ("default",), ipam, modes)
     _with_line(root / "workload", check_replay, workload, duration, ipam, modes, cluster)
     return Scenario(
         name=name, description=description, seed=seed, duration_s=duration, sample_interval_s=sample,

@@ -28,6 +28,8 @@ _RATE_KEYS = ("churnPerSecond", "qps", "fillQps")
 _TIME_KEYS = ("hold", "gap", "start", "period", "interval", "phaseGap")
 #: Events a steady-churn step makes (a delete and a create).
 _EVENTS_PER_STEP = 2
+#: node-autoscaling decisions (duration / interval): the generator builds one array entry per decision.
+MAX_AUTOSCALER_TICKS = 10_000_000
 
 
 def _fail(key: str, value, expected: str) -> ConfigError:
@@ -79,6 +81,48 @@ def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
         if churn is not None and live + _EVENTS_PER_STEP * churn * duration_s > MAX_EVENTS:
             raise _fail("churnPerSecond", churn, f"at most {MAX_EVENTS:,} events: {churn:g}/s over {duration_s:g} s "
                         "makes too many; lower the rate or the duration")
+
+
+def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespaces: tuple[str, ...],
+                         ipam: IPAMSpec, modes: tuple[str, ...]) -> None:
+    """Refuse what the generators would refuse only once generating: names and node ranges.
+
+    Parameters
+    ----------
+    spec : ipam_core.workloads.WorkloadSpec
+    cluster : ClusterSpec
+    duration_s : float
+    namespaces : tuple of str
+        The scenario's Namespace names (``default`` alone when none is declared).
+    ipam : IPAMSpec
+        Its pools: when multi-pool runs, ``podPoolFractions`` may name only these.
+    modes : tuple of str
+
+    Raises
+    ------
+    ConfigError
+        ``namespaceWeights`` naming a namespace the scenario lacks; ``podPoolFractions`` naming a
+        pool multi-pool does not have; ``node-autoscaling`` with ``minNodes`` above the
+        (default) ``maxNodes`` or more autoscaler decisions than :data:`MAX_AUTOSCALER_TICKS`.
+    """
+    for name, weight in getattr(spec, "namespace_weights", ()) or ():
+        if name not in namespaces:
+            raise _fail(f"namespaceWeights.{name}", weight, f"a namespace of the scenario ({', '.join(namespaces)})")
+    pools = tuple(p.name for p in ipam.pools)
+    if "multi-pool" in modes or ipam.mode == "multi-pool":
+        for name, fraction in getattr(spec, "pod_pool_fractions", ()) or ():
+            if name not in pools:
+                raise _fail(f"podPoolFractions.{name}", fraction, f"a pool the scenario defines ({', '.join(pools)}): "
+                            "multi-pool fails every allocation from a missing pool")
+    interval = getattr(spec, "interval", None)
+    if getattr(spec, "generator", "") == "node-autoscaling":
+        lo = spec.min_nodes if spec.min_nodes is not None else max(1, cluster.nodes // 2)
+        hi = spec.max_nodes if spec.max_nodes is not None else max(cluster.nodes, lo)
+        if lo > hi:
+            raise _fail("minNodes", lo, f"at most maxNodes ({hi}{'' if spec.max_nodes else ', cluster.nodes'})")
+        if duration_s > interval * MAX_AUTOSCALER_TICKS:
+            raise _fail("interval", interval, f"at least {duration_s / MAX_AUTOSCALER_TICKS:g} s: at most "
+                        f"{MAX_AUTOSCALER_TICKS:,} autoscaler decisions over the {duration_s:g} s duration")
 
 
 def check_replay(spec, duration_s: float, ipam: IPAMSpec, modes: tuple[str, ...], cluster: ClusterSpec) -> None:
