@@ -278,6 +278,40 @@ def test_mutated_command_line_is_refused_in_one_line(case):
         assert_refused(args, Path(tmp) / "out", flag, value)
 
 
+# ---------------------------------------------------------------- migration-settings mutations
+_SEED_LAB_DOC = yaml.safe_load(SEED_LAB.read_text())
+_MIGRATION_BAD = {
+    "podsPerNode": [0, -1, 111, 10**12, 1e12, "x"],  # seed-lab's maxPods is 110
+    "replicasPerDeployment": [0, -1, 10**12, 2.5],
+    "agentRestart": [-5, "-5s", "abc", "1000d", float("nan")],
+    "drain": [-1, "soon", float("inf")],
+    "nodes": [[], ["Bad_Name"], [1], ["k8s-ctr", "k8s-ctr"]],
+}
+
+
+@st.composite
+def migration_mutation(draw):
+    """(mutated seed-lab document, key needle, value needle)."""
+    doc = copy.deepcopy(_SEED_LAB_DOC)
+    key = draw(st.sampled_from(sorted(_MIGRATION_BAD)))
+    value = draw(st.sampled_from(_MIGRATION_BAD[key]))
+    doc["migration"][key] = value
+    if key == "nodes":
+        shown = {0: "[]", 1: "'Bad_Name'", 2: "1", 3: "'k8s-ctr'"}[_MIGRATION_BAD["nodes"].index(value)]
+        return doc, "migration.nodes", shown
+    return doc, f"migration.{key}", _shown(value)
+
+
+@settings(max_examples=40)
+@given(migration_mutation(), st.sampled_from([[], ["--plan"], ["--plan", "--nodes", "3"]]))
+def test_mutated_migration_settings_are_refused_in_one_line(case, flags):
+    doc, key, value = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "seed-lab.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        assert_refused(["migrate", str(path), *flags], Path(tmp) / "out", key, value)
+
+
 # ---------------------------------------------------------------- replay-file mutations
 _REPLAY_ROWS = list(csv.DictReader(REPLAY_CSV.open()))
 _REPLAY_FIELDS = list(_REPLAY_ROWS[0])
