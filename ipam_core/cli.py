@@ -86,6 +86,15 @@ def _count_flag(name: str, hi: int, why: str):
     return check
 
 
+def _mode_flag(value: Optional[str]) -> Optional[str]:
+    """``run --mode``: one known mode (an empty value used to fall back to the scenario's silently)."""
+    from ipam_core.scenario import ALL_MODES
+
+    if value is not None and value.strip() not in ALL_MODES:
+        raise ConfigError(f"--mode {value!r}: expected one of: {', '.join(ALL_MODES)}")
+    return None if value is None else value.strip()
+
+
 app = typer.Typer(
     cls=_OneLineErrors,
     name="ipam-bench",
@@ -193,7 +202,8 @@ def _default_out(scenario, kind: str) -> Path:
 def run(
     scenario: Annotated[str, typer.Argument(help="Scenario YAML file, or the name of a built-in (default).")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default out/run-NAME).")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Mode to run instead of the scenario's ipam.mode.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Mode to run instead of the scenario's ipam.mode.",
+                                                callback=_mode_flag)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's (0 to 2^63-1).",
                                                 callback=_seed_flag)] = None,
     plot: Annotated[bool, typer.Option(help="Also write PNG figures.")] = False,

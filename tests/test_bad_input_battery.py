@@ -248,7 +248,7 @@ def cli_mutation(draw):
                                       "multi-pool ,cluster-pool, multi-pool", "kubernetes, calico", "k8s"]))
         return ["compare", _SCENARIO, "--no-plot", "--modes", value], "--modes", repr(value)
     if kind == "mode":
-        value = draw(st.sampled_from(["calico", "clusterpool", "Multi-Pool"]))
+        value = draw(st.sampled_from(["calico", "clusterpool", "Multi-Pool", "", "kubernetes,multi-pool"]))
         return ["run", _SCENARIO, "--mode", value], "mode", repr(value)
     if kind == "plan":
         flag = draw(st.sampled_from(["--nodes", "--pods-per-node", "--batch"]))
@@ -528,8 +528,8 @@ def test_names_and_ranges_the_generators_would_refuse_are_refused_at_load(tmp_pa
 
 
 @pytest.mark.parametrize("text, key", [
-    ("name: t\nduration: 1000d\nworkload: {generator: scale-out}\n", "duration"),
-    ("name: t\nduration: 400d\nworkload: {generator: scale-out}\n", "duration"),
+    ("name: t\nduration: 10000h\nworkload: {generator: scale-out}\n", "duration"),
+    ("name: t\nduration: 9000h\nworkload: {generator: scale-out}\n", "duration"),
     ("name: t\nduration: 300h\nsampleInterval: 1s\nworkload: {generator: scale-out}\n", "sampleInterval"),
     ("name: t\nduration: 300h\nsampleInterval: 1m\nnodeSampleInterval: 1m\ncluster: {nodes: 5000}\n"
      "workload: {generator: scale-out}\n", "nodeSampleInterval"),

@@ -137,8 +137,8 @@ def read_timing_overrides(where: Where, mapping: Mapping, keys=tuple(TIMING_DEFA
     out = {key: as_duration(where / key, mapping[key], zero_ok=True) for key in keys if key in mapping}
     for key, seconds in out.items():
         if seconds > MAX_DURATION_S:
-            (where / key).fail(f"{mapping[key]!r} ({seconds:g} s) is too long; expected at most {MAX_DURATION_S:g} s "
-                               f"({MAX_DURATION_WHY})")
+            (where / key).fail(f"{mapping[key]!r} ({seconds:,.0f} s) is too long; expected at most "
+                               f"{MAX_DURATION_S / 86_400:g} days ({MAX_DURATION_WHY})")
     return out
 
 

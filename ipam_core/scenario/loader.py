@@ -162,8 +162,8 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
                   what=f"an integer from 0 to 2^63 - 1 ({L.SEED_WHY})")
     duration = as_duration(root / "duration", doc.get("duration", d.DEFAULT_DURATION))
     if duration > L.MAX_DURATION_S:
-        (root / "duration").fail(f"{show(doc['duration'])} ({duration:g} s) is too long; expected at most "
-                                 f"{L.MAX_DURATION_S:g} s ({L.MAX_DURATION_WHY})")
+        (root / "duration").fail(f"{show(doc['duration'])} ({duration:,.0f} s) is too long; expected at most "
+                                 f"{L.MAX_DURATION_S / 86_400:g} days ({L.MAX_DURATION_S:,.0f} s: {L.MAX_DURATION_WHY})")
     sample = as_duration(root / "sampleInterval", doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
     if sample > duration:
         written = show(doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))

@@ -69,7 +69,8 @@ def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
         elif key in _RATE_KEYS and value > L.MAX_RATE:
             raise _fail(key, value, f"a rate from 0 to {L.MAX_RATE:,.0f} per second ({L.MAX_RATE_WHY})")
         elif key in _TIME_KEYS and value > L.MAX_DURATION_S:
-            raise _fail(key, value, f"at most {L.MAX_DURATION_S:,.0f} s ({L.MAX_DURATION_WHY})")
+            raise _fail(key, value, f"at most {L.MAX_DURATION_S:,.0f} s ({L.MAX_DURATION_S / 86_400:g} days: "
+                        f"{L.MAX_DURATION_WHY})")
     per_node = getattr(spec, "pods_per_node", None)
     if per_node is not None:
         nodes = max(cluster.nodes, getattr(spec, "max_nodes", None) or 0)
