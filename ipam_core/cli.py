@@ -88,10 +88,10 @@ def _count_flag(name: str, hi: int, why: str):
 
 def _mode_flag(value: Optional[str]) -> Optional[str]:
     """``run --mode``: one known mode (an empty value used to fall back to the scenario's silently)."""
-    from ipam_core.scenario import ALL_MODES
+    from ipam_core.modes import REGISTRY
 
-    if value is not None and value.strip() not in ALL_MODES:
-        raise ConfigError(f"--mode {value!r}: expected one of: {', '.join(ALL_MODES)}")
+    if value is not None and value.strip() not in REGISTRY:
+        raise ConfigError(f"--mode {value!r}: expected one of: {', '.join(REGISTRY)}")
     return None if value is None else value.strip()
 
 
@@ -143,20 +143,20 @@ def _load(scenario: str | None, seed: Optional[int]):
 
 def _modes(text: str | None, scenario) -> list[str]:
     """Modes from ``--modes a, b`` (commas, spaces allowed), or the scenario's; empty lists and repeats refused."""
-    from ipam_core.scenario import ALL_MODES
+    from ipam_core.modes import REGISTRY
 
     if text is None:
         return list(scenario.modes)
     names = [m.strip() for m in text.split(",")]
     if not any(names):
         raise ConfigError(f"--modes {text!r} names no mode; expected a comma-separated list from: "
-                          f"{', '.join(ALL_MODES)}")
+                          f"{', '.join(REGISTRY)}")
     for name in names:
         if not name:
             raise ConfigError(f"--modes {text!r} has an empty entry; expected mode names separated by single commas")
-        if name not in ALL_MODES:
+        if name not in REGISTRY:
             raise ConfigError(f"--modes {text!r}: {name!r} is not a known IPAM mode; expected one of: "
-                              f"{', '.join(ALL_MODES)}")
+                              f"{', '.join(REGISTRY)}")
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"--modes {text!r} lists {name!r} twice; expected each mode once")
