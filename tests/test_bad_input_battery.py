@@ -106,6 +106,9 @@ _INT_KEYS = {
     ("cluster", "nodes"): [0, -5, limits.MAX_NODES + 1, 10**12, 1e12, 2.5, "abc", "1e12"],
     ("cluster", "kubelet", "maxPods"): [0, -1, limits.MAX_PODS_PER_NODE + 1, 10**12, 1e12, 3.5, "110"],
     ("cilium", "ipam", "operator", "clusterPoolIPv4MaskSize"): [0, -3, 33, 64, 24.5, "x"],
+    ("cilium", "ipam", "operator", "preAllocate"): [-1, 10**12, 1e12, 2.5, "x"],
+    ("cloud", "gke", "maxPodsPerNode"): [0, -1, limits.MAX_PODS_PER_NODE + 1, 10**12, "x"],
+    ("cloud", "awsVpcCni", "WARM_IP_TARGET"): [-1, 10**12, "1e12", 2.5],
 }
 _DURATION_KEYS = {
     ("duration",): [0, -5, "-5m", "abc", "5 parsecs", float("nan"), float("inf"), 1e12, "1000000h"],
