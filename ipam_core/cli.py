@@ -144,6 +144,7 @@ def _load(scenario: str | None, seed: Optional[int]):
 def _modes(text: str | None, scenario) -> list[str]:
     """Modes from ``--modes a, b`` (commas, spaces allowed), or the scenario's; empty lists and repeats refused."""
     from ipam_core.modes import REGISTRY
+    from ipam_core.scenario import check_scenario_modes
 
     if text is None:
         return list(scenario.modes)
@@ -160,6 +161,7 @@ def _modes(text: str | None, scenario) -> list[str]:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"--modes {text!r} lists {name!r} twice; expected each mode once")
+    check_scenario_modes(scenario, names)  # what each mode needs, before the workload is built
     return names
 
 

@@ -198,7 +198,8 @@ def scenario_mutation(draw):
         path = ("cilium", "ipam", "operator", "clusterPoolIPv4PodCIDRList")
         current = _get(doc, path) if _has(doc, path) else ["10.0.0.0/8"]
         if kind == "cidr":
-            bad = draw(st.sampled_from(["10.0.0.0/33", "10.0.0.1/8", "banana", "10.0.0.0", "300.1.2.3/8", "fd00::/104"]))
+            bad = draw(st.sampled_from(["10.0.0.0/33", "10.0.0.1/8", "banana", "10.0.0.0", "300.1.2.3/8",
+                                        "fd00::/104"]))
             _set(doc, path, [bad] + list(current)[1:])
             return name, doc, "clusterPoolIPv4PodCIDRList", bad
         _set(doc, path, [current[0], current[0]])
@@ -495,7 +496,8 @@ def test_pods_per_node_above_the_scenarios_max_pods(tmp_path):
 def test_usage_errors_are_one_line_not_a_box(tmp_path):
     for args, flag, value in ((["compare", "--seed", "abc"], "--seed", "'abc'"),
                               ([*_PLAN, "--nodes", "abc"], "--nodes", "'abc'"),
-                              (["compare", "default", "--modes", "kubernetes,", "cluster-pool"], "argument", "cluster-pool")):
+                              (["compare", "default", "--modes", "kubernetes,", "cluster-pool"], "argument",
+                               "cluster-pool")):
         message = assert_refused(args, tmp_path / "out", flag, value)
         assert "\u2500" not in message and "Usage" not in message
 
@@ -526,7 +528,8 @@ def test_kubeadm_join_accepts_its_documented_flags():
     ("{generator: node-autoscaling, interval: 0.000001}", "workload.interval", "1e-06"),
 ])
 def test_names_and_ranges_the_generators_would_refuse_are_refused_at_load(tmp_path, workload, key, value):
-    text = f"name: t\nmodes: [multi-pool]\ncluster: {{nodes: 8}}\nduration: 1000h\nsampleInterval: 1h\nworkload: {workload}\n"
+    text = (f"name: t\nmodes: [multi-pool]\ncluster: {{nodes: 8}}\nduration: 1000h\nsampleInterval: 1h\n"
+            f"workload: {workload}\n")
     assert_refused(["compare", _scenario(tmp_path, text), "--no-plot"], tmp_path / "out", key, value)
 
 
@@ -540,3 +543,20 @@ def test_names_and_ranges_the_generators_would_refuse_are_refused_at_load(tmp_pa
 def test_durations_and_sample_counts_are_bounded(tmp_path, text, key):
     message = assert_refused(["compare", _scenario(tmp_path, text), "--no-plot"], tmp_path / "out", key, key)
     assert "expected" in message
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["compare", str(ROOT / "scenarios" / "dual-stack.yaml"), "--modes", "kubernetes, eni", "--no-plot"],
+     "needed by mode eni"),
+    (["run", str(ROOT / "scenarios" / "dual-stack.yaml"), "--mode", "eni"], "needed by mode eni"),
+])
+def test_a_mode_the_scenario_cannot_run_is_refused_before_the_workload(tmp_path, args, needle):
+    message = assert_refused(args, tmp_path / "out", "cilium.ipv6.enabled", "true")
+    assert needle in message
+
+
+def test_multi_pool_added_on_the_command_line_checks_the_replay_pools(tmp_path):
+    (tmp_path / "e.csv").write_text("time,op,pod,namespace,pool\n1,add,a,ns,nosuchpool\n")
+    path = _scenario(tmp_path, "name: r\nmodes: [cluster-pool]\nworkload: {generator: replay, path: e.csv}\n")
+    assert_refused(["compare", path, "--modes", "cluster-pool,multi-pool", "--no-plot"], tmp_path / "out", "pool",
+                   "'nosuchpool'")

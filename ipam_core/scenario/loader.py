@@ -148,6 +148,36 @@ def scenario_for_mode(scenario: Scenario, mode: str) -> Scenario:
     return replace(scenario, ipam=ipam)
 
 
+def check_scenario_modes(scenario: Scenario, modes) -> None:
+    """Check, before anything runs, that ``scenario`` can run under each of ``modes``.
+
+    ``compare --modes`` and ``run --mode`` may name modes the scenario's own ``modes:`` lacks:
+    each must get what it needs (:func:`scenario_for_mode`), and with multi-pool among them the
+    workload's pools (``podPoolFractions``, a replay file's pools) must be the scenario's.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    modes : sequence of str
+
+    Raises
+    ------
+    ConfigError
+        The first mode the scenario cannot run, or the first unknown pool.
+    """
+    for mode in modes:
+        scenario_for_mode(scenario, mode)
+    added = tuple(m for m in modes if m not in scenario.modes and m != scenario.ipam.mode)
+    if "multi-pool" in added:
+        source = Source(str(scenario.source_path) if scenario.source_path else None, {})
+        where = Where(("workload",), source)
+        names = tuple(ns.name for ns in scenario.namespaces) or ("default",)
+        _with_line(where, check_workload_names, scenario.workload, scenario.cluster, scenario.duration_s, names,
+                   scenario.ipam, tuple(modes))
+        _with_line(where, check_replay, scenario.workload, scenario.duration_s, scenario.ipam, tuple(modes),
+                   scenario.cluster)
+
+
 def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenario:
     root = Where((), source)
     if doc is None:
@@ -162,8 +192,9 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
                   what=f"an integer from 0 to 2^63 - 1 ({L.SEED_WHY})")
     duration = as_duration(root / "duration", doc.get("duration", d.DEFAULT_DURATION))
     if duration > L.MAX_DURATION_S:
+        days = L.MAX_DURATION_S / 86_400
         (root / "duration").fail(f"{show(doc['duration'])} ({duration:,.0f} s) is too long; expected at most "
-                                 f"{L.MAX_DURATION_S / 86_400:g} days ({L.MAX_DURATION_S:,.0f} s: {L.MAX_DURATION_WHY})")
+                                 f"{days:g} days ({L.MAX_DURATION_S:,.0f} s: {L.MAX_DURATION_WHY})")
     sample = as_duration(root / "sampleInterval", doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
     if sample > duration:
         written = show(doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
