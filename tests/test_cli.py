@@ -314,3 +314,25 @@ def test_a_closed_pipe_ends_quietly(tmp_path, args):
     code = writer.wait(timeout=300)
     assert first.startswith("ipam-bench")
     assert writer.stderr.read() == b"" and code in (0, 141)
+@pytest.mark.parametrize("args, line", [
+    (["compare", "--seed", "abc"], "ipam-bench: error: --seed 'abc': input should be a valid integer"),
+    (["compare", "--seed", str(2**64)], f"ipam-bench: error: --seed {2**64}: expected an integer from 0 to "),
+    (["compare", "--modes", "kubernetes, kubernetes"], "ipam-bench: error: --modes 'kubernetes, kubernetes' lists "
+                                                       "'kubernetes' twice"),
+    (["run", "default", "--mode", ""], "ipam-bench: error: --mode '': expected one of: kubernetes"),
+    (["compare", "--bogus"], "ipam-bench: error: No such option: --bogus"),
+])
+def test_usage_errors_are_one_line_with_exit_2(tmp_path, args, line):
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(line), result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_modes_with_spaces_after_commas_run(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", write(tmp_path, SMALL), "--modes", "kubernetes, multi-pool",
+                                 "--out", str(out), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["mode"] for r in rows] == ["kubernetes", "multi-pool"]

@@ -191,3 +191,31 @@ def test_migrate_publishes_its_files_with_a_manifest(tmp_path):
     assert result.exit_code == 0
     assert sorted(verify_run(out)["files"]) == ["migration_plan.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+@pytest.mark.parametrize("kwargs, match", [
+    ({"nodes": 0}, r"--nodes 0: expected an integer from 1 to 5,000"),
+    ({"nodes": 10_000_000}, r"--nodes 10000000: expected an integer from 1 to 5,000 \(planner time"),
+    ({"pods_per_node": 111}, r"--pods-per-node 111: expected an integer from 1 to 110 \(.*maxPods"),
+    ({"batch": 0}, r"--batch 0: expected an integer from 1 to 5,000"),
+    ({"seed": -1}, r"--seed -1: expected an integer from 0 to"),
+])
+def test_plan_bounds_are_checked_before_planning(kwargs, match):
+    from ipam_core.errors import ConfigError
+    from ipam_core.migration.plan import plan_migration
+    from ipam_core.scenario import load_scenario
+
+    with pytest.raises(ConfigError, match=match):
+        plan_migration(load_scenario(SEED_LAB), **kwargs)
+
+
+def test_kubeadm_join_with_unsafe_skip_ca_verification_adds_the_node(tmp_path):
+    doc = yaml.safe_load(Path(SEED_LAB).read_text())
+    joins = [i for i, s in enumerate(doc["steps"]) if s.get("node") == {"add": "k8s-w1"}]
+    assert joins, "seed-lab adds k8s-w1 with a node: step"
+    doc["steps"][joins[0]] = {"at": doc["steps"][joins[0]]["at"],
+                              "run": "kubeadm join 192.168.10.100:6443 --token 123456.1234567890123456 "
+                                     "--discovery-token-unsafe-skip-ca-verification --node-name k8s-w1"}
+    path = tmp_path / "joined.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = runner.invoke(app, ["migrate", str(path), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "k8s-w1: operator allocated 172.20.0.0/24" in result.stdout

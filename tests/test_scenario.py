@@ -203,8 +203,8 @@ BAD = [
      ["cilium.ipam.mode", "'alibabacloud'", "kubernetes, cluster-pool, multi-pool"]),
     ("unknown-mode-in-modes", "modes: [kubernetes, clusterpool]", ["modes[1]", "'clusterpool'", "'cluster-pool'"]),
     ("modes-twice", "modes: [kubernetes, kubernetes]", ["modes[1]", "'kubernetes'", "twice"]),
-    ("nodes-zero", "cluster: {nodes: 0}", ["cluster.nodes", "0", ">= 1"]),
-    ("max-pods-zero", "cluster: {kubelet: {maxPods: 0}}", ["cluster.kubelet.maxPods", "0", ">= 1"]),
+    ("nodes-zero", "cluster: {nodes: 0}", ["cluster.nodes", "0", "from 1 to 100,000"]),
+    ("max-pods-zero", "cluster: {kubelet: {maxPods: 0}}", ["cluster.kubelet.maxPods", "0", "from 1 to 2,048"]),
     ("duration-zero", "duration: 0", ["duration", "0", "positive"]),
     ("duration-negative", "duration: -5m", ["duration", "'-5m'"]),
     ("sample-zero", "sampleInterval: 0s", ["sampleInterval", "'0s'", "positive"]),
@@ -389,6 +389,8 @@ def test_relative_replay_path_resolves_against_scenario_folder(tmp_path):
     folder = tmp_path / "sub"
     folder.mkdir()
     (folder / "s.yaml").write_text("name: r\nworkload: {generator: replay, path: events/run.csv}\n")
+    (folder / "events").mkdir()
+    (folder / "events" / "run.csv").write_text("time,op,pod,namespace\n0,add,a,ns\n")  # read whole at load
     s = load_scenario(str(folder / "s.yaml"))
     assert Path(s.workload.path) == folder.resolve() / "events" / "run.csv"
 
@@ -543,3 +545,28 @@ def test_select_pool_without_namespace_uses_default_namespace(selection_scenario
     ipam = selection_scenario.ipam
     assert select_pool(ipam, 4) == "main"
     assert select_pool(ipam, 4, namespace=NamespaceSpec("batch")) == "batch"
+
+
+@pytest.mark.parametrize("snippet, needles", [
+    ("cluster: {nodes: 100001}", ["cluster.nodes", "100001", "from 1 to 100,000", "5,000-node"]),
+    ("cluster: {kubelet: {maxPods: 2049}}", ["cluster.kubelet.maxPods", "2049", "from 1 to 2,048"]),
+    ("seed: 9223372036854775808", ["seed", "9223372036854775808", "2^63 - 1"]),
+    ("duration: 10000h", ["duration", "'10000h'", "at most 366 days", "one year"]),
+    ("duration: 1000h\nsampleInterval: 1s", ["sampleInterval", "'1s'", "1,000,000"]),
+])
+def test_numbers_above_their_limit_name_the_limit_and_reason(snippet, needles):
+    text = "name: x\n" + snippet + "\nworkload: {generator: scale-out}\n"
+    with pytest.raises(ConfigError) as info:
+        load_scenario(text)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+
+
+def test_limits_admit_kubernetes_scalability_thresholds():
+    # 5,000 nodes x 30 pods (150,000), maxPods 110, churn 20/s for 30 m: the shipped scale-limits scenario
+    scenario = load_scenario(str(Path(__file__).resolve().parent.parent / "scenarios" / "scale-limits.yaml"))
+    assert scenario.cluster.nodes == 5000
+    load_scenario("name: x\nseed: 9223372036854775807\ncluster: {nodes: 100000, kubelet: {maxPods: 2048}}\n"
+                  "workload: {generator: scale-out, podsPerNode: 200}\n")

@@ -629,3 +629,34 @@ def test_replay_unreadable_file(tmp_path):
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(ConfigError, match="bad.parquet"):
         read_events(bad)
+
+
+def test_replay_checks_against_the_scenario_name_row_and_value(tmp_path):
+    path = _csv(tmp_path, "time,op,pod,namespace,node,pool\n0,node-add,,,n1,\n1,add,a,ns,,blue\n"
+                          "2,add,b,ns,n1,\n700,delete,a,ns,,\n")
+    read_events(path)  # alone, the file is fine
+    with pytest.raises(ConfigError, match=r"row 4: time 700\.0; expected at most the scenario's duration, 600 s"):
+        read_events(path, duration_s=600)
+    with pytest.raises(ConfigError, match=r"row 4: time 700\.0; .*x timeScale 2"):
+        read_events(path, duration_s=1000, time_scale=2)
+    read_events(path, duration_s=700)
+    with pytest.raises(ConfigError, match=r"row 2: pool 'blue'; expected a pool the scenario defines \(default\)"):
+        read_events(path, pools=("default",))
+    read_events(path, pools=("default", "blue"))
+    pinned = _csv(tmp_path, "time,op,pod,namespace,node\n0,node-add,,,n1\n1,add,a,ns,n9\n", name="p.csv")
+    with pytest.raises(ConfigError, match=r"row 2: node 'n9'; expected a node of the file's node rows"):
+        read_events(pinned, nodes=("node-0",))
+    assert read_events(pinned, nodes=("n9",)).node_names == ["n1", "n9"]
+
+
+def test_replay_refuses_negative_times_and_keeps_slashes_apart(tmp_path):
+    with pytest.raises(ConfigError, match=r"row 2: time -3\.0; expected seconds >= 0"):
+        read_events(_csv(tmp_path, "time,op,pod,namespace\n0,add,a,ns\n-3,delete,a,ns\n"))
+    # namespace "a/b" + pod "c" is not namespace "a" + pod "b/c"
+    with pytest.raises(ConfigError, match=r"row 2: delete of never-created pod 'a/b/c'"):
+        read_events(_csv(tmp_path, "time,op,pod,namespace\n1,add,c,a/b\n2,delete,b/c,a\n", name="s.csv"))
+    # "NA" and "null" are names, not missing cells; "nan" as a time is named as written
+    w = read_events(_csv(tmp_path, "time,op,pod,namespace\n1,add,NA,null\n", name="n.csv"))
+    assert w.pod_names.to_pylist() == ["NA"] and w.namespaces == ["null"]
+    with pytest.raises(ConfigError, match=r"row 1: time 'nan'"):
+        read_events(_csv(tmp_path, "time,op,pod,namespace\nnan,add,a,ns\n", name="t.csv"))

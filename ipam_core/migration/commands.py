@@ -20,6 +20,15 @@ from ipam_core.migration.objects import read_objects
 from ipam_core.scenario._where import Where
 
 _PROMPTS = ("$", "❯", "#", ">")
+#: ``kubeadm join`` flags that take a value, and bare ones: the command's own and kubeadm's global
+#: flags (kubernetes.io/docs/reference/setup-tools/kubeadm/generated/kubeadm_join/).
+KUBEADM_JOIN_VALUE_FLAGS = ("--node-name", "--token", "--discovery-token", "--discovery-token-ca-cert-hash",
+                            "--discovery-file", "--tls-bootstrap-token", "--config", "--cri-socket",
+                            "--certificate-key", "--apiserver-advertise-address", "--apiserver-bind-port",
+                            "--ignore-preflight-errors", "--patches", "--skip-phases", "-v", "--v", "--log-file",
+                            "--log-file-max-size", "--rootfs")
+KUBEADM_JOIN_BARE_FLAGS = ("--control-plane", "--discovery-token-unsafe-skip-ca-verification", "--dry-run",
+                           "--skip-headers", "--skip-log-headers", "--add-dir-header", "--one-output", "-h", "--help")
 _DEPLOY = ("deploy", "deployment", "deployments", "deployment.apps", "deployments.apps")
 _DS = ("ds", "daemonset", "daemonsets", "daemonset.apps", "daemonsets.apps")
 _CN = ("ciliumnode", "ciliumnodes", "cn", "ciliumnode.cilium.io", "ciliumnodes.cilium.io")
@@ -156,9 +165,9 @@ def parse_command(text: str, where: Where, *, stdin: str | None = None,
         what = "config" if rest[:2] == ["config", "view"] else "other"
         return Observe(what, tuple(words))
     if tool == "kubeadm" and rest[:1] == ["join"]:
-        args = _Args(rest[1:], where, text).parse(
-            ("--node-name", "--token", "--discovery-token-ca-cert-hash", "--config", "--cri-socket",
-             "--certificate-key", "--apiserver-advertise-address"), ("--control-plane",))
+        args = _Args(rest[1:], where, text).parse(KUBEADM_JOIN_VALUE_FLAGS, KUBEADM_JOIN_BARE_FLAGS)
+        if args.has("--dry-run"):  # kubeadm join --dry-run changes nothing
+            return Observe("other", tuple(words))
         name = args.one("--node-name")
         if not name:
             where.fail(f"{text!r}: kubeadm join needs --node-name NAME here; expected the new node's name")

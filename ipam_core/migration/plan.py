@@ -34,6 +34,7 @@ from ipam_core.migration.helm import resolve, upgrade_values
 from ipam_core.migration.settings import read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.limits import MAX_PLAN_NODES, MAX_PLAN_NODES_WHY, check_count, check_seed
 
 STRATEGIES = ("all-at-once", "node-by-node", "new-cluster", "as-written")
 COLUMNS = (
@@ -178,6 +179,40 @@ def _row(name: str, description: str, s: dict, start: float) -> PlanRow:
                    s["addresses_needed"], s["conflicts"], s["stale_at_end"], s["nodes_waiting_at_end"])
 
 
+def check_plan_arguments(scenario, *, batch: int = 1, to_mode: str | None = None, nodes: int | None = None,
+                         pods_per_node: int | None = None, seed: int | None = None):
+    """Check a plan's inputs before any work: the numbers' bounds, the steps and the target.
+
+    Parameters
+    ----------
+    scenario, batch, to_mode, nodes, pods_per_node, seed
+        As for :func:`plan_migration`.
+
+    Returns
+    -------
+    tuple
+        ``(source, settings, steps, target_index, target)`` as the planner uses them.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`plan_migration` documents.
+    """
+    check_count("--batch", batch, 1, MAX_PLAN_NODES, "nodes per batch, at most the planner's node limit")
+    if nodes is not None:
+        check_count("--nodes", nodes, 1, MAX_PLAN_NODES, MAX_PLAN_NODES_WHY)
+    if pods_per_node is not None:
+        check_count("--pods-per-node", pods_per_node, 1, scenario.cluster.max_pods,
+                    "the scenario's cluster.kubelet.maxPods: the kubelet admits no more")
+    if seed is not None:
+        check_seed("--seed", seed)
+    source = scenario_source(scenario)
+    settings = read_settings(scenario, source)
+    steps = parse_steps(scenario, source)
+    index, target = _target_step(scenario, steps, to_mode)
+    return source, settings, steps, index, target
+
+
 def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, nodes: int | None = None,
                    pods_per_node: int | None = None, seed: int | None = None, settle_s: float = 600.0,
                    progress=None) -> Plan:
@@ -213,20 +248,23 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     Raises
     ------
     ConfigError
-        No target (no helm upgrade and no ``to_mode``), a batch below 1, or any step error.
+        No target (no helm upgrade and no ``to_mode``), any step error, or a number out of
+        bounds: ``batch`` or ``nodes`` not from 1 to
+        :data:`~ipam_core.scenario.limits.MAX_PLAN_NODES` (the planner's cost grows with the
+        square of the nodes), ``pods_per_node`` not from 1 to the scenario's ``maxPods``, a
+        seed not from 0 to 2^63 - 1.
     """
-    if batch < 1:
-        raise ConfigError(f"--batch {batch}: expected at least 1 node per batch")
-    source = scenario_source(scenario)
-    settings = read_settings(scenario, source)
-    steps = parse_steps(scenario, source)
-    index, target = _target_step(scenario, steps, to_mode)
+    source, settings, steps, index, target = check_plan_arguments(scenario, batch=batch, to_mode=to_mode, nodes=nodes,
+                                                                  pods_per_node=pods_per_node, seed=seed)
     first_upgrade = next((i for i, s in enumerate(steps) if isinstance(s.action, A.HelmUpgrade)), None)
     prefix = steps[:first_upgrade] if first_upgrade is not None else steps  # the cluster before any upgrade
     applies = any(isinstance(s.action, A.Apply) for s in prefix)
     generated = nodes is not None or pods_per_node is not None or not applies
     if generated:
         count = nodes if nodes is not None else len(_node_names(settings.nodes, prefix))
+        if count > MAX_PLAN_NODES:  # the scenario's own cluster, without --nodes
+            raise ConfigError(f"--plan on {count:,} nodes (the scenario's cluster): expected at most "
+                              f"{MAX_PLAN_NODES:,} ({MAX_PLAN_NODES_WHY}); pass --nodes N")
         settings = replace(settings, nodes=tuple(f"node-{i:04d}" for i in range(count)))
         prefix = ()
         steady = (pods_per_node or settings.pods_per_node, settings.replicas_per_deployment)
@@ -355,5 +393,5 @@ def format_plan(plan: Plan) -> str:
     return "\n".join([head, "", *lines, "", *notes]) + "\n"
 
 
-__all__ = ["COLUMNS", "Plan", "PlanRow", "STRATEGIES", "format_plan", "in_place_steps", "plan_migration",
+__all__ = ["COLUMNS", "Plan", "PlanRow", "STRATEGIES", "check_plan_arguments", "format_plan", "in_place_steps", "plan_migration",
            "plan_table", "write_plan_csv"]

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from ipam_core.scenario._values import as_duration, as_int, as_list, as_mapping, as_str, check_keys
 from ipam_core.scenario._where import Source, Where, load_yaml
+from ipam_core.scenario.limits import (MAX_DURATION_S, MAX_DURATION_WHY, MAX_LIVE_PODS, MAX_LIVE_PODS_WHY, MAX_NODES,
+                                       MAX_NODES_WHY)
 
 #: Step timing keys -> (default seconds, meaning).
 TIMING_DEFAULTS: dict[str, tuple[float, str]] = {
@@ -132,7 +134,12 @@ def read_timing_overrides(where: Where, mapping: Mapping, keys=tuple(TIMING_DEFA
     -------
     dict of str to float
     """
-    return {key: as_duration(where / key, mapping[key], zero_ok=True) for key in keys if key in mapping}
+    out = {key: as_duration(where / key, mapping[key], zero_ok=True) for key in keys if key in mapping}
+    for key, seconds in out.items():
+        if seconds > MAX_DURATION_S:
+            (where / key).fail(f"{mapping[key]!r} ({seconds:,.0f} s) is too long; expected at most "
+                               f"{MAX_DURATION_S / 86_400:g} days ({MAX_DURATION_WHY})")
+    return out
 
 
 def read_settings(scenario, source: Source | None = None) -> MigrationSettings:
@@ -151,8 +158,9 @@ def read_settings(scenario, source: Source | None = None) -> MigrationSettings:
     Raises
     ------
     ConfigError
-        One line naming ``migration.<key>``: unknown key, a duration that is not one,
-        a node name that is not a DNS-1123 subdomain or is repeated.
+        One line naming ``migration.<key>``: unknown key, a duration that is not one or is
+        longer than a year, a node name that is not a DNS-1123 subdomain or is repeated, more
+        than 100,000 nodes, ``podsPerNode`` above ``cluster.kubelet.maxPods``.
     """
     where = Where(("migration",), source if source is not None else scenario_source(scenario))
     raw = as_mapping(where, scenario.migration)
@@ -161,6 +169,8 @@ def read_settings(scenario, source: Source | None = None) -> MigrationSettings:
         items = as_list(where / "nodes", raw["nodes"], null_ok=False)
         if not items:
             (where / "nodes").fail("[] is empty; expected at least one node name")
+        if len(items) > MAX_NODES:
+            (where / "nodes").fail(f"{len(items):,} names; expected at most {MAX_NODES:,} ({MAX_NODES_WHY})")
         nodes = tuple(check_node_name(where / "nodes" / i, v) for i, v in enumerate(items))
         for i, name in enumerate(nodes):
             if name in nodes[:i]:
@@ -168,10 +178,13 @@ def read_settings(scenario, source: Source | None = None) -> MigrationSettings:
     else:
         nodes = tuple(f"node-{i}" for i in range(scenario.cluster.nodes))
     timing = MigrationTiming().with_overrides(read_timing_overrides(where, raw))
-    default_ppn = getattr(scenario.workload, "pods_per_node", None) or DEFAULT_PODS_PER_NODE
-    ppn = as_int(where / "podsPerNode", raw.get("podsPerNode", default_ppn), lo=1)
+    default_ppn = min(getattr(scenario.workload, "pods_per_node", None) or DEFAULT_PODS_PER_NODE,
+                      scenario.cluster.max_pods)
+    max_pods = scenario.cluster.max_pods
+    ppn = as_int(where / "podsPerNode", raw.get("podsPerNode", default_ppn), lo=1, hi=max_pods,
+                 what=f"an integer from 1 to {max_pods} (cluster.kubelet.maxPods: the kubelet admits no more)")
     rpd = as_int(where / "replicasPerDeployment", raw.get("replicasPerDeployment", DEFAULT_REPLICAS_PER_DEPLOYMENT),
-                 lo=1)
+                 lo=1, hi=MAX_LIVE_PODS, what=f"an integer from 1 to {MAX_LIVE_PODS:,} ({MAX_LIVE_PODS_WHY})")
     return MigrationSettings(nodes, timing, ppn, rpd)
 
 

@@ -12,7 +12,8 @@ See docs/scenario.md for every key.
 
 from ipam_core.scenario._values import parse_duration
 from ipam_core.scenario.defaults import ALL_MODES, CLOUD_MODES, DEFAULT_MODES, KNOWN_MODES, SCHEDULERS
-from ipam_core.scenario.loader import builtin_scenarios, load_scenario, parse_scenario, scenario_for_mode
+from ipam_core.scenario.loader import (builtin_scenarios, check_scenario_modes, load_scenario, parse_scenario,
+                                      scenario_for_mode)
 from ipam_core.scenario.model import (ClusterSpec, CloudSpec, IPAMSpec, LabelRequirement, LabelSelector, NamespaceSpec,
                                       PoolSpec, Scenario, Timing)
 from ipam_core.scenario.selection import PoolSelectionError, select_pool
@@ -21,5 +22,6 @@ __all__ = [
     "ALL_MODES", "CLOUD_MODES", "DEFAULT_MODES", "KNOWN_MODES", "SCHEDULERS",
     "ClusterSpec", "CloudSpec", "IPAMSpec", "LabelRequirement", "LabelSelector", "NamespaceSpec", "PoolSpec", "Scenario",
     "Timing", "PoolSelectionError",
-    "builtin_scenarios", "load_scenario", "parse_duration", "parse_scenario", "scenario_for_mode", "select_pool",
+    "builtin_scenarios", "check_scenario_modes", "load_scenario", "parse_duration", "parse_scenario",
+    "scenario_for_mode", "select_pool",
 ]

@@ -24,15 +24,23 @@ from __future__ import annotations
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_bool, as_cidr, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.limits import MAX_PODS_PER_NODE, MAX_PODS_PER_NODE_WHY
 from ipam_core.scenario.model import CloudSpec, ENISpec, VpcCniSpec, WatermarkSpec
 from ipam_core.scenario.rules import check_disjoint
+
+
+def _per_node(where: Where, value: object, lo: int = 0) -> int:
+    """A per-node count (addresses, interfaces, prefixes): from ``lo`` to the per-node pod limit."""
+    return as_int(where, value, lo=lo, hi=MAX_PODS_PER_NODE,
+                  what=f"an integer >= {lo} and at most {MAX_PODS_PER_NODE:,} (a per-node count: "
+                       f"{MAX_PODS_PER_NODE_WHY})")
 
 
 def _env_int(where: Where, value: object, lo: int = 0) -> int:
     """An aws-node environment variable: an integer, or a string of digits as in a manifest."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    return as_int(where, value, lo=lo)
+    return _per_node(where, value, lo=lo)
 
 
 def _env_bool(where: Where, value: object) -> bool:
@@ -92,10 +100,10 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_op = root / "cilium" / "ipam" / "operator"
     op = as_mapping(w_op, as_mapping(root / "cilium" / "ipam", cilium.get("ipam")).get("operator"))
     marks = WatermarkSpec(
-        pre_allocate=as_int(w_op / "preAllocate", op["preAllocate"], lo=0) if "preAllocate" in op else None,
-        min_allocate=as_int(w_op / "minAllocate", op.get("minAllocate", 0), lo=0),
-        max_allocate=as_int(w_op / "maxAllocate", op.get("maxAllocate", 0), lo=0),
-        max_above_watermark=as_int(w_op / "maxAboveWatermark", op.get("maxAboveWatermark", 0), lo=0),
+        pre_allocate=_per_node(w_op / "preAllocate", op["preAllocate"], lo=0) if "preAllocate" in op else None,
+        min_allocate=_per_node(w_op / "minAllocate", op.get("minAllocate", 0), lo=0),
+        max_allocate=_per_node(w_op / "maxAllocate", op.get("maxAllocate", 0), lo=0),
+        max_above_watermark=_per_node(w_op / "maxAboveWatermark", op.get("maxAboveWatermark", 0), lo=0),
     )
     if marks.max_allocate and marks.min_allocate > marks.max_allocate:
         (w_op / "minAllocate").fail(f"{marks.min_allocate} is above maxAllocate {marks.max_allocate}; expected "
@@ -107,7 +115,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     eni_spec = ENISpec(
         prefix_delegation=as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False)),
         release_excess_ips=as_bool(w_eni / "awsReleaseExcessIPs", eni.get("awsReleaseExcessIPs", False)),
-        first_interface_index=as_int(w_eni / "firstInterfaceIndex", eni.get("firstInterfaceIndex", 0), lo=0),
+        first_interface_index=_per_node(w_eni / "firstInterfaceIndex", eni.get("firstInterfaceIndex", 0), lo=0),
     )
     w_az = root / "cilium" / "azure"
     azure = as_mapping(w_az, cilium.get("azure"))
@@ -143,7 +151,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_crd = w_cloud / "crd"
     crd = as_mapping(w_crd, cloud.get("crd"))
     check_keys(w_crd, crd, d.CRD_KEYS)
-    pool_per_node = as_int(w_crd / "poolPerNode", crd["poolPerNode"], lo=1) if "poolPerNode" in crd else 0
+    pool_per_node = _per_node(w_crd / "poolPerNode", crd["poolPerNode"], lo=1) if "poolPerNode" in crd else 0
     writer = crd.get("writer", "static" if pool_per_node else "watermark")
     if writer not in d.CRD_WRITERS:
         (w_crd / "writer").fail(f"{show(writer)} is not a pool writer; expected one of: {', '.join(d.CRD_WRITERS)}")
@@ -155,7 +163,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_gke = w_cloud / "gke"
     gke = as_mapping(w_gke, cloud.get("gke"))
     check_keys(w_gke, gke, d.GKE_KEYS)
-    gke_max_pods = as_int(w_gke / "maxPodsPerNode", gke["maxPodsPerNode"], lo=1) if "maxPodsPerNode" in gke else None
+    gke_max_pods = _per_node(w_gke / "maxPodsPerNode", gke["maxPodsPerNode"], lo=1) if "maxPodsPerNode" in gke else None
 
     return CloudSpec(subnets=subnets, subnets_derived=derived, instance_type=instance_type,
                      instance_limits_file=limits_file, kubelet_max_pods=max_pods, watermarks=marks,

@@ -13,11 +13,13 @@ from ipam_core.errors import ConfigError
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_duration, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Source, Where, load_yaml
+from ipam_core.scenario import limits as L
 from ipam_core.scenario.manifests import read_manifests
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
 from ipam_core.scenario.cloud import read_cloud
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
+from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size
 
 _BUILTIN_DIR = "scenarios"
 _WORKLOAD_KEY = re.compile(r"^(workload(?:\.[A-Za-z0-9_-]+|\[\d+\])*)")
@@ -146,6 +148,36 @@ def scenario_for_mode(scenario: Scenario, mode: str) -> Scenario:
     return replace(scenario, ipam=ipam)
 
 
+def check_scenario_modes(scenario: Scenario, modes) -> None:
+    """Check, before anything runs, that ``scenario`` can run under each of ``modes``.
+
+    ``compare --modes`` and ``run --mode`` may name modes the scenario's own ``modes:`` lacks:
+    each must get what it needs (:func:`scenario_for_mode`), and with multi-pool among them the
+    workload's pools (``podPoolFractions``, a replay file's pools) must be the scenario's.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    modes : sequence of str
+
+    Raises
+    ------
+    ConfigError
+        The first mode the scenario cannot run, or the first unknown pool.
+    """
+    for mode in modes:
+        scenario_for_mode(scenario, mode)
+    added = tuple(m for m in modes if m not in scenario.modes and m != scenario.ipam.mode)
+    if "multi-pool" in added:
+        source = Source(str(scenario.source_path) if scenario.source_path else None, {})
+        where = Where(("workload",), source)
+        names = tuple(ns.name for ns in scenario.namespaces) or ("default",)
+        _with_line(where, check_workload_names, scenario.workload, scenario.cluster, scenario.duration_s, names,
+                   scenario.ipam, tuple(modes))
+        _with_line(where, check_replay, scenario.workload, scenario.duration_s, scenario.ipam, tuple(modes),
+                   scenario.cluster)
+
+
 def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenario:
     root = Where((), source)
     if doc is None:
@@ -156,8 +188,13 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
         root.fail("missing 'name'; expected a scenario name")
     name = as_str(root / "name", doc["name"], what="a scenario name").strip()
     description = as_str(root / "description", doc.get("description", ""), empty_ok=True, what="free text")
-    seed = as_int(root / "seed", doc.get("seed", d.DEFAULT_SEED), lo=0)
+    seed = as_int(root / "seed", doc.get("seed", d.DEFAULT_SEED), lo=0, hi=L.MAX_SEED,
+                  what=f"an integer from 0 to 2^63 - 1 ({L.SEED_WHY})")
     duration = as_duration(root / "duration", doc.get("duration", d.DEFAULT_DURATION))
+    if duration > L.MAX_DURATION_S:
+        days = L.MAX_DURATION_S / 86_400
+        (root / "duration").fail(f"{show(doc['duration'])} ({duration:,.0f} s) is too long; expected at most "
+                                 f"{days:g} days ({L.MAX_DURATION_S:,.0f} s: {L.MAX_DURATION_WHY})")
     sample = as_duration(root / "sampleInterval", doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
     if sample > duration:
         written = show(doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
@@ -170,6 +207,7 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
                                                f"than the duration ({duration:g} s); expected at most the duration")
     else:
         node_sample = min(d.NODE_SAMPLE_FACTOR * sample, duration)
+    _check_samples(root, doc, duration, sample)
     modes = _modes(root / "modes", doc.get("modes"))
 
     cilium = read_cilium(root / "cilium", doc.get("cilium"))
@@ -199,12 +237,30 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     # Reserved for migrations too: node names and step timing, validated by ipam_core.migration.
     migration = as_mapping(root / "migration", doc["migration"]) if "migration" in doc else None
     workload = _workload(root / "workload", doc.get("workload"), path.parent if path else None)
+    if node_sample * L.MAX_NODE_SAMPLES < cluster.nodes * duration:
+        (root / "nodeSampleInterval").fail(
+            f"{node_sample:g} s with {cluster.nodes:,} nodes over {duration:g} s gives "
+            f"{cluster.nodes * duration / node_sample:,.0f} node samples; expected at most {L.MAX_NODE_SAMPLES:,} "
+            "(~40 B each): a longer nodeSampleInterval or a shorter duration")
+    _with_line(root / "workload", check_workload_size, workload, cluster, duration)
+    _with_line(root / "workload", check_workload_names, workload, cluster, duration,
+               tuple(ns.name for ns in namespaces) or ("default",), ipam, modes)
+    _with_line(root / "workload", check_replay, workload, duration, ipam, modes, cluster)
     return Scenario(
         name=name, description=description, seed=seed, duration_s=duration, sample_interval_s=sample,
         node_sample_interval_s=node_sample, modes=modes, cluster=cluster, ipam=ipam, timing=timing,
         namespaces=tuple(namespaces), workload=workload, steps=steps, migration=migration, source_text=text,
         source_path=path,
     )
+
+
+def _check_samples(root: Where, doc: dict, duration: float, sample: float) -> None:
+    """Refuse a trace of more than :data:`~ipam_core.scenario.limits.MAX_SAMPLES` rows per mode."""
+    if sample * L.MAX_SAMPLES < duration:
+        written = show(doc.get("sampleInterval", d.DEFAULT_SAMPLE_INTERVAL))
+        (root / "sampleInterval").fail(f"{written} over {duration:g} s gives {duration / sample:,.0f} samples; "
+                                       f"expected at most {L.MAX_SAMPLES:,} per mode (~250 B each): a longer "
+                                       "sampleInterval or a shorter duration")
 
 
 def _kubelet_max_pods(doc: dict) -> int | None:
@@ -230,13 +286,16 @@ def _modes(where: Where, value: object) -> tuple[str, ...]:
 def _cluster(where: Where, value: object, families: tuple[int, ...]):
     cluster = as_mapping(where, value)
     check_keys(where, cluster, d.CLUSTER_KEYS)
-    nodes = as_int(where / "nodes", cluster.get("nodes", d.DEFAULT_NODES), lo=1)
+    nodes = as_int(where / "nodes", cluster.get("nodes", d.DEFAULT_NODES), lo=1, hi=L.MAX_NODES,
+                   what=f"an integer from 1 to {L.MAX_NODES:,} ({L.MAX_NODES_WHY})")
     scheduler = cluster.get("scheduler", d.DEFAULT_SCHEDULER)
     if scheduler not in d.SCHEDULERS:
         (where / "scheduler").fail(f"{show(scheduler)} is not a scheduler; expected one of: {', '.join(d.SCHEDULERS)}")
     kubelet = as_mapping(where / "kubelet", cluster.get("kubelet"))
     check_keys(where / "kubelet", kubelet, d.KUBELET_KEYS)
-    max_pods = as_int(where / "kubelet" / "maxPods", kubelet.get("maxPods", d.DEFAULT_MAX_PODS), lo=1)
+    max_pods = as_int(where / "kubelet" / "maxPods", kubelet.get("maxPods", d.DEFAULT_MAX_PODS), lo=1,
+                      hi=L.MAX_PODS_PER_NODE,
+                      what=f"an integer from 1 to {L.MAX_PODS_PER_NODE:,} ({L.MAX_PODS_PER_NODE_WHY})")
     kcm = read_kcm(where / "kubeControllerManager", cluster.get("kubeControllerManager"), families)
     return ClusterSpec(nodes=nodes, scheduler=scheduler, max_pods=max_pods), kcm
 
@@ -265,8 +324,13 @@ def _workload(where: Where, value: object, base: Path | None):
     raw = _resolve_paths(as_mapping(where, value), base)
     from ipam_core.workloads import parse_workload  # lazy: the workload layer imports numpy/pyarrow
 
+    return _with_line(where, parse_workload, raw, "workload")
+
+
+def _with_line(where: Where, check, *args, **kwargs):
+    """Call ``check``; a ``workload.<key>`` error gains the ``file:line:`` of that key."""
     try:
-        return parse_workload(raw, where="workload")
+        return check(*args, **kwargs)
     except ConfigError as exc:
         message = str(exc)
         if where.source is None or not where.source.name or message.startswith(where.source.name):

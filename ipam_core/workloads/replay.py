@@ -58,7 +58,8 @@ _KV_POOL_RE = r"(?:^|;)\s*" + _ANN + r"\s*=\s*(?P<pool>[^;]*?)\s*(?:;|$)"
 _KV_FORM_RE = r"^\s*[^=;{}]+=[^;]*(;\s*[^=;{}]+=[^;]*)*;?\s*$"
 
 
-def read_events(path: str | os.PathLike) -> Workload:
+def read_events(path: str | os.PathLike, *, duration_s: float | None = None, time_scale: float = 1.0,
+                pools: tuple[str, ...] | None = None, nodes: tuple[str, ...] | None = None) -> Workload:
     """Read an events file into a validated :class:`Workload`.
 
     Parameters
@@ -67,6 +68,17 @@ def read_events(path: str | os.PathLike) -> Workload:
         ``.csv`` (optionally compressed, e.g. ``.csv.gz``), ``.parquet``/``.pq``,
         or ``.arrow``/``.feather``/``.ipc``/``.arrows`` (Arrow IPC file or
         stream); other names are sniffed from their first bytes.
+    duration_s : float, optional
+        The scenario's duration: a row whose time x ``time_scale`` is later is refused
+        (instead of silently dropped).
+    time_scale : float, default 1
+        The scenario's ``timeScale`` (for the duration check).
+    pools : tuple of str, optional
+        Pool names the scenario defines: a pod whose annotation or ``pool`` cell names
+        another pool is refused (multi-pool would fail its allocation forever).
+    nodes : tuple of str, optional
+        Node names of the scenario's cluster: when the file has node rows, a pod pinned to
+        a node that no node row names and that is not one of these is refused.
 
     Returns
     -------
@@ -84,7 +96,8 @@ def read_events(path: str | os.PathLike) -> Workload:
         not a number or ISO-8601 timestamp, unknown op, pod row without pod or
         namespace, node row without node, malformed annotations, delete of a pod
         never created or already deleted, create of a pod still present,
-        node-add of a present node, node-delete of an absent node.
+        node-add of a present node, node-delete of an absent node; a negative time
+        (numbers), a time after ``duration_s``, an unknown pool or node (when given).
 
     Notes
     -----
@@ -104,6 +117,8 @@ def read_events(path: str | os.PathLike) -> Workload:
         raise ConfigError(f"{path}: 0 event rows; expected at least one row after the header")
     reader = _Rows(path)
     time = reader.times(_column(table, "time"))
+    if duration_s is not None:
+        reader.within(time, duration_s, time_scale)
     order = np.argsort(time, kind="stable")
     reader.rows = order  # error messages name the original row of each sorted position
     time = time[order]
@@ -127,7 +142,8 @@ def read_events(path: str | os.PathLike) -> Workload:
         node, node_names = _encode(node_col)
 
     # pods: identity namespace/pod; ops per identity must go add, delete, add, ...
-    key, _ = _encode(pc.binary_join_element_wise(cols["namespace"], cols["pod"], "/"))
+    # a separator no Kubernetes name holds: namespace "a/b" + pod "c" is not namespace "a" + pod "b/c"
+    key, _ = _encode(pc.binary_join_element_wise(cols["namespace"], cols["pod"], "\x1f"))
     key = np.where(is_pod_op, key, -1)  # pod/namespace cells on node rows mean nothing
     pod = reader.pod_ids(op, key, cols["namespace"], cols["pod"])
     adds = np.flatnonzero(op == OP_POD_ADD)
@@ -137,6 +153,12 @@ def read_events(path: str | os.PathLike) -> Workload:
     namespace, namespaces = _encode(pc.if_else(pa.array(is_pod_op), cols["namespace"],
                                                pa.scalar(None, pa.string())))
     pool_col = reader.pools(cols["annotations"], cols["pool"], len(op))
+    if pools is not None:
+        reader.known(op == OP_POD_ADD, pool_col, pools, "pool", "a pool the scenario defines")
+    if nodes is not None and node_col is not None and is_node_op.any():
+        named = pc.filter(node_col, pa.array(is_node_op)).unique().to_pylist()
+        reader.known(op == OP_POD_ADD, node_col, tuple(named) + tuple(nodes), "node",
+                     "a node of the file's node rows or of the scenario's cluster")
     pool_of_pod, pool_names = _encode(pool_col.take(pa.array(adds)))
     pin_of_pod = node[adds]
     pool = np.where(is_pod_op, pool_of_pod[np.maximum(pod, 0)] if n_pods else -1, -1)
@@ -183,8 +205,9 @@ def _read_table(path: Path) -> pa.Table:
                 with paipc.open_stream(path) as f:
                     return f.read_all()
         delimiter = "\t" if ".tsv" in suffixes else ","
-        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in _STRING_COLUMNS},
-                                       strings_can_be_null=True)
+        # time read as text too, and only empty cells as null: "nan", "NA" or "null" reach the checks as written
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("time", *_STRING_COLUMNS)},
+                                       strings_can_be_null=True, null_values=[""])
         return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
                               convert_options=convert)
     except (pa.ArrowException, OSError) as exc:
@@ -286,7 +309,29 @@ class _Rows:
         if bad.any():
             i = int(np.argmax(bad))
             raise self.error(i, "time", float(t[i]), "a finite number of seconds")
+        negative = t < 0
+        if negative.any():
+            i = int(np.argmax(negative))
+            raise self.error(i, "time", float(t[i]), "seconds >= 0 (a replay starts at time 0)")
         return t
+
+    def within(self, t: np.ndarray, duration_s: float, time_scale: float) -> None:
+        """Every time x ``time_scale`` is at most ``duration_s``."""
+        late = t * time_scale > duration_s
+        if late.any():
+            i = int(np.argmax(late))
+            scaled = f" (x timeScale {time_scale:g})" if time_scale != 1 else ""
+            raise self.error(i, "time", float(t[i]), f"at most the scenario's duration, {duration_s:g} s{scaled}: "
+                             "later events would be dropped")
+
+    def known(self, rows: np.ndarray, col: pa.Array, names: tuple[str, ...], what: str, expected: str) -> None:
+        """Every selected row's value in ``col`` (when set) is one of ``names``."""
+        inside = pc.is_in(col, value_set=pa.array(list(names), pa.string()))
+        bad = rows & col.is_valid().to_numpy(zero_copy_only=False) & ~inside.to_numpy(zero_copy_only=False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            raise self.error(i, what, col[i].as_py(), f"{expected} ({shown or 'none'})")
 
     def _no_nulls(self, col: pa.Array, what: str) -> None:
         if col.null_count:

@@ -1,0 +1,160 @@
+"""Checks of a scenario's workload against its cluster, made at load, before anything runs.
+
+``parse_workload`` checks each workload key alone; here the sizes a workload implies with the
+cluster (pods alive at once, events, rates, delays) are bounded by
+:mod:`ipam_core.scenario.limits`, and a replay file is read whole and checked against the
+scenario (times within the duration, pools it defines, nodes it knows), so a bad input is
+one line and exit 2 before any workload is generated or any engine compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ipam_core.errors import ConfigError
+from ipam_core.scenario import limits as L
+from ipam_core.scenario.model import ClusterSpec, IPAMSpec
+
+#: Upper bound and reason of each integer workload key.
+_INT_LIMITS = {
+    "podsPerNode": (L.MAX_PODS_PER_NODE, L.MAX_PODS_PER_NODE_WHY),
+    "minNodes": (L.MAX_NODES, L.MAX_NODES_WHY),
+    "maxNodes": (L.MAX_NODES, L.MAX_NODES_WHY),
+    "pods": (L.MAX_LIVE_PODS, L.MAX_LIVE_PODS_WHY),
+}
+#: Integer keys without a limit of their own: no more than pods could ever be alive.
+_OTHER_INT = (L.MAX_LIVE_PODS, "no more than the live-pod limit")
+_RATE_KEYS = ("churnPerSecond", "qps", "fillQps")
+_TIME_KEYS = ("hold", "gap", "start", "period", "interval", "phaseGap")
+#: Events a steady-churn step makes (a delete and a create).
+_EVENTS_PER_STEP = 2
+#: node-autoscaling decisions (duration / interval): the generator builds one array entry per decision.
+MAX_AUTOSCALER_TICKS = 10_000_000
+
+
+def _fail(key: str, value, expected: str) -> ConfigError:
+    return ConfigError(f"workload.{key} = {value!r}: expected {expected}")
+
+
+def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
+    """Refuse a workload whose numbers, with the cluster's, exceed :mod:`~ipam_core.scenario.limits`.
+
+    Parameters
+    ----------
+    spec : ipam_core.workloads.WorkloadSpec
+        What ``parse_workload`` returned.
+    cluster : ClusterSpec
+        Nodes and maxPods.
+    duration_s : float
+        The scenario's duration.
+
+    Raises
+    ------
+    ConfigError
+        ``workload.<key> = value: expected ... (reason)``: an integer above its limit, a rate
+        above :data:`~ipam_core.scenario.limits.MAX_RATE`, a delay above the year limit, more
+        pods alive at once than :data:`~ipam_core.scenario.limits.MAX_LIVE_PODS`, or a
+        steady churn making more events than the generators' ``MAX_EVENTS``.
+    """
+    from ipam_core.workloads.generators import MAX_EVENTS  # lazy: the workload layer imports numpy/pyarrow
+
+    for f in fields(spec):
+        key, kind, value = f.metadata["key"], f.metadata["kind"], getattr(spec, f.name)
+        if value is None:
+            continue
+        if kind == "int>0":
+            hi, why = _INT_LIMITS.get(key, _OTHER_INT)
+            if value > hi:
+                raise _fail(key, value, f"an integer from 1 to {hi:,} ({why})")
+        elif key in _RATE_KEYS and value > L.MAX_RATE:
+            raise _fail(key, value, f"a rate from 0 to {L.MAX_RATE:,.0f} per second ({L.MAX_RATE_WHY})")
+        elif key in _TIME_KEYS and value > L.MAX_DURATION_S:
+            raise _fail(key, value, f"at most {L.MAX_DURATION_S:,.0f} s ({L.MAX_DURATION_S / 86_400:g} days: "
+                        f"{L.MAX_DURATION_WHY})")
+    per_node = getattr(spec, "pods_per_node", None)
+    if per_node is not None:
+        nodes = max(cluster.nodes, getattr(spec, "max_nodes", None) or 0)
+        live = nodes * min(per_node, cluster.max_pods)
+        if live > L.MAX_LIVE_PODS:
+            raise _fail("podsPerNode", per_node, f"nodes x podsPerNode ({nodes:,} x {min(per_node, cluster.max_pods):,}"
+                        f" = {live:,}) at most {L.MAX_LIVE_PODS:,} ({L.MAX_LIVE_PODS_WHY})")
+        churn = getattr(spec, "churn_per_second", None)
+        if churn is not None and live + _EVENTS_PER_STEP * churn * duration_s > MAX_EVENTS:
+            raise _fail("churnPerSecond", churn, f"at most {MAX_EVENTS:,} events: {churn:g}/s over {duration_s:g} s "
+                        "makes too many; lower the rate or the duration")
+
+
+def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespaces: tuple[str, ...],
+                         ipam: IPAMSpec, modes: tuple[str, ...]) -> None:
+    """Refuse what the generators would refuse only once generating: names and node ranges.
+
+    Parameters
+    ----------
+    spec : ipam_core.workloads.WorkloadSpec
+    cluster : ClusterSpec
+    duration_s : float
+    namespaces : tuple of str
+        The scenario's Namespace names (``default`` alone when none is declared).
+    ipam : IPAMSpec
+        Its pools: when multi-pool runs, ``podPoolFractions`` may name only these.
+    modes : tuple of str
+
+    Raises
+    ------
+    ConfigError
+        ``namespaceWeights`` naming a namespace the scenario lacks; ``podPoolFractions`` naming a
+        pool multi-pool does not have; ``node-autoscaling`` with ``minNodes`` above the
+        (default) ``maxNodes`` or more autoscaler decisions than :data:`MAX_AUTOSCALER_TICKS`.
+    """
+    for name, weight in getattr(spec, "namespace_weights", ()) or ():
+        if name not in namespaces:
+            raise _fail(f"namespaceWeights.{name}", weight, f"a namespace of the scenario ({', '.join(namespaces)})")
+    pools = tuple(p.name for p in ipam.pools)
+    if "multi-pool" in modes or ipam.mode == "multi-pool":
+        for name, fraction in getattr(spec, "pod_pool_fractions", ()) or ():
+            if name not in pools:
+                raise _fail(f"podPoolFractions.{name}", fraction, f"a pool the scenario defines ({', '.join(pools)}): "
+                            "multi-pool fails every allocation from a missing pool")
+    interval = getattr(spec, "interval", None)
+    if getattr(spec, "generator", "") == "node-autoscaling":
+        lo = spec.min_nodes if spec.min_nodes is not None else max(1, cluster.nodes // 2)
+        hi = spec.max_nodes if spec.max_nodes is not None else max(cluster.nodes, lo)
+        if lo > hi:
+            raise _fail("minNodes", lo, f"at most maxNodes ({hi}{'' if spec.max_nodes else ', cluster.nodes'})")
+        if duration_s > interval * MAX_AUTOSCALER_TICKS:
+            raise _fail("interval", interval, f"at least {duration_s / MAX_AUTOSCALER_TICKS:g} s: at most "
+                        f"{MAX_AUTOSCALER_TICKS:,} autoscaler decisions over the {duration_s:g} s duration")
+
+
+def check_replay(spec, duration_s: float, ipam: IPAMSpec, modes: tuple[str, ...], cluster: ClusterSpec) -> None:
+    """Read a replay workload's file whole and check it against the scenario.
+
+    Parameters
+    ----------
+    spec : ipam_core.workloads.WorkloadSpec
+        Only a ``ReplaySpec`` is checked; other specs return at once.
+    duration_s : float
+        No row may come later (times x ``timeScale``).
+    ipam : IPAMSpec
+        Its pools: when multi-pool runs (``modes`` or ``cilium.ipam.mode``), every pool a pod
+        names must be one of them.
+    modes : tuple of str
+        The scenario's modes.
+    cluster : ClusterSpec
+        Its node names (``node-0`` ...) count as known nodes for pinned pods.
+
+    Raises
+    ------
+    ConfigError
+        The first problem, naming the file, the row and the value (see
+        :func:`ipam_core.workloads.read_events`).
+    """
+    from ipam_core.workloads.replay import read_events  # lazy: pyarrow
+    from ipam_core.workloads.spec import ReplaySpec
+
+    if not isinstance(spec, ReplaySpec):
+        return
+    multi_pool = "multi-pool" in modes or ipam.mode == "multi-pool"
+    read_events(spec.path, duration_s=duration_s, time_scale=spec.time_scale,
+                pools=tuple(p.name for p in ipam.pools) if multi_pool else None,
+                nodes=tuple(f"node-{i}" for i in range(cluster.nodes)))
