@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from collections.abc import Iterable
 
 import numpy as np
@@ -215,6 +216,60 @@ def ip_key(value: str | Address) -> tuple[int, int]:
     return ip.version, int(ip)
 
 
+_PACK_U32 = struct.Struct(">I").pack
+
+
+def ipv6_text(value: int) -> str:
+    """RFC 5952 text of an IPv6 address given as an int, by arithmetic.
+
+    Parameters
+    ----------
+    value : int
+        ``0 <= value < 2**128``.
+
+    Returns
+    -------
+    str
+        Lowercase hex groups without leading zeros; the first longest run
+        of two or more zero groups becomes ``::`` (``ipaddress``'s rule).
+        IPv4-mapped addresses keep hex groups (``::ffff:a00:1``), as
+        :func:`ipam_core.kernels.addrfmt.fmt_ipv6` writes them and as
+        ``ipaddress`` does before Python 3.13.
+    """
+    groups = [(value >> shift) & 0xFFFF for shift in range(112, -1, -16)]
+    best_start, best_len, run_start = -1, 1, -1
+    for i, group in enumerate(groups):
+        if group:
+            run_start = -1
+            continue
+        if run_start < 0:
+            run_start = i
+        if i + 1 - run_start > best_len:
+            best_start, best_len = run_start, i + 1 - run_start
+    hexes = [f"{group:x}" for group in groups]
+    if best_start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len :])
+
+
+def _c_ipv6_text(value: int) -> str:
+    text = socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+    # glibc writes a dotted IPv4 tail for ::ffff:a.b.c.d and ::a.b.c.d.
+    return ipv6_text(value) if "." in text else text
+
+
+def _c_ipv6_text_agrees() -> bool:
+    # The C inet_ntop is 5x faster, but RFC 5952's zero-run rules are the
+    # platform's to get right: use it only if it writes what ipv6_text writes.
+    probes = [0, 1, 1 << 112, (1 << 128) - 1, 0x20010DB8000000000001000000000001,
+              0x20010DB8000000010000000000000000, 0x00010000000000000001000000000000,
+              0xFD000000000000000000FFFF00000001, 0x0000FFFF0A000001, 0x0A000001]
+    return all(_c_ipv6_text(v) == ipv6_text(v) for v in probes)
+
+
+_IPV6_TEXT = _c_ipv6_text if hasattr(socket, "inet_ntop") and _c_ipv6_text_agrees() else ipv6_text
+
+
 def ip_text(version: int, value: int) -> str:
     """Text of one address given as an int (dotted quad or RFC 5952).
 
@@ -228,10 +283,73 @@ def ip_text(version: int, value: int) -> str:
     Returns
     -------
     str
+        The same text as the compiled formatters in
+        :mod:`ipam_core.kernels.addrfmt` (IPv6: see :func:`ipv6_text`),
+        written with C ``inet_ntoa``/``inet_ntop`` rather than ``ipaddress``
+        (~0.3 us instead of 1-4 us).
     """
     if version == 4:
-        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
-    return str(ipaddress.IPv6Address(value))
+        return socket.inet_ntoa(_PACK_U32(value))
+    return _IPV6_TEXT(value)
+
+
+#: Texts an allocator keeps for its per-call methods before it forgets them
+#: and starts over: 2**17 texts with their reverse entries are ~25 MB at most.
+TEXT_CACHE_LIMIT = 1 << 17
+
+
+class TextCache(dict):
+    """Index to text, formatting on a miss, with the reverse map beside it.
+
+    ``cache[i]`` is ``format_text(i)``, computed once; :attr:`index_of` maps
+    every text handed out back to its index, so a per-call ``release(text)``
+    finds the index with one dict lookup instead of parsing.
+
+    Parameters
+    ----------
+    format_text : callable
+        ``int -> str`` for an index the caller has already checked.
+
+    Attributes
+    ----------
+    index_of : dict of str to int
+        Text to index, for the texts formatted so far.
+
+    Notes
+    -----
+    Both maps are emptied once they hold :data:`TEXT_CACHE_LIMIT` entries,
+    which bounds their memory on a large set; a forgotten text is formatted
+    (or parsed) again. The maps depend only on the allocator's fixed layout,
+    never on what is allocated, so they cannot go stale.
+    """
+
+    __slots__ = ("format_text", "index_of")
+
+    def __init__(self, format_text):
+        super().__init__()
+        self.format_text = format_text
+        self.index_of: dict[str, int] = {}
+
+    def remember(self, index: int, text: str) -> None:
+        """Store ``index <-> text`` (e.g. a text parsed elsewhere).
+
+        Parameters
+        ----------
+        index : int
+            The index.
+        text : str
+            A text that parses to it.
+        """
+        if len(self) >= TEXT_CACHE_LIMIT or len(self.index_of) >= TEXT_CACHE_LIMIT:
+            self.clear()
+            self.index_of.clear()
+        self.index_of[text] = index
+
+    def __missing__(self, index: int) -> str:
+        text = self.format_text(index)
+        self.remember(index, text)
+        self[index] = text
+        return text
 
 
 # --------------------------------------------------------------------------- offsets

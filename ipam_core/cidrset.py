@@ -21,17 +21,20 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, as_network, cidr_key, format_cidrs, ip_text
+from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, ip_text
+from ipam_core.bitmap import new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
+    ARENA_CURSOR,
+    ARENA_USED,
+    arena_clear_one,
+    arena_take_one,
     bm_alloc_next_fit,
     bm_clear_many,
     bm_clear_range,
     bm_count,
-    bm_init,
     bm_set_many,
     bm_set_range,
-    bm_sizes,
     bm_test_many,
 )
 
@@ -100,6 +103,14 @@ class CIDRSet:
       of the range of CIDR allocator``. ``strict=False`` reproduces that.
       Kubernetes accepts an IPv4 node mask above 32 and then returns broken
       CIDRs; Cilium refuses it, and so does this class.
+    * **Per call or in batches.** :meth:`allocate_next` and :meth:`release`
+      handle one CIDR's text per call: one compiled call each (through its
+      entry point, see :func:`ipam_core.bitmap.per_call`), and the texts
+      handed out are remembered both ways (:class:`ipam_core.addr.TextCache`),
+      so releasing a CIDR this set wrote parses nothing; any other text is
+      parsed and checked. :meth:`allocate_next_many`,
+      :meth:`release_indices` and :meth:`cidrs_of` do the same for whole
+      arrays in one compiled pass each.
     """
 
     def __init__(self, cluster_cidr: str | Network, node_mask: int, *, strict: bool = True):
@@ -124,13 +135,11 @@ class CIDRSet:
         self._shift = bits - node_mask
         self._base = int(net.network_address)
         self._max = 1 << (node_mask - net.prefixlen) if node_mask >= net.prefixlen else 0
-        nw, ns = bm_sizes(self._max)
-        self._words = np.empty(nw, dtype=np.uint64)
-        self._summary = np.empty(ns, dtype=np.uint64)
-        bm_init(self._words, self._summary, self._max)
-        self._allocated = 0
-        self._cursor = 0
-        self._one = np.empty(1, dtype=np.int64)
+        # Counters live in the arena's header, where the per-call kernels update them.
+        self._arena, self._words, self._summary = new_arena(self._max)
+        self._take_one = per_call(arena_take_one)
+        self._clear_one = per_call(arena_clear_one)
+        self._texts = TextCache(self._format)
 
     # ------------------------------------------------------------------ state
     @property
@@ -231,8 +240,7 @@ class CIDRSet:
         NotInRange
             The index is outside the set.
         """
-        index = self._check_index(index)
-        return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"
+        return self._texts[self._check_index(index)]
 
     def cidrs_of(self, indices) -> pa.Array:
         """Node CIDR strings for many indices in one compiled pass.
@@ -324,12 +332,10 @@ class CIDRSet:
             ``CIDR allocation failed; there are no remaining CIDRs left to
             allocate in the accepted range``; the cursor is left unchanged.
         """
-        if self._allocated == self._max:
+        index = self._take_one(self._arena, -1)
+        if index < 0:
             raise NoCIDRsRemaining(MSG_NO_CIDRS_REMAINING)
-        got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, 1, self._one)
-        self._cursor = int(cursor)
-        self._allocated += 1
-        return self.cidr_of(int(self._one[0]))
+        return self._texts[index]
 
     def allocate_next_many(self, k: int) -> np.ndarray:
         """Take up to ``k`` node CIDRs by next fit: the same blocks, in the same
@@ -402,7 +408,15 @@ class CIDRSet:
         NotInRange
             Outside the cluster CIDR (see :meth:`span`).
         """
+        try:
+            index = self._texts.index_of.get(cidr)
+        except TypeError:  # unhashable: span() refuses it with the parser's message
+            index = None
+        if index is not None:
+            return self._clear_one(self._arena, index)
         begin, end = self.span(cidr)
+        if end - begin == 1 and isinstance(cidr, str):
+            self._texts.remember(begin, cidr)  # text covering one block: no parse next time
         flipped = int(bm_clear_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated -= flipped
         return flipped
@@ -479,6 +493,25 @@ class CIDRSet:
         )
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _allocated(self) -> int:
+        return int(self._arena[ARENA_USED])
+
+    @_allocated.setter
+    def _allocated(self, value: int) -> None:
+        self._arena[ARENA_USED] = value
+
+    @property
+    def _cursor(self) -> int:
+        return int(self._arena[ARENA_CURSOR])
+
+    @_cursor.setter
+    def _cursor(self, value: int) -> None:
+        self._arena[ARENA_CURSOR] = value
+
+    def _format(self, index: int) -> str:
+        return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"
+
     def _overlaps(self, version: int, value: int, prefix: int) -> bool:
         # Two prefixes overlap iff they agree on the shorter one's bits
         # (upstream InRange: one contains the other's masked address).
