@@ -34,7 +34,7 @@ import numpy as np
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels import bitmap as kb
 
-__all__ = ["Bitmap", "MAX_ORDER", "new_arena", "per_call", "warmup"]
+__all__ = ["Bitmap", "MAX_ORDER", "clear_many", "new_arena", "per_call", "warmup"]
 
 # Block sizes are 2**order slots held in int64: 2**62 is the largest that fits.
 MAX_ORDER = 62
@@ -106,6 +106,39 @@ def per_call(kernel):
         entry = kernel if compile_signature is None else compile_signature(_ARENA_SIGNATURE)
         _ENTRY_POINTS[kernel] = entry
     return entry
+
+
+def clear_many(words: np.ndarray, summary: np.ndarray, offsets: np.ndarray, used: int, size: int) -> int:
+    """Free many slots with the batch-release kernel that suits the batch.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offsets : numpy.ndarray of int64
+        Checked slots (repeats allowed).
+    used, size : int
+        Slots in use and slots in all, which pick the kernel.
+
+    Returns
+    -------
+    int
+        How many slots were freed.
+
+    Notes
+    -----
+    All three kernels give the same bitmap: the summary is rebuilt at the
+    end for a batch at least as long as the leaf level
+    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_rebuild`), kept
+    branch-free above :data:`BRANCHLESS_RELEASE_FILL`
+    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`), otherwise
+    kept per slot (:func:`~ipam_core.kernels.bitmap.bm_clear_many`).
+    """
+    if offsets.shape[0] >= words.shape[0]:
+        return int(kb.bm_clear_many_rebuild(words, summary, offsets))
+    if used > BRANCHLESS_RELEASE_FILL * size:
+        return int(kb.bm_clear_many_branchless(words, summary, offsets))
+    return int(kb.bm_clear_many(words, summary, offsets))
 
 
 def _count(value, what: str) -> int:
@@ -485,12 +518,7 @@ class Bitmap:
         the same result.
         """
         arr = self._offsets(offsets, "offset")
-        if arr.shape[0] >= self.words.shape[0]:
-            flipped = int(kb.bm_clear_many_rebuild(self.words, self.summary, arr))
-        elif self._used > BRANCHLESS_RELEASE_FILL * self.size:
-            flipped = int(kb.bm_clear_many_branchless(self.words, self.summary, arr))
-        else:
-            flipped = int(kb.bm_clear_many(self.words, self.summary, arr))
+        flipped = clear_many(self.words, self.summary, arr, self._used, self.size)
         self._used -= flipped
         return flipped
 

@@ -22,15 +22,14 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, ip_text
-from ipam_core.bitmap import new_arena, per_call
+from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
     ARENA_CURSOR,
     ARENA_USED,
     arena_clear_one,
     arena_take_one,
-    bm_alloc_next_fit,
-    bm_clear_many,
+    bm_alloc_next_fit_batch,
     bm_clear_range,
     bm_count,
     bm_set_many,
@@ -355,11 +354,14 @@ class CIDRSet:
         k = int(k)
         if k < 0:
             raise ConfigError(f"count {k} must be >= 0")
-        out = np.empty(min(k, self._max - self._allocated), dtype=np.int64)
-        got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, out.shape[0], out)
-        self._cursor = int(cursor)
-        self._allocated += int(got)
-        return out[:got]
+        arena = self._arena
+        out = np.empty(min(k, self._max - int(arena[ARENA_USED])), dtype=np.int64)
+        got, cursor = bm_alloc_next_fit_batch(
+            self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), out.shape[0], out
+        )
+        arena[ARENA_CURSOR] = cursor
+        arena[ARENA_USED] += got
+        return out if got == out.shape[0] else out[:got]
 
     def occupy(self, cidr: str | Network) -> int:
         """Mark every node block ``cidr`` overlaps as used (``Occupy``).
@@ -463,8 +465,9 @@ class CIDRSet:
             An index is outside the set (nothing is changed).
         """
         idx = self._checked_indices(indices)
-        flipped = int(bm_clear_many(self._words, self._summary, idx))
-        self._allocated -= flipped
+        arena = self._arena
+        flipped = clear_many(self._words, self._summary, idx, int(arena[ARENA_USED]), self._max)
+        arena[ARENA_USED] -= flipped
         return flipped
 
     def is_allocated(self, cidr: str | Network) -> bool:
@@ -541,11 +544,13 @@ class CIDRSet:
         return index
 
     def _checked_indices(self, indices) -> np.ndarray:
-        idx = np.ascontiguousarray(np.asarray(indices).reshape(-1), dtype=np.int64)
-        if idx.size:
+        idx = np.asarray(indices)
+        if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous:
+            idx = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)
+        # One reduction checks both ends: seen as uint64, a negative index is huge.
+        if idx.size and int(idx.view(np.uint64).max()) >= self._max:
             lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self._max:
-                self._check_index(lo if lo < 0 else hi)
+            self._check_index(lo if lo < 0 else hi)
         return idx
 
 

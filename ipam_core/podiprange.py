@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, format_addresses, ip_key, ip_text
-from ipam_core.bitmap import new_arena, per_call
+from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.bitmap import (
     ARENA_CURSOR,
@@ -36,9 +36,8 @@ from ipam_core.kernels.bitmap import (
     arena_set_one,
     arena_take_one,
     bm_alloc_first,
-    bm_alloc_next_fit,
+    bm_alloc_next_fit_batch,
     bm_alloc_scan,
-    bm_clear_many,
     bm_count,
     bm_set_many,
     bm_test,
@@ -452,13 +451,15 @@ class PodIPRange:
         """
         if self._random:
             taken = self._taken
-            if taken < len(self._starts):
-                offset = self._take_one(self._arena, self._starts[taken])
-                if offset < 0:  # full: the draw is not used
-                    raise RangeFull(MSG_FULL)
-                self._taken = taken + 1
-                return self._texts[offset]
-            return self._texts[self._take_random()]
+            try:
+                start = self._starts[taken]
+            except IndexError:  # no start drawn ahead is left
+                return self._texts[self._take_random()]
+            offset = self._take_one(self._arena, start)
+            if offset < 0:  # full: the draw is not used
+                raise RangeFull(MSG_FULL)
+            self._taken = taken + 1
+            return self._texts[offset]
         offset = self._take_one(self._arena, -1 if self._strategy == "next-fit" else 0)
         if offset < 0:
             raise RangeFull(MSG_FULL)
@@ -577,7 +578,8 @@ class PodIPRange:
         k = int(k)
         if k < 0:
             raise ConfigError(f"count {k} must be >= 0")
-        m = min(k, self._max - self._used)
+        arena = self._arena
+        m = min(k, self._max - int(arena[ARENA_USED]))
         out = np.empty(m, dtype=np.int64)
         if m == 0:
             return out
@@ -585,15 +587,15 @@ class PodIPRange:
             self._settle_rng()
             starts = self._rng.integers(0, self._max, size=m, dtype=np.int64)
             got = int(bm_alloc_scan(self._words, self._summary, self._max, starts, out))
-            self._cursor = (int(out[got - 1]) + 1) % self._max
+            cursor = (int(out[got - 1]) + 1) % self._max
         elif self._strategy == "next-fit":
-            got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, m, out)
-            got, self._cursor = int(got), int(cursor)
+            got, cursor = bm_alloc_next_fit_batch(self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), m, out)
         else:
             got = int(bm_alloc_first(self._words, self._summary, m, out))
-            self._cursor = (int(out[got - 1]) + 1) % self._max
-        self._used += got
-        return out[:got]
+            cursor = (int(out[got - 1]) + 1) % self._max
+        arena[ARENA_CURSOR] = cursor
+        arena[ARENA_USED] += got
+        return out if got == m else out[:got]
 
     def allocate_next_with_starts(self, starts) -> np.ndarray:
         """Batch :meth:`allocate_next_with_start`: one address per recorded start.
@@ -673,8 +675,9 @@ class PodIPRange:
             An offset is outside the usable range (nothing is changed).
         """
         offs = self._checked_offsets(offsets)
-        flipped = int(bm_clear_many(self._words, self._summary, offs))
-        self._used -= flipped
+        arena = self._arena
+        flipped = clear_many(self._words, self._summary, offs, int(arena[ARENA_USED]), self._max)
+        arena[ARENA_USED] -= flipped
         return flipped
 
     def __repr__(self) -> str:
@@ -722,12 +725,14 @@ class PodIPRange:
         return self._take_one(self._arena, int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
-        offs = np.ascontiguousarray(np.asarray(offsets).reshape(-1), dtype=np.int64)
-        if offs.size:
+        offs = np.asarray(offsets)
+        if offs.dtype != np.int64 or offs.ndim != 1 or not offs.flags.c_contiguous:
+            offs = np.ascontiguousarray(offs.reshape(-1), dtype=np.int64)
+        # One reduction checks both ends: seen as uint64, a negative offset is huge.
+        if offs.size and int(offs.view(np.uint64).max()) >= self._max:
             lo, hi = int(offs.min()), int(offs.max())
-            if lo < 0 or hi >= self._max:
-                bad = lo if lo < 0 else hi
-                raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
+            bad = lo if lo < 0 else hi
+            raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
         return offs
 
 
