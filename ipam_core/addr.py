@@ -542,13 +542,57 @@ def _as_offsets(values, what: str) -> np.ndarray:
 
 def _build_strings(fill, count: int, max_chars: int) -> pa.Array:
     large = count * max_chars > STRING_OFFSET_LIMIT
-    buf = np.empty(max(1, count * max_chars), dtype=np.uint8)
+    # 16 spare bytes let the IPv4 formatter use whole-octet stores up to the last string.
+    buf = np.empty(count * max_chars + 16, dtype=np.uint8)
     bounds = np.empty(count + 1, dtype=np.int64 if large else np.int32)
     used = int(fill(buf, bounds))
     # Short IPv6 texts can leave most of the worst-case buffer unused.
-    data = buf[:used].copy() if used < (3 * buf.shape[0]) // 4 else buf[:used]
+    data = buf[:used].copy() if used < buf.shape[0] // 2 else buf[:used]
     kind = pa.large_string() if large else pa.string()
     return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
+
+
+_NO_SUFFIX = np.empty(0, dtype=np.uint8)
+
+
+def format_values(version: int, base: int, offsets: np.ndarray, shift: int = 0, suffix: bytes = b"") -> pa.Array:
+    """Text of ``base + (offset << shift)`` plus ``suffix`` for checked offsets, as an Arrow array.
+
+    The unchecked core of :func:`format_addresses` and :func:`format_cidrs`
+    for callers that have validated their offsets already (the allocators'
+    batch methods).
+
+    Parameters
+    ----------
+    version : {4, 6}
+        IP family.
+    base : int
+        The address of offset 0.
+    offsets : numpy.ndarray of int64
+        C-contiguous offsets whose results fit in the family's bits.
+    shift : int
+        Left shift of each offset (``bits - node_mask`` for node CIDRs).
+    suffix : bytes
+        Appended to every string (e.g. ``b"/24"``).
+
+    Returns
+    -------
+    pyarrow.StringArray or pyarrow.LargeStringArray
+    """
+    tail = np.frombuffer(suffix, dtype=np.uint8) if suffix else _NO_SUFFIX
+    if version == 4:
+        start = np.uint64(base)
+        return _build_strings(
+            lambda b, o: fmt_ipv4(start, offsets, np.uint64(shift), tail, b, o),
+            offsets.shape[0],
+            IPV4_MAX_CHARS + tail.shape[0],
+        )
+    hi_half, lo_half = to_halves(base)
+    return _build_strings(
+        lambda b, o: fmt_ipv6(hi_half, lo_half, offsets, shift, tail, b, o),
+        offsets.shape[0],
+        IPV6_MAX_CHARS + tail.shape[0],
+    )
 
 
 def format_addresses(network: str | Network, offsets) -> pa.Array:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, ip_text
+from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, format_values, ip_text
 from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
@@ -138,7 +138,9 @@ class CIDRSet:
         self._arena, self._words, self._summary = new_arena(self._max)
         self._take_one = per_call(arena_take_one)
         self._clear_one = per_call(arena_clear_one)
+        self._suffix = f"/{node_mask}".encode()
         self._texts = TextCache(self._format)
+        self._index_of = self._texts.index_of
 
     # ------------------------------------------------------------------ state
     @property
@@ -253,7 +255,16 @@ class CIDRSet:
         -------
         pyarrow.StringArray
         """
-        try:
+        idx = np.asarray(indices)
+        if (
+            idx.dtype == np.int64
+            and idx.ndim == 1
+            and idx.flags.c_contiguous
+            and idx.size
+            and int(idx.view(np.uint64).max()) < self._max  # negatives are huge as uint64
+        ):
+            return format_values(self._version, self._base, idx, self._shift, self._suffix)
+        try:  # anything else is converted and checked, with its errors
             return format_cidrs(self._net, self._node_mask, indices)
         except CIDRError as exc:
             raise NotInRange(str(exc)) from None
@@ -411,7 +422,7 @@ class CIDRSet:
             Outside the cluster CIDR (see :meth:`span`).
         """
         try:
-            index = self._texts.index_of.get(cidr)
+            index = self._index_of.get(cidr)
         except TypeError:  # unhashable: span() refuses it with the parser's message
             index = None
         if index is not None:

@@ -26,7 +26,7 @@ import ipaddress
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, TextCache, as_network, format_addresses, ip_key, ip_text
+from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
 from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.bitmap import (
@@ -57,7 +57,7 @@ MSG_NOT_IN_RANGE = "provided IP is not in the valid range. The range of valid IP
 #: Single ``allocate_next`` calls in a row before the starts are drawn ahead.
 DRAW_AHEAD_AFTER = 32
 #: Starts drawn ahead at a time.
-DRAW_AHEAD_BLOCK = 1024
+DRAW_AHEAD_BLOCK = 4096
 _U32 = np.uint64(0xFFFFFFFF)
 _THIRTY_TWO = np.uint64(32)
 
@@ -433,8 +433,7 @@ class PodIPRange:
         NotInRange
             An offset is outside the usable range.
         """
-        offs = self._checked_offsets(offsets)
-        return format_addresses(self._net, offs + self._first)
+        return format_values(self._version, self._base, self._checked_offsets(offsets))
 
     # ------------------------------------------------------------------ single operations
     def allocate_next(self) -> str:
