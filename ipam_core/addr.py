@@ -293,45 +293,84 @@ def ip_text(version: int, value: int) -> str:
     return _IPV6_TEXT(value)
 
 
-#: Texts an allocator keeps for its per-call methods before it forgets them
-#: and starts over: 2**17 texts with their reverse entries are ~25 MB at most.
+#: Texts an allocator keeps for its per-call methods: a list of this many slots
+#: or fewer is kept whole; beyond it a dict forgets everything once it holds
+#: this many (2**17 texts with their reverse entries are ~25 MB at most).
 TEXT_CACHE_LIMIT = 1 << 17
 
 
-class TextCache(dict):
-    """Index to text, formatting on a miss, with the reverse map beside it.
+class _TextDict(dict):
+    # index -> text for large allocators: formats (and remembers) on a miss.
+    __slots__ = ("cache",)
 
-    ``cache[i]`` is ``format_text(i)``, computed once; :attr:`index_of` maps
-    every text handed out back to its index, so a per-call ``release(text)``
-    finds the index with one dict lookup instead of parsing.
+    def __missing__(self, index: int) -> str:
+        return self.cache.text(index)
+
+
+class TextCache:
+    """An allocator's texts for its per-call methods: index to text and back.
+
+    Per-call methods use the two maps directly: ``texts[index] or
+    text(index)`` for the text of an index (formatted once), and
+    ``index_of.get(text)`` for the index of a text it handed out, so that
+    ``release(text)`` parses nothing.
 
     Parameters
     ----------
+    capacity : int
+        Number of indices.
     format_text : callable
         ``int -> str`` for an index the caller has already checked.
 
     Attributes
     ----------
+    texts : list or dict
+        Index to text: a list with ``None`` for texts not formatted yet when
+        ``capacity <= TEXT_CACHE_LIMIT`` (one pointer per index), else a dict
+        that formats on a miss.
     index_of : dict of str to int
-        Text to index, for the texts formatted so far.
+        Text to index, for every text formatted or remembered so far.
 
     Notes
     -----
-    Both maps are emptied once they hold :data:`TEXT_CACHE_LIMIT` entries,
-    which bounds their memory on a large set; a forgotten text is formatted
-    (or parsed) again. The maps depend only on the allocator's fixed layout,
-    never on what is allocated, so they cannot go stale.
+    The maps depend only on the allocator's fixed layout, never on what is
+    allocated, so they cannot go stale. Dicts are emptied once they hold
+    :data:`TEXT_CACHE_LIMIT` entries, which bounds their memory; a forgotten
+    text is formatted (or parsed) again.
     """
 
-    __slots__ = ("format_text", "index_of")
+    __slots__ = ("texts", "index_of", "format_text")
 
-    def __init__(self, format_text):
-        super().__init__()
+    def __init__(self, capacity: int, format_text):
         self.format_text = format_text
         self.index_of: dict[str, int] = {}
+        if capacity <= TEXT_CACHE_LIMIT:
+            self.texts: list | dict = [None] * capacity
+        else:
+            self.texts = _TextDict()
+            self.texts.cache = self
+
+    def text(self, index: int) -> str:
+        """Format the text of ``index`` and remember it both ways.
+
+        Parameters
+        ----------
+        index : int
+            A checked index.
+
+        Returns
+        -------
+        str
+        """
+        text = self.format_text(index)
+        if isinstance(self.texts, dict) and len(self.texts) >= TEXT_CACHE_LIMIT:
+            self.texts.clear()
+        self.texts[index] = text
+        self.remember(index, text)
+        return text
 
     def remember(self, index: int, text: str) -> None:
-        """Store ``index <-> text`` (e.g. a text parsed elsewhere).
+        """Map a text to its index (e.g. a text parsed by the allocator).
 
         Parameters
         ----------
@@ -340,16 +379,9 @@ class TextCache(dict):
         text : str
             A text that parses to it.
         """
-        if len(self) >= TEXT_CACHE_LIMIT or len(self.index_of) >= TEXT_CACHE_LIMIT:
-            self.clear()
+        if len(self.index_of) >= TEXT_CACHE_LIMIT:
             self.index_of.clear()
         self.index_of[text] = index
-
-    def __missing__(self, index: int) -> str:
-        text = self.format_text(index)
-        self.remember(index, text)
-        self[index] = text
-        return text
 
 
 # --------------------------------------------------------------------------- offsets

@@ -139,8 +139,21 @@ class CIDRSet:
         self._take_one = per_call(arena_take_one)
         self._clear_one = per_call(arena_clear_one)
         self._suffix = f"/{node_mask}".encode()
-        self._texts = TextCache(self._format)
-        self._index_of = self._texts.index_of
+        texts = TextCache(self._max, self._format)
+        # The per-call methods use the maps and methods directly (no attribute chain).
+        self._texts, self._index_of = texts.texts, texts.index_of
+        self._text, self._remember = texts.text, texts.remember
+
+    _ENTRY_POINTS = ('_take_one', '_clear_one')
+
+    def __getstate__(self) -> dict:
+        # Compiled entry points do not pickle: they are looked up again on load.
+        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._take_one = per_call(arena_take_one)
+        self._clear_one = per_call(arena_clear_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -241,7 +254,8 @@ class CIDRSet:
         NotInRange
             The index is outside the set.
         """
-        return self._texts[self._check_index(index)]
+        index = self._check_index(index)
+        return self._texts[index] or self._text(index)
 
     def cidrs_of(self, indices) -> pa.Array:
         """Node CIDR strings for many indices in one compiled pass.
@@ -345,7 +359,7 @@ class CIDRSet:
         index = self._take_one(self._arena, -1)
         if index < 0:
             raise NoCIDRsRemaining(MSG_NO_CIDRS_REMAINING)
-        return self._texts[index]
+        return self._texts[index] or self._text(index)
 
     def allocate_next_many(self, k: int) -> np.ndarray:
         """Take up to ``k`` node CIDRs by next fit: the same blocks, in the same
@@ -429,7 +443,7 @@ class CIDRSet:
             return self._clear_one(self._arena, index)
         begin, end = self.span(cidr)
         if end - begin == 1 and isinstance(cidr, str):
-            self._texts.remember(begin, cidr)  # text covering one block: no parse next time
+            self._remember(begin, cidr)  # text covering one block: no parse next time
         flipped = int(bm_clear_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated -= flipped
         return flipped

@@ -117,16 +117,18 @@ class StartsAhead:
         self._copy.state = state
         raws = self._copy.random_raw(count)
         held = int(state["has_uint32"])
-        halves = np.empty(2 * count + held, dtype=np.uint64)
+        halves = np.empty(2 * count + held, dtype=np.uint64)  # the 32-bit draws, in order
         if held:
             halves[0] = state["uinteger"]
         halves[held::2] = raws & _U32
         halves[held + 1 :: 2] = raws >> _THIRTY_TWO
-        scaled = halves * np.uint64(self.n)
-        kept = np.flatnonzero((scaled & _U32) >= np.uint64((1 << 32) % self.n))
+        halves *= np.uint64(self.n)
+        kept = np.flatnonzero((halves & _U32) >= np.uint64((1 << 32) % self.n))
         self._consumed = kept + 1  # 32-bit draws used up to and including each value
         self._from_state = state
-        return (scaled[kept] >> _THIRTY_TWO).astype(np.int64).tolist()
+        values = halves[kept] if kept.shape[0] < halves.shape[0] else halves
+        values >>= _THIRTY_TWO
+        return values.tolist()
 
     def settle(self, used: int) -> None:
         """Move the real generator to where ``used`` calls of ``integers`` leave it.
@@ -261,14 +263,28 @@ class PodIPRange:
         self._take_one = per_call(arena_take_one)
         self._set_one = per_call(arena_set_one)
         self._clear_one = per_call(arena_clear_one)
-        self._texts = TextCache(self._format)
-        self._index_of = self._texts.index_of
+        texts = TextCache(self._max, self._format)
+        # The per-call methods use the maps and methods directly (no attribute chain).
+        self._texts, self._index_of = texts.texts, texts.index_of
+        self._text, self._remember = texts.text, texts.remember
         self._random = strategy == "random"
         owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
         self._starts: list[int] = []  # drawn ahead by self._ahead; self._taken of them used
         self._taken = 0
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
+
+    _ENTRY_POINTS = ('_take_one', '_set_one', '_clear_one')
+
+    def __getstate__(self) -> dict:
+        # Compiled entry points do not pickle: they are looked up again on load.
+        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._take_one = per_call(arena_take_one)
+        self._set_one = per_call(arena_set_one)
+        self._clear_one = per_call(arena_clear_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -391,7 +407,7 @@ class PodIPRange:
         if not 0 <= offset < self._max:
             return -1
         if isinstance(ip, str):
-            self._texts.remember(offset, ip)  # no parse next time
+            self._remember(offset, ip)  # no parse next time
         return offset
 
     def address_of(self, offset: int) -> str:
@@ -414,7 +430,7 @@ class PodIPRange:
         offset = int(offset)
         if not 0 <= offset < self._max:
             raise NotInRange(f"offset {offset} is outside the usable range of {self._net} (0 to {self._max - 1})")
-        return self._texts[offset]
+        return self._texts[offset] or self._text(offset)
 
     def addresses(self, offsets) -> pa.Array:
         """Text of ``base + offset`` for many offsets, in one compiled pass.
@@ -453,16 +469,17 @@ class PodIPRange:
             try:
                 start = self._starts[taken]
             except IndexError:  # no start drawn ahead is left
-                return self._texts[self._take_random()]
+                offset = self._take_random()
+                return self._texts[offset] or self._text(offset)
             offset = self._take_one(self._arena, start)
             if offset < 0:  # full: the draw is not used
                 raise RangeFull(MSG_FULL)
             self._taken = taken + 1
-            return self._texts[offset]
+            return self._texts[offset] or self._text(offset)
         offset = self._take_one(self._arena, -1 if self._strategy == "next-fit" else 0)
         if offset < 0:
             raise RangeFull(MSG_FULL)
-        return self._texts[offset]
+        return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
         """Take the first free address scanning from offset ``start`` (wrapping).
@@ -491,7 +508,8 @@ class PodIPRange:
         start = int(start)
         if not 0 <= start < self._max:
             raise ConfigError(f"start {start} is outside 0..{self._max - 1} for {self._net}")
-        return self._texts[self._take_one(self._arena, start)]
+        offset = self._take_one(self._arena, start)
+        return self._texts[offset] or self._text(offset)
 
     def allocate(self, ip) -> None:
         """Reserve one given address (``Allocate``).
