@@ -28,6 +28,7 @@ from ipam_core.kernels.bitmap import (
     ARENA_CURSOR,
     ARENA_USED,
     arena_clear_one,
+    arena_set_one,
     arena_take_one,
     bm_alloc_next_fit_batch,
     bm_clear_range,
@@ -138,13 +139,14 @@ class CIDRSet:
         self._arena, self._words, self._summary = new_arena(self._max)
         self._take_one = per_call(arena_take_one)
         self._clear_one = per_call(arena_clear_one)
+        self._set_one = per_call(arena_set_one)
         self._suffix = f"/{node_mask}".encode()
         texts = TextCache(self._max, self._format)
         # The per-call methods use the maps and methods directly (no attribute chain).
         self._texts, self._index_of = texts.texts, texts.index_of
         self._text, self._remember = texts.text, texts.remember
 
-    _ENTRY_POINTS = ('_take_one', '_clear_one')
+    _ENTRY_POINTS = ('_take_one', '_clear_one', '_set_one')
 
     def __getstate__(self) -> dict:
         # Compiled entry points do not pickle: they are looked up again on load.
@@ -154,6 +156,7 @@ class CIDRSet:
         self.__dict__.update(state)
         self._take_one = per_call(arena_take_one)
         self._clear_one = per_call(arena_clear_one)
+        self._set_one = per_call(arena_set_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -409,6 +412,10 @@ class CIDRSet:
             Outside the cluster CIDR (see :meth:`span`).
         """
         begin, end = self.span(cidr)
+        if end - begin == 1:
+            if isinstance(cidr, str):
+                self._remember(begin, cidr)
+            return self._set_one(self._arena, begin)
         flipped = int(bm_set_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated += flipped
         return flipped
@@ -442,8 +449,10 @@ class CIDRSet:
         if index is not None:
             return self._clear_one(self._arena, index)
         begin, end = self.span(cidr)
-        if end - begin == 1 and isinstance(cidr, str):
-            self._remember(begin, cidr)  # text covering one block: no parse next time
+        if end - begin == 1:
+            if isinstance(cidr, str):
+                self._remember(begin, cidr)  # text covering one block: no parse next time
+            return self._clear_one(self._arena, begin)
         flipped = int(bm_clear_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated -= flipped
         return flipped
