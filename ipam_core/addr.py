@@ -293,27 +293,30 @@ def ip_text(version: int, value: int) -> str:
     return _IPV6_TEXT(value)
 
 
-#: Texts an allocator keeps for its per-call methods: a list of this many slots
-#: or fewer is kept whole; beyond it a dict forgets everything once it holds
-#: this many (2**17 texts with their reverse entries are ~25 MB at most).
+#: Texts an allocator keeps for its per-call methods: a dict of texts is emptied
+#: once it holds this many (2**17 texts with their reverse entries are ~25 MB),
+#: and an allocator of at most this many slots may keep them in a list instead.
 TEXT_CACHE_LIMIT = 1 << 17
+#: A dict of texts becomes a list (8 bytes a slot) once it holds this fraction
+#: of the slots: by then the dict costs as much memory.
+TEXT_LIST_FROM = 1 / 16
 
 
 class _TextDict(dict):
-    # index -> text for large allocators: formats (and remembers) on a miss.
-    __slots__ = ("cache",)
+    # index -> text; None for a text not formatted yet (as the list form has).
+    __slots__ = ()
 
-    def __missing__(self, index: int) -> str:
-        return self.cache.text(index)
+    def __missing__(self, index: int) -> None:
+        return None
 
 
 class TextCache:
     """An allocator's texts for its per-call methods: index to text and back.
 
-    Per-call methods use the two maps directly: ``texts[index] or
-    text(index)`` for the text of an index (formatted once), and
-    ``index_of.get(text)`` for the index of a text it handed out, so that
-    ``release(text)`` parses nothing.
+    Per-call methods use the two maps directly: ``texts[index]`` is the text
+    of an index or ``None`` if it is not formatted yet (then :meth:`text`
+    formats it), and ``index_of.get(text)`` is the index of a text handed
+    out, so ``release(text)`` parses nothing.
 
     Parameters
     ----------
@@ -324,10 +327,11 @@ class TextCache:
 
     Attributes
     ----------
-    texts : list or dict
-        Index to text: a list with ``None`` for texts not formatted yet when
-        ``capacity <= TEXT_CACHE_LIMIT`` (one pointer per index), else a dict
-        that formats on a miss.
+    texts : dict or list
+        Index to text. A dict at first; a list of ``capacity`` slots (one
+        pointer each, no hashing) once :data:`TEXT_LIST_FROM` of the slots
+        have texts, if ``capacity <= TEXT_CACHE_LIMIT``. Callers re-read this
+        attribute after :meth:`text`.
     index_of : dict of str to int
         Text to index, for every text formatted or remembered so far.
 
@@ -336,19 +340,18 @@ class TextCache:
     The maps depend only on the allocator's fixed layout, never on what is
     allocated, so they cannot go stale. Dicts are emptied once they hold
     :data:`TEXT_CACHE_LIMIT` entries, which bounds their memory; a forgotten
-    text is formatted (or parsed) again.
+    text is formatted (or parsed) again. Memory grows with the texts used,
+    not with the capacity: an allocator that hands out 30 addresses of a
+    /64 keeps 30 texts.
     """
 
-    __slots__ = ("texts", "index_of", "format_text")
+    __slots__ = ("texts", "index_of", "format_text", "capacity")
 
     def __init__(self, capacity: int, format_text):
+        self.capacity = capacity
         self.format_text = format_text
         self.index_of: dict[str, int] = {}
-        if capacity <= TEXT_CACHE_LIMIT:
-            self.texts: list | dict = [None] * capacity
-        else:
-            self.texts = _TextDict()
-            self.texts.cache = self
+        self.texts: dict | list = _TextDict()
 
     def text(self, index: int) -> str:
         """Format the text of ``index`` and remember it both ways.
@@ -363,9 +366,16 @@ class TextCache:
         str
         """
         text = self.format_text(index)
-        if isinstance(self.texts, dict) and len(self.texts) >= TEXT_CACHE_LIMIT:
-            self.texts.clear()
-        self.texts[index] = text
+        texts = self.texts
+        if isinstance(texts, dict):
+            if self.capacity <= TEXT_CACHE_LIMIT and len(texts) >= self.capacity * TEXT_LIST_FROM:
+                listed = [None] * self.capacity
+                for known, known_text in texts.items():
+                    listed[known] = known_text
+                self.texts = texts = listed
+            elif len(texts) >= TEXT_CACHE_LIMIT:
+                texts.clear()
+        texts[index] = text
         self.remember(index, text)
         return text
 

@@ -141,10 +141,10 @@ class CIDRSet:
         self._clear_one = per_call(arena_clear_one)
         self._set_one = per_call(arena_set_one)
         self._suffix = f"/{node_mask}".encode()
-        texts = TextCache(self._max, self._format)
-        # The per-call methods use the maps and methods directly (no attribute chain).
-        self._texts, self._index_of = texts.texts, texts.index_of
-        self._text, self._remember = texts.text, texts.remember
+        self._text_cache = TextCache(self._max, self._format)
+        # The per-call methods use the maps directly (no attribute chain).
+        self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
+        self._remember = self._text_cache.remember
 
     _ENTRY_POINTS = ('_take_one', '_clear_one', '_set_one')
 
@@ -545,6 +545,12 @@ class CIDRSet:
     @_cursor.setter
     def _cursor(self, value: int) -> None:
         self._arena[ARENA_CURSOR] = value
+
+    def _text(self, index: int) -> str:
+        # A text not formatted yet; the cache may have turned its dict into a list.
+        text = self._text_cache.text(index)
+        self._texts = self._text_cache.texts
+        return text
 
     def _format(self, index: int) -> str:
         return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"

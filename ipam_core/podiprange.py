@@ -263,10 +263,10 @@ class PodIPRange:
         self._take_one = per_call(arena_take_one)
         self._set_one = per_call(arena_set_one)
         self._clear_one = per_call(arena_clear_one)
-        texts = TextCache(self._max, self._format)
-        # The per-call methods use the maps and methods directly (no attribute chain).
-        self._texts, self._index_of = texts.texts, texts.index_of
-        self._text, self._remember = texts.text, texts.remember
+        self._text_cache = TextCache(self._max, self._format)
+        # The per-call methods use the maps directly (no attribute chain).
+        self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
+        self._remember = self._text_cache.remember
         self._random = strategy == "random"
         owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
@@ -719,6 +719,12 @@ class PodIPRange:
     @_cursor.setter
     def _cursor(self, value: int) -> None:
         self._arena[ARENA_CURSOR] = value
+
+    def _text(self, index: int) -> str:
+        # A text not formatted yet; the cache may have turned its dict into a list.
+        text = self._text_cache.text(index)
+        self._texts = self._text_cache.texts
+        return text
 
     def _format(self, offset: int) -> str:
         return ip_text(self._version, self._base + offset)

@@ -447,3 +447,19 @@ def test_reading_rng_settles_and_then_shares_it():
     for _ in range(60):
         assert g.integers(0, 5) == mirror.integers(0, 5)
         assert r.allocate_next() == ref.allocate_next_with_start(int(mirror.integers(0, 254)))
+
+
+def test_text_memory_grows_with_use_not_capacity():
+    r = PodIPRange("fd00::/64", seed=2)  # 65,534 addresses
+    got = [r.allocate_next() for _ in range(30)]
+    assert isinstance(r._texts, dict) and len(r._texts) == 30
+    for ip in got:
+        r.release(ip)
+    offsets = r.allocate_next_many(5000)
+    texts = [r.address_of(o) for o in offsets.tolist()]  # past 1/16 of the slots: a list
+    assert isinstance(r._texts, list) and len(r._texts) == r.capacity
+    assert texts == r.addresses(offsets).to_pylist()
+    assert [r.address_of(o) for o in range(40)] == [str(ipaddress.ip_address("fd00::1") + o) for o in range(40)]
+    for ip in texts:
+        r.release(ip)
+    assert r.used == 0
