@@ -365,6 +365,7 @@ class TextCache:
         -------
         str
         """
+        index = int(index)
         text = self.format_text(index)
         texts = self.texts
         if isinstance(texts, dict):

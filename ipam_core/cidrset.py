@@ -553,7 +553,8 @@ class CIDRSet:
         return text
 
     def _format(self, index: int) -> str:
-        return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"
+        value = self._base | (int(index) << self._shift)  # int(): a NumPy int under NUMBA_DISABLE_JIT
+        return f"{ip_text(self._version, value)}/{self._node_mask}"
 
     def _overlaps(self, version: int, value: int, prefix: int) -> bool:
         # Two prefixes overlap iff they agree on the shorter one's bits

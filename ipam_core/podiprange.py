@@ -727,7 +727,7 @@ class PodIPRange:
         return text
 
     def _format(self, offset: int) -> str:
-        return ip_text(self._version, self._base + offset)
+        return ip_text(self._version, self._base + int(offset))  # int(): a NumPy int under NUMBA_DISABLE_JIT
 
     def _settle_rng(self) -> None:
         # Before any other use of the generator: bring it to its exact state.
