@@ -229,9 +229,9 @@ class PodIPRange:
       wraps for IPv6 CIDRs shorter than /64 (an address ``2**64`` past a valid
       one aliases it). Here every address outside the window is simply not
       in the valid range.
-    * **Per call or in batches.** :meth:`allocate_next`, :meth:`release`,
-      :meth:`allocate` and :meth:`has` handle one address's text per call:
-      one compiled call each (:func:`ipam_core.bitmap.per_call`), and the
+    * **Per call or in batches.** :meth:`allocate_next`, :meth:`release`
+      and :meth:`allocate` handle one address's text per call: one compiled
+      call each (:func:`ipam_core.bitmap.per_call`), and the
       texts handed out are remembered both ways
       (:class:`ipam_core.addr.TextCache`), so releasing an address this range
       wrote parses nothing. With an integer ``seed`` the range owns its
@@ -606,7 +606,9 @@ class PodIPRange:
             got = int(bm_alloc_scan(self._words, self._summary, self._max, starts, out))
             cursor = (int(out[got - 1]) + 1) % self._max
         elif self._strategy == "next-fit":
-            got, cursor = bm_alloc_next_fit_batch(self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), m, out)
+            got, cursor = bm_alloc_next_fit_batch(
+                self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), m, out
+            )
         else:
             got = int(bm_alloc_first(self._words, self._summary, m, out))
             cursor = (int(out[got - 1]) + 1) % self._max
@@ -759,4 +761,15 @@ class PodIPRange:
         return offs
 
 
-__all__ = ["IPV6_MAX_HOST_BITS", "MSG_ALLOCATED", "MSG_FULL", "MSG_NOT_IN_RANGE", "PodIPRange", "STRATEGIES", "range_size"]
+__all__ = [
+    "DRAW_AHEAD_AFTER",
+    "DRAW_AHEAD_BLOCK",
+    "IPV6_MAX_HOST_BITS",
+    "MSG_ALLOCATED",
+    "MSG_FULL",
+    "MSG_NOT_IN_RANGE",
+    "PodIPRange",
+    "STRATEGIES",
+    "StartsAhead",
+    "range_size",
+]

@@ -393,7 +393,7 @@ def test_cidr_strings_are_canonical_ipv6():
     assert ipaddress.ip_network(cs.cidr_of(0)).compressed == cs.cidr_of(0)
 
 
-# --------------------------------------------------------------------------- per-call path (texts remembered, one compiled call)
+# --------------------------------------------------------------------------- per-call path
 @pytest.mark.parametrize(
     "cluster, mask",
     [("10.0.0.0/22", 26), ("255.255.255.0/24", 32), ("0.0.0.0/28", 32), ("2001:db8::/116", 120),

@@ -267,7 +267,7 @@ def test_recount_after_direct_kernel_use():
     assert r.has("10.0.0.102") and not r.has("10.0.0.5")
 
 
-# --------------------------------------------------------------------------- texts (per call) against ipaddress and the batch formatter
+# --------------------------------------------------------------------------- texts: per call, batch, ipaddress
 IPV4_EDGES = [0, 1, 255, 256, 0x0A000001, 0x7F000001, 0xC0A80164, 0xFFFFFFFE, 0xFFFFFFFF]
 IPV6_EDGES = [
     0, 1, 2**128 - 1, 1 << 112, 0x20010DB8000000000000000000000001, 0x20010DB8000000010000000000000001,
