@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import operator
 
+import numba
 import numpy as np
 
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels import bitmap as kb
 
-__all__ = ["Bitmap", "MAX_ORDER", "warmup"]
+__all__ = ["Bitmap", "MAX_ORDER", "clear_many", "new_arena", "per_call", "warmup"]
 
 # Block sizes are 2**order slots held in int64: 2**62 is the largest that fits.
 MAX_ORDER = 62
@@ -45,6 +46,99 @@ MAX_ORDER = 62
 BRANCHLESS_RELEASE_FILL = 0.95
 
 _EMPTY = np.empty(0, dtype=np.int64)
+
+# --------------------------------------------------------------------------- per-call helpers
+# For one slot per Python call, the Numba dispatcher (type checks and unboxing of
+# each array, 200-500 ns) costs far more than the work. The allocators' per-call
+# methods therefore keep their bitmap and counters in one arena array
+# (kernels.bitmap.arena_layout) and call the arena_* kernels through the compiled
+# entry point of their one signature: ~90 ns a call.
+_ARENA_SIGNATURE = (numba.typeof(np.empty(1, dtype=np.uint64)), numba.types.int64)
+_ENTRY_POINTS: dict = {}
+
+
+def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An empty bitmap of ``n`` slots laid out as an arena (:func:`~ipam_core.kernels.bitmap.arena_layout`).
+
+    Parameters
+    ----------
+    n : int
+        Number of slots (``>= 0``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray of uint64
+        ``(arena, words, summary)``; ``words`` and ``summary`` are views of
+        ``arena`` that every ``bm_*`` kernel takes as usual. ``used`` and the
+        cursor start at 0.
+    """
+    length, words_at = kb.arena_layout(n)
+    arena = np.zeros(length, dtype=np.uint64)
+    arena[kb.ARENA_SIZE] = n
+    arena[kb.ARENA_WORDS_AT] = words_at
+    words = arena[words_at:]
+    summary = arena[kb.ARENA_HEADER : words_at]
+    kb.bm_init(words, summary, n)
+    return arena, words, summary
+
+
+def per_call(kernel):
+    """The compiled entry point of an ``arena_*`` kernel for ``(arena, int64)``.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+        :func:`~ipam_core.kernels.bitmap.arena_take_one`,
+        :func:`~ipam_core.kernels.bitmap.arena_set_one` or
+        :func:`~ipam_core.kernels.bitmap.arena_clear_one`.
+
+    Returns
+    -------
+    callable
+        Takes ``(arena, int)`` and skips the dispatcher's type checks, so the
+        caller must pass exactly a C-contiguous ``uint64`` arena and a Python
+        int. Compiled (or loaded from the cache) on first request; the plain
+        function when the JIT is disabled.
+    """
+    entry = _ENTRY_POINTS.get(kernel)
+    if entry is None:
+        compile_signature = getattr(kernel, "compile", None)
+        entry = kernel if compile_signature is None else compile_signature(_ARENA_SIGNATURE)
+        _ENTRY_POINTS[kernel] = entry
+    return entry
+
+
+def clear_many(words: np.ndarray, summary: np.ndarray, offsets: np.ndarray, used: int, size: int) -> int:
+    """Free many slots with the batch-release kernel that suits the batch.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offsets : numpy.ndarray of int64
+        Checked slots (repeats allowed).
+    used, size : int
+        Slots in use and slots in all, which pick the kernel.
+
+    Returns
+    -------
+    int
+        How many slots were freed.
+
+    Notes
+    -----
+    All three kernels give the same bitmap: the summary is rebuilt at the
+    end for a batch at least as long as the leaf level
+    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_rebuild`), kept
+    branch-free above :data:`BRANCHLESS_RELEASE_FILL`
+    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`), otherwise
+    kept per slot (:func:`~ipam_core.kernels.bitmap.bm_clear_many`).
+    """
+    if offsets.shape[0] >= words.shape[0]:
+        return int(kb.bm_clear_many_rebuild(words, summary, offsets))
+    if used > BRANCHLESS_RELEASE_FILL * size:
+        return int(kb.bm_clear_many_branchless(words, summary, offsets))
+    return int(kb.bm_clear_many(words, summary, offsets))
 
 
 def _count(value, what: str) -> int:
@@ -424,12 +518,7 @@ class Bitmap:
         the same result.
         """
         arr = self._offsets(offsets, "offset")
-        if arr.shape[0] >= self.words.shape[0]:
-            flipped = int(kb.bm_clear_many_rebuild(self.words, self.summary, arr))
-        elif self._used > BRANCHLESS_RELEASE_FILL * self.size:
-            flipped = int(kb.bm_clear_many_branchless(self.words, self.summary, arr))
-        else:
-            flipped = int(kb.bm_clear_many(self.words, self.summary, arr))
+        flipped = clear_many(self.words, self.summary, arr, self._used, self.size)
         self._used -= flipped
         return flipped
 

@@ -21,17 +21,20 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, as_network, cidr_key, format_cidrs, ip_text
+from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, format_values, ip_text
+from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
-    bm_alloc_next_fit,
-    bm_clear_many,
+    ARENA_CURSOR,
+    ARENA_USED,
+    arena_clear_one,
+    arena_set_one,
+    arena_take_one,
+    bm_alloc_next_fit_batch,
     bm_clear_range,
     bm_count,
-    bm_init,
     bm_set_many,
     bm_set_range,
-    bm_sizes,
     bm_test_many,
 )
 
@@ -100,6 +103,14 @@ class CIDRSet:
       of the range of CIDR allocator``. ``strict=False`` reproduces that.
       Kubernetes accepts an IPv4 node mask above 32 and then returns broken
       CIDRs; Cilium refuses it, and so does this class.
+    * **Per call or in batches.** :meth:`allocate_next` and :meth:`release`
+      handle one CIDR's text per call: one compiled call each (through its
+      entry point, see :func:`ipam_core.bitmap.per_call`), and the texts
+      handed out are remembered both ways (:class:`ipam_core.addr.TextCache`),
+      so releasing a CIDR this set wrote parses nothing; any other text is
+      parsed and checked. :meth:`allocate_next_many`,
+      :meth:`release_indices` and :meth:`cidrs_of` do the same for whole
+      arrays in one compiled pass each.
     """
 
     def __init__(self, cluster_cidr: str | Network, node_mask: int, *, strict: bool = True):
@@ -124,13 +135,28 @@ class CIDRSet:
         self._shift = bits - node_mask
         self._base = int(net.network_address)
         self._max = 1 << (node_mask - net.prefixlen) if node_mask >= net.prefixlen else 0
-        nw, ns = bm_sizes(self._max)
-        self._words = np.empty(nw, dtype=np.uint64)
-        self._summary = np.empty(ns, dtype=np.uint64)
-        bm_init(self._words, self._summary, self._max)
-        self._allocated = 0
-        self._cursor = 0
-        self._one = np.empty(1, dtype=np.int64)
+        # Counters live in the arena's header, where the per-call kernels update them.
+        self._arena, self._words, self._summary = new_arena(self._max)
+        self._take_one = per_call(arena_take_one)
+        self._clear_one = per_call(arena_clear_one)
+        self._set_one = per_call(arena_set_one)
+        self._suffix = f"/{node_mask}".encode()
+        self._text_cache = TextCache(self._max, self._format)
+        # The per-call methods use the maps directly (no attribute chain).
+        self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
+        self._remember = self._text_cache.remember
+
+    _ENTRY_POINTS = ('_take_one', '_clear_one', '_set_one')
+
+    def __getstate__(self) -> dict:
+        # Compiled entry points do not pickle: they are looked up again on load.
+        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._take_one = per_call(arena_take_one)
+        self._clear_one = per_call(arena_clear_one)
+        self._set_one = per_call(arena_set_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -232,7 +258,7 @@ class CIDRSet:
             The index is outside the set.
         """
         index = self._check_index(index)
-        return f"{ip_text(self._version, self._base | (index << self._shift))}/{self._node_mask}"
+        return self._texts[index] or self._text(index)
 
     def cidrs_of(self, indices) -> pa.Array:
         """Node CIDR strings for many indices in one compiled pass.
@@ -246,7 +272,16 @@ class CIDRSet:
         -------
         pyarrow.StringArray
         """
-        try:
+        idx = np.asarray(indices)
+        if (
+            idx.dtype == np.int64
+            and idx.ndim == 1
+            and idx.flags.c_contiguous
+            and idx.size
+            and int(idx.view(np.uint64).max()) < self._max  # negatives are huge as uint64
+        ):
+            return format_values(self._version, self._base, idx, self._shift, self._suffix)
+        try:  # anything else is converted and checked, with its errors
             return format_cidrs(self._net, self._node_mask, indices)
         except CIDRError as exc:
             raise NotInRange(str(exc)) from None
@@ -324,12 +359,10 @@ class CIDRSet:
             ``CIDR allocation failed; there are no remaining CIDRs left to
             allocate in the accepted range``; the cursor is left unchanged.
         """
-        if self._allocated == self._max:
+        index = self._take_one(self._arena, -1)
+        if index < 0:
             raise NoCIDRsRemaining(MSG_NO_CIDRS_REMAINING)
-        got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, 1, self._one)
-        self._cursor = int(cursor)
-        self._allocated += 1
-        return self.cidr_of(int(self._one[0]))
+        return self._texts[index] or self._text(index)
 
     def allocate_next_many(self, k: int) -> np.ndarray:
         """Take up to ``k`` node CIDRs by next fit: the same blocks, in the same
@@ -349,11 +382,14 @@ class CIDRSet:
         k = int(k)
         if k < 0:
             raise ConfigError(f"count {k} must be >= 0")
-        out = np.empty(min(k, self._max - self._allocated), dtype=np.int64)
-        got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, out.shape[0], out)
-        self._cursor = int(cursor)
-        self._allocated += int(got)
-        return out[:got]
+        arena = self._arena
+        out = np.empty(min(k, self._max - int(arena[ARENA_USED])), dtype=np.int64)
+        got, cursor = bm_alloc_next_fit_batch(
+            self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), out.shape[0], out
+        )
+        arena[ARENA_CURSOR] = cursor
+        arena[ARENA_USED] += got
+        return out if got == out.shape[0] else out[:got]
 
     def occupy(self, cidr: str | Network) -> int:
         """Mark every node block ``cidr`` overlaps as used (``Occupy``).
@@ -376,6 +412,10 @@ class CIDRSet:
             Outside the cluster CIDR (see :meth:`span`).
         """
         begin, end = self.span(cidr)
+        if end - begin == 1:
+            if isinstance(cidr, str):
+                self._remember(begin, cidr)
+            return self._set_one(self._arena, begin)
         flipped = int(bm_set_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated += flipped
         return flipped
@@ -402,7 +442,17 @@ class CIDRSet:
         NotInRange
             Outside the cluster CIDR (see :meth:`span`).
         """
+        try:
+            index = self._index_of.get(cidr)
+        except TypeError:  # unhashable: span() refuses it with the parser's message
+            index = None
+        if index is not None:
+            return self._clear_one(self._arena, index)
         begin, end = self.span(cidr)
+        if end - begin == 1:
+            if isinstance(cidr, str):
+                self._remember(begin, cidr)  # text covering one block: no parse next time
+            return self._clear_one(self._arena, begin)
         flipped = int(bm_clear_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated -= flipped
         return flipped
@@ -449,8 +499,9 @@ class CIDRSet:
             An index is outside the set (nothing is changed).
         """
         idx = self._checked_indices(indices)
-        flipped = int(bm_clear_many(self._words, self._summary, idx))
-        self._allocated -= flipped
+        arena = self._arena
+        flipped = clear_many(self._words, self._summary, idx, int(arena[ARENA_USED]), self._max)
+        arena[ARENA_USED] -= flipped
         return flipped
 
     def is_allocated(self, cidr: str | Network) -> bool:
@@ -479,6 +530,32 @@ class CIDRSet:
         )
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _allocated(self) -> int:
+        return int(self._arena[ARENA_USED])
+
+    @_allocated.setter
+    def _allocated(self, value: int) -> None:
+        self._arena[ARENA_USED] = value
+
+    @property
+    def _cursor(self) -> int:
+        return int(self._arena[ARENA_CURSOR])
+
+    @_cursor.setter
+    def _cursor(self, value: int) -> None:
+        self._arena[ARENA_CURSOR] = value
+
+    def _text(self, index: int) -> str:
+        # A text not formatted yet; the cache may have turned its dict into a list.
+        text = self._text_cache.text(index)
+        self._texts = self._text_cache.texts
+        return text
+
+    def _format(self, index: int) -> str:
+        value = self._base | (int(index) << self._shift)  # int(): a NumPy int under NUMBA_DISABLE_JIT
+        return f"{ip_text(self._version, value)}/{self._node_mask}"
+
     def _overlaps(self, version: int, value: int, prefix: int) -> bool:
         # Two prefixes overlap iff they agree on the shorter one's bits
         # (upstream InRange: one contains the other's masked address).
@@ -508,11 +585,13 @@ class CIDRSet:
         return index
 
     def _checked_indices(self, indices) -> np.ndarray:
-        idx = np.ascontiguousarray(np.asarray(indices).reshape(-1), dtype=np.int64)
-        if idx.size:
+        idx = np.asarray(indices)
+        if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous:
+            idx = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)
+        # One reduction checks both ends: seen as uint64, a negative index is huge.
+        if idx.size and int(idx.view(np.uint64).max()) >= self._max:
             lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self._max:
-                self._check_index(lo if lo < 0 else hi)
+            self._check_index(lo if lo < 0 else hi)
         return idx
 
 

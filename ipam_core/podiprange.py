@@ -26,18 +26,20 @@ import ipaddress
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import Network, as_network, format_addresses, ip_key, ip_text
+from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
+from ipam_core.bitmap import clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.bitmap import (
+    ARENA_CURSOR,
+    ARENA_USED,
+    arena_clear_one,
+    arena_set_one,
+    arena_take_one,
     bm_alloc_first,
-    bm_alloc_next_fit,
+    bm_alloc_next_fit_batch,
     bm_alloc_scan,
-    bm_clear,
-    bm_clear_many,
     bm_count,
-    bm_init,
     bm_set_many,
-    bm_sizes,
     bm_test,
     bm_test_many,
 )
@@ -51,6 +53,109 @@ STRATEGIES = ("random", "first-fit", "next-fit")
 MSG_FULL = "range is full"
 MSG_ALLOCATED = "provided IP is already allocated"
 MSG_NOT_IN_RANGE = "provided IP is not in the valid range. The range of valid IPs is {}"
+
+#: Single ``allocate_next`` calls in a row before the starts are drawn ahead.
+DRAW_AHEAD_AFTER = 32
+#: Starts drawn ahead at a time.
+DRAW_AHEAD_BLOCK = 4096
+_U32 = np.uint64(0xFFFFFFFF)
+_THIRTY_TWO = np.uint64(32)
+
+
+class StartsAhead:
+    """``rng.integers(0, n)`` for one call at a time, drawn in blocks from a copy of the generator.
+
+    A call of ``Generator.integers`` costs ~1 us, more than the rest of an
+    allocation. For a PCG64 generator :meth:`draw` computes the very values
+    that successive ``integers(0, n)`` calls would return, from a copy of
+    the generator, and :meth:`settle` moves the real generator to exactly
+    the state the calls that were used would have left (``has_uint32`` and
+    ``uinteger`` included). Only the owner of the generator may do this:
+    the generator is behind until settled.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        A generator over ``PCG64``.
+    n : int
+        Exclusive bound, ``1 < n < 2**32``.
+
+    Notes
+    -----
+    NumPy draws a bounded integer below ``2**32`` with Lemire's method on
+    32-bit halves of the 64-bit outputs (low half first; the high half is
+    kept in ``has_uint32``/``uinteger`` for the next 32-bit draw): value
+    ``u`` gives ``(u * n) >> 32`` unless ``(u * n) mod 2**32 < 2**32 mod
+    n``, when it is rejected and the next half is used. The tests compare
+    the values and the states with ``integers`` itself.
+    """
+
+    __slots__ = ("rng", "n", "_consumed", "_from_state", "_copy")
+
+    def __init__(self, rng: np.random.Generator, n: int):
+        self.rng = rng
+        self.n = n
+        self._consumed = np.zeros(0, dtype=np.int64)
+        self._from_state: dict | None = None
+        self._copy = np.random.PCG64(0)  # its state is overwritten before every use
+
+    def draw(self, count: int = DRAW_AHEAD_BLOCK) -> list[int]:
+        """The values of the next calls of ``integers(0, n)``, without moving the generator.
+
+        Parameters
+        ----------
+        count : int
+            64-bit outputs to draw on the copy (about ``2 * count`` values).
+
+        Returns
+        -------
+        list of int
+            In call order. Call :meth:`settle` with how many were used
+            before the generator is used again or another block is drawn.
+        """
+        state = self.rng.bit_generator.state
+        self._copy.state = state
+        raws = self._copy.random_raw(count)
+        held = int(state["has_uint32"])
+        halves = np.empty(2 * count + held, dtype=np.uint64)  # the 32-bit draws, in order
+        if held:
+            halves[0] = state["uinteger"]
+        halves[held::2] = raws & _U32
+        halves[held + 1 :: 2] = raws >> _THIRTY_TWO
+        halves *= np.uint64(self.n)
+        kept = np.flatnonzero((halves & _U32) >= np.uint64((1 << 32) % self.n))
+        self._consumed = kept + 1  # 32-bit draws used up to and including each value
+        self._from_state = state
+        values = halves[kept] if kept.shape[0] < halves.shape[0] else halves
+        values >>= _THIRTY_TWO
+        return values.tolist()
+
+    def settle(self, used: int) -> None:
+        """Move the real generator to where ``used`` calls of ``integers`` leave it.
+
+        Parameters
+        ----------
+        used : int
+            How many values of the last :meth:`draw` were used (0 leaves the
+            generator as it was).
+        """
+        state = self._from_state
+        self._from_state = None
+        if state is None or used == 0:
+            return
+        fresh = int(self._consumed[used - 1]) - int(state["has_uint32"])  # from new 64-bit outputs
+        has, kept = 0, state["uinteger"]
+        if fresh > 0:
+            self._copy.state = state
+            last = int(self._copy.random_raw((fresh + 1) // 2)[-1])
+            has, kept = fresh % 2, last >> 32
+            state = self._copy.state
+        self.rng.bit_generator.state = {
+            "bit_generator": state["bit_generator"],
+            "state": state["state"],
+            "has_uint32": has,
+            "uinteger": kept,
+        }
 
 
 def range_size(network: Network) -> int:
@@ -124,6 +229,21 @@ class PodIPRange:
       wraps for IPv6 CIDRs shorter than /64 (an address ``2**64`` past a valid
       one aliases it). Here every address outside the window is simply not
       in the valid range.
+    * **Per call or in batches.** :meth:`allocate_next`, :meth:`release`
+      and :meth:`allocate` handle one address's text per call: one compiled
+      call each (:func:`ipam_core.bitmap.per_call`), and the
+      texts handed out are remembered both ways
+      (:class:`ipam_core.addr.TextCache`), so releasing an address this range
+      wrote parses nothing. With an integer ``seed`` the range owns its
+      generator: after :data:`DRAW_AHEAD_AFTER` single ``allocate_next`` calls
+      in a row it computes the next starts in blocks (:class:`StartsAhead`)
+      and brings the generator to the exact state of one
+      ``rng.integers(0, max)`` per call whenever it is read (:attr:`rng`) or
+      used by a batch call. A generator passed in as ``seed`` (or read
+      through :attr:`rng`) may be shared, so it is drawn from once per call.
+      :meth:`allocate_next_many`, :meth:`release_offsets` and
+      :meth:`addresses` do the same work for whole arrays in one compiled
+      pass each.
     """
 
     def __init__(self, cidr: str | Network, strategy: str = "random", seed: int | np.random.Generator = 0):
@@ -138,14 +258,33 @@ class PodIPRange:
         self._max = size - 2 if size > 2 else size
         self._base = int(net.network_address) + self._first
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        nw, ns = bm_sizes(self._max)
-        self._words = np.empty(nw, dtype=np.uint64)
-        self._summary = np.empty(ns, dtype=np.uint64)
-        bm_init(self._words, self._summary, self._max)
-        self._used = 0
-        self._cursor = 0
-        self._one = np.empty(1, dtype=np.int64)
-        self._start = np.empty(1, dtype=np.int64)
+        # Counters live in the arena's header, where the per-call kernels update them.
+        self._arena, self._words, self._summary = new_arena(self._max)
+        self._take_one = per_call(arena_take_one)
+        self._set_one = per_call(arena_set_one)
+        self._clear_one = per_call(arena_clear_one)
+        self._text_cache = TextCache(self._max, self._format)
+        # The per-call methods use the maps directly (no attribute chain).
+        self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
+        self._remember = self._text_cache.remember
+        self._random = strategy == "random"
+        owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
+        self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
+        self._starts: list[int] = []  # drawn ahead by self._ahead; self._taken of them used
+        self._taken = 0
+        self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
+
+    _ENTRY_POINTS = ('_take_one', '_set_one', '_clear_one')
+
+    def __getstate__(self) -> dict:
+        # Compiled entry points do not pickle: they are looked up again on load.
+        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._take_one = per_call(arena_take_one)
+        self._set_one = per_call(arena_set_one)
+        self._clear_one = per_call(arena_clear_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -186,7 +325,13 @@ class PodIPRange:
     @property
     def rng(self) -> np.random.Generator:
         """The generator of random starts: the same seed and the same calls give
-        the same addresses."""
+        the same addresses.
+
+        Reading it settles draws made ahead and makes the range draw from it
+        once per call from then on, since the caller may now use it too.
+        """
+        self._settle_rng()
+        self._ahead = None
         return self._rng
 
     @property
@@ -249,11 +394,21 @@ class PodIPRange:
         CIDRError
             Malformed address text.
         """
+        try:
+            offset = self._index_of.get(ip)
+        except TypeError:  # unhashable: ip_key() refuses it with the parser's message
+            offset = None
+        if offset is not None:
+            return offset
         version, value = ip_key(ip)
         if version != self._version:
             return -1
         offset = value - self._base
-        return offset if 0 <= offset < self._max else -1
+        if not 0 <= offset < self._max:
+            return -1
+        if isinstance(ip, str):
+            self._remember(offset, ip)  # no parse next time
+        return offset
 
     def address_of(self, offset: int) -> str:
         """Text of ``base + offset``.
@@ -275,7 +430,7 @@ class PodIPRange:
         offset = int(offset)
         if not 0 <= offset < self._max:
             raise NotInRange(f"offset {offset} is outside the usable range of {self._net} (0 to {self._max - 1})")
-        return ip_text(self._version, self._base + offset)
+        return self._texts[offset] or self._text(offset)
 
     def addresses(self, offsets) -> pa.Array:
         """Text of ``base + offset`` for many offsets, in one compiled pass.
@@ -294,8 +449,7 @@ class PodIPRange:
         NotInRange
             An offset is outside the usable range.
         """
-        offs = self._checked_offsets(offsets)
-        return format_addresses(self._net, offs + self._first)
+        return format_values(self._version, self._base, self._checked_offsets(offsets))
 
     # ------------------------------------------------------------------ single operations
     def allocate_next(self) -> str:
@@ -310,15 +464,22 @@ class PodIPRange:
         RangeFull
             ``range is full`` (checked before drawing a start).
         """
-        if self._used >= self._max:
+        if self._random:
+            taken = self._taken
+            try:
+                start = self._starts[taken]
+            except IndexError:  # no start drawn ahead is left
+                offset = self._take_random()
+                return self._texts[offset] or self._text(offset)
+            offset = self._take_one(self._arena, start)
+            if offset < 0:  # full: the draw is not used
+                raise RangeFull(MSG_FULL)
+            self._taken = taken + 1
+            return self._texts[offset] or self._text(offset)
+        offset = self._take_one(self._arena, -1 if self._strategy == "next-fit" else 0)
+        if offset < 0:
             raise RangeFull(MSG_FULL)
-        if self._strategy == "random":
-            start = int(self._rng.integers(0, self._max))
-        elif self._strategy == "next-fit":
-            start = self._cursor
-        else:
-            start = 0
-        return ip_text(self._version, self._base + self._take_from(start))
+        return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
         """Take the first free address scanning from offset ``start`` (wrapping).
@@ -347,7 +508,8 @@ class PodIPRange:
         start = int(start)
         if not 0 <= start < self._max:
             raise ConfigError(f"start {start} is outside 0..{self._max - 1} for {self._net}")
-        return ip_text(self._version, self._base + self._take_from(start))
+        offset = self._take_one(self._arena, start)
+        return self._texts[offset] or self._text(offset)
 
     def allocate(self, ip) -> None:
         """Reserve one given address (``Allocate``).
@@ -370,10 +532,8 @@ class PodIPRange:
         offset = self.offset_of(ip)
         if offset < 0:
             raise NotInRange(MSG_NOT_IN_RANGE.format(self._net))
-        self._one[0] = offset
-        if bm_set_many(self._words, self._summary, self._one) == 0:
+        if not self._set_one(self._arena, offset):
             raise AlreadyAllocated(MSG_ALLOCATED)
-        self._used += 1
 
     def release(self, ip) -> None:
         """Give an address back (``Release``).
@@ -390,9 +550,15 @@ class PodIPRange:
         CIDRError
             Malformed address text (there is no address to release).
         """
-        offset = self.offset_of(ip)
-        if offset >= 0:
-            self._used -= int(bm_clear(self._words, self._summary, offset))
+        try:
+            offset = self._index_of.get(ip)
+        except TypeError:
+            offset = None
+        if offset is None:
+            offset = self.offset_of(ip)
+            if offset < 0:
+                return
+        self._clear_one(self._arena, offset)
 
     def has(self, ip) -> bool:
         """Whether an address is allocated (``Has``); False outside the range.
@@ -429,22 +595,26 @@ class PodIPRange:
         k = int(k)
         if k < 0:
             raise ConfigError(f"count {k} must be >= 0")
-        m = min(k, self._max - self._used)
+        arena = self._arena
+        m = min(k, self._max - int(arena[ARENA_USED]))
         out = np.empty(m, dtype=np.int64)
         if m == 0:
             return out
         if self._strategy == "random":
+            self._settle_rng()
             starts = self._rng.integers(0, self._max, size=m, dtype=np.int64)
             got = int(bm_alloc_scan(self._words, self._summary, self._max, starts, out))
-            self._cursor = (int(out[got - 1]) + 1) % self._max
+            cursor = (int(out[got - 1]) + 1) % self._max
         elif self._strategy == "next-fit":
-            got, cursor = bm_alloc_next_fit(self._words, self._summary, self._max, self._cursor, m, out)
-            got, self._cursor = int(got), int(cursor)
+            got, cursor = bm_alloc_next_fit_batch(
+                self._words, self._summary, self._max, int(arena[ARENA_CURSOR]), m, out
+            )
         else:
             got = int(bm_alloc_first(self._words, self._summary, m, out))
-            self._cursor = (int(out[got - 1]) + 1) % self._max
-        self._used += got
-        return out[:got]
+            cursor = (int(out[got - 1]) + 1) % self._max
+        arena[ARENA_CURSOR] = cursor
+        arena[ARENA_USED] += got
+        return out if got == m else out[:got]
 
     def allocate_next_with_starts(self, starts) -> np.ndarray:
         """Batch :meth:`allocate_next_with_start`: one address per recorded start.
@@ -524,8 +694,9 @@ class PodIPRange:
             An offset is outside the usable range (nothing is changed).
         """
         offs = self._checked_offsets(offsets)
-        flipped = int(bm_clear_many(self._words, self._summary, offs))
-        self._used -= flipped
+        arena = self._arena
+        flipped = clear_many(self._words, self._summary, offs, int(arena[ARENA_USED]), self._max)
+        arena[ARENA_USED] -= flipped
         return flipped
 
     def __repr__(self) -> str:
@@ -535,23 +706,70 @@ class PodIPRange:
     def _address(self, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.IPv4Address(value) if self._version == 4 else ipaddress.IPv6Address(value)
 
-    def _take_from(self, start: int) -> int:
-        # Caller checked the range is not full, so the scan always finds one.
-        self._start[0] = start
-        bm_alloc_scan(self._words, self._summary, self._max, self._start, self._one)
-        offset = int(self._one[0])
-        self._used += 1
-        self._cursor = (offset + 1) % self._max
-        return offset
+    @property
+    def _used(self) -> int:
+        return int(self._arena[ARENA_USED])
+
+    @_used.setter
+    def _used(self, value: int) -> None:
+        self._arena[ARENA_USED] = value
+
+    @property
+    def _cursor(self) -> int:
+        return int(self._arena[ARENA_CURSOR])
+
+    @_cursor.setter
+    def _cursor(self, value: int) -> None:
+        self._arena[ARENA_CURSOR] = value
+
+    def _text(self, index: int) -> str:
+        # A text not formatted yet; the cache may have turned its dict into a list.
+        text = self._text_cache.text(index)
+        self._texts = self._text_cache.texts
+        return text
+
+    def _format(self, offset: int) -> str:
+        return ip_text(self._version, self._base + int(offset))  # int(): a NumPy int under NUMBA_DISABLE_JIT
+
+    def _settle_rng(self) -> None:
+        # Before any other use of the generator: bring it to its exact state.
+        self._singles = 0
+        if self._ahead is not None:
+            self._ahead.settle(self._taken)
+        self._starts, self._taken = [], 0
+
+    def _take_random(self) -> int:
+        # allocate_next's random start when no start drawn ahead is left.
+        if self._used >= self._max:
+            raise RangeFull(MSG_FULL)  # before any draw, as upstream
+        self._singles += 1
+        if self._ahead is not None and self._singles > DRAW_AHEAD_AFTER:
+            self._ahead.settle(self._taken)
+            self._starts, self._taken = self._ahead.draw(), 1
+            return self._take_one(self._arena, self._starts[0])
+        return self._take_one(self._arena, int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
-        offs = np.ascontiguousarray(np.asarray(offsets).reshape(-1), dtype=np.int64)
-        if offs.size:
+        offs = np.asarray(offsets)
+        if offs.dtype != np.int64 or offs.ndim != 1 or not offs.flags.c_contiguous:
+            offs = np.ascontiguousarray(offs.reshape(-1), dtype=np.int64)
+        # One reduction checks both ends: seen as uint64, a negative offset is huge.
+        if offs.size and int(offs.view(np.uint64).max()) >= self._max:
             lo, hi = int(offs.min()), int(offs.max())
-            if lo < 0 or hi >= self._max:
-                bad = lo if lo < 0 else hi
-                raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
+            bad = lo if lo < 0 else hi
+            raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
         return offs
 
 
-__all__ = ["IPV6_MAX_HOST_BITS", "MSG_ALLOCATED", "MSG_FULL", "MSG_NOT_IN_RANGE", "PodIPRange", "STRATEGIES", "range_size"]
+__all__ = [
+    "DRAW_AHEAD_AFTER",
+    "DRAW_AHEAD_BLOCK",
+    "IPV6_MAX_HOST_BITS",
+    "MSG_ALLOCATED",
+    "MSG_FULL",
+    "MSG_NOT_IN_RANGE",
+    "PodIPRange",
+    "STRATEGIES",
+    "StartsAhead",
+    "range_size",
+]

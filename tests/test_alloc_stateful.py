@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -30,7 +31,8 @@ CIDRSET_CONFIGS = [
     ("fd00:1::/40", 48),
 ]
 
-POD_CIDRS = ["10.0.0.0/28", "10.0.0.0/26", "10.0.0.0/31", "10.0.0.9/32", "fd00::/122", "fd00::/127", "fd00::7/128"]
+POD_CIDRS = ["10.0.0.0/28", "10.0.0.0/26", "10.0.0.0/31", "10.0.0.9/32", "fd00::/122", "fd00::/127", "fd00::7/128",
+             "10.0.0.0/24", "fd00::/120"]
 
 _KIND = {"full": (NoCIDRsRemaining, RangeFull), "not_in_range": NotInRange, "allocated": AlreadyAllocated}
 
@@ -92,6 +94,25 @@ class CIDRSetMachine(RuleBasedStateMachine):
         cidr = _nearby_cidr(data, self.ref.net)
         _same_outcome(lambda: self.cs.release(cidr), lambda: self.ref.release(cidr))
 
+    @rule(k=st.integers(1, 70))
+    def allocate_next_burst(self, k):
+        """Many single calls in a row (the per-call path), then the texts back through release."""
+        got = []
+        for _ in range(k):
+            got.append(_same_outcome(self.cs.allocate_next, self.ref.allocate_next))
+        for text in got[: k // 2]:
+            if text is not None:
+                assert self.cs.release(text) == self.ref.release(text) == 1
+
+    @precondition(lambda self: self.ref.used)
+    @rule(data=st.data(), form=st.sampled_from(["network", "padded", "copy"]))
+    def release_foreign_form(self, data, form):
+        """A held block released as an ipaddress object or a text the set did not write."""
+        index = data.draw(st.sampled_from(sorted(self.ref.used)))
+        block = self.ref.block(index)
+        cidr = {"network": block, "padded": f" {block} ", "copy": "".join(list(str(block)))}[form]
+        assert self.cs.release(cidr) == self.ref.release(str(block)) == 1
+
     @rule(other=st.sampled_from(["fd00::/64", "10.96.0.0/24"]))
     def other_family_is_out_of_range(self, other):
         if ipaddress.ip_network(other).version != self.ref.net.version:
@@ -148,6 +169,20 @@ class PodIPRangeMachine(RuleBasedStateMachine):
 
         _same_outcome(self.r.allocate_next, ref_call)
 
+    @rule(k=st.integers(1, 90))
+    def allocate_next_burst(self, k):
+        """Single calls in a row: past DRAW_AHEAD_AFTER the range draws its starts ahead."""
+        for _ in range(k):
+            if self.ref.free == 0:
+                with pytest.raises(RangeFull):
+                    self.r.allocate_next()
+                break
+            expected = self.ref.allocate_next_with_start(int(self.mirror.integers(0, self.ref.max)))
+            assert self.r.allocate_next() == expected
+            if k % 3 == 0:
+                self.r.release(expected)
+                self.ref.release(expected)
+
     @rule(k=st.integers(0, 30))
     def allocate_next_many(self, k):
         m = min(k, self.ref.free)
@@ -180,6 +215,12 @@ class PodIPRangeMachine(RuleBasedStateMachine):
         before = len(self.ref.used)
         self.ref.used.difference_update(offs)
         assert self.r.release_offsets(offs) == before - len(self.ref.used)
+
+    @precondition(lambda self: hasattr(self, "r"))
+    @rule()
+    def generator_state(self):
+        """Reading rng settles the starts drawn ahead: same state as one integers() per call."""
+        assert self.r.rng.bit_generator.state == self.mirror.bit_generator.state
 
     @invariant()
     def same_state(self):

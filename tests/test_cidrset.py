@@ -391,3 +391,101 @@ def test_cidr_strings_are_canonical_ipv6():
     cs.allocate_next_many(2)
     assert cs.allocate_next() == "2001:db8:0:2::/64"
     assert ipaddress.ip_network(cs.cidr_of(0)).compressed == cs.cidr_of(0)
+
+
+# --------------------------------------------------------------------------- per-call path
+@pytest.mark.parametrize(
+    "cluster, mask",
+    [("10.0.0.0/22", 26), ("255.255.255.0/24", 32), ("0.0.0.0/28", 32), ("2001:db8::/116", 120),
+     ("::/120", 128), ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120", 128), ("::ffff:0.0.0.0/120", 124)],
+)
+def test_per_call_texts_equal_batch_texts_and_ipaddress(cluster, mask):
+    cs = CIDRSet(cluster, mask)
+    ref = RefCIDRSet(cluster, mask)
+    indices = np.arange(cs.capacity, dtype=np.int64)
+    expected = [str(ref.block(i)) for i in range(ref.max)]
+    assert [cs.cidr_of(i) for i in range(cs.capacity)] == expected
+    assert cs.cidrs_of(indices).to_pylist() == expected
+    assert [cs.allocate_next() for _ in range(cs.capacity)] == expected
+
+
+def test_release_of_texts_the_set_did_not_write_parses_and_refuses_as_before():
+    cs = CIDRSet("10.96.0.0/20", 24)
+    taken = [cs.allocate_next() for _ in range(4)]
+    # equal text from elsewhere, padded text, an ipaddress object: all release the block
+    assert cs.release("".join(list(taken[0]))) == 1
+    assert cs.release(f" {taken[1]} ") == 1
+    assert cs.release(ipaddress.ip_network(taken[2])) == 1
+    assert cs.release(taken[2]) == 0  # already free
+    assert used_indices(cs) == [3]
+    # a remembered padded text still means its block
+    cs.occupy("10.96.1.0/24")
+    assert cs.release(f" {taken[1]} ") == 1 and used_indices(cs) == [3]
+    with pytest.raises(CIDRError, match="host bits set"):
+        cs.release("10.96.3.1/24")
+    with pytest.raises(CIDRError, match="expected an IPv4 or IPv6 prefix"):
+        cs.release("10.96.3.0/24x")
+    with pytest.raises(CIDRError, match="expected an IPv4 or IPv6 prefix"):
+        cs.release(["10.96.3.0/24"])  # unhashable: parsed, refused
+    with pytest.raises(NotInRange) as err:
+        cs.release("10.97.0.0/24")
+    assert str(err.value) == "cidr 10.97.0.0/24 is out the range of cluster cidr 10.96.0.0/20"
+    with pytest.raises(NotInRange):
+        cs.release("fd00::/64")
+    assert used_indices(cs) == [3] and cs.allocated == 1
+
+
+def test_release_of_a_smaller_cidr_text_frees_its_enclosing_block_each_time():
+    cs = CIDRSet("10.96.0.0/20", 24)
+    cs.occupy_indices([3])
+    assert cs.release("10.96.3.16/28") == 1  # remembered as block 3 after the parse
+    cs.occupy_indices([3])
+    assert cs.release("10.96.3.16/28") == 1 and cs.allocated == 0
+
+
+def test_large_sets_keep_a_bounded_dict_of_texts(monkeypatch):
+    from ipam_core import addr
+
+    monkeypatch.setattr(addr, "TEXT_CACHE_LIMIT", 8)
+    cs = CIDRSet("10.96.0.0/24", 30)  # 64 blocks > limit: dict mode, emptied every 8 texts
+    ref = RefCIDRSet("10.96.0.0/24", 30)
+    assert isinstance(cs._texts, dict)
+    rng = np.random.default_rng(1)
+    for step in range(400):
+        if ref.used and rng.random() < 0.45:
+            cidr = str(ref.block(int(rng.choice(sorted(ref.used)))))
+            assert cs.release(cidr) == ref.release(cidr) == 1
+        elif not ref.is_full:
+            assert cs.allocate_next() == ref.allocate_next()
+        assert len(cs._texts) <= 8 and len(cs._index_of) <= 8
+    assert used_indices(cs) == sorted(ref.used) and cs.cursor == ref.cursor
+
+
+def test_copies_are_independent():
+    import copy
+    import pickle
+
+    cs = CIDRSet("10.96.0.0/20", 24)
+    first = cs.allocate_next()
+    for twin in (copy.deepcopy(cs), pickle.loads(pickle.dumps(cs))):
+        assert twin.allocate_next() == "10.96.1.0/24" and twin.release(first) == 1
+        assert twin.allocated == 1 and twin.cursor == 2
+    assert cs.allocated == 1 and cs.cursor == 1 and used_indices(cs) == [0]
+    assert cs.allocate_next() == "10.96.1.0/24"
+
+
+def test_counters_follow_batch_and_per_call_mixes():
+    cs = CIDRSet("10.96.0.0/20", 24)
+    ref = RefCIDRSet("10.96.0.0/20", 24)
+    got = cs.cidrs_of(cs.allocate_next_many(5)).to_pylist()
+    assert got == [ref.allocate_next() for _ in range(5)]
+    assert cs.release(got[1]) == ref.release(got[1]) == 1
+    assert cs.release_indices([2, 2, 3]) == 2
+    ref.release(got[2])
+    ref.release(got[3])
+    for _ in range(14):
+        assert cs.allocate_next() == ref.allocate_next()
+    assert cs.is_full and cs.allocated == ref.allocated == 16 and cs.cursor == ref.cursor
+    with pytest.raises(NoCIDRsRemaining):
+        cs.allocate_next()
+    assert cs.cursor == ref.cursor

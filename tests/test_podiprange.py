@@ -265,3 +265,201 @@ def test_recount_after_direct_kernel_use():
     bm_set(r.words, r.summary, 101)
     assert r.recount() == 11 and r.used == 11 and r.free == 243
     assert r.has("10.0.0.102") and not r.has("10.0.0.5")
+
+
+# --------------------------------------------------------------------------- texts: per call, batch, ipaddress
+IPV4_EDGES = [0, 1, 255, 256, 0x0A000001, 0x7F000001, 0xC0A80164, 0xFFFFFFFE, 0xFFFFFFFF]
+IPV6_EDGES = [
+    0, 1, 2**128 - 1, 1 << 112, 0x20010DB8000000000000000000000001, 0x20010DB8000000010000000000000001,
+    0x20010DB8000000000001000000000000,  # two runs of equal length: the leftmost becomes ::
+    0x20010DB8000100000001000100010001,  # a single zero group is not compressed
+    0xFFFF0A000001,  # IPv4-mapped ::ffff:10.0.0.1
+    0x0A000001,  # IPv4-compatible ::10.0.0.1
+    0xFD000000000000000000000000000000, 0x00000000000000000000000000010000,
+]
+
+
+def _batch_text(version: int, value: int) -> str:
+    from ipam_core.addr import format_values
+
+    return format_values(version, value, np.zeros(1, dtype=np.int64)).to_pylist()[0]
+
+
+@pytest.mark.parametrize("value", IPV4_EDGES)
+def test_ipv4_text_equals_ipaddress_and_the_batch_formatter(value):
+    from ipam_core.addr import ip_text
+
+    assert ip_text(4, value) == str(ipaddress.IPv4Address(value)) == _batch_text(4, value)
+
+
+@pytest.mark.parametrize("value", IPV6_EDGES)
+def test_ipv6_text_equals_ipaddress_and_the_batch_formatter(value):
+    import sys
+
+    from ipam_core.addr import ip_text, ipv6_text
+
+    assert ip_text(6, value) == ipv6_text(value) == _batch_text(6, value)
+    mapped = (value >> 32) == 0xFFFF
+    if sys.version_info < (3, 13) or not mapped:  # 3.13 writes a dotted tail for IPv4-mapped
+        assert ipv6_text(value) == str(ipaddress.IPv6Address(value))
+
+
+def test_ipv6_text_on_random_values_with_zero_runs():
+    from ipam_core.addr import ip_text, ipv6_text
+
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        groups = rng.integers(0, 2**16, size=8) * (rng.random(8) < 0.5)  # many zero groups
+        value = int.from_bytes(b"".join(int(g).to_bytes(2, "big") for g in groups), "big")
+        if (value >> 32) == 0xFFFF:
+            continue
+        assert ip_text(6, value) == ipv6_text(value) == str(ipaddress.IPv6Address(value))
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.7/32", "10.0.0.0/31", "255.255.255.252/30", "fd00::5/128", "::/127",
+                                  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124", "::ffff:10.0.0.0/120"])
+def test_per_call_address_texts_equal_batch_and_ipaddress(cidr):
+    r = PodIPRange(cidr, strategy="first-fit")
+    ref = RefPodIPRange(cidr)
+    expected = [str(ip) for ip in ref.usable]
+    assert [r.address_of(i) for i in range(r.capacity)] == expected
+    assert r.addresses(np.arange(r.capacity)).to_pylist() == expected
+    assert [r.allocate_next() for _ in range(r.capacity)] == expected
+    for text in expected:
+        r.release(text)
+    assert r.used == 0
+
+
+def test_release_and_allocate_of_texts_the_range_did_not_write():
+    r = PodIPRange("10.1.0.0/28", strategy="first-fit")
+    a, b, c = (r.allocate_next() for _ in range(3))
+    r.release(" 10.1.0.1 ")  # padded: parsed, then remembered
+    r.release(ipaddress.IPv4Address("10.1.0.2"))
+    assert r.allocated_offsets().tolist() == [2]
+    r.allocate(" 10.1.0.1 ")
+    with pytest.raises(AlreadyAllocated):
+        r.allocate(" 10.1.0.1 ")
+    assert r.has(" 10.1.0.1 ") and r.has("10.1.0.1") and not r.has("10.1.0.2")
+    with pytest.raises(NotInRange) as err:
+        r.allocate("10.1.0.15")
+    assert str(err.value) == "provided IP is not in the valid range. The range of valid IPs is 10.1.0.0/28"
+    for bad in ["10.1.0.x", "10.1.0.01", ["10.1.0.3"]]:
+        with pytest.raises(CIDRError, match="invalid IP address"):
+            r.release(bad)
+    assert r.offset_of("10.1.0.3") == 2 and r.offset_of("fd00::3") == -1
+    assert sorted(r.allocated_offsets().tolist()) == [0, 2]
+
+
+def test_copies_are_independent():
+    import copy
+    import pickle
+
+    r = PodIPRange("10.0.0.0/24", seed=3)
+    first = [r.allocate_next() for _ in range(40)]  # past DRAW_AHEAD_AFTER: starts drawn ahead
+    mirror = np.random.default_rng(3)
+    ref = RefPodIPRange("10.0.0.0/24")
+    assert first == [ref.allocate_next_with_start(int(mirror.integers(0, 254))) for _ in range(40)]
+    for twin in (copy.deepcopy(r), pickle.loads(pickle.dumps(r))):
+        twin_ref = copy.deepcopy(ref)
+        twin_mirror = copy.deepcopy(mirror)
+        assert [twin.allocate_next() for _ in range(30)] == [
+            twin_ref.allocate_next_with_start(int(twin_mirror.integers(0, 254))) for _ in range(30)
+        ]
+        twin.release(first[0])
+    assert r.used == 40 and r.has(first[0])
+
+
+# --------------------------------------------------------------------------- starts drawn ahead = rng.integers per call
+@pytest.mark.parametrize("n", [2, 3, 14, 254, 65534, 2**31 - 1, 3 * 2**29 + 5, 2**32 - 1])
+@pytest.mark.parametrize("odd_start", [False, True])
+def test_starts_ahead_are_integers_per_call_with_the_same_state(n, odd_start):
+    from ipam_core.podiprange import StartsAhead
+
+    seed = 1000 + n % 97
+    rng, mirror = np.random.default_rng(seed), np.random.default_rng(seed)
+    if odd_start:  # leaves half of a 64-bit output in has_uint32/uinteger
+        rng.integers(0, 10)
+        mirror.integers(0, 10)
+    ahead = StartsAhead(rng, n)
+    for used in [0, 1, 2, 5, 300, 17]:
+        values = ahead.draw(count=200)
+        ahead.settle(used)
+        assert values[:used] == [int(mirror.integers(0, n)) for _ in range(used)]
+        assert rng.bit_generator.state == mirror.bit_generator.state
+        assert int(rng.integers(0, 1000)) == int(mirror.integers(0, 1000))  # the generator goes on as the mirror
+
+
+def test_long_runs_of_single_calls_replay_rng_integers_with_batches_between():
+    from ipam_core.podiprange import DRAW_AHEAD_AFTER
+
+    seed = 77
+    r = PodIPRange("10.0.0.0/22", seed=seed)
+    ref = RefPodIPRange("10.0.0.0/22")
+    mirror = np.random.default_rng(seed)
+    rng = np.random.default_rng(5)
+
+    def single():
+        return ref.allocate_next_with_start(int(mirror.integers(0, ref.max)))
+
+    for burst in [DRAW_AHEAD_AFTER + 50, 3, 5000 // 4, 200]:
+        for _ in range(burst):
+            if ref.free == 0:
+                break
+            assert r.allocate_next() == single()
+        drop = rng.choice(sorted(ref.used), size=min(60, len(ref.used)), replace=False)
+        texts = [str(ref.usable[int(o)]) for o in drop]
+        for t in texts:
+            r.release(t)
+            ref.release(t)
+        m = min(25, ref.free)
+        starts = mirror.integers(0, ref.max, size=m, dtype=np.int64)
+        assert r.addresses(r.allocate_next_many(25)).to_pylist() == [
+            ref.allocate_next_with_start(int(s)) for s in starts
+        ]
+        assert r.allocate_next_with_start(7) == ref.allocate_next_with_start(7)  # no draw
+    while ref.free:
+        assert r.allocate_next() == single()
+    with pytest.raises(RangeFull):
+        r.allocate_next()  # full: nothing drawn, even with starts drawn ahead
+    assert r.used == r.capacity
+    assert r.rng.bit_generator.state == mirror.bit_generator.state
+
+
+def test_a_generator_passed_in_is_drawn_from_once_per_call():
+    g, mirror = np.random.default_rng(9), np.random.default_rng(9)
+    r = PodIPRange("10.0.0.0/24", seed=g)
+    ref = RefPodIPRange("10.0.0.0/24")
+    for k in range(120):  # the caller draws from the shared generator between calls
+        assert r.allocate_next() == ref.allocate_next_with_start(int(mirror.integers(0, 254)))
+        if k % 7 == 0:
+            assert g.random() == mirror.random()
+    assert g.bit_generator.state == mirror.bit_generator.state
+
+
+def test_reading_rng_settles_and_then_shares_it():
+    r = PodIPRange("10.0.0.0/24", seed=4)
+    mirror = np.random.default_rng(4)
+    ref = RefPodIPRange("10.0.0.0/24")
+    for _ in range(60):
+        assert r.allocate_next() == ref.allocate_next_with_start(int(mirror.integers(0, 254)))
+    g = r.rng
+    assert g.bit_generator.state == mirror.bit_generator.state
+    for _ in range(60):
+        assert g.integers(0, 5) == mirror.integers(0, 5)
+        assert r.allocate_next() == ref.allocate_next_with_start(int(mirror.integers(0, 254)))
+
+
+def test_text_memory_grows_with_use_not_capacity():
+    r = PodIPRange("fd00::/64", seed=2)  # 65,534 addresses
+    got = [r.allocate_next() for _ in range(30)]
+    assert isinstance(r._texts, dict) and len(r._texts) == 30
+    for ip in got:
+        r.release(ip)
+    offsets = r.allocate_next_many(5000)
+    texts = [r.address_of(o) for o in offsets.tolist()]  # past 1/16 of the slots: a list
+    assert isinstance(r._texts, list) and len(r._texts) == r.capacity
+    assert texts == r.addresses(offsets).to_pylist()
+    assert [r.address_of(o) for o in range(40)] == [str(ipaddress.ip_address("fd00::1") + o) for o in range(40)]
+    for ip in texts:
+        r.release(ip)
+    assert r.used == 0

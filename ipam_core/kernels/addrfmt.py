@@ -56,6 +56,32 @@ def _put_decimal(buf, pos, v):
     return pos + 1
 
 
+def _decimal_table():
+    # Row v: the decimal text of v (no leading zeros) followed by ".", zero-padded to 4 bytes.
+    table = np.zeros((256, 4), dtype=np.uint8)
+    lengths = np.zeros(256, dtype=np.int64)
+    for v in range(256):
+        text = str(v).encode() + b"."
+        table[v, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+        lengths[v] = len(text) - 1
+    return table, lengths
+
+
+#: ``_DECIMAL[v]``: text of the octet ``v`` and a dot; ``_DECIMAL_LEN[v]``: its digit count.
+_DECIMAL, _DECIMAL_LEN = _decimal_table()
+
+
+@kjit(inline=True)
+def _put_octet_dot(buf, pos, v):
+    # Digits of v and a dot as four unconditional byte stores (the bytes past the
+    # text are overwritten next), so no branch on the digit count. Needs pos + 4 <= len(buf).
+    buf[pos] = _DECIMAL[v, 0]
+    buf[pos + 1] = _DECIMAL[v, 1]
+    buf[pos + 2] = _DECIMAL[v, 2]
+    buf[pos + 3] = _DECIMAL[v, 3]
+    return pos + _DECIMAL_LEN[v] + 1
+
+
 @kjit(inline=True)
 def _put_hex(buf, pos, g):
     # g in [0, 0xffff]: lowercase, no leading zeros.
@@ -117,13 +143,21 @@ def fmt_ipv4(base, offsets, shift, suffix, buf, out_offsets):
     """
     pos = 0
     out_offsets[0] = 0
+    # Room for the widest text plus the junk bytes the table stores may leave behind.
+    room = IPV4_MAX_CHARS + 1 + suffix.shape[0]
     for k in range(offsets.shape[0]):
         v = base + (np.uint64(offsets[k]) << shift)
-        for o in range(3, -1, -1):
-            pos = _put_decimal(buf, pos, np.int64((v >> np.uint64(8 * o)) & _BYTE))
-            if o > 0:
-                buf[pos] = _DOT
-                pos += 1
+        if pos + room <= buf.shape[0]:
+            pos = _put_octet_dot(buf, pos, np.int64((v >> np.uint64(24)) & _BYTE))
+            pos = _put_octet_dot(buf, pos, np.int64((v >> np.uint64(16)) & _BYTE))
+            pos = _put_octet_dot(buf, pos, np.int64((v >> np.uint64(8)) & _BYTE))
+            pos = _put_octet_dot(buf, pos, np.int64(v & _BYTE)) - 1  # no dot after the last octet
+        else:  # the last strings of an exactly sized buffer: byte by byte
+            for o in range(3, -1, -1):
+                pos = _put_decimal(buf, pos, np.int64((v >> np.uint64(8 * o)) & _BYTE))
+                if o > 0:
+                    buf[pos] = _DOT
+                    pos += 1
         pos = _put_suffix(buf, pos, suffix)
         out_offsets[k + 1] = pos
     return pos
