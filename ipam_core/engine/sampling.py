@@ -382,3 +382,29 @@ def cidr_group_mask(group: int, node_mask: int, cloud: bool) -> int:
     if not cloud:
         return node_mask
     return 28 if group % 2 else 32
+
+
+@kjit
+def gather_text(offsets, data, pick, out_offsets, out_data):
+    """Copy strings ``pick[k]`` of an Arrow-style string column into a new one, in ``pick`` order.
+
+    Parameters
+    ----------
+    offsets : numpy.ndarray of int64
+        ``n + 1`` offsets into ``data`` of the input strings.
+    data : numpy.ndarray of uint8
+        Their bytes.
+    pick : numpy.ndarray of int64
+        Input string of each output string.
+    out_offsets : numpy.ndarray of int64
+        ``len(pick) + 1`` entries, filled.
+    out_data : numpy.ndarray of uint8
+        Room for the picked strings' bytes, filled.
+    """
+    pos = 0
+    out_offsets[0] = 0
+    for k in range(pick.shape[0]):
+        for j in range(offsets[pick[k]], offsets[pick[k] + 1]):
+            out_data[pos] = data[j]
+            pos += 1
+        out_offsets[k + 1] = pos
