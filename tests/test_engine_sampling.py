@@ -17,10 +17,13 @@ import pyarrow as pa
 import pytest
 
 import ipam_core.engine.run as run_module
+from engine_helpers import nodes_then_pods
+from engine_helpers import scenario as yaml_scenario
+from engine_helpers import workload as events_workload
 from ipam_core.addr import format_cidrs
 from ipam_core.engine import build_workload
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import TRACE_COUNTERS, Simulation, run_mode, sample_times
+from ipam_core.engine.run import TRACE_COUNTERS, EngineCapacityError, Simulation, run_mode, sample_times
 from ipam_core.kernels.bitmap import bm_largest_free_block
 from ipam_core.scenario import load_scenario, scenario_for_mode
 
@@ -216,3 +219,14 @@ def test_sample_and_node_rows_read_the_state_now():
     assert got == reference_node_rows(sim)
     assert np.array_equal(sim.state.cnt[: T.K_RNG], before[: T.K_RNG]), "sampling advanced the run"
     assert sim.largest_free_block(0) == reference_trace_row(sim, 0)["largest_free_block"]
+
+
+def test_a_full_engine_table_is_reported_at_the_sample_it_stops(tmp_path):
+    # 60 pods pinned to one node with maxPods 10 and /28 node CIDRs: multi-pool demand outgrows
+    # the node's CIDR table (sized for 2 x maxPods); run_mode names the table and the time
+    sc = yaml_scenario(tmp_path, {"duration": "2m", "cluster": {"nodes": 2, "kubelet": {"maxPods": 10}},
+                             "cilium": {"ipam": {"operator": {"clusterPoolIPv4MaskSize": 28}}}})
+    sc = scenario_for_mode(sc, "multi-pool")
+    wl = events_workload(nodes_then_pods(2, 60, pinned=0), 2)
+    with pytest.raises(EngineCapacityError, match=r"node-CIDR table ran out of room at t=(\d+)s in mode multi-pool"):
+        run_mode(sc, wl, "multi-pool")
