@@ -14,6 +14,18 @@ Two groups:
     same semantics in plain Python), so the speed-up is measured on
     identical work (goal: >= 100x).
 
+* ``small-point``: one point of a sweep, the built-in default scenario (32
+  nodes, 20 minutes, 6,592 events, 121 samples) through its three modes, the
+  way ``ipam-bench sweep`` runs each point: ``simulate`` + ``summarize``
+  through the public API (``kernel``), beside the compiled event loop alone
+  (``Simulation.advance`` to the end, states built in setup), the loop with
+  its sampling (``Simulation.record``) and the plain-Python engine
+  (``python-baseline``, trace only). ``extra_info`` of the public-API member
+  splits one point's time (median of ``SPLIT_REPS`` points timed with
+  ``time.process_time`` around each step): the share outside the compiled
+  code, counted against the sampled loop and against the loop alone
+  (issue #10: <= 20 %).
+
 * ``engine-scale-limits``: ``scenarios/scale-limits.yaml`` (5,000 nodes,
   150,000 pods at 30 per node, maxPods 110, churn 20/s for 30 min, /8 pools
   so nothing runs out) through each mode, kernel and baseline. Besides time,
@@ -45,9 +57,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ipam_core.engine as engine_api
+import ipam_core.engine.run as run_module
 from ipam_core.engine import tables as T
-from ipam_core.engine import warmup
-from ipam_core.engine.run import Simulation
+from ipam_core.engine import simulate, summarize, warmup
+from ipam_core.engine.run import Simulation, node_sample_mask, sample_times
 from ipam_core.engine.state import state_nbytes
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
 from ipam_core.workloads import Workload, generate
@@ -58,6 +72,8 @@ from baseline_engine import BaselineEngine  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 GROUP_1M = "engine-1M-events"
 GROUP_SCALE = "engine-scale-limits"
+GROUP_POINT = "small-point"
+SPLIT_REPS = 40
 MODES = ("kubernetes", "cluster-pool", "multi-pool")
 
 NODES = 1_000
@@ -280,3 +296,116 @@ def test_engine_scale_limits_python_baseline(benchmark, mode):
     record(benchmark, "python-baseline", len(w), events=len(w), nodes=5_000, live_pods=150_000,
            pod_ids=w.n_pods, timers=engine.seq - len(engine.timers), rss_bytes=rss, peak_rss_bytes=peak)
     record_speed(benchmark, len(w))
+
+
+# ---------------------------------------------------------------------------- small-point
+@functools.cache
+def point_scenario():
+    return load_scenario("default")
+
+
+def point_states(sc, w):
+    return [Simulation(scenario_for_mode(sc, mode), w, mode) for mode in sc.modes]
+
+
+def split_point(sc, reps: int) -> dict:
+    """Median CPU seconds of one point and of its parts, each timed around its own calls."""
+    import time
+
+    parts: dict[str, list[float]] = {k: [] for k in ("point", "sampled_loop", "advance_alone")}
+    real = run_module.sample_run
+    inside = [0.0]
+
+    def timed_loop(*args):
+        t0 = time.process_time()
+        try:
+            return real(*args)
+        finally:
+            inside[0] += time.process_time() - t0
+
+    run_module.sample_run = timed_loop
+    try:
+        for _ in range(reps):
+            inside[0] = 0.0
+            t0 = time.process_time()
+            summarize(simulate(sc))
+            parts["point"].append(time.process_time() - t0)
+            parts["sampled_loop"].append(inside[0])
+    finally:
+        run_module.sample_run = real
+    w = engine_api.build_workload(sc)
+    for _ in range(reps):
+        sims = point_states(sc, w)
+        t0 = time.process_time()
+        for sim in sims:
+            sim.advance(math.nextafter(sc.duration_s, math.inf))
+        parts["advance_alone"].append(time.process_time() - t0)
+    med = {k: float(np.median(v)) for k, v in parts.items()}
+    return {
+        "point_cpu_s_median": med["point"],
+        "sampled_loop_cpu_s_median": med["sampled_loop"],
+        "advance_alone_cpu_s_median": med["advance_alone"],
+        "outside_share_vs_sampled_loop": 1.0 - med["sampled_loop"] / med["point"],
+        "outside_share_vs_advance_alone": 1.0 - med["advance_alone"] / med["point"],
+    }
+
+
+@pytest.mark.benchmark(group=GROUP_POINT)
+def test_small_point_simulate_summarize(benchmark):
+    sc = point_scenario()
+    warmup(sc)
+    table = benchmark.pedantic(lambda: summarize(simulate(sc)), rounds=40, warmup_rounds=2)
+    assert table.num_rows == 3
+    record(benchmark, "kernel", 1, member="public API: simulate + summarize", modes=list(sc.modes),
+           **split_point(sc, SPLIT_REPS if benchmark.enabled else 2))
+
+
+@pytest.mark.benchmark(group=GROUP_POINT)
+def test_small_point_advance_alone(benchmark):
+    sc = point_scenario()
+    w = engine_api.build_workload(sc)
+    t_end = math.nextafter(sc.duration_s, math.inf)  # where the sampled run stops
+
+    def setup():
+        return (point_states(sc, w),), {}
+
+    def run(sims):
+        for sim in sims:
+            sim.advance(t_end)
+        return sims
+
+    sims = benchmark.pedantic(run, setup=setup, rounds=40, warmup_rounds=1)
+    assert all(sim.state.cnt[T.K_EVENT] == len(w) for sim in sims)
+    record(benchmark, "kernel", 1, member="compiled event loop alone, 3 modes")
+
+
+@pytest.mark.benchmark(group=GROUP_POINT)
+def test_small_point_sampled_loop(benchmark):
+    sc = point_scenario()
+    w = engine_api.build_workload(sc)
+    times = sample_times(sc.duration_s, sc.sample_interval_s)
+    nodes = node_sample_mask(times.size, max(1, round(sc.node_sample_interval_s / sc.sample_interval_s)))
+
+    def setup():
+        return (point_states(sc, w),), {}
+
+    def run(sims):
+        return [sim.record(times, nodes) for sim in sims]
+
+    out = benchmark.pedantic(run, setup=setup, rounds=40, warmup_rounds=1)
+    assert [trace["time_s"].size for trace, _ in out] == [times.size] * 3
+    record(benchmark, "kernel", 1, member="compiled loop with its sampling + result arrays, 3 modes")
+
+
+@pytest.mark.benchmark(group=GROUP_POINT)
+def test_small_point_python_baseline(benchmark):
+    from baseline_engine import run_baseline
+
+    sc = point_scenario()
+    w = engine_api.build_workload(sc)
+    times = sample_times(sc.duration_s, sc.sample_interval_s)
+    runs = benchmark.pedantic(
+        lambda: [run_baseline(scenario_for_mode(sc, m), w, m, times) for m in sc.modes], rounds=2, warmup_rounds=0
+    )
+    assert [r["time_s"].size for r in runs] == [times.size] * 3
+    record(benchmark, "python-baseline", 1, member="plain-Python engine (trace only), 3 modes")

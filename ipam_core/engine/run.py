@@ -1,9 +1,10 @@
 """Run one workload through one mode and sample what users care about.
 
-:class:`Simulation` builds the state for a mode, lets the compiled loop
-(:func:`ipam_core.engine.core.advance`) run up to each sample time, and
-reads counters and tables with vectorised numpy in between: Python runs once
-per sample, never per event.
+:class:`Simulation` builds the state for a mode; :meth:`Simulation.record`
+lets the compiled loop (:func:`ipam_core.engine.sampling.sample_run`) run to
+every sample time and write the counters and node rows into arrays there.
+Python runs once per mode (and once per progress step), never per sample or
+per event; it formats each node CIDR's text in bulk at the end.
 """
 
 from __future__ import annotations
@@ -19,49 +20,32 @@ from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.pools import resolve_pod_pools
+from ipam_core.engine import sampling as S
+from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
     EngineConfig,
     State,
     build_state,
     count_node_adds,
+    state_nbytes,
     workload_bounds,
 )
 from ipam_core.errors import IPAMBenchError
-from ipam_core.kernels.bitmap import bm_largest_free_block
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
-TRACE_COUNTERS = (
-    "nodes",
-    "nodes_ready",
-    "pods_running",
-    "pods_pending",
-    "pods_failed",
-    "pods_failed_free_elsewhere",
-    "addrs_pool",
-    "addrs_carved",
-    "addrs_reserved",
-    "addrs_used",
-    "addrs_idle",
-    "addrs_uncarved",
-    "node_cidrs",
-    "carvable_node_cidrs",
-    "largest_free_block",
-    "cidr_carves",
-    "cidr_releases",
-    "ip_allocs",
-    "ip_alloc_failures",
-    # cloud modes (0 in the pool modes): engine/cloud.py
-    "warm_addrs_per_node",
-    "interfaces",
-    "prefixes",
-    "frag_failures",
-    "cloud_api_attach",
-    "cloud_api_assign",
-    "cloud_api_release",
-)
-#: Trace counters that are not whole numbers.
-TRACE_FLOATS = frozenset({"warm_addrs_per_node"})
+__all__ = [
+    "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "ModeResult", "Simulation",
+    "WorkloadBounds", "engine_config", "node_sample_mask", "run_mode", "sample_times", "warm_mode", "workload_facts",
+]
+
 NODE_COUNTERS = ("used", "free", "reserved", "pending")
+#: Most progress calls per mode: the samples run in this many compiled calls when progress is shown.
+PROGRESS_STEPS = 50
+#: Simulated seconds of the warm-up run: long enough for the operator to carve a node CIDR.
+WARMUP_S = 600.0
+#: Node-CIDR entries preallocated up front when the exact bound is larger (then they grow).
+CIDR_PREALLOC = 1 << 20
+_STATUS_TEXT = np.asarray(T.STATUS_TEXT, dtype=object)
 
 _ERRORS = {
     T.ERROR_HEAP_FULL: "timer heap",
@@ -134,6 +118,33 @@ class ModeResult:
     state: State | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class WorkloadBounds:
+    """What sizes the state tables for one workload and pod retry interval (the same in every mode)."""
+
+    retry_s: float
+    max_live: int
+    stale_timers: int
+    node_adds: int
+
+
+def workload_facts(workload: Workload, retry_s: float) -> WorkloadBounds:
+    """:func:`~ipam_core.engine.state.workload_bounds` and the node adds of a workload.
+
+    Parameters
+    ----------
+    workload : Workload
+    retry_s : float
+        The pod retry interval.
+
+    Returns
+    -------
+    WorkloadBounds
+    """
+    max_live, stale_timers = workload_bounds(workload, retry_s)
+    return WorkloadBounds(float(retry_s), max_live, stale_timers, count_node_adds(workload.op))
+
+
 class Simulation:
     """One workload through one mode.
 
@@ -145,9 +156,12 @@ class Simulation:
         The events.
     mode : str, optional
         Mode name.
+    bounds : WorkloadBounds, optional
+        :func:`workload_facts` of ``workload`` for this scenario's retry
+        interval, when the caller runs one workload through several modes.
     """
 
-    def __init__(self, scenario, workload: Workload, mode: str | None = None):
+    def __init__(self, scenario, workload: Workload, mode: str | None = None, bounds: WorkloadBounds | None = None):
         self.scenario = scenario
         self.workload = workload
         self.mode = mode or scenario.ipam.mode
@@ -158,15 +172,16 @@ class Simulation:
         self.config = engine_config(scenario)
         if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
-        max_live, stale_timers = workload_bounds(workload, self.config.pod_retry_s)
+        if bounds is None or bounds.retry_s != self.config.pod_retry_s:
+            bounds = workload_facts(workload, self.config.pod_retry_s)
         self.state = build_state(
             self.layout,
             self.config,
             n_nodes=len(workload.node_names),
             n_pods=workload.n_pods,
-            n_node_adds=count_node_adds(workload.op),
-            max_live=max_live,
-            stale_timers=stale_timers,
+            n_node_adds=bounds.node_adds,
+            max_live=bounds.max_live,
+            stale_timers=bounds.stale_timers,
         )
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
@@ -196,179 +211,157 @@ class Simulation:
         self.time = t_stop
 
     # ------------------------------------------------------------------ sampling
-    def _family_counter(self, family: int, field_: int) -> int:
-        return int(self.state.cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + field_])
+    def record(self, times, node_sample, progress=None, stops=None) -> tuple[dict, dict]:
+        """Advance to each sample time and sample there, in one compiled call per progress step.
 
-    def largest_free_block(self, family: int) -> int:
-        """Addresses in the largest aligned free block left in any pool of the family."""
-        st = self.state
-        best = 0
-        for i, spec in enumerate(self.layout.sets):
-            if spec.family != family:
+        Parameters
+        ----------
+        times : numpy.ndarray of float64
+            Sample times, ascending; each sample describes the state just after
+            its time (events at that time included).
+        node_sample : numpy.ndarray of bool
+            Which samples also record the node rows.
+        progress : callable, optional
+            ``progress(mode, fraction)`` after each of up to
+            :data:`PROGRESS_STEPS` chunks of samples.
+        stops : numpy.ndarray of float64, optional
+            Where the loop stops for each sample (default: just after each time).
+
+        Returns
+        -------
+        tuple of dict
+            The trace columns (``family``, ``time_s`` and :data:`TRACE_COUNTERS`)
+            and the node columns (``time_s``, ``node``, ``family``,
+            :data:`NODE_COUNTERS`, ``status_code``, ``cidrs_counts``,
+            ``cidrs_values``), as in :class:`ModeResult`.
+
+        Raises
+        ------
+        EngineCapacityError
+            If an internal table ran out of room.
+        """
+        times = np.ascontiguousarray(times, dtype=np.float64)
+        stops = np.nextafter(times, np.inf) if stops is None else np.ascontiguousarray(stops, dtype=np.float64)
+        node_sample = np.ascontiguousarray(node_sample, dtype=np.bool_)
+        families = np.asarray(self.layout.families, dtype=np.int64)
+        n, nf = times.size, families.size
+        cloud = self.layout.policy == T.POLICY_CLOUD
+        trace = np.zeros((len(TRACE_COUNTERS), n * nf), dtype=np.int64)
+        warm = np.zeros(n * nf, dtype=np.float64)
+        # rows: exact bound (every node present at every node sample); CIDRs: the bound (every
+        # node's CIDR table full) while it is small, else a guess that grows when the kernel asks
+        rows = int(np.count_nonzero(node_sample)) * self.state.nodes.shape[0] * (1 if cloud else nf)
+        width = self.state.cl_unit.shape[1] if cloud else self.state.node_slots.shape[1]
+        node_tab = np.empty((S.NR_NCOL, rows), dtype=np.int64)
+        cidr_tab = np.empty((S.CD_NCOL, min(rows * width, max(2 * rows, CIDR_PREALLOC))), dtype=np.int64)
+        fill = np.zeros(2, dtype=np.int64)
+        step = n if progress is None else max(1, -(-n // PROGRESS_STEPS))
+        i = 0
+        while i < n:
+            code, i = sample_run(self.state, *self._ev, stops, node_sample, i, min(n, i + step), families,
+                                 self._pool_addrs, trace, warm, node_tab, cidr_tab, fill)
+            if code == S.NEED_ROOM:
+                node_tab = _grown(node_tab, fill[0])
+                cidr_tab = _grown(cidr_tab, fill[1])
                 continue
-            w0, nw = st.sets[i, T.S_W_OFF], st.sets[i, T.S_W_LEN]
-            order = bm_largest_free_block(st.set_words[w0 : w0 + nw])
-            if order >= 0:
-                best = max(best, (1 << int(order)) * int(st.sets[i, T.S_ADDRS]))
-        return best
+            if code:
+                raise EngineCapacityError(
+                    f"engine {_ERRORS.get(code, code)} ran out of room at t={stops[i]:g}s in mode {self.mode}"
+                )
+            if progress is not None:
+                progress(self.mode, i / n)
+        if n:
+            self.time = float(stops[-1])
+        trace_cols = {
+            "family": np.tile(np.where(families == 0, 4, 6).astype(np.int8), n),
+            "time_s": np.repeat(times, nf),
+            **{k: warm if k in TRACE_FLOATS else trace[j] for j, k in enumerate(TRACE_COUNTERS)},
+        }
+        tab = node_tab[:, : fill[0]]
+        node_cols = {
+            "time_s": times[tab[S.NR_SAMPLE]],
+            "node": tab[S.NR_NODE].astype(np.int32),
+            "family": np.where(tab[S.NR_FAMILY] == 0, 4, 6).astype(np.int8),
+            "used": tab[S.NR_USED],
+            "free": tab[S.NR_FREE],
+            "reserved": tab[S.NR_RESERVED],
+            "pending": tab[S.NR_PENDING],
+            "status_code": tab[S.NR_STATUS],
+            "cidrs_counts": tab[S.NR_CIDRS],
+            "cidrs_values": self._cidr_text(cidr_tab[S.CD_GROUP, : fill[1]], cidr_tab[S.CD_INDEX, : fill[1]]),
+        }
+        return trace_cols, node_cols
 
     def sample(self) -> dict[int, dict[str, int]]:
         """The trace counters now, per enabled family (engine family index)."""
-        c = self.state.cnt
+        trace, _ = self.record(np.array([self.time]), np.zeros(1, dtype=np.bool_), stops=np.array([self.time]))
         out = {}
-        for family in self.layout.families:
-            carved = self._family_counter(family, T.F_CARVED)
-            reserved = self._family_counter(family, T.F_RESERVED)
-            used = self._family_counter(family, T.F_USED)
-            out[family] = {
-                "nodes": int(c[T.K_NODES]),
-                "nodes_ready": int(c[T.K_READY]),
-                "pods_running": int(c[T.K_RUNNING]),
-                "pods_pending": int(c[T.K_PENDING]),
-                "pods_failed": int(c[T.K_FAILED]),
-                "pods_failed_free_elsewhere": int(c[T.K_FAILED_FREE]),
-                "addrs_pool": int(self._pool_addrs[family]),
-                "addrs_carved": carved,
-                "addrs_reserved": reserved,
-                "addrs_used": used,
-                "addrs_idle": carved - reserved - used,
-                "addrs_uncarved": int(self._pool_addrs[family]) - carved,
-                "node_cidrs": self._family_counter(family, T.F_NODE_CIDRS),
-                "carvable_node_cidrs": self._family_counter(family, T.F_CARVABLE),
-                "largest_free_block": self.largest_free_block(family),
-                "cidr_carves": self._family_counter(family, T.F_CARVES),
-                "cidr_releases": self._family_counter(family, T.F_RELEASES),
-                "ip_allocs": self._family_counter(family, T.F_IP_ALLOCS),
-                "ip_alloc_failures": self._family_counter(family, T.F_IP_FAILS),
-                **self._cloud_sample(family),
-            }
+        for f, family in enumerate(self.layout.families):
+            out[family] = {k: (float(trace[k][f]) if k in TRACE_FLOATS else int(trace[k][f])) for k in TRACE_COUNTERS}
         return out
 
-    def _cloud_sample(self, family: int) -> dict[str, float]:
-        """The cloud columns: warm addresses per node, interfaces, prefixes, fragmentation, API calls."""
-        c = self.state.cnt
-        cloud = self.layout.policy == T.POLICY_CLOUD
-        nodes = int(c[T.K_NODES])
-        warm = self._family_counter(family, T.F_FREE) / nodes if cloud and nodes else 0.0
-        return {
-            "warm_addrs_per_node": float(warm),
-            "interfaces": int(c[T.K_CL_IFACES]),
-            "prefixes": int(c[T.K_CL_PREFIXES]),
-            "frag_failures": int(c[T.K_CL_FRAG_FAILS]),
-            "cloud_api_attach": int(c[T.K_CL_API_ATTACH]),
-            "cloud_api_assign": int(c[T.K_CL_API_ASSIGN]),
-            "cloud_api_release": int(c[T.K_CL_API_RELEASE]),
-        }
-
     def node_rows(self) -> dict[str, object]:
-        """Per present node and family: CIDRs, used, free, reserved, pending, status (vectorised)."""
-        if self.layout.policy == T.POLICY_CLOUD:
-            return self._cloud_node_rows()
-        st = self.state
-        present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
-        rows: dict[str, list] = {k: [] for k in ("node", "family", *NODE_COUNTERS, "status_code", "cidrs", "counts")}
-        width = st.node_slots.shape[1]
-        grid = st.node_slots[present]  # [nodes, width], -1 padded
-        row_of = np.repeat(np.arange(present.size), width)
-        flat = grid.ravel()
-        held = flat >= 0
-        slot_ids = flat[held]
-        slot_rows = row_of[held]
-        slots = st.slots[slot_ids]
-        live = slots[:, T.L_STATE] == T.SLOT_LIVE
-        for family in self.layout.families:
-            mine = slots[:, T.L_FAMILY] == family
-            r = slot_rows[mine]
-            s = slots[mine]
-            edge = st.sets[s[:, T.L_SET], T.S_ADDRS] - s[:, T.L_MAX]
-            n = present.size
-            used = np.bincount(r, weights=s[:, T.L_USED] - s[:, T.L_RESERVED], minlength=n).astype(np.int64)
-            free = np.bincount(r, weights=np.where(live[mine], s[:, T.L_MAX] - s[:, T.L_USED], 0), minlength=n)
-            reserved = np.bincount(r, weights=edge + s[:, T.L_RESERVED], minlength=n).astype(np.int64)
-            rows["node"].append(present)
-            rows["family"].append(np.full(n, 4 if family == 0 else 6, dtype=np.int8))
-            rows["used"].append(used)
-            rows["free"].append(free.astype(np.int64))
-            rows["reserved"].append(reserved)
-            rows["pending"].append(st.nodes[present, T.N_PENDING].copy())
-            rows["status_code"].append(st.nodes[present, T.N_STATUS].copy())
-            rows["counts"].append(np.bincount(r, minlength=n).astype(np.int64))
-            rows["cidrs"].append(self._cidr_strings(s))
-        return {
-            "node": np.concatenate(rows["node"]) if rows["node"] else np.zeros(0, np.int64),
-            "family": np.concatenate(rows["family"]) if rows["family"] else np.zeros(0, np.int8),
-            **{k: np.concatenate(rows[k]) for k in NODE_COUNTERS},
-            "status_code": np.concatenate(rows["status_code"]),
-            "cidrs_counts": np.concatenate(rows["counts"]),
-            "cidrs_values": pa.concat_arrays(rows["cidrs"]) if rows["cidrs"] else pa.array([], pa.string()),
-        }
+        """Per present node and family now: CIDRs, used, free, reserved, pending, status code."""
+        _, nodes = self.record(np.array([self.time]), np.ones(1, dtype=np.bool_), stops=np.array([self.time]))
+        return {k: v for k, v in nodes.items() if k != "time_s"}
 
-    def _cloud_node_rows(self) -> dict[str, object]:
-        """Cloud modes: a node's /32 addresses and /28 prefixes as its CIDRs; pool used, free and reserved."""
-        st = self.state
-        present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
-        cn = st.cl_node[present]
-        units = st.cl_unit[present]  # [nodes, units, CU_NCOL]
-        live = units[:, :, T.CU_SET] >= 0
-        row, col = np.nonzero(live)
-        held = units[row, col]
-        out = np.empty(held.shape[0], dtype=object)
-        for i, spec in enumerate(self.layout.sets):
-            for size, mask in ((1, 32), (16, 28)):
-                pick = np.flatnonzero((held[:, T.CU_SET] == i) & (held[:, T.CU_SIZE] == size))
-                if pick.size:
-                    index = held[pick, T.CU_OFF] // size
-                    out[pick] = format_cidrs(spec.network, mask, index).to_numpy(zero_copy_only=False)
-        return {
-            "node": present,
-            "family": np.full(present.size, 4, dtype=np.int8),
-            "used": cn[:, T.CN_USED] - cn[:, T.CN_RESERVED],
-            "free": cn[:, T.CN_HELD] - cn[:, T.CN_USED],
-            "reserved": cn[:, T.CN_RESERVED] + cn[:, T.CN_PRIMARIES],
-            "pending": st.nodes[present, T.N_PENDING].copy(),
-            "status_code": st.nodes[present, T.N_STATUS].copy(),
-            "cidrs_counts": np.bincount(row, minlength=present.size).astype(np.int64),
-            "cidrs_values": pa.array(out, pa.string()),
-        }
+    def largest_free_block(self, family: int) -> int:
+        """Addresses in the largest aligned free block left in any pool of the family (engine index)."""
+        return int(S.largest_free_block(self.state, family))
 
-    def _cidr_strings(self, slots: np.ndarray) -> pa.Array:
-        """CIDR text of each slot row, in row order (grouped per set, then put back in order)."""
-        if slots.shape[0] == 0:
+    def _cidr_text(self, group: np.ndarray, index: np.ndarray) -> pa.Array:
+        """CIDR text of each (group, index) entry, in order: formatted in bulk per set and mask."""
+        if group.size == 0:
             return pa.array([], pa.string())
-        out = np.empty(slots.shape[0], dtype=object)
-        for i, spec in enumerate(self.layout.sets):
-            pick = np.flatnonzero(slots[:, T.L_SET] == i)
-            if pick.size:
-                out[pick] = format_cidrs(spec.network, spec.node_mask, slots[pick, T.L_INDEX]).to_numpy(
-                    zero_copy_only=False
-                )
-        return pa.array(out, pa.string())
+        cloud = self.layout.policy == T.POLICY_CLOUD
+
+        def text(g: int, idx: np.ndarray) -> pa.Array:
+            spec = self.layout.sets[g // 2]
+            return format_cidrs(spec.network, S.cidr_group_mask(g, spec.node_mask, cloud), idx)
+
+        g0 = int(group[0])
+        if not (group != g0).any():  # the common case: one set and mask
+            return text(g0, index)
+        # several sets or masks (cloud subnets, /32s and /28s): each distinct CIDR is formatted
+        # once (a node keeps its CIDRs from one node sample to the next), then copied in order
+        distinct, pick = np.unique((group << _KEY_SHIFT) | index, return_inverse=True)
+        groups, indices = distinct >> _KEY_SHIFT, distinct & ((1 << _KEY_SHIFT) - 1)
+        cuts = np.flatnonzero(groups[1:] != groups[:-1]) + 1
+        parts = [text(int(groups[a]), indices[a:b]) for a, b in zip(np.r_[0, cuts], np.r_[cuts, groups.size])]
+        return _gather_strings(parts, pick.reshape(-1))
 
 
-def warmup_engine() -> None:
-    """Run the compiled loop once on tiny tables so later calls do not compile."""
-    from ipam_core.addr import parse_cidr
-    from ipam_core.engine.layout import SetSpec
+# a CIDR entry's key: group above these bits, block index below (a set has < 2**40 node
+# CIDRs: its bitmap would not fit in memory otherwise)
+_KEY_SHIFT = 40
 
-    layout = Layout(
-        mode="warmup",
-        policy=T.POLICY_MULTI_POOL,
-        families=(0,),
-        pool_names=("default",),
-        pre_allocation=(8,),
-        sets=(SetSpec(0, parse_cidr("10.0.0.0/24"), 28),),
-        default_pool=0,
-        revert_partial=True,
-    )
-    config = EngineConfig(T.SCHED_SPREAD, 110, True, 1.0, 15.0, 60.0, 10.0, 300.0, 15.0, 0)
-    state = build_state(layout, config, n_nodes=1, n_pods=1, n_node_adds=1)
-    events = (
-        np.array([0.0, 1.0], dtype=np.float64),
-        np.array([OP_NODE_ADD, OP_POD_ADD], dtype=np.int8),
-        np.array([0, -1], dtype=np.int32),
-        np.array([-1, 0], dtype=np.int32),
-    )
-    advance(state, *events, 100.0)
+
+def _gather_strings(parts: list[pa.Array], pick: np.ndarray) -> pa.Array:
+    """``concat(parts)[pick]`` as a string array (a compiled copy; Arrow's ``take`` would
+    charge its compute-kernel setup, ~0.4 s, to the first run of a process)."""
+    offsets, data = [np.zeros(1, dtype=np.int64)], []
+    base = 0
+    for part in parts:
+        kind = np.int64 if pa.types.is_large_string(part.type) else np.int32
+        off = np.frombuffer(part.buffers()[1], dtype=kind)[part.offset : part.offset + len(part) + 1].astype(np.int64)
+        offsets.append(off[1:] - off[0] + base)
+        data.append(np.frombuffer(part.buffers()[2], dtype=np.uint8)[off[0] : off[-1]])
+        base += int(off[-1] - off[0])
+    offsets = np.concatenate(offsets)
+    pick = np.ascontiguousarray(pick, dtype=np.int64)
+    out_offsets = np.empty(pick.size + 1, dtype=np.int64)
+    out_data = np.empty(max(1, int(np.diff(offsets)[pick].sum())), dtype=np.uint8)
+    S.gather_text(offsets, np.concatenate(data), pick, out_offsets, out_data)
+    large = out_offsets[-1] > np.iinfo(np.int32).max
+    kind, width = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
+    return pa.Array.from_buffers(kind, pick.size, [None, pa.py_buffer(out_offsets.astype(width)), pa.py_buffer(out_data)])
+
+
+def _grown(table: np.ndarray, used: int) -> np.ndarray:
+    """A copy of ``table`` (columns = entries) with twice the room, its first ``used`` entries kept."""
+    bigger = np.empty((table.shape[0], max(16, 2 * table.shape[1])), dtype=table.dtype)
+    bigger[:, :used] = table[:, :used]
+    return bigger
 
 
 def sample_times(duration_s: float, interval_s: float) -> np.ndarray:
@@ -380,7 +373,15 @@ def sample_times(duration_s: float, interval_s: float) -> np.ndarray:
     return times
 
 
-def run_mode(scenario, workload: Workload, mode: str, progress=None) -> ModeResult:
+def node_sample_mask(n_samples: int, every: int) -> np.ndarray:
+    """Which of ``n_samples`` samples record node rows: every ``every``-th and the last."""
+    mask = np.arange(n_samples) % every == 0
+    if n_samples:
+        mask[-1] = True
+    return mask
+
+
+def run_mode(scenario, workload: Workload, mode: str, progress=None, bounds: WorkloadBounds | None = None) -> ModeResult:
     """Run the workload through one mode, sampling the trace and node tables.
 
     Parameters
@@ -389,42 +390,63 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None) -> ModeResu
     workload : Workload
     mode : str
     progress : callable, optional
-        Called with ``(mode, fraction_done)`` after each sample.
+        Called with ``(mode, fraction_done)`` after each chunk of samples
+        (at most :data:`PROGRESS_STEPS` calls).
+    bounds : WorkloadBounds, optional
+        :func:`workload_facts` of ``workload``, computed once for several modes.
 
     Returns
     -------
     ModeResult
     """
-    sim = Simulation(scenario, workload, mode)
+    sim = Simulation(scenario, workload, mode, bounds)
     times = sample_times(scenario.duration_s, scenario.sample_interval_s)
     node_every = max(1, int(round(scenario.node_sample_interval_s / scenario.sample_interval_s)))
-    trace_cols: dict[str, list] = {k: [] for k in ("family", "time_s", *TRACE_COUNTERS)}
-    node_parts: list[tuple[float, dict]] = []
-    for i, t in enumerate(times):
-        # samples describe the state just after time t: events at t are included
-        sim.advance(np.nextafter(t, np.inf))
-        for family, values in sim.sample().items():
-            trace_cols["family"].append(4 if family == 0 else 6)
-            trace_cols["time_s"].append(t)
-            for k in TRACE_COUNTERS:
-                trace_cols[k].append(values[k])
-        if i % node_every == 0 or i == len(times) - 1:
-            node_parts.append((t, sim.node_rows()))
-        if progress is not None:
-            progress(mode, (i + 1) / len(times))
-    trace = {
-        "family": np.asarray(trace_cols["family"], dtype=np.int8),
-        "time_s": np.asarray(trace_cols["time_s"], dtype=np.float64),
-        **{k: np.asarray(trace_cols[k], dtype=np.float64 if k in TRACE_FLOATS else np.int64) for k in TRACE_COUNTERS},
-    }
-    nodes = {
-        "time_s": np.concatenate([np.full(p["node"].size, t) for t, p in node_parts]),
-        "node": np.concatenate([p["node"] for _, p in node_parts]).astype(np.int32),
-        "family": np.concatenate([p["family"] for _, p in node_parts]),
-        **{k: np.concatenate([p[k] for _, p in node_parts]) for k in NODE_COUNTERS},
-        "status_error": np.asarray(T.STATUS_TEXT, dtype=object)[np.concatenate([p["status_code"] for _, p in node_parts])],
-        "cidrs_counts": np.concatenate([p["cidrs_counts"] for _, p in node_parts]),
-        "cidrs_values": pa.concat_arrays([p["cidrs_values"] for _, p in node_parts]),
-    }
+    trace, nodes = sim.record(times, node_sample_mask(times.size, node_every), progress)
+    nodes["status_error"] = _STATUS_TEXT[nodes.pop("status_code")]
+    nodes["cidrs_counts"] = nodes.pop("cidrs_counts")  # keep the documented column order
+    nodes["cidrs_values"] = nodes.pop("cidrs_values")
     families = tuple(4 if f == 0 else 6 for f in sim.layout.families)
-    return ModeResult(mode, families, trace, nodes, sum(a.nbytes for a in sim.state), sim.state)
+    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state)
+
+
+# (mode, families) pairs whose compiled code this process has loaded: see warm_mode
+_WARM: set[tuple[str, tuple[int, ...]]] = set()
+
+
+def warm_mode(scenario, mode: str) -> bool:
+    """Load (or compile) every kernel a run of ``mode`` calls, once per process.
+
+    A run's first compiled call loads the kernels from Numba's cache (about
+    0.2-0.5 s) or compiles them (a minute); timing a mode must not include
+    that. This runs the mode on a one-node, one-pod workload, through the same
+    calls as :func:`run_mode`, and formats one CIDR of each set.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Validated for ``mode`` (:func:`ipam_core.scenario.scenario_for_mode`).
+    mode : str
+
+    Returns
+    -------
+    bool
+        False when this process had already warmed the mode for the
+        scenario's families (nothing was run).
+    """
+    key = (mode, tuple(scenario.ipam.families))
+    if key in _WARM:
+        return False
+    namespace = scenario.namespaces[0].name if scenario.namespaces else "default"
+    tiny = Workload(
+        time=np.zeros(2), op=np.array([OP_NODE_ADD, OP_POD_ADD], dtype=np.int8), node=np.array([0, -1], dtype=np.int32),
+        pod=np.array([-1, 0], dtype=np.int32), namespace=np.array([-1, 0], dtype=np.int32),
+        pool=np.full(2, -1, dtype=np.int32), node_names=["warmup-0"], namespaces=[namespace], pool_names=[], n_pods=1,
+    )
+    sim = Simulation(scenario, tiny, mode)
+    sim.record(np.array([0.0, WARMUP_S]), np.ones(2, dtype=np.bool_))
+    for spec in sim.layout.sets:  # whatever the tiny run carved: every family's text kernel
+        format_cidrs(spec.network, spec.node_mask, np.zeros(1, dtype=np.int64))
+    _gather_strings([pa.array(["warm"])], np.zeros(1, dtype=np.int64))  # several sets' CIDRs in one row
+    _WARM.add(key)
+    return True

@@ -35,7 +35,7 @@ FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
-_IMPORT = re.compile(r"^\s*(?:from\s+(ipam_core(?:\.\w+)*)\s+import\s+([\w, ()]+)|import\s+(ipam_core(?:\.\w+)*))", re.M)
+_IMPORT = re.compile(r"^\s*(?:from\s+(ipam_core(?:\.\w+)*)\s+import\s+(\([^)]*\)|[\w, ]+)|import\s+(ipam_core(?:\.\w+)*))", re.M)
 
 
 def _module_file(name: str) -> Path | None:
@@ -61,9 +61,15 @@ def _compiled_sources() -> list[Path]:
         seen.add(path)
         for base, names, plain in _IMPORT.findall(path.read_text()):
             module = base or plain
-            found = [_module_file(module)]
-            if base:  # "from pkg import submodule" names modules too
-                found += [_module_file(f"{module}.{n.strip()}") for n in names.strip("()").split(",")]
+            found = []
+            if base:  # "from pkg import submodule" names modules; the package itself only for other names
+                words = [n.split(" as ")[0].split("#")[0].strip() for n in names.strip("()").split(",")]
+                subs = [_module_file(f"{module}.{w}") for w in words if w]
+                found += subs
+                if not subs or not all(subs):
+                    found.append(_module_file(module))
+            else:
+                found.append(_module_file(module))
             todo += [f for f in found if f is not None and f not in seen]
     return sorted(seen)
 

@@ -1,0 +1,410 @@
+"""Sample a run inside the compiled loop: one call advances to every sample time.
+
+:func:`sample_run` runs the event loop (:func:`ipam_core.engine.core.advance`)
+up to each sample time and writes that moment's trace counters, and at node
+sample times every present node's row and CIDRs, into preallocated arrays.
+Reading the counters from Python after each step cost more than the run itself
+for small scenarios (issue #10: ~90 % of a default-sized run); here a whole
+run is one compiled call, and Python only formats the CIDR text at the end
+(:mod:`ipam_core.engine.run`).
+
+What is written matches, column for column, what the trace and nodes tables
+describe (docs/dev/contracts.md section 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipam_core.engine.core import advance
+from ipam_core.engine.tables import (
+    C_POLICY,
+    CN_HELD,
+    CN_PRIMARIES,
+    CN_RESERVED,
+    CN_USED,
+    CU_OFF,
+    CU_SET,
+    CU_SIZE,
+    F_CARVABLE,
+    F_CARVED,
+    F_CARVES,
+    F_FREE,
+    F_IP_ALLOCS,
+    F_IP_FAILS,
+    F_NODE_CIDRS,
+    F_RELEASES,
+    F_RESERVED,
+    F_USED,
+    FAMILY_STRIDE,
+    K_CL_API_ATTACH,
+    K_CL_API_ASSIGN,
+    K_CL_API_RELEASE,
+    K_CL_FRAG_FAILS,
+    K_CL_IFACES,
+    K_CL_PREFIXES,
+    K_FAILED,
+    K_FAILED_FREE,
+    K_FAMILY_BASE,
+    K_NODES,
+    K_PENDING,
+    K_READY,
+    K_RUNNING,
+    L_FAMILY,
+    L_INDEX,
+    L_MAX,
+    L_RESERVED,
+    L_SET,
+    L_STATE,
+    L_USED,
+    N_PENDING,
+    N_PRESENT,
+    N_STATUS,
+    POLICY_CLOUD,
+    S_ADDRS,
+    S_FAMILY,
+    S_W_LEN,
+    S_W_OFF,
+    SLOT_LIVE,
+)
+from ipam_core.kernels._jit import kjit
+from ipam_core.kernels.bitmap import bm_largest_free_block
+
+#: Trace columns after ``family`` and ``time_s``, in table order.
+TRACE_COUNTERS = (
+    "nodes",
+    "nodes_ready",
+    "pods_running",
+    "pods_pending",
+    "pods_failed",
+    "pods_failed_free_elsewhere",
+    "addrs_pool",
+    "addrs_carved",
+    "addrs_reserved",
+    "addrs_used",
+    "addrs_idle",
+    "addrs_uncarved",
+    "node_cidrs",
+    "carvable_node_cidrs",
+    "largest_free_block",
+    "cidr_carves",
+    "cidr_releases",
+    "ip_allocs",
+    "ip_alloc_failures",
+    # cloud modes (0 in the pool modes): engine/cloud.py
+    "warm_addrs_per_node",
+    "interfaces",
+    "prefixes",
+    "frag_failures",
+    "cloud_api_attach",
+    "cloud_api_assign",
+    "cloud_api_release",
+)
+#: Trace counters that are not whole numbers (written to the float array, not the int matrix).
+TRACE_FLOATS = frozenset({"warm_addrs_per_node"})
+
+# rows of the int64 trace matrix [len(TRACE_COUNTERS), samples * families]: Numba reads
+# module-level ints as constants
+_TR = {name: i for i, name in enumerate(TRACE_COUNTERS)}
+TR_NODES = _TR["nodes"]
+TR_READY = _TR["nodes_ready"]
+TR_RUNNING = _TR["pods_running"]
+TR_PENDING = _TR["pods_pending"]
+TR_FAILED = _TR["pods_failed"]
+TR_FAILED_FREE = _TR["pods_failed_free_elsewhere"]
+TR_POOL = _TR["addrs_pool"]
+TR_CARVED = _TR["addrs_carved"]
+TR_RESERVED = _TR["addrs_reserved"]
+TR_USED = _TR["addrs_used"]
+TR_IDLE = _TR["addrs_idle"]
+TR_UNCARVED = _TR["addrs_uncarved"]
+TR_NODE_CIDRS = _TR["node_cidrs"]
+TR_CARVABLE = _TR["carvable_node_cidrs"]
+TR_LARGEST = _TR["largest_free_block"]
+TR_CARVES = _TR["cidr_carves"]
+TR_RELEASES = _TR["cidr_releases"]
+TR_IP_ALLOCS = _TR["ip_allocs"]
+TR_IP_FAILS = _TR["ip_alloc_failures"]
+TR_IFACES = _TR["interfaces"]
+TR_PREFIXES = _TR["prefixes"]
+TR_FRAG = _TR["frag_failures"]
+TR_API_ATTACH = _TR["cloud_api_attach"]
+TR_API_ASSIGN = _TR["cloud_api_assign"]
+TR_API_RELEASE = _TR["cloud_api_release"]
+
+# rows of the int64 node-row matrix [NR_NCOL, capacity]: one column per (node sample, node, family)
+NR_SAMPLE = 0  # index of the sample time
+NR_NODE = 1
+NR_FAMILY = 2  # engine family index (0 = IPv4, 1 = IPv6)
+NR_USED = 3
+NR_FREE = 4
+NR_RESERVED = 5
+NR_PENDING = 6
+NR_STATUS = 7  # STATUS_* code
+NR_CIDRS = 8  # how many of the following CIDR entries are this row's
+NR_NCOL = 9
+
+# rows of the int64 CIDR matrix [CD_NCOL, capacity]: a node row's CIDRs, in row order
+CD_GROUP = 0  # 2 * set + 1 for a /28 prefix of a cloud mode, else 2 * set (see cidr_group_mask)
+CD_INDEX = 1  # block index inside the set's network at that group's mask
+CD_NCOL = 2
+
+#: ``sample_run`` stopped because the node-row or CIDR arrays are full: grow them and call again.
+NEED_ROOM = -1
+PREFIX_UNIT = 16  # addresses in a cloud /28 prefix unit (cloud units are 1 or 16 addresses)
+
+
+@kjit
+def largest_free_block(st, family):
+    """Addresses in the largest aligned free block left in any set of ``family`` (0 if none)."""
+    best = 0
+    for s in range(st.sets.shape[0]):
+        if st.sets[s, S_FAMILY] != family:
+            continue
+        w0 = st.sets[s, S_W_OFF]
+        order = bm_largest_free_block(st.set_words[w0 : w0 + st.sets[s, S_W_LEN]])
+        if order >= 0:
+            size = (np.int64(1) << order) * st.sets[s, S_ADDRS]
+            if size > best:
+                best = size
+    return best
+
+
+@kjit
+def _trace_row(st, family, pool_addrs, trace, warm, r):
+    """Write the counters of ``family`` now into column ``r`` of ``trace`` (and ``warm[r]``)."""
+    c = st.cnt
+    base = K_FAMILY_BASE + FAMILY_STRIDE * family
+    carved = c[base + F_CARVED]
+    reserved = c[base + F_RESERVED]
+    used = c[base + F_USED]
+    trace[TR_NODES, r] = c[K_NODES]
+    trace[TR_READY, r] = c[K_READY]
+    trace[TR_RUNNING, r] = c[K_RUNNING]
+    trace[TR_PENDING, r] = c[K_PENDING]
+    trace[TR_FAILED, r] = c[K_FAILED]
+    trace[TR_FAILED_FREE, r] = c[K_FAILED_FREE]
+    trace[TR_POOL, r] = pool_addrs[family]
+    trace[TR_CARVED, r] = carved
+    trace[TR_RESERVED, r] = reserved
+    trace[TR_USED, r] = used
+    trace[TR_IDLE, r] = carved - reserved - used
+    trace[TR_UNCARVED, r] = pool_addrs[family] - carved
+    trace[TR_NODE_CIDRS, r] = c[base + F_NODE_CIDRS]
+    trace[TR_CARVABLE, r] = c[base + F_CARVABLE]
+    trace[TR_LARGEST, r] = largest_free_block(st, family)
+    trace[TR_CARVES, r] = c[base + F_CARVES]
+    trace[TR_RELEASES, r] = c[base + F_RELEASES]
+    trace[TR_IP_ALLOCS, r] = c[base + F_IP_ALLOCS]
+    trace[TR_IP_FAILS, r] = c[base + F_IP_FAILS]
+    trace[TR_IFACES, r] = c[K_CL_IFACES]
+    trace[TR_PREFIXES, r] = c[K_CL_PREFIXES]
+    trace[TR_FRAG, r] = c[K_CL_FRAG_FAILS]
+    trace[TR_API_ATTACH, r] = c[K_CL_API_ATTACH]
+    trace[TR_API_ASSIGN, r] = c[K_CL_API_ASSIGN]
+    trace[TR_API_RELEASE, r] = c[K_CL_API_RELEASE]
+    # the warm pool is a cloud figure: the pool modes' free addresses show as addrs_idle
+    nodes = c[K_NODES]
+    warm[r] = c[base + F_FREE] / nodes if st.cfg[C_POLICY] == POLICY_CLOUD and nodes > 0 else 0.0
+
+
+@kjit
+def _node_row(st, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
+    node_tab[NR_SAMPLE, r] = sample
+    node_tab[NR_NODE, r] = node
+    node_tab[NR_FAMILY, r] = family
+    node_tab[NR_USED, r] = used
+    node_tab[NR_FREE, r] = free
+    node_tab[NR_RESERVED, r] = reserved
+    node_tab[NR_PENDING, r] = st.nodes[node, N_PENDING]
+    node_tab[NR_STATUS, r] = st.nodes[node, N_STATUS]
+    node_tab[NR_CIDRS, r] = n_cidrs
+
+
+@kjit
+def _pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
+    """Pool modes: per family, then per present node: its node CIDRs in the agent's order and their sums.
+
+    Returns False, writing nothing, when the arrays lack room for this sample.
+    """
+    r = fill[0]
+    c = fill[1]
+    width = st.node_slots.shape[1]
+    for f in range(families.shape[0]):
+        family = families[f]
+        for node in range(st.nodes.shape[0]):
+            if st.nodes[node, N_PRESENT] != 1:
+                continue
+            if r >= node_tab.shape[1]:
+                return False
+            used = 0
+            free = 0
+            reserved = 0
+            first = c
+            for k in range(width):
+                s = st.node_slots[node, k]
+                if s < 0 or st.slots[s, L_FAMILY] != family:
+                    continue
+                if c >= cidr_tab.shape[1]:
+                    return False
+                used += st.slots[s, L_USED] - st.slots[s, L_RESERVED]
+                if st.slots[s, L_STATE] == SLOT_LIVE:
+                    free += st.slots[s, L_MAX] - st.slots[s, L_USED]
+                # the node CIDR's addresses the pool never hands out: network, last, router, health
+                reserved += st.sets[st.slots[s, L_SET], S_ADDRS] - st.slots[s, L_MAX] + st.slots[s, L_RESERVED]
+                cidr_tab[CD_GROUP, c] = 2 * st.slots[s, L_SET]
+                cidr_tab[CD_INDEX, c] = st.slots[s, L_INDEX]
+                c += 1
+            _node_row(st, node_tab, r, sample, node, family, used, free, reserved, c - first)
+            r += 1
+    fill[0] = r
+    fill[1] = c
+    return True
+
+
+@kjit
+def _cloud_node_rows(st, sample, node_tab, cidr_tab, fill):
+    """Cloud modes: per present node, its /32 addresses and /28 prefixes in unit order and its pool's sums.
+
+    Returns False, writing nothing, when the arrays lack room for this sample.
+    """
+    r = fill[0]
+    c = fill[1]
+    for node in range(st.nodes.shape[0]):
+        if st.nodes[node, N_PRESENT] != 1:
+            continue
+        if r >= node_tab.shape[1]:
+            return False
+        first = c
+        for j in range(st.cl_unit.shape[1]):
+            s = st.cl_unit[node, j, CU_SET]
+            if s < 0:
+                continue
+            if c >= cidr_tab.shape[1]:
+                return False
+            size = st.cl_unit[node, j, CU_SIZE]
+            cidr_tab[CD_GROUP, c] = 2 * s + (1 if size == PREFIX_UNIT else 0)
+            cidr_tab[CD_INDEX, c] = st.cl_unit[node, j, CU_OFF] // size
+            c += 1
+        cn = st.cl_node
+        _node_row(
+            st,
+            node_tab,
+            r,
+            sample,
+            node,
+            0,
+            cn[node, CN_USED] - cn[node, CN_RESERVED],
+            cn[node, CN_HELD] - cn[node, CN_USED],
+            cn[node, CN_RESERVED] + cn[node, CN_PRIMARIES],
+            c - first,
+        )
+        r += 1
+    fill[0] = r
+    fill[1] = c
+    return True
+
+
+@kjit
+def sample_run(st, ev_time, ev_op, ev_node, ev_pod, stops, node_sample, first, last, families, pool_addrs,
+               trace, warm, node_tab, cidr_tab, fill):
+    """Advance to ``stops[i]`` and sample, for each ``i`` in ``[first, last)``.
+
+    Parameters
+    ----------
+    st : State
+        The engine state, updated in place.
+    ev_time, ev_op, ev_node, ev_pod : numpy.ndarray
+        The workload's event columns, as for :func:`~ipam_core.engine.core.advance`.
+    stops : numpy.ndarray of float64
+        Per sample: the loop runs every event and timer before this time.
+    node_sample : numpy.ndarray of bool
+        Per sample: also write the node rows.
+    first, last : int
+        Samples to take.
+    families : numpy.ndarray of int64
+        Engine families sampled (0 = IPv4, 1 = IPv6), in trace row order.
+    pool_addrs : numpy.ndarray of int64
+        Addresses in the pools per engine family (``addrs_pool``).
+    trace : numpy.ndarray of int64, shape (len(TRACE_COUNTERS), samples * families)
+        Column ``i * len(families) + f`` receives sample ``i`` of ``families[f]``.
+    warm : numpy.ndarray of float64, shape (samples * families,)
+        ``warm_addrs_per_node`` per trace column.
+    node_tab : numpy.ndarray of int64, shape (NR_NCOL, capacity)
+        Node rows, appended from column ``fill[0]``.
+    cidr_tab : numpy.ndarray of int64, shape (CD_NCOL, capacity)
+        Node CIDRs of those rows, appended from column ``fill[1]``.
+    fill : numpy.ndarray of int64, shape (2,)
+        Node rows and CIDRs written so far; advanced after each node sample.
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(0, last)`` when done; ``(ERROR_*, i)`` when the loop ran out of
+        room before sample ``i``; ``(NEED_ROOM, i)`` when ``node_tab`` or
+        ``cidr_tab`` cannot hold sample ``i``'s node rows (nothing of them is
+        kept: grow the arrays and call again from ``i``; advancing to a stop
+        already reached does nothing).
+    """
+    nf = families.shape[0]
+    for i in range(first, last):
+        code = advance(st, ev_time, ev_op, ev_node, ev_pod, stops[i])
+        if code != 0:
+            return code, i
+        for f in range(nf):
+            _trace_row(st, families[f], pool_addrs, trace, warm, i * nf + f)
+        if node_sample[i]:
+            if st.cfg[C_POLICY] == POLICY_CLOUD:
+                done = _cloud_node_rows(st, i, node_tab, cidr_tab, fill)
+            else:
+                done = _pool_node_rows(st, families, i, node_tab, cidr_tab, fill)
+            if not done:
+                return NEED_ROOM, i
+    return 0, last
+
+
+def cidr_group_mask(group: int, node_mask: int, cloud: bool) -> int:
+    """Prefix length of the CIDRs of one ``CD_GROUP`` value (the set is ``group // 2``).
+
+    Parameters
+    ----------
+    group : int
+        A ``CD_GROUP`` value.
+    node_mask : int
+        The set's node-CIDR mask (pool modes).
+    cloud : bool
+        A cloud mode: a node's CIDRs are /32 addresses and /28 prefixes.
+
+    Returns
+    -------
+    int
+    """
+    if not cloud:
+        return node_mask
+    return 28 if group % 2 else 32
+
+
+@kjit
+def gather_text(offsets, data, pick, out_offsets, out_data):
+    """Copy strings ``pick[k]`` of an Arrow-style string column into a new one, in ``pick`` order.
+
+    Parameters
+    ----------
+    offsets : numpy.ndarray of int64
+        ``n + 1`` offsets into ``data`` of the input strings.
+    data : numpy.ndarray of uint8
+        Their bytes.
+    pick : numpy.ndarray of int64
+        Input string of each output string.
+    out_offsets : numpy.ndarray of int64
+        ``len(pick) + 1`` entries, filled.
+    out_data : numpy.ndarray of uint8
+        Room for the picked strings' bytes, filled.
+    """
+    pos = 0
+    out_offsets[0] = 0
+    for k in range(pick.shape[0]):
+        for j in range(offsets[pick[k]], offsets[pick[k] + 1]):
+            out_data[pos] = data[j]
+            pos += 1
+        out_offsets[k + 1] = pos
