@@ -63,6 +63,7 @@ __all__ = [
     "RunPublisher",
     "check_member",
     "check_output_dir",
+    "published_path",
     "read_manifest",
     "recover",
     "staged_folder",
@@ -72,7 +73,7 @@ __all__ = [
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "ipam-bench-run/1"
 #: Files an ipam-bench run writes; a folder holding anything else is not replaced.
-RUN_FILES = ("trace.arrow", "nodes.arrow", "summary.csv", "*.png", "migration_*.arrow", "migration_*.csv",
+RUN_FILES = ("trace.arrow", "nodes.arrow", "summary.csv", "run.json", "*.png", "migration_*.arrow", "migration_*.csv",
              MANIFEST_FILE)
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # ipam_core.atomic's temporary files
 _STAGING, _ASIDE, _LOCK = ".staging-", ".old-", ".lock"
@@ -229,6 +230,24 @@ class OutputLock:
                 self.path.unlink()
             os.close(self._fd)
             self._fd = None
+
+
+def published_path(folder: str | os.PathLike[str]) -> Path:
+    """The folder a staging folder will be published as (any other folder is its own).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A run folder, or the staging folder ``.NAME.staging-<id>`` of one.
+
+    Returns
+    -------
+    pathlib.Path
+        ``NAME`` beside the staging folder, or ``folder`` itself.
+    """
+    path = Path(folder)
+    match = re.fullmatch(r"\.(.+)" + re.escape(_STAGING) + r"[0-9a-f]{8}", path.name)
+    return path.parent / match.group(1) if match else path
 
 
 # ---------------------------------------------------------------- recovery

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import csv
 import os
 import signal
@@ -211,6 +213,8 @@ def test_run_publishes_a_manifest_and_prints_one_line_per_mode(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {out / MANIFEST_FILE}" in result.stdout
     assert sorted(verify_run(out)["files"]) == ["nodes.arrow", "run.json", "trace.arrow"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["out_dir"] == str(out) and set(run["wall_s"]) == {"cluster-pool"}  # the folder, not its staging
     trace = pl.read_ipc(out / "trace.arrow")
     failed = trace["pods_failed"][-1]
     pods = build_workload(load_scenario(scenario)).n_pods

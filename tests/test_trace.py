@@ -318,10 +318,10 @@ def test_command_line_threads_and_wall_time_stay_out_of_the_data_files(tmp_path)
         assert stored["seed"] == 7 and stored["scenario_sha256"]
     assert files["a"] == files["b"]
 
-    record = json.loads(write_run_json(tmp_path / "b", second, wall_s={"kubernetes": 1.234}).read_text())
+    record = json.loads(write_run_json(tmp_path / "b", second, wall_s={"kubernetes": 1.2344}).read_text())
     assert record["command"] == "ipam-bench compare --out /elsewhere/b --plot"
     assert record["numba_threads"] == 97
-    assert record["wall_s"] == {"kubernetes": 1.23}
+    assert record["wall_s"] == {"kubernetes": 1.234}
     assert record["out_dir"] == str(tmp_path / "b")
     assert record["seed"] == 7
     with pytest.raises(TraceError, match="command"):

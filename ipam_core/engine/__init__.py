@@ -167,13 +167,14 @@ def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
     ipam_core.rundir.OutputDirError
         ``out_dir`` cannot take the run (a file, foreign files, another writer).
     """
-    from ipam_core.rundir import staged_folder
+    from ipam_core.rundir import published_path, staged_folder
     from ipam_core.trace import write_run_json, write_tables
 
     trace, nodes = trace_tables(result, command)
     with staged_folder(out_dir) as folder:
         written = write_tables(folder, trace, nodes)
-        written.append(write_run_json(folder, _run_meta(result, command), wall_s=result.wall_s, recorded_out=out_dir))
+        written.append(write_run_json(folder, _run_meta(result, command), wall_s=result.wall_s,
+                                      recorded_out=published_path(out_dir)))
     return [Path(out_dir) / p.name for p in written]
 
 
@@ -251,7 +252,7 @@ def summarize(result: RunResult) -> pa.Table:
             rows["frag_failures"].append(int(tr["frag_failures"][-1]))
             calls = tr["cloud_api_attach"][-1] + tr["cloud_api_assign"][-1] + tr["cloud_api_release"][-1]
             rows["cloud_api_calls"].append(int(calls))
-            rows["wall_s"].append(round(result.wall_s[m.mode], 2))
+            rows["wall_s"].append(round(result.wall_s[m.mode], 3))
             rows["state_mib"].append(round(m.state_bytes / 2**20, 2))
     return pa.table(rows)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ipam_core.rundir import staged_folder
+from ipam_core.rundir import published_path, staged_folder
 from ipam_core.trace import RUN_FILE, run_metadata, write_ipc, write_run_json
 from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, encode_run, stored_run
 
@@ -166,7 +166,7 @@ def write_report(result, scenario, out_dir: str | os.PathLike[str], command=None
     with staged_folder(out_dir) as folder:
         for kind, name in names:
             write_ipc(folder / name, tables[kind])
-        write_run_json(folder, run, recorded_out=out_dir)
+        write_run_json(folder, run, recorded_out=published_path(out_dir))
     return [Path(out_dir) / name for _, name in names] + [Path(out_dir) / RUN_FILE]
 
 

@@ -458,7 +458,7 @@ def write_run_json(
         Run parameters (:func:`~ipam_core.trace.schema.run_metadata`), with
         ``command`` and ``numba_threads``.
     wall_s : mapping of str to float, optional
-        Wall-clock seconds per mode (``RunResult.wall_s``), rounded to 0.01 s.
+        Wall-clock seconds per mode (``RunResult.wall_s``), rounded to 1 ms.
     recorded_out : str or os.PathLike, optional
         The folder to record as ``out_dir`` when ``out_dir`` is a staging
         folder that is published under another name (default ``out_dir``).
@@ -484,7 +484,7 @@ def write_run_json(
     record = dict(run)
     record["out_dir"] = str(recorded_out if recorded_out is not None else directory)
     if wall_s is not None:
-        record["wall_s"] = {str(mode): round(float(seconds), 2) for mode, seconds in wall_s.items()}
+        record["wall_s"] = {str(mode): round(float(seconds), 3) for mode, seconds in wall_s.items()}
     try:
         text = json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
