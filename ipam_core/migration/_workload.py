@@ -52,9 +52,7 @@ class WorkloadMixin:
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
-            grown = np.zeros((cap, self.group_node.shape[1]), dtype=np.int32)
-            grown[: self.group_node.shape[0]] = self.group_node
-            self.group_node = grown
+        self.pods.reserve_heads(len(self.nodes), g)
 
     def _sync_group(self, gid: int) -> None:
         self._flags.clear()
@@ -116,8 +114,7 @@ class WorkloadMixin:
         return flags
 
     def _alive_of_group(self, gid: int) -> int:
-        p = self.pods
-        return int(np.count_nonzero((p.group == gid) & (p.state > GONE)))
+        return int(self.pods.of_groups([gid]).shape[0])
 
     def _anti_csr(self) -> tuple[np.ndarray, np.ndarray]:
         """Required anti-affinity as CSR lists of groups, both directions (kube-scheduler InterPodAffinity)."""
@@ -154,8 +151,7 @@ class WorkloadMixin:
         dirty = np.array(sorted(self.dirty_groups), dtype=np.int64)
         self.dirty_groups.clear()
         p = self.pods
-        alive = np.flatnonzero(p.state > GONE)
-        sel = alive[np.isin(p.group[alive], dirty)]
+        sel = p.of_groups(dirty)
         gpos = np.searchsorted(dirty, p.group[sel])
         is_new = p.gen[sel] == self.g_gen[p.group[sel]]
         live = p.state[sel] == LIVE
@@ -219,12 +215,12 @@ class WorkloadMixin:
         ptr, idx = self._anti_csr()
         n = len(self.nodes)
         out = np.empty(todo.shape[0], dtype=np.int32)
-        placed = place_pods(groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
-                            self.node_room[:n], self.node_pods[:n], self.group_node[:, :n], ptr, idx, out)
+        c = p.cols
+        placed = place_pods(todo, groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
+                            self.node_room[:n], self.node_pods[:n], c["node"], p.node_head, c["nnext"], c["nprev"],
+                            p.group_head, c["gnext"], ptr, idx, out)
         if placed == 0:
             return False
-        hit = out >= 0
-        p.node[todo[hit]] = out[hit]
         self.need_alloc = True
         return True
 
@@ -343,6 +339,9 @@ class WorkloadMixin:
             return
         p = self.pods
         ids = ids[p.state[ids] > GONE]
+        _, first = np.unique(ids, return_index=True)
+        if first.shape[0] != ids.shape[0]:  # each pod leaves once (its list links and counts)
+            ids = ids[np.sort(first)]
         if ids.shape[0] == 0:
             return
         # close the disruption interval of pods that leave while disrupted
@@ -350,10 +349,10 @@ class WorkloadMixin:
         if open_.any():
             p.dis_acc[ids[open_]] += self.now - p.dis_since[ids[open_]]
             p.dis_since[ids[open_]] = np.nan
+        p.unlink(ids)
         placed = ids[p.node[ids] >= 0]
         if placed.shape[0]:
             np.subtract.at(self.node_pods, p.node[placed], 1)
-            np.subtract.at(self.group_node, (p.group[placed], p.node[placed]), 1)
             addressed = placed[p.addr[placed] >= 0]
             if addressed.shape[0]:
                 nodes = p.node[addressed]
@@ -389,11 +388,9 @@ class WorkloadMixin:
         return flag[self.pods.node]
 
     def _pods_on(self, node_ids: list[int], *, addressed_only: bool = False) -> np.ndarray:
-        p = self.pods
-        mask = self._node_mask(node_ids) & (p.state > GONE)
-        if addressed_only:
-            mask &= p.addr >= 0
-        return np.flatnonzero(mask)
+        """Pods on ``node_ids`` that are not gone (with an address only, if asked), ascending."""
+        ids = self.pods.on_nodes(node_ids)
+        return ids[self.pods.addr[ids] >= 0] if addressed_only else ids
 
 
 __all__ = ["WorkloadMixin"]

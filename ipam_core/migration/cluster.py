@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ipam_core.migration._place import collect, link_many, rebuild, unlink_many
 from ipam_core.migration.objects import PodTemplate, scaled
 from ipam_core.podiprange import PodIPRange, range_size
 
@@ -103,6 +104,11 @@ class PodTable:
     pool index, -1 none), ``dis_since`` (float64: disrupted since, NaN when not),
     ``dis_acc`` (float64: disrupted seconds accumulated), ``dis`` / ``stale`` (bool: the
     flags as last computed for running pods).
+
+    Two indexes keep "the pods on these nodes" and "the pods of these groups" proportional to
+    what they hold (see :mod:`ipam_core.migration._place`): per-group lists of the pods not
+    gone (``gnext``/``gprev``, heads in ``group_head``) and per-node lists of the pods placed
+    and not gone (``nnext``/``nprev``, heads in ``node_head``).
     """
 
     COLUMNS = {
@@ -111,12 +117,60 @@ class PodTable:
         "managed": (np.bool_, False), "tag": (np.int64, 0), "pool": (np.int16, -1),
         "dis_since": (np.float64, np.nan), "dis_acc": (np.float64, 0.0),
         "dis": (np.bool_, False), "stale": (np.bool_, False),
+        "nnext": (np.int64, -1), "nprev": (np.int64, -1), "gnext": (np.int64, -1), "gprev": (np.int64, -1),
     }
 
     def __init__(self, capacity: int = 64):
         self.n = 0
         self.cols: dict[str, np.ndarray] = {
             name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in self.COLUMNS.items()}
+        self.node_head = np.full(8, -1, dtype=np.int64)
+        self.group_head = np.full(8, -1, dtype=np.int64)
+
+    def reserve_heads(self, nodes: int, groups: int) -> None:
+        """Make room for list heads of ``nodes`` nodes and ``groups`` groups."""
+        for name, need in (("node_head", nodes), ("group_head", groups)):
+            old = getattr(self, name)
+            if need > old.shape[0]:
+                grown = np.full(max(need, 2 * old.shape[0]), -1, dtype=np.int64)
+                grown[: old.shape[0]] = old
+                setattr(self, name, grown)
+
+    def on_nodes(self, node_ids) -> np.ndarray:
+        """Pods placed on any of ``node_ids`` and not gone, ascending.
+
+        Parameters
+        ----------
+        node_ids : sequence of int
+            Distinct node indexes.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        return collect(self.node_head, self.cols["nnext"], np.asarray(node_ids, dtype=np.int64).reshape(-1))
+
+    def of_groups(self, group_ids) -> np.ndarray:
+        """Pods of any of ``group_ids`` that are not gone, ascending.
+
+        Parameters
+        ----------
+        group_ids : sequence of int
+            Distinct group indexes.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        return collect(self.group_head, self.cols["gnext"], np.asarray(group_ids, dtype=np.int64).reshape(-1))
+
+    def unlink(self, ids: np.ndarray) -> None:
+        """Take pods about to be marked gone off their group's list and, when placed, their node's."""
+        c = self.cols
+        unlink_many(self.group_head, c["gnext"], c["gprev"], c["group"][ids].astype(np.int64), ids)
+        placed = ids[c["node"][ids] >= 0]
+        if placed.shape[0]:
+            unlink_many(self.node_head, c["nnext"], c["nprev"], c["node"][placed].astype(np.int64), placed)
 
     def __getattr__(self, name: str) -> np.ndarray:
         cols = self.__dict__.get("cols")
@@ -160,6 +214,7 @@ class PodTable:
         c["tag"][self.n:need] = tags
         c["state"][self.n:need] = PENDING
         self.n = need
+        link_many(self.group_head, c["gnext"], c["gprev"], c["group"][ids].astype(np.int64), ids)
         return ids
 
     def compact(self) -> None:
@@ -168,6 +223,10 @@ class PodTable:
         for name in self.cols:
             self.cols[name][: keep.shape[0]] = self.cols[name][keep]
         self.n = int(keep.shape[0])
+        c = self.cols
+        k = self.n
+        rebuild(self.group_head, c["gnext"][:k], c["gprev"][:k], c["group"][:k], np.ones(k, dtype=np.bool_))
+        rebuild(self.node_head, c["nnext"][:k], c["nprev"][:k], c["node"][:k], c["node"][:k] >= 0)
 
 
 # ---------------------------------------------------------------- groups (Deployments and bare Pods)

@@ -197,7 +197,6 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.node_open = np.zeros(cap_n, dtype=np.bool_)
         self.node_room = np.zeros(cap_n, dtype=np.int64)
         self.node_pods = np.zeros(cap_n, dtype=np.int64)
-        self.group_node = np.zeros((cap_g, cap_n), dtype=np.int32)
         self.g_rep = np.zeros(cap_g, dtype=np.int64)
         self.g_surge = np.zeros(cap_g, dtype=np.int64)
         self.g_unav = np.zeros(cap_g, dtype=np.int64)
@@ -310,9 +309,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             grown = np.zeros(new, dtype=old.dtype)
             grown[:cap] = old
             setattr(self, name, grown)
-        gn = np.zeros((self.group_node.shape[0], new), dtype=np.int32)
-        gn[:, :cap] = self.group_node
-        self.group_node = gn
+        self.pods.reserve_heads(new, len(self.groups))
         for kind, (lo, hi) in self.rows.items():
             lo2 = np.ones((new, lo.shape[1]), dtype=np.int64)
             hi2 = np.zeros((new, hi.shape[1]), dtype=np.int64)
@@ -415,7 +412,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         else:
             parts = list(self.new_live)
             if self.mask_nodes:
-                parts.append(np.flatnonzero(self._node_mask(sorted(self.mask_nodes)) & (p.state == LIVE)))
+                on = p.on_nodes(sorted(self.mask_nodes))
+                parts.append(on[p.state[on] == LIVE])
             ids = np.unique(np.concatenate(parts)) if parts else None
         if ids is None and not self.counts_changed and not self.held_changed:
             return
