@@ -130,12 +130,14 @@ class AgentMixin:
         a = node.agent
         if a.routed == cidrs and all(c in node.history for c in cidrs):
             return
+        self._routes_changed(node.id, a.routed, cidrs)
         a.routed = list(cidrs)
-        for c in cidrs:
-            if c not in node.history:
-                node.history.append(c)
+        added = [c for c in dict.fromkeys(cidrs) if c not in node.history]
+        node.history.extend(added)
         self._write_row("route", node.id, a.routed)
         self._write_row("hist", node.id, node.history)
+        for c in added:
+            self._history_added(node.id, node.history.index(c), c)
         self.mask_nodes.add(node.id)
         self.held_changed = True
 

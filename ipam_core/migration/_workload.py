@@ -47,7 +47,7 @@ class WorkloadMixin:
         g = len(self.groups)
         if g > self.g_rep.shape[0]:
             cap = max(g, 2 * self.g_rep.shape[0])
-            for name in ("g_rep", "g_surge", "g_unav", "g_gen", "g_pin"):
+            for name in ("g_rep", "g_surge", "g_unav", "g_gen", "g_pin", "g_live", "g_short"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
@@ -55,7 +55,6 @@ class WorkloadMixin:
         self.pods.reserve_heads(len(self.nodes), g)
 
     def _sync_group(self, gid: int) -> None:
-        self._flags.clear()
         self.counts_changed = True
         grp = self.groups[gid]
         self.g_rep[gid] = 0 if grp.deleted else grp.replicas
@@ -63,11 +62,41 @@ class WorkloadMixin:
         self.g_unav[gid] = grp.unavailable()
         self.g_gen[gid] = grp.gen
         self.g_pin[gid] = grp.pin
+        self._shortfall(np.array([gid], dtype=np.int64))
         self.dirty_groups.add(gid)
+
+    def _shortfall(self, gids: np.ndarray) -> None:
+        """Refresh the unavailable-pod count of groups whose replicas or running pods changed."""
+        short = np.clip(self.g_rep[gids] - self.g_live[gids], 0, None)
+        self.n_unavail += int(short.sum() - self.g_short[gids].sum())
+        self.g_short[gids] = short
+
+    def _went_live(self, ids: np.ndarray) -> None:
+        """Pods that just started running: counted now, their flags computed by the next mask update."""
+        p = self.pods
+        p.state[ids] = LIVE
+        p.dis[ids] = False
+        p.stale[ids] = False
+        self.n_live += int(ids.shape[0])
+        groups = p.group[ids]
+        np.add.at(self.g_live, groups, 1)
+        self._shortfall(np.unique(groups).astype(np.int64))
+        self.new_live.append(ids)
+
+    def _left_live(self, ids: np.ndarray) -> None:
+        """Running pods that are leaving: take them out of the counts."""
+        p = self.pods
+        self.n_live -= int(ids.shape[0])
+        self.n_dis -= int(np.count_nonzero(p.dis[ids]))
+        self.n_stale -= int(np.count_nonzero(p.stale[ids]))
+        groups = p.group[ids]
+        np.subtract.at(self.g_live, groups, 1)
+        self._shortfall(np.unique(groups).astype(np.int64))
 
     def _upsert_group(self, template: PodTemplate, pin: int) -> tuple[int, str]:
         """Create or update the group of ``template``; returns (group id, what happened)."""
         key = template.key
+        self._flags.clear()  # the group's kind and labels may change
         gid = self.group_ids.get(key)
         if gid is None:
             gid = len(self.groups)
@@ -195,6 +224,7 @@ class WorkloadMixin:
         gens = self.g_gen[groups].astype(np.int32)
         tags = self.name_rng.integers(0, 27 ** 5, size=groups.shape[0], dtype=np.int64)
         ids = self.pods.add(groups, gens, self.now, tags)
+        self.to_place.append(ids)
         if self.now >= self.migration_start:
             self.pod_starts += int(ids.shape[0])
         self.need_place = True
@@ -207,7 +237,9 @@ class WorkloadMixin:
             return False
         self.need_place = False
         p = self.pods
-        todo = np.flatnonzero((p.state == PENDING) & (p.node < 0))
+        todo = np.unique(np.concatenate(self.to_place)) if self.to_place else np.zeros(0, dtype=np.int64)
+        todo = todo[(p.state[todo] == PENDING) & (p.node[todo] < 0)]  # as a scan of every pod would find them
+        self.to_place = [todo]
         if todo.shape[0] == 0:
             return False
         groups = p.group[todo]
@@ -221,6 +253,8 @@ class WorkloadMixin:
                             p.group_head, c["gnext"], ptr, idx, out)
         if placed == 0:
             return False
+        self.to_place = [todo[out < 0]]
+        self.to_alloc.append(todo[out >= 0])
         self.need_alloc = True
         return True
 
@@ -231,11 +265,14 @@ class WorkloadMixin:
             return False
         self.need_alloc = False
         p = self.pods
-        waiting = np.flatnonzero((p.state == PENDING) & (p.node >= 0))
+        waiting = np.unique(np.concatenate(self.to_alloc)) if self.to_alloc else np.zeros(0, dtype=np.int64)
+        waiting = waiting[(p.state[waiting] == PENDING) & (p.node[waiting] >= 0)]
+        self.to_alloc = [waiting]
         if waiting.shape[0] == 0:
             return False
-        ready = np.array([n.agent.state == AGENT_READY for n in self.nodes], dtype=bool)
-        waiting = waiting[ready[p.node[waiting]]]
+        on = np.unique(p.node[waiting])
+        ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
+        waiting = waiting[ready[np.searchsorted(on, p.node[waiting])]]
         if waiting.shape[0] == 0:
             return False
         nodes = p.node[waiting]
@@ -257,6 +294,7 @@ class WorkloadMixin:
                 got_any = True
         if got_any:
             ids = np.concatenate(new_ids)
+            self._hold(ids, +1)
             p.state[ids] = STARTING
             p.managed[ids] = True
             ready = self.now + self.timing.pod_restart_s
@@ -320,9 +358,8 @@ class WorkloadMixin:
         ready = np.flatnonzero((p.state == STARTING) & (p.ready_at <= self.now))
         if ready.shape[0] == 0:
             return
-        p.state[ready] = LIVE
+        self._went_live(ready)
         self.last_change = self.now
-        self.new_live.append(ready)
         for gid in np.unique(p.group[ready]).tolist():
             if not self.groups[gid].bare:
                 self.dirty_groups.add(gid)
@@ -349,11 +386,13 @@ class WorkloadMixin:
         if open_.any():
             p.dis_acc[ids[open_]] += self.now - p.dis_since[ids[open_]]
             p.dis_since[ids[open_]] = np.nan
+        self._left_live(ids[p.state[ids] == LIVE])
         p.unlink(ids)
         placed = ids[p.node[ids] >= 0]
         if placed.shape[0]:
             np.subtract.at(self.node_pods, p.node[placed], 1)
             addressed = placed[p.addr[placed] >= 0]
+            self._hold(addressed, -1)
             if addressed.shape[0]:
                 nodes = p.node[addressed]
                 for n in np.unique(nodes).tolist():

@@ -11,6 +11,7 @@ IPv4 only: an address is an ``int64`` (``-1`` for none).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import ipaddress
@@ -91,6 +92,87 @@ def name_suffix(tag: int, length: int = 5) -> str:
         tag, r = divmod(tag, len(NAME_ALPHABET))
         out.append(NAME_ALPHABET[r])
     return "".join(out)
+
+
+# ---------------------------------------------------------------- address space in use
+class CidrCover:
+    """How many addresses a changing multiset of CIDRs covers, kept up to date as CIDRs come and go.
+
+    Two CIDRs are always nested or disjoint, so the union is the sum of the sizes of the
+    CIDRs no other present CIDR contains (the "tops"). Adding or removing a CIDR touches only
+    the tops inside it, so the count costs O(log k) per change instead of a sort of every
+    interval on every change.
+    """
+
+    def __init__(self):
+        self.refs: dict[tuple[int, int], int] = {}
+        self.keys: list[tuple[int, int]] = []     # distinct present CIDRs by (lo, -hi): containers first
+        self.top_lo: list[int] = []                # the tops, disjoint, by first address
+        self.top_hi: dict[int, int] = {}
+        self.size = 0
+
+    def _top_containing(self, lo: int, hi: int) -> int | None:
+        i = bisect.bisect_right(self.top_lo, lo) - 1
+        if i >= 0 and self.top_hi[self.top_lo[i]] >= hi:
+            return self.top_lo[i]
+        return None
+
+    def add(self, lo: int, hi: int) -> None:
+        """Count one more holder of the CIDR ``[lo, hi]``."""
+        key = (lo, hi)
+        count = self.refs.get(key, 0)
+        self.refs[key] = count + 1
+        if count:
+            return
+        bisect.insort(self.keys, (lo, -hi))
+        if self._top_containing(lo, hi) is not None:
+            return
+        a = bisect.bisect_left(self.top_lo, lo)
+        b = bisect.bisect_right(self.top_lo, hi)
+        for t in self.top_lo[a:b]:  # tops inside the new CIDR stop being tops
+            self.size -= self.top_hi.pop(t) - t + 1
+        self.top_lo[a:b] = [lo]
+        self.top_hi[lo] = hi
+        self.size += hi - lo + 1
+
+    def remove(self, lo: int, hi: int) -> None:
+        """Count one holder fewer of the CIDR ``[lo, hi]`` (it must be held)."""
+        key = (lo, hi)
+        count = self.refs[key] - 1
+        if count:
+            self.refs[key] = count
+            return
+        del self.refs[key]
+        del self.keys[bisect.bisect_left(self.keys, (lo, -hi))]
+        if self.top_hi.get(lo) != hi:
+            return  # inside another CIDR still present
+        del self.top_hi[lo]
+        i = bisect.bisect_left(self.top_lo, lo)
+        del self.top_lo[i]
+        self.size -= hi - lo + 1
+        # the present CIDRs inside it that no other contains become tops
+        a = bisect.bisect_left(self.keys, (lo, -hi))
+        b = bisect.bisect_right(self.keys, (hi, 1))
+        reach = lo - 1
+        fresh = []
+        for klo, neg_hi in self.keys[a:b]:
+            if klo > reach:
+                fresh.append(klo)
+                self.top_hi[klo] = -neg_hi
+                self.size += -neg_hi - klo + 1
+                reach = -neg_hi
+        self.top_lo[i:i] = fresh
+
+    def overlapping(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Present CIDRs that contain, equal or lie inside ``[lo, hi]``."""
+        out = [(klo, -neg_hi) for klo, neg_hi in self.keys[bisect.bisect_left(self.keys, (lo, -hi)):
+                                                             bisect.bisect_right(self.keys, (hi, 1))]]
+        top = self._top_containing(lo, hi)
+        if top is not None:  # containers: walk down from the top that holds it
+            a = bisect.bisect_left(self.keys, (top, -self.top_hi[top]))
+            b = bisect.bisect_left(self.keys, (lo, -hi))
+            out += [(klo, -neg_hi) for klo, neg_hi in self.keys[a:b] if -neg_hi >= hi]
+        return out
 
 
 # ---------------------------------------------------------------- pods
@@ -336,6 +418,6 @@ class Node:
         return self.exists and self.ever_ready and not self.cordoned
 
 
-__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CiliumNode", "GONE", "Group", "LIVE",
+__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CidrCover", "CiliumNode", "GONE", "Group", "LIVE",
            "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
            "ip_text", "name_suffix", "usable_addresses"]
