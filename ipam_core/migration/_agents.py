@@ -21,16 +21,19 @@ Agent model (cilium ``pkg/ipam/ipam.go``, ``hostscope.go``, ``multipool_manager.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from ipam_core.addr import overlaps
+from ipam_core.addr import as_network, overlaps
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
 from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator
 from ipam_core.migration._workload import _needed_ip_ceil
 from ipam_core.podiprange import PodIPRange
+
+_network = functools.lru_cache(maxsize=65536)(as_network)  # agents re-create ranges of the same CIDRs
 
 
 class AgentMixin:
@@ -95,7 +98,7 @@ class AgentMixin:
     def _new_range(self, node, pool: str, cidr: str) -> Range:
         node.ranges_made += 1
         rng = np.random.default_rng([self.seed, 23, node.id, node.agent.token, node.ranges_made])
-        alloc = PodIPRange(cidr, "random", seed=rng)
+        alloc = PodIPRange(_network(cidr), "random", seed=rng)
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 

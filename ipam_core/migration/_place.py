@@ -11,9 +11,9 @@ lowest node index. This lexicographic score stands in for kube-scheduler's weigh
 
 Why it scales: a pod's own group and the groups it avoids sit on few nodes, so every other
 node scores 0 for spread and the choice among them is the least loaded, lowest index node,
-kept in a min segment tree over ``(load, index)``. Only the few nodes holding those groups
-are looked at one by one (found by walking the groups' pod lists), so a pod costs
-O(group size x log nodes) instead of a scan of every node.
+kept in a min segment tree over ``(load, index)`` and found by a walk down the tree that
+skips those few nodes. Only they are looked at one by one (found by walking the groups' pod
+lists), so a pod costs O(group size x log nodes) instead of a scan of every node.
 
 Pod lists are intrusive doubly linked lists over pod ids (``head[key]``, ``nxt[pod]``,
 ``prv[pod]``): one list per node (pods placed there and not gone) and one per group (pods
@@ -215,6 +215,7 @@ def place_pods(todo, groups, pins, node_exists, node_open, node_room, node_pods,
     blocked = np.zeros(n, dtype=np.bool_)
     marked = np.zeros(n, dtype=np.bool_)
     near = np.empty(n, dtype=np.int64)  # nodes holding the pod's group or a group it avoids
+    stack = np.empty(2 * 64 + 2, dtype=np.int64)
     placed = 0
     for j in range(groups.shape[0]):
         g = groups[j]
@@ -246,10 +247,30 @@ def place_pods(todo, groups, pins, node_exists, node_open, node_room, node_pods,
                             near[m] = v
                             m += 1
                     pod = group_nxt[pod]
-            for i in range(m):
-                _tree_set(tree, size, near[i], _BIG)
-            if tree[1] < _BIG:  # a node with none of the group's pods: spread 0 beats every near node
-                best = tree[1] % n
+            # the least loaded node away from them: a walk down the tree that skips near leaves
+            found = _BIG
+            stack[0] = 1
+            top = 1
+            while top > 0:
+                top -= 1
+                i = stack[top]
+                if tree[i] >= found:
+                    continue
+                if i >= size:
+                    if not marked[i - size]:
+                        found = tree[i]
+                    continue
+                a = 2 * i
+                b = a + 1
+                if tree[a] <= tree[b]:  # smaller subtree popped first
+                    stack[top] = b
+                    stack[top + 1] = a
+                else:
+                    stack[top] = a
+                    stack[top + 1] = b
+                top += 2
+            if found < _BIG:  # a node with none of the group's pods: spread 0 beats every near node
+                best = found % n
             else:
                 best_spread = 0
                 best_load = 0
@@ -266,7 +287,6 @@ def place_pods(todo, groups, pins, node_exists, node_open, node_room, node_pods,
                         best_load = load
             for i in range(m):
                 v = near[i]
-                _tree_set(tree, size, v, _key(v, n, node_open, node_room, node_pods))
                 spread[v] = 0
                 blocked[v] = False
                 marked[v] = False

@@ -28,6 +28,15 @@ def _needed_ip_ceil(n: int, pre: int) -> int:
     return (n // pre + 1) * pre if n % pre == 0 else (n // pre + 2) * pre
 
 
+def merge_ids(parts: list[np.ndarray]) -> np.ndarray:
+    """The distinct ids of sorted, duplicate-free id arrays, ascending."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    return np.unique(np.concatenate(parts))
+
+
 def _rank_take(ids: np.ndarray, pos: np.ndarray, keys: list[np.ndarray], quota: np.ndarray) -> np.ndarray:
     """Per group ``pos``, the first ``quota[pos]`` ids in order of ``keys`` (last key sorts first)."""
     if ids.shape[0] == 0:
@@ -67,6 +76,12 @@ class WorkloadMixin:
 
     def _shortfall(self, gids: np.ndarray) -> None:
         """Refresh the unavailable-pod count of groups whose replicas or running pods changed."""
+        if gids.shape[0] == 1:  # the common case, without numpy's per-call cost
+            g = int(gids[0])
+            short = max(int(self.g_rep[g]) - int(self.g_live[g]), 0)
+            self.n_unavail += short - int(self.g_short[g])
+            self.g_short[g] = short
+            return
         short = np.clip(self.g_rep[gids] - self.g_live[gids], 0, None)
         self.n_unavail += int(short.sum() - self.g_short[gids].sum())
         self.g_short[gids] = short
@@ -237,7 +252,7 @@ class WorkloadMixin:
             return False
         self.need_place = False
         p = self.pods
-        todo = np.unique(np.concatenate(self.to_place)) if self.to_place else np.zeros(0, dtype=np.int64)
+        todo = merge_ids(self.to_place)
         todo = todo[(p.state[todo] == PENDING) & (p.node[todo] < 0)]  # as a scan of every pod would find them
         self.to_place = [todo]
         if todo.shape[0] == 0:
@@ -265,7 +280,7 @@ class WorkloadMixin:
             return False
         self.need_alloc = False
         p = self.pods
-        waiting = np.unique(np.concatenate(self.to_alloc)) if self.to_alloc else np.zeros(0, dtype=np.int64)
+        waiting = merge_ids(self.to_alloc)
         waiting = waiting[(p.state[waiting] == PENDING) & (p.node[waiting] >= 0)]
         self.to_alloc = [waiting]
         if waiting.shape[0] == 0:
@@ -299,6 +314,7 @@ class WorkloadMixin:
             p.managed[ids] = True
             ready = self.now + self.timing.pod_restart_s
             p.ready_at[ids] = ready
+            self.starting.setdefault(ready, []).append(ids)
             self._schedule_ready(ready)
             self.held_changed = True
             self._check_conflicts_after_alloc()
@@ -355,7 +371,9 @@ class WorkloadMixin:
     def _pods_ready(self, t: float) -> None:
         self.ready_times.discard(t)
         p = self.pods
-        ready = np.flatnonzero((p.state == STARTING) & (p.ready_at <= self.now))
+        due = [ids for when in [w for w in self.starting if w <= self.now] for ids in self.starting.pop(when)]
+        ready = np.unique(np.concatenate(due)) if due else np.zeros(0, dtype=np.int64)
+        ready = ready[(p.state[ready] == STARTING) & (p.ready_at[ready] <= self.now)]  # as a scan would find them
         if ready.shape[0] == 0:
             return
         self._went_live(ready)

@@ -38,7 +38,7 @@ from ipam_core.cidrset import CIDRSet
 from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration._agents import AgentMixin
-from ipam_core.migration._workload import WorkloadMixin
+from ipam_core.migration._workload import WorkloadMixin, merge_ids
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_WAITING, GONE, LIVE, PENDING, STARTING, STATE_NAMES,
                                          CidrCover, PodTable, cidr_bounds, ip_text)
 from ipam_core.migration.helm import changed_values, resolve, upgrade_problems, upgrade_values
@@ -228,6 +228,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.mp_dirty: set[int] = set()
         self.accepted_dirty: set[int] = set()
         self.ready_times: set[float] = set()
+        self.starting: dict[float, list[np.ndarray]] = {}  # pods given an address, by when they become ready
         self.watcher_times: set[float] = set()
         self.need_place = self.need_alloc = False
         self.to_place: list[np.ndarray] = []  # pods created and not yet placed (may be gone by now)
@@ -446,6 +447,9 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             p = self.pods  # pod ids changed: find the work lists' pods again
             self.to_place = [np.flatnonzero((p.state == PENDING) & (p.node < 0))]
             self.to_alloc = [np.flatnonzero((p.state == PENDING) & (p.node >= 0))]
+            starting = np.flatnonzero(p.state == STARTING)
+            self.starting = {float(t): [starting[p.ready_at[starting] == t]]
+                             for t in np.unique(p.ready_at[starting]).tolist()}
 
     def _refresh_accepted(self) -> None:
         if not self.accepted_dirty or self.operator is None:
@@ -472,7 +476,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             if self.mask_nodes:
                 on = p.on_nodes(sorted(self.mask_nodes))
                 parts.append(on[p.state[on] == LIVE])
-            ids = np.unique(np.concatenate(parts)) if parts else None
+            ids = merge_ids(parts) if parts else None
         if ids is None and not self.counts_changed and not self.held_changed:
             return
         if ids is not None and ids.shape[0]:
@@ -779,8 +783,9 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if ids.shape[0] == 0:
             return
         nodes_of = p.node[ids]
-        node_ready = np.array([n.agent.state == AGENT_READY for n in self.nodes], dtype=bool)
-        ready = node_ready[nodes_of]
+        on = np.unique(nodes_of)
+        node_ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
+        ready = node_ready[np.searchsorted(on, nodes_of)]
         outside = np.ones(ids.shape[0], dtype=bool)
         for n in np.unique(nodes_of).tolist():
             mine = nodes_of == n
