@@ -27,10 +27,10 @@ import math
 import numpy as np
 
 from ipam_core.addr import as_network, overlaps
+from ipam_core.engine.core import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
 from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator
-from ipam_core.migration._workload import _needed_ip_ceil
 from ipam_core.podiprange import PodIPRange
 
 _network = functools.lru_cache(maxsize=65536)(as_network)  # agents re-create ranges of the same CIDRs
@@ -201,7 +201,7 @@ class AgentMixin:
             in_use = sum(r.alloc.used for r in mine)
             if pool == default and not a.reserved:
                 in_use += 2 if a.cfg.health_ip else 1  # router (and health) still to come
-            needed = _needed_ip_ceil(in_use + pending_by_pool.get(pool, 0), a.cfg.pre_allocation.get(pool, 0))
+            needed = int(needed_ip_ceil(in_use + pending_by_pool.get(pool, 0), a.cfg.pre_allocation.get(pool, 0)))
             # release unused CIDRs, last first, while the free buffer stays covered ([main])
             free = sum(r.alloc.free for r in mine)
             threshold = max(needed - in_use, 0)

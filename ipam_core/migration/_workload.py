@@ -21,13 +21,6 @@ from ipam_core.migration.cluster import AGENT_READY, GONE, LIVE, PENDING, STARTI
 from ipam_core.migration.objects import PodTemplate
 
 
-def _needed_ip_ceil(n: int, pre: int) -> int:
-    """cilium ``pkg/ipam/multipool_manager.go`` ``neededIPCeil``: demand rounded up with a free buffer."""
-    if pre == 0:
-        return n
-    return (n // pre + 1) * pre if n % pre == 0 else (n // pre + 2) * pre
-
-
 def merge_ids(parts: list[np.ndarray]) -> np.ndarray:
     """The distinct ids of sorted, duplicate-free id arrays, ascending."""
     if not parts:
