@@ -25,7 +25,7 @@ import pytest
 
 from bench_util import record_speed
 from ipam_core.migration import plan_migration
-from ipam_core.migration._place import place_pods
+from ipam_core.migration._place import place_pods, tree_size
 from ipam_core.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "plan-5000.yaml"
@@ -67,7 +67,8 @@ def _placement_input(nodes: int, pods: int):
     """Arrays for placing ``pods`` pods (Deployments of 10) onto ``nodes`` empty, open nodes."""
     groups = (np.arange(pods) // REPLICAS).astype(np.int32)
     n_groups = int(groups[-1]) + 1
-    return dict(todo=np.arange(pods, dtype=np.int64), groups=groups, pins=np.full(pods, -1, dtype=np.int32),
+    return dict(tree=np.empty(tree_size(nodes), dtype=np.int64), rebuild=True, dirty=np.zeros(0, dtype=np.int64),
+                todo=np.arange(pods, dtype=np.int64), groups=groups, pins=np.full(pods, -1, dtype=np.int32),
                 node_exists=np.ones(nodes, dtype=np.bool_), node_open=np.ones(nodes, dtype=np.bool_),
                 node_room=np.full(nodes, 110, dtype=np.int64), node_pods=np.zeros(nodes, dtype=np.int64),
                 pod_node=np.full(pods, -1, dtype=np.int32), node_head=np.full(nodes, -1, dtype=np.int64),

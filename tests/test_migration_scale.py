@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import ipam_core.engine.core as engine_core
 from ipam_core.migration import _agents, plan as plan_module
 from ipam_core.migration import plan_migration, run_migration
-from ipam_core.migration._place import place_pods
+from ipam_core.migration._place import place_pods, tree_size
 from ipam_core.migration.cluster import GONE, LIVE, CidrCover
 from ipam_core.migration.engine import MigrationEngine
 from ipam_core.scenario import load_scenario
@@ -112,6 +112,14 @@ def check_indexes(engine) -> None:
     per_group = np.bincount(p.group[live], minlength=g)[:g]
     assert engine.n_unavail == int(np.clip(engine.g_rep[:g] - per_group, 0, None).sum())
     assert engine.cover.size == addresses_in_use_by_scan(engine)
+    n = len(engine.nodes)
+    if engine.tree_nodes == n:  # the placement tree's leaves, except nodes marked for refresh
+        size = engine.tree.shape[0] // 2
+        can_take = engine.node_open[:n] & (engine.node_pods[:n] < engine.node_room[:n])
+        keys = np.where(can_take, engine.node_pods[:n] * n + np.arange(n), np.iinfo(np.int64).max)
+        fresh = np.ones(n, dtype=bool)
+        fresh[sorted(engine.tree_dirty)] = False
+        assert np.array_equal(engine.tree[size:size + n][fresh], keys[fresh])
 
 
 class CheckedEngine(MigrationEngine):
@@ -202,7 +210,8 @@ def test_placement_equals_a_scan_of_every_node(data):
         ptr[g + 1] = len(idx)
     out = np.empty(len(todo_groups), dtype=np.int32)
     node_pods_arr = np.array(node_pods, dtype=np.int64)
-    place_pods(np.arange(len(placed), total, dtype=np.int64), group_of[len(placed):], np.array(pins, dtype=np.int32),
+    place_pods(np.empty(tree_size(n), dtype=np.int64), True, np.zeros(0, dtype=np.int64),
+               np.arange(len(placed), total, dtype=np.int64), group_of[len(placed):], np.array(pins, dtype=np.int32),
                np.array(exists), np.array(open_), np.array(room, dtype=np.int64), node_pods_arr, pod_node,
                np.full(n, -1, dtype=np.int64), np.full(total, -1, dtype=np.int64), np.full(total, -1, dtype=np.int64),
                group_head, group_nxt, ptr, np.array(idx, dtype=np.int64), out)

@@ -256,7 +256,7 @@ class AgentMixin:
         self.need_alloc = True
         if not node.ever_ready:
             node.ever_ready = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
             self.need_place = True
 
     # ---------------------------------------------------------------- the agent DaemonSet rollout
@@ -412,6 +412,7 @@ class AgentMixin:
         node.exists = False
         self.node_exists[node.id] = False
         self.node_open[node.id] = False
+        self.tree_dirty.add(node.id)
         self._remove_pods(pods)
         if self.kcm is not None and node.kcm_cidr:
             self.kcm.release(node.kcm_cidr)

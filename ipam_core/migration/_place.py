@@ -162,13 +162,25 @@ def _key(v, n, node_open, node_room, node_pods):
     return _BIG
 
 
+def tree_size(n: int) -> int:
+    """Length of the placement tree for ``n`` nodes (twice the next power of two)."""
+    return 2 * (1 << max(0, (n - 1).bit_length()))
+
+
 @kjit(allocates=True)
-def place_pods(todo, groups, pins, node_exists, node_open, node_room, node_pods, pod_node,
+def place_pods(tree, rebuild, dirty, todo, groups, pins, node_exists, node_open, node_room, node_pods, pod_node,
                node_head, node_nxt, node_prv, group_head, group_nxt, anti_ptr, anti_idx, out):
     """Place pods in order, updating the per-node counts and pod lists as each one lands.
 
     Parameters
     ----------
+    tree : int64 array (:func:`tree_size` of n)
+        Min segment tree of ``load * n + node`` over the nodes that can take a pod (open,
+        with room), kept between calls; updated in place.
+    rebuild : bool
+        Build ``tree`` from scratch (the node count changed).
+    dirty : int64 array
+        Nodes whose open flag or pod count changed outside this kernel since the last call.
     todo : int64 array (k,)
         The pods to place (ids), in scheduling order.
     groups : int32 array (k,)
@@ -201,16 +213,18 @@ def place_pods(todo, groups, pins, node_exists, node_open, node_room, node_pods,
         Pods placed.
     """
     n = node_exists.shape[0]
-    size = 1
-    while size < n:
-        size *= 2
-    tree = np.full(2 * size, _BIG, dtype=np.int64)
-    for v in range(n):
-        tree[size + v] = _key(v, n, node_open, node_room, node_pods)
-    for i in range(size - 1, 0, -1):
-        a = tree[2 * i]
-        b = tree[2 * i + 1]
-        tree[i] = a if a < b else b
+    size = tree.shape[0] // 2
+    if rebuild:
+        tree[:] = _BIG
+        for v in range(n):
+            tree[size + v] = _key(v, n, node_open, node_room, node_pods)
+        for i in range(size - 1, 0, -1):
+            a = tree[2 * i]
+            b = tree[2 * i + 1]
+            tree[i] = a if a < b else b
+    else:
+        for i in range(dirty.shape[0]):
+            _tree_set(tree, size, dirty[i], _key(dirty[i], n, node_open, node_room, node_pods))
     spread = np.zeros(n, dtype=np.int64)
     blocked = np.zeros(n, dtype=np.bool_)
     marked = np.zeros(n, dtype=np.bool_)
@@ -321,4 +335,4 @@ def empty_csr(groups: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(groups + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
 
-__all__ = ["collect", "empty_csr", "link_many", "place_pods", "rebuild", "unlink_many"]
+__all__ = ["collect", "empty_csr", "link_many", "place_pods", "rebuild", "tree_size", "unlink_many"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.migration._place import place_pods
+from ipam_core.migration._place import place_pods, tree_size
 from ipam_core.migration.cluster import AGENT_READY, GONE, LIVE, PENDING, STARTING, Group
 from ipam_core.migration.objects import PodTemplate
 
@@ -256,7 +256,13 @@ class WorkloadMixin:
         n = len(self.nodes)
         out = np.empty(todo.shape[0], dtype=np.int32)
         c = p.cols
-        placed = place_pods(todo, groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
+        rebuild = self.tree_nodes != n
+        if rebuild:
+            self.tree = np.empty(tree_size(n), dtype=np.int64)
+            self.tree_nodes = n
+        dirty = np.array(sorted(self.tree_dirty), dtype=np.int64)
+        self.tree_dirty.clear()
+        placed = place_pods(self.tree, rebuild, dirty, todo, groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
                             self.node_room[:n], self.node_pods[:n], c["node"], p.node_head, c["nnext"], c["nprev"],
                             p.group_head, c["gnext"], ptr, idx, out)
         if placed == 0:
@@ -387,8 +393,8 @@ class WorkloadMixin:
             return
         p = self.pods
         ids = ids[p.state[ids] > GONE]
-        _, first = np.unique(ids, return_index=True)
-        if first.shape[0] != ids.shape[0]:  # each pod leaves once (its list links and counts)
+        if ids.shape[0] > 1 and not (ids[1:] > ids[:-1]).all():  # each pod leaves once (its list links and counts)
+            _, first = np.unique(ids, return_index=True)
             ids = ids[np.sort(first)]
         if ids.shape[0] == 0:
             return
@@ -402,6 +408,7 @@ class WorkloadMixin:
         placed = ids[p.node[ids] >= 0]
         if placed.shape[0]:
             np.subtract.at(self.node_pods, p.node[placed], 1)
+            self.tree_dirty.update(p.node[placed].tolist())
             addressed = placed[p.addr[placed] >= 0]
             self._hold(addressed, -1)
             if addressed.shape[0]:

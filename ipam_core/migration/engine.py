@@ -231,6 +231,9 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.starting: dict[float, list[np.ndarray]] = {}  # pods given an address, by when they become ready
         self.watcher_times: set[float] = set()
         self.need_place = self.need_alloc = False
+        self.tree = np.zeros(0, dtype=np.int64)  # placement tree (see _place.place_pods), rebuilt when nodes join
+        self.tree_nodes = -1
+        self.tree_dirty: set[int] = set()        # nodes whose open flag or pod count changed since the last placement
         self.to_place: list[np.ndarray] = []  # pods created and not yet placed (may be gone by now)
         self.to_alloc: list[np.ndarray] = []  # pods placed and waiting for an address (may be gone by now)
         self.mask_all = True            # recompute every running pod's flags
@@ -386,6 +389,11 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
                 self.cover.add(*bounds)
             else:
                 self.cover.remove(*bounds)
+
+    def _set_open(self, node) -> None:
+        """The scheduler's view of a node: open when Ready and not cordoned."""
+        self.node_open[node.id] = node.schedulable
+        self.tree_dirty.add(node.id)
 
     # ---------------------------------------------------------------- events
     def _push(self, t: float, prio: int, fn, *args) -> None:
@@ -751,7 +759,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         p = self.pods
         for node in nodes:
             node.cordoned = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
         on = self._pods_on([n.id for n in nodes])
         bare = self._group_flags("bare")[p.group[on]]
         if bare.any() and not action.force and not action.skip_bare:
@@ -766,13 +774,13 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
 
     def _do_Uncordon(self, step: Step, action: A.Uncordon) -> None:
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = False
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
         self.need_place = True
 
     def _do_RestartStalePods(self, step: Step, action: A.RestartStalePods) -> None:
