@@ -46,6 +46,15 @@ def cidr_bounds(cidr: str) -> tuple[int, int]:
     -------
     (int, int)
     """
+    address, _, prefix = cidr.partition("/")
+    octets = address.split(".")
+    if len(octets) == 4 and prefix.isdigit() and all(o.isdigit() and len(o) <= 3 for o in octets):
+        value = 0
+        for o in octets:
+            value = value * 256 + int(o)
+        bits = 32 - int(prefix)
+        if max(int(o) for o in octets) <= 255 and 0 <= bits <= 32 and value & ((1 << bits) - 1) == 0:
+            return value, value + (1 << bits) - 1  # the common case, without ipaddress's object overhead
     net = ipaddress.IPv4Network(cidr)
     return int(net.network_address), int(net.broadcast_address)
 
