@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 
-from ipam_core.addr import as_network, overlaps
+from ipam_core.addr import as_network
 from ipam_core.engine.core import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
-from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator
+from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator, overlaps
 from ipam_core.podiprange import PodIPRange
 
 _network = functools.lru_cache(maxsize=65536)(as_network)  # agents re-create ranges of the same CIDRs

@@ -101,6 +101,35 @@ class WorkloadMixin:
         np.subtract.at(self.g_live, groups, 1)
         self._shortfall(np.unique(groups).astype(np.int64))
 
+    def _add_groups(self, templates: list[PodTemplate]) -> None:
+        """Create many new groups at once, unpinned (a generated steady state): as ``_upsert_group`` each would."""
+        self._flags.clear()
+        first = len(self.groups)
+        gids = range(first, first + len(templates))
+        new = [Group(t, t.replicas if t.kind == "Deployment" else 1, -1, hash_key=f"{self.seed}/{gid}")
+               for gid, t in zip(gids, templates)]
+        self.groups.extend(new)
+        self.group_ids.update((t.key, gid) for gid, t in zip(gids, templates))
+        if len(self.group_ids) != len(self.groups):
+            raise ValueError("_add_groups: a template's group already exists")
+        self._group_arrays_grow()
+        self._anti_dirty = True
+        self.counts_changed = True
+        rolling = {}  # (maxSurge, maxUnavailable) per distinct spec, as Group.surge/unavailable give them
+        for grp in new:
+            spec = (grp.template.max_surge, grp.template.max_unavailable, grp.replicas, grp.bare)
+            if spec not in rolling:
+                rolling[spec] = (grp.surge(), grp.unavailable())
+        ids = np.arange(first, len(self.groups), dtype=np.int64)
+        self.g_rep[ids] = [0 if grp.deleted else grp.replicas for grp in new]
+        surge_unav = np.array([rolling[(g.template.max_surge, g.template.max_unavailable, g.replicas, g.bare)]
+                               for g in new], dtype=np.int64).reshape(-1, 2)
+        self.g_surge[ids], self.g_unav[ids] = surge_unav[:, 0], surge_unav[:, 1]
+        self.g_gen[ids] = 0
+        self.g_pin[ids] = -1
+        self._shortfall(ids)
+        self.dirty_groups.update(ids.tolist())
+
     def _upsert_group(self, template: PodTemplate, pin: int) -> tuple[int, str]:
         """Create or update the group of ``template``; returns (group id, what happened)."""
         key = template.key

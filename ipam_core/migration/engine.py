@@ -292,12 +292,10 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         """A steady state: Deployments of ``replicas`` pods, ``pods_per_node`` per node, all running at t=0."""
         total = len(self.nodes) * pods_per_node
         n_dep = -(-total // replicas)
-        for i in range(n_dep):
-            count = min(replicas, total - i * replicas)
-            self._upsert_group(PodTemplate("Deployment", "default", f"app-{i:04d}", {"app": f"app-{i:04d}"},
-                                           replicas=count), -1)
-        self._upsert_group(PodTemplate("Deployment", "kube-system", "coredns", {"k8s-app": "kube-dns"}, replicas=2),
-                           -1)
+        templates = [PodTemplate("Deployment", "default", f"app-{i:04d}", {"app": f"app-{i:04d}"},
+                                 replicas=min(replicas, total - i * replicas)) for i in range(n_dep)]
+        templates.append(PodTemplate("Deployment", "kube-system", "coredns", {"k8s-app": "kube-dns"}, replicas=2))
+        self._add_groups(templates)
         self._settle()
         p = self.pods
         starting = np.flatnonzero(p.state == STARTING)
@@ -355,10 +353,13 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
     def _history_added(self, nid: int, slot: int, cidr: str) -> None:
         """A node routes a CIDR for the first time: count the pods already holding addresses in it."""
         lo, hi = cidr_bounds(cidr)
+        self.hist_held[nid, slot] = 0
         if not self._shared:  # another node ever held an overlapping CIDR: pods may share an address
             self._shared = any(self.hist_nodes[key] - {nid} for key in self.hist_cover.overlapping(lo, hi))
         self.hist_cover.add(lo, hi)
         self.hist_nodes.setdefault((lo, hi), set()).add(nid)
+        if self.node_pods[nid] == 0:  # a drained or new node: no pod holds an address in it
+            return
         ids = self.pods.on_nodes([nid])
         addr = self.pods.addr[ids]
         count = int(np.count_nonzero((addr >= lo) & (addr <= hi)))
