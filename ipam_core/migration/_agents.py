@@ -138,7 +138,8 @@ class AgentMixin:
         added = [c for c in dict.fromkeys(cidrs) if c not in node.history]
         node.history.extend(added)
         self._write_row("route", node.id, a.routed)
-        self._write_row("hist", node.id, node.history)
+        if added:
+            self._write_row("hist", node.id, node.history)
         for c in added:
             self._history_added(node.id, node.history.index(c), c)
         self.mask_nodes.add(node.id)

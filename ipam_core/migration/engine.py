@@ -561,7 +561,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.cur_step = step
         self.step_dis_start = self.dis_total
         self.step_event_start = len(self.result.events)
-        self.timing = self.base_timing.with_overrides(step.timing)
+        self.timing = self.base_timing.with_overrides(step.timing) if step.timing else self.base_timing
         handler = getattr(self, "_do_" + type(step.action).__name__)
         handler(step, step.action)
         if self.record and isinstance(step.action, A.Observe):
