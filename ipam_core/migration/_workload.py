@@ -291,9 +291,9 @@ class WorkloadMixin:
             self.tree_nodes = n
         dirty = np.array(sorted(self.tree_dirty), dtype=np.int64)
         self.tree_dirty.clear()
-        placed = place_pods(self.tree, rebuild, dirty, todo, groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
-                            self.node_room[:n], self.node_pods[:n], c["node"], p.node_head, c["nnext"], c["nprev"],
-                            p.group_head, c["gnext"], ptr, idx, out)
+        placed = place_pods(self.tree, rebuild, dirty, todo, groups.astype(np.int32), pins, self.node_exists[:n],
+                            self.node_open[:n], self.node_room[:n], self.node_pods[:n], c["node"], p.node_head,
+                            c["nnext"], c["nprev"], p.group_head, c["gnext"], ptr, idx, out)
         if placed == 0:
             return False
         self.to_place = [todo[out < 0]]

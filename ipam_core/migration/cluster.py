@@ -427,6 +427,6 @@ class Node:
         return self.exists and self.ever_ready and not self.cordoned
 
 
-__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CidrCover", "CiliumNode", "GONE", "Group", "LIVE",
-           "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
+__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CidrCover", "CiliumNode", "GONE", "Group",
+           "LIVE", "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
            "ip_text", "name_suffix", "usable_addresses"]
