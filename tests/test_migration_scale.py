@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import ipaddress
 import json
 from pathlib import Path
 
@@ -25,10 +26,13 @@ from hypothesis import strategies as st
 
 import ipam_core.engine.core as engine_core
 from ipam_core.migration import _agents, plan as plan_module
+from ipam_core.migration import actions as A
 from ipam_core.migration import plan_migration, run_migration
 from ipam_core.migration._place import place_pods, tree_size
 from ipam_core.migration.cluster import GONE, LIVE, CidrCover
-from ipam_core.migration.engine import MigrationEngine
+from ipam_core.migration.engine import MigrationEngine, _helm_values
+from ipam_core.migration.helm import resolve, upgrade_values
+from ipam_core.migration.steps import parse_steps
 from ipam_core.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +256,15 @@ def test_the_engine_never_imports_migration():
                 assert not (node.module or "").startswith("ipam_core.migration"), path
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("ipam_core.migration") for a in node.names), path
+
+
+def test_plan_5000_pools_fit_every_node():
+    """scenarios/plan-5000.yaml: KCM's cluster CIDR and the target's pool list hold a /24 for each of 5,000 nodes."""
+    scenario = load_scenario(ROOT / "scenarios" / "plan-5000.yaml")
+    ipam = scenario.ipam
+    kcm = ipaddress.ip_network(ipam.kcm_cidr(4))
+    assert scenario.cluster.nodes == 5000 and 2 ** (ipam.kcm_node_mask_v4 - kcm.prefixlen) >= 5000
+    upgrade = next(s.action for s in parse_steps(scenario) if isinstance(s.action, A.HelmUpgrade))
+    target = resolve(upgrade_values(_helm_values(scenario), upgrade.assignments, upgrade.values, upgrade.reuse_values))
+    assert target.mode == "cluster-pool"
+    assert sum(2 ** (target.cluster_pool_mask - ipaddress.ip_network(c).prefixlen) for c in target.cluster_pool) >= 5000
