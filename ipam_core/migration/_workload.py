@@ -21,13 +21,24 @@ from ipam_core.migration.cluster import AGENT_READY, GONE, LIVE, PENDING, STARTI
 from ipam_core.migration.objects import PodTemplate
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an integer array by a sort (cheaper than numpy's hashing for the small arrays here)."""
+    if values.shape[0] < 2:
+        return values.copy()
+    ordered = np.sort(values)
+    keep = np.empty(ordered.shape[0], dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def merge_ids(parts: list[np.ndarray]) -> np.ndarray:
     """The distinct ids of sorted, duplicate-free id arrays, ascending."""
     if not parts:
         return np.zeros(0, dtype=np.int64)
     if len(parts) == 1:
         return parts[0]
-    return np.unique(np.concatenate(parts))
+    return distinct(np.concatenate(parts))
 
 
 def _rank_take(ids: np.ndarray, pos: np.ndarray, keys: list[np.ndarray], quota: np.ndarray) -> np.ndarray:
@@ -88,7 +99,7 @@ class WorkloadMixin:
         self.n_live += int(ids.shape[0])
         groups = p.group[ids]
         np.add.at(self.g_live, groups, 1)
-        self._shortfall(np.unique(groups).astype(np.int64))
+        self._shortfall(distinct(groups).astype(np.int64))
         self.new_live.append(ids)
 
     def _left_live(self, ids: np.ndarray) -> None:
@@ -99,7 +110,7 @@ class WorkloadMixin:
         self.n_stale -= int(np.count_nonzero(p.stale[ids]))
         groups = p.group[ids]
         np.subtract.at(self.g_live, groups, 1)
-        self._shortfall(np.unique(groups).astype(np.int64))
+        self._shortfall(distinct(groups).astype(np.int64))
 
     def _add_groups(self, templates: list[PodTemplate]) -> None:
         """Create many new groups at once, unpinned (a generated steady state): as ``_upsert_group`` each would."""
@@ -313,7 +324,7 @@ class WorkloadMixin:
         self.to_alloc = [waiting]
         if waiting.shape[0] == 0:
             return False
-        on = np.unique(p.node[waiting])
+        on = distinct(p.node[waiting])
         ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
         waiting = waiting[ready[np.searchsorted(on, p.node[waiting])]]
         if waiting.shape[0] == 0:
@@ -400,13 +411,13 @@ class WorkloadMixin:
         self.ready_times.discard(t)
         p = self.pods
         due = [ids for when in [w for w in self.starting if w <= self.now] for ids in self.starting.pop(when)]
-        ready = np.unique(np.concatenate(due)) if due else np.zeros(0, dtype=np.int64)
+        ready = distinct(np.concatenate(due)) if due else np.zeros(0, dtype=np.int64)
         ready = ready[(p.state[ready] == STARTING) & (p.ready_at[ready] <= self.now)]  # as a scan would find them
         if ready.shape[0] == 0:
             return
         self._went_live(ready)
         self.last_change = self.now
-        for gid in np.unique(p.group[ready]).tolist():
+        for gid in distinct(p.group[ready]).tolist():
             if not self.groups[gid].bare:
                 self.dirty_groups.add(gid)
 
@@ -442,7 +453,7 @@ class WorkloadMixin:
             self._hold(addressed, -1)
             if addressed.shape[0]:
                 nodes = p.node[addressed]
-                for n in np.unique(nodes).tolist():
+                for n in distinct(nodes).tolist():
                     node = self.nodes[n]
                     mine = addressed[nodes == n]
                     for r in node.agent.ranges:
@@ -459,7 +470,7 @@ class WorkloadMixin:
         self.need_place = True
         self.need_alloc = True
         if replace:
-            for gid in np.unique(p.group[ids]).tolist():
+            for gid in distinct(p.group[ids]).tolist():
                 if self.groups[gid].bare:
                     self.groups[gid].replicas = 0
                     self._sync_group(gid)

@@ -38,7 +38,7 @@ from ipam_core.cidrset import CIDRSet
 from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration._agents import AgentMixin
-from ipam_core.migration._workload import WorkloadMixin, merge_ids
+from ipam_core.migration._workload import WorkloadMixin, distinct, merge_ids
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_WAITING, GONE, LIVE, PENDING, STARTING, STATE_NAMES,
                                          CidrCover, PodTable, cidr_bounds, ip_text)
 from ipam_core.migration.helm import changed_values, resolve, upgrade_problems, upgrade_values
@@ -379,7 +379,10 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if rows.shape[0] == 0:
             return
         width = self.hist_held.shape[1]
-        cells, counts = np.unique(nodes[rows] * width + slots, return_counts=True)
+        flat_cells = np.sort(nodes[rows] * width + slots)
+        starts = np.flatnonzero(np.concatenate(([True], flat_cells[1:] != flat_cells[:-1])))
+        cells = flat_cells[starts]
+        counts = np.diff(np.append(starts, flat_cells.shape[0]))
         flat = self.hist_held.reshape(-1)
         before = flat[cells].copy()
         flat[cells] = before + sign * counts
@@ -792,11 +795,11 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if ids.shape[0] == 0:
             return
         nodes_of = p.node[ids]
-        on = np.unique(nodes_of)
+        on = distinct(nodes_of)
         node_ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
         ready = node_ready[np.searchsorted(on, nodes_of)]
         outside = np.ones(ids.shape[0], dtype=bool)
-        for n in np.unique(nodes_of).tolist():
+        for n in distinct(nodes_of).tolist():
             mine = nodes_of == n
             for r in self.nodes[n].agent.ranges:
                 outside[mine] &= ~r.contains(p.addr[ids[mine]])
