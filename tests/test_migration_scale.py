@@ -29,7 +29,7 @@ from ipam_core.migration import _agents, plan as plan_module
 from ipam_core.migration import actions as A
 from ipam_core.migration import plan_migration, run_migration
 from ipam_core.migration._place import place_pods, tree_size
-from ipam_core.migration.cluster import GONE, LIVE, CidrCover
+from ipam_core.migration.cluster import GONE, LIVE, CidrCover, PodTable
 from ipam_core.migration.engine import MigrationEngine, _helm_values
 from ipam_core.migration.helm import resolve, upgrade_values
 from ipam_core.migration.steps import parse_steps
@@ -268,3 +268,19 @@ def test_plan_5000_pools_fit_every_node():
     target = resolve(upgrade_values(_helm_values(scenario), upgrade.assignments, upgrade.values, upgrade.reuse_values))
     assert target.mode == "cluster-pool"
     assert sum(2 ** (target.cluster_pool_mask - ipaddress.ip_network(c).prefixlen) for c in target.cluster_pool) >= 5000
+
+
+def test_indexes_survive_compaction(monkeypatch):
+    """A plan large enough that gone pods are compacted away (pod ids change): the lists and work lists follow."""
+    compactions = []
+    original = PodTable.compact
+
+    def counted(self):
+        compactions.append(self.n)
+        original(self)
+
+    monkeypatch.setattr(PodTable, "compact", counted)
+    monkeypatch.setattr(plan_module, "MigrationEngine", CheckedEngine)
+    plan = plan_migration(load_scenario(ROOT / "scenarios" / "seed-lab.yaml"), nodes=140, pods_per_node=30, batch=70)
+    assert compactions
+    assert plan.pods == 140 * 30 + 2 and all(row.nodes_waiting_at_end == 0 for row in plan.rows)
