@@ -193,7 +193,7 @@ def test_migrate_publishes_its_files_with_a_manifest(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 @pytest.mark.parametrize("kwargs, match", [
     ({"nodes": 0}, r"--nodes 0: expected an integer from 1 to 5,000"),
-    ({"nodes": 10_000_000}, r"--nodes 10000000: expected an integer from 1 to 5,000 \(planner time"),
+    ({"nodes": 10_000_000}, r"--nodes 10000000: expected an integer from 1 to 5,000 \(Kubernetes' 5,000-node"),
     ({"pods_per_node": 111}, r"--pods-per-node 111: expected an integer from 1 to 110 \(.*maxPods"),
     ({"batch": 0}, r"--batch 0: expected an integer from 1 to 5,000"),
     ({"seed": -1}, r"--seed -1: expected an integer from 0 to"),

@@ -21,16 +21,19 @@ Agent model (cilium ``pkg/ipam/ipam.go``, ``hostscope.go``, ``multipool_manager.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from ipam_core.addr import overlaps
+from ipam_core.addr import as_network
+from ipam_core.engine.core import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
-from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator
-from ipam_core.migration._workload import _needed_ip_ceil
+from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator, overlaps
 from ipam_core.podiprange import PodIPRange
+
+_network = functools.lru_cache(maxsize=65536)(as_network)  # agents re-create ranges of the same CIDRs
 
 
 class AgentMixin:
@@ -95,7 +98,7 @@ class AgentMixin:
     def _new_range(self, node, pool: str, cidr: str) -> Range:
         node.ranges_made += 1
         rng = np.random.default_rng([self.seed, 23, node.id, node.agent.token, node.ranges_made])
-        alloc = PodIPRange(cidr, "random", seed=rng)
+        alloc = PodIPRange(_network(cidr), "random", seed=rng)
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 
@@ -130,12 +133,15 @@ class AgentMixin:
         a = node.agent
         if a.routed == cidrs and all(c in node.history for c in cidrs):
             return
+        self._routes_changed(node.id, a.routed, cidrs)
         a.routed = list(cidrs)
-        for c in cidrs:
-            if c not in node.history:
-                node.history.append(c)
+        added = [c for c in dict.fromkeys(cidrs) if c not in node.history]
+        node.history.extend(added)
         self._write_row("route", node.id, a.routed)
-        self._write_row("hist", node.id, node.history)
+        if added:
+            self._write_row("hist", node.id, node.history)
+        for c in added:
+            self._history_added(node.id, node.history.index(c), c)
         self.mask_nodes.add(node.id)
         self.held_changed = True
 
@@ -196,7 +202,7 @@ class AgentMixin:
             in_use = sum(r.alloc.used for r in mine)
             if pool == default and not a.reserved:
                 in_use += 2 if a.cfg.health_ip else 1  # router (and health) still to come
-            needed = _needed_ip_ceil(in_use + pending_by_pool.get(pool, 0), a.cfg.pre_allocation.get(pool, 0))
+            needed = int(needed_ip_ceil(in_use + pending_by_pool.get(pool, 0), a.cfg.pre_allocation.get(pool, 0)))
             # release unused CIDRs, last first, while the free buffer stays covered ([main])
             free = sum(r.alloc.free for r in mine)
             threshold = max(needed - in_use, 0)
@@ -251,7 +257,7 @@ class AgentMixin:
         self.need_alloc = True
         if not node.ever_ready:
             node.ever_ready = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
             self.need_place = True
 
     # ---------------------------------------------------------------- the agent DaemonSet rollout
@@ -407,6 +413,7 @@ class AgentMixin:
         node.exists = False
         self.node_exists[node.id] = False
         self.node_open[node.id] = False
+        self.tree_dirty.add(node.id)
         self._remove_pods(pods)
         if self.kcm is not None and node.kcm_cidr:
             self.kcm.release(node.kcm_cidr)

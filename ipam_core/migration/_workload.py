@@ -16,16 +16,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.migration._place import place_pods
+from ipam_core.migration._place import place_pods, tree_size
 from ipam_core.migration.cluster import AGENT_READY, GONE, LIVE, PENDING, STARTING, Group
 from ipam_core.migration.objects import PodTemplate
 
 
-def _needed_ip_ceil(n: int, pre: int) -> int:
-    """cilium ``pkg/ipam/multipool_manager.go`` ``neededIPCeil``: demand rounded up with a free buffer."""
-    if pre == 0:
-        return n
-    return (n // pre + 1) * pre if n % pre == 0 else (n // pre + 2) * pre
+def distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an integer array by a sort (cheaper than numpy's hashing for the small arrays here)."""
+    if values.shape[0] < 2:
+        return values.copy()
+    ordered = np.sort(values)
+    keep = np.empty(ordered.shape[0], dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def merge_ids(parts: list[np.ndarray]) -> np.ndarray:
+    """The distinct ids of sorted, duplicate-free id arrays, ascending."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    return distinct(np.concatenate(parts))
 
 
 def _rank_take(ids: np.ndarray, pos: np.ndarray, keys: list[np.ndarray], quota: np.ndarray) -> np.ndarray:
@@ -47,17 +60,14 @@ class WorkloadMixin:
         g = len(self.groups)
         if g > self.g_rep.shape[0]:
             cap = max(g, 2 * self.g_rep.shape[0])
-            for name in ("g_rep", "g_surge", "g_unav", "g_gen", "g_pin"):
+            for name in ("g_rep", "g_surge", "g_unav", "g_gen", "g_pin", "g_live", "g_short"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
-            grown = np.zeros((cap, self.group_node.shape[1]), dtype=np.int32)
-            grown[: self.group_node.shape[0]] = self.group_node
-            self.group_node = grown
+        self.pods.reserve_heads(len(self.nodes), g)
 
     def _sync_group(self, gid: int) -> None:
-        self._flags.clear()
         self.counts_changed = True
         grp = self.groups[gid]
         self.g_rep[gid] = 0 if grp.deleted else grp.replicas
@@ -65,11 +75,76 @@ class WorkloadMixin:
         self.g_unav[gid] = grp.unavailable()
         self.g_gen[gid] = grp.gen
         self.g_pin[gid] = grp.pin
+        self._shortfall(np.array([gid], dtype=np.int64))
         self.dirty_groups.add(gid)
+
+    def _shortfall(self, gids: np.ndarray) -> None:
+        """Refresh the unavailable-pod count of groups whose replicas or running pods changed."""
+        if gids.shape[0] == 1:  # the common case, without numpy's per-call cost
+            g = int(gids[0])
+            short = max(int(self.g_rep[g]) - int(self.g_live[g]), 0)
+            self.n_unavail += short - int(self.g_short[g])
+            self.g_short[g] = short
+            return
+        short = np.clip(self.g_rep[gids] - self.g_live[gids], 0, None)
+        self.n_unavail += int(short.sum() - self.g_short[gids].sum())
+        self.g_short[gids] = short
+
+    def _went_live(self, ids: np.ndarray) -> None:
+        """Pods that just started running: counted now, their flags computed by the next mask update."""
+        p = self.pods
+        p.state[ids] = LIVE
+        p.dis[ids] = False
+        p.stale[ids] = False
+        self.n_live += int(ids.shape[0])
+        groups = p.group[ids]
+        np.add.at(self.g_live, groups, 1)
+        self._shortfall(distinct(groups).astype(np.int64))
+        self.new_live.append(ids)
+
+    def _left_live(self, ids: np.ndarray) -> None:
+        """Running pods that are leaving: take them out of the counts."""
+        p = self.pods
+        self.n_live -= int(ids.shape[0])
+        self.n_dis -= int(np.count_nonzero(p.dis[ids]))
+        self.n_stale -= int(np.count_nonzero(p.stale[ids]))
+        groups = p.group[ids]
+        np.subtract.at(self.g_live, groups, 1)
+        self._shortfall(distinct(groups).astype(np.int64))
+
+    def _add_groups(self, templates: list[PodTemplate]) -> None:
+        """Create many new groups at once, unpinned (a generated steady state): as ``_upsert_group`` each would."""
+        self._flags.clear()
+        first = len(self.groups)
+        gids = range(first, first + len(templates))
+        new = [Group(t, t.replicas if t.kind == "Deployment" else 1, -1, hash_key=f"{self.seed}/{gid}")
+               for gid, t in zip(gids, templates)]
+        self.groups.extend(new)
+        self.group_ids.update((t.key, gid) for gid, t in zip(gids, templates))
+        if len(self.group_ids) != len(self.groups):
+            raise ValueError("_add_groups: a template's group already exists")
+        self._group_arrays_grow()
+        self._anti_dirty = True
+        self.counts_changed = True
+        rolling = {}  # (maxSurge, maxUnavailable) per distinct spec, as Group.surge/unavailable give them
+        for grp in new:
+            spec = (grp.template.max_surge, grp.template.max_unavailable, grp.replicas, grp.bare)
+            if spec not in rolling:
+                rolling[spec] = (grp.surge(), grp.unavailable())
+        ids = np.arange(first, len(self.groups), dtype=np.int64)
+        self.g_rep[ids] = [0 if grp.deleted else grp.replicas for grp in new]
+        surge_unav = np.array([rolling[(g.template.max_surge, g.template.max_unavailable, g.replicas, g.bare)]
+                               for g in new], dtype=np.int64).reshape(-1, 2)
+        self.g_surge[ids], self.g_unav[ids] = surge_unav[:, 0], surge_unav[:, 1]
+        self.g_gen[ids] = 0
+        self.g_pin[ids] = -1
+        self._shortfall(ids)
+        self.dirty_groups.update(ids.tolist())
 
     def _upsert_group(self, template: PodTemplate, pin: int) -> tuple[int, str]:
         """Create or update the group of ``template``; returns (group id, what happened)."""
         key = template.key
+        self._flags.clear()  # the group's kind and labels may change
         gid = self.group_ids.get(key)
         if gid is None:
             gid = len(self.groups)
@@ -116,8 +191,7 @@ class WorkloadMixin:
         return flags
 
     def _alive_of_group(self, gid: int) -> int:
-        p = self.pods
-        return int(np.count_nonzero((p.group == gid) & (p.state > GONE)))
+        return int(self.pods.of_groups([gid]).shape[0])
 
     def _anti_csr(self) -> tuple[np.ndarray, np.ndarray]:
         """Required anti-affinity as CSR lists of groups, both directions (kube-scheduler InterPodAffinity)."""
@@ -154,8 +228,7 @@ class WorkloadMixin:
         dirty = np.array(sorted(self.dirty_groups), dtype=np.int64)
         self.dirty_groups.clear()
         p = self.pods
-        alive = np.flatnonzero(p.state > GONE)
-        sel = alive[np.isin(p.group[alive], dirty)]
+        sel = p.of_groups(dirty)
         gpos = np.searchsorted(dirty, p.group[sel])
         is_new = p.gen[sel] == self.g_gen[p.group[sel]]
         live = p.state[sel] == LIVE
@@ -199,6 +272,7 @@ class WorkloadMixin:
         gens = self.g_gen[groups].astype(np.int32)
         tags = self.name_rng.integers(0, 27 ** 5, size=groups.shape[0], dtype=np.int64)
         ids = self.pods.add(groups, gens, self.now, tags)
+        self.to_place.append(ids)
         if self.now >= self.migration_start:
             self.pod_starts += int(ids.shape[0])
         self.need_place = True
@@ -211,7 +285,9 @@ class WorkloadMixin:
             return False
         self.need_place = False
         p = self.pods
-        todo = np.flatnonzero((p.state == PENDING) & (p.node < 0))
+        todo = merge_ids(self.to_place)
+        todo = todo[(p.state[todo] == PENDING) & (p.node[todo] < 0)]  # as a scan of every pod would find them
+        self.to_place = [todo]
         if todo.shape[0] == 0:
             return False
         groups = p.group[todo]
@@ -219,12 +295,20 @@ class WorkloadMixin:
         ptr, idx = self._anti_csr()
         n = len(self.nodes)
         out = np.empty(todo.shape[0], dtype=np.int32)
-        placed = place_pods(groups.astype(np.int32), pins, self.node_exists[:n], self.node_open[:n],
-                            self.node_room[:n], self.node_pods[:n], self.group_node[:, :n], ptr, idx, out)
+        c = p.cols
+        rebuild = self.tree_nodes != n
+        if rebuild:
+            self.tree = np.empty(tree_size(n), dtype=np.int64)
+            self.tree_nodes = n
+        dirty = np.array(sorted(self.tree_dirty), dtype=np.int64)
+        self.tree_dirty.clear()
+        placed = place_pods(self.tree, rebuild, dirty, todo, groups.astype(np.int32), pins, self.node_exists[:n],
+                            self.node_open[:n], self.node_room[:n], self.node_pods[:n], c["node"], p.node_head,
+                            c["nnext"], c["nprev"], p.group_head, c["gnext"], ptr, idx, out)
         if placed == 0:
             return False
-        hit = out >= 0
-        p.node[todo[hit]] = out[hit]
+        self.to_place = [todo[out < 0]]
+        self.to_alloc.append(todo[out >= 0])
         self.need_alloc = True
         return True
 
@@ -235,11 +319,14 @@ class WorkloadMixin:
             return False
         self.need_alloc = False
         p = self.pods
-        waiting = np.flatnonzero((p.state == PENDING) & (p.node >= 0))
+        waiting = merge_ids(self.to_alloc)
+        waiting = waiting[(p.state[waiting] == PENDING) & (p.node[waiting] >= 0)]
+        self.to_alloc = [waiting]
         if waiting.shape[0] == 0:
             return False
-        ready = np.array([n.agent.state == AGENT_READY for n in self.nodes], dtype=bool)
-        waiting = waiting[ready[p.node[waiting]]]
+        on = distinct(p.node[waiting])
+        ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
+        waiting = waiting[ready[np.searchsorted(on, p.node[waiting])]]
         if waiting.shape[0] == 0:
             return False
         nodes = p.node[waiting]
@@ -261,10 +348,12 @@ class WorkloadMixin:
                 got_any = True
         if got_any:
             ids = np.concatenate(new_ids)
+            self._hold(ids, +1)
             p.state[ids] = STARTING
             p.managed[ids] = True
             ready = self.now + self.timing.pod_restart_s
             p.ready_at[ids] = ready
+            self.starting.setdefault(ready, []).append(ids)
             self._schedule_ready(ready)
             self.held_changed = True
             self._check_conflicts_after_alloc()
@@ -321,13 +410,14 @@ class WorkloadMixin:
     def _pods_ready(self, t: float) -> None:
         self.ready_times.discard(t)
         p = self.pods
-        ready = np.flatnonzero((p.state == STARTING) & (p.ready_at <= self.now))
+        due = [ids for when in [w for w in self.starting if w <= self.now] for ids in self.starting.pop(when)]
+        ready = distinct(np.concatenate(due)) if due else np.zeros(0, dtype=np.int64)
+        ready = ready[(p.state[ready] == STARTING) & (p.ready_at[ready] <= self.now)]  # as a scan would find them
         if ready.shape[0] == 0:
             return
-        p.state[ready] = LIVE
+        self._went_live(ready)
         self.last_change = self.now
-        self.new_live.append(ready)
-        for gid in np.unique(p.group[ready]).tolist():
+        for gid in distinct(p.group[ready]).tolist():
             if not self.groups[gid].bare:
                 self.dirty_groups.add(gid)
 
@@ -343,6 +433,9 @@ class WorkloadMixin:
             return
         p = self.pods
         ids = ids[p.state[ids] > GONE]
+        if ids.shape[0] > 1 and not (ids[1:] > ids[:-1]).all():  # each pod leaves once (its list links and counts)
+            _, first = np.unique(ids, return_index=True)
+            ids = ids[np.sort(first)]
         if ids.shape[0] == 0:
             return
         # close the disruption interval of pods that leave while disrupted
@@ -350,14 +443,17 @@ class WorkloadMixin:
         if open_.any():
             p.dis_acc[ids[open_]] += self.now - p.dis_since[ids[open_]]
             p.dis_since[ids[open_]] = np.nan
+        self._left_live(ids[p.state[ids] == LIVE])
+        p.unlink(ids)
         placed = ids[p.node[ids] >= 0]
         if placed.shape[0]:
             np.subtract.at(self.node_pods, p.node[placed], 1)
-            np.subtract.at(self.group_node, (p.group[placed], p.node[placed]), 1)
+            self.tree_dirty.update(p.node[placed].tolist())
             addressed = placed[p.addr[placed] >= 0]
+            self._hold(addressed, -1)
             if addressed.shape[0]:
                 nodes = p.node[addressed]
-                for n in np.unique(nodes).tolist():
+                for n in distinct(nodes).tolist():
                     node = self.nodes[n]
                     mine = addressed[nodes == n]
                     for r in node.agent.ranges:
@@ -374,7 +470,7 @@ class WorkloadMixin:
         self.need_place = True
         self.need_alloc = True
         if replace:
-            for gid in np.unique(p.group[ids]).tolist():
+            for gid in distinct(p.group[ids]).tolist():
                 if self.groups[gid].bare:
                     self.groups[gid].replicas = 0
                     self._sync_group(gid)
@@ -389,11 +485,9 @@ class WorkloadMixin:
         return flag[self.pods.node]
 
     def _pods_on(self, node_ids: list[int], *, addressed_only: bool = False) -> np.ndarray:
-        p = self.pods
-        mask = self._node_mask(node_ids) & (p.state > GONE)
-        if addressed_only:
-            mask &= p.addr >= 0
-        return np.flatnonzero(mask)
+        """Pods on ``node_ids`` that are not gone (with an address only, if asked), ascending."""
+        ids = self.pods.on_nodes(node_ids)
+        return ids[self.pods.addr[ids] >= 0] if addressed_only else ids
 
 
 __all__ = ["WorkloadMixin"]

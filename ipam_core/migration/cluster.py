@@ -11,6 +11,7 @@ IPv4 only: an address is an ``int64`` (``-1`` for none).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import ipaddress
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ipam_core.migration._place import collect, link_many, rebuild, unlink_many
 from ipam_core.migration.objects import PodTemplate, scaled
 from ipam_core.podiprange import PodIPRange, range_size
 
@@ -44,6 +46,15 @@ def cidr_bounds(cidr: str) -> tuple[int, int]:
     -------
     (int, int)
     """
+    address, _, prefix = cidr.partition("/")
+    octets = address.split(".")
+    if len(octets) == 4 and prefix.isdigit() and all(o.isdigit() and len(o) <= 3 for o in octets):
+        value = 0
+        for o in octets:
+            value = value * 256 + int(o)
+        bits = 32 - int(prefix)
+        if max(int(o) for o in octets) <= 255 and 0 <= bits <= 32 and value & ((1 << bits) - 1) == 0:
+            return value, value + (1 << bits) - 1  # the common case, without ipaddress's object overhead
     net = ipaddress.IPv4Network(cidr)
     return int(net.network_address), int(net.broadcast_address)
 
@@ -92,6 +103,87 @@ def name_suffix(tag: int, length: int = 5) -> str:
     return "".join(out)
 
 
+# ---------------------------------------------------------------- address space in use
+class CidrCover:
+    """How many addresses a changing multiset of CIDRs covers, kept up to date as CIDRs come and go.
+
+    Two CIDRs are always nested or disjoint, so the union is the sum of the sizes of the
+    CIDRs no other present CIDR contains (the "tops"). Adding or removing a CIDR touches only
+    the tops inside it, so the count costs O(log k) per change instead of a sort of every
+    interval on every change.
+    """
+
+    def __init__(self):
+        self.refs: dict[tuple[int, int], int] = {}
+        self.keys: list[tuple[int, int]] = []     # distinct present CIDRs by (lo, -hi): containers first
+        self.top_lo: list[int] = []                # the tops, disjoint, by first address
+        self.top_hi: dict[int, int] = {}
+        self.size = 0
+
+    def _top_containing(self, lo: int, hi: int) -> int | None:
+        i = bisect.bisect_right(self.top_lo, lo) - 1
+        if i >= 0 and self.top_hi[self.top_lo[i]] >= hi:
+            return self.top_lo[i]
+        return None
+
+    def add(self, lo: int, hi: int) -> None:
+        """Count one more holder of the CIDR ``[lo, hi]``."""
+        key = (lo, hi)
+        count = self.refs.get(key, 0)
+        self.refs[key] = count + 1
+        if count:
+            return
+        bisect.insort(self.keys, (lo, -hi))
+        if self._top_containing(lo, hi) is not None:
+            return
+        a = bisect.bisect_left(self.top_lo, lo)
+        b = bisect.bisect_right(self.top_lo, hi)
+        for t in self.top_lo[a:b]:  # tops inside the new CIDR stop being tops
+            self.size -= self.top_hi.pop(t) - t + 1
+        self.top_lo[a:b] = [lo]
+        self.top_hi[lo] = hi
+        self.size += hi - lo + 1
+
+    def remove(self, lo: int, hi: int) -> None:
+        """Count one holder fewer of the CIDR ``[lo, hi]`` (it must be held)."""
+        key = (lo, hi)
+        count = self.refs[key] - 1
+        if count:
+            self.refs[key] = count
+            return
+        del self.refs[key]
+        del self.keys[bisect.bisect_left(self.keys, (lo, -hi))]
+        if self.top_hi.get(lo) != hi:
+            return  # inside another CIDR still present
+        del self.top_hi[lo]
+        i = bisect.bisect_left(self.top_lo, lo)
+        del self.top_lo[i]
+        self.size -= hi - lo + 1
+        # the present CIDRs inside it that no other contains become tops
+        a = bisect.bisect_left(self.keys, (lo, -hi))
+        b = bisect.bisect_right(self.keys, (hi, 1))
+        reach = lo - 1
+        fresh = []
+        for klo, neg_hi in self.keys[a:b]:
+            if klo > reach:
+                fresh.append(klo)
+                self.top_hi[klo] = -neg_hi
+                self.size += -neg_hi - klo + 1
+                reach = -neg_hi
+        self.top_lo[i:i] = fresh
+
+    def overlapping(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Present CIDRs that contain, equal or lie inside ``[lo, hi]``."""
+        out = [(klo, -neg_hi) for klo, neg_hi in self.keys[bisect.bisect_left(self.keys, (lo, -hi)):
+                                                             bisect.bisect_right(self.keys, (hi, 1))]]
+        top = self._top_containing(lo, hi)
+        if top is not None:  # containers: walk down from the top that holds it
+            a = bisect.bisect_left(self.keys, (top, -self.top_hi[top]))
+            b = bisect.bisect_left(self.keys, (lo, -hi))
+            out += [(klo, -neg_hi) for klo, neg_hi in self.keys[a:b] if -neg_hi >= hi]
+        return out
+
+
 # ---------------------------------------------------------------- pods
 class PodTable:
     """Pods as parallel arrays; a pod id is its row until :meth:`compact`.
@@ -103,6 +195,11 @@ class PodTable:
     pool index, -1 none), ``dis_since`` (float64: disrupted since, NaN when not),
     ``dis_acc`` (float64: disrupted seconds accumulated), ``dis`` / ``stale`` (bool: the
     flags as last computed for running pods).
+
+    Two indexes keep "the pods on these nodes" and "the pods of these groups" proportional to
+    what they hold (see :mod:`ipam_core.migration._place`): per-group lists of the pods not
+    gone (``gnext``/``gprev``, heads in ``group_head``) and per-node lists of the pods placed
+    and not gone (``nnext``/``nprev``, heads in ``node_head``).
     """
 
     COLUMNS = {
@@ -111,12 +208,60 @@ class PodTable:
         "managed": (np.bool_, False), "tag": (np.int64, 0), "pool": (np.int16, -1),
         "dis_since": (np.float64, np.nan), "dis_acc": (np.float64, 0.0),
         "dis": (np.bool_, False), "stale": (np.bool_, False),
+        "nnext": (np.int64, -1), "nprev": (np.int64, -1), "gnext": (np.int64, -1), "gprev": (np.int64, -1),
     }
 
     def __init__(self, capacity: int = 64):
         self.n = 0
         self.cols: dict[str, np.ndarray] = {
             name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in self.COLUMNS.items()}
+        self.node_head = np.full(8, -1, dtype=np.int64)
+        self.group_head = np.full(8, -1, dtype=np.int64)
+
+    def reserve_heads(self, nodes: int, groups: int) -> None:
+        """Make room for list heads of ``nodes`` nodes and ``groups`` groups."""
+        for name, need in (("node_head", nodes), ("group_head", groups)):
+            old = getattr(self, name)
+            if need > old.shape[0]:
+                grown = np.full(max(need, 2 * old.shape[0]), -1, dtype=np.int64)
+                grown[: old.shape[0]] = old
+                setattr(self, name, grown)
+
+    def on_nodes(self, node_ids) -> np.ndarray:
+        """Pods placed on any of ``node_ids`` and not gone, ascending.
+
+        Parameters
+        ----------
+        node_ids : sequence of int
+            Distinct node indexes.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        return collect(self.node_head, self.cols["nnext"], np.asarray(node_ids, dtype=np.int64).reshape(-1))
+
+    def of_groups(self, group_ids) -> np.ndarray:
+        """Pods of any of ``group_ids`` that are not gone, ascending.
+
+        Parameters
+        ----------
+        group_ids : sequence of int
+            Distinct group indexes.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        return collect(self.group_head, self.cols["gnext"], np.asarray(group_ids, dtype=np.int64).reshape(-1))
+
+    def unlink(self, ids: np.ndarray) -> None:
+        """Take pods about to be marked gone off their group's list and, when placed, their node's."""
+        c = self.cols
+        unlink_many(self.group_head, c["gnext"], c["gprev"], c["group"][ids].astype(np.int64), ids)
+        placed = ids[c["node"][ids] >= 0]
+        if placed.shape[0]:
+            unlink_many(self.node_head, c["nnext"], c["nprev"], c["node"][placed].astype(np.int64), placed)
 
     def __getattr__(self, name: str) -> np.ndarray:
         cols = self.__dict__.get("cols")
@@ -160,6 +305,7 @@ class PodTable:
         c["tag"][self.n:need] = tags
         c["state"][self.n:need] = PENDING
         self.n = need
+        link_many(self.group_head, c["gnext"], c["gprev"], c["group"][ids].astype(np.int64), ids)
         return ids
 
     def compact(self) -> None:
@@ -168,6 +314,10 @@ class PodTable:
         for name in self.cols:
             self.cols[name][: keep.shape[0]] = self.cols[name][keep]
         self.n = int(keep.shape[0])
+        c = self.cols
+        k = self.n
+        rebuild(self.group_head, c["gnext"][:k], c["gprev"][:k], c["group"][:k], np.ones(k, dtype=np.bool_))
+        rebuild(self.node_head, c["nnext"][:k], c["nprev"][:k], c["node"][:k], c["node"][:k] >= 0)
 
 
 # ---------------------------------------------------------------- groups (Deployments and bare Pods)
@@ -277,6 +427,6 @@ class Node:
         return self.exists and self.ever_ready and not self.cordoned
 
 
-__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CiliumNode", "GONE", "Group", "LIVE",
-           "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
+__all__ = ["AGENT_READY", "AGENT_RESTARTING", "AGENT_WAITING", "Agent", "CidrCover", "CiliumNode", "GONE", "Group",
+           "LIVE", "NAME_ALPHABET", "Node", "PENDING", "PodTable", "Range", "STARTING", "STATE_NAMES", "cidr_bounds",
            "ip_text", "name_suffix", "usable_addresses"]

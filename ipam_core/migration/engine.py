@@ -38,17 +38,14 @@ from ipam_core.cidrset import CIDRSet
 from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration._agents import AgentMixin
-from ipam_core.migration._workload import WorkloadMixin
+from ipam_core.migration._workload import WorkloadMixin, distinct, merge_ids
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_WAITING, GONE, LIVE, PENDING, STARTING, STATE_NAMES,
-                                         PodTable, cidr_bounds, ip_text)
+                                         CidrCover, PodTable, cidr_bounds, ip_text)
 from ipam_core.migration.helm import changed_values, resolve, upgrade_problems, upgrade_values
 from ipam_core.migration.objects import PodTemplate, PoolObject, SkippedObject
 from ipam_core.migration.observe import render_observation
 from ipam_core.migration.settings import MigrationSettings, read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
-
-_SHIFT = np.int64(1) << np.int64(33)  # keeps every node's intervals apart in one sorted sweep
-
 
 @dataclass(frozen=True)
 class Conflict:
@@ -197,14 +194,19 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.node_open = np.zeros(cap_n, dtype=np.bool_)
         self.node_room = np.zeros(cap_n, dtype=np.int64)
         self.node_pods = np.zeros(cap_n, dtype=np.int64)
-        self.group_node = np.zeros((cap_g, cap_n), dtype=np.int32)
         self.g_rep = np.zeros(cap_g, dtype=np.int64)
         self.g_surge = np.zeros(cap_g, dtype=np.int64)
         self.g_unav = np.zeros(cap_g, dtype=np.int64)
         self.g_gen = np.zeros(cap_g, dtype=np.int32)
         self.g_pin = np.full(cap_g, -1, dtype=np.int32)
+        self.g_live = np.zeros(cap_g, dtype=np.int64)    # running pods per group
+        self.g_short = np.zeros(cap_g, dtype=np.int64)   # max(replicas - running, 0) per group
         self.rows = {kind: [np.ones((cap_n, 1), dtype=np.int64), np.zeros((cap_n, 1), dtype=np.int64)]
                      for kind in ("route", "acc", "hist")}
+        self.hist_held = np.zeros((cap_n, 1), dtype=np.int64)  # pods holding an address in each history CIDR
+        self.cover = CidrCover()  # routed CIDRs and the history CIDRs pods still hold addresses in
+        self.hist_nodes: dict[tuple[int, int], set[int]] = {}
+        self.hist_cover = CidrCover()  # every CIDR any node ever routed
         self._anti_dirty = True
         self._anti = (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self.name_rng = np.random.default_rng([self.seed, 7])
@@ -226,15 +228,20 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.mp_dirty: set[int] = set()
         self.accepted_dirty: set[int] = set()
         self.ready_times: set[float] = set()
+        self.starting: dict[float, list[np.ndarray]] = {}  # pods given an address, by when they become ready
         self.watcher_times: set[float] = set()
         self.need_place = self.need_alloc = False
+        self.tree = np.zeros(0, dtype=np.int64)  # placement tree (see _place.place_pods), rebuilt when nodes join
+        self.tree_nodes = -1
+        self.tree_dirty: set[int] = set()        # nodes whose open flag or pod count changed since the last placement
+        self.to_place: list[np.ndarray] = []  # pods created and not yet placed (may be gone by now)
+        self.to_alloc: list[np.ndarray] = []  # pods placed and waiting for an address (may be gone by now)
         self.mask_all = True            # recompute every running pod's flags
         self.mask_nodes: set[int] = set()   # nodes whose routes / accepted CIDRs changed
         self.new_live: list[np.ndarray] = []  # pods that just started running
         self.held_changed = True        # addresses held or CIDRs routed changed
         self.counts_changed = True      # pods left
-        self._shared_stale = True
-        self._shared = False
+        self._shared = False            # two nodes ever held overlapping CIDRs
         self._same_node_risk = False
         self.gone_rows = 0
 
@@ -285,16 +292,14 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         """A steady state: Deployments of ``replicas`` pods, ``pods_per_node`` per node, all running at t=0."""
         total = len(self.nodes) * pods_per_node
         n_dep = -(-total // replicas)
-        for i in range(n_dep):
-            count = min(replicas, total - i * replicas)
-            self._upsert_group(PodTemplate("Deployment", "default", f"app-{i:04d}", {"app": f"app-{i:04d}"},
-                                           replicas=count), -1)
-        self._upsert_group(PodTemplate("Deployment", "kube-system", "coredns", {"k8s-app": "kube-dns"}, replicas=2),
-                           -1)
+        templates = [PodTemplate("Deployment", "default", f"app-{i:04d}", {"app": f"app-{i:04d}"},
+                                 replicas=min(replicas, total - i * replicas)) for i in range(n_dep)]
+        templates.append(PodTemplate("Deployment", "kube-system", "coredns", {"k8s-app": "kube-dns"}, replicas=2))
+        self._add_groups(templates)
         self._settle()
         p = self.pods
         starting = np.flatnonzero(p.state == STARTING)
-        p.state[starting] = LIVE
+        self._went_live(starting)
         p.ready_at[starting] = 0.0
         self.mask_all = True
         self._update_masks()
@@ -310,14 +315,15 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             grown = np.zeros(new, dtype=old.dtype)
             grown[:cap] = old
             setattr(self, name, grown)
-        gn = np.zeros((self.group_node.shape[0], new), dtype=np.int32)
-        gn[:, :cap] = self.group_node
-        self.group_node = gn
+        self.pods.reserve_heads(new, len(self.groups))
         for kind, (lo, hi) in self.rows.items():
             lo2 = np.ones((new, lo.shape[1]), dtype=np.int64)
             hi2 = np.zeros((new, hi.shape[1]), dtype=np.int64)
             lo2[:cap], hi2[:cap] = lo, hi
             self.rows[kind] = [lo2, hi2]
+        held = np.zeros((new, self.hist_held.shape[1]), dtype=np.int64)
+        held[:cap] = self.hist_held
+        self.hist_held = held
 
     def _write_row(self, kind: str, nid: int, cidrs: list[str]) -> None:
         lo, hi = self.rows[kind]
@@ -328,11 +334,70 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
             lo2[:, : lo.shape[1]], hi2[:, : hi.shape[1]] = lo, hi
             self.rows[kind] = [lo2, hi2]
             lo, hi = lo2, hi2
+            if kind == "hist":
+                held = np.zeros((hi.shape[0], width), dtype=np.int64)
+                held[:, : self.hist_held.shape[1]] = self.hist_held
+                self.hist_held = held
         lo[nid, :], hi[nid, :] = 1, 0
         for k, cidr in enumerate(cidrs):
             lo[nid, k], hi[nid, k] = cidr_bounds(cidr)
-        if kind == "hist":
-            self._shared_stale = True
+
+    # ---------------------------------------------------------------- address space in use
+    def _routes_changed(self, nid: int, old: list[str], new: list[str]) -> None:
+        """Keep the cover of routed CIDRs in step with a node's routes."""
+        for cidr in old:
+            self.cover.remove(*cidr_bounds(cidr))
+        for cidr in new:
+            self.cover.add(*cidr_bounds(cidr))
+
+    def _history_added(self, nid: int, slot: int, cidr: str) -> None:
+        """A node routes a CIDR for the first time: count the pods already holding addresses in it."""
+        lo, hi = cidr_bounds(cidr)
+        self.hist_held[nid, slot] = 0
+        if not self._shared:  # another node ever held an overlapping CIDR: pods may share an address
+            self._shared = any(self.hist_nodes[key] - {nid} for key in self.hist_cover.overlapping(lo, hi))
+        self.hist_cover.add(lo, hi)
+        self.hist_nodes.setdefault((lo, hi), set()).add(nid)
+        if self.node_pods[nid] == 0:  # a drained or new node: no pod holds an address in it
+            return
+        ids = self.pods.on_nodes([nid])
+        addr = self.pods.addr[ids]
+        count = int(np.count_nonzero((addr >= lo) & (addr <= hi)))
+        self.hist_held[nid, slot] = count
+        if count:
+            self.cover.add(lo, hi)
+
+    def _hold(self, ids: np.ndarray, sign: int) -> None:
+        """Pods ``ids`` (placed, addressed) take (+1) or give back (-1) their addresses in their nodes' history."""
+        if ids.shape[0] == 0:
+            return
+        p = self.pods
+        addr, nodes = p.addr[ids], p.node[ids].astype(np.int64)
+        hlo, hhi = self.rows["hist"]
+        inside = (addr[:, None] >= hlo[nodes]) & (addr[:, None] <= hhi[nodes])
+        rows, slots = np.nonzero(inside)
+        if rows.shape[0] == 0:
+            return
+        width = self.hist_held.shape[1]
+        flat_cells = np.sort(nodes[rows] * width + slots)
+        starts = np.flatnonzero(np.concatenate(([True], flat_cells[1:] != flat_cells[:-1])))
+        cells = flat_cells[starts]
+        counts = np.diff(np.append(starts, flat_cells.shape[0]))
+        flat = self.hist_held.reshape(-1)
+        before = flat[cells].copy()
+        flat[cells] = before + sign * counts
+        for cell in cells[(before == 0) | (flat[cells] == 0)].tolist():
+            nid, slot = divmod(cell, width)
+            bounds = (int(hlo[nid, slot]), int(hhi[nid, slot]))
+            if flat[cell]:
+                self.cover.add(*bounds)
+            else:
+                self.cover.remove(*bounds)
+
+    def _set_open(self, node) -> None:
+        """The scheduler's view of a node: open when Ready and not cordoned."""
+        self.node_open[node.id] = node.schedulable
+        self.tree_dirty.add(node.id)
 
     # ---------------------------------------------------------------- events
     def _push(self, t: float, prio: int, fn, *args) -> None:
@@ -398,6 +463,12 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if self.gone_rows > max(4096, self.pods.n // 2):
             self.pods.compact()
             self.gone_rows = 0
+            p = self.pods  # pod ids changed: find the work lists' pods again
+            self.to_place = [np.flatnonzero((p.state == PENDING) & (p.node < 0))]
+            self.to_alloc = [np.flatnonzero((p.state == PENDING) & (p.node >= 0))]
+            starting = np.flatnonzero(p.state == STARTING)
+            self.starting = {float(t): [starting[p.ready_at[starting] == t]]
+                             for t in np.unique(p.ready_at[starting]).tolist()}
 
     def _refresh_accepted(self) -> None:
         if not self.accepted_dirty or self.operator is None:
@@ -422,15 +493,19 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         else:
             parts = list(self.new_live)
             if self.mask_nodes:
-                parts.append(np.flatnonzero(self._node_mask(sorted(self.mask_nodes)) & (p.state == LIVE)))
-            ids = np.unique(np.concatenate(parts)) if parts else None
+                on = p.on_nodes(sorted(self.mask_nodes))
+                parts.append(on[p.state[on] == LIVE])
+            ids = merge_ids(parts) if parts else None
         if ids is None and not self.counts_changed and not self.held_changed:
             return
         if ids is not None and ids.shape[0]:
             ids = ids[p.state[ids] == LIVE]
             addr, nodes = p.addr[ids], p.node[ids]
             dis = ~self._in_rows("route", addr, nodes)
-            p.stale[ids] = ~self._in_rows("acc", addr, nodes)
+            stale = ~self._in_rows("acc", addr, nodes)
+            self.n_dis += int(np.count_nonzero(dis)) - int(np.count_nonzero(p.dis[ids]))
+            self.n_stale += int(np.count_nonzero(stale)) - int(np.count_nonzero(p.stale[ids]))
+            p.stale[ids] = stale
             was = ~np.isnan(p.dis_since[ids])
             start, stop = ids[dis & ~was], ids[~dis & was]
             p.dis_since[start] = self.now
@@ -441,17 +516,9 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.mask_nodes.clear()
         self.new_live.clear()
         self.counts_changed = False
-        live = p.state == LIVE
-        self.n_live = int(np.count_nonzero(live))
-        self.n_dis = int(np.count_nonzero(live & p.dis))
-        self.n_stale = int(np.count_nonzero(live & p.stale))
-        g = len(self.groups)
-        if g:
-            per_group = np.bincount(p.group[live], minlength=g)[:g]
-            self.n_unavail = int(np.clip(self.g_rep[:g] - per_group, 0, None).sum())
         if self.held_changed:
             self.held_changed = False
-            self.addresses_in_use = self._addresses_in_use()
+            self.addresses_in_use = self.cover.size
             self.peak_addresses = max(self.peak_addresses, self.addresses_in_use)
 
     def _flags_of_live(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -460,52 +527,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         live = np.flatnonzero(p.state == LIVE)
         return live, p.dis[live], p.stale[live]
 
-    def _intervals(self, kind: str, used: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = len(self.nodes)
-        lo, hi = self.rows[kind][0][:n], self.rows[kind][1][:n]
-        valid = lo <= hi if used is None else (lo <= hi) & used
-        rows, _ = np.nonzero(valid)
-        return rows.astype(np.int64), lo[valid], hi[valid]
-
-    @staticmethod
-    def _union(lo: np.ndarray, hi: np.ndarray) -> int:
-        if lo.shape[0] == 0:
-            return 0
-        order = np.argsort(lo, kind="stable")
-        lo, hi = lo[order], hi[order]
-        reach = np.concatenate(([lo[0] - 1], np.maximum.accumulate(hi)[:-1]))
-        return int(np.clip(hi - np.maximum(lo, reach + 1) + 1, 0, None).sum())
-
-    def _addresses_in_use(self) -> int:
-        p = self.pods
-        n = len(self.nodes)
-        hlo, hhi = self.rows["hist"]
-        rlo = self.rows["route"][0]
-        # only nodes that once routed a CIDR they no longer route can hold pods outside their routes
-        n_hist = (hlo[:n] <= hhi[:n]).sum(axis=1)
-        n_route = (rlo[:n] <= self.rows["route"][1][:n]).sum(axis=1)
-        old_nodes = np.flatnonzero(n_hist > n_route)
-        used = np.zeros((n, hlo.shape[1]), dtype=bool)
-        held = np.flatnonzero(self._node_mask(old_nodes) & (p.state > GONE) & (p.addr >= 0)) if old_nodes.shape[0] \
-            else np.zeros(0, dtype=np.int64)
-        addr, nodes = p.addr[held], p.node[held]
-        for h in range(hlo.shape[1]):
-            inside = (addr >= hlo[nodes, h]) & (addr <= hhi[nodes, h])
-            used[nodes[inside], h] = True
-        _, rlo, rhi = self._intervals("route")
-        _, ulo, uhi = self._intervals("hist", used)
-        return self._union(np.concatenate((rlo, ulo)), np.concatenate((rhi, uhi)))
-
-    def _shared_space(self) -> bool:
-        """Whether two nodes ever held overlapping CIDRs (only then can two pods share an address)."""
-        if self._shared_stale:
-            rows, lo, hi = self._intervals("hist")
-            self._shared = self._union(lo, hi) < self._union(rows * _SHIFT + lo, rows * _SHIFT + hi)
-            self._shared_stale = False
-        return self._shared
-
     def _check_conflicts_after_alloc(self) -> None:
-        if self._same_node_risk or self._shared_space():
+        if self._same_node_risk or self._shared:
             self._find_conflicts()
 
     def _find_conflicts(self) -> np.ndarray:
@@ -548,7 +571,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self.cur_step = step
         self.step_dis_start = self.dis_total
         self.step_event_start = len(self.result.events)
-        self.timing = self.base_timing.with_overrides(step.timing)
+        self.timing = self.base_timing.with_overrides(step.timing) if step.timing else self.base_timing
         handler = getattr(self, "_do_" + type(step.action).__name__)
         handler(step, step.action)
         if self.record and isinstance(step.action, A.Observe):
@@ -747,7 +770,7 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         p = self.pods
         for node in nodes:
             node.cordoned = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
         on = self._pods_on([n.id for n in nodes])
         bare = self._group_flags("bare")[p.group[on]]
         if bare.any() and not action.force and not action.skip_bare:
@@ -762,13 +785,13 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = True
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
 
     def _do_Uncordon(self, step: Step, action: A.Uncordon) -> None:
         for name in action.nodes:
             node = self._node(step, name)
             node.cordoned = False
-            self.node_open[node.id] = node.schedulable
+            self._set_open(node)
         self.need_place = True
 
     def _do_RestartStalePods(self, step: Step, action: A.RestartStalePods) -> None:
@@ -779,10 +802,11 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         if ids.shape[0] == 0:
             return
         nodes_of = p.node[ids]
-        node_ready = np.array([n.agent.state == AGENT_READY for n in self.nodes], dtype=bool)
-        ready = node_ready[nodes_of]
+        on = distinct(nodes_of)
+        node_ready = np.array([self.nodes[v].agent.state == AGENT_READY for v in on.tolist()], dtype=bool)
+        ready = node_ready[np.searchsorted(on, nodes_of)]
         outside = np.ones(ids.shape[0], dtype=bool)
-        for n in np.unique(nodes_of).tolist():
+        for n in distinct(nodes_of).tolist():
             mine = nodes_of == n
             for r in self.nodes[n].agent.ranges:
                 outside[mine] &= ~r.contains(p.addr[ids[mine]])

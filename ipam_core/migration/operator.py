@@ -21,12 +21,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 
-from ipam_core.addr import overlaps
+from ipam_core.addr import overlaps as _overlaps
 from ipam_core.cidrset import CIDRSet
 from ipam_core.migration.cluster import Node, usable_addresses
 from ipam_core.scenario.model import PoolSpec
+
+overlaps = functools.lru_cache(maxsize=65536)(_overlaps)  # the same few CIDRs, compared per node and restart
 
 Notify = Callable[[Node], None]
 Log = Callable[[str], None]

@@ -46,11 +46,12 @@ MAX_NODE_SAMPLES = 50_000_000
 MAX_RATE = 200_000.0
 MAX_RATE_WHY = "10,000x Kubernetes' 20/s steady-state churn"
 
-#: ``migrate --plan``: the planner's time grows about with the cube of the nodes (30 pods per node, CPU
-#: seconds on the 2-core CI machine: 1,000 nodes 3.7 s, 2,000 nodes 29.8 s), so 5,000 (Kubernetes'
-#: threshold) is ~8 min by extrapolation: a plan that ends. 10,000,000 nodes used to run until killed.
+#: ``migrate --plan``: Kubernetes' 5,000-node threshold. The planner grows about linearly (~2 ms of CPU per
+#: node with 30 pods each; results/bench-migration.md), so 5,000 nodes plan in ~10 s; 10,000,000 nodes used
+#: to run until killed.
 MAX_PLAN_NODES = 5_000
-MAX_PLAN_NODES_WHY = "planner time grows ~ nodes cubed: 1,000 nodes 4 s, 2,000 30 s, 5,000 ~8 min"
+MAX_PLAN_NODES_WHY = ("Kubernetes' 5,000-node scalability threshold; the planner takes ~2 ms per node, about 10 s "
+                      "at 5,000 (results/bench-migration.md)")
 
 
 def check_count(name: str, value: object, lo: int, hi: int, why: str = "") -> int:
