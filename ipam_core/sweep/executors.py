@@ -1,0 +1,136 @@
+"""Where sweep tasks run: local worker processes, or a Dask cluster.
+
+Both take the same :class:`~ipam_core.sweep.tasks.Task` list and yield the same
+small summaries (:func:`~ipam_core.sweep.tasks.run_task`) as tasks finish, in
+whatever order they finish; the caller writes each one at once and sorts at the
+end, so the table does not depend on the executor.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from ipam_core.errors import ConfigError
+from ipam_core.sweep.tasks import Task, run_task, warm_worker
+
+__all__ = ["default_workers", "run_dask", "run_local"]
+
+
+def default_workers() -> int:
+    """Worker processes by default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _context():
+    # fork (where there is one) hands each worker the parent's compiled kernels: no per-worker warm-up
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
+    """Run tasks in ``workers`` local processes (``concurrent.futures``).
+
+    Parameters
+    ----------
+    tasks : list of Task
+    workers : int
+        Worker processes (≥ 1).
+
+    Yields
+    ------
+    dict
+        Each task's summary, as it finishes.
+
+    Notes
+    -----
+    The engine is warmed in this process first; forked workers inherit the compiled
+    kernels, and each worker also runs :func:`~ipam_core.sweep.tasks.warm_worker` as its
+    initializer (a no-op when inherited, a Numba cache load under spawn).
+    """
+    if not tasks:
+        return
+    ctx = _context()
+    if ctx.get_start_method() == "fork":
+        warm_worker()
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=warm_worker) as pool:
+        futures = [pool.submit(run_task, t) for t in tasks]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def run_dask(tasks: list[Task], address: str, workers: int) -> Iterator[dict]:
+    """Run tasks on a Dask cluster.
+
+    Parameters
+    ----------
+    tasks : list of Task
+    address : str
+        ``tcp://host:8786`` of a running scheduler, or ``local`` for a
+        :class:`distributed.LocalCluster` of ``workers`` single-threaded processes.
+    workers : int
+        Workers of the local cluster (ignored for a remote scheduler).
+
+    Yields
+    ------
+    dict
+        Each task's summary, as it finishes.
+
+    Raises
+    ------
+    ConfigError
+        Dask is not installed (``pip install 'ipam-bench[dask]'``), or the scheduler
+        cannot be reached.
+
+    Notes
+    -----
+    Every worker warms the engine once through a worker plugin
+    (:class:`ipam_core.sweep.dask_plugin.WarmEngine`) and keeps its own Numba cache
+    (its ``NUMBA_CACHE_DIR`` or ``~/.cache/ipam-bench``). Only the small summaries
+    travel back to the client. With ``--keep-traces`` the workers write the traces
+    themselves: the sweep folder must then be on a file system they share.
+    """
+    if not tasks:
+        return
+    try:
+        from distributed import Client, LocalCluster, as_completed as dask_completed
+
+        from ipam_core.sweep.dask_plugin import WarmEngine
+    except ImportError:
+        raise ConfigError("--dask needs Dask: pip install 'ipam-bench[dask]'") from None
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(f"--dask {address}: cannot reach the scheduler ({' '.join(str(exc).split())}); expected "
+                          "tcp://HOST:PORT of a running dask scheduler, or local") from None
+    try:
+        client.register_plugin(WarmEngine(), name="ipam-bench-warm-engine")
+        futures = client.map(run_task, tasks, pure=False)
+        try:
+            for fut in dask_completed(futures):
+                yield fut.result()
+                fut.release()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,200 @@
+"""The sweep's results table: one row per point × mode × replicate (× family).
+
+Each finished task is written at once, atomically, as ``points/<key>.parquet`` in
+the sweep folder, so an interrupted sweep loses nothing it finished; a rerun reads
+the keys already there and skips them. :func:`consolidate` gathers the files of the
+current spec into ``sweep.parquet``, rows sorted by point, mode (in run order),
+replicate and family, so the table is the same whatever ran it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ipam_core.atomic import atomic_write_bytes
+from ipam_core.engine import SUMMARY_COLUMNS
+from ipam_core.errors import ConfigError
+from ipam_core.sweep.spec import Axis, SweepSpec
+from ipam_core.trace import run_metadata
+from ipam_core.sweep.tasks import EXTRA_COLUMNS, Task
+
+__all__ = ["METADATA_KEY", "POINTS_DIR", "SWEEP_FILE", "WALL_COLUMNS", "consolidate", "done_keys", "metric_columns",
+           "read_sweep", "sweep_metadata", "write_point"]
+
+SWEEP_FILE = "sweep.parquet"
+POINTS_DIR = "points"
+METADATA_KEY = "ipam_core.sweep"
+#: Wall-clock columns: the only ones that differ between two runs of the same spec.
+WALL_COLUMNS = ("wall_s", "run_s")
+_ID_COLUMNS = (("point", pa.int32()), ("mode", pa.string()), ("family", pa.int8()), ("replicate", pa.int32()),
+               ("seed", pa.int64()), ("key", pa.string()))
+
+
+def metric_columns() -> list[tuple[str, str]]:
+    """(name, description) of every metric column, in table order."""
+    return [*SUMMARY_COLUMNS[2:], *EXTRA_COLUMNS, ("run_s", "wall-clock seconds of the whole task (all modes)")]
+
+
+def _param_type(axis: Axis) -> pa.DataType:
+    if axis.values is None:
+        return pa.int64() if axis.integer else pa.float64()
+    vals = axis.values
+    if all(isinstance(v, bool) for v in vals):
+        return pa.bool_()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return pa.int64()
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return pa.float64()
+    if all(isinstance(v, str) for v in vals):
+        return pa.string()
+    return pa.string()  # lists, mappings, mixed: JSON text
+
+
+def _param_value(axis: Axis, value):
+    kind = _param_type(axis)
+    if kind == pa.string() and not isinstance(value, str):
+        return json.dumps(value, sort_keys=True)
+    if kind == pa.float64():
+        return float(value)
+    return value
+
+
+def _schema(spec: SweepSpec) -> pa.Schema:
+    fields = [pa.field("point", pa.int32())]
+    fields += [pa.field(a.name, _param_type(a), metadata={"description": f"sweep axis {a.name}"}) for a in spec.axes]
+    fields += [pa.field(name, kind) for name, kind in _ID_COLUMNS[1:]]
+    ints = {"pods_failed", "failed_free_elsewhere", "peak_pending", "peak_used", "peak_carved", "peak_node_cidrs",
+            "cidr_carves", "cidr_releases", "carvable_end", "largest_free_block_end", "peak_interfaces",
+            "frag_failures", "cloud_api_calls", "peak_idle"}
+    for name, meaning in metric_columns():
+        fields.append(pa.field(name, pa.int64() if name in ints else pa.float64(), metadata={"description": meaning}))
+    return pa.schema(fields)
+
+
+def _task_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.Table:
+    schema = _schema(spec)
+    rows = []
+    for row in outcome["rows"]:
+        full = {"point": task.point, "mode": row["mode"], "family": row["family"], "replicate": task.replicate,
+                "seed": task.seed, "key": task.key, "run_s": outcome["run_s"]}
+        full.update({a.name: _param_value(a, params[a.name]) for a in spec.axes})
+        full.update({name: row[name] for name, _ in metric_columns() if name != "run_s"})
+        rows.append(full)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcome: dict) -> Path:
+    """Write one finished task's rows as ``points/<key>.parquet``, atomically.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The sweep folder.
+    spec : SweepSpec
+    task : Task
+    params : dict
+        The point's parameters.
+    outcome : dict
+        What :func:`ipam_core.sweep.tasks.run_task` returned.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    buf = io.BytesIO()
+    pq.write_table(_task_table(spec, task, params, outcome), buf)
+    return atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}.parquet", buf.getvalue())
+
+
+def done_keys(out_dir: Path) -> set[str]:
+    """Keys of the tasks already written in ``out_dir/points/``."""
+    folder = Path(out_dir) / POINTS_DIR
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")}
+
+
+def sweep_metadata(spec: SweepSpec) -> dict:
+    """What the table's schema metadata records: the spec, its base and the versions (no command, no host)."""
+    base = spec.base
+    run = run_metadata(base.name, base.source_text, spec.seed, list(spec.modes or base.modes), command="")
+    return {
+        "schema_version": 1,
+        "name": spec.name,
+        "spec": spec.text,
+        "spec_sha256": spec.sha256,
+        "axes": [{"name": a.name, "path": [str(p) for p in a.path]} for a in spec.axes],
+        "sampling": spec.sampling,
+        "replicates": spec.replicates,
+        "seed": spec.seed,
+        "seed_by": spec.seed_by,
+        "base": {"scenario": base.name, "scenario_sha256": run["scenario_sha256"]},
+        "modes": run["modes"],
+        "versions": run["versions"],
+    }
+
+
+def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: list[str]) -> Path:
+    """Gather the tasks' point files into ``sweep.parquet`` (sorted; atomic).
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+    spec : SweepSpec
+    tasks : list of Task
+        The current spec's tasks (files of other specs in the folder are left out).
+    mode_order : list of str
+        Modes in run order, for sorting.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    folder = Path(out_dir) / POINTS_DIR
+    schema = _schema(spec)
+    parts = [pq.read_table(folder / f"{t.key}.parquet", schema=schema) for t in tasks
+             if (folder / f"{t.key}.parquet").is_file()]
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    order = pc.index_in(table["mode"], value_set=pa.array(mode_order, pa.string()))
+    table = table.append_column("_mode_order", order)
+    table = table.sort_by([("point", "ascending"), ("_mode_order", "ascending"), ("replicate", "ascending"),
+                           ("family", "ascending")]).drop_columns(["_mode_order"])
+    meta = {METADATA_KEY: json.dumps(sweep_metadata(spec), sort_keys=True)}
+    table = table.replace_schema_metadata(meta)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return atomic_write_bytes(Path(out_dir) / SWEEP_FILE, buf.getvalue())
+
+
+def read_sweep(path: str | Path) -> tuple[pa.Table, dict]:
+    """Read ``sweep.parquet`` (or the folder holding it) and its metadata.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    (pyarrow.Table, dict)
+
+    Raises
+    ------
+    ConfigError
+        No such file, or a Parquet file that is not a sweep table.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SWEEP_FILE
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} not found; expected a sweep folder holding {SWEEP_FILE}")
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(METADATA_KEY.encode())
+    if raw is None:
+        raise ConfigError(f"{str(path)!r} has no {METADATA_KEY!r} metadata; expected a table written by ipam-bench sweep")
+    return table, json.loads(raw)
