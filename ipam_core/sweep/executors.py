@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from ipam_core.errors import ConfigError
 from ipam_core.sweep.tasks import Task, run_task, warm_worker
 
-__all__ = ["default_workers", "run_dask", "run_local"]
+__all__ = ["DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
 
 
 def default_workers() -> int:
@@ -69,22 +69,34 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
             raise
 
 
-def run_dask(tasks: list[Task], address: str, workers: int) -> Iterator[dict]:
-    """Run tasks on a Dask cluster.
+class DaskSession:
+    """A connected Dask client (and the LocalCluster it owns, for ``local``); close it when done."""
+
+    def __init__(self, client, cluster=None):
+        self.client = client
+        self.cluster = cluster
+
+    def close(self) -> None:
+        """Close the client, then the local cluster if there is one."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def connect_dask(address: str, workers: int) -> DaskSession:
+    """Connect to a Dask scheduler, or start a LocalCluster, and register the warm-up plugin.
 
     Parameters
     ----------
-    tasks : list of Task
     address : str
         ``tcp://host:8786`` of a running scheduler, or ``local`` for a
         :class:`distributed.LocalCluster` of ``workers`` single-threaded processes.
     workers : int
         Workers of the local cluster (ignored for a remote scheduler).
 
-    Yields
-    ------
-    dict
-        Each task's summary, as it finishes.
+    Returns
+    -------
+    DaskSession
 
     Raises
     ------
@@ -96,14 +108,10 @@ def run_dask(tasks: list[Task], address: str, workers: int) -> Iterator[dict]:
     -----
     Every worker warms the engine once through a worker plugin
     (:class:`ipam_core.sweep.dask_plugin.WarmEngine`) and keeps its own Numba cache
-    (its ``NUMBA_CACHE_DIR`` or ``~/.cache/ipam-bench``). Only the small summaries
-    travel back to the client. With ``--keep-traces`` the workers write the traces
-    themselves: the sweep folder must then be on a file system they share.
+    (its ``NUMBA_CACHE_DIR`` or ``~/.cache/ipam-bench``).
     """
-    if not tasks:
-        return
     try:
-        from distributed import Client, LocalCluster, as_completed as dask_completed
+        from distributed import Client, LocalCluster
 
         from ipam_core.sweep.dask_plugin import WarmEngine
     except ImportError:
@@ -120,17 +128,37 @@ def run_dask(tasks: list[Task], address: str, workers: int) -> Iterator[dict]:
             cluster.close()
         raise ConfigError(f"--dask {address}: cannot reach the scheduler ({' '.join(str(exc).split())}); expected "
                           "tcp://HOST:PORT of a running dask scheduler, or local") from None
+    client.register_plugin(WarmEngine(), name="ipam-bench-warm-engine")
+    return DaskSession(client, cluster)
+
+
+def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
+    """Run tasks on a connected Dask cluster (see :func:`connect_dask`).
+
+    Parameters
+    ----------
+    tasks : list of Task
+    session : DaskSession
+
+    Yields
+    ------
+    dict
+        Each task's summary, as it finishes; only these small summaries travel back.
+
+    Notes
+    -----
+    With ``--keep-traces`` the workers write the traces themselves: the sweep folder
+    must then be on a file system they share.
+    """
+    if not tasks:
+        return
+    from distributed import as_completed as dask_completed
+
+    futures = session.client.map(run_task, tasks, pure=False)
     try:
-        client.register_plugin(WarmEngine(), name="ipam-bench-warm-engine")
-        futures = client.map(run_task, tasks, pure=False)
-        try:
-            for fut in dask_completed(futures):
-                yield fut.result()
-                fut.release()
-        except BaseException:
-            client.cancel(futures)
-            raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for fut in dask_completed(futures):
+            yield fut.result()
+            fut.release()
+    except BaseException:
+        session.client.cancel(futures)
+        raise

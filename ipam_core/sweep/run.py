@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ipam_core.atomic import atomic_write_text
 from ipam_core.errors import ConfigError
-from ipam_core.sweep.executors import default_workers, run_dask, run_local
+from ipam_core.sweep.executors import connect_dask, default_workers, run_dask, run_local
 from ipam_core.sweep.results import POINTS_DIR, consolidate, done_keys, write_point
 from ipam_core.sweep.sampling import sample_points
 from ipam_core.sweep.spec import Point, SweepSpec, plan_points
@@ -118,25 +118,30 @@ def run_sweep(
     out = Path(out_dir)
     traces = out / TRACES_DIR if keep_traces else None
     tasks = make_tasks(spec, points, traces)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / POINTS_DIR).mkdir(exist_ok=True)
-    if traces is not None:
-        traces.mkdir(exist_ok=True)
-    atomic_write_text(out / "spec.yaml", spec.text)
-    done = done_keys(out)
-    todo = [t for t in tasks if t.key not in done]
-    params = {p.index: p.params for p in points}
-    by_key = {t.key: t for t in todo}
-    finished = len(tasks) - len(todo)
-    if progress is not None:
-        progress(finished, len(tasks))
-    stream = run_dask(todo, dask, workers) if dask else run_local(todo, workers)
-    for outcome in stream:
-        task = by_key[outcome["key"]]
-        write_point(out, spec, task, params[task.point], outcome)
-        finished += 1
+    session = connect_dask(dask, workers) if dask else None  # an unreachable scheduler fails before any write
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / POINTS_DIR).mkdir(exist_ok=True)
+        if traces is not None:
+            traces.mkdir(exist_ok=True)
+        atomic_write_text(out / "spec.yaml", spec.text)
+        done = done_keys(out)
+        todo = [t for t in tasks if t.key not in done]
+        params = {p.index: p.params for p in points}
+        by_key = {t.key: t for t in todo}
+        finished = len(tasks) - len(todo)
         if progress is not None:
             progress(finished, len(tasks))
+        stream = run_dask(todo, session) if session else run_local(todo, workers)
+        for outcome in stream:
+            task = by_key[outcome["key"]]
+            write_point(out, spec, task, params[task.point], outcome)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(tasks))
+    finally:
+        if session is not None:
+            session.close()
     path = consolidate(out, spec, tasks, mode_order(points))
     wall = time.perf_counter() - start
     log = {"command": list(sys.argv if command is None else command), "executor": f"dask {dask}" if dask else "local",
