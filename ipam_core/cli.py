@@ -369,6 +369,7 @@ def size(
     """
     import csv
     import io
+    import json
 
     from ipam_core.atomic import atomic_write_text
     from ipam_core.sweep.size import load_size_spec, parse_target, run_size
@@ -383,16 +384,21 @@ def size(
                      title_justify="left")
         for name in ("mode", "axis", "value", goal.metric + " mean ± 95 %", "replicates meeting it", "meets"):
             view.add_column(name, justify="left" if name in ("mode", "axis") else "right")
+        def shown(value) -> str:
+            return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
         for t in result.trials:
-            view.add_row(t.mode, t.axis, str(t.value), _interval(t.mean, t.lo, t.hi), f"{t.met}/{t.replicates}",
+            view.add_row(t.mode, t.axis, shown(t.value), _interval(t.mean, t.lo, t.hi), f"{t.met}/{t.replicates}",
                          "yes" if t.meets else "no")
         out.print(view)
         for a in result.answers:
             if a.value is None:
-                out.print(f"{a.mode}: no value of {a.axis} in {list(a.values)} meets the target", highlight=False)
-            else:
-                out.print(f"{a.mode}: {a.axis} = {a.value}  (first of {list(a.values)} that meets the target)",
+                out.print(f"{a.mode}: no value of {a.axis} in {shown(list(a.values))} meets the target",
                           highlight=False)
+            else:
+                tried = sum(t.mode == a.mode for t in result.trials)
+                out.print(f"{a.mode}: {a.axis} = {shown(a.value)}  (first of {shown(list(a.values))} that meets the "
+                          f"target; {tried} of {len(a.values)} values run)", highlight=False)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["mode", "axis", "value", "replicates", "mean", "lo", "hi", "met", "meets", "answer"])

@@ -57,6 +57,8 @@ def _param_type(axis: Axis) -> pa.DataType:
 
 
 def _param_value(axis: Axis, value):
+    if value is None:  # a size search sets only its own mode's axis: the others are null
+        return None
     kind = _param_type(axis)
     if kind == pa.string() and not isinstance(value, str):
         return json.dumps(value, sort_keys=True)
@@ -83,7 +85,7 @@ def _task_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.
     for row in outcome["rows"]:
         full = {"point": task.point, "mode": row["mode"], "family": row["family"], "replicate": task.replicate,
                 "seed": task.seed, "key": task.key, "run_s": outcome["run_s"]}
-        full.update({a.name: _param_value(a, params[a.name]) for a in spec.axes})
+        full.update({a.name: _param_value(a, params.get(a.name)) for a in spec.axes})
         full.update({name: row[name] for name, _ in metric_columns() if name != "run_s"})
         rows.append(full)
     return pa.Table.from_pylist(rows, schema=schema)

@@ -169,7 +169,9 @@ def size_spec(doc: dict, text: str, source: str, folder: Path | None) -> tuple[S
                               "(the searched axes go under size.search)")
     axes = dict(fixed)
     for s in searches:
-        axes[s.axis] = list(dict.fromkeys([*axes.get(s.axis, []), *s.values]))
+        merged = list(axes.get(s.axis, []))
+        merged += [v for v in s.values if v not in merged]
+        axes[s.axis] = merged
     sweep_doc = {k: v for k, v in doc.items() if k not in ("axes", "size", "modes", "sampling", "samples")}
     sweep_doc.update(axes=axes, modes=[s.mode for s in searches])
     spec = parse_spec(sweep_doc, text, source, folder)
