@@ -53,7 +53,15 @@ rows.forEach(r=>body.appendChild(r))}));
 """
 
 
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def _cell(value) -> str:
+    if isinstance(value, tuple):  # (mean, low, high): shown as mean ± half-width, sorted by the mean
+        mean, lo, hi = value
+        text = _num(mean) if math.isnan(lo) or hi - lo < 1e-9 else f"{_num(mean)} ± {_num((hi - lo) / 2)}"
+        return f"<td data-v='{mean!r}' title='95 % interval {lo:.4g} to {hi:.4g}'>{text}</td>"
     if isinstance(value, float):
         if math.isnan(value):
             return "<td data-v=''>–</td>"
@@ -168,13 +176,10 @@ def render_sweep(sweep_dir: str | os.PathLike[str]) -> str:
                "cidr_carves", "frag_failures", "cloud_api_calls", "wall_s"]
     agg = aggregate(table, ["point", *axes, "mode", "family"], metrics)
     meaning = dict(metric_columns())
-    cols = ["point", *axes, "mode", "family", "replicates"]
-    titles = {}
-    for m in metrics:
-        cols += [f"{m} mean", f"{m} 95% low", f"{m} 95% high"]
-        titles[f"{m} mean"] = meaning.get(m, m)
+    cols = ["point", *axes, "mode", "family", "replicates", *metrics]
+    titles = {m: meaning.get(m, m) + " (mean ± 95 % interval)" for m in metrics}
     rows = [[r["point"], *(r[a] for a in axes), r["mode"], r["family"], r["replicates"],
-             *(v for m in metrics for v in (r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]))] for r in agg.to_pylist()]
+             *((r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]) for m in metrics)] for r in agg.to_pylist()]
     figures = build_sweep_figures(table, meta)
     captions = {"sweep-tradeoff.png": "cost (idle addresses) against risk (pods failed) per point, Pareto front per mode",
                 "sweep-axes.png": "each varying axis: failures and idle share, mean and 95 % interval",
@@ -183,7 +188,7 @@ def render_sweep(sweep_dir: str | os.PathLike[str]) -> str:
         f"<p class='note'>sweep <b>{html.escape(meta['name'])}</b> on scenario {html.escape(meta['base']['scenario'])}: "
         f"{len(set(table['point'].to_pylist()))} points, {meta['replicates']} replicate(s), sampling "
         f"{html.escape(meta['sampling'])}, seed {meta['seed']}. Click a column header to sort.</p>",
-        "<h2>Points and modes (mean and 95 % interval over replicates)</h2>", _table(cols, rows, "modes", titles),
+        "<h2>Points and modes (mean ± 95 % interval over replicates; hover a header for its meaning)</h2>", _table(cols, rows, "modes", titles),
         "<h2>Figures</h2>", *(_figure(name, figure_png(fig), captions.get(name, name)) for name, fig in figures.items()),
         "<h2>Spec</h2>", f"<pre>{html.escape(meta['spec'])}</pre>",
         "<h2>Versions</h2>", f"<pre>{html.escape(json.dumps(meta['versions'], indent=2, sort_keys=True))}</pre>",
