@@ -91,7 +91,7 @@ def _task_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcome: dict) -> Path:
+def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.Table:
     """Write one finished task's rows as ``points/<key>.parquet``, atomically.
 
     Parameters
@@ -107,11 +107,14 @@ def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcom
 
     Returns
     -------
-    pathlib.Path
+    pyarrow.Table
+        The rows written (kept by the caller so that :func:`consolidate` need not read them back).
     """
+    table = _task_table(spec, task, params, outcome)
     buf = io.BytesIO()
-    pq.write_table(_task_table(spec, task, params, outcome), buf)
-    return atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}.parquet", buf.getvalue())
+    pq.write_table(table, buf)
+    atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}.parquet", buf.getvalue())
+    return table
 
 
 def done_keys(out_dir: Path) -> set[str]:
@@ -142,7 +145,8 @@ def sweep_metadata(spec: SweepSpec) -> dict:
     }
 
 
-def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: list[str]) -> Path:
+def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: list[str],
+                fresh: dict[str, pa.Table] | None = None) -> Path:
     """Gather the tasks' point files into ``sweep.parquet`` (sorted; atomic).
 
     Parameters
@@ -153,6 +157,8 @@ def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: l
         The current spec's tasks (files of other specs in the folder are left out).
     mode_order : list of str
         Modes in run order, for sorting.
+    fresh : dict, optional
+        Tables of tasks this run wrote, by key: used instead of reading their files back.
 
     Returns
     -------
@@ -160,8 +166,9 @@ def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: l
     """
     folder = Path(out_dir) / POINTS_DIR
     schema = _schema(spec)
-    parts = [pq.read_table(folder / f"{t.key}.parquet", schema=schema) for t in tasks
-             if (folder / f"{t.key}.parquet").is_file()]
+    fresh = fresh or {}
+    parts = [fresh[t.key] if t.key in fresh else pq.read_table(folder / f"{t.key}.parquet", schema=schema)
+             for t in tasks if t.key in fresh or (folder / f"{t.key}.parquet").is_file()]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     order = pc.index_in(table["mode"], value_set=pa.array(mode_order, pa.string()))
     table = table.append_column("_mode_order", order)

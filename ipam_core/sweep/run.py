@@ -133,16 +133,17 @@ def run_sweep(
         if progress is not None:
             progress(finished, len(tasks))
         stream = run_dask(todo, session) if session else run_local(todo, workers)
+        fresh = {}
         for outcome in stream:
             task = by_key[outcome["key"]]
-            write_point(out, spec, task, params[task.point], outcome)
+            fresh[task.key] = write_point(out, spec, task, params[task.point], outcome)
             finished += 1
             if progress is not None:
                 progress(finished, len(tasks))
     finally:
         if session is not None:
             session.close()
-    path = consolidate(out, spec, tasks, mode_order(points))
+    path = consolidate(out, spec, tasks, mode_order(points), fresh)
     wall = time.perf_counter() - start
     log = {"command": list(sys.argv if command is None else command), "executor": f"dask {dask}" if dask else "local",
            "workers": workers, "tasks": len(tasks), "ran": len(todo), "skipped": len(tasks) - len(todo),
