@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TimeRemainingColumn
 from rich.table import Table
 
 from ipam_core.errors import ConfigError, IPAMBenchError
@@ -79,6 +80,7 @@ def _simulate(scenario, modes):
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         disable=quiet,
         transient=True,
@@ -244,7 +246,7 @@ _SWEEP_SHOWN = 40  # rows of the aggregate table printed; the whole table is in 
 @contextmanager
 def _task_bar(label: str):
     """A transient progress bar over tasks with ETA (stderr; off when stderr is not a terminal)."""
-    from rich.progress import MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import MofNCompleteColumn
 
     with Progress(
         TextColumn(f"{label:<8}"),

@@ -224,3 +224,21 @@ def test_the_shipped_example_specs_validate():
 
 def test_tiny_base_is_valid():
     assert TINY["cluster"]["nodes"] == 3
+
+
+def test_progress_bar_shows_tasks_done_and_eta(monkeypatch):
+    import io
+    import sys
+
+    from rich.console import Console
+
+    import ipam_core.cli as cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=buf, force_terminal=True, width=120))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with cli._task_bar("sweep") as progress:
+        progress(1, 4)
+        progress(4, 4)
+    text = buf.getvalue()
+    assert "4/4" in text and "ETA" in text
