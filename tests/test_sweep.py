@@ -242,3 +242,26 @@ def test_progress_bar_shows_tasks_done_and_eta(monkeypatch):
         progress(4, 4)
     text = buf.getvalue()
     assert "4/4" in text and "ETA" in text
+
+
+def test_cloud_warm_target_and_preallocate_axes_reach_the_scenario(tmp_path):
+    from pathlib import Path
+
+    base = Path(__file__).resolve().parent.parent / "scenarios" / "cloud-modes.yaml"
+    spec_path = tmp_path / "cloud.yaml"
+    spec_path.write_text(f"base: {base}\naxes:\n  cloud.awsVpcCni.WARM_IP_TARGET: [0, 4]\n"
+                         "  ipam.operator.preAllocate: [2, 16]\nmodes: [aws-vpc-cni, eni]\n")
+    points = plan(load_spec(spec_path))
+    got = [(p.scenario.ipam.cloud.vpc_cni.warm_ip_target, p.scenario.ipam.cloud.watermarks.pre_allocate, p.modes)
+           for p in points]
+    assert got == [(0, 2, ("aws-vpc-cni", "eni")), (0, 16, ("aws-vpc-cni", "eni")), (4, 2, ("aws-vpc-cni", "eni")),
+                   (4, 16, ("aws-vpc-cni", "eni"))]
+
+
+def test_a_combination_bad_only_together_names_every_value(tmp_path):
+    axes = {"ipam.operator.clusterPoolIPv4PodCIDRList": [["10.0.0.0/24"]], MASK: [20]}
+    result = runner.invoke(app, ["sweep", write_spec(tmp_path, axes), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith('ipam-bench: error: sweep point ipam.operator.clusterPoolIPv4PodCIDRList='
+                                    '["10.0.0.0/24"], ipam.operator.clusterPoolIPv4MaskSize=20: ')
+    assert not (tmp_path / "o").exists()
