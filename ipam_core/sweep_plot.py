@@ -86,6 +86,16 @@ def _label(params: dict) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in params.items())
 
 
+def _inert(rows: pa.Table, axis: str, others: list[str], metrics: list[str]) -> bool:
+    """Whether ``axis`` changes none of ``metrics`` for these rows (e.g. a cluster-pool mask under multi-pool)."""
+    seen: dict[tuple, tuple] = {}
+    keys = zip(*(rows[o].to_pylist() for o in others)) if others else ((),) * rows.num_rows
+    for key, *values in zip(keys, *(rows[m].to_pylist() for m in metrics)):
+        if seen.setdefault(tuple(key), tuple(values)) != tuple(values):
+            return False
+    return True
+
+
 def _tradeoff(table: pa.Table, meta: dict) -> Figure:
     axes = [a["name"] for a in meta["axes"]]
     per_point = aggregate(table, ["point", "mode", *axes], [_COST[0], _RISK[0]])
@@ -101,9 +111,11 @@ def _tradeoff(table: pa.Table, meta: dict) -> Figure:
         ax.scatter(cost, risk, s=22, alpha=0.55, color=colors[mode], label=f"{mode} ({rows.num_rows} points)")
         front = pareto_front(cost, risk)
         ax.plot(cost[front], risk[front], "-", color=colors[mode], lw=1.6, drawstyle="steps-post")
+        metrics = [f"{_COST[0]}_mean", f"{_RISK[0]}_mean"]
+        shown = [a for a in varying if not _inert(rows, a, [o for o in varying if o != a], metrics)]
         if front.size <= 6:
             for k, i in enumerate(front):
-                params = {a: rows[a][int(i)].as_py() for a in varying}
+                params = {a: rows[a][int(i)].as_py() for a in shown}
                 if params:
                     ax.annotate(_label(params), (cost[i], risk[i]), fontsize=7, xytext=(5, 6 + 9 * (k % 2)),
                                 textcoords="offset points", color=colors[mode])

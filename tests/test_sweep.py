@@ -265,3 +265,12 @@ def test_a_combination_bad_only_together_names_every_value(tmp_path):
     assert result.stderr.startswith('ipam-bench: error: sweep point ipam.operator.clusterPoolIPv4PodCIDRList='
                                     '["10.0.0.0/24"], ipam.operator.clusterPoolIPv4MaskSize=20: ')
     assert not (tmp_path / "o").exists()
+
+
+def test_pareto_front_keeps_only_points_nothing_beats_on_both():
+    from ipam_core.sweep_plot import pareto_front
+
+    cost = np.array([5.0, 1.0, 3.0, 2.0, 4.0])
+    risk = np.array([0.0, 9.0, 1.0, 5.0, 1.0])
+    # (4, 1) is beaten by (3, 1); every other point is best on one side
+    assert pareto_front(cost, risk).tolist() == [1, 3, 2, 0]
