@@ -17,8 +17,10 @@ Groups:
 * ``sweep-1000``: 1,000 points, 2 workers, validation included (what ``ipam-bench
   sweep`` does; goal: <= 120 s with a warm Numba cache).
 
-``extra_info`` records the points, the executor and the machine's 1-minute load average
-when the round ended (the machine is shared: a load above 2 means others used the cores).
+``extra_info`` records the points, the executor, the machine's 1-minute load average when
+the test ended (the machine is shared: a load above 2 means others used the cores), and the
+CPU seconds per round of this process (the client: validation, writing, consolidating) and of
+the local workers (Dask workers are not children: 0).
 
 Under ``--benchmark-disable`` (CI) the sweeps are 6 and 10 points of a 2-minute,
 8-node variant so the file runs in seconds.
@@ -84,19 +86,36 @@ def _fresh(tmp_path):
     return {"out": tmp_path / f"round-{next(_round)}"}
 
 
-def _record(benchmark, points: int, executor: str) -> None:
+def _rounds(tmp_path) -> int:
+    """Rounds run so far in this test: one folder each."""
+    return sum(1 for _ in tmp_path.glob("round-*"))
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds of this process and of its reaped children (the local workers) so far."""
+    import resource
+
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time(), kids.ru_utime + kids.ru_stime
+
+
+def _record(benchmark, points: int, executor: str, cpu_before: tuple[float, float], rounds: int) -> None:
+    parent, children = (after - before for after, before in zip(_cpu(), cpu_before))
     benchmark.extra_info.update(ops=points, impl="kernel", executor=executor, points=points,
-                                load_1min=round(os.getloadavg()[0], 2))
+                                load_1min=round(os.getloadavg()[0], 2),
+                                parent_cpu_s_per_round=round(parent / rounds, 2),
+                                worker_cpu_s_per_round=round(children / rounds, 2))
 
 
 @pytest.mark.benchmark(group="sweep-workers")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sweep_local_workers(benchmark, tmp_path, points200, workers):
     spec, points = points200
+    cpu = _cpu()
     result = benchmark.pedantic(lambda out: run_sweep(spec, out, points=points, workers=workers),
-                                setup=lambda: ((), _fresh(tmp_path)), rounds=3, warmup_rounds=0)
+                                setup=lambda: ((), _fresh(tmp_path)), rounds=5, warmup_rounds=0)
     assert result.ran == len(points) * spec.replicates
-    _record(benchmark, len(points), f"local x{workers}")
+    _record(benchmark, len(points), f"local x{workers}", cpu, _rounds(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +140,11 @@ def test_sweep_executors(benchmark, tmp_path, points200, executor, request):
     if executor == "dask":
         address, started = request.getfixturevalue("dask_cluster")
         benchmark.extra_info["cluster_start_s"] = round(started, 2)
+    cpu = _cpu()
     result = benchmark.pedantic(lambda out: run_sweep(spec, out, points=points, workers=2, dask=address),
-                                setup=lambda: ((), _fresh(tmp_path)), rounds=3, warmup_rounds=0)
+                                setup=lambda: ((), _fresh(tmp_path)), rounds=5, warmup_rounds=0)
     assert result.ran == len(points)
-    _record(benchmark, len(points), "dask LocalCluster x2" if address else "local x2")
+    _record(benchmark, len(points), "dask LocalCluster x2" if address else "local x2", cpu, _rounds(tmp_path))
 
 
 @pytest.mark.benchmark(group="sweep-1000")
@@ -134,6 +154,7 @@ def test_sweep_1000_points(benchmark, tmp_path, sizes, quick):
     def whole_sweep(out):
         return run_sweep(spec, out, points=plan(spec), workers=2)
 
+    cpu = _cpu()
     result = benchmark.pedantic(whole_sweep, setup=lambda: ((), _fresh(tmp_path)), rounds=1, warmup_rounds=0)
     assert result.ran == sizes["big"]
-    _record(benchmark, sizes["big"], "local x2")
+    _record(benchmark, sizes["big"], "local x2", cpu, _rounds(tmp_path))

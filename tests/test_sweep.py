@@ -274,3 +274,22 @@ def test_pareto_front_keeps_only_points_nothing_beats_on_both():
     risk = np.array([0.0, 9.0, 1.0, 5.0, 1.0])
     # (4, 1) is beaten by (3, 1); every other point is best on one side
     assert pareto_front(cost, risk).tolist() == [1, 3, 2, 0]
+
+
+def test_workers_started_beside_other_threads_give_the_same_table(tmp_path):
+    import threading
+
+    from ipam_core.sweep.executors import _context
+
+    spec = load_spec(write_spec(tmp_path, {MASK: [24, 27]}, replicates=2))
+    forked = run_sweep(spec, tmp_path / "fork", workers=2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _context().get_start_method() == "forkserver"  # no fork while another thread may hold a lock
+        served = run_sweep(spec, tmp_path / "server", workers=2)
+    finally:
+        stop.set()
+        other.join()
+    assert _table(forked.table_path)[0].equals(_table(served.table_path)[0])

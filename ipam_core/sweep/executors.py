@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -28,9 +29,19 @@ def default_workers() -> int:
 
 
 def _context():
-    # fork (where there is one) hands each worker the parent's compiled kernels: no per-worker warm-up
+    """fork when this process is single-threaded: workers inherit the parent's compiled kernels.
+
+    With other threads alive (a progress bar, a Dask client) a fork could copy a lock some thread
+    holds, so workers start from a clean fork server instead and load the kernels from the cache.
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["ipam_core.sweep.tasks"])  # imports done once, in the server
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
@@ -49,9 +60,10 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
 
     Notes
     -----
-    The engine is warmed in this process first; forked workers inherit the compiled
-    kernels, and each worker also runs :func:`~ipam_core.sweep.tasks.warm_worker` as its
-    initializer (a no-op when inherited, a Numba cache load under spawn).
+    When this process is single-threaded the engine is warmed here first and the workers
+    are forked: they inherit the compiled kernels. Otherwise they start from a fork server.
+    Each worker runs :func:`~ipam_core.sweep.tasks.warm_worker` as its initializer (a no-op
+    when inherited, else a load from the Numba cache).
     """
     if not tasks:
         return
