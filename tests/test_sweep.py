@@ -64,6 +64,8 @@ def test_seeds_common_per_replicate_or_per_point(tmp_path):
     seeds = [(t.point, t.replicate, t.seed) for t in make_tasks(spec, plan(spec))]
     by_rep = {r: {s for p, rr, s in seeds if rr == r} for r in range(3)}
     assert all(len(v) == 1 for v in by_rep.values()) and len({next(iter(v)) for v in by_rep.values()}) == 3
+    # the formula docs/sweep.md gives
+    assert by_rep[2] == {int(np.random.SeedSequence([7, 2]).generate_state(1, dtype=np.uint32)[0])}
     spec_p = load_spec(write_spec(tmp_path, {MASK: [24, 25]}, replicates=3, seed=7, seedBy="point"))
     per_point = [t.seed for t in make_tasks(spec_p, plan(spec_p))]
     assert len(set(per_point)) == 6
