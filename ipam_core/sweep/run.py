@@ -3,7 +3,7 @@
 Folder layout (``OUT``)::
 
     OUT/spec.yaml           the spec, as given
-    OUT/points/<key>.parquet one file per finished point × replicate (atomic)
+    OUT/points/<key>.arrow one file per finished point × replicate (atomic)
     OUT/sweep.parquet       every row of the spec, sorted (rewritten at the end of each run)
     OUT/sweep.json          the last run's command, executor, workers, counts and seconds
     OUT/traces/<key>/       trace.arrow and nodes.arrow per task, with --keep-traces
