@@ -43,7 +43,16 @@ _IDLE = ("idle_pct", "idle share of carved addresses (%)")
 
 
 def is_sweep_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a folder holding a sweep table."""
+    """Whether ``path`` is a folder holding a sweep table.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    bool
+    """
     return (Path(path) / SWEEP_FILE).is_file()
 
 
@@ -228,7 +237,17 @@ def build_sweep_figures(table: pa.Table, meta: dict) -> dict[str, Figure]:
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """PNG bytes of a figure, without a timestamp or software tag."""
+    """PNG bytes of a figure, without a timestamp or software tag.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    dpi : int
+
+    Returns
+    -------
+    bytes
+    """
     buf = io.BytesIO()
     FigureCanvasAgg(fig)
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})

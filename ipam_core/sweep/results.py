@@ -38,7 +38,14 @@ _ID_COLUMNS = (("point", pa.int32()), ("mode", pa.string()), ("family", pa.int8(
 
 
 def metric_columns() -> list[tuple[str, str]]:
-    """(name, description) of every metric column, in table order."""
+    """(name, description) of every metric column, in table order.
+
+    Returns
+    -------
+    list of (str, str)
+        ``ipam_core.engine.SUMMARY_COLUMNS`` (less mode and family), the extra trace
+        metrics, and ``run_s``.
+    """
     return [*SUMMARY_COLUMNS[2:], *EXTRA_COLUMNS, ("run_s", "wall-clock seconds of the whole task (all modes)")]
 
 
@@ -120,7 +127,16 @@ def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcom
 
 
 def done_keys(out_dir: Path) -> set[str]:
-    """Keys of the tasks already written in ``out_dir/points/``."""
+    """Keys of the tasks already written in ``out_dir/points/``.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+
+    Returns
+    -------
+    set of str
+    """
     folder = Path(out_dir) / POINTS_DIR
     if not folder.is_dir():
         return set()
@@ -128,7 +144,17 @@ def done_keys(out_dir: Path) -> set[str]:
 
 
 def sweep_metadata(spec: SweepSpec) -> dict:
-    """What the table's schema metadata records: the spec, its base and the versions (no command, no host)."""
+    """What the table's schema metadata records: the spec, its base and the versions (no command, no host).
+
+    Parameters
+    ----------
+    spec : SweepSpec
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; stored under :data:`METADATA_KEY`.
+    """
     base = spec.base
     run = run_metadata(base.name, base.source_text, spec.seed, list(spec.modes or base.modes), command="")
     return {

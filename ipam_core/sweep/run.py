@@ -65,7 +65,16 @@ def plan(spec: SweepSpec) -> list[Point]:
 
 
 def mode_order(points: list[Point]) -> list[str]:
-    """Modes in the order they first appear over the points (the table's mode order)."""
+    """Modes in the order they first appear over the points (the table's mode order).
+
+    Parameters
+    ----------
+    points : list of Point
+
+    Returns
+    -------
+    list of str
+    """
     return list(dict.fromkeys(m for p in points for m in p.modes))
 
 

@@ -74,7 +74,19 @@ def replicate_seed(spec: SweepSpec, point: Point, replicate: int) -> int:
 
 
 def task_key(spec: SweepSpec, point: Point, replicate: int, seed: int) -> str:
-    """SHA-256 (hex, 24 digits) of what decides a task's result."""
+    """SHA-256 (hex, 24 digits) of what decides a task's result.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    point : Point
+    replicate : int
+    seed : int
+
+    Returns
+    -------
+    str
+    """
     what = {
         "base": hashlib.sha256(spec.base.source_text.encode()).hexdigest(),
         "params": point.params,
