@@ -188,7 +188,8 @@ def render_sweep(sweep_dir: str | os.PathLike[str]) -> str:
         f"<p class='note'>sweep <b>{html.escape(meta['name'])}</b> on scenario {html.escape(meta['base']['scenario'])}: "
         f"{len(set(table['point'].to_pylist()))} points, {meta['replicates']} replicate(s), sampling "
         f"{html.escape(meta['sampling'])}, seed {meta['seed']}. Click a column header to sort.</p>",
-        "<h2>Points and modes (mean ± 95 % interval over replicates; hover a header for its meaning)</h2>", _table(cols, rows, "modes", titles),
+        "<h2>Points and modes (mean ± 95 % interval over replicates; hover a header for its meaning)</h2>",
+        _table(cols, rows, "modes", titles),
         "<h2>Figures</h2>", *(_figure(name, figure_png(fig), captions.get(name, name)) for name, fig in figures.items()),
         "<h2>Spec</h2>", f"<pre>{html.escape(meta['spec'])}</pre>",
         "<h2>Versions</h2>", f"<pre>{html.escape(json.dumps(meta['versions'], indent=2, sort_keys=True))}</pre>",

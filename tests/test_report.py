@@ -28,7 +28,8 @@ needs_browser = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI")
 def _browser(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     assert CHROMIUM, "chromium is required in CI (.ci/run installs it)"
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars", "--disable-dev-shm-usage",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+            "--disable-dev-shm-usage",
             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     return subprocess.run(base + args, capture_output=True, text=True, timeout=120)
 
