@@ -295,3 +295,12 @@ def test_workers_started_beside_other_threads_give_the_same_table(tmp_path):
         stop.set()
         other.join()
     assert _table(forked.table_path)[0].equals(_table(served.table_path)[0])
+
+
+def test_dask_batches_keep_every_task_once_in_order():
+    from ipam_core.sweep.executors import _batches
+
+    for n, threads in ((200, 2), (7, 2), (1000, 4), (1, 1)):
+        batches = _batches(list(range(n)), threads)
+        assert [t for b in batches for t in b] == list(range(n))
+        assert max(len(b) for b in batches) <= 8 and (n < 16 * threads or len(batches) >= 8 * threads)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ipam_core.errors import ConfigError
-from ipam_core.sweep.tasks import Task, run_task, warm_worker
+from ipam_core.sweep.tasks import Task, run_batch, run_task, warm_worker
 
 __all__ = ["DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
 
@@ -144,6 +144,17 @@ def connect_dask(address: str, workers: int) -> DaskSession:
     return DaskSession(client, cluster)
 
 
+#: Dask tasks per worker thread at least (for load balance) and sweep tasks per Dask task at most.
+_BATCHES_PER_THREAD = 8
+_MAX_BATCH = 8
+
+
+def _batches(tasks: list[Task], threads: int) -> list[list[Task]]:
+    """Cut tasks into consecutive batches: about 8 per worker thread, at most 8 tasks each."""
+    size = max(1, min(_MAX_BATCH, len(tasks) // (threads * _BATCHES_PER_THREAD)))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
 def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
     """Run tasks on a connected Dask cluster (see :func:`connect_dask`).
 
@@ -155,7 +166,9 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
     Yields
     ------
     dict
-        Each task's summary, as it finishes; only these small summaries travel back.
+        Each task's summary, as its batch finishes; only these small summaries travel back.
+        Tasks go to the workers in batches of up to 8 (at least 8 batches per worker thread),
+        so the scheduler handles a few hundred Dask tasks, not one per point.
 
     Notes
     -----
@@ -166,10 +179,11 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
         return
     from distributed import as_completed as dask_completed
 
-    futures = session.client.map(run_task, tasks, pure=False)
+    batches = _batches(tasks, max(1, sum(session.client.nthreads().values())))
+    futures = session.client.map(run_batch, batches, pure=False)
     try:
         for fut in dask_completed(futures):
-            yield fut.result()
+            yield from fut.result()
             fut.release()
     except BaseException:
         session.client.cancel(futures)

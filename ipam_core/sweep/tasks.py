@@ -24,7 +24,7 @@ import numpy as np
 from ipam_core.engine import simulate, summarize, warmup, write_run
 from ipam_core.sweep.spec import Point, SweepSpec
 
-__all__ = ["Task", "make_tasks", "replicate_seed", "run_task", "warm_worker"]
+__all__ = ["Task", "make_tasks", "replicate_seed", "run_batch", "run_task", "warm_worker"]
 
 #: Extra per-run metrics computed from the trace, beside ipam_core.engine.SUMMARY_COLUMNS.
 EXTRA_COLUMNS = (
@@ -163,3 +163,18 @@ def run_task(task: Task) -> dict:
                                                                      f"replicate={task.replicate}"])
     return {"key": task.key, "point": task.point, "replicate": task.replicate, "seed": task.seed,
             "run_s": round(time.perf_counter() - start, 3), "rows": rows}
+
+
+def run_batch(tasks: list[Task]) -> list[dict]:
+    """Run several tasks in a row on one worker (fewer, larger Dask tasks: less scheduler work per point).
+
+    Parameters
+    ----------
+    tasks : list of Task
+
+    Returns
+    -------
+    list of dict
+        :func:`run_task`'s summaries, in order.
+    """
+    return [run_task(t) for t in tasks]
