@@ -1,14 +1,16 @@
 """The sweep's results table: one row per point × mode × replicate (× family).
 
-Each finished task is written at once, atomically, as ``points/<key>.arrow`` in
-the sweep folder, so an interrupted sweep loses nothing it finished; a rerun reads
-the keys already there and skips them. :func:`consolidate` gathers the files of the
+Finished tasks are written within a quarter of a second, atomically, as Arrow IPC
+files in ``points/`` (one file per flush, the task keys in its metadata), and on any
+interruption before the error propagates, so an interrupted sweep loses nothing it
+finished; a rerun reads the keys already there and skips them. :func:`consolidate` gathers the files of the
 current spec into ``sweep.parquet``, rows sorted by point, mode (in run order),
 replicate and family, so the table is the same whatever ran it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -25,11 +27,12 @@ from ipam_core.trace import run_metadata
 from ipam_core.sweep.tasks import EXTRA_COLUMNS, Task
 
 __all__ = ["METADATA_KEY", "POINTS_DIR", "SWEEP_FILE", "WALL_COLUMNS", "consolidate", "done_keys", "metric_columns",
-           "read_sweep", "sweep_metadata", "write_point"]
+           "point_table", "read_sweep", "sweep_metadata", "write_points"]
 
 SWEEP_FILE = "sweep.parquet"
 POINTS_DIR = "points"
 POINT_SUFFIX = ".arrow"
+KEYS_METADATA = "ipam_core.sweep.keys"
 METADATA_KEY = "ipam_core.sweep"
 #: Wall-clock columns: the only ones that differ between two runs of the same spec.
 WALL_COLUMNS = ("wall_s", "run_s")
@@ -99,13 +102,11 @@ def _task_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.Table:
-    """Write one finished task's rows as ``points/<key>.arrow`` (Arrow IPC), atomically.
+def point_table(spec: SweepSpec, task: Task, params: dict, outcome: dict) -> pa.Table:
+    """One finished task's rows of the sweep table.
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The sweep folder.
     spec : SweepSpec
     task : Task
     params : dict
@@ -116,14 +117,50 @@ def write_point(out_dir: Path, spec: SweepSpec, task: Task, params: dict, outcom
     Returns
     -------
     pyarrow.Table
-        The rows written (kept by the caller so that :func:`consolidate` need not read them back).
     """
-    table = _task_table(spec, task, params, outcome)
+    return _task_table(spec, task, params, outcome)
+
+
+def write_points(out_dir: Path, tables: dict[str, pa.Table]) -> Path | None:
+    """Write finished tasks' rows as one Arrow IPC file in ``points/``, atomically.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The sweep folder.
+    tables : dict
+        Task key -> its rows (:func:`point_table`).
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``points/<hash of the keys>.arrow`` (None when there is nothing to write). The
+        keys are in the file's schema metadata, so :func:`done_keys` reads no rows.
+    """
+    if not tables:
+        return None
+    keys = sorted(tables)
+    table = pa.concat_tables(tables[k] for k in keys)
+    table = table.replace_schema_metadata({KEYS_METADATA: json.dumps(keys)})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:  # Arrow IPC: ~30x cheaper to write than Parquet
         writer.write_table(table)
-    atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{task.key}{POINT_SUFFIX}", sink.getvalue().to_pybytes())
-    return table
+    name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
+    return atomic_write_bytes(Path(out_dir) / POINTS_DIR / f"{name}{POINT_SUFFIX}", sink.getvalue().to_pybytes())
+
+
+def _point_files(out_dir: Path) -> list[tuple[Path, list[str]]]:
+    folder = Path(out_dir) / POINTS_DIR
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob(f"*{POINT_SUFFIX}")):
+        if path.name.startswith("."):
+            continue  # a temporary file of an interrupted atomic write
+        with pa.ipc.open_file(path) as reader:
+            raw = (reader.schema.metadata or {}).get(KEYS_METADATA.encode())
+        out.append((path, json.loads(raw) if raw else []))
+    return out
 
 
 def done_keys(out_dir: Path) -> set[str]:
@@ -137,10 +174,7 @@ def done_keys(out_dir: Path) -> set[str]:
     -------
     set of str
     """
-    folder = Path(out_dir) / POINTS_DIR
-    if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.glob(f"*{POINT_SUFFIX}") if not p.name.startswith(".")}
+    return {key for _, keys in _point_files(out_dir) for key in keys}
 
 
 def sweep_metadata(spec: SweepSpec) -> dict:
@@ -173,11 +207,6 @@ def sweep_metadata(spec: SweepSpec) -> dict:
     }
 
 
-def _read_point(path: Path, schema: pa.Schema) -> pa.Table:
-    with pa.ipc.open_file(path) as reader:
-        return reader.read_all().cast(schema)
-
-
 def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: list[str],
                 fresh: dict[str, pa.Table] | None = None) -> Path:
     """Gather the tasks' point files into ``sweep.parquet`` (sorted; atomic).
@@ -197,11 +226,17 @@ def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: l
     -------
     pathlib.Path
     """
-    folder = Path(out_dir) / POINTS_DIR
     schema = _schema(spec)
     fresh = fresh or {}
-    parts = [fresh[t.key] if t.key in fresh else _read_point(folder / f"{t.key}{POINT_SUFFIX}", schema)
-             for t in tasks if t.key in fresh or (folder / f"{t.key}{POINT_SUFFIX}").is_file()]
+    parts = [fresh[t.key] for t in tasks if t.key in fresh]
+    wanted = {t.key for t in tasks} - set(fresh)
+    for path, keys in _point_files(out_dir):
+        take = wanted.intersection(keys)
+        if take:
+            with pa.ipc.open_file(path) as reader:
+                rows = reader.read_all().replace_schema_metadata(None).cast(schema)
+            parts.append(rows.filter(pc.is_in(rows["key"], value_set=pa.array(sorted(take), pa.string()))))
+            wanted -= take
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     order = pc.index_in(table["mode"], value_set=pa.array(mode_order, pa.string()))
     table = table.append_column("_mode_order", order)

@@ -3,7 +3,7 @@
 Folder layout (``OUT``)::
 
     OUT/spec.yaml           the spec, as given
-    OUT/points/<key>.arrow one file per finished point × replicate (atomic)
+    OUT/points/*.arrow      finished point × replicate rows, flushed every 0.25 s (atomic)
     OUT/sweep.parquet       every row of the spec, sorted (rewritten at the end of each run)
     OUT/sweep.json          the last run's command, executor, workers, counts and seconds
     OUT/traces/<key>/       trace.arrow and nodes.arrow per task, with --keep-traces
@@ -21,7 +21,7 @@ from pathlib import Path
 from ipam_core.atomic import atomic_write_text
 from ipam_core.errors import ConfigError
 from ipam_core.sweep.executors import connect_dask, default_workers, run_dask, run_local
-from ipam_core.sweep.results import POINTS_DIR, consolidate, done_keys, write_point
+from ipam_core.sweep.results import POINTS_DIR, consolidate, done_keys, point_table, write_points
 from ipam_core.sweep.sampling import sample_points
 from ipam_core.sweep.spec import Point, SweepSpec, plan_points
 from ipam_core.sweep.tasks import Task, make_tasks
@@ -29,6 +29,8 @@ from ipam_core.sweep.tasks import Task, make_tasks
 __all__ = ["SweepRun", "mode_order", "plan", "run_sweep"]
 
 TRACES_DIR = "traces"
+#: Seconds between writes of finished tasks (and at the end, and on any interruption).
+FLUSH_S = 0.25
 
 
 @dataclass
@@ -142,13 +144,22 @@ def run_sweep(
         if progress is not None:
             progress(finished, len(tasks))
         stream = run_dask(todo, session) if session else run_local(todo, workers)
-        fresh = {}
-        for outcome in stream:
-            task = by_key[outcome["key"]]
-            fresh[task.key] = write_point(out, spec, task, params[task.point], outcome)
-            finished += 1
-            if progress is not None:
-                progress(finished, len(tasks))
+        fresh: dict = {}
+        pending: dict = {}
+        flushed = time.perf_counter()
+        try:
+            for outcome in stream:
+                task = by_key[outcome["key"]]
+                fresh[task.key] = pending[task.key] = point_table(spec, task, params[task.point], outcome)
+                finished += 1
+                if time.perf_counter() - flushed >= FLUSH_S:
+                    # one fsync'd file per flush, not per task: the disk's fsync latency would bound the sweep
+                    write_points(out, pending)
+                    pending, flushed = {}, time.perf_counter()
+                if progress is not None:
+                    progress(finished, len(tasks))
+        finally:
+            write_points(out, pending)  # also on Ctrl-C or a failed task: nothing finished is lost
     finally:
         if session is not None:
             session.close()
