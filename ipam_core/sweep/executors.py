@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ipam_core.errors import ConfigError
-from ipam_core.sweep.tasks import Task, run_batch, run_task, warm_worker
+from ipam_core.sweep.tasks import Task, run_batch, warm_worker
 
 __all__ = ["DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
 
@@ -44,6 +44,17 @@ def _context():
     return multiprocessing.get_context("spawn")
 
 
+#: Batches per worker at least (for load balance) and sweep tasks per batch at most.
+_BATCHES_PER_THREAD = 8
+_MAX_BATCH = 8
+
+
+def _batches(tasks: list[Task], threads: int) -> list[list[Task]]:
+    """Cut tasks into consecutive batches: about 8 per worker thread, at most 8 tasks each."""
+    size = max(1, min(_MAX_BATCH, len(tasks) // (threads * _BATCHES_PER_THREAD)))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     """Run tasks in ``workers`` local processes (``concurrent.futures``).
 
@@ -56,7 +67,8 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     Yields
     ------
     dict
-        Each task's summary, as it finishes.
+        Each task's summary, as its batch finishes (batches of up to 8 consecutive tasks,
+        at least 8 batches per worker).
 
     Notes
     -----
@@ -71,10 +83,11 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     if ctx.get_start_method() == "fork":
         warm_worker()
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=warm_worker) as pool:
-        futures = [pool.submit(run_task, t) for t in tasks]
+        # batches: a worker never waits on the parent between two short runs (the pool queues one call ahead)
+        futures = [pool.submit(run_batch, batch) for batch in _batches(tasks, workers)]
         try:
             for fut in as_completed(futures):
-                yield fut.result()
+                yield from fut.result()
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -142,17 +155,6 @@ def connect_dask(address: str, workers: int) -> DaskSession:
                           "tcp://HOST:PORT of a running dask scheduler, or local") from None
     client.register_plugin(WarmEngine(), name="ipam-bench-warm-engine")
     return DaskSession(client, cluster)
-
-
-#: Dask tasks per worker thread at least (for load balance) and sweep tasks per Dask task at most.
-_BATCHES_PER_THREAD = 8
-_MAX_BATCH = 8
-
-
-def _batches(tasks: list[Task], threads: int) -> list[list[Task]]:
-    """Cut tasks into consecutive batches: about 8 per worker thread, at most 8 tasks each."""
-    size = max(1, min(_MAX_BATCH, len(tasks) // (threads * _BATCHES_PER_THREAD)))
-    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
 
 def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
