@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -252,6 +253,7 @@ def _progress_bars(labels=()):
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         disable=not sys.stderr.isatty(),
         transient=True,
@@ -381,7 +383,7 @@ def compare(
 
 @app.command("plot")
 def plot_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Folder holding trace.arrow.")],
+    run_dir: Annotated[Path, typer.Argument(help="Folder holding trace.arrow, or a sweep folder (sweep.parquet).")],
 ) -> None:
     """Write PNG figures of used / idle / failed over time and fragmentation, per mode.
 
@@ -390,8 +392,14 @@ def plot_cmd(
     Example: ipam-bench plot out/compare-default
     """
     from ipam_core.plot import plot_run
+    from ipam_core.sweep_plot import is_sweep_dir, plot_sweep
     from ipam_core.trace import read_trace
 
+    if is_sweep_dir(run_dir):  # a sweep folder grows point by point; its figures are written file by file
+        with _user_errors():
+            for p in plot_sweep(run_dir):
+                out.print(f"wrote {p}", highlight=False)
+        return
     output = _Output(str(run_dir))
     with _user_errors(output):
         read_trace(run_dir)  # a missing or mixed trace is reported with the folder's own name
@@ -520,6 +528,195 @@ def migrate(
         else:
             typer.echo(format_timeline(result, width_events=0 if brief else 16, observations=not brief), nl=False)
         _print_written(target, names)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sweeps and sizing (docs/sweep.md): sweep, size, report.
+
+_SWEEP_SHOWN = 40  # rows of the aggregate table printed; the whole table is in aggregate.csv
+
+
+@contextmanager
+def _task_bar(label: str):
+    """A transient progress bar over tasks with ETA (stderr; off when stderr is not a terminal)."""
+    from rich.progress import MofNCompleteColumn
+
+    with Progress(
+        TextColumn(f"{label:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _interval(mean, lo, hi) -> str:
+    """``mean ± half-width`` of the 95 % interval (just the mean when replicates agree or there is one)."""
+    import math
+
+    def num(v: float) -> str:
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+    if lo is None or math.isnan(lo) or hi - lo < 1e-9:
+        return num(mean)
+    return f"{num(mean)} ± {num((hi - lo) / 2)}"
+
+
+def _print_sweep(agg, axes: list[str], title: str) -> None:
+    """Points × modes with the figures users weigh: failures, idle, stranded, carved, churn."""
+    shown = [("pods_failed", "pods failed"), ("failed_free_elsewhere", "failed, free elsewhere"),
+             ("idle_pct", "idle %"), ("stranded_mean", "stranded addrs"), ("peak_carved", "peak carved"),
+             ("cidr_carves", "CIDR carves")]
+    view = Table(title=title, title_justify="left")
+    view.add_column("point", justify="right")
+    for axis in axes:
+        view.add_column(axis.rsplit(".", 1)[-1], justify="right")
+    view.add_column("mode")
+    for _, label in shown:
+        view.add_column(label, justify="right")
+    rows = agg.to_pylist()
+    for row in rows[:_SWEEP_SHOWN]:
+        cells = [str(row["point"]), *(str(row[a]) for a in axes), f"{row['mode']} v{row['family']}"]
+        cells += [_interval(row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"]) for m, _ in shown]
+        view.add_row(*cells)
+    out.print(view)
+    if len(rows) > _SWEEP_SHOWN:
+        out.print(f"... {len(rows) - _SWEEP_SHOWN} more rows in aggregate.csv", highlight=False)
+
+
+def _write_aggregate(target: Path, agg) -> Path:
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from ipam_core.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    pacsv.write_csv(agg, buf)
+    return atomic_write_bytes(target / "aggregate.csv", buf.getvalue())
+
+
+@app.command()
+def sweep(
+    spec_file: Annotated[Path, typer.Argument(help="Sweep spec YAML (docs/sweep.md).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep folder (default out/sweep-NAME).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: the usable cores).")] = None,
+    dask: Annotated[Optional[str], typer.Option(help="Run on Dask: tcp://scheduler:8786, or local.")] = None,
+    keep_traces: Annotated[bool, typer.Option("--keep-traces", help="Also keep each run's trace.arrow.")] = False,
+    plot: Annotated[bool, typer.Option(help="Write the sweep's PNG figures.")] = True,
+) -> None:
+    """Run a base scenario over a grid or a sample of parameter values, with replicates.
+
+    Every point is validated before anything runs. Results: DIR/sweep.parquet (one row per
+    point, mode, family and replicate), DIR/aggregate.csv (mean and 95 % interval over
+    replicates). Rerun the same command to resume an interrupted sweep.
+
+    Example: ipam-bench sweep scenarios/sweeps/mask-size.yaml --workers 2
+    """
+    from ipam_core.sweep import aggregate, load_spec, plan, run_sweep
+    from ipam_core.sweep.results import metric_columns
+
+    with _user_errors():
+        spec = load_spec(spec_file)
+        points = plan(spec)
+        target = out_dir or Path("out") / f"sweep-{spec.name}"
+        with _task_bar("sweep") as progress:
+            result = run_sweep(spec, target, points=points, workers=workers, dask=dask, keep_traces=keep_traces,
+                               progress=progress)
+        from ipam_core.sweep import read_sweep
+
+        table, _ = read_sweep(result.table_path)
+        axes = [a.name for a in spec.axes]
+        agg = aggregate(table, ["point", *axes, "mode", "family"], [n for n, _ in metric_columns()])
+        varying = [a.name for a in spec.axes if a.values is None or len(a.values) > 1]
+        _print_sweep(agg, varying, f"ipam-bench sweep {spec.name}: {len(points)} points × {spec.replicates} "
+                                f"replicate(s), mean ± 95 % interval")
+        out.print(f"{result.ran} run(s), {result.skipped} already done, {result.wall_s:.1f} s", highlight=False)
+        paths = [result.table_path, _write_aggregate(target, agg)]
+        if plot:
+            from ipam_core.sweep_plot import plot_sweep
+
+            paths += plot_sweep(target)
+        for p in paths:
+            out.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def size(
+    spec_file: Annotated[Path, typer.Argument(help="Size spec YAML: a sweep spec with a size: section.")],
+    target: Annotated[Optional[str], typer.Option(help="Target instead of the spec's, e.g. 'idle_pct <= 20'.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder (default out/size-NAME).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: the usable cores).")] = None,
+    dask: Annotated[Optional[str], typer.Option(help="Run on Dask: tcp://scheduler:8786, or local.")] = None,
+) -> None:
+    """Find, per mode, the first value of a setting (mask, pool, warm target) that meets a target.
+
+    Bisects each mode's ordered values, running every value tried with the spec's
+    replicates, and prints the answer with the table of values tried.
+
+    Example: ipam-bench size scenarios/sweeps/size-mask.yaml
+    """
+    import csv
+    import io
+    import json
+
+    from ipam_core.atomic import atomic_write_text
+    from ipam_core.sweep.size import load_size_spec, parse_target, run_size
+
+    with _user_errors():
+        spec, searches, spec_target = load_size_spec(spec_file)
+        goal = parse_target(target if target is not None else (spec_target or ""))
+        folder = out_dir or Path("out") / f"size-{spec.name}"
+        with _task_bar("size") as progress:
+            result = run_size(spec, searches, goal, folder, workers=workers, dask=dask, progress=progress)
+        view = Table(title=f"ipam-bench size {spec.name}: target {goal}; {spec.replicates} replicate(s) per value",
+                     title_justify="left")
+        for name in ("mode", "axis", "value", goal.metric + " mean ± 95 %", "replicates meeting it", "meets"):
+            view.add_column(name, justify="left" if name in ("mode", "axis") else "right")
+        def shown(value) -> str:
+            return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+        for t in result.trials:
+            view.add_row(t.mode, t.axis, shown(t.value), _interval(t.mean, t.lo, t.hi), f"{t.met}/{t.replicates}",
+                         "yes" if t.meets else "no")
+        out.print(view)
+        for a in result.answers:
+            if a.value is None:
+                out.print(f"{a.mode}: no value of {a.axis} in {shown(list(a.values))} meets the target",
+                          highlight=False)
+            else:
+                tried = sum(t.mode == a.mode for t in result.trials)
+                out.print(f"{a.mode}: {a.axis} = {shown(a.value)}  (first of {shown(list(a.values))} that meets the "
+                          f"target; {tried} of {len(a.values)} values run)", highlight=False)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["mode", "axis", "value", "replicates", "mean", "lo", "hi", "met", "meets", "answer"])
+        answer = {a.mode: a.value for a in result.answers}
+        for t in result.trials:
+            w.writerow([t.mode, t.axis, t.value, t.replicates, t.mean, t.lo, t.hi, t.met, t.meets,
+                        t.value == answer[t.mode]])
+        out.print(f"wrote {atomic_write_text(folder / 'size.csv', buf.getvalue())}", highlight=False)
+        out.print(f"wrote {folder / 'sweep.parquet'}", highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (trace.arrow) or a sweep folder (sweep.parquet).")],
+) -> None:
+    """Write DIR/report.html: a self-contained page with the modes' table and the figures.
+
+    Example: ipam-bench report out/compare-default
+    """
+    from ipam_core.report import write_report
+
+    with _user_errors():
+        out.print(f"wrote {write_report(run_dir)}", highlight=False)
 
 
 def main() -> None:
