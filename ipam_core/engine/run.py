@@ -108,6 +108,12 @@ class ModeResult:
         ``cidrs_values`` (pyarrow strings) and ``cidrs_counts`` per row.
     state_bytes : int
         Memory held by the engine state.
+    state : State, optional
+        The engine state at the end.
+    counters : numpy.ndarray, optional
+        int64 [len(TRACE_COUNTERS), rows]: the whole-number trace columns as
+        one block (``trace`` holds views of its rows; the float rows are 0
+        here), so a summary reduces every column in one call.
     """
 
     mode: str
@@ -116,6 +122,7 @@ class ModeResult:
     nodes: dict[str, object]
     state_bytes: int
     state: State | None = field(default=None, repr=False)
+    counters: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,8 @@ class Simulation:
             np.ascontiguousarray(workload.pod, dtype=np.int32),
         )
         self.time = 0.0
+        #: int64 [len(TRACE_COUNTERS), samples * families] of the last :meth:`record` call
+        self.counters: np.ndarray | None = None
 
     def advance(self, t_stop: float) -> None:
         """Process every event and timer due before ``t_stop``.
@@ -272,6 +281,7 @@ class Simulation:
                 progress(self.mode, i / n)
         if n:
             self.time = float(stops[-1])
+        self.counters = trace  # the trace columns below are its rows: summaries reduce it whole
         trace_cols = {
             "family": np.tile(np.where(families == 0, 4, 6).astype(np.int8), n),
             "time_s": np.repeat(times, nf),
@@ -407,7 +417,7 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None, bounds: Wor
     nodes["cidrs_counts"] = nodes.pop("cidrs_counts")  # keep the documented column order
     nodes["cidrs_values"] = nodes.pop("cidrs_values")
     families = tuple(4 if f == 0 else 6 for f in sim.layout.families)
-    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state)
+    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state, sim.counters)
 
 
 # (mode, families) pairs whose compiled code this process has loaded: see warm_mode
