@@ -7,11 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipam_core.engine import build_workload, simulate, summarize
 from ipam_core.engine.run import Simulation, workload_facts
-from ipam_core.engine.state import build_state
+from ipam_core.engine.state import build_state, scan_workload
+from ipam_core.errors import IPAMBenchError
 from ipam_core.scenario import load_scenario
+from ipam_core.workloads import Workload
+from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +64,42 @@ def test_states_built_from_the_cached_layout_tables_do_not_share_memory():
     third = build_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
     for a, c in zip(first, third):
         np.testing.assert_array_equal(a, c)
+
+
+def numpy_bounds(time, op, retry_s):
+    """The numpy formulas the compiled scan replaced: running live count, delete windows, node adds."""
+    delta = np.where(op == OP_POD_ADD, 1, np.where(op == OP_POD_DEL, -1, 0))
+    max_live = int(np.cumsum(delta).max()) if delta.size else 0
+    deletes = time[op == OP_POD_DEL]
+    window = np.searchsorted(deletes, deletes + retry_s, side="right") - np.arange(deletes.size)
+    return max_live, int(window.max()) if window.size else 0, int(np.count_nonzero(op == OP_NODE_ADD))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([OP_NODE_ADD, 1, OP_POD_ADD, OP_POD_DEL])), max_size=60),
+    retry_s=st.sampled_from([0.0, 0.5, 1.0, 2.5, 10.0]),
+)
+def test_compiled_workload_scan_matches_the_numpy_formulas(steps, retry_s):
+    time = np.cumsum([gap * 0.5 for gap, _ in steps]).astype(np.float64) if steps else np.zeros(0)
+    op = np.array([kind for _, kind in steps], dtype=np.int8)
+    w = Workload(time=time, op=op, node=np.zeros(op.size, np.int32), pod=np.zeros(op.size, np.int32),
+                 namespace=np.zeros(op.size, np.int32), pool=np.full(op.size, -1, np.int32), node_names=[],
+                 namespaces=["default"], pool_names=[], n_pods=0)
+    assert scan_workload(w, retry_s) == numpy_bounds(time, op, retry_s)
+
+
+def test_pod_pools_follow_namespace_and_annotation():
+    sc = load_scenario(str(REPO / "scenarios" / "multi-pool-teams.yaml"))
+    w = build_workload(sc)
+    sim = Simulation(sc, w, "multi-pool")
+    adds = w.op == OP_POD_ADD
+    for family in sim.layout.families:
+        for pod, ns, ann in zip(w.pod[adds][:200], w.namespace[adds][:200], w.pool[adds][:200]):
+            annotations = {"ipam.cilium.io/ip-pool": w.pool_names[ann]} if ann >= 0 else {}
+            try:
+                want = sim.layout.pool_names.index(
+                    sc.select_pool(4 if family == 0 else 6, w.namespaces[ns], pod_annotations=annotations))
+            except (IPAMBenchError, ValueError):
+                want = -1
+            assert sim.state.pod_pool[pod, family] == want

@@ -26,9 +26,8 @@ from ipam_core.engine.state import (
     EngineConfig,
     State,
     build_state,
-    count_node_adds,
+    scan_workload,
     state_nbytes,
-    workload_bounds,
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
@@ -148,8 +147,8 @@ def workload_facts(workload: Workload, retry_s: float) -> WorkloadBounds:
     -------
     WorkloadBounds
     """
-    max_live, stale_timers = workload_bounds(workload, retry_s)
-    return WorkloadBounds(float(retry_s), max_live, stale_timers, count_node_adds(workload.op))
+    max_live, stale_timers, node_adds = scan_workload(workload, retry_s)  # one compiled pass
+    return WorkloadBounds(float(retry_s), max_live, stale_timers, node_adds)
 
 
 class Simulation:

@@ -11,6 +11,7 @@ import numpy as np
 from ipam_core.engine import tables as T
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
+from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bitmap import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
@@ -327,12 +328,65 @@ def workload_bounds(workload, retry_s: float) -> tuple[int, int]:
         ``(max_live, stale_timers)``; both upper bounds (pods that fail or
         leave with their node free their row earlier).
     """
-    op = workload.op
-    delta = np.where(op == OP_POD_ADD, 1, np.where(op == OP_POD_DEL, -1, 0))
-    max_live = int(np.cumsum(delta).max()) if delta.size else 0
-    deletes = workload.time[op == OP_POD_DEL]
-    window = np.searchsorted(deletes, deletes + retry_s, side="right") - np.arange(deletes.size)
-    return max_live, int(window.max()) if window.size else 0
+    max_live, stale_timers, _ = scan_workload(workload, retry_s)
+    return max_live, stale_timers
+
+
+def scan_workload(workload, retry_s: float) -> tuple[int, int, int]:
+    """:func:`workload_bounds` and :func:`count_node_adds` in one compiled pass over the events.
+
+    Parameters
+    ----------
+    workload : ipam_core.workloads.Workload
+    retry_s : float
+        Pod retry interval.
+
+    Returns
+    -------
+    tuple of int
+        ``(max_live, stale_timers, node_adds)``.
+    """
+    max_live, stale_timers, node_adds = _scan_bounds(
+        np.ascontiguousarray(workload.time, dtype=np.float64), np.ascontiguousarray(workload.op, dtype=np.int8),
+        float(retry_s),
+    )
+    return int(max_live), int(stale_timers), int(node_adds)
+
+
+@kjit
+def _scan_bounds(time, op, retry_s):
+    """One pass over the events: (most pods alive at once, most deletes within ``retry_s``, node adds).
+
+    The most pods alive is the largest running sum of +1 per add and -1 per
+    delete (0 for no events); the delete window counts, for each delete, the
+    deletes at or before its time plus ``retry_s`` that are not before it.
+    ``time`` is ascending, so both pointers only move forward.
+    """
+    n = op.size
+    live = 0
+    max_live = 0 if n == 0 else -(1 << 62)
+    node_adds = 0
+    deletes_seen = 0  # deletes before event i
+    ahead = 0  # events with time <= the current delete's time + retry_s
+    deletes_ahead = 0  # deletes among them
+    stale = 0
+    for i in range(n):
+        kind = op[i]
+        if kind == OP_POD_ADD:
+            live += 1
+        elif kind == OP_POD_DEL:
+            live -= 1
+            limit = time[i] + retry_s
+            while ahead < n and time[ahead] <= limit:
+                if op[ahead] == OP_POD_DEL:
+                    deletes_ahead += 1
+                ahead += 1
+            stale = max(stale, deletes_ahead - deletes_seen)
+            deletes_seen += 1
+        elif kind == OP_NODE_ADD:
+            node_adds += 1
+        max_live = max(max_live, live)
+    return max_live, stale, node_adds
 
 
 def count_node_adds(op: np.ndarray) -> int:
