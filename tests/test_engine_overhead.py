@@ -16,7 +16,7 @@ from ipam_core.engine.state import build_state, scan_workload
 from ipam_core.errors import IPAMBenchError
 from ipam_core.scenario import load_scenario
 from ipam_core.workloads import Workload
-from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
+from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL, renumber_pods
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,3 +103,24 @@ def test_pod_pools_follow_namespace_and_annotation():
             except (IPAMBenchError, ValueError):
                 want = -1
             assert sim.state.pod_pool[pod, family] == want
+
+
+def reference_renumber(op, pod, n_old):
+    """Dense ids in add order, the general way (a lookup table over old ids)."""
+    old_of_new = pod[op == OP_POD_ADD].astype(np.int64)
+    new_of_old = np.full(max(n_old, 1), -1, dtype=np.int32)
+    new_of_old[old_of_new] = np.arange(len(old_of_new), dtype=np.int32)
+    return np.where(pod >= 0, new_of_old[np.maximum(pod, 0)], -1).astype(np.int32), old_of_new
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 12), shuffle=st.booleans(), extra=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_renumber_pods_matches_the_general_renumbering(n, shuffle, extra, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(n) if shuffle else np.arange(n)  # in creation order or not
+    op = np.concatenate([np.full(n, OP_POD_ADD, np.int8), np.full(n, OP_POD_DEL, np.int8), [OP_NODE_ADD]])
+    pod = np.concatenate([ids, rng.permutation(ids), [-1]]).astype(np.int32)
+    new_pod, old_of_new = renumber_pods(op, pod, n + extra)
+    want_pod, want_old = reference_renumber(op, pod, n + extra)
+    assert new_pod.dtype == want_pod.dtype and np.array_equal(new_pod, want_pod)
+    assert np.array_equal(old_of_new, want_old)
