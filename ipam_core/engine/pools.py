@@ -40,11 +40,13 @@ def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> No
     """
     if layout.policy != T.POLICY_MULTI_POOL:
         return
-    adds = workload.op == OP_POD_ADD
-    pod = workload.pod[adds]
+    adds = np.flatnonzero(workload.op == OP_POD_ADD)  # indices: a boolean gather costs 5x more per column
+    pod = workload.pod.take(adds)
     n_annotations = len(workload.pool_names) + 1
     # one key per (namespace, annotation or none); few distinct, so a lookup table indexed by key
-    key = workload.namespace[adds].astype(np.int64) * n_annotations + (workload.pool[adds] + 1)
+    key = workload.namespace.take(adds)
+    if n_annotations > 1:
+        key = key.astype(np.int64) * n_annotations + (workload.pool.take(adds) + 1)
     n_keys = len(workload.namespaces) * n_annotations
     keys = np.flatnonzero(np.bincount(key, minlength=n_keys)) if key.size else key
     pool_ids = {name: i for i, name in enumerate(layout.pool_names)}

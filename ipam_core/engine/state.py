@@ -99,6 +99,19 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
+def _fresh_row(width: int, unset: list[int]) -> np.ndarray:
+    """A table row of zeros with -1 in the ``unset`` columns (read-only: copied by broadcasting)."""
+    row = np.zeros(width, dtype=np.int64)
+    row[unset] = -1
+    row.flags.writeable = False
+    return row
+
+
+# what a node or pod row holds before the engine touches it: no head, bucket, node, slot, link, pin
+_NODE_ROW = _fresh_row(T.N_NCOL, [T.N_HEAD, T.N_BUCKET])
+_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN])
+
+
 _SetTables = namedtuple(
     "_SetTables",
     "per_node sets pools set_words set_summary chunk_stack pool_carvable family_carvable chunk_off ipw_off ips_off",
@@ -215,18 +228,12 @@ def build_state(
     n_slots = max(chunk_off, 1)
     slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
-    nodes = np.zeros((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
-    nodes[:, T.N_HEAD] = -1
-    nodes[:, T.N_BUCKET] = -1
+    nodes = np.empty((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
+    nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     rows = max(1, n_pods if max_live is None else max_live)
-    pods = np.zeros((rows, T.D_NCOL), dtype=np.int64)
-    pods[:, T.D_NODE] = -1
-    pods[:, T.D_SLOT : T.D_SLOT + 2] = -1
-    pods[:, T.D_NEXT] = -1
-    pods[:, T.D_PREV] = -1
-    pods[:, T.D_PENDING_FAMILY] = -1
-    pods[:, T.D_PIN] = -1
+    pods = np.empty((rows, T.D_NCOL), dtype=np.int64)
+    pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
     # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
     ring_cap = rows + stale_timers + 64
@@ -396,4 +403,4 @@ def count_node_adds(op: np.ndarray) -> int:
 
 def state_nbytes(state: State) -> int:
     """Bytes held by the state's arrays (the memory figure recorded in bench/)."""
-    return int(sum(a.nbytes for a in state))
+    return int(sum([a.nbytes for a in state]))
