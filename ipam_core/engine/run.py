@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import format_cidrs
+from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
@@ -281,8 +281,10 @@ class Simulation:
         if n:
             self.time = float(stops[-1])
         self.counters = trace  # the trace columns below are its rows: summaries reduce it whole
+        codes = np.where(families == 0, 4, 6).astype(np.int8)
         trace_cols = {
-            "family": np.tile(np.where(families == 0, 4, 6).astype(np.int8), n),
+            # one family (the common case): a fill; np.tile's Python wrapper costs more than the copy
+            "family": np.full(n, codes[0], dtype=np.int8) if nf == 1 else np.tile(codes, n),
             "time_s": np.repeat(times, nf),
             **{k: warm if k in TRACE_FLOATS else trace[j] for j, k in enumerate(TRACE_COUNTERS)},
         }
@@ -326,7 +328,11 @@ class Simulation:
 
         def text(g: int, idx: np.ndarray) -> pa.Array:
             spec = self.layout.sets[g // 2]
-            return format_cidrs(spec.network, S.cidr_group_mask(g, spec.node_mask, cloud), idx)
+            mask = S.cidr_group_mask(g, spec.node_mask, cloud)
+            net = spec.network
+            # the engine's block indices lie in the set: format_values skips format_cidrs' range checks
+            return format_values(net.version, int(net.network_address), np.ascontiguousarray(idx, dtype=np.int64),
+                                 net.max_prefixlen - mask, f"/{mask}".encode())
 
         g0 = int(group[0])
         if not (group != g0).any():  # the common case: one set and mask
