@@ -13,7 +13,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.engine.run import ModeResult, Simulation, engine_config, run_mode, warm_mode, workload_facts
+from ipam_core.engine import sampling as S
+from ipam_core.engine.run import (
+    TRACE_COUNTERS,
+    TRACE_FLOATS,
+    ModeResult,
+    Simulation,
+    engine_config,
+    run_mode,
+    warm_mode,
+    workload_facts,
+)
 from ipam_core.trace.metrics import startup_end
 from ipam_core.workloads import Workload, generate
 
@@ -220,48 +230,73 @@ def summarize(result: RunResult) -> pa.Table:
     as wait (:func:`ipam_core.trace.metrics.startup_end`): a workload that
     creates its pods at t=0 has all of them waiting at the first sample,
     whatever the mode.
+
+    Each mode's counters are read as one 2-D block (``ModeResult.counters``):
+    a handful of numpy reductions per mode and family rather than two or three
+    per column, which for a small point cost as much as the run (issue #10).
     """
-    rows = {name: [] for name, _ in SUMMARY_COLUMNS}
+    records = []
     for m in result.modes:
-        families = m.trace["family"]
-        for family in m.families:
-            pick = slice(None) if len(m.families) == 1 else families == family
-            tr = _Columns(m.trace, pick)
-            carved = tr["addrs_carved"].astype(np.float64)
+        block = _counter_block(m)
+        warm = m.trace["warm_addrs_per_node"]
+        nf = len(m.families)
+        n_samples = warm.size // nf
+        for fi, family in enumerate(m.families):
+            tr = block[:, fi::nf]  # the trace interleaves families sample by sample (Simulation.record)
+            last = tr[:, -1].tolist()
+            peak = tr.max(axis=1).tolist()
+            carved = tr[S.TR_CARVED].astype(np.float64)
             has = carved > 0
-            idle = 100.0 * np.mean(tr["addrs_idle"][has] / carved[has]) if has.any() else 0.0
-            reserved = 100.0 * np.mean(tr["addrs_reserved"][has] / carved[has]) if has.any() else 0.0
-            rows["mode"].append(m.mode)
-            rows["family"].append(family)
-            rows["pods_failed"].append(int(tr["pods_failed"][-1]))
-            rows["failed_free_elsewhere"].append(int(tr["pods_failed_free_elsewhere"][-1]))
+            if has.any():
+                shares = tr[[S.TR_IDLE, S.TR_RESERVED]][:, has] / carved[has]
+                # np.mean's arithmetic (a sum, then one division) without its Python wrapper
+                idle, reserved = (100.0 * (np.add.reduce(shares, axis=1) / shares.shape[1])).tolist()
+            else:
+                idle = reserved = 0.0
             # The t=0 spike (every pod waits before any node has a CIDR) would equal the pod count in every mode.
-            after = startup_end(tr["pods_pending"], tr["pods_running"])
-            rows["peak_pending"].append(int(tr["pods_pending"][after:].max()))
-            rows["peak_used"].append(int(tr["addrs_used"].max()))
-            rows["peak_carved"].append(int(tr["addrs_carved"].max()))
-            rows["idle_pct"].append(round(float(idle), 1))
-            rows["reserved_pct"].append(round(float(reserved), 1))
-            rows["peak_node_cidrs"].append(int(tr["node_cidrs"].max()))
-            rows["cidr_carves"].append(int(tr["cidr_carves"][-1]))
-            rows["cidr_releases"].append(int(tr["cidr_releases"][-1]))
-            rows["carvable_end"].append(int(tr["carvable_node_cidrs"][-1]))
-            rows["largest_free_block_end"].append(int(tr["largest_free_block"][-1]))
-            rows["warm_per_node"].append(round(float(np.mean(tr["warm_addrs_per_node"])), 1))
-            rows["peak_interfaces"].append(int(tr["interfaces"].max()))
-            rows["frag_failures"].append(int(tr["frag_failures"][-1]))
-            calls = tr["cloud_api_attach"][-1] + tr["cloud_api_assign"][-1] + tr["cloud_api_release"][-1]
-            rows["cloud_api_calls"].append(int(calls))
-            rows["wall_s"].append(round(result.wall_s[m.mode], 3))
-            rows["state_mib"].append(round(m.state_bytes / 2**20, 2))
-    return pa.table(rows)
+            after = startup_end(tr[S.TR_PENDING], tr[S.TR_RUNNING])
+            api_calls = last[S.TR_API_ATTACH] + last[S.TR_API_ASSIGN] + last[S.TR_API_RELEASE]
+            records.append((
+                m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], int(tr[S.TR_PENDING, after:].max()),
+                peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
+                last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
+                round(float(np.add.reduce(warm[fi::nf]) / n_samples), 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls,
+                round(result.wall_s[m.mode], 3), round(m.state_bytes / 2**20, 2),
+            ))
+    return _summary_table(records)
 
 
-class _Columns:
-    """One family's rows of a mode's trace, selected per column as it is read (a summary reads few)."""
+#: Summary columns holding decimals (float64); the rest after ``mode`` are whole numbers (int64).
+_FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "wall_s", "state_mib"})
 
-    def __init__(self, trace: dict, pick):
-        self._trace, self._pick = trace, pick
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self._trace[name][self._pick]
+def _summary_table(records: list[tuple]) -> pa.Table:
+    """The summary rows (tuples in :data:`SUMMARY_COLUMNS` order) as a table.
+
+    Built from two numpy blocks over Arrow buffers: ``pa.table`` of Python
+    lists spends ~10 us per column inferring types (a fifth of a small point).
+    """
+    names = [name for name, _ in SUMMARY_COLUMNS]
+    if not records:
+        return pa.table({name: [] for name in names})
+    columns = list(zip(*records))
+    n = len(records)
+    picked = {kind: [i for i, name in enumerate(names[1:], 1) if (name in _FLOAT_SUMMARY) == kind] for kind in (False, True)}
+    blocks = {
+        False: np.array([columns[i] for i in picked[False]], dtype=np.int64),
+        True: np.array([columns[i] for i in picked[True]], dtype=np.float64),
+    }
+    arrays: list = [None] * len(names)
+    arrays[0] = pa.array(columns[0], pa.string())
+    for kind, arrow_type in ((False, pa.int64()), (True, pa.float64())):
+        for row, i in enumerate(picked[kind]):
+            arrays[i] = pa.Array.from_buffers(arrow_type, n, [None, pa.py_buffer(blocks[kind][row])])
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _counter_block(m: ModeResult) -> np.ndarray:
+    """The mode's whole-number trace counters as one int64 [TRACE_COUNTERS, rows] block."""
+    if m.counters is not None:
+        return m.counters
+    zeros = np.zeros(m.trace["time_s"].size, dtype=np.int64)  # the float counters are read from m.trace
+    return np.stack([zeros if k in TRACE_FLOATS else np.asarray(m.trace[k], dtype=np.int64) for k in TRACE_COUNTERS])

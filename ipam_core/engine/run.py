@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.addr import format_cidrs
+from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
@@ -26,9 +26,8 @@ from ipam_core.engine.state import (
     EngineConfig,
     State,
     build_state,
-    count_node_adds,
+    scan_workload,
     state_nbytes,
-    workload_bounds,
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
@@ -108,6 +107,12 @@ class ModeResult:
         ``cidrs_values`` (pyarrow strings) and ``cidrs_counts`` per row.
     state_bytes : int
         Memory held by the engine state.
+    state : State, optional
+        The engine state at the end.
+    counters : numpy.ndarray, optional
+        int64 [len(TRACE_COUNTERS), rows]: the whole-number trace columns as
+        one block (``trace`` holds views of its rows; the float rows are 0
+        here), so a summary reduces every column in one call.
     """
 
     mode: str
@@ -116,6 +121,7 @@ class ModeResult:
     nodes: dict[str, object]
     state_bytes: int
     state: State | None = field(default=None, repr=False)
+    counters: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,8 @@ def workload_facts(workload: Workload, retry_s: float) -> WorkloadBounds:
     -------
     WorkloadBounds
     """
-    max_live, stale_timers = workload_bounds(workload, retry_s)
-    return WorkloadBounds(float(retry_s), max_live, stale_timers, count_node_adds(workload.op))
+    max_live, stale_timers, node_adds = scan_workload(workload, retry_s)  # one compiled pass
+    return WorkloadBounds(float(retry_s), max_live, stale_timers, node_adds)
 
 
 class Simulation:
@@ -196,6 +202,8 @@ class Simulation:
             np.ascontiguousarray(workload.pod, dtype=np.int32),
         )
         self.time = 0.0
+        #: int64 [len(TRACE_COUNTERS), samples * families] of the last :meth:`record` call
+        self.counters: np.ndarray | None = None
 
     def advance(self, t_stop: float) -> None:
         """Process every event and timer due before ``t_stop``.
@@ -272,8 +280,11 @@ class Simulation:
                 progress(self.mode, i / n)
         if n:
             self.time = float(stops[-1])
+        self.counters = trace  # the trace columns below are its rows: summaries reduce it whole
+        codes = np.where(families == 0, 4, 6).astype(np.int8)
         trace_cols = {
-            "family": np.tile(np.where(families == 0, 4, 6).astype(np.int8), n),
+            # one family (the common case): a fill; np.tile's Python wrapper costs more than the copy
+            "family": np.full(n, codes[0], dtype=np.int8) if nf == 1 else np.tile(codes, n),
             "time_s": np.repeat(times, nf),
             **{k: warm if k in TRACE_FLOATS else trace[j] for j, k in enumerate(TRACE_COUNTERS)},
         }
@@ -317,7 +328,11 @@ class Simulation:
 
         def text(g: int, idx: np.ndarray) -> pa.Array:
             spec = self.layout.sets[g // 2]
-            return format_cidrs(spec.network, S.cidr_group_mask(g, spec.node_mask, cloud), idx)
+            mask = S.cidr_group_mask(g, spec.node_mask, cloud)
+            net = spec.network
+            # the engine's block indices lie in the set: format_values skips format_cidrs' range checks
+            return format_values(net.version, int(net.network_address), np.ascontiguousarray(idx, dtype=np.int64),
+                                 net.max_prefixlen - mask, f"/{mask}".encode())
 
         g0 = int(group[0])
         if not (group != g0).any():  # the common case: one set and mask
@@ -407,7 +422,7 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None, bounds: Wor
     nodes["cidrs_counts"] = nodes.pop("cidrs_counts")  # keep the documented column order
     nodes["cidrs_values"] = nodes.pop("cidrs_values")
     families = tuple(4 if f == 0 else 6 for f in sim.layout.families)
-    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state)
+    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state, sim.counters)
 
 
 # (mode, families) pairs whose compiled code this process has loaded: see warm_mode

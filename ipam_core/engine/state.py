@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import numpy as np
 from ipam_core.engine import tables as T
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
+from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bitmap import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
@@ -97,45 +99,37 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
-def build_state(
-    layout: Layout,
-    config: EngineConfig,
-    n_nodes: int,
-    n_pods: int,
-    n_node_adds: int,
-    max_live: int | None = None,
-    stale_timers: int = 0,
-) -> State:
-    """Allocate and initialise every table for a run.
+def _fresh_row(width: int, unset: list[int]) -> np.ndarray:
+    """A table row of zeros with -1 in the ``unset`` columns (read-only: copied by broadcasting)."""
+    row = np.zeros(width, dtype=np.int64)
+    row[unset] = -1
+    row.flags.writeable = False
+    return row
 
-    Parameters
-    ----------
-    layout : Layout
-        The mode's pools and rules.
-    config : EngineConfig
-        Timing and policy knobs.
-    n_nodes : int
-        Distinct node ids in the workload.
-    n_pods : int
-        Distinct pod ids in the workload.
-    n_node_adds : int
-        Node-add events (bounds the timers of past node incarnations).
-    max_live : int, optional
-        Most pods alive at once (:func:`workload_bounds`); rows of the pods
-        table. Defaults to ``n_pods``.
-    stale_timers : int
-        Most retry timers that can outlive their pod (:func:`workload_bounds`).
 
-    Returns
-    -------
-    State
-        Fresh state. Memory is one bit per node CIDR and per usable pod
-        address of every node CIDR that can be live at once, a row per pod
-        alive at once, and 6 bytes per pod id (its row and, in multi-pool, its pool).
+# what a node or pod row holds before the engine touches it: no head, bucket, node, slot, link, pin
+_NODE_ROW = _fresh_row(T.N_NCOL, [T.N_HEAD, T.N_BUCKET])
+_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN])
+
+
+_SetTables = namedtuple(
+    "_SetTables",
+    "per_node sets pools set_words set_summary chunk_stack pool_carvable family_carvable chunk_off ipw_off ips_off",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _set_tables(layout: Layout, max_pods: int, n_nodes: int) -> _SetTables:
+    """The tables that follow from the layout alone (no seed, no events), built once per process.
+
+    A sweep runs the same layout for many seeds; building these per run (a
+    Python loop per set, an ``ipaddress`` parse and a bitmap init per set) cost
+    a tenth of a small point. The arrays are read-only: :func:`build_state`
+    copies them.
     """
     n_pools = len(layout.pool_names)
     n_sets = len(layout.sets)
-    per_node = _cidrs_per_node(layout, config.max_pods)
+    per_node = _cidrs_per_node(layout, max_pods)
     sets = np.zeros((n_sets, T.S_NCOL), dtype=np.int64)
     pools = np.zeros((n_pools, T.P_NCOL), dtype=np.int64)
     pools[:, T.P_PRE_ALLOC] = layout.pre_allocation
@@ -179,21 +173,67 @@ def build_state(
     for i in range(n_sets):
         off, cap = sets[i, T.S_CHUNK_OFF], sets[i, T.S_CHUNK_CAP]
         chunk_stack[off : off + cap] = np.arange(cap - 1, -1, -1)
+    pool_carvable = np.zeros((n_pools, 2), dtype=np.int64)
+    family_carvable = [0, 0]
+    for spec in layout.sets:
+        pool_carvable[spec.pool, spec.family] += spec.capacity
+        family_carvable[spec.family] += spec.capacity
+    arrays = (per_node, sets, pools, set_words, set_summary, chunk_stack, pool_carvable)
+    for a in arrays:
+        a.flags.writeable = False  # shared by every run of this layout
+    return _SetTables(*arrays, tuple(family_carvable), chunk_off, ipw_off, ips_off)
+
+
+def build_state(
+    layout: Layout,
+    config: EngineConfig,
+    n_nodes: int,
+    n_pods: int,
+    n_node_adds: int,
+    max_live: int | None = None,
+    stale_timers: int = 0,
+) -> State:
+    """Allocate and initialise every table for a run.
+
+    Parameters
+    ----------
+    layout : Layout
+        The mode's pools and rules.
+    config : EngineConfig
+        Timing and policy knobs.
+    n_nodes : int
+        Distinct node ids in the workload.
+    n_pods : int
+        Distinct pod ids in the workload.
+    n_node_adds : int
+        Node-add events (bounds the timers of past node incarnations).
+    max_live : int, optional
+        Most pods alive at once (:func:`workload_bounds`); rows of the pods
+        table. Defaults to ``n_pods``.
+    stale_timers : int
+        Most retry timers that can outlive their pod (:func:`workload_bounds`).
+
+    Returns
+    -------
+    State
+        Fresh state. Memory is one bit per node CIDR and per usable pod
+        address of every node CIDR that can be live at once, a row per pod
+        alive at once, and 6 bytes per pod id (its row and, in multi-pool, its pool).
+    """
+    n_pools = len(layout.pool_names)
+    tables = _set_tables(layout, config.max_pods, n_nodes)
+    per_node, chunk_off, ipw_off, ips_off = tables.per_node, tables.chunk_off, tables.ipw_off, tables.ips_off
+    sets, pools, chunk_stack = tables.sets.copy(), tables.pools.copy(), tables.chunk_stack.copy()
+    set_words, set_summary = tables.set_words.copy(), tables.set_summary.copy()
     n_slots = max(chunk_off, 1)
     slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
-    nodes = np.zeros((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
-    nodes[:, T.N_HEAD] = -1
-    nodes[:, T.N_BUCKET] = -1
+    nodes = np.empty((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
+    nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     rows = max(1, n_pods if max_live is None else max_live)
-    pods = np.zeros((rows, T.D_NCOL), dtype=np.int64)
-    pods[:, T.D_NODE] = -1
-    pods[:, T.D_SLOT : T.D_SLOT + 2] = -1
-    pods[:, T.D_NEXT] = -1
-    pods[:, T.D_PREV] = -1
-    pods[:, T.D_PENDING_FAMILY] = -1
-    pods[:, T.D_PIN] = -1
+    pods = np.empty((rows, T.D_NCOL), dtype=np.int64)
+    pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
     # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
     ring_cap = rows + stale_timers + 64
@@ -229,10 +269,9 @@ def build_state(
     cnt[T.K_ROW_TOP] = rows
     cnt[T.K_RNG] = seed_state(config.seed)
     cnt[T.K_SCHED_MIN] = keys
-    pool_carvable = np.zeros((n_pools, 2), dtype=np.int64)
-    for spec in layout.sets:
-        pool_carvable[spec.pool, spec.family] += spec.capacity
-        cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * spec.family + T.F_CARVABLE] += spec.capacity
+    pool_carvable = tables.pool_carvable.copy()
+    for family in range(2):
+        cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
     return State(
         sets=sets,
         set_words=set_words,
@@ -296,12 +335,65 @@ def workload_bounds(workload, retry_s: float) -> tuple[int, int]:
         ``(max_live, stale_timers)``; both upper bounds (pods that fail or
         leave with their node free their row earlier).
     """
-    op = workload.op
-    delta = np.where(op == OP_POD_ADD, 1, np.where(op == OP_POD_DEL, -1, 0))
-    max_live = int(np.cumsum(delta).max()) if delta.size else 0
-    deletes = workload.time[op == OP_POD_DEL]
-    window = np.searchsorted(deletes, deletes + retry_s, side="right") - np.arange(deletes.size)
-    return max_live, int(window.max()) if window.size else 0
+    max_live, stale_timers, _ = scan_workload(workload, retry_s)
+    return max_live, stale_timers
+
+
+def scan_workload(workload, retry_s: float) -> tuple[int, int, int]:
+    """:func:`workload_bounds` and :func:`count_node_adds` in one compiled pass over the events.
+
+    Parameters
+    ----------
+    workload : ipam_core.workloads.Workload
+    retry_s : float
+        Pod retry interval.
+
+    Returns
+    -------
+    tuple of int
+        ``(max_live, stale_timers, node_adds)``.
+    """
+    max_live, stale_timers, node_adds = _scan_bounds(
+        np.ascontiguousarray(workload.time, dtype=np.float64), np.ascontiguousarray(workload.op, dtype=np.int8),
+        float(retry_s),
+    )
+    return int(max_live), int(stale_timers), int(node_adds)
+
+
+@kjit
+def _scan_bounds(time, op, retry_s):
+    """One pass over the events: (most pods alive at once, most deletes within ``retry_s``, node adds).
+
+    The most pods alive is the largest running sum of +1 per add and -1 per
+    delete (0 for no events); the delete window counts, for each delete, the
+    deletes at or before its time plus ``retry_s`` that are not before it.
+    ``time`` is ascending, so both pointers only move forward.
+    """
+    n = op.size
+    live = 0
+    max_live = 0 if n == 0 else -(1 << 62)
+    node_adds = 0
+    deletes_seen = 0  # deletes before event i
+    ahead = 0  # events with time <= the current delete's time + retry_s
+    deletes_ahead = 0  # deletes among them
+    stale = 0
+    for i in range(n):
+        kind = op[i]
+        if kind == OP_POD_ADD:
+            live += 1
+        elif kind == OP_POD_DEL:
+            live -= 1
+            limit = time[i] + retry_s
+            while ahead < n and time[ahead] <= limit:
+                if op[ahead] == OP_POD_DEL:
+                    deletes_ahead += 1
+                ahead += 1
+            stale = max(stale, deletes_ahead - deletes_seen)
+            deletes_seen += 1
+        elif kind == OP_NODE_ADD:
+            node_adds += 1
+        max_live = max(max_live, live)
+    return max_live, stale, node_adds
 
 
 def count_node_adds(op: np.ndarray) -> int:
@@ -311,4 +403,4 @@ def count_node_adds(op: np.ndarray) -> int:
 
 def state_nbytes(state: State) -> int:
     """Bytes held by the state's arrays (the memory figure recorded in bench/)."""
-    return int(sum(a.nbytes for a in state))
+    return int(sum([a.nbytes for a in state]))

@@ -377,6 +377,10 @@ def renumber_pods(op: np.ndarray, pod: np.ndarray, n_old: int) -> tuple[np.ndarr
         int64: input id of each new id, to carry per-pod attributes along.
     """
     old_of_new = pod[op == OP_POD_ADD].astype(np.int64)
+    k = old_of_new.size
+    if (old_of_new == np.arange(k)).all() and (k == n_old or pod.size == 0 or pod.max() < k):
+        # pods already numbered by creation (what the generators make): the renumbering is the identity
+        return pod.astype(np.int32), old_of_new
     new_of_old = np.full(max(n_old, 1), -1, dtype=np.int32)
     new_of_old[old_of_new] = np.arange(len(old_of_new), dtype=np.int32)
     new_pod = np.where(pod >= 0, new_of_old[np.maximum(pod, 0)], -1).astype(np.int32)

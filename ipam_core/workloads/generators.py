@@ -170,9 +170,14 @@ def _previous_occupant(slots: np.ndarray, n_slots: int) -> np.ndarray:
     # (SIMD) unstable sort is exact and ~3x faster than a stable sort of `slots`
     order = np.argsort(slots.astype(np.int64) * len(slots) + np.arange(len(slots)))
     s = slots[order]
-    same_as_prev = np.r_[False, s[1:] == s[:-1]]
+    # np.r_ would build these too, at ~10 us of index-trick parsing each (issue #10: a small point's overhead)
+    same_as_prev = np.empty(len(s), dtype=np.bool_)
+    same_as_prev[0] = False
+    np.equal(s[1:], s[:-1], out=same_as_prev[1:])
     victim_sorted = s.astype(np.int64)
-    prev_step = np.r_[0, order[:-1]]
+    prev_step = np.empty(len(order), dtype=order.dtype)
+    prev_step[0] = 0
+    prev_step[1:] = order[:-1]
     victim_sorted[same_as_prev] = n_slots + prev_step[same_as_prev]
     victims = np.empty_like(victim_sorted)
     victims[order] = victim_sorted
@@ -468,9 +473,13 @@ def _build(chunks: list[_Chunk], n_pods: int, pod_ns: np.ndarray, pod_pool: np.n
     new_pod, old_of_new = renumber_pods(op, pod, n_pods)
     is_pod = pod >= 0
     safe = np.maximum(pod, 0)
+    if n_pods and not pool_names and not (pod_pool != -1).any():  # no pools: skip the per-event gather
+        pool = np.full(n, -1, dtype=pod_pool.dtype)
+    else:
+        pool = np.where(is_pod, pod_pool[safe] if n_pods else -1, -1)
     return Workload(
         time=time, op=op, node=node, pod=new_pod,
         namespace=np.where(is_pod, pod_ns[safe] if n_pods else -1, -1),
-        pool=np.where(is_pod, pod_pool[safe] if n_pods else -1, -1),
+        pool=pool,
         node_names=node_names, namespaces=namespaces, pool_names=pool_names, n_pods=len(old_of_new),
     )
