@@ -82,6 +82,40 @@ def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return arena, words, summary
 
 
+class ArenaFields:
+    """The fields an allocator keeps in its arena, as attributes (shared by CIDRSet and PodIPRange).
+
+    The class using it sets ``self._arena`` (from :func:`new_arena`) and
+    ``self._text_cache`` (an :class:`ipam_core.addr.TextCache`), and reads
+    ``self._texts``: the cache's list or dict of texts formatted so far.
+    """
+
+    _arena: np.ndarray
+
+    @property
+    def _count(self) -> int:
+        # slots in use: the arena's counter, kept by the per-call kernels
+        return int(self._arena[kb.ARENA_USED])
+
+    @_count.setter
+    def _count(self, value: int) -> None:
+        self._arena[kb.ARENA_USED] = value
+
+    @property
+    def _cursor(self) -> int:
+        return int(self._arena[kb.ARENA_CURSOR])
+
+    @_cursor.setter
+    def _cursor(self, value: int) -> None:
+        self._arena[kb.ARENA_CURSOR] = value
+
+    def _text(self, index: int) -> str:
+        # A text not formatted yet; the cache may have turned its dict into a list.
+        text = self._text_cache.text(index)
+        self._texts = self._text_cache.texts
+        return text
+
+
 def per_call(kernel):
     """The compiled entry point of an ``arena_*`` kernel for ``(arena, int64)``.
 

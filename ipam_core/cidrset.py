@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, format_values, ip_text
-from ipam_core.bitmap import clear_many, new_arena, per_call
+from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
 from ipam_core.kernels.bitmap import (
     ARENA_CURSOR,
@@ -55,7 +55,7 @@ MSG_CLUSTER_MASK_TOO_LONG = (
 )
 
 
-class CIDRSet:
+class CIDRSet(ArenaFields):
     """kube-controller-manager's node CIDR set over a compiled bitmap.
 
     Parameters
@@ -530,27 +530,7 @@ class CIDRSet:
         )
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def _allocated(self) -> int:
-        return int(self._arena[ARENA_USED])
-
-    @_allocated.setter
-    def _allocated(self, value: int) -> None:
-        self._arena[ARENA_USED] = value
-
-    @property
-    def _cursor(self) -> int:
-        return int(self._arena[ARENA_CURSOR])
-
-    @_cursor.setter
-    def _cursor(self, value: int) -> None:
-        self._arena[ARENA_CURSOR] = value
-
-    def _text(self, index: int) -> str:
-        # A text not formatted yet; the cache may have turned its dict into a list.
-        text = self._text_cache.text(index)
-        self._texts = self._text_cache.texts
-        return text
+    _allocated = ArenaFields._count  # the arena's counter of slots in use
 
     def _format(self, index: int) -> str:
         value = self._base | (int(index) << self._shift)  # int(): a NumPy int under NUMBA_DISABLE_JIT

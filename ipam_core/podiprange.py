@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
-from ipam_core.bitmap import clear_many, new_arena, per_call
+from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.bitmap import (
     ARENA_CURSOR,
@@ -181,7 +181,7 @@ def range_size(network: Network) -> int:
     return 1 << h
 
 
-class PodIPRange:
+class PodIPRange(ArenaFields):
     """Cilium's per-node pod IP allocator over a compiled bitmap.
 
     Parameters
@@ -706,27 +706,7 @@ class PodIPRange:
     def _address(self, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.IPv4Address(value) if self._version == 4 else ipaddress.IPv6Address(value)
 
-    @property
-    def _used(self) -> int:
-        return int(self._arena[ARENA_USED])
-
-    @_used.setter
-    def _used(self, value: int) -> None:
-        self._arena[ARENA_USED] = value
-
-    @property
-    def _cursor(self) -> int:
-        return int(self._arena[ARENA_CURSOR])
-
-    @_cursor.setter
-    def _cursor(self, value: int) -> None:
-        self._arena[ARENA_CURSOR] = value
-
-    def _text(self, index: int) -> str:
-        # A text not formatted yet; the cache may have turned its dict into a list.
-        text = self._text_cache.text(index)
-        self._texts = self._text_cache.texts
-        return text
+    _used = ArenaFields._count  # the arena's counter of slots in use
 
     def _format(self, offset: int) -> str:
         return ip_text(self._version, self._base + int(offset))  # int(): a NumPy int under NUMBA_DISABLE_JIT
