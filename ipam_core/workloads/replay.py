@@ -320,7 +320,7 @@ class _Rows:
         late = t * time_scale > duration_s
         if late.any():
             i = int(np.argmax(late))
-            scaled = f" (x timeScale {time_scale:g})" if time_scale != 1 else ""
+            scaled = f" (x timeScale {time_scale!r})" if time_scale != 1 else ""
             raise self.error(i, "time", float(t[i]), f"at most the scenario's duration, {duration_s:g} s{scaled}: "
                              "later events would be dropped")
 
