@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from ipam_core import cli
 from ipam_core.cli import app
 from ipam_core.rundir import OutputLock, read_manifest, verify_run
+from ipam_core.sweep import WALL_COLUMNS, read_sweep
 from ipam_core.sweep.results import POINTS_DIR, done_keys
 from sweep_specs import TINY, write_spec
 
@@ -100,6 +101,11 @@ def test_a_spec_that_only_adds_axis_values_resumes_the_sweep(tmp_path, done_swee
     assert result.exit_code == 0, result.output
     assert "1 run(s), 2 already done" in result.stdout
     assert len(done_keys(out)) == 3
+    fresh = tmp_path / "fresh"
+    assert runner.invoke(app, ["sweep", grown, "--out", str(fresh), "--workers", "1", "--no-plot"]).exit_code == 0
+    resumed, _ = read_sweep(out)
+    assert resumed.drop_columns(list(WALL_COLUMNS)).equals(read_sweep(fresh)[0].drop_columns(list(WALL_COLUMNS)))
+    assert resumed["point"].to_pylist() == [0, 1, 2]  # the points are renumbered in the grown spec's order
 
 
 @pytest.mark.parametrize("command", ["sweep", "size"])

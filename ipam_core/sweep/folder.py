@@ -54,7 +54,7 @@ def _identity(text: str):
     doc = dict(doc)
     doc.pop("samples", None)
     if isinstance(doc.get("axes"), dict):
-        doc["axes"] = sorted(map(str, doc["axes"]))
+        doc["axes"] = list(map(str, doc["axes"]))  # names in order: the order of the table's columns
     size = doc.get("size")
     if isinstance(size, dict) and isinstance(size.get("search"), dict):
         doc["size"] = {**size, "search": {mode: {k: v for k, v in s.items() if k != "values"}
