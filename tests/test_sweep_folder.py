@@ -193,3 +193,21 @@ def test_report_on_a_sweep_folder_writes_under_its_lock(tmp_path, done_sweep):
     assert (out / "report.html").stat().st_size > 0
     assert json.loads((out / "sweep.json").read_text())["tasks"] == 2
     assert not (tmp_path / ".out.lock").exists()
+
+
+def test_a_size_spec_with_another_target_resumes_but_another_search_axis_is_refused(tmp_path):
+    out = tmp_path / "out"
+    spec = size_spec(tmp_path)
+    assert runner.invoke(app, ["size", spec, "--out", str(out), "--workers", "1"]).exit_code == 0
+    doc = yaml.safe_load(open(spec))
+    doc["size"]["target"] = "idle_pct <= 90"
+    (tmp_path / "target.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    again = runner.invoke(app, ["size", str(tmp_path / "target.yaml"), "--out", str(out), "--workers", "1"])
+    assert again.exit_code == 0, again.output
+    doc["size"]["search"]["cluster-pool"]["axis"] = "cluster.kubelet.maxPods"
+    doc["size"]["search"]["cluster-pool"]["values"] = [40, 60]
+    (tmp_path / "axis.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = snapshot(out)
+    one_line_error(runner.invoke(app, ["size", str(tmp_path / "axis.yaml"), "--out", str(out), "--workers", "1"]),
+                   "spec.yaml differs")
+    assert snapshot(out) == before

@@ -13,8 +13,8 @@ is not published as a whole like a run folder (:mod:`ipam_core.rundir`). Instead
   (``sweep.parquet``, ``aggregate.csv``, figures) are rebuilt from ``points/`` by every run,
   so a rerun after a kill resumes and rewrites them.
 
-"The same sweep" means the same spec but for the values of its axes (and ``samples`` and a
-size search's values): a spec that adds mask values to a finished sweep resumes it.
+"The same sweep" means the same spec but for the values of its axes (and ``samples``, and a
+size search's values and target): a spec that adds mask values to a finished sweep resumes it.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def _identity(text: str):
         doc["axes"] = list(map(str, doc["axes"]))  # names in order: the order of the table's columns
     size = doc.get("size")
     if isinstance(size, dict) and isinstance(size.get("search"), dict):
-        doc["size"] = {**size, "search": {mode: {k: v for k, v in s.items() if k != "values"}
-                                          if isinstance(s, dict) else s for mode, s in size["search"].items()}}
+        # the target only judges the runs (``--target`` overrides it): the searched axes identify the sweep
+        doc["size"] = {mode: {k: v for k, v in s.items() if k != "values"} if isinstance(s, dict) else s
+                       for mode, s in size["search"].items()}
     return doc
 
 
@@ -142,7 +143,8 @@ def hold_sweep_dir(path: str | os.PathLike[str], spec_text: str | None = None, *
     ------
     pathlib.Path
         The folder, existing and locked until the block ends. Nested calls in this
-        process (``size`` runs several sweeps) join the outer hold and only check.
+        process (``size`` runs several sweeps) join the outer hold and only check. Folders
+        this call created are removed again if they are still empty at the end.
 
     Raises
     ------
@@ -181,6 +183,7 @@ def hold_sweep_dir(path: str | os.PathLike[str], spec_text: str | None = None, *
     finally:
         _HELD.discard(key)
         lock.__exit__(None, None, None)
+        _remove_empty(created)  # a command that failed before writing anything leaves no folder behind
 
 
 def _remove_empty(created: list[Path]) -> None:
