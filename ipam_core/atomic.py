@@ -11,17 +11,20 @@ an existing file at ``path`` is left exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
+import re
 import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "stop_point"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_temp_files", "stop_point"]
 
 _WRITE_MODES = {"w": "w", "wt": "w", "wb": "wb"}
 _TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # what _create_temp makes
 #: Test hook (tests/test_kill.py): the point at which a writer stops itself so a test can kill it there.
 STOP_AT_ENV = "IPAM_BENCH_TEST_STOP_AT"
 
@@ -39,10 +42,13 @@ def stop_point(name: str) -> None:
     Notes
     -----
     A test hook only: it lets tests kill a writer at an exact point of its
-    output instead of at a lucky moment. Unset (always, outside tests), it
+    output instead of at a lucky moment. The variable may be a shell-style
+    pattern (``*.arrow.tmp``: the first such file) for files whose names are
+    not known in advance. Unset (always, outside tests), it
     costs one dictionary look-up.
     """
-    if os.environ.get(STOP_AT_ENV) == name and hasattr(signal, "SIGSTOP"):
+    wanted = os.environ.get(STOP_AT_ENV)
+    if wanted and hasattr(signal, "SIGSTOP") and fnmatch.fnmatchcase(name, wanted):
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
@@ -54,6 +60,29 @@ def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
             return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), temp
         except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
+
+
+def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write` left in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        A folder (missing: nothing to do). Call it only while no other process
+        writes there (holding the folder's lock).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files deleted.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

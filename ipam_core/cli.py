@@ -602,49 +602,69 @@ def _write_aggregate(target: Path, agg) -> Path:
     return atomic_write_bytes(target / "aggregate.csv", buf.getvalue())
 
 
+def _workers_flag(value: Optional[int]) -> Optional[int]:
+    """``--workers``: 1 to MAX_WORKERS, checked before anything is read."""
+    from ipam_core.sweep.executors import MAX_WORKERS, MAX_WORKERS_WHY
+
+    return None if value is None else limits.check_count("--workers", value, 1, MAX_WORKERS, MAX_WORKERS_WHY)
+
+
+@contextmanager
+def _sweep_interrupts(folder: Path):
+    """Ctrl-C during a sweep: one line saying what is kept and how to resume, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"ipam-bench: interrupted; finished runs kept in {folder / 'points'}, the previous results in "
+                   f"{folder} left as they were; rerun the same command to resume", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 @app.command()
 def sweep(
     spec_file: Annotated[Path, typer.Argument(help="Sweep spec YAML (docs/sweep.md).")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep folder (default out/sweep-NAME).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: the usable cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes, 1 to 256 (default: the usable cores).",
+                                                   callback=_workers_flag)] = None,
     dask: Annotated[Optional[str], typer.Option(help="Run on Dask: tcp://scheduler:8786, or local.")] = None,
     keep_traces: Annotated[bool, typer.Option("--keep-traces", help="Also keep each run's trace.arrow.")] = False,
     plot: Annotated[bool, typer.Option(help="Write the sweep's PNG figures.")] = True,
 ) -> None:
     """Run a base scenario over a grid or a sample of parameter values, with replicates.
 
-    Every point is validated before anything runs. Results: DIR/sweep.parquet (one row per
-    point, mode, family and replicate), DIR/aggregate.csv (mean and 95 % interval over
-    replicates). Rerun the same command to resume an interrupted sweep.
+    Every point is validated and the folder checked before anything runs. Results:
+    DIR/sweep.parquet (one row per point, mode, family and replicate), DIR/aggregate.csv
+    (mean and 95 % interval over replicates). One writer per folder at a time; rerun the
+    same command to resume an interrupted sweep.
 
     Example: ipam-bench sweep scenarios/sweeps/mask-size.yaml --workers 2
     """
-    from ipam_core.sweep import aggregate, load_spec, plan, run_sweep
+    from ipam_core.sweep import aggregate, load_spec, plan, read_sweep, run_sweep
+    from ipam_core.sweep.folder import hold_sweep_dir
     from ipam_core.sweep.results import metric_columns
 
     with _user_errors():
         spec = load_spec(spec_file)
         points = plan(spec)
-        target = out_dir or Path("out") / f"sweep-{spec.name}"
-        with _task_bar("sweep") as progress:
-            result = run_sweep(spec, target, points=points, workers=workers, dask=dask, keep_traces=keep_traces,
-                               progress=progress)
-        from ipam_core.sweep import read_sweep
+        target = Path(out_dir) if out_dir is not None else Path("out") / f"sweep-{spec.name}"
+        with hold_sweep_dir(target, spec.text, label="--out"), _sweep_interrupts(target):
+            with _task_bar("sweep") as progress:
+                result = run_sweep(spec, target, points=points, workers=workers, dask=dask, keep_traces=keep_traces,
+                                   progress=progress, label="--out")
+            table, _ = read_sweep(result.table_path)
+            axes = [a.name for a in spec.axes]
+            agg = aggregate(table, ["point", *axes, "mode", "family"], [n for n, _ in metric_columns()])
+            varying = [a.name for a in spec.axes if a.values is None or len(a.values) > 1]
+            _print_sweep(agg, varying, f"ipam-bench sweep {spec.name}: {len(points)} points × {spec.replicates} "
+                                    f"replicate(s), mean ± 95 % interval")
+            out.print(f"{result.ran} run(s), {result.skipped} already done, {result.wall_s:.1f} s", highlight=False)
+            paths = [result.table_path, _write_aggregate(target, agg)]
+            if plot:
+                from ipam_core.sweep_plot import plot_sweep
 
-        table, _ = read_sweep(result.table_path)
-        axes = [a.name for a in spec.axes]
-        agg = aggregate(table, ["point", *axes, "mode", "family"], [n for n, _ in metric_columns()])
-        varying = [a.name for a in spec.axes if a.values is None or len(a.values) > 1]
-        _print_sweep(agg, varying, f"ipam-bench sweep {spec.name}: {len(points)} points × {spec.replicates} "
-                                f"replicate(s), mean ± 95 % interval")
-        out.print(f"{result.ran} run(s), {result.skipped} already done, {result.wall_s:.1f} s", highlight=False)
-        paths = [result.table_path, _write_aggregate(target, agg)]
-        if plot:
-            from ipam_core.sweep_plot import plot_sweep
-
-            paths += plot_sweep(target)
-        for p in paths:
-            out.print(f"wrote {p}", highlight=False)
+                paths += plot_sweep(target)
+            for p in paths:
+                out.print(f"wrote {p}", highlight=False)
 
 
 @app.command()
@@ -652,13 +672,15 @@ def size(
     spec_file: Annotated[Path, typer.Argument(help="Size spec YAML: a sweep spec with a size: section.")],
     target: Annotated[Optional[str], typer.Option(help="Target instead of the spec's, e.g. 'idle_pct <= 20'.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder (default out/size-NAME).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: the usable cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes, 1 to 256 (default: the usable cores).",
+                                                   callback=_workers_flag)] = None,
     dask: Annotated[Optional[str], typer.Option(help="Run on Dask: tcp://scheduler:8786, or local.")] = None,
 ) -> None:
     """Find, per mode, the first value of a setting (mask, pool, warm target) that meets a target.
 
     Bisects each mode's ordered values, running every value tried with the spec's
-    replicates, and prints the answer with the table of values tried.
+    replicates, and prints the answer with the table of values tried. The folder is a
+    sweep folder: checked first, one writer at a time, resumable.
 
     Example: ipam-bench size scenarios/sweeps/size-mask.yaml
     """
@@ -667,42 +689,46 @@ def size(
     import json
 
     from ipam_core.atomic import atomic_write_text
+    from ipam_core.sweep.folder import hold_sweep_dir
     from ipam_core.sweep.size import load_size_spec, parse_target, run_size
 
     with _user_errors():
         spec, searches, spec_target = load_size_spec(spec_file)
         goal = parse_target(target if target is not None else (spec_target or ""))
-        folder = out_dir or Path("out") / f"size-{spec.name}"
-        with _task_bar("size") as progress:
-            result = run_size(spec, searches, goal, folder, workers=workers, dask=dask, progress=progress)
-        view = Table(title=f"ipam-bench size {spec.name}: target {goal}; {spec.replicates} replicate(s) per value",
-                     title_justify="left")
-        for name in ("mode", "axis", "value", goal.metric + " mean ± 95 %", "replicates meeting it", "meets"):
-            view.add_column(name, justify="left" if name in ("mode", "axis") else "right")
-        def shown(value) -> str:
-            return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        folder = Path(out_dir) if out_dir is not None else Path("out") / f"size-{spec.name}"
+        with hold_sweep_dir(folder, spec.text, label="--out"), _sweep_interrupts(folder):
+            with _task_bar("size") as progress:
+                result = run_size(spec, searches, goal, folder, workers=workers, dask=dask, progress=progress,
+                                  label="--out")
+            view = Table(title=f"ipam-bench size {spec.name}: target {goal}; {spec.replicates} replicate(s) per "
+                               "value", title_justify="left")
+            for name in ("mode", "axis", "value", goal.metric + " mean ± 95 %", "replicates meeting it", "meets"):
+                view.add_column(name, justify="left" if name in ("mode", "axis") else "right")
 
-        for t in result.trials:
-            view.add_row(t.mode, t.axis, shown(t.value), _interval(t.mean, t.lo, t.hi), f"{t.met}/{t.replicates}",
-                         "yes" if t.meets else "no")
-        out.print(view)
-        for a in result.answers:
-            if a.value is None:
-                out.print(f"{a.mode}: no value of {a.axis} in {shown(list(a.values))} meets the target",
-                          highlight=False)
-            else:
-                tried = sum(t.mode == a.mode for t in result.trials)
-                out.print(f"{a.mode}: {a.axis} = {shown(a.value)}  (first of {shown(list(a.values))} that meets the "
-                          f"target; {tried} of {len(a.values)} values run)", highlight=False)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["mode", "axis", "value", "replicates", "mean", "lo", "hi", "met", "meets", "answer"])
-        answer = {a.mode: a.value for a in result.answers}
-        for t in result.trials:
-            w.writerow([t.mode, t.axis, t.value, t.replicates, t.mean, t.lo, t.hi, t.met, t.meets,
-                        t.value == answer[t.mode]])
-        out.print(f"wrote {atomic_write_text(folder / 'size.csv', buf.getvalue())}", highlight=False)
-        out.print(f"wrote {folder / 'sweep.parquet'}", highlight=False)
+            def shown(value) -> str:
+                return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+            for t in result.trials:
+                view.add_row(t.mode, t.axis, shown(t.value), _interval(t.mean, t.lo, t.hi), f"{t.met}/{t.replicates}",
+                             "yes" if t.meets else "no")
+            out.print(view)
+            for a in result.answers:
+                if a.value is None:
+                    out.print(f"{a.mode}: no value of {a.axis} in {shown(list(a.values))} meets the target",
+                              highlight=False)
+                else:
+                    tried = sum(t.mode == a.mode for t in result.trials)
+                    out.print(f"{a.mode}: {a.axis} = {shown(a.value)}  (first of {shown(list(a.values))} that meets "
+                              f"the target; {tried} of {len(a.values)} values run)", highlight=False)
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["mode", "axis", "value", "replicates", "mean", "lo", "hi", "met", "meets", "answer"])
+            answer = {a.mode: a.value for a in result.answers}
+            for t in result.trials:
+                w.writerow([t.mode, t.axis, t.value, t.replicates, t.mean, t.lo, t.hi, t.met, t.meets,
+                            t.value == answer[t.mode]])
+            out.print(f"wrote {atomic_write_text(folder / 'size.csv', buf.getvalue())}", highlight=False)
+            out.print(f"wrote {folder / 'sweep.parquet'}", highlight=False)
 
 
 @app.command()
@@ -711,12 +737,16 @@ def report(
 ) -> None:
     """Write DIR/report.html: a self-contained page with the modes' table and the figures.
 
+    On a run folder the page (and any figures drawn for it) join the run's files and its
+    manifest.json in one step, as ``plot`` does; on a sweep folder it is written under
+    the folder's lock.
+
     Example: ipam-bench report out/compare-default
     """
     from ipam_core.report import write_report
 
     with _user_errors():
-        out.print(f"wrote {write_report(run_dir)}", highlight=False)
+        out.print(f"wrote {write_report(run_dir, label='run folder')}", highlight=False)
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ import pyarrow as pa
 
 from ipam_core.atomic import atomic_write_text
 from ipam_core.errors import ConfigError
+from ipam_core.rundir import staged_folder
+from ipam_core.sweep.folder import hold_sweep_dir
 from ipam_core.sweep.aggregate import aggregate
 from ipam_core.sweep.results import metric_columns, read_sweep
 from ipam_core.sweep_plot import build_sweep_figures, figure_png, is_sweep_dir
@@ -197,12 +199,14 @@ def render_sweep(sweep_dir: str | os.PathLike[str]) -> str:
     return _page(f"ipam-bench sweep: {meta['name']}", sections)
 
 
-def write_report(folder: str | os.PathLike[str]) -> Path:
-    """Write ``report.html`` into a run or sweep folder, atomically.
+def write_report(folder: str | os.PathLike[str], *, label: str = "run folder") -> Path:
+    """Write ``report.html`` into a run or sweep folder, without breaking the folder's rules.
 
     Parameters
     ----------
     folder : str or os.PathLike
+    label : str
+        How messages name the folder.
 
     Returns
     -------
@@ -212,12 +216,26 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     ------
     ConfigError
         The folder holds neither ``sweep.parquet`` nor ``trace.arrow``.
+    OutputDirError
+        Another process writes the folder, or it cannot be written.
+    ManifestError
+        A run folder's files do not match its manifest.
+
+    Notes
+    -----
+    A run folder gets the page (and the figures drawn for it, if it had none)
+    through :class:`ipam_core.rundir.RunPublisher` with ``carry_over``: its
+    ``manifest.json`` lists them and a kill leaves the previous folder. A sweep
+    folder gets the page atomically while its lock is held
+    (:func:`ipam_core.sweep.folder.hold_sweep_dir`).
     """
     path = Path(folder)
     if is_sweep_dir(path):
-        text = render_sweep(path)
-    elif (path / TRACE_FILE).is_file():
-        text = render_run(path)
-    else:
+        with hold_sweep_dir(path, label=label):
+            return atomic_write_text(path / REPORT_FILE, render_sweep(path))
+    if not (path / TRACE_FILE).is_file():
         raise ConfigError(f"{str(path)!r} holds neither sweep.parquet nor {TRACE_FILE}; expected a run or sweep folder")
-    return atomic_write_text(path / REPORT_FILE, text)
+    read_trace(path)  # a mixed or damaged run is named by its own folder, before anything is written
+    with staged_folder(path, label=label, carry_over=True) as staging:
+        atomic_write_text(staging / REPORT_FILE, render_run(staging))
+    return path / REPORT_FILE

@@ -63,6 +63,7 @@ __all__ = [
     "RunPublisher",
     "check_member",
     "check_output_dir",
+    "check_output_path",
     "published_path",
     "read_manifest",
     "recover",
@@ -104,6 +105,58 @@ def _entries_not_from_a_run(folder: Path) -> list[str]:
     return foreign
 
 
+def check_output_path(path: str | os.PathLike[str], *, label: str = "output folder") -> Path:
+    """Check that ``path`` names a folder that can be created or written, whatever it holds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output folder; it may be missing.
+    label : str
+        How messages name the folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (a symbolic link is followed to its target).
+
+    Raises
+    ------
+    OutputDirError
+        One line naming the folder when it is empty text, the current folder
+        or one holding it, a file, under a file, or in a folder that cannot
+        be written.
+
+    Notes
+    -----
+    The checks of :func:`check_output_dir` on the path alone, without those on
+    the folder's files: a sweep folder (:mod:`ipam_core.sweep.folder`) applies
+    its own.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise OutputDirError(f"{label} {text!r}: expected a folder path, got empty text")
+    folder = Path(text).expanduser()
+    if folder.is_symlink():
+        folder = Path(os.path.realpath(folder))
+    absolute = Path(os.path.abspath(folder))
+    cwd = Path.cwd()
+    if absolute == cwd or absolute in cwd.parents or absolute.name in ("", ".", ".."):
+        raise OutputDirError(f"{label} {text!r} is the current folder or holds it; expected a folder of its own "
+                             "for the run (e.g. out/run)")
+    if folder.exists() and not folder.is_dir():
+        raise OutputDirError(f"{label} {text!r} is a file; expected a folder")
+    ancestor = absolute.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputDirError(f"{label} {text!r}: {str(ancestor)!r} is a file; expected a path under a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputDirError(f"{label} {text!r}: cannot create files in {str(ancestor)!r} (permission denied); "
+                             "expected a writable folder")
+    return folder
+
+
 def check_output_dir(path: str | os.PathLike[str], *, label: str = "output folder", carry_over: bool = False) -> Path:
     """Check that ``path`` can take a run's files, before any work is done.
 
@@ -131,26 +184,8 @@ def check_output_dir(path: str | os.PathLike[str], *, label: str = "output folde
         written, or a folder holding files no ipam-bench run wrote.
     """
     text = os.fspath(path)
-    if not str(text).strip():
-        raise OutputDirError(f"{label} {text!r}: expected a folder path, got empty text")
-    folder = Path(text).expanduser()
-    if folder.is_symlink():
-        folder = Path(os.path.realpath(folder))
+    folder = check_output_path(path, label=label)
     absolute = Path(os.path.abspath(folder))
-    cwd = Path.cwd()
-    if absolute == cwd or absolute in cwd.parents or absolute.name in ("", ".", ".."):
-        raise OutputDirError(f"{label} {text!r} is the current folder or holds it; expected a folder of its own "
-                             "for the run (e.g. out/run)")
-    if folder.exists() and not folder.is_dir():
-        raise OutputDirError(f"{label} {text!r} is a file; expected a folder")
-    ancestor = absolute.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputDirError(f"{label} {text!r}: {str(ancestor)!r} is a file; expected a path under a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputDirError(f"{label} {text!r}: cannot create files in {str(ancestor)!r} (permission denied); "
-                             "expected a writable folder")
     if folder.is_dir():
         if not os.access(absolute.parent, os.W_OK | os.X_OK):
             raise OutputDirError(f"{label} {text!r}: cannot replace it, {str(absolute.parent)!r} is not writable; "
@@ -592,7 +627,8 @@ class RunPublisher:
 
 
 @contextlib.contextmanager
-def staged_folder(folder: str | os.PathLike[str], *, label: str = "output folder") -> Iterator[Path]:
+def staged_folder(folder: str | os.PathLike[str], *, label: str = "output folder",
+                  carry_over: bool = False) -> Iterator[Path]:
     """A folder to write a run's files into, published as a whole when the block succeeds.
 
     Parameters
@@ -603,6 +639,9 @@ def staged_folder(folder: str | os.PathLike[str], *, label: str = "output folder
         owner publishes them).
     label : str
         How messages name the folder.
+    carry_over : bool
+        Start from the folder's current files (:class:`RunPublisher`), to add
+        files to a published run.
 
     Yields
     ------
@@ -618,6 +657,6 @@ def staged_folder(folder: str | os.PathLike[str], *, label: str = "output folder
     if path.is_dir() and path.resolve() in _OPEN_STAGES:
         yield path
         return
-    with RunPublisher(path, label=label) as publisher:
+    with RunPublisher(path, label=label, carry_over=carry_over) as publisher:
         yield publisher.staging
         publisher.publish()

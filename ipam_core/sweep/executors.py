@@ -17,7 +17,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from ipam_core.errors import ConfigError
 from ipam_core.sweep.tasks import Task, run_batch, warm_worker
 
-__all__ = ["DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
+__all__ = ["MAX_WORKERS", "MAX_WORKERS_WHY", "DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
+
+#: Most worker processes (or local Dask workers) a sweep starts: each holds a Python process and its kernels.
+MAX_WORKERS = 256
+MAX_WORKERS_WHY = "each worker is a process of its own; more than this exhausts a host's memory and process table"
 
 
 def default_workers() -> int:

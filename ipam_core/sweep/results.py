@@ -230,12 +230,17 @@ def consolidate(out_dir: Path, spec: SweepSpec, tasks: list[Task], mode_order: l
     fresh = fresh or {}
     parts = [fresh[t.key] for t in tasks if t.key in fresh]
     wanted = {t.key for t in tasks} - set(fresh)
+    task_keys = pa.array([t.key for t in tasks], pa.string())
+    task_points = pa.array([t.point for t in tasks], pa.int32())
     for path, keys in _point_files(out_dir):
         take = wanted.intersection(keys)
         if take:
             with pa.ipc.open_file(path) as reader:
                 rows = reader.read_all().replace_schema_metadata(None).cast(schema)
-            parts.append(rows.filter(pc.is_in(rows["key"], value_set=pa.array(sorted(take), pa.string()))))
+            rows = rows.filter(pc.is_in(rows["key"], value_set=pa.array(sorted(take), pa.string())))
+            # a key is the point's parameters, not its index: a spec that added values renumbers the points
+            point = pc.take(task_points, pc.index_in(rows["key"], value_set=task_keys))
+            parts.append(rows.set_column(rows.schema.get_field_index("point"), schema.field("point"), point))
             wanted -= take
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     order = pc.index_in(table["mode"], value_set=pa.array(mode_order, pa.string()))

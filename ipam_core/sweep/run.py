@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipam_core.atomic import atomic_write_text
-from ipam_core.errors import ConfigError
-from ipam_core.sweep.executors import connect_dask, default_workers, run_dask, run_local
+from ipam_core.scenario.limits import check_count
+from ipam_core.sweep.executors import MAX_WORKERS, MAX_WORKERS_WHY, connect_dask, default_workers, run_dask, run_local
+from ipam_core.sweep.folder import SPEC_FILE, hold_sweep_dir
 from ipam_core.sweep.results import POINTS_DIR, consolidate, done_keys, point_table, write_points
 from ipam_core.sweep.sampling import sample_points
 from ipam_core.sweep.spec import Point, SweepSpec, plan_points
@@ -90,6 +91,7 @@ def run_sweep(
     keep_traces: bool = False,
     progress: Callable[[int, int], None] | None = None,
     command: list[str] | None = None,
+    label: str = "sweep folder",
 ) -> SweepRun:
     """Run every point × replicate not already in ``out_dir`` and write ``sweep.parquet``.
 
@@ -111,6 +113,8 @@ def run_sweep(
         ``progress(done, total)`` after each finished task (skipped ones count as done).
     command : list of str, optional
         Recorded in ``sweep.json`` (default ``sys.argv``).
+    label : str
+        How messages name ``out_dir`` (``"--out"`` in the command line).
 
     Returns
     -------
@@ -119,23 +123,33 @@ def run_sweep(
     Raises
     ------
     ConfigError
-        A bad point (before anything is written) or an unusable executor.
+        A bad point, a bad worker count or an unusable executor (before anything is written).
+    OutputDirError
+        ``out_dir`` cannot take the sweep (:func:`ipam_core.sweep.folder.check_sweep_dir`),
+        or another process writes it.
+
+    Notes
+    -----
+    The folder is held locked (:func:`ipam_core.sweep.folder.hold_sweep_dir`) from the
+    first write to the last; ``sweep.parquet`` is rebuilt from ``points/`` every time.
     """
     start = time.perf_counter()
     points = plan(spec) if points is None else points
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: expected at least 1")
-    out = Path(out_dir)
+    check_count("--workers", workers, 1, MAX_WORKERS, MAX_WORKERS_WHY)
+    with hold_sweep_dir(out_dir, spec.text, label=label) as out:
+        return _run_held(spec, out, points, workers, dask, keep_traces, progress, command, start)
+
+
+def _run_held(spec, out: Path, points, workers, dask, keep_traces, progress, command, start) -> SweepRun:
     traces = out / TRACES_DIR if keep_traces else None
     tasks = make_tasks(spec, points, traces)
     session = connect_dask(dask, workers) if dask else None  # an unreachable scheduler fails before any write
     try:
-        out.mkdir(parents=True, exist_ok=True)
         (out / POINTS_DIR).mkdir(exist_ok=True)
         if traces is not None:
             traces.mkdir(exist_ok=True)
-        atomic_write_text(out / "spec.yaml", spec.text)
+        atomic_write_text(out / SPEC_FILE, spec.text)
         done = done_keys(out)
         todo = [t for t in tasks if t.key not in done]
         params = {p.index: p.params for p in points}

@@ -34,7 +34,10 @@ import pyarrow.compute as pc
 import yaml
 
 from ipam_core.errors import ConfigError
+from ipam_core.scenario.limits import check_count
 from ipam_core.sweep.aggregate import t_interval
+from ipam_core.sweep.executors import MAX_WORKERS, MAX_WORKERS_WHY
+from ipam_core.sweep.folder import hold_sweep_dir
 from ipam_core.sweep.results import metric_columns, read_sweep
 from ipam_core.sweep.run import run_sweep
 from ipam_core.sweep.spec import Point, SweepSpec, build_point, parse_spec, plan_points
@@ -221,7 +224,7 @@ def _trial(table, target: Target, point: int, mode: str, search: _Search, value)
 
 
 def run_size(spec: SweepSpec, searches: list[_Search], target: Target, out_dir: str | Path, *, workers=None,
-             dask=None, progress=None) -> SizeResult:
+             dask=None, progress=None, label: str = "sweep folder") -> SizeResult:
     """Bisect each mode's values for the first that meets ``target``.
 
     Parameters
@@ -237,6 +240,8 @@ def run_size(spec: SweepSpec, searches: list[_Search], target: Target, out_dir: 
         As for :func:`ipam_core.sweep.run.run_sweep`.
     progress : callable, optional
         ``progress(done, total)`` per finished run.
+    label : str
+        How messages name ``out_dir`` (``"--out"`` in the command line).
 
     Returns
     -------
@@ -246,7 +251,11 @@ def run_size(spec: SweepSpec, searches: list[_Search], target: Target, out_dir: 
     ------
     ConfigError
         A bad value in a search (every value is validated before anything runs).
+    OutputDirError
+        As for :func:`ipam_core.sweep.run.run_sweep`; the folder is held for the whole search.
     """
+    if workers is not None:
+        check_count("--workers", workers, 1, MAX_WORKERS, MAX_WORKERS_WHY)
     fixed = {a.name: a.values[0] for a in spec.axes if a.name not in {s.axis for s in searches}}
     grid: dict[tuple[int, int], Point] = {}
     index = 0
@@ -256,12 +265,17 @@ def run_size(spec: SweepSpec, searches: list[_Search], target: Target, out_dir: 
             grid[(m, i)] = Point(index, p.params, p.scenario, (s.mode,))
             index += 1
     bounds = {m: [0, len(s.values) - 1] for m, s in enumerate(searches)}
-    tried: dict[tuple[int, int], Trial] = {}
     pending = {m: len(s.values) - 1 for m, s in enumerate(searches)}  # first: is the most generous enough?
+    with hold_sweep_dir(out_dir, spec.text, label=label):  # one writer for every round of the search
+        return _bisect(spec, searches, target, out_dir, grid, bounds, pending, workers, dask, progress, label)
+
+
+def _bisect(spec, searches, target, out_dir, grid, bounds, pending, workers, dask, progress, label) -> SizeResult:
+    tried: dict[tuple[int, int], Trial] = {}
     while pending:
         wanted = sorted({*tried, *((m, i) for m, i in pending.items())})
         run = run_sweep(spec, out_dir, points=[grid[k] for k in wanted], workers=workers, dask=dask,
-                        progress=progress)
+                        progress=progress, label=label)
         table, _ = read_sweep(run.table_path)
         nxt = {}
         for m, i in pending.items():
