@@ -392,11 +392,12 @@ def plot_cmd(
     Example: ipam-bench plot out/compare-default
     """
     from ipam_core.plot import plot_run
+    from ipam_core.sweep.folder import hold_sweep_dir
     from ipam_core.sweep_plot import is_sweep_dir, plot_sweep
     from ipam_core.trace import read_trace
 
     if is_sweep_dir(run_dir):  # a sweep folder grows point by point; its figures are written file by file
-        with _user_errors():
+        with _user_errors(), hold_sweep_dir(run_dir, label="run folder"):
             for p in plot_sweep(run_dir):
                 out.print(f"wrote {p}", highlight=False)
         return
