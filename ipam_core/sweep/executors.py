@@ -53,9 +53,16 @@ _BATCHES_PER_THREAD = 8
 _MAX_BATCH = 8
 
 
-def _batches(tasks: list[Task], threads: int) -> list[list[Task]]:
-    """Cut tasks into consecutive batches: about 8 per worker thread, at most 8 tasks each."""
-    size = max(1, min(_MAX_BATCH, len(tasks) // (threads * _BATCHES_PER_THREAD)))
+#: On Dask each batch is a scheduler round trip: fewer, larger batches (measured, 1,000 default points on a
+#: 2-worker LocalCluster: 2.4 s with 2 per thread and up to 64 tasks, 2.7 s with 8 and 8).
+_DASK_BATCHES_PER_THREAD = 2
+_DASK_MAX_BATCH = 64
+
+
+def _batches(tasks: list[Task], threads: int, per_thread: int = _BATCHES_PER_THREAD,
+             most: int = _MAX_BATCH) -> list[list[Task]]:
+    """Cut tasks into consecutive batches: about ``per_thread`` per worker thread, at most ``most`` tasks each."""
+    size = max(1, min(most, len(tasks) // (threads * per_thread)))
     return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
 
@@ -173,8 +180,8 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
     ------
     dict
         Each task's summary, as its batch finishes; only these small summaries travel back.
-        Tasks go to the workers in batches of up to 8 (at least 8 batches per worker thread),
-        so the scheduler handles a few hundred Dask tasks, not one per point.
+        Tasks go to the workers in batches of up to 64 (at least 2 batches per worker thread),
+        so the scheduler handles a few dozen Dask tasks, not one per point.
 
     Notes
     -----
@@ -185,7 +192,8 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
         return
     from distributed import as_completed as dask_completed
 
-    batches = _batches(tasks, max(1, sum(session.client.nthreads().values())))
+    batches = _batches(tasks, max(1, sum(session.client.nthreads().values())), _DASK_BATCHES_PER_THREAD,
+                       _DASK_MAX_BATCH)
     futures = session.client.map(run_batch, batches, pure=False)
     try:
         for fut in dask_completed(futures):

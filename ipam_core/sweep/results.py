@@ -78,7 +78,18 @@ def _param_value(axis: Axis, value):
     return value
 
 
+#: The last spec's table schema: built once per sweep, not once per finished task (~90 us each).
+_LAST_SCHEMA: list = [None, None]
+
+
 def _schema(spec: SweepSpec) -> pa.Schema:
+    if _LAST_SCHEMA[0] is spec:
+        return _LAST_SCHEMA[1]
+    _LAST_SCHEMA[:] = [spec, _build_schema(spec)]
+    return _LAST_SCHEMA[1]
+
+
+def _build_schema(spec: SweepSpec) -> pa.Schema:
     fields = [pa.field("point", pa.int32())]
     fields += [pa.field(a.name, _param_type(a), metadata={"description": f"sweep axis {a.name}"}) for a in spec.axes]
     fields += [pa.field(name, kind) for name, kind in _ID_COLUMNS[1:]]
