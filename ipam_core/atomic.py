@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_temp_files", "stop_point"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "is_temp_file", "remove_temp_files", "stop_point"]
 
 _WRITE_MODES = {"w": "w", "wt": "w", "wb": "wb"}
 _TEMP_SUFFIX = ".tmp"
@@ -62,6 +62,21 @@ def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
             continue
 
 
+def is_temp_file(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_write` (``.NAME.<12 hex>.tmp``).
+
+    Parameters
+    ----------
+    name : str
+        A file name, without its folder.
+
+    Returns
+    -------
+    bool
+    """
+    return _TEMP_NAME.match(name) is not None
+
+
 def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files a killed :func:`atomic_write` left in ``directory``.
 
@@ -79,7 +94,7 @@ def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
     folder = Path(directory)
     if not folder.is_dir():
         return []
-    removed = [p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file()]
+    removed = [p for p in folder.iterdir() if is_temp_file(p.name) and p.is_file()]
     for path in removed:
         path.unlink(missing_ok=True)
     return removed

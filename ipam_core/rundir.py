@@ -47,7 +47,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ipam_core.atomic import atomic_write_text, stop_point
+from ipam_core.atomic import atomic_write_text, is_temp_file, remove_temp_files, stop_point
 from ipam_core.errors import ConfigError
 
 try:  # POSIX; without it (Windows) writers are not serialised
@@ -76,7 +76,6 @@ MANIFEST_FORMAT = "ipam-bench-run/1"
 #: Files an ipam-bench run writes; a folder holding anything else is not replaced.
 RUN_FILES = ("trace.arrow", "nodes.arrow", "summary.csv", "run.json", "*.png", "migration_*.arrow", "migration_*.csv",
              MANIFEST_FILE)
-_TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # ipam_core.atomic's temporary files
 _STAGING, _ASIDE, _LOCK = ".staging-", ".old-", ".lock"
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
@@ -100,7 +99,7 @@ def _entries_not_from_a_run(folder: Path) -> list[str]:
         name = entry.name
         if entry.is_dir() and not entry.is_symlink():
             foreign.append(name + "/")
-        elif name not in listed and not _TEMP_FILE.match(name) and not any(fnmatch.fnmatch(name, p) for p in RUN_FILES):
+        elif name not in listed and not is_temp_file(name) and not any(fnmatch.fnmatch(name, p) for p in RUN_FILES):
             foreign.append(name)
     return foreign
 
@@ -328,10 +327,7 @@ def recover(folder: str | os.PathLike[str]) -> None:
         _fsync_dir(folder.parent)
     for aside in asides:
         _remove_tree(aside)
-    if folder.is_dir():
-        for entry in folder.iterdir():
-            if _TEMP_FILE.match(entry.name):
-                entry.unlink(missing_ok=True)
+    remove_temp_files(folder)
 
 
 # ---------------------------------------------------------------- manifest
@@ -345,7 +341,7 @@ def _manifest_of(folder: Path) -> dict:
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name == MANIFEST_FILE:
             continue
-        if _TEMP_FILE.match(entry.name):
+        if is_temp_file(entry.name):
             entry.unlink(missing_ok=True)
             continue
         if not entry.is_file():
@@ -561,7 +557,7 @@ class RunPublisher:
                 if read_manifest(self.folder) is not None:
                     verify_run(self.folder)  # carry one run's files over, not a mix
                 for entry in self.folder.iterdir():
-                    if entry.is_file() and entry.name != MANIFEST_FILE and not _TEMP_FILE.match(entry.name):
+                    if entry.is_file() and entry.name != MANIFEST_FILE and not is_temp_file(entry.name):
                         try:
                             os.link(entry, path / entry.name)
                         except OSError:  # no hard links on this file system

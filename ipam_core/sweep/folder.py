@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ipam_core.atomic import remove_temp_files
+from ipam_core.atomic import is_temp_file, remove_temp_files
 from ipam_core.rundir import MANIFEST_FILE, OutputDirError, OutputLock, check_output_path
 from ipam_core.sweep.results import POINTS_DIR
 
@@ -67,7 +67,7 @@ def _foreign(folder: Path) -> list[str]:
     names = []
     for entry in sorted(folder.iterdir()):
         shown = entry.name + ("/" if entry.is_dir() else "")
-        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+        if is_temp_file(entry.name):
             continue  # a killed writer's temporary file: deleted under the lock
         if not any(fnmatch.fnmatchcase(shown, pattern) for pattern in SWEEP_ENTRIES):
             names.append(shown)
