@@ -19,8 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.progress import TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -136,8 +135,9 @@ err = Console(stderr=True)
 out = _Stdout(width=None if sys.stdout.isatty() else 240)
 
 
-#: Shown on stderr while the engine compiles (measured 36-73 s on a laptop, longer on a busy machine).
-COMPILING = "compiling kernels (first run only, about 60 s)…"
+#: Shown on stderr while the engine compiles (results/first-run.md: 41 s for the pool modes, 84 s more for the
+#: cloud modes' rules, on this project's 2-core VM).
+COMPILING = "compiling kernels (first run only, about a minute)…"
 
 
 @dataclass
@@ -226,23 +226,23 @@ def _modes(text: str | None, scenario) -> list[str]:
 
 
 def _kernels_cached() -> bool:
-    """Whether Numba's on-disk cache already holds the engine's loop for this version (cheap: one index file)."""
-    from ipam_core.engine.core import advance
+    """Whether Numba's on-disk cache already holds the engine's sampled loop for this version (one index file)."""
+    from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 
     try:
-        return bool(advance._cache._cache_file._load_index())  # Numba's own staleness check of the index
+        return bool(sample_run._cache._cache_file._load_index())  # Numba's own staleness check of the index
     except Exception:  # noqa: BLE001 - another Numba version: say nothing rather than guess
         return True
 
 
-def _warm_kernels() -> None:
-    """Compile (or load) the engine before the progress bars start, saying so when it takes a while."""
+def _warm_kernels(scenario=None, modes=None) -> None:
+    """Compile (or load) the kernels of ``modes`` before the progress bars start, saying so when it takes a while."""
     from ipam_core.engine import warmup
 
     if not err.is_terminal or _kernels_cached():
         return  # simulate() loads them in about a second
     with err.status(COMPILING, spinner="dots"):
-        warmup()
+        warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
 
 
 @contextmanager
@@ -271,7 +271,7 @@ def _progress_bars(labels=()):
 def _simulate(scenario, modes):
     from ipam_core.engine import simulate
 
-    _warm_kernels()
+    _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
         return simulate(scenario, modes, progress=update)
 
