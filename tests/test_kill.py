@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from engine_helpers import BASE, merge
+from stop_points import wait_for_stop
 from ipam_core.rundir import MANIFEST_FILE, RunPublisher, read_manifest, verify_run
 from ipam_core.trace import run_params
 
@@ -78,20 +79,17 @@ def staging_of(out: Path) -> list[Path]:
 def kill_at_point(argv: list[str], point: str) -> bool:
     """Start the command, let it stop itself at ``point``, SIGKILL it. False if it finished first."""
     proc = subprocess.Popen(argv, env=env(point), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
-        if pid:
-            if os.WIFSTOPPED(status):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            assert proc.returncode == 0
-            return False
-        time.sleep(0.005)
-    proc.kill()
-    raise AssertionError(f"{argv} did not reach {point!r}")
+    try:
+        code = wait_for_stop(proc, 300)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError(f"{argv} did not reach {point!r}") from None
+    if code is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+    assert code == 0
+    return False
 
 
 def kill_after(argv: list[str], out: Path, delay: float) -> bool:

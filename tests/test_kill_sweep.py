@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import pytest
 
 from ipam_core.sweep import WALL_COLUMNS, read_sweep
 from ipam_core.sweep.results import POINTS_DIR
+from stop_points import wait_for_stop
 from sweep_specs import write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,18 +52,15 @@ def kill_at_point(args: list[str], point: str) -> None:
     """Start the sweep in its own process group, let it stop itself at ``point``, SIGKILL the group."""
     proc = subprocess.Popen(args, env=env(point), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
-        if pid:
-            if os.WIFSTOPPED(status):
-                os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker processes
-                proc.wait()
-                return
-            raise AssertionError(f"{args} finished (status {status}) without reaching {point!r}")
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError(f"{args} did not reach {point!r}")
+    try:
+        code = wait_for_stop(proc, 300)
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"{args} did not reach {point!r}") from None
+    if code is not None:
+        raise AssertionError(f"{args} finished (exit code {code}) without reaching {point!r}")
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker processes
+    proc.wait()
 
 
 def table_data(folder: Path) -> pa.Table:

@@ -7,12 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ipam_core import rundir
+from stop_points import wait_for_stop
 from ipam_core.rundir import (MANIFEST_FILE, ManifestError, OutputDirError, OutputLock, RunPublisher, check_output_dir,
                               read_manifest, recover, staged_folder, verify_run)
 
@@ -237,19 +237,16 @@ def _stop_and_kill(args, point, cwd) -> bool:
     """Run the writer until it stops itself at ``point``, then SIGKILL it; False if it never got there."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IPAM_BENCH_TEST_STOP_AT": point}
     proc = subprocess.Popen(args, env=env, cwd=cwd)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
-        if pid:
-            if os.WIFSTOPPED(status):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return False
-        time.sleep(0.005)
-    proc.kill()
-    raise AssertionError(f"writer neither stopped at {point!r} nor ended")
+    try:
+        code = wait_for_stop(proc, 60)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError(f"writer neither stopped at {point!r} nor ended") from None
+    if code is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+    return False
 
 
 @pytest.mark.parametrize("swap", ["exchange", "rename"])
