@@ -886,7 +886,25 @@ def run_baseline(scenario, workload: Workload, mode: str, sample_times, *,
         The columns of ``run_mode(...).trace``: ``family``, ``time_s`` and
         every trace counter, one row per (sample, enabled family).
     """
-    engine = BaselineEngine(scenario, workload, mode)
+    return baseline_trace(BaselineEngine(scenario, workload, mode), sample_times,
+                          largest_free_block=largest_free_block)
+
+
+def baseline_trace(engine: BaselineEngine, sample_times, *, largest_free_block: bool = True) -> dict[str, np.ndarray]:
+    """Advance `engine` to each sample time and sample there (:func:`run_baseline` on an engine of your own).
+
+    Parameters
+    ----------
+    engine : BaselineEngine
+        A fresh engine; afterwards it holds the state at the last sample.
+    sample_times : array_like of float
+    largest_free_block : bool, default True
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        As :func:`run_baseline`.
+    """
     cols: dict[str, list] = {k: [] for k in ("family", "time_s", *TRACE_COUNTERS)}
     for t in sample_times:
         engine.advance(math.nextafter(float(t), math.inf))
