@@ -185,6 +185,20 @@ CASES = {
                                                     workload={**CHURN, "podsPerNode": 12},
                                                     patch={"cloud": {"awsVpcCni": {"ENABLE_PREFIX_DELEGATION": True}}}),
                                 {"prefixes", "frag", "failed"}),
+    # short bursts: ENIs go unused before they are a minute old and must wait for minENILifeTime
+    "vpc-young-eni": ("aws-vpc-cni", dict(nodes=2, workload={**BURST, "hold": 25, "gap": 50, "repeats": 4},
+                                          duration="10m"), {"attach", "detach"}),
+    # t3.nano with prefixes: one /28 per ENI, so a second ENI carries the second prefix;
+    # WARM_PREFIX_TARGET 2 keeps it attached when it goes unused (isRequiredForWarmPrefixTarget)
+    "vpc-prefix-enis": ("aws-vpc-cni", dict(nodes=2, instance="t3.nano", max_pods=30,
+                                            workload={**BURST, "podsPerNode": 20}, duration="12m",
+                                            patch={"cloud": {"awsVpcCni": {"ENABLE_PREFIX_DELEGATION": True,
+                                                                           "WARM_PREFIX_TARGET": 2}}}),
+                        {"prefixes", "attach"}),
+    "vpc-prefix-enis-freed": ("aws-vpc-cni", dict(nodes=2, instance="t3.nano", max_pods=30,
+                                                  workload={**BURST, "podsPerNode": 20}, duration="12m",
+                                                  patch={"cloud": {"awsVpcCni": {"ENABLE_PREFIX_DELEGATION": True}}}),
+                              {"prefixes", "attach", "detach"}),
     # nodes come and go: their ENIs and addresses go back to the subnets
     "vpc-autoscale": ("aws-vpc-cni", dict(nodes=5, workload=AUTOSCALE, duration="12m"), {"node_deletes", "attach"}),
     # Cilium's Azure IPAM: one NIC, pre-allocate 8, addresses from another subnet when the NIC's is full
