@@ -24,7 +24,18 @@ a node CIDR by its fill, never by offsets), so with the ``spread`` and
 ``pack`` schedulers every trace column matches the engine exactly; with
 ``random`` scheduling only the totals that do not depend on placement do.
 
-Used by ``tests/test_engine_vs_baseline.py`` and ``bench/test_bench_engine.py``.
+The cloud modes (``eni``, ``azure``, ``crd``, ``aws-vpc-cni``) keep this pod,
+node and timer loop and hand every address question to
+:class:`baseline_cloud.CloudIPAM` (``bench/baseline_cloud.py``), an oracle of
+the cloud rules written from upstream rather than from ``engine/cloud.py``.
+Their offsets do change counts (/28 prefixes need aligned free blocks, the
+operator releases from the interface with the most free addresses), so in
+those modes the loop draws from the engine's SplitMix64 stream
+(:class:`baseline_cloud.SplitMix64`) at the same points as the engine, and
+every column matches with any scheduler.
+
+Used by ``tests/test_engine_vs_baseline.py``, ``tests/test_cloud_vs_baseline.py``
+and ``bench/test_bench_engine.py``.
 """
 
 from __future__ import annotations
