@@ -252,7 +252,24 @@ class CloudCounters:
 
 # ---------------------------------------------------------------------------- watermark arithmetic
 def cilium_needed(available: int, used: int, pre: int, minimum: int, maximum: int) -> int:
-    """``calculateNeededIPs`` (cilium ``pkg/ipam/node.go``): keep ``pre`` free, at least ``minimum``, at most ``maximum``."""
+    """Addresses the operator adds to a node's pool.
+
+    Parameters
+    ----------
+    available, used : int
+        The pool (``spec.ipam.pool``) and what the agent reported in use (``status.ipam.used``).
+    pre, minimum, maximum : int
+        ``spec.ipam`` ``pre-allocate``, ``min-allocate`` and ``max-allocate`` (0: none).
+
+    Returns
+    -------
+    int
+        Enough to keep ``pre`` free, hold at least ``minimum`` and at most ``maximum``; never negative.
+
+    Notes
+    -----
+    Follows cilium ``pkg/ipam/node.go`` ``calculateNeededIPs``.
+    """
     needed = pre - (available - used)
     if minimum > 0 and minimum - available > needed:
         needed = minimum - available
@@ -262,7 +279,25 @@ def cilium_needed(available: int, used: int, pre: int, minimum: int, maximum: in
 
 
 def cilium_excess(available: int, used: int, pre: int, minimum: int, above: int) -> int:
-    """``calculateExcessIPs`` (cilium ``pkg/ipam/node.go``): nothing while within min + max-above-watermark."""
+    """Free addresses above the watermarks.
+
+    Parameters
+    ----------
+    available, used, pre, minimum : int
+        As in :func:`cilium_needed`.
+    above : int
+        ``spec.ipam.max-above-watermark``.
+
+    Returns
+    -------
+    int
+        0 while both the pool and its use are within the bootstrap allocation
+        ``minimum + above``, else what is free beyond ``pre + above``.
+
+    Notes
+    -----
+    Follows cilium ``pkg/ipam/node.go`` ``calculateExcessIPs``.
+    """
     if used <= minimum + above and available <= minimum + above:
         return 0
     return max(available - used - pre - above, 0)
@@ -270,11 +305,29 @@ def cilium_excess(available: int, used: int, pre: int, minimum: int, above: int)
 
 def ipamd_targets(total: int, assigned: int, prefixes: int, free_prefixes: int, warm_ip: int, min_ip: int,
                   pd: bool) -> tuple[int, int]:
-    """``datastoreTargetState`` (aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go``): (short, over) of the IP targets.
+    """How far the datastore is below and above ``WARM_IP_TARGET`` / ``MINIMUM_IP_TARGET``.
 
-    With prefix delegation both are in prefixes: short rounded up to whole
-    prefixes, over the free prefixes not needed for ``assigned + WARM_IP_TARGET``
-    nor for ``MINIMUM_IP_TARGET``.
+    Parameters
+    ----------
+    total, assigned : int
+        Addresses in the datastore and addresses given to pods.
+    prefixes, free_prefixes : int
+        /28 prefixes held, and those with no address given.
+    warm_ip, min_ip : int
+        The targets (0: unset).
+    pd : bool
+        ``ENABLE_PREFIX_DELEGATION``.
+
+    Returns
+    -------
+    tuple of int
+        ``(short, over)``. With prefix delegation both are in prefixes: short rounded
+        up to whole prefixes, over the free prefixes needed neither for
+        ``assigned + WARM_IP_TARGET`` nor for ``MINIMUM_IP_TARGET``.
+
+    Notes
+    -----
+    Follows aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go`` ``datastoreTargetState``.
     """
     available = total - assigned
     short = max(warm_ip - available, 0, min_ip - total)
@@ -290,7 +343,21 @@ def ipamd_targets(total: int, assigned: int, prefixes: int, free_prefixes: int, 
 
 
 def ipamd_pool_too_low(total: int, assigned: int, prefixes: int, free_prefixes: int, t) -> bool:
-    """``isDatastorePoolTooLow``: short of the IP targets, else fewer free than the warm ENIs' (prefixes') worth."""
+    """Whether ipamd grows the pool (``isDatastorePoolTooLow``, ``pkg/ipamd/ipamd.go``).
+
+    Parameters
+    ----------
+    total, assigned, prefixes, free_prefixes : int
+        As in :func:`ipamd_targets`.
+    t : IpamdTargets
+
+    Returns
+    -------
+    bool
+        Short of the IP targets when one is set; else fewer free addresses than
+        ``WARM_ENI_TARGET`` ENIs' (``WARM_PREFIX_TARGET`` prefixes') worth, or none free
+        with a target of 0.
+    """
     if t.warm_ip or t.min_ip:
         return ipamd_targets(total, assigned, prefixes, free_prefixes, t.warm_ip, t.min_ip, t.pd)[0] > 0
     warm, per = (t.warm_prefix, PREFIX_SIZE) if t.pd else (t.warm_eni, t.per_eni)
@@ -299,7 +366,20 @@ def ipamd_pool_too_low(total: int, assigned: int, prefixes: int, free_prefixes: 
 
 
 def ipamd_pool_too_high(total: int, assigned: int, prefixes: int, free_prefixes: int, t) -> bool:
-    """``isDatastorePoolTooHigh``: over the IP targets, or more free prefixes than ``WARM_PREFIX_TARGET``."""
+    """Whether ipamd may give addresses back (``isDatastorePoolTooHigh``, ``pkg/ipamd/ipamd.go``).
+
+    Parameters
+    ----------
+    total, assigned, prefixes, free_prefixes : int
+        As in :func:`ipamd_targets`.
+    t : IpamdTargets
+
+    Returns
+    -------
+    bool
+        Over the IP targets when one is set; with prefixes, more free prefixes than
+        ``WARM_PREFIX_TARGET``; otherwise never (``WARM_ENI_TARGET`` frees whole ENIs only).
+    """
     if t.warm_ip or t.min_ip:
         return ipamd_targets(total, assigned, prefixes, free_prefixes, t.warm_ip, t.min_ip, t.pd)[1] > 0
     return t.pd and free_prefixes > t.warm_prefix
@@ -309,7 +389,8 @@ class IpamdTargets:
     """The aws-node environment as ipamd reads it, plus the instance's secondary addresses per ENI."""
 
     def __init__(self, cfg):
-        self.warm_eni, self.warm_ip, self.min_ip, self.warm_prefix = cfg.warm_eni, cfg.warm_ip, cfg.min_ip, cfg.warm_prefix
+        self.warm_eni, self.warm_ip, self.min_ip = cfg.warm_eni, cfg.warm_ip, cfg.min_ip
+        self.warm_prefix = cfg.warm_prefix
         self.pd = cfg.unit_size > 1
         self.per_eni = cfg.units
 
@@ -607,7 +688,8 @@ class CloudIPAM:
         return True
 
     def cilium_release(self, n: CloudNode, excess: int) -> bool:
-        """``PrepareIPRelease`` + ``ReleaseIPs``: free addresses of the interface with the most (never one with prefixes)."""
+        """``PrepareIPRelease`` + ``ReleaseIPs``: free addresses of the interface with the most free (never
+        one holding prefixes: their release is not supported upstream)."""
         best, best_count = None, 0
         for iface in n.attached():
             if iface.index < self.cfg.first_iface or iface.prefixes:
