@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,14 @@ from ipam_core.errors import ConfigError
 from ipam_core.engine.run import TRACE_COUNTERS, run_mode, sample_times
 from ipam_core.engine.rng import draw, seed_state
 from ipam_core.engine.tables import K_RNG
-from ipam_core.scenario import parse_scenario, scenario_for_mode
+from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
 from ipam_core.workloads import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL, Workload, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from baseline_cloud import SplitMix64  # noqa: E402
 from baseline_engine import BaselineEngine, baseline_trace  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 CLOUD_MODES = ("eni", "aws-vpc-cni", "azure", "crd")
 
 
@@ -243,6 +245,15 @@ def test_cloud_traces_equal(case):
     mode, kwargs, wants = CASES[case]
     trace, _ = compare(cloud_scenario(case, **kwargs), mode)
     check_exercised(trace, wants, case)
+
+
+@pytest.mark.parametrize("mode", CLOUD_MODES)
+def test_shipped_cloud_modes_scenario(mode):
+    # scenarios/cloud-modes.yaml (random scheduler, three /22 subnets, release on) on 6 nodes for 5 minutes
+    base = load_scenario(REPO / "scenarios" / "cloud-modes.yaml")
+    scenario = replace(base, duration_s=300.0, cluster=replace(base.cluster, nodes=6))
+    trace, _ = compare(scenario, mode)
+    assert trace["pods_running"][-1] > 0 and trace["cidr_carves"][-1] > 0
 
 
 def test_azure_takes_addresses_from_another_subnet_when_the_nics_is_full():
