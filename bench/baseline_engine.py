@@ -24,7 +24,18 @@ a node CIDR by its fill, never by offsets), so with the ``spread`` and
 ``pack`` schedulers every trace column matches the engine exactly; with
 ``random`` scheduling only the totals that do not depend on placement do.
 
-Used by ``tests/test_engine_vs_baseline.py`` and ``bench/test_bench_engine.py``.
+The cloud modes (``eni``, ``azure``, ``crd``, ``aws-vpc-cni``) keep this pod,
+node and timer loop and hand every address question to
+:class:`baseline_cloud.CloudIPAM` (``bench/baseline_cloud.py``), an oracle of
+the cloud rules written from upstream rather than from ``engine/cloud.py``.
+Their offsets do change counts (/28 prefixes need aligned free blocks, the
+operator releases from the interface with the most free addresses), so in
+those modes the loop draws from the engine's SplitMix64 stream
+(:class:`baseline_cloud.SplitMix64`) at the same points as the engine, and
+every column matches with any scheduler.
+
+Used by ``tests/test_engine_vs_baseline.py``, ``tests/test_cloud_vs_baseline.py``
+and ``bench/test_bench_engine.py``.
 """
 
 from __future__ import annotations
@@ -36,15 +47,18 @@ import random
 
 import numpy as np
 
-from ipam_core.engine.run import TRACE_COUNTERS, engine_config  # the same columns as the engine
+from baseline_cloud import CloudIPAM, SplitMix64
+from ipam_core.engine.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
+from ipam_core.engine.tables import POLICY_CLOUD, POLICY_MULTI_POOL
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, Workload
 
 CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") :]  # 0 in the modes modelled here
 
-ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool
+ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool, gke
 MULTI_POOL = "multi-pool"
+CLOUD = "cloud"  # eni, azure, crd, aws-vpc-cni: bench/baseline_cloud.py
 
 SPREAD, PACK, RANDOM = "spread", "pack", "random"
 
@@ -251,9 +265,10 @@ class BaselineEngine:
     """
 
     def __init__(self, scenario, workload: Workload, mode: str):
-        layout = get_mode(mode).layout(scenario)
+        module = get_mode(mode)
+        layout = module.layout(scenario)
         cfg = engine_config(scenario)
-        self.policy = MULTI_POOL if layout.policy == 1 else ONE_PER_FAMILY
+        self.policy = {POLICY_MULTI_POOL: MULTI_POOL, POLICY_CLOUD: CLOUD}.get(layout.policy, ONE_PER_FAMILY)
         self.families = tuple(layout.families)
         self.enabled = [f in self.families for f in (0, 1)]
         self.health = bool(cfg.health_ip)
@@ -263,7 +278,8 @@ class BaselineEngine:
         self.retry = cfg.pod_retry_s
         self.timeout = cfg.pod_timeout_s
         self.carve_retry = cfg.carve_retry_s
-        self.max_pods = cfg.max_pods
+        # gke and the cloud modes set the kubelet's max pods themselves
+        self.max_pods = int(module.max_pods(scenario)) if hasattr(module, "max_pods") else cfg.max_pods
         self.revert_partial = bool(layout.revert_partial)
         self.default_pool = layout.default_pool
         self.pre_alloc = list(layout.pre_allocation)
@@ -274,14 +290,15 @@ class BaselineEngine:
         self.pool_free: dict[tuple[int, int], int] = {}
         self.pool_carvable: dict[tuple[int, int], int] = {}
         self.c = Counters()
-        for spec in layout.sets:
+        for spec in layout.sets if self.policy != CLOUD else ():
             cset = CidrSet(spec.family, spec.pool, str(spec.network), spec.node_mask)
             self.sets.setdefault((spec.pool, spec.family), []).append(cset)
             self.pool_addrs[spec.family] += cset.capacity * cset.addrs
             self.pool_carvable[(spec.pool, spec.family)] = self.pool_carvable.get((spec.pool, spec.family), 0) \
                 + cset.capacity
             self.c.carvable[spec.family] += cset.capacity
-        self.rng = random.Random(cfg.seed)
+        # the cloud oracle draws from the engine's stream (see bench/baseline_cloud.py)
+        self.rng = SplitMix64(cfg.seed) if self.policy == CLOUD else random.Random(cfg.seed)
         self.nodes = [Node(i) for i in range(len(workload.node_names))]
         scheduler = {0: SPREAD, 1: PACK, 2: RANDOM}[cfg.scheduler]
         self.scheduler = Scheduler(scheduler, self.max_pods, self.nodes, self.rng)
@@ -300,6 +317,10 @@ class BaselineEngine:
         self.workload = workload
         self.pool_ids = {name: i for i, name in enumerate(layout.pool_names)}
         self._pool_cache: dict[tuple[int, int], tuple[int, int]] = {}
+        self.cloud = None
+        if self.policy == CLOUD:
+            self.cloud = CloudIPAM(module.cloud(scenario), [str(spec.network) for spec in layout.sets], self,
+                                   self.operator_delay, self.update_rate)
 
     # ------------------------------------------------------------------ pool selection
     def pod_pools(self, namespace: int, annotation: int) -> tuple[int, int]:
@@ -427,6 +448,15 @@ class BaselineEngine:
 
     def alloc_pod(self, pod: Pod, node: Node) -> int:
         """An address per family, IPv6 first; -1 or the family that failed."""
+        if self.cloud is not None:  # one IPv4 address of the node's pool
+            found = self.cloud.alloc(node.id)
+            if found is None:
+                self.c.ip_fails[0] += 1
+                return 0
+            pod.cidr[0], pod.offset[0] = found
+            self.c.used[0] += 1
+            self.c.ip_allocs[0] += 1
+            return -1
         for family in (1, 0):
             if not self.enabled[family]:
                 continue
@@ -449,6 +479,12 @@ class BaselineEngine:
         return -1
 
     def release_pod_addresses(self, pod: Pod) -> None:
+        if self.cloud is not None:
+            if pod.cidr[0] is not None:
+                self.cloud.release(pod.cidr[0], pod.offset[0])
+                pod.cidr[0] = None
+                self.c.used[0] -= 1
+            return
         for family in (0, 1):
             cidr = pod.cidr[family]
             if cidr is not None:
@@ -457,6 +493,20 @@ class BaselineEngine:
                 self.c.used[family] -= 1
 
     # ------------------------------------------------------------------ multi-pool agent and operator
+    def agent_notify(self, node: Node, now: float) -> None:
+        """The agent's allocations changed: multi-pool arms its CiliumNode update, a cloud agent its status."""
+        if self.policy == MULTI_POOL:
+            self.arm_sync(node, now)
+        elif self.cloud is not None:
+            self.cloud.agent_changed(node.id, now)
+
+    def mark_ready(self, node_id: int) -> None:
+        """A cloud agent started (``CloudIPAM`` took its reserved addresses)."""
+        node = self.nodes[node_id]
+        node.ready = True
+        self.c.ready += 1
+        self.scheduler.update(node)
+
     def arm_sync(self, node: Node, now: float) -> None:
         if not node.sync_armed:
             node.sync_armed = True
@@ -561,15 +611,13 @@ class BaselineEngine:
     def try_start(self, pod_id: int, pod: Pod, now: float) -> None:
         """The bound pod asks its agent for addresses: running, or (still) pending and retried."""
         node = self.nodes[pod.node]
-        multi_pool = self.policy == MULTI_POOL
         failed = self.alloc_pod(pod, node)
         if failed < 0:
             if pod.state == PENDING:
                 self.leave_pending(pod)
             pod.state = RUNNING
             self.c.running += 1
-            if multi_pool:
-                self.arm_sync(node, now)
+            self.agent_notify(node, now)
             return
         if pod.state != PENDING:
             pod.state = PENDING
@@ -583,8 +631,7 @@ class BaselineEngine:
                 key = (pool, failed)
                 node.pending_demand[key] = node.pending_demand.get(key, 0) + 1
                 pod.pending_family = failed
-        if multi_pool:
-            self.arm_sync(node, now)
+        self.agent_notify(node, now)
         self.push(now + self.retry, POD_RETRY, pod_id, 0)
 
     def free_elsewhere(self, pod: Pod) -> bool:
@@ -594,6 +641,8 @@ class BaselineEngine:
         pool = pod.pool[family]
         if pool < 0:
             return False
+        if self.cloud is not None:
+            return self.cloud.free_elsewhere(pod.node)
         if self.pool_carvable.get((pool, family), 0) > 0:
             return True
         node = self.nodes[pod.node]
@@ -652,8 +701,7 @@ class BaselineEngine:
                 self.c.running += 1
             else:
                 self.fail(pod_id, pod)
-            if self.policy == MULTI_POOL:
-                self.arm_sync(node, now)
+            self.agent_notify(node, now)
             return
         self.try_start(pod_id, pod, now)
 
@@ -671,8 +719,8 @@ class BaselineEngine:
             return
         self.unbind(pod_id, pod)
         pod.state = DELETED
-        if node_id >= 0 and self.policy == MULTI_POOL:
-            self.arm_sync(self.nodes[node_id], now)
+        if node_id >= 0:
+            self.agent_notify(self.nodes[node_id], now)
 
     # ------------------------------------------------------------------ nodes
     def node_add(self, node_id: int, now: float) -> None:
@@ -688,6 +736,8 @@ class BaselineEngine:
         if self.policy == MULTI_POOL:
             self.agent_sync(node, now)
             self.push(now + self.refresh, REFRESH, node_id, node.gen)
+        elif self.cloud is not None:
+            self.cloud.node_added(node_id, now)
         else:
             self.push(now + self.operator_delay, CARVE, node_id, node.gen)
         self.scheduler.update(node)
@@ -707,6 +757,8 @@ class BaselineEngine:
             pod.node = -1
         node.pods = {}
         node.pending = 0
+        if self.cloud is not None:
+            self.cloud.node_removed(node_id)
         while node.cidrs:
             self.free_cidr(node.cidrs[-1])
         if node.ready:
@@ -728,6 +780,9 @@ class BaselineEngine:
         node = self.nodes[a]
         if not node.present or node.gen != b:
             return  # a timer of a deleted node or an earlier incarnation
+        if self.cloud is not None:
+            self.cloud.on_timer(kind, a, now)
+            return
         if kind == CARVE:
             if self.policy == MULTI_POOL:
                 self.operator_multi_pool(node)
@@ -783,6 +838,14 @@ class BaselineEngine:
         """Trace counters now, per enabled family (0 = IPv4, 1 = IPv6)."""
         c = self.c
         out = {}
+        if self.cloud is not None:
+            counts = {"nodes": c.nodes, "nodes_ready": c.ready, "pods_running": c.running, "pods_pending": c.pending,
+                      "pods_failed": c.failed, "pods_failed_free_elsewhere": c.failed_free,
+                      "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0]}
+            out[0] = {**counts, **self.cloud.sample(c.nodes)}
+            if not with_largest_free_block:
+                out[0]["largest_free_block"] = -1
+            return out
         for family in self.families:
             carved, reserved, used = c.carved[family], c.reserved[family], c.used[family]
             out[family] = {
@@ -821,7 +884,8 @@ def run_baseline(scenario, workload: Workload, mode: str, sample_times, *,
     workload : Workload
         The events.
     mode : str
-        ``kubernetes``, ``cluster-pool`` or ``multi-pool``.
+        Any mode: ``kubernetes``, ``cluster-pool``, ``gke`` and ``multi-pool`` run here,
+        ``eni``, ``azure``, ``crd`` and ``aws-vpc-cni`` through ``bench/baseline_cloud.py``.
     sample_times : array_like of float
         Simulated times; each sample includes the events at its time.
     largest_free_block : bool, default True
@@ -833,7 +897,25 @@ def run_baseline(scenario, workload: Workload, mode: str, sample_times, *,
         The columns of ``run_mode(...).trace``: ``family``, ``time_s`` and
         every trace counter, one row per (sample, enabled family).
     """
-    engine = BaselineEngine(scenario, workload, mode)
+    return baseline_trace(BaselineEngine(scenario, workload, mode), sample_times,
+                          largest_free_block=largest_free_block)
+
+
+def baseline_trace(engine: BaselineEngine, sample_times, *, largest_free_block: bool = True) -> dict[str, np.ndarray]:
+    """Advance `engine` to each sample time and sample there (:func:`run_baseline` on an engine of your own).
+
+    Parameters
+    ----------
+    engine : BaselineEngine
+        A fresh engine; afterwards it holds the state at the last sample.
+    sample_times : array_like of float
+    largest_free_block : bool, default True
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        As :func:`run_baseline`.
+    """
     cols: dict[str, list] = {k: [] for k in ("family", "time_s", *TRACE_COUNTERS)}
     for t in sample_times:
         engine.advance(math.nextafter(float(t), math.inf))
@@ -845,5 +927,5 @@ def run_baseline(scenario, workload: Workload, mode: str, sample_times, *,
     return {
         "family": np.asarray(cols["family"], dtype=np.int8),
         "time_s": np.asarray(cols["time_s"], dtype=np.float64),
-        **{k: np.asarray(cols[k], dtype=np.int64) for k in TRACE_COUNTERS},
+        **{k: np.asarray(cols[k], dtype=np.float64 if k in TRACE_FLOATS else np.int64) for k in TRACE_COUNTERS},
     }

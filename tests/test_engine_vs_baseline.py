@@ -330,3 +330,16 @@ def test_node_cidr_table_overflow_is_reported_not_written_past():
         held = st.node_slots[node, : min(st.nodes[node, T.N_NSLOTS], width)]
         assert st.nodes[node, T.N_NSLOTS] <= width, "a node holds more CIDRs than its table row"
         assert (st.slots[held, T.L_NODE] == node).all(), "a node's CIDR row lists another node's CIDR"
+
+
+# ---------------------------------------------------------------------------- gke (host scope, node range by max pods)
+@pytest.mark.parametrize("max_pods", [8, 29, 64])
+def test_gke_traces_equal(max_pods):
+    # GKE sizes the node range from the node pool's max pods (/28 for 8, /26 for 29, /25 for 64) and the
+    # kubelet admits that many; 8 pods per node above max pods leave pods waiting unscheduled
+    scenario = make_scenario("gke", nodes=5, pool_v4=("10.0.0.0/22",), workload={**CHURN, "podsPerNode": max_pods + 8},
+                             extra={"cloud": {"gke": {"maxPodsPerNode": max_pods}}})
+    trace = compare(scenario, "gke")
+    node_range = trace["addrs_carved"][-1] // trace["node_cidrs"][-1]
+    assert node_range >= 2 * max_pods and node_range < 4 * max_pods  # the range holds at least 2x max pods
+    check_exercised(trace, {"unscheduled", "churn"}, f"gke-{max_pods}")
