@@ -79,7 +79,7 @@ def arena_take_one(arena, start):
     arena[ARENA_USED] += ONE
     following = found + 1
     arena[ARENA_CURSOR] = np.uint64(following if following < n else 0)
-    return found
+    return int(found)  # int(): a Python int also when the JIT is off, as compiled (CIDRSet.release returns it)
 
 
 @kjit
@@ -101,7 +101,7 @@ def arena_set_one(arena, slot):
     words, summary = _arena_levels(arena)
     flipped = bm_set(words, summary, slot)
     arena[ARENA_USED] += np.uint64(flipped)
-    return flipped
+    return int(flipped)
 
 
 @kjit
@@ -123,4 +123,4 @@ def arena_clear_one(arena, slot):
     words, summary = _arena_levels(arena)
     flipped = bm_clear(words, summary, slot)
     arena[ARENA_USED] -= np.uint64(flipped)
-    return flipped
+    return int(flipped)

@@ -7,6 +7,7 @@ the JIT, NumPy warns about that wrap, which changes no result.
 from __future__ import annotations
 
 import numpy as np
+from numba.extending import overload
 
 from ipam_core.kernels._jit import ZERO, kjit
 
@@ -15,6 +16,33 @@ _SPLITMIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
 _SPLITMIX_M2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _THIRTY_TWO = np.uint64(32)
+_LOW64 = (1 << 64) - 1
+
+
+def seed_bits(seed):
+    """The low 64 bits of ``seed`` as a ``numpy.uint64``: a negative seed wraps modulo ``2**64``.
+
+    Compiled, ``np.uint64(seed)`` wraps an ``int64`` by itself; plain NumPy
+    refuses a negative Python int, so without the JIT this masks first.
+
+    Parameters
+    ----------
+    seed : int or numpy integer
+        The seed, ``-2**63 <= seed < 2**64``.
+
+    Returns
+    -------
+    numpy.uint64
+    """
+    return np.uint64(int(seed) & _LOW64)
+
+
+@overload(seed_bits, jit_options={"cache": True})
+def _seed_bits_jit(seed):
+    def impl(seed):
+        return np.uint64(seed)
+
+    return impl
 
 
 @kjit(inline=True)
@@ -80,13 +108,14 @@ def bm_random_starts(seed, n, out):
     Parameters
     ----------
     seed : int or numpy.uint64
-        Seed (pass a ``numpy.uint64`` for values of 2**63 and above).
+        Seed (pass a ``numpy.uint64`` for values of 2**63 and above); a
+        negative seed stands for its low 64 bits (:func:`seed_bits`).
     n : int
         Exclusive bound, ``0 < n < 2**32``.
     out : numpy.ndarray of int64
         Receives one start per element.
     """
-    state = np.uint64(seed)
+    state = seed_bits(seed)
     bound = np.uint64(n)
     for i in range(out.shape[0]):
         state, out[i] = uniform_below(state, bound)

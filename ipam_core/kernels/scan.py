@@ -14,7 +14,7 @@ import numpy as np
 
 from ipam_core.kernels._jit import FULL, ONE, ZERO, kjit
 from ipam_core.kernels.bits import ctz64, popcount64, prefetch_word
-from ipam_core.kernels.rng import uniform_below
+from ipam_core.kernels.rng import seed_bits, uniform_below
 from ipam_core.kernels.slots import bm_set
 
 _PREFETCH_AHEAD = 16  # draws between a word's prefetch and its use
@@ -368,7 +368,8 @@ def bm_alloc_random(words, summary, n, seed, k, out):
     n : int
         Number of usable slots, ``0 < n < 2**32``.
     seed : int or numpy.uint64
-        Seed of the draws (a ``numpy.uint64`` for values of 2**63 and above).
+        Seed of the draws (a ``numpy.uint64`` for values of 2**63 and above;
+        a negative seed stands for its low 64 bits).
     k : int
         How many slots to take.
     out : numpy.ndarray of int64
@@ -379,7 +380,7 @@ def bm_alloc_random(words, summary, n, seed, k, out):
     int
         How many were taken (the bitmap filled up after that many).
     """
-    state = np.uint64(seed)
+    state = seed_bits(seed)
     bound = np.uint64(n)
     # `out` doubles as the queue of upcoming starts: slot i holds its start until it is scanned
     for j in range(min(_PREFETCH_AHEAD, k)):
