@@ -95,6 +95,73 @@ def bm_alloc_block(words, summary, order):
 
 
 @kjit
+def bm_alloc_blocks(words, summary, order, k, out):
+    """Take the ``k`` lowest free runs of ``2**order`` slots aligned to ``2**order``.
+
+    Gives the same blocks, in the same order, as ``k`` calls of
+    :func:`bm_alloc_block`, but in one pass: taking a block only sets bits, so
+    no block below the last one taken can become free during the batch.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    order : int
+        log2 of the block size.
+    k : int
+        How many blocks to take.
+    out : numpy.ndarray of int64
+        Receives the first slot of each block taken, ascending; length ``>= k``.
+
+    Returns
+    -------
+    int
+        How many blocks were taken (``< k`` means no aligned free block of
+        that size is left, even if enough free slots are: fragmentation).
+    """
+    got = 0
+    if order < 6:
+        width_mask = (ONE << np.uint64(1 << order)) - ONE
+        for s in range(summary.shape[0]):
+            if got >= k:
+                break
+            visited = summary[s]
+            while visited != FULL and got < k:
+                jj = ctz64(~visited)
+                visited |= ONE << np.uint64(jj)
+                j = (s << 6) + jj
+                w = words[j]
+                starts = _group_free_bits(w, order)
+                while starts != ZERO and got < k:
+                    b = ctz64(starts)
+                    w |= width_mask << np.uint64(b)
+                    out[got] = (j << 6) + b
+                    got += 1
+                    starts &= starts - ONE
+                words[j] = w
+                if w == FULL:
+                    summary[s] |= ONE << np.uint64(jj)
+        return got
+    nw = words.shape[0]
+    group = 1 << (order - 6)
+    j = 0
+    while j + group <= nw and got < k:
+        clear = True
+        for t in range(j, j + group):
+            if words[t] != ZERO:
+                clear = False
+                break
+        if clear:
+            for t in range(j, j + group):
+                words[t] = FULL
+                summary[t >> 6] |= ONE << np.uint64(t & 63)
+            out[got] = j << 6
+            got += 1
+        j += group
+    return got
+
+
+@kjit
 def bm_release_block(words, summary, offset, order):
     """Free the ``2**order`` slots starting at ``offset``.
 
@@ -113,6 +180,31 @@ def bm_release_block(words, summary, offset, order):
         How many bits flipped.
     """
     return bm_clear_range(words, summary, offset, offset + (1 << order))
+
+
+@kjit
+def bm_release_blocks(words, summary, offsets, order):
+    """Free the ``2**order`` slots starting at each offset (idempotent).
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    offsets : numpy.ndarray of int64
+        First slot of each block, each aligned and inside the bitmap.
+    order : int
+        log2 of the block size.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    flipped = 0
+    width = 1 << order
+    for i in range(offsets.shape[0]):
+        flipped += bm_clear_range(words, summary, offsets[i], offsets[i] + width)
+    return flipped
 
 
 @kjit
@@ -190,95 +282,3 @@ def bm_largest_free_block(words):
             if w != FULL and _group_free_bits(w, order) != ZERO:
                 return order
     return -1
-
-
-@kjit
-def bm_alloc_blocks(words, summary, order, k, out):
-    """Take the ``k`` lowest free runs of ``2**order`` slots aligned to ``2**order``.
-
-    Gives the same blocks, in the same order, as ``k`` calls of
-    :func:`bm_alloc_block`, but in one pass: taking a block only sets bits, so
-    no block below the last one taken can become free during the batch.
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    order : int
-        log2 of the block size.
-    k : int
-        How many blocks to take.
-    out : numpy.ndarray of int64
-        Receives the first slot of each block taken, ascending; length ``>= k``.
-
-    Returns
-    -------
-    int
-        How many blocks were taken (``< k`` means no aligned free block of
-        that size is left, even if enough free slots are: fragmentation).
-    """
-    got = 0
-    if order < 6:
-        width_mask = (ONE << np.uint64(1 << order)) - ONE
-        for s in range(summary.shape[0]):
-            if got >= k:
-                break
-            visited = summary[s]
-            while visited != FULL and got < k:
-                jj = ctz64(~visited)
-                visited |= ONE << np.uint64(jj)
-                j = (s << 6) + jj
-                w = words[j]
-                starts = _group_free_bits(w, order)
-                while starts != ZERO and got < k:
-                    b = ctz64(starts)
-                    w |= width_mask << np.uint64(b)
-                    out[got] = (j << 6) + b
-                    got += 1
-                    starts &= starts - ONE
-                words[j] = w
-                if w == FULL:
-                    summary[s] |= ONE << np.uint64(jj)
-        return got
-    nw = words.shape[0]
-    group = 1 << (order - 6)
-    j = 0
-    while j + group <= nw and got < k:
-        clear = True
-        for t in range(j, j + group):
-            if words[t] != ZERO:
-                clear = False
-                break
-        if clear:
-            for t in range(j, j + group):
-                words[t] = FULL
-                summary[t >> 6] |= ONE << np.uint64(t & 63)
-            out[got] = j << 6
-            got += 1
-        j += group
-    return got
-
-
-@kjit
-def bm_release_blocks(words, summary, offsets, order):
-    """Free the ``2**order`` slots starting at each offset (idempotent).
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    offsets : numpy.ndarray of int64
-        First slot of each block, each aligned and inside the bitmap.
-    order : int
-        log2 of the block size.
-
-    Returns
-    -------
-    int
-        How many bits flipped.
-    """
-    flipped = 0
-    width = 1 << order
-    for i in range(offsets.shape[0]):
-        flipped += bm_clear_range(words, summary, offsets[i], offsets[i] + width)
-    return flipped

@@ -158,78 +158,6 @@ def bm_alloc_first(words, summary, k, out):
 
 
 @kjit
-def bm_alloc_next_fit(words, summary, n, cursor, k, out):
-    """Take ``k`` slots by next fit from ``cursor``, wrapping.
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    n : int
-        Number of usable slots (the cursor wraps modulo ``n``).
-    cursor : int
-        Where the scan starts.
-    k : int
-        How many slots to take.
-    out : numpy.ndarray of int64
-        Receives the slots in the order taken.
-
-    Returns
-    -------
-    tuple of int
-        ``(taken, cursor)``: the new cursor is the slot after the last one
-        taken, modulo ``n`` (``cidr_set.go`` ``nextCandidate``); it is left
-        unchanged when nothing is taken.
-    """
-    got = 0
-    while got < k:
-        found = bm_find_free_wrap(words, summary, cursor)
-        if found < 0:
-            break
-        bm_set(words, summary, found)
-        out[got] = found
-        got += 1
-        cursor = found + 1
-        if cursor >= n:
-            cursor = 0
-    return got, cursor
-
-
-@kjit
-def bm_alloc_scan(words, summary, n, starts, out):
-    """For each start, take the first free slot scanning forward and wrapping.
-
-    With uniform random starts this is Cilium's pod-IP strategy
-    (``randomScanStrategy`` in ``pkg/ipam/service/allocator/bitmap.go``);
-    with recorded starts it replays an upstream run exactly.
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    n : int
-        Number of usable slots; starts are taken modulo ``n``.
-    starts : numpy.ndarray of int64
-        Start offsets, one per slot wanted.
-    out : numpy.ndarray of int64
-        Receives the slots taken.
-
-    Returns
-    -------
-    int
-        How many were taken (the bitmap filled up after that many).
-    """
-    if n <= 0:
-        return 0
-    for k in range(starts.shape[0]):
-        found = bm_take_scan(words, summary, starts[k] % n)
-        if found < 0:
-            return k
-        out[k] = found
-    return starts.shape[0]
-
-
-@kjit
 def bm_alloc_first_from(words, summary, start, k, out):
     """Take the ``k`` lowest free slots at or after ``start`` (first fit from an offset, no wrap).
 
@@ -312,6 +240,44 @@ def bm_alloc_first_from(words, summary, start, k, out):
 
 
 @kjit
+def bm_alloc_next_fit(words, summary, n, cursor, k, out):
+    """Take ``k`` slots by next fit from ``cursor``, wrapping.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots (the cursor wraps modulo ``n``).
+    cursor : int
+        Where the scan starts.
+    k : int
+        How many slots to take.
+    out : numpy.ndarray of int64
+        Receives the slots in the order taken.
+
+    Returns
+    -------
+    tuple of int
+        ``(taken, cursor)``: the new cursor is the slot after the last one
+        taken, modulo ``n`` (``cidr_set.go`` ``nextCandidate``); it is left
+        unchanged when nothing is taken.
+    """
+    got = 0
+    while got < k:
+        found = bm_find_free_wrap(words, summary, cursor)
+        if found < 0:
+            break
+        bm_set(words, summary, found)
+        out[got] = found
+        got += 1
+        cursor = found + 1
+        if cursor >= n:
+            cursor = 0
+    return got, cursor
+
+
+@kjit
 def bm_alloc_next_fit_batch(words, summary, n, cursor, k, out):
     """Take ``k`` slots by next fit from ``cursor``, wrapping, a word at a time.
 
@@ -349,6 +315,40 @@ def bm_alloc_next_fit_batch(words, summary, n, cursor, k, out):
         if cursor >= n:
             cursor = 0
     return got, cursor
+
+
+@kjit
+def bm_alloc_scan(words, summary, n, starts, out):
+    """For each start, take the first free slot scanning forward and wrapping.
+
+    With uniform random starts this is Cilium's pod-IP strategy
+    (``randomScanStrategy`` in ``pkg/ipam/service/allocator/bitmap.go``);
+    with recorded starts it replays an upstream run exactly.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots; starts are taken modulo ``n``.
+    starts : numpy.ndarray of int64
+        Start offsets, one per slot wanted.
+    out : numpy.ndarray of int64
+        Receives the slots taken.
+
+    Returns
+    -------
+    int
+        How many were taken (the bitmap filled up after that many).
+    """
+    if n <= 0:
+        return 0
+    for k in range(starts.shape[0]):
+        found = bm_take_scan(words, summary, starts[k] % n)
+        if found < 0:
+            return k
+        out[k] = found
+    return starts.shape[0]
 
 
 @kjit

@@ -21,28 +21,6 @@ _CLEAR_BRANCHLESS = 1
 _CLEAR_LEAVES = 2
 
 
-@kjit
-def bm_count(words, n):
-    """Number of used slots (pad bits not counted).
-
-    Parameters
-    ----------
-    words : numpy.ndarray of uint64
-        Leaf level.
-    n : int
-        Number of usable slots.
-
-    Returns
-    -------
-    int
-        Set bits among the first ``n``.
-    """
-    total = 0
-    for j in range(words.shape[0]):
-        total += popcount64(words[j])
-    return total - (words.shape[0] * 64 - n)
-
-
 @kjit(inline=True)
 def bm_test(words, i):
     """Whether slot ``i`` is used.
@@ -116,6 +94,32 @@ def bm_clear(words, summary, i):
 
 
 @kjit
+def bm_test_many(words, offsets, out):
+    """Write into ``out`` whether each offset is used.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    offsets : numpy.ndarray of int64
+        Slot offsets, each in range.
+    out : numpy.ndarray of bool
+        Output, same length as ``offsets``.
+
+    Returns
+    -------
+    int
+        How many of the offsets are used.
+    """
+    used = 0
+    for k in range(offsets.shape[0]):
+        hit = bm_test(words, offsets[k])
+        out[k] = hit
+        used += hit
+    return used
+
+
+@kjit
 def bm_set_many(words, summary, offsets):
     """Mark every offset used.
 
@@ -154,145 +158,6 @@ def bm_clear_many(words, summary, offsets):
         How many bits flipped.
     """
     return _clear_run(words, summary, offsets, _CLEAR_BRANCHY)
-
-
-@kjit
-def bm_test_many(words, offsets, out):
-    """Write into ``out`` whether each offset is used.
-
-    Parameters
-    ----------
-    words : numpy.ndarray of uint64
-        Leaf level.
-    offsets : numpy.ndarray of int64
-        Slot offsets, each in range.
-    out : numpy.ndarray of bool
-        Output, same length as ``offsets``.
-
-    Returns
-    -------
-    int
-        How many of the offsets are used.
-    """
-    used = 0
-    for k in range(offsets.shape[0]):
-        hit = bm_test(words, offsets[k])
-        out[k] = hit
-        used += hit
-    return used
-
-
-@kjit(inline=True)
-def _range_mask(lo_bit, hi_bit):
-    # bits [lo_bit, hi_bit) of one word, 0 <= lo_bit < hi_bit <= 64
-    width = hi_bit - lo_bit
-    if width == 64:
-        return FULL
-    return ((ONE << np.uint64(width)) - ONE) << np.uint64(lo_bit)
-
-
-@kjit
-def bm_set_range(words, summary, lo, hi):
-    """Mark slots ``[lo, hi)`` used.
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    lo, hi : int
-        Half-open slot range inside the bitmap.
-
-    Returns
-    -------
-    int
-        How many bits flipped (already-used slots are not counted, as
-        ``cidr_set.go`` ``Occupy`` counts only changed bits).
-    """
-    flipped = 0
-    i = lo
-    while i < hi:
-        j = i >> 6
-        end = min(hi, (j + 1) << 6)
-        m = _range_mask(i & 63, end - (j << 6))
-        w = words[j]
-        flipped += popcount64(m & ~w)
-        w |= m
-        words[j] = w
-        if w == FULL:
-            summary[j >> 6] |= ONE << np.uint64(j & 63)
-        i = end
-    return flipped
-
-
-@kjit
-def bm_clear_range(words, summary, lo, hi):
-    """Mark slots ``[lo, hi)`` free.
-
-    Parameters
-    ----------
-    words, summary : numpy.ndarray of uint64
-        The bitmap.
-    lo, hi : int
-        Half-open slot range inside the usable part of the bitmap.
-
-    Returns
-    -------
-    int
-        How many bits flipped.
-    """
-    flipped = 0
-    i = lo
-    while i < hi:
-        j = i >> 6
-        end = min(hi, (j + 1) << 6)
-        m = _range_mask(i & 63, end - (j << 6))
-        w = words[j]
-        flipped += popcount64(m & w)
-        if w == FULL:
-            summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
-        words[j] = w & ~m
-        i = end
-    return flipped
-
-
-@kjit
-def bm_used_offsets(words, n, out):
-    """Write the used slots into ``out``, ascending (pad bits excluded).
-
-    Parameters
-    ----------
-    words : numpy.ndarray of uint64
-        Leaf level.
-    n : int
-        Number of usable slots.
-    out : numpy.ndarray of int64
-        Receives the offsets; writing stops when it is full.
-
-    Returns
-    -------
-    int
-        How many offsets were written.
-    """
-    nw = words.shape[0]
-    cap = out.shape[0]
-    count = 0
-    valid_last = n - 64 * (nw - 1)
-    for j in range(nw):
-        w = words[j]
-        if j == nw - 1 and valid_last < 64:
-            # keep only the usable bits of the last word
-            if valid_last > 0:
-                w &= (ONE << np.uint64(valid_last)) - ONE
-            else:
-                w = ZERO
-        base = j << 6
-        while w != ZERO:
-            if count >= cap:
-                return count
-            out[count] = base + ctz64(w)
-            count += 1
-            w &= w - ONE
-    return count
 
 
 @kjit
@@ -391,3 +256,138 @@ def _rebuild_summary(words, summary):
             full = True if j >= nw else words[j] == FULL  # pad bits past the last word stay set
             bits |= np.uint64(full) << np.uint64(t)
         summary[s] = bits
+
+
+@kjit(inline=True)
+def _range_mask(lo_bit, hi_bit):
+    # bits [lo_bit, hi_bit) of one word, 0 <= lo_bit < hi_bit <= 64
+    width = hi_bit - lo_bit
+    if width == 64:
+        return FULL
+    return ((ONE << np.uint64(width)) - ONE) << np.uint64(lo_bit)
+
+
+@kjit
+def bm_set_range(words, summary, lo, hi):
+    """Mark slots ``[lo, hi)`` used.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    lo, hi : int
+        Half-open slot range inside the bitmap.
+
+    Returns
+    -------
+    int
+        How many bits flipped (already-used slots are not counted, as
+        ``cidr_set.go`` ``Occupy`` counts only changed bits).
+    """
+    flipped = 0
+    i = lo
+    while i < hi:
+        j = i >> 6
+        end = min(hi, (j + 1) << 6)
+        m = _range_mask(i & 63, end - (j << 6))
+        w = words[j]
+        flipped += popcount64(m & ~w)
+        w |= m
+        words[j] = w
+        if w == FULL:
+            summary[j >> 6] |= ONE << np.uint64(j & 63)
+        i = end
+    return flipped
+
+
+@kjit
+def bm_clear_range(words, summary, lo, hi):
+    """Mark slots ``[lo, hi)`` free.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    lo, hi : int
+        Half-open slot range inside the usable part of the bitmap.
+
+    Returns
+    -------
+    int
+        How many bits flipped.
+    """
+    flipped = 0
+    i = lo
+    while i < hi:
+        j = i >> 6
+        end = min(hi, (j + 1) << 6)
+        m = _range_mask(i & 63, end - (j << 6))
+        w = words[j]
+        flipped += popcount64(m & w)
+        if w == FULL:
+            summary[j >> 6] &= ~(ONE << np.uint64(j & 63))
+        words[j] = w & ~m
+        i = end
+    return flipped
+
+
+@kjit
+def bm_count(words, n):
+    """Number of used slots (pad bits not counted).
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    n : int
+        Number of usable slots.
+
+    Returns
+    -------
+    int
+        Set bits among the first ``n``.
+    """
+    total = 0
+    for j in range(words.shape[0]):
+        total += popcount64(words[j])
+    return total - (words.shape[0] * 64 - n)
+
+
+@kjit
+def bm_used_offsets(words, n, out):
+    """Write the used slots into ``out``, ascending (pad bits excluded).
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64
+        Leaf level.
+    n : int
+        Number of usable slots.
+    out : numpy.ndarray of int64
+        Receives the offsets; writing stops when it is full.
+
+    Returns
+    -------
+    int
+        How many offsets were written.
+    """
+    nw = words.shape[0]
+    cap = out.shape[0]
+    count = 0
+    valid_last = n - 64 * (nw - 1)
+    for j in range(nw):
+        w = words[j]
+        if j == nw - 1 and valid_last < 64:
+            # keep only the usable bits of the last word
+            if valid_last > 0:
+                w &= (ONE << np.uint64(valid_last)) - ONE
+            else:
+                w = ZERO
+        base = j << 6
+        while w != ZERO:
+            if count >= cap:
+                return count
+            out[count] = base + ctz64(w)
+            count += 1
+            w &= w - ONE
+    return count
