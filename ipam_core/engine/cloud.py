@@ -151,15 +151,9 @@ from ipam_core.engine.tables import (
     S_W_OFF,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import (
-    bm_alloc_block,
-    bm_clear,
-    bm_find_free,
-    bm_free_blocks,
-    bm_release_block,
-    bm_set,
-    bm_take_scan,
-)
+from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block
+from ipam_core.kernels.scan import bm_find_free, bm_take_scan
+from ipam_core.kernels.slots import bm_clear, bm_set
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
