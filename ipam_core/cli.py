@@ -23,8 +23,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
+from ipam_core import engine  # called as engine.simulate ...: tests stand in for it on the module
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
-from ipam_core.engine import SUMMARY_COLUMNS, simulate, summarize, warmup, write_run
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
 from ipam_core.migration import actions, run_migration
@@ -242,7 +242,7 @@ def _warm_kernels(scenario=None, modes=None) -> None:
     if not err.is_terminal or _kernels_cached():
         return  # simulate() loads them in about a second
     with err.status(COMPILING, spinner="dots"):
-        warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
+        engine.warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
 
 
 @contextmanager
@@ -271,7 +271,7 @@ def _progress_bars(labels=()):
 def _simulate(scenario, modes):
     _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
-        return simulate(scenario, modes, progress=update)
+        return engine.simulate(scenario, modes, progress=update)
 
 
 def _print_summary(table) -> None:
@@ -281,7 +281,7 @@ def _print_summary(table) -> None:
     view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
-    for name, meaning in SUMMARY_COLUMNS[2:]:
+    for name, meaning in engine.SUMMARY_COLUMNS[2:]:
         view.add_row(meaning, *(str(row[name]) for row in rows))
     out.print(view)
 
@@ -326,14 +326,14 @@ def run(
         target = out_dir if out_dir is not None else _default_out(sc, "run")
         with output.open(target) as publisher:
             result = _simulate(sc, modes)
-            names = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            names = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
             if plot:
                 from ipam_core.plot import plot_run
 
                 names += [p.name for p in plot_run(publisher.staging)]
             publisher.publish()
         _print_written(target, names)
-        for line in _run_lines(summarize(result), result.workload.n_pods):
+        for line in _run_lines(engine.summarize(result), result.workload.n_pods):
             out.print(line, highlight=False)
 
 
@@ -360,8 +360,8 @@ def compare(
         target = out_dir if out_dir is not None else _default_out(sc, "compare")
         with output.open(target) as publisher:
             result = _simulate(sc, names)
-            summary = summarize(result)
-            written = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            summary = engine.summarize(result)
+            written = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
             written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
             if plot:
                 from ipam_core.plot import plot_run

@@ -271,3 +271,40 @@ def test_the_checker_sees_the_cycle_through_a_parent_package_and_the_upward_impo
     mods["ipam_core.modes.eni"].top = set()
     mods["ipam_core.modes.eni"].local = [(1, "ipam_core.engine.layout")]  # hiding it in a function does not help
     assert find_cycle(import_graph(mods))
+
+
+# ---------------------------------------------------------------------------- docs/layout.md shows the same
+DOC = ROOT.parent / "docs" / "layout.md"
+
+
+def _table_rows(text: str, heading: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {heading} "))
+    rows = []
+    for line in lines[start + 1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if set(cells[0]) <= set("-"):
+            continue
+        if line.startswith("| ") and cells[0].startswith(("`", "cli", "front", "pipeline", "engine", "scenario",
+                                                           "modes", "upstream", "workloads", "structures",
+                                                           "kernels", "errors")):
+            rows.append(cells)
+    return rows
+
+
+def test_docs_layout_lists_the_layers_in_order():
+    rows = _table_rows(DOC.read_text(), "layer (top to bottom)")
+    assert [r[0] for r in rows[: len(LAYERS)]] == [name for name, _ in LAYERS]
+
+
+def test_docs_layout_lists_every_registered_mode_as_the_registry_has_it():
+    from ipam_core.modes import REGISTRY, get_mode
+
+    rows = {r[0].strip("`"): r for r in _table_rows(DOC.read_text(), "mode") if r[0].startswith("`")}
+    assert list(rows) == list(REGISTRY)
+    for name, spec in REGISTRY.items():
+        row = rows[name]
+        module = get_mode(name).__name__.removeprefix(f"{PACKAGE}.").replace(".", "/") + ".py"
+        assert row[1] == f"`{module}`" and row[2] == spec.rules and row[3] == f"`{spec.settings}`"
+        assert row[5] == (f"`{spec.helm_mode}`" if spec.helm_mode else "-")
+        assert row[6] == ("yes" if spec.migration else "no") and row[8] == spec.summary

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from ipam_core.cloud import aks
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
-from ipam_core.modes.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig, agent_reserved,
-                                          check_subnets, subnet_layout)
+from ipam_core.modes.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
+                                          agent_reserved, check_subnets, subnet_layout)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 

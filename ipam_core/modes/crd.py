@@ -71,8 +71,9 @@ def check(ipam, root) -> None:
     check_subnets(ipam, NAME, root)
     cloud = ipam.cloud
     if cloud.crd_writer == "static" and cloud.crd_pool_per_node == 0:
-        (root / "cloud" / "crd" / "writer").fail(f"'static' without poolPerNode leaves every node's pool empty; "
-                                                 f"expected poolPerNode >= 1 or writer: watermark (needed by mode {NAME})")
+        (root / "cloud" / "crd" / "writer").fail(
+            f"'static' without poolPerNode leaves every node's pool empty; expected poolPerNode >= 1 or "
+            f"writer: watermark (needed by mode {NAME})")
 
 
 MODE = ModeSpec(

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
-from ipam_core.modes.cloud_config import CLOUD_CILIUM, CloudConfig, agent_reserved, check_aws, check_subnets, subnet_layout
+from ipam_core.modes.cloud_config import (CLOUD_CILIUM, CloudConfig, agent_reserved, check_aws, check_subnets,
+                                          subnet_layout)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
