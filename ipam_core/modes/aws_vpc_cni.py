@@ -72,6 +72,13 @@ def cloud(scenario) -> CloudConfig:
 def check(ipam, root) -> None:
     """What the mode needs: IPv4 AWS subnets and a known instance type.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError

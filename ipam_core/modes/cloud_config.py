@@ -131,6 +131,13 @@ def _subnets_where(ipam, root):
 def check_aws(ipam, mode: str, root):
     """What the AWS modes need: subnets from /16 to /28 and a known instance type.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+    mode : str
+    root : ipam_core.scenario._where.Where
+        The document root (keys and lines in messages).
+
     Returns
     -------
     ipam_core.cloud.limits.InstanceLimits

@@ -50,6 +50,13 @@ def layout(scenario) -> Layout:
 def check(ipam, root) -> None:
     """What the mode needs: a CIDR list for every enabled family.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError

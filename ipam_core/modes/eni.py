@@ -80,6 +80,13 @@ def cloud(scenario) -> CloudConfig:
 def check(ipam, root) -> None:
     """What the mode needs: IPv4 AWS subnets, a known instance type, and an ENI left for pods.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError

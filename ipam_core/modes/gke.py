@@ -62,6 +62,13 @@ def layout(scenario) -> Layout:
 def check(ipam, root) -> None:
     """What the mode needs: max pods inside GKE's table, and an IPv4 cluster CIDR holding the node range.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError

@@ -49,6 +49,13 @@ def layout(scenario) -> Layout:
 def check(ipam, root) -> None:
     """What the mode needs: KCM allocating node CIDRs, and a cluster CIDR per enabled family.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError

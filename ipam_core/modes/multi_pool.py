@@ -72,6 +72,13 @@ def layout(scenario) -> Layout:
 def check(ipam, root) -> None:
     """What the mode needs: a pool per enabled family, and pre-allocated pools that exist.
 
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
     Raises
     ------
     ConfigError
