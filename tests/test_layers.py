@@ -307,3 +307,21 @@ def test_docs_layout_lists_every_registered_mode_as_the_registry_has_it():
         assert row[1] == f"`{module}`" and row[2] == spec.rules and row[3] == f"`{spec.settings}`"
         assert row[5] == (f"`{spec.helm_mode}`" if spec.helm_mode else "-")
         assert row[6] == ("yes" if spec.migration else "no") and row[8] == spec.summary
+
+
+# ---------------------------------------------------------------------------- one list of modes
+def test_no_list_of_modes_outside_the_registry():
+    """A tuple, list or set literal naming two or more modes outside ipam_core/modes/ is a second mode list."""
+    from ipam_core.modes import REGISTRY
+
+    names = set(REGISTRY)
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.parent.name == "modes":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                listed = [e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names]
+                if len(listed) >= 2:
+                    found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {listed}")
+    assert not found, "mode lists that should derive from ipam_core.modes.REGISTRY:\n" + "\n".join(found)
