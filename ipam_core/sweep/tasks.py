@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ipam_core.engine import simulate, summarize, warmup, write_run
+from ipam_core.engine.run import TRACE_COUNTERS
 from ipam_core.sweep.spec import Point, SweepSpec
 
 __all__ = ["Task", "make_tasks", "replicate_seed", "run_batch", "run_task", "warm_worker"]
@@ -126,16 +127,31 @@ def warm_worker() -> None:
 
 
 def _extra_metrics(mode_result, family: int) -> dict:
-    tr = mode_result.trace
-    mine = tr["family"] == family
-    idle = tr["addrs_idle"][mine]
+    idle, failed_free = _family_columns(mode_result, family, ("addrs_idle", "pods_failed_free_elsewhere"))
     # a sample "strands" its idle addresses when pods failed since the previous one although some node had room
-    stranding = np.diff(tr["pods_failed_free_elsewhere"][mine], prepend=0) > 0
+    stranding = np.diff(failed_free, prepend=0) > 0
     return {
         "idle_mean": round(float(idle.mean()), 1) if idle.size else 0.0,
         "stranded_mean": round(float(idle[stranding].mean()), 1) if stranding.any() else 0.0,
         "peak_idle": int(idle.max()) if idle.size else 0,
     }
+
+
+def _family_columns(mode_result, family: int, names: tuple[str, ...]) -> list[np.ndarray]:
+    """One family's values of some whole-number trace columns, as contiguous int64 arrays.
+
+    Read from the mode's counter block when it has one (its trace columns are
+    then never built: issue #10); the family's samples are every
+    ``len(families)``-th column of it.
+    """
+    block = mode_result.counters
+    if block is None:
+        tr = mode_result.trace
+        mine = tr["family"] == family
+        return [np.asarray(tr[name])[mine] for name in names]
+    nf = len(mode_result.families)
+    fi = mode_result.families.index(family)
+    return [np.ascontiguousarray(block[TRACE_COUNTERS.index(name), fi::nf]) for name in names]
 
 
 def run_task(task: Task) -> dict:
