@@ -322,8 +322,9 @@ def split_point(run_point, reps: int) -> dict:
     (``sample_run``, its Numba dispatch included), and outside it the
     workload generation, the mode settings (``_scenario_for_mode``), each
     mode's state set-up (``Simulation.__init__``), ``Simulation.record``
-    around its compiled call, and ``summarize``; ``rest`` is what remains
-    (``simulate``'s own steps, ``run_mode``'s result, a sweep task's rows).
+    around its compiled call, and the summary (``summarize``; in a sweep task
+    its rows and the extra metrics); ``rest`` is what remains (``simulate``'s
+    own steps, ``run_mode``'s result, a sweep task's dicts).
     The outside share is ``1 - sampled loop / point``, of the medians and
     as the median of the points' own shares.
     """
@@ -345,7 +346,7 @@ def split_point(run_point, reps: int) -> dict:
     patches = [(run_module, "sample_run", "sampled_loop"), (engine_api, "build_workload", "workload"),
                (engine_api, "_scenario_for_mode", "mode_settings"), (Simulation, "__init__", "state_setup"),
                (Simulation, "record", "record"), (engine_api, "summarize", "summarize"),
-               (tasks_module, "summarize", "summarize")]
+               (tasks_module, "summary_records", "summarize"), (tasks_module, "_extra_metrics", "summarize")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, key in patches:
         setattr(obj, name, timed(key, getattr(obj, name)))

@@ -19,14 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ipam_core.engine.run as run_module
-from ipam_core.engine import _scenario_for_mode, build_workload, simulate, summarize
+from ipam_core.engine import SUMMARY_NAMES, _scenario_for_mode, build_workload, simulate, summarize, summary_records
 from ipam_core.engine import sampling as S
 from ipam_core.engine.run import LazyColumns, Simulation, workload_facts
 from ipam_core.engine.state import _new_state, build_state
-from ipam_core.engine.summary import pairwise_sum, summary_figures
+from ipam_core.engine.summary import cast_mean_sum, idle_figures, pairwise_sum, summary_figures
 from ipam_core.modes import get_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.scenario.defaults import ALL_MODES
+from ipam_core.sweep.tasks import _extra_metrics, _extra_metrics_numpy
 from ipam_core.trace.metrics import startup_end
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +109,49 @@ def test_summary_equals_the_numpy_summary(path):
     got = [(r["mode"], r["family"], r["pods_failed"], r["peak_pending"], r["peak_used"], r["idle_pct"],
             r["reserved_pct"], r["warm_per_node"]) for r in summarize(result).to_pylist()]
     assert got == reference_summary_rows(result)
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 20_000), seed=st.integers(0, 2**32 - 1))
+def test_cast_mean_sum_is_the_sum_np_mean_takes(n, seed):
+    values = np.random.default_rng(seed).integers(0, 2**40, n)
+    total = cast_mean_sum(values.astype(np.float64), n)
+    if n:
+        assert total / n == values.mean()  # bit for bit
+    else:
+        assert total == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(samples=st.integers(1, 9000), nf=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
+def test_sweep_idle_figures_equal_the_numpy_ones(samples, nf, seed):
+    rng = np.random.default_rng(seed)
+    block = np.zeros((len(S.TRACE_COUNTERS), samples * nf), dtype=np.int64)
+    block[S.TR_IDLE] = rng.integers(0, 10**7, samples * nf)
+    block[S.TR_FAILED_FREE] = np.cumsum(rng.random(samples * nf) < 0.3)  # cumulative, as in a trace
+    families = (4, 6)[:nf]
+    mode = run_module.ModeResult("m", families, {}, {}, 0, counters=block)
+    trace = {"family": np.tile(np.array(families), samples), "addrs_idle": block[S.TR_IDLE],
+             "pods_failed_free_elsewhere": block[S.TR_FAILED_FREE]}
+    sums, counts = idle_figures(block, nf)
+    for f, family in enumerate(families):
+        idle = block[S.TR_IDLE, f::nf]
+        stranding = np.diff(block[S.TR_FAILED_FREE, f::nf], prepend=0) > 0
+        assert sums[f, 0] / counts[f, 0] == idle.mean()
+        if stranding.any():
+            assert sums[f, 1] / counts[f, 1] == idle[stranding].mean()
+        assert counts[f, 2] == idle.max()
+        assert _extra_metrics(mode)[family] == _extra_metrics_numpy(trace, family)
+
+
+@pytest.mark.parametrize("path", ["default", "dual-stack"])
+def test_summary_records_are_the_summary_tables_rows(path):
+    sc = load_scenario(path if path == "default" else str(REPO / "scenarios" / f"{path}.yaml"))
+    result = simulate(sc)
+    rows = [dict(zip(SUMMARY_NAMES, record)) for record in summary_records(result)]
+    table_rows = summarize(result).to_pylist()
+    assert rows == table_rows
+    assert [[type(v) for v in row.values()] for row in rows] == [[type(v) for v in row.values()] for row in table_rows]
 
 
 # ------------------------------------------------------------------ state templates

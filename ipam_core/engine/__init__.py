@@ -28,7 +28,10 @@ from ipam_core.engine.run import (
 from ipam_core.engine.summary import summary_figures
 from ipam_core.workloads import Workload, generate
 
-__all__ = ["ModeResult", "RunResult", "Simulation", "build_workload", "simulate", "summarize", "warmup", "write_run"]
+__all__ = [
+    "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation", "build_workload", "simulate",
+    "summarize", "summary_records", "warmup", "write_run",
+]
 
 
 @dataclass
@@ -269,6 +272,24 @@ def summarize(result: RunResult) -> pa.Table:
     cost as much as the run (issue #10). Its means add in numpy's order, so
     the figures are those of ``np.mean``.
     """
+    return _summary_table(summary_records(result))
+
+
+def summary_records(result: RunResult) -> list[tuple]:
+    """The rows of :func:`summarize` as tuples of Python values, in :data:`SUMMARY_COLUMNS` order.
+
+    ``dict(zip(SUMMARY_NAMES, record))`` is the row ``summarize(result).to_pylist()``
+    gives; a sweep task takes them this way, without building the table
+    (issue #10: the table and its ``to_pylist`` cost a tenth of a small point).
+
+    Parameters
+    ----------
+    result : RunResult
+
+    Returns
+    -------
+    list of tuple
+    """
     records = []
     n_counters = len(TRACE_COUNTERS)
     for m in result.modes:
@@ -281,7 +302,7 @@ def summarize(result: RunResult) -> pa.Table:
             m.families, ints.tolist(), floats.tolist()
         ):
             last, peak = row[:n_counters], row[n_counters : 2 * n_counters]
-            # np.mean's arithmetic (numpy's pairwise sum, then one division) over the samples with carved addresses
+            # np.mean's arithmetic over the samples with carved addresses: a sum, then one division
             idle = 100.0 * (idle_sum / carved_samples) if carved_samples else 0.0
             reserved = 100.0 * (reserved_sum / carved_samples) if carved_samples else 0.0
             api_calls = last[S.TR_API_ATTACH] + last[S.TR_API_ASSIGN] + last[S.TR_API_RELEASE]
@@ -291,17 +312,18 @@ def summarize(result: RunResult) -> pa.Table:
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
                 round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, wall, mib,
             ))
-    return _summary_table(records)
+    return records
 
 
 #: Summary columns holding decimals (float64); the rest after ``mode`` are whole numbers (int64).
 _FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "wall_s", "state_mib"})
 
 
-_SUMMARY_NAMES = [name for name, _ in SUMMARY_COLUMNS]
+#: The summary's column names, in order.
+SUMMARY_NAMES = tuple(name for name, _ in SUMMARY_COLUMNS)
 #: Positions of the whole-number and of the decimal columns in a summary row.
 _SUMMARY_PICK = {
-    kind: [i for i, name in enumerate(_SUMMARY_NAMES[1:], 1) if (name in _FLOAT_SUMMARY) == kind] for kind in (False, True)
+    kind: [i for i, name in enumerate(SUMMARY_NAMES[1:], 1) if (name in _FLOAT_SUMMARY) == kind] for kind in (False, True)
 }
 
 
@@ -312,17 +334,17 @@ def _summary_table(records: list[tuple]) -> pa.Table:
     lists spends ~10 us per column inferring types (a fifth of a small point).
     """
     if not records:
-        return pa.table({name: [] for name in _SUMMARY_NAMES})
+        return pa.table({name: [] for name in SUMMARY_NAMES})
     columns = list(zip(*records))
     n = len(records)
-    arrays: list = [None] * len(_SUMMARY_NAMES)
+    arrays: list = [None] * len(SUMMARY_NAMES)
     arrays[0] = pa.array(columns[0], pa.string())
     for kind, dtype, arrow_type in ((False, np.int64, pa.int64()), (True, np.float64, pa.float64())):
         pick = _SUMMARY_PICK[kind]
         block = pa.py_buffer(np.array([columns[i] for i in pick], dtype=dtype))  # one column after the other
         for row, i in enumerate(pick):
             arrays[i] = pa.Array.from_buffers(arrow_type, n, [None, block], offset=row * n)
-    return pa.Table.from_arrays(arrays, names=_SUMMARY_NAMES)
+    return pa.Table.from_arrays(arrays, names=SUMMARY_NAMES)
 
 
 def _counter_block(m: ModeResult) -> np.ndarray:

@@ -23,7 +23,7 @@ from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
-from ipam_core.engine.layout import Layout
+from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
@@ -241,6 +241,20 @@ def _layout_of(module, mode: str, scenario) -> Layout:
     return layout
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_arrays(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """What the sampled loop reads of a layout: addresses in the pools per engine family, and the families.
+
+    The pool addresses are each set's node CIDRs times the addresses counted
+    per node CIDR (the state's ``S_N`` and ``S_ADDRS``). Shared by every run
+    of the layout: the loop only reads them.
+    """
+    pool_addrs = np.zeros(2, dtype=np.int64)
+    for spec in layout.sets:
+        pool_addrs[spec.family] += np.int64(spec.capacity) * np.int64(pod_range(spec.network, spec.node_mask)[1])
+    return pool_addrs, np.asarray(layout.families, dtype=np.int64)
+
+
 class Simulation:
     """One workload through one mode.
 
@@ -282,16 +296,13 @@ class Simulation:
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
         resolve_pod_pools(self.state, self.layout, scenario, workload)
-        self._pool_addrs = np.zeros(2, dtype=np.int64)
-        for i, spec in enumerate(self.layout.sets):
-            self._pool_addrs[spec.family] += self.state.sets[i, T.S_N] * self.state.sets[i, T.S_ADDRS]
+        self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (
             np.ascontiguousarray(workload.time, dtype=np.float64),
             np.ascontiguousarray(workload.op, dtype=np.int8),
             np.ascontiguousarray(workload.node, dtype=np.int32),
             np.ascontiguousarray(workload.pod, dtype=np.int32),
         )
-        self._families = np.asarray(self.layout.families, dtype=np.int64)
         self.time = 0.0
         #: int64 [len(TRACE_COUNTERS), samples * families] of the last :meth:`record` call
         self.counters: np.ndarray | None = None
@@ -487,13 +498,15 @@ def _grown(table: np.ndarray, used: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _sample_plan(duration_s: float, interval_s: float, node_interval_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sample_times` and its :func:`node_sample_mask`, once per process for every mode and seed.
+def _sample_plan(duration_s: float, interval_s: float, node_interval_s: float) -> tuple[np.ndarray, ...]:
+    """:func:`sample_times`, its :func:`node_sample_mask` and the loop's stops (just after each time).
 
-    Shared between runs: :meth:`Simulation.record` only reads them.
+    Once per process for every mode and seed; shared between runs:
+    :meth:`Simulation.record` only reads them.
     """
     times = sample_times(duration_s, interval_s)
-    return times, node_sample_mask(times.size, max(1, int(round(node_interval_s / interval_s))))
+    mask = node_sample_mask(times.size, max(1, int(round(node_interval_s / interval_s))))
+    return times, mask, np.nextafter(times, np.inf)
 
 
 def sample_times(duration_s: float, interval_s: float) -> np.ndarray:
@@ -532,8 +545,9 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None, bounds: Wor
     ModeResult
     """
     sim = Simulation(scenario, workload, mode, bounds)
-    times, node_sample = _sample_plan(scenario.duration_s, scenario.sample_interval_s, scenario.node_sample_interval_s)
-    trace, nodes = sim.record(times, node_sample, progress)
+    times, node_sample, stops = _sample_plan(scenario.duration_s, scenario.sample_interval_s,
+                                             scenario.node_sample_interval_s)
+    trace, nodes = sim.record(times, node_sample, progress, stops)
     families = tuple(4 if f == 0 else 6 for f in sim.layout.families)
     return ModeResult(mode, families, trace, LazyColumns(functools.partial(_documented_nodes, nodes)),
                       state_nbytes(sim.state), sim.state, sim.counters, sim.warm)

@@ -8,19 +8,24 @@ associative, so each sum adds its terms in the order numpy did. The mean
 idle and reserved shares were reductions along the rows of a column-major
 array (a boolean mask on the second axis lays the copy out that way), which
 numpy adds term by term from 0.0; the mean warm pool was a reduction of a
-1-D run, which numpy adds pairwise (:func:`pairwise_sum`).
+1-D run, which numpy adds pairwise (:func:`pairwise_sum`). The sweep's
+extra idle-address figures (:func:`idle_figures`) were ``np.mean`` of int64
+columns, which numpy casts and adds buffer by buffer (:func:`cast_mean_sum`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.engine.sampling import TR_CARVED, TR_IDLE, TR_PENDING, TR_RESERVED, TR_RUNNING
+from ipam_core.engine.sampling import TR_CARVED, TR_FAILED_FREE, TR_IDLE, TR_PENDING, TR_RESERVED, TR_RUNNING
 from ipam_core.kernels._jit import kjit
 
 #: numpy's ``PW_BLOCKSIZE``: runs up to this long are summed with 8 accumulators, longer ones split in two.
 PAIRWISE_BLOCK = 128
 _MAX_DEPTH = 64  # frames of pairwise_sum's walk: each halves the run, so 64 cover any array
+#: numpy's default buffer size (``np.getbufsize()``), in elements: a reduction that casts
+#: (``np.mean`` of int64) adds one buffer's pairwise sum after the other.
+NUMPY_BUFFER = 8192
 
 # columns of summary_figures' float output
 SF_IDLE_SUM = 0  # sum of addrs_idle / addrs_carved over the samples with carved addresses, term by term
@@ -45,8 +50,14 @@ def pairwise_sum(a, first, n, stride):
     The halving runs on an explicit stack rather than by recursion: Numba
     crashed loading a cached self-recursive kernel.
     """
+    return 0.0 + _pairwise_run(a, first, n, stride)
+
+
+@kjit(allocates=True)
+def _pairwise_run(a, first, n, stride):
+    """numpy's ``pairwise_sum`` of ``n`` terms (without the reduction's starting 0.0)."""
     if n <= PAIRWISE_BLOCK:
-        return 0.0 + _pairwise_block(a, first, n, stride)
+        return _pairwise_block(a, first, n, stride)
     # post-order walk of the halving tree; each frame: first term, terms, children pushed so far
     frame_first = np.empty(_MAX_DEPTH, dtype=np.int64)
     frame_n = np.empty(_MAX_DEPTH, dtype=np.int64)
@@ -81,7 +92,7 @@ def pairwise_sum(a, first, n, stride):
         else:
             frame_first[top] = start + half * stride
             frame_n[top] = count - half
-    return 0.0 + sums[0]
+    return sums[0]
 
 
 @kjit
@@ -184,3 +195,63 @@ def summary_figures(counters, warm, nf):
         floats[f, SF_CARVED_SAMPLES] = m
         floats[f, SF_WARM_SUM] = pairwise_sum(warm, f, n, nf)
     return ints, floats
+
+
+@kjit(allocates=True)
+def cast_mean_sum(values, n):
+    """The sum ``np.mean`` of ``n`` int64 values takes: numpy casts them to float64 in buffers of
+    :data:`NUMPY_BUFFER` and adds each buffer's pairwise sum to a total that starts at 0.0.
+
+    ``values`` holds the values already cast (float64, contiguous).
+    """
+    total = 0.0
+    for start in range(0, n, NUMPY_BUFFER):
+        total += _pairwise_run(values, start, min(NUMPY_BUFFER, n - start), 1)
+    return total
+
+
+@kjit(allocates=True)
+def idle_figures(counters, nf):
+    """The sweep's idle-address figures of one mode, per family, in one pass.
+
+    Parameters
+    ----------
+    counters : numpy.ndarray of int64, shape (len(TRACE_COUNTERS), samples * nf)
+        The mode's counter block, as for :func:`summary_figures`.
+    nf : int
+        Families in the trace.
+
+    Returns
+    -------
+    sums : numpy.ndarray of float64, shape (nf, 2)
+        Per family: the sum ``np.mean`` takes of ``addrs_idle``, and of
+        ``addrs_idle`` at the samples where ``pods_failed_free_elsewhere``
+        grew since the previous sample (from 0 before the first).
+    counts : numpy.ndarray of int64, shape (nf, 3)
+        Per family: samples, those stranding samples, and the peak of ``addrs_idle``.
+    """
+    n = counters.shape[1] // nf
+    sums = np.zeros((nf, 2), dtype=np.float64)
+    counts = np.zeros((nf, 3), dtype=np.int64)
+    idle = np.empty(n, dtype=np.float64)
+    stranded = np.empty(n, dtype=np.float64)
+    for f in range(nf):
+        n_stranded = 0
+        previous = 0
+        peak = counters[TR_IDLE, f] if n else 0
+        for i in range(n):
+            value = counters[TR_IDLE, f + i * nf]
+            idle[i] = np.float64(value)
+            if value > peak:
+                peak = value
+            failed = counters[TR_FAILED_FREE, f + i * nf]
+            if failed - previous > 0:
+                stranded[n_stranded] = np.float64(value)
+                n_stranded += 1
+            previous = failed
+        sums[f, 0] = cast_mean_sum(idle, n)
+        sums[f, 1] = cast_mean_sum(stranded, n_stranded)
+        counts[f, 0] = n
+        counts[f, 1] = n_stranded
+        counts[f, 2] = peak
+    return sums, counts
