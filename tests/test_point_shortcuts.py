@@ -28,6 +28,8 @@ from ipam_core.modes import get_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.scenario.defaults import ALL_MODES
 from ipam_core.sweep.tasks import _extra_metrics, _extra_metrics_numpy
+from ipam_core.workloads import generate, parse_workload
+from ipam_core.workloads.events import OP_POD_ADD
 from ipam_core.trace.metrics import startup_end
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,3 +240,43 @@ def test_layout_cache_follows_the_settings_object():
     other_ipam = dataclasses.replace(sc.ipam, cluster_pool_v4_mask=27)
     other = run_module._layout_of(module, "cluster-pool", dataclasses.replace(sc, ipam=other_ipam))
     assert other.sets[0].node_mask == 27 and first.sets[0].node_mask == 26
+
+
+# ------------------------------------------------------------------ multi-pool pool resolution
+def test_pod_attributes_key_is_set_only_where_a_few_numbers_decide_the_pods():
+    base = {"generator": "steady-churn", "podsPerNode": 5, "churnPerSecond": 2}
+    plain = [generate(parse_workload(base), nodes=3, max_pods=110, namespaces=["a", "b"], duration_s=60, seed=s)
+             for s in (1, 2)]
+    assert plain[0].pod_attributes_key == plain[1].pod_attributes_key == ("round-robin", plain[0].n_pods, ("a", "b"))
+    for w in plain:  # what the key promises: pod i is in namespace i % 2, without a pool
+        adds = w.op == OP_POD_ADD
+        assert (w.namespace[adds] == w.pod[adds] % 2).all() and (w.pool == -1).all()
+    for extra in ({"namespaceWeights": {"a": 1, "b": 2}}, {"podPoolFractions": {"blue": 0.5}}):
+        w = generate(parse_workload({**base, **extra}), nodes=3, max_pods=110, namespaces=["a", "b"],
+                     duration_s=60, seed=1)
+        assert w.pod_attributes_key is None
+
+
+def test_pod_pool_resolution_is_reused_for_equal_pod_attributes(monkeypatch):
+    teams = load_scenario(str(REPO / "scenarios" / "multi-pool-teams.yaml"))
+    # round-robin over the teams' namespaces, whose annotations pick different pools
+    sc = dataclasses.replace(teams, workload=dataclasses.replace(teams.workload, namespace_weights=()))
+    mode_sc = _scenario_for_mode(sc, "multi-pool")
+    calls = []
+    real = run_module.resolve_pod_pools
+    monkeypatch.setattr(run_module, "resolve_pod_pools", lambda *a: calls.append(1) or real(*a))
+    run_module._POD_POOLS.clear()
+    for seed in (1, 2, 1):
+        seeded = dataclasses.replace(mode_sc, seed=seed)
+        w = build_workload(seeded)
+        sim = Simulation(seeded, w, "multi-pool")
+        b = workload_facts(w, sim.config.pod_retry_s)
+        want = _new_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
+        real(want, sim.layout, seeded, w)
+        assert sim.state.pod_pool.tobytes() == want.pod_pool.tobytes()
+        assert len(np.unique(want.pod_pool[: w.n_pods, 0])) > 1  # a resolution worth checking
+    assert calls == [1]  # resolved once, copied twice
+    # another namespace list is another key: resolved again
+    other = dataclasses.replace(mode_sc, namespaces=mode_sc.namespaces[:2])
+    Simulation(other, build_workload(other), "multi-pool")
+    assert calls == [1, 1]

@@ -215,7 +215,7 @@ def workload_facts(workload: Workload, retry_s: float) -> WorkloadBounds:
 # (mode, id(IPAM settings)) -> (those settings, the mode's layout of them); see _layout_of
 _LAYOUTS: dict[tuple[str, int], tuple[object, Layout]] = {}
 _LAYOUT_SLOTS = 64
-_LAYOUT_LOCK = threading.Lock()
+_MEMO_LOCK = threading.Lock()  # Dask worker threads run simulations side by side
 
 
 def _layout_of(module, mode: str, scenario) -> Layout:
@@ -234,11 +234,46 @@ def _layout_of(module, mode: str, scenario) -> Layout:
     if hit is not None and hit[0] is ipam:
         return hit[1]
     layout = module.layout(scenario)
-    with _LAYOUT_LOCK:
+    with _MEMO_LOCK:
         if len(_LAYOUTS) >= _LAYOUT_SLOTS:
             del _LAYOUTS[next(iter(_LAYOUTS))]
         _LAYOUTS[key] = (ipam, layout)
     return layout
+
+
+# (pod attributes key, layout, id(IPAM settings), id(namespaces)) -> (those settings, those namespaces,
+# the resolved pod_pool table); see _resolve_pod_pools
+_POD_POOLS: dict[tuple, tuple] = {}
+_POD_POOL_SLOTS = 16
+_POD_POOL_MAX_BYTES = 8 << 20  # larger tables are resolved every time: a copy would double them
+
+
+def _resolve_pod_pools(state: State, layout: Layout, scenario, workload: Workload) -> None:
+    """:func:`ipam_core.engine.pools.resolve_pod_pools`, reused between workloads whose pods look alike.
+
+    The resolution is a function of the fresh ``pod_pool`` table (the
+    layout's), the layout's pools, the scenario's IPAM settings and
+    namespaces (pool selection reads only those) and each pod's namespace and
+    annotation, which a generator summarises as ``workload.pod_attributes_key``.
+    A sweep's replicates share the settings and namespace objects and their
+    keys are equal, so the multi-pool resolution (a pass over every event,
+    a few percent of a small point) runs once per process and later runs
+    copy its table.
+    """
+    key = workload.pod_attributes_key
+    if key is None or layout.policy != T.POLICY_MULTI_POOL or state.pod_pool.nbytes > _POD_POOL_MAX_BYTES:
+        resolve_pod_pools(state, layout, scenario, workload)
+        return
+    memo_key = (key, layout, id(scenario.ipam), id(scenario.namespaces))
+    hit = _POD_POOLS.get(memo_key)
+    if hit is not None and hit[0] is scenario.ipam and hit[1] is scenario.namespaces and hit[2].shape == state.pod_pool.shape:
+        np.copyto(state.pod_pool, hit[2])
+        return
+    resolve_pod_pools(state, layout, scenario, workload)
+    with _MEMO_LOCK:
+        if len(_POD_POOLS) >= _POD_POOL_SLOTS:
+            del _POD_POOLS[next(iter(_POD_POOLS))]
+        _POD_POOLS[memo_key] = (scenario.ipam, scenario.namespaces, state.pod_pool.copy())
 
 
 @functools.lru_cache(maxsize=64)
@@ -295,7 +330,7 @@ class Simulation:
         )
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
-        resolve_pod_pools(self.state, self.layout, scenario, workload)
+        _resolve_pod_pools(self.state, self.layout, scenario, workload)
         self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (
             np.ascontiguousarray(workload.time, dtype=np.float64),

@@ -157,8 +157,11 @@ def _steady_churn(spec: SteadyChurnSpec, rng: np.random.Generator, nodes: int, m
         float(spec.churn_per_second), slots, float(duration_s), pod_ns, len(namespaces),
         pool if pool_names else _NO_POD_VALUES,
     )
+    # round-robin namespaces and no pools: pod i's attributes follow from i and the namespace names
+    plain = not spec.namespace_weights and not pool_names
     return Workload(time=time, op=op, node=node, pod=pod, namespace=ns, pool=pod_pool, node_names=_node_names(nodes),
-                    namespaces=namespaces, pool_names=pool_names, n_pods=kept_pods)
+                    namespaces=namespaces, pool_names=pool_names, n_pods=kept_pods,
+                    pod_attributes_key=("round-robin", kept_pods, tuple(namespaces)) if plain else None)
 
 
 def _scale_out(spec: ScaleOutSpec, rng: np.random.Generator, nodes: int, max_pods: int,
