@@ -63,7 +63,9 @@ import pytest
 
 import ipam_core.engine as engine_api
 import ipam_core.engine.run as run_module
+import ipam_core.engine.state as state_module
 import ipam_core.sweep.tasks as tasks_module
+import ipam_core.workloads.generators as generators_module
 from ipam_core.engine import tables as T
 from ipam_core.engine import simulate, summarize, warmup
 from ipam_core.engine.run import Simulation, node_sample_mask, sample_times
@@ -319,7 +321,10 @@ def split_point(run_point, reps: int) -> dict:
     """Median CPU seconds of one point and of its parts, each timed around its own calls.
 
     ``run_point()`` runs one point. Timed inside it: the compiled sampled loop
-    (``sample_run``, its Numba dispatch included), and outside it the
+    (``sample_run``, its Numba dispatch included), the other compiled calls
+    (``churn_events``, ``_scan_bounds``, ``summary_figures``,
+    ``idle_figures``: the share outside every compiled call is recorded
+    beside the share outside the loop), and outside the loop the
     workload generation, the mode settings (``_scenario_for_mode``), each
     mode's state set-up (``Simulation.__init__``), ``Simulation.record``
     around its compiled call, and the summary (``summarize``; in a sweep task
@@ -330,7 +335,7 @@ def split_point(run_point, reps: int) -> dict:
     """
     import time
 
-    timed_parts = ("sampled_loop", "workload", "mode_settings", "state_setup", "record", "summarize")
+    timed_parts = ("sampled_loop", "other_compiled", "workload", "mode_settings", "state_setup", "record", "summarize")
     parts: dict[str, list[float]] = {k: [] for k in ("point", *timed_parts, "share")}
     spent = dict.fromkeys(timed_parts, 0.0)
 
@@ -343,7 +348,11 @@ def split_point(run_point, reps: int) -> dict:
                 spent[key] += time.process_time() - t0
         return call
 
-    patches = [(run_module, "sample_run", "sampled_loop"), (engine_api, "build_workload", "workload"),
+    patches = [(run_module, "sample_run", "sampled_loop"),
+               # the other compiled calls of a point: events, workload bounds, summary and sweep reductions
+               (generators_module, "churn_events", "other_compiled"), (state_module, "_scan_bounds", "other_compiled"),
+               (engine_api, "summary_figures", "other_compiled"), (tasks_module, "idle_figures", "other_compiled"),
+               (engine_api, "build_workload", "workload"),
                (engine_api, "_scenario_for_mode", "mode_settings"), (Simulation, "__init__", "state_setup"),
                (Simulation, "record", "record"), (engine_api, "summarize", "summarize"),
                (tasks_module, "summary_records", "summarize"), (tasks_module, "_extra_metrics", "summarize")]
@@ -373,6 +382,9 @@ def split_point(run_point, reps: int) -> dict:
         "rest_cpu_s_median": med["point"] - med["sampled_loop"] - record_outside - sum(med[k] for k in outside),
         "outside_share_vs_sampled_loop": 1.0 - med["sampled_loop"] / med["point"],
         "outside_share_median_of_points": med["share"],
+        # the compiled calls besides the loop (timed inside the parts above too)
+        "other_compiled_cpu_s_median": med["other_compiled"],
+        "outside_share_vs_all_compiled": 1.0 - (med["sampled_loop"] + med["other_compiled"]) / med["point"],
     }
 
 
