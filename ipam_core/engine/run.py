@@ -376,11 +376,13 @@ class Simulation:
 
         Returns
         -------
-        tuple of dict
+        tuple of LazyColumns
             The trace columns (``family``, ``time_s`` and :data:`TRACE_COUNTERS`)
             and the node columns (``time_s``, ``node``, ``family``,
             :data:`NODE_COUNTERS`, ``status_code``, ``cidrs_counts``,
-            ``cidrs_values``), as in :class:`ModeResult`.
+            ``cidrs_values``), as in :class:`ModeResult`; each mapping builds
+            its columns when first read. :attr:`counters` and :attr:`warm`
+            hold the trace's numbers right away.
 
         Raises
         ------
