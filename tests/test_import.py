@@ -204,3 +204,19 @@ def test_imported_cluster_pool_plans_a_migration_on_its_own_nodes(tmp_path):
                                  "--out", str(tmp_path / "plan")])
     assert result.exit_code == 0, result.output
     assert "cluster-pool -> multi-pool, 3 node(s)" in result.stdout
+
+
+def test_crd_mode_without_subnets_takes_the_range_of_the_node_pools(tmp_path):
+    doc = json.loads((DATA / "eni.json").read_text())
+    for item in doc["items"]:
+        if item["kind"] == "CiliumNode":
+            item["spec"].pop("eni")
+            item["status"].pop("eni")
+    (tmp_path / "crd.json").write_text(json.dumps(doc))
+    (tmp_path / "values.yaml").write_text("ipam:\n  mode: crd\n")
+    imported = import_cluster([tmp_path / "crd.json"], helm_values=tmp_path / "values.yaml")
+    write_import(imported, tmp_path / "out")
+    scenario = load_scenario(tmp_path / "out" / "scenario.yaml")
+    assert scenario.ipam.mode == "crd"
+    # 192.168.33.51 ... 192.168.70.82: the smallest range holding both nodes' spec.ipam.pool
+    assert scenario.ipam.cloud.subnets == ("192.168.0.0/17",)

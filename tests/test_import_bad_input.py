@@ -116,3 +116,10 @@ def test_missing_kubernetes_package_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "kubernetes.client", None)
     line = assert_refused(tmp_path, [str(DATA / "cluster-pool.json")], ("'kubernetes'", "ipam-bench[import]"))
     assert "extra" in line
+
+
+def test_pool_selector_is_checked_with_the_label_selector_schema(tmp_path):
+    path = _mutated(tmp_path, "multi-pool.json", lambda items: _item(items, "CiliumPodIPPool", "blue")["spec"].update(
+        namespaceSelector={"matchExpressions": [{"key": "team", "values": ["blue"]}]}))
+    assert_refused(tmp_path, [path], ("CiliumPodIPPool 'blue'", "spec.namespaceSelector.matchExpressions[0].operator",
+                                      "missing"))

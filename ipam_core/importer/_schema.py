@@ -70,7 +70,7 @@ def lookup(raw, loc):
     return value
 
 
-def validate(model, raw: dict, origin: Origin):
+def validate(model, raw: dict, origin: Origin, field_prefix: str = ""):
     """``model.model_validate(raw)``, tolerating fields newer than the client's schema.
 
     Parameters
@@ -81,6 +81,8 @@ def validate(model, raw: dict, origin: Origin):
         The object as dumped.
     origin : Origin
         For the error message.
+    field_prefix : str
+        Where ``raw`` sits in its object (``"spec.podSelector."``), for the message.
 
     Returns
     -------
@@ -103,7 +105,7 @@ def validate(model, raw: dict, origin: Origin):
         if not real:
             return model.from_dict(raw)
         first = real[0]
-        field = dotted(first["loc"])
+        field = field_prefix + dotted(first["loc"])
         value = lookup(raw, first["loc"])
         shown = "missing" if first["type"] == "missing" else repr(value)
         msg = first["msg"]

@@ -291,8 +291,7 @@ def _check_pool(dump: Dump, pool) -> None:
     client = kube_models()
     for key, sel in (("podSelector", pool.spec.pod_selector), ("namespaceSelector", pool.spec.namespace_selector)):
         if sel is not None:
-            validate(client.V1LabelSelector, sel, type(origin)(origin.path, origin.index, f"{origin.kind} "
-                                                                 f"{origin.name!r} spec.{key}", ""))
+            validate(client.V1LabelSelector, sel, origin, field_prefix=f"spec.{key}.")
 
 
 def _check_disjoint(entries: list, what: str, why: str) -> None:

@@ -229,6 +229,11 @@ def _cloud(state: ClusterState, cluster: dict, ipam: dict, notes: list) -> dict:
     """Subnets, instance type and watermarks of the subnet modes, from the CiliumNodes."""
     cloud: dict = {}
     subnets = list(dict.fromkeys(e["subnet"] for n in state.nodes for e in n.enis if e["subnet"]))
+    if not subnets and any(n.addresses for n in state.nodes):
+        # Azure / CRD CiliumNodes list their addresses (spec.ipam.pool) but no subnet
+        subnets = [_supernet([f"{a}/32" for n in state.nodes for a in n.addresses if ":" not in a])]
+        notes.append(f"no subnet in the CiliumNodes: {subnets[0]} is the smallest range holding every node's "
+                     "spec.ipam.pool addresses")
     if subnets:
         cloud["subnets"] = subnets
     types = [n.instance_type for n in state.nodes]
