@@ -123,3 +123,31 @@ def test_pool_selector_is_checked_with_the_label_selector_schema(tmp_path):
         namespaceSelector={"matchExpressions": [{"key": "team", "values": ["blue"]}]}))
     assert_refused(tmp_path, [path], ("CiliumPodIPPool 'blue'", "spec.namespaceSelector.matchExpressions[0].operator",
                                       "missing"))
+
+
+def test_without_kubernetes_a_fresh_process_says_which_extra(tmp_path):
+    """A fresh process where the kubernetes package does not import: one line, not a traceback."""
+    import subprocess
+
+    code = ("import sys; sys.modules['kubernetes'] = sys.modules['kubernetes.client'] = None; "
+            "from ipam_core.cli import main; sys.argv = ['ipam-bench'] + sys.argv[1:]; "
+            "main()")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", code, "import", str(DATA / "cluster-pool.json"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "ipam-bench[import]" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_without_kubernetes_and_pydantic_the_library_says_which_extra(tmp_path):
+    """An older typer does not bring pydantic: the importer must not need it before the check."""
+    import subprocess
+
+    code = ("import sys; sys.modules['kubernetes'] = sys.modules['kubernetes.client'] = None; "
+            "sys.modules['pydantic'] = None; from ipam_core.errors import ConfigError; "
+            "from ipam_core.importer import import_cluster\n"
+            "try:\n    import_cluster([sys.argv[1]])\nexcept ConfigError as exc:\n    print(exc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(DATA / "cluster-pool.json")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "ipam-bench[import]" in proc.stdout, proc.stderr

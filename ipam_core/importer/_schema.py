@@ -96,7 +96,7 @@ def validate(model, raw: dict, origin: Origin, field_prefix: str = ""):
         wrong type or a missing required field. A field the schema does not know (a newer
         API server's) is not an error: the client's own ``from_dict`` then drops it.
     """
-    from pydantic import ValidationError  # a dependency of kubernetes >= 37, loaded with it
+    from pydantic import ValidationError  # comes with kubernetes >= 37, checked by kube_models()
 
     try:
         return model.model_validate(raw)
