@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
 import pyarrow.ipc as ipc
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ipam_core.cli import app
@@ -220,3 +223,53 @@ def test_crd_mode_without_subnets_takes_the_range_of_the_node_pools(tmp_path):
     assert scenario.ipam.mode == "crd"
     # 192.168.33.51 ... 192.168.70.82: the smallest range holding both nodes' spec.ipam.pool
     assert scenario.ipam.cloud.subnets == ("192.168.0.0/17",)
+
+
+def test_events_k8s_io_events_give_the_same_lifetimes(tmp_path):
+    core = json.loads((DATA / "cluster-pool-events.json").read_text())
+    items = []
+    for ev in core["items"]:
+        new = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": ev["metadata"], "reason": ev["reason"],
+               "regarding": ev["involvedObject"], "note": ev["message"], "type": ev["type"]}
+        if "eventTime" in ev:
+            new["eventTime"] = ev["eventTime"]
+        else:  # what the API server shows for an event recorded through core/v1
+            new["eventTime"] = None
+            new["deprecatedFirstTimestamp"] = ev["firstTimestamp"]
+        if "source" in ev:
+            new["deprecatedSource"] = ev["source"]
+        items.append(new)
+    (tmp_path / "events.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    values = DATA / "cluster-pool-values.yaml"
+    one = import_cluster([DATA / "cluster-pool.json"], helm_values=values, events=DATA / "cluster-pool-events.json")
+    other = import_cluster([DATA / "cluster-pool.json"], helm_values=values, events=tmp_path / "events.json")
+    assert other.rows == one.rows and len([r for r in one.rows if r["op"] == "delete"]) == 2
+
+
+@settings(max_examples=15, deadline=None)
+@given(order=st.permutations(range(len(json.loads((DATA / "multi-pool.json").read_text())["items"]))))
+def test_the_order_of_objects_in_a_dump_changes_nothing(order):
+    doc = json.loads((DATA / "multi-pool.json").read_text())
+    doc["items"] = [doc["items"][i] for i in order]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dump.json"
+        path.write_text(json.dumps(doc))
+        shuffled = import_cluster([path], helm_values=DATA / "multi-pool-values.yaml")
+    base = import_cluster([DATA / "multi-pool.json"], helm_values=DATA / "multi-pool-values.yaml")
+    key = lambda r: (r["time"], r["op"], r["namespace"] or "", r["pod"] or "", r["node"] or "")  # noqa: E731
+    assert [r for r in shuffled.rows if r["op"] == "node-add"] == [r for r in base.rows if r["op"] == "node-add"]
+    assert sorted(shuffled.rows, key=key) == sorted(base.rows, key=key)
+    assert [n["name"] for n in shuffled.initial["nodes"]] == ["mp-1", "mp-2"]  # CIDR order, not dump order
+    assert shuffled.scenario["cilium"] == base.scenario["cilium"]
+
+
+def test_imported_scenario_is_a_sweep_base(tmp_path):
+    out, _ = _import(tmp_path, "cluster-pool.json", "cluster-pool-values.yaml")
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("name: imported-mask\nbase: out/scenario.yaml\nmodes: [cluster-pool]\n"
+                    "axes:\n  ipam.operator.clusterPoolIPv4MaskSize: [26, 27]\n")
+    result = runner.invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "sw"), "--workers", "1", "--no-plot"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "sw" / "aggregate.csv").open()))
+    carved = {r["ipam.operator.clusterPoolIPv4MaskSize"]: float(r["peak_carved_mean"]) for r in rows}
+    assert carved == {"26": 3 * 64.0, "27": 3 * 32.0}  # the dumped three nodes, each with its CIDR

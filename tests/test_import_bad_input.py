@@ -151,3 +151,20 @@ def test_without_kubernetes_and_pydantic_the_library_says_which_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(DATA / "cluster-pool.json")], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "ipam-bench[import]" in proc.stdout, proc.stderr
+
+
+def test_eni_pod_address_the_node_does_not_hold_is_refused(tmp_path):
+    path = _mutated(tmp_path, "eni.json", lambda items: _item(items, "Pod", "web-3")["status"].update(
+        podIP="192.168.70.99", podIPs=[{"ip": "192.168.70.99"}]))
+    assert_refused(tmp_path, [path, "--helm-values", str(DATA / "eni-values.yaml")],
+                   ("Pod 'shop/web-3'", "status.podIPs[0].ip", "192.168.70.99",
+                    "ip-192-168-70-21.eu-west-1.compute.internal", "ENIs"))
+
+
+def test_scheduled_event_without_a_node_is_refused(tmp_path):
+    doc = json.loads((DATA / "cluster-pool-events.json").read_text())
+    doc["items"][1]["message"] = "Successfully bound"
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(doc))
+    assert_refused(tmp_path, [str(DATA / "cluster-pool.json"), "--events", str(path)],
+                   ("events.json", "Event 'prod/api-5c7f9d6b8-q2w8e.187c1b'", "message", "Successfully bound"))

@@ -90,7 +90,14 @@ def read_dumps(paths, *, kinds: tuple[str, ...] = KINDS) -> Dump:
                 continue
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"{text}: {kind} item {index}: metadata.name {name!r}; expected the object's name")
-            obj = validate(models[kind], raw, origin)
+            model = models[kind]
+            if kind == "Event" and str(raw.get("apiVersion", "")).startswith("events.k8s.io/"):
+                model = client.EventsV1Event  # kubectl get events.v1.events.k8s.io
+                # the server writes eventTime: null for events recorded through core/v1, which the
+                # client's schema calls required: take the deprecated timestamp the server kept instead
+                raw = {**raw, "eventTime": raw.get("eventTime") or raw.get("deprecatedFirstTimestamp")
+                       or raw.get("deprecatedLastTimestamp")}
+            obj = validate(model, raw, origin)
             key = (kind, meta.get("namespace"), name)
             if key in seen:
                 raise ConfigError(f"{origin}: listed twice (also in {seen[key].path} item {seen[key].index}); "

@@ -4,7 +4,9 @@ The kubelet and the scheduler record two events per pod lifetime that a user can
 special access: ``Scheduled`` (``Successfully assigned NS/POD to NODE``, kube-scheduler
 ``pkg/scheduler/schedule_one.go``) and ``Killing`` (``Stopping container ...``, reported by the
 kubelet of the node, ``pkg/kubelet/kuberuntime/kuberuntime_container.go``). Times are
-``eventTime``, else ``firstTimestamp``, else ``lastTimestamp``.
+``eventTime``, else ``firstTimestamp``, else ``lastTimestamp``. Both ``v1`` Events (what
+``kubectl get events`` prints) and ``events.k8s.io/v1`` Events (``regarding``, ``note``,
+``deprecatedSource``) are read.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def pod_lifetimes(dump) -> list[Lifetime]:
     Parameters
     ----------
     dump : ipam_core.importer.dumps.Dump
-        Its ``events`` (``CoreV1Event`` objects).
+        Its ``events`` (``CoreV1Event`` or ``EventsV1Event`` objects).
 
     Returns
     -------
@@ -48,21 +50,27 @@ def pod_lifetimes(dump) -> list[Lifetime]:
     """
     out = []
     for ev in dump.events:
-        obj = ev.involved_object
+        if hasattr(ev, "regarding"):  # events.k8s.io/v1: regarding, note, deprecated* timestamps and source
+            obj, message = ev.regarding, ev.note
+            when = ev.event_time or ev.deprecated_first_timestamp or ev.deprecated_last_timestamp
+            source = ev.deprecated_source
+        else:
+            obj, message = ev.involved_object, ev.message
+            when = ev.event_time or ev.first_timestamp or ev.last_timestamp
+            source = ev.source
         if obj is None or obj.kind != "Pod" or ev.reason not in ("Scheduled", "Killing"):
             continue
-        when = ev.event_time or ev.first_timestamp or ev.last_timestamp
         origin = dump.origin(ev)
         if when is None:
             raise ConfigError(f"{origin}: eventTime: missing (and no firstTimestamp or lastTimestamp); expected the "
                               "time of the event")
         if ev.reason == "Scheduled":
-            m = _ASSIGNED.match(ev.message or "")
+            m = _ASSIGNED.match(message or "")
             if m is None:
-                raise ConfigError(f"{origin}: message: {ev.message!r}; expected 'Successfully assigned NS/POD to NODE'")
+                raise ConfigError(f"{origin}: message: {message!r}; expected 'Successfully assigned NS/POD to NODE'")
             out.append(Lifetime(obj.namespace or "default", obj.name, "start", m["node"], when))
         else:
-            host = ev.source.host if ev.source is not None else None
+            host = source.host if source is not None else None
             out.append(Lifetime(obj.namespace or "default", obj.name, "stop", host, when))
     out.sort(key=lambda x: (x.time, x.op == "start"))
     return out
