@@ -35,7 +35,8 @@ import pytest
 
 from ipam_core import CIDRSet
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_set
+from ipam_core.kernels.scan import bm_find_free_wrap
+from ipam_core.kernels.slots import bm_clear, bm_set
 from bench_util import record_speed
 
 CLUSTER = "10.0.0.0/8"

@@ -41,7 +41,8 @@ import pytest
 
 from ipam_core import PodIPRange
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_clear, bm_take_scan
+from ipam_core.kernels.scan import bm_take_scan
+from ipam_core.kernels.slots import bm_clear
 from bench_util import record_speed
 
 CIDR = "10.0.0.0/16"

@@ -2,7 +2,7 @@
 
 A :class:`Bitmap` of ``n`` slots hands out offsets ``0 .. n-1``. Every method
 is a thin wrapper: it validates its arguments with vectorised NumPy, calls one
-kernel from :mod:`ipam_core.kernels.bitmap` on the whole batch and turns the
+kernel from :mod:`ipam_core.kernels` on the whole batch and turns the
 kernel's return value into a result or a typed exception
 (:mod:`ipam_core.errors`). Failed calls change nothing.
 
@@ -32,7 +32,37 @@ import numba
 import numpy as np
 
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
-from ipam_core.kernels import bitmap as kb
+from ipam_core.kernels.arena import (
+    ARENA_CURSOR,
+    ARENA_HEADER,
+    ARENA_SIZE,
+    ARENA_USED,
+    ARENA_WORDS_AT,
+    arena_layout,
+)
+from ipam_core.kernels.blocks import (
+    bm_alloc_block,
+    bm_alloc_blocks,
+    bm_free_blocks,
+    bm_largest_free_block,
+    bm_release_block,
+    bm_release_blocks,
+)
+from ipam_core.kernels.layout import bm_init, bm_sizes
+from ipam_core.kernels.scan import (
+    bm_alloc_first_from,
+    bm_alloc_next_fit_batch,
+    bm_alloc_random,
+    bm_alloc_scan,
+)
+from ipam_core.kernels.slots import (
+    bm_clear_many,
+    bm_clear_many_branchless,
+    bm_clear_many_rebuild,
+    bm_set_many,
+    bm_test_many,
+    bm_used_offsets,
+)
 
 __all__ = ["Bitmap", "MAX_ORDER", "clear_many", "new_arena", "per_call", "warmup"]
 
@@ -51,14 +81,14 @@ _EMPTY = np.empty(0, dtype=np.int64)
 # For one slot per Python call, the Numba dispatcher (type checks and unboxing of
 # each array, 200-500 ns) costs far more than the work. The allocators' per-call
 # methods therefore keep their bitmap and counters in one arena array
-# (kernels.bitmap.arena_layout) and call the arena_* kernels through the compiled
+# (kernels.arena.arena_layout) and call the arena_* kernels through the compiled
 # entry point of their one signature: ~90 ns a call.
 _ARENA_SIGNATURE = (numba.typeof(np.empty(1, dtype=np.uint64)), numba.types.int64)
 _ENTRY_POINTS: dict = {}
 
 
 def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An empty bitmap of ``n`` slots laid out as an arena (:func:`~ipam_core.kernels.bitmap.arena_layout`).
+    """An empty bitmap of ``n`` slots laid out as an arena (:func:`~ipam_core.kernels.arena.arena_layout`).
 
     Parameters
     ----------
@@ -72,13 +102,13 @@ def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ``arena`` that every ``bm_*`` kernel takes as usual. ``used`` and the
         cursor start at 0.
     """
-    length, words_at = kb.arena_layout(n)
+    length, words_at = arena_layout(n)
     arena = np.zeros(length, dtype=np.uint64)
-    arena[kb.ARENA_SIZE] = n
-    arena[kb.ARENA_WORDS_AT] = words_at
+    arena[ARENA_SIZE] = n
+    arena[ARENA_WORDS_AT] = words_at
     words = arena[words_at:]
-    summary = arena[kb.ARENA_HEADER : words_at]
-    kb.bm_init(words, summary, n)
+    summary = arena[ARENA_HEADER:words_at]
+    bm_init(words, summary, n)
     return arena, words, summary
 
 
@@ -95,19 +125,19 @@ class ArenaFields:
     @property
     def _count(self) -> int:
         # slots in use: the arena's counter, kept by the per-call kernels
-        return int(self._arena[kb.ARENA_USED])
+        return int(self._arena[ARENA_USED])
 
     @_count.setter
     def _count(self, value: int) -> None:
-        self._arena[kb.ARENA_USED] = value
+        self._arena[ARENA_USED] = value
 
     @property
     def _cursor(self) -> int:
-        return int(self._arena[kb.ARENA_CURSOR])
+        return int(self._arena[ARENA_CURSOR])
 
     @_cursor.setter
     def _cursor(self, value: int) -> None:
-        self._arena[kb.ARENA_CURSOR] = value
+        self._arena[ARENA_CURSOR] = value
 
     def _text(self, index: int) -> str:
         # A text not formatted yet; the cache may have turned its dict into a list.
@@ -122,9 +152,9 @@ def per_call(kernel):
     Parameters
     ----------
     kernel : numba dispatcher
-        :func:`~ipam_core.kernels.bitmap.arena_take_one`,
-        :func:`~ipam_core.kernels.bitmap.arena_set_one` or
-        :func:`~ipam_core.kernels.bitmap.arena_clear_one`.
+        :func:`~ipam_core.kernels.arena.arena_take_one`,
+        :func:`~ipam_core.kernels.arena.arena_set_one` or
+        :func:`~ipam_core.kernels.arena.arena_clear_one`.
 
     Returns
     -------
@@ -163,16 +193,16 @@ def clear_many(words: np.ndarray, summary: np.ndarray, offsets: np.ndarray, used
     -----
     All three kernels give the same bitmap: the summary is rebuilt at the
     end for a batch at least as long as the leaf level
-    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_rebuild`), kept
+    (:func:`~ipam_core.kernels.slots.bm_clear_many_rebuild`), kept
     branch-free above :data:`BRANCHLESS_RELEASE_FILL`
-    (:func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`), otherwise
-    kept per slot (:func:`~ipam_core.kernels.bitmap.bm_clear_many`).
+    (:func:`~ipam_core.kernels.slots.bm_clear_many_branchless`), otherwise
+    kept per slot (:func:`~ipam_core.kernels.slots.bm_clear_many`).
     """
     if offsets.shape[0] >= words.shape[0]:
-        return int(kb.bm_clear_many_rebuild(words, summary, offsets))
+        return int(bm_clear_many_rebuild(words, summary, offsets))
     if used > BRANCHLESS_RELEASE_FILL * size:
-        return int(kb.bm_clear_many_branchless(words, summary, offsets))
-    return int(kb.bm_clear_many(words, summary, offsets))
+        return int(bm_clear_many_branchless(words, summary, offsets))
+    return int(bm_clear_many(words, summary, offsets))
 
 
 def _count(value, what: str) -> int:
@@ -228,10 +258,10 @@ class Bitmap:
 
     def __init__(self, n: int):
         self.size = _count(n, "bitmap size")
-        nw, ns = kb.bm_sizes(self.size)
+        nw, ns = bm_sizes(self.size)
         self.words = np.empty(nw, dtype=np.uint64)
         self.summary = np.empty(ns, dtype=np.uint64)
-        kb.bm_init(self.words, self.summary, self.size)
+        bm_init(self.words, self.summary, self.size)
         self._used = 0
         self._cursor = 0
 
@@ -282,7 +312,7 @@ class Bitmap:
         ConfigError
             If ``order`` is negative or above :data:`MAX_ORDER`.
         """
-        return int(kb.bm_free_blocks(self.words, _order(order)))
+        return int(bm_free_blocks(self.words, _order(order)))
 
     def largest_free_block(self) -> int:
         """Order of the largest aligned free block (the fragmentation figure).
@@ -293,7 +323,7 @@ class Bitmap:
             The largest ``order`` such that an aligned free block of
             ``2**order`` slots exists, or -1 when nothing is free.
         """
-        return int(kb.bm_largest_free_block(self.words))
+        return int(bm_largest_free_block(self.words))
 
     # ------------------------------------------------------------------ validation
     def _offsets(self, values, noun: str) -> np.ndarray:
@@ -349,13 +379,13 @@ class Bitmap:
         -----
         Kubernetes' ``contiguousScanStrategy``
         (``pkg/registry/core/service/allocator/bitmap.go``). Calls
-        :func:`~ipam_core.kernels.bitmap.bm_alloc_first_from` from slot 0:
+        :func:`~ipam_core.kernels.scan.bm_alloc_first_from` from slot 0:
         same result as ``bm_alloc_first``, faster on nearly full bitmaps.
         """
         k = _count(k, "slot count")
         self._need(k, "slots")
         out = np.empty(k, dtype=np.int64)
-        got = int(kb.bm_alloc_first_from(self.words, self.summary, 0, k, out))
+        got = int(bm_alloc_first_from(self.words, self.summary, 0, k, out))
         self._used += got
         self._check_taken(got, k)
         return out
@@ -391,7 +421,7 @@ class Bitmap:
         k = _count(k, "slot count")
         self._need(k, "slots")
         out = np.empty(k, dtype=np.int64)
-        got, cursor = kb.bm_alloc_next_fit_batch(
+        got, cursor = bm_alloc_next_fit_batch(
             self.words, self.summary, self.size, self._cursor, k, out
         )
         self._used += int(got)
@@ -432,7 +462,7 @@ class Bitmap:
         self._need(arr.shape[0] if arr.ndim == 1 else 0, "slots")
         arr = self._offsets(arr, "start offset")
         out = np.empty(arr.shape[0], dtype=np.int64)
-        got = int(kb.bm_alloc_scan(self.words, self.summary, self.size, arr, out))
+        got = int(bm_alloc_scan(self.words, self.summary, self.size, arr, out))
         self._used += got
         self._check_taken(got, arr.shape[0])
         return out
@@ -476,7 +506,7 @@ class Bitmap:
         if k == 0:
             return _EMPTY.copy()
         out = np.empty(k, dtype=np.int64)
-        got = int(kb.bm_alloc_random(self.words, self.summary, self.size, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF), k, out))
+        got = int(bm_alloc_random(self.words, self.summary, self.size, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF), k, out))
         self._used += got
         self._check_taken(got, k)
         return out
@@ -508,12 +538,12 @@ class Bitmap:
         if arr.shape[0] == 0:
             return
         hits = np.empty(arr.shape[0], dtype=np.bool_)
-        if kb.bm_test_many(self.words, arr, hits):
+        if bm_test_many(self.words, arr, hits):
             taken = int(arr[np.argmax(hits)])
             raise AlreadyAllocated(f"offset {taken} is already allocated (expected a free slot)")
-        flipped = int(kb.bm_set_many(self.words, self.summary, arr))
+        flipped = int(bm_set_many(self.words, self.summary, arr))
         if flipped != arr.shape[0]:
-            kb.bm_clear_many(self.words, self.summary, arr)
+            bm_clear_many(self.words, self.summary, arr)
             values, counts = np.unique(arr, return_counts=True)
             dup = int(values[np.argmax(counts > 1)])
             raise AlreadyAllocated(f"offset {dup} is given more than once (expected distinct offsets)")
@@ -545,10 +575,10 @@ class Bitmap:
         Does not move the next-fit cursor (``cidr_set.go``). Keeps the summary
         the way that is fastest for the batch: rebuilt at the end for a batch
         at least as long as the leaf level
-        (:func:`~ipam_core.kernels.bitmap.bm_clear_many_rebuild`), branch-free
+        (:func:`~ipam_core.kernels.slots.bm_clear_many_rebuild`), branch-free
         above :data:`BRANCHLESS_RELEASE_FILL`
-        (:func:`~ipam_core.kernels.bitmap.bm_clear_many_branchless`),
-        otherwise :func:`~ipam_core.kernels.bitmap.bm_clear_many`. All give
+        (:func:`~ipam_core.kernels.slots.bm_clear_many_branchless`),
+        otherwise :func:`~ipam_core.kernels.slots.bm_clear_many`. All give
         the same result.
         """
         arr = self._offsets(offsets, "offset")
@@ -593,7 +623,7 @@ class Bitmap:
         (e.g. /24, /26 and /28 blocks from one /16), lowest address first.
         """
         order = _order(order)
-        offset = int(kb.bm_alloc_block(self.words, self.summary, order))
+        offset = int(bm_alloc_block(self.words, self.summary, order))
         if offset < 0:
             raise self._no_block(order)
         self._used += 1 << order
@@ -629,10 +659,10 @@ class Bitmap:
         if k << order > self.free:
             raise self._no_block(order, k)
         out = np.empty(k, dtype=np.int64)
-        got = int(kb.bm_alloc_blocks(self.words, self.summary, order, k, out))
+        got = int(bm_alloc_blocks(self.words, self.summary, order, k, out))
         if got < k:
             # Every block taken was entirely free before: clearing them restores the bitmap.
-            kb.bm_release_blocks(self.words, self.summary, out[:got], order)
+            bm_release_blocks(self.words, self.summary, out[:got], order)
             raise self._no_block(order, k)
         self._used += k << order
         return out
@@ -674,7 +704,7 @@ class Bitmap:
             raise NotInRange(
                 f"block [{offset}, {offset + width}) is out of range (expected inside 0..{self.size - 1})"
             )
-        flipped = int(kb.bm_release_block(self.words, self.summary, offset, order))
+        flipped = int(bm_release_block(self.words, self.summary, offset, order))
         self._used -= flipped
         return flipped
 
@@ -701,7 +731,7 @@ class Bitmap:
         numpy.ndarray of int64
         """
         out = np.empty(self._used, dtype=np.int64)
-        count = int(kb.bm_used_offsets(self.words, self.size, out))
+        count = int(bm_used_offsets(self.words, self.size, out))
         return out[:count]
 
     def copy(self, out: Bitmap | None = None) -> Bitmap:

@@ -6,7 +6,7 @@ cilium ``pkg/ipam/cidrset/cidr_set.go`` (the cluster-pool operator's copy).
 Both gave identical answers on every operation sequence tried.
 
 One bit per node block lives in a two-level bitmap
-(:mod:`ipam_core.kernels.bitmap`); block ``i`` is
+(:mod:`ipam_core.kernels.layout`); block ``i`` is
 ``cluster_base | (i << (bits - node_mask))``::
 
     cluster 10.96.0.0/20, node mask 24  ->  16 blocks, bitmap of 16 bits
@@ -24,13 +24,9 @@ import pyarrow as pa
 from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, format_values, ip_text
 from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
-from ipam_core.kernels.bitmap import (
-    ARENA_CURSOR,
-    ARENA_USED,
-    arena_clear_one,
-    arena_set_one,
-    arena_take_one,
-    bm_alloc_next_fit_batch,
+from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+from ipam_core.kernels.scan import bm_alloc_next_fit_batch
+from ipam_core.kernels.slots import (
     bm_clear_range,
     bm_count,
     bm_set_many,

@@ -29,15 +29,9 @@ import pyarrow as pa
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
 from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
-from ipam_core.kernels.bitmap import (
-    ARENA_CURSOR,
-    ARENA_USED,
-    arena_clear_one,
-    arena_set_one,
-    arena_take_one,
-    bm_alloc_first,
-    bm_alloc_next_fit_batch,
-    bm_alloc_scan,
+from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+from ipam_core.kernels.scan import bm_alloc_first, bm_alloc_next_fit_batch, bm_alloc_scan
+from ipam_core.kernels.slots import (
     bm_count,
     bm_set_many,
     bm_test,

@@ -535,3 +535,41 @@ def test_alloc_random_equals_scan_of_its_starts():
     assert got_a.tolist() == got_b.tolist()
     # a full bitmap stops the batch where it filled up
     assert k.bm_alloc_random(a_words, a_sum, n, 5, 3000, got_a) == 2000
+
+
+def test_negative_seeds_draw_from_their_low_64_bits():
+    # Compiled, np.uint64(-3) wraps; plain NumPy refuses a negative int: both must draw the same.
+    from reference_bitmap import random_starts
+
+    n = 1000
+    expected = random_starts(2**64 - 3, n, 200)
+    negative = np.empty(200, dtype=np.int64)
+    k.bm_random_starts(-3, n, negative)
+    assert negative.tolist() == expected
+    words, summary = arrays(RefBitmap(n))
+    taken = np.empty(200, dtype=np.int64)
+    assert k.bm_alloc_random(words, summary, n, -3, 200, taken) == 200
+    assert taken[0] == expected[0]  # the first start is free on an empty bitmap
+
+
+def test_arena_kernels_keep_the_counters_and_return_python_ints():
+    # CIDRSet.occupy/release return these results as they are: an int, with or without the JIT
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+
+    arena, words, summary = new_arena(100)
+    results = [
+        arena_take_one(arena, -1),  # next fit from cursor 0
+        arena_take_one(arena, 50),
+        arena_take_one(arena, -1),  # cursor moved to 51
+        arena_set_one(arena, 7),
+        arena_set_one(arena, 7),
+        arena_clear_one(arena, 50),
+        arena_clear_one(arena, 50),
+    ]
+    assert results == [0, 50, 51, 1, 0, 1, 0]
+    assert [type(r) for r in results] == [int] * len(results)
+    assert int(arena[ARENA_USED]) == 3 and int(arena[ARENA_CURSOR]) == 52
+    full, _, _ = new_arena(2)
+    assert [arena_take_one(full, -1), arena_take_one(full, -1), arena_take_one(full, 0)] == [0, 1, -1]
+    assert int(full[ARENA_USED]) == 2

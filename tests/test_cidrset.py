@@ -14,7 +14,8 @@ import pytest
 
 from ipam_core import CIDRSet
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
-from ipam_core.kernels.bitmap import bm_clear, bm_find_free_wrap, bm_set
+from ipam_core.kernels.scan import bm_find_free_wrap
+from ipam_core.kernels.slots import bm_clear, bm_set
 
 from reference_alloc import RefCIDRSet
 

@@ -24,7 +24,7 @@ from ipam_core.addr import format_cidrs
 from ipam_core.engine import build_workload
 from ipam_core.engine import tables as T
 from ipam_core.engine.run import TRACE_COUNTERS, EngineCapacityError, Simulation, run_mode, sample_times
-from ipam_core.kernels.bitmap import bm_largest_free_block
+from ipam_core.kernels.blocks import bm_largest_free_block
 from ipam_core.scenario import load_scenario, scenario_for_mode
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"

@@ -256,7 +256,7 @@ def test_addresses_offsets_round_trip():
 
 
 def test_recount_after_direct_kernel_use():
-    from ipam_core.kernels.bitmap import bm_clear, bm_set
+    from ipam_core.kernels.slots import bm_clear, bm_set
 
     r = PodIPRange("10.0.0.0/24", strategy="first-fit")
     r.allocate_next_many(10)

@@ -24,6 +24,9 @@ from ipam_core.engine.run import (
     warm_mode,
     workload_facts,
 )
+from ipam_core.rundir import published_path, staged_folder
+from ipam_core.scenario import load_scenario, scenario_for_mode
+from ipam_core.trace import nodes_table, run_metadata, trace_table, write_run_json, write_tables
 from ipam_core.trace.metrics import startup_end
 from ipam_core.workloads import Workload, generate
 
@@ -78,8 +81,6 @@ def warmup(scenario=None, modes=None) -> None:
     (:func:`ipam_core.engine.run.warm_mode`); :func:`simulate` does this
     before it starts any mode's clock.
     """
-    from ipam_core.scenario import load_scenario, scenario_for_mode
-
     scenario = scenario if scenario is not None else load_scenario("default")
     for mode in list(modes or scenario.modes):
         warm_mode(scenario_for_mode(scenario, mode), mode)
@@ -105,8 +106,6 @@ def simulate(scenario, modes=None, workload: Workload | None = None, progress=No
         ``wall_s[mode]`` times the mode's run alone: every mode's kernels are
         loaded (or compiled) before the first clock starts.
     """
-    from ipam_core.scenario import scenario_for_mode
-
     modes = list(modes or scenario.modes)
     workload = workload if workload is not None else build_workload(scenario)
     mode_scenarios = [scenario_for_mode(scenario, mode) for mode in modes]
@@ -122,16 +121,12 @@ def simulate(scenario, modes=None, workload: Workload | None = None, progress=No
 
 
 def _run_meta(result: RunResult, command) -> dict:
-    from ipam_core.trace import run_metadata
-
     sc = result.scenario
     return run_metadata(sc.name, sc.source_text, sc.seed, [m.mode for m in result.modes], command)
 
 
 def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
     """The trace and nodes tables of a run (all modes, in run order)."""
-    from ipam_core.trace import nodes_table, trace_table
-
     run = _run_meta(result, command)
     traces, nodes = [], []
     for code, m in enumerate(result.modes):
@@ -177,9 +172,6 @@ def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
     ipam_core.rundir.OutputDirError
         ``out_dir`` cannot take the run (a file, foreign files, another writer).
     """
-    from ipam_core.rundir import published_path, staged_folder
-    from ipam_core.trace import write_run_json, write_tables
-
     trace, nodes = trace_tables(result, command)
     with staged_folder(out_dir) as folder:
         written = write_tables(folder, trace, nodes)

@@ -2,7 +2,7 @@
 
 Each subnet is one CIDR set of the layout with node mask /32, so its bitmap
 holds one bit per address; /28 prefixes are aligned 16-bit blocks of the same
-bitmap (:func:`~ipam_core.kernels.bitmap.bm_alloc_block`), so a subnet with free
+bitmap (:func:`~ipam_core.kernels.blocks.bm_alloc_block`), so a subnet with free
 addresses but no free aligned /28 refuses a prefix as EC2 does
 (``InsufficientCidrBlocks``). The cloud reserves the first four and the last
 address of every subnet (AWS VPC user guide "Subnet sizing"; Azure reserves
@@ -34,8 +34,6 @@ they ask for.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -151,78 +149,31 @@ from ipam_core.engine.tables import (
     S_W_OFF,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import (
-    bm_alloc_block,
-    bm_clear,
-    bm_find_free,
-    bm_free_blocks,
-    bm_release_block,
-    bm_set,
-    bm_take_scan,
-)
+from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block
+from ipam_core.kernels.scan import bm_find_free, bm_take_scan
+from ipam_core.kernels.slots import bm_clear, bm_set
+from ipam_core.modes.cloud_config import CloudConfig
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
 
 
 # --------------------------------------------------------------------------- configuration (Python)
-@dataclass(frozen=True)
-class CloudConfig:
-    """The cloud settings of one mode for one scenario, resolved to numbers.
-
-    Built by the mode modules (:mod:`ipam_core.modes.eni` ...), written into the
-    engine's ``cfg`` vector by :func:`init_cloud`. Field names follow the ``C_CL_*``
-    entries of :mod:`ipam_core.engine.tables`.
-    """
-
-    kind: int
-    ifaces: int
-    units: int
-    unit_size: int = 1
-    first_iface: int = 0
-    primary: bool = False
-    attach: bool = False
-    fallback: bool = False
-    fill_first: bool = False
-    agent_reserved: int = 0
-    ready_min: int = 1
-    pre: int = 0
-    min_allocate: int = 0
-    max_allocate: int = 0
-    above: int = 0
-    release: bool = False
-    release_delay_s: float = 180.0
-    period_s: float = 0.0
-    warm_eni: int = 0
-    warm_ip: int = 0
-    min_ip: int = 0
-    warm_prefix: int = 0
-    decrease_s: float = 30.0
-    eni_min_life_s: float = 60.0
-    cooldown_s: float = 120.0
-    batch: int = 16
-    batch_pct: int = 50
-    max_ips: int = 250
-    static_units: int = 0
-    subnet_reserved: bool = True
-    nic: bool = True
-    max_pods: int = 110
-
-    def cfg_values(self) -> dict[int, float]:
-        """``cfg`` index -> value."""
-        return {
-            T.C_CL_KIND: self.kind, T.C_CL_IFACES: self.ifaces, T.C_CL_UNITS: self.units,
-            T.C_CL_UNIT_SIZE: self.unit_size, T.C_CL_FIRST_IFACE: self.first_iface, T.C_CL_PRIMARY: self.primary,
-            T.C_CL_ATTACH: self.attach, T.C_CL_FALLBACK: self.fallback, T.C_CL_FILL_FIRST: self.fill_first,
-            T.C_CL_AGENT_RESERVED: self.agent_reserved, T.C_CL_READY_MIN: self.ready_min, T.C_CL_PRE: self.pre,
-            T.C_CL_MIN: self.min_allocate, T.C_CL_MAX: self.max_allocate, T.C_CL_ABOVE: self.above,
-            T.C_CL_RELEASE: self.release, T.C_CL_RELEASE_DELAY: self.release_delay_s, T.C_CL_PERIOD: self.period_s,
-            T.C_CL_WARM_ENI: self.warm_eni, T.C_CL_WARM_IP: self.warm_ip, T.C_CL_MIN_IP: self.min_ip,
-            T.C_CL_WARM_PREFIX: self.warm_prefix, T.C_CL_DECREASE: self.decrease_s,
-            T.C_CL_ENI_MIN_LIFE: self.eni_min_life_s, T.C_CL_COOLDOWN: self.cooldown_s, T.C_CL_BATCH: self.batch,
-            T.C_CL_BATCH_PCT: self.batch_pct, T.C_CL_MAX_IPS: self.max_ips, T.C_CL_STATIC_UNITS: self.static_units,
-            T.C_CL_SUBNET_RESERVED: self.subnet_reserved, T.C_CL_NIC: self.nic,
-        }
+def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
+    """``cfg`` index -> value of a mode's cloud settings (the ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`)."""
+    return {
+        T.C_CL_KIND: cloud.kind, T.C_CL_IFACES: cloud.ifaces, T.C_CL_UNITS: cloud.units,
+        T.C_CL_UNIT_SIZE: cloud.unit_size, T.C_CL_FIRST_IFACE: cloud.first_iface, T.C_CL_PRIMARY: cloud.primary,
+        T.C_CL_ATTACH: cloud.attach, T.C_CL_FALLBACK: cloud.fallback, T.C_CL_FILL_FIRST: cloud.fill_first,
+        T.C_CL_AGENT_RESERVED: cloud.agent_reserved, T.C_CL_READY_MIN: cloud.ready_min, T.C_CL_PRE: cloud.pre,
+        T.C_CL_MIN: cloud.min_allocate, T.C_CL_MAX: cloud.max_allocate, T.C_CL_ABOVE: cloud.above,
+        T.C_CL_RELEASE: cloud.release, T.C_CL_RELEASE_DELAY: cloud.release_delay_s, T.C_CL_PERIOD: cloud.period_s,
+        T.C_CL_WARM_ENI: cloud.warm_eni, T.C_CL_WARM_IP: cloud.warm_ip, T.C_CL_MIN_IP: cloud.min_ip,
+        T.C_CL_WARM_PREFIX: cloud.warm_prefix, T.C_CL_DECREASE: cloud.decrease_s,
+        T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s, T.C_CL_BATCH: cloud.batch,
+        T.C_CL_BATCH_PCT: cloud.batch_pct, T.C_CL_MAX_IPS: cloud.max_ips, T.C_CL_STATIC_UNITS: cloud.static_units,
+        T.C_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.C_CL_NIC: cloud.nic,
+    }
 
 
 #: Addresses the cloud keeps in every subnet: the first four and the last.
@@ -258,7 +209,7 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int):
     cl_iface[:, :, T.CI_PRIMARY] = -1
     cl_unit = np.zeros((n, max(cloud.ifaces * cloud.units, 1), T.CU_NCOL), dtype=np.int64)
     cl_unit[:, :, T.CU_SET] = -1
-    for index, value in cloud.cfg_values().items():
+    for index, value in cloud_cfg(cloud).items():
         state.cfg[index] = float(value)
     fc = T.K_FAMILY_BASE  # IPv4 counters
     for s in range(state.sets.shape[0]):
@@ -1028,38 +979,3 @@ def cloud_operator(st, node, now):
 def cloud_period(st):
     """Seconds between a node's periodic passes (0: none)."""
     return st.cfg[C_CL_PERIOD]
-
-
-
-# --------------------------------------------------------------------------- helpers for the mode modules (Python)
-def subnet_layout(mode: str, subnets):
-    """The layout of a cloud mode: one pool whose sets are the subnets, one bit per address.
-
-    Parameters
-    ----------
-    mode : str
-    subnets : sequence of str
-        IPv4 subnet CIDRs, in the order nodes are spread over them.
-
-    Returns
-    -------
-    ipam_core.engine.layout.Layout
-    """
-    from ipam_core.addr import parse_cidr
-    from ipam_core.engine.layout import Layout, SetSpec
-
-    return Layout(
-        mode=mode,
-        policy=T.POLICY_CLOUD,
-        families=(0,),
-        pool_names=("subnets",),
-        pre_allocation=(0,),
-        sets=tuple(SetSpec(0, parse_cidr(c, 4), 32) for c in subnets),
-        default_pool=0,
-        revert_partial=True,
-    )
-
-
-def agent_reserved(scenario) -> int:
-    """Addresses the Cilium agent takes from its pool: the router's, and the health endpoint's when enabled."""
-    return 2 if scenario.ipam.health_ip else 1

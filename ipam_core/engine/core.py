@@ -191,15 +191,10 @@ from ipam_core.engine.tables import (
     T_REFRESH,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import (
-    bm_clear,
-    bm_find_free,
-    bm_init,
-    bm_set,
-    bm_take_scan,
-    prefetch_row,
-    prefetch_word,
-)
+from ipam_core.kernels.bits import prefetch_row, prefetch_word
+from ipam_core.kernels.layout import bm_init
+from ipam_core.kernels.scan import bm_find_free, bm_take_scan
+from ipam_core.kernels.slots import bm_clear, bm_set
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
 
 

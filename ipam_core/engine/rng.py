@@ -13,7 +13,7 @@ import numpy as np
 
 from ipam_core.engine.tables import K_RNG
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import uniform_below
+from ipam_core.kernels.rng import uniform_below
 
 
 def seed_state(seed: int) -> int:
@@ -27,7 +27,7 @@ def draw(cnt, bound):
     """A uniform integer in ``[0, bound)`` for ``0 < bound < 2**32`` from the stream in ``cnt``.
 
     The same draw as the bitmap kernels' random starts
-    (:func:`ipam_core.kernels.bitmap.uniform_below`), on the state's stream.
+    (:func:`ipam_core.kernels.rng.uniform_below`), on the state's stream.
 
     Parameters
     ----------

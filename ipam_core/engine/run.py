@@ -30,6 +30,7 @@ from ipam_core.engine.state import (
     state_nbytes,
 )
 from ipam_core.errors import IPAMBenchError
+from ipam_core.modes import get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
 __all__ = [
@@ -171,8 +172,6 @@ class Simulation:
         self.scenario = scenario
         self.workload = workload
         self.mode = mode or scenario.ipam.mode
-        from ipam_core.modes import get_mode  # here: mode modules import engine.layout
-
         module = get_mode(self.mode)
         self.layout: Layout = module.layout(scenario)
         self.config = engine_config(scenario)

@@ -68,7 +68,7 @@ from ipam_core.engine.tables import (
     SLOT_LIVE,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_largest_free_block
+from ipam_core.kernels.blocks import bm_largest_free_block
 
 #: Trace columns after ``family`` and ``time_s``, in table order.
 TRACE_COUNTERS = (

@@ -12,7 +12,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.bitmap import bm_init, bm_sizes
+from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
 State = namedtuple(

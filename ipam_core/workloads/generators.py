@@ -31,10 +31,12 @@ from ipam_core.workloads.events import (
     OP_POD_ADD,
     OP_POD_DEL,
     Workload,
+    merge,
     renumber_pods,
     sort_events,
     truncate,
 )
+from ipam_core.workloads.replay import read_events
 from ipam_core.workloads.spec import (
     BurstSpec,
     Cl2LoadSpec,
@@ -388,9 +390,6 @@ def _replay(spec: ReplaySpec, nodes: int, duration_s: float) -> Workload:
     ``nodes`` nodes (``node-0``...) join at the first event's time; otherwise
     the file's nodes are used and `nodes` is ignored.
     """
-    from ipam_core.workloads.events import merge
-    from ipam_core.workloads.replay import read_events
-
     w = read_events(spec.path)
     w.time = w.time * spec.time_scale
     if not w.node_names:
