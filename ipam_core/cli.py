@@ -27,6 +27,7 @@ from ipam_core import engine  # called as engine.simulate ...: tests stand in fo
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
+from ipam_core.importer import import_cluster, write_import
 from ipam_core.migration import actions, run_migration
 from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
 from ipam_core.migration.report import write_report as write_migration_report
@@ -526,8 +527,6 @@ def import_cmd(
 
     Example: ipam-bench import cluster.json --helm-values values.yaml --out out/mycluster
     """
-    from ipam_core.importer import import_cluster, write_import
-
     with _user_errors():
         name = Path(out_dir).name or "imported"
         imported = import_cluster(dumps, helm_values=helm_values, events=events, name=name)

@@ -140,19 +140,6 @@ def test_without_kubernetes_a_fresh_process_says_which_extra(tmp_path):
     assert not out.exists()
 
 
-def test_without_kubernetes_and_pydantic_the_library_says_which_extra(tmp_path):
-    """An older typer does not bring pydantic: the importer must not need it before the check."""
-    import subprocess
-
-    code = ("import sys; sys.modules['kubernetes'] = sys.modules['kubernetes.client'] = None; "
-            "sys.modules['pydantic'] = None; from ipam_core.errors import ConfigError; "
-            "from ipam_core.importer import import_cluster\n"
-            "try:\n    import_cluster([sys.argv[1]])\nexcept ConfigError as exc:\n    print(exc)")
-    proc = subprocess.run([sys.executable, "-c", code, str(DATA / "cluster-pool.json")], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0 and "ipam-bench[import]" in proc.stdout, proc.stderr
-
-
 def test_eni_pod_address_the_node_does_not_hold_is_refused(tmp_path):
     path = _mutated(tmp_path, "eni.json", lambda items: _item(items, "Pod", "web-3")["status"].update(
         podIP="192.168.70.99", podIPs=[{"ip": "192.168.70.99"}]))

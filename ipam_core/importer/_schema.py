@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from ipam_core.errors import ConfigError
 
 #: What to install when the Kubernetes models are missing.
@@ -96,8 +98,6 @@ def validate(model, raw: dict, origin: Origin, field_prefix: str = ""):
         wrong type or a missing required field. A field the schema does not know (a newer
         API server's) is not an error: the client's own ``from_dict`` then drops it.
     """
-    from pydantic import ValidationError  # comes with kubernetes >= 37, checked by kube_models()
-
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

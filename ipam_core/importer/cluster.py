@@ -26,13 +26,39 @@ from ipam_core.addr import parse_cidr, parse_ip
 from ipam_core.errors import ConfigError
 from ipam_core.importer._schema import kube_models, validate
 from ipam_core.importer.dumps import Dump
+from ipam_core.modes import REGISTRY, RULES_CLOUD, RULES_MULTI_POOL
 
-POOL_MODES = ("kubernetes", "cluster-pool", "multi-pool", "gke")
-HOST_SCOPE = ("kubernetes", "gke")
+#: Where a mode's node addresses are read (by the registry's rules family and Helm ``ipam.mode``).
+SOURCE_NODE = "Node.spec.podCIDRs"
+SOURCE_CILIUM_NODE = "CiliumNode.spec.ipam.podCIDRs"
+SOURCE_POOLS = "CiliumNode.spec.ipam.pools.allocated"
+SOURCE_CLOUD = "CiliumNode.spec.ipam.pool"
+#: Helm ``ipam.mode`` of host scope (cilium ``pkg/ipam/option`` ``IPAMKubernetes``): the agent reads the Node.
+HOST_SCOPE_HELM_MODE = "kubernetes"
 #: Node labels read (well-known labels, kubernetes ``staging/src/k8s.io/api/core/v1/well_known_labels.go``).
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 POOL_ANNOTATION = "ipam.cilium.io/ip-pool"
+
+
+def cidr_source(mode: str) -> str:
+    """Where ``mode`` keeps each node's CIDRs or addresses (one of the ``SOURCE_*`` constants).
+
+    Parameters
+    ----------
+    mode : str
+        A registered mode (:data:`ipam_core.modes.REGISTRY`).
+
+    Returns
+    -------
+    str
+    """
+    spec = REGISTRY[mode]
+    if spec.rules == RULES_MULTI_POOL:
+        return SOURCE_POOLS
+    if spec.rules == RULES_CLOUD:
+        return SOURCE_CLOUD
+    return SOURCE_NODE if spec.helm_mode == HOST_SCOPE_HELM_MODE else SOURCE_CILIUM_NODE
 
 
 @dataclass
@@ -88,6 +114,11 @@ class ClusterState:
     namespaces: list  # V1Namespace
     kcm: dict  # flag -> value, from the kube-controller-manager pod when dumped
     notes: list = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        """Where the mode keeps node CIDRs (:func:`cidr_source`)."""
+        return cidr_source(self.mode)
 
     def node(self, name: str) -> NodeState | None:
         """The node called ``name``."""
@@ -161,7 +192,7 @@ def build_state(dump: Dump, mode: str, families: tuple) -> ClusterState:
     cns = {cn.metadata.name: cn for cn in dump.cilium_nodes}
     nodes = [_node(dump, n, cns.get(n.metadata.name), mode, families) for n in dump.nodes]
     missing_cn = [n.name for n in nodes if not n.has_cilium_node]
-    if missing_cn and mode not in HOST_SCOPE:
+    if missing_cn and cidr_source(mode) != SOURCE_NODE:
         notes.append(f"{len(missing_cn)} node(s) without a CiliumNode (no Cilium agent yet): "
                      f"{', '.join(missing_cn[:5])}")
     stray = sorted(set(cns) - {n.name for n in nodes})
@@ -211,7 +242,7 @@ def _node(dump: Dump, node, cn, mode: str, families: tuple) -> NodeState:
         except ValueError:
             raise ConfigError(f"{origin}: status.allocatable.pods: {capacity['pods']!r}; expected a whole number of "
                               "pods (the kubelet's maxPods)") from None
-    if mode in HOST_SCOPE:
+    if cidr_source(mode) == SOURCE_NODE:
         spec = node.spec
         listed = list(spec.pod_cidrs or []) if spec else []
         where = "spec.podCIDRs"
@@ -231,21 +262,22 @@ def _node(dump: Dump, node, cn, mode: str, families: tuple) -> NodeState:
 
 def _cilium_node(dump: Dump, cn, state: NodeState, mode: str, families: tuple) -> None:
     origin = dump.origin(cn)
-    if mode in ("cluster-pool", "multi-pool"):
+    source = cidr_source(mode)
+    if source in (SOURCE_CILIUM_NODE, SOURCE_POOLS):
         state.source = origin
     ipam = cn.spec.ipam
     state.operator_error = cn.status.ipam.operator_status.error
-    if mode == "cluster-pool":
+    if source == SOURCE_CILIUM_NODE:
         for i, c in enumerate(ipam.pod_cidrs):
             net = _cidr(origin, f"spec.ipam.podCIDRs[{i}]", c, families)
             state.cidrs[4 if ":" not in net else 6].append(net)
-    elif mode == "multi-pool":
+    elif source == SOURCE_POOLS:
         for i, alloc in enumerate(ipam.pools.allocated):
             per = state.pools.setdefault(alloc.pool, {4: [], 6: []})
             for j, c in enumerate(alloc.cidrs):
                 net = _cidr(origin, f"spec.ipam.pools.allocated[{i}].cidrs[{j}]", c, families)
                 per[4 if ":" not in net else 6].append(net)
-    elif mode not in HOST_SCOPE:
+    elif source == SOURCE_CLOUD:
         for ip in ipam.pool:
             try:
                 state.addresses.append(str(parse_ip(ip)))
@@ -318,6 +350,7 @@ def _pods(dump: Dump, nodes: list, mode: str, pools: list):
                  for c in fam.cidrs]
     skipped: Counter = Counter()
     owners: dict[str, str] = {}
+    pools_mode = cidr_source(mode) == SOURCE_POOLS
     out = []
     for pod in dump.pods:
         origin = dump.origin(pod)
@@ -354,8 +387,8 @@ def _pods(dump: Dump, nodes: list, mode: str, pools: list):
             ips[ip.version] = str(ip)
         annotations = dict(meta.annotations or {})
         pool = next((name for net, name in pool_nets for v in ips.values()
-                     if ipaddress.ip_address(v) in net), None) if mode == "multi-pool" else None
-        if pool is None and mode == "multi-pool":
+                     if ipaddress.ip_address(v) in net), None) if pools_mode else None
+        if pool is None and pools_mode:
             pool = annotations.get(POOL_ANNOTATION)
         out.append(PodState(namespace=meta.namespace or "default", name=meta.name, node=node, ips=ips, pool=pool,
                             phase=phase, annotations=annotations,
@@ -365,7 +398,7 @@ def _pods(dump: Dump, nodes: list, mode: str, pools: list):
 
 def _check_inside(origin, where: str, ip, node: NodeState, nets: list, eni_ips: set, mode: str) -> None:
     """A pod address must come from its node: one of its CIDRs (pool modes) or its ENIs / pool (cloud modes)."""
-    if mode in POOL_MODES:
+    if cidr_source(mode) != SOURCE_CLOUD:
         if any(ip in net for net in nets):
             return
         cidrs = [str(n) for n in nets] or ["none"]

@@ -4,9 +4,8 @@ CiliumNode (``cilium.io/v2``, cilium ``pkg/k8s/apis/cilium.io/v2/types.go`` and
 ``pkg/ipam/types/types.go``) and CiliumPodIPPool (``cilium.io/v2alpha1`` or ``v2``,
 ``pkg/k8s/apis/cilium.io/v2alpha1/ippool_types.go``). Only the fields the importer reads are
 declared; any other field is ignored, as a client of an older CRD version would. Types are
-strict (the API server's CRD validation is): ``"8"`` for an integer is an error. pydantic comes
-with the ``kubernetes`` package of the ``import`` extra, so this module is imported only once
-:func:`ipam_core.importer._schema.kube_models` has found it.
+strict (the API server's CRD validation is): ``"8"`` for an integer is an error. pydantic is a
+core dependency (typer and the ``kubernetes`` client's models use it too).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ipam_core.errors import ConfigError
+from ipam_core.importer import crds
 from ipam_core.importer._schema import Origin, kube_models, validate
 
 #: kind -> (client model name or CRD class). ``*List`` kinds are flattened.
@@ -64,9 +65,6 @@ def read_dumps(paths, *, kinds: tuple[str, ...] = KINDS) -> Dump:
         object that does not match its schema, the same object twice.
     """
     client = kube_models()
-    # after the check: the CRD models need pydantic, which kubernetes >= 37 brings (older typer does not)
-    from ipam_core.importer import crds
-
     models = {"Node": client.V1Node, "Pod": client.V1Pod, "Namespace": client.V1Namespace,
               "Event": client.CoreV1Event, "CiliumNode": crds.CiliumNode, "CiliumPodIPPool": crds.CiliumPodIPPool}
     lists = {"Node": "nodes", "Pod": "pods", "Namespace": "namespaces", "Event": "events",

@@ -15,8 +15,7 @@ import yaml
 
 from ipam_core.addr import parse_cidr
 from ipam_core.errors import ConfigError
-from ipam_core.scenario import ALL_MODES
-from ipam_core.scenario.defaults import ENI_KEYS
+from ipam_core.modes import REGISTRY, section_keys
 
 #: Helm keys copied as they are, when present (dotted path in the values).
 _COPIED = ("ipv4.enabled", "ipv6.enabled", "endpointHealthChecking.enabled", "ipam.mode",
@@ -29,6 +28,8 @@ _EXTRA_CONFIG = {"ipam-default-ip-pool": "ipam.defaultPool",
                  "ipam-multi-pool-pre-allocation": "ipam.multiPoolPreAllocation"}
 #: Upstream IPAM modes the engine does not model (cilium ``pkg/ipam/option/option.go``).
 _UNMODELLED = ("alibabacloud", "delegated-plugin")
+#: Helm ``ipam.mode`` values the engine models, each the name of its mode.
+HELM_MODES = tuple(dict.fromkeys(spec.helm_mode for spec in REGISTRY.values() if spec.helm_mode))
 
 
 @dataclass
@@ -96,13 +97,14 @@ def read_helm_values(path) -> HelmValues:
     for flag, key in _EXTRA_CONFIG.items():
         if flag in extra:
             _put(out.cilium, key, extra[flag])
-    eni = values.get("eni")
-    if isinstance(eni, dict):
-        kept = {k: v for k, v in eni.items() if k in ENI_KEYS}
+    sections = section_keys("cilium")  # the mode-owned Helm sections (eni, azure) and the keys each accepts
+    for name, keys in sections.items():
+        section = values.get(name)
+        kept = {k: v for k, v in section.items() if k in keys} if isinstance(section, dict) else {}
         if kept:
-            out.cilium["eni"] = kept
-    out.ignored = sorted(k for k in values if k not in ("ipv4", "ipv6", "endpointHealthChecking", "ipam", "eni",
-                                                          "extraConfig"))
+            out.cilium[name] = kept
+    out.ignored = sorted(k for k in values if k not in ("ipv4", "ipv6", "endpointHealthChecking", "ipam", "extraConfig",
+                                                          *sections))
     _check(p, out.cilium)
     return out
 
@@ -110,9 +112,9 @@ def read_helm_values(path) -> HelmValues:
 def _check(path: Path, cilium: dict) -> None:
     """The values a dump is checked against: the mode and the cluster-pool CIDRs."""
     mode = cilium.get("ipam", {}).get("mode")
-    if mode is not None and mode not in ALL_MODES:
-        why = "an upstream mode ipam-bench does not model" if mode in _UNMODELLED else "not an IPAM mode"
-        raise ConfigError(f"{path}: ipam.mode: {mode!r} is {why}; expected one of: {', '.join(ALL_MODES)}")
+    if mode is not None and mode not in HELM_MODES:
+        why = "an upstream mode ipam-bench does not model" if mode in _UNMODELLED else "not a Cilium IPAM mode"
+        raise ConfigError(f"{path}: ipam.mode: {mode!r} is {why}; expected one of: {', '.join(HELM_MODES)}")
     operator = cilium.get("ipam", {}).get("operator", {})
     for family in (4, 6):
         key = f"clusterPoolIPv{family}PodCIDRList"

@@ -21,7 +21,9 @@ import ipaddress
 from collections import Counter
 
 from ipam_core.errors import ConfigError
-from ipam_core.importer.cluster import HOST_SCOPE, ClusterState
+from ipam_core.importer.cluster import (SOURCE_CILIUM_NODE, SOURCE_CLOUD, SOURCE_NODE, SOURCE_POOLS, ClusterState,
+                                       cidr_source)
+from ipam_core.modes import REGISTRY, RULES_NODE_CIDR
 from ipam_core.scenario.defaults import KNOWN_IPAM_ANNOTATIONS
 
 INITIAL_STATE_FORMAT = "ipam-bench-initial-state/1"
@@ -90,41 +92,21 @@ def build_scenario(state: ClusterState, cilium: dict, *, name: str, sources: lis
     modes = [state.mode]
     per_family = {f: [c for n in state.nodes for c in n.cidrs[f]] for f in (4, 6)}
     masks = {f: _common([int(c.split("/")[1]) for c in per_family[f]]) for f in (4, 6)}
-    if state.mode in HOST_SCOPE:
+    if state.source == SOURCE_NODE:
         cluster["kubeControllerManager"] = _kcm(state, per_family, masks, notes)
-    elif state.mode == "cluster-pool":
+    elif state.source == SOURCE_CILIUM_NODE:
         _cluster_pool(ipam, state, per_family, masks, notes)
     manifests = _manifests(state, notes)
-    if state.mode == "multi-pool" and not manifests and "autoCreateCiliumPodIPPools" not in \
+    if state.source == SOURCE_POOLS and not manifests and "autoCreateCiliumPodIPPools" not in \
             ipam.get("operator", {}):
         pools = sorted({p for n in state.nodes for p in n.pools})
         notes.append(f"no CiliumPodIPPool in the dump; the scenario derives the default pool (nodes use "
                      f"{', '.join(pools) or 'none'})")
-    cloud = _cloud(state, cluster, ipam, notes) if state.mode not in HOST_SCOPE + ("cluster-pool", "multi-pool") \
-        else None
-    if state.mode in ("kubernetes", "cluster-pool"):
+    cloud = _cloud(state, cluster, ipam, notes) if state.source == SOURCE_CLOUD else None
+    for other in _companions(state.mode):
         # the other node-CIDR mode over the same addresses, so compare shows the choice
-        other = "cluster-pool" if state.mode == "kubernetes" else "kubernetes"
-        if other == "cluster-pool" and 4 in state.families and per_family[4]:
-            op = ipam.setdefault("operator", {})
-            op.setdefault("clusterPoolIPv4PodCIDRList", [cluster["kubeControllerManager"]["cluster-cidr"]
-                                                         .split(",")[0]])
-            op.setdefault("clusterPoolIPv4MaskSize", masks[4])
-            if 6 in state.families and per_family[6]:
-                op.setdefault("clusterPoolIPv6PodCIDRList", [_supernet(per_family[6])])
-                op.setdefault("clusterPoolIPv6MaskSize", masks[6])
+        if _companion_settings(other, state, cluster, ipam, per_family, masks):
             modes.append(other)
-        elif other == "kubernetes":
-            op = ipam.get("operator", {})
-            cidrs = [op[k][0] for k in ("clusterPoolIPv4PodCIDRList", "clusterPoolIPv6PodCIDRList")
-                     if op.get(k) and (4 if "IPv4" in k else 6) in state.families]
-            if cidrs:
-                kcm = {"cluster-cidr": ",".join(cidrs)}
-                for f, key in ((4, "clusterPoolIPv4MaskSize"), (6, "clusterPoolIPv6MaskSize")):
-                    if f in state.families and key in op:
-                        kcm[f"node-cidr-mask-size-ipv{f}"] = op[key]
-                cluster["kubeControllerManager"] = kcm
-                modes.append(other)
     rows, duration = _workload(state, lifetimes, notes)
     files = ", ".join(sources)
     doc.update({
@@ -142,11 +124,46 @@ def build_scenario(state: ClusterState, cilium: dict, *, name: str, sources: lis
         doc["manifests"] = manifests
     if cloud:
         doc["cloud"] = cloud
-    if state.mode in ("kubernetes", "cluster-pool") and state.families == (4,):
+    if REGISTRY[state.mode].migration and REGISTRY[state.mode].rules == RULES_NODE_CIDR and state.families == (4,):
         # migrate (IPv4 only) starts from these nodes, in join order, instead of node-0, node-1, ...
         doc["migration"] = {"nodes": [n.name for n in _order(state)]}
     doc["workload"] = {"generator": "replay", "path": WORKLOAD_FILE}
     return doc, rows, _initial(state, notes), notes
+
+
+def _companions(mode: str) -> list[str]:
+    """The other modes that carve one CIDR per node and family (not cloud presets), for ``compare``."""
+    spec = REGISTRY[mode]
+    if spec.rules != RULES_NODE_CIDR or spec.cloud:
+        return []
+    return [m for m, s in REGISTRY.items() if m != mode and s.rules == RULES_NODE_CIDR and not s.cloud]
+
+
+def _companion_settings(other: str, state: ClusterState, cluster: dict, ipam: dict, per_family: dict,
+                        masks: dict) -> bool:
+    """Give ``other`` the cluster's own range and mask; whether it could be given them."""
+    if cidr_source(other) == SOURCE_CILIUM_NODE:
+        kcm = cluster.get("kubeControllerManager", {})
+        ranges = [c for c in str(kcm.get("cluster-cidr", "")).split(",") if c]
+        if not ranges:
+            return False
+        op = ipam.setdefault("operator", {})
+        for f in state.families:
+            listed = [c for c in ranges if (":" in c) == (f == 6)]
+            if listed and masks[f] is not None:
+                op.setdefault(f"clusterPoolIPv{f}PodCIDRList", listed[:1])
+                op.setdefault(f"clusterPoolIPv{f}MaskSize", masks[f])
+        return True
+    op = ipam.get("operator", {})
+    cidrs = [op[f"clusterPoolIPv{f}PodCIDRList"][0] for f in state.families if op.get(f"clusterPoolIPv{f}PodCIDRList")]
+    if not cidrs:
+        return False
+    kcm = {"cluster-cidr": ",".join(cidrs)}
+    for f in state.families:
+        if f"clusterPoolIPv{f}MaskSize" in op:
+            kcm[f"node-cidr-mask-size-ipv{f}"] = op[f"clusterPoolIPv{f}MaskSize"]
+    cluster["kubeControllerManager"] = kcm
+    return True
 
 
 def _kcm(state: ClusterState, per_family: dict, masks: dict, notes: list) -> dict:
@@ -294,7 +311,7 @@ def _workload(state: ClusterState, lifetimes, notes: list) -> tuple[list[dict], 
                 dropped += 1
                 continue
             rows.append({"time": t_on, "op": "add", "node": node, "pod": key[1], "namespace": key[0],
-                         "pool": pool_of.get(key) if state.mode == "multi-pool" else None})
+                         "pool": pool_of.get(key) if state.source == SOURCE_POOLS else None})
             if t_off is not None:
                 rows.append({"time": t_off, "op": "delete", "node": None, "pod": key[1], "namespace": key[0],
                              "pool": None})
