@@ -155,3 +155,10 @@ def test_scheduled_event_without_a_node_is_refused(tmp_path):
     path.write_text(json.dumps(doc))
     assert_refused(tmp_path, [str(DATA / "cluster-pool.json"), "--events", str(path)],
                    ("events.json", "Event 'prod/api-5c7f9d6b8-q2w8e.187c1b'", "message", "Successfully bound"))
+
+
+def test_multi_pool_allocation_outside_its_pool_is_refused(tmp_path):
+    path = _mutated(tmp_path, "multi-pool.json", lambda items: _item(items, "CiliumNode", "mp-1")["spec"]["ipam"]["pools"][
+        "allocated"][1].update(cidrs=["10.30.0.0/28"]))
+    assert_refused(tmp_path, [path], ("CiliumNode 'mp-1'", "spec.ipam.pools.allocated", "'blue'", "10.30.0.0/28",
+                                      "10.20.0.0/20"))

@@ -206,15 +206,12 @@ def build_state(dump: Dump, mode: str, families: tuple) -> ClusterState:
                      for c in fam.cidrs], "pool CIDR", "overlapping pool CIDRs are not supported by multi-pool")
     for p in pools:
         _check_pool(dump, p)
+    _check_allocations(nodes, pools)
     pods, skipped = _pods(dump, nodes, mode, pools)
     for what, count in skipped.items():
         notes.append(f"{count} {what} pod(s) skipped (they hold no pod address)")
     return ClusterState(mode=mode, families=families, nodes=nodes, pods=pods, pools=pools,
                         namespaces=list(dump.namespaces), kcm=_kcm_flags(dump), notes=notes)
-
-
-def _by_name(objs, name):
-    return next(o for o in objs if o.metadata.name == name)
 
 
 def _cidr(origin, field_path: str, text, families=None):
@@ -324,6 +321,22 @@ def _check_pool(dump: Dump, pool) -> None:
     for key, sel in (("podSelector", pool.spec.pod_selector), ("namespaceSelector", pool.spec.namespace_selector)):
         if sel is not None:
             validate(client.V1LabelSelector, sel, origin, field_prefix=f"spec.{key}.")
+
+
+def _check_allocations(nodes: list, pools: list) -> None:
+    """A multi-pool allocation lies inside the CIDRs of the pool it names (when the dump has that pool)."""
+    nets = {p.metadata.name: [parse_cidr(c) for fam in (p.spec.ipv4, p.spec.ipv6) if fam for c in fam.cidrs]
+            for p in pools}
+    for node in nodes:
+        for pool, per in node.pools.items():
+            if pool not in nets:
+                continue
+            for cidr in (c for f in (4, 6) for c in per[f]):
+                net = parse_cidr(cidr)
+                if not any(net.version == n.version and net.subnet_of(n) for n in nets[pool]):
+                    shown = ", ".join(str(n) for n in nets[pool])
+                    raise ConfigError(f"{node.source}: spec.ipam.pools.allocated (pool {pool!r}): {cidr!r} is outside "
+                                      f"the pool's CIDRs ({shown}); expected a CIDR the operator carved from the pool")
 
 
 def _check_disjoint(entries: list, what: str, why: str) -> None:
