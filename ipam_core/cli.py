@@ -27,6 +27,7 @@ from ipam_core import engine  # called as engine.simulate ...: tests stand in fo
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
+from ipam_core.importer import import_cluster, write_import
 from ipam_core.migration import actions, run_migration
 from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
 from ipam_core.migration.report import write_report as write_migration_report
@@ -506,6 +507,36 @@ def migrate(
         else:
             typer.echo(format_timeline(result, width_events=0 if brief else 16, observations=not brief), nl=False)
         _print_written(target, names)
+
+
+@app.command("import")
+def import_cmd(
+    dumps: Annotated[list[Path], typer.Argument(
+        help="kubectl get nodes,pods,ciliumnodes,ciliumpodippools -A -o json output (one file or several).")],
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Folder for scenario.yaml, workload.csv and "
+                                                             "initial-state.json.")],
+    helm_values: Annotated[Optional[Path], typer.Option("--helm-values", help="helm get values cilium -o yaml "
+                                                                             "output.")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="kubectl get events -A -o json output: pod "
+                                                                    "Scheduled / Killing times.")] = None,
+) -> None:
+    """Turn a cluster's own state into a scenario that run, compare, migrate --plan and sweep accept.
+
+    Writes DIR/scenario.yaml, DIR/workload.csv (nodes and live pods pinned at t=0, recorded
+    pod lifetimes) and DIR/initial-state.json (node CIDRs and pod addresses as dumped).
+
+    Example: ipam-bench import cluster.json --helm-values values.yaml --out out/mycluster
+    """
+    with _user_errors():
+        name = Path(out_dir).name or "imported"
+        imported = import_cluster(dumps, helm_values=helm_values, events=events, name=name)
+        written = write_import(imported, out_dir)
+        state = imported.state
+        out.print(f"imported {len(state.nodes)} nodes, {sum(1 for p in state.pods if p.ips)} pods with addresses, "
+                  f"mode {state.mode}", highlight=False)
+        for note in imported.notes:
+            out.print(f"note: {note}", highlight=False)
+        _print_written(out_dir, [p.name for p in written])
 
 
 # ---------------------------------------------------------------------------------------------------------------
