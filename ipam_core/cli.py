@@ -27,7 +27,6 @@ from ipam_core import engine  # called as engine.simulate ...: tests stand in fo
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
-from ipam_core.importer import import_cluster, write_import
 from ipam_core.migration import actions, run_migration
 from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
 from ipam_core.migration.report import write_report as write_migration_report
@@ -528,6 +527,11 @@ def import_cmd(
     Example: ipam-bench import cluster.json --helm-values values.yaml --out out/mycluster
     """
     with _user_errors():
+        try:  # the import extra (pydantic models); the rest of the CLI runs without it
+            from ipam_core.importer import import_cluster, write_import
+        except ImportError as exc:
+            raise ConfigError(f"ipam-bench import needs the 'import' extra ({exc.name} is missing): "
+                              "pip install 'ipam-bench[import]'") from None
         name = Path(out_dir).name or "imported"
         imported = import_cluster(dumps, helm_values=helm_values, events=events, name=name)
         written = write_import(imported, out_dir)

@@ -162,3 +162,4 @@ def test_multi_pool_allocation_outside_its_pool_is_refused(tmp_path):
         "allocated"][1].update(cidrs=["10.30.0.0/28"]))
     assert_refused(tmp_path, [path], ("CiliumNode 'mp-1'", "spec.ipam.pools.allocated", "'blue'", "10.30.0.0/28",
                                       "10.20.0.0/20"))
+

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("ipam_core.cli", "ipam_core.__main__")),
     ("front ends", ("ipam_core.report", "ipam_core.plot", "ipam_core.sweep_plot", "ipam_core.sweep",
-                    "ipam_core.migration")),
+                    "ipam_core.migration", "ipam_core.importer")),
     ("pipeline", ("=ipam_core.engine",)),
     ("engine", ("ipam_core.engine.",)),
     ("scenario", ("ipam_core.scenario",)),
@@ -40,9 +40,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("errors", ("ipam_core.errors",)),
 )
 
-#: Third-party packages slow to import and needed by few commands: a module whose imports reach one
-#: may be imported inside the function that needs it.
-SLOW_OPTIONAL = frozenset({"matplotlib", "dask", "distributed", "scipy"})
+#: Third-party packages slow to import, or optional (an extra), and needed by few commands: a module
+#: whose imports reach one may be imported inside the function that needs it.
+SLOW_OPTIONAL = frozenset({"matplotlib", "dask", "distributed", "scipy", "pydantic", "kubernetes"})
 
 
 @dataclass
