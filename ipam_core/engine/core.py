@@ -1362,6 +1362,11 @@ def _other_timers_at(st, skip_carves):
     return t
 
 
+# A fast-forward costs a few passes over the ring; firing timers one by one costs a call each. It pays
+# from about an eighth of a round on (e.g. 10 s samples with a 60 s resync).
+MIN_FAST_FORWARD = 0.125
+
+
 @kjit
 def _fast_forward_refresh(st, t_limit):
     """Fire the periodic timers of quiet nodes in one step, up to the next thing that is not one.
@@ -1375,7 +1380,7 @@ def _fast_forward_refresh(st, t_limit):
     at its next time, entries that fired re-numbered in the order they last
     fired, and the multi-pool operator timers of the last firings that are
     still due set as the loop would have set them. Returns False (nothing
-    done) when less than one period could be skipped.
+    done) when less than ``MIN_FAST_FORWARD`` of a period could be skipped.
     """
     if st.quiet[QUIET_OFF] != 0.0 or st.quiet[QUIET_COUNT] != np.float64(st.cnt[K_NODES]):
         return False
@@ -1392,7 +1397,7 @@ def _fast_forward_refresh(st, t_limit):
     if head_t < st.quiet[QUIET_NO_BULK_BEFORE]:
         return False
     until = min(t_limit, _other_timers_at(st, multi_pool))
-    if until < head_t + period or not until < np.inf:
+    if until < head_t + period * MIN_FAST_FORWARD or not until < np.inf:
         return False
     for i in range(count):  # a node that wakes: its pass there runs
         r = (head + i) % cap
@@ -1402,7 +1407,7 @@ def _fast_forward_refresh(st, t_limit):
             if wake < until:
                 _, _, at = _grid(st.node_ring_t[kind, r], period, wake)
                 until = min(until, at)
-    if until < head_t + period:
+    if until < head_t + period * MIN_FAST_FORWARD:
         st.quiet[QUIET_NO_BULK_BEFORE] = until
         return False
     # fire: drop stale timers that fire, keep each entry's last firing time, in ring order
