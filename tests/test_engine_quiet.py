@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 import yaml
+from engine_helpers import OP_NODE_ADD, OP_POD_ADD, scenario, workload
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
@@ -56,10 +57,10 @@ def quiet_scenario(tmp_path, *, days=2, nodes=24, pods=90, per_day=80.0, node_ga
     return load_scenario(str(tmp_path / "s.yaml"))
 
 
-def run(scenario, mode, skip):
+def run(scenario, mode, skip, wl=None):
     """Sample a run; with ``skip=False`` every periodic pass runs (the reference)."""
     ms = scenario_for_mode(scenario, mode)
-    sim = Simulation(ms, build_workload(scenario), mode)
+    sim = Simulation(ms, wl if wl is not None else build_workload(scenario), mode)
     sim.state.quiet[core.QUIET_OFF] = 0.0 if skip else 1.0
     times = sample_times(ms.duration_s, ms.sample_interval_s)
     every = max(1, int(round(ms.node_sample_interval_s / ms.sample_interval_s)))
@@ -68,9 +69,9 @@ def run(scenario, mode, skip):
     return trace, nodes, sim.state
 
 
-def assert_same_run(scenario, mode, must_skip=True, fewer=4):
-    trace, nodes, state = run(scenario, mode, skip=True)
-    ref_trace, ref_nodes, ref_state = run(scenario, mode, skip=False)
+def assert_same_run(scenario, mode, must_skip=True, fewer=4, wl=None):
+    trace, nodes, state = run(scenario, mode, skip=True, wl=wl)
+    ref_trace, ref_nodes, ref_state = run(scenario, mode, skip=False, wl=wl)
     assert trace.keys() == ref_trace.keys()
     for key in trace:
         np.testing.assert_array_equal(trace[key], ref_trace[key], err_msg=f"{mode}: trace column {key}")
@@ -125,14 +126,19 @@ def test_skipping_is_exact_for_each_time_rule(tmp_path, case):
 
 
 def test_operator_passes_due_after_a_fast_forward_still_run(tmp_path):
-    # multi-pool's refresh sets an operator pass `operatorSyncInterval` later. With no debounce, a pod event
-    # just after a fast-forward updates the node's request at once, and the operator pass of the refresh
-    # before it (still due) carves for it before the update's own pass: sampled every 7 s, it shows (the
-    # samples stop every fast-forward a few seconds after the nodes' common refresh time).
-    patch = {"timing": {"ciliumNodeUpdateRate": 0, "operatorSyncInterval": 5, "multiPoolRefresh": 20},
-             "cilium": {"ipam": {"operator": {"clusterPoolIPv4MaskSize": 28}}}}
-    assert_same_run(quiet_scenario(tmp_path, patch=patch, days=1, per_day=400.0, sample="7s"), "multi-pool",
-                    fewer=1.1)
+    # multi-pool's refresh at 60 s sets an operator pass for 69 s. The loop stops at the 63 s sample,
+    # so the fast-forward fires the 60 s refresh and must leave its operator pass due. With no
+    # debounce, a pod at 64 s raises the node's request at once (9 in use: 24 > 3 CIDRs x 6), and that
+    # pending pass carves for it at 69 s, before the update's own pass at 73 s: the 70 s sample sees it.
+    patch = {"duration": 120, "sampleInterval": 7, "modes": ["multi-pool"],
+             "timing": {"ciliumNodeUpdateRate": 0, "operatorSyncInterval": 9, "multiPoolRefresh": 20},
+             "cilium": {"ipam": {"operator": {"clusterPoolIPv4MaskSize": 29}}}}  # 6 addresses per CIDR
+    sc = scenario(tmp_path, patch)
+    events = [(0.0, OP_NODE_ADD, 0, -1)] + [(1.0 + p, OP_POD_ADD, 0, p) for p in range(6)]
+    wl = workload(events + [(64.0, OP_POD_ADD, 0, 6)], 1)
+    trace = assert_same_run(sc, "multi-pool", must_skip=False, wl=wl)  # (a fast-forward sets as many timers)
+    at = dict(zip(trace["time_s"].tolist(), trace["cidr_carves"].tolist()))
+    assert at[63.0] == 3 and at[70.0] == 4  # carved by the 60 s refresh's pass at 69 s
 
 
 @pytest.mark.parametrize("mode", PERIODIC)
