@@ -141,6 +141,7 @@ from ipam_core.engine.tables import (
     K_ERROR,
     K_FAMILY_BASE,
     N_PENDING,
+    N_READY,
     S_ALLOCATED,
     S_N,
     S_S_LEN,
@@ -973,6 +974,197 @@ def cloud_operator(st, node, now):
     else:
         _static_pass(st, node, False)
     return -1.0
+
+
+# --------------------------------------------------------------------------- quiet nodes
+# After a periodic pass: until when the next passes provably change nothing, as long as nothing touches
+# the node (the engine makes it loud on every pod change, agent update and operator request). Each
+# predicate mirrors its pass branch by branch and answers "quiet" only on branches that read the node's
+# own tables, the settings and the time (never a subnet other nodes share), and that write nothing and
+# call no cloud API. LOUD (0.0): the next pass runs.
+LOUD = 0.0
+
+
+@kjit
+def _first_at_or_after(since, delay):
+    """The earliest time ``t`` with ``t - since >= delay`` in float64 (``now - since >= delay`` first holds)."""
+    t = since + delay
+    while t - since >= delay and np.nextafter(t, -INF) - since >= delay:
+        t = np.nextafter(t, -INF)
+    while not t - since >= delay:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _first_after(since, delay):
+    """The earliest time ``t`` with ``t - since > delay`` in float64."""
+    t = since + delay
+    while t - since > delay and np.nextafter(t, -INF) - since > delay:
+        t = np.nextafter(t, -INF)
+    while not t - since > delay:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _first_at_us(target_us):
+    """The earliest time ``t`` with ``np.int64(t * 1e6) >= target_us`` (an ENI is old enough)."""
+    t = target_us / 1e6
+    while np.int64(t * 1e6) >= target_us and np.int64(np.nextafter(t, -INF) * 1e6) >= target_us:
+        t = np.nextafter(t, -INF)
+    while np.int64(t * 1e6) < target_us:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _cilium_quiet_until(st, node, now):
+    """``_cilium_pass``: no excess to give back and nothing needed, or excess still inside its release delay."""
+    cn = st.cl_node[node]
+    available = cn[CN_HELD]
+    used = cn[CN_REPORTED]
+    pre = np.int64(st.cfg[C_CL_PRE])
+    minimum = np.int64(st.cfg[C_CL_MIN])
+    above = np.int64(st.cfg[C_CL_ABOVE])
+    needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
+    used_excess = used
+    if cn[CN_PREFIXES] > 0:
+        singles, prefixes = _prefix_use(st, node)
+        used_excess = used_with_prefixes(singles, prefixes)
+    excess = excess_ips(available, used_excess, pre, minimum, above)
+    since = st.cl_time[node, CT_EXCESS_SINCE]
+    if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
+        if since == INF or now - since >= st.cfg[C_CL_RELEASE_DELAY]:
+            return LOUD  # the pass starts the delay, or releases
+        return _first_at_or_after(since, st.cfg[C_CL_RELEASE_DELAY])
+    if since != INF or needed > 0:
+        return LOUD  # the pass clears the excess mark, or allocates (reading the subnets)
+    return INF
+
+
+@kjit
+def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd):
+    """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
+    if now < st.cl_time[node, CT_COOLDOWN]:
+        return st.cl_time[node, CT_COOLDOWN]
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    defined = warm_ip != 0 or min_ip != 0
+    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
+    per_eni = _units_per_iface(st)
+    if pd:
+        want = prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
+                               np.int64(st.cfg[C_CL_WARM_PREFIX]))
+    else:
+        if defined and short == 0:
+            return INF
+        want = short if defined else per_eni
+    for iface in range(st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
+            return LOUD  # assigns, or fails and starts a cooldown
+    if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
+        return INF
+    count = min(want, per_eni) if pd or not defined else min(short, per_eni)
+    return INF if count <= 0 else LOUD
+
+
+@kjit
+def _vpc_quiet_until(st, node, now):
+    """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    warm_eni = np.int64(st.cfg[C_CL_WARM_ENI])
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    u = _units_per_iface(st)
+    wake = INF
+    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd, u):
+        wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
+    elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
+        last = st.cl_time[node, CT_LAST_DECREASE]
+        if now - last > st.cfg[C_CL_DECREASE]:
+            return LOUD
+        wake = _first_after(last, st.cfg[C_CL_DECREASE])
+    if wake == LOUD:
+        return LOUD
+    # _vpc_free_eni
+    freeable = False
+    for iface in range(1, st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
+            freeable = True
+    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, u, freeable):
+        return wake
+    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    now_us = np.int64(now * 1e6)
+    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
+            continue
+        since_us = st.cl_iface[node, iface, CI_SINCE_US]
+        if now_us - since_us < min_life_us:
+            wake = min(wake, _first_at_us(since_us + min_life_us))  # too young: it may go then
+            continue
+        held = 0
+        own_prefixes = 0
+        for j in range(iface * u, iface * u + u):
+            if st.cl_unit[node, j, CU_SET] >= 0:
+                held += st.cl_unit[node, j, CU_SIZE]
+                if st.cl_unit[node, j, CU_SIZE] > 1:
+                    own_prefixes += 1
+        if not eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
+                            warm_prefix, pd):
+            return LOUD  # detached now
+    return wake
+
+
+@kjit
+def _aks_dynamic_quiet_until(st, node):
+    """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
+    cn = st.cl_node[node]
+    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], np.int64(st.cfg[C_CL_BATCH]),
+                            np.int64(st.cfg[C_CL_BATCH_PCT]), np.int64(st.cfg[C_CL_MAX_IPS]))
+    held = cn[CN_HELD]
+    if target > held:
+        return INF if _iface_room(st, node, 0) <= 0 else LOUD
+    if target < held:
+        for j in range(st.cl_unit.shape[1]):
+            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
+                return LOUD
+    return INF
+
+
+@kjit
+def cloud_quiet_until(st, node, now):
+    """Until when the node's periodic pass provably changes nothing (called just after one ran at ``now``).
+
+    Parameters
+    ----------
+    st : State
+    node : int
+    now : float
+        The time of the pass that just ran.
+
+    Returns
+    -------
+    float
+        A time after ``now`` before which a pass on the node's present tables
+        changes no table, draws no random number and calls no cloud API (``inf``:
+        never); ``LOUD`` (0.0) when the next pass must run. The node must be
+        ready with no agent update or operator pass pending: those change what
+        the pass reads.
+    """
+    if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
+            or st.cl_time[node, CT_OP_AT] != INF):
+        return LOUD
+    kind = np.int64(st.cfg[C_CL_KIND])
+    if kind == CLOUD_CILIUM:
+        return _cilium_quiet_until(st, node, now)
+    if kind == CLOUD_VPC_CNI:
+        return _vpc_quiet_until(st, node, now)
+    if kind == CLOUD_AKS_DYNAMIC:
+        return _aks_dynamic_quiet_until(st, node)
+    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD  # static pools are written once
 
 
 @kjit

@@ -60,6 +60,7 @@ State = namedtuple(
         "cl_time",  # float64 [nodes, CT_NCOL]
         "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
         "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
+        "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
     ],
 )
 
@@ -367,6 +368,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         # does not compile the cloud rules (engine/cloud_hooks.py); init_cloud replaces it
         cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int32),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
+        quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
     )
 
 
