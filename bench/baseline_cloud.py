@@ -34,10 +34,11 @@ a pod's address, the random scheduler), so that offsets, and with them
 ``largest_free_block``, prefix availability and which interface has free
 addresses, can be compared exactly rather than only in distribution.
 
-Upstream rules the engine departs from are switches of :class:`CloudIPAM`
-(``prefix_use_from_status``, ``ipamd_one_more_ip``), on by default; the
-tests turn them off to compare everything else and show each departure in an
-``xfail`` test.
+Upstream rules the engine departs from, or departed from when the oracle
+was written, are switches of :class:`CloudIPAM` (``prefix_use_from_status``,
+still a departure; ``ipamd_one_more_ip``, since fixed in the engine), on by
+default; the tests turn a departure off to compare everything else and show
+it in an ``xfail`` test.
 
 Simplifications the oracle shares with the engine (the model, not a rule
 under test): the release handshake is collapsed into the operator's pass;

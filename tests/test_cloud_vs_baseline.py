@@ -106,7 +106,7 @@ def assert_same_trace(engine: dict, oracle: dict, label: str) -> None:
 #: Upstream rules the engine departs from (switches of baseline_cloud.CloudIPAM): turned off for the
 #: comparisons, each shown by an xfail(strict) test at the end of this file. Fixing the engine makes that
 #: test pass, and strict xfail fails until its switch leaves this list.
-ENGINE_DEPARTURES = ("prefix_use_from_status", "ipamd_one_more_ip")
+ENGINE_DEPARTURES = ("prefix_use_from_status",)
 
 
 def oracle_for(scenario, workload, mode: str, departures=ENGINE_DEPARTURES) -> BaselineEngine:
@@ -373,20 +373,17 @@ def test_prefix_excess_is_judged_on_the_agents_status():
         "eni")
     workload = one_node_pods(24, 10.0, 41.5)
     times = sample_times(scenario.duration_s, scenario.sample_interval_s)
-    oracle = oracle_for(scenario, workload, "eni", departures=("ipamd_one_more_ip",))
+    oracle = oracle_for(scenario, workload, "eni", departures=())
     expected = baseline_trace(oracle, times)
     assert expected["prefixes"][-1] == 3  # the case shows what it is about on the oracle's side
     assert_same_trace(run_mode(scenario, workload, "eni").trace, expected, "pd-status/eni")
 
 
-@pytest.mark.xfail(strict=True, reason="engine/cloud.py _vpc_increase makes one all-or-none request and starts the "
-                                       "2 min cooldown when it is refused; ipamd tryAssignIPs then asks for "
-                                       "'just one more IP' and cools down only if that fails too")
 def test_ipamd_asks_for_one_more_ip_when_the_subnet_is_short():
     # One /27 subnet (27 addresses the cloud hands out, 24 after three eth0 primaries) and three m5.large
     # nodes whose ipamd each asks for a whole ENI's 9 addresses: the third request finds 6. Upstream takes
-    # them one by one ("Try to just get one more IP", every 5 s pass); the engine is refused, cools down for
-    # 2 minutes and is refused again, so 6 addresses stay in the subnet while pods wait for an address.
+    # them one by one ("Try to just get one more IP", every 5 s pass) and cools down only when even one is
+    # refused. (The engine used to cool down at once and leave the 6 addresses in the subnet.)
     scenario = scenario_for_mode(cloud_scenario("vpc-one-more", nodes=3, instance="m5.large", max_pods=30,
                                                 subnets=("10.1.0.0/27",), workload={**CHURN, "podsPerNode": 10},
                                                 duration="8m"), "aws-vpc-cni")

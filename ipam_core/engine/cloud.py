@@ -783,6 +783,8 @@ def _vpc_increase(st, node, now):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
             continue
         got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True)
+        if got == 0 and not pd:
+            got = _assign(st, node, iface, 1, False, False, s, True)  # tryAssignIPs: "Try to just get one more IP"
         if got == 0:
             st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return got > 0
