@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import statistics
+import subprocess
+import sys
 import time
 
 import pytest
@@ -43,6 +46,8 @@ from ipam_core.sweep import load_spec, plan, run_sweep
 
 FULL = {"workers": 1000, "big": 1000}
 QUICK = {"workers": 6, "big": 10}
+#: Timed rounds per executor in the executor group (each after one round of the other executor).
+ROUNDS_EXECUTOR = 5
 
 
 def _spec(samples: int, quick: bool):
@@ -100,8 +105,14 @@ def _cpu() -> tuple[float, float]:
     return time.process_time(), kids.ru_utime + kids.ru_stime
 
 
-def _record(benchmark, points: int, executor: str, cpu_before: tuple[float, float], rounds: int) -> None:
-    parent, children = (after - before for after, before in zip(_cpu(), cpu_before))
+def _since(before: tuple[float, float]) -> tuple[float, float]:
+    """CPU seconds (this process, reaped children) spent since ``before`` (a :func:`_cpu` reading)."""
+    return tuple(after - was for after, was in zip(_cpu(), before))
+
+
+def _record(benchmark, points: int, executor: str, cpu_s: tuple[float, float], rounds: int) -> None:
+    """``cpu_s``: CPU seconds of this process and of the local workers over ``rounds`` timed rounds."""
+    parent, children = cpu_s
     benchmark.extra_info.update(ops=points, impl="kernel", executor=executor, points=points,
                                 load_1min=round(os.getloadavg()[0], 2),
                                 parent_cpu_s_per_round=round(parent / rounds, 2),
@@ -116,36 +127,75 @@ def test_sweep_local_workers(benchmark, tmp_path, points_grp, workers):
     result = benchmark.pedantic(lambda out: run_sweep(spec, out, points=points, workers=workers),
                                 setup=lambda: ((), _fresh(tmp_path)), rounds=3, warmup_rounds=0)
     assert result.ran == len(points) * spec.replicates
-    _record(benchmark, len(points), f"local x{workers}", cpu, _rounds(tmp_path))
+    _record(benchmark, len(points), f"local x{workers}", _since(cpu), _rounds(tmp_path))
+
+
+#: A Dask LocalCluster that is already running, in a process of its own (as ``dask scheduler`` would be):
+#: started the way ``--dask local`` starts one, warmed, serving until the bench closes its stdin.
+_SERVE_CLUSTER = """
+import sys
+from ipam_core.sweep.executors import connect_dask
+session = connect_dask("local", 2)
+print(session.cluster.scheduler_address, flush=True)
+sys.stdin.read()
+session.close()
+"""
 
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     start = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    with distributed.Client(cluster) as client:
-        from ipam_core.sweep.dask_plugin import WarmEngine
-
-        client.register_plugin(WarmEngine(), name="ipam-bench-warm-engine")
+    server = subprocess.Popen([sys.executable, "-c", _SERVE_CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    address = server.stdout.readline().strip()
     started = time.perf_counter() - start
-    yield cluster.scheduler_address, started
-    cluster.close()
+    try:
+        assert address.startswith("tcp://"), "the cluster process did not start"
+        yield address, started
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
 
 
 @pytest.mark.benchmark(group="sweep-executor")
 @pytest.mark.parametrize("executor", ["local", "dask"])
-def test_sweep_executors(benchmark, tmp_path, points_grp, executor, request):
+def test_sweep_executors(benchmark, tmp_path, points_grp, executor, dask_cluster):
+    """Before each timed round, one round of the other executor (timed here, not by the benchmark).
+
+    The two executors thus alternate on the same points under the same machine load; ``extra_info``
+    keeps the other executor's seconds per round and the ratio dask / local on the min and the median.
+    CPU seconds per round count the timed rounds only.
+    """
     spec, points = points_grp
-    address = None
-    if executor == "dask":
-        address, started = request.getfixturevalue("dask_cluster")
-        benchmark.extra_info["cluster_start_s"] = round(started, 2)
-    cpu = _cpu()
-    result = benchmark.pedantic(lambda out: run_sweep(spec, out, points=points, workers=2, dask=address),
-                                setup=lambda: ((), _fresh(tmp_path)), rounds=3, warmup_rounds=0)
+    address, started = dask_cluster
+    mine, other = (address, None) if executor == "dask" else (None, address)
+    others: list[float] = []
+    cpu = (0.0, 0.0)
+
+    def setup():
+        start = time.perf_counter()
+        run_sweep(spec, _fresh(tmp_path)["out"], points=points, workers=2, dask=other)
+        others.append(time.perf_counter() - start)
+        return (), _fresh(tmp_path)
+
+    def timed(out):
+        nonlocal cpu
+        before = _cpu()
+        try:
+            return run_sweep(spec, out, points=points, workers=2, dask=mine)
+        finally:
+            cpu = tuple(total + spent for total, spent in zip(cpu, _since(before)))
+
+    result = benchmark.pedantic(timed, setup=setup, rounds=ROUNDS_EXECUTOR, warmup_rounds=0)
     assert result.ran == len(points)
-    _record(benchmark, len(points), "dask LocalCluster x2" if address else "local x2", cpu, _rounds(tmp_path))
+    _record(benchmark, len(points), "dask LocalCluster x2" if mine else "local x2", cpu, len(others))
+    benchmark.extra_info.update(cluster_start_s=round(started, 2), interleaved_other_s=[round(t, 3) for t in others])
+    if not benchmark.disabled:
+        mine_s = list(benchmark.stats.stats.data)
+        dask_s, local_s = (mine_s, others) if mine else (others, mine_s)
+        benchmark.extra_info.update(dask_over_local_min=round(min(dask_s) / min(local_s), 3),
+                                    dask_over_local_median=round(statistics.median(dask_s) / statistics.median(local_s), 3))
 
 
 @pytest.mark.benchmark(group="sweep-1000")
@@ -158,4 +208,4 @@ def test_sweep_1000_points(benchmark, tmp_path, sizes, quick):
     cpu = _cpu()
     result = benchmark.pedantic(whole_sweep, setup=lambda: ((), _fresh(tmp_path)), rounds=1, warmup_rounds=0)
     assert result.ran == sizes["big"]
-    _record(benchmark, sizes["big"], "local x2", cpu, _rounds(tmp_path))
+    _record(benchmark, sizes["big"], "local x2", _since(cpu), _rounds(tmp_path))
