@@ -16,7 +16,8 @@ Groups:
   process of its own: the ``--dask tcp://...`` use, a cluster that is already running; goal:
   within 15 %). The executors alternate: before each timed round, one round of the other
   executor (``extra_info["interleaved_other_s"]``), so both see the same load; the ratios
-  dask / local on the min and the median are in ``extra_info`` of both tests. The cluster
+  dask / local on the min, on the median and the median of the round-by-round ratios (each
+  timed round over the other executor's round just before it) are in ``extra_info`` of both tests. The cluster
   runs outside this process because local workers fork only from a single-threaded process
   (a LocalCluster here would keep threads alive and send them to a fork server). The
   cluster's start-up is ``extra_info["cluster_start_s"]``, its CPU (scheduler, nannies,
@@ -211,8 +212,11 @@ def test_sweep_executors(benchmark, tmp_path, points_grp, executor, dask_cluster
     if not benchmark.disabled:
         mine_s = list(benchmark.stats.stats.data)
         dask_s, local_s = (mine_s, others) if mine else (others, mine_s)
+        # each timed round against the other executor's round just before it: the load changes less within a pair
+        pairs = [d / loc for d, loc in zip(dask_s, local_s)]
         benchmark.extra_info.update(dask_over_local_min=round(min(dask_s) / min(local_s), 3),
-                                    dask_over_local_median=round(statistics.median(dask_s) / statistics.median(local_s), 3))
+                                    dask_over_local_median=round(statistics.median(dask_s) / statistics.median(local_s), 3),
+                                    dask_over_local_paired_median=round(statistics.median(pairs), 3))
 
 
 @pytest.mark.benchmark(group="sweep-1000")
