@@ -61,8 +61,6 @@ _DASK_MAX_BATCH = 64
 _DASK_MIN_BATCH = 4
 #: A Dask batch takes at most 1 / (this × worker threads) of the tasks still to hand out.
 _DASK_SHARE = 2
-#: Gather results on the client's event loop as batches finish (False: one gather per batch from the caller).
-_DASK_PREFETCH = True
 
 
 def _guided_batches(tasks: list[Task], threads: int, most: int = _DASK_MAX_BATCH, least: int = _DASK_MIN_BATCH,
@@ -260,13 +258,13 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
     # the first batch of each worker thread goes alone: the scheduler takes ~0.1 s to unpack a graph of a
     # thousand tasks' scenarios, time the workers spend on their first batch instead of waiting for it
     futures = client.map(run_batch, batches[:threads], pure=False)
-    finished = dask_completed(futures, with_results=_DASK_PREFETCH)
+    # results are fetched on the client's event loop as batches finish, not one round trip per batch here
+    finished = dask_completed(futures, with_results=True)
     try:
         rest = client.map(run_batch, batches[threads:], pure=False)
         futures += rest
         finished.update(rest)
-        for done in finished:
-            fut, summaries = done if _DASK_PREFETCH else (done, done.result())
+        for fut, summaries in finished:
             yield from summaries
             fut.release()
     except BaseException:
