@@ -35,10 +35,10 @@ a pod's address, the random scheduler), so that offsets, and with them
 addresses, can be compared exactly rather than only in distribution.
 
 Upstream rules the engine departs from, or departed from when the oracle
-was written, are switches of :class:`CloudIPAM` (``prefix_use_from_status``,
-still a departure; ``ipamd_one_more_ip``, since fixed in the engine), on by
-default; the tests turn a departure off to compare everything else and show
-it in an ``xfail`` test.
+was written, are switches of :class:`CloudIPAM` (``prefix_use_from_status``
+and ``ipamd_one_more_ip``, both since fixed in the engine), on by default; the
+tests turn a departure off to compare everything else and show it in an
+``xfail`` test.
 
 Simplifications the oracle shares with the engine (the model, not a rule
 under test): the release handshake is collapsed into the operator's pass;

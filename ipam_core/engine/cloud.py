@@ -104,6 +104,8 @@ from ipam_core.engine.tables import (
     CN_PREFIXES,
     CN_PRIMARIES,
     CN_REPORTED,
+    CN_REPORTED_PREFIXES,
+    CN_REPORTED_SINGLES,
     CN_RESERVED,
     CN_SUBNET,
     CN_SYNC_ARMED,
@@ -570,6 +572,10 @@ def cloud_agent_sync(st, node, now):
     st.cl_node[node, CN_SYNC_ARMED] = 0
     st.cl_time[node, CT_LAST_SYNC] = now
     st.cl_node[node, CN_REPORTED] = st.cl_node[node, CN_USED]
+    # the used addresses as the status lists them, which GetUsedIPWithPrefixes maps to prefixes
+    singles, prefixes = _prefix_use(st, node)
+    st.cl_node[node, CN_REPORTED_SINGLES] = singles
+    st.cl_node[node, CN_REPORTED_PREFIXES] = prefixes
     return now + st.cfg[C_OPERATOR_DELAY]
 
 
@@ -686,9 +692,8 @@ def _cilium_pass(st, node, now):
     above = np.int64(st.cfg[C_CL_ABOVE])
     needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
     used_excess = used
-    if cn[CN_PREFIXES] > 0:
-        singles, prefixes = _prefix_use(st, node)
-        used_excess = used_with_prefixes(singles, prefixes)
+    if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
+        used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
     excess = excess_ips(available, used_excess, pre, minimum, above)
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
         # handleIPRelease: IPs wait --excess-ip-release-delay before they go (handshake with the agent collapsed)
@@ -1031,9 +1036,8 @@ def _cilium_quiet_until(st, node, now):
     above = np.int64(st.cfg[C_CL_ABOVE])
     needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
     used_excess = used
-    if cn[CN_PREFIXES] > 0:
-        singles, prefixes = _prefix_use(st, node)
-        used_excess = used_with_prefixes(singles, prefixes)
+    if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
+        used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
     excess = excess_ips(available, used_excess, pre, minimum, above)
     since = st.cl_time[node, CT_EXCESS_SINCE]
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:

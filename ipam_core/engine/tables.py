@@ -180,7 +180,9 @@ CN_SYNC_ARMED = 7  # an agent CiliumNode update is scheduled
 CN_REPORTED = 8  # used addresses in the last CiliumNode status the operator saw
 CN_SUBNET = 9  # the node's subnet (set index)
 CN_PRIMARIES = 10  # interface primary addresses held
-CN_NCOL = 11
+CN_REPORTED_SINGLES = 11  # in that status: used addresses that are single secondary IPs
+CN_REPORTED_PREFIXES = 12  # in that status: /28 prefixes holding a used address
+CN_NCOL = 13
 # float table `cl_time` [nodes, CT_NCOL], seconds
 CT_OP_AT = 0  # when the pending operator pass runs (inf: none)
 CT_LAST_SYNC = 1
