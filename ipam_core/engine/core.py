@@ -42,7 +42,8 @@ What is modelled, and from which upstream file:
   and gives it back when IPv4 fails (``pkg/ipam/allocator.go``). Router and
   health addresses are random slots too (``daemon/cmd/ipam.go``).
 * Pods: the scheduler places a pod on a ready node with room under
-  ``maxPods`` (spread, pack or random); a pod that gets no address stays on
+  ``maxPods`` (spread, pack or random) and, with ``cluster.addressFilter``,
+  a free pod address (:func:`_address_feasible`); a pod that gets no address stays on
   its node, is retried every ``podRetryInterval`` and fails after
   ``podPendingTimeout`` (kubelet behaviour, a modelling choice).
 
@@ -66,7 +67,13 @@ from ipam_core.engine.cloud_hooks import (  # cloud modes (POLICY_CLOUD), compil
 )
 from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
+    ADDRESS_FILTER_FREE,
+    ADDRESS_FILTER_NONE,
+    C_ADDRESS_FILTER,
     C_CARVE_RETRY,
+    C_CL_ATTACH,
+    C_CL_FIRST_IFACE,
+    C_CL_UNITS,
     C_DEFAULT_POOL,
     C_FAMILY,
     C_HEALTH,
@@ -80,6 +87,10 @@ from ipam_core.engine.tables import (
     C_SCHEDULER,
     C_TIMEOUT,
     C_UPDATE_RATE,
+    CI_ATTACHED,
+    CI_UNITS,
+    CN_HELD,
+    CN_USED,
     CT_OP_AT,
     D_GEN,
     D_ID,
@@ -349,10 +360,90 @@ def _bucket(st, key):
 
 
 @kjit
+def _cloud_feasible(st, node, grow):
+    # a free address in the node's pool; with `grow`, or room for another unit on an interface it
+    # has or may still attach (the instance's limits: the subnets' own free addresses are not the node's)
+    if st.cl_node[node, CN_HELD] > st.cl_node[node, CN_USED]:
+        return True
+    if not grow:
+        return False
+    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1:
+            if st.cl_iface[node, iface, CI_UNITS] < np.int64(st.cfg[C_CL_UNITS]):
+                return True
+        elif st.cfg[C_CL_ATTACH] != 0.0:
+            return True
+    return False
+
+
+@kjit
+def _address_feasible(st, node):
+    """Whether the scheduler's address filter (``cluster.addressFilter``) lets a pod onto ``node``.
+
+    The filter plugin kube-scheduler lacks (kubernetes/enhancements#611,
+    aws/amazon-vpc-cni-k8s#2638), seen as an extended resource the node
+    publishes. ``warm``: the node holds a free address now, per enabled
+    family, where its agent would take it (:func:`_find_slot`: host scope
+    only its first CIDR; multi-pool any live CIDR of the default pool; cloud
+    modes its pool of secondary addresses and prefixes). ``free``: that, or
+    one the node can still get: multi-pool while the default pool has a node
+    CIDR to carve, cloud modes while an interface has room for another
+    address or prefix or another interface may be attached. A host-scope node
+    never gets a second CIDR, so there ``free`` is ``warm``. Always true with
+    the filter off.
+
+    Notes
+    -----
+    Pods of a non-default multi-pool pool are filtered on the default pool.
+    Cloud ``free`` does not look at the subnet's free addresses (not a node
+    figure: a node would have to be re-filed on every other node's change).
+    """
+    level = np.int64(st.cfg[C_ADDRESS_FILTER])
+    if level == ADDRESS_FILTER_NONE:
+        return True
+    grow = level == ADDRESS_FILTER_FREE
+    policy = np.int64(st.cfg[C_POLICY])
+    if policy == POLICY_CLOUD:
+        return _cloud_feasible(st, node, grow)
+    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    if pool < 0:
+        return False
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] == 0.0 or _find_slot(st, node, pool, family) >= 0:
+            continue
+        if grow and policy == POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0:
+            continue
+        return False
+    return True
+
+
+@kjit
+def _sched_addresses_changed(st, node):
+    # a node's free addresses changed: re-file it when the scheduler looks at them
+    if np.int64(st.cfg[C_ADDRESS_FILTER]) != ADDRESS_FILTER_NONE:
+        _sched_update(st, node)
+
+
+@kjit
+def _sched_carvable_changed(st, pool, family, before):
+    # multi-pool `free` counts "the pool can still carve" for every node: when that flips, re-file all
+    # nodes (once per flip, not per pod)
+    if (
+        np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
+        and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
+        and pool == np.int64(st.cfg[C_DEFAULT_POOL])
+        and (before > 0) != (st.pool_carvable[pool, family] > 0)
+    ):
+        for other in range(st.nodes.shape[0]):
+            _sched_update(st, other)
+
+
+@kjit
 def _sched_update(st, node):
     """Re-file one node with the scheduler after its pods, readiness or presence changed.
 
-    A node can take a pod when present, ready and below ``maxPods``.
+    A node can take a pod when present, ready, below ``maxPods`` and, with an
+    address filter, feasible for it (:func:`_address_feasible`).
     ``tree_cnt`` is a count tree over node ids (the random policy descends
     it); it changes only when that flips. Spread and pack file each such
     node in the bucket of its key (pods, or ``maxPods - pods``): moving a
@@ -363,7 +454,9 @@ def _sched_update(st, node):
     nodes = st.nodes
     max_pods = np.int64(st.cfg[C_MAX_PODS])
     pods = nodes[node, N_PODS]
-    eligible = nodes[node, N_PRESENT] == 1 and nodes[node, N_READY] == 1 and pods < max_pods
+    eligible = (
+        nodes[node, N_PRESENT] == 1 and nodes[node, N_READY] == 1 and pods < max_pods and _address_feasible(st, node)
+    )
     policy = np.int64(st.cfg[C_SCHEDULER])
     if policy != SCHED_RANDOM:
         key = -1
@@ -490,6 +583,8 @@ def _carve_slot(st, node, pool, family):
         c[_fc(family, F_FREE)] += max_addrs
         st.pool_free[pool, family] += max_addrs
         st.pool_carvable[pool, family] -= 1
+        _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] + 1)
+        _sched_addresses_changed(st, node)
         return slot
     return -1
 
@@ -532,6 +627,8 @@ def _free_slot(st, slot):
     tops = st.cnt[K_SLOT_TOP]
     st.slot_stack[tops] = slot
     st.cnt[K_SLOT_TOP] = tops + 1
+    _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] - 1)
+    _sched_addresses_changed(st, node)
 
 
 # --------------------------------------------------------------------------- addresses (agent side)
@@ -747,6 +844,7 @@ def _agent_sync(st, node, now):
                     total_free -= free
                     st.cnt[_fc(family, F_FREE)] -= free
                     st.pool_free[pool, family] -= free
+    _sched_addresses_changed(st, node)
     _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
 
 
@@ -838,6 +936,7 @@ def _cloud_notify(st, node, now):
 
 @kjit
 def _cloud_settle(st, node, now, t_next):
+    _sched_addresses_changed(st, node)  # the pass may have grown or shrunk the node's pool
     if t_next >= 0.0:
         _cloud_request(st, node, t_next)
     if st.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
@@ -931,6 +1030,7 @@ def _try_start(st, pod, now):
     multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
     cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
     failed = _alloc_pod(st, pod, node)
+    _sched_addresses_changed(st, node)
     if failed < 0:
         if pods[pod, D_STATE] == POD_PENDING:
             _leave_pending(st, pod)
@@ -1072,6 +1172,7 @@ def _pod_retry(st, pod, now):
     elif now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
         # one last attempt, then give up
         failed = _alloc_pod(st, pod, node)
+        _sched_addresses_changed(st, node)
         if failed < 0:
             _leave_pending(st, pod)
             pods[pod, D_STATE] = POD_RUNNING

@@ -161,7 +161,8 @@ C_CL_STATIC_UNITS = 43  # units written once per node (crd poolPerNode, AKS stat
 C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and last address
 C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC); 0.0: crd pools
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
-C_NCOL = 47
+C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
+C_NCOL = 48
 
 POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool
 POLICY_MULTI_POOL = 1
@@ -213,6 +214,11 @@ SCHED_SPREAD = 0
 SCHED_PACK = 1
 SCHED_RANDOM = 2
 SCHEDULERS = {"spread": SCHED_SPREAD, "pack": SCHED_PACK, "random": SCHED_RANDOM}
+# cluster.addressFilter: which nodes the scheduler sees as feasible (ipam_core/engine/core.py _address_feasible)
+ADDRESS_FILTER_NONE = 0  # address-blind, as kube-scheduler is today
+ADDRESS_FILTER_FREE = 1  # a free address now, or one the node can still get (multi-pool carve, ENI room)
+ADDRESS_FILTER_WARM = 2  # a free address the node holds now
+ADDRESS_FILTERS = {"none": ADDRESS_FILTER_NONE, "free": ADDRESS_FILTER_FREE, "warm": ADDRESS_FILTER_WARM}
 
 # ---- counters, int64 vector `cnt`
 K_EVENT = 0  # next external event
