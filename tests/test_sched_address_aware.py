@@ -283,3 +283,31 @@ def test_a_bad_address_filter_is_refused_naming_the_key(tmp_path, value):
         scenario(tmp_path, {"cluster": {"addressFilter": value}})
     message = str(info.value)
     assert "cluster.addressFilter" in message and "none, free, warm" in message and "\n" not in message
+
+
+# ------------------------------------------------------------------ the compare arm
+def test_compare_address_filters_puts_the_blind_cost_in_one_column(tmp_path):
+    from ipam_core.engine.address_arms import ARM_COLUMNS, compare_address_filters
+
+    sc = scenario(tmp_path, {**_pool_patch("none"), "modes": ["kubernetes", "cluster-pool"],
+                             "cluster": {**_pool_patch("none")["cluster"],
+                                         "kubeControllerManager": {"cluster-cidr": "10.244.0.0/16",
+                                                                   "node-cidr-mask-size": 28}}})
+    wl = workload(_pods(2, PODS_PER_28 + 8, gap=1.0), 2)
+    table = compare_address_filters(sc, filters=("warm",), workload=wl)
+    assert table.column_names == [name for name, _ in ARM_COLUMNS]
+    rows = table.to_pylist()
+    assert [(r["mode"], r["address_filter"]) for r in rows] == [
+        ("kubernetes", "none"), ("kubernetes", "warm"), ("cluster-pool", "none"), ("cluster-pool", "warm")]
+    for blind, warm in (rows[0:2], rows[2:4]):  # both host-scope modes: /28 per node, pack, worked above
+        assert blind["pods_failed"] == blind["failed_free_elsewhere"] == 8 and blind["blind_extra_failures"] == 0
+        assert warm["pods_failed"] == 0 and warm["blind_extra_failures"] == 8
+        assert warm["pods_running_end"] == PODS_PER_28 + 8
+
+
+@pytest.mark.parametrize("filters", [("warm", "warm"), ("hot",)])
+def test_compare_address_filters_refuses_bad_filters(tmp_path, filters):
+    from ipam_core.engine.address_arms import compare_address_filters
+
+    with pytest.raises(ConfigError, match="address filter"):
+        compare_address_filters(scenario(tmp_path), filters=filters)
