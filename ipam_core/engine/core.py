@@ -359,7 +359,7 @@ def _bucket(st, key):
     return st.bucket_words[key * nw : (key + 1) * nw], st.bucket_summary[key * ns : (key + 1) * ns]
 
 
-@kjit
+@kjit(inline=True)  # one call site, _sched_update: a call passes the State as ~210 scalars (note above advance)
 def _cloud_feasible(st, node, grow):
     # a free address in the node's pool; with `grow`, or room for another unit on an interface it
     # has or may still attach (the instance's limits: the subnets' own free addresses are not the node's)
@@ -376,7 +376,22 @@ def _cloud_feasible(st, node, grow):
     return False
 
 
-@kjit
+@kjit(inline=True)
+def _has_free_address(st, node, pool, family, primary_only):
+    # _find_slot(...) >= 0, inlined: the agent's first CIDR only (host scope), or any live one
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
+            continue
+        if sl[slot, L_USED] < sl[slot, L_MAX]:
+            return True
+        if primary_only:
+            return False
+    return False
+
+
+@kjit(inline=True)  # one call site, _sched_update
 def _address_feasible(st, node):
     """Whether the scheduler's address filter (``cluster.addressFilter``) lets a pod onto ``node``.
 
@@ -408,8 +423,9 @@ def _address_feasible(st, node):
     pool = np.int64(st.cfg[C_DEFAULT_POOL])
     if pool < 0:
         return False
+    host_scope = policy == POLICY_ONE_PER_FAMILY
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0 or _find_slot(st, node, pool, family) >= 0:
+        if st.cfg[C_FAMILY + family] == 0.0 or _has_free_address(st, node, pool, family, host_scope):
             continue
         if grow and policy == POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0:
             continue
@@ -417,7 +433,7 @@ def _address_feasible(st, node):
     return True
 
 
-@kjit
+@kjit(inline=True)  # off: one comparison at each call site, no call
 def _sched_addresses_changed(st, node):
     # a node's free addresses changed: re-file it when the scheduler looks at them
     if np.int64(st.cfg[C_ADDRESS_FILTER]) != ADDRESS_FILTER_NONE:
