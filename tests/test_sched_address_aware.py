@@ -91,6 +91,23 @@ def _free_in_pool(st, node) -> bool:
     return True
 
 
+def _cloud_feasible(st, node, grow) -> bool:
+    """warm: a free address in the pool; free: addresses the node can hold beyond reservations and bound pods."""
+    cn = st.cl_node[node]
+    if not grow:
+        return bool(cn[T.CN_HELD] > cn[T.CN_USED])
+    units, size = int(st.cfg[T.C_CL_UNITS]), (16 if cn[T.CN_PD] == 1 else 1)
+    capacity = int(cn[T.CN_HELD])
+    for iface in range(int(st.cfg[T.C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, T.CI_ATTACHED] == 1:
+            capacity += (units - int(st.cl_iface[node, iface, T.CI_UNITS])) * size
+        elif st.cfg[T.C_CL_ATTACH] != 0.0:
+            capacity += units * size
+    if st.cfg[T.C_CL_MAX] > 0:
+        capacity = min(capacity, int(st.cfg[T.C_CL_MAX]))
+    return capacity - int(cn[T.CN_RESERVED]) - int(st.nodes[node, T.N_PODS]) > 0
+
+
 def _feasible_nodes(st) -> list[int]:
     """Nodes the scheduler may pick: present, ready, under maxPods and passing the address filter."""
     level = int(st.cfg[T.C_ADDRESS_FILTER])
@@ -101,13 +118,7 @@ def _feasible_nodes(st) -> list[int]:
             continue
         if level != T.ADDRESS_FILTER_NONE:
             if int(st.cfg[T.C_POLICY]) == T.POLICY_CLOUD:
-                ok = st.cl_node[node, T.CN_HELD] > st.cl_node[node, T.CN_USED]
-                if not ok and level == T.ADDRESS_FILTER_FREE:
-                    for iface in range(int(st.cfg[T.C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
-                        attached = st.cl_iface[node, iface, T.CI_ATTACHED] == 1
-                        if (attached and st.cl_iface[node, iface, T.CI_UNITS] < st.cfg[T.C_CL_UNITS]) or (
-                                not attached and st.cfg[T.C_CL_ATTACH] != 0.0):
-                            ok = True
+                ok = _cloud_feasible(st, node, level == T.ADDRESS_FILTER_FREE)
             else:
                 ok = _free_in_pool(st, node)
             if not ok:
@@ -223,6 +234,19 @@ def test_cloud_warm_sends_a_burst_past_an_empty_warm_pool_free_waits_for_the_att
         assert _last(r, "pods_running") == pods
 
 
+def test_cloud_free_counts_bound_pods_against_what_the_node_can_hold(tmp_path):
+    # a burst of 20 at once onto t3.medium nodes (13 pods each): blind pack binds all 20 to node 0 (maxPods
+    # 110) and 7 fail; free binds 13 there (its ENIs are not attached yet, but counted) and 7 to node 1
+    pods = 20
+    wl = workload(_pods(2, pods, gap=0.01), 2)
+    blind = _run(scenario(tmp_path, _cloud_patch("none", instance="t3.medium"), name="b.yaml"), wl, "eni")
+    free = _run(scenario(tmp_path, _cloud_patch("free", instance="t3.medium"), name="f.yaml"), wl, "eni")
+    assert _last(blind, "pods_failed") == _last(blind, "pods_failed_free_elsewhere") == pods - PODS_PER_T3_MEDIUM
+    assert free.state.nodes[0, T.N_PODS] == PODS_PER_T3_MEDIUM
+    assert free.state.nodes[1, T.N_PODS] == pods - PODS_PER_T3_MEDIUM
+    assert _last(free, "pods_failed") == 0 and _last(free, "pods_running") == pods
+
+
 def test_cloud_full_cluster_filter_cannot_help(tmp_path):
     # both nodes at their instance limit (the subnet still has addresses no node can attach)
     per_node = PODS_PER_T3_SMALL["eni"]
@@ -236,7 +260,7 @@ def test_cloud_full_cluster_filter_cannot_help(tmp_path):
 
 
 # ------------------------------------------------------------------ invariants, determinism, input
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     mode=st.sampled_from(["kubernetes", "cluster-pool", "multi-pool", "eni", "aws-vpc-cni", "azure"]),
     scheduler=st.sampled_from(["spread", "pack", "random"]),
@@ -244,13 +268,14 @@ def test_cloud_full_cluster_filter_cannot_help(tmp_path):
     pods=st.integers(5, 40),
     churn=st.floats(0.5, 4.0),
     seed=st.integers(0, 10_000),
+    level=st.sampled_from(["warm", "free"]),
 )
 def test_warm_never_places_a_pod_on_a_node_without_an_address(tmp_path_factory, mode, scheduler, nodes, pods, churn,
-                                                              seed):
+                                                              seed, level):
     tmp = tmp_path_factory.mktemp("w")
     patch = {
         "seed": seed, "duration": "4m", "timing": {"podPendingTimeout": "40s"},
-        "cluster": {"nodes": nodes, "scheduler": scheduler, "addressFilter": "warm", "instanceType": "t3.medium"},
+        "cluster": {"nodes": nodes, "scheduler": scheduler, "addressFilter": level, "instanceType": "t3.medium"},
         "cilium": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/24"], "clusterPoolIPv4MaskSize": 28}}},
         "cloud": {"subnets": ["10.1.0.0/24"]},
         "workload": {"generator": "steady-churn", "podsPerNode": pods, "churnPerSecond": churn},
@@ -260,8 +285,10 @@ def test_warm_never_places_a_pod_on_a_node_without_an_address(tmp_path_factory, 
     wl = build_workload(sc)
     wl = workload([(t, o, n, p) for t, o, n, p in zip(wl.time, wl.op, wl.node, wl.pod)]
                   + [(90.0, OP_NODE_DEL, 0, -1), (150.0, OP_NODE_ADD, 0, -1)], nodes)
-    r = _run(sc, wl, mode)  # also: the tree holds exactly the feasible nodes at the end
-    # a pod is placed only where an address waits, and takes it at once: none ever fails, none waits bound
+    r = _run(sc, wl, mode)  # also, either level: the tree holds exactly the feasible nodes at the end
+    if level == "free":
+        return
+    # warm: a pod is placed only where an address waits, and takes it at once: none ever fails, none waits bound
     assert _last(r, "pods_failed") == 0
     assert r.state.nodes[:, T.N_PENDING].sum() == 0
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ipam_core.cloud.limits import PREFIX_SIZE
 from ipam_core.engine.cloud_hooks import (  # cloud modes (POLICY_CLOUD), compiled for a cloud state only
     cloud_agent_changed,
     cloud_agent_start,
@@ -73,6 +74,7 @@ from ipam_core.engine.tables import (
     C_CARVE_RETRY,
     C_CL_ATTACH,
     C_CL_FIRST_IFACE,
+    C_CL_MAX,
     C_CL_UNITS,
     C_DEFAULT_POOL,
     C_FAMILY,
@@ -90,6 +92,8 @@ from ipam_core.engine.tables import (
     CI_ATTACHED,
     CI_UNITS,
     CN_HELD,
+    CN_PD,
+    CN_RESERVED,
     CN_USED,
     CT_OP_AT,
     D_GEN,
@@ -361,19 +365,24 @@ def _bucket(st, key):
 
 @kjit(inline=True)  # one call site, _sched_update: a call passes the State as ~210 scalars (note above advance)
 def _cloud_feasible(st, node, grow):
-    # a free address in the node's pool; with `grow`, or room for another unit on an interface it
-    # has or may still attach (the instance's limits: the subnets' own free addresses are not the node's)
-    if st.cl_node[node, CN_HELD] > st.cl_node[node, CN_USED]:
-        return True
+    # warm: a free address in the node's pool. free: the addresses the node can hold (its pool plus the
+    # room left on its interfaces and on those it may still attach, capped by max-allocate) exceed its
+    # reservations and bound pods, the count an extended resource would publish; the subnets' free
+    # addresses are not a node figure and are not looked at
+    cn = st.cl_node[node]
     if not grow:
-        return False
+        return cn[CN_HELD] > cn[CN_USED]
+    units = np.int64(st.cfg[C_CL_UNITS])
+    size = PREFIX_SIZE if cn[CN_PD] == 1 else 1
+    capacity = cn[CN_HELD]
     for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
-            if st.cl_iface[node, iface, CI_UNITS] < np.int64(st.cfg[C_CL_UNITS]):
-                return True
+            capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
         elif st.cfg[C_CL_ATTACH] != 0.0:
-            return True
-    return False
+            capacity += units * size
+    if st.cfg[C_CL_MAX] > 0.0:
+        capacity = min(capacity, np.int64(st.cfg[C_CL_MAX]))
+    return capacity - cn[CN_RESERVED] - st.nodes[node, N_PODS] > 0
 
 
 @kjit(inline=True)
@@ -402,10 +411,11 @@ def _address_feasible(st, node):
     only its first CIDR; multi-pool any live CIDR of the default pool; cloud
     modes its pool of secondary addresses and prefixes). ``free``: that, or
     one the node can still get: multi-pool while the default pool has a node
-    CIDR to carve, cloud modes while an interface has room for another
-    address or prefix or another interface may be attached. A host-scope node
-    never gets a second CIDR, so there ``free`` is ``warm``. Always true with
-    the filter off.
+    CIDR to carve; cloud modes while the addresses the node can hold (its
+    pool, the room on its interfaces and on those it may still attach,
+    capped by ``max-allocate``) exceed its reservations and bound pods, as an
+    extended resource counts them. A host-scope node never gets a second
+    CIDR, so there ``free`` is ``warm``. Always true with the filter off.
 
     Notes
     -----
