@@ -72,30 +72,32 @@ def _last(result, column):
 
 
 # ------------------------------------------------------------------ the scheduler's view, recomputed in Python
-def _free_in_pool(st, node) -> bool:
-    """A free address where the agent would take it, per enabled family (host scope: first CIDR only)."""
+def _pool_room(st, node) -> int:
+    """Running pods + free addresses where the agent takes them (host scope: first CIDR), fewest per family."""
     pool = int(st.cfg[T.C_DEFAULT_POOL])
     host_scope = int(st.cfg[T.C_POLICY]) == T.POLICY_ONE_PER_FAMILY
+    running = int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING])
+    room = int(st.cfg[T.C_MAX_PODS]) + 1
     for family in range(2):
         if st.cfg[T.C_FAMILY + family] == 0.0:
+            continue
+        if (int(st.cfg[T.C_ADDRESS_FILTER]) == T.ADDRESS_FILTER_FREE
+                and int(st.cfg[T.C_POLICY]) == T.POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0):
             continue
         slots = [s for s in st.node_slots[node, : st.nodes[node, T.N_NSLOTS]]
                  if st.slots[s, T.L_STATE] == T.SLOT_LIVE and st.slots[s, T.L_FAMILY] == family
                  and st.slots[s, T.L_POOL] == pool]
         if host_scope:
             slots = slots[:1]
-        if not any(st.slots[s, T.L_USED] < st.slots[s, T.L_MAX] for s in slots):
-            if not (int(st.cfg[T.C_ADDRESS_FILTER]) == T.ADDRESS_FILTER_FREE
-                    and int(st.cfg[T.C_POLICY]) == T.POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0):
-                return False
-    return True
+        room = min(room, running + sum(int(st.slots[s, T.L_MAX] - st.slots[s, T.L_USED]) for s in slots))
+    return room
 
 
-def _cloud_feasible(st, node, grow) -> bool:
-    """warm: a free address in the pool; free: addresses the node can hold beyond reservations and bound pods."""
+def _cloud_room(st, node, grow) -> int:
+    """warm: running pods + free addresses in the pool; free: what the node can hold less its reservations."""
     cn = st.cl_node[node]
     if not grow:
-        return bool(cn[T.CN_HELD] > cn[T.CN_USED])
+        return int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + cn[T.CN_HELD] - cn[T.CN_USED])
     units, size = int(st.cfg[T.C_CL_UNITS]), (16 if cn[T.CN_PD] == 1 else 1)
     capacity = int(cn[T.CN_HELD])
     for iface in range(int(st.cfg[T.C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
@@ -105,11 +107,11 @@ def _cloud_feasible(st, node, grow) -> bool:
             capacity += units * size
     if st.cfg[T.C_CL_MAX] > 0:
         capacity = min(capacity, int(st.cfg[T.C_CL_MAX]))
-    return capacity - int(cn[T.CN_RESERVED]) - int(st.nodes[node, T.N_PODS]) > 0
+    return capacity - int(cn[T.CN_RESERVED])
 
 
 def _feasible_nodes(st) -> list[int]:
-    """Nodes the scheduler may pick: present, ready, under maxPods and passing the address filter."""
+    """Nodes the scheduler may pick: present, ready, under maxPods and under the pods its addresses allow."""
     level = int(st.cfg[T.C_ADDRESS_FILTER])
     out = []
     for node in range(st.nodes.shape[0]):
@@ -118,10 +120,10 @@ def _feasible_nodes(st) -> list[int]:
             continue
         if level != T.ADDRESS_FILTER_NONE:
             if int(st.cfg[T.C_POLICY]) == T.POLICY_CLOUD:
-                ok = _cloud_feasible(st, node, level == T.ADDRESS_FILTER_FREE)
+                room = _cloud_room(st, node, level == T.ADDRESS_FILTER_FREE)
             else:
-                ok = _free_in_pool(st, node)
-            if not ok:
+                room = _pool_room(st, node)
+            if not n[T.N_PODS] < room:
                 continue
         out.append(node)
     return out

@@ -66,7 +66,8 @@ N_SYNC_ARMED = 6  # multi-pool: a debounced CiliumNode update is scheduled
 N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
 N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
-N_NCOL = 10
+N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
+N_NCOL = 11
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
