@@ -154,8 +154,9 @@ def test_a_full_cluster_is_full_for_every_scheduler(tmp_path):
     # a /27 pool: two /28s, both carved; no address anywhere for the last 5 pods
     pods = 2 * PODS_PER_28 + 5
     wl = workload(_pods(2, pods, gap=1.0), 2)
-    blind = _run(scenario(tmp_path, _pool_patch("none", "spread", cidr="10.0.0.0/27"), name="b.yaml"), wl, "cluster-pool")
-    aware = _run(scenario(tmp_path, _pool_patch("warm", "spread", cidr="10.0.0.0/27"), name="w.yaml"), wl, "cluster-pool")
+    full = "10.0.0.0/27"
+    blind = _run(scenario(tmp_path, _pool_patch("none", "spread", cidr=full), name="b.yaml"), wl, "cluster-pool")
+    aware = _run(scenario(tmp_path, _pool_patch("warm", "spread", cidr=full), name="w.yaml"), wl, "cluster-pool")
     assert _last(blind, "pods_running") == _last(aware, "pods_running") == 2 * PODS_PER_28
     assert _last(blind, "pods_failed") == 5 and _last(blind, "pods_failed_free_elsewhere") == 0
     # filtered: the extra pods are unschedulable (Pending, unbound), not failed on a node
@@ -278,7 +279,8 @@ def test_warm_never_places_a_pod_on_a_node_without_an_address(tmp_path_factory, 
     patch = {
         "seed": seed, "duration": "4m", "timing": {"podPendingTimeout": "40s"},
         "cluster": {"nodes": nodes, "scheduler": scheduler, "addressFilter": level, "instanceType": "t3.medium"},
-        "cilium": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/24"], "clusterPoolIPv4MaskSize": 28}}},
+        "cilium": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/24"],
+                                         "clusterPoolIPv4MaskSize": 28}}},
         "cloud": {"subnets": ["10.1.0.0/24"]},
         "workload": {"generator": "steady-churn", "podsPerNode": pods, "churnPerSecond": churn},
     }
