@@ -34,9 +34,10 @@ a pod's address, the random scheduler), so that offsets, and with them
 ``largest_free_block``, prefix availability and which interface has free
 addresses, can be compared exactly rather than only in distribution.
 
-Upstream rules the engine departs from are switches of :class:`CloudIPAM`
-(``prefix_use_from_status``, ``ipamd_one_more_ip``), on by default; the
-tests turn them off to compare everything else and show each departure in an
+Upstream rules the engine departs from, or departed from when the oracle
+was written, are switches of :class:`CloudIPAM` (``prefix_use_from_status``
+and ``ipamd_one_more_ip``, both since fixed in the engine), on by default; the
+tests turn a departure off to compare everything else and show it in an
 ``xfail`` test.
 
 Simplifications the oracle shares with the engine (the model, not a rule

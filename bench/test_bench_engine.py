@@ -15,17 +15,19 @@ Two groups:
     identical work (goal: >= 100x).
 
 * ``small-point``: one point of a sweep, the built-in default scenario (32
-  nodes, 20 minutes, 6,592 events, 121 samples) through its three modes, the
-  way ``ipam-bench sweep`` runs each point: ``simulate`` + ``summarize``
-  through the public API (``kernel``), beside the compiled event loop alone
-  (``Simulation.advance`` to the end, states built in setup), the loop with
-  its sampling (``Simulation.record``) and the plain-Python engine
-  (``python-baseline``, trace only). ``extra_info`` of the public-API member
-  splits one point's time (median of ``SPLIT_REPS`` points timed with
-  ``time.process_time`` around each step): the share outside the compiled
-  code, counted against the sampled loop and against the loop alone
-  (issue #10: <= 20 %), and where that share goes (workload generation,
-  state set-up per mode, ``summarize``, the rest).
+  nodes, 20 minutes, 6,592 events, 121 samples) through its three modes:
+  ``simulate`` + ``summarize`` through the public API (``kernel``), the
+  sweep's own task (``run_task``: the same plus the summary rows and the
+  sweep's extra metrics, replicate seeds in turn), beside the compiled event
+  loop alone (``Simulation.advance`` to the end, states built in setup), the
+  loop with its sampling (``Simulation.record``) and the plain-Python engine
+  (``python-baseline``, trace only). ``extra_info`` of the public-API and
+  sweep-task members splits one point's time (median of ``SPLIT_REPS``
+  points timed with ``time.process_time`` around each step): the share
+  outside the compiled sampled loop ``sample_run`` (issue #10: <= 20 %; the
+  public-API member also against the loop alone), and where that share goes
+  (workload generation, mode settings, state set-up, ``record`` around its
+  compiled call, ``summarize``, the rest).
 
 * ``engine-scale-limits``: ``scenarios/scale-limits.yaml`` (5,000 nodes,
   150,000 pods at 30 per node, maxPods 110, churn 20/s for 30 min, /8 pools
@@ -48,6 +50,7 @@ Run: ``/tmp/venv/bin/python -m pytest bench/test_bench_engine.py
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import resource
@@ -60,11 +63,15 @@ import pytest
 
 import ipam_core.engine as engine_api
 import ipam_core.engine.run as run_module
+import ipam_core.engine.state as state_module
+import ipam_core.sweep.tasks as tasks_module
+import ipam_core.workloads.generators as generators_module
 from ipam_core.engine import tables as T
 from ipam_core.engine import simulate, summarize, warmup
 from ipam_core.engine.run import Simulation, node_sample_mask, sample_times
 from ipam_core.engine.state import state_nbytes
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
+from ipam_core.sweep.tasks import Task
 from ipam_core.workloads import Workload, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,6 +82,7 @@ GROUP_1M = "engine-1M-events"
 GROUP_SCALE = "engine-scale-limits"
 GROUP_POINT = "small-point"
 SPLIT_REPS = 40
+SWEEP_REPLICATES = 8
 MODES = ("kubernetes", "cluster-pool", "multi-pool")
 
 NODES = 1_000
@@ -329,18 +337,27 @@ def point_states(sc, w):
     return [Simulation(scenario_for_mode(sc, mode), w, mode) for mode in sc.modes]
 
 
-def split_point(sc, reps: int) -> dict:
+def split_point(run_point, reps: int) -> dict:
     """Median CPU seconds of one point and of its parts, each timed around its own calls.
 
-    The parts outside the compiled loop are timed too (workload generation,
-    each mode's state set-up in ``Simulation.__init__``, ``summarize``), so
-    the record shows where the rest of a point goes.
+    ``run_point()`` runs one point. Timed inside it: the compiled sampled loop
+    (``sample_run``, its Numba dispatch included), the other compiled calls
+    (``churn_events``, ``_scan_bounds``, ``summary_figures``,
+    ``idle_figures``: the share outside every compiled call is recorded
+    beside the share outside the loop), and outside the loop the
+    workload generation, the mode settings (``_scenario_for_mode``), each
+    mode's state set-up (``Simulation.__init__``), ``Simulation.record``
+    around its compiled call, and the summary (``summarize``; in a sweep task
+    its rows and the extra metrics); ``rest`` is what remains (``simulate``'s
+    own steps, ``run_mode``'s result, a sweep task's dicts).
+    The outside share is ``1 - sampled loop / point``, of the medians and
+    as the median of the points' own shares.
     """
     import time
 
-    keys = ("point", "sampled_loop", "advance_alone", "workload", "state_setup", "summarize")
-    parts: dict[str, list[float]] = {k: [] for k in keys}
-    spent = dict.fromkeys(("sampled_loop", "workload", "state_setup"), 0.0)
+    timed_parts = ("sampled_loop", "other_compiled", "workload", "mode_settings", "state_setup", "record", "summarize")
+    parts: dict[str, list[float]] = {k: [] for k in ("point", *timed_parts, "share")}
+    spent = dict.fromkeys(timed_parts, 0.0)
 
     def timed(key, fn):
         def call(*args, **kwargs):
@@ -351,48 +368,59 @@ def split_point(sc, reps: int) -> dict:
                 spent[key] += time.process_time() - t0
         return call
 
-    patches = [(run_module, "sample_run", timed("sampled_loop", run_module.sample_run)),
-               (engine_api, "build_workload", timed("workload", engine_api.build_workload)),
-               (Simulation, "__init__", timed("state_setup", Simulation.__init__))]
+    patches = [(run_module, "sample_run", "sampled_loop"),
+               # the other compiled calls of a point: events, workload bounds, summary and sweep reductions
+               (generators_module, "churn_events", "other_compiled"), (state_module, "_scan_bounds", "other_compiled"),
+               (engine_api, "summary_figures", "other_compiled"), (tasks_module, "idle_figures", "other_compiled"),
+               (engine_api, "build_workload", "workload"),
+               (engine_api, "_scenario_for_mode", "mode_settings"), (Simulation, "__init__", "state_setup"),
+               (Simulation, "record", "record"), (engine_api, "summarize", "summarize"),
+               (tasks_module, "summary_records", "summarize"), (tasks_module, "_extra_metrics", "summarize")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    for obj, name, fn in patches:
-        setattr(obj, name, fn)
+    for obj, name, key in patches:
+        setattr(obj, name, timed(key, getattr(obj, name)))
     try:
         for _ in range(reps):
             spent.update(dict.fromkeys(spent, 0.0))
             t0 = time.process_time()
-            result = simulate(sc)
-            t1 = time.process_time()
-            summarize(result)
-            t2 = time.process_time()
-            parts["point"].append(t2 - t0)
-            parts["summarize"].append(t2 - t1)
+            run_point()
+            parts["point"].append(time.process_time() - t0)
+            parts["share"].append(1.0 - spent["sampled_loop"] / parts["point"][-1])
             for key, value in spent.items():
                 parts[key].append(value)
     finally:
         for obj, name, fn in saved:
             setattr(obj, name, fn)
+    med = {k: float(np.median(v)) for k, v in parts.items()}
+    record_outside = float(np.median(np.subtract(parts["record"], parts["sampled_loop"])))
+    outside = ("workload", "mode_settings", "state_setup", "summarize")
+    return {
+        "point_cpu_s_median": med["point"],
+        "sampled_loop_cpu_s_median": med["sampled_loop"],
+        **{f"{k}_cpu_s_median": med[k] for k in outside},
+        "record_outside_loop_cpu_s_median": record_outside,
+        "rest_cpu_s_median": med["point"] - med["sampled_loop"] - record_outside - sum(med[k] for k in outside),
+        "outside_share_vs_sampled_loop": 1.0 - med["sampled_loop"] / med["point"],
+        "outside_share_median_of_points": med["share"],
+        # the compiled calls besides the loop (timed inside the parts above too)
+        "other_compiled_cpu_s_median": med["other_compiled"],
+        "outside_share_vs_all_compiled": 1.0 - (med["sampled_loop"] + med["other_compiled"]) / med["point"],
+    }
+
+
+def advance_alone(sc, reps: int) -> float:
+    """Median CPU seconds of the compiled event loop alone through the point's modes (states built untimed)."""
+    import time
+
     w = engine_api.build_workload(sc)
+    times = []
     for _ in range(reps):
         sims = point_states(sc, w)
         t0 = time.process_time()
         for sim in sims:
             sim.advance(math.nextafter(sc.duration_s, math.inf))
-        parts["advance_alone"].append(time.process_time() - t0)
-    med = {k: float(np.median(v)) for k, v in parts.items()}
-    rest = med["point"] - med["sampled_loop"] - med["workload"] - med["state_setup"] - med["summarize"]
-    return {
-        "point_cpu_s_median": med["point"],
-        "sampled_loop_cpu_s_median": med["sampled_loop"],
-        "advance_alone_cpu_s_median": med["advance_alone"],
-        "workload_cpu_s_median": med["workload"],
-        "state_setup_cpu_s_median": med["state_setup"],
-        "summarize_cpu_s_median": med["summarize"],
-        # record() outside its compiled call (CIDR text, result columns), mode set-up, bounds
-        "rest_cpu_s_median": rest,
-        "outside_share_vs_sampled_loop": 1.0 - med["sampled_loop"] / med["point"],
-        "outside_share_vs_advance_alone": 1.0 - med["advance_alone"] / med["point"],
-    }
+        times.append(time.process_time() - t0)
+    return float(np.median(times))
 
 
 @pytest.mark.benchmark(group=GROUP_POINT)
@@ -401,8 +429,30 @@ def test_small_point_simulate_summarize(benchmark):
     warmup(sc)
     table = benchmark.pedantic(lambda: summarize(simulate(sc)), rounds=40, warmup_rounds=2)
     assert table.num_rows == 3
-    record(benchmark, "kernel", 1, member="public API: simulate + summarize", modes=list(sc.modes),
-           **split_point(sc, SPLIT_REPS if benchmark.enabled else 2))
+    reps = SPLIT_REPS if benchmark.enabled else 2
+    split = split_point(lambda: engine_api.summarize(engine_api.simulate(sc)), reps)
+    loop_alone = advance_alone(sc, reps)
+    record(benchmark, "kernel", 1, member="public API: simulate + summarize", modes=list(sc.modes), **split,
+           advance_alone_cpu_s_median=loop_alone,
+           outside_share_vs_advance_alone=1.0 - loop_alone / split["point_cpu_s_median"])
+
+
+def sweep_tasks(sc, n: int) -> list[Task]:
+    """``n`` replicates of the point, seeded as ``ipam-bench sweep`` seeds them (spec seed 0)."""
+    seeds = [int(np.random.SeedSequence([0, r]).generate_state(1, dtype=np.uint32)[0]) for r in range(n)]
+    return [Task(f"bench-{r}", 0, r, seed, sc, tuple(sc.modes)) for r, seed in enumerate(seeds)]
+
+
+@pytest.mark.benchmark(group=GROUP_POINT)
+def test_small_point_sweep_task(benchmark):
+    sc = point_scenario()
+    warmup(sc)
+    tasks = itertools.cycle(sweep_tasks(sc, SWEEP_REPLICATES))
+    out = benchmark.pedantic(lambda: tasks_module.run_task(next(tasks)), rounds=40, warmup_rounds=2)
+    assert [row["mode"] for row in out["rows"]] == list(sc.modes)
+    record(benchmark, "kernel", 1, member=f"sweep task (run_task), {SWEEP_REPLICATES} replicate seeds in turn",
+           modes=list(sc.modes), **split_point(lambda: tasks_module.run_task(next(tasks)),
+                                               SPLIT_REPS if benchmark.enabled else 2))
 
 
 @pytest.mark.benchmark(group=GROUP_POINT)

@@ -23,9 +23,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
+from ipam_core import engine  # called as engine.simulate ...: tests stand in for it on the module
+from ipam_core.atomic import atomic_write_bytes, atomic_write_text
+from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
+from ipam_core.migration import actions, run_migration
+from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
+from ipam_core.migration.report import write_report as write_migration_report
+from ipam_core.migration.settings import read_settings, scenario_source
+from ipam_core.migration.steps import parse_steps
+from ipam_core.migration.timeline import format_timeline
+from ipam_core.modes import REGISTRY
 from ipam_core.rundir import MANIFEST_FILE, RunPublisher
-from ipam_core.scenario import limits
+from ipam_core.scenario import builtin_scenarios, check_scenario_modes, limits, load_scenario
+from ipam_core.trace import read_trace, write_summary_csv
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -96,8 +107,6 @@ def _count_flag(name: str, hi: int, why: str):
 
 def _mode_flag(value: Optional[str]) -> Optional[str]:
     """``run --mode``: one known mode (an empty value used to fall back to the scenario's silently)."""
-    from ipam_core.modes import REGISTRY
-
     if value is not None and value.strip() not in REGISTRY:
         raise ConfigError(f"--mode {value!r}: expected one of: {', '.join(REGISTRY)}")
     return None if value is None else value.strip()
@@ -193,8 +202,6 @@ def _user_errors(output: _Output | None = None):
 def _load(scenario: str | None, seed: Optional[int]):
     from dataclasses import replace
 
-    from ipam_core.scenario import load_scenario
-
     if seed is not None:
         limits.check_seed("--seed", seed)
     sc = load_scenario(scenario or "default")
@@ -203,9 +210,6 @@ def _load(scenario: str | None, seed: Optional[int]):
 
 def _modes(text: str | None, scenario) -> list[str]:
     """Modes from ``--modes a, b`` (commas, spaces allowed), or the scenario's; empty lists and repeats refused."""
-    from ipam_core.modes import REGISTRY
-    from ipam_core.scenario import check_scenario_modes
-
     if text is None:
         return list(scenario.modes)
     names = [m.strip() for m in text.split(",")]
@@ -227,8 +231,6 @@ def _modes(text: str | None, scenario) -> list[str]:
 
 def _kernels_cached() -> bool:
     """Whether Numba's on-disk cache already holds the engine's sampled loop for this version (one index file)."""
-    from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
-
     try:
         return bool(sample_run._cache._cache_file._load_index())  # Numba's own staleness check of the index
     except Exception:  # noqa: BLE001 - another Numba version: say nothing rather than guess
@@ -237,12 +239,10 @@ def _kernels_cached() -> bool:
 
 def _warm_kernels(scenario=None, modes=None) -> None:
     """Compile (or load) the kernels of ``modes`` before the progress bars start, saying so when it takes a while."""
-    from ipam_core.engine import warmup
-
     if not err.is_terminal or _kernels_cached():
         return  # simulate() loads them in about a second
     with err.status(COMPILING, spinner="dots"):
-        warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
+        engine.warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
 
 
 @contextmanager
@@ -269,23 +269,19 @@ def _progress_bars(labels=()):
 
 
 def _simulate(scenario, modes):
-    from ipam_core.engine import simulate
-
     _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
-        return simulate(scenario, modes, progress=update)
+        return engine.simulate(scenario, modes, progress=update)
 
 
 def _print_summary(table) -> None:
     """Metrics as rows, one column per mode and family: side by side."""
-    from ipam_core.engine import SUMMARY_COLUMNS
-
     rows = table.to_pylist()
     view = Table(title="ipam-bench compare", title_justify="left")
     view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
-    for name, meaning in SUMMARY_COLUMNS[2:]:
+    for name, meaning in engine.SUMMARY_COLUMNS[2:]:
         view.add_row(meaning, *(str(row[name]) for row in rows))
     out.print(view)
 
@@ -323,8 +319,6 @@ def run(
 
     Example: ipam-bench run scenarios/dual-stack.yaml --out out/ds
     """
-    from ipam_core.engine import summarize, write_run
-
     output = _Output()
     with _user_errors(output):
         sc = _load(scenario, seed)
@@ -332,14 +326,14 @@ def run(
         target = out_dir if out_dir is not None else _default_out(sc, "run")
         with output.open(target) as publisher:
             result = _simulate(sc, modes)
-            names = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            names = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
             if plot:
                 from ipam_core.plot import plot_run
 
                 names += [p.name for p in plot_run(publisher.staging)]
             publisher.publish()
         _print_written(target, names)
-        for line in _run_lines(summarize(result), result.workload.n_pods):
+        for line in _run_lines(engine.summarize(result), result.workload.n_pods):
             out.print(line, highlight=False)
 
 
@@ -359,9 +353,6 @@ def compare(
 
     Example: ipam-bench compare --modes kubernetes,cluster-pool,multi-pool
     """
-    from ipam_core.engine import summarize, write_run
-    from ipam_core.trace import write_summary_csv
-
     output = _Output()
     with _user_errors(output):
         sc = _load(scenario, seed)
@@ -369,8 +360,8 @@ def compare(
         target = out_dir if out_dir is not None else _default_out(sc, "compare")
         with output.open(target) as publisher:
             result = _simulate(sc, names)
-            summary = summarize(result)
-            written = [p.name for p in write_run(result, publisher.staging, command=sys.argv)]
+            summary = engine.summarize(result)
+            written = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
             written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
             if plot:
                 from ipam_core.plot import plot_run
@@ -394,7 +385,6 @@ def plot_cmd(
     from ipam_core.plot import plot_run
     from ipam_core.sweep.folder import hold_sweep_dir
     from ipam_core.sweep_plot import is_sweep_dir, plot_sweep
-    from ipam_core.trace import read_trace
 
     if is_sweep_dir(run_dir):  # a sweep folder grows point by point; its figures are written file by file
         with _user_errors(), hold_sweep_dir(run_dir, label="run folder"):
@@ -415,9 +405,6 @@ def _scenario_nodes(sc) -> int:
     """Nodes of a scenario; for a migration, those it starts with and those its steps add."""
     if not sc.steps:
         return sc.cluster.nodes
-    from ipam_core.migration import actions
-    from ipam_core.migration.settings import read_settings, scenario_source
-    from ipam_core.migration.steps import parse_steps
 
     source = scenario_source(sc)
     names = set(read_settings(sc, source).nodes)
@@ -428,8 +415,6 @@ def _scenario_nodes(sc) -> int:
 
 
 def _scenario_row(label: str, source) -> list[str]:
-    from ipam_core.scenario import load_scenario
-
     try:
         sc = load_scenario(source)
         kind = f"migrate from {sc.ipam.mode}" if sc.steps else ", ".join(sc.modes)
@@ -447,7 +432,6 @@ def scenarios(
 
     Example: ipam-bench scenarios scenarios/
     """
-    from ipam_core.scenario import builtin_scenarios
 
     with _user_errors():
         rows = []
@@ -492,13 +476,6 @@ def migrate(
 
     Example: ipam-bench migrate scenarios/seed-lab.yaml --plan --batch 1
     """
-    from ipam_core.migration import run_migration
-    from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
-    from ipam_core.migration.report import write_report
-    from ipam_core.migration.settings import read_settings, scenario_source
-    from ipam_core.migration.steps import parse_steps
-    from ipam_core.migration.timeline import format_timeline
-
     output = _Output()
     with _user_errors(output):
         sc = _load(scenario, None)
@@ -522,13 +499,48 @@ def migrate(
             else:
                 with _progress_bars(["replay"]) as update:
                     result = run_migration(sc, seed=seed, progress=lambda fraction: update("replay", fraction))
-                names = [p.name for p in write_report(result, sc, publisher.staging, command=sys.argv)]
+                names = [p.name for p in write_migration_report(result, sc, publisher.staging, command=sys.argv)]
             publisher.publish()
         if plan:
             typer.echo(format_plan(result), nl=False)
         else:
             typer.echo(format_timeline(result, width_events=0 if brief else 16, observations=not brief), nl=False)
         _print_written(target, names)
+
+
+@app.command("import")
+def import_cmd(
+    dumps: Annotated[list[Path], typer.Argument(
+        help="kubectl get nodes,pods,ciliumnodes,ciliumpodippools -A -o json output (one file or several).")],
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Folder for scenario.yaml, workload.csv and "
+                                                             "initial-state.json.")],
+    helm_values: Annotated[Optional[Path], typer.Option("--helm-values", help="helm get values cilium -o yaml "
+                                                                             "output.")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="kubectl get events -A -o json output: pod "
+                                                                    "Scheduled / Killing times.")] = None,
+) -> None:
+    """Turn a cluster's own state into a scenario that run, compare, migrate --plan and sweep accept.
+
+    Writes DIR/scenario.yaml, DIR/workload.csv (nodes and live pods pinned at t=0, recorded
+    pod lifetimes) and DIR/initial-state.json (node CIDRs and pod addresses as dumped).
+
+    Example: ipam-bench import cluster.json --helm-values values.yaml --out out/mycluster
+    """
+    with _user_errors():
+        try:  # the import extra (pydantic models); the rest of the CLI runs without it
+            from ipam_core.importer import import_cluster, write_import
+        except ImportError as exc:
+            raise ConfigError(f"ipam-bench import needs the 'import' extra ({exc.name} is missing): "
+                              "pip install 'ipam-bench[import]'") from None
+        name = Path(out_dir).name or "imported"
+        imported = import_cluster(dumps, helm_values=helm_values, events=events, name=name)
+        written = write_import(imported, out_dir)
+        state = imported.state
+        out.print(f"imported {len(state.nodes)} nodes, {sum(1 for p in state.pods if p.ips)} pods with addresses, "
+                  f"mode {state.mode}", highlight=False)
+        for note in imported.notes:
+            out.print(f"note: {note}", highlight=False)
+        _print_written(out_dir, [p.name for p in written])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -596,7 +608,6 @@ def _write_aggregate(target: Path, agg) -> Path:
 
     import pyarrow.csv as pacsv
 
-    from ipam_core.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     pacsv.write_csv(agg, buf)
@@ -689,7 +700,6 @@ def size(
     import io
     import json
 
-    from ipam_core.atomic import atomic_write_text
     from ipam_core.sweep.folder import hold_sweep_dir
     from ipam_core.sweep.size import load_size_spec, parse_target, run_size
 

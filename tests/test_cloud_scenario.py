@@ -7,7 +7,6 @@ import textwrap
 import pytest
 import yaml
 
-import ipam_core.engine  # noqa: F401  (ipam_core.modes imported first hits the engine<->modes import cycle)
 from ipam_core.errors import ConfigError
 from ipam_core.modes import REGISTRY, get_mode
 from ipam_core.scenario import ALL_MODES, CLOUD_MODES, load_scenario, scenario_for_mode

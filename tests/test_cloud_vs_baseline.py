@@ -105,8 +105,9 @@ def assert_same_trace(engine: dict, oracle: dict, label: str) -> None:
 
 #: Upstream rules the engine departs from (switches of baseline_cloud.CloudIPAM): turned off for the
 #: comparisons, each shown by an xfail(strict) test at the end of this file. Fixing the engine makes that
-#: test pass, and strict xfail fails until its switch leaves this list.
-ENGINE_DEPARTURES = ("prefix_use_from_status", "ipamd_one_more_ip")
+#: test pass, and strict xfail fails until its switch leaves this list. The two the oracle found (ipamd's
+#: "just one more IP", prefix use from the CiliumNode status) are fixed; their tests below now compare.
+ENGINE_DEPARTURES: tuple[str, ...] = ()
 
 
 def oracle_for(scenario, workload, mode: str, departures=ENGINE_DEPARTURES) -> BaselineEngine:
@@ -355,9 +356,6 @@ def one_node_pods(n_pods: int, t_add: float, t_delete: float) -> Workload:
                     n_pods=n_pods)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/cloud.py _cilium_pass counts prefixes in use from the live pool "
-                                       "(_prefix_use reads CU_USED), upstream GetUsedIPWithPrefixes from the "
-                                       "CiliumNode status the agent last wrote, as needed_ips does")
 def test_prefix_excess_is_judged_on_the_agents_status():
     # m5.large with prefix delegation, pre-allocate 8, release on, CiliumNode updates at most every 20 s.
     # 24 pods at t=10: 14 fit the first /28 (router and health hold 2), the agent reports 16 used at t=21,
@@ -365,7 +363,7 @@ def test_prefix_excess_is_judged_on_the_agents_status():
     # reports 26 used at t=41 and the operator's pass follows at t=42. The pods are deleted at t=41.5,
     # between the two: the status still says 26 used across both prefixes, so upstream needs 2 more
     # addresses (8 - (32 - 26)) and sees no excess (32 - 2 x 16 - 8 < 0): it adds a third /28. The engine
-    # counts prefixes in use now (only the router's), finds 8 in excess, and releases nothing and adds nothing.
+    # used to count prefixes in use now (only the router's), find 8 in excess, and release and add nothing.
     scenario = scenario_for_mode(cloud_scenario(
         "pd-status", nodes=1, instance="m5.large", workload=CHURN, duration="2m", sample="1s", max_pods=60,
         patch={"cilium": {"eni": {"awsEnablePrefixDelegation": True, "awsReleaseExcessIPs": True}},
@@ -373,26 +371,23 @@ def test_prefix_excess_is_judged_on_the_agents_status():
         "eni")
     workload = one_node_pods(24, 10.0, 41.5)
     times = sample_times(scenario.duration_s, scenario.sample_interval_s)
-    oracle = oracle_for(scenario, workload, "eni", departures=("ipamd_one_more_ip",))
+    oracle = oracle_for(scenario, workload, "eni", departures=())
     expected = baseline_trace(oracle, times)
     assert expected["prefixes"][-1] == 3  # the case shows what it is about on the oracle's side
     assert_same_trace(run_mode(scenario, workload, "eni").trace, expected, "pd-status/eni")
 
 
-@pytest.mark.xfail(strict=True, reason="engine/cloud.py _vpc_increase makes one all-or-none request and starts the "
-                                       "2 min cooldown when it is refused; ipamd tryAssignIPs then asks for "
-                                       "'just one more IP' and cools down only if that fails too")
 def test_ipamd_asks_for_one_more_ip_when_the_subnet_is_short():
     # One /27 subnet (27 addresses the cloud hands out, 24 after three eth0 primaries) and three m5.large
     # nodes whose ipamd each asks for a whole ENI's 9 addresses: the third request finds 6. Upstream takes
-    # them one by one ("Try to just get one more IP", every 5 s pass); the engine is refused, cools down for
-    # 2 minutes and is refused again, so 6 addresses stay in the subnet while pods wait for an address.
+    # them one by one ("Try to just get one more IP", every 5 s pass) and cools down only when even one is
+    # refused. (The engine used to cool down at once and leave the 6 addresses in the subnet.)
     scenario = scenario_for_mode(cloud_scenario("vpc-one-more", nodes=3, instance="m5.large", max_pods=30,
                                                 subnets=("10.1.0.0/27",), workload={**CHURN, "podsPerNode": 10},
                                                 duration="8m"), "aws-vpc-cni")
     workload = workload_of(scenario)
     times = sample_times(scenario.duration_s, scenario.sample_interval_s)
-    expected = baseline_trace(oracle_for(scenario, workload, "aws-vpc-cni", departures=("prefix_use_from_status",)),
+    expected = baseline_trace(oracle_for(scenario, workload, "aws-vpc-cni", departures=()),
                               times)
     # the upstream rule shows: the subnet is used up while pods still wait for addresses
     assert expected["carvable_node_cidrs"][-1] == 0 and expected["pods_pending"][-1] > 0

@@ -6,8 +6,9 @@ writes its traces and :func:`summarize` reduces it to one row per mode.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,17 @@ from ipam_core.engine.run import (
     warm_mode,
     workload_facts,
 )
+from ipam_core.engine.summary import summary_figures
+from ipam_core.rundir import published_path, staged_folder
+from ipam_core.scenario import load_scenario, scenario_for_mode
+from ipam_core.trace import nodes_table, run_metadata, trace_table, write_run_json, write_tables
 from ipam_core.trace.metrics import startup_end
 from ipam_core.workloads import Workload, generate
 
-__all__ = ["ModeResult", "RunResult", "Simulation", "build_workload", "simulate", "summarize", "warmup", "write_run"]
+__all__ = [
+    "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation", "build_workload", "simulate",
+    "summarize", "summary_records", "warmup", "write_run",
+]
 
 
 @dataclass
@@ -78,8 +86,6 @@ def warmup(scenario=None, modes=None) -> None:
     (:func:`ipam_core.engine.run.warm_mode`); :func:`simulate` does this
     before it starts any mode's clock.
     """
-    from ipam_core.scenario import load_scenario, scenario_for_mode
-
     scenario = scenario if scenario is not None else load_scenario("default")
     for mode in list(modes or scenario.modes):
         warm_mode(scenario_for_mode(scenario, mode), mode)
@@ -105,11 +111,9 @@ def simulate(scenario, modes=None, workload: Workload | None = None, progress=No
         ``wall_s[mode]`` times the mode's run alone: every mode's kernels are
         loaded (or compiled) before the first clock starts.
     """
-    from ipam_core.scenario import scenario_for_mode
-
     modes = list(modes or scenario.modes)
     workload = workload if workload is not None else build_workload(scenario)
-    mode_scenarios = [scenario_for_mode(scenario, mode) for mode in modes]
+    mode_scenarios = [_scenario_for_mode(scenario, mode) for mode in modes]
     for mode, mode_scenario in zip(modes, mode_scenarios):
         warm_mode(mode_scenario, mode)  # not timed: the first mode is not charged the cache load
     bounds = workload_facts(workload, engine_config(scenario).pod_retry_s)  # once: every mode's tables use it
@@ -121,17 +125,45 @@ def simulate(scenario, modes=None, workload: Workload | None = None, progress=No
     return RunResult(scenario, workload, results, wall)
 
 
-def _run_meta(result: RunResult, command) -> dict:
-    from ipam_core.trace import run_metadata
+# (id(IPAM settings), mode) -> (those settings, their validated copy for the mode); see _scenario_for_mode
+_MODE_IPAM: dict[tuple[int, str], tuple[object, object]] = {}
+_MODE_IPAM_SLOTS = 64
+_MODE_IPAM_LOCK = threading.Lock()
 
+
+def _scenario_for_mode(scenario, mode: str):
+    """:func:`ipam_core.scenario.scenario_for_mode`, validating each IPAM settings object once per mode.
+
+    ``scenario_for_mode`` checks the IPAM settings for the mode and returns
+    the scenario with a copy of them whose ``mode`` is replaced; nothing else
+    changes, and the check reads the settings alone (a test holds both). A
+    sweep's replicates (``replace(scenario, seed=...)``) and repeated
+    :func:`simulate` calls share one settings object, so the checked copy is
+    kept and put into the scenario: this saves the check and the copy (a few
+    percent of a small point) and keeps the mode's layout cached
+    (:func:`ipam_core.engine.run._layout_of` keys it by the settings object).
+    """
+
+    ipam = scenario.ipam
+    key = (id(ipam), mode)
+    hit = _MODE_IPAM.get(key)
+    if hit is not None and hit[0] is ipam:
+        return replace(scenario, ipam=hit[1])
+    mode_scenario = scenario_for_mode(scenario, mode)
+    with _MODE_IPAM_LOCK:
+        if len(_MODE_IPAM) >= _MODE_IPAM_SLOTS:
+            del _MODE_IPAM[next(iter(_MODE_IPAM))]
+        _MODE_IPAM[key] = (ipam, mode_scenario.ipam)
+    return mode_scenario
+
+
+def _run_meta(result: RunResult, command) -> dict:
     sc = result.scenario
     return run_metadata(sc.name, sc.source_text, sc.seed, [m.mode for m in result.modes], command)
 
 
 def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
     """The trace and nodes tables of a run (all modes, in run order)."""
-    from ipam_core.trace import nodes_table, trace_table
-
     run = _run_meta(result, command)
     traces, nodes = [], []
     for code, m in enumerate(result.modes):
@@ -177,9 +209,6 @@ def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
     ipam_core.rundir.OutputDirError
         ``out_dir`` cannot take the run (a file, foreign files, another writer).
     """
-    from ipam_core.rundir import published_path, staged_folder
-    from ipam_core.trace import write_run_json, write_tables
-
     trace, nodes = trace_tables(result, command)
     with staged_folder(out_dir) as folder:
         written = write_tables(folder, trace, nodes)
@@ -231,67 +260,76 @@ def summarize(result: RunResult) -> pa.Table:
     creates its pods at t=0 has all of them waiting at the first sample,
     whatever the mode.
 
-    Each mode's counters are read as one 2-D block (``ModeResult.counters``):
-    a handful of numpy reductions per mode and family rather than two or three
-    per column, which for a small point cost as much as the run (issue #10).
+    Each mode's counters are read as one 2-D block (``ModeResult.counters``)
+    and reduced by one compiled call (:func:`ipam_core.engine.summary.summary_figures`)
+    rather than two or three numpy calls per column, which for a small point
+    cost as much as the run (issue #10). Its means add in numpy's order, so
+    the figures are those of ``np.mean``.
+    """
+    return _summary_table(summary_records(result))
+
+
+def summary_records(result: RunResult) -> list[tuple]:
+    """The rows of :func:`summarize` as tuples of Python values, in :data:`SUMMARY_COLUMNS` order.
+
+    ``dict(zip(SUMMARY_NAMES, record))`` is the row ``summarize(result).to_pylist()``
+    gives; a sweep task takes them this way, without building the table
+    (issue #10: the table and its ``to_pylist`` cost a tenth of a small point).
+
+    Parameters
+    ----------
+    result : RunResult
+
+    Returns
+    -------
+    list of tuple
     """
     records = []
+    n_counters = len(TRACE_COUNTERS)
     for m in result.modes:
-        block = _counter_block(m)
-        warm = m.trace["warm_addrs_per_node"]
+        warm = m.warm if m.warm is not None else np.ascontiguousarray(m.trace["warm_addrs_per_node"], dtype=np.float64)
         nf = len(m.families)
         n_samples = warm.size // nf
-        for fi, family in enumerate(m.families):
-            tr = block[:, fi::nf]  # the trace interleaves families sample by sample (Simulation.record)
-            last = tr[:, -1].tolist()
-            peak = tr.max(axis=1).tolist()
-            carved = tr[S.TR_CARVED].astype(np.float64)
-            has = carved > 0
-            if has.any():
-                shares = tr[[S.TR_IDLE, S.TR_RESERVED]][:, has] / carved[has]
-                # np.mean's arithmetic (a sum, then one division) without its Python wrapper
-                idle, reserved = (100.0 * (np.add.reduce(shares, axis=1) / shares.shape[1])).tolist()
-            else:
-                idle = reserved = 0.0
-            # The t=0 spike (every pod waits before any node has a CIDR) would equal the pod count in every mode.
-            after = startup_end(tr[S.TR_PENDING], tr[S.TR_RUNNING])
+        ints, floats = summary_figures(_counter_block(m), warm, nf)
+        wall, mib = round(result.wall_s[m.mode], 3), round(m.state_bytes / 2**20, 2)
+        for family, row, (idle_sum, reserved_sum, carved_samples, warm_sum) in zip(
+            m.families, ints.tolist(), floats.tolist()
+        ):
+            last, peak = row[:n_counters], row[n_counters : 2 * n_counters]
+            # np.mean's arithmetic over the samples with carved addresses: a sum, then one division
+            idle = 100.0 * (idle_sum / carved_samples) if carved_samples else 0.0
+            reserved = 100.0 * (reserved_sum / carved_samples) if carved_samples else 0.0
             api_calls = last[S.TR_API_ATTACH] + last[S.TR_API_ASSIGN] + last[S.TR_API_RELEASE]
             records.append((
-                m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], int(tr[S.TR_PENDING, after:].max()),
+                m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], row[2 * n_counters],
                 peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
-                round(float(np.add.reduce(warm[fi::nf]) / n_samples), 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls,
-                round(result.wall_s[m.mode], 3), round(m.state_bytes / 2**20, 2),
+                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, wall, mib,
             ))
-    return _summary_table(records)
+    return records
 
 
 #: Summary columns holding decimals (float64); the rest after ``mode`` are whole numbers (int64).
 _FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "wall_s", "state_mib"})
+#: The summary's column names, in order.
+SUMMARY_NAMES = tuple(name for name, _ in SUMMARY_COLUMNS)
+_SUMMARY_ROW = pa.struct([
+    (name, pa.string() if name == "mode" else pa.float64() if name in _FLOAT_SUMMARY else pa.int64())
+    for name in SUMMARY_NAMES
+])
 
 
 def _summary_table(records: list[tuple]) -> pa.Table:
     """The summary rows (tuples in :data:`SUMMARY_COLUMNS` order) as a table.
 
-    Built from two numpy blocks over Arrow buffers: ``pa.table`` of Python
-    lists spends ~10 us per column inferring types (a fifth of a small point).
+    One conversion of the tuples into a struct array of the summary's types,
+    whose fields become the columns: a column at a time (``pa.table`` of
+    lists infers each type; one Arrow array per column from numpy buffers
+    costs a call per column) took a tenth of a small point (issue #10).
     """
-    names = [name for name, _ in SUMMARY_COLUMNS]
     if not records:
-        return pa.table({name: [] for name in names})
-    columns = list(zip(*records))
-    n = len(records)
-    picked = {kind: [i for i, name in enumerate(names[1:], 1) if (name in _FLOAT_SUMMARY) == kind] for kind in (False, True)}
-    blocks = {
-        False: np.array([columns[i] for i in picked[False]], dtype=np.int64),
-        True: np.array([columns[i] for i in picked[True]], dtype=np.float64),
-    }
-    arrays: list = [None] * len(names)
-    arrays[0] = pa.array(columns[0], pa.string())
-    for kind, arrow_type in ((False, pa.int64()), (True, pa.float64())):
-        for row, i in enumerate(picked[kind]):
-            arrays[i] = pa.Array.from_buffers(arrow_type, n, [None, pa.py_buffer(blocks[kind][row])])
-    return pa.Table.from_arrays(arrays, names=names)
+        return pa.table({name: [] for name in SUMMARY_NAMES})
+    return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_ROW))
 
 
 def _counter_block(m: ModeResult) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.engine import tables as T
+from ipam_core.engine.cloud import SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 
 
 def _popcounts(words: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -138,7 +139,6 @@ def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
     ifaces = ifaces[(ifaces[:, T.CI_ATTACHED] == 1) & (ifaces[:, T.CI_PRIMARY] >= 0)]
     sets = [unit_set, ifaces[:, T.CI_SET]]
     offsets = [starts + within, ifaces[:, T.CI_PRIMARY]]
-    from ipam_core.engine.cloud import SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 
     if st.cfg[T.C_CL_SUBNET_RESERVED] != 0.0:
         for s, n in enumerate(st.sets[:, T.S_N]):

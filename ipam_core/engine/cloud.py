@@ -2,7 +2,7 @@
 
 Each subnet is one CIDR set of the layout with node mask /32, so its bitmap
 holds one bit per address; /28 prefixes are aligned 16-bit blocks of the same
-bitmap (:func:`~ipam_core.kernels.bitmap.bm_alloc_block`), so a subnet with free
+bitmap (:func:`~ipam_core.kernels.blocks.bm_alloc_block`), so a subnet with free
 addresses but no free aligned /28 refuses a prefix as EC2 does
 (``InsufficientCidrBlocks``). The cloud reserves the first four and the last
 address of every subnet (AWS VPC user guide "Subnet sizing"; Azure reserves
@@ -34,8 +34,6 @@ they ask for.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -106,6 +104,8 @@ from ipam_core.engine.tables import (
     CN_PREFIXES,
     CN_PRIMARIES,
     CN_REPORTED,
+    CN_REPORTED_PREFIXES,
+    CN_REPORTED_SINGLES,
     CN_RESERVED,
     CN_SUBNET,
     CN_SYNC_ARMED,
@@ -143,6 +143,7 @@ from ipam_core.engine.tables import (
     K_ERROR,
     K_FAMILY_BASE,
     N_PENDING,
+    N_READY,
     S_ALLOCATED,
     S_N,
     S_S_LEN,
@@ -154,69 +155,28 @@ from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set
+from ipam_core.modes.cloud_config import CloudConfig
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
 
 
 # --------------------------------------------------------------------------- configuration (Python)
-@dataclass(frozen=True)
-class CloudConfig:
-    """The cloud settings of one mode for one scenario, resolved to numbers.
-
-    Built by the mode modules (:mod:`ipam_core.modes.eni` ...), written into the
-    engine's ``cfg`` vector by :func:`init_cloud`. Field names follow the ``C_CL_*``
-    entries of :mod:`ipam_core.engine.tables`.
-    """
-
-    kind: int
-    ifaces: int
-    units: int
-    unit_size: int = 1
-    first_iface: int = 0
-    primary: bool = False
-    attach: bool = False
-    fallback: bool = False
-    fill_first: bool = False
-    agent_reserved: int = 0
-    ready_min: int = 1
-    pre: int = 0
-    min_allocate: int = 0
-    max_allocate: int = 0
-    above: int = 0
-    release: bool = False
-    release_delay_s: float = 180.0
-    period_s: float = 0.0
-    warm_eni: int = 0
-    warm_ip: int = 0
-    min_ip: int = 0
-    warm_prefix: int = 0
-    decrease_s: float = 30.0
-    eni_min_life_s: float = 60.0
-    cooldown_s: float = 120.0
-    batch: int = 16
-    batch_pct: int = 50
-    max_ips: int = 250
-    static_units: int = 0
-    subnet_reserved: bool = True
-    nic: bool = True
-    max_pods: int = 110
-
-    def cfg_values(self) -> dict[int, float]:
-        """``cfg`` index -> value."""
-        return {
-            T.C_CL_KIND: self.kind, T.C_CL_IFACES: self.ifaces, T.C_CL_UNITS: self.units,
-            T.C_CL_UNIT_SIZE: self.unit_size, T.C_CL_FIRST_IFACE: self.first_iface, T.C_CL_PRIMARY: self.primary,
-            T.C_CL_ATTACH: self.attach, T.C_CL_FALLBACK: self.fallback, T.C_CL_FILL_FIRST: self.fill_first,
-            T.C_CL_AGENT_RESERVED: self.agent_reserved, T.C_CL_READY_MIN: self.ready_min, T.C_CL_PRE: self.pre,
-            T.C_CL_MIN: self.min_allocate, T.C_CL_MAX: self.max_allocate, T.C_CL_ABOVE: self.above,
-            T.C_CL_RELEASE: self.release, T.C_CL_RELEASE_DELAY: self.release_delay_s, T.C_CL_PERIOD: self.period_s,
-            T.C_CL_WARM_ENI: self.warm_eni, T.C_CL_WARM_IP: self.warm_ip, T.C_CL_MIN_IP: self.min_ip,
-            T.C_CL_WARM_PREFIX: self.warm_prefix, T.C_CL_DECREASE: self.decrease_s,
-            T.C_CL_ENI_MIN_LIFE: self.eni_min_life_s, T.C_CL_COOLDOWN: self.cooldown_s, T.C_CL_BATCH: self.batch,
-            T.C_CL_BATCH_PCT: self.batch_pct, T.C_CL_MAX_IPS: self.max_ips, T.C_CL_STATIC_UNITS: self.static_units,
-            T.C_CL_SUBNET_RESERVED: self.subnet_reserved, T.C_CL_NIC: self.nic,
-        }
+def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
+    """``cfg`` index -> value of a mode's cloud settings (the ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`)."""
+    return {
+        T.C_CL_KIND: cloud.kind, T.C_CL_IFACES: cloud.ifaces, T.C_CL_UNITS: cloud.units,
+        T.C_CL_UNIT_SIZE: cloud.unit_size, T.C_CL_FIRST_IFACE: cloud.first_iface, T.C_CL_PRIMARY: cloud.primary,
+        T.C_CL_ATTACH: cloud.attach, T.C_CL_FALLBACK: cloud.fallback, T.C_CL_FILL_FIRST: cloud.fill_first,
+        T.C_CL_AGENT_RESERVED: cloud.agent_reserved, T.C_CL_READY_MIN: cloud.ready_min, T.C_CL_PRE: cloud.pre,
+        T.C_CL_MIN: cloud.min_allocate, T.C_CL_MAX: cloud.max_allocate, T.C_CL_ABOVE: cloud.above,
+        T.C_CL_RELEASE: cloud.release, T.C_CL_RELEASE_DELAY: cloud.release_delay_s, T.C_CL_PERIOD: cloud.period_s,
+        T.C_CL_WARM_ENI: cloud.warm_eni, T.C_CL_WARM_IP: cloud.warm_ip, T.C_CL_MIN_IP: cloud.min_ip,
+        T.C_CL_WARM_PREFIX: cloud.warm_prefix, T.C_CL_DECREASE: cloud.decrease_s,
+        T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s, T.C_CL_BATCH: cloud.batch,
+        T.C_CL_BATCH_PCT: cloud.batch_pct, T.C_CL_MAX_IPS: cloud.max_ips, T.C_CL_STATIC_UNITS: cloud.static_units,
+        T.C_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.C_CL_NIC: cloud.nic,
+    }
 
 
 #: Addresses the cloud keeps in every subnet: the first four and the last.
@@ -252,7 +212,7 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int):
     cl_iface[:, :, T.CI_PRIMARY] = -1
     cl_unit = np.zeros((n, max(cloud.ifaces * cloud.units, 1), T.CU_NCOL), dtype=np.int64)
     cl_unit[:, :, T.CU_SET] = -1
-    for index, value in cloud.cfg_values().items():
+    for index, value in cloud_cfg(cloud).items():
         state.cfg[index] = float(value)
     fc = T.K_FAMILY_BASE  # IPv4 counters
     for s in range(state.sets.shape[0]):
@@ -612,6 +572,10 @@ def cloud_agent_sync(st, node, now):
     st.cl_node[node, CN_SYNC_ARMED] = 0
     st.cl_time[node, CT_LAST_SYNC] = now
     st.cl_node[node, CN_REPORTED] = st.cl_node[node, CN_USED]
+    # the used addresses as the status lists them, which GetUsedIPWithPrefixes maps to prefixes
+    singles, prefixes = _prefix_use(st, node)
+    st.cl_node[node, CN_REPORTED_SINGLES] = singles
+    st.cl_node[node, CN_REPORTED_PREFIXES] = prefixes
     return now + st.cfg[C_OPERATOR_DELAY]
 
 
@@ -728,9 +692,8 @@ def _cilium_pass(st, node, now):
     above = np.int64(st.cfg[C_CL_ABOVE])
     needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
     used_excess = used
-    if cn[CN_PREFIXES] > 0:
-        singles, prefixes = _prefix_use(st, node)
-        used_excess = used_with_prefixes(singles, prefixes)
+    if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
+        used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
     excess = excess_ips(available, used_excess, pre, minimum, above)
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
         # handleIPRelease: IPs wait --excess-ip-release-delay before they go (handshake with the agent collapsed)
@@ -825,6 +788,8 @@ def _vpc_increase(st, node, now):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
             continue
         got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True)
+        if got == 0 and not pd:
+            got = _assign(st, node, iface, 1, False, False, s, True)  # tryAssignIPs: "Try to just get one more IP"
         if got == 0:
             st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return got > 0
@@ -1018,42 +983,197 @@ def cloud_operator(st, node, now):
     return -1.0
 
 
+# --------------------------------------------------------------------------- quiet nodes
+# After a periodic pass: until when the next passes provably change nothing, as long as nothing touches
+# the node (the engine makes it loud on every pod change, agent update and operator request). Each
+# predicate mirrors its pass branch by branch and answers "quiet" only on branches that read the node's
+# own tables, the settings and the time (never a subnet other nodes share), and that write nothing and
+# call no cloud API. LOUD (0.0): the next pass runs.
+LOUD = 0.0
+
+
+@kjit
+def _first_at_or_after(since, delay):
+    """The earliest time ``t`` with ``t - since >= delay`` in float64 (``now - since >= delay`` first holds)."""
+    t = since + delay
+    while t - since >= delay and np.nextafter(t, -INF) - since >= delay:
+        t = np.nextafter(t, -INF)
+    while not t - since >= delay:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _first_after(since, delay):
+    """The earliest time ``t`` with ``t - since > delay`` in float64."""
+    t = since + delay
+    while t - since > delay and np.nextafter(t, -INF) - since > delay:
+        t = np.nextafter(t, -INF)
+    while not t - since > delay:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _first_at_us(target_us):
+    """The earliest time ``t`` with ``np.int64(t * 1e6) >= target_us`` (an ENI is old enough)."""
+    t = target_us / 1e6
+    while np.int64(t * 1e6) >= target_us and np.int64(np.nextafter(t, -INF) * 1e6) >= target_us:
+        t = np.nextafter(t, -INF)
+    while np.int64(t * 1e6) < target_us:
+        t = np.nextafter(t, INF)
+    return t
+
+
+@kjit
+def _cilium_quiet_until(st, node, now):
+    """``_cilium_pass``: no excess to give back and nothing needed, or excess still inside its release delay."""
+    cn = st.cl_node[node]
+    available = cn[CN_HELD]
+    used = cn[CN_REPORTED]
+    pre = np.int64(st.cfg[C_CL_PRE])
+    minimum = np.int64(st.cfg[C_CL_MIN])
+    above = np.int64(st.cfg[C_CL_ABOVE])
+    needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
+    used_excess = used
+    if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
+        used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
+    excess = excess_ips(available, used_excess, pre, minimum, above)
+    since = st.cl_time[node, CT_EXCESS_SINCE]
+    if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
+        if since == INF or now - since >= st.cfg[C_CL_RELEASE_DELAY]:
+            return LOUD  # the pass starts the delay, or releases
+        return _first_at_or_after(since, st.cfg[C_CL_RELEASE_DELAY])
+    if since != INF or needed > 0:
+        return LOUD  # the pass clears the excess mark, or allocates (reading the subnets)
+    return INF
+
+
+@kjit
+def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd):
+    """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
+    if now < st.cl_time[node, CT_COOLDOWN]:
+        return st.cl_time[node, CT_COOLDOWN]
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    defined = warm_ip != 0 or min_ip != 0
+    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
+    per_eni = _units_per_iface(st)
+    if pd:
+        want = prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
+                               np.int64(st.cfg[C_CL_WARM_PREFIX]))
+    else:
+        if defined and short == 0:
+            return INF
+        want = short if defined else per_eni
+    for iface in range(st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
+            return LOUD  # assigns, or fails and starts a cooldown
+    if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
+        return INF
+    count = min(want, per_eni) if pd or not defined else min(short, per_eni)
+    return INF if count <= 0 else LOUD
+
+
+@kjit
+def _vpc_quiet_until(st, node, now):
+    """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    warm_eni = np.int64(st.cfg[C_CL_WARM_ENI])
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    u = _units_per_iface(st)
+    wake = INF
+    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd, u):
+        wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
+    elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
+        last = st.cl_time[node, CT_LAST_DECREASE]
+        if now - last > st.cfg[C_CL_DECREASE]:
+            return LOUD
+        wake = _first_after(last, st.cfg[C_CL_DECREASE])
+    if wake == LOUD:
+        return LOUD
+    # _vpc_free_eni
+    freeable = False
+    for iface in range(1, st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
+            freeable = True
+    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, u, freeable):
+        return wake
+    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    now_us = np.int64(now * 1e6)
+    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
+            continue
+        since_us = st.cl_iface[node, iface, CI_SINCE_US]
+        if now_us - since_us < min_life_us:
+            wake = min(wake, _first_at_us(since_us + min_life_us))  # too young: it may go then
+            continue
+        held = 0
+        own_prefixes = 0
+        for j in range(iface * u, iface * u + u):
+            if st.cl_unit[node, j, CU_SET] >= 0:
+                held += st.cl_unit[node, j, CU_SIZE]
+                if st.cl_unit[node, j, CU_SIZE] > 1:
+                    own_prefixes += 1
+        if not eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
+                            warm_prefix, pd):
+            return LOUD  # detached now
+    return wake
+
+
+@kjit
+def _aks_dynamic_quiet_until(st, node):
+    """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
+    cn = st.cl_node[node]
+    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], np.int64(st.cfg[C_CL_BATCH]),
+                            np.int64(st.cfg[C_CL_BATCH_PCT]), np.int64(st.cfg[C_CL_MAX_IPS]))
+    held = cn[CN_HELD]
+    if target > held:
+        return INF if _iface_room(st, node, 0) <= 0 else LOUD
+    if target < held:
+        for j in range(st.cl_unit.shape[1]):
+            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
+                return LOUD
+    return INF
+
+
+@kjit
+def cloud_quiet_until(st, node, now):
+    """Until when the node's periodic pass provably changes nothing (called just after one ran at ``now``).
+
+    Parameters
+    ----------
+    st : State
+    node : int
+    now : float
+        The time of the pass that just ran.
+
+    Returns
+    -------
+    float
+        A time after ``now`` before which a pass on the node's present tables
+        changes no table, draws no random number and calls no cloud API (``inf``:
+        never); ``LOUD`` (0.0) when the next pass must run. The node must be
+        ready with no agent update or operator pass pending: those change what
+        the pass reads.
+    """
+    if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
+            or st.cl_time[node, CT_OP_AT] != INF):
+        return LOUD
+    kind = np.int64(st.cfg[C_CL_KIND])
+    if kind == CLOUD_CILIUM:
+        return _cilium_quiet_until(st, node, now)
+    if kind == CLOUD_VPC_CNI:
+        return _vpc_quiet_until(st, node, now)
+    if kind == CLOUD_AKS_DYNAMIC:
+        return _aks_dynamic_quiet_until(st, node)
+    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD  # static pools are written once
+
+
 @kjit
 def cloud_period(st):
     """Seconds between a node's periodic passes (0: none)."""
     return st.cfg[C_CL_PERIOD]
-
-
-
-# --------------------------------------------------------------------------- helpers for the mode modules (Python)
-def subnet_layout(mode: str, subnets):
-    """The layout of a cloud mode: one pool whose sets are the subnets, one bit per address.
-
-    Parameters
-    ----------
-    mode : str
-    subnets : sequence of str
-        IPv4 subnet CIDRs, in the order nodes are spread over them.
-
-    Returns
-    -------
-    ipam_core.engine.layout.Layout
-    """
-    from ipam_core.addr import parse_cidr
-    from ipam_core.engine.layout import Layout, SetSpec
-
-    return Layout(
-        mode=mode,
-        policy=T.POLICY_CLOUD,
-        families=(0,),
-        pool_names=("subnets",),
-        pre_allocation=(0,),
-        sets=tuple(SetSpec(0, parse_cidr(c, 4), 32) for c in subnets),
-        default_pool=0,
-        revert_partial=True,
-    )
-
-
-def agent_reserved(scenario) -> int:
-    """Addresses the Cilium agent takes from its pool: the router's, and the health endpoint's when enabled."""
-    return 2 if scenario.ipam.health_ip else 1

@@ -64,6 +64,7 @@ from ipam_core.engine.cloud_hooks import (  # cloud modes (POLICY_CLOUD), compil
     cloud_node_delete,
     cloud_operator,
     cloud_period,
+    cloud_quiet_until,
     cloud_release_pod,
 )
 from ipam_core.engine.rng import draw
@@ -353,6 +354,46 @@ def _pop(st):
                 heap_i[child, c] = v
             i = child
     return kind, a, b
+
+
+# --------------------------------------------------------------------------- quiet nodes
+# A node's periodic pass (multi-pool refresh, cloud resync / ipamd tick / CNS tick) is a pure function of
+# the node's own tables and the time. After each pass that runs, a predicate of its mode says until when
+# the next passes provably change nothing as long as nothing touches the node (the node's "wake" time;
+# LOUD: run the next one). Every event that changes what a pass reads makes the node loud again. A quiet
+# node's pass is skipped; when every present node is quiet, the ring of periodic timers is fast-forwarded
+# in one step (_fast_forward_refresh). `quiet` holds a small header, then one wake time per node.
+QUIET_COUNT = 0  # present nodes whose wake time is set
+QUIET_OFF = 1  # 1.0: never skip (a reference run: every pass runs)
+QUIET_NO_BULK_BEFORE = 2  # a node wakes then: no fast-forward before it
+QUIET_HEAD = 3
+LOUD = 0.0
+
+
+@kjit(inline=True)
+def _loud(st, node):
+    """Something the node's periodic pass reads changed: the next pass runs."""
+    i = QUIET_HEAD + node
+    if st.quiet[i] != LOUD:
+        st.quiet[i] = LOUD
+        st.quiet[QUIET_COUNT] -= 1.0
+
+
+@kjit(inline=True)
+def _set_wake(st, node, wake, now):
+    """After a pass at ``now``: the passes before ``wake`` change nothing (``wake <= now``: loud)."""
+    if st.quiet[QUIET_OFF] != 0.0 or not wake > now:
+        _loud(st, node)
+        return
+    i = QUIET_HEAD + node
+    if st.quiet[i] == LOUD:
+        st.quiet[QUIET_COUNT] += 1.0
+    st.quiet[i] = wake
+
+
+@kjit(inline=True)
+def _quiet_at(st, node, now):
+    return st.quiet[QUIET_HEAD + node] > now
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -824,7 +865,8 @@ def needed_ip_ceil(n, pre_alloc):
 
 @kjit
 def _arm_sync(st, node, now):
-    # CiliumNode update debounce (CiliumNodeUpdateRate)
+    # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
+    _loud(st, node)
     if st.nodes[node, N_SYNC_ARMED] == 0:
         st.nodes[node, N_SYNC_ARMED] = 1
         _push(st, now + st.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, st.nodes[node, N_GEN])
@@ -934,6 +976,53 @@ def _operator_multi_pool(st, node):
 
 
 @kjit
+def _multi_pool_quiet(st, node):
+    """Whether the agent's refresh, and the operator's pass after it, would change nothing now.
+
+    Called just after a refresh (``_agent_sync``): the node is ready, has no
+    pending pod, no debounced update and no CIDR given back; for every pool and
+    family the demand equals what the agent asked for, no unused CIDR would be
+    given back, and the node holds what it asked for (so the operator neither
+    frees nor carves, and reads no shared pool). Mirrors ``_agent_sync`` and
+    ``_operator_multi_pool``.
+    """
+    nodes = st.nodes
+    if (nodes[node, N_READY] == 0 or nodes[node, N_SYNC_ARMED] != 0 or nodes[node, N_PENDING] != 0
+            or nodes[node, N_STATUS] != STATUS_OK):
+        return False
+    sl = st.slots
+    n_slots = nodes[node, N_NSLOTS]
+    for k in range(n_slots):
+        if sl[st.node_slots[node, k], L_STATE] == SLOT_RELEASED:
+            return False
+    for pool in range(st.pools.shape[0]):
+        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] == 0.0:
+                continue
+            in_use = st.np_inuse[node, pool, family]
+            needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand
+            if needed != st.np_requested[node, pool, family]:
+                return False
+            total_free = 0
+            have = 0
+            for k in range(n_slots):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
+                    have += sl[slot, L_MAX]
+            if needed > 0 and have < needed:
+                return False
+            threshold = max(needed - in_use, 0)
+            for k in range(n_slots):
+                slot = st.node_slots[node, k]
+                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family and sl[slot, L_USED] == 0
+                        and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
+                    return False  # the agent would give this CIDR back
+    return True
+
+
+@kjit
 def _operator_one_per_family(st, node, now):
     missing = False
     for family in range(2):
@@ -970,6 +1059,7 @@ def _cloud_request(st, node, t):
 
 @kjit
 def _cloud_notify(st, node, now):
+    _loud(st, node)  # the node's pool use changed: its next periodic pass must run
     t = cloud_agent_changed(st, node, now)
     if t >= 0.0:
         _push(st, t, T_AGENT_SYNC, node, st.nodes[node, N_GEN])
@@ -1001,11 +1091,14 @@ def _cloud_timer(st, kind, node, gen, now):
         if now != st.cl_time[node, CT_OP_AT]:
             return  # superseded by an earlier request
         st.cl_time[node, CT_OP_AT] = np.inf
+        _loud(st, node)
         _cloud_settle(st, node, now, cloud_operator(st, node, now))
     elif kind == T_AGENT_SYNC:
+        _loud(st, node)
         _cloud_settle(st, node, now, cloud_agent_sync(st, node, now))
     elif kind == T_REFRESH:
         _cloud_settle(st, node, now, cloud_operator(st, node, now))
+        _set_wake(st, node, cloud_quiet_until(st, node, now), now)
         _push(st, now + cloud_period(st), T_REFRESH, node, gen)
 
 
@@ -1301,12 +1394,207 @@ def _node_delete(st, node):
     nodes[node, N_PRESENT] = 0
     nodes[node, N_STATUS] = STATUS_OK
     st.cnt[K_NODES] -= 1
+    _loud(st, node)  # not counted while absent; a new incarnation starts loud
     for pool in range(st.pools.shape[0]):
         for family in range(2):
             st.np_inuse[node, pool, family] = 0
             st.np_pending[node, pool, family] = 0
             st.np_requested[node, pool, family] = 0
     _sched_update(st, node)
+
+
+# --------------------------------------------------------------------------- quiet periodic passes
+@kjit
+def _quiet_refresh(st, node, gen, now):
+    """A periodic pass of a quiet node: only the timers the pass sets (the multi-pool operator's, and the next pass)."""
+    if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
+        _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
+        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+    else:
+        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+
+
+@kjit
+def _dyadic(t, period, until):
+    """Whether ``t + k * period`` is exact in float64 for every ``t + k * period < until`` (+ two periods).
+
+    Then the loop's repeated ``now + period`` equals ``t + k * period``: both are
+    multiples of one power of two (whole seconds, halves ...) well inside 2**52.
+    """
+    scale = 1.0
+    for _ in range(40):
+        a = t * scale
+        b = period * scale
+        if a == np.floor(a) and b == np.floor(b):
+            return (abs(until) + 2.0 * period + abs(t)) * scale < 4503599627370496.0  # 2**52
+        scale *= 2.0
+    return False
+
+
+@kjit
+def _grid(t, period, until):
+    """The periodic timer at ``t``, set again ``period`` later each time it fires, fired while before ``until``.
+
+    Returns ``(fired, last, next)``: how many times it fires, its last firing time and the
+    time it is set for afterwards (``t`` when it does not fire), each time computed as
+    the loop does, by adding ``period`` again and again.
+    """
+    if not t < until:
+        return 0, t, t
+    if _dyadic(t, period, until):
+        k = max(np.int64((until - t) / period), np.int64(1))
+        while t + k * period < until:
+            k += 1
+        while k > 1 and not t + (k - 1) * period < until:
+            k -= 1
+        return k, t + (k - 1) * period, t + k * period
+    k = 0
+    last = t
+    nxt = t
+    while nxt < until:
+        last = nxt
+        nxt = nxt + period
+        k += 1
+    return k, last, nxt
+
+
+@kjit(inline=True)
+def _ring_swap(st, kind, i, j):
+    tt = st.node_ring_t[kind, i]
+    st.node_ring_t[kind, i] = st.node_ring_t[kind, j]
+    st.node_ring_t[kind, j] = tt
+    for c in range(3):
+        v = st.node_ring_i[kind, i, c]
+        st.node_ring_i[kind, i, c] = st.node_ring_i[kind, j, c]
+        st.node_ring_i[kind, j, c] = v
+
+
+@kjit
+def _ring_reverse(st, kind, lo, hi):
+    # reverse the ring's entries at logical positions lo .. hi - 1 (from its head)
+    cap = st.node_ring_t.shape[1]
+    head = st.node_ring_pos[kind, 0]
+    hi -= 1
+    while lo < hi:
+        _ring_swap(st, kind, (head + lo) % cap, (head + hi) % cap)
+        lo += 1
+        hi -= 1
+
+
+@kjit
+def _other_timers_at(st, skip_carves):
+    """The earliest timer outside the periodic ring (and outside the operator ring when ``skip_carves``)."""
+    t = np.inf
+    if st.cnt[K_HEAP] > 0:
+        t = st.heap_t[0]
+    if st.cnt[K_RETRY_LEN] > 0:
+        t = min(t, st.retry_t[st.cnt[K_RETRY_HEAD]])
+    for kind in range(st.node_ring_t.shape[0]):
+        if kind == T_REFRESH or (kind == T_CARVE and skip_carves):
+            continue
+        if st.node_ring_pos[kind, 1] > 0:
+            t = min(t, st.node_ring_t[kind, st.node_ring_pos[kind, 0]])
+    return t
+
+
+# A fast-forward costs a few passes over the ring; firing timers one by one costs a call each. It pays
+# from about an eighth of a round on (e.g. 10 s samples with a 60 s resync).
+MIN_FAST_FORWARD = 0.125
+
+
+@kjit
+def _fast_forward_refresh(st, t_limit):
+    """Fire the periodic timers of quiet nodes in one step, up to the next thing that is not one.
+
+    Called when the periodic ring's head is the loop's next timer. When every
+    present node is quiet, every firing before the earliest of ``t_limit`` (the
+    next event, or where the loop stops), any other timer and any node's wake
+    is a pass that changes nothing (multi-pool: plus an operator pass that
+    changes nothing), in the ring's round-robin order. The ring is left as
+    the loop would leave it: stale timers of deleted nodes dropped, each entry
+    at its next time, entries that fired re-numbered in the order they last
+    fired, and the multi-pool operator timers of the last firings that are
+    still due set as the loop would have set them. Returns False (nothing
+    done) when less than ``MIN_FAST_FORWARD`` of a period could be skipped.
+    """
+    if st.quiet[QUIET_OFF] != 0.0 or st.quiet[QUIET_COUNT] != np.float64(st.cnt[K_NODES]):
+        return False
+    kind = T_REFRESH
+    multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
+    period = st.cfg[C_REFRESH] if multi_pool else cloud_period(st)
+    delay = st.cfg[C_OPERATOR_DELAY]
+    if not period > 0.0 or (multi_pool and not delay < period):
+        return False  # (an operator timer of an earlier firing could still be due: not modelled here)
+    cap = st.node_ring_t.shape[1]
+    head = st.node_ring_pos[kind, 0]
+    count = st.node_ring_pos[kind, 1]
+    head_t = st.node_ring_t[kind, head]
+    if head_t < st.quiet[QUIET_NO_BULK_BEFORE]:
+        return False
+    until = min(t_limit, _other_timers_at(st, multi_pool))
+    if until < head_t + period * MIN_FAST_FORWARD or not until < np.inf:
+        return False
+    for i in range(count):  # a node that wakes: its pass there runs
+        r = (head + i) % cap
+        node = st.node_ring_i[kind, r, 0]
+        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_GEN] == st.node_ring_i[kind, r, 1]:
+            wake = st.quiet[QUIET_HEAD + node]
+            if wake < until:
+                _, _, at = _grid(st.node_ring_t[kind, r], period, wake)
+                until = min(until, at)
+    if until < head_t + period * MIN_FAST_FORWARD:
+        st.quiet[QUIET_NO_BULK_BEFORE] = until
+        return False
+    # fire: drop stale timers that fire, keep each entry's last firing time, in ring order
+    kept = 0
+    most = -1
+    split = -1
+    for i in range(count):
+        r = (head + i) % cap
+        t = st.node_ring_t[kind, r]
+        node = st.node_ring_i[kind, r, 0]
+        gen = st.node_ring_i[kind, r, 1]
+        seq = st.node_ring_i[kind, r, 2]
+        fired = 0
+        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_GEN] == gen:
+            fired, last, _ = _grid(t, period, until)
+            if fired > 0:
+                t = last
+                seq = -1  # numbered below, once the order of the last firings is known
+        elif t < until:
+            continue  # a timer of a deleted node fires and is gone
+        if kept == 0:
+            most = fired
+        elif split < 0 and fired < most:
+            split = kept
+        w = (head + kept) % cap
+        st.node_ring_t[kind, w] = t
+        st.node_ring_i[kind, w, 0] = node
+        st.node_ring_i[kind, w, 1] = gen
+        st.node_ring_i[kind, w, 2] = seq
+        kept += 1
+    st.node_ring_pos[kind, 1] = kept
+    if split > 0:  # round robin: the entries that fired one time fewer fired last before the others
+        _ring_reverse(st, kind, 0, split)
+        _ring_reverse(st, kind, split, kept)
+        _ring_reverse(st, kind, 0, kept)
+    if multi_pool:  # the operator timers that fired before `until` were no-ops on quiet nodes
+        while st.node_ring_pos[T_CARVE, 1] > 0 and st.node_ring_t[T_CARVE, st.node_ring_pos[T_CARVE, 0]] < until:
+            _pop_node_ring(st, T_CARVE)
+    for i in range(kept):  # number the fired entries in firing order, setting what each last firing set
+        r = (head + i) % cap
+        if st.node_ring_i[kind, r, 2] != -1:
+            continue
+        last = st.node_ring_t[kind, r]
+        node = st.node_ring_i[kind, r, 0]
+        gen = st.node_ring_i[kind, r, 1]
+        if multi_pool and not last + delay < until:
+            _push(st, last + delay, T_CARVE, node, gen)
+        seq = st.cnt[K_SEQ]
+        st.cnt[K_SEQ] = seq + 1
+        st.node_ring_i[kind, r, 2] = seq
+        st.node_ring_t[kind, r] = last + period
+    return True
 
 
 # --------------------------------------------------------------------------- the loop
@@ -1325,18 +1613,23 @@ def _timer(st, kind, a, b, now):
     if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
         return  # a timer of a deleted node or an earlier incarnation
     policy = np.int64(st.cfg[C_POLICY])
+    if kind == T_REFRESH and _quiet_at(st, node, now):
+        _quiet_refresh(st, node, b, now)  # the pass would change nothing: only the timers it sets
+        return
     if policy == POLICY_CLOUD:
         _cloud_timer(st, kind, node, b, now)
         return
     if kind == T_CARVE:
         if policy == POLICY_MULTI_POOL:
-            _operator_multi_pool(st, node)
+            if not _quiet_at(st, node, now):  # quiet: the operator would find nothing to do
+                _operator_multi_pool(st, node)
         else:
             _operator_one_per_family(st, node, now)
     elif kind == T_AGENT_SYNC:
         _agent_sync(st, node, now)
     elif kind == T_REFRESH:
         _agent_sync(st, node, now)
+        _set_wake(st, node, np.inf if _multi_pool_quiet(st, node) else LOUD, now)
         _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, b)
 
 
@@ -1420,6 +1713,9 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
             if t_timer <= t_event:
                 if t_timer >= t_stop:
                     break
+                if (source == T_REFRESH and st.quiet[QUIET_COUNT] == np.float64(st.cnt[K_NODES])
+                        and _fast_forward_refresh(st, min(t_event, t_stop))):
+                    continue  # quiet nodes' periodic passes skipped up to the next thing that matters
                 # one call site: each inlined copy of _timer costs seconds of compile time
                 kind = source
                 if source == T_POD_RETRY:

@@ -4,11 +4,16 @@
 lets the compiled loop (:func:`ipam_core.engine.sampling.sample_run`) run to
 every sample time and write the counters and node rows into arrays there.
 Python runs once per mode (and once per progress step), never per sample or
-per event; it formats each node CIDR's text in bulk at the end.
+per event. The table columns are built when first read (:class:`LazyColumns`):
+each node CIDR's text is formatted in bulk then, and a sweep that only
+summarises a run never pays for it.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -18,7 +23,7 @@ from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
-from ipam_core.engine.layout import Layout
+from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
@@ -30,10 +35,11 @@ from ipam_core.engine.state import (
     state_nbytes,
 )
 from ipam_core.errors import IPAMBenchError
+from ipam_core.modes import get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
 __all__ = [
-    "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "ModeResult", "Simulation",
+    "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns", "ModeResult", "Simulation",
     "WorkloadBounds", "engine_config", "node_sample_mask", "run_mode", "sample_times", "warm_mode", "workload_facts",
 ]
 
@@ -101,11 +107,13 @@ class ModeResult:
     mode : str
     families : tuple of int
         Families sampled (4 and/or 6).
-    trace : dict of str to numpy.ndarray
-        Columns of the trace table for this mode (``mode`` excluded).
-    nodes : dict of str to numpy.ndarray
+    trace : mapping of str to numpy.ndarray
+        Columns of the trace table for this mode (``mode`` excluded), built
+        on first use (:class:`LazyColumns`).
+    nodes : mapping of str to numpy.ndarray
         Columns of the nodes table (``mode``, ``cidrs`` excluded) with
-        ``cidrs_values`` (pyarrow strings) and ``cidrs_counts`` per row.
+        ``cidrs_values`` (pyarrow strings) and ``cidrs_counts`` per row,
+        built on first use.
     state_bytes : int
         Memory held by the engine state.
     state : State, optional
@@ -114,6 +122,8 @@ class ModeResult:
         int64 [len(TRACE_COUNTERS), rows]: the whole-number trace columns as
         one block (``trace`` holds views of its rows; the float rows are 0
         here), so a summary reduces every column in one call.
+    warm : numpy.ndarray, optional
+        float64 [rows]: the ``warm_addrs_per_node`` column.
     """
 
     mode: str
@@ -123,6 +133,58 @@ class ModeResult:
     state_bytes: int
     state: State | None = field(default=None, repr=False)
     counters: np.ndarray | None = field(default=None, repr=False)
+    warm: np.ndarray | None = field(default=None, repr=False)
+
+
+class LazyColumns(MutableMapping):
+    """Table columns that are built the first time any of them is read.
+
+    Parameters
+    ----------
+    build : callable
+        Returns the columns as a dict; called at most once.
+
+    Notes
+    -----
+    A sweep reads a run's summary, not its tables: building the columns
+    (dtype conversions, node CIDR text) cost a tenth of a small point
+    (issue #10). Pickles as the plain dict of its columns.
+    """
+
+    __slots__ = ("_build", "_columns")
+
+    def __init__(self, build: Callable[[], dict]):
+        self._build: Callable[[], dict] | None = build
+        self._columns: dict | None = None
+
+    @property
+    def columns(self) -> dict:
+        """The columns, built now if they were not yet."""
+        if self._columns is None:
+            self._columns = self._build()
+            self._build = None  # let go of what it closed over
+        return self._columns
+
+    def __getitem__(self, key: str):
+        return self.columns[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.columns[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.columns[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __repr__(self) -> str:
+        return f"LazyColumns({self.columns!r})" if self._columns is not None else "LazyColumns(<not built>)"
+
+    def __reduce__(self):
+        return dict, (self.columns,)
 
 
 @dataclass(frozen=True)
@@ -152,6 +214,84 @@ def workload_facts(workload: Workload, retry_s: float) -> WorkloadBounds:
     return WorkloadBounds(float(retry_s), max_live, stale_timers, node_adds)
 
 
+# (mode, id(IPAM settings)) -> (those settings, the mode's layout of them); see _layout_of
+_LAYOUTS: dict[tuple[str, int], tuple[object, Layout]] = {}
+_LAYOUT_SLOTS = 64
+_MEMO_LOCK = threading.Lock()  # Dask worker threads run simulations side by side
+
+
+def _layout_of(module, mode: str, scenario) -> Layout:
+    """``module.layout(scenario)``, once per process for each IPAM settings object and mode.
+
+    A mode's layout is a function of the scenario's IPAM settings alone (every
+    mode module's ``layout`` reads only ``scenario.ipam``; a test checks it).
+    The runs of a sweep's replicates, and repeated :func:`ipam_core.engine.simulate`
+    calls, share one settings object per mode, so its CIDR lists are parsed
+    once (the ``ipaddress`` parsing cost a few percent of a small point). The
+    cache holds the settings object, so its ``id`` cannot be reused while cached.
+    """
+    ipam = scenario.ipam
+    key = (mode, id(ipam))
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0] is ipam:
+        return hit[1]
+    layout = module.layout(scenario)
+    with _MEMO_LOCK:
+        if len(_LAYOUTS) >= _LAYOUT_SLOTS:
+            del _LAYOUTS[next(iter(_LAYOUTS))]
+        _LAYOUTS[key] = (ipam, layout)
+    return layout
+
+
+# (pod attributes key, layout, id(IPAM settings), id(namespaces)) -> (those settings, those namespaces,
+# the resolved pod_pool table); see _resolve_pod_pools
+_POD_POOLS: dict[tuple, tuple] = {}
+_POD_POOL_SLOTS = 16
+_POD_POOL_MAX_BYTES = 8 << 20  # larger tables are resolved every time: a copy would double them
+
+
+def _resolve_pod_pools(state: State, layout: Layout, scenario, workload: Workload) -> None:
+    """:func:`ipam_core.engine.pools.resolve_pod_pools`, reused between workloads whose pods look alike.
+
+    The resolution is a function of the fresh ``pod_pool`` table (the
+    layout's), the layout's pools, the scenario's IPAM settings and
+    namespaces (pool selection reads only those) and each pod's namespace and
+    annotation, which a generator summarises as ``workload.pod_attributes_key``.
+    A sweep's replicates share the settings and namespace objects and their
+    keys are equal, so the multi-pool resolution (a pass over every event,
+    a few percent of a small point) runs once per process and later runs
+    copy its table.
+    """
+    key = workload.pod_attributes_key
+    if key is None or layout.policy != T.POLICY_MULTI_POOL or state.pod_pool.nbytes > _POD_POOL_MAX_BYTES:
+        resolve_pod_pools(state, layout, scenario, workload)
+        return
+    memo_key = (key, layout, id(scenario.ipam), id(scenario.namespaces))
+    hit = _POD_POOLS.get(memo_key)
+    if hit is not None and hit[0] is scenario.ipam and hit[1] is scenario.namespaces and hit[2].shape == state.pod_pool.shape:
+        np.copyto(state.pod_pool, hit[2])
+        return
+    resolve_pod_pools(state, layout, scenario, workload)
+    with _MEMO_LOCK:
+        if len(_POD_POOLS) >= _POD_POOL_SLOTS:
+            del _POD_POOLS[next(iter(_POD_POOLS))]
+        _POD_POOLS[memo_key] = (scenario.ipam, scenario.namespaces, state.pod_pool.copy())
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_arrays(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """What the sampled loop reads of a layout: addresses in the pools per engine family, and the families.
+
+    The pool addresses are each set's node CIDRs times the addresses counted
+    per node CIDR (the state's ``S_N`` and ``S_ADDRS``). Shared by every run
+    of the layout: the loop only reads them.
+    """
+    pool_addrs = np.zeros(2, dtype=np.int64)
+    for spec in layout.sets:
+        pool_addrs[spec.family] += np.int64(spec.capacity) * np.int64(pod_range(spec.network, spec.node_mask)[1])
+    return pool_addrs, np.asarray(layout.families, dtype=np.int64)
+
+
 class Simulation:
     """One workload through one mode.
 
@@ -172,10 +312,8 @@ class Simulation:
         self.scenario = scenario
         self.workload = workload
         self.mode = mode or scenario.ipam.mode
-        from ipam_core.modes import get_mode  # here: mode modules import engine.layout
-
         module = get_mode(self.mode)
-        self.layout: Layout = module.layout(scenario)
+        self.layout: Layout = _layout_of(module, self.mode, scenario)
         self.config = engine_config(scenario)
         if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
@@ -192,10 +330,8 @@ class Simulation:
         )
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
-        resolve_pod_pools(self.state, self.layout, scenario, workload)
-        self._pool_addrs = np.zeros(2, dtype=np.int64)
-        for i, spec in enumerate(self.layout.sets):
-            self._pool_addrs[spec.family] += self.state.sets[i, T.S_N] * self.state.sets[i, T.S_ADDRS]
+        _resolve_pod_pools(self.state, self.layout, scenario, workload)
+        self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (
             np.ascontiguousarray(workload.time, dtype=np.float64),
             np.ascontiguousarray(workload.op, dtype=np.int8),
@@ -205,6 +341,8 @@ class Simulation:
         self.time = 0.0
         #: int64 [len(TRACE_COUNTERS), samples * families] of the last :meth:`record` call
         self.counters: np.ndarray | None = None
+        #: float64 [samples * families]: its ``warm_addrs_per_node``
+        self.warm: np.ndarray | None = None
 
     def advance(self, t_stop: float) -> None:
         """Process every event and timer due before ``t_stop``.
@@ -238,11 +376,13 @@ class Simulation:
 
         Returns
         -------
-        tuple of dict
+        tuple of LazyColumns
             The trace columns (``family``, ``time_s`` and :data:`TRACE_COUNTERS`)
             and the node columns (``time_s``, ``node``, ``family``,
             :data:`NODE_COUNTERS`, ``status_code``, ``cidrs_counts``,
-            ``cidrs_values``), as in :class:`ModeResult`.
+            ``cidrs_values``), as in :class:`ModeResult`; each mapping builds
+            its columns when first read. :attr:`counters` and :attr:`warm`
+            hold the trace's numbers right away.
 
         Raises
         ------
@@ -252,7 +392,7 @@ class Simulation:
         times = np.ascontiguousarray(times, dtype=np.float64)
         stops = np.nextafter(times, np.inf) if stops is None else np.ascontiguousarray(stops, dtype=np.float64)
         node_sample = np.ascontiguousarray(node_sample, dtype=np.bool_)
-        families = np.asarray(self.layout.families, dtype=np.int64)
+        families = self._families
         n, nf = times.size, families.size
         cloud = self.layout.policy == T.POLICY_CLOUD
         trace = np.zeros((len(TRACE_COUNTERS), n * nf), dtype=np.int64)
@@ -281,16 +421,19 @@ class Simulation:
                 progress(self.mode, i / n)
         if n:
             self.time = float(stops[-1])
-        self.counters = trace  # the trace columns below are its rows: summaries reduce it whole
-        codes = np.where(families == 0, 4, 6).astype(np.int8)
-        trace_cols = {
-            # one family (the common case): a fill; np.tile's Python wrapper costs more than the copy
-            "family": np.full(n, codes[0], dtype=np.int8) if nf == 1 else np.tile(codes, n),
-            "time_s": np.repeat(times, nf),
-            **{k: warm if k in TRACE_FLOATS else trace[j] for j, k in enumerate(TRACE_COUNTERS)},
-        }
-        tab = node_tab[:, : fill[0]]
-        node_cols = {
+        self.counters = trace  # the trace columns are its rows: summaries reduce it whole
+        self.warm = warm
+        n_rows, n_cidrs = int(fill[0]), int(fill[1])
+        if cidr_tab.shape[1] > 2 * n_cidrs + 4096:  # keep what was written, not the room around it
+            cidr_tab = cidr_tab[:, :n_cidrs].copy()
+        return (
+            LazyColumns(functools.partial(_trace_columns, trace, warm, times, families)),
+            LazyColumns(functools.partial(self._node_columns, node_tab[:, :n_rows], cidr_tab[:, :n_cidrs], times)),
+        )
+
+    def _node_columns(self, tab: np.ndarray, cidrs: np.ndarray, times: np.ndarray) -> dict:
+        """The node columns of :meth:`record` from the rows the kernel wrote."""
+        return {
             "time_s": times[tab[S.NR_SAMPLE]],
             "node": tab[S.NR_NODE].astype(np.int32),
             "family": np.where(tab[S.NR_FAMILY] == 0, 4, 6).astype(np.int8),
@@ -300,9 +443,8 @@ class Simulation:
             "pending": tab[S.NR_PENDING],
             "status_code": tab[S.NR_STATUS],
             "cidrs_counts": tab[S.NR_CIDRS],
-            "cidrs_values": self._cidr_text(cidr_tab[S.CD_GROUP, : fill[1]], cidr_tab[S.CD_INDEX, : fill[1]]),
+            "cidrs_values": self._cidr_text(cidrs[S.CD_GROUP], cidrs[S.CD_INDEX]),
         }
-        return trace_cols, node_cols
 
     def sample(self) -> dict[int, dict[str, int]]:
         """The trace counters now, per enabled family (engine family index)."""
@@ -347,6 +489,18 @@ class Simulation:
         return _gather_strings(parts, pick.reshape(-1))
 
 
+def _trace_columns(trace: np.ndarray, warm: np.ndarray, times: np.ndarray, families: np.ndarray) -> dict:
+    """The trace columns of :meth:`Simulation.record`: views of the counter block's rows."""
+    codes = np.where(families == 0, 4, 6).astype(np.int8)
+    nf = families.size
+    return {
+        # one family (the common case): a fill; np.tile's Python wrapper costs more than the copy
+        "family": np.full(times.size, codes[0], dtype=np.int8) if nf == 1 else np.tile(codes, times.size),
+        "time_s": np.repeat(times, nf),
+        **{k: warm if k in TRACE_FLOATS else trace[j] for j, k in enumerate(TRACE_COUNTERS)},
+    }
+
+
 # a CIDR entry's key: group above these bits, block index below (a set has < 2**40 node
 # CIDRs: its bitmap would not fit in memory otherwise)
 _KEY_SHIFT = 40
@@ -378,6 +532,18 @@ def _grown(table: np.ndarray, used: int) -> np.ndarray:
     bigger = np.empty((table.shape[0], max(16, 2 * table.shape[1])), dtype=table.dtype)
     bigger[:, :used] = table[:, :used]
     return bigger
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_plan(duration_s: float, interval_s: float, node_interval_s: float) -> tuple[np.ndarray, ...]:
+    """:func:`sample_times`, its :func:`node_sample_mask` and the loop's stops (just after each time).
+
+    Once per process for every mode and seed; shared between runs:
+    :meth:`Simulation.record` only reads them.
+    """
+    times = sample_times(duration_s, interval_s)
+    mask = node_sample_mask(times.size, max(1, int(round(node_interval_s / interval_s))))
+    return times, mask, np.nextafter(times, np.inf)
 
 
 def sample_times(duration_s: float, interval_s: float) -> np.ndarray:
@@ -416,14 +582,21 @@ def run_mode(scenario, workload: Workload, mode: str, progress=None, bounds: Wor
     ModeResult
     """
     sim = Simulation(scenario, workload, mode, bounds)
-    times = sample_times(scenario.duration_s, scenario.sample_interval_s)
-    node_every = max(1, int(round(scenario.node_sample_interval_s / scenario.sample_interval_s)))
-    trace, nodes = sim.record(times, node_sample_mask(times.size, node_every), progress)
-    nodes["status_error"] = _STATUS_TEXT[nodes.pop("status_code")]
-    nodes["cidrs_counts"] = nodes.pop("cidrs_counts")  # keep the documented column order
-    nodes["cidrs_values"] = nodes.pop("cidrs_values")
+    times, node_sample, stops = _sample_plan(scenario.duration_s, scenario.sample_interval_s,
+                                             scenario.node_sample_interval_s)
+    trace, nodes = sim.record(times, node_sample, progress, stops)
     families = tuple(4 if f == 0 else 6 for f in sim.layout.families)
-    return ModeResult(mode, families, trace, nodes, state_nbytes(sim.state), sim.state, sim.counters)
+    return ModeResult(mode, families, trace, LazyColumns(functools.partial(_documented_nodes, nodes)),
+                      state_nbytes(sim.state), sim.state, sim.counters, sim.warm)
+
+
+def _documented_nodes(nodes: LazyColumns) -> dict:
+    """:meth:`Simulation.record`'s node columns as :class:`ModeResult` documents them: status text, not codes."""
+    cols = dict(nodes)
+    cols["status_error"] = _STATUS_TEXT[cols.pop("status_code")]
+    cols["cidrs_counts"] = cols.pop("cidrs_counts")  # keep the documented column order
+    cols["cidrs_values"] = cols.pop("cidrs_values")
+    return cols
 
 
 # (mode, families) pairs whose compiled code this process has loaded: see warm_mode
@@ -460,7 +633,8 @@ def warm_mode(scenario, mode: str) -> bool:
         pool=np.full(2, -1, dtype=np.int32), node_names=["warmup-0"], namespaces=[namespace], pool_names=[], n_pods=1,
     )
     sim = Simulation(scenario, tiny, mode)
-    sim.record(np.array([0.0, WARMUP_S]), np.ones(2, dtype=np.bool_))
+    _, nodes = sim.record(np.array([0.0, WARMUP_S]), np.ones(2, dtype=np.bool_))
+    nodes["cidrs_values"]  # the node columns are built when first read: build them now, as a trace write will
     for spec in sim.layout.sets:  # whatever the tiny run carved: every family's text kernel
         format_cidrs(spec.network, spec.node_mask, np.zeros(1, dtype=np.int64))
     _gather_strings([pa.array(["warm"])], np.zeros(1, dtype=np.int64))  # several sets' CIDRs in one row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ State = namedtuple(
         "cl_time",  # float64 [nodes, CT_NCOL]
         "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
         "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
+        "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
     ],
 )
 
@@ -185,6 +187,15 @@ def _set_tables(layout: Layout, max_pods: int, n_nodes: int) -> _SetTables:
     return _SetTables(*arrays, tuple(family_carvable), chunk_off, ipw_off, ips_off)
 
 
+#: States up to this size are built by copying a per-process template (see build_state).
+TEMPLATE_MAX_BYTES = 8 << 20
+#: Most bytes all templates hold together; the oldest go first.
+TEMPLATE_BUDGET_BYTES = 64 << 20
+_TEMPLATES: dict[tuple, tuple] = {}  # key -> per array (read-only copy or None for zeros, shape, dtype)
+_TEMPLATE_BYTES: dict[tuple, int] = {}
+_TEMPLATE_LOCK = threading.Lock()  # Dask worker threads build states concurrently
+
+
 def build_state(
     layout: Layout,
     config: EngineConfig,
@@ -220,7 +231,48 @@ def build_state(
         Fresh state. Memory is one bit per node CIDR and per usable pod
         address of every node CIDR that can be live at once, a row per pod
         alive at once, and 6 bytes per pod id (its row and, in multi-pool, its pool).
+
+    Notes
+    -----
+    Only the seed differs between the runs of a sweep's replicates (and
+    often between its points): the tables of a (layout, knobs, workload size)
+    are built once per process as a template, and each run gets copies of its
+    arrays (all-zero ones as fresh zeros) with the seed written in. Building
+    them table by table cost a sixth of a small sweep point (issue #10).
+    States larger than :data:`TEMPLATE_MAX_BYTES` are built directly (their
+    run dwarfs the set-up, and a template would double their memory).
     """
+    seedless = tuple(value for name, value in vars(config).items() if name != "seed")
+    key = (layout, seedless, n_nodes, n_pods, n_node_adds, max_live, stale_timers)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        state = _new_state(layout, config, n_nodes, n_pods, n_node_adds, max_live, stale_timers)
+        size = state_nbytes(state)
+        if size <= TEMPLATE_MAX_BYTES:
+            # per array: a read-only copy to copy from, or None where np.zeros gives the same
+            template = tuple((_read_only_copy(a) if a.any() else None, a.shape, a.dtype) for a in state)
+            with _TEMPLATE_LOCK:
+                while _TEMPLATE_BYTES and sum(_TEMPLATE_BYTES.values()) + size > TEMPLATE_BUDGET_BYTES:
+                    oldest = next(iter(_TEMPLATE_BYTES))
+                    del _TEMPLATE_BYTES[oldest], _TEMPLATES[oldest]
+                _TEMPLATES[key] = template
+                _TEMPLATE_BYTES[key] = size
+        return state
+    state = State._make([np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template])
+    state.cfg[T.C_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
+    state.cnt[T.K_RNG] = seed_state(config.seed)
+    return state
+
+
+def _read_only_copy(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, n_node_adds: int,
+               max_live: int | None, stale_timers: int) -> State:
+    """:func:`build_state` from scratch, table by table."""
     n_pools = len(layout.pool_names)
     tables = _set_tables(layout, config.max_pods, n_nodes)
     per_node, chunk_off, ipw_off, ips_off = tables.per_node, tables.chunk_off, tables.ipw_off, tables.ips_off
@@ -318,6 +370,7 @@ def build_state(
         # does not compile the cloud rules (engine/cloud_hooks.py); init_cloud replaces it
         cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int32),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
+        quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
     )
 
 

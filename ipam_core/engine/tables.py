@@ -11,6 +11,11 @@ Families are indexed ``0`` (IPv4) and ``1`` (IPv6) everywhere.
 
 from __future__ import annotations
 
+# Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
+from ipam_core.modes.cloud_config import (  # noqa: F401
+    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI)
+from ipam_core.modes.layout import POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY  # noqa: F401
+
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
 S_FAMILY = 0  # 0 = IPv4, 1 = IPv6
 S_POOL = 1  # pool id (0 for the single pool of kubernetes / cluster-pool)
@@ -165,16 +170,6 @@ C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long 
 C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
 C_NCOL = 48
 
-POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool
-POLICY_MULTI_POOL = 1
-POLICY_CLOUD = 2  # eni, aws-vpc-cni, azure, crd: per-node pools of addresses / prefixes from subnet bitmaps
-
-CLOUD_CRD_STATIC = 0  # crd: an external writer gives each node a fixed pool once
-CLOUD_CILIUM = 1  # eni, azure, crd with the watermark writer: Cilium's operator watermarks
-CLOUD_VPC_CNI = 2  # aws-vpc-cni: ipamd warm targets
-CLOUD_AKS_DYNAMIC = 3  # azure + AKS DynamicIndividual: CNS batches
-CLOUD_AKS_STATIC = 4  # azure + AKS StaticBlock: /28 blocks per node
-
 # node table `cl_node` [nodes, CN_NCOL]
 CN_IFACES = 0  # interfaces attached
 CN_UNITS = 1  # secondary IPs + prefixes held
@@ -187,7 +182,9 @@ CN_SYNC_ARMED = 7  # an agent CiliumNode update is scheduled
 CN_REPORTED = 8  # used addresses in the last CiliumNode status the operator saw
 CN_SUBNET = 9  # the node's subnet (set index)
 CN_PRIMARIES = 10  # interface primary addresses held
-CN_NCOL = 11
+CN_REPORTED_SINGLES = 11  # in that status: used addresses that are single secondary IPs
+CN_REPORTED_PREFIXES = 12  # in that status: /28 prefixes holding a used address
+CN_NCOL = 13
 # float table `cl_time` [nodes, CT_NCOL], seconds
 CT_OP_AT = 0  # when the pending operator pass runs (inf: none)
 CT_LAST_SYNC = 1

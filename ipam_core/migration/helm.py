@@ -19,12 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ipam_core.errors import ConfigError
+from ipam_core.modes import REGISTRY
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.model import PoolSpec
 from ipam_core.scenario.sections import read_cilium
 
-#: Modes a migration can start from or go to.
-MIGRATION_MODES = ("kubernetes", "cluster-pool", "multi-pool")
+#: Helm ``ipam.mode`` values a migration can start from or go to: the registry's modes that ``migrate`` simulates.
+MIGRATION_MODES = tuple(spec.helm_mode for spec in REGISTRY.values() if spec.migration)
 
 #: Values that land in the scenario's ``cilium:`` subset (validated by read_cilium).
 IPAM_KEYS = (
@@ -348,7 +349,7 @@ def resolve(values: Mapping) -> HelmConfig:
         Anything :func:`~ipam_core.scenario.sections.read_cilium` refuses (named by the
         Helm key, e.g. ``ipam.operator.clusterPoolIPv4PodCIDRList[1]: ... overlaps ...``),
         IPv6 enabled or IPv4 disabled (the migration simulation models IPv4), a mode
-        other than kubernetes / cluster-pool / multi-pool, or a behaviour value of the
+        other than :data:`MIGRATION_MODES` (kubernetes / cluster-pool / multi-pool), or a behaviour value of the
         wrong kind.
     """
     subset = {k: values[k] for k in _CILIUM_SUBSET if k in values}

@@ -30,9 +30,11 @@ from ipam_core.atomic import atomic_write
 from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration.engine import MigrationEngine, _helm_values
-from ipam_core.migration.helm import resolve, upgrade_values
+from ipam_core.migration.helm import MIGRATION_MODES, resolve, upgrade_values
+from ipam_core.migration.observe import table
 from ipam_core.migration.settings import read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
+from ipam_core.migration.timeline import fmt_time
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.limits import MAX_PLAN_NODES, MAX_PLAN_NODES_WHY, check_count, check_seed
 
@@ -108,10 +110,14 @@ def _target_step(scenario, steps: tuple[Step, ...], to_mode: str | None) -> tupl
         assignments += [(f"{base}.cidrs", list(ipam.cluster_pool_v4)), (f"{base}.maskSize", ipam.cluster_pool_v4_mask)]
     if to_mode == "multi-pool" and start == "cluster-pool":
         assignments.append(("extraConfig.enable-cluster-pool-to-multi-pool-migration", "true"))
-    if to_mode not in ("kubernetes", "cluster-pool", "multi-pool"):
-        raise ConfigError(f"--to {to_mode!r} is not a mode migrate simulates; expected kubernetes, cluster-pool or "
-                          "multi-pool")
+    if to_mode not in MIGRATION_MODES:
+        raise ConfigError(f"--to {to_mode!r} is not a mode migrate simulates; expected {_one_of(MIGRATION_MODES)}")
     return None, A.HelmUpgrade(tuple(assignments), None, True)
+
+
+def _one_of(names) -> str:
+    """``a, b or c``."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _node_names(settings_nodes: tuple[str, ...], prefix: tuple[Step, ...]) -> list[str]:
@@ -377,9 +383,6 @@ def format_plan(plan: Plan) -> str:
     -------
     str
     """
-    from ipam_core.migration.observe import table
-    from ipam_core.migration.timeline import fmt_time
-
     head = (f"ipam-bench migrate --plan: {plan.scenario}, {plan.start_mode} -> {plan.target_mode}, "
             f"{plan.nodes} node(s), {plan.pods} pod(s), node-by-node batch {plan.batch}")
     rows = []

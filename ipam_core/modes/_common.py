@@ -1,10 +1,9 @@
-"""Helpers shared by the mode modules."""
+"""Helpers shared by the node-CIDR mode modules (kubernetes, cluster-pool, gke, multi-pool)."""
 
 from __future__ import annotations
 
 from ipam_core.addr import parse_cidr
-from ipam_core.engine.layout import Layout, SetSpec
-from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
+from ipam_core.modes.layout import POLICY_ONE_PER_FAMILY, Layout, SetSpec
 
 
 def families(ipam) -> tuple[int, ...]:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from ipam_core.cloud import vpc_cni
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
-from ipam_core.engine.cloud import CloudConfig, subnet_layout
-from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import CLOUD_VPC_CNI
+from ipam_core.modes.cloud_config import CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "aws-vpc-cni"
+#: aws-node environment variables read (``cloud.awsVpcCni``).
+KEYS = ("WARM_ENI_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET", "WARM_PREFIX_TARGET", "ENABLE_PREFIX_DELEGATION",
+        "MAX_ENI")
 UPSTREAM = (
     "aws/amazon-vpc-cni-k8s pkg/ipamd/ipamd.go",
     "aws/amazon-vpc-cni-k8s pkg/ipamd/datastore/data_store.go",
@@ -64,3 +67,29 @@ def cloud(scenario) -> CloudConfig:
         decrease_s=scenario.timing.ipamd_decrease_interval_s, eni_min_life_s=vpc_cni.MIN_ENI_LIFETIME_S,
         cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=max_pods(scenario),
     )
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: IPv4 AWS subnets and a known instance type.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        IPv6 enabled, no subnet, a subnet outside /16../28, or an unknown instance type.
+    """
+    check_subnets(ipam, NAME, root)
+    check_aws(ipam, NAME, root)
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_CLOUD, settings="cloud.awsVpcCni", helm_mode=None,
+    migration=False, cloud=True, check=check, sections=(Section("cloud.awsVpcCni", KEYS),), upstream=UPSTREAM,
+    summary="the AWS VPC CNI's ipamd keeps a warm pool of ENI addresses or /28 prefixes per node",
+)

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 from ipam_core.cloud import aks
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
-from ipam_core.engine.cloud import CloudConfig, agent_reserved, subnet_layout
-from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM
+from ipam_core.modes.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
+                                          agent_reserved, check_subnets, subnet_layout)
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "azure"
+#: Cilium Helm ``azure`` values (accepted; the mode reads none: its operator never releases addresses).
+KEYS = ("enabled", "resourceGroup", "subscriptionID", "tenantID", "clientID", "clientSecret", "userAssignedIdentityID")
+#: ``cloud.aks`` keys.
+AKS_KEYS = ("podIPAllocationMode",)
 UPSTREAM = (
     "cilium pkg/azure/ipam/node.go",
     "cilium pkg/ipam/node.go",
@@ -72,3 +77,29 @@ def cloud(scenario) -> CloudConfig:
         above=marks.max_above_watermark, release=False, period_s=scenario.timing.ipam_resync_interval_s,
         max_pods=pods,
     )
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: IPv4 subnets.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        IPv6 enabled, or no subnet.
+    """
+    check_subnets(ipam, NAME, root)
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_CLOUD, settings="cilium.azure", helm_mode="azure",
+    migration=False, cloud=True, check=check,
+    sections=(Section("cilium.azure", KEYS), Section("cloud.aks", AKS_KEYS)), upstream=UPSTREAM,
+    summary="Cilium's Azure IPAM adds IP configurations to each VM's NIC; or AKS's own pod subnet",
+)

@@ -14,8 +14,9 @@ operator retries. Agents allocate exactly as in host scope
 
 from __future__ import annotations
 
-from ipam_core.engine.layout import Layout
 from ipam_core.modes._common import families, host_scope_layout
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_NODE_CIDR, ModeSpec
 
 NAME = "cluster-pool"
 UPSTREAM = (
@@ -44,3 +45,34 @@ def layout(scenario) -> Layout:
         1: (tuple(ipam.cluster_pool_v6), ipam.cluster_pool_v6_mask),
     }
     return host_scope_layout(NAME, "cluster-pool", by_family, enabled, revert_partial=True)
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: a CIDR list for every enabled family.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        An enabled family with an empty list (cilium clusterpool.go: "must be provided when
+        using ClusterPool").
+    """
+    for family in ipam.families:
+        cidrs = ipam.cluster_pool_v4 if family == 4 else ipam.cluster_pool_v6
+        if not cidrs:
+            (root / "cilium" / "ipam" / "operator" / f"clusterPoolIPv{family}PodCIDRList").fail(
+                f"[] is empty but cilium.ipv{family}.enabled is true; expected at least one CIDR: it must be "
+                f"provided when using ClusterPool (needed by mode {NAME})")
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_NODE_CIDR, settings="cilium.ipam.operator", helm_mode="cluster-pool",
+    migration=True, cloud=False, check=check, upstream=UPSTREAM,
+    summary="the Cilium operator gives each CiliumNode one CIDR per family from a cluster-wide list (the default)",
+)

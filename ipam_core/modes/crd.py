@@ -14,11 +14,14 @@ plain CIDR ranges: no cloud reservation in them.
 from __future__ import annotations
 
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
-from ipam_core.engine.cloud import CloudConfig, agent_reserved, subnet_layout
-from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import CLOUD_CILIUM, CLOUD_CRD_STATIC
+from ipam_core.modes.cloud_config import (CLOUD_CILIUM, CLOUD_CRD_STATIC, CloudConfig, agent_reserved, check_subnets,
+                                          subnet_layout)
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "crd"
+#: ``cloud.crd`` keys.
+KEYS = ("poolPerNode", "writer", "releaseExcessIPs")
 UPSTREAM = ("cilium pkg/ipam/crd.go", "cilium pkg/ipam/node.go")
 
 
@@ -55,3 +58,33 @@ def cloud(scenario) -> CloudConfig:
         release=spec.crd_release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
         subnet_reserved=False, nic=False, period_s=scenario.timing.ipam_resync_interval_s, max_pods=pods,
     )
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: IPv4 subnets, and a pool size for the static writer.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        IPv6 enabled, no subnet, or ``writer: static`` without ``poolPerNode``.
+    """
+    check_subnets(ipam, NAME, root)
+    cloud = ipam.cloud
+    if cloud.crd_writer == "static" and cloud.crd_pool_per_node == 0:
+        (root / "cloud" / "crd" / "writer").fail(
+            f"'static' without poolPerNode leaves every node's pool empty; expected poolPerNode >= 1 or "
+            f"writer: watermark (needed by mode {NAME})")
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_CLOUD, settings="cloud.crd", helm_mode="crd",
+    migration=False, cloud=True, check=check, sections=(Section("cloud.crd", KEYS),), upstream=UPSTREAM,
+    summary="an external writer fills each CiliumNode's pool; the agent allocates from it",
+)

@@ -22,11 +22,16 @@ from __future__ import annotations
 
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
-from ipam_core.engine.cloud import CloudConfig, agent_reserved, subnet_layout
-from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import CLOUD_CILIUM
+from ipam_core.modes.cloud_config import (CLOUD_CILIUM, CloudConfig, agent_reserved, check_aws, check_subnets,
+                                          subnet_layout)
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "eni"
+#: Cilium Helm ``eni`` values read (plus CiliumNode ``spec.eni.first-interface-index``); the others are accepted.
+KEYS = ("enabled", "awsEnablePrefixDelegation", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
+        "eniTags", "gcInterval", "gcTags", "iamRole", "instanceTagsFilter", "subnetIDsFilter", "subnetTagsFilter",
+        "updateEC2AdapterLimitViaAPI")
 UPSTREAM = (
     "cilium pkg/ipam/node.go",
     "cilium pkg/aws/eni/node.go",
@@ -70,3 +75,35 @@ def cloud(scenario) -> CloudConfig:
         release=spec.eni.release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
         period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
     )
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: IPv4 AWS subnets, a known instance type, and an ENI left for pods.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        IPv6 enabled, no subnet, a subnet outside /16../28, an unknown instance type, or a
+        first interface index past the instance's ENIs.
+    """
+    check_subnets(ipam, NAME, root)
+    lim = check_aws(ipam, NAME, root)
+    first = ipam.cloud.eni.first_interface_index
+    if first >= lim.enis:
+        (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
+            f"{first} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
+            f"expected at most {lim.enis - 1} (needed by mode {NAME})")
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_CLOUD, settings="cilium.eni", helm_mode="eni",
+    migration=False, cloud=True, check=check, sections=(Section("cilium.eni", KEYS),), upstream=UPSTREAM,
+    summary="Cilium's operator keeps each node's ENI addresses (or /28 prefixes) at the watermarks",
+)

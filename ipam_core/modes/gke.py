@@ -12,12 +12,16 @@ addresses taken by the agent. The kubelet's max pods is the node pool's.
 
 from __future__ import annotations
 
-from ipam_core.cloud.gke import node_mask_for_max_pods
-from ipam_core.engine.layout import Layout
+from ipam_core.addr import parse_cidr
+from ipam_core.cloud import gke as gke_rules
+from ipam_core.cloud.gke import DEFAULT_MAX_PODS, node_mask_for_max_pods
 from ipam_core.modes._common import families, host_scope_layout
-from ipam_core.scenario.defaults import DEFAULT_MAX_PODS
+from ipam_core.modes.layout import Layout
+from ipam_core.modes.spec import RULES_NODE_CIDR, ModeSpec, Section
 
 NAME = "gke"
+#: ``cloud.gke`` keys.
+KEYS = ("maxPodsPerNode",)
 UPSTREAM = (
     "GKE docs kubernetes-engine/docs/how-to/flexible-pod-cidr",
     "kubernetes pkg/controller/nodeipam/ipam/cidrset/cidr_set.go",
@@ -53,3 +57,45 @@ def layout(scenario) -> Layout:
         mask = ipam.kcm_node_mask_v6 if family else node_mask_for_max_pods(max_pods(scenario))
         by_family[family] = ((cidr,), mask)
     return host_scope_layout(NAME, "gke-pod-range", by_family, enabled, revert_partial=False)
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: max pods inside GKE's table, and an IPv4 cluster CIDR holding the node range.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        Max pods outside the flexible pod CIDR table; no IPv4 cluster CIDR, or one smaller
+        than the node range.
+    """
+    cloud = ipam.cloud
+    for_mode = f"(needed by mode {NAME})"
+    pods = cloud.gke_max_pods if cloud.gke_max_pods is not None else (cloud.kubelet_max_pods or DEFAULT_MAX_PODS)
+    w_pods = root / "cloud" / "gke" / "maxPodsPerNode" if cloud.gke_max_pods is not None else (
+        root / "cluster" / "kubelet" / "maxPods")
+    table = gke_rules.max_pods_table()
+    if not table[0][0] <= pods <= table[-1][1]:
+        w_pods.fail(f"{pods} is outside GKE's flexible pod CIDR table; expected {table[0][0]} to {table[-1][1]} "
+                    f"max pods per node {for_mode}")
+    mask = node_mask_for_max_pods(pods)
+    kcm = root / "cluster" / "kubeControllerManager" / "cluster-cidr"
+    cidr = ipam.kcm_cidr(4)
+    if cidr is None:
+        kcm.fail(f"{','.join(ipam.kcm_cluster_cidrs)!r} has no IPv4 CIDR; expected the GKE pod range {for_mode}")
+    if parse_cidr(cidr).prefixlen > mask:
+        kcm.fail(f"{cidr!r} is smaller than the /{mask} node range of {pods} max pods; expected "
+                 f"a pod range of /{mask} or larger {for_mode}")
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_NODE_CIDR, settings="cloud.gke", helm_mode="kubernetes",
+    migration=False, cloud=True, check=check, sections=(Section("cloud.gke", KEYS),), upstream=UPSTREAM,
+    summary="GKE (Dataplane V2): kubernetes mode with each node's pod range sized by its max pods",
+)

@@ -20,9 +20,9 @@ orphaned CIDRs of deleted pools.
 
 from __future__ import annotations
 
-from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import POLICY_MULTI_POOL
 from ipam_core.modes._common import families, sets_for
+from ipam_core.modes.layout import POLICY_MULTI_POOL, Layout
+from ipam_core.modes.spec import RULES_MULTI_POOL, ModeSpec
 
 NAME = "multi-pool"
 UPSTREAM = (
@@ -67,3 +67,51 @@ def layout(scenario) -> Layout:
         default_pool=names.index(ipam.default_pool) if ipam.default_pool in names else -1,
         revert_partial=True,
     )
+
+
+def check(ipam, root) -> None:
+    """What the mode needs: a pool per enabled family, and pre-allocated pools that exist.
+
+    Parameters
+    ----------
+    ipam : ipam_core.scenario.IPAMSpec
+        The scenario's resolved IPAM settings.
+    root : ipam_core.scenario._where.Where
+        The document root: errors name its keys and lines.
+
+    Raises
+    ------
+    ConfigError
+        No pool with CIDRs of an enabled family, or a pre-allocated pool that does not exist
+        or lacks an enabled family (the agent's ``waitForAllPools`` never returns).
+    """
+    for_mode = f"(needed by mode {NAME})"
+    cilium_ipam = root / "cilium" / "ipam"
+    for family in ipam.families:
+        if not any(p.has_family(family) for p in ipam.pools):
+            where = (cilium_ipam / "operator" / f"clusterPoolIPv{family}PodCIDRList" if ipam.pools_derived
+                     else root / "manifests")
+            where.fail(f"no pool has IPv{family} CIDRs (pools: {', '.join(p.name for p in ipam.pools) or 'none'}) "
+                       f"but cilium.ipv{family}.enabled is true; expected a CiliumPodIPPool with spec.ipv{family} "
+                       f"{for_mode}")
+    names = ", ".join(p.name for p in ipam.pools) or "none"
+    for pool_name, count in ipam.pre_allocation.items():
+        if count <= 0:
+            continue
+        pool = ipam.pool(pool_name)
+        missing = ([] if pool is not None else list(ipam.families)) or [f for f in ipam.families
+                                                                          if not pool.has_family(f)]
+        if missing:
+            what = ("which no pool defines" if pool is None
+                    else f"which has no IPv{missing[0]} CIDRs while cilium.ipv{missing[0]}.enabled is true")
+            (cilium_ipam / "multiPoolPreAllocation").fail(
+                f"'{pool_name}={count}' pre-allocates from pool {pool_name!r}, {what} (pools: {names}); expected "
+                f"only pools that exist with every enabled family: the agent waits for each pre-allocated pool "
+                f"('Waiting for cidr pool to become available') and never becomes ready {for_mode}")
+
+
+MODE = ModeSpec(
+    name=NAME, rules=RULES_MULTI_POOL, settings="manifests", helm_mode="multi-pool",
+    migration=True, cloud=False, check=check, upstream=UPSTREAM,
+    summary="named CiliumPodIPPools; each agent asks for node CIDRs per pool as its pods need addresses",
+)

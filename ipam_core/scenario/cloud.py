@@ -21,12 +21,17 @@ Each error is one line naming the dotted key and the value, as in the rest of th
 
 from __future__ import annotations
 
+from ipam_core.modes import REGISTRY
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_bool, as_cidr, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.limits import MAX_PODS_PER_NODE, MAX_PODS_PER_NODE_WHY
 from ipam_core.scenario.model import CloudSpec, ENISpec, VpcCniSpec, WatermarkSpec
 from ipam_core.scenario.rules import check_disjoint
+
+
+#: Dotted path of each mode-owned section (``cilium.eni``, ``cloud.crd``) -> the keys it accepts.
+_SECTION_KEYS = {section.path: section.keys for spec in REGISTRY.values() for section in spec.sections}
 
 
 def _per_node(where: Where, value: object, lo: int = 0) -> int:
@@ -111,7 +116,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
 
     w_eni = root / "cilium" / "eni"
     eni = as_mapping(w_eni, cilium.get("eni"))
-    check_keys(w_eni, eni, d.ENI_KEYS)
+    check_keys(w_eni, eni, _SECTION_KEYS["cilium.eni"])
     eni_spec = ENISpec(
         prefix_delegation=as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False)),
         release_excess_ips=as_bool(w_eni / "awsReleaseExcessIPs", eni.get("awsReleaseExcessIPs", False)),
@@ -119,11 +124,11 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     )
     w_az = root / "cilium" / "azure"
     azure = as_mapping(w_az, cilium.get("azure"))
-    check_keys(w_az, azure, d.AZURE_KEYS)
+    check_keys(w_az, azure, _SECTION_KEYS["cilium.azure"])
 
     w_vpc = w_cloud / "awsVpcCni"
     vpc = as_mapping(w_vpc, cloud.get("awsVpcCni"))
-    check_keys(w_vpc, vpc, d.VPC_CNI_KEYS)
+    check_keys(w_vpc, vpc, _SECTION_KEYS["cloud.awsVpcCni"])
     vpc_spec = VpcCniSpec(
         warm_eni_target=_env_int(w_vpc / "WARM_ENI_TARGET", vpc.get("WARM_ENI_TARGET", 1)),
         warm_ip_target=_env_int(w_vpc / "WARM_IP_TARGET", vpc.get("WARM_IP_TARGET", 0)),
@@ -140,7 +145,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
 
     w_aks = w_cloud / "aks"
     aks = as_mapping(w_aks, cloud.get("aks"))
-    check_keys(w_aks, aks, d.AKS_KEYS)
+    check_keys(w_aks, aks, _SECTION_KEYS["cloud.aks"])
     aks_mode = ""
     if "podIPAllocationMode" in aks:
         aks_mode = aks["podIPAllocationMode"]
@@ -150,7 +155,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
 
     w_crd = w_cloud / "crd"
     crd = as_mapping(w_crd, cloud.get("crd"))
-    check_keys(w_crd, crd, d.CRD_KEYS)
+    check_keys(w_crd, crd, _SECTION_KEYS["cloud.crd"])
     pool_per_node = _per_node(w_crd / "poolPerNode", crd["poolPerNode"], lo=1) if "poolPerNode" in crd else 0
     writer = crd.get("writer", "static" if pool_per_node else "watermark")
     if writer not in d.CRD_WRITERS:
@@ -162,7 +167,7 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
 
     w_gke = w_cloud / "gke"
     gke = as_mapping(w_gke, cloud.get("gke"))
-    check_keys(w_gke, gke, d.GKE_KEYS)
+    check_keys(w_gke, gke, _SECTION_KEYS["cloud.gke"])
     gke_max_pods = _per_node(w_gke / "maxPodsPerNode", gke["maxPodsPerNode"], lo=1) if "maxPodsPerNode" in gke else None
 
     return CloudSpec(subnets=subnets, subnets_derived=derived, instance_type=instance_type,
@@ -170,74 +175,3 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
                      eni=eni_spec, vpc_cni=vpc_spec, aks_mode=aks_mode,
                      crd_pool_per_node=pool_per_node, crd_writer=writer, crd_release_excess_ips=crd_release,
                      gke_max_pods=gke_max_pods)
-
-
-def check_cloud_mode(ipam, mode: str, root: Where) -> None:
-    """Check that a cloud mode has what it needs (called from :func:`~ipam_core.scenario.rules.check_mode`).
-
-    Parameters
-    ----------
-    ipam : IPAMSpec
-    mode : str
-        One of :data:`~ipam_core.scenario.defaults.CLOUD_MODES`.
-    root : Where
-
-    Raises
-    ------
-    ConfigError
-        IPv6 enabled for a subnet mode (they model IPv4 only); no subnet; an AWS subnet outside
-        /16../28; an unknown instance type; a first interface index past the instance's ENIs;
-        ``crd`` without ``poolPerNode`` or ``writer: watermark``; GKE max pods outside the table;
-        GKE without an IPv4 cluster CIDR that holds the node range.
-    """
-    from ipam_core.addr import parse_cidr
-    from ipam_core.cloud import gke as gke_rules
-    from ipam_core.cloud.limits import instance_limits, load_instance_limits
-    from ipam_core.errors import ConfigError
-
-    cloud = ipam.cloud
-    for_mode = f"(needed by mode {mode})"
-    if mode == "gke":
-        pods = cloud.gke_max_pods if cloud.gke_max_pods is not None else (cloud.kubelet_max_pods or d.DEFAULT_MAX_PODS)
-        w_pods = root / "cloud" / "gke" / "maxPodsPerNode" if cloud.gke_max_pods is not None else (
-            root / "cluster" / "kubelet" / "maxPods")
-        table = gke_rules.max_pods_table()
-        if not table[0][0] <= pods <= table[-1][1]:
-            w_pods.fail(f"{pods} is outside GKE's flexible pod CIDR table; expected {table[0][0]} to {table[-1][1]} "
-                        f"max pods per node {for_mode}")
-        mask = gke_rules.node_mask_for_max_pods(pods)
-        kcm = root / "cluster" / "kubeControllerManager" / "cluster-cidr"
-        cidr = ipam.kcm_cidr(4)
-        if cidr is None:
-            kcm.fail(f"{','.join(ipam.kcm_cluster_cidrs)!r} has no IPv4 CIDR; expected the GKE pod range {for_mode}")
-        if parse_cidr(cidr).prefixlen > mask:
-            kcm.fail(f"{cidr!r} is smaller than the /{mask} node range of {pods} max pods; expected "
-                     f"a pod range of /{mask} or larger {for_mode}")
-        return
-    if ipam.ipv6:
-        (root / "cilium" / "ipv6" / "enabled").fail(f"true, but mode {mode} models IPv4 subnets only; expected false "
-                                                    f"{for_mode}")
-    w_subnets = root / "cloud" / "subnets"
-    where = root / "cilium" / "ipam" / "operator" / "clusterPoolIPv4PodCIDRList" if cloud.subnets_derived else w_subnets
-    if not cloud.subnets:
-        where.fail(f"[] is empty; expected at least one subnet CIDR {for_mode}")
-    if mode in ("eni", "aws-vpc-cni"):
-        lo, hi = d.AWS_SUBNET_PREFIX
-        for i, cidr in enumerate(cloud.subnets):
-            prefix = int(cidr.split("/")[1])
-            if not lo <= prefix <= hi:
-                w = where if cloud.subnets_derived else w_subnets / i
-                hint = "; set cloud.subnets" if cloud.subnets_derived else ""
-                w.fail(f"{cidr!r} is a /{prefix}; expected an AWS subnet from /{lo} to /{hi}{hint} {for_mode}")
-        table = load_instance_limits(cloud.instance_limits_file)
-        try:
-            lim = instance_limits(cloud.instance_type, table)
-        except ConfigError as exc:
-            (root / "cluster" / "instanceType").fail(f"{exc} {for_mode}")
-        if mode == "eni" and cloud.eni.first_interface_index >= lim.enis:
-            (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
-                f"{cloud.eni.first_interface_index} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
-                f"expected at most {lim.enis - 1} {for_mode}")
-    if mode == "crd" and cloud.crd_writer == "static" and cloud.crd_pool_per_node == 0:
-        (root / "cloud" / "crd" / "writer").fail(f"'static' without poolPerNode leaves every node's pool empty; "
-                                                 f"expected poolPerNode >= 1 or writer: watermark {for_mode}")

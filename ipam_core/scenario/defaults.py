@@ -5,19 +5,17 @@ docs/scenario.md documents the same table; keep the two in step.
 
 from __future__ import annotations
 
-#: IPAM modes a scenario may name (cilium ``pkg/ipam/option/option.go`` spelling).
-#: The one list to extend when a mode is added to the engine.
-KNOWN_MODES: tuple[str, ...] = ("kubernetes", "cluster-pool", "multi-pool")
+from ipam_core.modes import ALL_MODES, CLOUD_MODES, POOL_MODES, section_keys  # noqa: F401  (re-exported)
 
-#: Cloud modes (docs/cloud-modes.md), accepted wherever a mode is named. They are kept apart from
-#: KNOWN_MODES, which the built-in default scenario runs in full (tests pin the two together).
-CLOUD_MODES: tuple[str, ...] = ("eni", "aws-vpc-cni", "azure", "crd", "gke")
+# Mode lists come from the mode registry (ipam_core/modes/__init__.py), the only list of modes:
+# ALL_MODES, every mode a scenario, ``--mode`` or ``--modes`` may name (cilium
+# ``pkg/ipam/option/option.go`` spelling); CLOUD_MODES, those of docs/cloud-modes.md, run only when named.
 
-#: Every mode a scenario, ``--mode`` or ``--modes`` may name.
-ALL_MODES: tuple[str, ...] = KNOWN_MODES + CLOUD_MODES
+#: The pool modes, which the built-in default scenario runs in full.
+KNOWN_MODES: tuple[str, ...] = POOL_MODES
 
 #: What ``compare`` runs when the scenario has no ``modes:``.
-DEFAULT_MODES: tuple[str, ...] = ("kubernetes", "cluster-pool", "multi-pool")
+DEFAULT_MODES: tuple[str, ...] = POOL_MODES
 
 #: How the engine places pods on nodes.
 SCHEDULERS: tuple[str, ...] = ("spread", "pack", "random")
@@ -91,7 +89,8 @@ CLUSTER_KEYS = ("nodes", "scheduler", "addressFilter", "kubelet", "kubeControlle
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",
              "allocate-node-cidrs")
-CILIUM_KEYS = ("ipv4", "ipv6", "endpointHealthChecking", "ipam", "eni", "azure")
+#: ``cilium:`` keys: the shared ones, then the sections the modes own (``eni``, ``azure``).
+CILIUM_KEYS = ("ipv4", "ipv6", "endpointHealthChecking", "ipam", *section_keys("cilium"))
 FAMILY_KEYS = ("enabled",)
 HEALTH_KEYS = ("enabled",)
 IPAM_KEYS = ("mode", "ciliumNodeUpdateRate", "operator", "multiPoolPreAllocation", "defaultPool")
@@ -122,22 +121,8 @@ POOL_MAX_CIDRS = 32
 # ---------------------------------------------------------------- cloud modes (ipam_core/scenario/cloud.py)
 #: eksctl's default node instance type.
 DEFAULT_INSTANCE_TYPE = "m5.large"
-CLOUD_KEYS = ("subnets", "instanceLimitsFile", "awsVpcCni", "aks", "crd", "gke")
-#: Cilium Helm ``eni`` values read (plus CiliumNode ``spec.eni.first-interface-index``); the others are accepted.
-ENI_KEYS = ("enabled", "awsEnablePrefixDelegation", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
-            "eniTags", "gcInterval", "gcTags", "iamRole", "instanceTagsFilter", "subnetIDsFilter", "subnetTagsFilter",
-            "updateEC2AdapterLimitViaAPI")
-#: Cilium Helm ``azure`` values (accepted; the Azure mode reads none: its operator never releases addresses).
-AZURE_KEYS = ("enabled", "resourceGroup", "subscriptionID", "tenantID", "clientID", "clientSecret",
-              "userAssignedIdentityID")
-#: aws-node environment variables read by the ``aws-vpc-cni`` mode.
-VPC_CNI_KEYS = ("WARM_ENI_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET", "WARM_PREFIX_TARGET",
-                "ENABLE_PREFIX_DELEGATION", "MAX_ENI")
-AKS_KEYS = ("podIPAllocationMode",)
+#: ``cloud:`` keys: the shared ones, then the sections the modes own (``awsVpcCni``, ``aks``, ``crd``, ``gke``).
+CLOUD_KEYS = ("subnets", "instanceLimitsFile", *section_keys("cloud"))
 #: AKS agent pool ``podIPAllocationMode`` values.
 AKS_MODES = ("DynamicIndividual", "StaticBlock")
-CRD_KEYS = ("poolPerNode", "writer", "releaseExcessIPs")
 CRD_WRITERS = ("static", "watermark")
-GKE_KEYS = ("maxPodsPerNode",)
-#: AWS subnets are /16 to /28 (VPC user guide, "Subnet sizing").
-AWS_SUBNET_PREFIX = (16, 28)

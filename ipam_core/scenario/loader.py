@@ -19,7 +19,8 @@ from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
 from ipam_core.scenario.cloud import read_cloud
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
-from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size
+from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size, uses_pools
+from ipam_core.workloads import parse_workload
 
 _BUILTIN_DIR = "scenarios"
 _WORKLOAD_KEY = re.compile(r"^(workload(?:\.[A-Za-z0-9_-]+|\[\d+\])*)")
@@ -168,7 +169,7 @@ def check_scenario_modes(scenario: Scenario, modes) -> None:
     for mode in modes:
         scenario_for_mode(scenario, mode)
     added = tuple(m for m in modes if m not in scenario.modes and m != scenario.ipam.mode)
-    if "multi-pool" in added:
+    if uses_pools(added):
         source = Source(str(scenario.source_path) if scenario.source_path else None, {})
         where = Where(("workload",), source)
         names = tuple(ns.name for ns in scenario.namespaces) or ("default",)
@@ -326,8 +327,6 @@ def _pools(root: Where, configured: list, cilium) -> tuple[tuple[PoolSpec, ...],
 
 def _workload(where: Where, value: object, base: Path | None):
     raw = _resolve_paths(as_mapping(where, value), base)
-    from ipam_core.workloads import parse_workload  # lazy: the workload layer imports numpy/pyarrow
-
     return _with_line(where, parse_workload, raw, "workload")
 
 

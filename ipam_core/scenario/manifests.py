@@ -18,6 +18,7 @@ from ipam_core.scenario._values import (as_bool, as_cidr, as_int, as_list, as_ma
                                         kind_of, show)
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.model import SELECTOR_OPERATORS, LabelRequirement, LabelSelector, NamespaceSpec, PoolSpec
+from ipam_core.scenario.rules import check_node_mask
 
 POOL_API_VERSIONS = ("cilium.io/v2alpha1", "cilium.io/v2")
 KINDS = {"CiliumPodIPPool": POOL_API_VERSIONS, "Namespace": ("v1",)}
@@ -180,8 +181,6 @@ def read_pool_family(where: Where, value: object, family: int) -> PoolFamily:
     nets = [(where / "cidrs" / i, as_cidr(where / "cidrs" / i, c, family)) for i, c in enumerate(raw)]
     bits = 32 if family == 4 else 128
     mask = as_int(where / "maskSize", spec["maskSize"], lo=1, hi=bits)
-    from ipam_core.scenario.rules import check_node_mask  # rules imports this module
-
     check_node_mask(where / "maskSize", mask, nets, family, "pool CIDR")
     return tuple(str(n) for _, n in nets), nets, mask
 

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Synthetic pod labels Cilium adds before matching a pool's ``podSelector``
-#: (cilium ``pkg/k8s/apis/cilium.io/const.go`` PodNamespaceLabel / PodNameLabel).
-POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-POD_NAME_LABEL = "io.kubernetes.pod.name"
+from ipam_core.scenario.selection import select_pool
 
 #: Label-selector operators of ``matchExpressions`` (``metav1.LabelSelectorOperator``).
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -137,7 +134,7 @@ class ClusterSpec:
     address_filter: str = "none"
 
 
-# ---- cloud modes (eni, aws-vpc-cni, azure, crd, gke): see ipam_core/scenario/cloud.py and docs/cloud-modes.md
+# ---- cloud modes (ipam_core.modes.CLOUD_MODES): see ipam_core/scenario/cloud.py and docs/cloud-modes.md
 @dataclass(frozen=True)
 class WatermarkSpec:
     """CiliumNode ``spec.ipam`` watermarks (``pre-allocate`` ``None`` means the operator's default)."""
@@ -302,7 +299,5 @@ class Scenario:
     def select_pool(self, family: int, namespace: str, *, pod_annotations: Mapping[str, str] | None = None,
                     pod_labels: Mapping[str, str] | None = None, pod_name: str = "") -> str:
         """Multi-pool pool for a pod of ``namespace``: see :func:`ipam_core.scenario.select_pool`."""
-        from ipam_core.scenario.selection import select_pool
-
         return select_pool(self.ipam, family, namespace=self.namespace(namespace),
                            pod_annotations=pod_annotations, pod_labels=pod_labels, pod_name=pod_name)

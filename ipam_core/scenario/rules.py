@@ -1,4 +1,4 @@
-"""Cross-field validation: overlapping CIDRs, impossible masks, and what each mode needs.
+"""Cross-field validation: overlapping CIDRs, impossible masks, and what each mode needs (its own ``check``).
 
 Each rule names the upstream check it mirrors; where upstream accepts a setting that can
 only fail later (a cluster-pool mask shorter than its CIDR gives a set that is full from
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ipam_core.addr import Network
+from ipam_core.modes import mode_spec
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.model import IPAMSpec
@@ -100,66 +101,14 @@ def check_mode(ipam: IPAMSpec, mode: str, root: Where) -> None:
     ipam : IPAMSpec
         The resolved IPAM settings.
     mode : str
-        One of :data:`~ipam_core.scenario.defaults.ALL_MODES`.
+        One of :data:`~ipam_core.modes.ALL_MODES`.
     root : Where
         The document root (for keys and lines in messages).
 
     Raises
     ------
     ConfigError
-        cluster-pool: an enabled family with an empty list (cilium clusterpool.go: "must be
-        provided when using ClusterPool"). kubernetes: no KCM cluster CIDR for an enabled
-        family, or ``allocate-node-cidrs: false`` (the agent waits forever for a podCIDR).
-        multi-pool: no pool with CIDRs of an enabled family, or a pre-allocated pool that does
-        not exist or lacks an enabled family (the agent's ``waitForAllPools`` never returns).
+        What the mode's own ``check`` refuses (each mode module documents its rules, e.g.
+        :func:`ipam_core.modes.multi_pool.check`).
     """
-    cilium_ipam = root / "cilium" / "ipam"
-    for_mode = f"(needed by mode {mode})"
-    if mode == "cluster-pool":
-        for family in ipam.families:
-            cidrs = ipam.cluster_pool_v4 if family == 4 else ipam.cluster_pool_v6
-            if not cidrs:
-                (cilium_ipam / "operator" / f"clusterPoolIPv{family}PodCIDRList").fail(
-                    f"[] is empty but cilium.ipv{family}.enabled is true; expected at least one CIDR: it must be "
-                    f"provided when using ClusterPool {for_mode}")
-    elif mode == "kubernetes":
-        kcm = root / "cluster" / "kubeControllerManager"
-        if not ipam.kcm_allocate_node_cidrs:
-            (kcm / "allocate-node-cidrs").fail(
-                f"false means nodes never get spec.podCIDRs and the agent waits forever; expected true {for_mode}")
-        for family in ipam.families:
-            if ipam.kcm_cidr(family) is None:
-                (kcm / "cluster-cidr").fail(
-                    f"{','.join(ipam.kcm_cluster_cidrs)!r} has no IPv{family} CIDR but cilium.ipv{family}.enabled is "
-                    f"true; expected one {for_mode}: the agent would wait for 'required IPv{family} PodCIDR'")
-    elif mode == "multi-pool":
-        _check_multi_pool(ipam, root, for_mode)
-    elif mode in d.CLOUD_MODES:  # cloud modes: ipam_core/scenario/cloud.py
-        from ipam_core.scenario.cloud import check_cloud_mode
-
-        check_cloud_mode(ipam, mode, root)
-
-
-def _check_multi_pool(ipam: IPAMSpec, root: Where, for_mode: str) -> None:
-    cilium_ipam = root / "cilium" / "ipam"
-    for family in ipam.families:
-        if not any(p.has_family(family) for p in ipam.pools):
-            where = (cilium_ipam / "operator" / f"clusterPoolIPv{family}PodCIDRList" if ipam.pools_derived
-                     else root / "manifests")
-            where.fail(f"no pool has IPv{family} CIDRs (pools: {', '.join(p.name for p in ipam.pools) or 'none'}) "
-                       f"but cilium.ipv{family}.enabled is true; expected a CiliumPodIPPool with spec.ipv{family} "
-                       f"{for_mode}")
-    names = ", ".join(p.name for p in ipam.pools) or "none"
-    for pool_name, count in ipam.pre_allocation.items():
-        if count <= 0:
-            continue
-        pool = ipam.pool(pool_name)
-        missing = ([] if pool is not None else list(ipam.families)) or [f for f in ipam.families
-                                                                          if not pool.has_family(f)]
-        if missing:
-            what = ("which no pool defines" if pool is None
-                    else f"which has no IPv{missing[0]} CIDRs while cilium.ipv{missing[0]}.enabled is true")
-            (cilium_ipam / "multiPoolPreAllocation").fail(
-                f"'{pool_name}={count}' pre-allocates from pool {pool_name!r}, {what} (pools: {names}); expected "
-                f"only pools that exist with every enabled family: the agent waits for each pre-allocated pool "
-                f"('Waiting for cidr pool to become available') and never becomes ready {for_mode}")
+    mode_spec(mode).check(ipam, root)

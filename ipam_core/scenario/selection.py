@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ipam_core.errors import AllocatorError
 from ipam_core.scenario import defaults as d
-from ipam_core.scenario.model import POD_NAME_LABEL, POD_NAMESPACE_LABEL, IPAMSpec, NamespaceSpec
+
+if TYPE_CHECKING:  # annotations only: the model imports this module for Scenario.select_pool
+    from ipam_core.scenario.model import IPAMSpec, NamespaceSpec
+
+#: Synthetic pod labels Cilium adds before matching a pool's ``podSelector``
+#: (cilium ``pkg/k8s/apis/cilium.io/const.go`` PodNamespaceLabel / PodNameLabel).
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+POD_NAME_LABEL = "io.kubernetes.pod.name"
 
 
 class PoolSelectionError(AllocatorError):
@@ -72,28 +80,30 @@ def select_pool(ipam: IPAMSpec, family: int, *, namespace: NamespaceSpec | None 
     """
     if family not in (4, 6):
         raise PoolSelectionError(f"invalid IP family: {family!r}; expected 4 or 6")
-    ns = namespace if namespace is not None else NamespaceSpec("default")
+    # an undeclared namespace: "default", without labels or annotations
+    ns_name, ns_labels, ns_annotations = (("default", {}, {}) if namespace is None
+                                          else (namespace.name, namespace.labels, namespace.annotations))
     pod_annotations = pod_annotations or {}
-    owner = f"{ns.name}/{pod_name or '*'}"
-    for annotations in (pod_annotations, ns.annotations):
+    owner = f"{ns_name}/{pod_name or '*'}"
+    for annotations in (pod_annotations, ns_annotations):
         chosen = _pool_by_annotations(annotations, family)
         if chosen is not None:
             return chosen
     labels = dict(pod_labels or {})
-    labels[POD_NAMESPACE_LABEL] = ns.name
+    labels[POD_NAMESPACE_LABEL] = ns_name
     labels[POD_NAME_LABEL] = pod_name
     matches = sorted(
         pool.name for pool in ipam.pools
         if pool.has_family(family) and pool.has_selector
         and (pool.pod_selector is None or pool.pod_selector.matches(labels))
-        and (pool.namespace_selector is None or pool.namespace_selector.matches(ns.labels))
+        and (pool.namespace_selector is None or pool.namespace_selector.matches(ns_labels))
     )
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise PoolSelectionError(f"multiple CiliumPodIPPools match pod {owner} (family=ipv{family}): "
                                  f"{', '.join(matches)}; expected exactly one")
-    for where, annotations in (("pod", pod_annotations), ("namespace", ns.annotations)):
+    for where, annotations in (("pod", pod_annotations), ("namespace", ns_annotations)):
         if annotations.get(d.ANNOTATION_REQUIRE_MATCH) == "true":
             raise PoolSelectionError(f"no matching CiliumPodIPPool found for pod {owner} (family=ipv{family}) and "
                                      f"require-pool-match annotation is set on {where}")

@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ipam_core.errors import ConfigError
+from ipam_core.modes import RULES_MULTI_POOL, mode_spec
 from ipam_core.scenario import limits as L
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec
+from ipam_core.workloads.generators import MAX_EVENTS
+from ipam_core.workloads.replay import read_events
+from ipam_core.workloads.spec import ReplaySpec
 
 #: Upper bound and reason of each integer workload key.
 _INT_LIMITS = {
@@ -30,6 +34,11 @@ _TIME_KEYS = ("hold", "gap", "start", "period", "interval", "phaseGap")
 _EVENTS_PER_STEP = 2
 #: node-autoscaling decisions (duration / interval): the generator builds one array entry per decision.
 MAX_AUTOSCALER_TICKS = 10_000_000
+
+
+def uses_pools(modes) -> bool:
+    """Whether any of ``modes`` places pods in named pools (the multi-pool rules), so a workload's pools matter."""
+    return any(mode_spec(mode).rules == RULES_MULTI_POOL for mode in modes)
 
 
 def _fail(key: str, value, expected: str) -> ConfigError:
@@ -56,8 +65,6 @@ def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
         pods alive at once than :data:`~ipam_core.scenario.limits.MAX_LIVE_PODS`, or a
         steady churn making more events than the generators' ``MAX_EVENTS``.
     """
-    from ipam_core.workloads.generators import MAX_EVENTS  # lazy: the workload layer imports numpy/pyarrow
-
     for f in fields(spec):
         key, kind, value = f.metadata["key"], f.metadata["kind"], getattr(spec, f.name)
         if value is None:
@@ -110,7 +117,7 @@ def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespac
         if name not in namespaces:
             raise _fail(f"namespaceWeights.{name}", weight, f"a namespace of the scenario ({', '.join(namespaces)})")
     pools = tuple(p.name for p in ipam.pools)
-    if "multi-pool" in modes or ipam.mode == "multi-pool":
+    if uses_pools((*modes, ipam.mode)):
         for name, fraction in getattr(spec, "pod_pool_fractions", ()) or ():
             if name not in pools:
                 raise _fail(f"podPoolFractions.{name}", fraction, f"a pool the scenario defines ({', '.join(pools)}): "
@@ -149,12 +156,9 @@ def check_replay(spec, duration_s: float, ipam: IPAMSpec, modes: tuple[str, ...]
         The first problem, naming the file, the row and the value (see
         :func:`ipam_core.workloads.read_events`).
     """
-    from ipam_core.workloads.replay import read_events  # lazy: pyarrow
-    from ipam_core.workloads.spec import ReplaySpec
-
     if not isinstance(spec, ReplaySpec):
         return
-    multi_pool = "multi-pool" in modes or ipam.mode == "multi-pool"
+    multi_pool = uses_pools((*modes, ipam.mode))
     read_events(spec.path, duration_s=duration_s, time_scale=spec.time_scale,
                 pools=tuple(p.name for p in ipam.pools) if multi_pool else None,
                 nodes=tuple(f"node-{i}" for i in range(cluster.nodes)))

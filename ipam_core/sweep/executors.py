@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from ipam_core.errors import ConfigError
 from ipam_core.sweep.tasks import Task, run_batch, warm_worker
 
-__all__ = ["MAX_WORKERS", "MAX_WORKERS_WHY", "DaskSession", "connect_dask", "default_workers", "run_dask", "run_local"]
+__all__ = ["LOCAL_CLUSTER_CONFIG", "MAX_WORKERS", "MAX_WORKERS_WHY", "DaskSession", "connect_dask", "default_workers",
+           "run_dask", "run_local", "start_local_cluster"]
 
 #: Most worker processes (or local Dask workers) a sweep starts: each holds a Python process and its kernels.
 MAX_WORKERS = 256
@@ -53,10 +54,31 @@ _BATCHES_PER_THREAD = 8
 _MAX_BATCH = 8
 
 
-#: On Dask each batch is a scheduler round trip: fewer, larger batches (measured, 1,000 default points on a
-#: 2-worker LocalCluster: 2.4 s with 2 per thread and up to 64 tasks, 2.7 s with 8 and 8).
-_DASK_BATCHES_PER_THREAD = 2
+#: On Dask each batch is a scheduler round trip (a few ms of scheduler, client and worker time, and an idle gap
+#: on the worker): batches start big and shrink as the sweep nears its end (guided self-scheduling), so the
+#: workers finish together without a long tail of small round trips.
 _DASK_MAX_BATCH = 64
+_DASK_MIN_BATCH = 4
+#: A Dask batch takes at most 1 / (this × worker threads) of the tasks still to hand out.
+_DASK_SHARE = 2
+
+
+def _guided_batches(tasks: list[Task], threads: int, most: int = _DASK_MAX_BATCH, least: int = _DASK_MIN_BATCH,
+                    share: int = _DASK_SHARE) -> list[list[Task]]:
+    """Cut tasks into consecutive batches of shrinking size (guided self-scheduling).
+
+    Each batch takes ``ceil(left / (share × threads))`` of the ``left`` tasks not yet
+    cut, kept between ``least`` and ``most``: the first batches are large (few round
+    trips), the last ones small, so no worker is left with a long batch when the
+    others have run out.
+    """
+    out, start = [], 0
+    while start < len(tasks):
+        left = len(tasks) - start
+        size = max(least, min(most, -(-left // (share * threads))))
+        out.append(tasks[start : start + size])
+        start += size
+    return out
 
 
 def _batches(tasks: list[Task], threads: int, per_thread: int = _BATCHES_PER_THREAD,
@@ -105,6 +127,40 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
             raise
 
 
+#: Dask settings of the LocalCluster a sweep starts (measured on 200 default-scenario tasks in one worker):
+#:
+#: * Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's adaptive
+#:   mmap threshold: every array of 128 KiB or more is then a fresh mmap, ~35,000 page faults and 6-7 % more
+#:   CPU per 200 tasks than a local worker. Left unset, as in a local worker.
+#: * Without a dashboard no one reads the workers' profiles; sampling one every 10 ms (and an event-loop health
+#:   tick every 20 ms) wakes the worker's event loop, which takes the GIL from the thread running the sweep.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+}
+
+
+def start_local_cluster(workers: int):
+    """Start a :class:`distributed.LocalCluster` for sweep tasks (needs ``distributed``).
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes, one thread each: a sweep task holds the GIL while it runs.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        No dashboard; workers started with :data:`LOCAL_CLUSTER_CONFIG`.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # each worker process gets the configuration at its start
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
 class DaskSession:
     """A connected Dask client (and the LocalCluster it owns, for ``local``); close it when done."""
 
@@ -142,12 +198,13 @@ def connect_dask(address: str, workers: int) -> DaskSession:
 
     Notes
     -----
+    ``local`` starts the cluster with :func:`start_local_cluster`.
     Every worker warms the engine once through a worker plugin
     (:class:`ipam_core.sweep.dask_plugin.WarmEngine`) and keeps its own Numba cache
     (its ``NUMBA_CACHE_DIR`` or ``~/.cache/ipam-bench``).
     """
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from ipam_core.sweep.dask_plugin import WarmEngine
     except ImportError:
@@ -155,7 +212,7 @@ def connect_dask(address: str, workers: int) -> DaskSession:
     cluster = None
     try:
         if address == "local":
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = start_local_cluster(workers)
             client = Client(cluster)
         else:
             client = Client(address, timeout="10s")
@@ -180,11 +237,14 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
     ------
     dict
         Each task's summary, as its batch finishes; only these small summaries travel back.
-        Tasks go to the workers in batches of up to 64 (at least 2 batches per worker thread),
-        so the scheduler handles a few dozen Dask tasks, not one per point.
+        Tasks go to the workers in batches of 64 down to 4 (:func:`_guided_batches`), so the
+        scheduler handles a few dozen Dask tasks, not one per point, and the workers finish
+        within a few tasks of each other.
 
     Notes
     -----
+    The first batch of each worker thread is submitted on its own, the others right after,
+    and results are gathered on the client's event loop as batches finish.
     With ``--keep-traces`` the workers write the traces themselves: the sweep folder
     must then be on a file system they share.
     """
@@ -192,13 +252,21 @@ def run_dask(tasks: list[Task], session: DaskSession) -> Iterator[dict]:
         return
     from distributed import as_completed as dask_completed
 
-    batches = _batches(tasks, max(1, sum(session.client.nthreads().values())), _DASK_BATCHES_PER_THREAD,
-                       _DASK_MAX_BATCH)
-    futures = session.client.map(run_batch, batches, pure=False)
+    client = session.client
+    threads = max(1, sum(client.nthreads().values()))
+    batches = _guided_batches(tasks, threads, _DASK_MAX_BATCH, _DASK_MIN_BATCH, _DASK_SHARE)
+    # the first batch of each worker thread goes alone: the scheduler takes ~0.1 s to unpack a graph of a
+    # thousand tasks' scenarios, time the workers spend on their first batch instead of waiting for it
+    futures = client.map(run_batch, batches[:threads], pure=False)
+    # results are fetched on the client's event loop as batches finish, not one round trip per batch here
+    finished = dask_completed(futures, with_results=True)
     try:
-        for fut in dask_completed(futures):
-            yield from fut.result()
+        rest = client.map(run_batch, batches[threads:], pure=False)
+        futures += rest
+        finished.update(rest)
+        for fut, summaries in finished:
+            yield from summaries
             fut.release()
     except BaseException:
-        session.client.cancel(futures)
+        client.cancel(futures)
         raise

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ipam_core.engine import simulate, summarize, warmup, write_run
+from ipam_core.engine import SUMMARY_NAMES, simulate, summary_records, warmup, write_run
+from ipam_core.engine.summary import idle_figures
 from ipam_core.sweep.spec import Point, SweepSpec
 
 __all__ = ["Task", "make_tasks", "replicate_seed", "run_batch", "run_task", "warm_worker"]
@@ -125,12 +126,33 @@ def warm_worker() -> None:
     warmup()
 
 
-def _extra_metrics(mode_result, family: int) -> dict:
-    tr = mode_result.trace
-    mine = tr["family"] == family
-    idle = tr["addrs_idle"][mine]
-    # a sample "strands" its idle addresses when pods failed since the previous one although some node had room
-    stranding = np.diff(tr["pods_failed_free_elsewhere"][mine], prepend=0) > 0
+def _extra_metrics(mode_result) -> dict[int, dict]:
+    """:data:`EXTRA_COLUMNS` of one mode, per family (4 or 6).
+
+    A sample "strands" its idle addresses when pods failed since the previous
+    one although some node had room. Computed by one compiled pass over the
+    counter block (:func:`ipam_core.engine.summary.idle_figures`, with
+    ``np.mean``'s own order of addition), or with numpy from the trace columns
+    of a result that has no block.
+    """
+    if mode_result.counters is None:
+        return {family: _extra_metrics_numpy(mode_result.trace, family) for family in mode_result.families}
+    sums, counts = idle_figures(mode_result.counters, len(mode_result.families))
+    out = {}
+    for family, (idle_sum, stranded_sum), (n, n_stranded, peak) in zip(mode_result.families, sums.tolist(),
+                                                                        counts.tolist()):
+        out[family] = {
+            "idle_mean": round(idle_sum / n, 1) if n else 0.0,
+            "stranded_mean": round(stranded_sum / n_stranded, 1) if n_stranded else 0.0,
+            "peak_idle": peak if n else 0,
+        }
+    return out
+
+
+def _extra_metrics_numpy(trace, family: int) -> dict:
+    mine = trace["family"] == family
+    idle = np.asarray(trace["addrs_idle"])[mine]
+    stranding = np.diff(np.asarray(trace["pods_failed_free_elsewhere"])[mine], prepend=0) > 0
     return {
         "idle_mean": round(float(idle.mean()), 1) if idle.size else 0.0,
         "stranded_mean": round(float(idle[stranding].mean()), 1) if stranding.any() else 0.0,
@@ -154,10 +176,11 @@ def run_task(task: Task) -> dict:
     """
     start = time.perf_counter()
     result = simulate(replace(task.scenario, seed=task.seed), list(task.modes))
-    rows = summarize(result).to_pylist()
-    by_mode = {m.mode: m for m in result.modes}
+    # summarize's rows without its table: what summarize(result).to_pylist() gives
+    rows = [dict(zip(SUMMARY_NAMES, record)) for record in summary_records(result)]
+    extra = {m.mode: _extra_metrics(m) for m in result.modes}
     for row in rows:
-        row.update(_extra_metrics(by_mode[row["mode"]], row["family"]))
+        row.update(extra[row["mode"]][row["family"]])
     if task.traces_dir is not None:
         write_run(result, Path(task.traces_dir) / task.key, command=["ipam-bench", "sweep", f"point={task.point}",
                                                                      f"replicate={task.replicate}"])

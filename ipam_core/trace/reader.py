@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from ipam_core.rundir import ManifestError, check_member
-from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, TraceError
+from ipam_core.trace.schema import RUN_METADATA_KEY, TABLE_KIND_KEY, TraceError, field_units
 from ipam_core.trace.writer import NODES_FILE, TRACE_FILE
 
 __all__ = ["read_nodes", "read_trace", "run_params", "to_pandas", "to_polars"]
@@ -182,8 +182,6 @@ def to_pandas(path_or_dir: str | os.PathLike[str], table: str | None = None) -> 
     ImportError
         If pandas is not installed.
     """
-    from ipam_core.trace.schema import field_units
-
     arrow = _read(path_or_dir, _kind(path_or_dir, table))
     frame = arrow.to_pandas()
     frame.attrs["units"] = field_units(arrow.schema)

@@ -85,6 +85,13 @@ class Workload:
         Number of distinct pod ids.
     pod_names : pyarrow.Array or None
         Pod id -> name; None means ``"pod-<id>"``.
+    pod_attributes_key : hashable or None
+        A summary of the per-pod namespace and pool annotation as generated:
+        workloads with equal keys give every pod id the same namespace index,
+        the same annotation and the same names behind them. A generator sets
+        it when a few numbers decide them (``steady-churn`` without weights
+        or pools); None says nothing. The engine reuses its multi-pool pool
+        resolution between such workloads (issue #10).
 
     Notes
     -----
@@ -105,6 +112,7 @@ class Workload:
     pool_names: list[str]
     n_pods: int
     pod_names: pa.Array | None = field(default=None)
+    pod_attributes_key: object = field(default=None)
 
     def __post_init__(self) -> None:
         for name, dtype in _COLUMNS:

@@ -3,7 +3,7 @@
 Every generator draws all its randomness from one ``np.random.default_rng(seed)``
 in a fixed order, so the same inputs give identical arrays. Work is done on
 whole arrays (a Python loop runs per burst, per autoscaler tick or per phase,
-never per pod). Generators only say *when* pods and nodes come and go; the
+never per pod) or, for ``steady-churn``, in one compiled pass. Generators only say *when* pods and nodes come and go; the
 engine schedules unpinned pods itself.
 
 Conventions shared by all generators:
@@ -19,6 +19,7 @@ Conventions shared by all generators:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -31,10 +32,13 @@ from ipam_core.workloads.events import (
     OP_POD_ADD,
     OP_POD_DEL,
     Workload,
+    merge,
     renumber_pods,
     sort_events,
     truncate,
 )
+from ipam_core.workloads.churn_events import churn_events
+from ipam_core.workloads.replay import read_events
 from ipam_core.workloads.spec import (
     BurstSpec,
     Cl2LoadSpec,
@@ -53,6 +57,7 @@ __all__ = ["generate", "MAX_EVENTS"]
 MAX_EVENTS = 200_000_000
 
 _Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # time, op, node, pod
+_NO_POD_VALUES = np.zeros(0, dtype=np.int32)  # "no per-pod array" for churn_events
 
 
 def generate(
@@ -131,57 +136,34 @@ def _steady_churn(spec: SteadyChurnSpec, rng: np.random.Generator, nodes: int, m
     -----
     Steps are evenly spaced at ``1 / churnPerSecond`` after the fill. Step k
     deletes the pod in a uniformly drawn slot of the live set and puts the new
-    pod in that slot, so live pods stay at the target; the victim is found
-    vectorised as the previous step that drew the same slot.
+    pod in that slot, so live pods stay at the target. The slots are drawn
+    here, then (if set) the namespaces and the pools; the events are laid out
+    by one compiled pass (:func:`ipam_core.workloads.churn_events.churn_events`).
     """
     _need_finite(duration_s, spec.generator)
     target = nodes * min(spec.pods_per_node, max_pods)
-    fill_t = np.zeros(target) if spec.fill_qps is None else np.arange(target) / spec.fill_qps
-    fill_end = float(fill_t[-1])
+    # the fill's last creation: np.arange(target)[-1] / fillQps, the same float division
+    fill_end = 0.0 if spec.fill_qps is None else (target - 1) / spec.fill_qps
     n_steps = max(0, int(math.floor((duration_s - fill_end) * spec.churn_per_second)))
     _check_size(nodes + target + 2 * n_steps, spec.generator)
 
     slots = rng.integers(0, target, n_steps)
-    victims = _previous_occupant(slots, target)
-    step_t = fill_end + np.arange(1, n_steps + 1) / spec.churn_per_second
-    # delete before create within a step, so the live count never exceeds the target
-    churn = (
-        np.repeat(step_t, 2),
-        np.tile(np.array([OP_POD_DEL, OP_POD_ADD], np.int8), n_steps),
-        np.full(2 * n_steps, -1, np.int32),
-        np.column_stack([victims, target + np.arange(n_steps)]).ravel(),
-    )
-    fill = (fill_t, np.full(target, OP_POD_ADD, np.int8), np.full(target, -1, np.int32), np.arange(target))
     n_pods = target + n_steps
-    ns = _pod_namespaces(rng, n_pods, namespaces, spec.namespace_weights)
+    if spec.namespace_weights:
+        pod_ns = _pod_namespaces(rng, n_pods, namespaces, spec.namespace_weights)
+    else:  # round-robin: the kernel takes pod id modulo the namespaces
+        pod_ns = _NO_POD_VALUES
     pool, pool_names = _pod_pools(rng, n_pods, spec.pod_pool_fractions)
-    return _build([_node_adds(nodes), fill, churn], n_pods, ns, pool, _node_names(nodes), namespaces,
-                  pool_names, duration_s)
-
-
-def _previous_occupant(slots: np.ndarray, n_slots: int) -> np.ndarray:
-    """Pod deleted at each step: the newest pod put in the step's slot before it.
-
-    Slot s initially holds pod s; step k puts pod ``n_slots + k`` into ``slots[k]``.
-    """
-    if len(slots) == 0:
-        return np.zeros(0, np.int64)
-    # group steps by slot, in step order within a slot; the key is unique, so the
-    # (SIMD) unstable sort is exact and ~3x faster than a stable sort of `slots`
-    order = np.argsort(slots.astype(np.int64) * len(slots) + np.arange(len(slots)))
-    s = slots[order]
-    # np.r_ would build these too, at ~10 us of index-trick parsing each (issue #10: a small point's overhead)
-    same_as_prev = np.empty(len(s), dtype=np.bool_)
-    same_as_prev[0] = False
-    np.equal(s[1:], s[:-1], out=same_as_prev[1:])
-    victim_sorted = s.astype(np.int64)
-    prev_step = np.empty(len(order), dtype=order.dtype)
-    prev_step[0] = 0
-    prev_step[1:] = order[:-1]
-    victim_sorted[same_as_prev] = n_slots + prev_step[same_as_prev]
-    victims = np.empty_like(victim_sorted)
-    victims[order] = victim_sorted
-    return victims
+    time, op, node, pod, ns, pod_pool, kept_pods = churn_events(
+        nodes, target, 0.0 if spec.fill_qps is None else float(spec.fill_qps), fill_end, n_steps,
+        float(spec.churn_per_second), slots, float(duration_s), pod_ns, len(namespaces),
+        pool if pool_names else _NO_POD_VALUES,
+    )
+    # round-robin namespaces and no pools: pod i's attributes follow from i and the namespace names
+    plain = not spec.namespace_weights and not pool_names
+    return Workload(time=time, op=op, node=node, pod=pod, namespace=ns, pool=pod_pool, node_names=_node_names(nodes),
+                    namespaces=namespaces, pool_names=pool_names, n_pods=kept_pods,
+                    pod_attributes_key=("round-robin", kept_pods, tuple(namespaces)) if plain else None)
 
 
 def _scale_out(spec: ScaleOutSpec, rng: np.random.Generator, nodes: int, max_pods: int,
@@ -388,9 +370,6 @@ def _replay(spec: ReplaySpec, nodes: int, duration_s: float) -> Workload:
     ``nodes`` nodes (``node-0``...) join at the first event's time; otherwise
     the file's nodes are used and `nodes` is ignored.
     """
-    from ipam_core.workloads.events import merge
-    from ipam_core.workloads.replay import read_events
-
     w = read_events(spec.path)
     w.time = w.time * spec.time_scale
     if not w.node_names:
@@ -424,8 +403,10 @@ def _check_size(n_events: int, generator: str) -> None:
                           "lower the duration, rate or size")
 
 
-def _node_names(n: int) -> list[str]:
-    return [f"node-{i}" for i in range(n)]
+@functools.lru_cache(maxsize=16)
+def _node_names(n: int) -> tuple[str, ...]:
+    # a tuple: shared between calls (a Workload copies it into its own list)
+    return tuple(f"node-{i}" for i in range(n))
 
 
 def _node_adds(n: int) -> _Chunk:
