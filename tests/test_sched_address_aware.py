@@ -318,7 +318,7 @@ def test_a_bad_address_filter_is_refused_naming_the_key(tmp_path, value):
 
 # ------------------------------------------------------------------ the compare arm
 def test_compare_address_filters_puts_the_blind_cost_in_one_column(tmp_path):
-    from ipam_core.engine.address_arms import ARM_COLUMNS, compare_address_filters
+    from ipam_core.address_arms import ARM_COLUMNS, compare_address_filters
 
     sc = scenario(tmp_path, {**_pool_patch("none"), "modes": ["kubernetes", "cluster-pool"],
                              "cluster": {**_pool_patch("none")["cluster"],
@@ -338,7 +338,44 @@ def test_compare_address_filters_puts_the_blind_cost_in_one_column(tmp_path):
 
 @pytest.mark.parametrize("filters", [("warm", "warm"), ("hot",)])
 def test_compare_address_filters_refuses_bad_filters(tmp_path, filters):
-    from ipam_core.engine.address_arms import compare_address_filters
+    from ipam_core.address_arms import compare_address_filters
 
     with pytest.raises(ConfigError, match="address filter"):
         compare_address_filters(scenario(tmp_path), filters=filters)
+
+
+def test_compare_cli_writes_the_blind_cost_beside_the_run(tmp_path):
+    import csv
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from ipam_core.cli import app
+
+    spec = Path(__file__).resolve().parents[1] / "results" / "address-filter-scenario.yaml"
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", str(spec), "--modes", "cluster-pool", "--address-filters",
+                                      "warm", "--no-plot", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "address-filters.csv").open()))
+    assert [r["address_filter"] for r in rows] == ["none", "warm"]
+    blind, warm = rows
+    # the run's own summary (address-blind: the scenario sets no filter) agrees with the blind arm
+    summary = next(csv.DictReader((out / "summary.csv").open()))
+    assert summary["pods_failed"] == blind["pods_failed"] != "0"
+    assert warm["pods_failed"] == "0" and warm["blind_extra_failures"] == blind["pods_failed"]
+    assert "blind_extra_failures" in result.output and "address-filters.csv" in result.output
+
+
+@pytest.mark.parametrize("text", ["hot", "warm, warm", ""])
+def test_compare_cli_refuses_bad_address_filters_before_any_run(tmp_path, text):
+    from typer.testing import CliRunner
+
+    from ipam_core.cli import app
+
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", "--address-filters", text, "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--address-filters" in lines[0] and "Traceback" not in result.output
+    assert not out.exists()

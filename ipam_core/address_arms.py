@@ -32,6 +32,34 @@ ARM_COLUMNS = (
 )
 
 
+def check_address_filters(filters) -> list[str]:
+    """The filters to run, checked, with ``none`` (the address-blind baseline) first if it is missing.
+
+    Parameters
+    ----------
+    filters : sequence of str
+        Values of ``cluster.addressFilter``.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ConfigError
+        A filter that is not one of ``none``, ``free``, ``warm``, or one listed twice.
+    """
+    filters = list(filters)
+    for i, name in enumerate(filters):
+        if name not in T.ADDRESS_FILTERS:
+            raise ConfigError(f"address filter {name!r} is not one of: {', '.join(T.ADDRESS_FILTERS)}")
+        if name in filters[:i]:
+            raise ConfigError(f"address filter {name!r} is listed twice; expected each filter once")
+    if "none" not in filters:
+        filters.insert(0, "none")
+    return filters
+
+
 def compare_address_filters(scenario, modes=None, filters=("none", "free", "warm"),
                             workload: Workload | None = None) -> pa.Table:
     """Run each mode once per address filter on the same workload; one row per mode, family and filter.
@@ -58,14 +86,7 @@ def compare_address_filters(scenario, modes=None, filters=("none", "free", "warm
     ConfigError
         A filter that is not one of ``none``, ``free``, ``warm``, or one listed twice.
     """
-    filters = list(filters)
-    for i, name in enumerate(filters):
-        if name not in T.ADDRESS_FILTERS:
-            raise ConfigError(f"address filter {name!r} is not one of: {', '.join(T.ADDRESS_FILTERS)}")
-        if name in filters[:i]:
-            raise ConfigError(f"address filter {name!r} is listed twice; expected each filter once")
-    if "none" not in filters:
-        filters.insert(0, "none")
+    filters = check_address_filters(filters)
     modes = list(modes or scenario.modes)
     workload = workload if workload is not None else build_workload(scenario)
     runs = {}
