@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ipam_core import engine  # called as engine.simulate ...: tests stand in for it on the module
+from ipam_core.address_arms import check_address_filters, compare_address_filters
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
@@ -345,6 +346,10 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(help="Seed instead of the scenario's (0 to 2^63-1).",
                                                 callback=_seed_flag)] = None,
     plot: Annotated[bool, typer.Option(help="Write PNG figures too.")] = True,
+    address_filters: Annotated[Optional[str], typer.Option(
+        "--address-filters", help="Also run each mode with these address-aware scheduler filters (free, warm; "
+                                  "comma-separated) and write the blind scheduler's cost to "
+                                  "address-filters.csv.")] = None,
 ) -> None:
     """Run the same workload through each mode and compare them side by side.
 
@@ -357,19 +362,47 @@ def compare(
     with _user_errors(output):
         sc = _load(scenario, seed)
         names = _modes(modes, sc)
+        arms = _address_filters(address_filters)
         target = out_dir if out_dir is not None else _default_out(sc, "compare")
         with output.open(target) as publisher:
             result = _simulate(sc, names)
             summary = engine.summarize(result)
             written = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
             written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
+            blind_cost = None
+            if arms:
+                blind_cost = compare_address_filters(sc, names, arms, workload=result.workload)
+                written.append(write_summary_csv(publisher.staging / "address-filters.csv", blind_cost).name)
             if plot:
                 from ipam_core.plot import plot_run
 
                 written += [p.name for p in plot_run(publisher.staging)]
             publisher.publish()
         _print_summary(summary)
+        if blind_cost is not None:
+            _print_blind_cost(blind_cost)
         _print_written(target, written)
+
+
+def _address_filters(text: str | None) -> list[str] | None:
+    """Filters from ``--address-filters free, warm`` (checked before any run), or None."""
+    if text is None:
+        return None
+    try:
+        return check_address_filters(name.strip() for name in text.split(","))
+    except ConfigError as exc:
+        raise ConfigError(f"--address-filters {text!r}: {exc}") from None
+
+
+def _print_blind_cost(table) -> None:
+    """What the address-blind scheduler costs per mode: failures with and without the filter."""
+    view = Table(title="address-aware scheduler (cluster.addressFilter)", title_justify="left")
+    for name in ("mode", "family", "address_filter", "pods_failed", "failed_free_elsewhere", "blind_extra_failures"):
+        view.add_column(name, justify="left" if name in ("mode", "address_filter") else "right")
+    for row in table.to_pylist():
+        view.add_row(row["mode"], f"v{row['family']}", row["address_filter"], str(row["pods_failed"]),
+                     str(row["failed_free_elsewhere"]), str(row["blind_extra_failures"]))
+    out.print(view)
 
 
 @app.command("plot")

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("ipam_core.cli", "ipam_core.__main__")),
     ("front ends", ("ipam_core.report", "ipam_core.plot", "ipam_core.sweep_plot", "ipam_core.sweep",
-                    "ipam_core.migration", "ipam_core.importer")),
+                    "ipam_core.migration", "ipam_core.importer",
+                    "ipam_core.address_arms")),
     ("pipeline", ("=ipam_core.engine",)),
     ("engine", ("ipam_core.engine.",)),
     ("scenario", ("ipam_core.scenario",)),

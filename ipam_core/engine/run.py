@@ -93,6 +93,7 @@ def engine_config(scenario) -> EngineConfig:
         pod_timeout_s=float(timing.pod_pending_timeout_s),
         carve_retry_s=OPERATOR_RETRY_S,
         pending_ttl_s=float(timing.pending_allocation_ttl_s),
+        address_filter=T.ADDRESS_FILTERS[scenario.cluster.address_filter],
         seed=int(scenario.seed),
     )
 

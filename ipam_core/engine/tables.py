@@ -71,7 +71,8 @@ N_SYNC_ARMED = 6  # multi-pool: a debounced CiliumNode update is scheduled
 N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
 N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
-N_NCOL = 10
+N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
+N_NCOL = 11
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -166,7 +167,8 @@ C_CL_STATIC_UNITS = 43  # units written once per node (crd poolPerNode, AKS stat
 C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and last address
 C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC); 0.0: crd pools
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
-C_NCOL = 47
+C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
+C_NCOL = 48
 
 # node table `cl_node` [nodes, CN_NCOL]
 CN_IFACES = 0  # interfaces attached
@@ -210,6 +212,11 @@ SCHED_SPREAD = 0
 SCHED_PACK = 1
 SCHED_RANDOM = 2
 SCHEDULERS = {"spread": SCHED_SPREAD, "pack": SCHED_PACK, "random": SCHED_RANDOM}
+# cluster.addressFilter: which nodes the scheduler sees as feasible (ipam_core/engine/core.py _address_room)
+ADDRESS_FILTER_NONE = 0  # address-blind, as kube-scheduler is today
+ADDRESS_FILTER_FREE = 1  # a free address now, or one the node can still get (multi-pool carve, ENI room)
+ADDRESS_FILTER_WARM = 2  # a free address the node holds now
+ADDRESS_FILTERS = {"none": ADDRESS_FILTER_NONE, "free": ADDRESS_FILTER_FREE, "warm": ADDRESS_FILTER_WARM}
 
 # ---- counters, int64 vector `cnt`
 K_EVENT = 0  # next external event

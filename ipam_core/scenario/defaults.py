@@ -20,6 +20,9 @@ DEFAULT_MODES: tuple[str, ...] = POOL_MODES
 #: How the engine places pods on nodes.
 SCHEDULERS: tuple[str, ...] = ("spread", "pack", "random")
 
+#: ``cluster.addressFilter``: which nodes the scheduler sees as able to give a pod an address.
+ADDRESS_FILTERS: tuple[str, ...] = ("none", "free", "warm")
+
 # ---------------------------------------------------------------- defaults (value, source)
 #: Helm ``ipam.mode`` / agent ``--ipam`` (cilium ``install/kubernetes/cilium/values.yaml``).
 DEFAULT_MODE = "cluster-pool"
@@ -52,6 +55,8 @@ DEFAULT_KCM_ALLOCATE_NODE_CIDRS = True
 DEFAULT_MAX_PODS = 110
 #: kube-scheduler's default scoring (NodeResourcesFit, LeastAllocated) spreads pods.
 DEFAULT_SCHEDULER = "spread"
+#: kube-scheduler has no notion of a node's free pod addresses (kubernetes/enhancements#611).
+DEFAULT_ADDRESS_FILTER = "none"
 #: ipam-bench's own choices (no upstream default): the built-in ``default`` scenario's values.
 DEFAULT_NODES = 32
 DEFAULT_DURATION = "30m"
@@ -80,7 +85,7 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
 # ---------------------------------------------------------------- accepted keys
 TOP_KEYS = ("name", "description", "seed", "duration", "sampleInterval", "nodeSampleInterval", "modes",
             "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration", "cloud")
-CLUSTER_KEYS = ("nodes", "scheduler", "kubelet", "kubeControllerManager", "instanceType")
+CLUSTER_KEYS = ("nodes", "scheduler", "addressFilter", "kubelet", "kubeControllerManager", "instanceType")
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",
              "allocate-node-cidrs")

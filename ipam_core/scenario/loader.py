@@ -292,13 +292,17 @@ def _cluster(where: Where, value: object, families: tuple[int, ...]):
     scheduler = cluster.get("scheduler", d.DEFAULT_SCHEDULER)
     if scheduler not in d.SCHEDULERS:
         (where / "scheduler").fail(f"{show(scheduler)} is not a scheduler; expected one of: {', '.join(d.SCHEDULERS)}")
+    address_filter = cluster.get("addressFilter", d.DEFAULT_ADDRESS_FILTER)
+    if address_filter not in d.ADDRESS_FILTERS:
+        (where / "addressFilter").fail(f"{show(address_filter)} is not an address filter; expected one of: "
+                                       f"{', '.join(d.ADDRESS_FILTERS)}")
     kubelet = as_mapping(where / "kubelet", cluster.get("kubelet"))
     check_keys(where / "kubelet", kubelet, d.KUBELET_KEYS)
     max_pods = as_int(where / "kubelet" / "maxPods", kubelet.get("maxPods", d.DEFAULT_MAX_PODS), lo=1,
                       hi=L.MAX_PODS_PER_NODE,
                       what=f"an integer from 1 to {L.MAX_PODS_PER_NODE:,} ({L.MAX_PODS_PER_NODE_WHY})")
     kcm = read_kcm(where / "kubeControllerManager", cluster.get("kubeControllerManager"), families)
-    return ClusterSpec(nodes=nodes, scheduler=scheduler, max_pods=max_pods), kcm
+    return ClusterSpec(nodes=nodes, scheduler=scheduler, max_pods=max_pods, address_filter=address_filter), kcm
 
 
 def _pools(root: Where, configured: list, cilium) -> tuple[tuple[PoolSpec, ...], bool]:

@@ -121,11 +121,17 @@ class NamespaceSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Initial nodes, how pods are placed, and the kubelet pod limit per node."""
+    """Initial nodes, how pods are placed, and the kubelet pod limit per node.
+
+    ``address_filter`` is the scheduler's view of pod addresses: ``none``
+    (address-blind, as kube-scheduler is), ``free`` or ``warm`` (a node is
+    feasible only with a free address; see docs/scenario.md).
+    """
 
     nodes: int
     scheduler: str
     max_pods: int
+    address_filter: str = "none"
 
 
 # ---- cloud modes (ipam_core.modes.CLOUD_MODES): see ipam_core/scenario/cloud.py and docs/cloud-modes.md
