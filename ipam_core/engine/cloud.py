@@ -682,19 +682,26 @@ def _cilium_release(st, node, excess):
 
 
 @kjit
-def _cilium_pass(st, node, now):
-    """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
+def _cilium_need_and_excess(st, node):
+    """(needed, excess) of a node from its last CiliumNode status (``recalculate``, cilium ``pkg/ipam/node.go``)."""
     cn = st.cl_node[node]
     available = cn[CN_HELD]
     used = cn[CN_REPORTED]
     pre = np.int64(st.cfg[C_CL_PRE])
     minimum = np.int64(st.cfg[C_CL_MIN])
-    above = np.int64(st.cfg[C_CL_ABOVE])
     needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
     used_excess = used
     if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
         used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
-    excess = excess_ips(available, used_excess, pre, minimum, above)
+    return needed, excess_ips(available, used_excess, pre, minimum, np.int64(st.cfg[C_CL_ABOVE]))
+
+
+@kjit
+def _cilium_pass(st, node, now):
+    """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
+    cn = st.cl_node[node]
+    above = np.int64(st.cfg[C_CL_ABOVE])
+    needed, excess = _cilium_need_and_excess(st, node)
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
         # handleIPRelease: IPs wait --excess-ip-release-delay before they go (handshake with the agent collapsed)
         if st.cl_time[node, CT_EXCESS_SINCE] == INF:
@@ -1028,17 +1035,7 @@ def _first_at_us(target_us):
 @kjit
 def _cilium_quiet_until(st, node, now):
     """``_cilium_pass``: no excess to give back and nothing needed, or excess still inside its release delay."""
-    cn = st.cl_node[node]
-    available = cn[CN_HELD]
-    used = cn[CN_REPORTED]
-    pre = np.int64(st.cfg[C_CL_PRE])
-    minimum = np.int64(st.cfg[C_CL_MIN])
-    above = np.int64(st.cfg[C_CL_ABOVE])
-    needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
-    used_excess = used
-    if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
-        used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
-    excess = excess_ips(available, used_excess, pre, minimum, above)
+    needed, excess = _cilium_need_and_excess(st, node)
     since = st.cl_time[node, CT_EXCESS_SINCE]
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
         if since == INF or now - since >= st.cfg[C_CL_RELEASE_DELAY]:
