@@ -771,24 +771,37 @@ def _vpc_stats(st, node):
 
 
 @kjit
+def _vpc_want(st, total, assigned, prefixes, free_prefixes, pd):
+    """What ipamd asks for when its pool is too low (``tryAssignIPs`` / ``tryAssignPrefixes``).
+
+    Returns
+    -------
+    (bool, int)
+        Whether ``WARM_IP_TARGET`` / ``MINIMUM_IP_TARGET`` are already met (ipamd then asks for
+        nothing), and how many addresses (prefixes with delegation) it wants: the shortfall with
+        targets set, else a whole ENI's worth.
+    """
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    if pd:
+        return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
+                                      np.int64(st.cfg[C_CL_WARM_PREFIX]))
+    if warm_ip == 0 and min_ip == 0:
+        return False, _units_per_iface(st)
+    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
+    return short == 0, short
+
+
+@kjit
 def _vpc_increase(st, node, now):
     """increaseDatastorePool: fill the first ENI with room, else attach one."""
     if now < st.cl_time[node, CT_COOLDOWN]:
         return False  # inInsufficientCidrCoolingPeriod
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    defined = warm_ip != 0 or min_ip != 0
     pd = st.cl_node[node, CN_PD] == 1
-    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
-    per_eni = _units_per_iface(st)
-    if pd:
-        want = prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
-                               np.int64(st.cfg[C_CL_WARM_PREFIX]))
-    else:
-        if defined and short == 0:
-            return False
-        want = short if defined else per_eni
+    met, want = _vpc_want(st, total, assigned, prefixes, free_prefixes, pd)
+    if met:
+        return False
     s = st.cl_node[node, CN_SUBNET]
     size = PREFIX_SIZE if pd else 1
     for iface in range(st.cl_iface.shape[1]):
@@ -802,7 +815,7 @@ def _vpc_increase(st, node, now):
         return got > 0
     if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
         return False  # hasRoomForEni
-    count = min(want, per_eni) if pd or not defined else min(short, per_eni)
+    count = min(want, _units_per_iface(st))
     if count <= 0:
         return False
     if _subnet_free(st, s) < 1 + (count * size if not pd else 0):
@@ -1051,25 +1064,15 @@ def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_pre
     """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
     if now < st.cl_time[node, CT_COOLDOWN]:
         return st.cl_time[node, CT_COOLDOWN]
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    defined = warm_ip != 0 or min_ip != 0
-    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
-    per_eni = _units_per_iface(st)
-    if pd:
-        want = prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
-                               np.int64(st.cfg[C_CL_WARM_PREFIX]))
-    else:
-        if defined and short == 0:
-            return INF
-        want = short if defined else per_eni
+    met, want = _vpc_want(st, total, assigned, prefixes, free_prefixes, pd)
+    if met:
+        return INF
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
             return LOUD  # assigns, or fails and starts a cooldown
     if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
         return INF
-    count = min(want, per_eni) if pd or not defined else min(short, per_eni)
-    return INF if count <= 0 else LOUD
+    return INF if min(want, _units_per_iface(st)) <= 0 else LOUD
 
 
 @kjit
