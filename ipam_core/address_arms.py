@@ -61,7 +61,7 @@ def check_address_filters(filters) -> list[str]:
 
 
 def compare_address_filters(scenario, modes=None, filters=("none", "free", "warm"),
-                            workload: Workload | None = None) -> pa.Table:
+                            workload: Workload | None = None, done=None) -> pa.Table:
     """Run each mode once per address filter on the same workload; one row per mode, family and filter.
 
     Parameters
@@ -75,6 +75,9 @@ def compare_address_filters(scenario, modes=None, filters=("none", "free", "warm
         baseline of ``blind_extra_failures`` (added when missing).
     workload : Workload, optional
         Events to use instead of the scenario's own (built once, shared by every run).
+    done : ipam_core.engine.RunResult, optional
+        A run already made of ``scenario`` with these modes on this workload (``compare`` has one):
+        it stands for the scenario's own ``cluster.addressFilter`` instead of running it again.
 
     Returns
     -------
@@ -91,6 +94,9 @@ def compare_address_filters(scenario, modes=None, filters=("none", "free", "warm
     workload = workload if workload is not None else build_workload(scenario)
     runs = {}
     for name in filters:
+        if done is not None and name == scenario.cluster.address_filter:
+            runs[name] = done.modes
+            continue
         arm = replace(scenario, cluster=replace(scenario.cluster, address_filter=name))
         runs[name] = simulate(arm, modes, workload=workload).modes
     rows = []

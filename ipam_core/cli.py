@@ -371,7 +371,7 @@ def compare(
             written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
             blind_cost = None
             if arms:
-                blind_cost = compare_address_filters(sc, names, arms, workload=result.workload)
+                blind_cost = compare_address_filters(sc, names, arms, workload=result.workload, done=result)
                 written.append(write_summary_csv(publisher.staging / "address-filters.csv", blind_cost).name)
             if plot:
                 from ipam_core.plot import plot_run

@@ -379,3 +379,21 @@ def test_compare_cli_refuses_bad_address_filters_before_any_run(tmp_path, text):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--address-filters" in lines[0] and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_compare_address_filters_reuses_the_run_already_made(tmp_path, monkeypatch):
+    import ipam_core.address_arms as arms
+    from ipam_core.engine import simulate
+
+    sc = scenario(tmp_path, {**_pool_patch("none"), "modes": ["kubernetes"],
+                             "cluster": {**_pool_patch("none")["cluster"],
+                                         "kubeControllerManager": {"cluster-cidr": "10.244.0.0/16",
+                                                                   "node-cidr-mask-size": 28}}})
+    wl = workload(_pods(2, PODS_PER_28 + 8, gap=1.0), 2)
+    fresh = arms.compare_address_filters(sc, filters=("warm",), workload=wl)
+    done = simulate(sc, workload=wl)
+    calls = []
+    monkeypatch.setattr(arms, "simulate", lambda *a, **k: calls.append(k) or simulate(*a, **k))
+    reused = arms.compare_address_filters(sc, filters=("warm",), workload=wl, done=done)
+    assert reused.equals(fresh)
+    assert len(calls) == 1  # only the warm arm ran; the blind arm is the run already made
