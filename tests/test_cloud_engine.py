@@ -350,23 +350,19 @@ def test_a_nearly_full_subnet_strands_addresses_an_eni_cannot_use(tmp_path):
 
 
 def test_the_loop_compiles_the_cloud_rules_for_a_cloud_state_only(tmp_path):
-    # a pool-mode state is its own Numba type, for which every cloud hook is a typed constant
-    import numba
-
-    from ipam_core.engine import cloud
-    from ipam_core.engine.cloud_hooks import cloud_period, is_cloud_state
+    # each rules family is its own State class; a hook compiles to that family's rule (engine/hooks.py)
+    from ipam_core.engine import cloud, hooks, rules_cloud, rules_node_cidr
     from ipam_core.engine.run import Simulation
     from ipam_core.kernels._jit import kjit
 
     @kjit
     def period(st):
-        return cloud_period(st)
+        return hooks.refresh_period(st)
 
     sc = cloud_scenario(tmp_path)
     wl = build_workload(sc)
     pool = Simulation(scenario_for_mode(sc, "cluster-pool"), wl, "cluster-pool").state
     eni = Simulation(scenario_for_mode(sc, "eni"), wl, "eni").state
-    assert not is_cloud_state(numba.typeof(pool))
-    assert is_cloud_state(numba.typeof(eni))
-    assert period(pool) == 0.0  # the placeholder
+    assert type(pool) is rules_node_cidr.NodeCidrState and type(eni) is rules_cloud.CloudState
+    assert period(pool) == 0.0  # the node-CIDR family has no periodic pass
     assert period(eni) == cloud.cloud_period(eni) > 0.0  # the real rule: ENI operator resync

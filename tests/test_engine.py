@@ -11,7 +11,7 @@ from engine_helpers import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, nod
 from ipam_core.engine import build_workload, simulate, summarize, write_run
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.core import needed_ip_ceil
+from ipam_core.engine.rules_multi_pool import needed_ip_ceil
 from ipam_core.engine.run import Simulation, run_mode
 from ipam_core.scenario import scenario_for_mode
 

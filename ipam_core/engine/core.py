@@ -1,4 +1,4 @@
-"""The compiled event loop: scheduler, agents and operators of every pool mode.
+"""The compiled event loop: scheduler, pod lifecycle, timers, and the node-CIDR machinery the pool modes share.
 
 Everything that happens per event, per pod or per address runs here, in one
 Numba-compiled loop over the state tables described in
@@ -6,34 +6,26 @@ Numba-compiled loop over the state tables described in
 (:mod:`ipam_core.engine.state`), calls :func:`advance` up to each sample time
 and reads counters (:mod:`ipam_core.engine.run`).
 
-What is modelled, and from which upstream file:
+The loop names no mode. Where an agent or an operator acts it calls a hook of
+:mod:`ipam_core.engine.hooks`, which Numba resolves from the state's class to
+the rules of its family, so a run compiles only its own family's rules:
 
-* Node CIDR carving: one ``cidr_set.go`` next-fit bitmap per pool CIDR
-  (kubernetes ``pkg/controller/nodeipam/ipam/cidrset/cidr_set.go``); the
-  first set in list order that is not full is used (cilium
+* :mod:`ipam_core.engine.rules_node_cidr` (``kubernetes``, ``cluster-pool``,
+  ``gke``): one node CIDR per family when the node appears;
+* :mod:`ipam_core.engine.rules_multi_pool` (``multi-pool``): node CIDRs per
+  pool as the agent's demand asks;
+* :mod:`ipam_core.engine.rules_cloud` (``eni``, ``aws-vpc-cni``, ``azure``,
+  ``crd``): per-node pools of addresses and /28 prefixes from subnet bitmaps
+  (the rules in :mod:`ipam_core.engine.cloud`).
+
+What this module models itself, and from which upstream file:
+
+* Node CIDR carving, shared by the node-CIDR and multi-pool families: one
+  ``cidr_set.go`` next-fit bitmap per pool CIDR (kubernetes
+  ``pkg/controller/nodeipam/ipam/cidrset/cidr_set.go``); the first set in list
+  order that is not full is used (cilium
   ``pkg/ipam/allocator/podcidr/podcidr.go`` ``allocateFirstFreeCIDR`` and
   ``pkg/ipam/allocator/multipool/pool_allocator.go``).
-* ``POLICY_ONE_PER_FAMILY`` (``kubernetes``, ``cluster-pool``): one node CIDR
-  per family when the node appears, released when it is deleted. Cilium
-  reverts the IPv4 CIDR when IPv6 fails; kube-controller-manager's range
-  allocator keeps it (``range_allocator.go``). A node without a CIDR never
-  becomes ready (the agent waits: ``pkg/k8s/init.go``) and is retried.
-* ``POLICY_MULTI_POOL``: the agent computes per pool and family
-  ``needed = neededIPCeil(inUse + pending, preAlloc)``, gives back unused
-  CIDRs last first while the free buffer still holds ([main]
-  ``releaseExcessCIDRsMultiPool``), and writes its CiliumNode after the
-  ``CiliumNodeUpdateRate`` debounce and every refresh
-  (``pkg/ipam/multipool_manager.go``); the operator then frees returned
-  CIDRs and carves whole ``maskSize`` CIDRs until the node's usable
-  addresses cover the demand (``pool_allocator.go`` ``AllocateToNode``).
-  The agent is ready once every pool with pre-allocation has a free address
-  (``waitForAllPools``).
-* ``POLICY_CLOUD`` (``eni``, ``aws-vpc-cni``, ``azure``, ``crd``): per-node pools
-  of addresses and /28 prefixes carved from subnet bitmaps by the cloud
-  operator, ipamd, CNS or a crd writer; the rules are in
-  :mod:`ipam_core.engine.cloud`, this module only dispatches to them (through
-  :mod:`ipam_core.engine.cloud_hooks`, so that a pool-mode run never compiles
-  them) and schedules their timers.
 * Pod addresses: Cilium's ``ipallocator`` over ``allocator/bitmap.go``: a
   uniform random start and a forward scan with wrap-around in the node
   CIDR's bitmap; host-scope agents use only the first CIDR per family
@@ -43,7 +35,7 @@ What is modelled, and from which upstream file:
   health addresses are random slots too (``daemon/cmd/ipam.go``).
 * Pods: the scheduler places a pod on a ready node with room under
   ``maxPods`` (spread, pack or random) and, with ``cluster.addressFilter``,
-  a free pod address (:func:`_address_room`); a pod that gets no address stays on
+  a free pod address (the family's ``address_room`` hook); a pod that gets no address stays on
   its node, is retried every ``podRetryInterval`` and fails after
   ``podPendingTimeout`` (kubelet behaviour, a modelling choice).
 
@@ -54,49 +46,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipam_core.cloud.limits import PREFIX_SIZE
-from ipam_core.engine.cloud_hooks import (  # cloud modes (POLICY_CLOUD), compiled for a cloud state only
-    cloud_agent_changed,
-    cloud_agent_start,
-    cloud_agent_sync,
-    cloud_alloc_pod,
-    cloud_node_add,
-    cloud_node_delete,
-    cloud_operator,
-    cloud_period,
-    cloud_quiet_until,
-    cloud_release_pod,
+from ipam_core.engine.hooks import (  # each family's rules, chosen by the state's class (engine/hooks.py)
+    address_room,
+    carve_follows_refresh,
+    give_pod_addresses,
+    node_added,
+    node_deleted,
+    node_timer,
+    pod_changed,
+    quiet_refresh,
+    refresh_period,
+    take_pod_addresses,
 )
 from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
     ADDRESS_FILTER_NONE,
     C_ADDRESS_FILTER,
-    C_CARVE_RETRY,
-    C_CL_ATTACH,
-    C_CL_FIRST_IFACE,
-    C_CL_MAX,
-    C_CL_UNITS,
     C_DEFAULT_POOL,
     C_FAMILY,
     C_HEALTH,
     C_MAX_PODS,
     C_OPERATOR_DELAY,
-    C_PENDING_TTL,
     C_POLICY,
-    C_REFRESH,
     C_RETRY,
-    C_REVERT_PARTIAL,
     C_SCHEDULER,
     C_TIMEOUT,
-    C_UPDATE_RATE,
-    CI_ATTACHED,
-    CI_UNITS,
-    CN_HELD,
-    CN_PD,
-    CN_RESERVED,
-    CN_USED,
-    CT_OP_AT,
     D_GEN,
     D_ID,
     D_NEXT,
@@ -164,7 +139,6 @@ from ipam_core.engine.tables import (
     N_READY,
     N_STATUS,
     N_SYNC_ARMED,
-    P_PRE_ALLOC,
     P_SET_HI,
     P_SET_LO,
     POD_DELETED,
@@ -174,7 +148,6 @@ from ipam_core.engine.tables import (
     POD_ROW_GONE,
     POD_ROW_UNSEEN,
     POD_RUNNING,
-    POLICY_CLOUD,
     POLICY_MULTI_POOL,
     POLICY_ONE_PER_FAMILY,
     S_ADDRS,
@@ -192,17 +165,12 @@ from ipam_core.engine.tables import (
     S_SLOT_WORDS,
     S_W_LEN,
     S_W_OFF,
-    SCHED_PACK,
     SCHED_RANDOM,
     SCHED_SPREAD,
     SLOT_FREE,
     SLOT_LIVE,
-    SLOT_RELEASED,
     STATUS_NO_POOL,
     STATUS_OK,
-    STATUS_POOL_EMPTY,
-    STATUS_POOL_EXHAUSTED,
-    T_AGENT_SYNC,
     T_CARVE,
     T_POD_RETRY,
     T_REFRESH,
@@ -405,25 +373,6 @@ def _bucket(st, key):
     return st.bucket_words[key * nw : (key + 1) * nw], st.bucket_summary[key * ns : (key + 1) * ns]
 
 
-@kjit(inline=True)  # one call site, _address_room
-def _cloud_can_hold(st, node):
-    # free: the addresses the node can hold (its pool, the room left on its interfaces and on those it
-    # may still attach, capped by max-allocate) less its reservations, the count an extended resource
-    # would publish; the subnets' free addresses are not a node figure and are not looked at
-    cn = st.cl_node
-    units = np.int64(st.cfg[C_CL_UNITS])
-    size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
-    capacity = cn[node, CN_HELD]
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 1:
-            capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
-        elif st.cfg[C_CL_ATTACH] != 0.0:
-            capacity += units * size
-    if st.cfg[C_CL_MAX] > 0.0:
-        capacity = min(capacity, np.int64(st.cfg[C_CL_MAX]))
-    return capacity - cn[node, CN_RESERVED]
-
-
 @kjit(inline=True)
 def _free_addresses(st, node, pool, family, primary_only):
     # free addresses where the agent takes them (_find_slot): its first CIDR only, or every live one
@@ -440,8 +389,8 @@ def _free_addresses(st, node, pool, family, primary_only):
 
 
 @kjit
-def _address_room(st, node):
-    """The bound pods below which the address filter (``cluster.addressFilter``) lets a pod onto ``node``.
+def slot_address_room(st, node):
+    """The node-CIDR families' ``address_room`` hook: the bound pods below which the address filter (``cluster.addressFilter``) lets a pod onto ``node``.
 
     The filter plugin kube-scheduler lacks (kubernetes/enhancements#611,
     aws/amazon-vpc-cni-k8s#2638), seen as an extended resource the node
@@ -468,10 +417,6 @@ def _address_room(st, node):
     running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
     grow = np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
     policy = np.int64(st.cfg[C_POLICY])
-    if policy == POLICY_CLOUD:
-        if grow:
-            return _cloud_can_hold(st, node)
-        return running + st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]
     pool = np.int64(st.cfg[C_DEFAULT_POOL])
     if pool < 0:
         return 0
@@ -488,7 +433,7 @@ def _address_room(st, node):
 
 @kjit
 def _sched_readdress(st, node):
-    st.nodes[node, N_ADDR_ROOM] = _address_room(st, node)
+    st.nodes[node, N_ADDR_ROOM] = address_room(st, node)
     _sched_update(st, node)
 
 
@@ -790,11 +735,12 @@ def _agent_start(st, node):
     _sched_addresses_changed(st, node)  # after the router and health addresses
 
 
-@kjit(inline=True)  # per-event path: see the note above advance
-def _alloc_pod(st, pod, node):
-    """Give the pod an address per family, IPv6 first; return -1 or the family that failed."""
-    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: the node's pool (engine/cloud.py)
-        return cloud_alloc_pod(st, pod, node)
+@kjit  # a hook (engine/hooks.py): called, not inlined
+def take_slot_addresses(st, pod, node):
+    """The node-CIDR families' ``take_pod_addresses`` hook: an address per family from the node's CIDRs.
+
+    IPv6 first; returns -1 or the family that failed.
+    """
     pods = st.pods
     for step in range(2):
         family = 1 - step
@@ -822,10 +768,8 @@ def _alloc_pod(st, pod, node):
 
 
 @kjit
-def _release_pod_addresses(st, pod):
-    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: back to the node's pool
-        cloud_release_pod(st, pod, st.pods[pod, D_NODE])
-        return
+def give_slot_addresses(st, pod):
+    """The node-CIDR families' ``give_pod_addresses`` hook: the pod's addresses back to their node CIDRs."""
     pods = st.pods
     for family in range(2):
         slot = pods[pod, D_SLOT + family]
@@ -833,273 +777,6 @@ def _release_pod_addresses(st, pod):
             _give_address(st, slot, pods[pod, D_OFF + family])
             pods[pod, D_SLOT + family] = -1
             st.cnt[_fc(family, F_USED)] -= 1
-
-
-# --------------------------------------------------------------------------- multi-pool agent and operator
-@kjit
-def needed_ip_ceil(n, pre_alloc):
-    """Multi-pool demand rounding (``neededIPCeil`` in cilium ``pkg/ipam/multipool_manager.go``).
-
-    Parameters
-    ----------
-    n : int
-        Addresses in use plus pending requests.
-    pre_alloc : int
-        The pool's pre-allocation (``default=8``).
-
-    Returns
-    -------
-    int
-        ``n`` when ``pre_alloc`` is 0; otherwise the next multiple of
-        ``pre_alloc`` strictly above ``n`` when it divides ``n``, and the one
-        after that when it does not (a free buffer of ``pre_alloc`` to
-        ``2 * pre_alloc - 1``).
-    """
-    if pre_alloc == 0:
-        return n
-    quotient = n // pre_alloc
-    if n % pre_alloc == 0:
-        return (quotient + 1) * pre_alloc
-    return (quotient + 2) * pre_alloc
-
-
-@kjit
-def _arm_sync(st, node, now):
-    # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
-    _loud(st, node)
-    if st.nodes[node, N_SYNC_ARMED] == 0:
-        st.nodes[node, N_SYNC_ARMED] = 1
-        _push(st, now + st.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, st.nodes[node, N_GEN])
-
-
-@kjit
-def _pending_demand(st, node, pool, family, now):
-    """Pending requests still counted as demand (``pendingAllocationTTL``, pkg/ipam/multipool_manager.go).
-
-    A failed request stays in the agent's pending map for the TTL and is
-    refreshed by every retry, so while pods retry more often than the TTL
-    the running count is exact; otherwise only requests that failed within
-    the TTL count.
-    """
-    if st.cfg[C_RETRY] <= st.cfg[C_PENDING_TTL]:
-        return st.np_pending[node, pool, family]
-    count = 0
-    pods = st.pods
-    pod = st.nodes[node, N_HEAD]
-    while pod >= 0:
-        if (
-            pods[pod, D_STATE] == POD_PENDING
-            and pods[pod, D_PENDING_FAMILY] == family
-            and pods[pod, D_POOL + family] == pool
-            and now - st.pod_failed_at[pod] <= st.cfg[C_PENDING_TTL]
-        ):
-            count += 1
-        pod = pods[pod, D_NEXT]
-    return count
-
-
-@kjit
-def _agent_sync(st, node, now):
-    """Compute demand, give back excess CIDRs (last first) and ask the operator."""
-    st.nodes[node, N_SYNC_ARMED] = 0
-    sl = st.slots
-    for pool in range(st.pools.shape[0]):
-        pre_alloc = st.pools[pool, P_PRE_ALLOC]
-        for family in range(2):
-            if st.cfg[C_FAMILY + family] == 0.0:
-                continue
-            in_use = st.np_inuse[node, pool, family]
-            needed = needed_ip_ceil(in_use + _pending_demand(st, node, pool, family, now), pre_alloc)
-            st.np_requested[node, pool, family] = needed
-            total_free = 0
-            for k in range(st.nodes[node, N_NSLOTS]):
-                slot = st.node_slots[node, k]
-                if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
-                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
-            threshold = max(needed - in_use, 0)
-            for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
-                slot = st.node_slots[node, k]
-                if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
-                    continue
-                free = sl[slot, L_MAX] - sl[slot, L_USED]
-                if sl[slot, L_USED] == 0 and total_free - free >= threshold:
-                    sl[slot, L_STATE] = SLOT_RELEASED
-                    total_free -= free
-                    st.cnt[_fc(family, F_FREE)] -= free
-                    st.pool_free[pool, family] -= free
-    _sched_addresses_changed(st, node)
-    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
-
-
-@kjit
-def _pools_ready(st, node):
-    # waitForAllPools: every pool with pre-allocation has a free address per family
-    for pool in range(st.pools.shape[0]):
-        if st.pools[pool, P_PRE_ALLOC] == 0:
-            continue
-        for family in range(2):
-            if st.cfg[C_FAMILY + family] != 0.0 and _find_slot(st, node, pool, family) < 0:
-                return False
-    return True
-
-
-@kjit
-def _operator_multi_pool(st, node):
-    sl = st.slots
-    k = 0
-    while k < st.nodes[node, N_NSLOTS]:
-        slot = st.node_slots[node, k]
-        if sl[slot, L_STATE] == SLOT_RELEASED:
-            _free_slot(st, slot)
-        else:
-            k += 1
-    status = STATUS_OK
-    for pool in range(st.pools.shape[0]):
-        for family in range(2):
-            needed = st.np_requested[node, pool, family]
-            if needed <= 0:
-                continue
-            have = 0
-            for j in range(st.nodes[node, N_NSLOTS]):
-                slot = st.node_slots[node, j]
-                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
-                    have += sl[slot, L_MAX]
-            while have < needed:
-                slot = _carve_slot(st, node, pool, family)
-                if slot < 0 or sl[slot, L_MAX] == 0:
-                    status = STATUS_POOL_EMPTY
-                    break
-                have += sl[slot, L_MAX]
-    st.nodes[node, N_STATUS] = status
-    if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
-        _agent_start(st, node)
-
-
-@kjit
-def _multi_pool_quiet(st, node):
-    """Whether the agent's refresh, and the operator's pass after it, would change nothing now.
-
-    Called just after a refresh (``_agent_sync``): the node is ready, has no
-    pending pod, no debounced update and no CIDR given back; for every pool and
-    family the demand equals what the agent asked for, no unused CIDR would be
-    given back, and the node holds what it asked for (so the operator neither
-    frees nor carves, and reads no shared pool). Mirrors ``_agent_sync`` and
-    ``_operator_multi_pool``.
-    """
-    nodes = st.nodes
-    if (nodes[node, N_READY] == 0 or nodes[node, N_SYNC_ARMED] != 0 or nodes[node, N_PENDING] != 0
-            or nodes[node, N_STATUS] != STATUS_OK):
-        return False
-    sl = st.slots
-    n_slots = nodes[node, N_NSLOTS]
-    for k in range(n_slots):
-        if sl[st.node_slots[node, k], L_STATE] == SLOT_RELEASED:
-            return False
-    for pool in range(st.pools.shape[0]):
-        pre_alloc = st.pools[pool, P_PRE_ALLOC]
-        for family in range(2):
-            if st.cfg[C_FAMILY + family] == 0.0:
-                continue
-            in_use = st.np_inuse[node, pool, family]
-            needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand
-            if needed != st.np_requested[node, pool, family]:
-                return False
-            total_free = 0
-            have = 0
-            for k in range(n_slots):
-                slot = st.node_slots[node, k]
-                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
-                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
-                    have += sl[slot, L_MAX]
-            if needed > 0 and have < needed:
-                return False
-            threshold = max(needed - in_use, 0)
-            for k in range(n_slots):
-                slot = st.node_slots[node, k]
-                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family and sl[slot, L_USED] == 0
-                        and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
-                    return False  # the agent would give this CIDR back
-    return True
-
-
-@kjit
-def _operator_one_per_family(st, node, now):
-    missing = False
-    for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
-            continue
-        has = False
-        for k in range(st.nodes[node, N_NSLOTS]):
-            if st.slots[st.node_slots[node, k], L_FAMILY] == family:
-                has = True
-        if not has and _carve_slot(st, node, 0, family) < 0:
-            missing = True
-    if missing:
-        if st.cfg[C_REVERT_PARTIAL] != 0.0:
-            while st.nodes[node, N_NSLOTS] > 0:
-                _free_slot(st, st.node_slots[node, 0])
-        st.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
-        _push(st, now + st.cfg[C_CARVE_RETRY], T_CARVE, node, st.nodes[node, N_GEN])
-        return
-    st.nodes[node, N_STATUS] = STATUS_OK
-    if st.nodes[node, N_READY] == 0:
-        _agent_start(st, node)
-
-
-# --------------------------------------------------------------------------- cloud modes (POLICY_CLOUD)
-# The rules are in ipam_core/engine/cloud.py; here only their timers and the agent's readiness.
-# T_CARVE: a pass of the pool's manager (Cilium operator, crd writer, ipamd, CNS), earliest request wins;
-# T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
-@kjit
-def _cloud_request(st, node, t):
-    if t < st.cl_time[node, CT_OP_AT]:
-        st.cl_time[node, CT_OP_AT] = t
-        _push(st, t, T_CARVE, node, st.nodes[node, N_GEN])
-
-
-@kjit
-def _cloud_notify(st, node, now):
-    _loud(st, node)  # the node's pool use changed: its next periodic pass must run
-    t = cloud_agent_changed(st, node, now)
-    if t >= 0.0:
-        _push(st, t, T_AGENT_SYNC, node, st.nodes[node, N_GEN])
-
-
-@kjit
-def _cloud_settle(st, node, now, t_next):
-    if t_next >= 0.0:
-        _cloud_request(st, node, t_next)
-    if st.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
-        st.nodes[node, N_READY] = 1
-        st.cnt[K_READY] += 1
-        _sched_update(st, node)
-        _cloud_notify(st, node, now)
-    _sched_addresses_changed(st, node)  # the pass may have grown or shrunk the pool, the agent reserved some
-
-
-@kjit
-def _cloud_node_add(st, node, now):
-    period = cloud_node_add(st, node, now)
-    _cloud_request(st, node, now + st.cfg[C_OPERATOR_DELAY])
-    if period > 0.0:
-        _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
-
-
-@kjit
-def _cloud_timer(st, kind, node, gen, now):
-    if kind == T_CARVE:
-        if now != st.cl_time[node, CT_OP_AT]:
-            return  # superseded by an earlier request
-        st.cl_time[node, CT_OP_AT] = np.inf
-        _loud(st, node)
-        _cloud_settle(st, node, now, cloud_operator(st, node, now))
-    elif kind == T_AGENT_SYNC:
-        _loud(st, node)
-        _cloud_settle(st, node, now, cloud_agent_sync(st, node, now))
-    elif kind == T_REFRESH:
-        _cloud_settle(st, node, now, cloud_operator(st, node, now))
-        _set_wake(st, node, cloud_quiet_until(st, node, now), now)
-        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
 
 
 # --------------------------------------------------------------------------- pods
@@ -1161,18 +838,13 @@ def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     pods = st.pods
     node = pods[pod, D_NODE]
-    multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
-    cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
-    failed = _alloc_pod(st, pod, node)
+    failed = take_pod_addresses(st, pod, node)
     if failed < 0:
         if pods[pod, D_STATE] == POD_PENDING:
             _leave_pending(st, pod)
         pods[pod, D_STATE] = POD_RUNNING
         st.cnt[K_RUNNING] += 1
-        if multi_pool:
-            _arm_sync(st, node, now)
-        elif cloud:
-            _cloud_notify(st, node, now)
+        pod_changed(st, node, now)
         return
     st.pod_failed_at[pod] = now
     if pods[pod, D_STATE] != POD_PENDING:
@@ -1186,10 +858,7 @@ def _try_start(st, pod, now):
         if pool >= 0:
             st.np_pending[node, pool, failed] += 1
             pods[pod, D_PENDING_FAMILY] = failed
-    if multi_pool:
-        _arm_sync(st, node, now)
-    elif cloud:
-        _cloud_notify(st, node, now)
+    pod_changed(st, node, now)
     _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
 
 
@@ -1304,17 +973,14 @@ def _pod_retry(st, pod, now):
         _bind(st, pod, node)
     elif now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
         # one last attempt, then give up
-        failed = _alloc_pod(st, pod, node)
+        failed = take_pod_addresses(st, pod, node)
         if failed < 0:
             _leave_pending(st, pod)
             pods[pod, D_STATE] = POD_RUNNING
             st.cnt[K_RUNNING] += 1
         else:
             _fail(st, pod)
-        if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
-            _arm_sync(st, node, now)
-        elif np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
-            _cloud_notify(st, node, now)
+        pod_changed(st, node, now)
         return
     _try_start(st, pod, now)
 
@@ -1325,7 +991,7 @@ def _pod_delete(st, pod, now):
     state = pods[pod, D_STATE]
     node = pods[pod, D_NODE]
     if state == POD_RUNNING:
-        _release_pod_addresses(st, pod)
+        give_pod_addresses(st, pod)
         st.cnt[K_RUNNING] -= 1
     elif state == POD_PENDING:
         _leave_pending(st, pod)
@@ -1334,10 +1000,8 @@ def _pod_delete(st, pod, now):
     _unbind(st, pod)
     pods[pod, D_STATE] = POD_DELETED
     _row_free(st, pod)
-    if node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
-        _arm_sync(st, node, now)
-    elif node >= 0 and np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
-        _cloud_notify(st, node, now)
+    if node >= 0:
+        pod_changed(st, node, now)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -1352,14 +1016,7 @@ def _node_add(st, node, now):
     nodes[node, N_STATUS] = STATUS_OK
     nodes[node, N_SYNC_ARMED] = 0
     st.cnt[K_NODES] += 1
-    gen = nodes[node, N_GEN]
-    if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
-        _agent_sync(st, node, now)
-        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
-    elif np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:
-        _cloud_node_add(st, node, now)
-    else:
-        _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)
+    node_added(st, node, now)
     _sched_update(st, node)
 
 
@@ -1373,7 +1030,7 @@ def _node_delete(st, node):
     while pod >= 0:
         nxt = pods[pod, D_NEXT]
         if pods[pod, D_STATE] == POD_RUNNING:
-            _release_pod_addresses(st, pod)
+            give_pod_addresses(st, pod)
             st.cnt[K_RUNNING] -= 1
         else:
             _leave_pending(st, pod)
@@ -1384,8 +1041,7 @@ def _node_delete(st, node):
     nodes[node, N_HEAD] = -1
     nodes[node, N_PODS] = 0
     nodes[node, N_PENDING] = 0
-    if np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD:  # cloud modes: interfaces and units back to the subnets
-        cloud_node_delete(st, node)
+    node_deleted(st, node)
     while nodes[node, N_NSLOTS] > 0:
         _free_slot(st, st.node_slots[node, nodes[node, N_NSLOTS] - 1])
     if nodes[node, N_READY] == 1:
@@ -1404,16 +1060,6 @@ def _node_delete(st, node):
 
 
 # --------------------------------------------------------------------------- quiet periodic passes
-@kjit
-def _quiet_refresh(st, node, gen, now):
-    """A periodic pass of a quiet node: only the timers the pass sets (the multi-pool operator's, and the next pass)."""
-    if np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL:
-        _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
-        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
-    else:
-        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
-
-
 @kjit
 def _dyadic(t, period, until):
     """Whether ``t + k * period`` is exact in float64 for every ``t + k * period < until`` (+ two periods).
@@ -1520,8 +1166,8 @@ def _fast_forward_refresh(st, t_limit):
     if st.quiet[QUIET_OFF] != 0.0 or st.quiet[QUIET_COUNT] != np.float64(st.cnt[K_NODES]):
         return False
     kind = T_REFRESH
-    multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
-    period = st.cfg[C_REFRESH] if multi_pool else cloud_period(st)
+    multi_pool = carve_follows_refresh(st)
+    period = refresh_period(st)
     delay = st.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
@@ -1598,8 +1244,9 @@ def _fast_forward_refresh(st, t_limit):
 
 
 # --------------------------------------------------------------------------- the loop
-# The functions on the per-event path (_pod_add, _pod_delete, _try_start, _alloc_pod,
-# _pod_retry, _timer) are inlined into `advance` at the Numba IR level: a call that is
+# The functions on the per-event path (_pod_add, _pod_delete, _try_start,
+# _pod_retry, _timer) are inlined into `advance` at the Numba IR level (the hooks they call are
+# calls: see engine/hooks.py): a call that is
 # not inlined passes the State namedtuple as ~210 scalar arguments (7-9 per array), which
 # cost more than the work itself (1M events through cluster-pool: 199 -> 84 ns/event,
 # bench/test_bench_engine.py).
@@ -1612,25 +1259,10 @@ def _timer(st, kind, a, b, now):
     node = a
     if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
         return  # a timer of a deleted node or an earlier incarnation
-    policy = np.int64(st.cfg[C_POLICY])
     if kind == T_REFRESH and _quiet_at(st, node, now):
-        _quiet_refresh(st, node, b, now)  # the pass would change nothing: only the timers it sets
+        quiet_refresh(st, node, b, now)  # the pass would change nothing: only the timers it sets
         return
-    if policy == POLICY_CLOUD:
-        _cloud_timer(st, kind, node, b, now)
-        return
-    if kind == T_CARVE:
-        if policy == POLICY_MULTI_POOL:
-            if not _quiet_at(st, node, now):  # quiet: the operator would find nothing to do
-                _operator_multi_pool(st, node)
-        else:
-            _operator_one_per_family(st, node, now)
-    elif kind == T_AGENT_SYNC:
-        _agent_sync(st, node, now)
-    elif kind == T_REFRESH:
-        _agent_sync(st, node, now)
-        _set_wake(st, node, np.inf if _multi_pool_quiet(st, node) else LOUD, now)
-        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, b)
+    node_timer(st, kind, node, b, now)
 
 
 FROM_HEAP = -1  # the next timer's source in advance: the heap, or a ring named by its timer kind

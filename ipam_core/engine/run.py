@@ -26,6 +26,7 @@ from ipam_core.engine.core import advance
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
+from ipam_core.engine import rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
     EngineConfig,

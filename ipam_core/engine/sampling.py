@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.engine.core import advance
+from ipam_core.engine.hooks import sample_nodes
 from ipam_core.engine.tables import (
     C_POLICY,
     CN_HELD,
@@ -222,7 +223,7 @@ def _node_row(st, node_tab, r, sample, node, family, used, free, reserved, n_cid
 
 
 @kjit
-def _pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
+def pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
     """Pool modes: per family, then per present node: its node CIDRs in the agent's order and their sums.
 
     Returns False, writing nothing, when the arrays lack room for this sample.
@@ -263,7 +264,7 @@ def _pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
 
 
 @kjit
-def _cloud_node_rows(st, sample, node_tab, cidr_tab, fill):
+def cloud_node_rows(st, families, sample, node_tab, cidr_tab, fill):
     """Cloud modes: per present node, its /32 addresses and /28 prefixes in unit order and its pool's sums.
 
     Returns False, writing nothing, when the arrays lack room for this sample.
@@ -354,11 +355,7 @@ def sample_run(st, ev_time, ev_op, ev_node, ev_pod, stops, node_sample, first, l
         for f in range(nf):
             _trace_row(st, families[f], pool_addrs, trace, warm, i * nf + f)
         if node_sample[i]:
-            if st.cfg[C_POLICY] == POLICY_CLOUD:
-                done = _cloud_node_rows(st, i, node_tab, cidr_tab, fill)
-            else:
-                done = _pool_node_rows(st, families, i, node_tab, cidr_tab, fill)
-            if not done:
+            if not sample_nodes(st, families, i, node_tab, cidr_tab, fill):  # the family's node rows
                 return NEED_ROOM, i
     return 0, last
 

@@ -10,59 +10,62 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipam_core.engine import tables as T
+from ipam_core.engine.hooks import state_class
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
-State = namedtuple(
-    "State",
-    [
-        "sets",  # int64 [sets, S_NCOL]
-        "set_words",  # uint64: node-CIDR bitmaps of every set, back to back
-        "set_summary",
-        "pools",  # int64 [pools, P_NCOL]
-        "chunk_stack",  # int64: per set, a stack of free pod-bitmap chunks
-        "ip_words",  # uint64: pod-address bitmaps of every node CIDR that can be live
-        "ip_summary",
-        "slots",  # int64 [slots, L_NCOL]
-        "slot_stack",  # int64: free slot ids
-        "nodes",  # int64 [nodes, N_NCOL]
-        "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
-        "pods",  # int64 [rows, D_NCOL]: one row per live pod, rows reused
-        "pod_since",  # float64 [rows]: when the pod started waiting
-        "pod_failed_at",  # float64 [rows]: its last failed allocation (multi-pool pending expiry)
-        "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
-        "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
-        "row_stack",  # int64 [rows]: free pod rows
-        "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
-        "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
-        "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
-        "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
-        "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
-        "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
-        "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
-        "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
-        "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
-        "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
-        "heap_t",  # float64 [timers]: every other timer, a binary heap
-        "heap_i",  # int64 [timers, H_NCOL]
-        "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
-        "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
-        "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
-        "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
-        "bucket_count",  # int64 [keys]: nodes per bucket
-        "cfg",  # float64 [C_NCOL]
-        "cnt",  # int64 [K_NCOL]
-        # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
-        "cl_node",  # int64 [nodes, CN_NCOL]
-        "cl_time",  # float64 [nodes, CT_NCOL]
-        "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
-        "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
-        "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
-    ],
+STATE_FIELDS = (
+    "sets",  # int64 [sets, S_NCOL]
+    "set_words",  # uint64: node-CIDR bitmaps of every set, back to back
+    "set_summary",
+    "pools",  # int64 [pools, P_NCOL]
+    "chunk_stack",  # int64: per set, a stack of free pod-bitmap chunks
+    "ip_words",  # uint64: pod-address bitmaps of every node CIDR that can be live
+    "ip_summary",
+    "slots",  # int64 [slots, L_NCOL]
+    "slot_stack",  # int64: free slot ids
+    "nodes",  # int64 [nodes, N_NCOL]
+    "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
+    "pods",  # int64 [rows, D_NCOL]: one row per live pod, rows reused
+    "pod_since",  # float64 [rows]: when the pod started waiting
+    "pod_failed_at",  # float64 [rows]: its last failed allocation (multi-pool pending expiry)
+    "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
+    "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
+    "row_stack",  # int64 [rows]: free pod rows
+    "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
+    "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
+    "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
+    "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
+    "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
+    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
+    "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
+    "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
+    "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
+    "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
+    "heap_t",  # float64 [timers]: every other timer, a binary heap
+    "heap_i",  # int64 [timers, H_NCOL]
+    "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
+    "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
+    "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
+    "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
+    "bucket_count",  # int64 [keys]: nodes per bucket
+    "cfg",  # float64 [C_NCOL]
+    "cnt",  # int64 [K_NCOL]
+    # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
+    "cl_node",  # int64 [nodes, CN_NCOL]
+    "cl_time",  # float64 [nodes, CT_NCOL]
+    "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
+    "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
+    "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
 )
+
+#: The tables every rules family's state holds. Each family has its own namedtuple class of these
+#: fields (``NodeCidrState``, ``MultiPoolState``, ``CloudState``, registered in engine/hooks.py), so the
+#: compiled loop resolves each hook to that family's rules; ``State`` names any of them in docs and hints.
+State = namedtuple("State", STATE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ def build_state(
                 _TEMPLATES[key] = template
                 _TEMPLATE_BYTES[key] = size
         return state
-    state = State._make([np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template])
+    state = state_class(layout.policy)._make([np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template])
     state.cfg[T.C_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     state.cnt[T.K_RNG] = seed_state(config.seed)
     return state
@@ -326,7 +329,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pool_carvable = tables.pool_carvable.copy()
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
-    return State(
+    return state_class(layout.policy)(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -366,9 +369,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         cnt=cnt,
         cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),
         cl_time=np.zeros((1, T.CT_NCOL), dtype=np.float64),
-        # int32, not int64: a pool-mode State is then its own Numba type, for which the loop
-        # does not compile the cloud rules (engine/cloud_hooks.py); init_cloud replaces it
-        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int32),
+        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
     )

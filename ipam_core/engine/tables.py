@@ -212,7 +212,7 @@ SCHED_SPREAD = 0
 SCHED_PACK = 1
 SCHED_RANDOM = 2
 SCHEDULERS = {"spread": SCHED_SPREAD, "pack": SCHED_PACK, "random": SCHED_RANDOM}
-# cluster.addressFilter: which nodes the scheduler sees as feasible (ipam_core/engine/core.py _address_room)
+# cluster.addressFilter: which nodes the scheduler sees as feasible (the families' address_room hooks, engine/hooks.py)
 ADDRESS_FILTER_NONE = 0  # address-blind, as kube-scheduler is today
 ADDRESS_FILTER_FREE = 1  # a free address now, or one the node can still get (multi-pool carve, ENI room)
 ADDRESS_FILTER_WARM = 2  # a free address the node holds now

@@ -1,0 +1,246 @@
+"""Where the compiled loop hands over to a mode's rules: hooks resolved by the state's class.
+
+The event loop (:mod:`ipam_core.engine.core`: scheduler, pod lifecycle, timers)
+and the sampler (:mod:`ipam_core.engine.sampling`) know no mode. Where an
+agent or an operator acts, they call one of the hooks below with the state.
+Each rules family has its own State namedtuple class (same core fields, see
+:data:`ipam_core.engine.state.STATE_FIELDS`) and registers its rules for that
+class with :func:`register`. Numba resolves each hook with ``@overload`` from
+the class of the state it compiles for, so a run compiles only its own
+family's rules, and the loop's on-disk cache entries name the class, which is
+the same in every process (measured in docs/dev/engine-rooms.md; hooks passed
+as arguments miss the cache in every new process).
+
+A rules module registers every hook in :data:`HOOKS`; those in
+:data:`OPTIONAL` default to doing nothing. ``tests/test_engine_hooks.py``
+runs a test-only family through the compiled loop this way.
+"""
+
+from __future__ import annotations
+
+from numba.core import errors, types
+from numba.extending import overload
+
+from ipam_core.kernels._jit import kjit
+
+_COMPILED_ONLY = "a hook is called from the compiled loop only"
+
+#: Hook name -> what the loop expects of it.
+HOOKS = {
+    "take_pod_addresses": "(st, pod, node) -> -1, or the family that got no address (IPv6 is tried first)",
+    "give_pod_addresses": "(st, pod): the pod's addresses back to its node",
+    "pod_changed": "(st, node, now): a pod on the node started, failed, waits or left",
+    "node_added": "(st, node, now): the node appeared; arm the timers its agent and operator need",
+    "node_deleted": "(st, node): before the shared tables drop the node (its node CIDRs are freed after)",
+    "node_timer": "(st, kind, node, gen, now): a T_CARVE / T_AGENT_SYNC / T_REFRESH timer of a present node",
+    "quiet_refresh": "(st, node, gen, now): a periodic pass that changes nothing: set only its timers",
+    "refresh_period": "(st) -> seconds between a node's periodic passes (0: none)",
+    "carve_follows_refresh": "(st) -> whether each periodic pass sets a T_CARVE timer (skipped together)",
+    "address_room": "(st, node) -> bound pods below which cluster.addressFilter lets a pod onto the node",
+    "sample_nodes": "(st, families, sample, node_tab, cidr_tab, fill) -> rows written to the node tables",
+}
+
+
+@kjit
+def _nothing_node(st, node):
+    pass
+
+
+@kjit
+def _nothing_node_now(st, node, now):
+    pass
+
+
+@kjit
+def _nothing_timer(st, node, gen, now):
+    pass
+
+
+@kjit
+def _no_period(st):
+    return 0.0
+
+
+@kjit
+def _no(st):
+    return False
+
+
+#: Hooks a family may leave out, and what they do then.
+OPTIONAL = {
+    "pod_changed": _nothing_node_now,
+    "node_deleted": _nothing_node,
+    "quiet_refresh": _nothing_timer,
+    "refresh_period": _no_period,
+    "carve_follows_refresh": _no,
+}
+
+_RULES: dict[type, dict] = {}
+_CLASS_OF_POLICY: dict[int, type] = {}
+
+
+def register(state_class: type, policy: int, **rules) -> None:
+    """Make ``rules`` the hooks the loop calls for states of ``state_class``.
+
+    Parameters
+    ----------
+    state_class : type
+        The family's State namedtuple class.
+    policy : int
+        The ``POLICY_*`` code a mode's :class:`~ipam_core.modes.layout.Layout` names
+        this family by; :func:`ipam_core.engine.state.build_state` builds a state
+        of ``state_class`` for it.
+    **rules
+        Compiled functions, one per hook name in :data:`HOOKS` (those in
+        :data:`OPTIONAL` may be left out).
+
+    Raises
+    ------
+    ValueError
+        An unknown or missing hook, or a class or policy registered twice.
+    """
+    unknown = sorted(set(rules) - set(HOOKS))
+    missing = sorted(set(HOOKS) - set(rules) - set(OPTIONAL))
+    if unknown or missing:
+        raise ValueError(f"{state_class.__name__}: unknown hooks {unknown}, missing hooks {missing}")
+    if state_class in _RULES or policy in _CLASS_OF_POLICY:
+        raise ValueError(f"{state_class.__name__} or policy {policy} is registered already")
+    _RULES[state_class] = {**OPTIONAL, **rules}
+    _CLASS_OF_POLICY[policy] = state_class
+
+
+def state_class(policy: int) -> type:
+    """The State class registered for a ``POLICY_*`` code.
+
+    Parameters
+    ----------
+    policy : int
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    KeyError
+        No rules family registered it.
+    """
+    return _CLASS_OF_POLICY[policy]
+
+
+def _rule(st, name):
+    if not isinstance(st, (types.NamedTuple, types.NamedUniTuple)):
+        raise errors.TypingError(f"hook {name}: the state must be a State namedtuple, not {st}")
+    rules = _RULES.get(st.instance_class)
+    if rules is None:
+        raise errors.TypingError(f"hook {name}: no rules registered for {st.instance_class.__name__}")
+    return rules[name]
+
+
+def _body(st, name, call):
+    """What the hook compiles to for this state: ``call(rule)``, a one-line call of the family's rule.
+
+    Not inlined at the Numba IR level: inlining an overload into a caller with variables of the
+    same names miscompiled the loop (numba/numba#7365, #7225: retry timers set at time 0).
+    """
+    return call(_rule(st, name))
+
+
+# One stub and overload per hook: Numba's overload needs the stub's own parameter names.
+def take_pod_addresses(st, pod, node):  # noqa: D103 (see HOOKS)
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(take_pod_addresses)
+def _take_pod_addresses(st, pod, node):
+    return _body(st, "take_pod_addresses", lambda rule: lambda st, pod, node: rule(st, pod, node))
+
+
+def give_pod_addresses(st, pod):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(give_pod_addresses)
+def _give_pod_addresses(st, pod):
+    return _body(st, "give_pod_addresses", lambda rule: lambda st, pod: rule(st, pod))
+
+
+def pod_changed(st, node, now):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(pod_changed)
+def _pod_changed(st, node, now):
+    return _body(st, "pod_changed", lambda rule: lambda st, node, now: rule(st, node, now))
+
+
+def node_added(st, node, now):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(node_added)
+def _node_added(st, node, now):
+    return _body(st, "node_added", lambda rule: lambda st, node, now: rule(st, node, now))
+
+
+def node_deleted(st, node):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(node_deleted)
+def _node_deleted(st, node):
+    return _body(st, "node_deleted", lambda rule: lambda st, node: rule(st, node))
+
+
+def node_timer(st, kind, node, gen, now):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(node_timer)
+def _node_timer(st, kind, node, gen, now):
+    return _body(st, "node_timer", lambda rule: lambda st, kind, node, gen, now: rule(st, kind, node, gen, now))
+
+
+def quiet_refresh(st, node, gen, now):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(quiet_refresh)
+def _quiet_refresh(st, node, gen, now):
+    return _body(st, "quiet_refresh", lambda rule: lambda st, node, gen, now: rule(st, node, gen, now))
+
+
+def refresh_period(st):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(refresh_period)
+def _refresh_period(st):
+    return _body(st, "refresh_period", lambda rule: lambda st: rule(st))
+
+
+def carve_follows_refresh(st):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(carve_follows_refresh)
+def _carve_follows_refresh(st):
+    return _body(st, "carve_follows_refresh", lambda rule: lambda st: rule(st))
+
+
+def address_room(st, node):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(address_room)
+def _address_room(st, node):
+    return _body(st, "address_room", lambda rule: lambda st, node: rule(st, node))
+
+
+def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(sample_nodes)
+def _sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
+    return _body(st, "sample_nodes", lambda rule: lambda st, families, sample, node_tab, cidr_tab, fill: rule(st, families, sample, node_tab, cidr_tab, fill))

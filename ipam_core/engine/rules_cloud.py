@@ -1,0 +1,181 @@
+"""The cloud rules family (``eni``, ``aws-vpc-cni``, ``azure``, ``crd``) as the loop calls it.
+
+Registered with the loop through :mod:`ipam_core.engine.hooks` for
+:class:`CloudState`. Each node keeps a pool of addresses and /28 prefixes
+carved from subnet bitmaps by its manager (the Cilium operator, ipamd, CNS or
+a crd writer); the rules themselves, with their upstream files, are in
+:mod:`ipam_core.engine.cloud` and :mod:`ipam_core.cloud`. This module turns
+them into the loop's hooks: when each manager pass runs (T_CARVE, earliest
+request wins), when the agent writes its CiliumNode status (T_AGENT_SYNC),
+the manager's periodic pass (T_REFRESH), and when the agent is ready.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from ipam_core.cloud.limits import PREFIX_SIZE
+from ipam_core.engine import hooks
+from ipam_core.engine.cloud import (
+    cloud_agent_changed,
+    cloud_agent_start,
+    cloud_agent_sync,
+    cloud_alloc_pod,
+    cloud_node_add,
+    cloud_node_delete,
+    cloud_operator,
+    cloud_period,
+    cloud_quiet_until,
+    cloud_release_pod,
+)
+from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
+from ipam_core.engine.sampling import cloud_node_rows
+from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.tables import (
+    ADDRESS_FILTER_FREE,
+    C_ADDRESS_FILTER,
+    C_CL_ATTACH,
+    C_CL_FIRST_IFACE,
+    C_CL_MAX,
+    C_CL_UNITS,
+    C_OPERATOR_DELAY,
+    CI_ATTACHED,
+    CI_UNITS,
+    CN_HELD,
+    CN_PD,
+    CN_RESERVED,
+    CN_USED,
+    CT_OP_AT,
+    D_NODE,
+    K_READY,
+    N_GEN,
+    N_PENDING,
+    N_PODS,
+    N_READY,
+    POLICY_CLOUD,
+    T_AGENT_SYNC,
+    T_CARVE,
+    T_REFRESH,
+)
+from ipam_core.kernels._jit import kjit
+
+CloudState = namedtuple("CloudState", STATE_FIELDS)
+
+
+@kjit(inline=True)  # one call site, address_room
+def _can_hold(st, node):
+    # free: the addresses the node can hold (its pool, the room left on its interfaces and on those it
+    # may still attach, capped by max-allocate) less its reservations, the count an extended resource
+    # would publish; the subnets' free addresses are not a node figure and are not looked at
+    cn = st.cl_node
+    units = np.int64(st.cfg[C_CL_UNITS])
+    size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
+    capacity = cn[node, CN_HELD]
+    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1:
+            capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
+        elif st.cfg[C_CL_ATTACH] != 0.0:
+            capacity += units * size
+    if st.cfg[C_CL_MAX] > 0.0:
+        capacity = min(capacity, np.int64(st.cfg[C_CL_MAX]))
+    return capacity - cn[node, CN_RESERVED]
+
+
+
+
+# The rules are in ipam_core/engine/cloud.py; here their timers and the agent's readiness.
+# T_CARVE: a pass of the pool's manager (Cilium operator, crd writer, ipamd, CNS), earliest request wins;
+# T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
+@kjit
+def _request(st, node, t):
+    if t < st.cl_time[node, CT_OP_AT]:
+        st.cl_time[node, CT_OP_AT] = t
+        _push(st, t, T_CARVE, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def pod_changed(st, node, now):
+    _loud(st, node)  # the node's pool use changed: its next periodic pass must run
+    t = cloud_agent_changed(st, node, now)
+    if t >= 0.0:
+        _push(st, t, T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _settle(st, node, now, t_next):
+    if t_next >= 0.0:
+        _request(st, node, t_next)
+    if st.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
+        st.nodes[node, N_READY] = 1
+        st.cnt[K_READY] += 1
+        _sched_update(st, node)
+        pod_changed(st, node, now)
+    _sched_addresses_changed(st, node)  # the pass may have grown or shrunk the pool, the agent reserved some
+
+
+@kjit
+def node_added(st, node, now):
+    period = cloud_node_add(st, node, now)
+    _request(st, node, now + st.cfg[C_OPERATOR_DELAY])
+    if period > 0.0:
+        _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def node_timer(st, kind, node, gen, now):
+    if kind == T_CARVE:
+        if now != st.cl_time[node, CT_OP_AT]:
+            return  # superseded by an earlier request
+        st.cl_time[node, CT_OP_AT] = np.inf
+        _loud(st, node)
+        _settle(st, node, now, cloud_operator(st, node, now))
+    elif kind == T_AGENT_SYNC:
+        _loud(st, node)
+        _settle(st, node, now, cloud_agent_sync(st, node, now))
+    elif kind == T_REFRESH:
+        _settle(st, node, now, cloud_operator(st, node, now))
+        _set_wake(st, node, cloud_quiet_until(st, node, now), now)
+        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+
+
+@kjit
+def address_room(st, node):
+    """The cloud modes' ``address_room`` hook (see :func:`ipam_core.engine.core.slot_address_room`).
+
+    ``warm``: running pods plus the free addresses of the node's pool; ``free``:
+    the addresses the node can hold, less its reservations.
+    """
+    if np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE:
+        return _can_hold(st, node)
+    running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
+    return running + st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]
+
+
+@kjit
+def give_pod_addresses(st, pod):
+    """The pod's address back to its node's pool."""
+    cloud_release_pod(st, pod, st.pods[pod, D_NODE])
+
+
+@kjit
+def quiet_refresh(st, node, gen, now):
+    """A periodic pass that changes nothing: only the next one is set."""
+    _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+
+
+hooks.register(
+    CloudState,
+    POLICY_CLOUD,
+    take_pod_addresses=cloud_alloc_pod,
+    give_pod_addresses=give_pod_addresses,
+    pod_changed=pod_changed,
+    node_added=node_added,
+    node_deleted=cloud_node_delete,
+    node_timer=node_timer,
+    quiet_refresh=quiet_refresh,
+    refresh_period=cloud_period,
+    address_room=address_room,
+    sample_nodes=cloud_node_rows,
+)

@@ -1,0 +1,36 @@
+"""A rules family is a State class plus its hooks: the compiled loop runs one it has never seen.
+
+``tests/toy_family.py`` registers a family from the tests; it runs in a process of its own with its
+own kernel cache (see its docstring).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from ipam_core.engine import hooks
+from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_a_family_registered_from_the_tests_runs_through_the_compiled_loop(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
+    done = subprocess.run([sys.executable, str(HERE / "toy_family.py")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "toy family ran" in done.stdout
+
+
+def test_register_refuses_an_incomplete_family():
+    Other = namedtuple("Other", STATE_FIELDS)
+    with pytest.raises(ValueError, match=r"missing hooks \['address_room'"):
+        hooks.register(Other, 91, take_pod_addresses=hooks.OPTIONAL["pod_changed"])
+    with pytest.raises(ValueError, match="registered already"):
+        hooks.register(Other, POLICY_ONE_PER_FAMILY, **{h: hooks.OPTIONAL["pod_changed"] for h in hooks.HOOKS})
