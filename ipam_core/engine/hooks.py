@@ -76,6 +76,7 @@ OPTIONAL = {
 }
 
 _RULES: dict[type, dict] = {}
+_INLINED_BY_LLVM = {"_nrt": False, "nogil": True, "forceinline": True}
 _CLASS_OF_POLICY: dict[int, type] = {}
 
 
@@ -138,12 +139,20 @@ def _rule(st, name):
 
 
 def _body(st, name, call):
-    """What the hook compiles to for this state: ``call(rule)``, a one-line call of the family's rule.
+    """What the hook compiles to for this state: the family's rule itself, inlined by LLVM.
 
-    Not inlined at the Numba IR level: inlining an overload into a caller with variables of the
-    same names miscompiled the loop (numba/numba#7365, #7225: retry timers set at time 0).
+    Compiled as the hook's own function with LLVM's ``alwaysinline`` (``forceinline``) and
+    without reference counting (as :func:`~ipam_core.kernels._jit.kjit` does for kernels that
+    create no array): a call that is not inlined passes the state's ~40 arrays as ~300
+    arguments, which doubled the time per event. A rule that creates arrays is called
+    through ``call(rule)``. Not inlined at the Numba IR level: inlining an overload there
+    miscompiled the loop when its variables had the caller's names (numba/numba#7365,
+    #7225: pod retry timers set at time 0).
     """
-    return call(_rule(st, name))
+    rule = _rule(st, name)
+    if not rule.targetoptions.get("_nrt", True):
+        return rule.py_func
+    return call(rule)
 
 
 # One stub and overload per hook: Numba's overload needs the stub's own parameter names.
@@ -151,7 +160,7 @@ def take_pod_addresses(st, pod, node):  # noqa: D103 (see HOOKS)
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(take_pod_addresses)
+@overload(take_pod_addresses, jit_options=_INLINED_BY_LLVM)
 def _take_pod_addresses(st, pod, node):
     return _body(st, "take_pod_addresses", lambda rule: lambda st, pod, node: rule(st, pod, node))
 
@@ -160,7 +169,7 @@ def give_pod_addresses(st, pod):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(give_pod_addresses)
+@overload(give_pod_addresses, jit_options=_INLINED_BY_LLVM)
 def _give_pod_addresses(st, pod):
     return _body(st, "give_pod_addresses", lambda rule: lambda st, pod: rule(st, pod))
 
@@ -169,7 +178,7 @@ def pod_changed(st, node, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(pod_changed)
+@overload(pod_changed, jit_options=_INLINED_BY_LLVM)
 def _pod_changed(st, node, now):
     return _body(st, "pod_changed", lambda rule: lambda st, node, now: rule(st, node, now))
 
@@ -178,7 +187,7 @@ def node_added(st, node, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_added)
+@overload(node_added, jit_options=_INLINED_BY_LLVM)
 def _node_added(st, node, now):
     return _body(st, "node_added", lambda rule: lambda st, node, now: rule(st, node, now))
 
@@ -187,7 +196,7 @@ def node_deleted(st, node):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_deleted)
+@overload(node_deleted, jit_options=_INLINED_BY_LLVM)
 def _node_deleted(st, node):
     return _body(st, "node_deleted", lambda rule: lambda st, node: rule(st, node))
 
@@ -196,7 +205,7 @@ def node_timer(st, kind, node, gen, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_timer)
+@overload(node_timer, jit_options=_INLINED_BY_LLVM)
 def _node_timer(st, kind, node, gen, now):
     return _body(st, "node_timer", lambda rule: lambda st, kind, node, gen, now: rule(st, kind, node, gen, now))
 
@@ -205,7 +214,7 @@ def quiet_refresh(st, node, gen, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(quiet_refresh)
+@overload(quiet_refresh, jit_options=_INLINED_BY_LLVM)
 def _quiet_refresh(st, node, gen, now):
     return _body(st, "quiet_refresh", lambda rule: lambda st, node, gen, now: rule(st, node, gen, now))
 
@@ -214,7 +223,7 @@ def refresh_period(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(refresh_period)
+@overload(refresh_period, jit_options=_INLINED_BY_LLVM)
 def _refresh_period(st):
     return _body(st, "refresh_period", lambda rule: lambda st: rule(st))
 
@@ -223,7 +232,7 @@ def carve_follows_refresh(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(carve_follows_refresh)
+@overload(carve_follows_refresh, jit_options=_INLINED_BY_LLVM)
 def _carve_follows_refresh(st):
     return _body(st, "carve_follows_refresh", lambda rule: lambda st: rule(st))
 
@@ -232,7 +241,7 @@ def address_room(st, node):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(address_room)
+@overload(address_room, jit_options=_INLINED_BY_LLVM)
 def _address_room(st, node):
     return _body(st, "address_room", lambda rule: lambda st, node: rule(st, node))
 
@@ -241,6 +250,6 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(sample_nodes)
+@overload(sample_nodes, jit_options=_INLINED_BY_LLVM)
 def _sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     return _body(st, "sample_nodes", lambda rule: lambda st, families, sample, node_tab, cidr_tab, fill: rule(st, families, sample, node_tab, cidr_tab, fill))
