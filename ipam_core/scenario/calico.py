@@ -23,21 +23,28 @@ import yaml
 
 from ipam_core.addr import overlaps
 from ipam_core.errors import ConfigError
-from ipam_core.scenario._values import as_bool, as_cidr, as_int, as_list, as_mapping, as_str, check_keys, show
+from ipam_core.scenario._values import as_bool, as_cidr, as_duration, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.calico_selector import CalicoSelector, parse_selector
 from ipam_core.scenario.manifests import META_KEYS, OBJECT_KEYS
 
 API_V3 = "projectcalico.org/v3"
 API_CRD = "crd.projectcalico.org/v1"
-KINDS = {"IPPool": (API_V3, API_CRD), "IPAMConfiguration": (API_V3, API_CRD), "IPAMConfig": (API_CRD,)}
-LIST_KINDS = ("IPPoolList", "IPAMConfigurationList", "IPAMConfigList")
+KINDS = {"IPPool": (API_V3, API_CRD), "IPAMConfiguration": (API_V3, API_CRD), "IPAMConfig": (API_CRD,),
+         "KubeControllersConfiguration": (API_V3, API_CRD)}
+LIST_KINDS = ("IPPoolList", "IPAMConfigurationList", "IPAMConfigList", "KubeControllersConfigurationList")
 #: Kinds this module leaves to ipam_core.scenario.manifests.
 OTHER_KINDS = ("Namespace", "CiliumPodIPPool")
 
 POOL_SPEC_KEYS = ("cidr", "blockSize", "nodeSelector", "namespaceSelector", "disabled", "assignmentMode",
                   "allowedUses", "ipipMode", "vxlanMode", "natOutgoing", "disableBGPExport", "awsSubnetID",
                   "ipip", "nat-outgoing")
+KCC_SPEC_KEYS = ("logSeverityScreen", "healthChecks", "etcdV3CompactionPeriod", "prometheusMetricsPort",
+                 "controllers", "debugProfilePort")
+KCC_CONTROLLER_KEYS = ("node", "policy", "workloadEndpoint", "serviceAccount", "namespace", "loadBalancer")
+KCC_NODE_KEYS = ("reconcilerPeriod", "syncLabels", "hostEndpoint", "leakGracePeriod")
+#: kube-controllers' LeakGracePeriod default: leak candidates and empty blocks wait this long.
+DEFAULT_LEAK_GRACE_S = 900.0
 IPAM_CONFIG_KEYS = ("strictAffinity", "autoAllocateBlocks", "maxBlocksPerHost", "kubeVirtVMAddressPersistence")
 ASSIGNMENT_MODES = ("Automatic", "Manual")
 ALLOWED_USES = ("Workload", "Tunnel", "LoadBalancer")
@@ -101,12 +108,16 @@ class CalicoManifests:
     pools : tuple of CalicoPool
         Sorted by name, as upstream lists them.
     ipam_config : CalicoIPAMConfig
+    leak_grace_s : float
+        ``KubeControllersConfiguration`` ``spec.controllers.node.leakGracePeriod`` (15 min by
+        default; 0 turns leak GC and empty-block release off).
     others : tuple of (Where, dict)
         Objects of :data:`OTHER_KINDS`, for ``ipam_core.scenario.manifests``.
     """
 
     pools: tuple[CalicoPool, ...]
     ipam_config: CalicoIPAMConfig
+    leak_grace_s: float = DEFAULT_LEAK_GRACE_S
     others: tuple[tuple[Where, dict], ...] = ()
 
     def pool(self, name: str) -> CalicoPool | None:
@@ -136,6 +147,7 @@ def read_calico_manifests(where: Where, value: object) -> CalicoManifests:
     objects = _objects(where, value)
     pools: list[tuple[Where, CalicoPool]] = []
     config: CalicoIPAMConfig | None = None
+    grace: float | None = None
     others: list[tuple[Where, dict]] = []
     for w, obj in objects:
         kind = obj.get("kind")
@@ -148,6 +160,11 @@ def read_calico_manifests(where: Where, value: object) -> CalicoManifests:
         name = as_str(w / "metadata" / "name", meta.get("name"), what="a name")
         if kind == "IPPool":
             pools.append((w, read_pool(w / "spec", name, obj.get("spec"))))
+            continue
+        if kind == "KubeControllersConfiguration":
+            if grace is not None:
+                (w / "metadata" / "name").fail("a second KubeControllersConfiguration; expected one")
+            grace = read_leak_grace(w / "spec", obj.get("spec"))
             continue
         if name != "default":
             (w / "metadata" / "name").fail(f"{name!r} is not read by Calico; expected 'default' (the only "
@@ -168,7 +185,8 @@ def read_calico_manifests(where: Where, value: object) -> CalicoManifests:
                 (w / "spec" / "cidr").fail(f"{pool.cidr} of IPPool {pool.name!r} overlaps {other.cidr} of IPPool "
                                            f"{other.name!r}; expected enabled pools that do not overlap")
     return CalicoManifests(tuple(sorted((p for _, p in pools), key=lambda p: p.name)),
-                           config or CalicoIPAMConfig(), tuple(others))
+                           config or CalicoIPAMConfig(), DEFAULT_LEAK_GRACE_S if grace is None else grace,
+                           tuple(others))
 
 
 def _objects(where: Where, value: object) -> list[tuple[Where, dict]]:
@@ -258,6 +276,30 @@ def _selector(where: Where, value: object) -> CalicoSelector:
         return parse_selector(text)
     except ConfigError as exc:
         where.fail(str(exc))
+
+
+def read_leak_grace(where: Where, value: object) -> float:
+    """``spec.controllers.node.leakGracePeriod`` of a ``KubeControllersConfiguration`` (seconds).
+
+    Parameters
+    ----------
+    where : Where
+    value : mapping
+
+    Returns
+    -------
+    float
+        The grace period; 15 min when the node controller or the key is absent.
+    """
+    spec = as_mapping(where, value)
+    check_keys(where, spec, KCC_SPEC_KEYS)
+    controllers = as_mapping(where / "controllers", spec.get("controllers"))
+    check_keys(where / "controllers", controllers, KCC_CONTROLLER_KEYS)
+    node = as_mapping(where / "controllers" / "node", controllers.get("node"))
+    check_keys(where / "controllers" / "node", node, KCC_NODE_KEYS)
+    if "leakGracePeriod" not in node:
+        return DEFAULT_LEAK_GRACE_S
+    return as_duration(where / "controllers" / "node" / "leakGracePeriod", node["leakGracePeriod"], zero_ok=True)
 
 
 def read_ipam_config(where: Where, value: object) -> CalicoIPAMConfig:
