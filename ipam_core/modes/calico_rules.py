@@ -540,8 +540,9 @@ def release_empty_blocks(t, now):
     """kube-controllers ``releaseUnusedBlocks``: delete empty affine blocks past the grace period.
 
     A block goes when it is empty, its node holds another block, and the sync that first saw
-    it so was strictly more than ``LeakGracePeriod`` ago. Blocks are visited in slot order
-    (upstream: Go map order), so of two such blocks of a two-block node the lower slot goes.
+    it so was strictly more than ``LeakGracePeriod`` ago. Upstream walks its empty blocks in
+    Go map order; here nodes go in id order and each node's blocks in datastore order, so of
+    two such blocks of a two-block node the first listed goes.
 
     Parameters
     ----------
@@ -557,22 +558,22 @@ def release_empty_blocks(t, now):
     if grace <= 0:
         return 0
     released = 0
-    for slot in range(t.blk_used.shape[0]):
-        node = t.blk_node[slot]
-        if t.blk_used[slot] == 0 or node < 0 or t.blk_nfree[slot] != t.blk_size[slot]:
-            continue
-        if t.node_nblk[node] <= 1:
-            continue
-        if t.blk_empty_mark[slot] < 0:
-            t.blk_empty_mark[slot] = now
-            continue
-        if now - t.blk_empty_mark[slot] > grace:
-            delay = now - t.blk_empty_since[slot]
-            t.stats[S_DELAY_SUM] += delay
-            t.stats[S_DELAY_MAX] = max(t.stats[S_DELAY_MAX], delay)
-            t.stats[S_DELAY_COUNT] += 1.0
-            delete_block(t, slot)
-            released += 1
+    for node in range(t.node_nblk.shape[0]):
+        k = 0
+        while k < t.node_nblk[node]:
+            slot = t.node_blk[node, k]
+            if t.blk_nfree[slot] == t.blk_size[slot] and t.node_nblk[node] > 1:
+                if t.blk_empty_mark[slot] < 0:
+                    t.blk_empty_mark[slot] = now
+                elif now - t.blk_empty_mark[slot] > grace:
+                    delay = now - t.blk_empty_since[slot]
+                    t.stats[S_DELAY_SUM] += delay
+                    t.stats[S_DELAY_MAX] = max(t.stats[S_DELAY_MAX], delay)
+                    t.stats[S_DELAY_COUNT] += 1.0
+                    delete_block(t, slot)  # the list shifts left: the next block is now at k
+                    released += 1
+                    continue
+            k += 1
     return released
 
 
