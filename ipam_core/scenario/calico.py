@@ -23,7 +23,8 @@ import yaml
 
 from ipam_core.addr import overlaps
 from ipam_core.errors import ConfigError
-from ipam_core.scenario._values import as_bool, as_cidr, as_duration, as_int, as_list, as_mapping, as_str, check_keys, show
+from ipam_core.scenario._values import (as_bool, as_cidr, as_duration, as_int, as_list, as_mapping, as_str,
+                                        check_keys, show)
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.calico_selector import CalicoSelector, parse_selector
 from ipam_core.scenario.manifests import META_KEYS, OBJECT_KEYS

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ipam_core.errors import ConfigError
 
-_TOKEN = re.compile(r"""\s*(?:(?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)|(?P<str>'[^']*'|"[^"]*")|(?P<word>[A-Za-z0-9_./-]+))""")
+_TOKEN = re.compile(r"""\s*(?:(?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)"""
+                    r"""|(?P<str>'[^']*'|"[^"]*")|(?P<word>[A-Za-z0-9_./-]+))""")
 
 Predicate = Callable[[Mapping[str, str]], bool]
 
@@ -79,7 +80,8 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
             break
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            raise ConfigError(f"selector {text!r}: unexpected {text[pos:].strip()[:10]!r} at character {pos + 1}; "
+            at = len(text) - len(text[pos:].lstrip())
+            raise ConfigError(f"selector {text!r}: unexpected {text[at]!r} at character {at + 1}; "
                               "expected a Calico selector such as all(), has(k), k == 'v', k in {'a'}")
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind)))
