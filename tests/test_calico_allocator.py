@@ -65,6 +65,10 @@ def test_go_math_rand_matches_go_printed_outputs():
         5577006791947779410, 8674665223082153551, 6129484611666145821]
     ref = GoRand(1)
     assert [ref.int63() for _ in range(3)] == [5577006791947779410, 8674665223082153551, 6129484611666145821]
+    # A negative seed (Go's % keeps the dividend's sign, then adds 2**31 - 1): Seed(-19) -> 3548795938379065937,
+    # the value a published C++ port of rng.go asserts at start-up.
+    go_seed(vec, state, -19)
+    assert int(go_int63(vec, state)) == 3548795938379065937 == GoRand(-19).int63()
     # golang/go src/math/rand/example_test.go: rand.Seed(42); Intn(20) -> "As I see it yes" (answer 5),
     # and ExampleIntn: rand.Seed(86); Intn(100) x3 -> 42, 76, 30.
     assert GoRand(42).int31n(20) == 5
