@@ -309,6 +309,12 @@ def test_pool_choice_selectors_manual_pools_and_dual_stack():
     assert t.blk_size[slot] == 64  # /122 by default
     nr = calico.node_rows(t)
     assert nr["used"][0].tolist() == [1, 1] and nr["blocks"][0].tolist() == [1, 1]
+    cols = calico.trace_columns(t, r)
+    # IPv4: a-v4 (256) + b-v4 (256) + c-manual (256) in pools; blocks: a /26, a /28, a /26 (named pool)
+    assert cols[4] == {"addrs_pool": 768, "addrs_carved": 64 + 16 + 64, "addrs_used": 3, "addrs_idle": 141,
+                       "addrs_uncarved": 768 - 144, "node_cidrs": 3, "carvable_node_cidrs": 4 + 16 + 4 - 3,
+                       "affine_blocks": 3, "empty_affine_blocks": 0, "borrowed": 0}
+    assert (cols[6]["addrs_pool"], cols[6]["node_cidrs"], cols[6]["addrs_used"]) == (256, 1, 1)
 
 
 def test_no_pool_for_the_node():

@@ -295,6 +295,49 @@ def cluster_counts(tables: CalicoTables) -> dict[str, float]:
             "empty_block_release_max_s": float(s[S_DELAY_MAX])}
 
 
+def trace_columns(tables: CalicoTables, rules: Sequence[PoolRule]) -> dict[int, dict[str, int]]:
+    """The trace.arrow pool columns per family, in the words of docs/dev/contracts.md.
+
+    A block is what a node CIDR is to the other modes: ``node_cidrs`` counts blocks,
+    ``addrs_carved`` the addresses inside them, ``addrs_idle`` their free addresses (on
+    whichever node holds them), ``carvable_node_cidrs`` the blocks no one has claimed. The
+    cumulative counts (``cidr_carves``, ``ip_allocs``, ...) are :func:`cluster_counts`, for
+    both families together.
+
+    Parameters
+    ----------
+    tables : CalicoTables
+    rules : sequence of PoolRule
+
+    Returns
+    -------
+    dict
+        Family (4, 6) -> column -> value: ``addrs_pool``, ``addrs_carved``, ``addrs_used``,
+        ``addrs_idle``, ``addrs_uncarved``, ``node_cidrs``, ``carvable_node_cidrs``,
+        ``affine_blocks``, ``empty_affine_blocks``, ``borrowed``.
+    """
+    used = tables.blk_used != 0
+    family = np.where(used, tables.pool_family[np.maximum(tables.blk_pool, 0)], -1)
+    size = tables.blk_size.astype(np.int64)
+    free = tables.blk_nfree.astype(np.int64)
+    affine = used & (tables.blk_node >= 0)
+    out = {}
+    for fam, version in ((0, 4), (1, 6)):
+        mine = family == fam
+        pool_addrs = sum(r.cidr.num_addresses for r in rules if r.family == fam and r.enabled)
+        pool_blocks = sum(r.n_blocks for r in rules if r.family == fam and r.enabled)
+        carved = int(size[mine].sum())
+        out[version] = {
+            "addrs_pool": pool_addrs, "addrs_carved": carved, "addrs_used": int((size - free)[mine].sum()),
+            "addrs_idle": int(free[mine].sum()), "addrs_uncarved": pool_addrs - carved,
+            "node_cidrs": int(mine.sum()), "carvable_node_cidrs": pool_blocks - int(mine.sum()),
+            "affine_blocks": int((mine & affine).sum()),
+            "empty_affine_blocks": int((mine & affine & (free == size)).sum()),
+            "borrowed": int(tables.node_borrowed[:, fam].sum()),
+        }
+    return out
+
+
 def check(ipam, root) -> None:
     """What the mode needs: for each enabled family an enabled IPPool that pods may use automatically.
 
@@ -334,5 +377,5 @@ __all__ = [
     "ADDR_SHIFT", "CALICO_VERSION", "MODE", "NAME", "RULES_CALICO", "UPSTREAM", "address_of", "assign",
     "automatic_row", "build_tables", "check", "claim_block", "cluster_counts", "error_message", "explicit_row",
     "gc_leaks", "mark_leaked", "next_block_release", "node_added", "node_cidrs", "node_deleted", "node_rows",
-    "pool_rules", "release", "release_empty_blocks", "show_blocks", "sync_period",
+    "pool_rules", "release", "release_empty_blocks", "show_blocks", "sync_period", "trace_columns",
 ]
