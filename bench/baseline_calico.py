@@ -11,8 +11,7 @@ is shared with the compiled code). Nothing is cached: every walk seeds a new gen
 Choices the compiled rules make where upstream leaves an order open (docs/calico.md), made
 the same way here so that the two can be compared exactly: empty blocks are released
 node by node (node ids ascending) in each node's datastore order; the addresses of a
-deleted node and leaked addresses are released in ascending ordinal order within a block;
-IPv6 affinities are ordered by address.
+deleted node and leaked addresses are released in ascending ordinal order within a block.
 
 Upstream files followed: ``libcalico-go/lib/ipam/ipam.go`` (``autoAssign``,
 ``findOrClaimBlock``, ``determinePools``), ``ipam_block_reader_writer.go``
@@ -175,11 +174,8 @@ class CalicoReference:
     # ------------------------------------------------------------------ lookups
     def affine(self, node: int) -> list[Block]:
         """The node's blocks as the Kubernetes API lists BlockAffinity objects: by name."""
-        def name(b: Block):
-            if b.cidr.version == 6:
-                return (1, int(b.cidr.network_address), "")
-            text = str(b.cidr).replace(".", "-").replace("/", "-")
-            return (0, 0, f"{self.node_names[node]}-{text}")
+        def name(b: Block) -> bytes:  # libcalico-go names.CIDRToName
+            return f"{self.node_names[node]}-{b.cidr}".replace(".", "-").replace(":", "-").replace("/", "-").encode()
         return sorted((b for b in self.blocks.values() if b.affinity == node), key=name)
 
     def walk(self, node: int, pool: int, now: float):

@@ -132,6 +132,23 @@ def test_affine_blocks_are_tried_in_kubernetes_name_order_not_address_order():
     assert where(t, pools, calico.assign(t, 0, 0, 3.0)) == ("10.0.0.112/28", "10.0.0.113")
 
 
+def test_ipv6_affinities_sort_by_their_compressed_text():
+    """fd00::/120 in /122 blocks: fd00::/122, fd00::40/122, fd00::80/122, fd00::c0/122.
+
+    Host "n1" starts at block 2 (the same draws as the IPv4 case: 4 blocks), so it claims
+    fd00::80/122 then fd00::c0/122; their names "n1-fd00--80-122" and "n1-fd00--c0-122" sort
+    as written. With a third pool block the walk wraps to fd00::/122, named "n1-fd00---122":
+    '-' sorts before '8', so it is listed, and tried, first.
+    """
+    pools = rules(("v6", "fd00::/120", 122))
+    t = cluster(pools, ["n1"], poolsets=[((0,), False)])
+    got = [calico.assign(t, 0, 0, 0.0) for _ in range(3 * 64)]
+    assert calico.node_cidrs(t, pools, 0) == ["fd00::/122", "fd00::80/122", "fd00::c0/122"]
+    calico.release(t, got[0], 1.0)  # fd00::80 (first block claimed)
+    calico.release(t, got[-1], 1.0)  # in fd00::/122 (the third)
+    assert where(t, pools, calico.assign(t, 0, 0, 2.0))[0] == "fd00::/122"
+
+
 # ---------------------------------------------------------------------------- block limit
 def test_default_block_limit_is_20_and_does_not_borrow():
     pools = rules(("p", "10.0.0.0/24", 30))  # 64 blocks of 4

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.kernels._jit import kjit
+from ipam_core.kernels.addrfmt import fmt_ipv4, fmt_ipv6
 from ipam_core.modes.calico_gorand import block_walk_start
 from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_AUTO_ALLOCATE, CFG_MAX_BLOCKS, CFG_STRICT,
                                            DEFAULT_MAX_BLOCKS, E_BLOCK_LIMIT, E_CAPACITY, E_EXHAUSTED,
@@ -41,41 +42,50 @@ from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_AUTO_ALLOCATE, CFG_MA
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _CLAIM_FULL = -2  # _find_usable: the tables have no slot left
+_DASH = 45
+_DOT = 46
+_COLON = 58
 
 
-# ---------------------------------------------------------------------------- block addresses and order
-@kjit(inline=True)
-def _decimal_code(v):
-    # The decimal text of an octet as three base-11 digits (digit + 1; 0 past the end of the text).
-    if v >= 100:
-        return ((v // 100 + 1) * 11 + (v // 10 % 10 + 1)) * 11 + (v % 10 + 1)
-    if v >= 10:
-        return ((v // 10 + 1) * 11 + (v % 10 + 1)) * 11
-    return (v + 1) * 121
-
-
-@kjit(inline=True)
-def block_address(t, pool, index):
-    """First address of block ``index`` of ``pool`` as (high, low) 64-bit halves."""
+# ---------------------------------------------------------------------------- the order of affinities
+@kjit
+def _write_name(t, slot, pool, index):
+    # Kubernetes lists a node's BlockAffinity objects by name: "<host>-" then the block CIDR with
+    # '.', ':' and '/' turned into '-' (libcalico-go names.CIDRToName), e.g. "n1-10-0-0-112-28".
     bits = t.pool_block_bits[pool]
-    off_lo = index << np.uint64(bits)
-    off_hi = (index >> np.uint64(64 - bits)) if bits > 0 else _U0
-    lo = t.pool_base_lo[pool] + off_lo
-    carry = _U1 if lo < off_lo else _U0
-    return t.pool_base_hi[pool] + off_hi + carry, lo
+    t.scratch_index[0] = np.int64(index)
+    empty = t.scratch_text[:0]
+    if t.pool_family[pool] == 1:
+        n = fmt_ipv6(t.pool_base_hi[pool], t.pool_base_lo[pool], t.scratch_index, bits, empty, t.scratch_text,
+                     t.scratch_bounds)
+        prefix = 128 - bits
+    else:
+        n = fmt_ipv4(t.pool_base_lo[pool], t.scratch_index, np.uint64(bits), empty, t.scratch_text,
+                     t.scratch_bounds)
+        prefix = 32 - bits
+    for i in range(t.blk_name.shape[1]):
+        t.blk_name[slot, i] = 0
+    for i in range(n):
+        c = t.scratch_text[i]
+        t.blk_name[slot, i] = _DASH if c == _DOT or c == _COLON else c
+    t.blk_name[slot, n] = _DASH
+    n += 1
+    if prefix >= 100:
+        t.blk_name[slot, n] = 48 + prefix // 100
+        n += 1
+    if prefix >= 10:
+        t.blk_name[slot, n] = 48 + prefix // 10 % 10
+        n += 1
+    t.blk_name[slot, n] = 48 + prefix % 10
 
 
 @kjit(inline=True)
-def _sort_key(t, pool, index):
-    # Kubernetes lists a node's BlockAffinity objects by name, "<host>-a-b-c-d-NN": IPv4 blocks in the
-    # text order of their dotted address; IPv6 blocks by address (docs/calico.md).
-    hi, lo = block_address(t, pool, index)
-    if t.pool_family[pool] == 1:
-        return hi, lo
-    key = np.uint64(0)
-    for shift in (24, 16, 8, 0):
-        key = key * np.uint64(1331) + np.uint64(_decimal_code((lo >> np.uint64(shift)) & np.uint64(0xFF)))
-    return key, _U0
+def _name_before(t, a, b):
+    # Byte order of two affinity names (0 padding: a name that is a prefix of the other comes first).
+    for i in range(t.blk_name.shape[1]):
+        if t.blk_name[a, i] != t.blk_name[b, i]:
+            return t.blk_name[a, i] < t.blk_name[b, i]
+    return False
 
 
 # ---------------------------------------------------------------------------- sorted per-pool claims
@@ -174,9 +184,7 @@ def _claim_new(t, pool, index, node, now):
         t.blk_leak_t[slot, o] = -1.0
     t.blk_empty_mark[slot] = -1.0
     t.blk_empty_since[slot] = now
-    khi, klo = _sort_key(t, pool, index)
-    t.blk_key_hi[slot] = khi
-    t.blk_key_lo[slot] = klo
+    _write_name(t, slot, pool, index)
     # the pool's claimed indexes stay sorted
     k = _lower_bound(t, pool, index)
     n = t.pool_nclaimed[pool]
@@ -190,8 +198,7 @@ def _claim_new(t, pool, index, node, now):
     nb = t.node_nblk[node]
     at = nb
     for m in range(nb):
-        other = t.node_blk[node, m]
-        if khi < t.blk_key_hi[other] or (khi == t.blk_key_hi[other] and klo < t.blk_key_lo[other]):
+        if _name_before(t, slot, t.node_blk[node, m]):
             at = m
             break
     for m in range(nb, at, -1):

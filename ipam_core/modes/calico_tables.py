@@ -33,6 +33,8 @@ RECLAIM_AGE_S = 60.0
 #: kube-controllers' periodic IPAM sync without a grace period (grace/2 otherwise).
 DEFAULT_SYNC_PERIOD_S = 300.0
 
+#: Bytes of a block's affinity name: the longest IPv6 text (39), "-", the prefix length (3).
+NAME_LEN = 44
 #: Ordinals per block fit in 12 bits (/20 and /116 blocks hold 4096 addresses).
 ADDR_SHIFT = 12
 ORDINAL_MASK = (1 << ADDR_SHIFT) - 1
@@ -127,7 +129,7 @@ CalicoTables = namedtuple("CalicoTables", [
     "blk_index",  # uint64 [C]: block index inside its pool
     "blk_node",  # int32 [C]: affinity (-1: none)
     "blk_claim_t",  # float64 [C]: AffinityClaimTime
-    "blk_key_hi", "blk_key_lo",  # uint64 [C]: datastore order of the affinity (see block_sort_key)
+    "blk_name",  # uint8 [C, NAME_LEN]: the affinity's object name without "<host>-" ("10-0-0-96-28"), 0-padded
     "blk_size",  # int32 [C]: addresses
     "blk_nfree",  # int32 [C]: len(Unallocated)
     "blk_head",  # int32 [C]: first entry of the Unallocated ring
@@ -139,6 +141,9 @@ CalicoTables = namedtuple("CalicoTables", [
     "blk_empty_since",  # float64 [C]: when the block last became empty (-1: in use)
     "free_slots",  # int32 [C]: stack of unused slots
     # scratch
+    "scratch_text",  # uint8 [64]: address text
+    "scratch_index",  # int64 [1]
+    "scratch_bounds",  # int64 [2]
     "rng_vec",  # uint64 [607]
     "rng_state",  # int64 [2]
     "scratch_pools",  # int32 [P]
@@ -302,8 +307,7 @@ def new_tables(pools: Sequence[PoolRule], node_names: Sequence[str], *, strict_a
         blk_index=np.zeros(cap, dtype=np.uint64),
         blk_node=np.full(cap, -1, dtype=np.int32),
         blk_claim_t=np.zeros(cap, dtype=np.float64),
-        blk_key_hi=np.zeros(cap, dtype=np.uint64),
-        blk_key_lo=np.zeros(cap, dtype=np.uint64),
+        blk_name=np.zeros((cap, NAME_LEN), dtype=np.uint8),
         blk_size=np.zeros(cap, dtype=np.int32),
         blk_nfree=np.zeros(cap, dtype=np.int32),
         blk_head=np.zeros(cap, dtype=np.int32),
@@ -314,6 +318,9 @@ def new_tables(pools: Sequence[PoolRule], node_names: Sequence[str], *, strict_a
         blk_empty_mark=np.full(cap, -1.0, dtype=np.float64),
         blk_empty_since=np.full(cap, -1.0, dtype=np.float64),
         free_slots=np.arange(cap - 1, -1, -1, dtype=np.int32),  # pop from the end: slot 0 first
+        scratch_text=np.zeros(64, dtype=np.uint8),
+        scratch_index=np.zeros(1, dtype=np.int64),
+        scratch_bounds=np.zeros(2, dtype=np.int64),
         rng_vec=np.zeros(RNG_LEN, dtype=np.uint64),
         rng_state=np.zeros(2, dtype=np.int64),
         scratch_pools=np.zeros(max(n_pools, 1), dtype=np.int32),
