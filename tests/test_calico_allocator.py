@@ -334,6 +334,24 @@ def test_pool_choice_selectors_manual_pools_and_dual_stack():
     assert (cols[6]["addrs_pool"], cols[6]["node_cidrs"], cols[6]["addrs_used"]) == (256, 1, 1)
 
 
+def test_tunnel_address_pins_the_first_block():
+    text = MANIFESTS.split("---")[1].replace("blockSize: 28}", "blockSize: 28, vxlanMode: CrossSubnet}")
+    m = read_calico_manifests(Where(("manifests",)), text)
+    assert m.pools[0].tunnel
+    rows = [calico.automatic_row(m.pools, 4, {}), calico.tunnel_row(m.pools, 4), calico.tunnel_row(m.pools, 6)]
+    assert rows[2] == ((), False)
+    t, r = calico.build_tables(m, ["n1"], poolsets=rows)
+    calico.node_added(t, 0)
+    tunnel = calico.assign(t, 0, 1, 0.0)  # calico-node starts: its VXLAN address claims the first block
+    pods = [calico.assign(t, 0, 0, 1.0) for _ in range(16)]  # 15 fit beside it; the 16th claims a second
+    assert t.node_nblk[0] == 2
+    for p in pods:
+        calico.release(t, p, 2.0)
+    assert calico.release_empty_blocks(t, 2.0 + 901.0) == 1  # the pods' second block goes
+    assert calico.node_cidrs(t, r, 0) == [str(calico.address_of(t, r, tunnel)) + "/28"]  # .0: block start
+    assert calico.node_rows(t)["empty_blocks"][0, 0] == 0
+
+
 def test_no_pool_for_the_node():
     m = read_calico_manifests(Where(("manifests",)), MANIFESTS.split("---")[0])
     t, r = calico.build_tables(m, ["in-b"], node_labels=[{"zone": "b"}])

@@ -90,6 +90,9 @@ def test_defaults_block_sizes_and_sorting():
                                           "'blockSize'?)"),
     ("{cidr: 10.0.0.0/16, assignmentMode: Auto}", "manifests[0].spec.assignmentMode: 'Auto' is not an assignment "
                                                   "mode; expected Automatic or Manual"),
+    ("{cidr: 10.0.0.0/16, vxlanMode: Sometimes}", "manifests[0].spec.vxlanMode: 'Sometimes' is not an "
+                                                  "encapsulation mode; expected one of Never, Always, CrossSubnet"),
+    ("{cidr: 'fd00::/64', ipipMode: Always}", "manifests[0].spec.ipipMode: Always on an IPv6 pool; expected Never"),
     ("{cidr: 10.0.0.0/16, allowedUses: [Pods]}", "manifests[0].spec.allowedUses[0]: 'Pods' is not an allowed use"),
     ("{cidr: 10.0.0.0/16, nodeSelector: \"zone == a\"}", "manifests[0].spec.nodeSelector: selector 'zone == a': "
                                                          "found 'a' at character 9; expected a quoted value"),

@@ -115,6 +115,30 @@ def explicit_row(pools: Sequence, names: Sequence[str]) -> tuple[tuple[int, ...]
     return tuple(index[n] for n in names), True
 
 
+def tunnel_row(pools: Sequence, family: int) -> tuple[tuple[int, ...], bool]:
+    """The pools a node takes its IPIP / VXLAN tunnel address from, when it starts.
+
+    Follows calico-node ``pkg/allocateip/allocateip.go``: enabled pools of the family with
+    ``ipipMode`` or ``vxlanMode`` on and ``Tunnel`` among their ``allowedUses``; the compiled
+    rules keep those whose ``nodeSelector`` selects the node. The address comes from the
+    node's blocks like a pod's (usually its first block, which it then never lets go while
+    the node lives).
+
+    Parameters
+    ----------
+    pools : sequence of CalicoPool
+    family : int
+        4 or 6.
+
+    Returns
+    -------
+    (pool indexes, explicit)
+        Empty when no pool of the family tunnels: the node takes no tunnel address.
+    """
+    return tuple(i for i, p in enumerate(pools) if p.family == family and not p.disabled and p.tunnel
+                 and "Tunnel" in p.allowed_uses), False
+
+
 def build_tables(manifests, node_names: Sequence[str], *, node_labels: Sequence[Mapping[str, str]] | None = None,
                  poolsets: Sequence[tuple[tuple[int, ...], bool]] | None = None,
                  block_capacity: int | None = None) -> tuple[CalicoTables, tuple[PoolRule, ...]]:
@@ -377,5 +401,5 @@ __all__ = [
     "ADDR_SHIFT", "CALICO_VERSION", "MODE", "NAME", "RULES_CALICO", "UPSTREAM", "address_of", "assign",
     "automatic_row", "build_tables", "check", "claim_block", "cluster_counts", "error_message", "explicit_row",
     "gc_leaks", "mark_leaked", "next_block_release", "node_added", "node_cidrs", "node_deleted", "node_rows",
-    "pool_rules", "release", "release_empty_blocks", "show_blocks", "sync_period", "trace_columns",
+    "pool_rules", "release", "release_empty_blocks", "show_blocks", "sync_period", "trace_columns", "tunnel_row",
 ]

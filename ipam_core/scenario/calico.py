@@ -7,8 +7,9 @@ are ignored; ``spec`` is checked strictly, following the IPPool validation of
 projectcalico/calico ``libcalico-go/lib/validator/v3/validator.go`` (``validateIPPool``):
 ``blockSize`` defaults to 26 (IPv4) / 122 (IPv6) and must lie in 20-32 / 116-128, the CIDR
 must be strictly masked and no smaller than a block, and enabled pools may not overlap.
-Fields that only shape the data plane (``ipipMode``, ``vxlanMode``, ``natOutgoing``, ...)
-are accepted and ignored.
+``ipipMode`` / ``vxlanMode`` matter to IPAM only as far as they make calico-node take a
+tunnel address per node; the other data-plane fields (``natOutgoing``, ...) are accepted and
+ignored.
 
 Objects of other kinds (``Namespace``, ``CiliumPodIPPool``) are handed back untouched for
 ``ipam_core.scenario.manifests`` to read.
@@ -49,6 +50,7 @@ DEFAULT_LEAK_GRACE_S = 900.0
 IPAM_CONFIG_KEYS = ("strictAffinity", "autoAllocateBlocks", "maxBlocksPerHost", "kubeVirtVMAddressPersistence")
 ASSIGNMENT_MODES = ("Automatic", "Manual")
 ALLOWED_USES = ("Workload", "Tunnel", "LoadBalancer")
+ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 BLOCK_SIZE = {4: (26, 20, 32), 6: (122, 116, 128)}  # default, smallest prefix, largest prefix
 #: Pod and namespace annotations naming the pools to use, a JSON list of names or CIDRs.
 POOL_ANNOTATIONS = {4: "cni.projectcalico.org/ipv4pools", 6: "cni.projectcalico.org/ipv6pools"}
@@ -70,6 +72,9 @@ class CalicoPool:
     assignment_mode : str
         ``Automatic`` or ``Manual`` (only used when a pod names the pool).
     allowed_uses : tuple of str
+    tunnel : bool
+        ``ipipMode`` or ``vxlanMode`` is ``Always`` or ``CrossSubnet``: each node it selects
+        takes a tunnel address from it (calico-node ``allocateip.go``).
     """
 
     name: str
@@ -81,6 +86,7 @@ class CalicoPool:
     disabled: bool = False
     assignment_mode: str = "Automatic"
     allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+    tunnel: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,8 +269,17 @@ def read_pool(where: Where, name: str, value: object) -> CalicoPool:
         if use not in ALLOWED_USES:
             (where / "allowedUses" / i).fail(f"{show(use)} is not an allowed use; expected one of "
                                              + ", ".join(ALLOWED_USES))
+    modes = []
+    for key in ("ipipMode", "vxlanMode"):
+        mode_of = as_str(where / key, spec.get(key, "Never"))
+        if mode_of not in ENCAP_MODES:
+            (where / key).fail(f"{show(mode_of)} is not an encapsulation mode; expected one of "
+                               + ", ".join(ENCAP_MODES))
+        modes.append(mode_of)
+    if modes[0] != "Never" and family == 6:
+        (where / "ipipMode").fail(f"{modes[0]} on an IPv6 pool; expected Never (IPIP carries IPv4 only)")
     return CalicoPool(
-        name=name, cidr=str(cidr), family=family, block_size=block,
+        name=name, cidr=str(cidr), family=family, block_size=block, tunnel=modes != ["Never", "Never"],
         node_selector=_selector(where / "nodeSelector", spec.get("nodeSelector", "all()")),
         namespace_selector=_selector(where / "namespaceSelector", spec.get("namespaceSelector", "")),
         disabled=disabled, assignment_mode=mode, allowed_uses=uses,
