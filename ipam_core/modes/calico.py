@@ -10,7 +10,8 @@ address from another node's block, unless ``strictAffinity`` is set. kube-contro
 releases a node's empty blocks after the grace period (all but its last), the blocks of
 deleted nodes, and leaked addresses.
 
-The rules are compiled (:mod:`ipam_core.modes.calico_rules`) over plain numpy tables
+The rules are compiled (:mod:`ipam_core.modes.calico_rules`, kube-controllers' passes in
+:mod:`ipam_core.modes.calico_controllers`) over plain numpy tables
 (:mod:`ipam_core.modes.calico_tables`); this module holds the mode's registry entry, the
 scenario check, and the Python views of the tables (error texts, per-node rows, the
 ``calicoctl ipam show --show-blocks`` listing). docs/calico.md says what is modelled.
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipam_core.addr import parse_cidr
-from ipam_core.modes.calico_rules import (assign, claim_block, gc_leaks, mark_leaked, next_block_release,
-                                          node_added, node_deleted, node_metrics, release, release_empty_blocks)
+from ipam_core.modes.calico_controllers import (gc_leaks, mark_leaked, next_block_release, node_deleted,
+                                                node_metrics, release_empty_blocks)
+from ipam_core.modes.calico_rules import assign, claim_block, node_added, release
 from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_MAX_BLOCKS, DEFAULT_SYNC_PERIOD_S,
                                            ERROR_TEXT, F_GRACE, K_ALLOCS, K_BLOCK_RELEASES, K_BORROWS,
                                            K_CLAIMS, K_FAILS, K_LEAKS_GC, K_RECLAIMS, K_RELEASES, NM_NAMES,
