@@ -105,6 +105,15 @@ def _walk_start(t, node, pool, now):
 
 
 @kjit(inline=True)
+def _existing_in_walk(t, pool, first, m):
+    # The m-th existing block of the pool in walk order: its claims from sorted position `first` on, wrapping.
+    pos = first + m
+    if pos >= t.pool_nclaimed[pool]:
+        pos -= t.pool_nclaimed[pool]
+    return t.pool_sorted_slot[pool, pos]
+
+
+@kjit(inline=True)
 def _in_chosen(t, n_chosen, pool):
     for j in range(n_chosen):
         if t.scratch_pools[j] == pool:
@@ -358,13 +367,9 @@ def find_usable_block(t, node, n_chosen, now):
     # Every block of every pool exists: take over an empty block of another node, in walk order.
     for j in range(n_chosen):
         pool = t.scratch_pools[j]
-        n = t.pool_nclaimed[pool]
-        k = _lower_bound(t, pool, _walk_start(t, node, pool, now))
-        for m in range(n):
-            pos = k + m
-            if pos >= n:
-                pos -= n
-            slot = t.pool_sorted_slot[pool, pos]
+        first = _lower_bound(t, pool, _walk_start(t, node, pool, now))
+        for m in range(t.pool_nclaimed[pool]):
+            slot = _existing_in_walk(t, pool, first, m)
             other = t.blk_node[slot]
             if (other >= 0 and other != node and t.blk_nfree[slot] == t.blk_size[slot]
                     and now - t.blk_claim_t[slot] >= t.fcfg[F_RECLAIM_AGE]):
@@ -381,13 +386,9 @@ def _borrow(t, node, n_chosen, now):
     # blocks are skipped; the first block with a free address lends one, whoever owns it.
     for j in range(n_chosen):
         pool = t.scratch_pools[j]
-        n = t.pool_nclaimed[pool]
-        k = _lower_bound(t, pool, _walk_start(t, node, pool, now))
-        for m in range(n):
-            pos = k + m
-            if pos >= n:
-                pos -= n
-            slot = t.pool_sorted_slot[pool, pos]
+        first = _lower_bound(t, pool, _walk_start(t, node, pool, now))
+        for m in range(t.pool_nclaimed[pool]):
+            slot = _existing_in_walk(t, pool, first, m)
             if t.blk_nfree[slot] > 0:
                 return _take(t, slot, node, now)
     return np.int64(-1)
