@@ -9,8 +9,11 @@ would not give back.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
+
+import numpy as np
 
 import pyarrow.ipc as ipc
 import pytest
@@ -18,8 +21,11 @@ import yaml
 from typer.testing import CliRunner
 
 from ipam_core.cli import app
+from ipam_core.kernels.slots import bm_test
 from ipam_core.engine import build_workload
+from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
+from ipam_core.engine.core import _slot_bitmap
 from ipam_core.engine.initial import held_addresses
 from ipam_core.engine.run import Simulation
 from ipam_core.scenario import load_scenario
@@ -141,22 +147,44 @@ def _first_sample_of_rules(tmp_path: Path, out: Path, mode: str) -> list[str]:
     return sorted(c for r in nodes if r["time_s"] == last for c in r["cidrs"])
 
 
-def test_router_and_health_addresses_avoid_every_dumped_pod_address(tmp_path):
-    # /29 node CIDRs (6 usable addresses) holding 1 or 2 pods: drawn first, router and health would hit them
+def test_router_and_health_take_their_dumped_addresses_and_random_ones_avoid_the_pods(tmp_path):
+    # /29 node CIDRs (6 usable addresses) holding 1 or 2 pods: a router drawn before them would hit one.
+    # kind-control-plane's CiliumNode names its router and health addresses, the workers' their health only
     moves = {"10.244.0.0/24": "10.244.0.0/29", "10.244.1.0/24": "10.244.0.8/29", "10.244.2.0/24": "10.244.0.16/29",
              "10.244.0.38": "10.244.0.1", "10.244.0.171": "10.244.0.2", "10.244.1.201": "10.244.0.9",
-             "10.244.2.17": "10.244.0.17", "10.244.2.96": "10.244.0.19",
+             "10.244.2.17": "10.244.0.17", "10.244.2.96": "10.244.0.19", "10.244.0.155": "10.244.0.5",
+             "10.244.0.212": "10.244.0.6", "10.244.1.11": "10.244.0.14", "10.244.2.140": "10.244.0.22",
              '"--cluster-cidr=10.244.0.0/16"': '"--cluster-cidr=10.244.0.0/16", "--node-cidr-mask-size=29"'}
     out = _import(tmp_path, _with_holes(tmp_path, "kind-host-scope.json", moves), DATA / "kind-host-scope-values.yaml")
+    state = json.loads((out / "initial-state.json").read_text())
+    assert {n["name"]: (n.get("router"), n.get("health")) for n in state["nodes"]} == {
+        "kind-control-plane": (["10.244.0.5"], ["10.244.0.6"]), "kind-worker": (None, ["10.244.0.14"]),
+        "kind-worker2": (None, ["10.244.0.22"])}
     _, pods = _dumped(out)
     sim = _started(out, "kubernetes")
     assert {k: v for k, v in held_addresses(sim.state, sim.layout, sim.workload).items() if k in pods} == pods
+    for address in ("10.244.0.5", "10.244.0.6", "10.244.0.14", "10.244.0.22"):
+        assert _is_taken(sim, address)
     rows = sim.node_rows()
     per_node = {sim.workload.node_names[n]: (int(u), int(r), int(f))
                 for n, u, r, f in zip(rows["node"], rows["used"], rows["reserved"], rows["free"])}
     # used, reserved (network, last, router, health), free
     assert per_node == {"kind-control-plane": (2, 4, 2), "kind-worker": (1, 4, 3), "kind-worker2": (2, 4, 2)}
     assert check_invariants(sim.state) == []
+
+
+def _is_taken(sim: Simulation, address: str) -> bool:
+    """Whether ``address`` is set in the pod bitmap of the node CIDR holding it."""
+    st, ip = sim.state, ipaddress.ip_address(address)
+    for slot in np.flatnonzero(st.slots[:, T.L_STATE] == T.SLOT_LIVE):
+        spec = sim.layout.sets[st.slots[slot, T.L_SET]]
+        shift = spec.network.max_prefixlen - spec.node_mask
+        net = ipaddress.ip_network((int(spec.network.network_address) + (int(st.slots[slot, T.L_INDEX]) << shift),
+                                    spec.node_mask))
+        if ip in net:
+            words, _ = _slot_bitmap(st, slot)
+            return bool(bm_test(words, int(ip) - int(net.network_address) - 1))
+    return False
 
 
 def test_multi_pool_keeps_each_pools_allocation_then_follows_the_agents_demand(tmp_path):
@@ -248,6 +276,8 @@ BAD_STATES = [
     (lambda s: _edit_pod(s, "web-7d9c5b8f4-2kq7x", "ips", ["10.244.1.0"]), ("'10.244.1.0' is not a pod address",)),
     (lambda s: _edit_pod(s, "web-7d9c5b8f4-2kq7x", "ips", ["10.244.1.300"]), ("'10.244.1.300' is not an IP",)),
     (lambda s: _edit_pod(s, "web-7d9c5b8f4-2kq7x", "node", "kind-worker9"), ("'kind-worker9' is not a node",)),
+    (lambda s: _edit_nodes(s, 2, "router", ["10.244.2.17"]), ("nodes[2].router[0]", "also held by pod shop/")),
+    (lambda s: _edit_nodes(s, 2, "health", ["10.244.2.0"]), ("nodes[2].health[0]", "is not a pod address")),
     (lambda s: s.update(format="something/2"), ("format", "'something/2'", "ipam-bench-initial-state/1")),
     (lambda s: s.update(mode="eni"), ("mode", "'eni'", "kubernetes, cluster-pool or multi-pool")),
     (lambda s: s.update(mode="multi-pool"), ("mode", "'multi-pool' is not among the scenario's modes")),

@@ -816,6 +816,12 @@ def _agent_start(st, node):
         _take_reserved(st, node, pool, family)
         if st.cfg[C_HEALTH] != 0.0:
             _take_reserved(st, node, pool, family)
+    _agent_ready(st, node)
+
+
+@kjit
+def _agent_ready(st, node):
+    """The agent holds its router and health addresses: the node is ready for pods."""
     st.nodes[node, N_READY] = 1
     st.cnt[K_READY] += 1
     _sched_update(st, node)

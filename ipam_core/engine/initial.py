@@ -13,8 +13,10 @@ event, the way a restarted operator and agents find a running cluster:
   the next-fit cursor stays at 0 as after a restart;
 * each pod alive at t=0 takes exactly its address in its node CIDR's bitmap
   (the agent restores its endpoints' addresses, ``pkg/ipam`` ``AllocateIP``);
-* then the agent takes its router and health addresses among the free ones
-  (they are not in the dump) and is ready once it holds a CIDR per family
+* then the agent takes its router and health addresses: the dumped ones
+  (CiliumNode ``spec.addresses`` ``CiliumInternalIP``, ``spec.health``), else
+  random free ones (after the pods': they cannot land on a pod's address),
+  and is ready once it holds a CIDR per family
   (multi-pool: ``waitForAllPools``); a multi-pool agent writes its demand after
   the update debounce, so the operator may carve more or take unused CIDRs
   back by the usual rules.
@@ -33,7 +35,7 @@ import numpy as np
 from ipam_core.engine import tables as T
 
 from ipam_core.engine.core import (
-    _agent_start,
+    _agent_ready,
     _arm_sync,
     _bind,
     _fc,
@@ -45,9 +47,12 @@ from ipam_core.engine.core import (
     _set_bitmap,
     _slot_room,
     _take_offset,
+    _take_reserved,
 )
 from ipam_core.engine.tables import (
+    C_DEFAULT_POOL,
     C_FAMILY,
+    C_HEALTH,
     C_POLICY,
     D_OFF,
     D_PIN,
@@ -55,12 +60,14 @@ from ipam_core.engine.tables import (
     D_SLOT,
     D_STATE,
     F_IP_ALLOCS,
+    F_RESERVED,
     F_USED,
     K_ERROR,
     K_RUNNING,
     L_FAMILY,
     L_INDEX,
     L_POOL,
+    L_RESERVED,
     L_SET,
     N_NSLOTS,
     N_READY,
@@ -83,8 +90,8 @@ PR_POD, PR_NODE, PR_FAMILY = 0, 1, 2
 PR_NCOL = 2 + 2 * 3
 
 
-def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The state's nodes, CIDRs and pods in one workload's ids (those the workload adds at t=0).
+def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The state's nodes, CIDRs, pods and agent addresses in one workload's ids (those added at t=0).
 
     Parameters
     ----------
@@ -99,6 +106,9 @@ def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         int64 [CIDRs, 3]: node id, set, CIDR index in the set.
     pod_rows : numpy.ndarray
         int64 [pods, PR_NCOL]: pod id, node id, per family set / CIDR index / offset (-1: none).
+    agents : numpy.ndarray
+        int64 [len(nodes), 12]: per node its router then health address, per family set /
+        CIDR index / offset (-1: none, the agent takes a random free one).
 
     Notes
     -----
@@ -121,6 +131,7 @@ def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         key = (workload.namespaces[workload.namespace[e]], names[pod] if names else f"pod-{pod}")
         pod_ids.setdefault(key, pod)
     nodes = node_of[node_of >= 0]
+    agents = initial.agent_addrs[node_of >= 0].reshape(-1, 2 * 2 * 3)
     cidr_rows = initial.cidr_rows.copy()
     cidr_rows[:, 0] = node_of[cidr_rows[:, 0]] if cidr_rows.size else cidr_rows[:, 0]
     cidr_rows = cidr_rows[cidr_rows[:, 0] >= 0]
@@ -130,7 +141,7 @@ def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     pod_rows[:, PR_NODE] = node_of[initial.pod_node] if pods.size else 0
     pod_rows[:, PR_FAMILY:] = initial.pod_addrs.reshape(-1, 6)
     keep = (pod_rows[:, PR_POD] >= 0) & (pod_rows[:, PR_NODE] >= 0)
-    return nodes, cidr_rows, pod_rows[keep]
+    return nodes, cidr_rows, pod_rows[keep], agents
 
 
 @kjit
@@ -165,12 +176,11 @@ def _start_pod(st, row, node, where):
         s = where[3 * family]
         if s < 0:
             continue
-        slot = _node_slot(st, node, s, where[3 * family + 1])
-        offset = where[3 * family + 2]
-        if slot < 0 or not _take_offset(st, slot, offset):
+        slot = _take_exact(st, node, where[3 * family: 3 * family + 3])
+        if slot < 0:
             return False
         pods[row, D_SLOT + family] = slot
-        pods[row, D_OFF + family] = offset
+        pods[row, D_OFF + family] = where[3 * family + 2]
         pods[row, D_POOL + family] = st.slots[slot, L_POOL]
         st.cnt[_fc(family, F_USED)] += 1
         st.cnt[_fc(family, F_IP_ALLOCS)] += 1
@@ -194,14 +204,49 @@ def _holds_every_family(st, node):
 
 
 @kjit
-def start_from_state(st, nodes, cidr_rows, pod_rows):
+def _take_exact(st, node, where):
+    """Take a dumped address (set, CIDR index, offset) of the node; its slot, or -1."""
+    slot = _node_slot(st, node, where[0], where[1])
+    if slot < 0 or not _take_offset(st, slot, where[2]):
+        return -1
+    return slot
+
+
+@kjit
+def _start_agent(st, node, agent):
+    """The agent's router and health addresses: the dumped ones, else random free ones (``_agent_start``)."""
+    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    if pool < 0:
+        return True
+    for exact in (True, False):  # the dumped ones first: a random one cannot land on them
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] == 0.0:
+                continue
+            for kind in range(2 if st.cfg[C_HEALTH] != 0.0 else 1):
+                where = agent[6 * kind + 3 * family: 6 * kind + 3 * family + 3]
+                if (where[0] >= 0) != exact:
+                    continue
+                if not exact:
+                    _take_reserved(st, node, pool, family)
+                    continue
+                slot = _take_exact(st, node, where)
+                if slot < 0:
+                    return False
+                st.slots[slot, L_RESERVED] += 1
+                st.cnt[_fc(family, F_RESERVED)] += 1
+    _agent_ready(st, node)
+    return True
+
+
+@kjit
+def start_from_state(st, nodes, cidr_rows, pod_rows, agents):
     """Apply a cluster's state at t=0, before the first event.
 
     Parameters
     ----------
     st : State
         A fresh engine state of a pool mode (:mod:`ipam_core.engine.state`).
-    nodes, cidr_rows, pod_rows : numpy.ndarray
+    nodes, cidr_rows, pod_rows, agents : numpy.ndarray
         :func:`start_arrays`.
 
     Returns
@@ -225,9 +270,10 @@ def start_from_state(st, nodes, cidr_rows, pod_rows):
             return START_ADDRESS_TAKEN
     for i in range(nodes.shape[0]):
         node = nodes[i]
-        # router and health addresses after the pods' (random free ones: the dump lacks them)
+        # router and health addresses after the pods': a random one cannot land on a pod's
         if st.nodes[node, N_READY] == 0 and (_pools_ready(st, node) if multi_pool else _holds_every_family(st, node)):
-            _agent_start(st, node)
+            if not _start_agent(st, node, agents[i]):
+                return START_ADDRESS_TAKEN
         else:
             _sched_addresses_changed(st, node)
         if multi_pool:

@@ -365,6 +365,9 @@ def _initial(state: ClusterState, notes: list) -> dict:
             entry["enis"] = n.enis
         if n.addresses:
             entry["addresses"] = sorted(n.addresses, key=lambda a: ipaddress.ip_address(a))
+        for key, value in (("router", n.router), ("health", n.health)):
+            if value:
+                entry[key] = value
         nodes.append(entry)
     pods = [{"namespace": p.namespace, "name": p.name, "node": p.node, "phase": p.phase,
              "ips": [p.ips[f] for f in (4, 6) if f in p.ips], **({"pool": p.pool} if p.pool else {})}

@@ -53,6 +53,9 @@ class InitialState:
     pod_addrs : numpy.ndarray
         int64 [pods, 2, 3]: per engine family (0 IPv4, 1 IPv6) the set, CIDR index
         and offset in the node CIDR's pod bitmap; -1 where the pod has none.
+    agent_addrs : numpy.ndarray
+        int64 [nodes, 2, 2, 3]: per node its router (0) and health (1) address per
+        engine family, as set, CIDR index and offset; -1 where the dump has none.
     misfit : str
         Empty, or why the node CIDRs do not fit the settings (a sweep point's other
         mask or pools): then no run starts from the state (a what-if, by the rules).
@@ -65,6 +68,7 @@ class InitialState:
     pod_keys: tuple[tuple[str, str], ...]
     pod_node: np.ndarray
     pod_addrs: np.ndarray
+    agent_addrs: np.ndarray
     misfit: str = ""
 
     @property
@@ -189,7 +193,8 @@ class _Reader:
                         if not misfit_ok:
                             raise
                         return InitialState(path, mode, (), np.zeros((0, 3), np.int64), (), np.zeros(0, np.int64),
-                                            np.zeros((0, 2, 3), np.int64), misfit=without_position(exc))
+                                            np.zeros((0, 2, 3), np.int64), np.zeros((0, 2, 2, 3), np.int64),
+                                            misfit=without_position(exc))
                     if (s, index) in held:
                         self.fail(where, f"{text!r} is also held by node {held[s, index]!r}; expected each node "
                                   "CIDR held by one node")
@@ -200,13 +205,52 @@ class _Reader:
                     mine.append((net, s, index))
                     rows.append((i, s, index))
             node_cidrs.append(mine)
-        keys, pod_node, pod_addrs = self._pods(doc, node_index, node_cidrs, enabled)
+        taken: dict[object, str] = {}
+        keys, pod_node, pod_addrs = self._pods(doc, node_index, node_cidrs, enabled, taken)
         return InitialState(
             path=path, mode=mode, node_names=tuple(node_index),
             cidr_rows=np.asarray(rows, dtype=np.int64).reshape(-1, 3),
             pod_keys=tuple(keys), pod_node=np.asarray(pod_node, dtype=np.int64),
             pod_addrs=np.asarray(pod_addrs, dtype=np.int64).reshape(-1, 2, 3),
+            agent_addrs=self._agent_addrs(doc, node_cidrs, enabled, taken),
         )
+
+    def _agent_addrs(self, doc: dict, node_cidrs: list, enabled: set, taken: dict) -> np.ndarray:
+        """Each node's router and health addresses (CiliumNode ``spec.addresses`` and ``spec.health``).
+
+        One outside the node's CIDRs is left out: the agent then takes a new one, as cilium
+        ``daemon/cmd/ipam.go`` does for a restored router address its CIDR does not hold.
+        """
+        out = np.full((len(node_cidrs), 2, 2, 3), -1, dtype=np.int64)
+        for i, node in enumerate(doc.get("nodes", [])):
+            for kind, key in enumerate(("router", "health")):
+                for j, text in enumerate(self._list(node.get(key, []), ("nodes", i, key), "addresses")):
+                    where = ("nodes", i, key, j)
+                    if not _inside(text, node_cidrs[i]):
+                        continue
+                    ip, family = self._address(where, text, enabled, out[i, kind], taken,
+                                               f"the {key} address of node {node['name']!r}")
+                    out[i, kind, family] = self._offset(where, ip, node["name"], node_cidrs[i])
+        return out
+
+    def _list(self, value: object, path: tuple, what: str) -> list:
+        if not isinstance(value, list):
+            self.fail(path, f"{show(value)} is not a list; expected a list of {what}")
+        return value
+
+    def _address(self, where: tuple, text: object, enabled: set, held: np.ndarray, taken: dict, owner: str):
+        """An address of an enabled family, the first of its family for its owner, held by no one else."""
+        try:
+            ip = ipaddress.ip_address(str(text))
+        except ValueError:
+            self.fail(where, f"{show(text)} is not an IP address; expected an IPv4 or IPv6 address")
+        family = 0 if ip.version == 4 else 1
+        if family not in enabled or held[family][0] >= 0:
+            self.fail(where, f"{text!r}: expected one address per enabled family")
+        if ip in taken:
+            self.fail(where, f"{text!r} is also held by {taken[ip]}; expected each address held once")
+        taken[ip] = owner
+        return ip, family
 
     def _node_cidrs(self, node: dict, i: int, multi_pool: bool):
         """(key path, pool name or None, CIDR list) of a node: its pools' allocations in multi-pool."""
@@ -246,20 +290,17 @@ class _Reader:
                   f"({', '.join(ranges) or 'none'}); expected the node CIDRs to fit the scenario's settings for "
                   f"{mode}")
 
-    def _pods(self, doc: dict, node_index: dict, node_cidrs: list, enabled: set):
+    def _pods(self, doc: dict, node_index: dict, node_cidrs: list, enabled: set, taken: dict):
         keys: list[tuple[str, str]] = []
         pod_node: list[int] = []
         pod_addrs: list[list[list[int]]] = []
         seen_pods: set[tuple[str, str]] = set()
-        taken: dict[object, str] = {}
         for i, pod in enumerate(self.items(doc, "pods")):
             key = (str(pod.get("namespace", "default")), pod["name"])
             if key in seen_pods:
                 self.fail(("pods", i), f"pod {key[0]}/{key[1]} is listed twice; expected each pod once")
             seen_pods.add(key)
-            ips = pod.get("ips", [])
-            if not isinstance(ips, list):
-                self.fail(("pods", i, "ips"), f"{show(ips)} is not a list; expected a list of addresses")
+            ips = self._list(pod.get("ips", []), ("pods", i, "ips"), "addresses")
             if not ips:
                 continue  # pending: the run schedules it by the mode's rules
             node = pod.get("node")
@@ -267,19 +308,10 @@ class _Reader:
                 self.fail(("pods", i, "node"), f"{show(node)} is not a node of the file; expected the name of a "
                           "listed node")
             n = node_index[node]
-            addrs = [[-1, -1, -1], [-1, -1, -1]]
+            addrs = np.full((2, 3), -1, dtype=np.int64)
             for j, text in enumerate(ips):
                 where = ("pods", i, "ips", j)
-                try:
-                    ip = ipaddress.ip_address(str(text))
-                except ValueError:
-                    self.fail(where, f"{show(text)} is not an IP address; expected an IPv4 or IPv6 address")
-                family = 0 if ip.version == 4 else 1
-                if family not in enabled or addrs[family][0] >= 0:
-                    self.fail(where, f"{text!r}: expected one address per enabled family")
-                if ip in taken:
-                    self.fail(where, f"{text!r} is also held by pod {taken[ip]}; expected each address held once")
-                taken[ip] = f"{key[0]}/{key[1]}"
+                ip, family = self._address(where, text, enabled, addrs, taken, f"pod {key[0]}/{key[1]}")
                 addrs[family] = self._offset(where, ip, node, node_cidrs[n])
             if any(addrs[f][0] < 0 for f in enabled):
                 continue  # an address for some family only: the run allocates the pod by the rules
@@ -303,6 +335,15 @@ class _Reader:
         listed = ", ".join(str(net) for net, _, _ in cidrs) or "none"
         self.fail(where, f"'{ip}' is outside every CIDR of node {node!r} ({listed}); expected an address of the "
                   "node's CIDRs")
+
+
+def _inside(text: object, cidrs: list) -> bool:
+    """Whether ``text`` is an address inside one of a node's ``(network, set, index)`` CIDRs."""
+    try:
+        ip = ipaddress.ip_address(str(text))
+    except ValueError:
+        return True  # not an address: let the reader refuse it
+    return any(ip.version == net.version and ip in net for net, _, _ in cidrs)
 
 
 def without_position(error: ConfigError) -> str:
