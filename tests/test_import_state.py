@@ -320,3 +320,17 @@ def test_an_unreadable_initial_state_is_one_line(tmp_path, value, text, needles)
                                                            f"initialState: {value}")
     (out / "scenario.yaml").write_text(scenario)
     _run_refused(tmp_path, out / "scenario.yaml", ("scenario.yaml:", *needles))
+
+
+# ---------------------------------------------------------------- the question gallery's imported cluster
+def test_gallery_cluster_is_what_import_writes_and_starts_from_its_holes(tmp_path):
+    gallery = Path(__file__).resolve().parents[1] / "scenarios" / "questions" / "my-cluster"
+    out = _import(tmp_path, gallery / "cluster.json", gallery / "values.yaml", name="imported")
+    for name in ("workload.csv", "initial-state.json"):
+        assert (out / name).read_bytes() == (gallery / "imported" / name).read_bytes(), name
+    mine, shipped = (yaml.safe_load(p.read_text()) for p in (out / "scenario.yaml", gallery / "imported" / "scenario.yaml"))
+    assert {k: v for k, v in mine.items() if k != "description"} == {k: v for k, v in shipped.items() if k != "description"}
+    scenario = load_scenario(gallery / "imported" / "scenario.yaml")
+    assert scenario.initial_state.starts and scenario.initial_state.mode == "cluster-pool"
+    assert _dumped(gallery / "imported")[0] == {"pool-a-1": ["10.0.0.0/26"], "pool-a-2": ["10.0.1.64/26"],
+                                                "pool-a-3": ["10.0.2.0/26"]}
