@@ -99,13 +99,7 @@ def test_run_starts_from_the_dumped_cidrs_and_addresses(tmp_path, kind):
     dump, values, mode = FIXTURES[kind]
     out = _import(tmp_path, DATA / dump, DATA / values)
     assert yaml.safe_load((out / "scenario.yaml").read_text())["initialState"] == "initial-state.json"
-    cidrs, pods = _dumped(out)
-    run = tmp_path / "run"
-    _invoke(["run", out / "scenario.yaml", "--out", run, "--mode", mode])
-    assert _first_sample(run, mode) == cidrs
-    sim = _started(out, mode)
-    held = held_addresses(sim.state, sim.layout, sim.workload)
-    assert {k: v for k, v in held.items() if k in pods} == pods
+    sim = _assert_starts_from_dump(tmp_path, out, mode)
     assert check_invariants(sim.state) == []
     sim.advance(float(load_scenario(out / "scenario.yaml").duration_s))
     assert check_invariants(sim.state) == []
@@ -125,12 +119,19 @@ def test_node_cidrs_with_holes_are_taken_where_they_are_not_by_carving_order(tmp
     cidrs, pods = _dumped(out)
     # next-fit carving from the start of the range would give the nodes other CIDRs
     assert sorted(c for v in cidrs.values() for c in v) != sorted(_first_sample_of_rules(tmp_path, out, mode))
+    _assert_starts_from_dump(tmp_path, out, mode)
+
+
+def _assert_starts_from_dump(tmp_path: Path, out: Path, mode: str) -> Simulation:
+    """``run`` of an import: nodes.arrow's first sample holds the dumped CIDRs, the pods their addresses."""
+    cidrs, pods = _dumped(out)
     run = tmp_path / "run"
     _invoke(["run", out / "scenario.yaml", "--out", run, "--mode", mode])
     assert _first_sample(run, mode) == cidrs
     sim = _started(out, mode)
     held = held_addresses(sim.state, sim.layout, sim.workload)
     assert {k: v for k, v in held.items() if k in pods} == pods
+    return sim
 
 
 def _first_sample_of_rules(tmp_path: Path, out: Path, mode: str) -> list[str]:
@@ -216,7 +217,7 @@ def test_compare_starts_the_own_mode_from_the_state_and_the_other_by_its_rules(t
 
 
 def test_sweep_point_whose_mask_cannot_hold_the_state_is_a_what_if(tmp_path):
-    out = _import(tmp_path, DATA / "cluster-pool.json", DATA / "cluster-pool-values.yaml")
+    _import(tmp_path, DATA / "cluster-pool.json", DATA / "cluster-pool-values.yaml")
     spec_path = tmp_path / "sweep.yaml"
     spec_path.write_text("name: imported-mask\nbase: out/scenario.yaml\nmodes: [cluster-pool]\n"
                          "axes:\n  ipam.operator.clusterPoolIPv4MaskSize: [26, 27]\n")
@@ -328,8 +329,9 @@ def test_gallery_cluster_is_what_import_writes_and_starts_from_its_holes(tmp_pat
     out = _import(tmp_path, gallery / "cluster.json", gallery / "values.yaml", name="imported")
     for name in ("workload.csv", "initial-state.json"):
         assert (out / name).read_bytes() == (gallery / "imported" / name).read_bytes(), name
-    mine, shipped = (yaml.safe_load(p.read_text()) for p in (out / "scenario.yaml", gallery / "imported" / "scenario.yaml"))
-    assert {k: v for k, v in mine.items() if k != "description"} == {k: v for k, v in shipped.items() if k != "description"}
+    mine, shipped = ({k: v for k, v in yaml.safe_load(p.read_text()).items() if k != "description"}  # paths differ
+                     for p in (out / "scenario.yaml", gallery / "imported" / "scenario.yaml"))
+    assert mine == shipped
     scenario = load_scenario(gallery / "imported" / "scenario.yaml")
     assert scenario.initial_state.starts and scenario.initial_state.mode == "cluster-pool"
     assert _dumped(gallery / "imported")[0] == {"pool-a-1": ["10.0.0.0/26"], "pool-a-2": ["10.0.1.64/26"],

@@ -1061,16 +1061,21 @@ def _multi_pool_quiet(st, node):
 
 
 @kjit
+def _holds_family(st, node, family):
+    """Whether the node holds a CIDR of ``family``."""
+    for k in range(st.nodes[node, N_NSLOTS]):
+        if st.slots[st.node_slots[node, k], L_FAMILY] == family:
+            return True
+    return False
+
+
+@kjit
 def _operator_one_per_family(st, node, now):
     missing = False
     for family in range(2):
         if st.cfg[C_FAMILY + family] == 0.0:
             continue
-        has = False
-        for k in range(st.nodes[node, N_NSLOTS]):
-            if st.slots[st.node_slots[node, k], L_FAMILY] == family:
-                has = True
-        if not has and _carve_slot(st, node, 0, family) < 0:
+        if not _holds_family(st, node, family) and _carve_slot(st, node, 0, family) < 0:
             missing = True
     if missing:
         if st.cfg[C_REVERT_PARTIAL] != 0.0:

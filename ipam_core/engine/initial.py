@@ -39,6 +39,7 @@ from ipam_core.engine.core import (
     _arm_sync,
     _bind,
     _fc,
+    _holds_family,
     _node_add,
     _occupy_slot,
     _pools_ready,
@@ -64,7 +65,6 @@ from ipam_core.engine.tables import (
     F_USED,
     K_ERROR,
     K_RUNNING,
-    L_FAMILY,
     L_INDEX,
     L_POOL,
     L_RESERVED,
@@ -192,13 +192,7 @@ def _start_pod(st, row, node, where):
 @kjit
 def _holds_every_family(st, node):
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
-            continue
-        has = False
-        for k in range(st.nodes[node, N_NSLOTS]):
-            if st.slots[st.node_slots[node, k], L_FAMILY] == family:
-                has = True
-        if not has:
+        if st.cfg[C_FAMILY + family] != 0.0 and not _holds_family(st, node, family):
             return False
     return True
 
