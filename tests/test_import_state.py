@@ -280,7 +280,7 @@ BAD_STATES = [
     (lambda s: _edit_nodes(s, 2, "router", ["10.244.2.17"]), ("nodes[2].router[0]", "also held by pod shop/")),
     (lambda s: _edit_nodes(s, 2, "health", ["10.244.2.0"]), ("nodes[2].health[0]", "is not a pod address")),
     (lambda s: s.update(format="something/2"), ("format", "'something/2'", "ipam-bench-initial-state/1")),
-    (lambda s: s.update(mode="eni"), ("mode", "'eni'", "kubernetes, cluster-pool or multi-pool")),
+    (lambda s: s.update(mode="eni"), ("mode", "'eni'", "one of: kubernetes, cluster-pool, multi-pool")),
     (lambda s: s.update(mode="multi-pool"), ("mode", "'multi-pool' is not among the scenario's modes")),
     (lambda s: s["nodes"].append(dict(s["nodes"][0])), ("nodes[3].name", "'kind-control-plane' is listed twice")),
 ]

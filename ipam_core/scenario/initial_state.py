@@ -133,8 +133,8 @@ def read_initial_state(where: Where, value: object, base: Path | None, scenario,
     mode = doc.get("mode")
     if not applies(mode):
         reader.fail(("mode",), f"{show(mode)}: a cluster's state is a starting point only in the node-CIDR pool "
-                    "modes; expected kubernetes, cluster-pool or multi-pool (ENI and other cloud states are not "
-                    "reproduced; leave initialState out)")
+                    f"modes; expected one of: {', '.join(m for m in REGISTRY if applies(m))} (ENI and other cloud "
+                    "states are not reproduced; leave initialState out)")
     if mode not in scenario.modes and mode != scenario.ipam.mode:
         reader.fail(("mode",), f"{mode!r} is not among the scenario's modes ({', '.join(scenario.modes)}); "
                     "expected the mode the cluster runs to be one of them")
