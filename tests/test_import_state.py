@@ -336,3 +336,25 @@ def test_gallery_cluster_is_what_import_writes_and_starts_from_its_holes(tmp_pat
     assert scenario.initial_state.starts and scenario.initial_state.mode == "cluster-pool"
     assert _dumped(gallery / "imported")[0] == {"pool-a-1": ["10.0.0.0/26"], "pool-a-2": ["10.0.1.64/26"],
                                                 "pool-a-3": ["10.0.2.0/26"]}
+
+
+def test_with_events_the_pods_alive_at_t0_start_from_their_addresses(tmp_path):
+    out = tmp_path / "out"
+    _invoke(["import", DATA / "cluster-pool.json", "--helm-values", DATA / "cluster-pool-values.yaml",
+             "--events", DATA / "cluster-pool-events.json", "--out", out])
+    cidrs, pods = _dumped(out)
+    sim = _started(out, "cluster-pool")
+    at_zero = {k: v for k, v in held_addresses(sim.state, sim.layout, sim.workload).items() if k in pods}
+    assert at_zero and at_zero == {k: pods[k] for k in at_zero}  # those created later take theirs by the rules
+    assert _first_sample_of_sim(sim) == cidrs
+    sim.advance(float(load_scenario(out / "scenario.yaml").duration_s))
+    assert check_invariants(sim.state) == []
+
+
+def _first_sample_of_sim(sim: Simulation) -> dict:
+    rows = sim.node_rows()
+    values, out, at = rows["cidrs_values"].to_pylist(), {}, 0
+    for node, count in zip(rows["node"], rows["cidrs_counts"]):
+        out[sim.workload.node_names[node]] = sorted(values[at: at + count])
+        at += count
+    return out
