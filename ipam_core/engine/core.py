@@ -179,7 +179,7 @@ from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bits import prefetch_row, prefetch_word
 from ipam_core.kernels.layout import bm_init
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
-from ipam_core.kernels.slots import bm_clear, bm_set
+from ipam_core.kernels.slots import bm_clear, bm_set, bm_test
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
 
 
@@ -566,53 +566,68 @@ def _carve_slot(st, node, pool, family):
     for s in range(st.pools[pool, P_SET_LO + family], st.pools[pool, P_SET_HI + family]):
         if sets[s, S_ALLOCATED] >= sets[s, S_N]:
             continue
-        top = st.cnt[K_SLOT_TOP]
-        # the node's row of `node_slots` is full too: stop rather than write into the next row
-        if top == 0 or st.nodes[node, N_NSLOTS] >= st.node_slots.shape[1]:
-            st.cnt[K_ERROR] = ERROR_SLOTS_FULL
-            return -1
-        if sets[s, S_CHUNK_TOP] == 0:
-            st.cnt[K_ERROR] = ERROR_CHUNKS_FULL
+        if not _slot_room(st, node, s):
             return -1
         words, summary = _set_bitmap(st, s)
         index = bm_take_scan(words, summary, sets[s, S_CURSOR])
-        sets[s, S_ALLOCATED] += 1
         sets[s, S_CURSOR] = index + 1 if index + 1 < sets[s, S_N] else 0
-        chunk_top = sets[s, S_CHUNK_TOP] - 1
-        sets[s, S_CHUNK_TOP] = chunk_top
-        chunk = st.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
-        st.cnt[K_SLOT_TOP] = top - 1
-        slot = st.slot_stack[top - 1]
-        max_addrs = sets[s, S_SLOT_MAX]
-        sl = st.slots
-        sl[slot, L_STATE] = SLOT_LIVE
-        sl[slot, L_SET] = s
-        sl[slot, L_INDEX] = index
-        sl[slot, L_NODE] = node
-        sl[slot, L_CHUNK] = chunk
-        sl[slot, L_USED] = 0
-        sl[slot, L_MAX] = max_addrs
-        sl[slot, L_RESERVED] = 0
-        sl[slot, L_FAMILY] = family
-        sl[slot, L_POOL] = pool
-        pw, ps = _slot_bitmap(st, slot)
-        bm_init(pw, ps, max_addrs)
-        k = st.nodes[node, N_NSLOTS]
-        st.node_slots[node, k] = slot
-        st.nodes[node, N_NSLOTS] = k + 1
-        c = st.cnt
-        c[_fc(family, F_CARVED)] += sets[s, S_ADDRS]
-        c[_fc(family, F_RESERVED)] += sets[s, S_ADDRS] - max_addrs
-        c[_fc(family, F_NODE_CIDRS)] += 1
-        c[_fc(family, F_CARVABLE)] -= 1
-        c[_fc(family, F_CARVES)] += 1
-        c[_fc(family, F_FREE)] += max_addrs
-        st.pool_free[pool, family] += max_addrs
-        st.pool_carvable[pool, family] -= 1
-        _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] + 1)
-        _sched_addresses_changed(st, node)
-        return slot
+        return _occupy_slot(st, node, pool, family, s, index)
     return -1
+
+
+@kjit
+def _slot_room(st, node, s):
+    """Whether a slot, a place in the node's row and a pod-bitmap chunk of set ``s`` are left (else K_ERROR)."""
+    # the node's row of `node_slots` is full too: stop rather than write into the next row
+    if st.cnt[K_SLOT_TOP] == 0 or st.nodes[node, N_NSLOTS] >= st.node_slots.shape[1]:
+        st.cnt[K_ERROR] = ERROR_SLOTS_FULL
+        return False
+    if st.sets[s, S_CHUNK_TOP] == 0:
+        st.cnt[K_ERROR] = ERROR_CHUNKS_FULL
+        return False
+    return True
+
+
+@kjit
+def _occupy_slot(st, node, pool, family, s, index):
+    """Give ``node`` the node CIDR ``index`` of set ``s``, whose bit the caller has just set; return its slot."""
+    sets = st.sets
+    top = st.cnt[K_SLOT_TOP]
+    sets[s, S_ALLOCATED] += 1
+    chunk_top = sets[s, S_CHUNK_TOP] - 1
+    sets[s, S_CHUNK_TOP] = chunk_top
+    chunk = st.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
+    st.cnt[K_SLOT_TOP] = top - 1
+    slot = st.slot_stack[top - 1]
+    max_addrs = sets[s, S_SLOT_MAX]
+    sl = st.slots
+    sl[slot, L_STATE] = SLOT_LIVE
+    sl[slot, L_SET] = s
+    sl[slot, L_INDEX] = index
+    sl[slot, L_NODE] = node
+    sl[slot, L_CHUNK] = chunk
+    sl[slot, L_USED] = 0
+    sl[slot, L_MAX] = max_addrs
+    sl[slot, L_RESERVED] = 0
+    sl[slot, L_FAMILY] = family
+    sl[slot, L_POOL] = pool
+    pw, ps = _slot_bitmap(st, slot)
+    bm_init(pw, ps, max_addrs)
+    k = st.nodes[node, N_NSLOTS]
+    st.node_slots[node, k] = slot
+    st.nodes[node, N_NSLOTS] = k + 1
+    c = st.cnt
+    c[_fc(family, F_CARVED)] += sets[s, S_ADDRS]
+    c[_fc(family, F_RESERVED)] += sets[s, S_ADDRS] - max_addrs
+    c[_fc(family, F_NODE_CIDRS)] += 1
+    c[_fc(family, F_CARVABLE)] -= 1
+    c[_fc(family, F_CARVES)] += 1
+    c[_fc(family, F_FREE)] += max_addrs
+    st.pool_free[pool, family] += max_addrs
+    st.pool_carvable[pool, family] -= 1
+    _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] + 1)
+    _sched_addresses_changed(st, node)
+    return slot
 
 
 @kjit
@@ -667,13 +682,30 @@ def _take_address(st, slot):
         return -1
     words, summary = _slot_bitmap(st, slot)
     offset = bm_take_scan(words, summary, draw(st.cnt, max_addrs))
+    _address_taken(st, slot)
+    return offset
+
+
+@kjit
+def _take_offset(st, slot, offset):
+    """Take the address at ``offset`` of ``slot`` (a pod's address as dumped); False when it is not free."""
+    words, summary = _slot_bitmap(st, slot)
+    if offset < 0 or offset >= st.slots[slot, L_MAX] or bm_test(words, offset):
+        return False
+    bm_set(words, summary, offset)
+    _address_taken(st, slot)
+    return True
+
+
+@kjit(inline=True)
+def _address_taken(st, slot):
+    sl = st.slots
     sl[slot, L_USED] += 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
     st.cnt[_fc(family, F_FREE)] -= 1
     st.pool_free[pool, family] -= 1
     st.np_inuse[sl[slot, L_NODE], pool, family] += 1
-    return offset
 
 
 @kjit
@@ -729,6 +761,21 @@ def _agent_start(st, node):
         _take_reserved(st, node, pool, family)
         if st.cfg[C_HEALTH] != 0.0:
             _take_reserved(st, node, pool, family)
+    _agent_ready(st, node)
+
+
+@kjit
+def _holds_family(st, node, family):
+    """Whether the node holds a CIDR of ``family``."""
+    for k in range(st.nodes[node, N_NSLOTS]):
+        if st.slots[st.node_slots[node, k], L_FAMILY] == family:
+            return True
+    return False
+
+
+@kjit
+def _agent_ready(st, node):
+    """The agent holds its router and health addresses: the node is ready for pods."""
     st.nodes[node, N_READY] = 1
     st.cnt[K_READY] += 1
     _sched_update(st, node)

@@ -23,6 +23,7 @@ from ipam_core.engine.core import (
     _agent_start,
     _carve_slot,
     _free_slot,
+    _holds_family,
     _push,
     give_slot_addresses,
     slot_address_room,
@@ -35,7 +36,6 @@ from ipam_core.engine.tables import (
     C_FAMILY,
     C_OPERATOR_DELAY,
     C_REVERT_PARTIAL,
-    L_FAMILY,
     N_GEN,
     N_NSLOTS,
     N_READY,
@@ -56,11 +56,7 @@ def _operator_one_per_family(st, node, now):
     for family in range(2):
         if st.cfg[C_FAMILY + family] == 0.0:
             continue
-        has = False
-        for k in range(st.nodes[node, N_NSLOTS]):
-            if st.slots[st.node_slots[node, k], L_FAMILY] == family:
-                has = True
-        if not has and _carve_slot(st, node, 0, family) < 0:
+        if not _holds_family(st, node, family) and _carve_slot(st, node, 0, family) < 0:
             missing = True
     if missing:
         if st.cfg[C_REVERT_PARTIAL] != 0.0:

@@ -23,6 +23,7 @@ from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
 from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
+from ipam_core.engine.initial import start_arrays, start_from_state
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
@@ -332,6 +333,10 @@ class Simulation:
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
             self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
         _resolve_pod_pools(self.state, self.layout, scenario, workload)
+        initial = scenario.initial_state
+        # other modes, and settings that cannot hold the state: a what-if, carved by the rules
+        if initial is not None and initial.mode == self.mode and initial.starts:
+            self._start(initial)
         self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (
             np.ascontiguousarray(workload.time, dtype=np.float64),
@@ -344,6 +349,14 @@ class Simulation:
         self.counters: np.ndarray | None = None
         #: float64 [samples * families]: its ``warm_addrs_per_node``
         self.warm: np.ndarray | None = None
+
+    def _start(self, initial) -> None:
+        """The cluster's node CIDRs and pod addresses at t=0 (:mod:`ipam_core.engine.initial`)."""
+        code = start_from_state(self.state, *start_arrays(initial, self.workload))
+        if code:
+            what = _ERRORS.get(code, "initial state")
+            raise EngineCapacityError(f"engine {what} could not take the initial state {initial.path.name} in mode "
+                                      f"{self.mode} (code {code})")
 
     def advance(self, t_stop: float) -> None:
         """Process every event and timer due before ``t_stop``.

@@ -74,6 +74,8 @@ class NodeState:
     created: str | None = None
     enis: list = field(default_factory=list)  # dicts: id, subnet, addresses, prefixes
     addresses: list = field(default_factory=list)  # spec.ipam.pool (ENI / Azure / CRD modes)
+    router: list = field(default_factory=list)  # spec.addresses CiliumInternalIP: the agent's router addresses
+    health: list = field(default_factory=list)  # spec.health.ipv4 / ipv6
     watermarks: dict = field(default_factory=dict)
     has_cilium_node: bool = False
     operator_error: str = ""
@@ -257,6 +259,19 @@ def _node(dump: Dump, node, cn, mode: str, families: tuple) -> NodeState:
     return state
 
 
+def _agent_addresses(origin, spec, state: NodeState) -> None:
+    """The agent's router (``CiliumInternalIP``) and health addresses, which pods cannot take."""
+    found = [(f"spec.addresses[{i}].ip", a.ip, state.router) for i, a in enumerate(spec.addresses)
+             if a.type == "CiliumInternalIP"]
+    found += [(f"spec.health.{key}", value, state.health)
+              for key, value in (("ipv4", spec.health.ipv4), ("ipv6", spec.health.ipv6)) if value]
+    for where, text, into in found:
+        try:
+            into.append(str(parse_ip(text)))
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {where}: {exc}") from None
+
+
 def _cilium_node(dump: Dump, cn, state: NodeState, mode: str, families: tuple) -> None:
     origin = dump.origin(cn)
     source = cidr_source(mode)
@@ -264,6 +279,7 @@ def _cilium_node(dump: Dump, cn, state: NodeState, mode: str, families: tuple) -
         state.source = origin
     ipam = cn.spec.ipam
     state.operator_error = cn.status.ipam.operator_status.error
+    _agent_addresses(origin, cn.spec, state)
     if source == SOURCE_CILIUM_NODE:
         for i, c in enumerate(ipam.pod_cidrs):
             net = _cidr(origin, f"spec.ipam.podCIDRs[{i}]", c, families)

@@ -90,11 +90,27 @@ class ENISpec(_CRD):
     disable_prefix_delegation: bool = Field(False, alias="disable-prefix-delegation")
 
 
+class NodeAddress(_CRD):
+    """``spec.addresses[]``: ``CiliumInternalIP`` is the agent's router (``cilium_host``) address."""
+
+    type: str = ""
+    ip: str = ""
+
+
+class HealthAddressing(_CRD):
+    """``spec.health``: the agent's health endpoint addresses."""
+
+    ipv4: Optional[str] = None
+    ipv6: Optional[str] = None
+
+
 class CiliumNodeSpec(_CRD):
     """``spec`` of a CiliumNode."""
 
     ipam: NodeIPAMSpec = Field(default_factory=NodeIPAMSpec)
     eni: Optional[ENISpec] = None
+    addresses: list[NodeAddress] = Field(default_factory=list)
+    health: HealthAddressing = Field(default_factory=HealthAddressing)
 
 
 class ENISubnet(_CRD):

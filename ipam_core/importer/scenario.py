@@ -25,6 +25,7 @@ from ipam_core.importer.cluster import (SOURCE_CILIUM_NODE, SOURCE_CLOUD, SOURCE
                                        cidr_source)
 from ipam_core.modes import REGISTRY, RULES_NODE_CIDR
 from ipam_core.scenario.defaults import KNOWN_IPAM_ANNOTATIONS
+from ipam_core.scenario.initial_state import applies
 
 INITIAL_STATE_FORMAT = "ipam-bench-initial-state/1"
 WORKLOAD_FILE = "workload.csv"
@@ -112,7 +113,7 @@ def build_scenario(state: ClusterState, cilium: dict, *, name: str, sources: lis
     doc.update({
         "description": (f"Imported by ipam-bench import from {files}: {len(state.nodes)} nodes, "
                         f"{sum(1 for p in state.pods if p.ips)} pods with addresses, mode {state.mode}. Node CIDRs "
-                        f"and pod addresses as dumped are in {INITIAL_STATE_FILE} (the engine carves its own)."),
+                        f"and pod addresses as dumped are in {INITIAL_STATE_FILE}."),
         "seed": 0,
         "duration": f"{duration:g}s",
         "sampleInterval": "10s" if duration >= 60 else f"{duration / 6:g}s",
@@ -128,6 +129,8 @@ def build_scenario(state: ClusterState, cilium: dict, *, name: str, sources: lis
         # migrate (IPv4 only) starts from these nodes, in join order, instead of node-0, node-1, ...
         doc["migration"] = {"nodes": [n.name for n in _order(state)]}
     doc["workload"] = {"generator": "replay", "path": WORKLOAD_FILE}
+    if applies(state.mode):  # runs of the cluster's mode start from its node CIDRs and pod addresses
+        doc["initialState"] = INITIAL_STATE_FILE
     return doc, rows, _initial(state, notes), notes
 
 
@@ -362,6 +365,9 @@ def _initial(state: ClusterState, notes: list) -> dict:
             entry["enis"] = n.enis
         if n.addresses:
             entry["addresses"] = sorted(n.addresses, key=lambda a: ipaddress.ip_address(a))
+        for key, value in (("router", n.router), ("health", n.health)):
+            if value:
+                entry[key] = value
         nodes.append(entry)
     pods = [{"namespace": p.namespace, "name": p.name, "node": p.node, "phase": p.phase,
              "ips": [p.ips[f] for f in (4, 6) if f in p.ips], **({"pool": p.pool} if p.pool else {})}

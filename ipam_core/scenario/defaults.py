@@ -84,7 +84,8 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
 
 # ---------------------------------------------------------------- accepted keys
 TOP_KEYS = ("name", "description", "seed", "duration", "sampleInterval", "nodeSampleInterval", "modes",
-            "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration", "cloud")
+            "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration", "cloud",
+            "initialState")
 CLUSTER_KEYS = ("nodes", "scheduler", "addressFilter", "kubelet", "kubeControllerManager", "instanceType")
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",

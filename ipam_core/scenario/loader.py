@@ -18,6 +18,7 @@ from ipam_core.scenario.manifests import read_manifests
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
 from ipam_core.scenario.cloud import read_cloud
+from ipam_core.scenario.initial_state import read_initial_state
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
 from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size, uses_pools
 from ipam_core.workloads import parse_workload
@@ -95,7 +96,8 @@ def _parse_text(text: str, name: str, path: Path | None) -> Scenario:
     return _build(doc, text, path, source)
 
 
-def parse_scenario(mapping: dict, source_text: str = "", source_path: str | Path | None = None) -> Scenario:
+def parse_scenario(mapping: dict, source_text: str = "", source_path: str | Path | None = None, *,
+                   initial_misfit_ok: bool = False) -> Scenario:
     """Validate an already-parsed scenario mapping.
 
     Parameters
@@ -108,6 +110,10 @@ def parse_scenario(mapping: dict, source_text: str = "", source_path: str | Path
     source_path : str or Path, optional
         The file it came from: relative workload paths resolve against its folder,
         and messages start with it.
+    initial_misfit_ok : bool
+        An ``initialState`` whose node CIDRs do not fit the settings starts no run
+        (a what-if carved by the rules) instead of being refused: for sweep points
+        that change the pools or masks of a scenario whose own settings fit.
 
     Returns
     -------
@@ -120,7 +126,8 @@ def parse_scenario(mapping: dict, source_text: str = "", source_path: str | Path
     """
     path = Path(source_path).resolve() if source_path is not None else None
     text = source_text or yaml.safe_dump(mapping, sort_keys=False, default_flow_style=False)
-    return _build(mapping, text, path, Source(str(source_path) if source_path is not None else None, {}))
+    return _build(mapping, text, path, Source(str(source_path) if source_path is not None else None, {}),
+                  initial_misfit_ok)
 
 
 def scenario_for_mode(scenario: Scenario, mode: str) -> Scenario:
@@ -179,7 +186,7 @@ def check_scenario_modes(scenario: Scenario, modes) -> None:
                    scenario.cluster)
 
 
-def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenario:
+def _build(doc: object, text: str, path: Path | None, source: Source, initial_misfit_ok: bool = False) -> Scenario:
     root = Where((), source)
     if doc is None:
         root.fail("the scenario is empty; expected a mapping with at least 'name'")
@@ -247,12 +254,17 @@ def _build(doc: object, text: str, path: Path | None, source: Source) -> Scenari
     _with_line(root / "workload", check_workload_names, workload, cluster, duration,
                tuple(ns.name for ns in namespaces) or ("default",), ipam, modes)
     _with_line(root / "workload", check_replay, workload, duration, ipam, modes, cluster)
-    return Scenario(
+    scenario = Scenario(
         name=name, description=description, seed=seed, duration_s=duration, sample_interval_s=sample,
         node_sample_interval_s=node_sample, modes=modes, cluster=cluster, ipam=ipam, timing=timing,
         namespaces=tuple(namespaces), workload=workload, steps=steps, migration=migration, source_text=text,
         source_path=path,
     )
+    if "initialState" in doc:  # the cluster's own node CIDRs and pod addresses, placed in its mode's layout
+        initial = read_initial_state(root / "initialState", doc["initialState"], path.parent if path else None,
+                                     scenario, misfit_ok=initial_misfit_ok)
+        scenario = replace(scenario, initial_state=initial)
+    return scenario
 
 
 def _check_samples(root: Where, doc: dict, duration: float, sample: float) -> None:

@@ -288,6 +288,7 @@ class Scenario:
     migration: Any = None
     source_text: str = ""
     source_path: Path | None = None
+    initial_state: Any = None  # scenario.initial_state.InitialState: where the cluster's own mode starts
 
     def namespace(self, name: str) -> NamespaceSpec:
         """The Namespace ``name``; one without labels or annotations when not declared."""

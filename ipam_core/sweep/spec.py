@@ -390,7 +390,8 @@ def build_point(spec: SweepSpec, params: dict, index: int = 0) -> Point:
     try:
         for name, value in params.items():
             set_path(mapping, axes[name].path, value, name)
-        scenario = parse_scenario(mapping, "", spec.base.source_path)
+        # a point whose pools or masks cannot hold the base's initial state runs it as a what-if
+        scenario = parse_scenario(mapping, "", spec.base.source_path, initial_misfit_ok=True)
     except ConfigError as exc:
         message = str(exc)
         if message.startswith("sweep axis "):
