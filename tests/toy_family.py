@@ -1,7 +1,8 @@
 """A test-only rules family, run by tests/test_engine_hooks.py in a process of its own.
 
-Each node holds a budget of ``BUDGET`` addresses, is ready at once and sets no timer; the loop
-(scheduler, pod lifecycle, retries, timeouts, sampling) runs it through
+Each node holds a budget of ``BUDGET`` addresses (the family's own table, filled by its prepare
+step), is ready at once and sets no timer; the loop (scheduler, pod lifecycle, retries, timeouts,
+sampling) runs it through
 :mod:`ipam_core.engine.hooks` with no edit anywhere in the engine. Its own process and kernel cache:
 Numba's cache index of a shared loop function lists every State class it was compiled for, and a
 process that cannot import this module could not read an index naming ``ToyState``.
@@ -28,12 +29,12 @@ from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_
 
 BUDGET = 3
 TOY_POLICY = 90
-ToyState = namedtuple("ToyState", STATE_FIELDS)
+ToyState = namedtuple("ToyState", (*STATE_FIELDS, "toy_budget"))  # core tables + the family's own
 
 
 @kjit
 def toy_take(st, pod, node):
-    if st.np_inuse[node, 0, 0] >= BUDGET:
+    if st.np_inuse[node, 0, 0] >= st.toy_budget[node]:
         st.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS] += 1
         return 0  # IPv4 got no address
     st.np_inuse[node, 0, 0] += 1
@@ -69,7 +70,7 @@ def toy_timer(st, kind, node, gen, now):
 
 @kjit
 def toy_room(st, node):
-    return st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + BUDGET - st.np_inuse[node, 0, 0]
+    return st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + st.toy_budget[node] - st.np_inuse[node, 0, 0]
 
 
 @kjit
@@ -77,7 +78,12 @@ def toy_rows(st, families, sample, node_tab, cidr_tab, fill):
     return True
 
 
-hooks.register(ToyState, TOY_POLICY, take_pod_addresses=toy_take, give_pod_addresses=toy_give,
+def toy_prepare(state, module, scenario, workload):
+    """The family's own table: every node's address budget."""
+    return state._replace(toy_budget=np.full(len(workload.node_names), BUDGET, dtype=np.int64))
+
+
+hooks.register(ToyState, TOY_POLICY, prepare=toy_prepare, take_pod_addresses=toy_take, give_pod_addresses=toy_give,
                node_added=toy_node_added, node_deleted=toy_node_deleted, node_timer=toy_timer,
                address_room=toy_room, sample_nodes=toy_rows)
 
@@ -105,7 +111,7 @@ def check_the_loop_runs_the_family():
     events = [(0.0, OP_NODE_ADD, 0, -1), (0.0, OP_NODE_ADD, 1, -1), *pods,
               (5.0, OP_POD_DEL, -1, 0), (100.0, OP_NODE_DEL, 1, -1)]
     sim = Simulation(sc, _workload(events), "toy")
-    assert type(sim.state) is ToyState
+    assert type(sim.state) is ToyState and sim.state.toy_budget.tolist() == [BUDGET, BUDGET]
     sim.advance(4.0)
     c = sim.state.cnt
     assert c[T.K_RUNNING] == 2 * BUDGET and c[T.K_PENDING] == 2 and c[T.K_ERROR] == 0

@@ -76,11 +76,12 @@ OPTIONAL = {
 }
 
 _RULES: dict[type, dict] = {}
+_PREPARE: dict[type, object] = {}
 _INLINED_BY_LLVM = {"_nrt": False, "nogil": True, "forceinline": True}
 _CLASS_OF_POLICY: dict[int, type] = {}
 
 
-def register(state_class: type, policy: int, **rules) -> None:
+def register(state_class: type, policy: int, prepare=None, **rules) -> None:
     """Make ``rules`` the hooks the loop calls for states of ``state_class``.
 
     Parameters
@@ -91,6 +92,11 @@ def register(state_class: type, policy: int, **rules) -> None:
         The ``POLICY_*`` code a mode's :class:`~ipam_core.modes.layout.Layout` names
         this family by; :func:`ipam_core.engine.state.build_state` builds a state
         of ``state_class`` for it.
+    prepare : callable, optional
+        ``prepare(state, module, scenario, workload) -> state``, in Python, after
+        :func:`~ipam_core.engine.state.build_state`: fills the fields the class adds
+        after :data:`~ipam_core.engine.state.STATE_FIELDS` (built as ``None``) and the
+        family's settings; ``module`` is the mode's module in :mod:`ipam_core.modes`.
     **rules
         Compiled functions, one per hook name in :data:`HOOKS` (those in
         :data:`OPTIONAL` may be left out).
@@ -107,6 +113,7 @@ def register(state_class: type, policy: int, **rules) -> None:
     if state_class in _RULES or policy in _CLASS_OF_POLICY:
         raise ValueError(f"{state_class.__name__} or policy {policy} is registered already")
     _RULES[state_class] = {**OPTIONAL, **rules}
+    _PREPARE[state_class] = prepare
     _CLASS_OF_POLICY[policy] = state_class
 
 
@@ -127,6 +134,26 @@ def state_class(policy: int) -> type:
         No rules family registered it.
     """
     return _CLASS_OF_POLICY[policy]
+
+
+def prepare(state, module, scenario, workload):
+    """Run the ``prepare`` step registered for the state's class (the state itself when none).
+
+    Parameters
+    ----------
+    state : State
+        From :func:`~ipam_core.engine.state.build_state`.
+    module : module
+        The mode's module in :mod:`ipam_core.modes`.
+    scenario : ipam_core.scenario.Scenario
+    workload : ipam_core.workloads.Workload
+
+    Returns
+    -------
+    State
+    """
+    step = _PREPARE[type(state)]
+    return state if step is None else step(state, module, scenario, workload)
 
 
 def _rule(st, name):

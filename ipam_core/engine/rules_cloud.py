@@ -29,6 +29,7 @@ from ipam_core.engine.cloud import (
     cloud_period,
     cloud_quiet_until,
     cloud_release_pod,
+    init_cloud,
 )
 from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
 from ipam_core.engine.sampling import cloud_node_rows
@@ -165,9 +166,15 @@ def quiet_refresh(st, node, gen, now):
     _push(st, now + cloud_period(st), T_REFRESH, node, gen)
 
 
+def prepare(state, module, scenario, workload):
+    """The cloud tables and settings of the mode (``module.cloud(scenario)``, :func:`init_cloud`)."""
+    return init_cloud(state, module.cloud(scenario), len(workload.node_names))
+
+
 hooks.register(
     CloudState,
     POLICY_CLOUD,
+    prepare=prepare,
     take_pod_addresses=cloud_alloc_pod,
     give_pod_addresses=give_pod_addresses,
     pod_changed=pod_changed,

@@ -21,12 +21,12 @@ import pyarrow as pa
 
 from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
-from ipam_core.engine.cloud import init_cloud
 from ipam_core.engine.core import advance
 from ipam_core.engine.initial import start_arrays, start_from_state
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
+from ipam_core.engine import hooks
 from ipam_core.engine import rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
@@ -330,8 +330,7 @@ class Simulation:
             max_live=bounds.max_live,
             stale_timers=bounds.stale_timers,
         )
-        if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
-            self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
+        self.state = hooks.prepare(self.state, module, scenario, workload)  # the family's own tables
         _resolve_pod_pools(self.state, self.layout, scenario, workload)
         initial = scenario.initial_state
         # other modes, and settings that cannot hold the state: a what-if, carved by the rules

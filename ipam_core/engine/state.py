@@ -253,7 +253,8 @@ def build_state(
         size = state_nbytes(state)
         if size <= TEMPLATE_MAX_BYTES:
             # per array: a read-only copy to copy from, or None where np.zeros gives the same
-            template = tuple((_read_only_copy(a) if a.any() else None, a.shape, a.dtype) for a in state)
+            template = tuple((_read_only_copy(a) if a.any() else None, a.shape, a.dtype)
+                             for a in state[: len(STATE_FIELDS)])  # a family's own fields: its prepare step
             with _TEMPLATE_LOCK:
                 while _TEMPLATE_BYTES and sum(_TEMPLATE_BYTES.values()) + size > TEMPLATE_BUDGET_BYTES:
                     oldest = next(iter(_TEMPLATE_BYTES))
@@ -261,7 +262,9 @@ def build_state(
                 _TEMPLATES[key] = template
                 _TEMPLATE_BYTES[key] = size
         return state
-    state = state_class(layout.policy)._make([np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template])
+    cls = state_class(layout.policy)
+    state = cls(*[np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template],
+                *[None] * (len(cls._fields) - len(STATE_FIELDS)))
     state.cfg[T.C_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     state.cnt[T.K_RNG] = seed_state(config.seed)
     return state
@@ -329,7 +332,8 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pool_carvable = tables.pool_carvable.copy()
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
-    return state_class(layout.policy)(
+    cls = state_class(layout.policy)
+    return cls(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -372,6 +376,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
+        **dict.fromkeys(cls._fields[len(STATE_FIELDS):]),  # a family's own fields: its prepare step
     )
 
 
@@ -458,5 +463,9 @@ def count_node_adds(op: np.ndarray) -> int:
 
 
 def state_nbytes(state: State) -> int:
-    """Bytes held by the state's arrays (the memory figure recorded in bench/)."""
-    return int(sum([a.nbytes for a in state]))
+    """Bytes held by the state's arrays, a family's own tables included (the memory figure recorded in bench/)."""
+    if state is None:
+        return 0
+    if isinstance(state, tuple):
+        return int(sum([state_nbytes(a) for a in state]))
+    return int(state.nbytes)
