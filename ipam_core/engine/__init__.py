@@ -22,6 +22,7 @@ from ipam_core.engine.run import (
     Simulation,
     engine_config,
     run_mode,
+    uses_lifecycle,
     warm_mode,
     workload_facts,
 )
@@ -166,9 +167,12 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
     """The trace and nodes tables of a run (all modes, in run order)."""
     run = _run_meta(result, command)
     traces, nodes = [], []
+    # the lifecycle columns only where used: other runs keep the trace columns (and bytes) they had
+    dropped = () if uses_lifecycle(result.scenario, result.workload) else S.LIFECYCLE_COUNTERS
     for code, m in enumerate(result.modes):
         n_rows = m.trace["time_s"].size
-        traces.append(trace_table({"mode": np.full(n_rows, code, dtype=np.int32), **m.trace}, run))
+        columns = {k: v for k, v in m.trace.items() if k not in dropped}
+        traces.append(trace_table({"mode": np.full(n_rows, code, dtype=np.int32), **columns}, run))
         cols = {k: v for k, v in m.nodes.items() if k not in ("cidrs_values", "cidrs_counts")}
         offsets = np.zeros(m.nodes["cidrs_counts"].size + 1, dtype=np.int32)
         np.cumsum(m.nodes["cidrs_counts"], out=offsets[1:])
