@@ -240,6 +240,10 @@ SUMMARY_COLUMNS = (
     ("peak_interfaces", "most ENIs / NICs attached at once"),
     ("frag_failures", "allocations failed for fragmentation with free addresses left"),
     ("cloud_api_calls", "cloud API calls: attach + assign + release"),
+    ("pods_evicted", "pods evicted by drains (workload.lifecycle)"),
+    ("evicted_failed", "of those, replacements that failed for want of an address"),
+    ("peak_held_cordoned", "most addresses held by cordoned nodes at once"),
+    ("peak_cidrs_stranded", "most node CIDRs stranded at once (releasedCIDRs fault)"),
     ("wall_s", "wall-clock seconds for the mode"),
     ("state_mib", "engine state memory (MiB)"),
 )
@@ -308,7 +312,9 @@ def summary_records(result: RunResult) -> list[tuple]:
                 m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], row[2 * n_counters],
                 peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
-                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, wall, mib,
+                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls,
+                last[S.TR_EVICTED], last[S.TR_EVICTED_FAILED], peak[S.TR_HELD_CORDONED], peak[S.TR_CIDRS_STRANDED],
+                wall, mib,
             ))
     return records
 
