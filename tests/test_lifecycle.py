@@ -245,3 +245,15 @@ def test_engine_matches_baseline_with_lifecycle(case, mode):
     assert engine["pods_evicted"][-1] > 0
     if case == "stranded":
         assert engine["cidrs_stranded"].max() > 0
+
+
+@pytest.mark.parametrize("mode", ["eni", "aws-vpc-cni"])
+def test_cloud_engine_matches_oracle_with_drains(mode):
+    from test_cloud_vs_baseline import CHURN as CLOUD_CHURN
+    from test_cloud_vs_baseline import cloud_scenario
+    from test_cloud_vs_baseline import compare as cloud_compare
+
+    life = {"drains": [{"at": 200, "nodes": 1, "deleteAfter": 200}], "spotInterruptions": {"perHour": 20}}
+    scenario = cloud_scenario("lifecycle-cloud", nodes=5, workload={**CLOUD_CHURN, "lifecycle": life})
+    engine, _ = cloud_compare(scenario, mode)
+    assert engine["pods_evicted"][-1] > 0 and engine["addrs_held_cordoned"].max() > 0
