@@ -698,6 +698,10 @@ class BaselineEngine:
         if pod_id in self.pods:
             return
         pod = self.pods[pod_id] = Pod(self.pod_pools(namespace, annotation), pinned)
+        self.schedule(pod_id, pod, now)
+
+    def schedule(self, pod_id: int, pod: Pod, now: float) -> None:
+        """A new (or replacement) pod: bound to its node and started, or left waiting unscheduled."""
         node_id = self.placement(pod)
         if node_id < 0:
             # unschedulable for now, or its node is not there yet: waits in the scheduling queue
@@ -834,15 +838,7 @@ class BaselineEngine:
             self.c.running -= 1
             self.unbind(pod_id, pod)
             pod.state = NONE
-            node_id = self.placement(pod)
-            if node_id < 0:
-                pod.state = PENDING
-                pod.since = now
-                self.c.pending += 1
-                self.push(now + self.retry, POD_RETRY, pod_id, 0)
-                return
-            self.bind(pod_id, pod, self.nodes[node_id])
-            self.try_start(pod_id, pod, now)
+            self.schedule(pod_id, pod, now)
             return
         self.leave_pending(pod)
         self.unbind(pod_id, pod)
