@@ -257,3 +257,16 @@ def test_cloud_engine_matches_oracle_with_drains(mode):
     scenario = cloud_scenario("lifecycle-cloud", nodes=5, workload={**CLOUD_CHURN, "lifecycle": life})
     engine, _ = cloud_compare(scenario, mode)
     assert engine["pods_evicted"][-1] > 0 and engine["addrs_held_cordoned"].max() > 0
+
+
+@pytest.mark.parametrize("scenario_file, mode", [
+    ("drained-node-holds-addresses.yaml", "cluster-pool"),
+    ("drained-node-holds-addresses.yaml", "multi-pool"),
+    ("drained-node-holds-addresses.yaml", "eni"),
+    ("stranded-cidrs.yaml", "multi-pool"),
+])
+def test_lifecycle_columns_sample_what_the_state_says(scenario_file, mode):
+    from ipam_core.scenario import load_scenario
+    from test_engine_sampling import assert_same_as_reference, short
+
+    assert_same_as_reference(short(load_scenario(REPO / "scenarios/questions" / scenario_file), 10), mode)
