@@ -270,3 +270,22 @@ def test_lifecycle_columns_sample_what_the_state_says(scenario_file, mode):
     from test_engine_sampling import assert_same_as_reference, short
 
     assert_same_as_reference(short(load_scenario(REPO / "scenarios/questions" / scenario_file), 10), mode)
+
+
+def test_lifecycle_events_write_and_replay(tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from ipam_core.workloads import read_events
+
+    w = _generate({"drains": [{"at": 100, "nodes": 2, "deleteAfter": 50}], "scale": [{"at": 60, "add": 1}],
+                   "agentRestarts": [300]}, duration=600.0)
+    table = w.to_arrow().select(["time", "op", "node", "pod", "namespace"])
+    plain = pa.table({name: table[name].cast(pa.string()) if name != "time" else table[name]
+                      for name in table.column_names})
+    pacsv.write_csv(plain, tmp_path / "events.csv")
+    back = read_events(tmp_path / "events.csv")
+    assert np.array_equal(back.op, w.op) and np.array_equal(back.time, w.time)
+    node_rows = w.pod < 0
+    assert [w.node_names[n] for n in w.node[node_rows]] == [back.node_names[n] for n in back.node[node_rows]]
+    assert (back.op == OP_NODE_DRAIN).sum() == 2 and (back.op == OP_AGENT_RESTART).sum() > 0
