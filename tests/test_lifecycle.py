@@ -289,3 +289,14 @@ def test_lifecycle_events_write_and_replay(tmp_path):
     node_rows = w.pod < 0
     assert [w.node_names[n] for n in w.node[node_rows]] == [back.node_names[n] for n in back.node[node_rows]]
     assert (back.op == OP_NODE_DRAIN).sum() == 2 and (back.op == OP_AGENT_RESTART).sum() > 0
+
+
+@pytest.mark.parametrize("life, key", [
+    ({"scale": [{"at": 10, "add": 200_000}]}, "workload.lifecycle.scale"),
+    ({"spotInterruptions": {"perHour": 1e9}}, "workload.lifecycle.spotInterruptions.perHour"),
+    ({"drains": [{"at": 1, "nodes": 1, "deleteAfter": 1e12}]}, "workload.lifecycle.drains[0].deleteAfter"),
+])
+def test_lifecycle_sizes_beyond_the_limits_are_refused_at_load(life, key):
+    with pytest.raises(ConfigError) as err:
+        make_scenario("too-big", nodes=4, workload={**CHURN, "lifecycle": life})
+    assert key in str(err.value) and "\n" not in str(err.value)
