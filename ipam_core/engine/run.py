@@ -101,13 +101,35 @@ def engine_config(scenario) -> EngineConfig:
 
 
 def released_cidrs(scenario) -> str:
-    """The scenario's ``workload.lifecycle.releasedCIDRs`` (``freed`` without a lifecycle)."""
+    """The scenario's ``workload.lifecycle.releasedCIDRs``.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+
+    Returns
+    -------
+    str
+        ``freed``, ``stranded`` or ``reclaimed``; ``freed`` without a lifecycle.
+    """
     lifecycle = getattr(scenario.workload, "lifecycle", None)
     return "freed" if lifecycle is None else lifecycle.released_cidrs
 
 
 def uses_lifecycle(scenario, workload) -> bool:
-    """Whether a run has node-lifecycle events or the released-CIDR fault model (its trace has their columns)."""
+    """Whether a run has node-lifecycle events or the released-CIDR fault model.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+    workload : Workload
+
+    Returns
+    -------
+    bool
+        True when the trace of the run carries the lifecycle columns
+        (:data:`ipam_core.trace.schema.LIFECYCLE_FIELDS`).
+    """
     return released_cidrs(scenario) != "freed" or bool((workload.op >= OP_NODE_CORDON).any())
 
 

@@ -194,7 +194,19 @@ SCHEMAS = {"trace": TRACE_SCHEMA, "nodes": NODES_SCHEMA}
 
 
 def trace_schema_for(names) -> pa.Schema:
-    """The trace schema whose columns ``names`` holds: with the lifecycle columns when it has the first of them."""
+    """The trace schema of a table with the columns ``names``.
+
+    Parameters
+    ----------
+    names : collection of str
+        Column names (a mapping's keys or a schema's names).
+
+    Returns
+    -------
+    pyarrow.Schema
+        :data:`TRACE_LIFECYCLE_SCHEMA` when ``names`` holds the first node-lifecycle column,
+        else :data:`TRACE_SCHEMA`.
+    """
     return TRACE_LIFECYCLE_SCHEMA if LIFECYCLE_FIELDS[0].name in names else TRACE_SCHEMA
 
 
