@@ -49,12 +49,27 @@ import numpy as np
 
 from baseline_cloud import CloudIPAM, SplitMix64
 from ipam_core.engine.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
-from ipam_core.engine.tables import POLICY_CLOUD, POLICY_MULTI_POOL
+from ipam_core.engine.tables import (
+    POLICY_CLOUD,
+    POLICY_MULTI_POOL,
+    RELEASED_CIDRS_FREED,
+    RELEASED_CIDRS_RECLAIMED,
+)
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
-from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, Workload
+from ipam_core.workloads.events import (
+    OP_AGENT_RESTART,
+    OP_NODE_ADD,
+    OP_NODE_CORDON,
+    OP_NODE_DEL,
+    OP_NODE_DRAIN,
+    OP_POD_ADD,
+    OP_POD_DEL,
+    Workload,
+)
 
-CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") :]  # 0 in the modes modelled here
+# 0 in the modes modelled here
+CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") : TRACE_COUNTERS.index("pods_evicted")]
 
 ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool, gke
 MULTI_POOL = "multi-pool"
@@ -65,7 +80,7 @@ SPREAD, PACK, RANDOM = "spread", "pack", "random"
 # pod states
 NONE, PENDING, RUNNING, DELETED, FAILED = range(5)
 # node-CIDR states
-LIVE, RELEASED, FREED = range(3)
+LIVE, RELEASED, FREED, STRANDED = range(4)
 # timers
 CARVE, AGENT_SYNC, REFRESH, POD_RETRY = range(4)
 # operator status
@@ -150,7 +165,7 @@ class NodeCidr:
 
 class Node:
     __slots__ = ("id", "present", "ready", "gen", "pods", "pending", "cidrs", "sync_armed", "status",
-                 "in_use", "pending_demand", "requested")
+                 "in_use", "pending_demand", "requested", "cordoned")
 
     def __init__(self, node_id: int):
         self.id = node_id
@@ -165,10 +180,11 @@ class Node:
         self.in_use: dict[tuple[int, int], int] = {}  # (pool, family) -> addresses in use
         self.pending_demand: dict[tuple[int, int], int] = {}  # (pool, family) -> pending requests
         self.requested: dict[tuple[int, int], int] = {}  # (pool, family) -> what the agent asked for
+        self.cordoned = False
 
 
 class Pod:
-    __slots__ = ("state", "node", "pin", "cidr", "offset", "pool", "pending_family", "since")
+    __slots__ = ("state", "node", "pin", "cidr", "offset", "pool", "pending_family", "since", "evicted")
 
     def __init__(self, pools: tuple[int, int], pin: int = -1):
         self.state = NONE
@@ -179,6 +195,7 @@ class Pod:
         self.pool = list(pools)
         self.pending_family = -1
         self.since = 0.0
+        self.evicted = False  # evicted by a drain: its replacement's failure is counted
 
 
 class Scheduler:
@@ -196,7 +213,7 @@ class Scheduler:
         self.heap: list[tuple[int, int]] = []
 
     def key(self, node: Node) -> int | None:
-        if not (node.present and node.ready and len(node.pods) < self.max_pods):
+        if not (node.present and node.ready and not node.cordoned and len(node.pods) < self.max_pods):
             return None
         if self.policy == SPREAD:
             return len(node.pods)
@@ -243,6 +260,7 @@ class Counters:
         self.ip_allocs = [0, 0]
         self.ip_fails = [0, 0]
         self.free = [0, 0]
+        self.evicted = self.evicted_failed = 0
 
 
 def needed_ip_ceil(n: int, pre_alloc: int) -> int:
@@ -276,6 +294,7 @@ class BaselineEngine:
         self.update_rate = cfg.update_rate_s
         self.refresh = cfg.refresh_s
         self.retry = cfg.pod_retry_s
+        self.released_cidrs = cfg.released_cidrs
         self.timeout = cfg.pod_timeout_s
         self.carve_retry = cfg.carve_retry_s
         # gke and the cloud modes set the kubelet's max pods themselves
@@ -524,6 +543,13 @@ class BaselineEngine:
                 mine = [x for x in node.cidrs if x.state == LIVE and x.pool == pool and x.family == family]
                 total_free = sum(x.size - x.used for x in mine)
                 threshold = max(needed - in_use, 0)
+                if total_free < threshold and self.released_cidrs == RELEASED_CIDRS_RECLAIMED:
+                    for cidr in node.cidrs:  # PR #46674: take released, still advertised CIDRs back
+                        if total_free >= threshold:
+                            break
+                        if cidr.state == STRANDED and cidr.pool == pool and cidr.family == family:
+                            total_free += self.unstrand(cidr)
+                    mine = [x for x in node.cidrs if x.state == LIVE and x.pool == pool and x.family == family]
                 for cidr in reversed(mine):
                     free = cidr.size - cidr.used
                     if cidr.used == 0 and total_free - free >= threshold:
@@ -545,7 +571,10 @@ class BaselineEngine:
 
     def operator_multi_pool(self, node: Node) -> None:
         for cidr in [x for x in node.cidrs if x.state == RELEASED]:
-            self.free_cidr(cidr)
+            if self.released_cidrs != RELEASED_CIDRS_FREED:
+                cidr.state = STRANDED  # the fault model: advertised still, never allocated from
+            else:
+                self.free_cidr(cidr)
         status = STATUS_OK
         for pool in range(self.n_pools):
             for family in (0, 1):
@@ -652,6 +681,8 @@ class BaselineEngine:
     def fail(self, pod_id: int, pod: Pod) -> None:
         if self.free_elsewhere(pod):
             self.c.failed_free += 1
+        if pod.evicted:
+            self.c.evicted_failed += 1
         self.leave_pending(pod)
         self.unbind(pod_id, pod)
         pod.state = FAILED
@@ -667,6 +698,10 @@ class BaselineEngine:
         if pod_id in self.pods:
             return
         pod = self.pods[pod_id] = Pod(self.pod_pools(namespace, annotation), pinned)
+        self.schedule(pod_id, pod, now)
+
+    def schedule(self, pod_id: int, pod: Pod, now: float) -> None:
+        """A new (or replacement) pod: bound to its node and started, or left waiting unscheduled."""
         node_id = self.placement(pod)
         if node_id < 0:
             # unschedulable for now, or its node is not there yet: waits in the scheduling queue
@@ -765,12 +800,67 @@ class BaselineEngine:
             self.c.ready -= 1
         node.ready = False
         node.present = False
+        node.cordoned = False
         node.status = STATUS_OK
         self.c.nodes -= 1
         node.in_use.clear()
         node.pending_demand.clear()
         node.requested.clear()
         self.scheduler.update(node)
+
+    # ------------------------------------------------------------------ node lifecycle
+    def node_lifecycle(self, op: int, node: Node, now: float) -> None:
+        """Cordon, drain (cordon and evict every pod not pinned to the node) or agent restart."""
+        if op == OP_AGENT_RESTART:
+            if self.policy == MULTI_POOL:  # the agent's released set starts empty
+                for cidr in node.cidrs:
+                    if cidr.state == STRANDED:
+                        self.unstrand(cidr)
+                self.arm_sync(node, now)
+            return
+        node.cordoned = True
+        self.scheduler.update(node)
+        if op == OP_NODE_CORDON:
+            return
+        assert op == OP_NODE_DRAIN
+        for pod_id in reversed(list(node.pods)):  # the engine walks a node's pods newest first
+            pod = self.pods[pod_id]
+            if pod.pin < 0:
+                self.evict(pod_id, pod, now)
+        self.agent_notify(node, now)
+
+    def evict(self, pod_id: int, pod: Pod, now: float) -> None:
+        """The replica's replacement is scheduled at once; a pod still waiting is placed at its next retry."""
+        self.c.evicted += 1
+        pod.evicted = True
+        if pod.state == RUNNING:
+            self.release_pod_addresses(pod)
+            self.c.running -= 1
+            self.unbind(pod_id, pod)
+            pod.state = NONE
+            self.schedule(pod_id, pod, now)
+            return
+        self.leave_pending(pod)
+        self.unbind(pod_id, pod)
+        self.c.pending += 1
+
+    def unstrand(self, cidr: NodeCidr) -> int:
+        cidr.state = LIVE
+        free = cidr.size - cidr.used
+        self.c.free[cidr.family] += free
+        self.pool_free[(cidr.pool, cidr.family)] += free
+        return free
+
+    def lifecycle_sample(self, family: int) -> dict[str, int]:
+        cordoned = [n for n in self.nodes if n.present and n.cordoned]
+        if self.cloud is not None:
+            held = sum(self.cloud.nodes[n.id].held for n in cordoned) if family == 0 else 0
+        else:
+            held = sum(x.cidr_set.addrs for n in cordoned for x in n.cidrs if x.family == family)
+        stranded = [x for n in self.nodes if n.present for x in n.cidrs if x.state == STRANDED and x.family == family]
+        return {"pods_evicted": self.c.evicted, "pods_evicted_failed": self.c.evicted_failed,
+                "nodes_cordoned": len(cordoned), "addrs_held_cordoned": held,
+                "cidrs_stranded": len(stranded), "addrs_stranded": sum(x.size for x in stranded)}
 
     # ------------------------------------------------------------------ the loop
     def on_timer(self, kind: int, a: int, b: int, now: float) -> None:
@@ -821,6 +911,8 @@ class BaselineEngine:
                 self.node_add(self.ev_node[e], t_event)
             elif op == OP_NODE_DEL:
                 self.node_delete(self.ev_node[e])
+            elif self.nodes[self.ev_node[e]].present:
+                self.node_lifecycle(op, self.nodes[self.ev_node[e]], t_event)
 
     # ------------------------------------------------------------------ sampling
     def largest_free_block(self, family: int) -> int:
@@ -842,7 +934,7 @@ class BaselineEngine:
             counts = {"nodes": c.nodes, "nodes_ready": c.ready, "pods_running": c.running, "pods_pending": c.pending,
                       "pods_failed": c.failed, "pods_failed_free_elsewhere": c.failed_free,
                       "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0]}
-            out[0] = {**counts, **self.cloud.sample(c.nodes)}
+            out[0] = {**counts, **self.cloud.sample(c.nodes), **self.lifecycle_sample(0)}
             if not with_largest_free_block:
                 out[0]["largest_free_block"] = -1
             return out
@@ -869,6 +961,7 @@ class BaselineEngine:
                 "ip_allocs": c.ip_allocs[family],
                 "ip_alloc_failures": c.ip_fails[family],
                 **dict.fromkeys(CLOUD_COUNTERS, 0),
+                **self.lifecycle_sample(family),
             }
         return out
 

@@ -63,7 +63,24 @@ def reference_trace_row(sim: Simulation, family: int) -> dict:
         "interfaces": int(c[T.K_CL_IFACES]), "prefixes": int(c[T.K_CL_PREFIXES]),
         "frag_failures": int(c[T.K_CL_FRAG_FAILS]), "cloud_api_attach": int(c[T.K_CL_API_ATTACH]),
         "cloud_api_assign": int(c[T.K_CL_API_ASSIGN]), "cloud_api_release": int(c[T.K_CL_API_RELEASE]),
+        "pods_evicted": int(c[T.K_EVICTED]), "pods_evicted_failed": int(c[T.K_EVICTED_FAILED]),
+        "nodes_cordoned": int(c[T.K_CORDONED]), **reference_lifecycle(st, family, cloud),
     }
+
+
+def reference_lifecycle(st, family: int, cloud: bool) -> dict:
+    """What cordoned nodes hold, and the stranded node CIDRs, from the tables."""
+    present = st.nodes[:, T.N_PRESENT] == 1
+    cordoned = np.flatnonzero(present & (st.nodes[:, T.N_CORDONED] == 1))
+    slots = [s for n in np.flatnonzero(present) for s in st.node_slots[n] if s >= 0 and st.slots[s, T.L_FAMILY] == family]
+    stranded = [s for s in slots if st.slots[s, T.L_STATE] == T.SLOT_STRANDED]
+    if cloud:
+        held = int(st.cl_node[cordoned, T.CN_HELD].sum()) if family == 0 else 0
+    else:
+        held = sum(int(st.sets[st.slots[s, T.L_SET], T.S_ADDRS]) for n in cordoned for s in st.node_slots[n]
+                   if s >= 0 and st.slots[s, T.L_FAMILY] == family)
+    return {"addrs_held_cordoned": held, "cidrs_stranded": len(stranded),
+            "addrs_stranded": sum(int(st.slots[s, T.L_MAX]) for s in stranded)}
 
 
 def reference_node_rows(sim: Simulation) -> list[tuple]:

@@ -22,6 +22,7 @@ from ipam_core.engine.run import (
     Simulation,
     engine_config,
     run_mode,
+    uses_lifecycle,
     warm_mode,
     workload_facts,
 )
@@ -166,9 +167,12 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
     """The trace and nodes tables of a run (all modes, in run order)."""
     run = _run_meta(result, command)
     traces, nodes = [], []
+    # the lifecycle columns only where used: other runs keep the trace columns (and bytes) they had
+    dropped = () if uses_lifecycle(result.scenario, result.workload) else S.LIFECYCLE_COUNTERS
     for code, m in enumerate(result.modes):
         n_rows = m.trace["time_s"].size
-        traces.append(trace_table({"mode": np.full(n_rows, code, dtype=np.int32), **m.trace}, run))
+        columns = {k: v for k, v in m.trace.items() if k not in dropped}
+        traces.append(trace_table({"mode": np.full(n_rows, code, dtype=np.int32), **columns}, run))
         cols = {k: v for k, v in m.nodes.items() if k not in ("cidrs_values", "cidrs_counts")}
         offsets = np.zeros(m.nodes["cidrs_counts"].size + 1, dtype=np.int32)
         np.cumsum(m.nodes["cidrs_counts"], out=offsets[1:])
@@ -236,6 +240,10 @@ SUMMARY_COLUMNS = (
     ("peak_interfaces", "most ENIs / NICs attached at once"),
     ("frag_failures", "allocations failed for fragmentation with free addresses left"),
     ("cloud_api_calls", "cloud API calls: attach + assign + release"),
+    ("pods_evicted", "pods evicted by drains (workload.lifecycle)"),
+    ("evicted_failed", "of those, replacements that failed for want of an address"),
+    ("peak_held_cordoned", "most addresses held by cordoned nodes at once"),
+    ("peak_cidrs_stranded", "most node CIDRs stranded at once (releasedCIDRs fault)"),
     ("wall_s", "wall-clock seconds for the mode"),
     ("state_mib", "engine state memory (MiB)"),
 )
@@ -304,7 +312,9 @@ def summary_records(result: RunResult) -> list[tuple]:
                 m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], row[2 * n_counters],
                 peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
-                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, wall, mib,
+                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls,
+                last[S.TR_EVICTED], last[S.TR_EVICTED_FAILED], peak[S.TR_HELD_CORDONED], peak[S.TR_CIDRS_STRANDED],
+                wall, mib,
             ))
     return records
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from ipam_core.engine.hooks import (  # each family's rules, chosen by the state's class (engine/hooks.py)
     address_room,
+    agent_restarted,
     carve_follows_refresh,
     give_pod_addresses,
     node_added,
@@ -72,6 +73,7 @@ from ipam_core.engine.tables import (
     C_RETRY,
     C_SCHEDULER,
     C_TIMEOUT,
+    D_EVICTED,
     D_GEN,
     D_ID,
     D_NEXT,
@@ -102,8 +104,11 @@ from ipam_core.engine.tables import (
     H_B,
     H_KIND,
     H_SEQ,
+    K_CORDONED,
     K_ERROR,
     K_EVENT,
+    K_EVICTED,
+    K_EVICTED_FAILED,
     K_FAILED,
     K_FAILED_FREE,
     K_FAMILY_BASE,
@@ -130,6 +135,7 @@ from ipam_core.engine.tables import (
     L_USED,
     N_ADDR_ROOM,
     N_BUCKET,
+    N_CORDONED,
     N_GEN,
     N_HEAD,
     N_NSLOTS,
@@ -180,7 +186,15 @@ from ipam_core.kernels.bits import prefetch_row, prefetch_word
 from ipam_core.kernels.layout import bm_init
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set, bm_test
-from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL
+from ipam_core.workloads.events import (
+    OP_AGENT_RESTART,
+    OP_NODE_ADD,
+    OP_NODE_CORDON,
+    OP_NODE_DEL,
+    OP_NODE_DRAIN,
+    OP_POD_ADD,
+    OP_POD_DEL,
+)
 
 
 
@@ -480,6 +494,7 @@ def _sched_update(st, node):
     eligible = (
         nodes[node, N_PRESENT] == 1
         and nodes[node, N_READY] == 1
+        and nodes[node, N_CORDONED] == 0
         and pods < max_pods
         and (st.cfg[C_ADDRESS_FILTER] == 0.0 or pods < nodes[node, N_ADDR_ROOM])
     )
@@ -934,6 +949,8 @@ def _free_elsewhere(st, pod):
 def _fail(st, pod):
     if _free_elsewhere(st, pod):
         st.cnt[K_FAILED_FREE] += 1
+    if st.pods[pod, D_EVICTED] == 1:
+        st.cnt[K_EVICTED_FAILED] += 1
     _leave_pending(st, pod)
     _unbind(st, pod)
     st.pods[pod, D_STATE] = POD_FAILED
@@ -957,6 +974,7 @@ def _row_alloc(st, pod_id):
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     pods[row, D_PENDING_FAMILY] = -1
+    pods[row, D_EVICTED] = 0
     source = pod_id if st.pod_pool.shape[0] > 1 else 0
     for family in range(2):
         pods[row, D_SLOT + family] = -1
@@ -1095,6 +1113,9 @@ def _node_delete(st, node):
         st.cnt[K_READY] -= 1
     nodes[node, N_READY] = 0
     nodes[node, N_PRESENT] = 0
+    if nodes[node, N_CORDONED] == 1:  # a node added again under this id starts schedulable
+        nodes[node, N_CORDONED] = 0
+        st.cnt[K_CORDONED] -= 1
     nodes[node, N_STATUS] = STATUS_OK
     st.cnt[K_NODES] -= 1
     _loud(st, node)  # not counted while absent; a new incarnation starts loud
@@ -1104,6 +1125,73 @@ def _node_delete(st, node):
             st.np_pending[node, pool, family] = 0
             st.np_requested[node, pool, family] = 0
     _sched_update(st, node)
+
+
+# --------------------------------------------------------------------------- node lifecycle
+# Cordon, drain and agent restart (ipam_core/workloads/lifecycle.py writes the events). What a drained
+# node keeps is each mode's own rule, unchanged: its node CIDRs (host scope, cluster-pool: until the
+# Node / CiliumNode is deleted), the multi-pool agent's pre-allocation buffer (its agent still runs and
+# gives back what exceeds it), the cloud pool at its watermarks (Cilium ENI / Azure operator, ipamd's
+# warm targets: aws/amazon-vpc-cni-k8s#3263).
+@kjit
+def _evict(st, pod, now):
+    """Evict a bound pod (Eviction API): its addresses go back to its node; a replacement is scheduled.
+
+    The workload's pod id stands for the replica: its controller creates the
+    replacement at once and the scheduler places it on another node (this
+    row, ``D_EVICTED`` set, so that a replacement that fails for want of an
+    address is counted). A pod that was still waiting for an address keeps
+    its retry timer and is placed again when it fires.
+    """
+    pods = st.pods
+    st.cnt[K_EVICTED] += 1
+    pods[pod, D_EVICTED] = 1
+    if pods[pod, D_STATE] == POD_RUNNING:
+        give_pod_addresses(st, pod)
+        st.cnt[K_RUNNING] -= 1
+        _unbind(st, pod)
+        pods[pod, D_STATE] = POD_NONE
+        _pod_add(st, pod, -1, now)
+        return
+    _leave_pending(st, pod)  # waiting on the node: now waits in the scheduling queue
+    _unbind(st, pod)
+    st.cnt[K_PENDING] += 1
+
+
+@kjit
+def _cordon(st, node):
+    # spec.unschedulable: the scheduler passes the node by; its pods stay
+    if st.nodes[node, N_CORDONED] == 0:
+        st.nodes[node, N_CORDONED] = 1
+        st.cnt[K_CORDONED] += 1
+        _sched_update(st, node)
+
+
+@kjit
+def _node_drain(st, node, now):
+    """``kubectl drain``: cordon, then evict every pod not pinned to the node (pinned ones are its DaemonSets)."""
+    pods = st.pods
+    _cordon(st, node)
+    pod = st.nodes[node, N_HEAD]
+    while pod >= 0:
+        nxt = pods[pod, D_NEXT]
+        if pods[pod, D_PIN] < 0:
+            _evict(st, pod, now)
+        pod = nxt
+    pod_changed(st, node, now)  # the agent still runs: multi-pool writes its lower demand, cloud pools settle
+
+
+@kjit
+def _node_lifecycle(st, op, node, now):
+    """The node-lifecycle events of ``advance`` (a node that is not present ignores them)."""
+    if st.nodes[node, N_PRESENT] == 0:
+        return
+    if op == OP_NODE_CORDON:
+        _cordon(st, node)
+    elif op == OP_NODE_DRAIN:
+        _node_drain(st, node, now)
+    elif op == OP_AGENT_RESTART:
+        agent_restarted(st, node, now)
 
 
 # --------------------------------------------------------------------------- quiet periodic passes
@@ -1421,4 +1509,6 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
             _node_add(st, ev_node[e], t_event)
         elif op == OP_NODE_DEL:
             _node_delete(st, ev_node[e])
+        else:
+            _node_lifecycle(st, op, ev_node[e], t_event)
     return st.cnt[K_ERROR]

@@ -32,6 +32,7 @@ HOOKS = {
     "pod_changed": "(st, node, now): a pod on the node started, failed, waits or left",
     "node_added": "(st, node, now): the node appeared; arm the timers its agent and operator need",
     "node_deleted": "(st, node): before the shared tables drop the node (its node CIDRs are freed after)",
+    "agent_restarted": "(st, node, now): the node's agent restarted (workload.lifecycle.agentRestarts)",
     "node_timer": "(st, kind, node, gen, now): a T_CARVE / T_AGENT_SYNC / T_REFRESH timer of a present node",
     "quiet_refresh": "(st, node, gen, now): a periodic pass that changes nothing: set only its timers",
     "refresh_period": "(st) -> seconds between a node's periodic passes (0: none)",
@@ -70,6 +71,7 @@ def _no(st):
 OPTIONAL = {
     "pod_changed": _nothing_node_now,
     "node_deleted": _nothing_node,
+    "agent_restarted": _nothing_node_now,
     "quiet_refresh": _nothing_timer,
     "refresh_period": _no_period,
     "carve_follows_refresh": _no,
@@ -226,6 +228,15 @@ def node_deleted(st, node):  # noqa: D103
 @overload(node_deleted, jit_options=_INLINED_BY_LLVM)
 def _node_deleted(st, node):
     return _body(st, "node_deleted", lambda rule: lambda st, node: rule(st, node))
+
+
+def agent_restarted(st, node, now):
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(agent_restarted, jit_options=_INLINED_BY_LLVM)
+def _agent_restarted(st, node, now):
+    return _body(st, "agent_restarted", lambda rule: lambda st, node, now: rule(st, node, now))
 
 
 def node_timer(st, kind, node, gen, now):  # noqa: D103

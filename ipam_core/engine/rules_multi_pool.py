@@ -42,6 +42,7 @@ from ipam_core.engine.tables import (
     C_FAMILY,
     C_OPERATOR_DELAY,
     C_PENDING_TTL,
+    C_RELEASED_CIDRS,
     C_REFRESH,
     C_RETRY,
     C_UPDATE_RATE,
@@ -52,6 +53,7 @@ from ipam_core.engine.tables import (
     F_FREE,
     L_FAMILY,
     L_MAX,
+    L_NODE,
     L_POOL,
     L_STATE,
     L_USED,
@@ -65,8 +67,11 @@ from ipam_core.engine.tables import (
     P_PRE_ALLOC,
     POD_PENDING,
     POLICY_MULTI_POOL,
+    RELEASED_CIDRS_FREED,
+    RELEASED_CIDRS_RECLAIMED,
     SLOT_LIVE,
     SLOT_RELEASED,
+    SLOT_STRANDED,
     STATUS_OK,
     STATUS_POOL_EMPTY,
     T_AGENT_SYNC,
@@ -159,6 +164,8 @@ def _agent_sync(st, node, now):
                 if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
             threshold = max(needed - in_use, 0)
+            if total_free < threshold and np.int64(st.cfg[C_RELEASED_CIDRS]) == RELEASED_CIDRS_RECLAIMED:
+                total_free = _reclaim_stranded(st, node, pool, family, total_free, threshold)
             for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
                 slot = st.node_slots[node, k]
                 if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
@@ -191,7 +198,10 @@ def _operator_multi_pool(st, node):
     k = 0
     while k < st.nodes[node, N_NSLOTS]:
         slot = st.node_slots[node, k]
-        if sl[slot, L_STATE] == SLOT_RELEASED:
+        if sl[slot, L_STATE] == SLOT_RELEASED and np.int64(st.cfg[C_RELEASED_CIDRS]) != RELEASED_CIDRS_FREED:
+            sl[slot, L_STATE] = SLOT_STRANDED  # fault model: the operator keeps it on the node, unused
+            k += 1
+        elif sl[slot, L_STATE] == SLOT_RELEASED:
             _free_slot(st, slot)
         else:
             k += 1
@@ -235,7 +245,7 @@ def _multi_pool_quiet(st, node):
     sl = st.slots
     n_slots = nodes[node, N_NSLOTS]
     for k in range(n_slots):
-        if sl[st.node_slots[node, k], L_STATE] == SLOT_RELEASED:
+        if sl[st.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (cfg C_RELEASED_CIDRS)
             return False
     for pool in range(st.pools.shape[0]):
         pre_alloc = st.pools[pool, P_PRE_ALLOC]
@@ -262,6 +272,42 @@ def _multi_pool_quiet(st, node):
                         and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
                     return False  # the agent would give this CIDR back
     return True
+
+
+# --------------------------------------------------------------------------- the stranded-CIDR fault (workload.lifecycle)
+@kjit
+def _reclaim_stranded(st, node, pool, family, total_free, threshold):
+    """PR #46674: the agent takes released, still advertised CIDRs back while its free addresses are short."""
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if total_free >= threshold:
+            break
+        if sl[slot, L_STATE] == SLOT_STRANDED and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+            total_free += _unstrand(st, slot)
+    return total_free
+
+
+@kjit
+def _unstrand(st, slot):
+    sl = st.slots
+    sl[slot, L_STATE] = SLOT_LIVE
+    free = sl[slot, L_MAX] - sl[slot, L_USED]
+    st.cnt[_fc(sl[slot, L_FAMILY], F_FREE)] += free
+    st.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
+    _sched_addresses_changed(st, sl[slot, L_NODE])
+    return free
+
+
+@kjit
+def _agent_restart(st, node, now):
+    """The agent restarts: its released set starts empty, so stranded CIDRs are allocated from again."""
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_STRANDED:
+            _unstrand(st, slot)
+    _arm_sync(st, node, now)
 
 
 @kjit
@@ -310,6 +356,7 @@ hooks.register(
     take_pod_addresses=take_slot_addresses,
     give_pod_addresses=give_slot_addresses,
     pod_changed=_arm_sync,
+    agent_restarted=_agent_restart,
     node_added=node_added,
     node_timer=node_timer,
     quiet_refresh=quiet_refresh,

@@ -38,11 +38,12 @@ from ipam_core.engine.state import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
-from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
+from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
     "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns", "ModeResult", "Simulation",
-    "WorkloadBounds", "engine_config", "node_sample_mask", "run_mode", "sample_times", "warm_mode", "workload_facts",
+    "WorkloadBounds", "engine_config", "node_sample_mask", "released_cidrs", "run_mode", "sample_times", "uses_lifecycle",
+    "warm_mode", "workload_facts",
 ]
 
 NODE_COUNTERS = ("used", "free", "reserved", "pending")
@@ -97,7 +98,41 @@ def engine_config(scenario) -> EngineConfig:
         pending_ttl_s=float(timing.pending_allocation_ttl_s),
         address_filter=T.ADDRESS_FILTERS[scenario.cluster.address_filter],
         seed=int(scenario.seed),
+        released_cidrs=T.RELEASED_CIDRS[released_cidrs(scenario)],
     )
+
+
+def released_cidrs(scenario) -> str:
+    """The scenario's ``workload.lifecycle.releasedCIDRs``.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+
+    Returns
+    -------
+    str
+        ``freed``, ``stranded`` or ``reclaimed``; ``freed`` without a lifecycle.
+    """
+    lifecycle = getattr(scenario.workload, "lifecycle", None)
+    return "freed" if lifecycle is None else lifecycle.released_cidrs
+
+
+def uses_lifecycle(scenario, workload) -> bool:
+    """Whether a run has node-lifecycle events or the released-CIDR fault model.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+    workload : Workload
+
+    Returns
+    -------
+    bool
+        True when the trace of the run carries the lifecycle columns
+        (:data:`ipam_core.trace.schema.LIFECYCLE_FIELDS`).
+    """
+    return released_cidrs(scenario) != "freed" or bool((workload.op >= OP_NODE_CORDON).any())
 
 
 @dataclass

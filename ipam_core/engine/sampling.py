@@ -44,6 +44,9 @@ from ipam_core.engine.tables import (
     K_CL_FRAG_FAILS,
     K_CL_IFACES,
     K_CL_PREFIXES,
+    K_CORDONED,
+    K_EVICTED,
+    K_EVICTED_FAILED,
     K_FAILED,
     K_FAILED_FREE,
     K_FAMILY_BASE,
@@ -68,6 +71,7 @@ from ipam_core.engine.tables import (
     S_W_OFF,
     SLOT_LIVE,
 )
+from ipam_core.engine.lifecycle import held_by_cordoned, stranded
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.blocks import bm_largest_free_block
 
@@ -100,7 +104,17 @@ TRACE_COUNTERS = (
     "cloud_api_attach",
     "cloud_api_assign",
     "cloud_api_release",
+    # node lifecycle (engine/lifecycle.py); in the trace only when the run uses it (LIFECYCLE_COUNTERS)
+    "pods_evicted",
+    "pods_evicted_failed",
+    "nodes_cordoned",
+    "addrs_held_cordoned",
+    "cidrs_stranded",
+    "addrs_stranded",
 )
+#: Trace counters of the node lifecycle, written to ``trace.arrow`` only by runs with lifecycle events or
+#: the released-CIDR fault model (so the traces of other runs keep their columns and bytes).
+LIFECYCLE_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("pods_evicted") :]
 #: Trace counters that are not whole numbers (written to the float array, not the int matrix).
 TRACE_FLOATS = frozenset({"warm_addrs_per_node"})
 
@@ -132,6 +146,12 @@ TR_FRAG = _TR["frag_failures"]
 TR_API_ATTACH = _TR["cloud_api_attach"]
 TR_API_ASSIGN = _TR["cloud_api_assign"]
 TR_API_RELEASE = _TR["cloud_api_release"]
+TR_EVICTED = _TR["pods_evicted"]
+TR_EVICTED_FAILED = _TR["pods_evicted_failed"]
+TR_CORDONED = _TR["nodes_cordoned"]
+TR_HELD_CORDONED = _TR["addrs_held_cordoned"]
+TR_CIDRS_STRANDED = _TR["cidrs_stranded"]
+TR_ADDRS_STRANDED = _TR["addrs_stranded"]
 
 # rows of the int64 node-row matrix [NR_NCOL, capacity]: one column per (node sample, node, family)
 NR_SAMPLE = 0  # index of the sample time
@@ -204,6 +224,13 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace[TR_API_ATTACH, r] = c[K_CL_API_ATTACH]
     trace[TR_API_ASSIGN, r] = c[K_CL_API_ASSIGN]
     trace[TR_API_RELEASE, r] = c[K_CL_API_RELEASE]
+    trace[TR_EVICTED, r] = c[K_EVICTED]
+    trace[TR_EVICTED_FAILED, r] = c[K_EVICTED_FAILED]
+    trace[TR_CORDONED, r] = c[K_CORDONED]
+    trace[TR_HELD_CORDONED, r] = held_by_cordoned(st, family)
+    cidrs, addrs = stranded(st, family)
+    trace[TR_CIDRS_STRANDED, r] = cidrs
+    trace[TR_ADDRS_STRANDED, r] = addrs
     # the warm pool is a cloud figure: the pool modes' free addresses show as addrs_idle
     nodes = c[K_NODES]
     warm[r] = c[base + F_FREE] / nodes if st.cfg[C_POLICY] == POLICY_CLOUD and nodes > 0 else 0.0

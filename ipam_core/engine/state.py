@@ -84,6 +84,7 @@ class EngineConfig:
     seed: int
     pending_ttl_s: float = 300.0
     address_filter: int = T.ADDRESS_FILTER_NONE
+    released_cidrs: int = T.RELEASED_CIDRS_FREED  # multi-pool fault model (workload.lifecycle.releasedCIDRs)
 
 
 def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
@@ -324,6 +325,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     cfg[T.C_SEED] = config.seed
     cfg[T.C_PENDING_TTL] = config.pending_ttl_s
     cfg[T.C_ADDRESS_FILTER] = config.address_filter
+    cfg[T.C_RELEASED_CIDRS] = config.released_cidrs
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows

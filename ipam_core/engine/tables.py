@@ -59,6 +59,7 @@ L_NCOL = 10
 SLOT_FREE = 0
 SLOT_LIVE = 1
 SLOT_RELEASED = 2
+SLOT_STRANDED = 3  # fault model: given back by the agent, kept on the node by the operator, unusable (engine/lifecycle.py)
 
 # ---- nodes, table `nodes`
 N_PRESENT = 0
@@ -72,7 +73,8 @@ N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
 N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
 N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
-N_NCOL = 11
+N_CORDONED = 11  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
+N_NCOL = 12
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -99,7 +101,8 @@ D_PENDING_FAMILY = 10  # family whose allocation failed last (-1 = none): counts
 D_ID = 11  # the workload's pod id held by this row
 D_GEN = 12  # row incarnation: retry timers of an earlier pod in the row are ignored
 D_PIN = 13  # node the workload placed the pod on (its spec.nodeName), -1 = the scheduler places it
-D_NCOL = 14
+D_EVICTED = 14  # 1: the pod was evicted by a drain (its restart is counted when it fails)
+D_NCOL = 15
 
 POD_NONE = 0
 POD_PENDING = 1
@@ -168,7 +171,8 @@ C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and l
 C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC); 0.0: crd pools
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
 C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
-C_NCOL = 48
+C_RELEASED_CIDRS = 48  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
+C_NCOL = 49
 
 # node table `cl_node` [nodes, CN_NCOL]
 CN_IFACES = 0  # interfaces attached
@@ -255,7 +259,19 @@ K_CL_FRAG_FAILS = K_CL_BASE + 2  # cumulative: prefix requests refused with enou
 K_CL_API_ATTACH = K_CL_BASE + 3  # cumulative: interface create + attach calls
 K_CL_API_ASSIGN = K_CL_BASE + 4  # cumulative: address / prefix assign calls
 K_CL_API_RELEASE = K_CL_BASE + 5  # cumulative: unassign and interface detach + delete calls
-K_NCOL = K_CL_BASE + 8
+# node lifecycle (engine/lifecycle.py)
+K_LC_BASE = K_CL_BASE + 8
+K_EVICTED = K_LC_BASE + 0  # cumulative: pods evicted by drains
+K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed for want of an address
+K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now
+K_NCOL = K_LC_BASE + 3
+
+# cfg[C_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
+RELEASED_CIDRS_FREED = 0  # ... is freed by the operator (multi-pool: it leaves spec.ipam.pools.allocated)
+RELEASED_CIDRS_STRANDED = 1  # ... stays advertised, and the agent never takes it back (before cilium PR #46674)
+RELEASED_CIDRS_RECLAIMED = 2  # ... stays advertised; the agent takes it back when short (cilium PR #46674)
+RELEASED_CIDRS = {"freed": RELEASED_CIDRS_FREED, "stranded": RELEASED_CIDRS_STRANDED,
+                  "reclaimed": RELEASED_CIDRS_RECLAIMED}
 
 ERROR_HEAP_FULL = 1
 ERROR_SLOTS_FULL = 2

@@ -69,7 +69,9 @@ def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
         key, kind, value = f.metadata["key"], f.metadata["kind"], getattr(spec, f.name)
         if value is None:
             continue
-        if kind == "int>0":
+        if kind == "lifecycle":
+            _check_lifecycle(value, cluster, duration_s)
+        elif kind == "int>0":
             hi, why = _INT_LIMITS.get(key, _OTHER_INT)
             if value > hi:
                 raise _fail(key, value, f"an integer from 1 to {hi:,} ({why})")
@@ -89,6 +91,30 @@ def check_workload_size(spec, cluster: ClusterSpec, duration_s: float) -> None:
         if churn is not None and live + _EVENTS_PER_STEP * churn * duration_s > MAX_EVENTS:
             raise _fail("churnPerSecond", churn, f"at most {MAX_EVENTS:,} events: {churn:g}/s over {duration_s:g} s "
                         "makes too many; lower the rate or the duration")
+
+
+def _check_lifecycle(life, cluster: ClusterSpec, duration_s: float) -> None:
+    """Node counts and times of ``workload.lifecycle`` within the limits (nodes the steps add, spot rate)."""
+    where = "lifecycle"
+    times = [(f"{where}.drains[{i}].deleteAfter", d.delete_after) for i, d in enumerate(life.drains)]
+    times += [(f"{where}.scale[{i}].drainTime", s.drain_time) for i, s in enumerate(life.scale)]
+    if life.spot is not None:
+        times.append((f"{where}.spotInterruptions.notice", life.spot.notice))
+    for key, value in times:
+        if value is not None and value > L.MAX_DURATION_S:
+            raise _fail(key, value, f"at most {L.MAX_DURATION_S:,.0f} s ({L.MAX_DURATION_WHY})")
+    added = sum(s.add for s in life.scale)
+    if cluster.nodes + added > L.MAX_NODES:
+        raise _fail(f"{where}.scale", f"{added:,} nodes added",
+                    f"at most {L.MAX_NODES - cluster.nodes:,} with {cluster.nodes:,} nodes ({L.MAX_NODES_WHY})")
+    if life.spot is not None and life.spot.per_hour * duration_s / 3600.0 > L.MAX_NODES:
+        raise _fail(f"{where}.spotInterruptions.perHour", life.spot.per_hour,
+                    f"at most {L.MAX_NODES * 3600.0 / duration_s:g} over the {duration_s:g} s duration "
+                    f"(a node each, at most {L.MAX_NODES:,} nodes: {L.MAX_NODES_WHY})")
+    restarts = len(life.agent_restarts) * (cluster.nodes + added)
+    if restarts > MAX_EVENTS:
+        raise _fail(f"{where}.agentRestarts", f"{len(life.agent_restarts):,} restarts",
+                    f"at most {MAX_EVENTS // max(1, cluster.nodes + added):,} (one event per node each)")
 
 
 def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespaces: tuple[str, ...],

@@ -95,7 +95,8 @@ def _build_schema(spec: SweepSpec) -> pa.Schema:
     fields += [pa.field(name, kind) for name, kind in _ID_COLUMNS[1:]]
     ints = {"pods_failed", "failed_free_elsewhere", "peak_pending", "peak_used", "peak_carved", "peak_node_cidrs",
             "cidr_carves", "cidr_releases", "carvable_end", "largest_free_block_end", "peak_interfaces",
-            "frag_failures", "cloud_api_calls", "peak_idle"}
+            "frag_failures", "cloud_api_calls", "peak_idle", "pods_evicted", "evicted_failed", "peak_held_cordoned",
+            "peak_cidrs_stranded"}
     for name, meaning in metric_columns():
         fields.append(pa.field(name, pa.int64() if name in ints else pa.float64(), metadata={"description": meaning}))
     return pa.schema(fields)

@@ -37,12 +37,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_KEY",
     "TABLE_KIND_KEY",
+    "LIFECYCLE_FIELDS",
+    "TRACE_LIFECYCLE_SCHEMA",
     "TRACE_SCHEMA",
     "TraceError",
     "field_descriptions",
     "field_units",
     "run_metadata",
     "stored_run",
+    "trace_schema_for",
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes type or unit.
@@ -145,6 +148,32 @@ TRACE_SCHEMA = pa.schema(
 )
 """``trace.arrow``: one row per (mode, family, sample)."""
 
+#: Node-lifecycle columns (issue #12): appended to the trace, after every column of :data:`TRACE_SCHEMA`,
+#: only by runs whose workload drains, cordons or restarts nodes or that model stranded CIDRs; other runs'
+#: traces are exactly :data:`TRACE_SCHEMA`.
+LIFECYCLE_FIELDS = (
+    _count("pods_evicted", "pods", "cumulative: pods evicted by node drains (scale-down, spot interruption, drain)"),
+    _count(
+        "pods_evicted_failed",
+        "pods",
+        "cumulative: of pods_evicted, those whose replacement gave up waiting for an address",
+    ),
+    _count("nodes_cordoned", "nodes", "present nodes cordoned (unschedulable), drained or not"),
+    _count(
+        "addrs_held_cordoned",
+        "addresses",
+        "addresses cordoned nodes hold: their node CIDRs (pool modes) or their pool (cloud modes)",
+    ),
+    _count(
+        "cidrs_stranded",
+        "CIDRs",
+        "multi-pool fault model: node CIDRs the agent released that stay on the node and are not allocated from",
+    ),
+    _count("addrs_stranded", "addresses", "usable addresses in cidrs_stranded"),
+)
+TRACE_LIFECYCLE_SCHEMA = pa.schema([*TRACE_SCHEMA, *LIFECYCLE_FIELDS])
+"""``trace.arrow`` of a run with node-lifecycle columns."""
+
 NODES_SCHEMA = pa.schema(
     [
         _MODE,
@@ -162,6 +191,23 @@ NODES_SCHEMA = pa.schema(
 """``nodes.arrow``: one row per (mode, node, family, node sample)."""
 
 SCHEMAS = {"trace": TRACE_SCHEMA, "nodes": NODES_SCHEMA}
+
+
+def trace_schema_for(names) -> pa.Schema:
+    """The trace schema of a table with the columns ``names``.
+
+    Parameters
+    ----------
+    names : collection of str
+        Column names (a mapping's keys or a schema's names).
+
+    Returns
+    -------
+    pyarrow.Schema
+        :data:`TRACE_LIFECYCLE_SCHEMA` when ``names`` holds the first node-lifecycle column,
+        else :data:`TRACE_SCHEMA`.
+    """
+    return TRACE_LIFECYCLE_SCHEMA if LIFECYCLE_FIELDS[0].name in names else TRACE_SCHEMA
 
 
 def field_units(schema: pa.Schema) -> dict[str, str]:
@@ -293,9 +339,9 @@ def stored_run(run: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in run.items() if key not in RUN_VARYING_KEYS}
 
 
-def schema_with_run(kind: str, run: Mapping[str, Any]) -> pa.Schema:
-    """The ``kind`` schema (``"trace"`` or ``"nodes"``) with the data-determining run parameters attached."""
-    return SCHEMAS[kind].with_metadata(
+def schema_with_run(kind: str, run: Mapping[str, Any], schema: pa.Schema | None = None) -> pa.Schema:
+    """The ``kind`` schema (``"trace"`` or ``"nodes"``, or ``schema``) with the data-determining run parameters attached."""
+    return (SCHEMAS[kind] if schema is None else schema).with_metadata(
         {
             RUN_METADATA_KEY: encode_run(stored_run(run)),
             SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),

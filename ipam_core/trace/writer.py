@@ -34,6 +34,7 @@ from ipam_core.trace.schema import (
     TRACE_SCHEMA,
     TraceError,
     schema_with_run,
+    trace_schema_for,
 )
 
 __all__ = [
@@ -176,8 +177,9 @@ def trace_table(columns: Mapping[str, Any], run: Mapping[str, Any]) -> pa.Table:
     Parameters
     ----------
     columns : mapping of str to array
-        Exactly the columns of :data:`~ipam_core.trace.schema.TRACE_SCHEMA`,
-        all of one length. Numeric columns are 1-D numpy arrays of exactly the
+        Exactly the columns of :data:`~ipam_core.trace.schema.TRACE_SCHEMA`
+        (or of ``TRACE_LIFECYCLE_SCHEMA``: those and the node-lifecycle
+        columns, for a run that uses them), all of one length. Numeric columns are 1-D numpy arrays of exactly the
         schema's dtype (``int8`` family, ``float64`` time_s, ``int64`` counts);
         they are wrapped without copying. ``mode`` is either integer codes
         into ``run["modes"]``, a numpy str/object array, or an Arrow string or
@@ -199,7 +201,8 @@ def trace_table(columns: Mapping[str, Any], run: Mapping[str, Any]) -> pa.Table:
         an out-of-range mode code, a family other than 4/6, or run parameters
         that are not JSON.
     """
-    return _build("trace", TRACE_SCHEMA, columns, run, {})
+    schema = trace_schema_for(columns) if isinstance(columns, Mapping) else TRACE_SCHEMA
+    return _build("trace", schema, columns, run, {})
 
 
 def nodes_table(
@@ -282,7 +285,7 @@ def _build(
         raise TraceError(f"{kind} run parameters must be a mapping, got {type(run).__name__}")
     _check_names(kind, list(columns), schema.names)
     _check_lengths(kind, {name: columns[name] for name in schema.names})
-    full_schema = schema_with_run(kind, run)
+    full_schema = schema_with_run(kind, run, schema)
     arrays = []
     for field in schema:
         values = columns[field.name]
@@ -305,7 +308,7 @@ def _conform(kind: str, table: pa.Table) -> pa.Table:
     """Check a table against the ``kind`` schema and restore the canonical field metadata."""
     if not isinstance(table, pa.Table):
         raise TraceError(f"{kind} table must be a pyarrow.Table, got {type(table).__name__}")
-    expected = SCHEMAS[kind]
+    expected = trace_schema_for(table.schema.names) if kind == "trace" else SCHEMAS[kind]
     if not table.schema.equals(expected, check_metadata=False):
         _check_names(kind, table.schema.names, expected.names)
         for field in expected:

@@ -32,6 +32,9 @@ __all__ = [
     "OP_NODE_DEL",
     "OP_POD_ADD",
     "OP_POD_DEL",
+    "OP_NODE_CORDON",
+    "OP_NODE_DRAIN",
+    "OP_AGENT_RESTART",
     "OP_NAMES",
     "Workload",
     "merge",
@@ -44,10 +47,15 @@ OP_NODE_ADD = 0  # node joins (its agent starts)
 OP_NODE_DEL = 1  # node (and its CiliumNode) is deleted; its pods are deleted with it
 OP_POD_ADD = 2  # pod is created (scheduled by the engine unless `node` >= 0 pins it)
 OP_POD_DEL = 3  # pod is deleted
+# node lifecycle (ipam_core.workloads.lifecycle): node ops that neither add nor remove the node
+OP_NODE_CORDON = 4  # node marked unschedulable; its pods stay
+OP_NODE_DRAIN = 5  # cordon, then evict its pods (not those pinned to it); their replacements are scheduled elsewhere
+OP_AGENT_RESTART = 6  # the node's Cilium agent restarts: it forgets the CIDRs it had released
 
 #: op code -> name, as written by :meth:`Workload.to_arrow` and read back by
 #: :func:`ipam_core.workloads.replay.read_events`.
-OP_NAMES: tuple[str, ...] = ("node-add", "node-delete", "add", "delete")
+OP_NAMES: tuple[str, ...] = ("node-add", "node-delete", "add", "delete", "node-cordon", "node-drain",
+                              "agent-restart")
 
 # (attribute, dtype) of the event columns, in contract order.
 _COLUMNS: tuple[tuple[str, type], ...] = (
@@ -160,9 +168,9 @@ class Workload:
 
         _first(~np.isfinite(t), "time", t, "a finite number of seconds")
         _first(np.diff(t) < 0, "time", t, "times in ascending order", shift=1)
-        _first((op < OP_NODE_ADD) | (op > OP_POD_DEL), "op", op, f"one of 0..3 {OP_NAMES}")
+        _first((op < OP_NODE_ADD) | (op > OP_AGENT_RESTART), "op", op, f"one of 0..{OP_AGENT_RESTART} {OP_NAMES}")
 
-        is_node_op = op <= OP_NODE_DEL
+        is_node_op = (op <= OP_NODE_DEL) | (op >= OP_NODE_CORDON)
         is_pod_op = ~is_node_op
         _first(is_node_op & ((node < 0) | (node >= n_nodes)), "node", node, f"a node id in [0, {n_nodes})")
         _first(is_node_op & ((pod != -1) | (ns != -1) | (pool != -1)), "pod/namespace/pool", pod,
@@ -175,7 +183,7 @@ class Workload:
                f"-1 or a pool index in [0, {n_pools})")
 
         self._validate_pods(is_pod_op)
-        self._validate_nodes(is_node_op)
+        self._validate_nodes(op <= OP_NODE_DEL)
         if self.pod_names is not None and len(self.pod_names) != self.n_pods:
             raise ConfigError(f"workload: pod_names has {len(self.pod_names)} names; expected n_pods={self.n_pods}")
         for what, names in (("node_names", self.node_names), ("namespaces", self.namespaces),
@@ -235,7 +243,7 @@ class Workload:
             to CSV, Parquet or Arrow IPC it reads back with
             :func:`ipam_core.workloads.read_events`.
         """
-        pod_ops = self.op >= OP_POD_ADD
+        pod_ops = (self.op == OP_POD_ADD) | (self.op == OP_POD_DEL)
         pod_ids = pa.array(self.pod, mask=~pod_ops)
         names = self.pod_name_array().take(pod_ids)
         columns = {

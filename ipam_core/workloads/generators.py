@@ -38,6 +38,7 @@ from ipam_core.workloads.events import (
     truncate,
 )
 from ipam_core.workloads.churn_events import churn_events
+from ipam_core.workloads.lifecycle import add_lifecycle
 from ipam_core.workloads.replay import read_events
 from ipam_core.workloads.spec import (
     BurstSpec,
@@ -104,7 +105,15 @@ def generate(
     namespaces = list(namespaces)
     if len(set(namespaces)) != len(namespaces):
         raise ConfigError(f"namespaces = {namespaces!r}: expected unique names")
-    rng = np.random.default_rng(seed)
+    workload = _generate(spec, np.random.default_rng(seed), nodes, max_pods, namespaces, duration_s)
+    if spec.lifecycle is None:
+        return workload
+    return add_lifecycle(workload, spec.lifecycle, seed=seed, duration_s=duration_s)
+
+
+def _generate(spec: WorkloadSpec, rng: np.random.Generator, nodes: int, max_pods: int, namespaces: list[str],
+              duration_s: float) -> Workload:
+    """The generator's own events (before any ``lifecycle``)."""
     if isinstance(spec, Cl2LoadSpec):  # derives its own namespaces when none are given
         return _cl2_load(spec, rng, nodes, max_pods, namespaces, duration_s)
     namespaces = namespaces or ["default"]

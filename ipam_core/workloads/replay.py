@@ -31,8 +31,11 @@ import pyarrow.parquet as pq
 
 from ipam_core.errors import ConfigError
 from ipam_core.workloads.events import (
+    OP_AGENT_RESTART,
     OP_NODE_ADD,
+    OP_NODE_CORDON,
     OP_NODE_DEL,
+    OP_NODE_DRAIN,
     OP_POD_ADD,
     OP_POD_DEL,
     Workload,
@@ -44,8 +47,9 @@ __all__ = ["read_events", "POOL_ANNOTATION"]
 #: ``pkg/ipam/metadata/manager.go`` ``GetIPPoolForPod``).
 POOL_ANNOTATION = "ipam.cilium.io/ip-pool"
 
-_OP_WORDS = ("add", "create", "delete", "node-add", "node-delete")
-_OP_CODES = np.array([OP_POD_ADD, OP_POD_ADD, OP_POD_DEL, OP_NODE_ADD, OP_NODE_DEL], np.int8)
+_OP_WORDS = ("add", "create", "delete", "node-add", "node-delete", "node-cordon", "node-drain", "agent-restart")
+_OP_CODES = np.array([OP_POD_ADD, OP_POD_ADD, OP_POD_DEL, OP_NODE_ADD, OP_NODE_DEL, OP_NODE_CORDON, OP_NODE_DRAIN,
+                      OP_AGENT_RESTART], np.int8)
 _REQUIRED = ("time", "op", "pod", "namespace")
 _STRING_COLUMNS = ("op", "pod", "namespace", "node", "annotations", "pool")
 
@@ -125,7 +129,7 @@ def read_events(path: str | os.PathLike, *, duration_s: float | None = None, tim
     cols = {c: _strings(table, c).take(pa.array(order)) if c in table.column_names else None
             for c in _STRING_COLUMNS}
     op = reader.ops(cols["op"])
-    is_node_op = op <= OP_NODE_DEL
+    is_node_op = (op <= OP_NODE_DEL) | (op >= OP_NODE_CORDON)  # lifecycle rows name a node too
     is_pod_op = ~is_node_op
     reader.require(is_pod_op, cols["pod"], "pod", "pod")
     reader.require(is_pod_op, cols["namespace"], "namespace", "pod")
@@ -138,7 +142,7 @@ def read_events(path: str | os.PathLike, *, duration_s: float | None = None, tim
         node = np.full(len(op), -1, np.int32)
         node_names: list[str] = []
     else:
-        reader.require(is_node_op, node_col, "node", "node-add/node-delete")
+        reader.require(is_node_op, node_col, "node", "node-add/node-delete/node-cordon/node-drain/agent-restart")
         node, node_names = _encode(node_col)
 
     # pods: identity namespace/pod; ops per identity must go add, delete, add, ...

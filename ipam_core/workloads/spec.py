@@ -22,6 +22,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ipam_core.errors import ConfigError
+from ipam_core.workloads.lifecycle import LifecycleSpec, parse_lifecycle
 
 __all__ = [
     "WorkloadSpec",
@@ -44,6 +45,8 @@ _EXPECTED = {
     "path": "a non-empty path string",
     "fractions": "a mapping {poolName: fraction} with fractions in (0, 1] summing to <= 1",
     "weights": "a mapping {namespace: weight} with weights >= 0 and at least one > 0",
+    "lifecycle": "a mapping of node lifecycle settings (drains, scale, spotInterruptions, agentRestarts, "
+                 "releasedCIDRs)",
 }
 
 
@@ -57,6 +60,9 @@ class WorkloadSpec:
     """Base of the per-generator settings; ``generator`` names the generator."""
 
     generator: ClassVar[str] = ""
+    #: ``lifecycle``: node events added to any generator's (ipam_core.workloads.lifecycle); None: none
+    lifecycle: LifecycleSpec | None = field(default=None, kw_only=True,
+                                            metadata={"key": "lifecycle", "kind": "lifecycle", "nullable": True})
 
     def to_raw(self) -> dict[str, Any]:
         """The settings as a YAML-style mapping (``parse_workload`` round-trips it).
@@ -72,6 +78,8 @@ class WorkloadSpec:
             value = getattr(self, f.name)
             if value is None or value == ():
                 continue
+            if f.metadata["kind"] == "lifecycle":
+                value = value.to_raw()
             raw[f.metadata["key"]] = dict(value) if f.metadata["kind"] in ("fractions", "weights") else value
         return raw
 
@@ -264,6 +272,8 @@ def _is_number(value: Any) -> bool:
 def _parse_value(where: str, key: str, kind: str, value: Any) -> Any:
     """Check one value against its kind and return it in stored form."""
     expected = _EXPECTED[kind]
+    if kind == "lifecycle":
+        return parse_lifecycle(value, f"{where}.{key}")
     if kind == "int>0":
         if isinstance(value, float) and value.is_integer():
             value = int(value)

@@ -1,0 +1,102 @@
+"""Node-lifecycle figures of a sample: what cordoned nodes hold, and the CIDRs stranded by the fault model.
+
+The events themselves (cordon, drain, agent restart) are handled in the
+compiled loop (:func:`ipam_core.engine.core._node_lifecycle`); here only the
+per-sample sums the trace reports, read from the state tables. Both scans
+are skipped (0) when nothing is cordoned or the released-CIDR fault model is
+off, so runs without a lifecycle pay one comparison per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipam_core.engine.tables import (
+    C_POLICY,
+    C_RELEASED_CIDRS,
+    CN_HELD,
+    K_CORDONED,
+    L_FAMILY,
+    L_MAX,
+    L_SET,
+    L_STATE,
+    N_CORDONED,
+    N_NSLOTS,
+    N_PRESENT,
+    POLICY_CLOUD,
+    RELEASED_CIDRS_FREED,
+    S_ADDRS,
+    SLOT_STRANDED,
+)
+from ipam_core.kernels._jit import kjit
+
+__all__ = ["held_by_cordoned", "stranded"]
+
+
+@kjit
+def held_by_cordoned(st, family):
+    """Addresses of ``family`` that cordoned nodes hold: their node CIDRs whole (pool modes), their pool (cloud modes).
+
+    Parameters
+    ----------
+    st : State
+    family : int
+        0 (IPv4) or 1 (IPv6); the cloud modes hold IPv4 only.
+
+    Returns
+    -------
+    int
+        No other node can use these while the node stays: host scope and
+        cluster-pool keep a node's CIDR until its Node / CiliumNode is
+        deleted (kubernetes ``range_allocator.go``, cilium
+        ``pkg/ipam/allocator/podcidr/podcidr.go``), multi-pool its CIDRs
+        until its agent gives them back (``pkg/ipam/pool.go``), the cloud
+        modes their pool at its watermarks (aws/amazon-vpc-cni-k8s#3263).
+    """
+    if st.cnt[K_CORDONED] == 0:
+        return 0
+    cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
+    total = 0
+    for node in range(st.nodes.shape[0]):
+        if st.nodes[node, N_PRESENT] != 1 or st.nodes[node, N_CORDONED] != 1:
+            continue
+        if cloud:
+            if family == 0:
+                total += st.cl_node[node, CN_HELD]
+            continue
+        for k in range(st.nodes[node, N_NSLOTS]):
+            slot = st.node_slots[node, k]
+            if st.slots[slot, L_FAMILY] == family:
+                total += st.sets[st.slots[slot, L_SET], S_ADDRS]
+    return total
+
+
+@kjit
+def stranded(st, family):
+    """Node CIDRs of ``family`` stranded by the released-CIDR fault model, and their usable addresses.
+
+    Parameters
+    ----------
+    st : State
+    family : int
+
+    Returns
+    -------
+    tuple of int
+        ``(cidrs, addresses)``: CIDRs the agent gave back that stay on their
+        node and that it does not allocate from (``releasedCIDRs: stranded``,
+        or ``reclaimed`` until it takes them back).
+    """
+    if np.int64(st.cfg[C_RELEASED_CIDRS]) == RELEASED_CIDRS_FREED:
+        return 0, 0
+    cidrs = 0
+    addrs = 0
+    for node in range(st.nodes.shape[0]):
+        if st.nodes[node, N_PRESENT] != 1:
+            continue
+        for k in range(st.nodes[node, N_NSLOTS]):
+            slot = st.node_slots[node, k]
+            if st.slots[slot, L_STATE] == SLOT_STRANDED and st.slots[slot, L_FAMILY] == family:
+                cidrs += 1
+                addrs += st.slots[slot, L_MAX]
+    return cidrs, addrs
