@@ -1498,17 +1498,17 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         st.cnt[K_EVENT] = e + 1
         op = ev_op[e]
         if op == OP_POD_ADD:
-            row = _row_alloc(st, ev_pod[e])
+            row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:
-                _pod_add(st, row, ev_node[e], t_event)
+                _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
             row = st.pod_row[ev_pod[e]]
             if row >= 0:
                 _pod_delete(st, row, t_event)
         elif op == OP_NODE_ADD:
-            _node_add(st, ev_node[e], t_event)
+            _node_add(st, np.int64(ev_node[e]), t_event)
         elif op == OP_NODE_DEL:
-            _node_delete(st, ev_node[e])
+            _node_delete(st, np.int64(ev_node[e]))
         else:
-            _node_lifecycle(st, op, ev_node[e], t_event)
+            _node_lifecycle(st, op, np.int64(ev_node[e]), t_event)
     return st.cnt[K_ERROR]

@@ -11,6 +11,8 @@ Families are indexed ``0`` (IPv4) and ``1`` (IPv6) everywhere.
 
 from __future__ import annotations
 
+import numpy as np
+
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
 from ipam_core.modes.cloud_config import (  # noqa: F401
     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI)
@@ -111,11 +113,13 @@ POD_DELETED = 3
 POD_FAILED = 4
 
 # ---- timers
-# T_CARVE, T_AGENT_SYNC and T_REFRESH index the state's node_ring_* arrays: keep them 0, 1, 2
-T_CARVE = 0  # operator handles the node (carve node CIDRs / multi-pool allocate)
-T_AGENT_SYNC = 1  # multi-pool agent writes its CiliumNode (after the debounce)
-T_REFRESH = 2  # multi-pool agent's periodic refresh
-T_POD_RETRY = 3  # kubelet retries a pending pod
+# T_CARVE, T_AGENT_SYNC and T_REFRESH index the state's node_ring_* arrays: keep them 0, 1, 2. NumPy
+# integers, not Python ones: a Python int constant passed to a compiled function is typed as a literal,
+# and the function compiles once per kind (the timer push did, five times per State class).
+T_CARVE = np.int64(0)  # operator handles the node (carve node CIDRs / multi-pool allocate)
+T_AGENT_SYNC = np.int64(1)  # multi-pool agent writes its CiliumNode (after the debounce)
+T_REFRESH = np.int64(2)  # multi-pool agent's periodic refresh
+T_POD_RETRY = np.int64(3)  # kubelet retries a pending pod
 H_KIND = 0
 H_A = 1
 H_B = 2
