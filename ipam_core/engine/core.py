@@ -143,6 +143,8 @@ from ipam_core.engine.tables import (
     K_SCHED_MIN,
     K_SEQ,
     K_SLOT_TOP,
+    K_STARTED,
+    K_START_WAIT_MS,
     L_CHUNK,
     L_FAMILY,
     L_INDEX,
@@ -1157,6 +1159,14 @@ def _leave_pending(st, pod):
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
+def _count_start(st, pod, now):
+    """The pod got its addresses: count it, and how long it waited pending before (whole milliseconds)."""
+    st.cnt[K_STARTED] += 1
+    if st.pods[pod, D_STATE] == POD_PENDING:
+        st.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - st.pod_since[pod]) * 1e3 + 0.5))
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
 def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     pods = st.pods
@@ -1165,6 +1175,7 @@ def _try_start(st, pod, now):
     cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
     failed = _alloc_pod(st, pod, node)
     if failed < 0:
+        _count_start(st, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
             _leave_pending(st, pod)
         pods[pod, D_STATE] = POD_RUNNING
@@ -1306,6 +1317,7 @@ def _pod_retry(st, pod, now):
         # one last attempt, then give up
         failed = _alloc_pod(st, pod, node)
         if failed < 0:
+            _count_start(st, pod, now)
             _leave_pending(st, pod)
             pods[pod, D_STATE] = POD_RUNNING
             st.cnt[K_RUNNING] += 1
