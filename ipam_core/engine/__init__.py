@@ -238,7 +238,7 @@ SUMMARY_COLUMNS = (
     ("cloud_api_calls", "cloud API calls: attach + assign + release"),
     ("api_calls_per_min", "cloud API calls per minute over the run"),
     ("api_peak_per_min", "cloud API calls per minute, highest between two samples"),
-    ("api_throttled", "cloud calls delayed for want of a token (cloud.apiThrottle)"),
+    ("api_throttled", "cloud call attempts refused for want of a token (each retry counts)"),
     ("start_wait_s", "mean seconds a started pod had waited for its addresses"),
     ("wall_s", "wall-clock seconds for the mode"),
     ("state_mib", "engine state memory (MiB)"),

@@ -145,8 +145,9 @@ TRACE_SCHEMA = pa.schema(
         _count("cloud_api_prefix", "operations",
                "cumulative: of cloud_api_assign, the calls asking for /28 prefixes (refused ones included)"),
         _count("cloud_api_throttled", "operations",
-               "cumulative: cloud calls delayed because a token bucket was empty (cloud.apiThrottle)"),
-        _count("cloud_api_delay_ms", "ms", "cumulative: milliseconds those calls waited for their token"),
+               "cumulative: call attempts refused because a token bucket was empty (cloud.apiThrottle); a pass "
+               "waiting on a busy bucket is refused again at each try"),
+        _count("cloud_api_delay_ms", "ms", "cumulative: milliseconds passes waited for a token (each wait counted once)"),
         _count("pods_started", "pods", "cumulative: pods that got their addresses"),
         _count("pod_start_wait_ms", "ms",
                "cumulative: milliseconds those pods had waited pending first (start latency; 0 when at once)"),
