@@ -43,9 +43,9 @@ class CloudAPI:
         return out
 
     def _refill(self, b: int, size: int, rate: float, now_us: int) -> int:
-        elapsed = now_us - self.at[b]
-        if elapsed > 0:
-            self.tokens[b] = min(size * MICRO, self.tokens[b] + int(elapsed * rate))
+        added = int((now_us - self.at[b]) * rate)
+        if added > 0:  # below a micro-token the clock stays put
+            self.tokens[b] = min(size * MICRO, self.tokens[b] + added)
             self.at[b] = now_us
         return self.tokens[b]
 

@@ -104,9 +104,9 @@ def _cloud_bucket(st, kind):
 def _refilled(st, b, size, rate, now_us):
     """Micro-tokens bucket ``b`` holds at ``now_us`` (its state is brought up to that time)."""
     tokens = st.cnt[K_CL_TOKENS + b]
-    elapsed = now_us - st.cnt[K_CL_TOKENS_AT + b]
-    if elapsed > 0:
-        tokens = min(np.int64(size) * MICRO, tokens + np.int64(elapsed * rate))
+    added = np.int64((now_us - st.cnt[K_CL_TOKENS_AT + b]) * rate)
+    if added > 0:  # below a micro-token the clock stays put, so slow buckets still fill under frequent looks
+        tokens = min(np.int64(size) * MICRO, tokens + added)
         st.cnt[K_CL_TOKENS + b] = tokens
         st.cnt[K_CL_TOKENS_AT + b] = now_us
     return tokens
