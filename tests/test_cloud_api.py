@@ -4,45 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_helpers import OP_NODE_ADD, OP_POD_ADD, scenario, workload
+from engine_helpers import OP_NODE_ADD, OP_POD_ADD, workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cloud_engine import cloud_scenario, last, run, slow_pods
 
-from ipam_core.engine import summarize
+from ipam_core.engine import build_workload, simulate, summarize
 from ipam_core.engine import tables as T
-from ipam_core.engine.check import check_invariants
 from ipam_core.engine.cloud import _cilium_prefix_delegated
-from ipam_core.engine.run import run_mode
 from ipam_core.errors import ConfigError
 from ipam_core.kernels.blocks import bm_take_densest
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.kernels.slots import bm_set
-from ipam_core.modes import eni
+from ipam_core.modes import aws_vpc_cni, azure, eni
 from ipam_core.scenario import scenario_for_mode
 
 PD = {"cilium": {"eni": {"awsEnablePrefixDelegation": True}}}
 
 
 def cloud(tmp_path, patch=None, name="s.yaml"):
-    base = {"cluster": {"instanceType": "m5.large"}, "cloud": {"subnets": ["10.1.0.0/20"]}}
-    for key, value in (patch or {}).items():
-        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return scenario(tmp_path, base, name=name)
-
-
-def run(sc, wl, mode="eni"):
-    result = run_mode(scenario_for_mode(sc, mode), wl, mode)
-    assert check_invariants(result.state) == []
-    return result
-
-
-def last(result, column):
-    return int(result.trace[column][-1])
-
-
-def slow_pods(n_nodes, n_pods, gap=10.0, start=30.0, node=0):
-    events = [(0.0, OP_NODE_ADD, i, -1) for i in range(n_nodes)]
-    return events + [(start + p * gap, OP_POD_ADD, node, p) for p in range(n_pods)]
+    return cloud_scenario(tmp_path, patch, name=name)
 
 
 # ---------------------------------------------------------------- the dense kernel
@@ -81,7 +62,7 @@ def test_take_densest_packs_the_fullest_block(order, data):
 @pytest.fixture(scope="module")
 def pd_state(tmp_path_factory):
     sc = cloud(tmp_path_factory.mktemp("pd"), PD)
-    return run(sc, workload(slow_pods(1, 3), 1)).state
+    return run(sc, workload(slow_pods(1, 3), 1), "eni").state
 
 
 def test_prefix_delegation_state_follows_the_enis(pd_state):
@@ -109,7 +90,7 @@ def test_a_refused_prefix_call_on_an_eni_with_prefixes_is_tried_again(tmp_path):
     # a /26: .0-.3 and .63 reserved, eth0's primary somewhere: at most two whole /28s. eth0 gets prefixes,
     # then a refused call and single addresses on the same ENI; upstream asks for prefixes again next time
     sc = cloud(tmp_path, {**PD, "cloud": {"subnets": ["10.1.0.0/26"]}, "duration": "10m"})
-    r = run(sc, workload(slow_pods(1, 40, gap=5.0), 1))
+    r = run(sc, workload(slow_pods(1, 40, gap=5.0), 1), "eni")
     assert last(r, "prefixes") >= 1 and last(r, "node_cidrs") > last(r, "prefixes")  # prefixes and singles
     assert last(r, "frag_failures") >= 2  # the sticky rule this replaces asked once, then never again
     assert last(r, "cloud_api_prefix") >= last(r, "frag_failures") + last(r, "prefixes") // 3
@@ -120,9 +101,9 @@ def test_dense_arm_packs_the_fallback_and_keeps_asking_for_prefixes(tmp_path):
     patch = {**PD, "cloud": {"subnets": ["10.1.0.0/25"]}, "cluster": {"instanceType": "t3.small"}, "duration": "15m"}
     events = [(0.0, OP_NODE_ADD, i, -1) for i in range(6)]
     events += [(30.0 + p * 2.0, OP_POD_ADD, p % 6, p) for p in range(60)]
-    up = run(cloud(tmp_path, patch), workload(events, 6))
+    up = run(cloud(tmp_path, patch), workload(events, 6), "eni")
     dense_patch = {**patch, "cilium": {"eni": {"awsEnablePrefixDelegation": True, "allocationStrategy": "dense"}}}
-    dense = run(cloud(tmp_path, dense_patch, name="dense.yaml"), workload(events, 6))
+    dense = run(cloud(tmp_path, dense_patch, name="dense.yaml"), workload(events, 6), "eni")
     assert last(up, "frag_failures") >= 1 and last(dense, "frag_failures") >= 1
     # dense singles sit in /28s already broken: the largest free block is at least as large
     assert last(dense, "largest_free_block") >= last(up, "largest_free_block")
@@ -136,10 +117,10 @@ BURST = [(0.0, OP_NODE_ADD, i, -1) for i in range(8)] + [(30.0 + p * 0.05, OP_PO
 
 def test_throttling_delays_refills_and_pod_starts(tmp_path):
     base = {"cluster": {"nodes": 8}, "duration": "10m", "timing": {"podPendingTimeout": "30m"}}
-    free = run(cloud(tmp_path, base), workload(BURST, 8))
+    free = run(cloud(tmp_path, base), workload(BURST, 8), "eni")
     tight = {**base, "cloud": {"subnets": ["10.1.0.0/20"],
                                "apiThrottle": {"enabled": True, "clientQPS": 1.0, "clientBurst": 1}}}
-    slow = run(cloud(tmp_path, tight, name="tight.yaml"), workload(BURST, 8))
+    slow = run(cloud(tmp_path, tight, name="tight.yaml"), workload(BURST, 8), "eni")
     assert last(free, "cloud_api_throttled") == 0 and last(free, "cloud_api_delay_ms") == 0
     assert last(slow, "cloud_api_throttled") > 0 and last(slow, "cloud_api_delay_ms") > 0
     # every pod starts in both, later with throttling
@@ -153,10 +134,10 @@ def test_throttling_delays_refills_and_pod_starts(tmp_path):
 
 def test_throttle_off_is_the_unthrottled_model(tmp_path):
     base = {"cluster": {"nodes": 8}, "duration": "5m"}
-    off = run(cloud(tmp_path, base), workload(BURST, 8))
+    off = run(cloud(tmp_path, base), workload(BURST, 8), "eni")
     big = {**base, "cloud": {"subnets": ["10.1.0.0/20"],
                              "apiThrottle": {"enabled": True, "clientBurst": 1_000_000, "bucketSize": 1_000_000}}}
-    roomy = run(cloud(tmp_path, big, name="big.yaml"), workload(BURST, 8))
+    roomy = run(cloud(tmp_path, big, name="big.yaml"), workload(BURST, 8), "eni")
     for column in ("addrs_idle", "cloud_api_assign", "cloud_api_attach", "pod_start_wait_ms"):
         assert np.array_equal(off.trace[column], roomy.trace[column]), column
 
@@ -165,8 +146,6 @@ def test_azure_draws_every_call_from_one_write_bucket(tmp_path):
     sc = cloud(tmp_path, {"cloud": {"subnets": ["10.1.0.0/20"], "apiThrottle": {"enabled": True}}})
     cfg = eni.cloud(scenario_for_mode(sc, "eni"))
     assert (cfg.client_qps, cfg.client_burst, cfg.bucket, cfg.refill, cfg.shared_bucket) == (4.0, 20, 50, 5.0, False)
-    from ipam_core.modes import aws_vpc_cni, azure
-
     vpc = aws_vpc_cni.cloud(scenario_for_mode(sc, "aws-vpc-cni"))
     assert vpc.client_qps == 0.0 and vpc.bucket == 50  # ipamd has no client limiter
     az = azure.cloud(scenario_for_mode(sc, "azure"))
@@ -174,8 +153,6 @@ def test_azure_draws_every_call_from_one_write_bucket(tmp_path):
 
 
 def test_summary_has_calls_per_minute_and_start_wait(tmp_path):
-    from ipam_core.engine import build_workload, simulate
-
     sc = cloud(tmp_path, {"cluster": {"nodes": 4}, "duration": "2m", "modes": ["eni", "aws-vpc-cni"]})
     result = simulate(sc, workload=build_workload(sc))
     rows = {r["mode"]: r for r in summarize(result).to_pylist()}
