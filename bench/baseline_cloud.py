@@ -43,10 +43,13 @@ tests turn a departure off to compare everything else and show it in an
 Simplifications the oracle shares with the engine (the model, not a rule
 under test): the release handshake is collapsed into the operator's pass;
 ENIs are visited in index order (a Go map upstream); API latency is the
-operator's delay; a node stops asking for prefixes after one refused prefix
-call and counts its prefixes whole for excess while it holds any (the PR
-#20822 log line; ``IsPrefixDelegated`` as written re-derives this from the
-ENIs: it turns off only while an ENI holds secondary addresses and no prefix).
+operator's delay; a node counts its prefixes whole for excess while it holds
+any. Whether Cilium asks for prefixes follows ``IsPrefixDelegated``
+(``pkg/aws/eni/node.go``): not while an ENI holds secondary addresses and no
+prefix (:meth:`CloudIPAM.prefix_delegated`); the dense arm of CFP
+cilium/cilium#38499 keeps asking and packs the fallback's addresses
+(:meth:`Subnet.take_densest`). API calls and their throttling:
+``baseline_cloud_api.py``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from __future__ import annotations
 import ipaddress
 import math
 
+from baseline_cloud_api import ASSIGN, ATTACH, RELEASE, CloudAPI
 from ipam_core.cloud.limits import PREFIX_SIZE
 
 MASK64 = (1 << 64) - 1
@@ -136,6 +140,18 @@ class Subnet:
         used = {o >> PREFIX_ORDER for o in self.taken}
         return [b << PREFIX_ORDER for b in range(self.size >> PREFIX_ORDER) if b not in used]
 
+    def take_densest(self) -> int:
+        """CFP cilium/cilium#38499 "dense": the lowest free address of the aligned /28 with the fewest free
+        addresses (lowest /28 on ties), so single addresses fill broken /28s and leave whole ones free."""
+        free_in = {}
+        for o in range(self.size):
+            if o not in self.taken:
+                free_in[o >> PREFIX_ORDER] = free_in.get(o >> PREFIX_ORDER, 0) + 1
+        block = min(free_in, key=lambda b: (free_in[b], b))
+        offset = next(o for o in range(block << PREFIX_ORDER, (block + 1) << PREFIX_ORDER) if o not in self.taken)
+        self.taken.add(offset)
+        return offset
+
     def take_block(self) -> int:
         """``AssignIpv6Prefixes``/``AssignPrivateIpAddresses --ipv4-prefix-count``: the lowest free /28."""
         offset = self.free_blocks()[0]
@@ -202,7 +218,7 @@ class CloudNode:
     def __init__(self, n_ifaces: int, subnet: int, prefix_delegation: bool):
         self.ifaces: list[Interface | None] = [None] * n_ifaces
         self.subnet = subnet
-        self.pd = prefix_delegation  # still asking for prefixes (Cilium stops after a refused prefix call)
+        self.pd = prefix_delegation  # prefix delegation on and the instance Nitro
         self.agent_reserved = 0  # router / health / AKS reserved addresses the agent took
         self.reported_used = 0  # status.ipam.used as of the agent's last CiliumNode update
         self.reported_addresses: set[tuple[int, int]] = set()  # (subnet, address) in that status
@@ -212,6 +228,7 @@ class CloudNode:
         self.excess_since = math.inf
         self.last_decrease = -math.inf
         self.cooldown_until = -math.inf
+        self.api_at: float | None = None  # a call of the last pass was throttled: its tokens are there then
 
     def attached(self) -> list[Interface]:
         return [i for i in self.ifaces if i is not None]
@@ -246,9 +263,6 @@ class CloudCounters:
         self.carves = 0
         self.releases = 0
         self.frag_failures = 0
-        self.api_attach = 0
-        self.api_assign = 0
-        self.api_release = 0
 
 
 # ---------------------------------------------------------------------------- watermark arithmetic
@@ -427,6 +441,7 @@ class CloudIPAM:
         self.update_rate = update_rate
         self.nodes: dict[int, CloudNode] = {}
         self.count = CloudCounters()
+        self.api = CloudAPI(cfg)
         self.ipamd = IpamdTargets(cfg)
         # Two upstream rules ipam_core/engine/cloud.py departs from (tests/test_cloud_vs_baseline.py
         # turns them off to compare the rest, and shows each departure in an xfail test):
@@ -463,22 +478,42 @@ class CloudIPAM:
             self.subnets[iface.subnet].taken.discard(iface.primary)
         node.ifaces[iface.index] = None
 
+    def throttled(self, node: CloudNode, kind: int, now: float) -> bool:
+        """The next call of the node's pass must wait for a token (``baseline_cloud_api``): remember when."""
+        t = self.api.ready(kind, now)
+        if t is None:
+            return False
+        node.api_at = t
+        return True
+
+    def call(self, node: CloudNode, kind: int, now: float) -> bool:
+        """A call of ``kind`` now, unless throttled: whether it was made."""
+        if self.throttled(node, kind, now):
+            return False
+        self.api.spend(kind, now)
+        return True
+
     def assign(self, node: CloudNode, iface: Interface, addresses: int, pd: bool, fallback: bool, subnet: int,
-               count_call: bool) -> int:
-        """One ``AssignPrivateIpAddresses`` call (or the addresses of a create call): the addresses added.
+               count_call: bool, now: float) -> int:
+        """One ``AssignPrivateIpAddresses`` call (or the addresses of a create call): the addresses added
+        (-1: throttled, no call made).
 
         With prefixes EC2 gives all ``ceil(addresses / 16)`` aligned /28s or none
         (``InsufficientCidrBlocks``); Cilium then asks for single addresses in a
-        second call and gives up prefixes on the node (cilium ``pkg/aws/eni/node.go``
-        ``AllocateIPs``, PR #20822); ipamd does not (``tryAssignPrefixes``). Single
-        addresses also come all or none (``InsufficientFreeAddressesInSubnet``).
+        second call, on the same ENI (cilium ``pkg/aws/eni/node.go`` ``AllocateIPs``,
+        PR #20822) or as a second create call without prefixes (``CreateInterface``);
+        ipamd does not (``tryAssignPrefixes``). Single addresses also come all or
+        none (``InsufficientFreeAddressesInSubnet``).
         """
         if iface.room <= 0 or addresses <= 0:
             return 0
+        if count_call and self.throttled(node, ASSIGN, now):
+            return -1
         sub = self.subnets[subnet]
         if pd:
             count = min(-(-addresses // PREFIX_SIZE), iface.room)
-            self.count.api_assign += count_call
+            if count_call:
+                self.api.spend(ASSIGN, now, prefixes=True)
             if len(sub.free_blocks()) >= count:
                 for _ in range(count):
                     self.add_unit(iface, subnet, sub.take_block(), PREFIX_SIZE)
@@ -487,10 +522,17 @@ class CloudIPAM:
                 self.count.frag_failures += 1  # the addresses are there, not as aligned /28s
             if not fallback:
                 return 0
-            node.pd = False
-            count_call = True
+            self.api.spend(ASSIGN if count_call else ATTACH, now)
+            count = min(addresses, iface.room)
+            if sub.free < count:
+                return 0
+            dense = self.cfg.strategy == 1
+            for _ in range(count):
+                self.add_unit(iface, subnet, sub.take_densest() if dense else sub.take_random(self.rng), 1)
+            return count
         count = min(addresses, iface.room)
-        self.count.api_assign += count_call
+        if count_call:
+            self.api.spend(ASSIGN, now)
         if sub.free < count:
             return 0
         for _ in range(count):
@@ -604,14 +646,17 @@ class CloudIPAM:
     def manager_pass(self, node_id: int, now: float) -> float | None:
         """One pass of the node's manager; when Cilium's operator changed something it comes back after its delay."""
         n = self.nodes[node_id]
+        n.api_at = None
         if self.kind == CILIUM:
-            return now + self.operator_delay if self.cilium_pass(node_id, n, now) else None
+            if self.cilium_pass(node_id, n, now):
+                return now + self.operator_delay
+            return n.api_at  # throttled: the operator's limiter lets the call go then
         if self.kind == VPC_CNI:
             self.ipamd_pass(n, now)
         elif self.kind == AKS_DYNAMIC:
-            self.cns_pass(n)
+            self.cns_pass(n, now)
         else:
-            self.static_pass(n)
+            self.static_pass(n, now)
         return None
 
     # ------------------------------------------------------------------ Cilium's operator (eni, azure, crd writer)
@@ -653,13 +698,14 @@ class CloudIPAM:
             if now - n.excess_since < c.release_delay_s:
                 return False
             n.excess_since = math.inf
-            return self.cilium_release(n, excess)
+            return self.cilium_release(n, excess, now)
         n.excess_since = math.inf
         if needed == 0:
             return False
         pending = self.host.nodes[node_id].pending  # the operator watches the node's Pending pods
         to_allocate = needed + c.above + max(pending - needed, 0)
-        unit = PREFIX_SIZE if n.pd else 1
+        pd = self.prefix_delegated(n)
+        unit = PREFIX_SIZE if pd else 1
         for iface in n.attached():
             if iface.index < c.first_iface or iface.room == 0:
                 continue
@@ -670,8 +716,9 @@ class CloudIPAM:
             free = self.subnets[subnet].free
             if free == 0:
                 continue
-            if self.assign(n, iface, min(free, iface.room * unit, to_allocate), n.pd, c.fallback, subnet, True):
-                return True
+            got = self.assign(n, iface, min(free, iface.room * unit, to_allocate), pd, c.fallback, subnet, True, now)
+            if got:
+                return got > 0  # added, or throttled (the operator waits for its token)
             break  # "Unable to assign additional IPs to interface, will create new interface"
         if not c.attach:
             return False  # Azure and crd: no interface to create
@@ -679,16 +726,26 @@ class CloudIPAM:
         if index is None:
             return False  # "Instance is out of interfaces"
         wanted = min(to_allocate, c.units)  # min(MaxIPsToAllocate, limits.IPv4 - 1)
-        self.count.api_attach += 1
-        if self.subnets[n.subnet].free < 1 + (PREFIX_SIZE if n.pd else wanted):
+        if not self.call(n, ATTACH, now):
+            return False
+        if self.subnets[n.subnet].free < 1 + (PREFIX_SIZE if pd else wanted):
             return False  # CreateNetworkInterface refused: the node's subnet is too full
         iface = self.attach(n, index, n.subnet, now)
-        if self.assign(n, iface, wanted, n.pd, c.fallback, n.subnet, False) == 0:
+        if self.assign(n, iface, wanted, pd, c.fallback, n.subnet, False, now) == 0:
             self.detach(n, iface)  # the create call fails as a whole
             return False
         return True
 
-    def cilium_release(self, n: CloudNode, excess: int) -> bool:
+    def prefix_delegated(self, n: CloudNode) -> bool:
+        """``IsPrefixDelegated`` (cilium ``pkg/aws/eni/node.go``): prefix delegation on, and no ENI holding
+        secondary addresses without a prefix (the primary address is not one); always, with the dense arm."""
+        if not n.pd:
+            return False
+        if self.cfg.strategy == 1:
+            return True
+        return not any(iface.units() and not iface.prefixes for iface in n.attached())
+
+    def cilium_release(self, n: CloudNode, excess: int, now: float) -> bool:
         """``PrepareIPRelease`` + ``ReleaseIPs``: free addresses of the interface with the most free (never
         one holding prefixes: their release is not supported upstream)."""
         best, best_count = None, 0
@@ -698,12 +755,11 @@ class CloudIPAM:
             count = min(sum(1 for u in iface.units() if not u.used), excess)
             if count > best_count:
                 best, best_count = iface, count
-        if best is None:
+        if best is None or not self.call(n, RELEASE, now):
             return False
         free_slots = [k for k, u in enumerate(best.slots) if u is not None and not u.used][:best_count]
         for k in free_slots:
             self.drop_unit(best, k)
-        self.count.api_release += 1
         return True
 
     # ------------------------------------------------------------------ ipamd (aws-vpc-cni)
@@ -745,9 +801,9 @@ class CloudIPAM:
         for iface in n.attached():
             if iface.room == 0:
                 continue
-            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, n.subnet, True)
+            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, n.subnet, True, now)
             if got == 0 and not t.pd and self.ipamd_one_more_ip:
-                got = self.assign(n, iface, 1, False, False, n.subnet, True)  # "Try to just get one more IP"
+                got = self.assign(n, iface, 1, False, False, n.subnet, True, now)  # "Try to just get one more IP"
             if got == 0:
                 n.cooldown_until = now + self.cfg.cooldown_s
             return got > 0
@@ -757,9 +813,10 @@ class CloudIPAM:
         if self.subnets[n.subnet].free < 1 + (0 if t.pd else count):
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
+        if not self.call(n, ATTACH, now):
+            return False  # throttled: ipamd tries again on its next tick
         iface = self.attach(n, n.ifaces.index(None), n.subnet, now)
-        self.count.api_attach += 1
-        if self.assign(n, iface, count * unit, t.pd, False, n.subnet, False) == 0:
+        if self.assign(n, iface, count * unit, t.pd, False, n.subnet, False, now) == 0:
             self.detach(n, iface)  # AllocENI fails as a whole
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
@@ -776,6 +833,8 @@ class CloudIPAM:
             over = max(free_prefixes - t.warm_prefix, 0)  # computeExtraPrefixesOverWarmTarget
         else:
             over = 0
+        if over > 0 and self.throttled(n, RELEASE, now):
+            return
         n.last_decrease = now
         for iface in reversed(n.attached()):
             freed = 0
@@ -785,7 +844,8 @@ class CloudIPAM:
                     self.drop_unit(iface, k)
                     over -= 1
                     freed += 1
-            self.count.api_release += freed > 0
+            if freed:
+                self.api.spend(RELEASE, now)
 
     def ipamd_free_eni(self, n: CloudNode, now: float) -> bool:
         """``tryFreeENI``: detach the newest unused ENI (never eth0) older than ``minENILifeTime`` that the targets
@@ -805,8 +865,9 @@ class CloudIPAM:
             held = sum(u.size for u in iface.units())
             if self.eni_needed(available - held, total - held, free_prefixes - iface.prefixes):
                 continue
+            if not self.call(n, RELEASE, now):
+                return False
             self.detach(n, iface)
-            self.count.api_release += 1
             return True
         return False
 
@@ -825,7 +886,7 @@ class CloudIPAM:
         return t.pd and t.warm_prefix != 0 and other_free_prefixes < t.warm_prefix
 
     # ------------------------------------------------------------------ AKS pod subnet, static writers
-    def cns_pass(self, n: CloudNode) -> None:
+    def cns_pass(self, n: CloudNode, now: float) -> None:
         """CNS ``ipampool`` (``calculateTargetIPCount``): ``batch * ceil(pct/100 + demand / batch)`` addresses,
         capped; grows to it in one request, gives back free addresses down to it."""
         c = self.cfg
@@ -833,24 +894,25 @@ class CloudIPAM:
         target = min(c.batch * -(-(c.batch_pct * c.batch + 100 * demand) // (100 * c.batch)), c.max_ips)
         nic = n.ifaces[0]
         if target > n.held:
-            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free), False, False, n.subnet, True)
+            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free), False, False, n.subnet, True, now)
         elif target < n.held:
             surplus = n.held - target
             free_slots = [k for k in range(len(nic.slots) - 1, -1, -1) if nic.slots[k] and not nic.slots[k].used]
             for k in free_slots[:surplus]:
                 self.drop_unit(nic, k)
-            self.count.api_release += bool(free_slots)
+            if free_slots:
+                self.api.spend(RELEASE, now)
 
-    def static_pass(self, n: CloudNode) -> None:
+    def static_pass(self, n: CloudNode, now: float) -> None:
         """Write the node's pool once: AKS static block's ``ceil((maxPods + 1) / 16)`` /28s (AKS
         ``concepts-network-azure-cni-pod-subnet.md``), or ``cloud.crd.poolPerNode`` first-fit addresses."""
         if n.units():
             return
         sub, count, row = self.subnets[n.subnet], self.cfg.static_units, n.ifaces[0]
         if self.kind == AKS_STATIC:
-            self.assign(n, row, count * PREFIX_SIZE, True, False, n.subnet, True)
+            self.assign(n, row, count * PREFIX_SIZE, True, False, n.subnet, True, now)
             return
-        self.count.api_assign += 1
+        self.api.spend(ASSIGN, now)
         if sub.free >= count:
             for _ in range(count):
                 self.add_unit(row, n.subnet, sub.take_first(), 1)
@@ -886,7 +948,5 @@ class CloudIPAM:
             "interfaces": sum(len(n.attached()) for n in present) if self.cfg.nic else 0,
             "prefixes": sum(n.prefixes for n in present),
             "frag_failures": count.frag_failures,
-            "cloud_api_attach": count.api_attach,
-            "cloud_api_assign": count.api_assign,
-            "cloud_api_release": count.api_release,
+            **self.api.columns(),
         }

@@ -261,6 +261,8 @@ class Counters:
         self.ip_fails = [0, 0]
         self.free = [0, 0]
         self.evicted = self.evicted_failed = 0
+        self.started = 0  # pods that got their addresses
+        self.start_wait_ms = 0  # whole milliseconds they waited pending first
 
 
 def needed_ip_ceil(n: int, pre_alloc: int) -> int:
@@ -637,11 +639,18 @@ class BaselineEngine:
         if pod.node >= 0:
             self.nodes[pod.node].pending -= 1
 
+    def count_start(self, pod: Pod, now: float) -> None:
+        """The pod got its addresses: its start latency is the time since it began waiting (0 at once)."""
+        self.c.started += 1
+        if pod.state == PENDING:
+            self.c.start_wait_ms += math.floor((now - pod.since) * 1e3 + 0.5)
+
     def try_start(self, pod_id: int, pod: Pod, now: float) -> None:
         """The bound pod asks its agent for addresses: running, or (still) pending and retried."""
         node = self.nodes[pod.node]
         failed = self.alloc_pod(pod, node)
         if failed < 0:
+            self.count_start(pod, now)
             if pod.state == PENDING:
                 self.leave_pending(pod)
             pod.state = RUNNING
@@ -731,6 +740,7 @@ class BaselineEngine:
         if now - pod.since >= self.timeout:
             # one last attempt, then give up
             if self.alloc_pod(pod, node) < 0:
+                self.count_start(pod, now)
                 self.leave_pending(pod)
                 pod.state = RUNNING
                 self.c.running += 1
@@ -933,7 +943,8 @@ class BaselineEngine:
         if self.cloud is not None:
             counts = {"nodes": c.nodes, "nodes_ready": c.ready, "pods_running": c.running, "pods_pending": c.pending,
                       "pods_failed": c.failed, "pods_failed_free_elsewhere": c.failed_free,
-                      "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0]}
+                      "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0],
+                      "pods_started": c.started, "pod_start_wait_ms": c.start_wait_ms}
             out[0] = {**counts, **self.cloud.sample(c.nodes), **self.lifecycle_sample(0)}
             if not with_largest_free_block:
                 out[0]["largest_free_block"] = -1
@@ -961,6 +972,8 @@ class BaselineEngine:
                 "ip_allocs": c.ip_allocs[family],
                 "ip_alloc_failures": c.ip_fails[family],
                 **dict.fromkeys(CLOUD_COUNTERS, 0),
+                "pods_started": c.started,
+                "pod_start_wait_ms": c.start_wait_ms,
                 **self.lifecycle_sample(family),
             }
         return out

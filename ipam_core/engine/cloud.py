@@ -55,6 +55,16 @@ from ipam_core.cloud.watermarks import (
     used_with_prefixes,
 )
 from ipam_core.engine import tables as T
+from ipam_core.engine.cloud_api import (
+    API_ASSIGN,
+    API_ATTACH,
+    API_RELEASE,
+    api_call,
+    api_ready,
+    api_retry_at,
+    api_spend,
+    init_buckets,
+)
 from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
     C_CL_ABOVE,
@@ -81,6 +91,7 @@ from ipam_core.engine.tables import (
     C_CL_RELEASE,
     C_CL_RELEASE_DELAY,
     C_CL_STATIC_UNITS,
+    C_CL_STRATEGY,
     C_CL_UNIT_SIZE,
     C_CL_UNITS,
     C_CL_WARM_ENI,
@@ -111,6 +122,7 @@ from ipam_core.engine.tables import (
     CN_SYNC_ARMED,
     CN_UNITS,
     CN_USED,
+    CT_API_AT,
     CT_COOLDOWN,
     CT_EXCESS_SINCE,
     CT_LAST_DECREASE,
@@ -134,9 +146,6 @@ from ipam_core.engine.tables import (
     F_RELEASES,
     F_RESERVED,
     F_USED,
-    K_CL_API_ASSIGN,
-    K_CL_API_ATTACH,
-    K_CL_API_RELEASE,
     K_CL_FRAG_FAILS,
     K_CL_IFACES,
     K_CL_PREFIXES,
@@ -150,9 +159,10 @@ from ipam_core.engine.tables import (
     S_S_OFF,
     S_W_LEN,
     S_W_OFF,
+    STRATEGY_DENSE,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block
+from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block, bm_take_densest
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set
 from ipam_core.modes.cloud_config import CloudConfig
@@ -176,6 +186,9 @@ def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
         T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s, T.C_CL_BATCH: cloud.batch,
         T.C_CL_BATCH_PCT: cloud.batch_pct, T.C_CL_MAX_IPS: cloud.max_ips, T.C_CL_STATIC_UNITS: cloud.static_units,
         T.C_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.C_CL_NIC: cloud.nic,
+        T.C_CL_STRATEGY: cloud.strategy, T.C_CL_THROTTLE: cloud.throttle, T.C_CL_CLIENT_QPS: cloud.client_qps,
+        T.C_CL_CLIENT_BURST: cloud.client_burst, T.C_CL_BUCKET: cloud.bucket, T.C_CL_REFILL: cloud.refill,
+        T.C_CL_SHARED_BUCKET: cloud.shared_bucket,
     }
 
 
@@ -208,12 +221,14 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int):
     cl_time[:, T.CT_LAST_SYNC] = -INF
     cl_time[:, T.CT_LAST_DECREASE] = -INF
     cl_time[:, T.CT_COOLDOWN] = -INF
+    cl_time[:, T.CT_API_AT] = -INF
     cl_iface = np.zeros((n, max(cloud.ifaces, 1), T.CI_NCOL), dtype=np.int64)
     cl_iface[:, :, T.CI_PRIMARY] = -1
     cl_unit = np.zeros((n, max(cloud.ifaces * cloud.units, 1), T.CU_NCOL), dtype=np.int64)
     cl_unit[:, :, T.CU_SET] = -1
     for index, value in cloud_cfg(cloud).items():
         state.cfg[index] = float(value)
+    init_buckets(state.cnt, state.cfg)
     fc = T.K_FAMILY_BASE  # IPv4 counters
     for s in range(state.sets.shape[0]):
         size = int(state.sets[s, T.S_N])
@@ -283,6 +298,16 @@ def _single_address(st, s, first_fit):
     if offset < 0:
         return -1
     _take_subnet(st, s, 1)
+    return offset
+
+
+@kjit
+def _dense_address(st, s):
+    """One free address of subnet s in its fullest /28 (CFP cilium/cilium#38499: keep whole /28s free)."""
+    words, summary = _subnet(st, s)
+    offset = bm_take_densest(words, summary, PREFIX_ORDER)
+    if offset >= 0:
+        _take_subnet(st, s, 1)
     return offset
 
 
@@ -362,22 +387,29 @@ def _iface_room(st, node, iface):
 
 
 @kjit
-def _assign(st, node, iface, addresses, pd, fallback, s, count_call):
+def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     """One assign call on an interface: ceil(addresses / 16) prefixes, or `addresses` single IPs.
 
-    Returns the addresses added (0 on failure). With prefixes, a subnet without enough
-    free aligned /28s refuses the whole call (InsufficientCidrBlocks); Cilium then asks
-    for single addresses (a second call) and stops using prefixes on the node
-    (``pkg/aws/eni/node.go`` ``AllocateIPs``), ipamd does not. ``count_call`` is false
-    when the addresses come with the interface's create call.
+    Returns the addresses added (0 on failure; -1 when the call was throttled and not
+    made, see :mod:`ipam_core.engine.cloud_api`). With prefixes, a subnet without
+    enough free aligned /28s refuses the whole call (InsufficientCidrBlocks); Cilium
+    then asks for single addresses in a second call on the same interface
+    (``pkg/aws/eni/node.go`` ``AllocateIPs``), or creates the interface again without
+    prefixes (``CreateInterface``), ipamd does not. Whether the node asks for prefixes
+    next time follows from its interfaces (:func:`_cilium_prefix_delegated`). With
+    the dense strategy of CFP cilium/cilium#38499 the single addresses are packed into
+    the fullest /28s instead of EC2's choice. ``count_call`` is false when the
+    addresses come with the interface's create call.
     """
     room = _iface_room(st, node, iface)
     if room <= 0 or addresses <= 0:
         return 0
+    if count_call and not api_ready(st, node, API_ASSIGN, now):
+        return -1
     if pd:
         count = min(-(-addresses // PREFIX_SIZE), room)
         if count_call:
-            st.cnt[K_CL_API_ASSIGN] += 1
+            api_spend(st, API_ASSIGN, now, True)
         words, summary = _subnet(st, s)
         if bm_free_blocks(words, PREFIX_ORDER) >= count:  # EC2 assigns all the prefixes or none
             for _ in range(count):
@@ -389,11 +421,20 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call):
             st.cnt[K_CL_FRAG_FAILS] += 1  # enough free addresses, no aligned /28 for them
         if not fallback:
             return 0
-        st.cl_node[node, CN_PD] = 0  # "Subnet might be out of prefixes, Cilium will not allocate prefixes ..."
-        count_call = True  # the single addresses are a second call
+        # "Subnet might be out of prefixes, Cilium will not allocate prefixes on this node anymore": the same
+        # call again without prefixes (an assign, or the interface's create call)
+        api_spend(st, API_ASSIGN if count_call else API_ATTACH, now, False)
+        count = min(addresses, room)
+        if _subnet_free(st, s) < count:
+            return 0
+        dense = np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE
+        for _ in range(count):
+            offset = _dense_address(st, s) if dense else _single_address(st, s, False)
+            _add_unit(st, node, iface, s, offset, 1)
+        return count
     count = min(addresses, room)  # an ENI's address limit counts prefixes and single addresses alike
     if count_call:
-        st.cnt[K_CL_API_ASSIGN] += 1
+        api_spend(st, API_ASSIGN, now, False)
     if _subnet_free(st, s) < count:
         return 0  # InsufficientFreeAddressesInSubnet: the call fails as a whole
     for _ in range(count):
@@ -597,6 +638,7 @@ def cloud_node_add(st, node, now):
     st.cl_time[node, CT_EXCESS_SINCE] = INF
     st.cl_time[node, CT_LAST_DECREASE] = -INF
     st.cl_time[node, CT_COOLDOWN] = -INF
+    st.cl_time[node, CT_API_AT] = -INF
     cn[CN_SUBNET] = node % st.sets.shape[0]  # nodes spread over the subnets (an ASG over its AZs)
     cn[CN_PD] = 1 if st.cfg[C_CL_UNIT_SIZE] > 1.0 else 0
     if st.cfg[C_CL_NIC] != 0.0:
@@ -653,7 +695,7 @@ def _prefix_use(st, node):
 
 
 @kjit
-def _cilium_release(st, node, excess):
+def _cilium_release(st, node, excess, now):
     """PrepareIPRelease + ReleaseIPs: free single addresses of the interface with the most, up to `excess`."""
     u = _units_per_iface(st)
     best = -1
@@ -668,7 +710,7 @@ def _cilium_release(st, node, excess):
         if min(free, excess) > best_free:
             best = iface
             best_free = min(free, excess)
-    if best < 0:
+    if best < 0 or not api_call(st, node, API_RELEASE, now, False):
         return False
     left = best_free
     for j in range(best * u, best * u + u):
@@ -677,7 +719,6 @@ def _cilium_release(st, node, excess):
         if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
             _drop_unit(st, node, j)
             left -= 1
-    st.cnt[K_CL_API_RELEASE] += 1
     return True
 
 
@@ -697,6 +738,33 @@ def _cilium_need_and_excess(st, node):
 
 
 @kjit
+def _cilium_prefix_delegated(st, node):
+    """Whether Cilium's operator asks this node's interfaces for /28 prefixes.
+
+    Follows cilium ``pkg/aws/eni/node.go`` ``IsPrefixDelegated``: prefix delegation
+    enabled on a Nitro instance (``CN_PD``), and no interface holding secondary
+    addresses without a prefix ("mixed usage of secondary IPs and prefixes is not
+    supported"). So after a refused prefix request the node keeps asking for
+    prefixes while the single addresses of the fallback sit on an interface that
+    has prefixes too (``AllocateIPs``), and stops for as long as an interface holds
+    single addresses only (a fallback on an interface without prefixes, or an
+    interface created without them by ``CreateInterface``): with release off that
+    is the node's life, with release on until those addresses are released. No
+    other subnet is tried first (cilium/cilium#46644). The dense strategy of CFP
+    cilium/cilium#38499 never leaves prefix mode.
+    """
+    if st.cl_node[node, CN_PD] == 0:
+        return False
+    if np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE:
+        return True
+    for iface in range(st.cl_iface.shape[1]):
+        if (st.cl_iface[node, iface, CI_ATTACHED] == 1 and st.cl_iface[node, iface, CI_PREFIXES] == 0
+                and st.cl_iface[node, iface, CI_UNITS] > 0):
+            return False
+    return True
+
+
+@kjit
 def _cilium_pass(st, node, now):
     """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
     cn = st.cl_node[node]
@@ -708,13 +776,13 @@ def _cilium_pass(st, node, now):
             st.cl_time[node, CT_EXCESS_SINCE] = now
         if now - st.cl_time[node, CT_EXCESS_SINCE] >= st.cfg[C_CL_RELEASE_DELAY]:
             st.cl_time[node, CT_EXCESS_SINCE] = INF
-            return _cilium_release(st, node, excess)
+            return _cilium_release(st, node, excess, now)
         return False
     st.cl_time[node, CT_EXCESS_SINCE] = INF
     if needed <= 0:
         return False
     to_allocate = max_ips_to_allocate(needed, above, st.nodes[node, N_PENDING])
-    pd = cn[CN_PD] == 1
+    pd = _cilium_prefix_delegated(st, node)
     size = PREFIX_SIZE if pd else 1
     fallback = st.cfg[C_CL_FALLBACK] != 0.0
     # PrepareIPAllocation: the first usable interface with room whose subnet has free addresses
@@ -735,8 +803,9 @@ def _cilium_pass(st, node, now):
                     break
         if subnet_free <= 0:
             continue
-        if _assign(st, node, iface, min(subnet_free, room, to_allocate), pd, fallback, s, True) > 0:
-            return True
+        got = _assign(st, node, iface, min(subnet_free, room, to_allocate), pd, fallback, s, True, now)
+        if got != 0:
+            return got > 0  # added, or throttled: the operator waits for its token and goes on then
         break  # handleIPAllocation: a failed assign goes on to create an interface
     if st.cfg[C_CL_ATTACH] == 0.0:
         return False
@@ -746,11 +815,12 @@ def _cilium_pass(st, node, now):
             continue
         s = cn[CN_SUBNET]
         wanted = min(to_allocate, _units_per_iface(st))  # min(MaxIPsToAllocate, limits.IPv4 - 1)
-        st.cnt[K_CL_API_ATTACH] += 1
+        if not api_call(st, node, API_ATTACH, now, False):
+            return False
         if _subnet_free(st, s) < 1 + (PREFIX_SIZE if pd else wanted):
             return False  # CreateNetworkInterface fails: no room in the node's subnet
         _attach(st, node, iface, s, now)
-        if _assign(st, node, iface, wanted, pd, fallback, s, False) == 0:
+        if _assign(st, node, iface, wanted, pd, fallback, s, False, now) == 0:
             _detach(st, node, iface)  # the create call failed as a whole
             return False
         return True
@@ -807,9 +877,9 @@ def _vpc_increase(st, node, now):
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
             continue
-        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True)
+        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True, now)
         if got == 0 and not pd:
-            got = _assign(st, node, iface, 1, False, False, s, True)  # tryAssignIPs: "Try to just get one more IP"
+            got = _assign(st, node, iface, 1, False, False, s, True, now)  # tryAssignIPs: "Try to just get one more IP"
         if got == 0:
             st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return got > 0
@@ -823,9 +893,10 @@ def _vpc_increase(st, node, now):
         return False
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
+            if not api_call(st, node, API_ATTACH, now, False):
+                return False  # throttled: tried again on the next tick
             _attach(st, node, iface, s, now)
-            st.cnt[K_CL_API_ATTACH] += 1
-            got = _assign(st, node, iface, count * size, pd, False, s, False)
+            got = _assign(st, node, iface, count * size, pd, False, s, False, now)
             if got == 0:  # AllocENI failed as a whole (InsufficientCidrBlocks): no ENI
                 _detach(st, node, iface)
                 st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
@@ -841,6 +912,8 @@ def _vpc_decrease(st, node, now):
     pd = st.cl_node[node, CN_PD] == 1
     over = over_to_release(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_IP]),
                            np.int64(st.cfg[C_CL_MIN_IP]), np.int64(st.cfg[C_CL_WARM_PREFIX]), pd)
+    if over > 0 and not api_ready(st, node, API_RELEASE, now):
+        return False  # throttled: tried again on the next tick
     st.cl_time[node, CT_LAST_DECREASE] = now
     changed = False
     u = _units_per_iface(st)
@@ -858,7 +931,7 @@ def _vpc_decrease(st, node, now):
                 over -= 1
                 freed += 1
         if freed:
-            st.cnt[K_CL_API_RELEASE] += 1
+            api_spend(st, API_RELEASE, now, False)
             changed = True
     return changed
 
@@ -896,8 +969,9 @@ def _vpc_free_eni(st, node, now):
         if eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
                         warm_prefix, pd):
             continue
+        if not api_call(st, node, API_RELEASE, now, False):
+            return False
         _detach(st, node, iface)
-        st.cnt[K_CL_API_RELEASE] += 1
         return True
     return False
 
@@ -934,7 +1008,7 @@ def _vpc_pass(st, node, now):
 
 # --------------------------------------------------------------------------- AKS pod subnet and crd writers
 @kjit
-def _aks_dynamic_pass(st, node):
+def _aks_dynamic_pass(st, node, now):
     """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
     cn = st.cl_node[node]
     demand = cn[CN_USED] - cn[CN_RESERVED]
@@ -943,7 +1017,7 @@ def _aks_dynamic_pass(st, node):
     held = cn[CN_HELD]
     s = cn[CN_SUBNET]
     if target > held:
-        return _assign(st, node, 0, min(target - held, _subnet_free(st, s)), False, False, s, True) > 0
+        return _assign(st, node, 0, min(target - held, _subnet_free(st, s)), False, False, s, True, now) > 0
     if target < held:
         left = held - target
         for j in range(st.cl_unit.shape[1] - 1, -1, -1):
@@ -953,21 +1027,21 @@ def _aks_dynamic_pass(st, node):
                 _drop_unit(st, node, j)
                 left -= 1
         if left < held - target:
-            st.cnt[K_CL_API_RELEASE] += 1
+            api_spend(st, API_RELEASE, now, False)
             return True
     return False
 
 
 @kjit
-def _static_pass(st, node, prefixes):
+def _static_pass(st, node, prefixes, now):
     """Write the node's fixed pool once: /28 blocks (AKS static block) or first-fit addresses (crd writer)."""
     if st.cl_node[node, CN_UNITS] > 0:
         return False
     s = st.cl_node[node, CN_SUBNET]
     count = np.int64(st.cfg[C_CL_STATIC_UNITS])
     if prefixes:
-        return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True) > 0
-    st.cnt[K_CL_API_ASSIGN] += 1
+        return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True, now) > 0
+    api_spend(st, API_ASSIGN, now, False)
     if _subnet_free(st, s) < count:
         return False
     for _ in range(count):
@@ -985,21 +1059,24 @@ def cloud_operator(st, node, now):
     float
         When the next event-driven pass should run (-1: none asked; the periodic pass,
         if any, still runs). Cilium's operator comes back after its delay when it
-        changed something (``MaintainIPPool`` triggers a resync and a new pass).
+        changed something (``MaintainIPPool`` triggers a resync and a new pass), or
+        when its next call was throttled: its client limiter lets it go on once a
+        token is there (:mod:`ipam_core.engine.cloud_api`).
     """
     kind = np.int64(st.cfg[C_CL_KIND])
+    st.cl_time[node, CT_API_AT] = -INF
     if kind == CLOUD_CILIUM:
         if _cilium_pass(st, node, now):
             return now + st.cfg[C_OPERATOR_DELAY]
-        return -1.0
+        return api_retry_at(st, node, now)
     if kind == CLOUD_VPC_CNI:
         _vpc_pass(st, node, now)
     elif kind == CLOUD_AKS_DYNAMIC:
-        _aks_dynamic_pass(st, node)
+        _aks_dynamic_pass(st, node, now)
     elif kind == CLOUD_AKS_STATIC:
-        _static_pass(st, node, True)
+        _static_pass(st, node, True, now)
     else:
-        _static_pass(st, node, False)
+        _static_pass(st, node, False, now)
     return -1.0
 
 

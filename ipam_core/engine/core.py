@@ -123,6 +123,8 @@ from ipam_core.engine.tables import (
     K_SCHED_MIN,
     K_SEQ,
     K_SLOT_TOP,
+    K_STARTED,
+    K_START_WAIT_MS,
     L_CHUNK,
     L_FAMILY,
     L_INDEX,
@@ -896,12 +898,21 @@ def _leave_pending(st, pod):
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
+def _count_start(st, pod, now):
+    """The pod got its addresses: count it, and how long it waited pending before (whole milliseconds)."""
+    st.cnt[K_STARTED] += 1
+    if st.pods[pod, D_STATE] == POD_PENDING:
+        st.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - st.pod_since[pod]) * 1e3 + 0.5))
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
 def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     pods = st.pods
     node = pods[pod, D_NODE]
     failed = take_pod_addresses(st, pod, node)
     if failed < 0:
+        _count_start(st, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
             _leave_pending(st, pod)
         pods[pod, D_STATE] = POD_RUNNING
@@ -1040,6 +1051,7 @@ def _pod_retry(st, pod, now):
         # one last attempt, then give up
         failed = take_pod_addresses(st, pod, node)
         if failed < 0:
+            _count_start(st, pod, now)
             _leave_pending(st, pod)
             pods[pod, D_STATE] = POD_RUNNING
             st.cnt[K_RUNNING] += 1

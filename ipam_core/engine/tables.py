@@ -15,7 +15,8 @@ import numpy as np
 
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
 from ipam_core.modes.cloud_config import (  # noqa: F401
-    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI)
+    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, STRATEGY_DENSE,
+    STRATEGY_UPSTREAM)
 from ipam_core.modes.layout import POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY  # noqa: F401
 
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
@@ -176,7 +177,15 @@ C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC);
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
 C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
 C_RELEASED_CIDRS = 48  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
-C_NCOL = 49
+# cloud API cost and prefix fallback (ipam_core/engine/cloud_api.py)
+C_CL_STRATEGY = 49  # STRATEGY_*: what Cilium does after InsufficientCidrBlocks
+C_CL_THROTTLE = 50  # 1.0: cloud calls take tokens from the buckets below
+C_CL_CLIENT_QPS = 51  # tokens/s of the manager's own client limiter (Cilium --limit-ipam-api-qps); 0 = none
+C_CL_CLIENT_BURST = 52  # its bucket (--limit-ipam-api-burst)
+C_CL_BUCKET = 53  # the cloud's bucket per API (EC2) or per operation type (Azure)
+C_CL_REFILL = 54  # its refill, tokens/s
+C_CL_SHARED_BUCKET = 55  # 1.0: every call kind draws from one cloud bucket (Azure writes); 0.0: one per API (EC2)
+C_NCOL = 56
 
 # node table `cl_node` [nodes, CN_NCOL]
 CN_IFACES = 0  # interfaces attached
@@ -199,7 +208,8 @@ CT_LAST_SYNC = 1
 CT_EXCESS_SINCE = 2  # excess first seen (inf: no excess)
 CT_LAST_DECREASE = 3
 CT_COOLDOWN = 4  # no prefix requests before this time
-CT_NCOL = 5
+CT_API_AT = 5  # a cloud call of the node's last pass was throttled: a token is there at this time (-inf: none)
+CT_NCOL = 6
 # interface table `cl_iface` [nodes, interfaces, CI_NCOL]
 CI_ATTACHED = 0
 CI_SET = 1
@@ -263,8 +273,16 @@ K_CL_FRAG_FAILS = K_CL_BASE + 2  # cumulative: prefix requests refused with enou
 K_CL_API_ATTACH = K_CL_BASE + 3  # cumulative: interface create + attach calls
 K_CL_API_ASSIGN = K_CL_BASE + 4  # cumulative: address / prefix assign calls
 K_CL_API_RELEASE = K_CL_BASE + 5  # cumulative: unassign and interface detach + delete calls
+K_CL_API_PREFIX = K_CL_BASE + 6  # cumulative: assign calls asking for /28 prefixes (refused ones included)
+K_CL_API_THROTTLED = K_CL_BASE + 7  # cumulative: passes whose next cloud call waited for a token
+K_CL_API_DELAY_US = K_CL_BASE + 8  # cumulative: microseconds those calls waited
+K_STARTED = K_CL_BASE + 9  # cumulative: pods that got their addresses (all modes)
+K_START_WAIT_MS = K_CL_BASE + 10  # cumulative: milliseconds those pods waited pending first (all modes)
+K_CL_TOKENS = K_CL_BASE + 11  # + bucket (API_BUCKETS): micro-tokens in the bucket
+K_CL_TOKENS_AT = K_CL_TOKENS + 4  # + bucket: microseconds of its last refill
+
 # node lifecycle (engine/lifecycle.py)
-K_LC_BASE = K_CL_BASE + 8
+K_LC_BASE = K_CL_TOKENS_AT + 4
 K_EVICTED = K_LC_BASE + 0  # cumulative: pods evicted by drains
 K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed for want of an address
 K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from ipam_core.cloud import vpc_cni
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
-from ipam_core.modes.cloud_config import CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout
+from ipam_core.modes.cloud_config import (CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout,
+                                          throttle_settings)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
@@ -66,6 +67,7 @@ def cloud(scenario) -> CloudConfig:
         warm_prefix=v.warm_prefix_target, period_s=scenario.timing.ipamd_pool_interval_s,
         decrease_s=scenario.timing.ipamd_decrease_interval_s, eni_min_life_s=vpc_cni.MIN_ENI_LIFETIME_S,
         cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=max_pods(scenario),
+        **throttle_settings(scenario, "ec2", False),
     )
 
 

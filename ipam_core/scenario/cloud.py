@@ -15,6 +15,7 @@
 * ``cloud.crd``: ``poolPerNode: N`` (an external writer gives each node N addresses once), or
   ``writer: watermark`` (the default: it keeps the pool at the ``cilium.ipam.operator`` watermarks).
 * ``cloud.gke.maxPodsPerNode``: the node pool's max pods (default ``cluster.kubelet.maxPods``).
+* ``cloud.apiThrottle``, ``cilium.eni.allocationStrategy``: :mod:`ipam_core.scenario.cloud_api`.
 
 Each error is one line naming the dotted key and the value, as in the rest of the loader.
 """
@@ -25,6 +26,7 @@ from ipam_core.modes import REGISTRY
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_bool, as_cidr, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.cloud_api import read_allocation_strategy, read_api_throttle
 from ipam_core.scenario.limits import MAX_PODS_PER_NODE, MAX_PODS_PER_NODE_WHY
 from ipam_core.scenario.model import CloudSpec, ENISpec, VpcCniSpec, WatermarkSpec
 from ipam_core.scenario.rules import check_disjoint
@@ -117,10 +119,12 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_eni = root / "cilium" / "eni"
     eni = as_mapping(w_eni, cilium.get("eni"))
     check_keys(w_eni, eni, _SECTION_KEYS["cilium.eni"])
+    eni_pd = as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False))
     eni_spec = ENISpec(
-        prefix_delegation=as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False)),
+        prefix_delegation=eni_pd,
         release_excess_ips=as_bool(w_eni / "awsReleaseExcessIPs", eni.get("awsReleaseExcessIPs", False)),
         first_interface_index=_per_node(w_eni / "firstInterfaceIndex", eni.get("firstInterfaceIndex", 0), lo=0),
+        allocation_strategy=read_allocation_strategy(w_eni, eni, eni_pd),
     )
     w_az = root / "cilium" / "azure"
     azure = as_mapping(w_az, cilium.get("azure"))
@@ -174,4 +178,4 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
                      instance_limits_file=limits_file, kubelet_max_pods=max_pods, watermarks=marks,
                      eni=eni_spec, vpc_cni=vpc_spec, aks_mode=aks_mode,
                      crd_pool_per_node=pool_per_node, crd_writer=writer, crd_release_excess_ips=crd_release,
-                     gke_max_pods=gke_max_pods)
+                     gke_max_pods=gke_max_pods, api_throttle=read_api_throttle(w_cloud, cloud))

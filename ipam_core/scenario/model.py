@@ -152,6 +152,18 @@ class ENISpec:
     prefix_delegation: bool = False
     release_excess_ips: bool = False
     first_interface_index: int = 0
+    allocation_strategy: str = "upstream"  # or "dense" (CFP cilium/cilium#38499)
+
+
+@dataclass(frozen=True)
+class ApiThrottleSpec:
+    """``cloud.apiThrottle``: token buckets on the cloud calls (``None``: the provider's default)."""
+
+    enabled: bool = False
+    client_qps: float | None = None
+    client_burst: int | None = None
+    bucket_size: int | None = None
+    refill_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,7 @@ class CloudSpec:
     crd_writer: str = "watermark"
     crd_release_excess_ips: bool = False
     gke_max_pods: int | None = None
+    api_throttle: ApiThrottleSpec = field(default_factory=ApiThrottleSpec)
 
 
 @dataclass(frozen=True)
