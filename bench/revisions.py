@@ -57,14 +57,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="revisions-trees-"))
     trees = {label: _checkout(rev, work) for label, rev in (("old", a.old), ("new", a.new))}
     caches = {label: work / f"cache-{label}" for label in trees}
-    for label, tree in trees.items():  # compile, untimed
-        _run(tree, caches[label], a.file, a.select, None)
     files: dict[str, list[Path]] = {"old": [], "new": []}
-    for r in range(a.rounds):
-        for label, tree in trees.items():
-            out = a.out / f"{label}-{r}.json"
-            _run(tree, caches[label], a.file, a.select, out)
-            files[label].append(out)
+    try:
+        for label, tree in trees.items():  # compile, untimed
+            _run(tree, caches[label], a.file, a.select, None)
+        for r in range(a.rounds):
+            for label, tree in trees.items():
+                out = a.out / f"{label}-{r}.json"
+                _run(tree, caches[label], a.file, a.select, out)
+                files[label].append(out)
+    finally:
+        for tree in trees.values():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     old, new = _medians(files["old"]), _medians(files["new"])
     print(f"| benchmark | {a.old} (median of {a.rounds} runs' medians, s) | {a.new} | new / old |")
     print("|---|---:|---:|---:|")
