@@ -122,7 +122,7 @@ POOL_MAX_CIDRS = 32
 #: eksctl's default node instance type.
 DEFAULT_INSTANCE_TYPE = "m5.large"
 #: ``cloud:`` keys: the shared ones, then the sections the modes own (``awsVpcCni``, ``aks``, ``crd``, ``gke``).
-CLOUD_KEYS = ("subnets", "instanceLimitsFile", *section_keys("cloud"))
+CLOUD_KEYS = ("subnets", "nodeGroups", "instanceLimitsFile", *section_keys("cloud"))
 #: AKS agent pool ``podIPAllocationMode`` values.
 AKS_MODES = ("DynamicIndividual", "StaticBlock")
 CRD_WRITERS = ("static", "watermark")
