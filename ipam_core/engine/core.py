@@ -75,8 +75,10 @@ from ipam_core.engine.tables import (
     C_CARVE_RETRY,
     C_CL_ATTACH,
     C_CL_FIRST_IFACE,
-    C_CL_MAX,
-    C_CL_UNITS,
+    CG_IFACES,
+    CG_MAX_ALLOC,
+    CG_MAX_PODS,
+    CG_UNITS,
     C_DEFAULT_POOL,
     C_FAMILY,
     C_HEALTH,
@@ -94,6 +96,7 @@ from ipam_core.engine.tables import (
     CI_UNITS,
     CN_HELD,
     CN_PD,
+    P_GROUP,
     CN_RESERVED,
     CN_USED,
     CT_OP_AT,
@@ -411,16 +414,17 @@ def _cloud_can_hold(st, node):
     # may still attach, capped by max-allocate) less its reservations, the count an extended resource
     # would publish; the subnets' free addresses are not a node figure and are not looked at
     cn = st.cl_node
-    units = np.int64(st.cfg[C_CL_UNITS])
+    group = st.cl_group[st.cl_place[node, P_GROUP]]  # the node's instance type (cloud.nodeGroups)
+    units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), group[CG_IFACES]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
         elif st.cfg[C_CL_ATTACH] != 0.0:
             capacity += units * size
-    if st.cfg[C_CL_MAX] > 0.0:
-        capacity = min(capacity, np.int64(st.cfg[C_CL_MAX]))
+    if group[CG_MAX_ALLOC] > 0:
+        capacity = min(capacity, group[CG_MAX_ALLOC])
     return capacity - cn[node, CN_RESERVED]
 
 
@@ -531,6 +535,8 @@ def _sched_update(st, node):
     """
     nodes = st.nodes
     max_pods = np.int64(st.cfg[C_MAX_PODS])
+    if st.cl_group.shape[0] > 1:  # cloud node groups of several instance types: each its own max pods
+        max_pods = st.cl_group[st.cl_place[node, P_GROUP], CG_MAX_PODS]
     pods = nodes[node, N_PODS]
     eligible = (
         nodes[node, N_PRESENT] == 1

@@ -36,6 +36,7 @@ from ipam_core.engine.state import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
+from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, Workload
 
 __all__ = [
@@ -317,6 +318,9 @@ class Simulation:
         self.config = engine_config(scenario)
         if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
+        net = cloud_net(module, self.mode, scenario) if hasattr(module, "cloud") else None
+        if net is not None:  # node groups: tables and scheduler keys sized for the largest instance
+            self.config = replace(self.config, max_pods=net.merged().max_pods)
         if bounds is None or bounds.retry_s != self.config.pod_retry_s:
             bounds = workload_facts(workload, self.config.pod_retry_s)
         self.state = build_state(
@@ -329,7 +333,7 @@ class Simulation:
             stale_timers=bounds.stale_timers,
         )
         if hasattr(module, "cloud"):  # cloud modes: per-node pools from subnet bitmaps (engine/cloud.py)
-            self.state = init_cloud(self.state, module.cloud(scenario), len(workload.node_names))
+            self.state = init_cloud(self.state, net.merged(), len(workload.node_names), net)
         _resolve_pod_pools(self.state, self.layout, scenario, workload)
         self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
 from ipam_core.modes.cloud_config import (  # noqa: F401
-    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI)
+    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, PICK_CILIUM, PICK_DISCOVERY,
+    PICK_FLAGGED, PICK_NODE_SUBNET)
 from ipam_core.modes.layout import POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY  # noqa: F401
 
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
@@ -207,6 +208,29 @@ CU_SIZE = 2  # 1 or 16
 CU_MASK = 3  # addresses taken, one bit each
 CU_USED = 4
 CU_NCOL = 5
+# node groups `cl_group` [groups, CG_NCOL + 2 * subnets] (ipam_core/engine/cloud.py init_cloud): one row per
+# cloud.nodeGroups entry (one group when the scenario lists none); its instance type's limits, then one flag per
+# subnet where its instances launch (CG_NCOL + s), then one per subnet its extra interfaces may use (CG_NCOL + S + s)
+CG_IFACES = 0  # interfaces an instance attaches
+CG_UNITS = 1  # secondary IPs or /28 prefixes one interface holds
+CG_UNIT_SIZE = 2  # 16 with prefix delegation on this instance type, else 1
+CG_PRE = 3  # pre-allocate (resolved for the instance)
+CG_MAX_ALLOC = 4  # max-allocate (resolved for the instance)
+CG_READY_MIN = 5
+CG_MAX_PODS = 6
+CG_PICK = 7  # how an extra interface's subnet is chosen (PICK_*, ipam_core/modes/cloud_config.py)
+CG_IPV4 = 8  # addresses per interface (cilium limits.IPv4: the node's subnet must have as many free)
+CG_NCOL = 9
+# subnets `cl_subnet` [subnets, CS_NCOL]
+CS_ZONE = 0  # zone index
+CS_RESV_FIRST = 1  # first row of its prefix reservations in `cl_resv`
+CS_RESV_COUNT = 2
+CS_RESV_FREE = 3  # free addresses inside its prefix reservations (single addresses never come from them)
+CS_NCOL = 4
+# prefix reservations `cl_resv` [reservations, 2]: [first offset, end offset) in the subnet, /28-aligned
+# node placement `cl_place` [nodes, 2], fixed for the run
+P_GROUP = 0
+P_ZONE = 1
 
 SCHED_SPREAD = 0
 SCHED_PACK = 1
