@@ -16,6 +16,7 @@ from ipam_core.modes import get_mode
 from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET
 from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.scenario import load_scenario, scenario_for_mode
+from test_cloud_scenario import test_bad_cloud_input_is_one_line_naming_key_and_value as refused_in_one_line
 
 BASE = "name: t\nworkload: {generator: steady-churn}\n"
 NET = """
@@ -152,14 +153,7 @@ BAD = [
 
 @pytest.mark.parametrize("extra, needles", BAD, ids=[b[0][:50] for b in BAD])
 def test_bad_network_input_is_one_line_naming_key_and_value(extra, needles):
-    doc = yaml.safe_load(BASE)
-    doc.update(yaml.safe_load(extra))
-    with pytest.raises(ConfigError) as info:
-        load_scenario(yaml.safe_dump(doc, sort_keys=False))
-    message = str(info.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
+    refused_in_one_line(extra, needles)
 
 
 def test_shared_used_file_lines_are_checked(tmp_path):

@@ -284,29 +284,6 @@ def bm_alloc_block_in(words, summary, order, lo, hi):
 
 
 @kjit
-def bm_free_blocks_in(words, order, lo, hi):
-    """Count the free aligned blocks of ``2**order`` slots inside ``[lo, hi)`` (``order < 6``).
-
-    Parameters
-    ----------
-    words : numpy.ndarray of uint64
-        Leaf level.
-    order : int
-        log2 of the block size, below 6.
-    lo, hi : int
-        Half-open slot range, both multiples of ``2**order``.
-
-    Returns
-    -------
-    int
-    """
-    count = 0
-    for j in range(lo >> 6, ((hi - 1) >> 6) + 1):
-        count += popcount64(_starts_in(words, order, j, lo, hi))
-    return count
-
-
-@kjit
 def bm_largest_free_block(words):
     """Order of the largest aligned free block (the fragmentation figure).
 
