@@ -53,8 +53,7 @@ GROUPS = {
                    "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
-    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit",
-                    "cl_group", "cl_subnet", "cl_resv", "cl_place"),
+    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
 }
 COLUMNS = ("mode", "nodes", "pods_per_node", "live_pods", "churn_s", "pod_ids", "node_mask", "node_cidr_bits",
            "pod_bitmap_bits", "state_bytes", *GROUPS)

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_cloud_vs_baseline import BURST, CHURN, _compiled, check_exercised, cloud_scenario, compare  # noqa: F401
+from test_cloud_vs_baseline import (BURST, CHURN, _compiled, check_exercised, cloud_scenario, compare,  # noqa: F401
+                                    workload_of)
+
+from ipam_core.engine import tables as T
+from ipam_core.engine.check import check_invariants
+from ipam_core.engine.run import run_mode
+from ipam_core.scenario import scenario_for_mode
 
 A, B = "us-east-1a", "us-east-1b"
 
@@ -132,3 +138,21 @@ def test_explicit_reservation_and_shared_list_are_taken(tmp_path):
     # the 64 reserved, 33 listed addresses count as reserved from the start
     assert trace["addrs_reserved"][0] >= 64 + 33
     assert np.all(trace["addrs_carved"] >= 97)
+
+
+@pytest.mark.parametrize("mode", ["eni", "aws-vpc-cni", "azure", "crd"])
+def test_invariants_hold_with_groups_sharing_and_reservations(mode):
+    entries = [dict(ZONES[0]), dict(ZONES[1], sharedUsed=0.2,
+                                     reservations=[{"cidr": "10.1.1.128/26", "type": "prefix"},
+                                                   {"cidr": "10.1.1.0/28", "type": "explicit"}]), dict(ZONES[2])]
+    s = scenario_for_mode(cloud_scenario("invariants", nodes=4, instance="m5.large",
+                                         workload={**CHURN, "podsPerNode": 14},
+                                         patch=net({"nodeGroups": GROUPS}, *entries)), mode)
+    result = run_mode(s, workload_of(s), mode)
+    assert check_invariants(result.state) == []
+    n = result.state.nodes.shape[0]
+    others = result.state.cl_node[n + 1, T.CS_OTHERS]  # the shared subnet's row below the nodes
+    # the explicit /28 less the cloud's first four, + 20 % of what lies outside reservations and the cloud's last
+    # (a crd pool has no cloud reservation)
+    low, high = (0, 0) if mode == "crd" else (4, 1)
+    assert others == 16 - low + round(0.2 * (256 - 16 - 64 - high))

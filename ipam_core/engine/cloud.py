@@ -95,6 +95,11 @@ from ipam_core.engine.tables import (
     CG_READY_MIN,
     CG_UNIT_SIZE,
     CG_UNITS,
+    CN_GROUP,
+    CN_RESET,
+    CN_ZONE,
+    CS_GROUPS,
+    CS_NCOL,
     CS_RESV_COUNT,
     CS_RESV_FIRST,
     CS_RESV_FREE,
@@ -156,11 +161,11 @@ from ipam_core.engine.tables import (
     K_FAMILY_BASE,
     N_PENDING,
     N_READY,
-    P_GROUP,
-    P_ZONE,
     PICK_CILIUM,
     PICK_DISCOVERY,
     PICK_FLAGGED,
+    RV_HI,
+    RV_LO,
     S_ALLOCATED,
     S_N,
     S_S_LEN,
@@ -220,12 +225,12 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     Returns
     -------
     State
-        The same arrays plus sized cloud tables; each subnet's reserved addresses, explicit
+        The same arrays plus sized cloud tables (``cl_node`` with the network rows below the
+        nodes, :mod:`ipam_core.engine.tables`); each subnet's reserved addresses, explicit
         reservations and the addresses other consumers hold are taken and counted as carved
         and reserved.
     """
     n = max(n_nodes, 1)
-    cl_node = np.zeros((n, T.CN_NCOL), dtype=np.int64)
     cl_time = np.full((n, T.CT_NCOL), INF, dtype=np.float64)
     cl_time[:, T.CT_LAST_SYNC] = -INF
     cl_time[:, T.CT_LAST_DECREASE] = -INF
@@ -249,48 +254,51 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
             state.sets[s, T.S_ALLOCATED] += len(reserved)
             state.cnt[fc + T.F_CARVED] += len(reserved)
             state.cnt[fc + T.F_RESERVED] += len(reserved)
-    cl_subnet, cl_resv = _init_subnets(state, net)
+    subnet_rows, ranges = _init_subnets(state, net)
     free = int(np.sum(state.sets[:, T.S_N] - state.sets[:, T.S_ALLOCATED]))
     state.cnt[fc + T.F_CARVABLE] = free
     state.pool_carvable[0, 0] = free
-    return state._replace(cl_node=cl_node, cl_time=cl_time, cl_iface=cl_iface, cl_unit=cl_unit,
-                          cl_group=_group_table(net), cl_subnet=cl_subnet, cl_resv=cl_resv,
-                          cl_place=_place_nodes(net, n))
+    cl_node = _node_table(net, n, subnet_rows, ranges)
+    max_pods = np.array([c.max_pods for c in net.configs], dtype=np.int64)
+    state.nodes[:n, T.N_MAX_PODS] = max_pods[cl_node[:n, T.CN_GROUP]]
+    return state._replace(cl_node=cl_node, cl_time=cl_time, cl_iface=cl_iface, cl_unit=cl_unit)
 
 
-def _group_table(net: CloudNet) -> np.ndarray:
-    """``cl_group``: per node group its instance's limits, then its launch and flagged subnets."""
-    n_sub = net.launch.shape[1]
-    table = np.zeros((len(net.configs), CG_NCOL + 2 * n_sub), dtype=np.int64)
+def _node_table(net: CloudNet, n: int, subnet_rows: np.ndarray, ranges: list) -> np.ndarray:
+    """``cl_node``: node rows (group and zone fixed), then the subnet, group and reservation rows."""
+    n_sub, n_groups = net.launch.shape[1], len(net.configs)
+    width = max(T.CN_NCOL, CG_NCOL, T.CS_NCOL + 2 * n_groups, 2)
+    table = np.zeros((n + n_sub + n_groups + len(ranges), width), dtype=np.int64)
+    group = deal_nodes(net.weights, n)
+    table[:n, T.CN_GROUP] = group
+    table[:n, T.CN_ZONE] = zone_of_nodes(group, list(net.group_zones))
+    rows = table[n : n + n_sub]
+    rows[:, : T.CS_NCOL] = subnet_rows
+    rows[:, T.CS_RESV_FIRST] += n + n_sub + n_groups  # reservation rows, absolute
+    rows[:, T.CS_GROUPS] = n_groups
+    rows[:, T.CS_NCOL : T.CS_NCOL + n_groups] = net.launch.T
+    rows[:, T.CS_NCOL + n_groups : T.CS_NCOL + 2 * n_groups] = net.flagged.T
     for g, c in enumerate(net.configs):
-        table[g, :CG_NCOL] = (c.ifaces, c.units, c.unit_size, c.pre, c.max_allocate, c.ready_min, c.max_pods,
-                              net.pick[g], net.ipv4[g])
-    table[:, CG_NCOL : CG_NCOL + n_sub] = net.launch
-    table[:, CG_NCOL + n_sub :] = net.flagged
+        table[n + n_sub + g, :CG_NCOL] = (c.ifaces, c.units, c.unit_size, c.pre, c.max_allocate, c.ready_min,
+                                         c.max_pods, net.pick[g], net.ipv4[g])
+    for r, (lo, hi) in enumerate(ranges):
+        table[n + n_sub + n_groups + r, : 2] = (lo, hi)
     return table
 
 
-def _place_nodes(net: CloudNet, n: int) -> np.ndarray:
-    """``cl_place``: each node's group (dealt by weight) and zone (round-robin over the group's zones)."""
-    group = deal_nodes(net.weights, n)
-    place = np.zeros((n, 2), dtype=np.int64)
-    place[:, T.P_GROUP] = group
-    place[:, T.P_ZONE] = zone_of_nodes(group, list(net.group_zones))
-    return place
-
-
 def _init_subnets(state, net: CloudNet):
-    """Zones, reservations and other consumers' addresses: ``(cl_subnet, cl_resv)``, bits taken in ``state``.
+    """Zones, reservations and other consumers' addresses: subnet rows and prefix ranges; bits taken in ``state``.
 
     Explicit reservations and shared addresses are taken (counted carved and reserved); a prefix
     reservation's range is recorded (single addresses never come from it; prefixes do, first).
     """
     n_sub = state.sets.shape[0]
-    cl_subnet = np.zeros((n_sub, T.CS_NCOL), dtype=np.int64)
-    cl_subnet[:, T.CS_ZONE] = net.subnet_zone
+    rows = np.zeros((n_sub, T.CS_NCOL), dtype=np.int64)
+    rows[:, T.CS_ZONE] = net.subnet_zone
     ranges = []
     fc = T.K_FAMILY_BASE
     for s, spec in enumerate(net.subnets):
+        rows[s, T.CS_RESV_FIRST] = len(ranges)
         if not (spec.reservations or spec.shared_used or spec.shared_used_file):
             continue
         network = ipaddress.ip_network(spec.cidr)
@@ -301,7 +309,6 @@ def _init_subnets(state, net: CloudNet):
         taken[used[: bm_used_offsets(words, size, used)]] = True
         outside = np.ones(size, dtype=bool)  # not in any reservation
         new = []
-        cl_subnet[s, T.CS_RESV_FIRST] = len(ranges)
         for r in spec.reservations:
             lo, hi = cidr_offsets(r.cidr, network)
             outside[lo:hi] = False
@@ -309,22 +316,21 @@ def _init_subnets(state, net: CloudNet):
                 new.append(np.flatnonzero(~taken[lo:hi]) + lo)
             else:
                 ranges.append((lo, hi))
-                cl_subnet[s, T.CS_RESV_COUNT] += 1
-                cl_subnet[s, T.CS_RESV_FREE] += int(np.count_nonzero(~taken[lo:hi]))
-        candidates = np.flatnonzero(~taken & outside)
+                rows[s, T.CS_RESV_COUNT] += 1
+                rows[s, T.CS_RESV_FREE] += int(np.count_nonzero(~taken[lo:hi]))
         if spec.shared_used_file:
             listed = listed_offsets(spec.shared_used_file, network)
             new.append(listed[~taken[listed] & outside[listed]])
         if spec.shared_used:
-            new.append(shared_offsets(spec.shared_used, candidates, net.seed, s))
+            new.append(shared_offsets(spec.shared_used, np.flatnonzero(~taken & outside), net.seed, s))
         offsets = np.unique(np.concatenate(new)) if new else np.zeros(0, dtype=np.int64)
         offsets = offsets[~taken[offsets]]
         bm_set_many(words, summary, offsets)
+        rows[s, T.CS_OTHERS] = offsets.shape[0]
         state.sets[s, T.S_ALLOCATED] += offsets.shape[0]
         state.cnt[fc + T.F_CARVED] += offsets.shape[0]
         state.cnt[fc + T.F_RESERVED] += offsets.shape[0]
-    cl_resv = np.array(ranges, dtype=np.int64).reshape(-1, 2) if ranges else np.zeros((1, 2), dtype=np.int64)
-    return cl_subnet, cl_resv
+    return rows, ranges
 
 
 def _subnet_py(state, s):
@@ -374,8 +380,10 @@ def _single_address(st, s, first_fit):
     """One free address of subnet s: random start and forward scan (EC2's order is unpublished), or first fit."""
     words, summary = _subnet(st, s)
     n = st.sets[s, S_N]
-    if st.cl_subnet[s, CS_RESV_COUNT] > 0:
-        offset = _single_outside(st, s, 0 if first_fit else draw(st.cnt, n))
+    row = st.cl_node[_subnet_row(st, s)]
+    if row[CS_RESV_COUNT] > 0:  # a few arrays, not the state: a call with the state costs ~400 arguments
+        start = 0 if first_fit else draw(st.cnt, n)
+        offset = _single_outside(words, summary, n, start, st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT])
     elif first_fit:
         offset = bm_find_free(words, summary, 0)
         if offset >= 0:
@@ -389,25 +397,32 @@ def _single_address(st, s, first_fit):
 
 
 # --------------------------------------------------------------------------- subnet CIDR reservations
+@kjit(inline=True)
+def _subnet_row(st, s):
+    # the subnet's row in cl_node, below the node rows
+    return st.nodes.shape[0] + s
+
+
 @kjit
-def _reservation_end(st, s, offset):
-    """End of the prefix reservation of subnet s holding ``offset``, or -1 (EC2 subnet CIDR reservations)."""
-    first = st.cl_subnet[s, CS_RESV_FIRST]
-    for r in range(first, first + st.cl_subnet[s, CS_RESV_COUNT]):
-        if st.cl_resv[r, 0] <= offset < st.cl_resv[r, 1]:
-            return st.cl_resv[r, 1]
+def _reservation_end(table, first, count, offset):
+    """End of the prefix reservation (rows ``first`` .. of ``table``) holding ``offset``, or -1.
+
+    EC2 subnet CIDR reservations (``create-subnet-cidr-reservation``).
+    """
+    for r in range(first, first + count):
+        if table[r, RV_LO] <= offset < table[r, RV_HI]:
+            return table[r, RV_HI]
     return -1
 
 
 @kjit
-def _single_outside(st, s, start):
+def _single_outside(words, summary, n, start, table, first, count):
     """Take the first free address at or after ``start`` (wrapping) outside the subnet's prefix reservations.
 
     A ``prefix`` reservation keeps EC2's own choice of single addresses out of its range
-    (``create-subnet-cidr-reservation --reservation-type prefix``).
+    (``create-subnet-cidr-reservation --reservation-type prefix``); its rows are ``first`` ..
+    ``first + count - 1`` of ``table``.
     """
-    words, summary = _subnet(st, s)
-    n = st.sets[s, S_N]
     pos = start
     for lap in range(2):
         limit = n if lap == 0 else start
@@ -415,7 +430,7 @@ def _single_outside(st, s, start):
             offset = bm_find_free(words, summary, pos)
             if offset < 0 or offset >= limit:
                 break
-            end = _reservation_end(st, s, offset)
+            end = _reservation_end(table, first, count, offset)
             if end < 0:
                 bm_set(words, summary, offset)
                 return offset
@@ -424,21 +439,19 @@ def _single_outside(st, s, start):
     return -1
 
 
-@kjit
+@kjit(inline=True)
 def _single_free(st, s):
     # free addresses EC2 may hand out one by one: not inside a prefix reservation
-    return _subnet_free(st, s) - st.cl_subnet[s, CS_RESV_FREE]
+    return _subnet_free(st, s) - st.cl_node[_subnet_row(st, s), CS_RESV_FREE]
 
 
 @kjit
-def _take_prefix(st, s):
-    """One /28 of subnet s: from its prefix reservations first, else the lowest free aligned /28."""
-    words, summary = _subnet(st, s)
-    first = st.cl_subnet[s, CS_RESV_FIRST]
-    for r in range(first, first + st.cl_subnet[s, CS_RESV_COUNT]):
-        offset = bm_alloc_block_in(words, summary, PREFIX_ORDER, st.cl_resv[r, 0], st.cl_resv[r, 1])
+def _take_prefix(words, summary, table, row):
+    """One /28: from the subnet's prefix reservations first (its ``row`` of ``table``), else the lowest free one."""
+    for r in range(row[CS_RESV_FIRST], row[CS_RESV_FIRST] + row[CS_RESV_COUNT]):
+        offset = bm_alloc_block_in(words, summary, PREFIX_ORDER, table[r, RV_LO], table[r, RV_HI])
         if offset >= 0:
-            st.cl_subnet[s, CS_RESV_FREE] -= PREFIX_SIZE
+            row[CS_RESV_FREE] -= PREFIX_SIZE
             return offset
     return bm_alloc_block(words, summary, PREFIX_ORDER)
 
@@ -446,31 +459,32 @@ def _take_prefix(st, s):
 # --------------------------------------------------------------------------- node groups and zones
 @kjit(inline=True)
 def _group_value(st, node, column):
-    return st.cl_group[st.cl_place[node, P_GROUP], column]
+    # a setting of the node's group (its row in cl_node, below the subnet rows)
+    return st.cl_node[st.nodes.shape[0] + st.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
 
 
-@kjit
+@kjit(inline=True)
 def _node_units(st, node):
     # secondary IPs or /28 prefixes one interface of this node's instance holds
     return _group_value(st, node, CG_UNITS)
 
 
-@kjit
+@kjit(inline=True)
 def _node_ifaces(st, node):
     return _group_value(st, node, CG_IFACES)
 
 
 @kjit
 def _best_in_zone(st, node, zone, column, also):
-    """The subnet of ``zone`` flagged in the group's ``column`` block (or equal to ``also``) with most free addresses.
+    """The subnet of ``zone`` flagged for the node's group from ``column`` on (or ``also``) with most free addresses.
 
     Ties go to the subnet listed first. -1 when none.
     """
-    g = st.cl_place[node, P_GROUP]
-    n_sub = st.sets.shape[0]
+    g = st.cl_node[node, CN_GROUP]
     best = -1
-    for s in range(n_sub):
-        if st.cl_subnet[s, CS_ZONE] != zone or (st.cl_group[g, column + s] == 0 and s != also):
+    for s in range(st.sets.shape[0]):
+        row = st.cl_node[_subnet_row(st, s)]
+        if row[CS_ZONE] != zone or (row[column + g] == 0 and s != also):
             continue
         if best < 0 or _subnet_free(st, s) > _subnet_free(st, best):
             best = s
@@ -485,7 +499,7 @@ def _node_subnet(st, node):
     ``ZonalSubnetsForLaunch``); an ASG with one subnet per zone gives the same. With one subnet per
     zone and no groups, node *i* lands in subnet *i mod n*, the spread used before zones.
     """
-    return _best_in_zone(st, node, st.cl_place[node, P_ZONE], CG_NCOL, -1)
+    return _best_in_zone(st, node, st.cl_node[node, CN_ZONE], CS_NCOL, -1)
 
 
 @kjit
@@ -505,8 +519,9 @@ def _iface_subnet(st, node):
     cn = st.cl_node[node]
     home = cn[CN_SUBNET]
     rule = _group_value(st, node, CG_PICK)
-    zone = st.cl_subnet[home, CS_ZONE]
-    flagged = CG_NCOL + st.sets.shape[0]
+    home_row = st.cl_node[_subnet_row(st, home)]
+    zone = home_row[CS_ZONE]
+    flagged = CS_NCOL + home_row[CS_GROUPS]
     if rule == PICK_CILIUM:
         s = _best_in_zone(st, node, zone, flagged, -1)
         if s >= 0:
@@ -514,7 +529,8 @@ def _iface_subnet(st, node):
         if _subnet_free(st, home) >= _group_value(st, node, CG_IPV4):
             return home
         for other in range(st.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
-            if st.cl_subnet[other, CS_ZONE] == zone and (s < 0 or _subnet_free(st, other) > _subnet_free(st, s)):
+            if (st.cl_node[_subnet_row(st, other), CS_ZONE] == zone
+                    and (s < 0 or _subnet_free(st, other) > _subnet_free(st, s))):
                 s = other
         return s
     if rule == PICK_DISCOVERY:
@@ -573,8 +589,10 @@ def _drop_unit(st, node, j):
     words, summary = _subnet(st, s)
     if size > 1:
         bm_release_block(words, summary, unit[CU_OFF], PREFIX_ORDER)
-        if st.cl_subnet[s, CS_RESV_COUNT] > 0 and _reservation_end(st, s, unit[CU_OFF]) >= 0:
-            st.cl_subnet[s, CS_RESV_FREE] += PREFIX_SIZE
+        row = st.cl_node[_subnet_row(st, s)]
+        if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT],
+                                                       unit[CU_OFF]) >= 0:
+            row[CS_RESV_FREE] += PREFIX_SIZE
     else:
         bm_clear(words, summary, unit[CU_OFF])
     _give_subnet(st, s, size)
@@ -595,7 +613,7 @@ def _drop_unit(st, node, j):
     unit[CU_USED] = 0
 
 
-@kjit
+@kjit(inline=True)
 def _iface_room(st, node, iface):
     # units the interface can still take (none below first-interface-index: custom networking's eth0)
     if iface < np.int64(st.cfg[C_CL_FIRST_IFACE]):
@@ -622,8 +640,9 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call):
             st.cnt[K_CL_API_ASSIGN] += 1
         words, summary = _subnet(st, s)
         if bm_free_blocks(words, PREFIX_ORDER) >= count:  # EC2 assigns all the prefixes or none
+            row = st.cl_node[_subnet_row(st, s)]
             for _ in range(count):
-                offset = _take_prefix(st, s)
+                offset = _take_prefix(words, summary, st.cl_node, row)
                 _take_subnet(st, s, PREFIX_SIZE)
                 _add_unit(st, node, iface, s, offset, PREFIX_SIZE)
             return count * PREFIX_SIZE
@@ -832,7 +851,7 @@ def cloud_node_add(st, node, now):
         The period of the node's periodic pass (0: none).
     """
     cn = st.cl_node[node]
-    for c in range(cn.shape[0]):
+    for c in range(CN_RESET):  # its group and zone stay
         cn[c] = 0
     st.cl_time[node, CT_OP_AT] = INF
     st.cl_time[node, CT_LAST_SYNC] = -INF
@@ -873,7 +892,7 @@ def cloud_node_delete(st, node):
     st.cnt[_fc(F_RESERVED)] -= st.cl_node[node, CN_RESERVED]
     st.np_inuse[node, 0, 0] = 0
     cn = st.cl_node[node]
-    for c in range(cn.shape[0]):
+    for c in range(CN_RESET):
         cn[c] = 0
 
 

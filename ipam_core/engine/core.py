@@ -77,7 +77,6 @@ from ipam_core.engine.tables import (
     C_CL_FIRST_IFACE,
     CG_IFACES,
     CG_MAX_ALLOC,
-    CG_MAX_PODS,
     CG_UNITS,
     C_DEFAULT_POOL,
     C_FAMILY,
@@ -96,7 +95,7 @@ from ipam_core.engine.tables import (
     CI_UNITS,
     CN_HELD,
     CN_PD,
-    P_GROUP,
+    CN_GROUP,
     CN_RESERVED,
     CN_USED,
     CT_OP_AT,
@@ -160,6 +159,7 @@ from ipam_core.engine.tables import (
     N_BUCKET,
     N_GEN,
     N_HEAD,
+    N_MAX_PODS,
     N_NSLOTS,
     N_PENDING,
     N_PODS,
@@ -414,7 +414,8 @@ def _cloud_can_hold(st, node):
     # may still attach, capped by max-allocate) less its reservations, the count an extended resource
     # would publish; the subnets' free addresses are not a node figure and are not looked at
     cn = st.cl_node
-    group = st.cl_group[st.cl_place[node, P_GROUP]]  # the node's instance type (cloud.nodeGroups)
+    # the node's group row (its instance type, cloud.nodeGroups), below the node and subnet rows
+    group = cn[st.nodes.shape[0] + st.sets.shape[0] + cn[node, CN_GROUP]]
     units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
@@ -534,9 +535,7 @@ def _sched_update(st, node):
     event took, bench/test_bench_engine.py).
     """
     nodes = st.nodes
-    max_pods = np.int64(st.cfg[C_MAX_PODS])
-    if st.cl_group.shape[0] > 1:  # cloud node groups of several instance types: each its own max pods
-        max_pods = st.cl_group[st.cl_place[node, P_GROUP], CG_MAX_PODS]
+    max_pods = nodes[node, N_MAX_PODS]  # its own: node groups of several instance types differ
     pods = nodes[node, N_PODS]
     eligible = (
         nodes[node, N_PRESENT] == 1

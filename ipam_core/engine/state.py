@@ -56,14 +56,10 @@ State = namedtuple(
         "cfg",  # float64 [C_NCOL]
         "cnt",  # int64 [K_NCOL]
         # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
-        "cl_node",  # int64 [nodes, CN_NCOL]
+        "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
         "cl_time",  # float64 [nodes, CT_NCOL]
         "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
         "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
-        "cl_group",  # int64 [node groups, CG_NCOL + 2 * subnets]: instance limits and subnet choices per group
-        "cl_subnet",  # int64 [subnets, CS_NCOL]: zone and prefix reservations per subnet
-        "cl_resv",  # int64 [prefix reservations or 1, 2]: [first, end) offsets in their subnet
-        "cl_place",  # int64 [nodes, 2]: each node's group and zone (P_GROUP, P_ZONE)
         "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
     ],
 )
@@ -287,6 +283,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = np.empty((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
     nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
+    nodes[:, T.N_MAX_PODS] = config.max_pods  # cloud node groups set their own (engine/cloud.py init_cloud)
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     rows = max(1, n_pods if max_live is None else max_live)
     pods = np.empty((rows, T.D_NCOL), dtype=np.int64)
@@ -374,10 +371,6 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         # does not compile the cloud rules (engine/cloud_hooks.py); init_cloud replaces it
         cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int32),
         cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
-        cl_group=np.zeros((1, T.CG_NCOL), dtype=np.int64),
-        cl_subnet=np.zeros((1, T.CS_NCOL), dtype=np.int64),
-        cl_resv=np.zeros((1, 2), dtype=np.int64),
-        cl_place=np.zeros((1, 2), dtype=np.int64),
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
     )
 
