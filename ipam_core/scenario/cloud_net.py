@@ -72,7 +72,7 @@ def _reservations(where: Where, value: object, net) -> tuple[SubnetReservation, 
         check_keys(w, entry, RESERVATION_KEYS)
         if "cidr" not in entry or "type" not in entry:
             missing = "cidr" if "cidr" not in entry else "type"
-            (w / missing).fail(f"missing; expected a reservation {{cidr: ..., type: prefix | explicit}}")
+            (w / missing).fail("missing; expected a reservation {cidr: ..., type: prefix | explicit}")
         cidr = as_cidr(w / "cidr", entry["cidr"], 4, what="a reservation")
         if not cidr.subnet_of(net):
             (w / "cidr").fail(f"{cidr} is not inside the subnet {net}; expected a CIDR inside it")
