@@ -39,6 +39,17 @@ def _group_free_bits(w, order):
     return ~f & _GROUP_STARTS[order]
 
 
+@kjit(inline=True)
+def _take_first_group(words, summary, j, starts, width_mask):
+    # take the group at the lowest start bit of word j; returns its first slot
+    b = ctz64(starts)
+    w = words[j] | (width_mask << np.uint64(b))
+    words[j] = w
+    if w == FULL:
+        summary[j >> 6] |= ONE << np.uint64(j & 63)
+    return (j << 6) + b
+
+
 @kjit
 def bm_alloc_block(words, summary, order):
     """Take the lowest free run of ``2**order`` slots aligned to ``2**order``.
@@ -70,12 +81,7 @@ def bm_alloc_block(words, summary, order):
                 j = (s << 6) + jj
                 starts = _group_free_bits(words[j], order)
                 if starts != ZERO:
-                    b = ctz64(starts)
-                    w = words[j] | (width_mask << np.uint64(b))
-                    words[j] = w
-                    if w == FULL:
-                        summary[j >> 6] |= ONE << np.uint64(j & 63)
-                    return (j << 6) + b
+                    return _take_first_group(words, summary, j, starts, width_mask)
         return -1
     group = 1 << (order - 6)
     j = 0
@@ -274,12 +280,7 @@ def bm_alloc_block_in(words, summary, order, lo, hi):
     for j in range(lo >> 6, ((hi - 1) >> 6) + 1):
         starts = _starts_in(words, order, j, lo, hi)
         if starts != ZERO:
-            b = ctz64(starts)
-            w = words[j] | (width_mask << np.uint64(b))
-            words[j] = w
-            if w == FULL:
-                summary[j >> 6] |= ONE << np.uint64(j & 63)
-            return (j << 6) + b
+            return _take_first_group(words, summary, j, starts, width_mask)
     return -1
 
 
