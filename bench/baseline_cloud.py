@@ -57,8 +57,12 @@ from __future__ import annotations
 import ipaddress
 import math
 
+import numpy as np
 from baseline_cloud_api import ASSIGN, ATTACH, RELEASE, CloudAPI
+
 from ipam_core.cloud.limits import PREFIX_SIZE
+from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
+from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED
 
 MASK64 = (1 << 64) - 1
 PREFIX_ORDER = 4  # a /28 holds 2**4 addresses
@@ -104,34 +108,71 @@ class SplitMix64:
 
 # ---------------------------------------------------------------------------- the cloud
 class Subnet:
-    """A subnet's addresses: the offsets taken, the cloud's own reservation included."""
+    """A subnet's addresses: the offsets taken, the cloud's own reservation included.
 
-    __slots__ = ("size", "taken", "cloud_reserved")
+    ``spec`` (a ``cloud.subnets`` entry) adds what others hold: explicit reservations and
+    shared addresses are taken at the start and counted with the cloud's; a ``prefix``
+    reservation's range gives no single address (EC2 subnet CIDR reservations) and gives
+    its /28s first.
+    """
 
-    def __init__(self, cidr: str, cloud_reserves: bool):
-        self.size = ipaddress.ip_network(cidr).num_addresses
+    __slots__ = ("size", "taken", "cloud_reserved", "prefix_ranges", "zone")
+
+    def __init__(self, cidr: str, cloud_reserves: bool, spec=None, seed: int = 0, index: int = 0, zone: int = 0):
+        network = ipaddress.ip_network(cidr)
+        self.size = network.num_addresses
+        self.zone = zone
         self.taken: set[int] = set()
+        self.prefix_ranges: list[range] = []
         if cloud_reserves and self.size >= 8:
             self.taken.update(range(SUBNET_RESERVED_LOW))
             self.taken.update(self.size - 1 - k for k in range(SUBNET_RESERVED_HIGH))
+        if spec is not None:
+            self._others(spec, network, seed, index)
         self.cloud_reserved = len(self.taken)
+
+    def _others(self, spec, network, seed: int, index: int) -> None:
+        reserved: set[int] = set()
+        explicit: set[int] = set()
+        for r in spec.reservations:
+            lo, hi = cidr_offsets(r.cidr, network)
+            reserved.update(range(lo, hi))
+            if r.kind == "explicit":
+                explicit.update(range(lo, hi))
+            else:
+                self.prefix_ranges.append(range(lo, hi))
+        before = set(self.taken)
+        self.taken |= explicit
+        if spec.shared_used_file:
+            self.taken.update(o for o in listed_offsets(spec.shared_used_file, network).tolist() if o not in reserved)
+        if spec.shared_used:
+            free = np.array(sorted(o for o in range(self.size) if o not in before and o not in reserved), dtype=np.int64)
+            self.taken.update(shared_offsets(spec.shared_used, free, seed, index).tolist())
+
+    def in_prefix_range(self, offset: int) -> bool:
+        return any(offset in r for r in self.prefix_ranges)
 
     @property
     def free(self) -> int:
         return self.size - len(self.taken)
 
+    @property
+    def free_singles(self) -> int:
+        """Free addresses EC2 may give one by one: outside the prefix reservations."""
+        return self.free - sum(1 for r in self.prefix_ranges for o in r if o not in self.taken)
+
     def take_random(self, rng: SplitMix64) -> int:
         """EC2 / Azure picking a secondary address: random start, forward scan, wrapping."""
         offset = rng.below(self.size)
-        if self.free == 0:
+        if self.free_singles == 0:
             return -1
-        while offset in self.taken:
+        while offset in self.taken or self.in_prefix_range(offset):
             offset = offset + 1 if offset + 1 < self.size else 0
         self.taken.add(offset)
         return offset
 
     def take_first(self) -> int:
-        offset = next(o for o in range(self.size) if o not in self.taken)
+        offset = next(o for o in range(self.size) if o not in self.taken and not self.in_prefix_range(o))
         self.taken.add(offset)
         return offset
 
@@ -153,8 +194,11 @@ class Subnet:
         return offset
 
     def take_block(self) -> int:
-        """``AssignIpv6Prefixes``/``AssignPrivateIpAddresses --ipv4-prefix-count``: the lowest free /28."""
-        offset = self.free_blocks()[0]
+        """``AssignIpv6Prefixes``/``AssignPrivateIpAddresses --ipv4-prefix-count``: the lowest free /28 of the
+        prefix reservations (in their order), else the lowest free /28."""
+        blocks = self.free_blocks()
+        reserved = [b for r in self.prefix_ranges for b in blocks if b in r]
+        offset = (reserved or blocks)[0]
         self.taken.update(range(offset, offset + PREFIX_SIZE))
         return offset
 
@@ -213,9 +257,16 @@ class Interface:
 
 
 class CloudNode:
-    """A node's side of the cloud: its interfaces and what its pool's manager remembers."""
+    """A node's side of the cloud: its interfaces and what its pool's manager remembers.
 
-    def __init__(self, n_ifaces: int, subnet: int, prefix_delegation: bool):
+    ``cfg`` / ``ipamd`` are its node group's settings (its instance type's limits); ``group``
+    its group's index.
+    """
+
+    def __init__(self, n_ifaces: int, subnet: int, prefix_delegation: bool, cfg=None, ipamd=None, group: int = 0):
+        self.cfg = cfg
+        self.ipamd = ipamd
+        self.group = group
         self.ifaces: list[Interface | None] = [None] * n_ifaces
         self.subnet = subnet
         self.pd = prefix_delegation  # prefix delegation on and the instance Nitro
@@ -431,10 +482,18 @@ class CloudIPAM:
         ``operatorSyncInterval`` and ``ciliumNodeUpdateRate`` (seconds).
     """
 
-    def __init__(self, cfg, subnets, host, operator_delay: float, update_rate: float):
+    def __init__(self, cfg, subnets, host, operator_delay: float, update_rate: float, net=None):
         self.cfg = cfg
         self.kind = _KINDS[cfg.kind]
-        self.subnets = [Subnet(c, cfg.subnet_reserved) for c in subnets]
+        self.net = net
+        if net is None:
+            self.subnets = [Subnet(c, cfg.subnet_reserved, zone=i) for i, c in enumerate(subnets)]
+        else:
+            self.subnets = [Subnet(c, cfg.subnet_reserved, spec, net.seed, i, int(net.subnet_zone[i]))
+                            for i, (c, spec) in enumerate(zip(subnets, net.subnets))]
+            self.group_of = deal_nodes(net.weights, len(host.nodes)).tolist()
+            self.zone_of = zone_of_nodes(np.array(self.group_of), list(net.group_zones)).tolist()
+            self.group_ipamd = [IpamdTargets(c) for c in net.configs]
         self.host = host
         self.rng: SplitMix64 = host.rng
         self.operator_delay = operator_delay
@@ -442,7 +501,6 @@ class CloudIPAM:
         self.nodes: dict[int, CloudNode] = {}
         self.count = CloudCounters()
         self.api = CloudAPI(cfg)
-        self.ipamd = IpamdTargets(cfg)
         # Two upstream rules ipam_core/engine/cloud.py departs from (tests/test_cloud_vs_baseline.py
         # turns them off to compare the rest, and shows each departure in an xfail test):
         #: cilium recalculate counts a prefix-delegated node's used prefixes from status.ipam.used, the
@@ -465,7 +523,7 @@ class CloudIPAM:
 
     def attach(self, node: CloudNode, index: int, subnet: int, now: float) -> Interface:
         """An interface joins the instance; the cloud gives it a primary address of its subnet."""
-        iface = node.ifaces[index] = Interface(index, subnet, self.cfg.units, now)
+        iface = node.ifaces[index] = Interface(index, subnet, node.cfg.units, now)
         if self.cfg.primary:
             iface.primary = self.subnets[subnet].take_random(self.rng)
         return iface
@@ -533,7 +591,7 @@ class CloudIPAM:
         count = min(addresses, iface.room)
         if count_call:
             self.api.spend(ASSIGN, now)
-        if sub.free < count:
+        if sub.free_singles < count:
             return 0
         for _ in range(count):
             self.add_unit(iface, subnet, sub.take_random(self.rng), 1)
@@ -572,7 +630,7 @@ class CloudIPAM:
 
     def agent_start(self, node: CloudNode) -> bool:
         """``hasMinimumIPsInPool`` (cilium ``pkg/ipam/crd.go``), then the router / health addresses."""
-        if node.held == 0 or node.held < self.cfg.ready_min:
+        if node.held == 0 or node.held < node.cfg.ready_min:
             return False
         for _ in range(self.cfg.agent_reserved):
             found = self.pick(node)
@@ -585,15 +643,55 @@ class CloudIPAM:
     # ------------------------------------------------------------------ nodes and timers
     def node_added(self, node_id: int, now: float) -> None:
         """The instance comes with eth0 (or its NIC); the manager's first pass after the operator's delay."""
-        n = self.nodes[node_id] = CloudNode(max(self.cfg.ifaces, 1), node_id % len(self.subnets),
-                                             self.cfg.unit_size > 1)
+        if self.net is None:
+            n = CloudNode(max(self.cfg.ifaces, 1), node_id % len(self.subnets), self.cfg.unit_size > 1, self.cfg,
+                          IpamdTargets(self.cfg))
+        else:
+            g = self.group_of[node_id]
+            cfg = self.net.configs[g]
+            n = CloudNode(max(self.cfg.ifaces, 1), self.launch_subnet(g, self.zone_of[node_id]), cfg.unit_size > 1,
+                          cfg, self.group_ipamd[g], g)
+        self.nodes[node_id] = n
         if self.cfg.nic:
             self.attach(n, 0, n.subnet, now)
         else:  # a crd pool: one row of addresses, no cloud interface
-            n.ifaces[0] = Interface(0, n.subnet, self.cfg.units, now)
+            n.ifaces[0] = Interface(0, n.subnet, n.cfg.units, now)
         self.request_pass(node_id, now + self.operator_delay)
         if self.cfg.period_s > 0:
             self.host.push(now + self.cfg.period_s, REFRESH, node_id, self.host.nodes[node_id].gen)
+
+    def most_free(self, candidates) -> int | None:
+        """The candidate subnet with most free addresses, the first listed on ties."""
+        best = None
+        for s in candidates:
+            if best is None or self.subnets[s].free > self.subnets[best].free:
+                best = s
+        return best
+
+    def launch_subnet(self, group: int, zone: int) -> int:
+        """Karpenter ``ZonalSubnetsForLaunch``: the group's subnet of the zone with most free addresses."""
+        return self.most_free(s for s, sub in enumerate(self.subnets)
+                              if sub.zone == zone and self.net.launch[group, s])
+
+    def eni_subnet(self, n: CloudNode) -> int | None:
+        """The subnet of a new ENI (cilium ``findSuitableSubnet``; ipamd subnet discovery or ENIConfig)."""
+        if self.net is None:
+            return n.subnet
+        rule, flagged = self.net.pick[n.group], self.net.flagged[n.group]
+        zone = self.subnets[n.subnet].zone
+        in_zone = [s for s, sub in enumerate(self.subnets) if sub.zone == zone]
+        if rule == PICK_CILIUM:
+            chosen = self.most_free(s for s in in_zone if flagged[s])
+            if chosen is not None:
+                return chosen
+            if self.subnets[n.subnet].free >= self.net.ipv4[n.group]:
+                return n.subnet
+            return self.most_free(in_zone)
+        if rule == PICK_DISCOVERY:
+            return self.most_free(s for s in in_zone if flagged[s] or s == n.subnet)
+        if rule == PICK_FLAGGED:
+            return self.most_free(s for s in in_zone if flagged[s])
+        return n.subnet
 
     def node_removed(self, node_id: int) -> None:
         """Interfaces, units and primary addresses back to the subnets (pods are gone already)."""
@@ -687,7 +785,7 @@ class CloudIPAM:
         (``PrepareIPAllocation``, ``handleIPAllocation``), else creates an interface
         (``createInterface``, ``CreateInterface``). Returns whether the cloud changed.
         """
-        c = self.cfg
+        c = n.cfg
         available, used = n.held, n.reported_used
         needed = cilium_needed(available, used, c.pre, c.min_allocate, c.max_allocate)
         used_for_excess = self.used_with_prefixes(n) if n.prefixes else used
@@ -722,16 +820,17 @@ class CloudIPAM:
             break  # "Unable to assign additional IPs to interface, will create new interface"
         if not c.attach:
             return False  # Azure and crd: no interface to create
-        index = next((i for i in range(c.first_iface, len(n.ifaces)) if n.ifaces[i] is None), None)
+        index = next((i for i in range(c.first_iface, c.ifaces) if n.ifaces[i] is None), None)
         if index is None:
             return False  # "Instance is out of interfaces"
         wanted = min(to_allocate, c.units)  # min(MaxIPsToAllocate, limits.IPv4 - 1)
         if not self.call(n, ATTACH, now):
             return False
-        if self.subnets[n.subnet].free < 1 + (PREFIX_SIZE if pd else wanted):
-            return False  # CreateNetworkInterface refused: the node's subnet is too full
-        iface = self.attach(n, index, n.subnet, now)
-        if self.assign(n, iface, wanted, pd, c.fallback, n.subnet, False, now) == 0:
+        subnet = self.eni_subnet(n)
+        if self.subnets[subnet].free < 1 + (PREFIX_SIZE if pd else wanted):
+            return False  # CreateNetworkInterface refused: the subnet is too full
+        iface = self.attach(n, index, subnet, now)
+        if self.assign(n, iface, wanted, pd, c.fallback, subnet, False, now) == 0:
             self.detach(n, iface)  # the create call fails as a whole
             return False
         return True
@@ -770,7 +869,7 @@ class CloudIPAM:
         """``updateIPPoolIfRequired`` (aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go``), every ``ipamdPoolInterval``:
         grow when too low, else shrink when too high (at most every ``decreaseIPPoolInterval``),
         then try to free an ENI."""
-        t = self.ipamd
+        t = n.ipamd
         stats = self.ipamd_stats(n)
         if ipamd_pool_too_low(*stats, t):
             self.ipamd_increase(n, now)
@@ -783,7 +882,7 @@ class CloudIPAM:
         ``tryAllocateENI``. When EC2 refuses the addresses, ``tryAssignIPs`` asks for one more; a request
         that still fails (``InsufficientCidrBlocks`` or ``InsufficientFreeAddressesInSubnet``) starts the
         2 min ``insufficientCidrErrorCooldown``."""
-        t = self.ipamd
+        t = n.ipamd
         if now < n.cooldown_until:
             return False
         total, assigned, prefixes, free_prefixes = self.ipamd_stats(n)
@@ -799,24 +898,25 @@ class CloudIPAM:
             want = t.per_eni  # WARM_ENI_TARGET: fill the ENI
         unit = PREFIX_SIZE if t.pd else 1
         for iface in n.attached():
-            if iface.room == 0:
+            if iface.room == 0 or iface.index < n.cfg.first_iface:  # custom networking: eth0 holds no pod
                 continue
-            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, n.subnet, True, now)
+            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, iface.subnet, True, now)
             if got == 0 and not t.pd and self.ipamd_one_more_ip:
-                got = self.assign(n, iface, 1, False, False, n.subnet, True, now)  # "Try to just get one more IP"
+                got = self.assign(n, iface, 1, False, False, iface.subnet, True, now)  # "Try to just get one more IP"
             if got == 0:
                 n.cooldown_until = now + self.cfg.cooldown_s
             return got > 0
-        if len(n.attached()) >= len(n.ifaces):
+        if len(n.attached()) >= n.cfg.ifaces:
             return False  # hasRoomForEni
         count = min(want, t.per_eni)
-        if self.subnets[n.subnet].free < 1 + (0 if t.pd else count):
+        subnet = self.eni_subnet(n)
+        if subnet is None or self.subnets[subnet].free < 1 + (0 if t.pd else count):
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
         if not self.call(n, ATTACH, now):
             return False  # throttled: ipamd tries again on its next tick
-        iface = self.attach(n, n.ifaces.index(None), n.subnet, now)
-        if self.assign(n, iface, count * unit, t.pd, False, n.subnet, False, now) == 0:
+        iface = self.attach(n, n.ifaces.index(None), subnet, now)
+        if self.assign(n, iface, count * unit, t.pd, False, subnet, False, now) == 0:
             self.detach(n, iface)  # AllocENI fails as a whole
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
@@ -825,7 +925,7 @@ class CloudIPAM:
     def ipamd_decrease(self, n: CloudNode, now: float) -> None:
         """``decreaseDatastorePool`` / ``tryUnassignCidrsFromAll``: free addresses (prefixes) above the targets,
         newest ENI and newest slot first, one unassign call per ENI."""
-        t = self.ipamd
+        t = n.ipamd
         total, assigned, prefixes, free_prefixes = self.ipamd_stats(n)
         if t.warm_ip or t.min_ip:
             over = ipamd_targets(total, assigned, prefixes, free_prefixes, t.warm_ip, t.min_ip, t.pd)[1]
@@ -850,7 +950,7 @@ class CloudIPAM:
     def ipamd_free_eni(self, n: CloudNode, now: float) -> bool:
         """``tryFreeENI``: detach the newest unused ENI (never eth0) older than ``minENILifeTime`` that the targets
         do not need (``shouldRemoveExtraENIs``, datastore ``getDeletableENI``, ``isRequiredFor*Target``)."""
-        t = self.ipamd
+        t = n.ipamd
         total, assigned, _, free_prefixes = self.ipamd_stats(n)
         secondary_unused = [i for i in n.attached() if i.index > 0 and i.in_use == 0]
         available = total - assigned
@@ -863,7 +963,7 @@ class CloudIPAM:
             if int(now * 1e6) - int(iface.since * 1e6) < min_life_us:
                 continue  # isTooYoung
             held = sum(u.size for u in iface.units())
-            if self.eni_needed(available - held, total - held, free_prefixes - iface.prefixes):
+            if self.eni_needed(n, available - held, total - held, free_prefixes - iface.prefixes):
                 continue
             if not self.call(n, RELEASE, now):
                 return False
@@ -871,10 +971,10 @@ class CloudIPAM:
             return True
         return False
 
-    def eni_needed(self, other_free: int, other_total: int, other_free_prefixes: int) -> bool:
+    def eni_needed(self, n: CloudNode, other_free: int, other_total: int, other_free_prefixes: int) -> bool:
         """Datastore ``isRequiredForWarmIPTarget`` / ``...MinimumIPTarget`` / ``...WarmPrefixTarget``: the other
         ENIs alone would fall short (targets rounded up to whole prefixes with delegation)."""
-        t = self.ipamd
+        t = n.ipamd
 
         def whole(x: int) -> int:
             return -(-x // PREFIX_SIZE) * PREFIX_SIZE if t.pd else x
@@ -894,7 +994,7 @@ class CloudIPAM:
         target = min(c.batch * -(-(c.batch_pct * c.batch + 100 * demand) // (100 * c.batch)), c.max_ips)
         nic = n.ifaces[0]
         if target > n.held:
-            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free), False, False, n.subnet, True, now)
+            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free_singles), False, False, n.subnet, True, now)
         elif target < n.held:
             surplus = n.held - target
             free_slots = [k for k in range(len(nic.slots) - 1, -1, -1) if nic.slots[k] and not nic.slots[k].used]
@@ -913,7 +1013,7 @@ class CloudIPAM:
             self.assign(n, row, count * PREFIX_SIZE, True, False, n.subnet, True, now)
             return
         self.api.spend(ASSIGN, now)
-        if sub.free >= count:
+        if sub.free_singles >= count:
             for _ in range(count):
                 self.add_unit(row, n.subnet, sub.take_first(), 1)
 

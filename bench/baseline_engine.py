@@ -57,6 +57,7 @@ from ipam_core.engine.tables import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
+from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import (
     OP_AGENT_RESTART,
     OP_NODE_ADD,
@@ -165,10 +166,11 @@ class NodeCidr:
 
 class Node:
     __slots__ = ("id", "present", "ready", "gen", "pods", "pending", "cidrs", "sync_armed", "status",
-                 "in_use", "pending_demand", "requested", "cordoned")
+                 "in_use", "pending_demand", "requested", "cordoned", "max_pods")
 
     def __init__(self, node_id: int):
         self.id = node_id
+        self.max_pods: int | None = None  # its node group's instance type, when groups differ
         self.present = False
         self.ready = False
         self.gen = 0
@@ -213,12 +215,13 @@ class Scheduler:
         self.heap: list[tuple[int, int]] = []
 
     def key(self, node: Node) -> int | None:
-        if not (node.present and node.ready and not node.cordoned and len(node.pods) < self.max_pods):
+        max_pods = self.max_pods if node.max_pods is None else node.max_pods
+        if not (node.present and node.ready and not node.cordoned and len(node.pods) < max_pods):
             return None
         if self.policy == SPREAD:
             return len(node.pods)
         if self.policy == PACK:
-            return self.max_pods - len(node.pods)
+            return max_pods - len(node.pods)
         return 0
 
     def update(self, node: Node) -> None:
@@ -340,8 +343,13 @@ class BaselineEngine:
         self._pool_cache: dict[tuple[int, int], tuple[int, int]] = {}
         self.cloud = None
         if self.policy == CLOUD:
-            self.cloud = CloudIPAM(module.cloud(scenario), [str(spec.network) for spec in layout.sets], self,
-                                   self.operator_delay, self.update_rate)
+            net = cloud_net(module, mode, scenario)
+            self.scheduler.max_pods = self.max_pods = net.merged().max_pods
+            self.cloud = CloudIPAM(net.merged(), [str(spec.network) for spec in layout.sets], self,
+                                   self.operator_delay, self.update_rate, net)
+            if len(net.configs) > 1:  # node groups of several instance types: each node its own max pods
+                for node, group in zip(self.nodes, self.cloud.group_of):
+                    node.max_pods = net.configs[group].max_pods
 
     # ------------------------------------------------------------------ pool selection
     def pod_pools(self, namespace: int, annotation: int) -> tuple[int, int]:

@@ -140,6 +140,7 @@ from ipam_core.engine.tables import (
     N_CORDONED,
     N_GEN,
     N_HEAD,
+    N_MAX_PODS,
     N_NSLOTS,
     N_PENDING,
     N_PODS,
@@ -491,7 +492,7 @@ def _sched_update(st, node):
     event took, bench/test_bench_engine.py).
     """
     nodes = st.nodes
-    max_pods = np.int64(st.cfg[C_MAX_PODS])
+    max_pods = nodes[node, N_MAX_PODS]  # its own: node groups of several instance types differ
     pods = nodes[node, N_PODS]
     eligible = (
         nodes[node, N_PRESENT] == 1

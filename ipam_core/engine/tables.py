@@ -15,8 +15,8 @@ import numpy as np
 
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
 from ipam_core.modes.cloud_config import (  # noqa: F401
-    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, STRATEGY_DENSE,
-    STRATEGY_UPSTREAM)
+    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, PICK_CILIUM, PICK_DISCOVERY,
+    PICK_FLAGGED, PICK_NODE_SUBNET, STRATEGY_DENSE, STRATEGY_UPSTREAM)
 from ipam_core.modes.layout import POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY  # noqa: F401
 
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
@@ -76,8 +76,9 @@ N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
 N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
 N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
-N_CORDONED = 11  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
-N_NCOL = 12
+N_MAX_PODS = 11  # its kubelet's max pods: cluster-wide, or its instance type's (cloud.nodeGroups)
+N_CORDONED = 12  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
+N_NCOL = 13
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -187,7 +188,7 @@ C_CL_REFILL = 54  # its refill, tokens/s
 C_CL_SHARED_BUCKET = 55  # 1.0: every call kind draws from one cloud bucket (Azure writes); 0.0: one per API (EC2)
 C_NCOL = 56
 
-# node table `cl_node` [nodes, CN_NCOL]
+# node table `cl_node` [nodes (+ network rows, below), CN_NCOL or wider]
 CN_IFACES = 0  # interfaces attached
 CN_UNITS = 1  # secondary IPs + prefixes held
 CN_PREFIXES = 2
@@ -201,7 +202,10 @@ CN_SUBNET = 9  # the node's subnet (set index)
 CN_PRIMARIES = 10  # interface primary addresses held
 CN_REPORTED_SINGLES = 11  # in that status: used addresses that are single secondary IPs
 CN_REPORTED_PREFIXES = 12  # in that status: /28 prefixes holding a used address
-CN_NCOL = 13
+CN_RESET = 13  # columns below this are cleared when the node joins or leaves; the ones from here are fixed
+CN_GROUP = 13  # its node group (cloud.nodeGroups), dealt by weight
+CN_ZONE = 14  # its zone index (round-robin over the group's zones)
+CN_NCOL = 15
 # float table `cl_time` [nodes, CT_NCOL], seconds
 CT_OP_AT = 0  # when the pending operator pass runs (inf: none)
 CT_LAST_SYNC = 1
@@ -225,6 +229,31 @@ CU_SIZE = 2  # 1 or 16
 CU_MASK = 3  # addresses taken, one bit each
 CU_USED = 4
 CU_NCOL = 5
+# The cloud network lives in extra rows of `cl_node`, below the node rows (no State field of its own: each
+# field adds arguments to every compiled call). With n = nodes.shape[0], S subnets, G node groups:
+#   rows n + s          subnet s: CS_* columns, then flags per group (CS_NCOL + g: its instances launch there,
+#                       CS_NCOL + G + g: its rule flags it for new interfaces)
+#   rows n + S + g      node group g (a cloud.nodeGroups entry; one when the scenario lists none): CG_* columns
+#   rows n + S + G + r  prefix reservation r: [first offset, end offset) in its subnet (RV_LO, RV_HI)
+CS_ZONE = 0  # zone index
+CS_RESV_FIRST = 1  # row of its first prefix reservation
+CS_RESV_COUNT = 2
+CS_RESV_FREE = 3  # free addresses inside its prefix reservations (single addresses never come from them)
+CS_OTHERS = 4  # addresses other consumers hold (sharedUsed, sharedUsedFile, explicit reservations)
+CS_GROUPS = 5  # G: where its per-group flags split
+CS_NCOL = 6
+CG_IFACES = 0  # interfaces an instance attaches
+CG_UNITS = 1  # secondary IPs or /28 prefixes one interface holds
+CG_UNIT_SIZE = 2  # 16 with prefix delegation on this instance type, else 1
+CG_PRE = 3  # pre-allocate (resolved for the instance)
+CG_MAX_ALLOC = 4  # max-allocate (resolved for the instance)
+CG_READY_MIN = 5
+CG_MAX_PODS = 6
+CG_PICK = 7  # how an extra interface's subnet is chosen (PICK_*, ipam_core/modes/cloud_config.py)
+CG_IPV4 = 8  # addresses per interface (cilium limits.IPv4: the node's subnet must have as many free)
+CG_NCOL = 9
+RV_LO = 0
+RV_HI = 1
 
 SCHED_SPREAD = 0
 SCHED_PACK = 1

@@ -28,6 +28,12 @@ STRATEGIES = ("upstream", "dense")
 STRATEGY_UPSTREAM = 0
 STRATEGY_DENSE = 1
 
+#: How a node's extra interface finds its subnet (``CG_PICK`` of the engine's ``cl_group``).
+PICK_NODE_SUBNET = 0  # always the node's subnet (azure's NIC, crd pools, ipamd without discovery)
+PICK_CILIUM = 1  # cilium findSuitableSubnet: the flagged (subnet-ids / -tags) in the zone, else the node's, else any
+PICK_DISCOVERY = 2  # ipamd subnet discovery: the node's subnet or a flagged (kubernetes.io/role/cni) one of the zone
+PICK_FLAGGED = 3  # ipamd custom networking: the zone's flagged subnet (its ENIConfig), else no interface
+
 #: AWS subnets are /16 to /28 (VPC user guide, "Subnet sizing").
 AWS_SUBNET_PREFIX = (16, 28)
 
@@ -205,6 +211,11 @@ def check_aws(ipam, mode: str, root):
             hint = "; set cloud.subnets" if cloud.subnets_derived else ""
             w.fail(f"{cidr!r} is a /{prefix}; expected an AWS subnet from /{lo} to /{hi}{hint} {for_mode}")
     table = load_instance_limits(cloud.instance_limits_file)
+    for g, group in enumerate(cloud.node_groups):
+        try:
+            instance_limits(group.instance_type, table)
+        except ConfigError as exc:
+            (root / "cloud" / "nodeGroups" / g / "instanceType").fail(f"{exc} {for_mode}")
     try:
         return instance_limits(cloud.instance_type, table)
     except ConfigError as exc:

@@ -16,6 +16,10 @@ for prefixes again as long as no ENI holds single addresses only (cilium
 keeps prefix mode and packs the fallback's addresses into the fullest /28s.
 Every ENI (eth0 included) takes a primary address of its subnet; eth0 holds
 pod addresses from ``first-interface-index`` 0 (the current default).
+A new ENI goes to the subnet ``findSuitableSubnet`` picks: a ``subnet-ids`` /
+``subnet-tags`` subnet of the node's zone with most free addresses (per node
+group, ``cloud.nodeGroups``), else the node's own subnet while it has an ENI's
+worth free, else the zone's subnet with most free addresses.
 Not modelled: ENI garbage collection, excluded interfaces and tags, IPv6
 prefixes, API latency beyond the operator delay and throttling (``cloud.apiThrottle``), the release
 handshake's agent round trip (collapsed into the operator's pass).
@@ -100,11 +104,14 @@ def check(ipam, root) -> None:
     """
     check_subnets(ipam, NAME, root)
     lim = check_aws(ipam, NAME, root)
+    table = load_instance_limits(ipam.cloud.instance_limits_file)
+    types = [instance_limits(g.instance_type, table) for g in ipam.cloud.node_groups] or [lim]
     first = ipam.cloud.eni.first_interface_index
-    if first >= lim.enis:
-        (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
-            f"{first} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
-            f"expected at most {lim.enis - 1} (needed by mode {NAME})")
+    for lim in types:
+        if first >= lim.enis:
+            (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
+                f"{first} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
+                f"expected at most {lim.enis - 1} (needed by mode {NAME})")
 
 
 MODE = ModeSpec(
