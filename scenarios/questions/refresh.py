@@ -17,7 +17,8 @@ mention of DIR (a polars read of ``DIR/trace.arrow``, a ``sed ... > FILE``) is r
 way, so nothing is written into the checkout; in the output the temporary paths read as the doc's.
 The doc's text is never changed, only its output blocks.
 
-Rows of a compare table that vary from run to run (wall-clock seconds) are kept as printed.
+What varies from run to run is kept as printed and not compared: the wall-clock row of a compare
+table and the time line of a sweep.
 An output block preceded by ``<!-- output: rows shown -->`` shows only some rows of a table:
 only rows whose first cell is in the block as printed are kept.
 Tables are printed 200 columns wide without colours (``COLUMNS=200``, ``NO_COLOR=1``).
@@ -26,6 +27,7 @@ Tables are printed 200 columns wide without colours (``COLUMNS=200``, ``NO_COLOR
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shlex
@@ -42,6 +44,8 @@ SKIPPED = ("kubectl ", "helm ")
 ROWS_SHOWN = "<!-- output: rows shown -->"
 #: Table rows whose figures vary between runs: kept as printed.
 VARYING_ROWS = ("wall-clock seconds",)
+#: Whole lines that vary between runs: the time a sweep took.
+VARYING_LINE = re.compile(r"^\d+ run\(s\), \d+ already done, [\d.]+ s$")
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONPATH": str(ROOT)}
 
 
@@ -179,6 +183,7 @@ def merge(printed: list[str], fresh: list[str], rows_shown: bool) -> list[str]:
     """The fresh output, with varying rows as printed and, if asked, only the printed rows."""
     kept_rows = {_first_cell(line) for line in printed} - {None}
     by_cell = {_first_cell(line): line for line in printed if _first_cell(line)}
+    printed_timing = [line for line in printed if VARYING_LINE.match(line)]
     merged = []
     for line in fresh:
         cell = _first_cell(line)
@@ -186,12 +191,15 @@ def merge(printed: list[str], fresh: list[str], rows_shown: bool) -> list[str]:
             continue
         if cell and cell.startswith(VARYING_ROWS) and cell in by_cell and len(by_cell[cell]) == len(line):
             line = by_cell[cell]
+        if VARYING_LINE.match(line) and printed_timing:
+            line = printed_timing[0]
         merged.append(line)
     return merged
 
 
 def _comparable(lines: list[str]) -> list[str]:
-    return [line for line in lines if not (_first_cell(line) or "").startswith(VARYING_ROWS)]
+    return [line for line in lines
+            if not (_first_cell(line) or "").startswith(VARYING_ROWS) and not VARYING_LINE.match(line)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             merged = merge(pair.output.lines, fresh, pair.output.after_marker)
             if _comparable(merged) != _comparable(pair.output.lines):
                 stale.append(f"{pair.section} (line {pair.output.start + 1})")
+                if args.check:
+                    sys.stdout.writelines(difflib.unified_diff(
+                        [f"{x}\n" for x in pair.output.lines], [f"{x}\n" for x in merged], "printed", "rerun", n=0))
             replacements.append((pair.output, merged))
     if args.check:
         for name in stale:
