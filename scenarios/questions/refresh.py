@@ -21,7 +21,7 @@ What varies from run to run is kept as printed and not compared: the wall-clock 
 table and the time line of a sweep.
 An output block preceded by ``<!-- output: rows shown -->`` shows only some rows of a table:
 only rows whose first cell is in the block as printed are kept.
-Tables are printed 200 columns wide without colours (``COLUMNS=200``, ``NO_COLOR=1``).
+Tables are printed 200 columns wide without colours (``COLUMNS=200``, ``POLARS_TABLE_WIDTH=200``, ``NO_COLOR=1``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ ROWS_SHOWN = "<!-- output: rows shown -->"
 VARYING_ROWS = ("wall-clock seconds",)
 #: Whole lines that vary between runs: the time a sweep took.
 VARYING_LINE = re.compile(r"^\d+ run\(s\), \d+ already done, [\d.]+ s$")
-ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "COLUMNS": "200", "POLARS_TABLE_WIDTH": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONPATH": str(ROOT)}
 
 
 @dataclass
