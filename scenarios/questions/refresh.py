@@ -138,7 +138,7 @@ class Runner:
 
     def _rewrite(self, text: str) -> str:
         for doc_path in sorted(self.paths, key=len, reverse=True):
-            text = re.sub(rf"(?<![\w/.-]){re.escape(doc_path)}(?=[/'\"\s]|$)", self.paths[doc_path], text)
+            text = re.sub(rf"(?<![\w/.-]){re.escape(doc_path)}(?![\w.-])", self.paths[doc_path], text)
         return text
 
     def _unrewrite(self, text: str) -> str:
