@@ -133,7 +133,10 @@ class Runner:
 
     def _temp_for(self, doc_path: str) -> str:
         if doc_path not in self.paths:
-            self.paths[doc_path] = str(self.tmp / f"p{len(self.paths)}-{Path(doc_path).name}")
+            # same base name as the doc's: import names the scenario after its --out folder
+            parent = self.tmp / f"p{len(self.paths)}"
+            parent.mkdir()
+            self.paths[doc_path] = str(parent / Path(doc_path).name)
         return self.paths[doc_path]
 
     def _rewrite(self, text: str) -> str:
