@@ -70,7 +70,18 @@ class Pair:
 
 
 def fenced_blocks(lines: list[str]) -> list[tuple[str, Block]]:
-    """Every fenced block of ``lines`` with the ``## `` heading it falls under."""
+    """Every fenced block of ``lines`` with the ``## `` heading it falls under.
+
+    Parameters
+    ----------
+    lines : list of str
+        The doc's lines.
+
+    Returns
+    -------
+    list of (str, Block)
+        Heading text and block, in the doc's order.
+    """
     found, section, i = [], "", 0
     while i < len(lines):
         if lines[i].startswith("## "):
@@ -87,7 +98,18 @@ def fenced_blocks(lines: list[str]) -> list[tuple[str, Block]]:
 
 
 def split_commands(block_lines: list[str]) -> list[str]:
-    """The shell commands of a block, a quoted ``python -c "..."`` spanning lines kept whole."""
+    """The shell commands of a block, a quoted ``python -c "..."`` spanning lines kept whole.
+
+    Parameters
+    ----------
+    block_lines : list of str
+        The lines between the fences.
+
+    Returns
+    -------
+    list of str
+        One string per command (a backslash-continued or open-quoted command joined).
+    """
     commands, current = [], ""
     for line in block_lines:
         current = f"{current}\n{line}" if current else line
@@ -112,7 +134,22 @@ def is_command_block(block: Block) -> bool:
 
 
 def command_pairs(lines: list[str]) -> list[Pair]:
-    """Each command block with the fenced block after it."""
+    """Each command block with the fenced block after it.
+
+    Parameters
+    ----------
+    lines : list of str
+        The doc's lines.
+
+    Returns
+    -------
+    list of Pair
+
+    Raises
+    ------
+    SystemExit
+        If a command block has no output block after it (the next block is a command block or there is none).
+    """
     blocks = fenced_blocks(lines)
     pairs = []
     for (section, block), following in zip(blocks, blocks[1:] + [("", None)]):
@@ -150,7 +187,23 @@ class Runner:
         return text
 
     def run(self, commands: list[str]) -> str:
-        """Run one block's commands; the last one's standard output, in the doc's paths."""
+        """Run one block's commands; the last one's standard output, in the doc's paths.
+
+        Parameters
+        ----------
+        commands : list of str
+            From :func:`split_commands`.
+
+        Returns
+        -------
+        str
+            The last command's standard output, lines right-stripped, temporary paths shown as the doc's.
+
+        Raises
+        ------
+        SystemExit
+            If a command exits non-zero (its standard error is shown).
+        """
         cwd, out = ROOT, ""
         for command in commands:
             if command.startswith(SKIPPED):
@@ -183,7 +236,22 @@ def _first_cell(line: str) -> str | None:
 
 
 def merge(printed: list[str], fresh: list[str], rows_shown: bool) -> list[str]:
-    """The fresh output, with varying rows as printed and, if asked, only the printed rows."""
+    """The fresh output, with varying rows as printed and, if asked, only the printed rows.
+
+    Parameters
+    ----------
+    printed : list of str
+        The output block as the doc has it.
+    fresh : list of str
+        What the command printed now.
+    rows_shown : bool
+        Keep only table rows whose first cell is in ``printed`` (the block shows a subset).
+
+    Returns
+    -------
+    list of str
+        The lines to write; a varying row is kept as printed when its width has not changed.
+    """
     kept_rows = {_first_cell(line) for line in printed} - {None}
     by_cell = {_first_cell(line): line for line in printed if _first_cell(line)}
     printed_timing = [line for line in printed if VARYING_LINE.match(line)]
