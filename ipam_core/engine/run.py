@@ -27,7 +27,7 @@ from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
 from ipam_core.engine import hooks
-from ipam_core.engine import rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
+from ipam_core.engine import rules_calico, rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
     EngineConfig,
@@ -61,6 +61,7 @@ _ERRORS = {
     T.ERROR_CHUNKS_FULL: "pod-bitmap arena",
     T.ERROR_CLOUD_UNITS_FULL: "cloud unit table",
     T.ERROR_ROWS_FULL: "pod table",
+    T.ERROR_CALICO_BLOCKS_FULL: "Calico block table",
 }
 
 
