@@ -303,8 +303,7 @@ def test_compare_runs_calico_beside_cluster_pool(tmp_path):
     nodes = pl.read_ipc(out / "nodes.arrow").filter(pl.col("mode") == "calico")
     cidrs = nodes.filter(pl.col("time_s") == nodes["time_s"].max())["cidrs"].to_list()
     assert all(any(c.startswith("10.244.") and c.endswith("/26") for c in row) for row in cidrs)
-    rows = [line.split(",")[0] for line in (out / "summary.csv").read_text().splitlines()[1:]]
-    assert rows == ["calico", "cluster-pool"]
+    assert pl.read_csv(out / "summary.csv")["mode"].to_list() == ["calico", "cluster-pool"]
 
 
 def test_run_mode_calico_and_a_small_sweep(tmp_path):
@@ -318,7 +317,9 @@ def test_run_mode_calico_and_a_small_sweep(tmp_path):
         "axes": {"cluster.nodes": [8, 16]}, "replicates": 1, "seed": 0}))
     result = runner.invoke(app, ["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--workers", "1", "--no-plot"])
     assert result.exit_code == 0, result.output
-    assert any((tmp_path / "sw").iterdir())
+    points = pl.read_parquet(tmp_path / "sw" / "sweep.parquet")
+    assert points["mode"].to_list() == ["calico", "calico"] and points["pods_failed"].to_list() == [0, 0]
+    assert sorted(points["cluster.nodes"].to_list()) == [8, 16]
 
 
 def test_calico_without_pools_and_migrations_are_refused_in_one_line(tmp_path):
