@@ -327,3 +327,7 @@ def test_calico_without_pools_and_migrations_are_refused_in_one_line(tmp_path):
     assert result.exit_code == 2
     assert "IPPool" in result.output and "needed by mode calico" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "x").exists()
+    result = runner.invoke(app, ["migrate", str(ROOT / "scenarios" / "cluster-pool-to-multi-pool.yaml"), "--plan",
+                                 "--to", "calico", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "'calico' is not a mode migrate simulates" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
