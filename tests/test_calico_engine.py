@@ -35,7 +35,8 @@ runner = CliRunner()
 GRACE_S = 60.0  # leakGracePeriod 1m: kube-controllers passes every 30 s
 
 
-def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config: dict | None = None):
+def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config: dict | None = None,
+             dual_stack: bool = False):
     """A calico scenario with these IPPool specs (name -> spec), no retries within the run."""
     docs = [{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec}
             for name, spec in pools]
@@ -47,6 +48,8 @@ def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config:
     doc = {"name": "calico-test", "duration": "30m", "modes": ["calico"], "cluster": {"nodes": nodes},
            "workload": {"generator": "steady-churn"},
            "timing": {"podRetryInterval": "10h", "podPendingTimeout": "20h"}, "manifests": docs}
+    if dual_stack:
+        doc["cilium"] = {"ipv6": {"enabled": True}}
     return load_scenario(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -163,6 +166,23 @@ def test_a_tunnel_pool_gives_each_node_its_address_and_first_block_at_start():
     sim.advance(6.0)  # node-b goes: its tunnel address and its block
     assert counter(sim.state, T.F_RESERVED) == 1 and counter(sim.state, T.F_NODE_CIDRS) == 1
     assert counter(sim.state, T.F_RELEASES) == 1
+
+
+def test_dual_stack_takes_ipv6_first_and_gives_it_back_when_ipv4_fails():
+    sc = scenario([("pool-a", {"cidr": "10.0.0.0/29", "blockSize": 29}),  # one block of 8
+                   ("pool-b", {"cidr": "fd00::/120", "blockSize": 122})], dual_stack=True)
+    events = [(0.0, OP_NODE_ADD, 0, -1), *[(1.0 + i, OP_POD_ADD, 0, i) for i in range(9)]]
+    sim = Simulation(sc, workload(events, ["node-a"]), "calico")
+    sim.advance(20.0)
+    st = sim.state
+    assert [counter(st, T.F_USED, f) for f in (0, 1)] == [8, 8]
+    assert [counter(st, T.F_IP_FAILS, f) for f in (0, 1)] == [1, 0]
+    assert [counter(st, T.F_IP_ALLOCS, f) for f in (0, 1)] == [8, 8]
+    assert int(st.cnt[T.K_PENDING]) == 1 and address(st, 7, 1)[2] == 7
+    (v6_slot,) = [s for s in st.cal.node_blk[0, :st.cal.node_nblk[0]] if st.cal.pool_family[st.cal.blk_pool[s]] == 1]
+    t = st.cal
+    queue = [int(t.blk_q[v6_slot, (t.blk_head[v6_slot] + k) % 64]) for k in range(int(t.blk_nfree[v6_slot]))]
+    assert queue == [*range(9, 64), 8]  # the ninth pod's IPv6 address went back to the end of the queue
 
 
 # ---------------------------------------------------------------------------- the engine and the oracle
