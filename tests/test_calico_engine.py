@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ipam_core.cli import app
@@ -227,7 +229,8 @@ def drive_reference(sim, events, t_end, names):
     pools = [Pool(p.name, p.cidr, p.block_size) for p in sim.scenario.ipam.calico.pools]
     poolsets = [([int(i) for i in t.poolset[r] if i >= 0], bool(t.poolset_explicit[r]))
                 for r in range(t.poolset.shape[0])]
-    ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets)
+    strict = sim.scenario.ipam.calico.ipam_config.strict_affinity
+    ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets, strict_affinity=strict)
     tunnel_row = int(st.cal_tunnel_row[0])
     row_of_pod = st.cal_pod_set[:, 0]
     held, tunnels, bound = {}, {}, {n: [] for n in range(len(names))}
@@ -280,13 +283,14 @@ def engine_blocks(st):
     return out
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_engine_agrees_with_the_python_reference_on_random_pod_and_node_sequences(seed):
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), strict=st.booleans())
+def test_engine_agrees_with_the_python_reference_on_random_pod_and_node_sequences(seed, strict):
     rng = np.random.default_rng(seed)
     names = [f"node-{c}" for c in "abcde"]
     pools = [("pool-a", {"cidr": "10.0.0.0/26", "blockSize": 29}),
              ("pool-b", {"cidr": "10.1.0.0/28", "blockSize": 30, "vxlanMode": "Always"})]
-    sc = scenario(pools, nodes=len(names))
+    sc = scenario(pools, nodes=len(names), ipam_config={"strictAffinity": strict})
     events, t_last = random_events(rng, names, 160)
     sim = Simulation(sc, workload(events, names), "calico")
     t_end = t_last + 1.0
@@ -303,7 +307,7 @@ def test_engine_agrees_with_the_python_reference_on_random_pod_and_node_sequence
     assert counter(st, T.F_IP_FAILS) == fails
     assert counter(st, T.F_NODE_CIDRS) == len(ref.blocks) and counter(st, T.F_USED) == len(held)
     assert counter(st, T.F_CARVES) - counter(st, T.F_RELEASES) == len(ref.blocks)
-    assert ref.counts["claims"] > 3 and ref.counts["block_releases"] > 0  # the sequences exercise both
+    assert ref.counts["claims"] > 3  # the sequences claim blocks (and, most of them, release some)
 
 
 # ---------------------------------------------------------------------------- the command line
