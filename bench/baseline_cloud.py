@@ -43,10 +43,13 @@ tests turn a departure off to compare everything else and show it in an
 Simplifications the oracle shares with the engine (the model, not a rule
 under test): the release handshake is collapsed into the operator's pass;
 ENIs are visited in index order (a Go map upstream); API latency is the
-operator's delay; a node stops asking for prefixes after one refused prefix
-call and counts its prefixes whole for excess while it holds any (the PR
-#20822 log line; ``IsPrefixDelegated`` as written re-derives this from the
-ENIs: it turns off only while an ENI holds secondary addresses and no prefix).
+operator's delay; a node counts its prefixes whole for excess while it holds
+any. Whether Cilium asks for prefixes follows ``IsPrefixDelegated``
+(``pkg/aws/eni/node.go``): not while an ENI holds secondary addresses and no
+prefix (:meth:`CloudIPAM.prefix_delegated`); the dense arm of CFP
+cilium/cilium#38499 keeps asking and packs the fallback's addresses
+(:meth:`Subnet.take_densest`). API calls and their throttling:
+``baseline_cloud_api.py``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ from __future__ import annotations
 import ipaddress
 import math
 
+import numpy as np
+from baseline_cloud_api import ASSIGN, ATTACH, RELEASE, CloudAPI
+
 from ipam_core.cloud.limits import PREFIX_SIZE
+from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
+from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED
 
 MASK64 = (1 << 64) - 1
 PREFIX_ORDER = 4  # a /28 holds 2**4 addresses
@@ -100,34 +108,71 @@ class SplitMix64:
 
 # ---------------------------------------------------------------------------- the cloud
 class Subnet:
-    """A subnet's addresses: the offsets taken, the cloud's own reservation included."""
+    """A subnet's addresses: the offsets taken, the cloud's own reservation included.
 
-    __slots__ = ("size", "taken", "cloud_reserved")
+    ``spec`` (a ``cloud.subnets`` entry) adds what others hold: explicit reservations and
+    shared addresses are taken at the start and counted with the cloud's; a ``prefix``
+    reservation's range gives no single address (EC2 subnet CIDR reservations) and gives
+    its /28s first.
+    """
 
-    def __init__(self, cidr: str, cloud_reserves: bool):
-        self.size = ipaddress.ip_network(cidr).num_addresses
+    __slots__ = ("size", "taken", "cloud_reserved", "prefix_ranges", "zone")
+
+    def __init__(self, cidr: str, cloud_reserves: bool, spec=None, seed: int = 0, index: int = 0, zone: int = 0):
+        network = ipaddress.ip_network(cidr)
+        self.size = network.num_addresses
+        self.zone = zone
         self.taken: set[int] = set()
+        self.prefix_ranges: list[range] = []
         if cloud_reserves and self.size >= 8:
             self.taken.update(range(SUBNET_RESERVED_LOW))
             self.taken.update(self.size - 1 - k for k in range(SUBNET_RESERVED_HIGH))
+        if spec is not None:
+            self._others(spec, network, seed, index)
         self.cloud_reserved = len(self.taken)
+
+    def _others(self, spec, network, seed: int, index: int) -> None:
+        reserved: set[int] = set()
+        explicit: set[int] = set()
+        for r in spec.reservations:
+            lo, hi = cidr_offsets(r.cidr, network)
+            reserved.update(range(lo, hi))
+            if r.kind == "explicit":
+                explicit.update(range(lo, hi))
+            else:
+                self.prefix_ranges.append(range(lo, hi))
+        before = set(self.taken)
+        self.taken |= explicit
+        if spec.shared_used_file:
+            self.taken.update(o for o in listed_offsets(spec.shared_used_file, network).tolist() if o not in reserved)
+        if spec.shared_used:
+            free = np.array(sorted(o for o in range(self.size) if o not in before and o not in reserved), dtype=np.int64)
+            self.taken.update(shared_offsets(spec.shared_used, free, seed, index).tolist())
+
+    def in_prefix_range(self, offset: int) -> bool:
+        return any(offset in r for r in self.prefix_ranges)
 
     @property
     def free(self) -> int:
         return self.size - len(self.taken)
 
+    @property
+    def free_singles(self) -> int:
+        """Free addresses EC2 may give one by one: outside the prefix reservations."""
+        return self.free - sum(1 for r in self.prefix_ranges for o in r if o not in self.taken)
+
     def take_random(self, rng: SplitMix64) -> int:
         """EC2 / Azure picking a secondary address: random start, forward scan, wrapping."""
         offset = rng.below(self.size)
-        if self.free == 0:
+        if self.free_singles == 0:
             return -1
-        while offset in self.taken:
+        while offset in self.taken or self.in_prefix_range(offset):
             offset = offset + 1 if offset + 1 < self.size else 0
         self.taken.add(offset)
         return offset
 
     def take_first(self) -> int:
-        offset = next(o for o in range(self.size) if o not in self.taken)
+        offset = next(o for o in range(self.size) if o not in self.taken and not self.in_prefix_range(o))
         self.taken.add(offset)
         return offset
 
@@ -136,9 +181,24 @@ class Subnet:
         used = {o >> PREFIX_ORDER for o in self.taken}
         return [b << PREFIX_ORDER for b in range(self.size >> PREFIX_ORDER) if b not in used]
 
+    def take_densest(self) -> int:
+        """CFP cilium/cilium#38499 "dense": the lowest free address of the aligned /28 with the fewest free
+        addresses (lowest /28 on ties), so single addresses fill broken /28s and leave whole ones free."""
+        free_in = {}
+        for o in range(self.size):
+            if o not in self.taken:
+                free_in[o >> PREFIX_ORDER] = free_in.get(o >> PREFIX_ORDER, 0) + 1
+        block = min(free_in, key=lambda b: (free_in[b], b))
+        offset = next(o for o in range(block << PREFIX_ORDER, (block + 1) << PREFIX_ORDER) if o not in self.taken)
+        self.taken.add(offset)
+        return offset
+
     def take_block(self) -> int:
-        """``AssignIpv6Prefixes``/``AssignPrivateIpAddresses --ipv4-prefix-count``: the lowest free /28."""
-        offset = self.free_blocks()[0]
+        """``AssignIpv6Prefixes``/``AssignPrivateIpAddresses --ipv4-prefix-count``: the lowest free /28 of the
+        prefix reservations (in their order), else the lowest free /28."""
+        blocks = self.free_blocks()
+        reserved = [b for r in self.prefix_ranges for b in blocks if b in r]
+        offset = (reserved or blocks)[0]
         self.taken.update(range(offset, offset + PREFIX_SIZE))
         return offset
 
@@ -197,12 +257,19 @@ class Interface:
 
 
 class CloudNode:
-    """A node's side of the cloud: its interfaces and what its pool's manager remembers."""
+    """A node's side of the cloud: its interfaces and what its pool's manager remembers.
 
-    def __init__(self, n_ifaces: int, subnet: int, prefix_delegation: bool):
+    ``cfg`` / ``ipamd`` are its node group's settings (its instance type's limits); ``group``
+    its group's index.
+    """
+
+    def __init__(self, n_ifaces: int, subnet: int, prefix_delegation: bool, cfg=None, ipamd=None, group: int = 0):
+        self.cfg = cfg
+        self.ipamd = ipamd
+        self.group = group
         self.ifaces: list[Interface | None] = [None] * n_ifaces
         self.subnet = subnet
-        self.pd = prefix_delegation  # still asking for prefixes (Cilium stops after a refused prefix call)
+        self.pd = prefix_delegation  # prefix delegation on and the instance Nitro
         self.agent_reserved = 0  # router / health / AKS reserved addresses the agent took
         self.reported_used = 0  # status.ipam.used as of the agent's last CiliumNode update
         self.reported_addresses: set[tuple[int, int]] = set()  # (subnet, address) in that status
@@ -212,6 +279,7 @@ class CloudNode:
         self.excess_since = math.inf
         self.last_decrease = -math.inf
         self.cooldown_until = -math.inf
+        self.api_at: float | None = None  # a call of the last pass was throttled: its tokens are there then
 
     def attached(self) -> list[Interface]:
         return [i for i in self.ifaces if i is not None]
@@ -246,9 +314,6 @@ class CloudCounters:
         self.carves = 0
         self.releases = 0
         self.frag_failures = 0
-        self.api_attach = 0
-        self.api_assign = 0
-        self.api_release = 0
 
 
 # ---------------------------------------------------------------------------- watermark arithmetic
@@ -417,17 +482,25 @@ class CloudIPAM:
         ``operatorSyncInterval`` and ``ciliumNodeUpdateRate`` (seconds).
     """
 
-    def __init__(self, cfg, subnets, host, operator_delay: float, update_rate: float):
+    def __init__(self, cfg, subnets, host, operator_delay: float, update_rate: float, net=None):
         self.cfg = cfg
         self.kind = _KINDS[cfg.kind]
-        self.subnets = [Subnet(c, cfg.subnet_reserved) for c in subnets]
+        self.net = net
+        if net is None:
+            self.subnets = [Subnet(c, cfg.subnet_reserved, zone=i) for i, c in enumerate(subnets)]
+        else:
+            self.subnets = [Subnet(c, cfg.subnet_reserved, spec, net.seed, i, int(net.subnet_zone[i]))
+                            for i, (c, spec) in enumerate(zip(subnets, net.subnets))]
+            self.group_of = deal_nodes(net.weights, len(host.nodes)).tolist()
+            self.zone_of = zone_of_nodes(np.array(self.group_of), list(net.group_zones)).tolist()
+            self.group_ipamd = [IpamdTargets(c) for c in net.configs]
         self.host = host
         self.rng: SplitMix64 = host.rng
         self.operator_delay = operator_delay
         self.update_rate = update_rate
         self.nodes: dict[int, CloudNode] = {}
         self.count = CloudCounters()
-        self.ipamd = IpamdTargets(cfg)
+        self.api = CloudAPI(cfg)
         # Two upstream rules ipam_core/engine/cloud.py departs from (tests/test_cloud_vs_baseline.py
         # turns them off to compare the rest, and shows each departure in an xfail test):
         #: cilium recalculate counts a prefix-delegated node's used prefixes from status.ipam.used, the
@@ -450,7 +523,7 @@ class CloudIPAM:
 
     def attach(self, node: CloudNode, index: int, subnet: int, now: float) -> Interface:
         """An interface joins the instance; the cloud gives it a primary address of its subnet."""
-        iface = node.ifaces[index] = Interface(index, subnet, self.cfg.units, now)
+        iface = node.ifaces[index] = Interface(index, subnet, node.cfg.units, now)
         if self.cfg.primary:
             iface.primary = self.subnets[subnet].take_random(self.rng)
         return iface
@@ -463,22 +536,42 @@ class CloudIPAM:
             self.subnets[iface.subnet].taken.discard(iface.primary)
         node.ifaces[iface.index] = None
 
+    def throttled(self, node: CloudNode, kind: int, now: float) -> bool:
+        """The next call of the node's pass must wait for a token (``baseline_cloud_api``): remember when."""
+        t = self.api.ready(kind, now)
+        if t is None:
+            return False
+        node.api_at = t
+        return True
+
+    def call(self, node: CloudNode, kind: int, now: float) -> bool:
+        """A call of ``kind`` now, unless throttled: whether it was made."""
+        if self.throttled(node, kind, now):
+            return False
+        self.api.spend(kind, now)
+        return True
+
     def assign(self, node: CloudNode, iface: Interface, addresses: int, pd: bool, fallback: bool, subnet: int,
-               count_call: bool) -> int:
-        """One ``AssignPrivateIpAddresses`` call (or the addresses of a create call): the addresses added.
+               count_call: bool, now: float) -> int:
+        """One ``AssignPrivateIpAddresses`` call (or the addresses of a create call): the addresses added
+        (-1: throttled, no call made).
 
         With prefixes EC2 gives all ``ceil(addresses / 16)`` aligned /28s or none
         (``InsufficientCidrBlocks``); Cilium then asks for single addresses in a
-        second call and gives up prefixes on the node (cilium ``pkg/aws/eni/node.go``
-        ``AllocateIPs``, PR #20822); ipamd does not (``tryAssignPrefixes``). Single
-        addresses also come all or none (``InsufficientFreeAddressesInSubnet``).
+        second call, on the same ENI (cilium ``pkg/aws/eni/node.go`` ``AllocateIPs``,
+        PR #20822) or as a second create call without prefixes (``CreateInterface``);
+        ipamd does not (``tryAssignPrefixes``). Single addresses also come all or
+        none (``InsufficientFreeAddressesInSubnet``).
         """
         if iface.room <= 0 or addresses <= 0:
             return 0
+        if count_call and self.throttled(node, ASSIGN, now):
+            return -1
         sub = self.subnets[subnet]
         if pd:
             count = min(-(-addresses // PREFIX_SIZE), iface.room)
-            self.count.api_assign += count_call
+            if count_call:
+                self.api.spend(ASSIGN, now, prefixes=True)
             if len(sub.free_blocks()) >= count:
                 for _ in range(count):
                     self.add_unit(iface, subnet, sub.take_block(), PREFIX_SIZE)
@@ -487,11 +580,18 @@ class CloudIPAM:
                 self.count.frag_failures += 1  # the addresses are there, not as aligned /28s
             if not fallback:
                 return 0
-            node.pd = False
-            count_call = True
+            self.api.spend(ASSIGN if count_call else ATTACH, now)
+            count = min(addresses, iface.room)
+            if sub.free < count:
+                return 0
+            dense = self.cfg.strategy == 1
+            for _ in range(count):
+                self.add_unit(iface, subnet, sub.take_densest() if dense else sub.take_random(self.rng), 1)
+            return count
         count = min(addresses, iface.room)
-        self.count.api_assign += count_call
-        if sub.free < count:
+        if count_call:
+            self.api.spend(ASSIGN, now)
+        if sub.free_singles < count:
             return 0
         for _ in range(count):
             self.add_unit(iface, subnet, sub.take_random(self.rng), 1)
@@ -530,7 +630,7 @@ class CloudIPAM:
 
     def agent_start(self, node: CloudNode) -> bool:
         """``hasMinimumIPsInPool`` (cilium ``pkg/ipam/crd.go``), then the router / health addresses."""
-        if node.held == 0 or node.held < self.cfg.ready_min:
+        if node.held == 0 or node.held < node.cfg.ready_min:
             return False
         for _ in range(self.cfg.agent_reserved):
             found = self.pick(node)
@@ -543,15 +643,55 @@ class CloudIPAM:
     # ------------------------------------------------------------------ nodes and timers
     def node_added(self, node_id: int, now: float) -> None:
         """The instance comes with eth0 (or its NIC); the manager's first pass after the operator's delay."""
-        n = self.nodes[node_id] = CloudNode(max(self.cfg.ifaces, 1), node_id % len(self.subnets),
-                                             self.cfg.unit_size > 1)
+        if self.net is None:
+            n = CloudNode(max(self.cfg.ifaces, 1), node_id % len(self.subnets), self.cfg.unit_size > 1, self.cfg,
+                          IpamdTargets(self.cfg))
+        else:
+            g = self.group_of[node_id]
+            cfg = self.net.configs[g]
+            n = CloudNode(max(self.cfg.ifaces, 1), self.launch_subnet(g, self.zone_of[node_id]), cfg.unit_size > 1,
+                          cfg, self.group_ipamd[g], g)
+        self.nodes[node_id] = n
         if self.cfg.nic:
             self.attach(n, 0, n.subnet, now)
         else:  # a crd pool: one row of addresses, no cloud interface
-            n.ifaces[0] = Interface(0, n.subnet, self.cfg.units, now)
+            n.ifaces[0] = Interface(0, n.subnet, n.cfg.units, now)
         self.request_pass(node_id, now + self.operator_delay)
         if self.cfg.period_s > 0:
             self.host.push(now + self.cfg.period_s, REFRESH, node_id, self.host.nodes[node_id].gen)
+
+    def most_free(self, candidates) -> int | None:
+        """The candidate subnet with most free addresses, the first listed on ties."""
+        best = None
+        for s in candidates:
+            if best is None or self.subnets[s].free > self.subnets[best].free:
+                best = s
+        return best
+
+    def launch_subnet(self, group: int, zone: int) -> int:
+        """Karpenter ``ZonalSubnetsForLaunch``: the group's subnet of the zone with most free addresses."""
+        return self.most_free(s for s, sub in enumerate(self.subnets)
+                              if sub.zone == zone and self.net.launch[group, s])
+
+    def eni_subnet(self, n: CloudNode) -> int | None:
+        """The subnet of a new ENI (cilium ``findSuitableSubnet``; ipamd subnet discovery or ENIConfig)."""
+        if self.net is None:
+            return n.subnet
+        rule, flagged = self.net.pick[n.group], self.net.flagged[n.group]
+        zone = self.subnets[n.subnet].zone
+        in_zone = [s for s, sub in enumerate(self.subnets) if sub.zone == zone]
+        if rule == PICK_CILIUM:
+            chosen = self.most_free(s for s in in_zone if flagged[s])
+            if chosen is not None:
+                return chosen
+            if self.subnets[n.subnet].free >= self.net.ipv4[n.group]:
+                return n.subnet
+            return self.most_free(in_zone)
+        if rule == PICK_DISCOVERY:
+            return self.most_free(s for s in in_zone if flagged[s] or s == n.subnet)
+        if rule == PICK_FLAGGED:
+            return self.most_free(s for s in in_zone if flagged[s])
+        return n.subnet
 
     def node_removed(self, node_id: int) -> None:
         """Interfaces, units and primary addresses back to the subnets (pods are gone already)."""
@@ -604,14 +744,17 @@ class CloudIPAM:
     def manager_pass(self, node_id: int, now: float) -> float | None:
         """One pass of the node's manager; when Cilium's operator changed something it comes back after its delay."""
         n = self.nodes[node_id]
+        n.api_at = None
         if self.kind == CILIUM:
-            return now + self.operator_delay if self.cilium_pass(node_id, n, now) else None
+            if self.cilium_pass(node_id, n, now):
+                return now + self.operator_delay
+            return n.api_at  # throttled: the operator's limiter lets the call go then
         if self.kind == VPC_CNI:
             self.ipamd_pass(n, now)
         elif self.kind == AKS_DYNAMIC:
-            self.cns_pass(n)
+            self.cns_pass(n, now)
         else:
-            self.static_pass(n)
+            self.static_pass(n, now)
         return None
 
     # ------------------------------------------------------------------ Cilium's operator (eni, azure, crd writer)
@@ -642,7 +785,7 @@ class CloudIPAM:
         (``PrepareIPAllocation``, ``handleIPAllocation``), else creates an interface
         (``createInterface``, ``CreateInterface``). Returns whether the cloud changed.
         """
-        c = self.cfg
+        c = n.cfg
         available, used = n.held, n.reported_used
         needed = cilium_needed(available, used, c.pre, c.min_allocate, c.max_allocate)
         used_for_excess = self.used_with_prefixes(n) if n.prefixes else used
@@ -653,13 +796,14 @@ class CloudIPAM:
             if now - n.excess_since < c.release_delay_s:
                 return False
             n.excess_since = math.inf
-            return self.cilium_release(n, excess)
+            return self.cilium_release(n, excess, now)
         n.excess_since = math.inf
         if needed == 0:
             return False
         pending = self.host.nodes[node_id].pending  # the operator watches the node's Pending pods
         to_allocate = needed + c.above + max(pending - needed, 0)
-        unit = PREFIX_SIZE if n.pd else 1
+        pd = self.prefix_delegated(n)
+        unit = PREFIX_SIZE if pd else 1
         for iface in n.attached():
             if iface.index < c.first_iface or iface.room == 0:
                 continue
@@ -670,25 +814,37 @@ class CloudIPAM:
             free = self.subnets[subnet].free
             if free == 0:
                 continue
-            if self.assign(n, iface, min(free, iface.room * unit, to_allocate), n.pd, c.fallback, subnet, True):
-                return True
+            got = self.assign(n, iface, min(free, iface.room * unit, to_allocate), pd, c.fallback, subnet, True, now)
+            if got:
+                return got > 0  # added, or throttled (the operator waits for its token)
             break  # "Unable to assign additional IPs to interface, will create new interface"
         if not c.attach:
             return False  # Azure and crd: no interface to create
-        index = next((i for i in range(c.first_iface, len(n.ifaces)) if n.ifaces[i] is None), None)
+        index = next((i for i in range(c.first_iface, c.ifaces) if n.ifaces[i] is None), None)
         if index is None:
             return False  # "Instance is out of interfaces"
         wanted = min(to_allocate, c.units)  # min(MaxIPsToAllocate, limits.IPv4 - 1)
-        self.count.api_attach += 1
-        if self.subnets[n.subnet].free < 1 + (PREFIX_SIZE if n.pd else wanted):
-            return False  # CreateNetworkInterface refused: the node's subnet is too full
-        iface = self.attach(n, index, n.subnet, now)
-        if self.assign(n, iface, wanted, n.pd, c.fallback, n.subnet, False) == 0:
+        if not self.call(n, ATTACH, now):
+            return False
+        subnet = self.eni_subnet(n)
+        if self.subnets[subnet].free < 1 + (PREFIX_SIZE if pd else wanted):
+            return False  # CreateNetworkInterface refused: the subnet is too full
+        iface = self.attach(n, index, subnet, now)
+        if self.assign(n, iface, wanted, pd, c.fallback, subnet, False, now) == 0:
             self.detach(n, iface)  # the create call fails as a whole
             return False
         return True
 
-    def cilium_release(self, n: CloudNode, excess: int) -> bool:
+    def prefix_delegated(self, n: CloudNode) -> bool:
+        """``IsPrefixDelegated`` (cilium ``pkg/aws/eni/node.go``): prefix delegation on, and no ENI holding
+        secondary addresses without a prefix (the primary address is not one); always, with the dense arm."""
+        if not n.pd:
+            return False
+        if self.cfg.strategy == 1:
+            return True
+        return not any(iface.units() and not iface.prefixes for iface in n.attached())
+
+    def cilium_release(self, n: CloudNode, excess: int, now: float) -> bool:
         """``PrepareIPRelease`` + ``ReleaseIPs``: free addresses of the interface with the most free (never
         one holding prefixes: their release is not supported upstream)."""
         best, best_count = None, 0
@@ -698,12 +854,11 @@ class CloudIPAM:
             count = min(sum(1 for u in iface.units() if not u.used), excess)
             if count > best_count:
                 best, best_count = iface, count
-        if best is None:
+        if best is None or not self.call(n, RELEASE, now):
             return False
         free_slots = [k for k, u in enumerate(best.slots) if u is not None and not u.used][:best_count]
         for k in free_slots:
             self.drop_unit(best, k)
-        self.count.api_release += 1
         return True
 
     # ------------------------------------------------------------------ ipamd (aws-vpc-cni)
@@ -714,7 +869,7 @@ class CloudIPAM:
         """``updateIPPoolIfRequired`` (aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go``), every ``ipamdPoolInterval``:
         grow when too low, else shrink when too high (at most every ``decreaseIPPoolInterval``),
         then try to free an ENI."""
-        t = self.ipamd
+        t = n.ipamd
         stats = self.ipamd_stats(n)
         if ipamd_pool_too_low(*stats, t):
             self.ipamd_increase(n, now)
@@ -727,7 +882,7 @@ class CloudIPAM:
         ``tryAllocateENI``. When EC2 refuses the addresses, ``tryAssignIPs`` asks for one more; a request
         that still fails (``InsufficientCidrBlocks`` or ``InsufficientFreeAddressesInSubnet``) starts the
         2 min ``insufficientCidrErrorCooldown``."""
-        t = self.ipamd
+        t = n.ipamd
         if now < n.cooldown_until:
             return False
         total, assigned, prefixes, free_prefixes = self.ipamd_stats(n)
@@ -743,23 +898,25 @@ class CloudIPAM:
             want = t.per_eni  # WARM_ENI_TARGET: fill the ENI
         unit = PREFIX_SIZE if t.pd else 1
         for iface in n.attached():
-            if iface.room == 0:
+            if iface.room == 0 or iface.index < n.cfg.first_iface:  # custom networking: eth0 holds no pod
                 continue
-            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, n.subnet, True)
+            got = self.assign(n, iface, min(iface.room, want) * unit, t.pd, False, iface.subnet, True, now)
             if got == 0 and not t.pd and self.ipamd_one_more_ip:
-                got = self.assign(n, iface, 1, False, False, n.subnet, True)  # "Try to just get one more IP"
+                got = self.assign(n, iface, 1, False, False, iface.subnet, True, now)  # "Try to just get one more IP"
             if got == 0:
                 n.cooldown_until = now + self.cfg.cooldown_s
             return got > 0
-        if len(n.attached()) >= len(n.ifaces):
+        if len(n.attached()) >= n.cfg.ifaces:
             return False  # hasRoomForEni
         count = min(want, t.per_eni)
-        if self.subnets[n.subnet].free < 1 + (0 if t.pd else count):
+        subnet = self.eni_subnet(n)
+        if subnet is None or self.subnets[subnet].free < 1 + (0 if t.pd else count):
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
-        iface = self.attach(n, n.ifaces.index(None), n.subnet, now)
-        self.count.api_attach += 1
-        if self.assign(n, iface, count * unit, t.pd, False, n.subnet, False) == 0:
+        if not self.call(n, ATTACH, now):
+            return False  # throttled: ipamd tries again on its next tick
+        iface = self.attach(n, n.ifaces.index(None), subnet, now)
+        if self.assign(n, iface, count * unit, t.pd, False, subnet, False, now) == 0:
             self.detach(n, iface)  # AllocENI fails as a whole
             n.cooldown_until = now + self.cfg.cooldown_s
             return False
@@ -768,7 +925,7 @@ class CloudIPAM:
     def ipamd_decrease(self, n: CloudNode, now: float) -> None:
         """``decreaseDatastorePool`` / ``tryUnassignCidrsFromAll``: free addresses (prefixes) above the targets,
         newest ENI and newest slot first, one unassign call per ENI."""
-        t = self.ipamd
+        t = n.ipamd
         total, assigned, prefixes, free_prefixes = self.ipamd_stats(n)
         if t.warm_ip or t.min_ip:
             over = ipamd_targets(total, assigned, prefixes, free_prefixes, t.warm_ip, t.min_ip, t.pd)[1]
@@ -776,6 +933,8 @@ class CloudIPAM:
             over = max(free_prefixes - t.warm_prefix, 0)  # computeExtraPrefixesOverWarmTarget
         else:
             over = 0
+        if over > 0 and self.throttled(n, RELEASE, now):
+            return
         n.last_decrease = now
         for iface in reversed(n.attached()):
             freed = 0
@@ -785,12 +944,13 @@ class CloudIPAM:
                     self.drop_unit(iface, k)
                     over -= 1
                     freed += 1
-            self.count.api_release += freed > 0
+            if freed:
+                self.api.spend(RELEASE, now)
 
     def ipamd_free_eni(self, n: CloudNode, now: float) -> bool:
         """``tryFreeENI``: detach the newest unused ENI (never eth0) older than ``minENILifeTime`` that the targets
         do not need (``shouldRemoveExtraENIs``, datastore ``getDeletableENI``, ``isRequiredFor*Target``)."""
-        t = self.ipamd
+        t = n.ipamd
         total, assigned, _, free_prefixes = self.ipamd_stats(n)
         secondary_unused = [i for i in n.attached() if i.index > 0 and i.in_use == 0]
         available = total - assigned
@@ -803,17 +963,18 @@ class CloudIPAM:
             if int(now * 1e6) - int(iface.since * 1e6) < min_life_us:
                 continue  # isTooYoung
             held = sum(u.size for u in iface.units())
-            if self.eni_needed(available - held, total - held, free_prefixes - iface.prefixes):
+            if self.eni_needed(n, available - held, total - held, free_prefixes - iface.prefixes):
                 continue
+            if not self.call(n, RELEASE, now):
+                return False
             self.detach(n, iface)
-            self.count.api_release += 1
             return True
         return False
 
-    def eni_needed(self, other_free: int, other_total: int, other_free_prefixes: int) -> bool:
+    def eni_needed(self, n: CloudNode, other_free: int, other_total: int, other_free_prefixes: int) -> bool:
         """Datastore ``isRequiredForWarmIPTarget`` / ``...MinimumIPTarget`` / ``...WarmPrefixTarget``: the other
         ENIs alone would fall short (targets rounded up to whole prefixes with delegation)."""
-        t = self.ipamd
+        t = n.ipamd
 
         def whole(x: int) -> int:
             return -(-x // PREFIX_SIZE) * PREFIX_SIZE if t.pd else x
@@ -825,7 +986,7 @@ class CloudIPAM:
         return t.pd and t.warm_prefix != 0 and other_free_prefixes < t.warm_prefix
 
     # ------------------------------------------------------------------ AKS pod subnet, static writers
-    def cns_pass(self, n: CloudNode) -> None:
+    def cns_pass(self, n: CloudNode, now: float) -> None:
         """CNS ``ipampool`` (``calculateTargetIPCount``): ``batch * ceil(pct/100 + demand / batch)`` addresses,
         capped; grows to it in one request, gives back free addresses down to it."""
         c = self.cfg
@@ -833,25 +994,26 @@ class CloudIPAM:
         target = min(c.batch * -(-(c.batch_pct * c.batch + 100 * demand) // (100 * c.batch)), c.max_ips)
         nic = n.ifaces[0]
         if target > n.held:
-            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free), False, False, n.subnet, True)
+            self.assign(n, nic, min(target - n.held, self.subnets[n.subnet].free_singles), False, False, n.subnet, True, now)
         elif target < n.held:
             surplus = n.held - target
             free_slots = [k for k in range(len(nic.slots) - 1, -1, -1) if nic.slots[k] and not nic.slots[k].used]
             for k in free_slots[:surplus]:
                 self.drop_unit(nic, k)
-            self.count.api_release += bool(free_slots)
+            if free_slots:
+                self.api.spend(RELEASE, now)
 
-    def static_pass(self, n: CloudNode) -> None:
+    def static_pass(self, n: CloudNode, now: float) -> None:
         """Write the node's pool once: AKS static block's ``ceil((maxPods + 1) / 16)`` /28s (AKS
         ``concepts-network-azure-cni-pod-subnet.md``), or ``cloud.crd.poolPerNode`` first-fit addresses."""
         if n.units():
             return
         sub, count, row = self.subnets[n.subnet], self.cfg.static_units, n.ifaces[0]
         if self.kind == AKS_STATIC:
-            self.assign(n, row, count * PREFIX_SIZE, True, False, n.subnet, True)
+            self.assign(n, row, count * PREFIX_SIZE, True, False, n.subnet, True, now)
             return
-        self.count.api_assign += 1
-        if sub.free >= count:
+        self.api.spend(ASSIGN, now)
+        if sub.free_singles >= count:
             for _ in range(count):
                 self.add_unit(row, n.subnet, sub.take_first(), 1)
 
@@ -886,7 +1048,5 @@ class CloudIPAM:
             "interfaces": sum(len(n.attached()) for n in present) if self.cfg.nic else 0,
             "prefixes": sum(n.prefixes for n in present),
             "frag_failures": count.frag_failures,
-            "cloud_api_attach": count.api_attach,
-            "cloud_api_assign": count.api_assign,
-            "cloud_api_release": count.api_release,
+            **self.api.columns(),
         }

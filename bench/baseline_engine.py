@@ -57,6 +57,7 @@ from ipam_core.engine.tables import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
+from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import (
     OP_AGENT_RESTART,
     OP_NODE_ADD,
@@ -165,10 +166,11 @@ class NodeCidr:
 
 class Node:
     __slots__ = ("id", "present", "ready", "gen", "pods", "pending", "cidrs", "sync_armed", "status",
-                 "in_use", "pending_demand", "requested", "cordoned")
+                 "in_use", "pending_demand", "requested", "cordoned", "max_pods")
 
     def __init__(self, node_id: int):
         self.id = node_id
+        self.max_pods: int | None = None  # its node group's instance type, when groups differ
         self.present = False
         self.ready = False
         self.gen = 0
@@ -213,12 +215,13 @@ class Scheduler:
         self.heap: list[tuple[int, int]] = []
 
     def key(self, node: Node) -> int | None:
-        if not (node.present and node.ready and not node.cordoned and len(node.pods) < self.max_pods):
+        max_pods = self.max_pods if node.max_pods is None else node.max_pods
+        if not (node.present and node.ready and not node.cordoned and len(node.pods) < max_pods):
             return None
         if self.policy == SPREAD:
             return len(node.pods)
         if self.policy == PACK:
-            return self.max_pods - len(node.pods)
+            return max_pods - len(node.pods)
         return 0
 
     def update(self, node: Node) -> None:
@@ -261,6 +264,8 @@ class Counters:
         self.ip_fails = [0, 0]
         self.free = [0, 0]
         self.evicted = self.evicted_failed = 0
+        self.started = 0  # pods that got their addresses
+        self.start_wait_ms = 0  # whole milliseconds they waited pending first
 
 
 def needed_ip_ceil(n: int, pre_alloc: int) -> int:
@@ -338,8 +343,13 @@ class BaselineEngine:
         self._pool_cache: dict[tuple[int, int], tuple[int, int]] = {}
         self.cloud = None
         if self.policy == CLOUD:
-            self.cloud = CloudIPAM(module.cloud(scenario), [str(spec.network) for spec in layout.sets], self,
-                                   self.operator_delay, self.update_rate)
+            net = cloud_net(module, mode, scenario)
+            self.scheduler.max_pods = self.max_pods = net.merged().max_pods
+            self.cloud = CloudIPAM(net.merged(), [str(spec.network) for spec in layout.sets], self,
+                                   self.operator_delay, self.update_rate, net)
+            if len(net.configs) > 1:  # node groups of several instance types: each node its own max pods
+                for node, group in zip(self.nodes, self.cloud.group_of):
+                    node.max_pods = net.configs[group].max_pods
 
     # ------------------------------------------------------------------ pool selection
     def pod_pools(self, namespace: int, annotation: int) -> tuple[int, int]:
@@ -637,11 +647,18 @@ class BaselineEngine:
         if pod.node >= 0:
             self.nodes[pod.node].pending -= 1
 
+    def count_start(self, pod: Pod, now: float) -> None:
+        """The pod got its addresses: its start latency is the time since it began waiting (0 at once)."""
+        self.c.started += 1
+        if pod.state == PENDING:
+            self.c.start_wait_ms += math.floor((now - pod.since) * 1e3 + 0.5)
+
     def try_start(self, pod_id: int, pod: Pod, now: float) -> None:
         """The bound pod asks its agent for addresses: running, or (still) pending and retried."""
         node = self.nodes[pod.node]
         failed = self.alloc_pod(pod, node)
         if failed < 0:
+            self.count_start(pod, now)
             if pod.state == PENDING:
                 self.leave_pending(pod)
             pod.state = RUNNING
@@ -731,6 +748,7 @@ class BaselineEngine:
         if now - pod.since >= self.timeout:
             # one last attempt, then give up
             if self.alloc_pod(pod, node) < 0:
+                self.count_start(pod, now)
                 self.leave_pending(pod)
                 pod.state = RUNNING
                 self.c.running += 1
@@ -933,7 +951,8 @@ class BaselineEngine:
         if self.cloud is not None:
             counts = {"nodes": c.nodes, "nodes_ready": c.ready, "pods_running": c.running, "pods_pending": c.pending,
                       "pods_failed": c.failed, "pods_failed_free_elsewhere": c.failed_free,
-                      "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0]}
+                      "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0],
+                      "pods_started": c.started, "pod_start_wait_ms": c.start_wait_ms}
             out[0] = {**counts, **self.cloud.sample(c.nodes), **self.lifecycle_sample(0)}
             if not with_largest_free_block:
                 out[0]["largest_free_block"] = -1
@@ -961,6 +980,8 @@ class BaselineEngine:
                 "ip_allocs": c.ip_allocs[family],
                 "ip_alloc_failures": c.ip_fails[family],
                 **dict.fromkeys(CLOUD_COUNTERS, 0),
+                "pods_started": c.started,
+                "pod_start_wait_ms": c.start_wait_ms,
                 **self.lifecycle_sample(family),
             }
         return out

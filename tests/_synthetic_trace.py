@@ -24,7 +24,8 @@ TRACE_UNITS = {
     "ip_alloc_failures": "operations",
     "warm_addrs_per_node": "addresses/node", "interfaces": "interfaces", "prefixes": "prefixes",
     "frag_failures": "operations", "cloud_api_attach": "operations", "cloud_api_assign": "operations",
-    "cloud_api_release": "operations",
+    "cloud_api_release": "operations", "cloud_api_prefix": "operations", "cloud_api_throttled": "operations",
+    "cloud_api_delay_ms": "ms", "pods_started": "pods", "pod_start_wait_ms": "ms",
 }  # fmt: skip
 NODES_UNITS = {
     "mode": "", "time_s": "s", "node": "", "family": "", "cidrs": "", "used": "addresses", "free": "addresses",
@@ -81,8 +82,11 @@ def trace_columns(modes=MODES, families=(4, 6), n_samples=12, seed=7):
             add("ip_allocs", np.cumsum(rng.integers(0, 20, n_samples)))
             add("ip_alloc_failures", failed * 3)
             for cloud_column in ("warm_addrs_per_node", "interfaces", "prefixes", "frag_failures", "cloud_api_attach",
-                                 "cloud_api_assign", "cloud_api_release"):
+                                 "cloud_api_assign", "cloud_api_release", "cloud_api_prefix", "cloud_api_throttled",
+                                 "cloud_api_delay_ms"):
                 add(cloud_column, np.zeros(n_samples))  # pool modes report 0
+            add("pods_started", np.cumsum(rng.integers(0, 10, n_samples)))
+            add("pod_start_wait_ms", np.cumsum(rng.integers(0, 5000, n_samples)))
     dtypes = {"mode": np.int8, "family": np.int8, "time_s": np.float64, "warm_addrs_per_node": np.float64}
     return {name: np.concatenate(parts).astype(dtypes.get(name, np.int64)) for name, parts in cols.items()}
 

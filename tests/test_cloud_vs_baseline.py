@@ -149,6 +149,10 @@ def facts_of(trace: dict) -> dict[str, bool]:
         "node_deletes": bool((np.diff(trace["nodes"]) < 0).any()),
         # a node waits for its pool (the agent starts once the pool holds its minimum)
         "not_ready": bool((trace["nodes_ready"] < trace["nodes"])[len(trace["nodes"]) // 2 :].any()),
+        # a cloud call waited for a token (cloud.apiThrottle), and pods waited for addresses
+        "throttled": trace["cloud_api_throttled"][-1] > 0 and trace["pod_start_wait_ms"][-1] > 0,
+        # a refused prefix request, then prefix requests again (IsPrefixDelegated re-derived from the ENIs)
+        "prefix_retry": trace["frag_failures"][-1] > 1,
     }
 
 
@@ -181,6 +185,25 @@ CASES = {
                                             workload={**CHURN, "podsPerNode": 12}, max_pods=40,
                                             patch={"cilium": {"eni": {"awsEnablePrefixDelegation": True}}}),
                                 {"prefixes", "frag", "subnets_full"}),
+    # the same with the dense arm of CFP #38499: prefix mode kept, fallback addresses packed into broken /28s
+    "eni-prefixes-dense": ("eni", dict(nodes=6, instance="m5.large", subnets=("10.1.0.0/26", "10.1.0.64/26"),
+                                       workload={**CHURN, "podsPerNode": 12}, max_pods=40,
+                                       patch={"cilium": {"eni": {"awsEnablePrefixDelegation": True,
+                                                                 "allocationStrategy": "dense"}}}),
+                           {"prefixes", "frag", "prefix_retry"}),
+    # fallback with release on: single addresses released, prefix requests again
+    "eni-prefixes-fragmented-release": ("eni", dict(nodes=4, instance="m5.large", workload=BURST, duration="15m",
+                                                    subnets=("10.1.0.0/26", "10.1.0.64/26"), max_pods=40,
+                                                    patch={"cilium": {"eni": {"awsEnablePrefixDelegation": True,
+                                                                              "awsReleaseExcessIPs": True}},
+                                                           **FAST_RELEASE}),
+                                        {"prefixes", "frag", "release", "prefix_retry"}),
+    # Cilium's client limiter and EC2's buckets, tight enough that refills wait for tokens
+    "eni-throttled": ("eni", dict(nodes=4, instance="t3.medium", workload=BURST, duration="12m",
+                                  patch={"cloud": {"apiThrottle": {"enabled": True, "clientQPS": 0.1, "clientBurst": 2,
+                                                                   "bucketSize": 3, "refillPerSecond": 0.2}},
+                                         "cilium": {"eni": {"awsReleaseExcessIPs": True}}, **FAST_RELEASE}),
+                      {"attach", "release", "throttled"}),
     # subnets too small for every node: pods fail for want of an address
     "eni-subnets-full": ("eni", dict(nodes=6, subnets=("10.1.0.0/27", "10.1.0.32/27"), max_pods=12,
                                      workload={**CHURN, "podsPerNode": 10}),
@@ -215,11 +238,22 @@ CASES = {
                                                   workload={**BURST, "podsPerNode": 20}, duration="12m",
                                                   patch={"cloud": {"awsVpcCni": {"ENABLE_PREFIX_DELEGATION": True}}}),
                               {"prefixes", "attach", "detach"}),
+    # ipamd under EC2's buckets (no client limiter): a throttled call waits for the next tick
+    "vpc-throttled": ("aws-vpc-cni", dict(nodes=4, workload=BURST, duration="12m",
+                                          patch={"cloud": {"awsVpcCni": {"WARM_IP_TARGET": 2, "MINIMUM_IP_TARGET": 3},
+                                                           "apiThrottle": {"enabled": True, "bucketSize": 2,
+                                                                           "refillPerSecond": 0.1}}}),
+                      {"refill", "release", "throttled"}),
     # nodes come and go: their ENIs and addresses go back to the subnets
     "vpc-autoscale": ("aws-vpc-cni", dict(nodes=5, workload=AUTOSCALE, duration="12m"), {"node_deletes", "attach"}),
     # Cilium's Azure IPAM: one NIC, pre-allocate 8, addresses from another subnet when the NIC's is full
     "azure": ("azure", dict(nodes=4, subnets=("10.1.0.0/27", "10.1.1.0/24"), max_pods=30,
                             workload={**CHURN, "podsPerNode": 14}), {"refill"}),  # and the spill: see below
+    # Cilium's Azure IPAM with one write bucket for every call and the operator's limiter
+    "azure-throttled": ("azure", dict(nodes=4, max_pods=30, workload={**BURST, "podsPerNode": 20}, duration="10m",
+                                      patch={"cloud": {"apiThrottle": {"enabled": True, "clientQPS": 0.05,
+                                                                       "clientBurst": 2}}}),
+                        {"refill", "throttled"}),
     "azure-autoscale": ("azure", dict(nodes=5, workload=AUTOSCALE, duration="12m"), {"node_deletes", "refill"}),
     # AKS dynamic: batches of 16 with 8 free, given back as bursts end
     "aks-dynamic": ("azure", dict(nodes=3, max_pods=40, workload={**BURST, "podsPerNode": 30}, duration="15m",

@@ -63,6 +63,9 @@ def reference_trace_row(sim: Simulation, family: int) -> dict:
         "interfaces": int(c[T.K_CL_IFACES]), "prefixes": int(c[T.K_CL_PREFIXES]),
         "frag_failures": int(c[T.K_CL_FRAG_FAILS]), "cloud_api_attach": int(c[T.K_CL_API_ATTACH]),
         "cloud_api_assign": int(c[T.K_CL_API_ASSIGN]), "cloud_api_release": int(c[T.K_CL_API_RELEASE]),
+        "cloud_api_prefix": int(c[T.K_CL_API_PREFIX]), "cloud_api_throttled": int(c[T.K_CL_API_THROTTLED]),
+        "cloud_api_delay_ms": int(c[T.K_CL_API_DELAY_US]) // 1000, "pods_started": int(c[T.K_STARTED]),
+        "pod_start_wait_ms": int(c[T.K_START_WAIT_MS]),
         "pods_evicted": int(c[T.K_EVICTED]), "pods_evicted_failed": int(c[T.K_EVICTED_FAILED]),
         "nodes_cordoned": int(c[T.K_CORDONED]), **reference_lifecycle(st, family, cloud),
     }

@@ -240,6 +240,10 @@ SUMMARY_COLUMNS = (
     ("peak_interfaces", "most ENIs / NICs attached at once"),
     ("frag_failures", "allocations failed for fragmentation with free addresses left"),
     ("cloud_api_calls", "cloud API calls: attach + assign + release"),
+    ("api_calls_per_min", "cloud API calls per minute over the run"),
+    ("api_peak_per_min", "cloud API calls per minute, highest between two samples"),
+    ("api_throttled", "cloud call attempts refused for want of a token (each retry counts)"),
+    ("start_wait_s", "mean seconds a started pod had waited for its addresses"),
     ("pods_evicted", "pods evicted by drains (workload.lifecycle)"),
     ("evicted_failed", "of those, replacements that failed for want of an address"),
     ("peak_held_cordoned", "most addresses held by cordoned nodes at once"),
@@ -298,29 +302,35 @@ def summary_records(result: RunResult) -> list[tuple]:
         warm = m.warm if m.warm is not None else np.ascontiguousarray(m.trace["warm_addrs_per_node"], dtype=np.float64)
         nf = len(m.families)
         n_samples = warm.size // nf
-        ints, floats = summary_figures(_counter_block(m), warm, nf)
+        block = _counter_block(m)
+        ints, floats = summary_figures(block, warm, nf)
+        times = np.asarray(m.trace["time_s"], dtype=np.float64)
         wall, mib = round(result.wall_s[m.mode], 3), round(m.state_bytes / 2**20, 2)
-        for family, row, (idle_sum, reserved_sum, carved_samples, warm_sum) in zip(
+        for f, (family, row, (idle_sum, reserved_sum, carved_samples, warm_sum)) in enumerate(zip(
             m.families, ints.tolist(), floats.tolist()
-        ):
+        )):
             last, peak = row[:n_counters], row[n_counters : 2 * n_counters]
             # np.mean's arithmetic over the samples with carved addresses: a sum, then one division
             idle = 100.0 * (idle_sum / carved_samples) if carved_samples else 0.0
             reserved = 100.0 * (reserved_sum / carved_samples) if carved_samples else 0.0
             api_calls = last[S.TR_API_ATTACH] + last[S.TR_API_ASSIGN] + last[S.TR_API_RELEASE]
+            per_min, peak_per_min = _calls_per_minute(block[:, f::nf], times[f::nf])
+            started = last[S.TR_STARTED]
+            start_wait = round(last[S.TR_START_WAIT] / 1000.0 / started, 3) if started else 0.0
             records.append((
                 m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], row[2 * n_counters],
                 peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
-                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls,
-                last[S.TR_EVICTED], last[S.TR_EVICTED_FAILED], peak[S.TR_HELD_CORDONED], peak[S.TR_CIDRS_STRANDED],
-                wall, mib,
+                round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, per_min, peak_per_min,
+                last[S.TR_API_THROTTLED], start_wait, last[S.TR_EVICTED], last[S.TR_EVICTED_FAILED],
+                peak[S.TR_HELD_CORDONED], peak[S.TR_CIDRS_STRANDED], wall, mib,
             ))
     return records
 
 
 #: Summary columns holding decimals (float64); the rest after ``mode`` are whole numbers (int64).
-_FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "wall_s", "state_mib"})
+_FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "api_calls_per_min", "api_peak_per_min",
+                            "start_wait_s", "wall_s", "state_mib"})
 #: The summary's column names, in order.
 SUMMARY_NAMES = tuple(name for name, _ in SUMMARY_COLUMNS)
 _SUMMARY_ROW = pa.struct([
@@ -340,6 +350,30 @@ def _summary_table(records: list[tuple]) -> pa.Table:
     if not records:
         return pa.table({name: [] for name in SUMMARY_NAMES})
     return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_ROW))
+
+
+def _calls_per_minute(block: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """Cloud API calls per minute of one family's samples: over the run, and the highest between two samples.
+
+    Parameters
+    ----------
+    block : numpy.ndarray of int64, shape (len(TRACE_COUNTERS), samples)
+    times : numpy.ndarray of float64, shape (samples,)
+        ``time_s`` of those samples; the run starts at 0 with no call made.
+
+    Returns
+    -------
+    (float, float)
+        Rounded to 0.1.
+    """
+    if times.size == 0 or times[-1] <= 0:
+        return 0.0, 0.0
+    calls = block[S.TR_API_ATTACH] + block[S.TR_API_ASSIGN] + block[S.TR_API_RELEASE]
+    dt = np.diff(times, prepend=0.0)
+    dc = np.diff(calls, prepend=0)
+    step = dt > 0
+    peak = float(np.max(dc[step] * 60.0 / dt[step])) if step.any() else 0.0
+    return round(float(calls[-1]) * 60.0 / float(times[-1]), 1), round(peak, 1)
 
 
 def _counter_block(m: ModeResult) -> np.ndarray:

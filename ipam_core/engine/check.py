@@ -164,7 +164,9 @@ def _check_cloud(st) -> list[str]:
     bits = (st.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
     if np.any(bits != 1):
         problems.append("a held address is free in its subnet bitmap")
-    if not np.array_equal(np.bincount(subnet, minlength=sets.shape[0]), sets[:, T.S_ALLOCATED]):
+    n = st.nodes.shape[0]  # subnet rows below the node rows: what other consumers held from the start
+    others = st.cl_node[n : n + sets.shape[0], T.CS_OTHERS]
+    if not np.array_equal(np.bincount(subnet, minlength=sets.shape[0]) + others, sets[:, T.S_ALLOCATED]):
         problems.append("a subnet bitmap holds addresses no node, interface or reservation holds")
     present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
     cn = st.cl_node[present]

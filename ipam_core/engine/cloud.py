@@ -35,10 +35,13 @@ they ask for.
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 
 from ipam_core.cloud.aks import dynamic_target
 from ipam_core.cloud.limits import PREFIX_SIZE
+from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
 from ipam_core.cloud.vpc_cni import (
     eni_required,
     over_to_release,
@@ -55,6 +58,16 @@ from ipam_core.cloud.watermarks import (
     used_with_prefixes,
 )
 from ipam_core.engine import tables as T
+from ipam_core.engine.cloud_api import (
+    API_ASSIGN,
+    API_ATTACH,
+    API_RELEASE,
+    api_call,
+    api_ready,
+    api_retry_at,
+    api_spend,
+    init_buckets,
+)
 from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
     C_CL_ABOVE,
@@ -69,24 +82,39 @@ from ipam_core.engine.tables import (
     C_CL_FILL_FIRST,
     C_CL_FIRST_IFACE,
     C_CL_KIND,
-    C_CL_MAX,
     C_CL_MAX_IPS,
     C_CL_MIN,
     C_CL_MIN_IP,
     C_CL_NIC,
     C_CL_PERIOD,
-    C_CL_PRE,
     C_CL_PRIMARY,
-    C_CL_READY_MIN,
     C_CL_RELEASE,
     C_CL_RELEASE_DELAY,
     C_CL_STATIC_UNITS,
-    C_CL_UNIT_SIZE,
+    C_CL_STRATEGY,
     C_CL_UNITS,
     C_CL_WARM_ENI,
     C_CL_WARM_IP,
     C_CL_WARM_PREFIX,
     C_OPERATOR_DELAY,
+    CG_IFACES,
+    CG_IPV4,
+    CG_MAX_ALLOC,
+    CG_NCOL,
+    CG_PICK,
+    CG_PRE,
+    CG_READY_MIN,
+    CG_UNIT_SIZE,
+    CG_UNITS,
+    CN_GROUP,
+    CN_RESET,
+    CN_ZONE,
+    CS_GROUPS,
+    CS_NCOL,
+    CS_RESV_COUNT,
+    CS_RESV_FIRST,
+    CS_RESV_FREE,
+    CS_ZONE,
     C_UPDATE_RATE,
     CI_ATTACHED,
     CI_PREFIXES,
@@ -111,6 +139,7 @@ from ipam_core.engine.tables import (
     CN_SYNC_ARMED,
     CN_UNITS,
     CN_USED,
+    CT_API_AT,
     CT_COOLDOWN,
     CT_EXCESS_SINCE,
     CT_LAST_DECREASE,
@@ -134,9 +163,6 @@ from ipam_core.engine.tables import (
     F_RELEASES,
     F_RESERVED,
     F_USED,
-    K_CL_API_ASSIGN,
-    K_CL_API_ATTACH,
-    K_CL_API_RELEASE,
     K_CL_FRAG_FAILS,
     K_CL_IFACES,
     K_CL_PREFIXES,
@@ -144,18 +170,31 @@ from ipam_core.engine.tables import (
     K_FAMILY_BASE,
     N_PENDING,
     N_READY,
+    PICK_CILIUM,
+    PICK_DISCOVERY,
+    PICK_FLAGGED,
+    RV_HI,
+    RV_LO,
     S_ALLOCATED,
     S_N,
     S_S_LEN,
     S_S_OFF,
     S_W_LEN,
     S_W_OFF,
+    STRATEGY_DENSE,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.kernels.blocks import bm_alloc_block, bm_free_blocks, bm_release_block
+from ipam_core.kernels.blocks import (
+    bm_alloc_block,
+    bm_alloc_block_in,
+    bm_free_blocks,
+    bm_release_block,
+    bm_take_densest,
+)
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
-from ipam_core.kernels.slots import bm_clear, bm_set
+from ipam_core.kernels.slots import bm_clear, bm_set, bm_set_many, bm_used_offsets
 from ipam_core.modes.cloud_config import CloudConfig
+from ipam_core.modes.cloud_net import CloudNet
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
@@ -176,6 +215,9 @@ def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
         T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s, T.C_CL_BATCH: cloud.batch,
         T.C_CL_BATCH_PCT: cloud.batch_pct, T.C_CL_MAX_IPS: cloud.max_ips, T.C_CL_STATIC_UNITS: cloud.static_units,
         T.C_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.C_CL_NIC: cloud.nic,
+        T.C_CL_STRATEGY: cloud.strategy, T.C_CL_THROTTLE: cloud.throttle, T.C_CL_CLIENT_QPS: cloud.client_qps,
+        T.C_CL_CLIENT_BURST: cloud.client_burst, T.C_CL_BUCKET: cloud.bucket, T.C_CL_REFILL: cloud.refill,
+        T.C_CL_SHARED_BUCKET: cloud.shared_bucket,
     }
 
 
@@ -184,7 +226,7 @@ SUBNET_RESERVED_LOW = 4
 SUBNET_RESERVED_HIGH = 1
 
 
-def init_cloud(state, cloud: CloudConfig, n_nodes: int):
+def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     """Give a freshly built state its cloud tables and settings.
 
     Parameters
@@ -193,27 +235,33 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int):
         From :func:`~ipam_core.engine.state.build_state` with a ``POLICY_CLOUD`` layout
         (its sets are the subnets, node mask /32).
     cloud : CloudConfig
+        The run's settings (:meth:`CloudNet.merged`: tables sized for the largest instance).
     n_nodes : int
         Distinct node ids of the workload.
+    net : CloudNet
+        Node groups, zones and subnets (:func:`ipam_core.modes.cloud_net.cloud_net`).
 
     Returns
     -------
     State
-        The same arrays plus sized cloud tables; each subnet's reserved addresses are
-        taken and counted as carved and reserved.
+        The same arrays plus sized cloud tables (``cl_node`` with the network rows below the
+        nodes, :mod:`ipam_core.engine.tables`); each subnet's reserved addresses, explicit
+        reservations and the addresses other consumers hold are taken and counted as carved
+        and reserved.
     """
     n = max(n_nodes, 1)
-    cl_node = np.zeros((n, T.CN_NCOL), dtype=np.int64)
     cl_time = np.full((n, T.CT_NCOL), INF, dtype=np.float64)
     cl_time[:, T.CT_LAST_SYNC] = -INF
     cl_time[:, T.CT_LAST_DECREASE] = -INF
     cl_time[:, T.CT_COOLDOWN] = -INF
+    cl_time[:, T.CT_API_AT] = -INF
     cl_iface = np.zeros((n, max(cloud.ifaces, 1), T.CI_NCOL), dtype=np.int64)
     cl_iface[:, :, T.CI_PRIMARY] = -1
     cl_unit = np.zeros((n, max(cloud.ifaces * cloud.units, 1), T.CU_NCOL), dtype=np.int64)
     cl_unit[:, :, T.CU_SET] = -1
     for index, value in cloud_cfg(cloud).items():
         state.cfg[index] = float(value)
+    init_buckets(state.cnt, state.cfg)
     fc = T.K_FAMILY_BASE  # IPv4 counters
     for s in range(state.sets.shape[0]):
         size = int(state.sets[s, T.S_N])
@@ -227,10 +275,89 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int):
             state.sets[s, T.S_ALLOCATED] += len(reserved)
             state.cnt[fc + T.F_CARVED] += len(reserved)
             state.cnt[fc + T.F_RESERVED] += len(reserved)
+    subnet_rows, ranges = _init_subnets(state, net)
     free = int(np.sum(state.sets[:, T.S_N] - state.sets[:, T.S_ALLOCATED]))
     state.cnt[fc + T.F_CARVABLE] = free
     state.pool_carvable[0, 0] = free
+    cl_node = _node_table(net, n, subnet_rows, ranges)
+    max_pods = np.array([c.max_pods for c in net.configs], dtype=np.int64)
+    state.nodes[:n, T.N_MAX_PODS] = max_pods[cl_node[:n, T.CN_GROUP]]
     return state._replace(cl_node=cl_node, cl_time=cl_time, cl_iface=cl_iface, cl_unit=cl_unit)
+
+
+def _node_table(net: CloudNet, n: int, subnet_rows: np.ndarray, ranges: list) -> np.ndarray:
+    """``cl_node``: node rows (group and zone fixed), then the subnet, group and reservation rows."""
+    n_sub, n_groups = net.launch.shape[1], len(net.configs)
+    width = max(T.CN_NCOL, CG_NCOL, T.CS_NCOL + 2 * n_groups, 2)
+    table = np.zeros((n + n_sub + n_groups + len(ranges), width), dtype=np.int64)
+    group = deal_nodes(net.weights, n)
+    table[:n, T.CN_GROUP] = group
+    table[:n, T.CN_ZONE] = zone_of_nodes(group, list(net.group_zones))
+    rows = table[n : n + n_sub]
+    rows[:, : T.CS_NCOL] = subnet_rows
+    rows[:, T.CS_RESV_FIRST] += n + n_sub + n_groups  # reservation rows, absolute
+    rows[:, T.CS_GROUPS] = n_groups
+    rows[:, T.CS_NCOL : T.CS_NCOL + n_groups] = net.launch.T
+    rows[:, T.CS_NCOL + n_groups : T.CS_NCOL + 2 * n_groups] = net.flagged.T
+    for g, c in enumerate(net.configs):
+        table[n + n_sub + g, :CG_NCOL] = (c.ifaces, c.units, c.unit_size, c.pre, c.max_allocate, c.ready_min,
+                                         c.max_pods, net.pick[g], net.ipv4[g])
+    for r, (lo, hi) in enumerate(ranges):
+        table[n + n_sub + n_groups + r, : 2] = (lo, hi)
+    return table
+
+
+def _init_subnets(state, net: CloudNet):
+    """Zones, reservations and other consumers' addresses: subnet rows and prefix ranges; bits taken in ``state``.
+
+    Explicit reservations and shared addresses are taken (counted carved and reserved); a prefix
+    reservation's range is recorded (single addresses never come from it; prefixes do, first).
+    """
+    n_sub = state.sets.shape[0]
+    rows = np.zeros((n_sub, T.CS_NCOL), dtype=np.int64)
+    rows[:, T.CS_ZONE] = net.subnet_zone
+    ranges = []
+    fc = T.K_FAMILY_BASE
+    for s, spec in enumerate(net.subnets):
+        rows[s, T.CS_RESV_FIRST] = len(ranges)
+        if not (spec.reservations or spec.shared_used or spec.shared_used_file):
+            continue
+        network = ipaddress.ip_network(spec.cidr)
+        size = int(state.sets[s, T.S_N])
+        words, summary = _subnet_py(state, s)
+        taken = np.zeros(size, dtype=bool)
+        used = np.zeros(size, dtype=np.int64)
+        taken[used[: bm_used_offsets(words, size, used)]] = True
+        outside = np.ones(size, dtype=bool)  # not in any reservation
+        new = []
+        for r in spec.reservations:
+            lo, hi = cidr_offsets(r.cidr, network)
+            outside[lo:hi] = False
+            if r.kind == "explicit":
+                new.append(np.flatnonzero(~taken[lo:hi]) + lo)
+            else:
+                ranges.append((lo, hi))
+                rows[s, T.CS_RESV_COUNT] += 1
+                rows[s, T.CS_RESV_FREE] += int(np.count_nonzero(~taken[lo:hi]))
+        if spec.shared_used_file:
+            listed = listed_offsets(spec.shared_used_file, network)
+            new.append(listed[~taken[listed] & outside[listed]])
+        if spec.shared_used:
+            new.append(shared_offsets(spec.shared_used, np.flatnonzero(~taken & outside), net.seed, s))
+        offsets = np.unique(np.concatenate(new)) if new else np.zeros(0, dtype=np.int64)
+        offsets = offsets[~taken[offsets]]
+        bm_set_many(words, summary, offsets)
+        rows[s, T.CS_OTHERS] = offsets.shape[0]
+        state.sets[s, T.S_ALLOCATED] += offsets.shape[0]
+        state.cnt[fc + T.F_CARVED] += offsets.shape[0]
+        state.cnt[fc + T.F_RESERVED] += offsets.shape[0]
+    return rows, ranges
+
+
+def _subnet_py(state, s):
+    w0, s0 = state.sets[s, T.S_W_OFF], state.sets[s, T.S_S_OFF]
+    return (state.set_words[w0 : w0 + state.sets[s, T.S_W_LEN]],
+            state.set_summary[s0 : s0 + state.sets[s, T.S_S_LEN]])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -274,7 +401,11 @@ def _single_address(st, s, first_fit):
     """One free address of subnet s: random start and forward scan (EC2's order is unpublished), or first fit."""
     words, summary = _subnet(st, s)
     n = st.sets[s, S_N]
-    if first_fit:
+    row = st.cl_node[_subnet_row(st, s)]
+    if row[CS_RESV_COUNT] > 0:  # a few arrays, not the state: a call with the state costs ~400 arguments
+        start = 0 if first_fit else draw(st.cnt, n)
+        offset = _single_outside(words, summary, n, start, st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT])
+    elif first_fit:
         offset = bm_find_free(words, summary, 0)
         if offset >= 0:
             bm_set(words, summary, offset)
@@ -283,6 +414,160 @@ def _single_address(st, s, first_fit):
     if offset < 0:
         return -1
     _take_subnet(st, s, 1)
+    return offset
+
+
+# --------------------------------------------------------------------------- subnet CIDR reservations
+@kjit(inline=True)
+def _subnet_row(st, s):
+    # the subnet's row in cl_node, below the node rows
+    return st.nodes.shape[0] + s
+
+
+@kjit
+def _reservation_end(table, first, count, offset):
+    """End of the prefix reservation (rows ``first`` .. of ``table``) holding ``offset``, or -1.
+
+    EC2 subnet CIDR reservations (``create-subnet-cidr-reservation``).
+    """
+    for r in range(first, first + count):
+        if table[r, RV_LO] <= offset < table[r, RV_HI]:
+            return table[r, RV_HI]
+    return -1
+
+
+@kjit
+def _single_outside(words, summary, n, start, table, first, count):
+    """Take the first free address at or after ``start`` (wrapping) outside the subnet's prefix reservations.
+
+    A ``prefix`` reservation keeps EC2's own choice of single addresses out of its range
+    (``create-subnet-cidr-reservation --reservation-type prefix``); its rows are ``first`` ..
+    ``first + count - 1`` of ``table``.
+    """
+    pos = start
+    for lap in range(2):
+        limit = n if lap == 0 else start
+        while pos < limit:
+            offset = bm_find_free(words, summary, pos)
+            if offset < 0 or offset >= limit:
+                break
+            end = _reservation_end(table, first, count, offset)
+            if end < 0:
+                bm_set(words, summary, offset)
+                return offset
+            pos = end
+        pos = 0
+    return -1
+
+
+@kjit(inline=True)
+def _single_free(st, s):
+    # free addresses EC2 may hand out one by one: not inside a prefix reservation
+    return _subnet_free(st, s) - st.cl_node[_subnet_row(st, s), CS_RESV_FREE]
+
+
+@kjit
+def _take_prefix(words, summary, table, row):
+    """One /28: from the subnet's prefix reservations first (its ``row`` of ``table``), else the lowest free one."""
+    for r in range(row[CS_RESV_FIRST], row[CS_RESV_FIRST] + row[CS_RESV_COUNT]):
+        offset = bm_alloc_block_in(words, summary, PREFIX_ORDER, table[r, RV_LO], table[r, RV_HI])
+        if offset >= 0:
+            row[CS_RESV_FREE] -= PREFIX_SIZE
+            return offset
+    return bm_alloc_block(words, summary, PREFIX_ORDER)
+
+
+# --------------------------------------------------------------------------- node groups and zones
+@kjit(inline=True)
+def _group_value(st, node, column):
+    # a setting of the node's group (its row in cl_node, below the subnet rows)
+    return st.cl_node[st.nodes.shape[0] + st.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
+
+
+@kjit(inline=True)
+def _node_units(st, node):
+    # secondary IPs or /28 prefixes one interface of this node's instance holds
+    return _group_value(st, node, CG_UNITS)
+
+
+@kjit(inline=True)
+def _node_ifaces(st, node):
+    return _group_value(st, node, CG_IFACES)
+
+
+@kjit
+def _best_in_zone(st, node, zone, column, also):
+    """The subnet of ``zone`` flagged for the node's group from ``column`` on (or ``also``) with most free addresses.
+
+    Ties go to the subnet listed first. -1 when none.
+    """
+    g = st.cl_node[node, CN_GROUP]
+    best = -1
+    for s in range(st.sets.shape[0]):
+        row = st.cl_node[_subnet_row(st, s)]
+        if row[CS_ZONE] != zone or (row[column + g] == 0 and s != also):
+            continue
+        if best < 0 or _subnet_free(st, s) > _subnet_free(st, best):
+            best = s
+    return best
+
+
+@kjit
+def _node_subnet(st, node):
+    """The subnet an instance launches into: its zone's subnet of the group with most free addresses.
+
+    Karpenter's rule (aws/karpenter-provider-aws ``pkg/providers/subnet/subnet.go``
+    ``ZonalSubnetsForLaunch``); an ASG with one subnet per zone gives the same. With one subnet per
+    zone and no groups, node *i* lands in subnet *i mod n*, the spread used before zones.
+    """
+    return _best_in_zone(st, node, st.cl_node[node, CN_ZONE], CS_NCOL, -1)
+
+
+@kjit
+def _iface_subnet(st, node):
+    """The subnet of a node's new interface; -1 when its rule finds none.
+
+    * Cilium ENI (cilium ``pkg/aws/eni/node.go`` ``findSuitableSubnet``, ``instances.go``
+      ``FindSubnetByIDs`` / ``FindSubnetByTags``): a ``subnet-ids`` / ``subnet-tags`` subnet of the
+      node's zone with most free addresses; else the node's subnet if it has at least
+      ``limits.IPv4`` free; else any subnet of the zone with most free addresses.
+    * ipamd subnet discovery (aws/amazon-vpc-cni-k8s ``pkg/awsutils/awsutils.go``, subnets sorted by
+      ``AvailableIpAddressCount``): the node's subnet or a ``kubernetes.io/role/cni`` subnet of its
+      zone, most free first.
+    * ipamd custom networking: the ENIConfig subnet of the node's zone.
+    * Otherwise the node's subnet.
+    """
+    cn = st.cl_node[node]
+    home = cn[CN_SUBNET]
+    rule = _group_value(st, node, CG_PICK)
+    home_row = st.cl_node[_subnet_row(st, home)]
+    zone = home_row[CS_ZONE]
+    flagged = CS_NCOL + home_row[CS_GROUPS]
+    if rule == PICK_CILIUM:
+        s = _best_in_zone(st, node, zone, flagged, -1)
+        if s >= 0:
+            return s
+        if _subnet_free(st, home) >= _group_value(st, node, CG_IPV4):
+            return home
+        for other in range(st.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
+            if (st.cl_node[_subnet_row(st, other), CS_ZONE] == zone
+                    and (s < 0 or _subnet_free(st, other) > _subnet_free(st, s))):
+                s = other
+        return s
+    if rule == PICK_DISCOVERY:
+        return _best_in_zone(st, node, zone, flagged, home)
+    if rule == PICK_FLAGGED:
+        return _best_in_zone(st, node, zone, flagged, -1)
+    return home
+
+
+@kjit
+def _dense_address(st, s):
+    """One free address of subnet s in its fullest /28 (CFP cilium/cilium#38499: keep whole /28s free)."""
+    words, summary = _subnet(st, s)
+    offset = bm_take_densest(words, summary, PREFIX_ORDER)
+    if offset >= 0:
+        _take_subnet(st, s, 1)
     return offset
 
 
@@ -335,6 +620,10 @@ def _drop_unit(st, node, j):
     words, summary = _subnet(st, s)
     if size > 1:
         bm_release_block(words, summary, unit[CU_OFF], PREFIX_ORDER)
+        row = st.cl_node[_subnet_row(st, s)]
+        if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT],
+                                                       unit[CU_OFF]) >= 0:
+            row[CS_RESV_FREE] += PREFIX_SIZE
     else:
         bm_clear(words, summary, unit[CU_OFF])
     _give_subnet(st, s, size)
@@ -355,33 +644,43 @@ def _drop_unit(st, node, j):
     unit[CU_USED] = 0
 
 
-@kjit
+@kjit(inline=True)
 def _iface_room(st, node, iface):
-    # units the interface can still take
-    return _units_per_iface(st) - st.cl_iface[node, iface, CI_UNITS]
+    # units the interface can still take (none below first-interface-index: custom networking's eth0)
+    if iface < np.int64(st.cfg[C_CL_FIRST_IFACE]):
+        return 0
+    return _node_units(st, node) - st.cl_iface[node, iface, CI_UNITS]
 
 
 @kjit
-def _assign(st, node, iface, addresses, pd, fallback, s, count_call):
+def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     """One assign call on an interface: ceil(addresses / 16) prefixes, or `addresses` single IPs.
 
-    Returns the addresses added (0 on failure). With prefixes, a subnet without enough
-    free aligned /28s refuses the whole call (InsufficientCidrBlocks); Cilium then asks
-    for single addresses (a second call) and stops using prefixes on the node
-    (``pkg/aws/eni/node.go`` ``AllocateIPs``), ipamd does not. ``count_call`` is false
-    when the addresses come with the interface's create call.
+    Returns the addresses added (0 on failure; -1 when the call was throttled and not
+    made, see :mod:`ipam_core.engine.cloud_api`). With prefixes, a subnet without
+    enough free aligned /28s refuses the whole call (InsufficientCidrBlocks); Cilium
+    then asks for single addresses in a second call on the same interface
+    (``pkg/aws/eni/node.go`` ``AllocateIPs``), or creates the interface again without
+    prefixes (``CreateInterface``), ipamd does not. Whether the node asks for prefixes
+    next time follows from its interfaces (:func:`_cilium_prefix_delegated`). With
+    the dense strategy of CFP cilium/cilium#38499 the single addresses are packed into
+    the fullest /28s instead of EC2's choice. ``count_call`` is false when the
+    addresses come with the interface's create call.
     """
     room = _iface_room(st, node, iface)
     if room <= 0 or addresses <= 0:
         return 0
+    if count_call and not api_ready(st, node, API_ASSIGN, now):
+        return -1
     if pd:
         count = min(-(-addresses // PREFIX_SIZE), room)
         if count_call:
-            st.cnt[K_CL_API_ASSIGN] += 1
+            api_spend(st, API_ASSIGN, now, True)
         words, summary = _subnet(st, s)
         if bm_free_blocks(words, PREFIX_ORDER) >= count:  # EC2 assigns all the prefixes or none
+            row = st.cl_node[_subnet_row(st, s)]
             for _ in range(count):
-                offset = bm_alloc_block(words, summary, PREFIX_ORDER)
+                offset = _take_prefix(words, summary, st.cl_node, row)
                 _take_subnet(st, s, PREFIX_SIZE)
                 _add_unit(st, node, iface, s, offset, PREFIX_SIZE)
             return count * PREFIX_SIZE
@@ -389,12 +688,21 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call):
             st.cnt[K_CL_FRAG_FAILS] += 1  # enough free addresses, no aligned /28 for them
         if not fallback:
             return 0
-        st.cl_node[node, CN_PD] = 0  # "Subnet might be out of prefixes, Cilium will not allocate prefixes ..."
-        count_call = True  # the single addresses are a second call
+        # "Subnet might be out of prefixes, Cilium will not allocate prefixes on this node anymore": the same
+        # call again without prefixes (an assign, or the interface's create call)
+        api_spend(st, API_ASSIGN if count_call else API_ATTACH, now, False)
+        count = min(addresses, room)
+        if _subnet_free(st, s) < count:
+            return 0
+        dense = np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE
+        for _ in range(count):
+            offset = _dense_address(st, s) if dense else _single_address(st, s, False)
+            _add_unit(st, node, iface, s, offset, 1)
+        return count
     count = min(addresses, room)  # an ENI's address limit counts prefixes and single addresses alike
     if count_call:
-        st.cnt[K_CL_API_ASSIGN] += 1
-    if _subnet_free(st, s) < count:
+        api_spend(st, API_ASSIGN, now, False)
+    if _single_free(st, s) < count:
         return 0  # InsufficientFreeAddressesInSubnet: the call fails as a whole
     for _ in range(count):
         offset = _single_address(st, s, False)
@@ -531,7 +839,7 @@ def cloud_agent_start(st, node):
     bool
         Whether the agent started now.
     """
-    if st.cl_node[node, CN_HELD] < np.int64(st.cfg[C_CL_READY_MIN]) or st.cl_node[node, CN_HELD] == 0:
+    if st.cl_node[node, CN_HELD] < _group_value(st, node, CG_READY_MIN) or st.cl_node[node, CN_HELD] == 0:
         return False
     for _ in range(np.int64(st.cfg[C_CL_AGENT_RESERVED])):
         j, bit = _pick(st, node)
@@ -590,15 +898,16 @@ def cloud_node_add(st, node, now):
         The period of the node's periodic pass (0: none).
     """
     cn = st.cl_node[node]
-    for c in range(cn.shape[0]):
+    for c in range(CN_RESET):  # its group and zone stay
         cn[c] = 0
     st.cl_time[node, CT_OP_AT] = INF
     st.cl_time[node, CT_LAST_SYNC] = -INF
     st.cl_time[node, CT_EXCESS_SINCE] = INF
     st.cl_time[node, CT_LAST_DECREASE] = -INF
     st.cl_time[node, CT_COOLDOWN] = -INF
-    cn[CN_SUBNET] = node % st.sets.shape[0]  # nodes spread over the subnets (an ASG over its AZs)
-    cn[CN_PD] = 1 if st.cfg[C_CL_UNIT_SIZE] > 1.0 else 0
+    st.cl_time[node, CT_API_AT] = -INF
+    cn[CN_SUBNET] = _node_subnet(st, node)  # its group's subnet of its zone (an ASG over its AZs)
+    cn[CN_PD] = 1 if _group_value(st, node, CG_UNIT_SIZE) > 1 else 0
     if st.cfg[C_CL_NIC] != 0.0:
         _attach(st, node, 0, cn[CN_SUBNET], now)
     else:  # a crd pool: no cloud interface, one slot row for the units
@@ -631,7 +940,7 @@ def cloud_node_delete(st, node):
     st.cnt[_fc(F_RESERVED)] -= st.cl_node[node, CN_RESERVED]
     st.np_inuse[node, 0, 0] = 0
     cn = st.cl_node[node]
-    for c in range(cn.shape[0]):
+    for c in range(CN_RESET):
         cn[c] = 0
 
 
@@ -653,7 +962,7 @@ def _prefix_use(st, node):
 
 
 @kjit
-def _cilium_release(st, node, excess):
+def _cilium_release(st, node, excess, now):
     """PrepareIPRelease + ReleaseIPs: free single addresses of the interface with the most, up to `excess`."""
     u = _units_per_iface(st)
     best = -1
@@ -668,7 +977,7 @@ def _cilium_release(st, node, excess):
         if min(free, excess) > best_free:
             best = iface
             best_free = min(free, excess)
-    if best < 0:
+    if best < 0 or not api_call(st, node, API_RELEASE, now, False):
         return False
     left = best_free
     for j in range(best * u, best * u + u):
@@ -677,7 +986,6 @@ def _cilium_release(st, node, excess):
         if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
             _drop_unit(st, node, j)
             left -= 1
-    st.cnt[K_CL_API_RELEASE] += 1
     return True
 
 
@@ -687,9 +995,9 @@ def _cilium_need_and_excess(st, node):
     cn = st.cl_node[node]
     available = cn[CN_HELD]
     used = cn[CN_REPORTED]
-    pre = np.int64(st.cfg[C_CL_PRE])
+    pre = _group_value(st, node, CG_PRE)
     minimum = np.int64(st.cfg[C_CL_MIN])
-    needed = needed_ips(available, used, pre, minimum, np.int64(st.cfg[C_CL_MAX]))
+    needed = needed_ips(available, used, pre, minimum, _group_value(st, node, CG_MAX_ALLOC))
     used_excess = used
     if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
         used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
@@ -697,9 +1005,35 @@ def _cilium_need_and_excess(st, node):
 
 
 @kjit
+def _cilium_prefix_delegated(st, node):
+    """Whether Cilium's operator asks this node's interfaces for /28 prefixes.
+
+    Follows cilium ``pkg/aws/eni/node.go`` ``IsPrefixDelegated``: prefix delegation
+    enabled on a Nitro instance (``CN_PD``), and no interface holding secondary
+    addresses without a prefix ("mixed usage of secondary IPs and prefixes is not
+    supported"). So after a refused prefix request the node keeps asking for
+    prefixes while the single addresses of the fallback sit on an interface that
+    has prefixes too (``AllocateIPs``), and stops for as long as an interface holds
+    single addresses only (a fallback on an interface without prefixes, or an
+    interface created without them by ``CreateInterface``): with release off that
+    is the node's life, with release on until those addresses are released. No
+    other subnet is tried first (cilium/cilium#46644). The dense strategy of CFP
+    cilium/cilium#38499 never leaves prefix mode.
+    """
+    if st.cl_node[node, CN_PD] == 0:
+        return False
+    if np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE:
+        return True
+    for iface in range(st.cl_iface.shape[1]):
+        if (st.cl_iface[node, iface, CI_ATTACHED] == 1 and st.cl_iface[node, iface, CI_PREFIXES] == 0
+                and st.cl_iface[node, iface, CI_UNITS] > 0):
+            return False
+    return True
+
+
+@kjit
 def _cilium_pass(st, node, now):
     """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
-    cn = st.cl_node[node]
     above = np.int64(st.cfg[C_CL_ABOVE])
     needed, excess = _cilium_need_and_excess(st, node)
     if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
@@ -708,13 +1042,13 @@ def _cilium_pass(st, node, now):
             st.cl_time[node, CT_EXCESS_SINCE] = now
         if now - st.cl_time[node, CT_EXCESS_SINCE] >= st.cfg[C_CL_RELEASE_DELAY]:
             st.cl_time[node, CT_EXCESS_SINCE] = INF
-            return _cilium_release(st, node, excess)
+            return _cilium_release(st, node, excess, now)
         return False
     st.cl_time[node, CT_EXCESS_SINCE] = INF
     if needed <= 0:
         return False
     to_allocate = max_ips_to_allocate(needed, above, st.nodes[node, N_PENDING])
-    pd = cn[CN_PD] == 1
+    pd = _cilium_prefix_delegated(st, node)
     size = PREFIX_SIZE if pd else 1
     fallback = st.cfg[C_CL_FALLBACK] != 0.0
     # PrepareIPAllocation: the first usable interface with room whose subnet has free addresses
@@ -735,22 +1069,24 @@ def _cilium_pass(st, node, now):
                     break
         if subnet_free <= 0:
             continue
-        if _assign(st, node, iface, min(subnet_free, room, to_allocate), pd, fallback, s, True) > 0:
-            return True
+        got = _assign(st, node, iface, min(subnet_free, room, to_allocate), pd, fallback, s, True, now)
+        if got != 0:
+            return got > 0  # added, or throttled: the operator waits for its token and goes on then
         break  # handleIPAllocation: a failed assign goes on to create an interface
     if st.cfg[C_CL_ATTACH] == 0.0:
         return False
     # CreateInterface: the next free index at or above first-interface-index, in the node's subnet
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), _node_ifaces(st, node)):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             continue
-        s = cn[CN_SUBNET]
-        wanted = min(to_allocate, _units_per_iface(st))  # min(MaxIPsToAllocate, limits.IPv4 - 1)
-        st.cnt[K_CL_API_ATTACH] += 1
+        s = _iface_subnet(st, node)
+        wanted = min(to_allocate, _node_units(st, node))  # min(MaxIPsToAllocate, limits.IPv4 - 1)
+        if not api_call(st, node, API_ATTACH, now, False):
+            return False
         if _subnet_free(st, s) < 1 + (PREFIX_SIZE if pd else wanted):
             return False  # CreateNetworkInterface fails: no room in the node's subnet
         _attach(st, node, iface, s, now)
-        if _assign(st, node, iface, wanted, pd, fallback, s, False) == 0:
+        if _assign(st, node, iface, wanted, pd, fallback, s, False, now) == 0:
             _detach(st, node, iface)  # the create call failed as a whole
             return False
         return True
@@ -771,7 +1107,7 @@ def _vpc_stats(st, node):
 
 
 @kjit
-def _vpc_want(st, total, assigned, prefixes, free_prefixes, pd):
+def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
     """What ipamd asks for when its pool is too low (``tryAssignIPs`` / ``tryAssignPrefixes``).
 
     Returns
@@ -787,7 +1123,7 @@ def _vpc_want(st, total, assigned, prefixes, free_prefixes, pd):
         return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
                                       np.int64(st.cfg[C_CL_WARM_PREFIX]))
     if warm_ip == 0 and min_ip == 0:
-        return False, _units_per_iface(st)
+        return False, _node_units(st, node)
     short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
     return short == 0, short
 
@@ -799,33 +1135,38 @@ def _vpc_increase(st, node, now):
         return False  # inInsufficientCidrCoolingPeriod
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    met, want = _vpc_want(st, total, assigned, prefixes, free_prefixes, pd)
+    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
     if met:
         return False
-    s = st.cl_node[node, CN_SUBNET]
     size = PREFIX_SIZE if pd else 1
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
             continue
-        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True)
+        s = st.cl_iface[node, iface, CI_SET]  # an ENI's addresses come from its own subnet
+        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True, now)
         if got == 0 and not pd:
-            got = _assign(st, node, iface, 1, False, False, s, True)  # tryAssignIPs: "Try to just get one more IP"
+            got = _assign(st, node, iface, 1, False, False, s, True, now)  # tryAssignIPs: "Try to just get one more IP"
         if got == 0:
             st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return got > 0
-    if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
+    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
         return False  # hasRoomForEni
-    count = min(want, _units_per_iface(st))
+    count = min(want, _node_units(st, node))
     if count <= 0:
+        return False
+    s = _iface_subnet(st, node)
+    if s < 0:  # custom networking without an ENIConfig for the zone: createENI fails
+        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return False
     if _subnet_free(st, s) < 1 + (count * size if not pd else 0):
         st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
         return False
-    for iface in range(st.cl_iface.shape[1]):
+    for iface in range(_node_ifaces(st, node)):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
+            if not api_call(st, node, API_ATTACH, now, False):
+                return False  # throttled: tried again on the next tick
             _attach(st, node, iface, s, now)
-            st.cnt[K_CL_API_ATTACH] += 1
-            got = _assign(st, node, iface, count * size, pd, False, s, False)
+            got = _assign(st, node, iface, count * size, pd, False, s, False, now)
             if got == 0:  # AllocENI failed as a whole (InsufficientCidrBlocks): no ENI
                 _detach(st, node, iface)
                 st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
@@ -841,6 +1182,8 @@ def _vpc_decrease(st, node, now):
     pd = st.cl_node[node, CN_PD] == 1
     over = over_to_release(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_IP]),
                            np.int64(st.cfg[C_CL_MIN_IP]), np.int64(st.cfg[C_CL_WARM_PREFIX]), pd)
+    if over > 0 and not api_ready(st, node, API_RELEASE, now):
+        return False  # throttled: tried again on the next tick
     st.cl_time[node, CT_LAST_DECREASE] = now
     changed = False
     u = _units_per_iface(st)
@@ -858,7 +1201,7 @@ def _vpc_decrease(st, node, now):
                 over -= 1
                 freed += 1
         if freed:
-            st.cnt[K_CL_API_RELEASE] += 1
+            api_spend(st, API_RELEASE, now, False)
             changed = True
     return changed
 
@@ -877,7 +1220,7 @@ def _vpc_free_eni(st, node, now):
     min_ip = np.int64(st.cfg[C_CL_MIN_IP])
     warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
     if not should_remove_extra_enis(total, assigned, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip, warm_prefix,
-                                    pd, u, freeable):
+                                    pd, _node_units(st, node), freeable):
         return False
     min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
     now_us = np.int64(now * 1e6)
@@ -896,8 +1239,9 @@ def _vpc_free_eni(st, node, now):
         if eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
                         warm_prefix, pd):
             continue
+        if not api_call(st, node, API_RELEASE, now, False):
+            return False
         _detach(st, node, iface)
-        st.cnt[K_CL_API_RELEASE] += 1
         return True
     return False
 
@@ -922,7 +1266,7 @@ def _vpc_pass(st, node, now):
     warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
     changed = False
     if pool_too_low(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip,
-                    warm_prefix, pd, _units_per_iface(st)):
+                    warm_prefix, pd, _node_units(st, node)):
         changed = _vpc_increase(st, node, now)
     elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
           and now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]):
@@ -934,7 +1278,7 @@ def _vpc_pass(st, node, now):
 
 # --------------------------------------------------------------------------- AKS pod subnet and crd writers
 @kjit
-def _aks_dynamic_pass(st, node):
+def _aks_dynamic_pass(st, node, now):
     """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
     cn = st.cl_node[node]
     demand = cn[CN_USED] - cn[CN_RESERVED]
@@ -943,7 +1287,7 @@ def _aks_dynamic_pass(st, node):
     held = cn[CN_HELD]
     s = cn[CN_SUBNET]
     if target > held:
-        return _assign(st, node, 0, min(target - held, _subnet_free(st, s)), False, False, s, True) > 0
+        return _assign(st, node, 0, min(target - held, _single_free(st, s)), False, False, s, True, now) > 0
     if target < held:
         left = held - target
         for j in range(st.cl_unit.shape[1] - 1, -1, -1):
@@ -953,22 +1297,22 @@ def _aks_dynamic_pass(st, node):
                 _drop_unit(st, node, j)
                 left -= 1
         if left < held - target:
-            st.cnt[K_CL_API_RELEASE] += 1
+            api_spend(st, API_RELEASE, now, False)
             return True
     return False
 
 
 @kjit
-def _static_pass(st, node, prefixes):
+def _static_pass(st, node, prefixes, now):
     """Write the node's fixed pool once: /28 blocks (AKS static block) or first-fit addresses (crd writer)."""
     if st.cl_node[node, CN_UNITS] > 0:
         return False
     s = st.cl_node[node, CN_SUBNET]
     count = np.int64(st.cfg[C_CL_STATIC_UNITS])
     if prefixes:
-        return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True) > 0
-    st.cnt[K_CL_API_ASSIGN] += 1
-    if _subnet_free(st, s) < count:
+        return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True, now) > 0
+    api_spend(st, API_ASSIGN, now, False)
+    if _single_free(st, s) < count:
         return False
     for _ in range(count):
         offset = _single_address(st, s, True)
@@ -985,21 +1329,24 @@ def cloud_operator(st, node, now):
     float
         When the next event-driven pass should run (-1: none asked; the periodic pass,
         if any, still runs). Cilium's operator comes back after its delay when it
-        changed something (``MaintainIPPool`` triggers a resync and a new pass).
+        changed something (``MaintainIPPool`` triggers a resync and a new pass), or
+        when its next call was throttled: its client limiter lets it go on once a
+        token is there (:mod:`ipam_core.engine.cloud_api`).
     """
     kind = np.int64(st.cfg[C_CL_KIND])
+    st.cl_time[node, CT_API_AT] = -INF
     if kind == CLOUD_CILIUM:
         if _cilium_pass(st, node, now):
             return now + st.cfg[C_OPERATOR_DELAY]
-        return -1.0
+        return api_retry_at(st, node, now)
     if kind == CLOUD_VPC_CNI:
         _vpc_pass(st, node, now)
     elif kind == CLOUD_AKS_DYNAMIC:
-        _aks_dynamic_pass(st, node)
+        _aks_dynamic_pass(st, node, now)
     elif kind == CLOUD_AKS_STATIC:
-        _static_pass(st, node, True)
+        _static_pass(st, node, True, now)
     else:
-        _static_pass(st, node, False)
+        _static_pass(st, node, False, now)
     return -1.0
 
 
@@ -1064,15 +1411,15 @@ def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_pre
     """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
     if now < st.cl_time[node, CT_COOLDOWN]:
         return st.cl_time[node, CT_COOLDOWN]
-    met, want = _vpc_want(st, total, assigned, prefixes, free_prefixes, pd)
+    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
     if met:
         return INF
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
             return LOUD  # assigns, or fails and starts a cooldown
-    if st.cl_node[node, CN_IFACES] >= st.cl_iface.shape[1]:
+    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
         return INF
-    return INF if min(want, _units_per_iface(st)) <= 0 else LOUD
+    return INF if min(want, _node_units(st, node)) <= 0 else LOUD
 
 
 @kjit
@@ -1086,7 +1433,8 @@ def _vpc_quiet_until(st, node, now):
     warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
     u = _units_per_iface(st)
     wake = INF
-    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd, u):
+    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,
+                    _node_units(st, node)):
         wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
     elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
         last = st.cl_time[node, CT_LAST_DECREASE]
@@ -1100,7 +1448,8 @@ def _vpc_quiet_until(st, node, now):
     for iface in range(1, st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
             freeable = True
-    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, u, freeable):
+    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, _node_units(st, node),
+                                    freeable):
         return wake
     min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
     now_us = np.int64(now * 1e6)

@@ -123,6 +123,8 @@ from ipam_core.engine.tables import (
     K_SCHED_MIN,
     K_SEQ,
     K_SLOT_TOP,
+    K_STARTED,
+    K_START_WAIT_MS,
     L_CHUNK,
     L_FAMILY,
     L_INDEX,
@@ -138,6 +140,7 @@ from ipam_core.engine.tables import (
     N_CORDONED,
     N_GEN,
     N_HEAD,
+    N_MAX_PODS,
     N_NSLOTS,
     N_PENDING,
     N_PODS,
@@ -489,7 +492,7 @@ def _sched_update(st, node):
     event took, bench/test_bench_engine.py).
     """
     nodes = st.nodes
-    max_pods = np.int64(st.cfg[C_MAX_PODS])
+    max_pods = nodes[node, N_MAX_PODS]  # its own: node groups of several instance types differ
     pods = nodes[node, N_PODS]
     eligible = (
         nodes[node, N_PRESENT] == 1
@@ -896,12 +899,21 @@ def _leave_pending(st, pod):
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
+def _count_start(st, pod, now):
+    """The pod got its addresses: count it, and how long it waited pending before (whole milliseconds)."""
+    st.cnt[K_STARTED] += 1
+    if st.pods[pod, D_STATE] == POD_PENDING:
+        st.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - st.pod_since[pod]) * 1e3 + 0.5))
+
+
+@kjit(inline=True)  # per-event path: see the note above advance
 def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     pods = st.pods
     node = pods[pod, D_NODE]
     failed = take_pod_addresses(st, pod, node, now)
     if failed < 0:
+        _count_start(st, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
             _leave_pending(st, pod)
         pods[pod, D_STATE] = POD_RUNNING
@@ -1040,6 +1052,7 @@ def _pod_retry(st, pod, now):
         # one last attempt, then give up
         failed = take_pod_addresses(st, pod, node, now)
         if failed < 0:
+            _count_start(st, pod, now)
             _leave_pending(st, pod)
             pods[pod, D_STATE] = POD_RUNNING
             st.cnt[K_RUNNING] += 1
@@ -1498,17 +1511,17 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         st.cnt[K_EVENT] = e + 1
         op = ev_op[e]
         if op == OP_POD_ADD:
-            row = _row_alloc(st, ev_pod[e])
+            row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:
-                _pod_add(st, row, ev_node[e], t_event)
+                _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
             row = st.pod_row[ev_pod[e]]
             if row >= 0:
                 _pod_delete(st, row, t_event)
         elif op == OP_NODE_ADD:
-            _node_add(st, ev_node[e], t_event)
+            _node_add(st, np.int64(ev_node[e]), t_event)
         elif op == OP_NODE_DEL:
-            _node_delete(st, ev_node[e])
+            _node_delete(st, np.int64(ev_node[e]))
         else:
-            _node_lifecycle(st, op, ev_node[e], t_event)
+            _node_lifecycle(st, op, np.int64(ev_node[e]), t_event)
     return st.cnt[K_ERROR]

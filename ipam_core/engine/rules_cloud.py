@@ -39,11 +39,13 @@ from ipam_core.engine.tables import (
     C_ADDRESS_FILTER,
     C_CL_ATTACH,
     C_CL_FIRST_IFACE,
-    C_CL_MAX,
-    C_CL_UNITS,
     C_OPERATOR_DELAY,
+    CG_IFACES,
+    CG_MAX_ALLOC,
+    CG_UNITS,
     CI_ATTACHED,
     CI_UNITS,
+    CN_GROUP,
     CN_HELD,
     CN_PD,
     CN_RESERVED,
@@ -61,6 +63,7 @@ from ipam_core.engine.tables import (
     T_REFRESH,
 )
 from ipam_core.kernels._jit import kjit
+from ipam_core.modes.cloud_net import cloud_net
 
 CloudState = namedtuple("CloudState", STATE_FIELDS)
 
@@ -71,16 +74,18 @@ def _can_hold(st, node):
     # may still attach, capped by max-allocate) less its reservations, the count an extended resource
     # would publish; the subnets' free addresses are not a node figure and are not looked at
     cn = st.cl_node
-    units = np.int64(st.cfg[C_CL_UNITS])
+    # the node's group row (its instance type, cloud.nodeGroups), below the node and subnet rows
+    group = cn[st.nodes.shape[0] + st.sets.shape[0] + cn[node, CN_GROUP]]
+    units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), group[CG_IFACES]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
         elif st.cfg[C_CL_ATTACH] != 0.0:
             capacity += units * size
-    if st.cfg[C_CL_MAX] > 0.0:
-        capacity = min(capacity, np.int64(st.cfg[C_CL_MAX]))
+    if group[CG_MAX_ALLOC] > 0:
+        capacity = min(capacity, group[CG_MAX_ALLOC])
     return capacity - cn[node, CN_RESERVED]
 
 
@@ -167,8 +172,9 @@ def quiet_refresh(st, node, gen, now):
 
 
 def prepare(state, module, scenario, workload):
-    """The cloud tables and settings of the mode (``module.cloud(scenario)``, :func:`init_cloud`)."""
-    return init_cloud(state, module.cloud(scenario), len(workload.node_names))
+    """The cloud tables and settings of the mode, per node group (:func:`~ipam_core.modes.cloud_net.cloud_net`)."""
+    net = cloud_net(module, module.MODE.name, scenario)
+    return init_cloud(state, net.merged(), len(workload.node_names), net)
 
 
 hooks.register(

@@ -38,6 +38,7 @@ from ipam_core.engine.state import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
+from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
@@ -359,6 +360,9 @@ class Simulation:
         self.config = engine_config(scenario)
         if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
+        net = cloud_net(module, self.mode, scenario) if hasattr(module, "cloud") else None
+        if net is not None:  # node groups: tables and scheduler keys sized for the largest instance
+            self.config = replace(self.config, max_pods=net.merged().max_pods)
         if bounds is None or bounds.retry_s != self.config.pod_retry_s:
             bounds = workload_facts(workload, self.config.pod_retry_s)
         self.state = build_state(

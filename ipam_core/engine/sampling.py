@@ -39,9 +39,12 @@ from ipam_core.engine.tables import (
     F_RESERVED,
     F_USED,
     FAMILY_STRIDE,
-    K_CL_API_ATTACH,
     K_CL_API_ASSIGN,
+    K_CL_API_ATTACH,
+    K_CL_API_DELAY_US,
+    K_CL_API_PREFIX,
     K_CL_API_RELEASE,
+    K_CL_API_THROTTLED,
     K_CL_FRAG_FAILS,
     K_CL_IFACES,
     K_CL_PREFIXES,
@@ -55,6 +58,8 @@ from ipam_core.engine.tables import (
     K_PENDING,
     K_READY,
     K_RUNNING,
+    K_START_WAIT_MS,
+    K_STARTED,
     L_FAMILY,
     L_INDEX,
     L_MAX,
@@ -105,6 +110,12 @@ TRACE_COUNTERS = (
     "cloud_api_attach",
     "cloud_api_assign",
     "cloud_api_release",
+    # cloud API cost and pod start latency (engine/cloud_api.py, engine/core.py _count_start)
+    "cloud_api_prefix",
+    "cloud_api_throttled",
+    "cloud_api_delay_ms",
+    "pods_started",
+    "pod_start_wait_ms",
     # node lifecycle (engine/lifecycle.py); in the trace only when the run uses it (LIFECYCLE_COUNTERS)
     "pods_evicted",
     "pods_evicted_failed",
@@ -147,6 +158,11 @@ TR_FRAG = _TR["frag_failures"]
 TR_API_ATTACH = _TR["cloud_api_attach"]
 TR_API_ASSIGN = _TR["cloud_api_assign"]
 TR_API_RELEASE = _TR["cloud_api_release"]
+TR_API_PREFIX = _TR["cloud_api_prefix"]
+TR_API_THROTTLED = _TR["cloud_api_throttled"]
+TR_API_DELAY = _TR["cloud_api_delay_ms"]
+TR_STARTED = _TR["pods_started"]
+TR_START_WAIT = _TR["pod_start_wait_ms"]
 TR_EVICTED = _TR["pods_evicted"]
 TR_EVICTED_FAILED = _TR["pods_evicted_failed"]
 TR_CORDONED = _TR["nodes_cordoned"]
@@ -226,6 +242,11 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace[TR_API_ATTACH, r] = c[K_CL_API_ATTACH]
     trace[TR_API_ASSIGN, r] = c[K_CL_API_ASSIGN]
     trace[TR_API_RELEASE, r] = c[K_CL_API_RELEASE]
+    trace[TR_API_PREFIX, r] = c[K_CL_API_PREFIX]
+    trace[TR_API_THROTTLED, r] = c[K_CL_API_THROTTLED]
+    trace[TR_API_DELAY, r] = c[K_CL_API_DELAY_US] // 1000
+    trace[TR_STARTED, r] = c[K_STARTED]
+    trace[TR_START_WAIT, r] = c[K_START_WAIT_MS]
     trace[TR_EVICTED, r] = c[K_EVICTED]
     trace[TR_EVICTED_FAILED, r] = c[K_EVICTED_FAILED]
     trace[TR_CORDONED, r] = c[K_CORDONED]

@@ -55,7 +55,7 @@ STATE_FIELDS = (
     "cfg",  # float64 [C_NCOL]
     "cnt",  # int64 [K_NCOL]
     # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
-    "cl_node",  # int64 [nodes, CN_NCOL]
+    "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
     "cl_time",  # float64 [nodes, CT_NCOL]
     "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
     "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
@@ -294,6 +294,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = np.empty((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
     nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
+    nodes[:, T.N_MAX_PODS] = config.max_pods  # cloud node groups set their own (engine/cloud.py init_cloud)
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     rows = max(1, n_pods if max_live is None else max_live)
     pods = np.empty((rows, T.D_NCOL), dtype=np.int64)

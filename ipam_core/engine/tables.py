@@ -11,9 +11,12 @@ Families are indexed ``0`` (IPv4) and ``1`` (IPv6) everywhere.
 
 from __future__ import annotations
 
+import numpy as np
+
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
 from ipam_core.modes.cloud_config import (  # noqa: F401
-    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI)
+    CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, PICK_CILIUM, PICK_DISCOVERY,
+    PICK_FLAGGED, PICK_NODE_SUBNET, STRATEGY_DENSE, STRATEGY_UPSTREAM)
 from ipam_core.modes.layout import (  # noqa: F401
     POLICY_CALICO, POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY)
 
@@ -74,8 +77,9 @@ N_STATUS = 7  # operator status error code (STATUS_*)
 N_HEAD = 8  # first pod of the node's pod list (-1 = none)
 N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = not schedulable
 N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
-N_CORDONED = 11  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
-N_NCOL = 12
+N_MAX_PODS = 11  # its kubelet's max pods: cluster-wide, or its instance type's (cloud.nodeGroups)
+N_CORDONED = 12  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
+N_NCOL = 13
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -112,11 +116,13 @@ POD_DELETED = 3
 POD_FAILED = 4
 
 # ---- timers
-# T_CARVE, T_AGENT_SYNC and T_REFRESH index the state's node_ring_* arrays: keep them 0, 1, 2
-T_CARVE = 0  # operator handles the node (carve node CIDRs / multi-pool allocate)
-T_AGENT_SYNC = 1  # multi-pool agent writes its CiliumNode (after the debounce)
-T_REFRESH = 2  # multi-pool agent's periodic refresh
-T_POD_RETRY = 3  # kubelet retries a pending pod
+# T_CARVE, T_AGENT_SYNC and T_REFRESH index the state's node_ring_* arrays: keep them 0, 1, 2. NumPy
+# integers, not Python ones: a Python int constant passed to a compiled function is typed as a literal,
+# and the function compiles once per kind (the timer push did, five times per State class).
+T_CARVE = np.int64(0)  # operator handles the node (carve node CIDRs / multi-pool allocate)
+T_AGENT_SYNC = np.int64(1)  # multi-pool agent writes its CiliumNode (after the debounce)
+T_REFRESH = np.int64(2)  # multi-pool agent's periodic refresh
+T_POD_RETRY = np.int64(3)  # kubelet retries a pending pod
 H_KIND = 0
 H_A = 1
 H_B = 2
@@ -173,9 +179,17 @@ C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC);
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
 C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
 C_RELEASED_CIDRS = 48  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
-C_NCOL = 49
+# cloud API cost and prefix fallback (ipam_core/engine/cloud_api.py)
+C_CL_STRATEGY = 49  # STRATEGY_*: what Cilium does after InsufficientCidrBlocks
+C_CL_THROTTLE = 50  # 1.0: cloud calls take tokens from the buckets below
+C_CL_CLIENT_QPS = 51  # tokens/s of the manager's own client limiter (Cilium --limit-ipam-api-qps); 0 = none
+C_CL_CLIENT_BURST = 52  # its bucket (--limit-ipam-api-burst)
+C_CL_BUCKET = 53  # the cloud's bucket per API (EC2) or per operation type (Azure)
+C_CL_REFILL = 54  # its refill, tokens/s
+C_CL_SHARED_BUCKET = 55  # 1.0: every call kind draws from one cloud bucket (Azure writes); 0.0: one per API (EC2)
+C_NCOL = 56
 
-# node table `cl_node` [nodes, CN_NCOL]
+# node table `cl_node` [nodes (+ network rows, below), CN_NCOL or wider]
 CN_IFACES = 0  # interfaces attached
 CN_UNITS = 1  # secondary IPs + prefixes held
 CN_PREFIXES = 2
@@ -189,14 +203,18 @@ CN_SUBNET = 9  # the node's subnet (set index)
 CN_PRIMARIES = 10  # interface primary addresses held
 CN_REPORTED_SINGLES = 11  # in that status: used addresses that are single secondary IPs
 CN_REPORTED_PREFIXES = 12  # in that status: /28 prefixes holding a used address
-CN_NCOL = 13
+CN_RESET = 13  # columns below this are cleared when the node joins or leaves; the ones from here are fixed
+CN_GROUP = 13  # its node group (cloud.nodeGroups), dealt by weight
+CN_ZONE = 14  # its zone index (round-robin over the group's zones)
+CN_NCOL = 15
 # float table `cl_time` [nodes, CT_NCOL], seconds
 CT_OP_AT = 0  # when the pending operator pass runs (inf: none)
 CT_LAST_SYNC = 1
 CT_EXCESS_SINCE = 2  # excess first seen (inf: no excess)
 CT_LAST_DECREASE = 3
 CT_COOLDOWN = 4  # no prefix requests before this time
-CT_NCOL = 5
+CT_API_AT = 5  # a cloud call of the node's last pass was throttled: a token is there at this time (-inf: none)
+CT_NCOL = 6
 # interface table `cl_iface` [nodes, interfaces, CI_NCOL]
 CI_ATTACHED = 0
 CI_SET = 1
@@ -212,6 +230,31 @@ CU_SIZE = 2  # 1 or 16
 CU_MASK = 3  # addresses taken, one bit each
 CU_USED = 4
 CU_NCOL = 5
+# The cloud network lives in extra rows of `cl_node`, below the node rows (no State field of its own: each
+# field adds arguments to every compiled call). With n = nodes.shape[0], S subnets, G node groups:
+#   rows n + s          subnet s: CS_* columns, then flags per group (CS_NCOL + g: its instances launch there,
+#                       CS_NCOL + G + g: its rule flags it for new interfaces)
+#   rows n + S + g      node group g (a cloud.nodeGroups entry; one when the scenario lists none): CG_* columns
+#   rows n + S + G + r  prefix reservation r: [first offset, end offset) in its subnet (RV_LO, RV_HI)
+CS_ZONE = 0  # zone index
+CS_RESV_FIRST = 1  # row of its first prefix reservation
+CS_RESV_COUNT = 2
+CS_RESV_FREE = 3  # free addresses inside its prefix reservations (single addresses never come from them)
+CS_OTHERS = 4  # addresses other consumers hold (sharedUsed, sharedUsedFile, explicit reservations)
+CS_GROUPS = 5  # G: where its per-group flags split
+CS_NCOL = 6
+CG_IFACES = 0  # interfaces an instance attaches
+CG_UNITS = 1  # secondary IPs or /28 prefixes one interface holds
+CG_UNIT_SIZE = 2  # 16 with prefix delegation on this instance type, else 1
+CG_PRE = 3  # pre-allocate (resolved for the instance)
+CG_MAX_ALLOC = 4  # max-allocate (resolved for the instance)
+CG_READY_MIN = 5
+CG_MAX_PODS = 6
+CG_PICK = 7  # how an extra interface's subnet is chosen (PICK_*, ipam_core/modes/cloud_config.py)
+CG_IPV4 = 8  # addresses per interface (cilium limits.IPv4: the node's subnet must have as many free)
+CG_NCOL = 9
+RV_LO = 0
+RV_HI = 1
 
 SCHED_SPREAD = 0
 SCHED_PACK = 1
@@ -260,8 +303,16 @@ K_CL_FRAG_FAILS = K_CL_BASE + 2  # cumulative: prefix requests refused with enou
 K_CL_API_ATTACH = K_CL_BASE + 3  # cumulative: interface create + attach calls
 K_CL_API_ASSIGN = K_CL_BASE + 4  # cumulative: address / prefix assign calls
 K_CL_API_RELEASE = K_CL_BASE + 5  # cumulative: unassign and interface detach + delete calls
+K_CL_API_PREFIX = K_CL_BASE + 6  # cumulative: assign calls asking for /28 prefixes (refused ones included)
+K_CL_API_THROTTLED = K_CL_BASE + 7  # cumulative: passes whose next cloud call waited for a token
+K_CL_API_DELAY_US = K_CL_BASE + 8  # cumulative: microseconds those calls waited
+K_STARTED = K_CL_BASE + 9  # cumulative: pods that got their addresses (all modes)
+K_START_WAIT_MS = K_CL_BASE + 10  # cumulative: milliseconds those pods waited pending first (all modes)
+K_CL_TOKENS = K_CL_BASE + 11  # + bucket (API_BUCKETS): micro-tokens in the bucket
+K_CL_TOKENS_AT = K_CL_TOKENS + 4  # + bucket: microseconds of its last refill
+
 # node lifecycle (engine/lifecycle.py)
-K_LC_BASE = K_CL_BASE + 8
+K_LC_BASE = K_CL_TOKENS_AT + 4
 K_EVICTED = K_LC_BASE + 0  # cumulative: pods evicted by drains
 K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed for want of an address
 K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now

@@ -11,7 +11,7 @@ import numpy as np
 
 from ipam_core.kernels._jit import FULL, ONE, ZERO, kjit
 from ipam_core.kernels.bits import ctz64, popcount64
-from ipam_core.kernels.slots import bm_clear_range
+from ipam_core.kernels.slots import _range_mask, bm_clear_range, bm_set
 
 # Masks with one bit at the start of every aligned group of 2**order bits.
 _GROUP_STARTS = np.array(
@@ -37,6 +37,17 @@ def _group_free_bits(w, order):
         f |= f >> np.uint64(shift)
         shift <<= 1
     return ~f & _GROUP_STARTS[order]
+
+
+@kjit(inline=True)
+def _take_first_group(words, summary, j, starts, width_mask):
+    # take the group at the lowest start bit of word j; returns its first slot
+    b = ctz64(starts)
+    w = words[j] | (width_mask << np.uint64(b))
+    words[j] = w
+    if w == FULL:
+        summary[j >> 6] |= ONE << np.uint64(j & 63)
+    return (j << 6) + b
 
 
 @kjit
@@ -70,12 +81,7 @@ def bm_alloc_block(words, summary, order):
                 j = (s << 6) + jj
                 starts = _group_free_bits(words[j], order)
                 if starts != ZERO:
-                    b = ctz64(starts)
-                    w = words[j] | (width_mask << np.uint64(b))
-                    words[j] = w
-                    if w == FULL:
-                        summary[j >> 6] |= ONE << np.uint64(j & 63)
-                    return (j << 6) + b
+                    return _take_first_group(words, summary, j, starts, width_mask)
         return -1
     group = 1 << (order - 6)
     j = 0
@@ -242,6 +248,87 @@ def bm_free_blocks(words, order):
         count += clear
         j += group
     return count
+
+
+@kjit(inline=True)
+def _starts_in(words, order, j, lo, hi):
+    # free aligned group starts of word j that lie in [lo, hi)
+    a = max(lo - (j << 6), 0)
+    b = min(hi - (j << 6), 64)
+    return _group_free_bits(words[j], order) & _range_mask(a, b)
+
+
+@kjit
+def bm_alloc_block_in(words, summary, order, lo, hi):
+    """Take the lowest free aligned block of ``2**order`` slots inside ``[lo, hi)`` (``order < 6``).
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    order : int
+        log2 of the block size, below 6.
+    lo, hi : int
+        Half-open slot range, both multiples of ``2**order``.
+
+    Returns
+    -------
+    int
+        Offset of the block, or -1 when the range has no free aligned block.
+    """
+    width_mask = (ONE << np.uint64(1 << order)) - ONE
+    for j in range(lo >> 6, ((hi - 1) >> 6) + 1):
+        starts = _starts_in(words, order, j, lo, hi)
+        if starts != ZERO:
+            return _take_first_group(words, summary, j, starts, width_mask)
+    return -1
+
+
+@kjit
+def bm_take_densest(words, summary, order):
+    """Take one free slot of the fullest aligned block of ``2**order`` slots that still has one.
+
+    The block with the fewest free slots (lowest first on ties) gives its lowest
+    free slot, so single slots fill the blocks already broken and leave whole
+    blocks for whole-block requests: the "dense" allocation of
+    cilium/cilium#38499 (individual addresses packed so /28 prefixes stay free).
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    order : int
+        log2 of the block size, below 6.
+
+    Returns
+    -------
+    int
+        Offset of the slot taken, or -1 when the bitmap is full.
+    """
+    width = 1 << order
+    width_mask = (ONE << np.uint64(width)) - ONE
+    best_free = width + 1
+    best_at = -1
+    for s in range(summary.shape[0]):
+        sw = summary[s]
+        while sw != FULL:
+            jj = ctz64(~sw)
+            sw |= ONE << np.uint64(jj)
+            j = (s << 6) + jj
+            w = words[j]
+            for start in range(0, 64, width):
+                free = width - popcount64((w >> np.uint64(start)) & width_mask)
+                if 0 < free < best_free:
+                    best_free = free
+                    best_at = (j << 6) + start
+        if best_free == 1:
+            break  # no block can be fuller
+    if best_at < 0:
+        return -1
+    block = (words[best_at >> 6] >> np.uint64(best_at & 63)) & width_mask
+    offset = best_at + ctz64(~block)
+    bm_set(words, summary, offset)
+    return offset
 
 
 @kjit

@@ -11,22 +11,28 @@ subnet cannot meet with an aligned /28 fails (``InsufficientCidrBlocks``) and
 ipamd waits 2 min; it never falls back to single addresses. Pods take the
 first free address in ENI order, as the upstream examples show. Max pods is the
 EKS figure (``eni-max-pods.txt``, or the calculator with prefix delegation).
-Not modelled: the 30 s cooldown of a pod's released address, custom
-networking (ENIConfig), security groups for pods (trunk ENIs), IMDS lag.
+With ``AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`` eth0 holds no pod address and each
+new ENI goes to the ENIConfig subnet of the node's zone; otherwise, with subnet
+discovery (``ENABLE_SUBNET_DISCOVERY``, default on since v1.18.0), to the node's
+subnet or a ``kubernetes.io/role/cni`` subnet of its zone, whichever has most
+free addresses (``pkg/awsutils/awsutils.go``).
+Not modelled: the 30 s cooldown of a pod's released address, security groups
+for pods (trunk ENIs), IMDS lag.
 """
 
 from __future__ import annotations
 
 from ipam_core.cloud import vpc_cni
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
-from ipam_core.modes.cloud_config import CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout
+from ipam_core.modes.cloud_config import (CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout,
+                                          throttle_settings)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "aws-vpc-cni"
 #: aws-node environment variables read (``cloud.awsVpcCni``).
 KEYS = ("WARM_ENI_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET", "WARM_PREFIX_TARGET", "ENABLE_PREFIX_DELEGATION",
-        "MAX_ENI")
+        "MAX_ENI", "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "eniConfigs", "ENABLE_SUBNET_DISCOVERY")
 UPSTREAM = (
     "aws/amazon-vpc-cni-k8s pkg/ipamd/ipamd.go",
     "aws/amazon-vpc-cni-k8s pkg/ipamd/datastore/data_store.go",
@@ -50,7 +56,8 @@ def max_pods(scenario) -> int:
     if cloud.kubelet_max_pods is not None:
         return cloud.kubelet_max_pods
     v = cloud.vpc_cni
-    return aws_max_pods(_limits(scenario), prefix_delegation=v.prefix_delegation, max_eni=v.max_eni)
+    return aws_max_pods(_limits(scenario), prefix_delegation=v.prefix_delegation, max_eni=v.max_eni,
+                        custom_networking=v.custom_network)
 
 
 def cloud(scenario) -> CloudConfig:
@@ -61,11 +68,13 @@ def cloud(scenario) -> CloudConfig:
     enis = lim.enis if v.max_eni is None else min(v.max_eni, lim.enis)
     return CloudConfig(
         kind=CLOUD_VPC_CNI, ifaces=enis, units=lim.secondary_per_eni, unit_size=16 if pd else 1,
+        first_iface=1 if v.custom_network else 0,  # custom networking: eth0 holds no pod address
         primary=True, attach=True, fallback=False, fill_first=True, agent_reserved=0, ready_min=1,
         warm_eni=v.warm_eni_target, warm_ip=v.warm_ip_target, min_ip=v.minimum_ip_target,
         warm_prefix=v.warm_prefix_target, period_s=scenario.timing.ipamd_pool_interval_s,
         decrease_s=scenario.timing.ipamd_decrease_interval_s, eni_min_life_s=vpc_cni.MIN_ENI_LIFETIME_S,
         cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=max_pods(scenario),
+        **throttle_settings(scenario, "ec2", False),
     )
 
 

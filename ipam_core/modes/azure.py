@@ -21,7 +21,7 @@ from __future__ import annotations
 from ipam_core.cloud import aks
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.modes.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
-                                          agent_reserved, check_subnets, subnet_layout)
+                                          agent_reserved, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
@@ -75,7 +75,7 @@ def cloud(scenario) -> CloudConfig:
         agent_reserved=agent_reserved(scenario), ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip),
         pre=pre, min_allocate=marks.min_allocate, max_allocate=marks.max_allocate or INTERFACE_ADDRESS_LIMIT,
         above=marks.max_above_watermark, release=False, period_s=scenario.timing.ipam_resync_interval_s,
-        max_pods=pods,
+        max_pods=pods, **throttle_settings(scenario, "azure", True),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ipam_core.addr import parse_cidr
+from ipam_core.cloud.api_limits import CILIUM_CLIENT_BURST, CILIUM_CLIENT_QPS, CLOUD_BUCKETS
 from ipam_core.cloud.limits import instance_limits, load_instance_limits
 from ipam_core.errors import ConfigError
 from ipam_core.modes.layout import POLICY_CLOUD, Layout, SetSpec
@@ -20,6 +21,18 @@ CLOUD_CILIUM = 1  # eni, azure, crd with the watermark writer: Cilium's operator
 CLOUD_VPC_CNI = 2  # aws-vpc-cni: ipamd warm targets
 CLOUD_AKS_DYNAMIC = 3  # azure + AKS DynamicIndividual: CNS batches
 CLOUD_AKS_STATIC = 4  # azure + AKS StaticBlock: /28 blocks per node
+
+#: ``CloudConfig.strategy`` (``C_CL_STRATEGY``), indexed by ``cilium.eni.allocationStrategy``: upstream
+#: ``IsPrefixDelegated`` after ``InsufficientCidrBlocks``, or the dense arm of CFP cilium/cilium#38499.
+STRATEGIES = ("upstream", "dense")
+STRATEGY_UPSTREAM = 0
+STRATEGY_DENSE = 1
+
+#: How a node's extra interface finds its subnet (``CG_PICK`` of the engine's ``cl_group``).
+PICK_NODE_SUBNET = 0  # always the node's subnet (azure's NIC, crd pools, ipamd without discovery)
+PICK_CILIUM = 1  # cilium findSuitableSubnet: the flagged (subnet-ids / -tags) in the zone, else the node's, else any
+PICK_DISCOVERY = 2  # ipamd subnet discovery: the node's subnet or a flagged (kubernetes.io/role/cni) one of the zone
+PICK_FLAGGED = 3  # ipamd custom networking: the zone's flagged subnet (its ENIConfig), else no interface
 
 #: AWS subnets are /16 to /28 (VPC user guide, "Subnet sizing").
 AWS_SUBNET_PREFIX = (16, 28)
@@ -66,6 +79,15 @@ class CloudConfig:
     subnet_reserved: bool = True
     nic: bool = True
     max_pods: int = 110
+    # what Cilium does after InsufficientCidrBlocks (STRATEGY_* of ipam_core.engine.tables)
+    strategy: int = 0
+    # cloud API throttling (ipam_core/engine/cloud_api.py): off unless the scenario turns it on
+    throttle: bool = False
+    client_qps: float = 0.0
+    client_burst: int = 0
+    bucket: int = 0
+    refill: float = 0.0
+    shared_bucket: bool = False
 
 
 def subnet_layout(mode: str, subnets) -> Layout:
@@ -90,6 +112,37 @@ def subnet_layout(mode: str, subnets) -> Layout:
         sets=tuple(SetSpec(0, parse_cidr(c, 4), 32) for c in subnets),
         default_pool=0,
         revert_partial=True,
+    )
+
+
+def throttle_settings(scenario, provider: str, client_limiter: bool) -> dict:
+    """``CloudConfig`` fields of ``cloud.apiThrottle`` for a mode calling ``provider``'s API.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+    provider : str
+        ``"ec2"`` or ``"azure"`` (:data:`ipam_core.cloud.api_limits.CLOUD_BUCKETS`).
+    client_limiter : bool
+        The pool manager limits its own calls (Cilium's operator); ipamd does not.
+
+    Returns
+    -------
+    dict
+        ``throttle``, ``client_qps``, ``client_burst``, ``bucket``, ``refill``,
+        ``shared_bucket``: the scenario's values, else the defaults of
+        :mod:`ipam_core.cloud.api_limits`; ``{}`` with throttling off.
+    """
+    spec = scenario.ipam.cloud.api_throttle
+    if not spec.enabled:
+        return {}
+    bucket, refill, shared = CLOUD_BUCKETS[provider]
+    qps = (CILIUM_CLIENT_QPS if spec.client_qps is None else spec.client_qps) if client_limiter else 0.0
+    return dict(
+        throttle=True, client_qps=qps,
+        client_burst=CILIUM_CLIENT_BURST if spec.client_burst is None else spec.client_burst,
+        bucket=bucket if spec.bucket_size is None else spec.bucket_size,
+        refill=refill if spec.refill_per_second is None else spec.refill_per_second, shared_bucket=shared,
     )
 
 
@@ -158,6 +211,11 @@ def check_aws(ipam, mode: str, root):
             hint = "; set cloud.subnets" if cloud.subnets_derived else ""
             w.fail(f"{cidr!r} is a /{prefix}; expected an AWS subnet from /{lo} to /{hi}{hint} {for_mode}")
     table = load_instance_limits(cloud.instance_limits_file)
+    for g, group in enumerate(cloud.node_groups):
+        try:
+            instance_limits(group.instance_type, table)
+        except ConfigError as exc:
+            (root / "cloud" / "nodeGroups" / g / "instanceType").fail(f"{exc} {for_mode}")
     try:
         return instance_limits(cloud.instance_type, table)
     except ConfigError as exc:

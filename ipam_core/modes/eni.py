@@ -10,11 +10,18 @@ addresses and attaches a new ENI when none has room, and releases excess only
 with ``awsReleaseExcessIPs`` after ``--excess-ip-release-delay`` (cilium
 ``pkg/ipam/node.go``, ``pkg/aws/eni/node.go``). With
 ``awsEnablePrefixDelegation`` on Nitro instances it asks for /28 prefixes and
-falls back to single addresses when the subnet has no free aligned /28.
+falls back to single addresses when the subnet has no free aligned /28, and asks
+for prefixes again as long as no ENI holds single addresses only (cilium
+``IsPrefixDelegated``); ``allocationStrategy: dense`` (CFP cilium/cilium#38499)
+keeps prefix mode and packs the fallback's addresses into the fullest /28s.
 Every ENI (eth0 included) takes a primary address of its subnet; eth0 holds
 pod addresses from ``first-interface-index`` 0 (the current default).
+A new ENI goes to the subnet ``findSuitableSubnet`` picks: a ``subnet-ids`` /
+``subnet-tags`` subnet of the node's zone with most free addresses (per node
+group, ``cloud.nodeGroups``), else the node's own subnet while it has an ENI's
+worth free, else the zone's subnet with most free addresses.
 Not modelled: ENI garbage collection, excluded interfaces and tags, IPv6
-prefixes, API rate limits and latency beyond the operator delay, the release
+prefixes, API latency beyond the operator delay and throttling (``cloud.apiThrottle``), the release
 handshake's agent round trip (collapsed into the operator's pass).
 """
 
@@ -22,14 +29,15 @@ from __future__ import annotations
 
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
-from ipam_core.modes.cloud_config import (CLOUD_CILIUM, CloudConfig, agent_reserved, check_aws, check_subnets,
-                                          subnet_layout)
+from ipam_core.modes.cloud_config import (CLOUD_CILIUM, STRATEGIES, CloudConfig, agent_reserved, check_aws,
+                                          check_subnets, subnet_layout, throttle_settings)
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "eni"
-#: Cilium Helm ``eni`` values read (plus CiliumNode ``spec.eni.first-interface-index``); the others are accepted.
-KEYS = ("enabled", "awsEnablePrefixDelegation", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
+#: Cilium Helm ``eni`` values read (plus CiliumNode ``spec.eni.first-interface-index``, and ``allocationStrategy``:
+#: ``upstream`` or the ``dense`` arm of CFP cilium/cilium#38499, not a Helm value); the others are accepted.
+KEYS = ("enabled", "awsEnablePrefixDelegation", "allocationStrategy", "awsReleaseExcessIPs", "firstInterfaceIndex", "ec2APIEndpoint",
         "eniTags", "gcInterval", "gcTags", "iamRole", "instanceTagsFilter", "subnetIDsFilter", "subnetTagsFilter",
         "updateEC2AdapterLimitViaAPI")
 UPSTREAM = (
@@ -74,6 +82,7 @@ def cloud(scenario) -> CloudConfig:
         max_allocate=marks.max_allocate or eni_max_allocatable(lim, first, pd), above=marks.max_above_watermark,
         release=spec.eni.release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
         period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
+        strategy=STRATEGIES.index(spec.eni.allocation_strategy), **throttle_settings(scenario, "ec2", True),
     )
 
 
@@ -95,11 +104,14 @@ def check(ipam, root) -> None:
     """
     check_subnets(ipam, NAME, root)
     lim = check_aws(ipam, NAME, root)
+    table = load_instance_limits(ipam.cloud.instance_limits_file)
+    types = [instance_limits(g.instance_type, table) for g in ipam.cloud.node_groups] or [lim]
     first = ipam.cloud.eni.first_interface_index
-    if first >= lim.enis:
-        (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
-            f"{first} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
-            f"expected at most {lim.enis - 1} (needed by mode {NAME})")
+    for lim in types:
+        if first >= lim.enis:
+            (root / "cilium" / "eni" / "firstInterfaceIndex").fail(
+                f"{first} leaves no ENI of {lim.instance_type} ({lim.enis} ENIs) for pods; "
+                f"expected at most {lim.enis - 1} (needed by mode {NAME})")
 
 
 MODE = ModeSpec(

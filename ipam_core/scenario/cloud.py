@@ -3,6 +3,8 @@
 * ``cluster.instanceType``: the EC2 instance type of every node (eksctl's default ``m5.large``).
 * ``cloud.subnets``: the VPC / VNet subnets pods draw addresses from (default: the
   ``clusterPoolIPv4PodCIDRList``, so one scenario compares every mode over the same addresses);
+  entries may be mappings with zone, tags, shared use and reservations, and ``cloud.nodeGroups``
+  lists instance groups (:mod:`ipam_core.scenario.cloud_net`);
   ``cloud.instanceLimitsFile``: an instance-limits CSV instead of the packaged one.
 * ``cilium.eni``: Helm ``awsEnablePrefixDelegation``, ``awsReleaseExcessIPs``; CiliumNode
   ``spec.eni.first-interface-index`` as ``firstInterfaceIndex``.
@@ -15,6 +17,7 @@
 * ``cloud.crd``: ``poolPerNode: N`` (an external writer gives each node N addresses once), or
   ``writer: watermark`` (the default: it keeps the pool at the ``cilium.ipam.operator`` watermarks).
 * ``cloud.gke.maxPodsPerNode``: the node pool's max pods (default ``cluster.kubelet.maxPods``).
+* ``cloud.apiThrottle``, ``cilium.eni.allocationStrategy``: :mod:`ipam_core.scenario.cloud_api`.
 
 Each error is one line naming the dotted key and the value, as in the rest of the loader.
 """
@@ -23,11 +26,14 @@ from __future__ import annotations
 
 from ipam_core.modes import REGISTRY
 from ipam_core.scenario import defaults as d
-from ipam_core.scenario._values import as_bool, as_cidr, as_int, as_list, as_mapping, as_str, check_keys, show
+from pathlib import Path
+
+from ipam_core.scenario._values import as_bool, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.cloud_api import read_allocation_strategy, read_api_throttle
+from ipam_core.scenario.cloud_net import read_eni_configs, read_node_groups, read_subnets
 from ipam_core.scenario.limits import MAX_PODS_PER_NODE, MAX_PODS_PER_NODE_WHY
-from ipam_core.scenario.model import CloudSpec, ENISpec, VpcCniSpec, WatermarkSpec
-from ipam_core.scenario.rules import check_disjoint
+from ipam_core.scenario.model import CloudSpec, ENISpec, SubnetSpec, VpcCniSpec, WatermarkSpec
 
 
 #: Dotted path of each mode-owned section (``cilium.eni``, ``cloud.crd``) -> the keys it accepts.
@@ -54,7 +60,8 @@ def _env_bool(where: Where, value: object) -> bool:
     return as_bool(where, value)
 
 
-def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pods: int | None) -> CloudSpec:
+def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pods: int | None,
+               base: Path | None = None) -> CloudSpec:
     """Read every cloud-mode key of a scenario document.
 
     Parameters
@@ -67,6 +74,8 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
         ``clusterPoolIPv4PodCIDRList``: the subnets when ``cloud.subnets`` is absent.
     max_pods : int or None
         ``cluster.kubelet.maxPods`` when the scenario sets it, else ``None``.
+    base : pathlib.Path, optional
+        The scenario file's folder: relative ``sharedUsedFile`` paths resolve against it.
 
     Returns
     -------
@@ -85,12 +94,11 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
         raw = as_list(w_cloud / "subnets", cloud["subnets"], null_ok=False)
         if not raw:
             (w_cloud / "subnets").fail("[] is empty; expected at least one IPv4 subnet CIDR")
-        nets = [(w_cloud / "subnets" / i, as_cidr(w_cloud / "subnets" / i, c, 4, what="a subnet"))
-                for i, c in enumerate(raw)]
-        check_disjoint(nets, "subnets", "a VPC's subnets never overlap")
-        subnets, derived = tuple(str(n) for _, n in nets), False
+        subnet_specs = read_subnets(w_cloud / "subnets", raw, base)
+        subnets, derived = tuple(s.cidr for s in subnet_specs), False
     else:
         subnets, derived = tuple(cluster_pool_v4), True
+        subnet_specs = tuple(SubnetSpec(c, f"subnet-{i}", f"zone-{i}") for i, c in enumerate(subnets))
     limits_file = None
     if "instanceLimitsFile" in cloud:
         limits_file = as_str(w_cloud / "instanceLimitsFile", cloud["instanceLimitsFile"], what="a CSV path")
@@ -100,6 +108,10 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     instance_type = d.DEFAULT_INSTANCE_TYPE
     if "instanceType" in cluster:
         instance_type = as_str(w_cluster / "instanceType", cluster["instanceType"], what="an EC2 instance type").strip()
+
+    groups = ()
+    if "nodeGroups" in cloud:
+        groups = read_node_groups(w_cloud / "nodeGroups", cloud["nodeGroups"], subnet_specs, instance_type)
 
     cilium = as_mapping(root / "cilium", doc.get("cilium"))
     w_op = root / "cilium" / "ipam" / "operator"
@@ -117,10 +129,12 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
     w_eni = root / "cilium" / "eni"
     eni = as_mapping(w_eni, cilium.get("eni"))
     check_keys(w_eni, eni, _SECTION_KEYS["cilium.eni"])
+    eni_pd = as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False))
     eni_spec = ENISpec(
-        prefix_delegation=as_bool(w_eni / "awsEnablePrefixDelegation", eni.get("awsEnablePrefixDelegation", False)),
+        prefix_delegation=eni_pd,
         release_excess_ips=as_bool(w_eni / "awsReleaseExcessIPs", eni.get("awsReleaseExcessIPs", False)),
         first_interface_index=_per_node(w_eni / "firstInterfaceIndex", eni.get("firstInterfaceIndex", 0), lo=0),
+        allocation_strategy=read_allocation_strategy(w_eni, eni, eni_pd),
     )
     w_az = root / "cilium" / "azure"
     azure = as_mapping(w_az, cilium.get("azure"))
@@ -136,7 +150,15 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
         warm_prefix_target=_env_int(w_vpc / "WARM_PREFIX_TARGET", vpc.get("WARM_PREFIX_TARGET", 1)),
         prefix_delegation=_env_bool(w_vpc / "ENABLE_PREFIX_DELEGATION", vpc.get("ENABLE_PREFIX_DELEGATION", False)),
         max_eni=_env_int(w_vpc / "MAX_ENI", vpc["MAX_ENI"], lo=1) if "MAX_ENI" in vpc else None,
+        custom_network=_env_bool(w_vpc / "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+                                 vpc.get("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", False)),
+        eni_configs=read_eni_configs(w_vpc / "eniConfigs", vpc["eniConfigs"], subnet_specs)
+        if "eniConfigs" in vpc else (),
+        subnet_discovery=_env_bool(w_vpc / "ENABLE_SUBNET_DISCOVERY", vpc.get("ENABLE_SUBNET_DISCOVERY", True)),
     )
+    if vpc_spec.custom_network and not vpc_spec.eni_configs:
+        (w_vpc / "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG").fail("true without eniConfigs; expected eniConfigs (zone: "
+                                                            "subnet id, one ENIConfig per zone)")
     if vpc_spec.prefix_delegation and vpc_spec.warm_prefix_target == 0 and not (
             vpc_spec.warm_ip_target and vpc_spec.minimum_ip_target):
         (w_vpc / "WARM_PREFIX_TARGET").fail("0 with ENABLE_PREFIX_DELEGATION true and WARM_IP_TARGET / "
@@ -174,4 +196,5 @@ def read_cloud(root: Where, doc: dict, cluster_pool_v4: tuple[str, ...], max_pod
                      instance_limits_file=limits_file, kubelet_max_pods=max_pods, watermarks=marks,
                      eni=eni_spec, vpc_cni=vpc_spec, aks_mode=aks_mode,
                      crd_pool_per_node=pool_per_node, crd_writer=writer, crd_release_excess_ips=crd_release,
-                     gke_max_pods=gke_max_pods)
+                     gke_max_pods=gke_max_pods, api_throttle=read_api_throttle(w_cloud, cloud),
+                     subnet_specs=subnet_specs, node_groups=groups)

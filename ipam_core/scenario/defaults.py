@@ -123,7 +123,9 @@ POOL_MAX_CIDRS = 32
 #: eksctl's default node instance type.
 DEFAULT_INSTANCE_TYPE = "m5.large"
 #: ``cloud:`` keys: the shared ones, then the sections the modes own (``awsVpcCni``, ``aks``, ``crd``, ``gke``).
-CLOUD_KEYS = ("subnets", "instanceLimitsFile", *section_keys("cloud"))
+CLOUD_KEYS = ("subnets", "nodeGroups", "instanceLimitsFile", "apiThrottle", *section_keys("cloud"))
+#: ``cloud.apiThrottle`` keys (ipam_core/scenario/cloud_api.py).
+API_THROTTLE_KEYS = ("enabled", "clientQPS", "clientBurst", "bucketSize", "refillPerSecond")
 #: AKS agent pool ``podIPAllocationMode`` values.
 AKS_MODES = ("DynamicIndividual", "StaticBlock")
 CRD_WRITERS = ("static", "watermark")

@@ -232,7 +232,8 @@ def _build(doc: object, text: str, path: Path | None, source: Source, initial_mi
         calico = namespace_pools(root / "manifests", calico, namespaces)
     pools, derived = _pools(root, manifest_pools + cilium.auto_pools, cilium)
 
-    cloud = read_cloud(root, doc, cilium.cluster_pool[4] if cilium.ipv4 else (), _kubelet_max_pods(doc))
+    cloud = read_cloud(root, doc, cilium.cluster_pool[4] if cilium.ipv4 else (), _kubelet_max_pods(doc),
+                       path.parent if path else None)
     ipam = IPAMSpec(
         mode=cilium.mode, ipv4=cilium.ipv4, ipv6=cilium.ipv6, health_ip=cilium.health_ip,
         cluster_pool_v4=cilium.cluster_pool[4], cluster_pool_v4_mask=cilium.cluster_pool_mask[4],

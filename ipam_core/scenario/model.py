@@ -152,6 +152,18 @@ class ENISpec:
     prefix_delegation: bool = False
     release_excess_ips: bool = False
     first_interface_index: int = 0
+    allocation_strategy: str = "upstream"  # or "dense" (CFP cilium/cilium#38499)
+
+
+@dataclass(frozen=True)
+class ApiThrottleSpec:
+    """``cloud.apiThrottle``: token buckets on the cloud calls (``None``: the provider's default)."""
+
+    enabled: bool = False
+    client_qps: float | None = None
+    client_burst: int | None = None
+    bucket_size: int | None = None
+    refill_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,53 @@ class VpcCniSpec:
     warm_prefix_target: int = 1
     prefix_delegation: bool = False
     max_eni: int | None = None
+    custom_network: bool = False  # AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG
+    eni_configs: tuple[tuple[str, str], ...] = ()  # ENIConfig per zone: (zone, subnet id)
+    subnet_discovery: bool = True  # ENABLE_SUBNET_DISCOVERY (default true since v1.18.0)
+
+
+@dataclass(frozen=True)
+class SubnetReservation:
+    """A subnet CIDR reservation (EC2 ``create-subnet-cidr-reservation``): ``prefix`` or ``explicit``."""
+
+    cidr: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    """One ``cloud.subnets`` entry: the CIDR, its id, zone and tags, and what others hold in it.
+
+    ``shared_used`` is the fraction of the subnet's free addresses other consumers hold, placed at
+    random with the scenario's seed; ``shared_used_file`` lists the addresses / CIDRs they hold.
+    """
+
+    cidr: str
+    id: str
+    zone: str
+    tags: tuple[tuple[str, str], ...] = ()
+    shared_used: float = 0.0
+    shared_used_file: str | None = None
+    reservations: tuple[SubnetReservation, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeGroupSpec:
+    """One ``cloud.nodeGroups`` entry: instances of one type in some zones, and where their interfaces go.
+
+    ``weight`` is its ``nodes`` count or its ``share``: nodes are dealt to the groups in proportion.
+    ``node_subnet_*`` select the subnets its instances launch into (an ASG's / Karpenter's subnets,
+    default all); ``subnet_*`` are CiliumNode ``spec.eni.subnet-ids`` / ``subnet-tags``.
+    """
+
+    name: str
+    instance_type: str
+    weight: float
+    zones: tuple[str, ...] = ()
+    node_subnet_ids: tuple[str, ...] = ()
+    node_subnet_tags: tuple[tuple[str, str], ...] = ()
+    subnet_ids: tuple[str, ...] = ()
+    subnet_tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +249,9 @@ class CloudSpec:
     crd_writer: str = "watermark"
     crd_release_excess_ips: bool = False
     gke_max_pods: int | None = None
+    api_throttle: ApiThrottleSpec = field(default_factory=ApiThrottleSpec)
+    subnet_specs: tuple[SubnetSpec, ...] = ()  # cloud.subnets with ids, zones, tags, sharing, reservations
+    node_groups: tuple[NodeGroupSpec, ...] = ()  # cloud.nodeGroups (empty: one group of cluster.instanceType)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes type or unit.
-SCHEMA_VERSION = 2  # 2: cloud-mode columns (warm_addrs_per_node ... cloud_api_release)
+SCHEMA_VERSION = 3  # 2: cloud-mode columns (warm_addrs_per_node ... cloud_api_release); 3: cloud_api_prefix ...
+# pod_start_wait_ms (cloud API cost and throttling, pod start latency)
 
 RUN_METADATA_KEY = "ipam_core.run"
 SCHEMA_VERSION_KEY = "ipam_core.schema_version"
@@ -144,6 +145,15 @@ TRACE_SCHEMA = pa.schema(
             "operations",
             "cumulative: cloud calls unassigning addresses or prefixes, or detaching and deleting an interface",
         ),
+        _count("cloud_api_prefix", "operations",
+               "cumulative: of cloud_api_assign, the calls asking for /28 prefixes (refused ones included)"),
+        _count("cloud_api_throttled", "operations",
+               "cumulative: call attempts refused because a token bucket was empty (cloud.apiThrottle); a pass "
+               "waiting on a busy bucket is refused again at each try"),
+        _count("cloud_api_delay_ms", "ms", "cumulative: milliseconds passes waited for a token (each wait counted once)"),
+        _count("pods_started", "pods", "cumulative: pods that got their addresses"),
+        _count("pod_start_wait_ms", "ms",
+               "cumulative: milliseconds those pods had waited pending first (start latency; 0 when at once)"),
     ]
 )
 """``trace.arrow``: one row per (mode, family, sample)."""

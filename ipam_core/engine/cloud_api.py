@@ -1,0 +1,208 @@
+"""Cloud API calls of the cloud modes: counted per kind, and optionally throttled by token buckets.
+
+Every call the pool managers of :mod:`ipam_core.engine.cloud` make goes
+through :func:`api_ready` (may this pass make its next call now?) and
+:func:`api_spend` (the call is made: count it, take its tokens). With
+throttling off (the default) ``api_ready`` is always true and ``api_spend``
+only counts, so runs are those of the unthrottled model.
+
+With ``cloud.apiThrottle.enabled`` two limits apply, both token buckets
+refilled continuously:
+
+* the manager's own client limiter, when it has one: Cilium's operator wraps
+  every EC2 / Azure call in ``limiter.Limit`` with ``--limit-ipam-api-qps``
+  (default 4) and ``--limit-ipam-api-burst`` (default 20) (cilium
+  ``pkg/api/helpers/rate_limit.go``, ``pkg/aws/ec2/ec2.go``,
+  ``pkg/defaults/defaults.go`` ``IPAMAPIQPSLimit``, ``IPAMAPIBurst``); an
+  interface creation is three EC2 calls there (``CreateNetworkInterface``,
+  ``AttachNetworkInterface``, ``ModifyNetworkInterfaceAttribute``), each
+  waiting for one token, so it goes once one token is there and takes three.
+  ipamd has no client limiter.
+* the cloud's request-rate limit: EC2 evaluates each API on its own bucket
+  (AWS "Request throttling for the Amazon EC2 API": token bucket per API,
+  non-mutating ``Describe*`` 100 tokens refilled at 20/s, mutating actions
+  50 refilled at 5/s); Azure Resource Manager has one bucket per operation
+  type per subscription (writes 200 refilled at 10/s). Here each call kind
+  (attach, assign, release) has its own cloud bucket, or all share one
+  (``C_CL_SHARED_BUCKET``, Azure). The buckets are the account's: every
+  node's calls draw from them.
+
+A pass whose next call finds a bucket empty makes no call: it is delayed until
+a token is there (``CT_API_AT``). Cilium's operator blocks on its limiter and
+goes on then; the engine runs the node's pass again at that time
+(:func:`ipam_core.engine.cloud.cloud_operator`). ipamd's failed call is tried
+again on its next 5 s tick. Calls that follow the first one in the same pass
+(the single addresses after a refused prefix request, an interface's second
+create call) are taken at once and may leave a bucket in debt, which delays
+the next caller: Go's ``rate.Limiter.Wait`` reserves tokens the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipam_core.engine.tables import (
+    C_CL_BUCKET,
+    C_CL_CLIENT_BURST,
+    C_CL_CLIENT_QPS,
+    C_CL_REFILL,
+    C_CL_SHARED_BUCKET,
+    C_CL_THROTTLE,
+    CT_API_AT,
+    K_CL_API_ASSIGN,
+    K_CL_API_ATTACH,
+    K_CL_API_DELAY_US,
+    K_CL_API_PREFIX,
+    K_CL_API_RELEASE,
+    K_CL_API_THROTTLED,
+    K_CL_TOKENS,
+    K_CL_TOKENS_AT,
+)
+from ipam_core.kernels._jit import kjit
+
+#: Call kinds.
+API_ATTACH = 0  # create + attach (+ modify) an interface
+API_ASSIGN = 1  # assign secondary addresses or /28 prefixes
+API_RELEASE = 2  # unassign addresses, or detach + delete an interface
+API_PREFIX = 3  # an assign call asking for prefixes (counted also as API_ASSIGN)
+#: Buckets in ``cnt``: the client limiter, then one cloud bucket per kind (attach, assign, release).
+CLIENT_BUCKET = 0
+API_BUCKETS = 4
+#: Client tokens per call kind: Cilium's interface creation is three EC2 calls, the rest one.
+CLIENT_COST_ATTACH = 3
+MICRO = 1_000_000  # micro-tokens per token, microseconds per second
+_MARGIN_US = 2  # the float round trip of a wake-up time may lose a microsecond or two
+
+
+def init_buckets(cnt, cfg) -> None:
+    """Fill every bucket at time 0 (a run starts with idle buckets).
+
+    Parameters
+    ----------
+    cnt : numpy.ndarray of int64
+        The state's counters (``K_CL_TOKENS`` ... are written).
+    cfg : numpy.ndarray of float64
+        The state's settings, with the ``C_CL_*`` throttle entries written.
+    """
+    cnt[K_CL_TOKENS + CLIENT_BUCKET] = int(cfg[C_CL_CLIENT_BURST]) * MICRO
+    for b in range(1, API_BUCKETS):
+        cnt[K_CL_TOKENS + b] = int(cfg[C_CL_BUCKET]) * MICRO
+    cnt[K_CL_TOKENS_AT : K_CL_TOKENS_AT + API_BUCKETS] = 0
+
+
+@kjit(inline=True)
+def _now_us(now):
+    return np.int64(now * 1e6)
+
+
+@kjit
+def _cloud_bucket(st, kind):
+    return 1 if st.cfg[C_CL_SHARED_BUCKET] != 0.0 else 1 + kind
+
+
+@kjit
+def _refilled(st, b, size, rate, now_us):
+    """Micro-tokens bucket ``b`` holds at ``now_us`` (its state is brought up to that time)."""
+    tokens = st.cnt[K_CL_TOKENS + b]
+    added = np.int64((now_us - st.cnt[K_CL_TOKENS_AT + b]) * rate)
+    if added > 0:  # below a micro-token the clock stays put, so slow buckets still fill under frequent looks
+        tokens = min(np.int64(size) * MICRO, tokens + added)
+        st.cnt[K_CL_TOKENS + b] = tokens
+        st.cnt[K_CL_TOKENS_AT + b] = now_us
+    return tokens
+
+
+@kjit
+def _wait_us(st, b, size, rate, now_us):
+    """Microseconds until bucket ``b`` holds a whole token (0: now)."""
+    short = MICRO - _refilled(st, b, size, rate, now_us)
+    if short <= 0:
+        return np.int64(0)
+    return np.int64(np.ceil(short / rate)) + _MARGIN_US
+
+
+@kjit
+def _client_cost(kind):
+    return CLIENT_COST_ATTACH if kind == API_ATTACH else 1
+
+
+@kjit
+def api_ready(st, node, kind, now):
+    """May the node's manager make a call of ``kind`` now?
+
+    Parameters
+    ----------
+    st : State
+    node : int
+    kind : int
+        ``API_ATTACH``, ``API_ASSIGN`` or ``API_RELEASE``.
+    now : float
+
+    Returns
+    -------
+    bool
+        True with throttling off or tokens in every bucket the call takes from.
+        Otherwise the pass is throttled: ``cl_time[node, CT_API_AT]`` is when the
+        tokens are there, and the delay is counted (``K_CL_API_THROTTLED``,
+        ``K_CL_API_DELAY_US``).
+    """
+    if st.cfg[C_CL_THROTTLE] == 0.0:
+        return True
+    now_us = _now_us(now)
+    wait = _wait_us(st, _cloud_bucket(st, kind), st.cfg[C_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
+    if st.cfg[C_CL_CLIENT_QPS] > 0.0:
+        wait = max(wait, _wait_us(st, CLIENT_BUCKET, st.cfg[C_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us))
+    if wait == 0:
+        return True
+    st.cnt[K_CL_API_THROTTLED] += 1
+    st.cnt[K_CL_API_DELAY_US] += wait
+    st.cl_time[node, CT_API_AT] = (now_us + wait) / 1e6
+    return False
+
+
+@kjit
+def api_spend(st, kind, now, prefixes):
+    """A call of ``kind`` is made now: count it and take its tokens (a bucket may go into debt).
+
+    Parameters
+    ----------
+    st : State
+    kind : int
+        ``API_ATTACH``, ``API_ASSIGN`` or ``API_RELEASE``.
+    now : float
+    prefixes : bool
+        An assign call asking for /28 prefixes (counted in ``K_CL_API_PREFIX`` too).
+    """
+    if kind == API_ATTACH:
+        st.cnt[K_CL_API_ATTACH] += 1
+    elif kind == API_ASSIGN:
+        st.cnt[K_CL_API_ASSIGN] += 1
+        if prefixes:
+            st.cnt[K_CL_API_PREFIX] += 1
+    else:
+        st.cnt[K_CL_API_RELEASE] += 1
+    if st.cfg[C_CL_THROTTLE] == 0.0:
+        return
+    now_us = _now_us(now)
+    b = _cloud_bucket(st, kind)
+    _refilled(st, b, st.cfg[C_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
+    st.cnt[K_CL_TOKENS + b] -= MICRO
+    if st.cfg[C_CL_CLIENT_QPS] > 0.0:
+        _refilled(st, CLIENT_BUCKET, st.cfg[C_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us)
+        st.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
+
+
+@kjit
+def api_call(st, node, kind, now, prefixes):
+    """:func:`api_ready`, then :func:`api_spend` when it may: whether the call was made."""
+    if not api_ready(st, node, kind, now):
+        return False
+    api_spend(st, kind, now, prefixes)
+    return True
+
+
+@kjit
+def api_retry_at(st, node, now):
+    """When the node's last pass had a call throttled: the time its tokens are there, else -1."""
+    t = st.cl_time[node, CT_API_AT]
+    return t if t > now else -1.0
