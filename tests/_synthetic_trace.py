@@ -9,7 +9,7 @@ from ipam_core.trace import nodes_table, run_metadata, trace_table
 
 MODES = ["kubernetes", "cluster-pool"]
 #: Every registered mode's name (tests/test_plot_layout.py checks this against ipam_core.modes.REGISTRY).
-ALL_MODES = ["kubernetes", "cluster-pool", "multi-pool", "gke", "eni", "aws-vpc-cni", "azure", "crd"]
+ALL_MODES = ["kubernetes", "cluster-pool", "multi-pool", "gke", "eni", "aws-vpc-cni", "azure", "crd", "calico"]
 NODE_NAMES = ["node-a", "node-b", "node-c"]
 SCENARIO_TEXT = "name: tiny\nnodes: 3\n"
 

@@ -205,7 +205,7 @@ def scenario_mutation(draw):
         _set(doc, path, [current[0], current[0]])
         return name, doc, "clusterPoolIPv4PodCIDRList", str(current[0])
     if kind == "mode":
-        bad = draw(st.sampled_from(["calico", "clusterpool", "Kubernetes", "host-scope", ""]))
+        bad = draw(st.sampled_from(["weave", "clusterpool", "Kubernetes", "host-scope", ""]))
         where = draw(st.sampled_from(["cilium.ipam.mode", "modes"]))
         if where == "modes":
             doc["modes"] = list(doc.get("modes") or ["kubernetes"]) + [bad]
@@ -249,10 +249,10 @@ def cli_mutation(draw):
         return [*base, "--seed", value], "--seed", value
     if kind == "modes":
         value = draw(st.sampled_from(["", " ", ",", "kubernetes,,multi-pool", "kubernetes, kubernetes",
-                                      "multi-pool ,cluster-pool, multi-pool", "kubernetes, calico", "k8s"]))
+                                      "multi-pool ,cluster-pool, multi-pool", "kubernetes, weave", "k8s"]))
         return ["compare", _SCENARIO, "--no-plot", "--modes", value], "--modes", repr(value)
     if kind == "mode":
-        value = draw(st.sampled_from(["calico", "clusterpool", "Multi-Pool", "", "kubernetes,multi-pool"]))
+        value = draw(st.sampled_from(["weave", "clusterpool", "Multi-Pool", "", "kubernetes,multi-pool"]))
         return ["run", _SCENARIO, "--mode", value], "mode", repr(value)
     if kind == "plan":
         flag = draw(st.sampled_from(["--nodes", "--pods-per-node", "--batch"]))
@@ -435,7 +435,7 @@ def test_issue_13_seed_of_2_to_the_233_on_the_command_line(tmp_path):
     ("", "names no mode"),
     ("kubernetes,kubernetes", "twice"),
     ("kubernetes, cluster-pool, kubernetes", "twice"),
-    ("kubernetes, calico", "kubernetes, cluster-pool, multi-pool"),
+    ("kubernetes, weave", "kubernetes, cluster-pool, multi-pool"),
 ])
 def test_issue_13_modes_flag(tmp_path, modes, needle):
     message = assert_refused(["compare", "--modes", modes, "--no-plot"], tmp_path / "out", "--modes", repr(modes))

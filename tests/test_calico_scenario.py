@@ -161,7 +161,7 @@ def test_pool_annotations():
 
 
 def test_the_scenario_file_reads():
-    doc = yaml.safe_load((ROOT / "scenarios" / "pending" / "calico.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "scenarios" / "calico.yaml").read_text())
     m = read_calico_manifests(AT, doc["manifests"])
     assert [p.name for p in m.pools] == ["default-ipv4-ippool", "default-ipv6-ippool", "gpu-nodes"]
     assert m.ipam_config.strict_affinity is False and m.leak_grace_s == 900.0

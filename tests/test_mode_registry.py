@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_list_of_modes_is_the_registrys():
     specs = modes.REGISTRY
     assert ALL_MODES == tuple(specs) == tuple(m.MODE.name for m in modes.MODULES)
-    assert DEFAULT_MODES == tuple(n for n, s in specs.items() if not s.cloud)
+    assert DEFAULT_MODES == tuple(n for n, s in specs.items() if not s.cloud and not s.named_only)
     assert CLOUD_MODES == tuple(n for n, s in specs.items() if s.cloud)
     assert MIGRATION_MODES == tuple(s.helm_mode for s in specs.values() if s.migration)
     for name in specs:
@@ -111,9 +111,9 @@ def test_a_new_mode_is_one_module_and_one_registry_entry(tmp_path):
     (package / "modes" / "toy.py").write_text(TOY)
     registry = package / "modes" / "__init__.py"
     text = registry.read_text()
-    entry = "MODULES: tuple[ModuleType, ...] = (kubernetes, cluster_pool, multi_pool, eni, aws_vpc_cni, azure, crd, gke)"
+    entry = "MODULES: tuple[ModuleType, ...] = (kubernetes, cluster_pool, multi_pool, eni, aws_vpc_cni, azure, crd, gke, calico)"
     assert entry in text
-    importer = "from ipam_core.modes import aws_vpc_cni, azure, cluster_pool, crd, eni, gke, kubernetes, multi_pool"
+    importer = "from ipam_core.modes import aws_vpc_cni, azure, calico, cluster_pool, crd, eni, gke, kubernetes, multi_pool"
     text = text.replace(entry, entry[:-1] + ", toy)").replace(importer, importer + ", toy")
     registry.write_text(text)
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=tmp_path,

@@ -33,7 +33,7 @@ ToyState = namedtuple("ToyState", (*STATE_FIELDS, "toy_budget"))  # core tables 
 
 
 @kjit
-def toy_take(st, pod, node):
+def toy_take(st, pod, node, now):
     if st.np_inuse[node, 0, 0] >= st.toy_budget[node]:
         st.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS] += 1
         return 0  # IPv4 got no address

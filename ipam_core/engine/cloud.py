@@ -793,7 +793,7 @@ def _take(st, node, j, bit):
 
 
 @kjit
-def cloud_alloc_pod(st, pod, node):
+def cloud_alloc_pod(st, pod, node, now):
     """Give a pod an IPv4 address from its node's pool.
 
     Returns

@@ -801,7 +801,7 @@ def _agent_ready(st, node):
 
 
 @kjit  # a hook (engine/hooks.py): called, not inlined
-def take_slot_addresses(st, pod, node):
+def take_slot_addresses(st, pod, node, now):
     """The node-CIDR families' ``take_pod_addresses`` hook: an address per family from the node's CIDRs.
 
     IPv6 first; returns -1 or the family that failed.
@@ -911,7 +911,7 @@ def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     pods = st.pods
     node = pods[pod, D_NODE]
-    failed = take_pod_addresses(st, pod, node)
+    failed = take_pod_addresses(st, pod, node, now)
     if failed < 0:
         _count_start(st, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
@@ -1050,7 +1050,7 @@ def _pod_retry(st, pod, now):
         _bind(st, pod, node)
     elif now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
         # one last attempt, then give up
-        failed = take_pod_addresses(st, pod, node)
+        failed = take_pod_addresses(st, pod, node, now)
         if failed < 0:
             _count_start(st, pod, now)
             _leave_pending(st, pod)

@@ -27,7 +27,7 @@ _COMPILED_ONLY = "a hook is called from the compiled loop only"
 
 #: Hook name -> what the loop expects of it.
 HOOKS = {
-    "take_pod_addresses": "(st, pod, node) -> -1, or the family that got no address (IPv6 is tried first)",
+    "take_pod_addresses": "(st, pod, node, now) -> -1, or the family that got no address (IPv6 is tried first)",
     "give_pod_addresses": "(st, pod): the pod's addresses back to its node",
     "pod_changed": "(st, node, now): a pod on the node started, failed, waits or left",
     "node_added": "(st, node, now): the node appeared; arm the timers its agent and operator need",
@@ -39,6 +39,7 @@ HOOKS = {
     "carve_follows_refresh": "(st) -> whether each periodic pass sets a T_CARVE timer (skipped together)",
     "address_room": "(st, node) -> bound pods below which cluster.addressFilter lets a pod onto the node",
     "sample_nodes": "(st, families, sample, node_tab, cidr_tab, fill) -> rows written to the node tables",
+    "largest_free_block": "(st, family) -> addresses in the largest aligned free block, or -1: the node-CIDR sets'",
 }
 
 
@@ -67,6 +68,11 @@ def _no(st):
     return False
 
 
+@kjit
+def _shared_free_block(st, family):
+    return -1  # the sampler measures the shared node-CIDR sets
+
+
 #: Hooks a family may leave out, and what they do then.
 OPTIONAL = {
     "pod_changed": _nothing_node_now,
@@ -75,6 +81,7 @@ OPTIONAL = {
     "quiet_refresh": _nothing_timer,
     "refresh_period": _no_period,
     "carve_follows_refresh": _no,
+    "largest_free_block": _shared_free_block,
 }
 
 _RULES: dict[type, dict] = {}
@@ -185,13 +192,13 @@ def _body(st, name, call):
 
 
 # One stub and overload per hook: Numba's overload needs the stub's own parameter names.
-def take_pod_addresses(st, pod, node):  # noqa: D103 (see HOOKS)
+def take_pod_addresses(st, pod, node, now):  # noqa: D103 (see HOOKS)
     raise NotImplementedError(_COMPILED_ONLY)
 
 
 @overload(take_pod_addresses, jit_options=_INLINED_BY_LLVM)
-def _take_pod_addresses(st, pod, node):
-    return _body(st, "take_pod_addresses", lambda rule: lambda st, pod, node: rule(st, pod, node))
+def _take_pod_addresses(st, pod, node, now):
+    return _body(st, "take_pod_addresses", lambda rule: lambda st, pod, node, now: rule(st, pod, node, now))
 
 
 def give_pod_addresses(st, pod):  # noqa: D103
@@ -291,3 +298,12 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):  # noqa: D103
 @overload(sample_nodes, jit_options=_INLINED_BY_LLVM)
 def _sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     return _body(st, "sample_nodes", lambda rule: lambda st, families, sample, node_tab, cidr_tab, fill: rule(st, families, sample, node_tab, cidr_tab, fill))
+
+
+def largest_free_block(st, family):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(largest_free_block, jit_options=_INLINED_BY_LLVM)
+def _largest_free_block(st, family):
+    return _body(st, "largest_free_block", lambda rule: lambda st, family: rule(st, family))

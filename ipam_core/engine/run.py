@@ -27,7 +27,7 @@ from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
 from ipam_core.engine import hooks
-from ipam_core.engine import rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
+from ipam_core.engine import rules_calico, rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
     EngineConfig,
@@ -52,6 +52,8 @@ NODE_COUNTERS = ("used", "free", "reserved", "pending")
 PROGRESS_STEPS = 50
 #: Simulated seconds of the warm-up run: long enough for the operator to carve a node CIDR.
 WARMUP_S = 600.0
+#: Most addresses a trace counts in a pool (``addrs_pool``): 2**62, where int64 arithmetic stays exact.
+ADDRS_CAP = 1 << 62
 #: Node-CIDR entries preallocated up front when the exact bound is larger (then they grow).
 CIDR_PREALLOC = 1 << 20
 _STATUS_TEXT = np.asarray(T.STATUS_TEXT, dtype=object)
@@ -62,6 +64,7 @@ _ERRORS = {
     T.ERROR_CHUNKS_FULL: "pod-bitmap arena",
     T.ERROR_CLOUD_UNITS_FULL: "cloud unit table",
     T.ERROR_ROWS_FULL: "pod table",
+    T.ERROR_CALICO_BLOCKS_FULL: "Calico block table",
 }
 
 
@@ -324,9 +327,11 @@ def _layout_arrays(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     per node CIDR (the state's ``S_N`` and ``S_ADDRS``). Shared by every run
     of the layout: the loop only reads them.
     """
-    pool_addrs = np.zeros(2, dtype=np.int64)
+    totals = [0, 0]
     for spec in layout.sets:
-        pool_addrs[spec.family] += np.int64(spec.capacity) * np.int64(pod_range(spec.network, spec.node_mask)[1])
+        totals[spec.family] += spec.capacity * pod_range(spec.network, spec.node_mask)[1]
+    # a calico IPv6 /64 of /122 blocks counts 2**64 addresses: capped where int64 still holds it
+    pool_addrs = np.array([min(total, ADDRS_CAP) for total in totals], dtype=np.int64)
     return pool_addrs, np.asarray(layout.families, dtype=np.int64)
 
 
@@ -534,8 +539,12 @@ class Simulation:
             return text(g0, index)
         # several sets or masks (cloud subnets, /32s and /28s): each distinct CIDR is formatted
         # once (a node keeps its CIDRs from one node sample to the next), then copied in order
-        distinct, pick = np.unique((group << _KEY_SHIFT) | index, return_inverse=True)
-        groups, indices = distinct >> _KEY_SHIFT, distinct & ((1 << _KEY_SHIFT) - 1)
+        if int(index.max()) >> _KEY_SHIFT:  # calico's IPv6 blocks (2**58 /122s in a /64): pairs as rows
+            distinct, pick = np.unique(np.stack([group, index], axis=1), axis=0, return_inverse=True)
+            groups, indices = np.ascontiguousarray(distinct[:, 0]), np.ascontiguousarray(distinct[:, 1])
+        else:
+            distinct, pick = np.unique((group << _KEY_SHIFT) | index, return_inverse=True)
+            groups, indices = distinct >> _KEY_SHIFT, distinct & ((1 << _KEY_SHIFT) - 1)
         cuts = np.flatnonzero(groups[1:] != groups[:-1]) + 1
         parts = [text(int(groups[a]), indices[a:b]) for a, b in zip(np.r_[0, cuts], np.r_[cuts, groups.size])]
         return _gather_strings(parts, pick.reshape(-1))
@@ -554,7 +563,7 @@ def _trace_columns(trace: np.ndarray, warm: np.ndarray, times: np.ndarray, famil
 
 
 # a CIDR entry's key: group above these bits, block index below (a set has < 2**40 node
-# CIDRs: its bitmap would not fit in memory otherwise)
+# CIDRs: its bitmap would not fit in memory otherwise; calico's block indexes may not, see _cidr_text)
 _KEY_SHIFT = 40
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.engine.core import advance
+from ipam_core.engine.hooks import largest_free_block as family_free_block
 from ipam_core.engine.hooks import sample_nodes
 from ipam_core.engine.tables import (
     C_POLICY,
@@ -229,7 +230,8 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace[TR_UNCARVED, r] = pool_addrs[family] - carved
     trace[TR_NODE_CIDRS, r] = c[base + F_NODE_CIDRS]
     trace[TR_CARVABLE, r] = c[base + F_CARVABLE]
-    trace[TR_LARGEST, r] = largest_free_block(st, family)
+    largest = family_free_block(st, family)  # -1: the shared node-CIDR sets'
+    trace[TR_LARGEST, r] = largest if largest >= 0 else largest_free_block(st, family)
     trace[TR_CARVES, r] = c[base + F_CARVES]
     trace[TR_RELEASES, r] = c[base + F_RELEASES]
     trace[TR_IP_ALLOCS, r] = c[base + F_IP_ALLOCS]

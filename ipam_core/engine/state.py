@@ -94,8 +94,8 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
         usable, _ = pod_range(spec.network, spec.node_mask)
         if layout.policy == T.POLICY_ONE_PER_FAMILY:
             need = 1
-        elif layout.policy == T.POLICY_CLOUD:
-            need = 0  # cloud modes hold addresses in their own tables, not in node-CIDR slots
+        elif layout.policy in (T.POLICY_CLOUD, T.POLICY_CALICO):
+            need = 0  # cloud modes and calico hold addresses in their own tables, not in node-CIDR slots
         else:
             # demand never exceeds max pods + 2 reserved + twice the pre-allocation buffer;
             # pinned pods may overshoot max pods, hence the factor 2
@@ -143,7 +143,9 @@ def _set_tables(layout: Layout, max_pods: int, n_nodes: int) -> _SetTables:
     w_off = s_off = ipw_off = ips_off = chunk_off = 0
     for i, spec in enumerate(layout.sets):
         capacity = spec.capacity
-        nw, ns = bm_sizes(capacity)
+        # calico's sets only name its blocks (nodes.arrow text, addrs_pool): its own tables hold them, and
+        # an IPv6 pool of /122 blocks has too many for a bitmap
+        nw, ns = (0, 0) if layout.policy == T.POLICY_CALICO else bm_sizes(capacity)
         usable, counted = pod_range(spec.network, spec.node_mask)
         slot_nw, slot_ns = bm_sizes(usable)
         chunks = int(min(capacity, max(1, n_nodes) * per_node[spec.pool, spec.family]))
@@ -173,6 +175,8 @@ def _set_tables(layout: Layout, max_pods: int, n_nodes: int) -> _SetTables:
     set_words = np.zeros(max(w_off, 1), dtype=np.uint64)
     set_summary = np.zeros(max(s_off, 1), dtype=np.uint64)
     for i in range(n_sets):
+        if sets[i, T.S_W_LEN] == 0:
+            continue
         w0, s0 = sets[i, T.S_W_OFF], sets[i, T.S_S_OFF]
         bm_init(set_words[w0 : w0 + sets[i, T.S_W_LEN]], set_summary[s0 : s0 + sets[i, T.S_S_LEN]], sets[i, T.S_N])
     # chunks are handed out from the top of each stack: lowest chunk first

@@ -17,7 +17,8 @@ import numpy as np
 from ipam_core.modes.cloud_config import (  # noqa: F401
     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, PICK_CILIUM, PICK_DISCOVERY,
     PICK_FLAGGED, PICK_NODE_SUBNET, STRATEGY_DENSE, STRATEGY_UPSTREAM)
-from ipam_core.modes.layout import POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY  # noqa: F401
+from ipam_core.modes.layout import (  # noqa: F401
+    POLICY_CALICO, POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY)
 
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
 S_FAMILY = 0  # 0 = IPv4, 1 = IPv6
@@ -329,6 +330,7 @@ ERROR_SLOTS_FULL = 2
 ERROR_CHUNKS_FULL = 3
 ERROR_CLOUD_UNITS_FULL = 4  # a node's unit table is full (sized from the mode's limits)
 ERROR_ROWS_FULL = 5  # more pods alive at once than the workload's bound (a bug)
+ERROR_CALICO_BLOCKS_FULL = 6  # calico: the block table (sized from the workload, modes/calico.py) is full
 
 POD_ROW_UNSEEN = -1
 POD_ROW_GONE = -2

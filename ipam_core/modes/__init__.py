@@ -19,11 +19,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from ipam_core.errors import ConfigError
-from ipam_core.modes import aws_vpc_cni, azure, cluster_pool, crd, eni, gke, kubernetes, multi_pool
-from ipam_core.modes.spec import RULES, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, ModeSpec, Section
+from ipam_core.modes import aws_vpc_cni, azure, calico, cluster_pool, crd, eni, gke, kubernetes, multi_pool
+from ipam_core.modes.spec import (RULES, RULES_CALICO, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, ModeSpec,
+                                  Section)
 
 #: Every mode module, in the order modes are listed to users.
-MODULES: tuple[ModuleType, ...] = (kubernetes, cluster_pool, multi_pool, eni, aws_vpc_cni, azure, crd, gke)
+MODULES: tuple[ModuleType, ...] = (kubernetes, cluster_pool, multi_pool, eni, aws_vpc_cni, azure, crd, gke, calico)
 
 #: Mode name -> its spec.
 REGISTRY: dict[str, ModeSpec] = {module.MODE.name: module.MODE for module in MODULES}
@@ -32,8 +33,8 @@ _MODULE_OF: dict[str, ModuleType] = {module.MODE.name: module for module in MODU
 
 #: Every mode a scenario, ``--mode`` or ``--modes`` may name.
 ALL_MODES: tuple[str, ...] = tuple(REGISTRY)
-#: The modes ``compare`` runs when a scenario names none: every mode that is not a cloud mode.
-POOL_MODES: tuple[str, ...] = tuple(name for name, spec in REGISTRY.items() if not spec.cloud)
+#: The modes ``compare`` runs when a scenario names none: every mode that is not a cloud mode nor named-only.
+POOL_MODES: tuple[str, ...] = tuple(name for name, spec in REGISTRY.items() if not spec.cloud and not spec.named_only)
 #: The cloud modes (docs/cloud-modes.md): run only when named.
 CLOUD_MODES: tuple[str, ...] = tuple(name for name, spec in REGISTRY.items() if spec.cloud)
 #: The modes ``ipam-bench migrate`` simulates, as start or target.
@@ -108,6 +109,6 @@ def section_keys(parent: str) -> dict[str, tuple[str, ...]]:
 
 
 __all__ = [
-    "ALL_MODES", "CLOUD_MODES", "MIGRATION_MODES", "MODULES", "POOL_MODES", "REGISTRY", "RULES", "RULES_CLOUD",
+    "ALL_MODES", "CLOUD_MODES", "MIGRATION_MODES", "MODULES", "POOL_MODES", "REGISTRY", "RULES", "RULES_CALICO", "RULES_CLOUD",
     "RULES_MULTI_POOL", "RULES_NODE_CIDR", "ModeSpec", "Section", "get_mode", "mode_spec", "section_keys",
 ]

@@ -16,14 +16,13 @@ The rules are compiled (:mod:`ipam_core.modes.calico_rules`, kube-controllers' p
 scenario check, and the Python views of the tables (error texts, per-node rows, the
 ``calicoctl ipam show --show-blocks`` listing). docs/calico.md says what is modelled.
 
-Not registered in :mod:`ipam_core.modes` yet: the engine's per-mode hooks (docs/dev/engine-rooms.md)
-are what will run it.
+The engine runs it through :mod:`ipam_core.engine.rules_calico` (``layout`` names the
+blocks for the engine's tables, ``engine_tables`` builds the allocator's tables for a run).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,7 +35,9 @@ from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_M
                                            K_CLAIMS, K_FAILS, K_LEAKS_GC, K_RECLAIMS, K_RELEASES, NM_NAMES,
                                            NM_NCOL, S_DELAY_COUNT, S_DELAY_MAX, S_DELAY_SUM, CalicoTables,
                                            PoolRule, block_network, new_tables, unpack)
-from ipam_core.modes.spec import RULES, ModeSpec
+from ipam_core.modes.layout import POLICY_CALICO, Layout, SetSpec
+from ipam_core.modes.spec import RULES_CALICO, ModeSpec
+from ipam_core.workloads.events import OP_POD_ADD
 
 NAME = "calico"
 UPSTREAM = (
@@ -46,17 +47,8 @@ UPSTREAM = (
     "projectcalico/calico kube-controllers/pkg/controllers/node/ipam.go",
 )
 CALICO_VERSION = "v3.31.7"
-#: The rules family of this mode; modes/spec.py RULES must list it before the mode is registered.
-RULES_CALICO = "calico-blocks"
-
-
-@dataclass(frozen=True)
-class _CalicoModeSpec(ModeSpec):
-    """A ModeSpec whose rules family :data:`ipam_core.modes.spec.RULES` does not list yet."""
-
-    def __post_init__(self):
-        if self.rules not in (*RULES, RULES_CALICO):
-            super().__post_init__()
+#: Blocks of at most 2**62: the tables index blocks in 64 bits (calico_tables.new_tables refuses more).
+_MAX_BLOCKS = 1 << 62
 
 
 def pool_rules(pools: Sequence) -> tuple[PoolRule, ...]:
@@ -381,7 +373,7 @@ def check(ipam, root) -> None:
         A family with no usable pool: every pod would fail with "no configured Calico pools
         for node ..." (ipam.go ``prepareAffinityBlocksForHost``).
     """
-    pools = ipam.calico.pools
+    pools = ipam.calico.pools if ipam.calico is not None else ()
     for family in ipam.families:
         usable = [p for p in pools if p.family == family and not p.disabled and p.assignment_mode == "Automatic"
                   and "Workload" in p.allowed_uses]
@@ -393,15 +385,113 @@ def check(ipam, root) -> None:
                 f"(needed by mode {NAME})")
 
 
-MODE = _CalicoModeSpec(
+def _enabled_pools(scenario) -> list[tuple[int, object]]:
+    """(index, pool) of the enabled pools of the enabled families, IPv4 first, each family by name."""
+    pools = scenario.ipam.calico.pools
+    return sorted(((i, p) for i, p in enumerate(pools) if not p.disabled and p.family in scenario.ipam.families),
+                  key=lambda ip: (ip[1].family, ip[1].name))
+
+
+def layout(scenario) -> Layout:
+    """The engine's view of the pools: one set per enabled pool, cut at its block size.
+
+    The engine's own tables hold no block (:mod:`ipam_core.engine.rules_calico` keeps them in
+    :class:`CalicoTables`); the sets name the blocks in nodes.arrow and give ``addrs_pool``.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+
+    Returns
+    -------
+    Layout
+    """
+    families = tuple(0 if f == 4 else 1 for f in scenario.ipam.families)
+    sets = tuple(SetSpec(pool=0, network=parse_cidr(p.cidr), node_mask=p.block_size)
+                 for _, p in _enabled_pools(scenario))
+    return Layout(mode=NAME, policy=POLICY_CALICO, families=families, pool_names=("calico",), pre_allocation=(0,),
+                  sets=sets, default_pool=0, revert_partial=False)
+
+
+def _namespace_rows(scenario, workload, pools, rows: dict) -> np.ndarray:
+    """int32 [namespaces, 2]: the poolset row of each workload namespace per family (ipam.go ``determinePools``)."""
+    out = np.full((max(len(workload.namespaces), 1), 2), -1, dtype=np.int32)
+    named = scenario.ipam.calico.namespace_pools  # the loader resolved each annotation to pool names
+    for n, ns_name in enumerate(workload.namespaces):
+        ns = scenario.namespace(ns_name)
+        for family in scenario.ipam.families:
+            if (ns_name, family) in named:
+                row = explicit_row(pools, named[ns_name, family])
+            else:
+                row = automatic_row(pools, family, ns.labels)
+            out[n, 0 if family == 4 else 1] = rows.setdefault(row, len(rows))
+    return out
+
+
+def block_capacity(scenario, pools) -> int:
+    """Block slots for a run: every node full of its smallest blocks plus one partly used block per pool.
+
+    A node claims a block only when its blocks of the pod's pools are full, so it never holds more
+    than ``ceil((maxPods + 1) / size) + 1`` blocks of a pool (its pods and tunnel address in the
+    smallest blocks, one more being emptied); the engine stops with a plain error if a run needs more.
+    """
+    per_node = sum(-(-(scenario.cluster.max_pods + 1) // (1 << p.block_bits)) + 1
+                   for p in pools if p.enabled and p.family in (0 if f == 4 else 1 for f in scenario.ipam.families))
+    total = sum(p.n_blocks for p in pools if p.enabled)
+    return int(max(1, min(total, scenario.cluster.nodes * max(per_node, 1) + 64, 1 << 22)))
+
+
+def engine_tables(scenario, workload):
+    """What :func:`ipam_core.engine.rules_calico.prepare` needs for one run.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+    workload : ipam_core.workloads.Workload
+
+    Returns
+    -------
+    tuple
+        ``(tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks)``: the allocator's tables
+        (one poolset row per distinct pool choice of the workload's namespaces, then the tunnel
+        rows), the layout set of each pool (-1: not enabled), int32 [pod ids, 2] the poolset row
+        of each pod per family, the tunnel row per family (-1: none), the enabled pools' blocks
+        per family.
+    """
+    manifests = scenario.ipam.calico
+    pools = manifests.pools
+    rules = pool_rules(pools)
+    rows: dict = {}
+    ns_rows = _namespace_rows(scenario, workload, pools, rows)
+    tunnel_rows = [-1, -1]
+    for family in scenario.ipam.families:
+        row = tunnel_row(pools, family)
+        if row[0]:
+            tunnel_rows[0 if family == 4 else 1] = rows.setdefault(row, len(rows))
+    poolsets = sorted(rows, key=rows.get)
+    tables, _ = build_tables(manifests, workload.node_names, poolsets=poolsets or None,
+                             block_capacity=block_capacity(scenario, rules))
+    set_of_pool = [-1] * len(pools)
+    pool_blocks = [0, 0]
+    for k, (i, p) in enumerate(_enabled_pools(scenario)):
+        set_of_pool[i] = k
+        pool_blocks[0 if p.family == 4 else 1] += rules[i].n_blocks
+    pod_rows = np.full((max(workload.n_pods, 1), 2), -1, dtype=np.int32)
+    adds = np.flatnonzero(workload.op == OP_POD_ADD)
+    pod_rows[workload.pod.take(adds)] = ns_rows[workload.namespace.take(adds)]
+    return tables, set_of_pool, pod_rows, tunnel_rows, [min(b, _MAX_BLOCKS) for b in pool_blocks]
+
+
+MODE = ModeSpec(
     name=NAME, rules=RULES_CALICO, settings="manifests", helm_mode=None, migration=False, cloud=False,
-    check=check, upstream=UPSTREAM,
+    check=check, upstream=UPSTREAM, named_only=True,
     summary="Calico IPAM: nodes claim /26 blocks of IPPools by affinity, borrow from others when none is left",
 )
 
 __all__ = [
-    "ADDR_SHIFT", "CALICO_VERSION", "MODE", "NAME", "RULES_CALICO", "UPSTREAM", "address_of", "assign",
-    "automatic_row", "build_tables", "check", "claim_block", "cluster_counts", "error_message", "explicit_row",
+    "ADDR_SHIFT", "CALICO_VERSION", "MODE", "NAME", "NM_NCOL", "RULES_CALICO", "UPSTREAM", "address_of", "assign",
+    "automatic_row", "block_capacity", "build_tables", "check", "claim_block", "cluster_counts", "engine_tables",
+    "error_message", "explicit_row", "layout",
     "gc_leaks", "mark_leaked", "next_block_release", "node_added", "node_cidrs", "node_deleted", "node_rows",
     "pool_rules", "release", "release_empty_blocks", "show_blocks", "sync_period", "trace_columns", "tunnel_row",
 ]

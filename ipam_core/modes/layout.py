@@ -19,6 +19,7 @@ from ipam_core.podiprange import range_size
 POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool, gke
 POLICY_MULTI_POOL = 1
 POLICY_CLOUD = 2  # eni, aws-vpc-cni, azure, crd: per-node pools of addresses / prefixes from subnet bitmaps
+POLICY_CALICO = 3  # calico: affine blocks of IPPools (engine/rules_calico.py); its sets only name the blocks
 
 
 def family_index(network: Network) -> int:
@@ -77,7 +78,7 @@ class Layout:
     mode : str
         Mode name, as upstream spells it.
     policy : int
-        ``POLICY_ONE_PER_FAMILY``, ``POLICY_MULTI_POOL`` or ``POLICY_CLOUD``.
+        ``POLICY_ONE_PER_FAMILY``, ``POLICY_MULTI_POOL``, ``POLICY_CLOUD`` or ``POLICY_CALICO``.
     families : tuple of int
         Enabled families (0 = IPv4, 1 = IPv6).
     pool_names : tuple of str

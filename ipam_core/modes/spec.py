@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 RULES_NODE_CIDR = "node-cidr"  # one node CIDR per node and family, carved from cluster CIDRs
 RULES_MULTI_POOL = "multi-pool"  # per-pool node CIDRs sized by the agent's demand
 RULES_CLOUD = "cloud-pool"  # per-node pools of addresses / prefixes from cloud subnets
-RULES = (RULES_NODE_CIDR, RULES_MULTI_POOL, RULES_CLOUD)
+RULES_CALICO = "calico-blocks"  # Calico: nodes claim blocks of IPPools by affinity and borrow from others
+RULES = (RULES_NODE_CIDR, RULES_MULTI_POOL, RULES_CLOUD, RULES_CALICO)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class ModeSpec:
         Whether ``ipam-bench migrate`` simulates it (as start or target).
     cloud : bool
         A cloud mode (docs/cloud-modes.md): run only when named, not by the default ``compare``.
+    named_only : bool
+        Run only when named, though not a cloud mode: its scenario vocabulary is not Cilium's
+        (``calico`` reads Calico manifests), so the default ``compare`` leaves it out.
     check : callable
         ``check(ipam, root)``: refuse (``root / key).fail(...)``) a scenario that lacks what
         the mode needs; ``ipam`` is the scenario's ``IPAMSpec``.
@@ -86,6 +90,7 @@ class ModeSpec:
     check: Callable = field(compare=False, repr=False)
     sections: tuple[Section, ...] = ()
     upstream: tuple[str, ...] = ()
+    named_only: bool = False
 
     def __post_init__(self):
         if self.rules not in RULES:

@@ -18,7 +18,8 @@ Objects of other kinds (``Namespace``, ``CiliumPodIPPool``) are handed back unto
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import yaml
 
@@ -120,12 +121,16 @@ class CalicoManifests:
         default; 0 turns leak GC and empty-block release off).
     others : tuple of (Where, dict)
         Objects of :data:`OTHER_KINDS`, for ``ipam_core.scenario.manifests``.
+    namespace_pools : mapping
+        ``(namespace, family) -> pool names`` from each Namespace's
+        ``cni.projectcalico.org/ipv4pools`` / ``ipv6pools`` annotation (:func:`namespace_pools`).
     """
 
     pools: tuple[CalicoPool, ...]
     ipam_config: CalicoIPAMConfig
     leak_grace_s: float = DEFAULT_LEAK_GRACE_S
     others: tuple[tuple[Where, dict], ...] = ()
+    namespace_pools: Mapping[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
 
     def pool(self, name: str) -> CalicoPool | None:
         """The pool named ``name``, or None."""
@@ -386,3 +391,33 @@ def pool_annotation(where: Where, value: object, family: int, manifests: CalicoM
                        f"pool: {', '.join(p.name for p in manifests.pools if p.family == family and not p.disabled)}")
         names.append(pool.name)
     return tuple(names)
+
+
+def namespace_pools(where: Where, manifests: CalicoManifests, namespaces) -> CalicoManifests:
+    """The manifests with each Namespace's pool annotation resolved (:func:`pool_annotation`).
+
+    Parameters
+    ----------
+    where : Where
+        Position of ``manifests`` (errors name the annotation under it).
+    manifests : CalicoManifests
+    namespaces : sequence of NamespaceSpec
+
+    Returns
+    -------
+    CalicoManifests
+        With ``namespace_pools`` filled.
+
+    Raises
+    ------
+    ConfigError
+        An annotation that is not a JSON list, or names a pool that does not exist, is
+        disabled or is of the other family.
+    """
+    named = {}
+    for ns in namespaces:
+        for family, key in POOL_ANNOTATIONS.items():
+            if key in ns.annotations:
+                at = where / f"Namespace {ns.name}" / "metadata" / "annotations" / key
+                named[ns.name, family] = pool_annotation(at, ns.annotations[key], family, manifests)
+    return replace(manifests, namespace_pools=named)

@@ -46,6 +46,11 @@ class CalicoSelector:
         """
         return self._predicate(labels)
 
+    def __reduce__(self):
+        # the predicate is a tree of closures: a pickled selector (a sweep sends scenarios to its
+        # workers) is parsed again from its text
+        return parse_selector, (self.text,)
+
 
 def parse_selector(text: str) -> CalicoSelector:
     """Parse a Calico selector expression.

@@ -14,6 +14,9 @@ from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_duration, as_int, as_list, as_mapping, as_str, check_keys, show
 from ipam_core.scenario._where import Source, Where, load_yaml
 from ipam_core.scenario import limits as L
+from ipam_core.scenario.calico import KINDS as CALICO_KINDS
+from ipam_core.scenario.calico import LIST_KINDS as CALICO_LIST_KINDS
+from ipam_core.scenario.calico import namespace_pools, read_calico_manifests
 from ipam_core.scenario.manifests import read_manifests
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
 from ipam_core.scenario.rules import check_disjoint, check_mode
@@ -222,7 +225,11 @@ def _build(doc: object, text: str, path: Path | None, source: Source, initial_mi
     families = tuple(f for f, on in ((4, cilium.ipv4), (6, cilium.ipv6)) if on)
     cluster, kcm = _cluster(root / "cluster", doc.get("cluster"), families)
     timing = read_timing(root / "timing", doc.get("timing"), cilium.node_update_rate)
-    manifest_pools, namespaces = read_manifests(root / "manifests", doc.get("manifests"))
+    calico_kinds = (*CALICO_KINDS, *CALICO_LIST_KINDS)
+    manifest_pools, namespaces = read_manifests(root / "manifests", doc.get("manifests"), calico_kinds)
+    calico = read_calico_manifests(root / "manifests", doc.get("manifests"))
+    if calico.pools:  # namespaces may name Calico pools only where there are some
+        calico = namespace_pools(root / "manifests", calico, namespaces)
     pools, derived = _pools(root, manifest_pools + cilium.auto_pools, cilium)
 
     cloud = read_cloud(root, doc, cilium.cluster_pool[4] if cilium.ipv4 else (), _kubelet_max_pods(doc),
@@ -234,7 +241,7 @@ def _build(doc: object, text: str, path: Path | None, source: Source, initial_mi
         kcm_cluster_cidrs=kcm.cluster_cidrs, kcm_node_mask_v4=kcm.node_mask_v4, kcm_node_mask_v6=kcm.node_mask_v6,
         kcm_allocate_node_cidrs=kcm.allocate_node_cidrs,
         pools=pools, pre_allocation=cilium.pre_allocation, default_pool=cilium.default_pool, pools_derived=derived,
-        cloud=cloud,
+        cloud=cloud, calico=calico,
     )
     for mode in dict.fromkeys((*modes, ipam.mode)):
         check_mode(ipam, mode, root)

@@ -42,7 +42,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PoolFamily = tuple[tuple[str, ...], list[tuple[Where, Network]], int | None]
 
 
-def read_manifests(where: Where, value: object) -> tuple[list[tuple[Where, PoolSpec, dict]], list[NamespaceSpec]]:
+def read_manifests(where: Where, value: object, skip_kinds: tuple[str, ...] = ()
+                   ) -> tuple[list[tuple[Where, PoolSpec, dict]], list[NamespaceSpec]]:
     """Read the ``manifests:`` value into pools and namespaces.
 
     Parameters
@@ -51,6 +52,8 @@ def read_manifests(where: Where, value: object) -> tuple[list[tuple[Where, PoolS
         Position of ``manifests``.
     value : list or str or None
         The objects, or one multi-document YAML string.
+    skip_kinds : tuple of str
+        Kinds another reader takes (Calico's, ``ipam_core.scenario.calico``): passed over here.
 
     Returns
     -------
@@ -63,7 +66,7 @@ def read_manifests(where: Where, value: object) -> tuple[list[tuple[Where, PoolS
     ConfigError
         Unknown kind or key, bad CIDR, mask shorter than a pool CIDR, duplicate names.
     """
-    objects = _objects(where, value)
+    objects = _objects(where, value, skip_kinds)
     pools: list[tuple[Where, PoolSpec, dict]] = []
     namespaces: list[NamespaceSpec] = []
     seen: dict[tuple[str, str], Where] = {}
@@ -87,7 +90,7 @@ def read_manifests(where: Where, value: object) -> tuple[list[tuple[Where, PoolS
     return pools, namespaces
 
 
-def _objects(where: Where, value: object) -> list[tuple[Where, dict]]:
+def _objects(where: Where, value: object, skip_kinds: tuple[str, ...] = ()) -> list[tuple[Where, dict]]:
     """Flatten ``manifests`` into ``(where, object)`` pairs, checking kind and apiVersion."""
     if value is None:
         return []
@@ -109,12 +112,15 @@ def _objects(where: Where, value: object) -> list[tuple[Where, dict]]:
         kind = obj.get("kind")
         if kind in LIST_KINDS:
             check_keys(w, obj, ("apiVersion", "kind", "metadata", "items"))
-            out.extend(_objects(w / "items", obj.get("items")))
+            out.extend(_objects(w / "items", obj.get("items"), skip_kinds))
+            continue
+        if kind in skip_kinds:
             continue
         check_keys(w, obj, OBJECT_KEYS)
         if kind not in KINDS:
             (w / "kind").fail(f"unsupported kind {show(kind)}; expected CiliumPodIPPool or Namespace "
-                              "(the only objects a scenario reads)")
+                              "(the only objects a scenario reads"
+                              + (f", with {', '.join(k for k in skip_kinds if not k.endswith('List'))})" if skip_kinds else ")"))
         api = obj.get("apiVersion")
         if api not in KINDS[kind]:
             (w / "apiVersion").fail(f"{show(api)} is not an apiVersion of {kind}; expected "

@@ -281,6 +281,7 @@ class IPAMSpec:
     default_pool: str
     pools_derived: bool = False
     cloud: CloudSpec = field(default_factory=CloudSpec)  # cloud modes (ipam_core/scenario/cloud.py)
+    calico: Any = None  # ipam_core.scenario.calico.CalicoManifests: IPPools and IPAM settings (mode calico)
 
     @property
     def families(self) -> tuple[int, ...]:

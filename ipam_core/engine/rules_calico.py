@@ -1,0 +1,409 @@
+"""The Calico rules family (``calico``): nodes claim blocks of IPPools by affinity, kube-controllers frees them.
+
+Registered with the loop through :mod:`ipam_core.engine.hooks` for
+:class:`CalicoState`. The allocator and kube-controllers' passes are
+projectcalico/calico v3.31.7's (``libcalico-go/lib/ipam/ipam.go``,
+``ipam_block.go``, ``ipam_block_reader_writer.go``,
+``kube-controllers/pkg/controllers/node/ipam.go``), compiled in
+:mod:`ipam_core.modes.calico_rules` and
+:mod:`ipam_core.modes.calico_controllers` over one
+:class:`~ipam_core.modes.calico_tables.CalicoTables` (the state's ``cal``
+field, built by :func:`prepare`). This module turns them into the loop's
+hooks:
+
+* a pod asks ``assign`` once per family, IPv6 first, with its namespace's pool
+  choice (``cni.projectcalico.org/ipv4pools`` annotation, else the Automatic
+  pools whose selectors match); IPv6 goes back when IPv4 fails;
+* a deleted pod's addresses go back with ``release`` (the CNI DEL);
+* a node is ready at once (calico-node needs no operator): it takes its
+  IPIP / VXLAN tunnel address per family (``pkg/allocateip/allocateip.go``);
+* kube-controllers' periodic pass (``gc_leaks`` then ``release_empty_blocks``)
+  runs every ``sync_period`` on one cluster-wide timer, held by a present node
+  and handed to another when that node goes (upstream runs one controller for
+  the cluster, not one per node; per-node timers would repeat its whole-cluster
+  pass once per node);
+* a deleted node's affinities go with ``node_deleted`` after its pods' and
+  tunnel addresses are released.
+
+The shared counters keep the meaning they have for the other modes: a
+block is what a node CIDR is elsewhere (``node_cidrs`` counts existing
+blocks, ``addrs_carved`` their addresses, ``cidr_carves`` block claims,
+``cidr_releases`` blocks deleted), tunnel addresses are ``addrs_reserved``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from ipam_core.engine import hooks
+from ipam_core.engine.core import _agent_ready, _fc, _push, _sched_addresses_changed
+from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, _node_row
+from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.tables import (
+    ADDRESS_FILTER_FREE,
+    C_ADDRESS_FILTER,
+    C_FAMILY,
+    C_MAX_PODS,
+    D_ID,
+    ERROR_CALICO_BLOCKS_FULL,
+    F_CARVABLE,
+    F_CARVED,
+    F_CARVES,
+    F_FREE,
+    F_IP_ALLOCS,
+    F_IP_FAILS,
+    F_NODE_CIDRS,
+    F_RELEASES,
+    F_RESERVED,
+    F_USED,
+    K_ERROR,
+    K_EVENT,
+    N_GEN,
+    N_PENDING,
+    N_PODS,
+    N_PRESENT,
+    POLICY_CALICO,
+    T_REFRESH,
+)
+from ipam_core.kernels._jit import kjit
+from ipam_core.modes.calico_controllers import gc_leaks, node_deleted as calico_node_deleted
+from ipam_core.modes.calico_controllers import node_metrics, release_empty_blocks
+from ipam_core.modes.calico_rules import assign, node_added as calico_node_added, release
+from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_MAX_BLOCKS, E_CAPACITY, K_CLAIMS,
+                                           NM_BLOCKS, NM_FREE, NM_USED)
+
+CalicoState = namedtuple("CalicoState", (
+    *STATE_FIELDS,
+    "cal",  # CalicoTables: pools, blocks, affinities (ipam_core/modes/calico_tables.py)
+    "cal_addr",  # int64 [pod rows, 2]: packed address per family (-1: none)
+    "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its namespace's choice)
+    "cal_tunnel",  # int64 [nodes, 2]: the node's tunnel address per family (-1: none)
+    "cal_tunnel_row",  # int64 [2]: poolset row of the tunnel pools per family (-1: no pool tunnels)
+    "cal_set",  # int64 [pools]: the layout set naming the pool's blocks (-1: family off)
+    "cal_pool_blocks",  # int64 [2]: blocks of the enabled pools per family (capped at 2**62)
+    "cal_sync",  # float64 [2]: kube-controllers' sync period, when its next pass is due
+    "cal_owner",  # int64 [1]: the node whose T_REFRESH timer carries that pass (-1: none)
+    "cal_ev_time",  # float64 [events]: the workload's event times (give / node delete run at an event)
+    "cal_metrics",  # int64 [nodes, 2, NM_NCOL]: scratch for node_metrics
+))
+
+_BIG = np.int64(1) << np.int64(62)
+
+
+# --------------------------------------------------------------------------- shared counters
+@kjit
+def _sync_blocks(st):
+    """Block counts per family from the pools' claimed blocks (the tables keep them per pool)."""
+    t = st.cal
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        blocks = np.int64(0)
+        carved = np.int64(0)
+        for pool in range(t.pool_family.shape[0]):
+            if t.pool_family[pool] == family and st.cal_set[pool] >= 0:
+                n = np.int64(t.pool_nclaimed[pool])
+                blocks += n
+                carved += n << np.int64(t.pool_block_bits[pool])
+        c = st.cnt
+        c[_fc(family, F_NODE_CIDRS)] = blocks
+        c[_fc(family, F_CARVED)] = carved
+        c[_fc(family, F_CARVABLE)] = st.cal_pool_blocks[family] - blocks
+        c[_fc(family, F_RELEASES)] = c[_fc(family, F_CARVES)] - blocks  # every block claimed and gone
+        free = carved - c[_fc(family, F_USED)] - c[_fc(family, F_RESERVED)]
+        c[_fc(family, F_FREE)] = free
+        st.pool_free[0, family] = free
+        st.pool_carvable[0, family] = st.cal_pool_blocks[family] - blocks
+
+
+@kjit
+def _assign(st, node, row, family, now):
+    """``assign`` for one family; claims are counted as carves of that family. Returns the packed address or E_*."""
+    t = st.cal
+    claims = t.counters[K_CLAIMS]
+    packed = assign(t, node, row, now)
+    st.cnt[_fc(family, F_CARVES)] += t.counters[K_CLAIMS] - claims
+    if packed == E_CAPACITY:
+        st.cnt[K_ERROR] = ERROR_CALICO_BLOCKS_FULL
+    return packed, t.counters[K_CLAIMS] != claims
+
+
+@kjit
+def _event_now(st):
+    # give_pod_addresses and node_deleted run inside a workload event (pod or node delete, drain):
+    # its time is the loop's now
+    return st.cal_ev_time[st.cnt[K_EVENT] - 1]
+
+
+# --------------------------------------------------------------------------- pods
+@kjit
+def take_pod_addresses(st, pod, node, now):
+    """A pod's address per enabled family, IPv6 first (ipam.go ``AutoAssign`` per family, as the CNI plugin asks).
+
+    Returns -1, or the family that got no address (IPv6 is given back when IPv4 fails).
+    """
+    pod_id = st.pods[pod, D_ID]
+    claimed = False
+    for step in range(2):
+        family = 1 - step
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        row = st.cal_pod_set[pod_id, family]
+        packed = np.int64(-1)
+        if row >= 0:
+            packed, new = _assign(st, node, row, family, now)
+            claimed = claimed or new
+        if packed < 0:
+            st.cnt[_fc(family, F_IP_FAILS)] += 1
+            if step == 1 and st.cal_addr[pod, 1] >= 0:
+                release(st.cal, st.cal_addr[pod, 1], now)
+                st.cal_addr[pod, 1] = -1
+            _sync_blocks(st)
+            if claimed:
+                _sched_addresses_changed(st, node)
+            return family
+        st.cal_addr[pod, family] = packed
+    for family in range(2):
+        if st.cal_addr[pod, family] >= 0:
+            st.cnt[_fc(family, F_USED)] += 1
+            st.cnt[_fc(family, F_IP_ALLOCS)] += 1
+    _sync_blocks(st)
+    if claimed:
+        _sched_addresses_changed(st, node)
+    return -1
+
+
+@kjit
+def give_pod_addresses(st, pod):
+    """The pod's addresses go back (the CNI DEL): ``release`` per family; an emptied orphan block goes."""
+    now = _event_now(st)
+    for family in range(2):
+        packed = st.cal_addr[pod, family]
+        if packed >= 0:
+            release(st.cal, packed, now)
+            st.cal_addr[pod, family] = -1
+            st.cnt[_fc(family, F_USED)] -= 1
+    _sync_blocks(st)
+
+
+# --------------------------------------------------------------------------- nodes
+@kjit
+def node_added(st, node, now):
+    """calico-node starts: the block walk's start from the hostname, the tunnel addresses, ready at once."""
+    t = st.cal
+    calico_node_added(t, node)
+    claimed = False
+    for family in range(2):
+        st.cal_tunnel[node, family] = -1
+        row = st.cal_tunnel_row[family]
+        if st.cfg[C_FAMILY + family] == 0.0 or row < 0:
+            continue
+        packed, new = _assign(st, node, row, family, now)
+        claimed = claimed or new
+        if packed >= 0:
+            st.cal_tunnel[node, family] = packed
+            st.cnt[_fc(family, F_RESERVED)] += 1
+    _sync_blocks(st)
+    if st.cal_owner[0] < 0:  # kube-controllers' pass rides on this node's timer
+        st.cal_owner[0] = node
+        if st.cal_sync[1] < now:
+            st.cal_sync[1] = now + st.cal_sync[0]
+        _push(st, st.cal_sync[1], T_REFRESH, node, st.nodes[node, N_GEN])
+    _agent_ready(st, node)
+
+
+@kjit
+def node_deleted(st, node):
+    """The node goes: its tunnel addresses, then its affinities (kube-controllers ``cleanupNode``)."""
+    now = _event_now(st)
+    t = st.cal
+    for family in range(2):
+        packed = st.cal_tunnel[node, family]
+        if packed >= 0:
+            release(t, packed, now)
+            st.cal_tunnel[node, family] = -1
+            st.cnt[_fc(family, F_RESERVED)] -= 1
+    calico_node_deleted(t, node, now)
+    _sync_blocks(st)
+    if st.cal_owner[0] == node:  # hand the controller's timer to another present node, due as before
+        st.cal_owner[0] = -1
+        for other in range(st.nodes.shape[0]):
+            if other != node and st.nodes[other, N_PRESENT] == 1:
+                st.cal_owner[0] = other
+                _push(st, st.cal_sync[1], T_REFRESH, other, st.nodes[other, N_GEN])
+                break
+
+
+@kjit
+def controllers_pass(st, now):
+    """kube-controllers' periodic IPAM sync: the leak GC, then the empty-block release."""
+    t = st.cal
+    gc_leaks(t, now)
+    if release_empty_blocks(t, now) > 0:
+        for node in range(st.nodes.shape[0]):
+            if st.nodes[node, N_PRESENT] == 1:
+                _sched_addresses_changed(st, node)
+    _sync_blocks(st)
+
+
+@kjit
+def node_timer(st, kind, node, gen, now):
+    """The cluster-wide kube-controllers pass (T_REFRESH on the node that carries it)."""
+    if kind != T_REFRESH or st.cal_owner[0] != node:
+        return
+    controllers_pass(st, now)
+    st.cal_sync[1] = now + st.cal_sync[0]
+    _push(st, st.cal_sync[1], T_REFRESH, node, gen)
+
+
+# --------------------------------------------------------------------------- scheduler and samples
+@kjit
+def address_room(st, node):
+    """The bound pods below which ``cluster.addressFilter`` lets a pod onto the node.
+
+    ``warm``: running pods plus the free addresses of the node's affine blocks (per enabled
+    family, the fewest); ``free``: no limit while the node may still claim a block (below the
+    block limit and some block unclaimed), else ``warm``. Borrowing is not counted.
+    """
+    t = st.cal
+    running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
+    limit = t.cfg[CFG_MAX_BLOCKS]
+    if limit == 0:
+        limit = DEFAULT_MAX_BLOCKS
+    grow = np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
+    room = np.int64(st.cfg[C_MAX_PODS]) + 1
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] == 0.0:
+            continue
+        free = 0
+        blocks = 0
+        for k in range(t.node_nblk[node]):
+            slot = t.node_blk[node, k]
+            if t.pool_family[t.blk_pool[slot]] == family:
+                free += t.blk_nfree[slot]
+                blocks += 1
+        if grow and blocks < limit and st.pool_carvable[0, family] > 0:
+            continue
+        room = min(room, running + free)
+    return room
+
+
+@kjit
+def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
+    """Per family, then per present node: its affine blocks in datastore order (the node's CIDRs) and their sums.
+
+    ``used`` counts the addresses in use in the node's blocks (its pods' and borrowers'),
+    ``free`` the free ones, ``reserved`` its tunnel address when it lies in its own block.
+    Returns False, writing nothing, when the arrays lack room for this sample.
+    """
+    t = st.cal
+    metrics = st.cal_metrics
+    node_metrics(t, metrics)
+    r = fill[0]
+    c = fill[1]
+    for f in range(families.shape[0]):
+        family = families[f]
+        for node in range(st.nodes.shape[0]):
+            if st.nodes[node, N_PRESENT] != 1:
+                continue
+            if r >= node_tab.shape[1] or c + metrics[node, family, NM_BLOCKS] > cidr_tab.shape[1]:
+                return False
+            first = c
+            for k in range(t.node_nblk[node]):
+                slot = t.node_blk[node, k]
+                pool = t.blk_pool[slot]
+                if t.pool_family[pool] != family:
+                    continue
+                cidr_tab[CD_GROUP, c] = 2 * st.cal_set[pool]
+                cidr_tab[CD_INDEX, c] = np.int64(t.blk_index[slot])
+                c += 1
+            reserved = 0
+            tunnel = st.cal_tunnel[node, family]
+            if tunnel >= 0 and t.blk_node[tunnel >> ADDR_SHIFT] == node:
+                reserved = 1
+            _node_row(st, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
+                      metrics[node, family, NM_FREE], reserved, c - first)
+            r += 1
+    fill[0] = r
+    fill[1] = c
+    return True
+
+
+@kjit
+def _largest_aligned(lo, hi):
+    # the largest power of two 2**k such that an aligned run [x, x + 2**k) lies in [lo, hi): k, or -1
+    best = -1
+    x = lo
+    while x < hi:
+        k = 0
+        while k < 62 and (x & ((np.uint64(2) << np.uint64(k)) - np.uint64(1))) == np.uint64(0) \
+                and x + (np.uint64(2) << np.uint64(k)) <= hi:
+            k += 1
+        if k > best:
+            best = k
+        x += np.uint64(1) << np.uint64(k)
+    return best
+
+
+@kjit
+def largest_free_block(st, family):
+    """Addresses in the largest aligned run of unclaimed blocks of any enabled pool of ``family`` (capped at 2**62)."""
+    t = st.cal
+    best = np.int64(0)
+    for pool in range(t.pool_family.shape[0]):
+        if t.pool_family[pool] != family or st.cal_set[pool] < 0:
+            continue
+        lo = np.uint64(0)
+        n = t.pool_nclaimed[pool]
+        for k in range(n + 1):
+            hi = t.pool_sorted_idx[pool, k] if k < n else t.pool_n_blocks[pool]
+            order = _largest_aligned(lo, hi)
+            if order >= 0:
+                bits = order + t.pool_block_bits[pool]
+                size = _BIG if bits >= 62 else np.int64(1) << np.int64(bits)
+                if size > best:
+                    best = size
+            lo = hi + np.uint64(1)
+    return best
+
+
+# --------------------------------------------------------------------------- set-up (Python, once per run)
+def prepare(state, module, scenario, workload):
+    """The Calico tables for the scenario's manifests and the workload's nodes and namespaces.
+
+    Pool choices are made once per namespace and family (``module.pod_poolsets``) and spread to
+    every pod id with numpy; the block table is sized by ``module.block_capacity``.
+    """
+    n_nodes = max(len(workload.node_names), 1)
+    tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks = module.engine_tables(scenario, workload)
+    rows = state.pods.shape[0]
+    return state._replace(
+        cal=tables,
+        cal_addr=np.full((rows, 2), -1, dtype=np.int64),
+        cal_pod_set=pod_rows,
+        cal_tunnel=np.full((n_nodes, 2), -1, dtype=np.int64),
+        cal_tunnel_row=np.asarray(tunnel_rows, dtype=np.int64),
+        cal_set=np.asarray(set_of_pool, dtype=np.int64),
+        cal_pool_blocks=np.asarray(pool_blocks, dtype=np.int64),
+        cal_sync=np.array([module.sync_period(tables), -np.inf]),
+        cal_owner=np.full(1, -1, dtype=np.int64),
+        cal_ev_time=np.ascontiguousarray(workload.time, dtype=np.float64),
+        cal_metrics=np.zeros((n_nodes, 2, module.NM_NCOL), dtype=np.int64),
+    )
+
+
+hooks.register(
+    CalicoState,
+    POLICY_CALICO,
+    prepare=prepare,
+    take_pod_addresses=take_pod_addresses,
+    give_pod_addresses=give_pod_addresses,
+    node_added=node_added,
+    node_deleted=node_deleted,
+    node_timer=node_timer,
+    address_room=address_room,
+    sample_nodes=sample_nodes,
+    largest_free_block=largest_free_block,
+)
