@@ -37,16 +37,12 @@ from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL, Work
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_calico import CalicoReference, Pool  # noqa: E402
+# The same 500-node cluster as the allocator-alone bench, on purpose: the two figures sit side by side.
+from test_bench_calico import NAMES, NODES, PAIRS, PODS_PER_NODE, POOL, SEED  # noqa: E402
 
 COMMAND = ("python -m pytest bench/test_bench_calico_engine.py --benchmark-timer=time.process_time "
            "--benchmark-json=results/bench-calico-engine.json")
-SEED = 20_261_206
-NODES = 500
-PODS_PER_NODE = 30
-PAIRS = 20_000
 ROUNDS = 5
-POOL = ("default-ipv4-ippool", "10.244.0.0/16", 26)
-NAMES = [f"ip-10-0-{i // 250}-{i % 250 + 4}.ec2.internal" for i in range(NODES)]
 GROUP = "calico-engine-500-nodes"
 
 
