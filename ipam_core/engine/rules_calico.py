@@ -39,7 +39,7 @@ import numpy as np
 
 from ipam_core.engine import hooks
 from ipam_core.engine.core import _agent_ready, _fc, _push, _sched_addresses_changed
-from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, _node_row
+from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, CD_NCOL, NR_NCOL, TR_CALICO, _node_row
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
@@ -72,7 +72,8 @@ from ipam_core.modes.calico_controllers import gc_leaks, node_deleted as calico_
 from ipam_core.modes.calico_controllers import node_metrics, release_empty_blocks
 from ipam_core.modes.calico_rules import assign, node_added as calico_node_added, release
 from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_MAX_BLOCKS, E_CAPACITY, K_CLAIMS,
-                                           NM_BLOCKS, NM_FREE, NM_USED)
+                                           NM_BLOCKS, NM_BORROWED, NM_EMPTY_BLOCKS, NM_FREE, NM_LENT, NM_STRANDED,
+                                           NM_USED, S_DELAY_COUNT, S_DELAY_SUM)
 
 CalicoState = namedtuple("CalicoState", (
     *STATE_FIELDS,
@@ -90,6 +91,18 @@ CalicoState = namedtuple("CalicoState", (
 ))
 
 _BIG = np.int64(1) << np.int64(62)
+
+# nodes.arrow: the rows sample_nodes writes after the shared node-row and CIDR rows (the tables
+# Simulation.record makes for a calico run have them; docs/calico.md "Trace columns")
+NR_EMPTY_BLOCKS = NR_NCOL  # affine blocks with no address in use
+NR_STRANDED = NR_NCOL + 1  # free addresses in partly used affine blocks
+NR_BORROWED = NR_NCOL + 2  # addresses the node's pods hold in other nodes' blocks
+NR_LENT = NR_NCOL + 3  # addresses of its blocks other nodes' pods hold
+NR_CALICO_NCOL = NR_NCOL + 4
+CD_IN_USE = CD_NCOL  # per block: addresses in use (any node's pods, tunnel address included)
+CD_FREE = CD_NCOL + 1
+CD_LENT = CD_NCOL + 2  # of in use, by other nodes' pods
+CD_CALICO_NCOL = CD_NCOL + 3
 
 
 # --------------------------------------------------------------------------- shared counters
@@ -318,6 +331,9 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
                     continue
                 cidr_tab[CD_GROUP, c] = 2 * st.cal_set[pool]
                 cidr_tab[CD_INDEX, c] = np.int64(t.blk_index[slot])
+                cidr_tab[CD_IN_USE, c] = t.blk_size[slot] - t.blk_nfree[slot]
+                cidr_tab[CD_FREE, c] = t.blk_nfree[slot]
+                cidr_tab[CD_LENT, c] = t.blk_foreign[slot]
                 c += 1
             reserved = 0
             tunnel = st.cal_tunnel[node, family]
@@ -325,10 +341,52 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
                 reserved = 1
             _node_row(st, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
                       metrics[node, family, NM_FREE], reserved, c - first)
+            node_tab[NR_EMPTY_BLOCKS, r] = metrics[node, family, NM_EMPTY_BLOCKS]
+            node_tab[NR_STRANDED, r] = metrics[node, family, NM_STRANDED]
+            node_tab[NR_BORROWED, r] = metrics[node, family, NM_BORROWED]
+            node_tab[NR_LENT, r] = metrics[node, family, NM_LENT]
             r += 1
     fill[0] = r
     fill[1] = c
     return True
+
+
+@kjit
+def trace_counters(st, family, trace, r):
+    """The Calico trace rows of ``family`` (sampling.CALICO_COUNTERS, from TR_CALICO) in column ``r``.
+
+    Affine blocks, the most one node holds, empty ones, free addresses stranded in partly used
+    ones, addresses borrowed from other nodes' blocks, and the empty blocks kube-controllers
+    released with how long they had been empty (cumulative, ms). One pass over the nodes' blocks.
+    """
+    t = st.cal
+    affine = 0
+    most = 0
+    empty = 0
+    stranded = 0
+    borrowed = 0
+    for node in range(t.node_nblk.shape[0]):
+        blocks = 0
+        for k in range(t.node_nblk[node]):
+            slot = t.node_blk[node, k]
+            if t.pool_family[t.blk_pool[slot]] != family:
+                continue
+            blocks += 1
+            free = t.blk_nfree[slot]
+            if free == t.blk_size[slot]:
+                empty += 1
+            elif free > 0:
+                stranded += free
+        affine += blocks
+        most = max(most, blocks)
+        borrowed += t.node_borrowed[node, family]
+    trace[TR_CALICO, r] = affine
+    trace[TR_CALICO + 1, r] = most
+    trace[TR_CALICO + 2, r] = empty
+    trace[TR_CALICO + 3, r] = stranded
+    trace[TR_CALICO + 4, r] = borrowed
+    trace[TR_CALICO + 5, r] = np.int64(t.stats[family, S_DELAY_COUNT])
+    trace[TR_CALICO + 6, r] = np.int64(t.stats[family, S_DELAY_SUM] * 1000.0 + 0.5)
 
 
 @kjit
@@ -406,4 +464,5 @@ hooks.register(
     address_room=address_room,
     sample_nodes=sample_nodes,
     largest_free_block=largest_free_block,
+    trace_counters=trace_counters,
 )
