@@ -38,8 +38,11 @@ GRACE_S = 60.0  # leakGracePeriod 1m: kube-controllers passes every 30 s
 
 
 def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config: dict | None = None,
-             dual_stack: bool = False):
-    """A calico scenario with these IPPool specs (name -> spec), no retries within the run."""
+             dual_stack: bool = False, node_labels: list | None = None, objects: list | None = None):
+    """A calico scenario with these IPPool specs (name -> spec), no retries within the run.
+
+    ``node_labels`` is ``cluster.nodeLabels``; ``objects`` more manifests (Namespaces).
+    """
     docs = [{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec}
             for name, spec in pools]
     docs.append({"apiVersion": "projectcalico.org/v3", "kind": "KubeControllersConfiguration",
@@ -47,21 +50,28 @@ def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config:
     if ipam_config is not None:
         docs.append({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
                      "metadata": {"name": "default"}, "spec": ipam_config})
+    docs.extend(objects or [])
     doc = {"name": "calico-test", "duration": "30m", "modes": ["calico"], "cluster": {"nodes": nodes},
            "workload": {"generator": "steady-churn"},
            "timing": {"podRetryInterval": "10h", "podPendingTimeout": "20h"}, "manifests": docs}
+    if node_labels is not None:
+        doc["cluster"]["nodeLabels"] = node_labels
     if dual_stack:
         doc["cilium"] = {"ipv6": {"enabled": True}}
     return load_scenario(yaml.safe_dump(doc, sort_keys=False))
 
 
-def workload(events, names):
-    """(time, op, node, pod) rows as a Workload; pod adds name the node they are pinned to."""
-    t, op, node, pod = (np.array(c) for c in zip(*events))
+def workload(events, names, namespaces=("default",), pool_names=()):
+    """(time, op, node, pod[, namespace, pool]) rows as a Workload; pod adds name the node they are pinned to.
+
+    ``namespace`` indexes ``namespaces`` (default 0), ``pool`` ``pool_names``: the pod's named pool (-1: none).
+    """
+    rows = [(*e, *(0, -1)[len(e) - 4:]) for e in events]  # namespace 0, no pool unless given
+    t, op, node, pod, ns, pool = (np.array(c) for c in zip(*rows))
     is_pod = (op == OP_POD_ADD) | (op == OP_POD_DEL)
     return Workload(t.astype(np.float64), op.astype(np.int8), node.astype(np.int32),
-                    np.where(is_pod, pod, -1).astype(np.int32), np.where(is_pod, 0, -1).astype(np.int32),
-                    np.full(len(events), -1, np.int32), list(names), ["default"], [],
+                    np.where(is_pod, pod, -1).astype(np.int32), np.where(is_pod, ns, -1).astype(np.int32),
+                    np.where(is_pod, pool, -1).astype(np.int32), list(names), list(namespaces), list(pool_names),
                     int(pod[is_pod].max()) + 1 if is_pod.any() else 1)
 
 
