@@ -28,7 +28,6 @@ from ipam_core.atomic import atomic_write, atomic_write_text
 from ipam_core.trace.schema import (
     MODE_TYPE,
     NODE_TYPE,
-    NODES_SCHEMA,
     RUN_METADATA_KEY,
     SCHEMAS,
     TRACE_SCHEMA,
