@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ipam_core.cloud.placement import deal_nodes
-from ipam_core.scenario._values import as_list, as_mapping, check_keys, kind_of, show
+from ipam_core.scenario._values import as_list, as_mapping, check_keys, kind_of, node_group_weight, show
 from ipam_core.scenario._where import Where
 
 NODE_LABEL_KEYS = ("nodes", "share", "labels")
@@ -61,17 +61,10 @@ def read_node_labels(where: Where, value: object) -> tuple[NodeLabelGroup, ...]:
         w = where / i
         entry = as_mapping(w, raw, null_ok=False)
         check_keys(w, entry, NODE_LABEL_KEYS)
-        if "nodes" in entry and "share" in entry:
-            (w / "share").fail("is set with nodes; expected one of nodes (a count) or share (a weight)")
-        key = "share" if "share" in entry else "nodes"
-        weight = entry.get(key, 1)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0 or \
-                (key == "nodes" and not isinstance(weight, int)):
-            what = "a whole number of nodes > 0" if key == "nodes" else "a weight > 0"
-            (w / key).fail(f"{show(weight)} is {kind_of(weight)}; expected {what}")
+        weight = node_group_weight(w, entry)
         if "labels" not in entry:
             w.fail("missing 'labels'; expected a mapping of label keys to values, e.g. {accelerator: nvidia}")
-        groups.append(NodeLabelGroup(float(weight), _labels(w / "labels", entry["labels"])))
+        groups.append(NodeLabelGroup(weight, _labels(w / "labels", entry["labels"])))
     return tuple(groups)
 
 
