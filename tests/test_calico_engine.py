@@ -232,17 +232,21 @@ def random_events(rng, names, steps):
     return events, t
 
 
-def drive_reference(sim, events, t_end, names):
-    """The oracle through the events in the loop's order: passes every 30 s from t = 0, before events."""
+def drive_reference(sim, events, t_end, names, ref=None, row_of_pod=None):
+    """The oracle through the events in the loop's order: passes every 30 s from t = 0, before events.
+
+    ``ref`` and ``row_of_pod`` (each pod's poolset row): the test's own, else the engine's pool choices.
+    """
     st = sim.state
     t = st.cal
-    pools = [Pool(p.name, p.cidr, p.block_size) for p in sim.scenario.ipam.calico.pools]
-    poolsets = [([int(i) for i in t.poolset[r] if i >= 0], bool(t.poolset_explicit[r]))
-                for r in range(t.poolset.shape[0])]
-    strict = sim.scenario.ipam.calico.ipam_config.strict_affinity
-    ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets, strict_affinity=strict)
+    if ref is None:
+        pools = [Pool(p.name, p.cidr, p.block_size) for p in sim.scenario.ipam.calico.pools]
+        poolsets = [([int(i) for i in t.poolset[r] if i >= 0], bool(t.poolset_explicit[r]))
+                    for r in range(t.poolset.shape[0])]
+        strict = sim.scenario.ipam.calico.ipam_config.strict_affinity
+        ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets, strict_affinity=strict)
+        row_of_pod = st.cal_pod_set[:, 0]
     tunnel_row = int(st.cal_tunnel_row[0])
-    row_of_pod = st.cal_pod_set[:, 0]
     held, tunnels, bound = {}, {}, {n: [] for n in range(len(names))}
     fails = 0
     period = 30.0
