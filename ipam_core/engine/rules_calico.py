@@ -11,9 +11,9 @@ projectcalico/calico v3.31.7's (``libcalico-go/lib/ipam/ipam.go``,
 field, built by :func:`prepare`). This module turns them into the loop's
 hooks:
 
-* a pod asks ``assign`` once per family, IPv6 first, with its namespace's pool
-  choice (``cni.projectcalico.org/ipv4pools`` annotation, else the Automatic
-  pools whose selectors match); IPv6 goes back when IPv4 fails;
+* a pod asks ``assign`` once per family, IPv6 first, with its pool choice (its
+  own ``cni.projectcalico.org/ipv4pools`` annotation, else its namespace's,
+  else the Automatic pools whose selectors match); IPv6 goes back when IPv4 fails;
 * a deleted pod's addresses go back with ``release`` (the CNI DEL);
 * a node is ready at once (calico-node needs no operator): it takes its
   IPIP / VXLAN tunnel address per family (``pkg/allocateip/allocateip.go``);
@@ -29,6 +29,8 @@ The shared counters keep the meaning they have for the other modes: a
 block is what a node CIDR is elsewhere (``node_cidrs`` counts existing
 blocks, ``addrs_carved`` their addresses, ``cidr_carves`` block claims,
 ``cidr_releases`` blocks deleted), tunnel addresses are ``addrs_reserved``.
+Calico's own figures go to the ``calico_*`` trace rows (:func:`trace_counters`)
+and to nodes.arrow's show-blocks columns (:func:`sample_nodes`' extra rows).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ CalicoState = namedtuple("CalicoState", (
     *STATE_FIELDS,
     "cal",  # CalicoTables: pools, blocks, affinities (ipam_core/modes/calico_tables.py)
     "cal_addr",  # int64 [pod rows, 2]: packed address per family (-1: none)
-    "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its namespace's choice)
+    "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its annotation's or namespace's choice)
     "cal_tunnel",  # int64 [nodes, 2]: the node's tunnel address per family (-1: none)
     "cal_tunnel_row",  # int64 [2]: poolset row of the tunnel pools per family (-1: no pool tunnels)
     "cal_set",  # int64 [pools]: the layout set naming the pool's blocks (-1: family off)
@@ -308,7 +310,9 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     """Per family, then per present node: its affine blocks in datastore order (the node's CIDRs) and their sums.
 
     ``used`` counts the addresses in use in the node's blocks (its pods' and borrowers'),
-    ``free`` the free ones, ``reserved`` its tunnel address when it lies in its own block.
+    ``free`` the free ones, ``reserved`` its tunnel address when it lies in its own block;
+    rows ``NR_EMPTY_BLOCKS`` ... ``NR_LENT`` and, per block, ``CD_IN_USE`` ... ``CD_LENT``
+    the show-blocks view (the tables of a calico run have those rows).
     Returns False, writing nothing, when the arrays lack room for this sample.
     """
     t = st.cal
@@ -431,8 +435,8 @@ def largest_free_block(st, family):
 def prepare(state, module, scenario, workload):
     """The Calico tables for the scenario's manifests and the workload's nodes and namespaces.
 
-    Pool choices are made once per namespace and family (``module.pod_poolsets``) and spread to
-    every pod id with numpy; the block table is sized by ``module.block_capacity``.
+    Pool choices are made once per namespace, pod pool and family (``module.engine_tables``) and
+    spread to every pod id with numpy; the block table is sized by ``module.block_capacity``.
     """
     n_nodes = max(len(workload.node_names), 1)
     tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks = module.engine_tables(scenario, workload)

@@ -483,9 +483,15 @@ def engine_tables(scenario, workload):
     tuple
         ``(tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks)``: the allocator's tables
         (one poolset row per distinct pool choice of the workload's namespaces, then the tunnel
-        rows), the layout set of each pool (-1: not enabled), int32 [pod ids, 2] the poolset row
-        of each pod per family, the tunnel row per family (-1: none), the enabled pools' blocks
-        per family.
+        rows, then the pods' own annotations; node selectors evaluated against
+        ``cluster.nodeLabels`` and hostnames), the layout set of each pool (-1: not enabled),
+        int32 [pod ids, 2] the poolset row of each pod per family, the tunnel row per family
+        (-1: none), the enabled pools' blocks per family.
+
+    Raises
+    ------
+    ConfigError
+        A pod pool naming no enabled IPPool.
     """
     manifests = scenario.ipam.calico
     pools = manifests.pools
