@@ -32,13 +32,13 @@ from ipam_core.modes import RULES_CALICO, mode_spec
 from ipam_core.rundir import published_path, staged_folder
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.trace import nodes_table, run_metadata, trace_table, write_run_json, write_tables
-from ipam_core.trace.schema import CALICO_BLOCK_TYPE
 from ipam_core.trace.metrics import startup_end
+from ipam_core.trace.schema import CALICO_BLOCK_TYPE
 from ipam_core.workloads import Workload, generate
 
 __all__ = [
-    "CALICO_SUMMARY_COLUMNS", "ModeResult", "RunResult", "SUMMARY_COLUMNS", "calico_node_columns", "SUMMARY_NAMES", "Simulation", "build_workload", "simulate",
-    "summarize", "summary_records", "warmup", "write_run",
+    "CALICO_SUMMARY_COLUMNS", "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation",
+    "build_workload", "calico_node_columns", "simulate", "summarize", "summary_records", "warmup", "write_run",
 ]
 
 
@@ -324,7 +324,7 @@ def summarize(result: RunResult) -> pa.Table:
     records = _summary_rows(result)
     if not _runs_calico(result):
         return _summary_table([record for record, _ in records])
-    return _summary_table([(*record, *calico) for record, calico in records], CALICO_SUMMARY_COLUMNS)
+    return _summary_table([(*record, *calico) for record, calico in records], calico=True)
 
 
 #: Columns :func:`summarize` appends when a calico mode runs (0 in the other modes' rows).
@@ -411,8 +411,8 @@ _SUMMARY_ROW = _summary_row(SUMMARY_COLUMNS)
 _SUMMARY_CALICO_ROW = _summary_row((*SUMMARY_COLUMNS, *CALICO_SUMMARY_COLUMNS))
 
 
-def _summary_table(records: list[tuple], extra: tuple = ()) -> pa.Table:
-    """The summary rows (tuples in :data:`SUMMARY_COLUMNS` order, then ``extra``'s: the Calico columns) as a table.
+def _summary_table(records: list[tuple], calico: bool = False) -> pa.Table:
+    """The summary rows as a table: tuples in :data:`SUMMARY_COLUMNS` order (then :data:`CALICO_SUMMARY_COLUMNS`').
 
     One conversion of the tuples into a struct array of the summary's types,
     whose fields become the columns: a column at a time (``pa.table`` of
@@ -421,7 +421,7 @@ def _summary_table(records: list[tuple], extra: tuple = ()) -> pa.Table:
     """
     if not records:
         return pa.table({name: [] for name in SUMMARY_NAMES})
-    return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_CALICO_ROW if extra else _SUMMARY_ROW))
+    return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_CALICO_ROW if calico else _SUMMARY_ROW))
 
 
 def _calls_per_minute(block: np.ndarray, times: np.ndarray) -> tuple[float, float]:

@@ -42,7 +42,8 @@ from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
-    "CALICO_NODE_COLUMNS", "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns", "ModeResult", "Simulation",
+    "CALICO_NODE_COLUMNS", "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns",
+    "ModeResult", "Simulation",
     "WorkloadBounds", "engine_config", "node_sample_mask", "released_cidrs", "run_mode", "sample_times", "uses_lifecycle",
     "warm_mode", "workload_facts",
 ]
@@ -493,7 +494,7 @@ class Simulation:
         )
 
     def _node_columns(self, tab: np.ndarray, cidrs: np.ndarray, times: np.ndarray) -> dict:
-        """The node columns of :meth:`record` from the rows the kernel wrote (calico's: :data:`CALICO_NODE_COLUMNS` too)."""
+        """The node columns of :meth:`record` from the rows the kernel wrote (calico: CALICO_NODE_COLUMNS too)."""
         columns = {
             "time_s": times[tab[S.NR_SAMPLE]],
             "node": tab[S.NR_NODE].astype(np.int32),

@@ -391,7 +391,8 @@ def pool_annotation(where: Where, value: object, family: int, manifests: CalicoM
     for entry in entries:
         pool = _named_pool(manifests, entry)
         if pool is None or pool.family != family:
-            where.fail(f"{_not_enabled(entry)}; expected an enabled IPv{family} pool: {_enabled_names(manifests, family)}")
+            where.fail(f"{_not_enabled(entry)}; expected an enabled IPv{family} pool: "
+                       f"{_enabled_names(manifests, family)}")
         names.append(pool.name)
     return tuple(names)
 

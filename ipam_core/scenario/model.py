@@ -136,7 +136,7 @@ class ClusterSpec:
     node_labels: tuple[NodeLabelGroup, ...] = ()  # cluster.nodeLabels (ipam_core/scenario/node_labels.py)
 
     def node_labels_for(self, node_names) -> list[Mapping[str, str]]:
-        """Node id -> Kubernetes labels: its ``cluster.nodeLabels`` group's and its hostname (:func:`labels_of_nodes`)."""
+        """Node id -> Kubernetes labels: its ``cluster.nodeLabels`` group's and its hostname (``labels_of_nodes``)."""
         return labels_of_nodes(self.node_labels, node_names)
 
 

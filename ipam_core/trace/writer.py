@@ -315,7 +315,8 @@ def _conform(kind: str, table: pa.Table) -> pa.Table:
     if not isinstance(table, pa.Table):
         raise TraceError(f"{kind} table must be a pyarrow.Table, got {type(table).__name__}")
     names = table.schema.names
-    expected = trace_schema_for(names) if kind == "trace" else nodes_schema_for(names) if kind == "nodes" else SCHEMAS[kind]
+    expected = (trace_schema_for(names) if kind == "trace" else nodes_schema_for(names) if kind == "nodes"
+                else SCHEMAS[kind])
     if not table.schema.equals(expected, check_metadata=False):
         _check_names(kind, table.schema.names, expected.names)
         for field in expected:
