@@ -49,6 +49,7 @@ import numpy as np
 
 from baseline_cloud import CloudIPAM, SplitMix64
 from ipam_core.engine.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
+from ipam_core.engine.sampling import CALICO_COUNTERS
 from ipam_core.engine.tables import (
     POLICY_CLOUD,
     POLICY_MULTI_POOL,
@@ -71,6 +72,7 @@ from ipam_core.workloads.events import (
 
 # 0 in the modes modelled here
 CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") : TRACE_COUNTERS.index("pods_evicted")]
+# Calico's own rows (engine/rules_calico.py): 0 in every mode this baseline runs (calico's oracle: baseline_calico.py)
 
 ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool, gke
 MULTI_POOL = "multi-pool"
@@ -953,7 +955,8 @@ class BaselineEngine:
                       "pods_failed": c.failed, "pods_failed_free_elsewhere": c.failed_free,
                       "ip_allocs": c.ip_allocs[0], "ip_alloc_failures": c.ip_fails[0],
                       "pods_started": c.started, "pod_start_wait_ms": c.start_wait_ms}
-            out[0] = {**counts, **self.cloud.sample(c.nodes), **self.lifecycle_sample(0)}
+            out[0] = {**counts, **self.cloud.sample(c.nodes), **self.lifecycle_sample(0),
+                      **dict.fromkeys(CALICO_COUNTERS, 0)}
             if not with_largest_free_block:
                 out[0]["largest_free_block"] = -1
             return out
@@ -983,6 +986,7 @@ class BaselineEngine:
                 "pods_started": c.started,
                 "pod_start_wait_ms": c.start_wait_ms,
                 **self.lifecycle_sample(family),
+                **dict.fromkeys(CALICO_COUNTERS, 0),
             }
         return out
 

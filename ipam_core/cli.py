@@ -282,7 +282,8 @@ def _print_summary(table) -> None:
     view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
-    for name, meaning in engine.SUMMARY_COLUMNS[2:]:
+    calico = engine.CALICO_SUMMARY_COLUMNS if engine.CALICO_SUMMARY_COLUMNS[0][0] in table.column_names else ()
+    for name, meaning in (*engine.SUMMARY_COLUMNS[2:], *calico):
         view.add_row(meaning, *(str(row[name]) for row in rows))
     out.print(view)
 

@@ -38,8 +38,11 @@ GRACE_S = 60.0  # leakGracePeriod 1m: kube-controllers passes every 30 s
 
 
 def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config: dict | None = None,
-             dual_stack: bool = False):
-    """A calico scenario with these IPPool specs (name -> spec), no retries within the run."""
+             dual_stack: bool = False, node_labels: list | None = None, objects: list | None = None):
+    """A calico scenario with these IPPool specs (name -> spec), no retries within the run.
+
+    ``node_labels`` is ``cluster.nodeLabels``; ``objects`` more manifests (Namespaces).
+    """
     docs = [{"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec}
             for name, spec in pools]
     docs.append({"apiVersion": "projectcalico.org/v3", "kind": "KubeControllersConfiguration",
@@ -47,21 +50,28 @@ def scenario(pools: list[tuple], nodes: int = 4, grace: str = "1m", ipam_config:
     if ipam_config is not None:
         docs.append({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
                      "metadata": {"name": "default"}, "spec": ipam_config})
+    docs.extend(objects or [])
     doc = {"name": "calico-test", "duration": "30m", "modes": ["calico"], "cluster": {"nodes": nodes},
            "workload": {"generator": "steady-churn"},
            "timing": {"podRetryInterval": "10h", "podPendingTimeout": "20h"}, "manifests": docs}
+    if node_labels is not None:
+        doc["cluster"]["nodeLabels"] = node_labels
     if dual_stack:
         doc["cilium"] = {"ipv6": {"enabled": True}}
     return load_scenario(yaml.safe_dump(doc, sort_keys=False))
 
 
-def workload(events, names):
-    """(time, op, node, pod) rows as a Workload; pod adds name the node they are pinned to."""
-    t, op, node, pod = (np.array(c) for c in zip(*events))
+def workload(events, names, namespaces=("default",), pool_names=()):
+    """(time, op, node, pod[, namespace, pool]) rows as a Workload; pod adds name the node they are pinned to.
+
+    ``namespace`` indexes ``namespaces`` (default 0), ``pool`` ``pool_names``: the pod's named pool (-1: none).
+    """
+    rows = [(*e, *(0, -1)[len(e) - 4:]) for e in events]  # namespace 0, no pool unless given
+    t, op, node, pod, ns, pool = (np.array(c) for c in zip(*rows))
     is_pod = (op == OP_POD_ADD) | (op == OP_POD_DEL)
     return Workload(t.astype(np.float64), op.astype(np.int8), node.astype(np.int32),
-                    np.where(is_pod, pod, -1).astype(np.int32), np.where(is_pod, 0, -1).astype(np.int32),
-                    np.full(len(events), -1, np.int32), list(names), ["default"], [],
+                    np.where(is_pod, pod, -1).astype(np.int32), np.where(is_pod, ns, -1).astype(np.int32),
+                    np.where(is_pod, pool, -1).astype(np.int32), list(names), list(namespaces), list(pool_names),
                     int(pod[is_pod].max()) + 1 if is_pod.any() else 1)
 
 
@@ -222,17 +232,21 @@ def random_events(rng, names, steps):
     return events, t
 
 
-def drive_reference(sim, events, t_end, names):
-    """The oracle through the events in the loop's order: passes every 30 s from t = 0, before events."""
+def drive_reference(sim, events, t_end, names, ref=None, row_of_pod=None):
+    """The oracle through the events in the loop's order: passes every 30 s from t = 0, before events.
+
+    ``ref`` and ``row_of_pod`` (each pod's poolset row): the test's own, else the engine's pool choices.
+    """
     st = sim.state
     t = st.cal
-    pools = [Pool(p.name, p.cidr, p.block_size) for p in sim.scenario.ipam.calico.pools]
-    poolsets = [([int(i) for i in t.poolset[r] if i >= 0], bool(t.poolset_explicit[r]))
-                for r in range(t.poolset.shape[0])]
-    strict = sim.scenario.ipam.calico.ipam_config.strict_affinity
-    ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets, strict_affinity=strict)
+    if ref is None:
+        pools = [Pool(p.name, p.cidr, p.block_size) for p in sim.scenario.ipam.calico.pools]
+        poolsets = [([int(i) for i in t.poolset[r] if i >= 0], bool(t.poolset_explicit[r]))
+                    for r in range(t.poolset.shape[0])]
+        strict = sim.scenario.ipam.calico.ipam_config.strict_affinity
+        ref = CalicoReference(pools, names, leak_grace_s=GRACE_S, poolsets=poolsets, strict_affinity=strict)
+        row_of_pod = st.cal_pod_set[:, 0]
     tunnel_row = int(st.cal_tunnel_row[0])
-    row_of_pod = st.cal_pod_set[:, 0]
     held, tunnels, bound = {}, {}, {n: [] for n in range(len(names))}
     fails = 0
     period = 30.0

@@ -23,6 +23,7 @@ from engine_helpers import workload as events_workload
 from ipam_core.addr import format_cidrs
 from ipam_core.engine import build_workload
 from ipam_core.engine import tables as T
+from ipam_core.engine.sampling import CALICO_COUNTERS
 from ipam_core.engine.run import TRACE_COUNTERS, EngineCapacityError, Simulation, run_mode, sample_times
 from ipam_core.kernels.blocks import bm_largest_free_block
 from ipam_core.scenario import load_scenario, scenario_for_mode
@@ -68,6 +69,7 @@ def reference_trace_row(sim: Simulation, family: int) -> dict:
         "pod_start_wait_ms": int(c[T.K_START_WAIT_MS]),
         "pods_evicted": int(c[T.K_EVICTED]), "pods_evicted_failed": int(c[T.K_EVICTED_FAILED]),
         "nodes_cordoned": int(c[T.K_CORDONED]), **reference_lifecycle(st, family, cloud),
+        **dict.fromkeys(CALICO_COUNTERS, 0),  # Calico's own rows: 0 in the pool and cloud modes
     }
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ipam_core.engine import sampling as S
 from ipam_core.engine.run import (
+    CALICO_NODE_COLUMNS,
     TRACE_COUNTERS,
     TRACE_FLOATS,
     ModeResult,
@@ -27,15 +28,17 @@ from ipam_core.engine.run import (
     workload_facts,
 )
 from ipam_core.engine.summary import summary_figures
+from ipam_core.modes import RULES_CALICO, mode_spec
 from ipam_core.rundir import published_path, staged_folder
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.trace import nodes_table, run_metadata, trace_table, write_run_json, write_tables
 from ipam_core.trace.metrics import startup_end
+from ipam_core.trace.schema import CALICO_BLOCK_TYPE
 from ipam_core.workloads import Workload, generate
 
 __all__ = [
-    "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation", "build_workload", "simulate",
-    "summarize", "summary_records", "warmup", "write_run",
+    "CALICO_SUMMARY_COLUMNS", "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation",
+    "build_workload", "calico_node_columns", "simulate", "summarize", "summary_records", "warmup", "write_run",
 ]
 
 
@@ -158,6 +161,11 @@ def _scenario_for_mode(scenario, mode: str):
     return mode_scenario
 
 
+def _runs_calico(result: RunResult) -> bool:
+    """Whether a mode of the run follows Calico's rules: its outputs then carry the Calico columns."""
+    return any(mode_spec(m.mode).rules == RULES_CALICO for m in result.modes)
+
+
 def _run_meta(result: RunResult, command) -> dict:
     sc = result.scenario
     return run_metadata(sc.name, sc.source_text, sc.seed, [m.mode for m in result.modes], command)
@@ -167,15 +175,19 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
     """The trace and nodes tables of a run (all modes, in run order)."""
     run = _run_meta(result, command)
     traces, nodes = [], []
-    # the lifecycle columns only where used: other runs keep the trace columns (and bytes) they had
+    # the lifecycle and calico columns only where used: other runs keep the trace columns (and bytes) they had
     dropped = () if uses_lifecycle(result.scenario, result.workload) else S.LIFECYCLE_COUNTERS
+    calico = _runs_calico(result)
+    dropped += () if calico else S.CALICO_COUNTERS
     for code, m in enumerate(result.modes):
         n_rows = m.trace["time_s"].size
         columns = {k: v for k, v in m.trace.items() if k not in dropped}
         traces.append(trace_table({"mode": np.full(n_rows, code, dtype=np.int32), **columns}, run))
-        cols = {k: v for k, v in m.nodes.items() if k not in ("cidrs_values", "cidrs_counts")}
+        cols = {k: v for k, v in m.nodes.items() if k not in ("cidrs_values", "cidrs_counts", *CALICO_NODE_COLUMNS)}
         offsets = np.zeros(m.nodes["cidrs_counts"].size + 1, dtype=np.int32)
         np.cumsum(m.nodes["cidrs_counts"], out=offsets[1:])
+        if calico:
+            cols.update(calico_node_columns(m.nodes, offsets))
         nodes.append(
             nodes_table(
                 {"mode": np.full(cols["node"].size, code, dtype=np.int32), **cols},
@@ -186,6 +198,37 @@ def trace_tables(result: RunResult, command=None) -> tuple[pa.Table, pa.Table]:
             )
         )
     return pa.concat_tables(traces, promote_options="permissive"), pa.concat_tables(nodes, promote_options="permissive")
+
+
+def calico_node_columns(nodes, offsets: np.ndarray) -> dict:
+    """nodes.arrow's Calico columns (``blocks``, ``empty_blocks``, ``stranded``, ``borrowed``, ``lent``) of one mode.
+
+    Parameters
+    ----------
+    nodes : mapping
+        :attr:`ModeResult.nodes`; a mode of another family has none of
+        :data:`~ipam_core.engine.run.CALICO_NODE_COLUMNS`: its blocks are empty lists, its counts 0.
+    offsets : numpy.ndarray of int32
+        Each row's first CIDR entry (rows + 1 entries).
+
+    Returns
+    -------
+    dict
+        ``blocks`` a list array of ``CALICO_BLOCK_TYPE`` (a row's blocks are its ``cidrs``, in order).
+    """
+    n = nodes["cidrs_counts"].size
+    if "block_in_use" not in nodes:
+        zeros = np.zeros(n, dtype=np.int64)
+        empty = pa.array([], type=CALICO_BLOCK_TYPE)
+        return {"blocks": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), empty),
+                "empty_blocks": zeros, "stranded": zeros, "borrowed": zeros, "lent": zeros}
+    values = nodes["cidrs_values"]
+    blocks = pa.StructArray.from_arrays(
+        [values if values.type == pa.string() else values.cast(pa.string()),
+         *(pa.array(nodes[k]) for k in ("block_in_use", "block_free", "block_lent"))],
+        fields=list(CALICO_BLOCK_TYPE))
+    return {"blocks": pa.ListArray.from_arrays(pa.array(offsets), blocks),
+            **{k: nodes[k] for k in ("empty_blocks", "stranded", "borrowed", "lent")}}
 
 
 def write_run(result: RunResult, out_dir, command=None) -> list[Path]:
@@ -278,7 +321,21 @@ def summarize(result: RunResult) -> pa.Table:
     cost as much as the run (issue #10). Its means add in numpy's order, so
     the figures are those of ``np.mean``.
     """
-    return _summary_table(summary_records(result))
+    records = _summary_rows(result)
+    if not _runs_calico(result):
+        return _summary_table([record for record, _ in records])
+    return _summary_table([(*record, *calico) for record, calico in records], calico=True)
+
+
+#: Columns :func:`summarize` appends when a calico mode runs (0 in the other modes' rows).
+CALICO_SUMMARY_COLUMNS = (
+    ("peak_blocks_per_node", "calico: most affine blocks one node held at once"),
+    ("peak_empty_blocks", "calico: most empty affine blocks held at once"),
+    ("peak_stranded", "calico: most free addresses stranded in partly used affine blocks at once"),
+    ("peak_borrowed", "calico: most addresses borrowed from other nodes' blocks at once"),
+    ("empty_block_releases", "calico: empty affine blocks kube-controllers released"),
+    ("empty_block_release_s", "calico: mean seconds a released block had been empty (time until release)"),
+)
 
 
 def summary_records(result: RunResult) -> list[tuple]:
@@ -296,6 +353,11 @@ def summary_records(result: RunResult) -> list[tuple]:
     -------
     list of tuple
     """
+    return [record for record, _ in _summary_rows(result)]
+
+
+def _summary_rows(result: RunResult) -> list[tuple[tuple, tuple]]:
+    """Per mode and family: the :data:`SUMMARY_COLUMNS` record and the :data:`CALICO_SUMMARY_COLUMNS` figures."""
     records = []
     n_counters = len(TRACE_COUNTERS)
     for m in result.modes:
@@ -317,30 +379,40 @@ def summary_records(result: RunResult) -> list[tuple]:
             per_min, peak_per_min = _calls_per_minute(block[:, f::nf], times[f::nf])
             started = last[S.TR_STARTED]
             start_wait = round(last[S.TR_START_WAIT] / 1000.0 / started, 3) if started else 0.0
-            records.append((
+            c = S.TR_CALICO  # CALICO_COUNTERS' order: blocks, most per node, empty, stranded, borrowed, releases, ms
+            releases = last[c + 5]
+            records.append(((
                 m.mode, family, last[S.TR_FAILED], last[S.TR_FAILED_FREE], row[2 * n_counters],
                 peak[S.TR_USED], peak[S.TR_CARVED], round(idle, 1), round(reserved, 1), peak[S.TR_NODE_CIDRS],
                 last[S.TR_CARVES], last[S.TR_RELEASES], last[S.TR_CARVABLE], last[S.TR_LARGEST],
                 round(warm_sum / n_samples, 1), peak[S.TR_IFACES], last[S.TR_FRAG], api_calls, per_min, peak_per_min,
                 last[S.TR_API_THROTTLED], start_wait, last[S.TR_EVICTED], last[S.TR_EVICTED_FAILED],
                 peak[S.TR_HELD_CORDONED], peak[S.TR_CIDRS_STRANDED], wall, mib,
-            ))
+            ), (
+                peak[c + 1], peak[c + 2], peak[c + 3], peak[c + 4], releases,
+                round(last[c + 6] / 1000.0 / releases, 1) if releases else 0.0,
+            )))
     return records
 
 
 #: Summary columns holding decimals (float64); the rest after ``mode`` are whole numbers (int64).
 _FLOAT_SUMMARY = frozenset({"idle_pct", "reserved_pct", "warm_per_node", "api_calls_per_min", "api_peak_per_min",
-                            "start_wait_s", "wall_s", "state_mib"})
+                            "start_wait_s", "wall_s", "state_mib", "empty_block_release_s"})
 #: The summary's column names, in order.
 SUMMARY_NAMES = tuple(name for name, _ in SUMMARY_COLUMNS)
-_SUMMARY_ROW = pa.struct([
-    (name, pa.string() if name == "mode" else pa.float64() if name in _FLOAT_SUMMARY else pa.int64())
-    for name in SUMMARY_NAMES
-])
+def _summary_row(columns) -> pa.DataType:
+    return pa.struct([
+        (name, pa.string() if name == "mode" else pa.float64() if name in _FLOAT_SUMMARY else pa.int64())
+        for name, _ in columns
+    ])
 
 
-def _summary_table(records: list[tuple]) -> pa.Table:
-    """The summary rows (tuples in :data:`SUMMARY_COLUMNS` order) as a table.
+_SUMMARY_ROW = _summary_row(SUMMARY_COLUMNS)
+_SUMMARY_CALICO_ROW = _summary_row((*SUMMARY_COLUMNS, *CALICO_SUMMARY_COLUMNS))
+
+
+def _summary_table(records: list[tuple], calico: bool = False) -> pa.Table:
+    """The summary rows as a table: tuples in :data:`SUMMARY_COLUMNS` order (then :data:`CALICO_SUMMARY_COLUMNS`').
 
     One conversion of the tuples into a struct array of the summary's types,
     whose fields become the columns: a column at a time (``pa.table`` of
@@ -349,7 +421,7 @@ def _summary_table(records: list[tuple]) -> pa.Table:
     """
     if not records:
         return pa.table({name: [] for name in SUMMARY_NAMES})
-    return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_ROW))
+    return pa.Table.from_struct_array(pa.array(records, type=_SUMMARY_CALICO_ROW if calico else _SUMMARY_ROW))
 
 
 def _calls_per_minute(block: np.ndarray, times: np.ndarray) -> tuple[float, float]:

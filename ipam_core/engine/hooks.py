@@ -40,6 +40,7 @@ HOOKS = {
     "address_room": "(st, node) -> bound pods below which cluster.addressFilter lets a pod onto the node",
     "sample_nodes": "(st, families, sample, node_tab, cidr_tab, fill) -> rows written to the node tables",
     "largest_free_block": "(st, family) -> addresses in the largest aligned free block, or -1: the node-CIDR sets'",
+    "trace_counters": "(st, family, trace, r): the family's own trace rows (sampling.TR_CALICO ...) in column r",
 }
 
 
@@ -73,6 +74,11 @@ def _shared_free_block(st, family):
     return -1  # the sampler measures the shared node-CIDR sets
 
 
+@kjit
+def _no_counters(st, family, trace, r):
+    pass  # the trace rows of families that have none stay 0
+
+
 #: Hooks a family may leave out, and what they do then.
 OPTIONAL = {
     "pod_changed": _nothing_node_now,
@@ -82,6 +88,7 @@ OPTIONAL = {
     "refresh_period": _no_period,
     "carve_follows_refresh": _no,
     "largest_free_block": _shared_free_block,
+    "trace_counters": _no_counters,
 }
 
 _RULES: dict[type, dict] = {}
@@ -307,3 +314,12 @@ def largest_free_block(st, family):  # noqa: D103
 @overload(largest_free_block, jit_options=_INLINED_BY_LLVM)
 def _largest_free_block(st, family):
     return _body(st, "largest_free_block", lambda rule: lambda st, family: rule(st, family))
+
+
+def trace_counters(st, family, trace, r):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(trace_counters, jit_options=_INLINED_BY_LLVM)
+def _trace_counters(st, family, trace, r):
+    return _body(st, "trace_counters", lambda rule: lambda st, family, trace, r: rule(st, family, trace, r))

@@ -11,9 +11,9 @@ projectcalico/calico v3.31.7's (``libcalico-go/lib/ipam/ipam.go``,
 field, built by :func:`prepare`). This module turns them into the loop's
 hooks:
 
-* a pod asks ``assign`` once per family, IPv6 first, with its namespace's pool
-  choice (``cni.projectcalico.org/ipv4pools`` annotation, else the Automatic
-  pools whose selectors match); IPv6 goes back when IPv4 fails;
+* a pod asks ``assign`` once per family, IPv6 first, with its pool choice (its
+  own ``cni.projectcalico.org/ipv4pools`` annotation, else its namespace's,
+  else the Automatic pools whose selectors match); IPv6 goes back when IPv4 fails;
 * a deleted pod's addresses go back with ``release`` (the CNI DEL);
 * a node is ready at once (calico-node needs no operator): it takes its
   IPIP / VXLAN tunnel address per family (``pkg/allocateip/allocateip.go``);
@@ -29,6 +29,8 @@ The shared counters keep the meaning they have for the other modes: a
 block is what a node CIDR is elsewhere (``node_cidrs`` counts existing
 blocks, ``addrs_carved`` their addresses, ``cidr_carves`` block claims,
 ``cidr_releases`` blocks deleted), tunnel addresses are ``addrs_reserved``.
+Calico's own figures go to the ``calico_*`` trace rows (:func:`trace_counters`)
+and to nodes.arrow's show-blocks columns (:func:`sample_nodes`' extra rows).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 
 from ipam_core.engine import hooks
 from ipam_core.engine.core import _agent_ready, _fc, _push, _sched_addresses_changed
-from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, _node_row
+from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, CD_NCOL, NR_NCOL, TR_CALICO, _node_row
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
@@ -72,13 +74,14 @@ from ipam_core.modes.calico_controllers import gc_leaks, node_deleted as calico_
 from ipam_core.modes.calico_controllers import node_metrics, release_empty_blocks
 from ipam_core.modes.calico_rules import assign, node_added as calico_node_added, release
 from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_MAX_BLOCKS, E_CAPACITY, K_CLAIMS,
-                                           NM_BLOCKS, NM_FREE, NM_USED)
+                                           NM_BLOCKS, NM_BORROWED, NM_EMPTY_BLOCKS, NM_FREE, NM_LENT, NM_STRANDED,
+                                           NM_USED, S_DELAY_COUNT, S_DELAY_SUM)
 
 CalicoState = namedtuple("CalicoState", (
     *STATE_FIELDS,
     "cal",  # CalicoTables: pools, blocks, affinities (ipam_core/modes/calico_tables.py)
     "cal_addr",  # int64 [pod rows, 2]: packed address per family (-1: none)
-    "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its namespace's choice)
+    "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its annotation's or namespace's choice)
     "cal_tunnel",  # int64 [nodes, 2]: the node's tunnel address per family (-1: none)
     "cal_tunnel_row",  # int64 [2]: poolset row of the tunnel pools per family (-1: no pool tunnels)
     "cal_set",  # int64 [pools]: the layout set naming the pool's blocks (-1: family off)
@@ -90,6 +93,18 @@ CalicoState = namedtuple("CalicoState", (
 ))
 
 _BIG = np.int64(1) << np.int64(62)
+
+# nodes.arrow: the rows sample_nodes writes after the shared node-row and CIDR rows (the tables
+# Simulation.record makes for a calico run have them; docs/calico.md "Trace columns")
+NR_EMPTY_BLOCKS = NR_NCOL  # affine blocks with no address in use
+NR_STRANDED = NR_NCOL + 1  # free addresses in partly used affine blocks
+NR_BORROWED = NR_NCOL + 2  # addresses the node's pods hold in other nodes' blocks
+NR_LENT = NR_NCOL + 3  # addresses of its blocks other nodes' pods hold
+NR_CALICO_NCOL = NR_NCOL + 4
+CD_IN_USE = CD_NCOL  # per block: addresses in use (any node's pods, tunnel address included)
+CD_FREE = CD_NCOL + 1
+CD_LENT = CD_NCOL + 2  # of in use, by other nodes' pods
+CD_CALICO_NCOL = CD_NCOL + 3
 
 
 # --------------------------------------------------------------------------- shared counters
@@ -295,7 +310,9 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     """Per family, then per present node: its affine blocks in datastore order (the node's CIDRs) and their sums.
 
     ``used`` counts the addresses in use in the node's blocks (its pods' and borrowers'),
-    ``free`` the free ones, ``reserved`` its tunnel address when it lies in its own block.
+    ``free`` the free ones, ``reserved`` its tunnel address when it lies in its own block;
+    rows ``NR_EMPTY_BLOCKS`` ... ``NR_LENT`` and, per block, ``CD_IN_USE`` ... ``CD_LENT``
+    the show-blocks view (the tables of a calico run have those rows).
     Returns False, writing nothing, when the arrays lack room for this sample.
     """
     t = st.cal
@@ -318,6 +335,9 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
                     continue
                 cidr_tab[CD_GROUP, c] = 2 * st.cal_set[pool]
                 cidr_tab[CD_INDEX, c] = np.int64(t.blk_index[slot])
+                cidr_tab[CD_IN_USE, c] = t.blk_size[slot] - t.blk_nfree[slot]
+                cidr_tab[CD_FREE, c] = t.blk_nfree[slot]
+                cidr_tab[CD_LENT, c] = t.blk_foreign[slot]
                 c += 1
             reserved = 0
             tunnel = st.cal_tunnel[node, family]
@@ -325,10 +345,52 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
                 reserved = 1
             _node_row(st, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
                       metrics[node, family, NM_FREE], reserved, c - first)
+            node_tab[NR_EMPTY_BLOCKS, r] = metrics[node, family, NM_EMPTY_BLOCKS]
+            node_tab[NR_STRANDED, r] = metrics[node, family, NM_STRANDED]
+            node_tab[NR_BORROWED, r] = metrics[node, family, NM_BORROWED]
+            node_tab[NR_LENT, r] = metrics[node, family, NM_LENT]
             r += 1
     fill[0] = r
     fill[1] = c
     return True
+
+
+@kjit
+def trace_counters(st, family, trace, r):
+    """The Calico trace rows of ``family`` (sampling.CALICO_COUNTERS, from TR_CALICO) in column ``r``.
+
+    Affine blocks, the most one node holds, empty ones, free addresses stranded in partly used
+    ones, addresses borrowed from other nodes' blocks, and the empty blocks kube-controllers
+    released with how long they had been empty (cumulative, ms). One pass over the nodes' blocks.
+    """
+    t = st.cal
+    affine = 0
+    most = 0
+    empty = 0
+    stranded = 0
+    borrowed = 0
+    for node in range(t.node_nblk.shape[0]):
+        blocks = 0
+        for k in range(t.node_nblk[node]):
+            slot = t.node_blk[node, k]
+            if t.pool_family[t.blk_pool[slot]] != family:
+                continue
+            blocks += 1
+            free = t.blk_nfree[slot]
+            if free == t.blk_size[slot]:
+                empty += 1
+            elif free > 0:
+                stranded += free
+        affine += blocks
+        most = max(most, blocks)
+        borrowed += t.node_borrowed[node, family]
+    trace[TR_CALICO, r] = affine
+    trace[TR_CALICO + 1, r] = most
+    trace[TR_CALICO + 2, r] = empty
+    trace[TR_CALICO + 3, r] = stranded
+    trace[TR_CALICO + 4, r] = borrowed
+    trace[TR_CALICO + 5, r] = np.int64(t.stats[family, S_DELAY_COUNT])
+    trace[TR_CALICO + 6, r] = np.int64(t.stats[family, S_DELAY_SUM] * 1000.0 + 0.5)
 
 
 @kjit
@@ -373,8 +435,8 @@ def largest_free_block(st, family):
 def prepare(state, module, scenario, workload):
     """The Calico tables for the scenario's manifests and the workload's nodes and namespaces.
 
-    Pool choices are made once per namespace and family (``module.pod_poolsets``) and spread to
-    every pod id with numpy; the block table is sized by ``module.block_capacity``.
+    Pool choices are made once per namespace, pod pool and family (``module.engine_tables``) and
+    spread to every pod id with numpy; the block table is sized by ``module.block_capacity``.
     """
     n_nodes = max(len(workload.node_names), 1)
     tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks = module.engine_tables(scenario, workload)
@@ -406,4 +468,5 @@ hooks.register(
     address_room=address_room,
     sample_nodes=sample_nodes,
     largest_free_block=largest_free_block,
+    trace_counters=trace_counters,
 )

@@ -42,12 +42,15 @@ from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
-    "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns", "ModeResult", "Simulation",
+    "CALICO_NODE_COLUMNS", "NODE_COUNTERS", "TRACE_COUNTERS", "TRACE_FLOATS", "EngineCapacityError", "LazyColumns",
+    "ModeResult", "Simulation",
     "WorkloadBounds", "engine_config", "node_sample_mask", "released_cidrs", "run_mode", "sample_times", "uses_lifecycle",
     "warm_mode", "workload_facts",
 ]
 
 NODE_COUNTERS = ("used", "free", "reserved", "pending")
+#: Node columns of a calico run (nodes.arrow ``empty_blocks`` ...; ``block_*`` per CIDR entry, as ``cidrs_values``).
+CALICO_NODE_COLUMNS = ("empty_blocks", "stranded", "borrowed", "lent", "block_in_use", "block_free", "block_lent")
 #: Most progress calls per mode: the samples run in this many compiled calls when progress is shown.
 PROGRESS_STEPS = 50
 #: Simulated seconds of the warm-up run: long enough for the operator to carve a node CIDR.
@@ -458,8 +461,10 @@ class Simulation:
         # node's CIDR table full) while it is small, else a guess that grows when the kernel asks
         rows = int(np.count_nonzero(node_sample)) * self.state.nodes.shape[0] * (1 if cloud else nf)
         width = self.state.cl_unit.shape[1] if cloud else self.state.node_slots.shape[1]
-        node_tab = np.empty((S.NR_NCOL, rows), dtype=np.int64)
-        cidr_tab = np.empty((S.CD_NCOL, min(rows * width, max(2 * rows, CIDR_PREALLOC))), dtype=np.int64)
+        calico = self.layout.policy == T.POLICY_CALICO  # its rows carry the show-blocks view too
+        node_tab = np.empty((rules_calico.NR_CALICO_NCOL if calico else S.NR_NCOL, rows), dtype=np.int64)
+        cidr_tab = np.empty((rules_calico.CD_CALICO_NCOL if calico else S.CD_NCOL,
+                             min(rows * width, max(2 * rows, CIDR_PREALLOC))), dtype=np.int64)
         fill = np.zeros(2, dtype=np.int64)
         step = n if progress is None else max(1, -(-n // PROGRESS_STEPS))
         i = 0
@@ -489,8 +494,8 @@ class Simulation:
         )
 
     def _node_columns(self, tab: np.ndarray, cidrs: np.ndarray, times: np.ndarray) -> dict:
-        """The node columns of :meth:`record` from the rows the kernel wrote."""
-        return {
+        """The node columns of :meth:`record` from the rows the kernel wrote (calico: CALICO_NODE_COLUMNS too)."""
+        columns = {
             "time_s": times[tab[S.NR_SAMPLE]],
             "node": tab[S.NR_NODE].astype(np.int32),
             "family": np.where(tab[S.NR_FAMILY] == 0, 4, 6).astype(np.int8),
@@ -502,6 +507,12 @@ class Simulation:
             "cidrs_counts": tab[S.NR_CIDRS],
             "cidrs_values": self._cidr_text(cidrs[S.CD_GROUP], cidrs[S.CD_INDEX]),
         }
+        if tab.shape[0] == rules_calico.NR_CALICO_NCOL:
+            rc = rules_calico
+            columns.update(empty_blocks=tab[rc.NR_EMPTY_BLOCKS], stranded=tab[rc.NR_STRANDED],
+                           borrowed=tab[rc.NR_BORROWED], lent=tab[rc.NR_LENT], block_in_use=cidrs[rc.CD_IN_USE],
+                           block_free=cidrs[rc.CD_FREE], block_lent=cidrs[rc.CD_LENT])
+        return columns
 
     def sample(self) -> dict[int, dict[str, int]]:
         """The trace counters now, per enabled family (engine family index)."""

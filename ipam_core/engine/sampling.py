@@ -18,7 +18,7 @@ import numpy as np
 
 from ipam_core.engine.core import advance
 from ipam_core.engine.hooks import largest_free_block as family_free_block
-from ipam_core.engine.hooks import sample_nodes
+from ipam_core.engine.hooks import sample_nodes, trace_counters
 from ipam_core.engine.tables import (
     C_POLICY,
     CN_HELD,
@@ -123,10 +123,20 @@ TRACE_COUNTERS = (
     "addrs_held_cordoned",
     "cidrs_stranded",
     "addrs_stranded",
+    # calico (engine/rules_calico.py trace_counters); in the trace only when a calico mode runs (CALICO_COUNTERS)
+    "calico_affine_blocks",
+    "calico_blocks_per_node_max",
+    "calico_empty_affine_blocks",
+    "calico_stranded_addrs",
+    "calico_borrowed_addrs",
+    "calico_empty_block_releases",
+    "calico_empty_block_wait_ms",
 )
 #: Trace counters of the node lifecycle, written to ``trace.arrow`` only by runs with lifecycle events or
 #: the released-CIDR fault model (so the traces of other runs keep their columns and bytes).
-LIFECYCLE_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("pods_evicted") :]
+LIFECYCLE_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("pods_evicted") : TRACE_COUNTERS.index("calico_affine_blocks")]
+#: Trace counters of Calico IPAM, written to ``trace.arrow`` only by runs with a calico mode.
+CALICO_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("calico_affine_blocks") :]
 #: Trace counters that are not whole numbers (written to the float array, not the int matrix).
 TRACE_FLOATS = frozenset({"warm_addrs_per_node"})
 
@@ -169,6 +179,7 @@ TR_CORDONED = _TR["nodes_cordoned"]
 TR_HELD_CORDONED = _TR["addrs_held_cordoned"]
 TR_CIDRS_STRANDED = _TR["cidrs_stranded"]
 TR_ADDRS_STRANDED = _TR["addrs_stranded"]
+TR_CALICO = _TR["calico_affine_blocks"]  # first of CALICO_COUNTERS, in their order
 
 # rows of the int64 node-row matrix [NR_NCOL, capacity]: one column per (node sample, node, family)
 NR_SAMPLE = 0  # index of the sample time
@@ -254,6 +265,7 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     cidrs, addrs = stranded(st, family)
     trace[TR_CIDRS_STRANDED, r] = cidrs
     trace[TR_ADDRS_STRANDED, r] = addrs
+    trace_counters(st, family, trace, r)  # the family's own rows (calico), else nothing
     # the warm pool is a cloud figure: the pool modes' free addresses show as addrs_idle
     nodes = c[K_NODES]
     warm[r] = c[base + F_FREE] / nodes if st.cfg[C_POLICY] == POLICY_CLOUD and nodes > 0 else 0.0

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ipam_core.addr import parse_cidr
+from ipam_core.errors import ConfigError
 from ipam_core.modes.calico_controllers import (gc_leaks, mark_leaked, next_block_release, node_deleted,
                                                 node_metrics, release_empty_blocks)
 from ipam_core.modes.calico_rules import assign, claim_block, node_added, release
@@ -304,13 +305,13 @@ def cluster_counts(tables: CalicoTables) -> dict[str, float]:
         ``empty_block_release_max_s`` (0 when none was released).
     """
     c, s = tables.counters, tables.stats
-    n = s[S_DELAY_COUNT]
+    n = s[:, S_DELAY_COUNT].sum()
     return {"block_claims": int(c[K_CLAIMS]), "block_reclaims": int(c[K_RECLAIMS]),
             "block_releases": int(c[K_BLOCK_RELEASES]), "ip_allocs": int(c[K_ALLOCS]),
             "ip_borrows": int(c[K_BORROWS]), "ip_alloc_failures": int(c[K_FAILS]),
             "ip_releases": int(c[K_RELEASES]), "leaks_collected": int(c[K_LEAKS_GC]),
-            "empty_block_release_mean_s": float(s[S_DELAY_SUM] / n) if n else 0.0,
-            "empty_block_release_max_s": float(s[S_DELAY_MAX])}
+            "empty_block_release_mean_s": float(s[:, S_DELAY_SUM].sum() / n) if n else 0.0,
+            "empty_block_release_max_s": float(s[:, S_DELAY_MAX].max())}
 
 
 def trace_columns(tables: CalicoTables, rules: Sequence[PoolRule]) -> dict[int, dict[str, int]]:
@@ -428,6 +429,34 @@ def _namespace_rows(scenario, workload, pools, rows: dict) -> np.ndarray:
     return out
 
 
+def _pod_annotation_rows(scenario, workload, adds: np.ndarray, pools, rows: dict, pod_rows: np.ndarray) -> None:
+    """Pods that name their pools (the workload's ``pool``): that family's row is their annotation's.
+
+    Follows cni-plugin ``pkg/k8s/k8s.go``: a pod's ``cni.projectcalico.org/ipv4pools`` (or
+    ``ipv6pools``) replaces its namespace's; a family the pod does not name keeps the
+    namespace's choice. One pass per distinct pool value, spread to its pods with numpy.
+
+    Raises
+    ------
+    ConfigError
+        A pool value naming no enabled IPPool (``the given pool (...) does not exist, or is not enabled``).
+    """
+    if not workload.pool_names or adds.size == 0:
+        return
+    pod_pool = workload.pool.take(adds)
+    families = {f: 0 if f == 4 else 1 for f in scenario.ipam.families}
+    for value in np.unique(pod_pool[pod_pool >= 0]).tolist():
+        name = workload.pool_names[value]
+        try:
+            named = scenario.ipam.calico.pod_pools(name)
+        except ConfigError as exc:
+            raise ConfigError(f"pod pool {name!r} (the pod's cni.projectcalico.org/ipv4pools): {exc}") from None
+        pods = workload.pod.take(adds[pod_pool == value])
+        for family, names in named.items():
+            if family in families:
+                pod_rows[pods, families[family]] = rows.setdefault(explicit_row(pools, names), len(rows))
+
+
 def block_capacity(scenario, pools) -> int:
     """Block slots for a run: every node full of its smallest blocks plus one partly used block per pool.
 
@@ -454,9 +483,15 @@ def engine_tables(scenario, workload):
     tuple
         ``(tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks)``: the allocator's tables
         (one poolset row per distinct pool choice of the workload's namespaces, then the tunnel
-        rows), the layout set of each pool (-1: not enabled), int32 [pod ids, 2] the poolset row
-        of each pod per family, the tunnel row per family (-1: none), the enabled pools' blocks
-        per family.
+        rows, then the pods' own annotations; node selectors evaluated against
+        ``cluster.nodeLabels`` and hostnames), the layout set of each pool (-1: not enabled),
+        int32 [pod ids, 2] the poolset row of each pod per family, the tunnel row per family
+        (-1: none), the enabled pools' blocks per family.
+
+    Raises
+    ------
+    ConfigError
+        A pod pool naming no enabled IPPool.
     """
     manifests = scenario.ipam.calico
     pools = manifests.pools
@@ -468,17 +503,19 @@ def engine_tables(scenario, workload):
         row = tunnel_row(pools, family)
         if row[0]:
             tunnel_rows[0 if family == 4 else 1] = rows.setdefault(row, len(rows))
+    adds = np.flatnonzero(workload.op == OP_POD_ADD)
+    pod_rows = np.full((max(workload.n_pods, 1), 2), -1, dtype=np.int32)
+    pod_rows[workload.pod.take(adds)] = ns_rows[workload.namespace.take(adds)]
+    _pod_annotation_rows(scenario, workload, adds, pools, rows, pod_rows)
     poolsets = sorted(rows, key=rows.get)
-    tables, _ = build_tables(manifests, workload.node_names, poolsets=poolsets or None,
+    labels = scenario.cluster.node_labels_for(workload.node_names)
+    tables, _ = build_tables(manifests, workload.node_names, node_labels=labels, poolsets=poolsets or None,
                              block_capacity=block_capacity(scenario, rules))
     set_of_pool = [-1] * len(pools)
     pool_blocks = [0, 0]
     for k, (i, p) in enumerate(_enabled_pools(scenario)):
         set_of_pool[i] = k
         pool_blocks[0 if p.family == 4 else 1] += rules[i].n_blocks
-    pod_rows = np.full((max(workload.n_pods, 1), 2), -1, dtype=np.int32)
-    adds = np.flatnonzero(workload.op == OP_POD_ADD)
-    pod_rows[workload.pod.take(adds)] = ns_rows[workload.namespace.take(adds)]
     return tables, set_of_pool, pod_rows, tunnel_rows, [min(b, _MAX_BLOCKS) for b in pool_blocks]
 
 

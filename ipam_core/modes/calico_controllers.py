@@ -100,9 +100,10 @@ def release_empty_blocks(t, now):
                     t.blk_empty_mark[slot] = now
                 elif now - t.blk_empty_mark[slot] > grace:
                     delay = now - t.blk_empty_since[slot]
-                    t.stats[S_DELAY_SUM] += delay
-                    t.stats[S_DELAY_MAX] = max(t.stats[S_DELAY_MAX], delay)
-                    t.stats[S_DELAY_COUNT] += 1.0
+                    family = t.pool_family[t.blk_pool[slot]]
+                    t.stats[family, S_DELAY_SUM] += delay
+                    t.stats[family, S_DELAY_MAX] = max(t.stats[family, S_DELAY_MAX], delay)
+                    t.stats[family, S_DELAY_COUNT] += 1.0
                     delete_block(t, slot)  # the list shifts left: the next block is now at k
                     released += 1
                     continue

@@ -80,7 +80,7 @@ K_FAILS = 6  # failed assignments
 K_RELEASES = 7  # addresses released
 K_LEAKS_GC = 8  # leaked addresses released by the leak GC
 K_NCOL = 9
-# stats (float64): how long released affine blocks had been empty
+# stats (float64 [family, S_NCOL]): how long released affine blocks had been empty
 S_DELAY_SUM = 0
 S_DELAY_MAX = 1
 S_DELAY_COUNT = 2
@@ -101,7 +101,7 @@ CalicoTables = namedtuple("CalicoTables", [
     "cfg",  # int64 [CFG_NCOL]
     "fcfg",  # float64 [F_NCOL]
     "counters",  # int64 [K_NCOL]
-    "stats",  # float64 [S_NCOL]
+    "stats",  # float64 [2, S_NCOL]: per family
     # pools, in the order upstream lists enabled pools (by name)
     "pool_family",  # int8 [P]: 0 IPv4, 1 IPv6
     "pool_base_hi", "pool_base_lo",  # uint64 [P]: first address
@@ -283,7 +283,7 @@ def new_tables(pools: Sequence[PoolRule], node_names: Sequence[str], *, strict_a
     ok = (np.ones((n_nodes, n_pools), dtype=np.int8) if node_pool_ok is None
           else np.ascontiguousarray(node_pool_ok, dtype=np.int8))
     return CalicoTables(
-        cfg=cfg, fcfg=fcfg, counters=counters, stats=np.zeros(S_NCOL, dtype=np.float64),
+        cfg=cfg, fcfg=fcfg, counters=counters, stats=np.zeros((2, S_NCOL), dtype=np.float64),
         pool_family=np.array([p.family for p in pools], dtype=np.int8),
         pool_base_hi=np.array([b >> 64 for b in base], dtype=np.uint64),
         pool_base_lo=np.array([b & ((1 << 64) - 1) for b in base], dtype=np.uint64),

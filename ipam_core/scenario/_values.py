@@ -107,6 +107,35 @@ def as_int(where: Where, value: object, *, lo: int | None = None, hi: int | None
     return value
 
 
+def node_group_weight(where: Where, entry: Mapping) -> float:
+    """A group's share of the nodes: its ``nodes`` (a count) or ``share`` (a weight), 1 when neither is set.
+
+    Parameters
+    ----------
+    where : Where
+        Position of the group (``cloud.nodeGroups[i]``, ``cluster.nodeLabels[i]``).
+    entry : mapping
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ConfigError
+        Both keys, or a count that is not a whole number > 0, or a share <= 0.
+    """
+    if "nodes" in entry and "share" in entry:
+        (where / "share").fail("is set with nodes; expected one of nodes (a count) or share (a weight)")
+    key = "share" if "share" in entry else "nodes"
+    weight = entry.get(key, 1)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0 or \
+            (key == "nodes" and not isinstance(weight, int)):
+        what = "a whole number of nodes > 0" if key == "nodes" else "a weight > 0"
+        (where / key).fail(f"{show(weight)} is {kind_of(weight)}; expected {what}")
+    return float(weight)
+
+
 # Go time.ParseDuration units (kubelet, Cilium and Helm write durations this way), in seconds.
 _UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")

@@ -136,6 +136,10 @@ class CalicoManifests:
         """The pool named ``name``, or None."""
         return next((p for p in self.pools if p.name == name), None)
 
+    def pod_pools(self, value: str) -> dict[int, tuple[str, ...]]:
+        """:func:`pod_annotation_pools` of a workload's pod pool ``value`` (family -> pool names)."""
+        return pod_annotation_pools(value, self)
+
 
 def read_calico_manifests(where: Where, value: object) -> CalicoManifests:
     """Read the ``manifests:`` value (a list of objects or one multi-document YAML string).
@@ -385,12 +389,72 @@ def pool_annotation(where: Where, value: object, family: int, manifests: CalicoM
         where.fail(f"{text!r} is not a JSON list of strings; expected e.g. '[\"default-ipv{family}-ippool\"]'")
     names = []
     for entry in entries:
-        pool = manifests.pool(entry) or next((p for p in manifests.pools if p.cidr == entry), None)
-        if pool is None or pool.disabled or pool.family != family:
-            where.fail(f"the given pool ({entry}) does not exist, or is not enabled; expected an enabled IPv{family} "
-                       f"pool: {', '.join(p.name for p in manifests.pools if p.family == family and not p.disabled)}")
+        pool = _named_pool(manifests, entry)
+        if pool is None or pool.family != family:
+            where.fail(f"{_not_enabled(entry)}; expected an enabled IPv{family} pool: "
+                       f"{_enabled_names(manifests, family)}")
         names.append(pool.name)
     return tuple(names)
+
+
+def _named_pool(manifests: CalicoManifests, entry: str) -> CalicoPool | None:
+    """The enabled pool an annotation entry names (by name or CIDR), or None."""
+    pool = manifests.pool(entry) or next((p for p in manifests.pools if p.cidr == entry), None)
+    return None if pool is None or pool.disabled else pool
+
+
+def _not_enabled(entry: str) -> str:
+    # ipam.go determinePools' words (the CNI plugin hands it the pools' CIDRs)
+    return f"the given pool ({entry}) does not exist, or is not enabled"
+
+
+def _enabled_names(manifests: CalicoManifests, family: int | None = None) -> str:
+    return ", ".join(p.name for p in manifests.pools if not p.disabled and family in (None, p.family)) or "none"
+
+
+def pod_annotation_pools(value: str, manifests: CalicoManifests) -> dict[int, tuple[str, ...]]:
+    """A pod's own pool request: the pools its ``cni.projectcalico.org/ipv4pools`` / ``ipv6pools`` name.
+
+    The workload names a pod's pool once (``podPoolFractions``' keys, a replay file's ``pool``
+    column); under Calico that is the pod's annotation: a pool name or CIDR, or a JSON list of
+    them as the annotation holds it. Each pool goes to the annotation of its family; a family
+    the pod does not name falls back to its namespace's annotation, then to the automatic
+    pools (cni-plugin ``pkg/k8s/k8s.go``: a pod annotation replaces the namespace's).
+
+    Parameters
+    ----------
+    value : str
+        ``"blue"``, ``"10.250.0.0/22"`` or ``'["blue", "fd00:1::/64"]'``.
+    manifests : CalicoManifests
+
+    Returns
+    -------
+    dict
+        Family (4, 6) -> pool names, in the order given.
+
+    Raises
+    ------
+    ConfigError
+        Not a JSON list of strings, or a pool that does not exist or is disabled (upstream
+        fails the pod's every assignment: ``the given pool (...) does not exist, or is not
+        enabled``).
+    """
+    entries: object = [value]
+    if value.lstrip().startswith("["):
+        try:
+            entries = json.loads(value)
+        except json.JSONDecodeError:
+            entries = None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
+        raise ConfigError(f"{value!r} is not a pool name or a JSON list of pool names; expected e.g. "
+                          f"'default-ipv4-ippool' or '[\"default-ipv4-ippool\"]'")
+    out: dict[int, tuple[str, ...]] = {}
+    for entry in entries:
+        pool = _named_pool(manifests, entry)
+        if pool is None:
+            raise ConfigError(f"{_not_enabled(entry)}; expected an enabled IPPool: {_enabled_names(manifests)}")
+        out[pool.family] = (*out.get(pool.family, ()), pool.name)
+    return out
 
 
 def namespace_pools(where: Where, manifests: CalicoManifests, namespaces) -> CalicoManifests:

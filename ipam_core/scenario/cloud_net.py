@@ -25,7 +25,8 @@ import ipaddress
 from pathlib import Path
 
 from ipam_core.modes.cloud_net import subnets_selected
-from ipam_core.scenario._values import as_cidr, as_list, as_mapping, as_str, check_keys, kind_of, show
+from ipam_core.scenario._values import (as_cidr, as_list, as_mapping, as_str, check_keys, kind_of,
+                                        node_group_weight, show)
 from ipam_core.scenario._where import Where
 from ipam_core.scenario.model import NodeGroupSpec, SubnetReservation, SubnetSpec
 from ipam_core.scenario.rules import check_disjoint
@@ -215,14 +216,7 @@ def read_node_groups(where: Where, raw: object, subnets: tuple[SubnetSpec, ...],
         names.add(name)
         instance = as_str(w / "instanceType", group.get("instanceType", default_instance),
                           what="an EC2 instance type").strip()
-        if "nodes" in group and "share" in group:
-            (w / "share").fail("is set with nodes; expected one of nodes (a count) or share (a weight)")
-        key = "share" if "share" in group else "nodes"
-        weight = group.get(key, 1)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0 or \
-                (key == "nodes" and not isinstance(weight, int)):
-            what = "a whole number of nodes > 0" if key == "nodes" else "a weight > 0"
-            (w / key).fail(f"{show(weight)} is {kind_of(weight)}; expected {what}")
+        weight = node_group_weight(w, group)
         if "zone" in group and "zones" in group:
             (w / "zones").fail("is set with zone; expected one of zone or zones")
         zones: tuple[str, ...] = ()
@@ -250,7 +244,7 @@ def read_node_groups(where: Where, raw: object, subnets: tuple[SubnetSpec, ...],
                 wz = w / "zone" if "zone" in group else w / "zones" / j
                 wz.fail(f"{zone!r} has none of the group's node subnets; expected one of: {', '.join(launch_zones)}")
         groups.append(NodeGroupSpec(
-            name=name, instance_type=instance, weight=float(weight), zones=zones or tuple(launch_zones),
+            name=name, instance_type=instance, weight=weight, zones=zones or tuple(launch_zones),
             node_subnet_ids=fields["nodeSubnetIds"], node_subnet_tags=fields["nodeSubnetTags"],
             subnet_ids=fields["subnetIds"], subnet_tags=fields["subnetTags"],
         ))

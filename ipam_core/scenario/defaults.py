@@ -86,7 +86,8 @@ DEFAULT_TIMING: dict[str, tuple[str, str]] = {
 TOP_KEYS = ("name", "description", "seed", "duration", "sampleInterval", "nodeSampleInterval", "modes",
             "cluster", "cilium", "timing", "manifests", "workload", "steps", "migration", "cloud",
             "initialState")
-CLUSTER_KEYS = ("nodes", "scheduler", "addressFilter", "kubelet", "kubeControllerManager", "instanceType")
+CLUSTER_KEYS = ("nodes", "scheduler", "addressFilter", "kubelet", "kubeControllerManager", "instanceType",
+                "nodeLabels")
 KUBELET_KEYS = ("maxPods",)
 KCM_FLAGS = ("cluster-cidr", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6",
              "allocate-node-cidrs")

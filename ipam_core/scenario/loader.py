@@ -19,11 +19,13 @@ from ipam_core.scenario.calico import LIST_KINDS as CALICO_LIST_KINDS
 from ipam_core.scenario.calico import namespace_pools, read_calico_manifests
 from ipam_core.scenario.manifests import read_manifests
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec, PoolSpec, Scenario
+from ipam_core.scenario.node_labels import read_node_labels
 from ipam_core.scenario.rules import check_disjoint, check_mode
 from ipam_core.scenario.cloud import read_cloud
 from ipam_core.scenario.initial_state import read_initial_state
 from ipam_core.scenario.sections import read_cilium, read_kcm, read_mode, read_timing
-from ipam_core.scenario.workload_checks import check_replay, check_workload_names, check_workload_size, uses_pools
+from ipam_core.scenario.workload_checks import (check_replay, check_workload_names, check_workload_size,
+                                                uses_calico_pools, uses_pools)
 from ipam_core.workloads import parse_workload
 
 _BUILTIN_DIR = "scenarios"
@@ -179,7 +181,7 @@ def check_scenario_modes(scenario: Scenario, modes) -> None:
     for mode in modes:
         scenario_for_mode(scenario, mode)
     added = tuple(m for m in modes if m not in scenario.modes and m != scenario.ipam.mode)
-    if uses_pools(added):
+    if uses_pools(added) or uses_calico_pools(added):
         source = Source(str(scenario.source_path) if scenario.source_path else None, {})
         where = Where(("workload",), source)
         names = tuple(ns.name for ns in scenario.namespaces) or ("default",)
@@ -322,7 +324,9 @@ def _cluster(where: Where, value: object, families: tuple[int, ...]):
                       hi=L.MAX_PODS_PER_NODE,
                       what=f"an integer from 1 to {L.MAX_PODS_PER_NODE:,} ({L.MAX_PODS_PER_NODE_WHY})")
     kcm = read_kcm(where / "kubeControllerManager", cluster.get("kubeControllerManager"), families)
-    return ClusterSpec(nodes=nodes, scheduler=scheduler, max_pods=max_pods, address_filter=address_filter), kcm
+    labels = read_node_labels(where / "nodeLabels", cluster.get("nodeLabels"))
+    return ClusterSpec(nodes=nodes, scheduler=scheduler, max_pods=max_pods, address_filter=address_filter,
+                       node_labels=labels), kcm
 
 
 def _pools(root: Where, configured: list, cilium) -> tuple[tuple[PoolSpec, ...], bool]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipam_core.scenario.node_labels import NodeLabelGroup, labels_of_nodes
 from ipam_core.scenario.selection import select_pool
 
 #: Label-selector operators of ``matchExpressions`` (``metav1.LabelSelectorOperator``).
@@ -132,6 +133,11 @@ class ClusterSpec:
     scheduler: str
     max_pods: int
     address_filter: str = "none"
+    node_labels: tuple[NodeLabelGroup, ...] = ()  # cluster.nodeLabels (ipam_core/scenario/node_labels.py)
+
+    def node_labels_for(self, node_names) -> list[Mapping[str, str]]:
+        """Node id -> Kubernetes labels: its ``cluster.nodeLabels`` group's and its hostname (``labels_of_nodes``)."""
+        return labels_of_nodes(self.node_labels, node_names)
 
 
 # ---- cloud modes (ipam_core.modes.CLOUD_MODES): see ipam_core/scenario/cloud.py and docs/cloud-modes.md

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ipam_core.errors import ConfigError
-from ipam_core.modes import RULES_MULTI_POOL, mode_spec
+from ipam_core.modes import RULES_CALICO, RULES_MULTI_POOL, mode_spec
 from ipam_core.scenario import limits as L
 from ipam_core.scenario.model import ClusterSpec, IPAMSpec
 from ipam_core.workloads.generators import MAX_EVENTS
@@ -39,6 +39,11 @@ MAX_AUTOSCALER_TICKS = 10_000_000
 def uses_pools(modes) -> bool:
     """Whether any of ``modes`` places pods in named pools (the multi-pool rules), so a workload's pools matter."""
     return any(mode_spec(mode).rules == RULES_MULTI_POOL for mode in modes)
+
+
+def uses_calico_pools(modes) -> bool:
+    """Whether any of ``modes`` runs Calico's rules, for which a pod's named pool is its pool annotation."""
+    return any(mode_spec(mode).rules == RULES_CALICO for mode in modes)
 
 
 def _fail(key: str, value, expected: str) -> ConfigError:
@@ -136,7 +141,7 @@ def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespac
     ------
     ConfigError
         ``namespaceWeights`` naming a namespace the scenario lacks; ``podPoolFractions`` naming a
-        pool multi-pool does not have; ``node-autoscaling`` with ``minNodes`` above the
+        pool multi-pool does not have, or, when calico runs, no enabled Calico IPPool; ``node-autoscaling`` with ``minNodes`` above the
         (default) ``maxNodes`` or more autoscaler decisions than :data:`MAX_AUTOSCALER_TICKS`.
     """
     for name, weight in getattr(spec, "namespace_weights", ()) or ():
@@ -148,6 +153,13 @@ def check_workload_names(spec, cluster: ClusterSpec, duration_s: float, namespac
             if name not in pools:
                 raise _fail(f"podPoolFractions.{name}", fraction, f"a pool the scenario defines ({', '.join(pools)}): "
                             "multi-pool fails every allocation from a missing pool")
+    if ipam.calico is not None and uses_calico_pools((*modes, ipam.mode)):
+        for name, fraction in getattr(spec, "pod_pool_fractions", ()) or ():
+            try:
+                ipam.calico.pod_pools(name)
+            except ConfigError as exc:
+                raise _fail(f"podPoolFractions.{name}", fraction, f"a pool the pods may name in their "
+                            f"cni.projectcalico.org/ipv4pools annotation: {exc}") from None
     interval = getattr(spec, "interval", None)
     if getattr(spec, "generator", "") == "node-autoscaling":
         lo = spec.min_nodes if spec.min_nodes is not None else max(1, cluster.nodes // 2)

@@ -31,6 +31,10 @@ import pyarrow as pa
 from ipam_core.errors import IPAMBenchError
 
 __all__ = [
+    "CALICO_BLOCK_TYPE",
+    "CALICO_NODE_FIELDS",
+    "CALICO_TRACE_FIELDS",
+    "NODES_CALICO_SCHEMA",
     "NODES_SCHEMA",
     "RUN_METADATA_KEY",
     "RUN_VARYING_KEYS",
@@ -43,6 +47,7 @@ __all__ = [
     "TraceError",
     "field_descriptions",
     "field_units",
+    "nodes_schema_for",
     "run_metadata",
     "stored_run",
     "trace_schema_for",
@@ -184,6 +189,22 @@ LIFECYCLE_FIELDS = (
 TRACE_LIFECYCLE_SCHEMA = pa.schema([*TRACE_SCHEMA, *LIFECYCLE_FIELDS])
 """``trace.arrow`` of a run with node-lifecycle columns."""
 
+#: Calico IPAM columns (docs/calico.md): appended to the trace, after the lifecycle columns if any, only by
+#: runs with a calico mode (0 in the other modes' rows of such a run); other runs' traces keep their bytes.
+CALICO_TRACE_FIELDS = (
+    _count("calico_affine_blocks", "blocks", "calico: blocks with a node affinity (node_cidrs also counts orphans)"),
+    _count("calico_blocks_per_node_max", "blocks", "calico: most affine blocks one node holds"),
+    _count("calico_empty_affine_blocks", "blocks",
+           "calico: affine blocks with no address in use (held until kube-controllers releases them)"),
+    _count("calico_stranded_addrs", "addresses",
+           "calico: free addresses in partly used affine blocks (only their node allocates from them)"),
+    _count("calico_borrowed_addrs", "addresses",
+           "calico: addresses pods hold in blocks not affine to their node (ipam_allocations_borrowed)"),
+    _count("calico_empty_block_releases", "blocks", "calico: cumulative empty affine blocks kube-controllers released"),
+    _count("calico_empty_block_wait_ms", "ms",
+           "calico: cumulative milliseconds those blocks had been empty when released (time until release)"),
+)
+
 NODES_SCHEMA = pa.schema(
     [
         _MODE,
@@ -200,6 +221,28 @@ NODES_SCHEMA = pa.schema(
 )
 """``nodes.arrow``: one row per (mode, node, family, node sample)."""
 
+#: One block as ``calicoctl ipam show --show-blocks`` lists it: its CIDR, addresses in use (by any node's
+#: pods, the tunnel address included: "IPS IN USE"), free ("IPS FREE"), and in use by other nodes' pods
+#: (borrowed from it). Field names differ from the row's columns, so ``explode`` + ``unnest`` keeps both.
+CALICO_BLOCK_TYPE = pa.struct([
+    pa.field("block", pa.string(), nullable=False),
+    pa.field("ips_in_use", pa.int64(), nullable=False),
+    pa.field("ips_free", pa.int64(), nullable=False),
+    pa.field("ips_lent", pa.int64(), nullable=False),
+])
+#: Calico columns of ``nodes.arrow``, after the others, only in runs with a calico mode (empty or 0 in the
+#: other modes' rows of such a run).
+CALICO_NODE_FIELDS = (
+    _field("blocks", pa.list_(CALICO_BLOCK_TYPE), "",
+           "calico: the node's affine blocks in datastore order (as cidrs) with ips_in_use, ips_free, ips_lent"),
+    _count("empty_blocks", "blocks", "calico: affine blocks with no address in use"),
+    _count("stranded", "addresses", "calico: free addresses in the node's partly used affine blocks"),
+    _count("borrowed", "addresses", "calico: addresses the node's pods hold in blocks not affine to it"),
+    _count("lent", "addresses", "calico: addresses of the node's blocks held by other nodes' pods"),
+)
+NODES_CALICO_SCHEMA = pa.schema([*NODES_SCHEMA, *CALICO_NODE_FIELDS])
+"""``nodes.arrow`` of a run with a calico mode."""
+
 SCHEMAS = {"trace": TRACE_SCHEMA, "nodes": NODES_SCHEMA}
 
 
@@ -214,10 +257,26 @@ def trace_schema_for(names) -> pa.Schema:
     Returns
     -------
     pyarrow.Schema
-        :data:`TRACE_LIFECYCLE_SCHEMA` when ``names`` holds the first node-lifecycle column,
-        else :data:`TRACE_SCHEMA`.
+        :data:`TRACE_SCHEMA`, then :data:`LIFECYCLE_FIELDS` when ``names`` holds the first
+        node-lifecycle column, then :data:`CALICO_TRACE_FIELDS` when it holds the first Calico one.
     """
-    return TRACE_LIFECYCLE_SCHEMA if LIFECYCLE_FIELDS[0].name in names else TRACE_SCHEMA
+    schema = TRACE_LIFECYCLE_SCHEMA if LIFECYCLE_FIELDS[0].name in names else TRACE_SCHEMA
+    return pa.schema([*schema, *CALICO_TRACE_FIELDS]) if CALICO_TRACE_FIELDS[0].name in names else schema
+
+
+def nodes_schema_for(names) -> pa.Schema:
+    """The nodes schema of a table with the columns ``names``.
+
+    Parameters
+    ----------
+    names : collection of str
+
+    Returns
+    -------
+    pyarrow.Schema
+        :data:`NODES_CALICO_SCHEMA` when ``names`` holds the first Calico column, else :data:`NODES_SCHEMA`.
+    """
+    return NODES_CALICO_SCHEMA if CALICO_NODE_FIELDS[0].name in names else NODES_SCHEMA
 
 
 def field_units(schema: pa.Schema) -> dict[str, str]:

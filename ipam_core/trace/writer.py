@@ -28,11 +28,11 @@ from ipam_core.atomic import atomic_write, atomic_write_text
 from ipam_core.trace.schema import (
     MODE_TYPE,
     NODE_TYPE,
-    NODES_SCHEMA,
     RUN_METADATA_KEY,
     SCHEMAS,
     TRACE_SCHEMA,
     TraceError,
+    nodes_schema_for,
     schema_with_run,
     trace_schema_for,
 )
@@ -218,7 +218,9 @@ def nodes_table(
     Parameters
     ----------
     columns : mapping of str to array
-        Every column of :data:`~ipam_core.trace.schema.NODES_SCHEMA` except
+        Every column of :data:`~ipam_core.trace.schema.NODES_SCHEMA` (or of
+        ``NODES_CALICO_SCHEMA``, for a run with a calico mode: ``blocks`` a
+        pyarrow list array of ``CALICO_BLOCK_TYPE``) except
         ``cidrs``, all of one length. ``mode`` as in :func:`trace_table`;
         ``node`` is integer node ids into ``node_names`` or strings;
         ``status_error`` is a numpy str/object array or an Arrow string array
@@ -247,10 +249,14 @@ def nodes_table(
     if "cidrs" in columns:
         raise TraceError("nodes column 'cidrs' must be passed as cidrs_values + cidrs_offsets, not in columns")
     given = [*columns, "cidrs"]
-    _check_names("nodes", given, NODES_SCHEMA.names)
+    schema = nodes_schema_for(given)
+    _check_names("nodes", given, schema.names)
     n_rows = _check_lengths("nodes", columns)
     cidrs = _cidr_lists(cidrs_values, cidrs_offsets, n_rows)
-    return _build("nodes", NODES_SCHEMA, {**columns, "cidrs": cidrs}, run, {"node": node_names})
+    blocks_type = getattr(columns.get("blocks"), "type", None)
+    if "blocks" in columns and blocks_type != schema.field("blocks").type:
+        raise TraceError(f"nodes column 'blocks' has type {blocks_type}, expected {schema.field('blocks').type}")
+    return _build("nodes", schema, {**columns, "cidrs": cidrs}, run, {"node": node_names})
 
 
 def _cidr_lists(values: Any, offsets: Any, n_rows: int) -> pa.ListArray:
@@ -298,7 +304,7 @@ def _build(
         elif pa.types.is_string(field.type):
             arrays.append(_strings(kind, field.name, values))
         elif pa.types.is_list(field.type):
-            arrays.append(values)  # built and checked by _cidr_lists
+            arrays.append(values)  # built and checked by _cidr_lists (cidrs) or nodes_table (blocks)
         else:
             arrays.append(_numeric(kind, field.name, values, field.type))
     return pa.Table.from_arrays(arrays, schema=full_schema)
@@ -308,7 +314,9 @@ def _conform(kind: str, table: pa.Table) -> pa.Table:
     """Check a table against the ``kind`` schema and restore the canonical field metadata."""
     if not isinstance(table, pa.Table):
         raise TraceError(f"{kind} table must be a pyarrow.Table, got {type(table).__name__}")
-    expected = trace_schema_for(table.schema.names) if kind == "trace" else SCHEMAS[kind]
+    names = table.schema.names
+    expected = (trace_schema_for(names) if kind == "trace" else nodes_schema_for(names) if kind == "nodes"
+                else SCHEMAS[kind])
     if not table.schema.equals(expected, check_metadata=False):
         _check_names(kind, table.schema.names, expected.names)
         for field in expected:
