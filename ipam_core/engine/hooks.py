@@ -40,6 +40,7 @@ HOOKS = {
     "address_room": "(st, node) -> bound pods below which cluster.addressFilter lets a pod onto the node",
     "sample_nodes": "(st, families, sample, node_tab, cidr_tab, fill) -> rows written to the node tables",
     "largest_free_block": "(st, family) -> addresses in the largest aligned free block, or -1: the node-CIDR sets'",
+    "agent_can_start": "(st, node) -> whether a node restored at t=0 (engine/initial.py) holds what its agent waits for",
 }
 
 
@@ -69,6 +70,11 @@ def _no(st):
 
 
 @kjit
+def _waits(st, node):
+    return False  # a family that restores no node CIDRs: its agent starts by its own rules
+
+
+@kjit
 def _shared_free_block(st, family):
     return -1  # the sampler measures the shared node-CIDR sets
 
@@ -82,6 +88,7 @@ OPTIONAL = {
     "refresh_period": _no_period,
     "carve_follows_refresh": _no,
     "largest_free_block": _shared_free_block,
+    "agent_can_start": _waits,
 }
 
 _RULES: dict[type, dict] = {}
@@ -307,3 +314,12 @@ def largest_free_block(st, family):  # noqa: D103
 @overload(largest_free_block, jit_options=_INLINED_BY_LLVM)
 def _largest_free_block(st, family):
     return _body(st, "largest_free_block", lambda rule: lambda st, family: rule(st, family))
+
+
+def agent_can_start(st, node):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(agent_can_start, jit_options=_INLINED_BY_LLVM)
+def _agent_can_start(st, node):
+    return _body(st, "agent_can_start", lambda rule: lambda st, node: rule(st, node))

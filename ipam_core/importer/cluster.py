@@ -315,8 +315,14 @@ def _cilium_node(dump: Dump, cn, state: NodeState, mode: str, families: tuple) -
                     addresses.append(str(parse_ip(a, 4)))
                 except ConfigError as exc:
                     raise ConfigError(f"{origin}: status.eni.enis[{key}].addresses[{i}]: {exc}") from None
+            primary = None
+            if eni.ip:
+                try:
+                    primary = str(parse_ip(eni.ip, 4))
+                except ConfigError as exc:
+                    raise ConfigError(f"{origin}: status.eni.enis[{key}].ip: {exc}") from None
             state.enis.append({"id": eni.id, "number": eni.number, "subnet": subnet, "subnetId": eni.subnet.id,
-                               "addresses": addresses, "prefixes": prefixes})
+                               "ip": primary, "addresses": addresses, "prefixes": prefixes})
 
 
 def _check_pool(dump: Dump, pool) -> None:
