@@ -319,7 +319,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         first = len(self.groups)
         self._add_groups(templates)
         self.g_pin[first: len(self.groups)] = [self.node_ids[t.node_name] for t in templates]
-        self._place()
+        self._reconcile()  # the pods of the new groups
+        self._place()  # pinned: each on its node
         p = self.pods
         ids = merge_ids(self.to_alloc)
         ids = ids[(p.state[ids] == PENDING) & (p.node[ids] >= 0)]
