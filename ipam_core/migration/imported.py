@@ -17,9 +17,10 @@ import json
 from dataclasses import dataclass
 
 from ipam_core.migration.objects import PodTemplate
+from ipam_core.modes import REGISTRY, RULES_NODE_CIDR
 
-#: The start modes whose dumped state the planner reproduces (the node-CIDR modes it simulates, IPv4).
-MODES = ("kubernetes", "cluster-pool")
+#: The start modes whose dumped state the planner reproduces: the Cilium node-CIDR modes (IPv4).
+MODES = tuple(name for name, spec in REGISTRY.items() if spec.rules == RULES_NODE_CIDR and spec.helm_mode == name)
 
 
 @dataclass(frozen=True)
