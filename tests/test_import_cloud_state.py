@@ -166,6 +166,46 @@ def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
     assert units == pool and pods == PODS
 
 
+def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
+    dump = json.loads(_eni_dump(tmp_path).read_text())
+    nics = {}
+    for cn in (o for o in dump["items"] if o["kind"] == "CiliumNode"):
+        name = cn["metadata"]["name"]
+        cn["spec"].pop("eni")
+        cn["status"].pop("eni")
+        subnet = SUBNET if name == A else "192.168.64.0/19"
+        addresses = [f"192.168.33.{i}" for i in range(51, 56)] if name == A else [
+            "192.168.70.80", "192.168.70.81", "192.168.71.20"]
+        failed = "192.168.40.1" if name == A else "192.168.90.1"
+        nics[name] = set(addresses)
+        cn["status"]["azure"] = {"interfaces": [{
+            "id": f"nic-{name[:12]}", "name": "eth0", "cidr": subnet,
+            "addresses": [*({"ip": a, "subnet": "sub", "state": "succeeded"} for a in addresses),
+                          {"ip": failed, "subnet": "sub", "state": "failed"}]}]}
+        cn["spec"]["ipam"]["pool"] = {a: {"resource": "nic"} for a in addresses}
+    kept = {k: v for k, v in PODS.items() if k[1] not in ("web-3", "web-4")}  # on node A's second ENI
+    dump["items"] = [o for o in dump["items"] if o["kind"] != "Pod" or ("shop", o["metadata"]["name"]) in kept]
+    path = tmp_path / "azure.json"
+    path.write_text(json.dumps(dump))
+    values = tmp_path / "azure-values.yaml"
+    values.write_text("ipam:\n  mode: azure\n")
+    out = tmp_path / "out"
+    _invoke(["import", path, "--helm-values", values, "--out", out])
+    scenario = load_scenario(out / "scenario.yaml")
+    sim = Simulation(scenario, build_workload(scenario), "azure")
+    sim.advance(1e-9)
+    units, pods = _cloud_addresses(sim)
+    assert units == nics  # the address in state failed is not in the pool
+    assert pods == kept
+    st = sim.state
+    for name in (A, B):
+        node = sim.workload.node_names.index(name)
+        assert st.cl_node[node, T.CN_IFACES] == 1
+        primary = int(st.cl_iface[node, 0, T.CI_PRIMARY])  # not in the dump: a free address of the subnet
+        base = int(sim.layout.sets[int(st.cl_iface[node, 0, T.CI_SET])].network.network_address)
+        assert primary >= 0 and str(ipaddress.IPv4Address(base + primary)) not in nics[name]
+
+
 def test_a_cloud_state_that_does_not_fit_is_one_line(tmp_path):
     out = tmp_path / "out"
     _invoke(["import", _eni_dump(tmp_path), "--helm-values", DATA / "eni-values.yaml", "--out", out])

@@ -723,12 +723,19 @@ def cloud_attached(st, node, iface, s, primary, now):
     st.cl_iface[node, iface, CI_ATTACHED] = 1
     st.cl_iface[node, iface, CI_SET] = s
     st.cl_iface[node, iface, CI_SINCE_US] = np.int64(now * 1e6)
-    st.cl_iface[node, iface, CI_PRIMARY] = primary
+    st.cl_iface[node, iface, CI_PRIMARY] = -1
     if primary >= 0:
-        st.cl_node[node, CN_PRIMARIES] += 1
-        st.cnt[_fc(F_RESERVED)] += 1
+        cloud_primary_held(st, node, iface, primary)
     st.cl_node[node, CN_IFACES] += 1
     st.cnt[K_CL_IFACES] += 1
+
+
+@kjit
+def cloud_primary_held(st, node, iface, primary):
+    """The interface holds its primary address (an offset in its subnet, taken already)."""
+    st.cl_iface[node, iface, CI_PRIMARY] = primary
+    st.cl_node[node, CN_PRIMARIES] += 1
+    st.cnt[_fc(F_RESERVED)] += 1
 
 
 @kjit

@@ -6,13 +6,14 @@ and /28 prefixes the operator put on them (``status.eni.enis``, ``status.azure.i
 ``status.podIPs``). :mod:`ipam_core.scenario.initial_cloud` places them in the mode's
 subnets; here, before the first event, the compiled :func:`cloud_start_from_state`
 rebuilds the engine's cloud tables from them the way a restarted operator finds a
-running cluster (cilium ``pkg/ipam/node.go`` ``resyncNode`` reads the instance's
-interfaces back from the cloud, ``pkg/aws/eni/instances.go``):
+running cluster (its ``ResyncInterfacesAndIPs`` reads each instance's interfaces and
+addresses back from the cloud: cilium ``pkg/aws/eni/node.go``, ``pkg/azure/ipam/node.go``):
 
 * each node joins (its manager's timers armed as for any new node, ``rules_cloud.node_added``),
   with **exactly its dumped interfaces** instead of a fresh eth0: each interface in its
   subnet, holding its primary address, and its secondary addresses and prefixes as units
-  at their own offsets in the subnet bitmaps, so the subnets are used exactly as dumped;
+  at their own offsets in the subnet bitmaps, so the subnets are used exactly as dumped (an
+  Azure NIC's primary address is not in ``status.azure.interfaces``: it takes a free one);
 * each pod alive at t=0 holds **exactly its dumped address** (its bit in the unit that
   holds it);
 * the agent takes the router and health addresses the CiliumNode names where the node
@@ -31,12 +32,14 @@ from ipam_core.engine.cloud import (
     _fc,
     _add_unit,
     _reservation_end,
+    _single_address,
     _subnet,
     _subnet_row,
     _take_subnet,
     cloud_attached,
     cloud_hold,
     cloud_pool_ready,
+    cloud_primary_held,
     cloud_reserve,
 )
 from ipam_core.engine.core import _agent_ready, _bind, _node_add, _row_alloc, _sched_addresses_changed
@@ -45,6 +48,7 @@ from ipam_core.engine.initial import PR_FAMILY, PR_NODE, PR_POD, START_ADDRESS_T
 from ipam_core.engine.tables import (
     C_CL_AGENT_RESERVED,
     C_CL_NIC,
+    C_CL_PRIMARY,
     CI_SET,
     CN_HELD,
     CN_RESERVED,
@@ -208,6 +212,12 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
             return START_ADDRESS_TAKEN
         if _add_unit(st, node, iface, s, offset, size) < 0:
             return st.cnt[K_ERROR]
+    if nic and st.cfg[C_CL_PRIMARY] != 0.0:  # an Azure NIC's primary is not in the dump: a free one of its subnet
+        for r in range(ifaces.shape[0]):
+            if ifaces[r, 3] < 0:
+                offset = _single_address(st, ifaces[r, 2], False)
+                if offset >= 0:
+                    cloud_primary_held(st, ifaces[r, 0], ifaces[r, 1], offset)
     for i in range(pod_rows.shape[0]):
         node = pod_rows[i, PR_NODE]
         j, bit = _unit_of(st, node, pod_rows[i, PR_FAMILY], pod_rows[i, PR_FAMILY + 1])
