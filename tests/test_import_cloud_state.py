@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from typer.testing import CliRunner
 from ipam_core.cli import app
 from ipam_core.engine import build_workload
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import Simulation
+from ipam_core.engine.run import TRACE_COUNTERS, Simulation, run_mode, sample_times
 from ipam_core.migration.engine import MigrationEngine
 from ipam_core.migration.imported import imported_cluster
 from ipam_core.migration.plan import plan_migration
 from ipam_core.modes import aws_vpc_cni, eni
 from ipam_core.scenario import load_scenario
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from baseline_engine import BaselineEngine, baseline_trace  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "import"
 runner = CliRunner()
@@ -146,7 +150,8 @@ def test_eni_trace_at_t0_counts_the_dump_then_the_watermarks_act(tmp_path):
     assert end[A]["free"] >= 8 and len(end[A]["cidrs"]) > 10
 
 
-def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
+def _import_crd(tmp_path: Path) -> tuple[Path, dict]:
+    """The ENI cluster's CiliumNodes without ENIs, in ``crd`` mode: spec.ipam.pool only."""
     dump = json.loads(_eni_dump(tmp_path).read_text())
     for cn in (o for o in dump["items"] if o["kind"] == "CiliumNode"):
         cn["spec"].pop("eni")
@@ -155,8 +160,13 @@ def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
     path.write_text(json.dumps(dump))
     values = tmp_path / "crd-values.yaml"
     values.write_text("ipam:\n  mode: crd\n")
-    out = tmp_path / "out"
+    out = tmp_path / "crd"
     _invoke(["import", path, "--helm-values", values, "--out", out])
+    return out, dump
+
+
+def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
+    out, dump = _import_crd(tmp_path)
     scenario = load_scenario(out / "scenario.yaml")
     sim = Simulation(scenario, build_workload(scenario), "crd")
     sim.advance(1e-9)
@@ -166,7 +176,8 @@ def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
     assert units == pool and pods == PODS
 
 
-def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
+def _import_azure(tmp_path: Path) -> tuple[Path, dict, dict]:
+    """One NIC per node (status.azure.interfaces), an address in state failed on each, pods web-3 and -4 gone."""
     dump = json.loads(_eni_dump(tmp_path).read_text())
     nics = {}
     for cn in (o for o in dump["items"] if o["kind"] == "CiliumNode"):
@@ -189,8 +200,13 @@ def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
     path.write_text(json.dumps(dump))
     values = tmp_path / "azure-values.yaml"
     values.write_text("ipam:\n  mode: azure\n")
-    out = tmp_path / "out"
+    out = tmp_path / "azure"
     _invoke(["import", path, "--helm-values", values, "--out", out])
+    return out, nics, kept
+
+
+def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
+    out, nics, kept = _import_azure(tmp_path)
     scenario = load_scenario(out / "scenario.yaml")
     sim = Simulation(scenario, build_workload(scenario), "azure")
     sim.advance(1e-9)
@@ -204,6 +220,25 @@ def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
         primary = int(st.cl_iface[node, 0, T.CI_PRIMARY])  # not in the dump: a free address of the subnet
         base = int(sim.layout.sets[int(st.cl_iface[node, 0, T.CI_SET])].network.network_address)
         assert primary >= 0 and str(ipaddress.IPv4Address(base + primary)) not in nics[name]
+
+
+@pytest.mark.parametrize("mode", ["eni", "azure", "crd"])
+def test_the_oracle_started_from_the_same_state_gives_the_same_trace(tmp_path, mode):
+    if mode == "eni":
+        out = tmp_path / "eni"
+        _invoke(["import", _eni_dump(tmp_path), "--helm-values", DATA / "eni-values.yaml", "--out", out])
+    else:
+        out = (_import_azure if mode == "azure" else _import_crd)(tmp_path)[0]
+    scenario = load_scenario(out / "scenario.yaml")
+    workload = build_workload(scenario)
+    engine = run_mode(scenario, workload, mode).trace
+    oracle = BaselineEngine(scenario, workload, mode)
+    assert oracle.c.running == len(oracle.pods) > 0  # started from the dump before the first event
+    expected = baseline_trace(oracle, sample_times(scenario.duration_s, scenario.sample_interval_s))
+    for column in TRACE_COUNTERS:
+        differ = np.flatnonzero(engine[column] != expected[column])
+        assert differ.size == 0, (f"{mode}: {column} differs first at t={engine['time_s'][differ[0]]:g}s: engine "
+                                  f"{engine[column][differ[0]]}, oracle {expected[column][differ[0]]}")
 
 
 def test_a_cloud_state_that_does_not_fit_is_one_line(tmp_path):

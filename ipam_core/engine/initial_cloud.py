@@ -104,16 +104,34 @@ def start_cloud(state, initial, workload):
         A dumped address is held already (``cloud.subnets[].sharedUsed`` placed another
         consumer there) or a table ran out of room.
     """
-    nodes, _, pod_rows, agents = start_arrays(initial, workload)
-    node_of = started_nodes(initial, workload)
-    ifaces = _in_workload(initial.cloud.ifaces, IF_NODE, node_of)
-    units = _in_workload(initial.cloud.units, UN_NODE, node_of)
-    code = cloud_start_from_state(state, nodes, ifaces, units, pod_rows, agents)
+    code = cloud_start_from_state(state, *cloud_start_arrays(initial, workload))
     if code:
         raise InitialStateError(f"initialState: {initial.path.name}: the engine could not take the cluster's "
                                 f"addresses in mode {initial.mode} (code {code}: an address other consumers of the "
                                 "subnet hold, cloud.subnets[].sharedUsed; expected the dumped addresses free)")
     return state
+
+
+def cloud_start_arrays(initial, workload) -> tuple[np.ndarray, ...]:
+    """The nodes, interfaces, units, pods and agents of a cloud state in one workload's ids.
+
+    Parameters
+    ----------
+    initial : ipam_core.scenario.initial_state.InitialState
+        With its ``cloud`` interfaces and units.
+    workload : ipam_core.workloads.events.Workload
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``nodes``, ``ifaces``, ``units``, ``pod_rows``, ``agents``: the arguments of
+        :func:`cloud_start_from_state` (nodes and pods the workload does not add at t=0 left out).
+    """
+    nodes, _, pod_rows, agents = start_arrays(initial, workload)
+    node_of = started_nodes(initial, workload)
+    ifaces = _in_workload(initial.cloud.ifaces, IF_NODE, node_of)
+    units = _in_workload(initial.cloud.units, UN_NODE, node_of)
+    return nodes, ifaces, units, pod_rows, agents
 
 
 def _in_workload(rows: np.ndarray, column: int, node_of: np.ndarray) -> np.ndarray:
