@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.ipc as ipc
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from ipam_core.cli import app
@@ -291,3 +292,25 @@ def test_migrate_plan_starts_from_the_dumped_cidrs_and_pods(tmp_path):
     assert (plan.nodes, plan.pods) == (3, len(dumped))  # not a generated 30 pods per node
     new_cluster = next(r for r in plan.rows if r.strategy == "new-cluster")
     assert new_cluster.pod_restarts == len(dumped)  # every dumped pod starts again in the new cluster
+
+
+def test_migrate_plan_restarts_exactly_the_dumped_pods_whose_cidr_changes(tmp_path):
+    # cluster-pool with a hole: pool-a-3 holds the 9th /26; kube-controller-manager hands out /26s in join order
+    text = (DATA / "cluster-pool.json").read_text()
+    for old, new in {"10.0.0.128/26": "10.0.2.0/26", "10.0.0.133": "10.0.2.5", "10.0.0.140": "10.0.2.12"}.items():
+        text = text.replace(old, new)
+    (tmp_path / "dump.json").write_text(text)
+    out = tmp_path / "out"
+    _invoke(["import", tmp_path / "dump.json", "--helm-values", DATA / "cluster-pool-values.yaml", "--out", out])
+    scenario = load_scenario(out / "scenario.yaml")
+    state = json.loads((out / "initial-state.json").read_text())
+    order = yaml.safe_load((out / "scenario.yaml").read_text())["migration"]["nodes"]  # join order
+    carved = dict(zip(order, (str(net) for net in ipaddress.ip_network("10.0.0.0/22").subnets(new_prefix=26))))
+    moved = {n["name"] for n in state["nodes"] if n["podCIDRs"][0] != carved[n["name"]]}
+    must_restart = sum(1 for p in state["pods"] if p["ips"] and p["node"] in moved)
+    assert moved == {"pool-a-3"} and must_restart >= 1
+    plan = plan_migration(scenario, to_mode="kubernetes")
+    assert plan.pods == sum(1 for p in state["pods"] if p["ips"])
+    for row in plan.rows:
+        if row.strategy in ("all-at-once", "node-by-node"):
+            assert row.pod_restarts == must_restart, row  # the pods outside their node's new CIDR, no others
