@@ -350,7 +350,7 @@ def _spans(starts: list, stops: list, live: bool, node: str | None) -> list:
 
 
 def _initial(state: ClusterState, notes: list) -> dict:
-    """What the engine cannot start from yet: the dumped CIDRs, pool allocations, addresses and ENIs."""
+    """The initial-state record: the dumped CIDRs, pool allocations, interfaces, addresses and pods."""
     nodes = []
     for n in _order(state):
         entry: dict = {"name": n.name, "podCIDRs": [c for f in (4, 6) for c in n.cidrs[f]]}
