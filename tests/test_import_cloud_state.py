@@ -314,3 +314,17 @@ def test_migrate_plan_restarts_exactly_the_dumped_pods_whose_cidr_changes(tmp_pa
     for row in plan.rows:
         if row.strategy in ("all-at-once", "node-by-node"):
             assert row.pod_restarts == must_restart, row  # the pods outside their node's new CIDR, no others
+
+
+def test_dumped_addresses_other_consumers_hold_stop_the_run_in_one_line(tmp_path):
+    out = tmp_path / "out"
+    _invoke(["import", _eni_dump(tmp_path), "--helm-values", DATA / "eni-values.yaml", "--out", out])
+    text = (out / "scenario.yaml").read_text()
+    shared = text.replace(f"  - {SUBNET}\n", f"  - {{cidr: {SUBNET}, sharedUsed: 0.9}}\n")
+    assert shared != text
+    (out / "shared.yaml").write_text(shared)
+    result = runner.invoke(app, ["run", str(out / "shared.yaml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    line, = result.stderr.splitlines()
+    assert "initialState: initial-state.json" in line and "sharedUsed" in line
+    assert not (tmp_path / "run").exists()
