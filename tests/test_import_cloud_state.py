@@ -151,19 +151,24 @@ def test_eni_trace_at_t0_counts_the_dump_then_the_watermarks_act(tmp_path):
     assert end[A]["free"] >= 8 and len(end[A]["cidrs"]) > 10
 
 
+def _import_as(tmp_path: Path, dump: dict, mode: str) -> Path:
+    """Import ``dump`` with Helm values naming ``mode``; the run folder."""
+    path = tmp_path / f"{mode}.json"
+    path.write_text(json.dumps(dump))
+    values = tmp_path / f"{mode}-values.yaml"
+    values.write_text(f"ipam:\n  mode: {mode}\n")
+    out = tmp_path / mode
+    _invoke(["import", path, "--helm-values", values, "--out", out])
+    return out
+
+
 def _import_crd(tmp_path: Path) -> tuple[Path, dict]:
     """The ENI cluster's CiliumNodes without ENIs, in ``crd`` mode: spec.ipam.pool only."""
     dump = json.loads(_eni_dump(tmp_path).read_text())
     for cn in (o for o in dump["items"] if o["kind"] == "CiliumNode"):
         cn["spec"].pop("eni")
         cn["status"].pop("eni")
-    path = tmp_path / "crd.json"
-    path.write_text(json.dumps(dump))
-    values = tmp_path / "crd-values.yaml"
-    values.write_text("ipam:\n  mode: crd\n")
-    out = tmp_path / "crd"
-    _invoke(["import", path, "--helm-values", values, "--out", out])
-    return out, dump
+    return _import_as(tmp_path, dump, "crd"), dump
 
 
 def test_crd_run_starts_from_spec_ipam_pool(tmp_path):
@@ -197,13 +202,7 @@ def _import_azure(tmp_path: Path) -> tuple[Path, dict, dict]:
         cn["spec"]["ipam"]["pool"] = {a: {"resource": "nic"} for a in addresses}
     kept = {k: v for k, v in PODS.items() if k[1] not in ("web-3", "web-4")}  # on node A's second ENI
     dump["items"] = [o for o in dump["items"] if o["kind"] != "Pod" or ("shop", o["metadata"]["name"]) in kept]
-    path = tmp_path / "azure.json"
-    path.write_text(json.dumps(dump))
-    values = tmp_path / "azure-values.yaml"
-    values.write_text("ipam:\n  mode: azure\n")
-    out = tmp_path / "azure"
-    _invoke(["import", path, "--helm-values", values, "--out", out])
-    return out, nics, kept
+    return _import_as(tmp_path, dump, "azure"), nics, kept
 
 
 def test_azure_run_starts_from_the_nics_succeeded_addresses(tmp_path):
@@ -270,15 +269,19 @@ def test_cloud_max_pods_is_the_largest_node_groups():
 HOLES = {"10.244.1.": "10.244.7.", "10.244.2.": "10.244.3."}  # nodes that are not in next-fit order
 
 
-def test_migrate_plan_starts_from_the_dumped_cidrs_and_pods(tmp_path):
-    text = (DATA / "kind-host-scope.json").read_text()
-    for old, new in HOLES.items():
+def _import_moved(tmp_path: Path, fixture: str, moves: dict) -> tuple[Path, object, dict]:
+    """A fixture with its CIDRs and addresses moved (a cluster that lost nodes): folder, scenario, state."""
+    text = (DATA / f"{fixture}.json").read_text()
+    for old, new in moves.items():
         text = text.replace(old, new)
     (tmp_path / "dump.json").write_text(text)
     out = tmp_path / "out"
-    _invoke(["import", tmp_path / "dump.json", "--helm-values", DATA / "kind-host-scope-values.yaml", "--out", out])
-    scenario = load_scenario(out / "scenario.yaml")
-    state = json.loads((out / "initial-state.json").read_text())
+    _invoke(["import", tmp_path / "dump.json", "--helm-values", DATA / f"{fixture}-values.yaml", "--out", out])
+    return out, load_scenario(out / "scenario.yaml"), json.loads((out / "initial-state.json").read_text())
+
+
+def test_migrate_plan_starts_from_the_dumped_cidrs_and_pods(tmp_path):
+    out, scenario, state = _import_moved(tmp_path, "kind-host-scope", HOLES)
     cidrs = {n["name"]: n["podCIDRs"][0] for n in state["nodes"]}
     dumped = sorted((p["node"], p["ips"][0]) for p in state["pods"] if p["ips"])
     engine = MigrationEngine(scenario, (), record=False, end=60.0, imported=imported_cluster(scenario, "kubernetes"))
@@ -296,14 +299,8 @@ def test_migrate_plan_starts_from_the_dumped_cidrs_and_pods(tmp_path):
 
 def test_migrate_plan_restarts_exactly_the_dumped_pods_whose_cidr_changes(tmp_path):
     # cluster-pool with a hole: pool-a-3 holds the 9th /26; kube-controller-manager hands out /26s in join order
-    text = (DATA / "cluster-pool.json").read_text()
-    for old, new in {"10.0.0.128/26": "10.0.2.0/26", "10.0.0.133": "10.0.2.5", "10.0.0.140": "10.0.2.12"}.items():
-        text = text.replace(old, new)
-    (tmp_path / "dump.json").write_text(text)
-    out = tmp_path / "out"
-    _invoke(["import", tmp_path / "dump.json", "--helm-values", DATA / "cluster-pool-values.yaml", "--out", out])
-    scenario = load_scenario(out / "scenario.yaml")
-    state = json.loads((out / "initial-state.json").read_text())
+    out, scenario, state = _import_moved(
+        tmp_path, "cluster-pool", {"10.0.0.128/26": "10.0.2.0/26", "10.0.0.133": "10.0.2.5", "10.0.0.140": "10.0.2.12"})
     order = yaml.safe_load((out / "scenario.yaml").read_text())["migration"]["nodes"]  # join order
     carved = dict(zip(order, (str(net) for net in ipaddress.ip_network("10.0.0.0/22").subnets(new_prefix=26))))
     moved = {n["name"] for n in state["nodes"] if n["podCIDRs"][0] != carved[n["name"]]}
