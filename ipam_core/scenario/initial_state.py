@@ -4,7 +4,9 @@
 relative to the scenario) names the node CIDRs and pod addresses a cluster holds.
 In the mode the cluster runs (the file's ``mode``), the engine starts from them:
 at t=0 each node takes exactly its CIDRs and each pod its address
-(:mod:`ipam_core.engine.initial`). Other modes carve by their own rules (a
+(:mod:`ipam_core.engine.initial`); in ``eni``, ``azure`` and ``crd`` each node its
+interfaces and their addresses (:mod:`ipam_core.scenario.initial_cloud`,
+:mod:`ipam_core.engine.initial_cloud`). Other modes carve by their own rules (a
 what-if). This module reads the file and places every CIDR and address in the
 mode's layout at load, so a state that does not fit is refused before anything
 runs, with one line naming the file, the item and the value.
