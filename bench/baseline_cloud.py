@@ -528,6 +528,61 @@ class CloudIPAM:
             iface.primary = self.subnets[subnet].take_random(self.rng)
         return iface
 
+    def restore(self, nodes, ifaces, units, now: float) -> None:
+        """A dumped cluster's interfaces and units, instead of the eth0 each node joined with.
+
+        ``ifaces`` rows: node, interface index, subnet, primary offset (-1: not dumped);
+        ``units`` rows: node, interface index, subnet, first offset, size. As
+        ``ipam_core/engine/initial_cloud.py`` takes them: every fresh eth0 given back first,
+        then the dumped interfaces and units at their own offsets, then a free primary address
+        for an interface whose primary the dump lacks (an Azure NIC).
+        """
+        if self.cfg.nic:
+            for node_id in nodes:
+                n = self.nodes[node_id]
+                self.detach(n, n.ifaces[0])
+        for node_id, index, subnet, primary in ifaces:
+            n = self.nodes[node_id]
+            if self.cfg.nic:
+                n.ifaces[index] = Interface(index, subnet, n.cfg.units, now)
+                n.ifaces[index].primary = primary
+                if primary >= 0:
+                    self.subnets[subnet].taken.add(primary)
+            else:
+                n.ifaces[0].subnet = subnet
+            if index == 0:
+                n.subnet = subnet
+        for node_id, index, subnet, offset, size in units:
+            self.subnets[subnet].taken.update(range(offset, offset + size))
+            self.add_unit(self.nodes[node_id].ifaces[index], subnet, offset, size)
+        if self.cfg.nic and self.cfg.primary:
+            for node_id, index, subnet, primary in ifaces:
+                if primary < 0:
+                    self.nodes[node_id].ifaces[index].primary = self.subnets[subnet].take_random(self.rng)
+
+    @staticmethod
+    def unit_of(node: CloudNode, subnet: int, offset: int) -> tuple[Unit, int] | None:
+        """The node's unit holding address ``offset`` of ``subnet``, and its bit; None if taken or not held."""
+        for unit in node.units():
+            if unit.subnet == subnet and unit.offset <= offset < unit.offset + unit.size:
+                bit = offset - unit.offset
+                return None if bit in unit.used else (unit, bit)
+        return None
+
+    def agent_restore(self, node: CloudNode, dumped: list[tuple[int, int]]) -> None:
+        """The agent's router and health addresses: the dumped ones the node holds, then free ones."""
+        for subnet, offset in dumped:
+            found = self.unit_of(node, subnet, offset) if node.agent_reserved < self.cfg.agent_reserved else None
+            if found is not None:
+                found[0].used.add(found[1])
+                node.agent_reserved += 1
+        for _ in range(self.cfg.agent_reserved - node.agent_reserved):
+            found = self.pick(node)
+            if found is None:
+                break
+            found[0].used.add(found[1])
+            node.agent_reserved += 1
+
     def detach(self, node: CloudNode, iface: Interface) -> None:
         for k, unit in enumerate(iface.slots):
             if unit is not None:
@@ -630,7 +685,7 @@ class CloudIPAM:
 
     def agent_start(self, node: CloudNode) -> bool:
         """``hasMinimumIPsInPool`` (cilium ``pkg/ipam/crd.go``), then the router / health addresses."""
-        if node.held == 0 or node.held < node.cfg.ready_min:
+        if not self.pool_ready(node):
             return False
         for _ in range(self.cfg.agent_reserved):
             found = self.pick(node)
@@ -639,6 +694,11 @@ class CloudIPAM:
             found[0].used.add(found[1])
             node.agent_reserved += 1
         return True
+
+    @staticmethod
+    def pool_ready(node: CloudNode) -> bool:
+        """``hasMinimumIPsInPool``: the pool holds the ready minimum (and an address)."""
+        return node.held > 0 and node.held >= node.cfg.ready_min
 
     # ------------------------------------------------------------------ nodes and timers
     def node_added(self, node_id: int, now: float) -> None:

@@ -48,6 +48,7 @@ import random
 import numpy as np
 
 from baseline_cloud import CloudIPAM, SplitMix64
+from ipam_core.engine.initial_cloud import cloud_start_arrays
 from ipam_core.engine.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
 from ipam_core.engine.sampling import CALICO_COUNTERS
 from ipam_core.engine.tables import (
@@ -352,6 +353,39 @@ class BaselineEngine:
             if len(net.configs) > 1:  # node groups of several instance types: each node its own max pods
                 for node, group in zip(self.nodes, self.cloud.group_of):
                     node.max_pods = net.configs[group].max_pods
+
+        initial = scenario.initial_state
+        if self.cloud is not None and initial is not None and initial.cloud is not None and initial.mode == mode \
+                and initial.starts:
+            self.start_from_state(*cloud_start_arrays(initial, workload))
+
+    def start_from_state(self, nodes, ifaces, units, pod_rows, agents) -> None:
+        """A cloud cluster's dumped state at t=0 (``ipam_core/engine/initial_cloud.py``), written again.
+
+        The nodes join, their dumped interfaces and units replace the eth0 each joined with, each
+        pod runs at its dumped address, then each agent whose pool holds the ready minimum takes
+        its dumped router and health addresses (free ones for the rest) and writes its status.
+        Rows come from :func:`~ipam_core.engine.initial_cloud.cloud_start_arrays` (configuration).
+        """
+        for node_id in nodes.tolist():
+            self.node_add(node_id, 0.0)
+        self.cloud.restore(nodes.tolist(), ifaces.tolist(), units.tolist(), 0.0)
+        for pod_id, node_id, subnet, offset, *_ in pod_rows.tolist():
+            pod = self.pods[pod_id] = Pod((self.default_pool, self.default_pool), node_id)
+            unit, bit = self.cloud.unit_of(self.cloud.nodes[node_id], subnet, offset)
+            unit.used.add(bit)
+            self.bind(pod_id, pod, self.nodes[node_id])
+            pod.cidr[0], pod.offset[0] = unit, bit
+            pod.state = RUNNING
+            self.c.running += 1
+            self.c.used[0] += 1
+            self.c.ip_allocs[0] += 1
+        for node_id, agent in zip(nodes.tolist(), agents.tolist()):
+            node, n = self.nodes[node_id], self.cloud.nodes[node_id]
+            if not node.ready and self.cloud.pool_ready(n):
+                self.cloud.agent_restore(n, [(agent[6 * k], agent[6 * k + 1]) for k in range(2) if agent[6 * k] >= 0])
+                self.mark_ready(node_id)
+            self.agent_notify(node, 0.0)
 
     # ------------------------------------------------------------------ pool selection
     def pod_pools(self, namespace: int, annotation: int) -> tuple[int, int]:

@@ -236,11 +236,11 @@ def test_migrate_plan_accepts_the_imported_scenario(tmp_path):
     assert "kubernetes -> cluster-pool, 3 node(s)" in result.stdout
 
 
-def test_eni_cluster_starts_from_empty_subnets_and_says_so(tmp_path):
+def test_eni_cluster_names_its_state(tmp_path):
     out = _import(tmp_path, DATA / "eni.json", DATA / "eni-values.yaml")
     doc = yaml.safe_load((out / "scenario.yaml").read_text())
-    assert "initialState" not in doc  # ENI attachments and addresses are not reproduced
-    assert "carves its own" in (out / "scenario.yaml").read_text().splitlines()[1]
+    assert doc["initialState"] == "initial-state.json"  # ENIs and addresses: tests/test_import_cloud_state.py
+    assert "runs of eni start from them" in (out / "scenario.yaml").read_text().splitlines()[1]
 
 
 def test_cluster_pool_cidrs_outside_the_list_import_without_initial_state_and_a_note(tmp_path):
@@ -280,7 +280,8 @@ BAD_STATES = [
     (lambda s: _edit_nodes(s, 2, "router", ["10.244.2.17"]), ("nodes[2].router[0]", "also held by pod shop/")),
     (lambda s: _edit_nodes(s, 2, "health", ["10.244.2.0"]), ("nodes[2].health[0]", "is not a pod address")),
     (lambda s: s.update(format="something/2"), ("format", "'something/2'", "ipam-bench-initial-state/1")),
-    (lambda s: s.update(mode="eni"), ("mode", "'eni'", "one of: kubernetes, cluster-pool, multi-pool")),
+    (lambda s: s.update(mode="aws-vpc-cni"), ("mode", "'aws-vpc-cni'", "one of: kubernetes, cluster-pool, multi-pool, eni")),
+    (lambda s: s.update(mode="eni"), ("mode", "'eni' is not among the scenario's modes")),
     (lambda s: s.update(mode="multi-pool"), ("mode", "'multi-pool' is not among the scenario's modes")),
     (lambda s: s["nodes"].append(dict(s["nodes"][0])), ("nodes[3].name", "'kind-control-plane' is listed twice")),
 ]

@@ -713,18 +713,29 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
 @kjit
 def _attach(st, node, iface, s, now):
     """Attach interface `iface` in subnet s, taking its primary address when the cloud gives one."""
+    primary = _single_address(st, s, False) if st.cfg[C_CL_PRIMARY] != 0.0 else -1
+    cloud_attached(st, node, iface, s, primary, now)
+
+
+@kjit
+def cloud_attached(st, node, iface, s, primary, now):
+    """Record interface `iface` attached in subnet s with its primary address (an offset taken already, or -1)."""
     st.cl_iface[node, iface, CI_ATTACHED] = 1
     st.cl_iface[node, iface, CI_SET] = s
     st.cl_iface[node, iface, CI_SINCE_US] = np.int64(now * 1e6)
     st.cl_iface[node, iface, CI_PRIMARY] = -1
-    if st.cfg[C_CL_PRIMARY] != 0.0:
-        offset = _single_address(st, s, False)
-        if offset >= 0:
-            st.cl_iface[node, iface, CI_PRIMARY] = offset
-            st.cl_node[node, CN_PRIMARIES] += 1
-            st.cnt[_fc(F_RESERVED)] += 1
+    if primary >= 0:
+        cloud_primary_held(st, node, iface, primary)
     st.cl_node[node, CN_IFACES] += 1
     st.cnt[K_CL_IFACES] += 1
+
+
+@kjit
+def cloud_primary_held(st, node, iface, primary):
+    """The interface holds its primary address (an offset in its subnet, taken already)."""
+    st.cl_iface[node, iface, CI_PRIMARY] = primary
+    st.cl_node[node, CN_PRIMARIES] += 1
+    st.cnt[_fc(F_RESERVED)] += 1
 
 
 @kjit
@@ -782,7 +793,8 @@ def _pick(st, node):
 
 
 @kjit
-def _take(st, node, j, bit):
+def cloud_hold(st, node, j, bit):
+    """Address ``bit`` of unit ``j`` is taken (by a pod or the agent)."""
     unit = st.cl_unit[node, j]
     unit[CU_MASK] |= np.int64(1) << bit
     unit[CU_USED] += 1
@@ -805,7 +817,7 @@ def cloud_alloc_pod(st, pod, node, now):
     if j < 0:
         st.cnt[_fc(F_IP_FAILS)] += 1
         return 0
-    _take(st, node, j, bit)
+    cloud_hold(st, node, j, bit)
     st.pods[pod, D_SLOT] = j
     st.pods[pod, D_OFF] = bit
     st.cnt[_fc(F_USED)] += 1
@@ -839,16 +851,28 @@ def cloud_agent_start(st, node):
     bool
         Whether the agent started now.
     """
-    if st.cl_node[node, CN_HELD] < _group_value(st, node, CG_READY_MIN) or st.cl_node[node, CN_HELD] == 0:
+    if not cloud_pool_ready(st, node):
         return False
-    for _ in range(np.int64(st.cfg[C_CL_AGENT_RESERVED])):
+    cloud_reserve(st, node, np.int64(st.cfg[C_CL_AGENT_RESERVED]))
+    return True
+
+
+@kjit
+def cloud_pool_ready(st, node):
+    """Whether the node's pool holds what its agent waits for (crd.go ``hasMinimumIPsInPool``)."""
+    return st.cl_node[node, CN_HELD] >= _group_value(st, node, CG_READY_MIN) and st.cl_node[node, CN_HELD] != 0
+
+
+@kjit
+def cloud_reserve(st, node, count):
+    """The agent takes ``count`` free addresses of its pool (router, health, AKS reservation)."""
+    for _ in range(count):
         j, bit = _pick(st, node)
         if j < 0:
             break
-        _take(st, node, j, bit)
+        cloud_hold(st, node, j, bit)
         st.cl_node[node, CN_RESERVED] += 1
         st.cnt[_fc(F_RESERVED)] += 1
-    return True
 
 
 @kjit

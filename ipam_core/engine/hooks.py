@@ -41,6 +41,7 @@ HOOKS = {
     "sample_nodes": "(st, families, sample, node_tab, cidr_tab, fill) -> rows written to the node tables",
     "largest_free_block": "(st, family) -> addresses in the largest aligned free block, or -1: the node-CIDR sets'",
     "trace_counters": "(st, family, trace, r): the family's own trace rows (sampling.TR_CALICO ...) in column r",
+    "agent_can_start": "(st, node) -> whether a node restored at t=0 (engine/initial.py) holds what its agent waits for",
 }
 
 
@@ -70,6 +71,11 @@ def _no(st):
 
 
 @kjit
+def _waits(st, node):
+    return False  # a family that restores no node CIDRs: its agent starts by its own rules
+
+
+@kjit
 def _shared_free_block(st, family):
     return -1  # the sampler measures the shared node-CIDR sets
 
@@ -89,6 +95,7 @@ OPTIONAL = {
     "carve_follows_refresh": _no,
     "largest_free_block": _shared_free_block,
     "trace_counters": _no_counters,
+    "agent_can_start": _waits,
 }
 
 _RULES: dict[type, dict] = {}
@@ -323,3 +330,12 @@ def trace_counters(st, family, trace, r):  # noqa: D103
 @overload(trace_counters, jit_options=_INLINED_BY_LLVM)
 def _trace_counters(st, family, trace, r):
     return _body(st, "trace_counters", lambda rule: lambda st, family, trace, r: rule(st, family, trace, r))
+
+
+def agent_can_start(st, node):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(agent_can_start, jit_options=_INLINED_BY_LLVM)
+def _agent_can_start(st, node):
+    return _body(st, "agent_can_start", lambda rule: lambda st, node: rule(st, node))

@@ -38,7 +38,6 @@ from ipam_core.engine.core import (
     _agent_ready,
     _bind,
     _fc,
-    _holds_family,
     _node_add,
     _occupy_slot,
     _row_alloc,
@@ -48,12 +47,11 @@ from ipam_core.engine.core import (
     _take_offset,
     _take_reserved,
 )
-from ipam_core.engine.rules_multi_pool import _arm_sync, _pools_ready
+from ipam_core.engine.hooks import agent_can_start, pod_changed
 from ipam_core.engine.tables import (
     C_DEFAULT_POOL,
     C_FAMILY,
     C_HEALTH,
-    C_POLICY,
     D_OFF,
     D_PIN,
     D_POOL,
@@ -71,7 +69,6 @@ from ipam_core.engine.tables import (
     N_NSLOTS,
     N_READY,
     POD_RUNNING,
-    POLICY_MULTI_POOL,
     S_FAMILY,
     S_POOL,
 )
@@ -116,12 +113,7 @@ def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     does not create at t=0 takes an address by the rules when it is created.
     """
     at_zero = workload.time == 0.0
-    node_ids = {name: i for i, name in enumerate(workload.node_names)}
-    added = set(workload.node[at_zero & (workload.op == OP_NODE_ADD)].tolist())
-    node_of = np.full(len(initial.node_names), -1, dtype=np.int64)
-    for i, name in enumerate(initial.node_names):
-        node_id = node_ids.get(name, -1)
-        node_of[i] = node_id if node_id in added else -1
+    node_of = started_nodes(initial, workload)
     pod_ids: dict[tuple[str, str], int] = {}
     adds = np.flatnonzero(at_zero & (workload.op == OP_POD_ADD))
     names = workload.pod_names.to_pylist() if workload.pod_names is not None else None
@@ -141,6 +133,28 @@ def start_arrays(initial, workload) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     pod_rows[:, PR_FAMILY:] = initial.pod_addrs.reshape(-1, 6)
     keep = (pod_rows[:, PR_POD] >= 0) & (pod_rows[:, PR_NODE] >= 0)
     return nodes, cidr_rows, pod_rows[keep], agents
+
+
+def started_nodes(initial, workload) -> np.ndarray:
+    """Each node of the state as a workload node id, -1 for one the workload does not add at t=0.
+
+    Parameters
+    ----------
+    initial : ipam_core.scenario.initial_state.InitialState
+    workload : ipam_core.workloads.events.Workload
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 [len(initial.node_names)].
+    """
+    node_ids = {name: i for i, name in enumerate(workload.node_names)}
+    added = set(workload.node[(workload.time == 0.0) & (workload.op == OP_NODE_ADD)].tolist())
+    node_of = np.full(len(initial.node_names), -1, dtype=np.int64)
+    for i, name in enumerate(initial.node_names):
+        node_id = node_ids.get(name, -1)
+        node_of[i] = node_id if node_id in added else -1
+    return node_of
 
 
 @kjit
@@ -185,14 +199,6 @@ def _start_pod(st, row, node, where):
         st.cnt[_fc(family, F_IP_ALLOCS)] += 1
     pods[row, D_STATE] = POD_RUNNING
     st.cnt[K_RUNNING] += 1
-    return True
-
-
-@kjit
-def _holds_every_family(st, node):
-    for family in range(2):
-        if st.cfg[C_FAMILY + family] != 0.0 and not _holds_family(st, node, family):
-            return False
     return True
 
 
@@ -249,7 +255,6 @@ def start_from_state(st, nodes, cidr_rows, pod_rows, agents):
         ``START_ADDRESS_TAKEN`` when a CIDR or address was taken twice (the scenario
         loader refuses such a state, so this is a bug).
     """
-    multi_pool = np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
     for i in range(nodes.shape[0]):
         _node_add(st, nodes[i], 0.0)
     for i in range(cidr_rows.shape[0]):
@@ -264,13 +269,12 @@ def start_from_state(st, nodes, cidr_rows, pod_rows, agents):
     for i in range(nodes.shape[0]):
         node = nodes[i]
         # router and health addresses after the pods': a random one cannot land on a pod's
-        if st.nodes[node, N_READY] == 0 and (_pools_ready(st, node) if multi_pool else _holds_every_family(st, node)):
+        if st.nodes[node, N_READY] == 0 and agent_can_start(st, node):  # the family's rule (engine/hooks.py)
             if not _start_agent(st, node, agents[i]):
                 return START_ADDRESS_TAKEN
         else:
             _sched_addresses_changed(st, node)
-        if multi_pool:
-            _arm_sync(st, node, 0.0)  # the agent writes its demand: the operator tops up or takes back
+        pod_changed(st, node, 0.0)  # its pods started: multi-pool's agent writes its demand, the operator follows
     return 0
 
 

@@ -32,6 +32,7 @@ from ipam_core.engine.cloud import (
     init_cloud,
 )
 from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
+from ipam_core.engine.initial_cloud import start_cloud
 from ipam_core.engine.sampling import cloud_node_rows
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
@@ -172,9 +173,17 @@ def quiet_refresh(st, node, gen, now):
 
 
 def prepare(state, module, scenario, workload):
-    """The cloud tables and settings of the mode, per node group (:func:`~ipam_core.modes.cloud_net.cloud_net`)."""
+    """The cloud tables and settings of the mode, per node group (:func:`~ipam_core.modes.cloud_net.cloud_net`).
+
+    The network is resolved here, once per run. A run of the mode a cluster was dumped in starts
+    from its interfaces, addresses and pods (``initialState``, :mod:`ipam_core.engine.initial_cloud`).
+    """
     net = cloud_net(module, module.MODE.name, scenario)
-    return init_cloud(state, net.merged(), len(workload.node_names), net)
+    state = init_cloud(state, net.merged(), len(workload.node_names), net)
+    initial = scenario.initial_state
+    if initial is not None and initial.cloud is not None and initial.mode == module.MODE.name and initial.starts:
+        state = start_cloud(state, initial, workload)
+    return state
 
 
 hooks.register(

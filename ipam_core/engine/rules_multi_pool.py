@@ -364,4 +364,5 @@ hooks.register(
     carve_follows_refresh=carve_follows_refresh,
     address_room=slot_address_room,
     sample_nodes=pool_node_rows,
+    agent_can_start=_pools_ready,
 )

@@ -71,6 +71,15 @@ def _operator_one_per_family(st, node, now):
 
 
 @kjit
+def _holds_every_family(st, node):
+    """The ``agent_can_start`` hook: the node holds a CIDR of every enabled family (the operator's pass done)."""
+    for family in range(2):
+        if st.cfg[C_FAMILY + family] != 0.0 and not _holds_family(st, node, family):
+            return False
+    return True
+
+
+@kjit
 def node_added(st, node, now):
     """The operator sees the new node after its reaction delay."""
     _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
@@ -92,4 +101,5 @@ hooks.register(
     node_timer=node_timer,
     address_room=slot_address_room,
     sample_nodes=pool_node_rows,
+    agent_can_start=_holds_every_family,
 )

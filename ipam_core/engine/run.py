@@ -38,7 +38,6 @@ from ipam_core.engine.state import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
-from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
@@ -361,11 +360,8 @@ class Simulation:
         module = get_mode(self.mode)
         self.layout: Layout = _layout_of(module, self.mode, scenario)
         self.config = engine_config(scenario)
-        if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke, cloud modes)
+        if hasattr(module, "max_pods"):  # modes that set the kubelet's max pods (gke; cloud modes: the largest group's)
             self.config = replace(self.config, max_pods=int(module.max_pods(scenario)))
-        net = cloud_net(module, self.mode, scenario) if hasattr(module, "cloud") else None
-        if net is not None:  # node groups: tables and scheduler keys sized for the largest instance
-            self.config = replace(self.config, max_pods=net.merged().max_pods)
         if bounds is None or bounds.retry_s != self.config.pod_retry_s:
             bounds = workload_facts(workload, self.config.pod_retry_s)
         self.state = build_state(
@@ -381,8 +377,8 @@ class Simulation:
         _resolve_pod_pools(self.state, self.layout, scenario, workload)
         initial = scenario.initial_state
         # other modes, and settings that cannot hold the state: a what-if, carved by the rules
-        if initial is not None and initial.mode == self.mode and initial.starts:
-            self._start(initial)
+        if initial is not None and initial.mode == self.mode and initial.starts and initial.cloud is None:
+            self._start(initial)  # a cloud cluster's interfaces and addresses: the cloud family's prepare
         self._pool_addrs, self._families = _layout_arrays(self.layout)
         self._ev = (
             np.ascontiguousarray(workload.time, dtype=np.float64),

@@ -315,8 +315,38 @@ def _cilium_node(dump: Dump, cn, state: NodeState, mode: str, families: tuple) -
                     addresses.append(str(parse_ip(a, 4)))
                 except ConfigError as exc:
                     raise ConfigError(f"{origin}: status.eni.enis[{key}].addresses[{i}]: {exc}") from None
+            primary = None
+            if eni.ip:
+                try:
+                    primary = str(parse_ip(eni.ip, 4))
+                except ConfigError as exc:
+                    raise ConfigError(f"{origin}: status.eni.enis[{key}].ip: {exc}") from None
             state.enis.append({"id": eni.id, "number": eni.number, "subnet": subnet, "subnetId": eni.subnet.id,
-                               "addresses": addresses, "prefixes": prefixes})
+                               "ip": primary, "addresses": addresses, "prefixes": prefixes})
+        _azure_interfaces(origin, cn, state)
+
+
+def _azure_interfaces(origin, cn, state: NodeState) -> None:
+    """An Azure node's NICs (``status.azure.interfaces``) as interface entries like the ENIs'.
+
+    Follows cilium ``pkg/azure/ipam/node.go`` ``ResyncInterfacesAndIPs``: the addresses in state
+    ``succeeded`` are the node's pool; the NIC's primary address is not listed (``api.go``
+    ``parseInterface``), so the entry has none.
+    """
+    interfaces = cn.status.azure.interfaces if cn.status.azure else []
+    for k, nic in enumerate(interfaces):
+        where = f"status.azure.interfaces[{k}]"
+        subnet = _cidr(origin, f"{where}.cidr", nic.cidr, (4,)) if nic.cidr else None
+        addresses = []
+        for i, a in enumerate(nic.addresses):
+            if a.state.lower() != "succeeded":
+                continue  # still provisioning or failed: not in the pool (types.StateSucceeded)
+            try:
+                addresses.append(str(parse_ip(a.ip, 4)))
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: {where}.addresses[{i}].ip: {exc}") from None
+        state.enis.append({"id": nic.id or nic.name, "number": k, "subnet": subnet, "subnetId": "",
+                           "ip": None, "addresses": addresses, "prefixes": []})
 
 
 def _check_pool(dump: Dump, pool) -> None:

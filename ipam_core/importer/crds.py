@@ -137,6 +137,33 @@ class ENIStatus(_CRD):
     enis: dict[str, ENI] = Field(default_factory=dict)
 
 
+class AzureAddress(_CRD):
+    """``status.azure.interfaces[].addresses[]`` (cilium ``pkg/azure/types`` ``AzureAddress``)."""
+
+    ip: str = ""
+    subnet: str = ""
+    state: str = ""
+
+
+class AzureInterface(_CRD):
+    """``status.azure.interfaces[]`` (cilium ``pkg/azure/types`` ``AzureInterface``).
+
+    Its addresses leave out the NIC's primary IP configuration (``pkg/azure/api/api.go``
+    ``parseInterface``, unless ``azure-use-primary-address``); ``cidr`` is its subnet's.
+    """
+
+    id: str = ""
+    name: str = ""
+    addresses: list[AzureAddress] = Field(default_factory=list)
+    cidr: Optional[str] = None
+
+
+class AzureStatus(_CRD):
+    """``status.azure``."""
+
+    interfaces: list[AzureInterface] = Field(default_factory=list)
+
+
 class OperatorStatus(_CRD):
     """``status.ipam.operator-status``."""
 
@@ -155,6 +182,7 @@ class CiliumNodeStatus(_CRD):
 
     ipam: IPAMStatus = Field(default_factory=IPAMStatus)
     eni: Optional[ENIStatus] = None
+    azure: Optional[AzureStatus] = None
 
 
 class CiliumNode(_CRD):

@@ -1,17 +1,16 @@
 """The imported cluster as a scenario document, a replay workload and an initial-state record.
 
-What the engine takes today is a scenario (cluster size, mode settings, pools) and a workload
-of events; it carves node CIDRs and picks pod addresses itself. So the imported scenario
-reproduces the cluster as far as that goes:
+The scenario holds the cluster's shape and a workload of events:
 
 * the nodes by name, joining at t=0 in the order of their first CIDR (the order a next-fit
   allocator handed them out), the mode and its settings, the pools, kubelet ``maxPods``;
 * every pod holding an address at the dump, created at t=0 pinned to its node (a replay row
   with its ``node``), or at its ``Scheduled`` event; pods the events show killed are deleted;
 
-and writes what it cannot make the engine start from yet (each node's CIDRs and pool
-allocations, each pod's addresses, ENIs) to ``initial-state.json``, named in the scenario's
-description; see docs/import.md, "What is not reproduced yet".
+and ``initial-state.json`` the state itself (each node's CIDRs and pool allocations, ENIs or
+NICs with their addresses, ``spec.ipam.pool``, each pod's addresses), named by the scenario's
+``initialState`` in the modes a run can start from it (:func:`ipam_core.scenario.initial_state.applies`);
+see docs/import.md, "What is reproduced, and what is not".
 """
 
 from __future__ import annotations
@@ -351,7 +350,7 @@ def _spans(starts: list, stops: list, live: bool, node: str | None) -> list:
 
 
 def _initial(state: ClusterState, notes: list) -> dict:
-    """What the engine cannot start from yet: the dumped CIDRs, pool allocations, addresses and ENIs."""
+    """The initial-state record: the dumped CIDRs, pool allocations, interfaces, addresses and pods."""
     nodes = []
     for n in _order(state):
         entry: dict = {"name": n.name, "podCIDRs": [c for f in (4, 6) for c in n.cidrs[f]]}

@@ -88,8 +88,8 @@ def _write_scenario(imported: Imported, path: Path) -> None:
         if "initialState" not in imported.scenario or f"initialState: {INITIAL_STATE_FILE}:" not in str(exc):
             raise
         del imported.scenario["initialState"]
-        imported.notes.append(f"the run does not start from {INITIAL_STATE_FILE} (the engine carves node CIDRs "
-                              f"by the rules): {without_position(exc)}")
+        imported.notes.append(f"the run does not start from {INITIAL_STATE_FILE} (the run starts empty and "
+                              f"carves by the rules): {without_position(exc)}")
         _dump_scenario(imported, path)
         load_scenario(path)
 

@@ -127,7 +127,19 @@ class AgentMixin:
     def _reserve(self, node, r: Range) -> None:
         """Router address, and the health endpoint's when enabled (random slots, as upstream)."""
         count = 2 if node.agent.cfg.health_ip else 1
+        held = self._imported_offsets(node, r)  # a dumped cluster's pods come after: keep their addresses free
+        if held.shape[0]:
+            r.alloc.allocate_offsets(held)
         r.alloc.allocate_next_many(count)
+        if held.shape[0]:
+            r.alloc.release_offsets(held)
+
+    def _imported_offsets(self, node, r: Range) -> np.ndarray:
+        """Offsets in ``r`` of the addresses the dumped cluster's pods on ``node`` hold (none otherwise)."""
+        if self.imported is None or self.pods.n:
+            return np.zeros(0, dtype=np.int64)
+        addr = np.array([a for t, a in self.imported.pods if t.node_name == node.name], dtype=np.int64)
+        return np.unique(addr[r.contains(addr)] - r.base)
 
     def _set_routes(self, node, cidrs: list[str]) -> None:
         a = node.agent
@@ -387,7 +399,11 @@ class AgentMixin:
         self.node_exists[nid] = True
         self.node_open[nid] = False  # NotReady until its agent is up (no CNI config yet)
         self.node_room[nid] = self.max_pods
-        if self.kcm is not None:
+        dumped = self.imported.node_cidrs.get(name) if boot and self.imported is not None else None
+        if self.kcm is not None and dumped is not None and self.cfg.mode == "kubernetes":
+            self.kcm.occupy(dumped)  # the node's own podCIDR, as a restarted range_allocator.go occupies it
+            node.kcm_cidr = dumped
+        elif self.kcm is not None:
             try:
                 node.kcm_cidr = self.kcm.allocate_next()
             except Exception:
@@ -401,6 +417,8 @@ class AgentMixin:
             node.cn = CiliumNode()
             if a.mode == "kubernetes":
                 node.cn.pod_cidrs = [node.kcm_cidr] if node.kcm_cidr else []
+            elif dumped is not None:  # cluster-pool: the operator occupies it at its resync
+                node.cn.pod_cidrs = [dumped]
             a.state = AGENT_RESTARTING  # configured once the operator has synced
         else:
             self._log(f"{name}: node joined" + (f", kube-controller-manager gave it {node.kcm_cidr}"

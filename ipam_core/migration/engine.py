@@ -41,6 +41,7 @@ from ipam_core.migration._agents import AgentMixin
 from ipam_core.migration._workload import WorkloadMixin, distinct, merge_ids
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_WAITING, GONE, LIVE, PENDING, STARTING, STATE_NAMES,
                                          CidrCover, PodTable, cidr_bounds, ip_text)
+from ipam_core.migration.imported import ImportedCluster
 from ipam_core.migration.helm import changed_values, resolve, upgrade_problems, upgrade_values
 from ipam_core.migration.objects import PodTemplate, PoolObject, SkippedObject
 from ipam_core.migration.observe import render_observation
@@ -142,6 +143,10 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         ``cilium:`` (planning installs a new cluster with the target values).
     pools : dict of str to PoolSpec, optional
         CiliumPodIPPools present from the start, added to the scenario's manifests.
+    imported : ImportedCluster, optional
+        A dumped cluster (:func:`~ipam_core.migration.imported.imported_cluster`): its nodes
+        boot holding exactly their CIDRs and its pods run at t=0 at exactly their addresses,
+        as bare pods pinned to their nodes.
 
     Raises
     ------
@@ -153,8 +158,10 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
     def __init__(self, scenario, steps=None, *, seed: int | None = None, record: bool = True,
                  settings: MigrationSettings | None = None, steady_state: tuple[int, int] | None = None,
                  migration_start: float | None = None, end: float | None = None,
-                 helm_values: dict | None = None, pools: dict | None = None):
+                 helm_values: dict | None = None, pools: dict | None = None,
+                 imported: ImportedCluster | None = None):
         self.scenario = scenario
+        self.imported = imported
         self.source = scenario_source(scenario)
         self.settings = settings if settings is not None else read_settings(scenario, self.source)
         self.steps: tuple[Step, ...] = tuple(steps) if steps is not None else parse_steps(scenario, self.source)
@@ -286,6 +293,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self._settle()
         if steady_state is not None:
             self._populate(*steady_state)
+        if self.imported is not None:
+            self._populate_imported()
         self.events_before = len(self.result.events)
 
     def _populate(self, pods_per_node: int, replicas: int) -> None:
@@ -303,6 +312,33 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         p.ready_at[starting] = 0.0
         self.mask_all = True
         self._update_masks()
+
+    def _populate_imported(self) -> None:
+        """The dumped pods, running at t=0 on their nodes at their own addresses (the agents restore them)."""
+        templates = [t for t, _ in self.imported.pods]
+        first = len(self.groups)
+        self._add_groups(templates)
+        self.g_pin[first: len(self.groups)] = [self.node_ids[t.node_name] for t in templates]
+        self._reconcile()  # the pods of the new groups
+        self._place()  # pinned: each on its node
+        p = self.pods
+        ids = merge_ids(self.to_alloc)
+        ids = ids[(p.state[ids] == PENDING) & (p.node[ids] >= 0)]
+        self.to_alloc = [merge_ids(self.to_alloc)[:0]]
+        addr = np.array([self.imported.address_of(self.groups[g].template) for g in p.group[ids].tolist()],
+                        dtype=np.int64)
+        nodes = p.node[ids]
+        for nid in distinct(nodes).tolist():
+            r = self.nodes[nid].agent.ranges[0]
+            r.alloc.allocate_offsets(addr[nodes == nid] - r.base)
+        p.addr[ids] = addr
+        self._hold(ids, +1)
+        p.managed[ids] = True
+        p.ready_at[ids] = 0.0
+        self._went_live(ids)
+        self.held_changed = True
+        self.mask_all = True
+        self._settle()  # pods a full node could not take wait, as they would
 
     def _node_arrays_grow(self) -> None:
         n = len(self.nodes)

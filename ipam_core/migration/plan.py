@@ -31,6 +31,7 @@ from ipam_core.errors import ConfigError
 from ipam_core.migration import actions as A
 from ipam_core.migration.engine import MigrationEngine, _helm_values
 from ipam_core.migration.helm import MIGRATION_MODES, resolve, upgrade_values
+from ipam_core.migration.imported import imported_cluster
 from ipam_core.migration.observe import table
 from ipam_core.migration.settings import read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
@@ -238,7 +239,9 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
         Plan on a generated steady state of ``nodes`` nodes x ``pods_per_node`` pods
         (Deployments of ``migration.replicasPerDeployment``, plus two kube-dns replicas)
         instead of the scenario's pods. Also used when the scenario applies no pods before
-        its upgrade.
+        its upgrade, unless it names a dumped cluster (``initialState`` of an IPv4
+        ``kubernetes`` or ``cluster-pool`` cluster, :mod:`ipam_core.migration.imported`):
+        then the plan starts from its nodes' CIDRs and its pods' addresses.
     seed : int, optional
         Instead of the scenario's.
     settle_s : float
@@ -266,7 +269,16 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     prefix = steps[:first_upgrade] if first_upgrade is not None else steps  # the cluster before any upgrade
     applies = any(isinstance(s.action, A.Apply) for s in prefix)
     generated = nodes is not None or pods_per_node is not None or not applies
-    if generated:
+    # an imported cluster (initialState) without pods of its own steps: start from its nodes and pods
+    imported = None if (nodes is not None or pods_per_node is not None or applies) else \
+        imported_cluster(scenario, resolve(_helm_values(scenario)).mode)
+    if imported is not None:
+        generated = False
+        if len(settings.nodes) > MAX_PLAN_NODES:
+            raise ConfigError(f"--plan on {len(settings.nodes):,} nodes (the imported cluster): expected at most "
+                              f"{MAX_PLAN_NODES:,} ({MAX_PLAN_NODES_WHY})")
+        steady, t0 = None, 60.0
+    elif generated:
         count = nodes if nodes is not None else len(_node_names(settings.nodes, prefix))
         if count > MAX_PLAN_NODES:  # the scenario's own cluster, without --nodes
             raise ConfigError(f"--plan on {count:,} nodes (the scenario's cluster): expected at most "
@@ -280,7 +292,8 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
         t0 = steps[first_upgrade].at_s if first_upgrade is not None else (prefix[-1].at_s if prefix else 0.0) + 60.0
     names = _node_names(settings.nodes, prefix)
     timing = settings.timing
-    common = dict(seed=seed, record=False, settings=settings, steady_state=steady, migration_start=t0)
+    common = dict(seed=seed, record=False, settings=settings, steady_state=steady, migration_start=t0,
+                  imported=imported)
 
     def report(name):
         return None if progress is None else (lambda fraction: progress(name, fraction))
@@ -319,7 +332,7 @@ def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dic
     apply = _step(0, t0, A.Apply(tuple(templates)))
     same_nodes = replace(common["settings"], nodes=tuple(n.name for n in old.nodes if n.exists))
     new = MigrationEngine(scenario, [apply], end=t0 + settle_s, helm_values=values, pools=dict(old.pool_objects),
-                          **{**common, "steady_state": None, "settings": same_nodes})
+                          **{**common, "steady_state": None, "settings": same_nodes, "imported": None})
     summary = new.run(progress).summary
     both = old.addresses_in_use + summary["addresses_needed"]
     return PlanRow("new-cluster", "a second cluster with the target values, workloads moved, old cluster deleted",

@@ -26,6 +26,7 @@ from ipam_core.cloud import vpc_cni
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
 from ipam_core.modes.cloud_config import (CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout,
                                           throttle_settings)
+from ipam_core.modes.cloud_net import largest_group
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
@@ -51,6 +52,11 @@ def layout(scenario) -> Layout:
 
 
 def max_pods(scenario) -> int:
+    """The pods per node of the largest node group (``cloud.nodeGroups``): what the engine sizes its tables for."""
+    return largest_group(scenario, _instance_max_pods)
+
+
+def _instance_max_pods(scenario) -> int:
     """``cluster.kubelet.maxPods`` when set, else the EKS max pods for the instance and settings."""
     cloud = scenario.ipam.cloud
     if cloud.kubelet_max_pods is not None:
@@ -73,7 +79,7 @@ def cloud(scenario) -> CloudConfig:
         warm_eni=v.warm_eni_target, warm_ip=v.warm_ip_target, min_ip=v.minimum_ip_target,
         warm_prefix=v.warm_prefix_target, period_s=scenario.timing.ipamd_pool_interval_s,
         decrease_s=scenario.timing.ipamd_decrease_interval_s, eni_min_life_s=vpc_cni.MIN_ENI_LIFETIME_S,
-        cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=max_pods(scenario),
+        cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=_instance_max_pods(scenario),
         **throttle_settings(scenario, "ec2", False),
     )
 

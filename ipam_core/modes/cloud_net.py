@@ -108,6 +108,27 @@ def _with_instance(scenario, instance_type: str):
     return replace(scenario, ipam=replace(scenario.ipam, cloud=cloud))
 
 
+def largest_group(scenario, per_instance) -> int:
+    """The largest value of ``per_instance`` over the node groups' instance types.
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+    per_instance : callable
+        ``per_instance(scenario) -> int`` for the scenario's ``cloud.instanceType``.
+
+    Returns
+    -------
+    int
+        Over ``cloud.nodeGroups`` (``cluster.instanceType`` without them), as
+        :meth:`CloudNet.merged` sizes the tables: a mode's ``max_pods`` is this, so the
+        engine sizes its scheduler keys without resolving the network twice.
+    """
+    spec = scenario.ipam.cloud
+    types = [group.instance_type for group in spec.node_groups] or [spec.instance_type]
+    return max(per_instance(_with_instance(scenario, kind)) for kind in types)
+
+
 def _ipv4_per_iface(scenario, instance_type: str, mode: str) -> int:
     if mode not in ("eni", "aws-vpc-cni"):
         return 0

@@ -31,6 +31,7 @@ from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
 from ipam_core.modes.cloud_config import (CLOUD_CILIUM, STRATEGIES, CloudConfig, agent_reserved, check_aws,
                                           check_subnets, subnet_layout, throttle_settings)
+from ipam_core.modes.cloud_net import largest_group
 from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
@@ -59,6 +60,11 @@ def layout(scenario) -> Layout:
 
 
 def max_pods(scenario) -> int:
+    """The pods per node of the largest node group (``cloud.nodeGroups``): what the engine sizes its tables for."""
+    return largest_group(scenario, _instance_max_pods)
+
+
+def _instance_max_pods(scenario) -> int:
     """``cluster.kubelet.maxPods`` when set, else what the EKS bootstrap computes for the instance."""
     cloud = scenario.ipam.cloud
     if cloud.kubelet_max_pods is not None:
@@ -81,7 +87,7 @@ def cloud(scenario) -> CloudConfig:
         pre=pre, min_allocate=marks.min_allocate,
         max_allocate=marks.max_allocate or eni_max_allocatable(lim, first, pd), above=marks.max_above_watermark,
         release=spec.eni.release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
-        period_s=scenario.timing.ipam_resync_interval_s, max_pods=max_pods(scenario),
+        period_s=scenario.timing.ipam_resync_interval_s, max_pods=_instance_max_pods(scenario),
         strategy=STRATEGIES.index(spec.eni.allocation_strategy), **throttle_settings(scenario, "ec2", True),
     )
 

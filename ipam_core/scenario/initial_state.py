@@ -4,7 +4,9 @@
 relative to the scenario) names the node CIDRs and pod addresses a cluster holds.
 In the mode the cluster runs (the file's ``mode``), the engine starts from them:
 at t=0 each node takes exactly its CIDRs and each pod its address
-(:mod:`ipam_core.engine.initial`). Other modes carve by their own rules (a
+(:mod:`ipam_core.engine.initial`); in ``eni``, ``azure`` and ``crd`` each node its
+interfaces and their addresses (:mod:`ipam_core.scenario.initial_cloud`,
+:mod:`ipam_core.engine.initial_cloud`). Other modes carve by their own rules (a
 what-if). This module reads the file and places every CIDR and address in the
 mode's layout at load, so a state that does not fit is refused before anything
 runs, with one line naming the file, the item and the value.
@@ -21,11 +23,13 @@ import numpy as np
 
 from ipam_core.addr import parse_cidr
 from ipam_core.errors import CIDRError, ConfigError
-from ipam_core.modes import REGISTRY, RULES_MULTI_POOL, RULES_NODE_CIDR, get_mode
+from ipam_core.modes import REGISTRY, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, get_mode
+from ipam_core.modes.cloud_net import cloud_net
 from ipam_core.modes.layout import Layout, family_index, pod_range
 from ipam_core.podiprange import range_size
 from ipam_core.scenario._values import show
 from ipam_core.scenario._where import Where
+from ipam_core.scenario.initial_cloud import CloudPlacer, CloudStart
 
 #: The ``format`` of the file (``ipam_core.importer.scenario.INITIAL_STATE_FORMAT`` writes it).
 FORMAT = "ipam-bench-initial-state/1"
@@ -59,6 +63,10 @@ class InitialState:
     misfit : str
         Empty, or why the node CIDRs do not fit the settings (a sweep point's other
         mask or pools): then no run starts from the state (a what-if, by the rules).
+    cloud : CloudStart, optional
+        A cloud mode's interfaces and address units (``eni``, ``azure``, ``crd``); its pods'
+        and agents' addresses are (subnet set, address offset, 0), an address being a /32
+        "node CIDR" of the subnet's set; ``cidr_rows`` is empty.
     """
 
     path: Path
@@ -70,6 +78,7 @@ class InitialState:
     pod_addrs: np.ndarray
     agent_addrs: np.ndarray
     misfit: str = ""
+    cloud: CloudStart | None = None
 
     @property
     def starts(self) -> bool:
@@ -78,9 +87,15 @@ class InitialState:
 
 
 def applies(mode: str) -> bool:
-    """Whether a cluster running ``mode`` can be a starting state (the pool modes with node CIDRs)."""
+    """Whether a cluster running ``mode`` can be a starting state.
+
+    The Cilium modes whose CiliumNodes say where every address is: the pool modes (node CIDRs)
+    and ``eni``, ``azure``, ``crd`` (interfaces and ``spec.ipam.pool``); not ``aws-vpc-cni``
+    (no CiliumNode) nor the modes no Helm ``ipam.mode`` names.
+    """
     spec = REGISTRY.get(mode)
-    return spec is not None and spec.helm_mode == mode and spec.rules in (RULES_NODE_CIDR, RULES_MULTI_POOL)
+    return spec is not None and spec.helm_mode == mode and spec.rules in (RULES_NODE_CIDR, RULES_MULTI_POOL,
+                                                                          RULES_CLOUD)
 
 
 def read_initial_state(where: Where, value: object, base: Path | None, scenario, *,
@@ -132,13 +147,15 @@ def read_initial_state(where: Where, value: object, base: Path | None, scenario,
         reader.fail(("format",), f"{show(got)} is not the format; expected {FORMAT!r}")
     mode = doc.get("mode")
     if not applies(mode):
-        reader.fail(("mode",), f"{show(mode)}: a cluster's state is a starting point only in the node-CIDR pool "
-                    f"modes; expected one of: {', '.join(m for m in REGISTRY if applies(m))} (ENI and other cloud "
-                    "states are not reproduced; leave initialState out)")
+        reader.fail(("mode",), f"{show(mode)}: a cluster's state is a starting point only in the Cilium modes "
+                    f"whose CiliumNodes hold it; expected one of: {', '.join(m for m in REGISTRY if applies(m))} "
+                    "(aws-vpc-cni states are not reproduced; leave initialState out)")
     if mode not in scenario.modes and mode != scenario.ipam.mode:
         reader.fail(("mode",), f"{mode!r} is not among the scenario's modes ({', '.join(scenario.modes)}); "
                     "expected the mode the cluster runs to be one of them")
     layout = get_mode(mode).layout(scenario)
+    if REGISTRY[mode].rules == RULES_CLOUD:
+        return reader.place_cloud(doc, mode, layout, path, misfit_ok, scenario)
     return reader.place(doc, mode, layout, path, misfit_ok)
 
 
@@ -192,9 +209,7 @@ class _Reader:
                     except ConfigError as exc:
                         if not misfit_ok:
                             raise
-                        return InitialState(path, mode, (), np.zeros((0, 3), np.int64), (), np.zeros(0, np.int64),
-                                            np.zeros((0, 2, 3), np.int64), np.zeros((0, 2, 2, 3), np.int64),
-                                            misfit=without_position(exc))
+                        return _misfit(path, mode, exc)
                     if (s, index) in held:
                         self.fail(where, f"{text!r} is also held by node {held[s, index]!r}; expected each node "
                                   "CIDR held by one node")
@@ -206,31 +221,90 @@ class _Reader:
                     rows.append((i, s, index))
             node_cidrs.append(mine)
         taken: dict[object, str] = {}
-        keys, pod_node, pod_addrs = self._pods(doc, node_index, node_cidrs, enabled, taken)
+
+        def locate(where, ip, n):
+            return self._offset(where, ip, doc["nodes"][n]["name"], node_cidrs[n])
+
+        def inside(text, n):
+            return _inside(text, node_cidrs[n])
+
+        keys, pod_node, pod_addrs = self._pods(doc, node_index, locate, enabled, taken)
         return InitialState(
             path=path, mode=mode, node_names=tuple(node_index),
             cidr_rows=np.asarray(rows, dtype=np.int64).reshape(-1, 3),
             pod_keys=tuple(keys), pod_node=np.asarray(pod_node, dtype=np.int64),
             pod_addrs=np.asarray(pod_addrs, dtype=np.int64).reshape(-1, 2, 3),
-            agent_addrs=self._agent_addrs(doc, node_cidrs, enabled, taken),
+            agent_addrs=self._agent_addrs(doc, len(node_cidrs), inside, locate, enabled, taken),
         )
 
-    def _agent_addrs(self, doc: dict, node_cidrs: list, enabled: set, taken: dict) -> np.ndarray:
+    def place_cloud(self, doc: dict, mode: str, layout: Layout, path: Path, misfit_ok: bool,
+                    scenario) -> InitialState:
+        """A cloud mode's state: each node's interfaces and units, then pods and agents on their addresses.
+
+        A pod's address must be one its node holds (a secondary address, an address of a /28
+        prefix or of ``spec.ipam.pool``); the router and health addresses are taken where the
+        node holds them, else the agent takes free ones of its pool.
+        """
+        limits = cloud_net(get_mode(mode), mode, scenario).merged()
+        placer = CloudPlacer(self, layout, limits, {})
+        node_index: dict[str, int] = {}
+        units_of: list[dict] = []
+        for i, node in enumerate(self.items(doc, "nodes")):
+            if node["name"] in node_index:
+                self.fail(("nodes", i, "name"), f"{node['name']!r} is listed twice; expected each node once")
+            node_index[node["name"]] = i
+            try:
+                units_of.append(placer.node(i, node))
+            except ConfigError as exc:
+                if not misfit_ok:
+                    raise
+                return _misfit(path, mode, exc)
+        names = list(node_index)
+
+        def locate(where, ip, n):
+            if ip.version == 4:
+                for s, spec in enumerate(layout.sets):
+                    offset = int(ip) - int(spec.network.network_address)
+                    if ip in spec.network and (s, offset) in units_of[n]:
+                        return [s, offset, 0]
+            self.fail(where, f"'{ip}' is not an address node {names[n]!r} holds (its interfaces' addresses and "
+                      "prefixes, or spec.ipam.pool); expected an address of the node's pool")
+
+        def inside(text, n):
+            try:
+                ip = ipaddress.ip_address(str(text))
+            except ValueError:
+                return True  # not an address: let the reader refuse it
+            return ip.version == 4 and any(ip in spec.network and (s, int(ip) - int(spec.network.network_address))
+                                           in units_of[n] for s, spec in enumerate(layout.sets))
+
+        taken: dict[object, str] = {}
+        enabled = set(layout.families)
+        keys, pod_node, pod_addrs = self._pods(doc, node_index, locate, enabled, taken)
+        return InitialState(
+            path=path, mode=mode, node_names=tuple(names), cidr_rows=np.zeros((0, 3), np.int64),
+            pod_keys=tuple(keys), pod_node=np.asarray(pod_node, dtype=np.int64),
+            pod_addrs=np.asarray(pod_addrs, dtype=np.int64).reshape(-1, 2, 3),
+            agent_addrs=self._agent_addrs(doc, len(names), inside, locate, enabled, taken),
+            cloud=placer.start(),
+        )
+
+    def _agent_addrs(self, doc: dict, n_nodes: int, inside, locate, enabled: set, taken: dict) -> np.ndarray:
         """Each node's router and health addresses (CiliumNode ``spec.addresses`` and ``spec.health``).
 
-        One outside the node's CIDRs is left out: the agent then takes a new one, as cilium
-        ``daemon/cmd/ipam.go`` does for a restored router address its CIDR does not hold.
+        One the node does not hold (``inside(text, node)``) is left out: the agent then takes a new one,
+        as cilium ``daemon/cmd/ipam.go`` does for a restored router address its CIDR does not hold.
         """
-        out = np.full((len(node_cidrs), 2, 2, 3), -1, dtype=np.int64)
+        out = np.full((n_nodes, 2, 2, 3), -1, dtype=np.int64)
         for i, node in enumerate(doc.get("nodes", [])):
             for kind, key in enumerate(("router", "health")):
                 for j, text in enumerate(self._list(node.get(key, []), ("nodes", i, key), "addresses")):
                     where = ("nodes", i, key, j)
-                    if not _inside(text, node_cidrs[i]):
+                    if not inside(text, i):
                         continue
                     ip, family = self._address(where, text, enabled, out[i, kind], taken,
                                                f"the {key} address of node {node['name']!r}")
-                    out[i, kind, family] = self._offset(where, ip, node["name"], node_cidrs[i])
+                    out[i, kind, family] = locate(where, ip, i)
         return out
 
     def _list(self, value: object, path: tuple, what: str) -> list:
@@ -290,7 +364,8 @@ class _Reader:
                   f"({', '.join(ranges) or 'none'}); expected the node CIDRs to fit the scenario's settings for "
                   f"{mode}")
 
-    def _pods(self, doc: dict, node_index: dict, node_cidrs: list, enabled: set, taken: dict):
+    def _pods(self, doc: dict, node_index: dict, locate, enabled: set, taken: dict):
+        """The pods with an address for every enabled family: keys, node indices, ``locate``'s triples."""
         keys: list[tuple[str, str]] = []
         pod_node: list[int] = []
         pod_addrs: list[list[list[int]]] = []
@@ -312,7 +387,7 @@ class _Reader:
             for j, text in enumerate(ips):
                 where = ("pods", i, "ips", j)
                 ip, family = self._address(where, text, enabled, addrs, taken, f"pod {key[0]}/{key[1]}")
-                addrs[family] = self._offset(where, ip, node, node_cidrs[n])
+                addrs[family] = locate(where, ip, n)
             if any(addrs[f][0] < 0 for f in enabled):
                 continue  # an address for some family only: the run allocates the pod by the rules
             keys.append(key)
@@ -344,6 +419,13 @@ def _inside(text: object, cidrs: list) -> bool:
     except ValueError:
         return True  # not an address: let the reader refuse it
     return any(ip.version == net.version and ip in net for net, _, _ in cidrs)
+
+
+def _misfit(path: Path, mode: str, error: ConfigError) -> InitialState:
+    """A state whose placement failed in a sweep point's settings: it starts no run."""
+    return InitialState(path, mode, (), np.zeros((0, 3), np.int64), (), np.zeros(0, np.int64),
+                        np.zeros((0, 2, 3), np.int64), np.zeros((0, 2, 2, 3), np.int64),
+                        misfit=without_position(error))
 
 
 def without_position(error: ConfigError) -> str:
