@@ -920,7 +920,7 @@ def _try_start(st, pod, now):
         st.cnt[K_RUNNING] += 1
         pod_changed(st, node, now)
         return
-    st.pod_failed_at[pod] = now
+    st.pod_failed_at[min(pod, st.pod_failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
