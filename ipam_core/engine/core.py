@@ -1513,7 +1513,6 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     """
     n_events = ev_time.shape[0]
     while st.cnt[K_ERROR] == 0:
-        _prefetch_events(st, ev_op, ev_pod, st.cnt[K_EVENT], n_events)
         e = st.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
         if st.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
@@ -1538,6 +1537,7 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         if t_event >= t_stop:
             break
         st.cnt[K_EVENT] = e + 1
+        _prefetch_events(st, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
         op = ev_op[e]
         if op == OP_POD_ADD:
             row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
