@@ -140,7 +140,6 @@ def test_workload_is_what_the_group_says(nodes):
     start = churn_start(w)
     assert start == nodes + nodes * PODS_PER_NODE  # node joins, then the fill
     assert len(w) - start == 2 * int(CHURN_S * CHURN_PER_S)  # a delete and a create per replacement
-    assert 10.0 ** 7 < 2 ** 31  # ids and counts of the full-size run fit the int32 tables (see engine/state.py)
 
 
 @pytest.mark.benchmark(group=GROUP)
