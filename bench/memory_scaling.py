@@ -37,6 +37,7 @@ import numpy as np
 from ipam_core.atomic import atomic_write_text
 from ipam_core.engine import tables as T
 from ipam_core.engine.run import Simulation
+from ipam_core.engine.state import STATE_FIELDS, state_nbytes
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import generate
 
@@ -50,7 +51,8 @@ CHURN_PER_S = 20.0
 GROUPS = {
     "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
     "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_cnt",
-                   "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos"),
+                   "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos",
+                   "quiet"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
     "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
@@ -90,10 +92,12 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
         "node_mask": node_mask,
         "node_cidr_bits": int(st.sets[:, T.S_N].sum()),
         "pod_bitmap_bits": int(st.ip_words.size * 64),
-        "state_bytes": int(sum(a.nbytes for a in st)),
+        "state_bytes": state_nbytes(st),
     }
     for group, names in GROUPS.items():
         row[group] = int(sum(arrays[n].nbytes for n in names))
+    # the tables a rules family adds after STATE_FIELDS (engine/hooks.py): settings and per-family extras
+    row["other_bytes"] += sum(state_nbytes(arrays[n]) for n in st._fields[len(STATE_FIELDS):])
     assert sum(row[g] for g in GROUPS) == row["state_bytes"], "an array is in no group"
     return row
 
@@ -124,7 +128,7 @@ def markdown(rows: list[dict], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        "State bytes = `sum(a.nbytes for a in sim.state)` after `Simulation(...)` (tables are sized before",
+        "State bytes = `state_nbytes(sim.state)` (engine/state.py) after `Simulation(...)` (tables are sized before",
         "the run). Workload: `steady-churn` to `pods_per_node` x nodes live pods, then `churn_s` seconds of",
         f"churn at {CHURN_PER_S:g} replacements/s, each a new pod id. Pools: 10.0.0.0/8 cut into /`node_mask`.",
         "Columns in MiB except counts.",

@@ -64,7 +64,7 @@ def check_invariants(st) -> list[str]:
         if np.any(slot < 0):
             problems.append(f"a running pod has no IPv{4 if family == 0 else 6} address")
             continue
-        address = slot * (1 << 32) + pods[running, T.D_OFF + family]
+        address = slot.astype(np.int64) * (1 << 32) + pods[running, T.D_OFF + family]  # int32 table
         if np.unique(address).size != address.size:
             problems.append(f"two running pods hold one IPv{4 if family == 0 else 6} address")
         if np.any(slots[slot, T.L_STATE] != T.SLOT_LIVE):
@@ -184,7 +184,7 @@ def _check_cloud(st) -> list[str]:
     if not np.array_equal(live.sum(axis=1), cn[:, T.CN_UNITS]):
         problems.append("a node's unit count differs from its units")
     running = np.flatnonzero(st.pods[:, T.D_STATE] == T.POD_RUNNING)
-    node_of = st.pods[running, T.D_NODE]
+    node_of = st.pods[running, T.D_NODE].astype(np.int64)  # int32 table: keys below go past 2**31
     per_node = np.bincount(node_of, minlength=st.nodes.shape[0])[present]
     if not np.array_equal(per_node + cn[:, T.CN_RESERVED], cn[:, T.CN_USED]):
         problems.append("a node's used addresses differ from its running pods plus the agent's reservations")

@@ -920,7 +920,7 @@ def _try_start(st, pod, now):
         st.cnt[K_RUNNING] += 1
         pod_changed(st, node, now)
         return
-    st.pod_failed_at[pod] = now
+    st.pod_failed_at[min(pod, st.pod_failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
@@ -1421,7 +1421,10 @@ PREFETCH_EVENTS = 16  # how far ahead the loop prefetches a pod's row-map entry;
 @kjit(inline=True)
 def _prefetch_events(st, ev_op, ev_pod, e, n_events):
     # A deleted pod's entry in `pod_row` and its row in `pods` are random accesses into
-    # tables of megabytes; loading them a few events early overlaps the misses.
+    # tables of megabytes; loading them a few events early overlaps the misses. A quarter
+    # ahead, its row is in cache: then the rows its delete writes (its node's, its neighbours'
+    # in the node's pod list, its node CIDRs') are loaded too, and an eighth ahead the rows a
+    # pod added to that node writes (the head of its pod list, its CIDR list).
     ahead = e + PREFETCH_EVENTS
     if ahead < n_events:
         prefetch_word(st.pod_row, ev_pod[ahead])
@@ -1430,6 +1433,32 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
         row = st.pod_row[ev_pod[half]]
         if row >= 0:
             prefetch_row(st.pods, row)
+    quarter = e + PREFETCH_EVENTS // 4
+    if quarter < n_events and ev_op[quarter] == OP_POD_DEL:
+        row = st.pod_row[ev_pod[quarter]]
+        if row >= 0:
+            pods = st.pods
+            prefetch_row(st.nodes, pods[row, D_NODE])  # a prefetch of any row never faults
+            prefetch_row(pods, pods[row, D_NEXT])
+            prefetch_row(pods, pods[row, D_PREV])
+            prefetch_row(st.slots, pods[row, D_SLOT])
+            prefetch_row(st.slots, pods[row, D_SLOT + 1])
+    eighth = e + PREFETCH_EVENTS // 8
+    if eighth < n_events and ev_op[eighth] == OP_POD_DEL:
+        row = st.pod_row[ev_pod[eighth]]
+        if row >= 0:
+            node = st.pods[row, D_NODE]
+            if node >= 0:  # its node's row is in cache now; a new pod often lands there next (spread)
+                prefetch_row(st.pods, st.nodes[node, N_HEAD])
+                prefetch_row(st.node_slots, node)
+                prefetch_word(st.tree_cnt, st.tree_cnt.shape[0] // 2 + node)
+                prefetch_word(st.np_inuse.reshape(-1), node * st.np_inuse.shape[1] * 2)
+            slot = st.pods[row, D_SLOT]
+            if 0 <= slot < st.slots.shape[0]:  # its IPv4 address's bitmap word (node-CIDR modes)
+                s = st.slots[slot, L_SET]
+                if 0 <= s < st.sets.shape[0]:
+                    words = st.sets[s, S_IPW_OFF] + st.slots[slot, L_CHUNK] * st.sets[s, S_SLOT_WORDS]
+                    prefetch_word(st.ip_words, words + (st.pods[row, D_OFF] >> 6))
 
 
 @kjit(inline=True)
@@ -1484,7 +1513,6 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     """
     n_events = ev_time.shape[0]
     while st.cnt[K_ERROR] == 0:
-        _prefetch_events(st, ev_op, ev_pod, st.cnt[K_EVENT], n_events)
         e = st.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
         if st.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
@@ -1509,6 +1537,7 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
         if t_event >= t_stop:
             break
         st.cnt[K_EVENT] = e + 1
+        _prefetch_events(st, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
         op = ev_op[e]
         if op == OP_POD_ADD:
             row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width

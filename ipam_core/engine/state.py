@@ -13,6 +13,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.hooks import state_class
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
+from ipam_core.errors import ConfigError
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
@@ -27,14 +28,14 @@ STATE_FIELDS = (
     "ip_summary",
     "slots",  # int64 [slots, L_NCOL]
     "slot_stack",  # int64: free slot ids
-    "nodes",  # int64 [nodes, N_NCOL]
+    "nodes",  # int32 [nodes, N_NCOL]: one 64-byte line per node
     "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
-    "pods",  # int64 [rows, D_NCOL]: one row per live pod, rows reused
+    "pods",  # int32 [rows, D_NCOL]: one row per live pod, rows reused; one 64-byte line per pod
     "pod_since",  # float64 [rows]: when the pod started waiting
-    "pod_failed_at",  # float64 [rows]: its last failed allocation (multi-pool pending expiry)
+    "pod_failed_at",  # float64 [rows, or 1 outside multi-pool]: its last failed allocation (pending expiry)
     "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
     "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
-    "row_stack",  # int64 [rows]: free pod rows
+    "row_stack",  # int32 [rows]: free pod rows
     "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
     "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
@@ -106,9 +107,15 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
+#: dtype of the per-pod and per-node tables (``pods``, ``nodes``): 16 int32 columns are one 64-byte cache line
+ROW_DTYPE = np.int32
+INT32_MAX = int(np.iinfo(np.int32).max)
+CACHE_LINE = 64
+
+
 def _fresh_row(width: int, unset: list[int]) -> np.ndarray:
     """A table row of zeros with -1 in the ``unset`` columns (read-only: copied by broadcasting)."""
-    row = np.zeros(width, dtype=np.int64)
+    row = np.zeros(width, dtype=ROW_DTYPE)
     row[unset] = -1
     row.flags.writeable = False
     return row
@@ -195,6 +202,44 @@ def _set_tables(layout: Layout, max_pods: int, n_nodes: int) -> _SetTables:
     return _SetTables(*arrays, tuple(family_carvable), chunk_off, ipw_off, ips_off)
 
 
+def _line_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose first byte starts a cache line.
+
+    A 64-byte row of a line-aligned table sits in one cache line; NumPy only
+    aligns to 16 bytes, which splits three rows in four across two lines.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
+    start = -buf.ctypes.data % CACHE_LINE
+    return buf[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_adds: int, slot_max: int) -> None:
+    """Refuse a run whose ids or counts would not fit the int32 ``pods`` and ``nodes`` tables.
+
+    Parameters
+    ----------
+    n_nodes, n_pods, rows, n_slots, n_node_adds : int
+        Node ids, pod ids, pod rows, node-CIDR slots and node-add events of the run.
+    slot_max : int
+        Most usable addresses of one node CIDR (``pods[:, D_OFF]`` holds offsets below it).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the figure that exceeds 2**31 - 1. Checked once when the tables
+        are built, so no event pays for it: a pod row's generation counts the pods the row
+        held (at most the pod ids), a node's the node adds, every other column is an id,
+        an offset or a count of pods, nodes or slots.
+    """
+    for name, value in (("nodes", n_nodes), ("pod ids", n_pods), ("pods alive at once", rows),
+                        ("node CIDR slots", n_slots), ("node-add events", n_node_adds),
+                        ("addresses per node CIDR", slot_max)):
+        if value > INT32_MAX:
+            raise ConfigError(f"{name}: {value:,} do not fit the engine's int32 tables; "
+                              f"expected at most {INT32_MAX:,}")
+
+
 #: States up to this size are built by copying a per-process template (see build_state).
 TEMPLATE_MAX_BYTES = 8 << 20
 #: Most bytes all templates hold together; the oldest go first.
@@ -268,11 +313,22 @@ def build_state(
                 _TEMPLATE_BYTES[key] = size
         return state
     cls = state_class(layout.policy)
-    state = cls(*[np.zeros(shape, dtype) if a is None else a.copy() for a, shape, dtype in template],
+    state = cls(*[_template_copy(a, shape, dtype) for a, shape, dtype in template],
                 *[None] * (len(cls._fields) - len(STATE_FIELDS)))
     state.cfg[T.C_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     state.cnt[T.K_RNG] = seed_state(config.seed)
     return state
+
+
+def _template_copy(a: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A fresh writable array from a template entry: zeros for None, line-aligned when it holds rows."""
+    if a is None:
+        return np.zeros(shape, dtype)
+    if a.ndim == 2 and a.dtype == ROW_DTYPE:  # pods, nodes: keep each row in one cache line
+        out = _line_aligned(shape, dtype)
+        out[...] = a
+        return out
+    return a.copy()
 
 
 def _read_only_copy(a: np.ndarray) -> np.ndarray:
@@ -290,14 +346,15 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     sets, pools, chunk_stack = tables.sets.copy(), tables.pools.copy(), tables.chunk_stack.copy()
     set_words, set_summary = tables.set_words.copy(), tables.set_summary.copy()
     n_slots = max(chunk_off, 1)
+    rows = max(1, n_pods if max_live is None else max_live)
+    check_int32_fit(n_nodes, n_pods, rows, n_slots, n_node_adds, int(sets[:, T.S_SLOT_MAX].max(initial=0)))
     slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
-    nodes = np.empty((max(n_nodes, 1), T.N_NCOL), dtype=np.int64)
+    nodes = _line_aligned((max(n_nodes, 1), T.N_NCOL), ROW_DTYPE)
     nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
     nodes[:, T.N_MAX_PODS] = config.max_pods  # cloud node groups set their own (engine/cloud.py init_cloud)
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
-    rows = max(1, n_pods if max_live is None else max_live)
-    pods = np.empty((rows, T.D_NCOL), dtype=np.int64)
+    pods = _line_aligned((rows, T.D_NCOL), ROW_DTYPE)
     pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
     # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
@@ -354,10 +411,11 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         node_slots=node_slots,
         pods=pods,
         pod_since=np.zeros(rows, dtype=np.float64),
-        pod_failed_at=np.zeros(rows, dtype=np.float64),
+        # read by multi-pool alone (rules_multi_pool.py); the other families write one shared entry
+        pod_failed_at=np.zeros(rows if layout.policy == T.POLICY_MULTI_POOL else 1, dtype=np.float64),
         pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
         pod_pool=pod_pool,
-        row_stack=np.arange(rows - 1, -1, -1, dtype=np.int64),
+        row_stack=np.arange(rows - 1, -1, -1, dtype=np.int32),
         np_inuse=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_pending=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),

@@ -2,8 +2,10 @@
 
 The engine keeps its whole state in a handful of integer tables so one
 compiled loop can touch any node, pod or CIDR without Python in between.
-Each table is an ``int64`` array of shape ``(rows, NCOL)``; the constants
-below name its columns. Numba treats module globals as compile-time
+Each table is an integer array of shape ``(rows, NCOL)``: ``int64``, except
+the per-pod and per-node tables (``pods``, ``nodes``), which are ``int32`` with
+16 columns so a row is one 64-byte cache line (engine/state.py checks at build
+time that every id and count fits). The constants below name the columns. Numba treats module globals as compile-time
 constants, so reading ``slots[s, L_USED]`` costs nothing extra.
 
 Families are indexed ``0`` (IPv4) and ``1`` (IPv6) everywhere.
@@ -79,7 +81,7 @@ N_BUCKET = 9  # spread / pack: the scheduler bucket (key) the node is in, -1 = n
 N_ADDR_ROOM = 10  # address filter on: the node is feasible while its bound pods are below this (core._sched_readdress)
 N_MAX_PODS = 11  # its kubelet's max pods: cluster-wide, or its instance type's (cloud.nodeGroups)
 N_CORDONED = 12  # 1: cordoned (unschedulable) by a cordon or drain event; cleared when the node goes
-N_NCOL = 13
+N_NCOL = 16  # 13 columns and 3 spare: an int32 row is one 64-byte cache line
 
 STATUS_OK = 0
 STATUS_POOL_EXHAUSTED = 1  # cluster-pool / KCM: no CIDR left in any entry
@@ -107,7 +109,7 @@ D_ID = 11  # the workload's pod id held by this row
 D_GEN = 12  # row incarnation: retry timers of an earlier pod in the row are ignored
 D_PIN = 13  # node the workload placed the pod on (its spec.nodeName), -1 = the scheduler places it
 D_EVICTED = 14  # 1: the pod was evicted by a drain (its restart is counted when it fails)
-D_NCOL = 15
+D_NCOL = 16  # 15 columns and 1 spare: an int32 row is one 64-byte cache line
 
 POD_NONE = 0
 POD_PENDING = 1
