@@ -1459,7 +1459,7 @@ def _next_timer(st):
     return source, t_timer
 
 
-@kjit
+@kjit(inline=True)  # into sample_run, its one caller: a separate copy cost a second LLVM pass over the loop
 def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     """Process every event and timer due before ``t_stop``.
 
@@ -1515,7 +1515,7 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
             if row >= 0:
                 _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
-            row = st.pod_row[ev_pod[e]]
+            row = np.int64(st.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
             if row >= 0:
                 _pod_delete(st, row, t_event)
         elif op == OP_NODE_ADD:
