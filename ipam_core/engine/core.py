@@ -558,14 +558,14 @@ def _sched_pick(st):
 
 
 # --------------------------------------------------------------------------- bitmaps of sets and slots
-@kjit
+@kjit(inline=True)  # tiny: a compiled function of its own is optimised again in each caller
 def _set_bitmap(st, s):
     w0 = st.sets[s, S_W_OFF]
     s0 = st.sets[s, S_S_OFF]
     return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
 
 
-@kjit
+@kjit(inline=True)
 def _slot_bitmap(st, slot):
     s = st.slots[slot, L_SET]
     chunk = st.slots[slot, L_CHUNK]
@@ -593,7 +593,7 @@ def _carve_slot(st, node, pool, family):
     return -1
 
 
-@kjit
+@kjit(inline=True)
 def _slot_room(st, node, s):
     """Whether a slot, a place in the node's row and a pod-bitmap chunk of set ``s`` are left (else K_ERROR)."""
     # the node's row of `node_slots` is full too: stop rather than write into the next row
@@ -782,7 +782,7 @@ def _agent_start(st, node):
     _agent_ready(st, node)
 
 
-@kjit
+@kjit(inline=True)
 def _holds_family(st, node, family):
     """Whether the node holds a CIDR of ``family``."""
     for k in range(st.nodes[node, N_NSLOTS]):
