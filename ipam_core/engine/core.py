@@ -302,7 +302,7 @@ def _pop_node_ring(st, kind):
     return a, b
 
 
-@kjit(inline=True)
+@kjit
 def _before(heap_t, heap_i, x, y):
     return heap_t[x] < heap_t[y] or (heap_t[x] == heap_t[y] and heap_i[x, H_SEQ] < heap_i[y, H_SEQ])
 
@@ -448,7 +448,7 @@ def slot_address_room(st, node):
     return room
 
 
-@kjit(inline=True)
+@kjit
 def _sched_readdress(st, node):
     st.nodes[node, N_ADDR_ROOM] = address_room(st, node)
     _sched_update(st, node)
@@ -461,7 +461,7 @@ def _sched_addresses_changed(st, node):
         _sched_readdress(st, node)
 
 
-@kjit(inline=True)
+@kjit
 def _sched_carvable_changed(st, pool, family, before):
     # multi-pool `free` counts "the pool can still carve" for every node: when that flips, re-file all
     # nodes (once per flip, not per pod)
@@ -577,7 +577,7 @@ def _slot_bitmap(st, slot):
 
 
 # --------------------------------------------------------------------------- node CIDRs (operator side)
-@kjit(inline=True)
+@kjit
 def _carve_slot(st, node, pool, family):
     """Carve one node CIDR for ``node`` from the first non-full set of the pool; return the slot or -1."""
     sets = st.sets
@@ -691,7 +691,7 @@ def _free_slot(st, slot):
 
 
 # --------------------------------------------------------------------------- addresses (agent side)
-@kjit(inline=True)
+@kjit
 def _take_address(st, slot):
     """Random-start scan for a free address in ``slot`` (``randomScanStrategy``); -1 when full."""
     sl = st.slots
@@ -726,7 +726,7 @@ def _address_taken(st, slot):
     st.np_inuse[sl[slot, L_NODE], pool, family] += 1
 
 
-@kjit(inline=True)
+@kjit
 def _give_address(st, slot, offset):
     sl = st.slots
     words, summary = _slot_bitmap(st, slot)
@@ -739,7 +739,7 @@ def _give_address(st, slot, offset):
     st.np_inuse[sl[slot, L_NODE], pool, family] -= 1
 
 
-@kjit(inline=True)
+@kjit
 def _find_slot(st, node, pool, family):
     """The node CIDR the agent draws from: host scope uses only its first CIDR of the family."""
     primary_only = np.int64(st.cfg[C_POLICY]) == POLICY_ONE_PER_FAMILY
@@ -755,7 +755,7 @@ def _find_slot(st, node, pool, family):
     return -1
 
 
-@kjit(inline=True)
+@kjit
 def _take_reserved(st, node, pool, family):
     # router (cilium_host) or health address: a random slot like any other
     slot = _find_slot(st, node, pool, family)
@@ -767,7 +767,7 @@ def _take_reserved(st, node, pool, family):
     return True
 
 
-@kjit(inline=True)
+@kjit
 def _agent_start(st, node):
     """Take router and health addresses and mark the node ready."""
     pool = np.int64(st.cfg[C_DEFAULT_POOL])
@@ -791,7 +791,7 @@ def _holds_family(st, node, family):
     return False
 
 
-@kjit(inline=True)
+@kjit
 def _agent_ready(st, node):
     """The agent holds its router and health addresses: the node is ready for pods."""
     st.nodes[node, N_READY] = 1
@@ -845,7 +845,7 @@ def give_slot_addresses(st, pod):
 
 
 # --------------------------------------------------------------------------- pods
-@kjit(inline=True)
+@kjit
 def _bind(st, pod, node):
     pods = st.pods
     pods[pod, D_NODE] = node
@@ -859,7 +859,7 @@ def _bind(st, pod, node):
     _sched_update(st, node)
 
 
-@kjit(inline=True)
+@kjit
 def _unbind(st, pod):
     pods = st.pods
     node = pods[pod, D_NODE]
@@ -878,7 +878,7 @@ def _unbind(st, pod):
     _sched_update(st, node)
 
 
-@kjit(inline=True)
+@kjit
 def _clear_pending_demand(st, pod):
     family = st.pods[pod, D_PENDING_FAMILY]
     if family >= 0:
@@ -889,7 +889,7 @@ def _clear_pending_demand(st, pod):
         st.pods[pod, D_PENDING_FAMILY] = -1
 
 
-@kjit(inline=True)
+@kjit
 def _leave_pending(st, pod):
     _clear_pending_demand(st, pod)
     st.cnt[K_PENDING] -= 1

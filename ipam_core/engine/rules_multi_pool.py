@@ -180,7 +180,7 @@ def _agent_sync(st, node, now):
     _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
 
 
-@kjit(inline=True)
+@kjit
 def _pools_ready(st, node):
     # waitForAllPools: every pool with pre-allocation has a free address per family
     for pool in range(st.pools.shape[0]):
@@ -275,7 +275,7 @@ def _multi_pool_quiet(st, node):
 
 
 # --------------------------------------------------------------------------- the stranded-CIDR fault (workload.lifecycle)
-@kjit(inline=True)
+@kjit
 def _reclaim_stranded(st, node, pool, family, total_free, threshold):
     """PR #46674: the agent takes released, still advertised CIDRs back while its free addresses are short."""
     sl = st.slots
@@ -288,7 +288,7 @@ def _reclaim_stranded(st, node, pool, family, total_free, threshold):
     return total_free
 
 
-@kjit(inline=True)
+@kjit
 def _unstrand(st, slot):
     sl = st.slots
     sl[slot, L_STATE] = SLOT_LIVE
