@@ -367,19 +367,19 @@ def _fc(field):
     return K_FAMILY_BASE + field
 
 
-@kjit
+@kjit(inline=True)
 def _subnet(st, s):
     w0 = st.sets[s, S_W_OFF]
     s0 = st.sets[s, S_S_OFF]
     return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
 
 
-@kjit
+@kjit(inline=True)
 def _subnet_free(st, s):
     return st.sets[s, S_N] - st.sets[s, S_ALLOCATED]
 
 
-@kjit
+@kjit(inline=True)
 def _take_subnet(st, s, count):
     # bookkeeping of `count` addresses taken from subnet s
     st.sets[s, S_ALLOCATED] += count
@@ -388,7 +388,7 @@ def _take_subnet(st, s, count):
     st.cnt[_fc(F_CARVED)] += count
 
 
-@kjit
+@kjit(inline=True)
 def _give_subnet(st, s, count):
     st.sets[s, S_ALLOCATED] -= count
     st.cnt[_fc(F_CARVABLE)] += count
@@ -424,7 +424,7 @@ def _subnet_row(st, s):
     return st.nodes.shape[0] + s
 
 
-@kjit
+@kjit(inline=True)
 def _reservation_end(table, first, count, offset):
     """End of the prefix reservation (rows ``first`` .. of ``table``) holding ``offset``, or -1.
 
@@ -466,7 +466,7 @@ def _single_free(st, s):
     return _subnet_free(st, s) - st.cl_node[_subnet_row(st, s), CS_RESV_FREE]
 
 
-@kjit
+@kjit(inline=True)
 def _take_prefix(words, summary, table, row):
     """One /28: from the subnet's prefix reservations first (its ``row`` of ``table``), else the lowest free one."""
     for r in range(row[CS_RESV_FIRST], row[CS_RESV_FIRST] + row[CS_RESV_COUNT]):
@@ -512,7 +512,7 @@ def _best_in_zone(st, node, zone, column, also):
     return best
 
 
-@kjit
+@kjit(inline=True)
 def _node_subnet(st, node):
     """The subnet an instance launches into: its zone's subnet of the group with most free addresses.
 
@@ -561,7 +561,7 @@ def _iface_subnet(st, node):
     return home
 
 
-@kjit
+@kjit(inline=True)
 def _dense_address(st, s):
     """One free address of subnet s in its fullest /28 (CFP cilium/cilium#38499: keep whole /28s free)."""
     words, summary = _subnet(st, s)
@@ -571,12 +571,12 @@ def _dense_address(st, s):
     return offset
 
 
-@kjit
+@kjit(inline=True)
 def _units_per_iface(st):
     return np.int64(st.cfg[C_CL_UNITS])
 
 
-@kjit
+@kjit(inline=True)
 def _free_unit_slot(st, node, iface):
     u = _units_per_iface(st)
     for j in range(iface * u, iface * u + u):
@@ -792,7 +792,7 @@ def _pick(st, node):
     return -1, -1
 
 
-@kjit
+@kjit(inline=True)
 def cloud_hold(st, node, j, bit):
     """Address ``bit`` of unit ``j`` is taken (by a pod or the agent)."""
     unit = st.cl_unit[node, j]
@@ -969,7 +969,7 @@ def cloud_node_delete(st, node):
 
 
 # --------------------------------------------------------------------------- Cilium's operator
-@kjit
+@kjit(inline=True)
 def _prefix_use(st, node):
     # (used single addresses, prefixes with a used address): GetUsedIPWithPrefixes
     singles = 0
@@ -1013,7 +1013,7 @@ def _cilium_release(st, node, excess, now):
     return True
 
 
-@kjit
+@kjit(inline=True)
 def _cilium_need_and_excess(st, node):
     """(needed, excess) of a node from its last CiliumNode status (``recalculate``, cilium ``pkg/ipam/node.go``)."""
     cn = st.cl_node[node]
@@ -1118,7 +1118,7 @@ def _cilium_pass(st, node, now):
 
 
 # --------------------------------------------------------------------------- AWS VPC CNI ipamd
-@kjit
+@kjit(inline=True)
 def _vpc_stats(st, node):
     cn = st.cl_node[node]
     free_prefixes = 0
@@ -1270,7 +1270,7 @@ def _vpc_free_eni(st, node, now):
     return False
 
 
-@kjit
+@kjit(inline=True)
 def _iface_used(st, node, iface):
     u = _units_per_iface(st)
     used = 0
@@ -1383,7 +1383,7 @@ def cloud_operator(st, node, now):
 LOUD = 0.0
 
 
-@kjit
+@kjit(inline=True)
 def _first_at_or_after(since, delay):
     """The earliest time ``t`` with ``t - since >= delay`` in float64 (``now - since >= delay`` first holds)."""
     t = since + delay
@@ -1394,7 +1394,7 @@ def _first_at_or_after(since, delay):
     return t
 
 
-@kjit
+@kjit(inline=True)
 def _first_after(since, delay):
     """The earliest time ``t`` with ``t - since > delay`` in float64."""
     t = since + delay
@@ -1405,7 +1405,7 @@ def _first_after(since, delay):
     return t
 
 
-@kjit
+@kjit(inline=True)
 def _first_at_us(target_us):
     """The earliest time ``t`` with ``np.int64(t * 1e6) >= target_us`` (an ENI is old enough)."""
     t = target_us / 1e6

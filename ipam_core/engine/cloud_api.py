@@ -95,12 +95,12 @@ def _now_us(now):
     return np.int64(now * 1e6)
 
 
-@kjit
+@kjit(inline=True)
 def _cloud_bucket(st, kind):
     return 1 if st.cfg[C_CL_SHARED_BUCKET] != 0.0 else 1 + kind
 
 
-@kjit
+@kjit(inline=True)
 def _refilled(st, b, size, rate, now_us):
     """Micro-tokens bucket ``b`` holds at ``now_us`` (its state is brought up to that time)."""
     tokens = st.cnt[K_CL_TOKENS + b]
@@ -112,7 +112,7 @@ def _refilled(st, b, size, rate, now_us):
     return tokens
 
 
-@kjit
+@kjit(inline=True)
 def _wait_us(st, b, size, rate, now_us):
     """Microseconds until bucket ``b`` holds a whole token (0: now)."""
     short = MICRO - _refilled(st, b, size, rate, now_us)
@@ -121,7 +121,7 @@ def _wait_us(st, b, size, rate, now_us):
     return np.int64(np.ceil(short / rate)) + _MARGIN_US
 
 
-@kjit
+@kjit(inline=True)
 def _client_cost(kind):
     return CLIENT_COST_ATTACH if kind == API_ATTACH else 1
 
@@ -192,7 +192,7 @@ def api_spend(st, kind, now, prefixes):
         st.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
 
 
-@kjit
+@kjit(inline=True)
 def api_call(st, node, kind, now, prefixes):
     """:func:`api_ready`, then :func:`api_spend` when it may: whether the call was made."""
     if not api_ready(st, node, kind, now):
@@ -201,7 +201,7 @@ def api_call(st, node, kind, now, prefixes):
     return True
 
 
-@kjit
+@kjit(inline=True)
 def api_retry_at(st, node, now):
     """When the node's last pass had a call throttled: the time its tokens are there, else -1."""
     t = st.cl_time[node, CT_API_AT]

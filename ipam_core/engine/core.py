@@ -558,14 +558,14 @@ def _sched_pick(st):
 
 
 # --------------------------------------------------------------------------- bitmaps of sets and slots
-@kjit
+@kjit(inline=True)  # tiny: a compiled function of its own is optimised again in each caller
 def _set_bitmap(st, s):
     w0 = st.sets[s, S_W_OFF]
     s0 = st.sets[s, S_S_OFF]
     return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
 
 
-@kjit
+@kjit(inline=True)
 def _slot_bitmap(st, slot):
     s = st.slots[slot, L_SET]
     chunk = st.slots[slot, L_CHUNK]
@@ -593,7 +593,7 @@ def _carve_slot(st, node, pool, family):
     return -1
 
 
-@kjit
+@kjit(inline=True)
 def _slot_room(st, node, s):
     """Whether a slot, a place in the node's row and a pod-bitmap chunk of set ``s`` are left (else K_ERROR)."""
     # the node's row of `node_slots` is full too: stop rather than write into the next row
@@ -782,7 +782,7 @@ def _agent_start(st, node):
     _agent_ready(st, node)
 
 
-@kjit
+@kjit(inline=True)
 def _holds_family(st, node, family):
     """Whether the node holds a CIDR of ``family``."""
     for k in range(st.nodes[node, N_NSLOTS]):
@@ -936,7 +936,7 @@ def _try_start(st, pod, now):
     _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
 
 
-@kjit
+@kjit(inline=True)  # _fail's only
 def _free_elsewhere(st, pod):
     # Were addresses free on other nodes' CIDRs, or uncarved in the pool, for the family that failed?
     family = st.pods[pod, D_PENDING_FAMILY]
@@ -1083,7 +1083,7 @@ def _pod_delete(st, pod, now):
 
 
 # --------------------------------------------------------------------------- nodes
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_add(st, node, now):
     nodes = st.nodes
     if nodes[node, N_PRESENT] == 1:
@@ -1098,7 +1098,7 @@ def _node_add(st, node, now):
     _sched_update(st, node)
 
 
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_delete(st, node):
     nodes = st.nodes
     if nodes[node, N_PRESENT] == 0:
@@ -1146,7 +1146,7 @@ def _node_delete(st, node):
 # Node / CiliumNode is deleted), the multi-pool agent's pre-allocation buffer (its agent still runs and
 # gives back what exceeds it), the cloud pool at its watermarks (Cilium ENI / Azure operator, ipamd's
 # warm targets: aws/amazon-vpc-cni-k8s#3263).
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _evict(st, pod, now):
     """Evict a bound pod (Eviction API): its addresses go back to its node; a replacement is scheduled.
 
@@ -1171,7 +1171,7 @@ def _evict(st, pod, now):
     st.cnt[K_PENDING] += 1
 
 
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _cordon(st, node):
     # spec.unschedulable: the scheduler passes the node by; its pods stay
     if st.nodes[node, N_CORDONED] == 0:
@@ -1180,7 +1180,7 @@ def _cordon(st, node):
         _sched_update(st, node)
 
 
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_drain(st, node, now):
     """``kubectl drain``: cordon, then evict every pod not pinned to the node (pinned ones are its DaemonSets)."""
     pods = st.pods
@@ -1194,7 +1194,7 @@ def _node_drain(st, node, now):
     pod_changed(st, node, now)  # the agent still runs: multi-pool writes its lower demand, cloud pools settle
 
 
-@kjit
+@kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_lifecycle(st, op, node, now):
     """The node-lifecycle events of ``advance`` (a node that is not present ignores them)."""
     if st.nodes[node, N_PRESENT] == 0:
@@ -1205,6 +1205,23 @@ def _node_lifecycle(st, op, node, now):
         _node_drain(st, node, now)
     elif op == OP_AGENT_RESTART:
         agent_restarted(st, node, now)
+
+
+@kjit
+def _node_event(st, op, node, now):
+    """A node event of ``advance``: added, deleted, cordoned, drained or its agent restarted.
+
+    Rare next to pod events, so out of the loop's body (a call), and one
+    compiled function with its steps inlined: each compiled function is
+    optimised and turned into machine code again, with everything it calls,
+    in every function that calls it (results/first-run.md).
+    """
+    if op == OP_NODE_ADD:
+        _node_add(st, node, now)
+    elif op == OP_NODE_DEL:
+        _node_delete(st, node)
+    else:
+        _node_lifecycle(st, op, node, now)
 
 
 # --------------------------------------------------------------------------- quiet periodic passes
@@ -1263,7 +1280,7 @@ def _ring_swap(st, kind, i, j):
         st.node_ring_i[kind, j, c] = v
 
 
-@kjit
+@kjit(inline=True)  # helpers of _fast_forward_refresh only
 def _ring_reverse(st, kind, lo, hi):
     # reverse the ring's entries at logical positions lo .. hi - 1 (from its head)
     cap = st.node_ring_t.shape[1]
@@ -1275,7 +1292,7 @@ def _ring_reverse(st, kind, lo, hi):
         hi -= 1
 
 
-@kjit
+@kjit(inline=True)
 def _other_timers_at(st, skip_carves):
     """The earliest timer outside the periodic ring (and outside the operator ring when ``skip_carves``)."""
     t = np.inf
@@ -1488,7 +1505,7 @@ def _next_timer(st):
     return source, t_timer
 
 
-@kjit
+@kjit(inline=True)  # into sample_run, its one caller: a separate copy cost a second LLVM pass over the loop
 def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     """Process every event and timer due before ``t_stop``.
 
@@ -1544,13 +1561,9 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
             if row >= 0:
                 _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
-            row = st.pod_row[ev_pod[e]]
+            row = np.int64(st.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
             if row >= 0:
                 _pod_delete(st, row, t_event)
-        elif op == OP_NODE_ADD:
-            _node_add(st, np.int64(ev_node[e]), t_event)
-        elif op == OP_NODE_DEL:
-            _node_delete(st, np.int64(ev_node[e]))
         else:
-            _node_lifecycle(st, op, np.int64(ev_node[e]), t_event)
+            _node_event(st, op, np.int64(ev_node[e]), t_event)
     return st.cnt[K_ERROR]

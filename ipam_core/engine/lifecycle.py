@@ -33,7 +33,7 @@ from ipam_core.kernels._jit import kjit
 __all__ = ["held_by_cordoned", "stranded"]
 
 
-@kjit
+@kjit(inline=True)  # into the sampler's _trace_row, its one caller
 def held_by_cordoned(st, family):
     """Addresses of ``family`` that cordoned nodes hold: their node CIDRs whole (pool modes), their pool (cloud modes).
 
@@ -71,7 +71,7 @@ def held_by_cordoned(st, family):
     return total
 
 
-@kjit
+@kjit(inline=True)  # into the sampler's _trace_row, its one caller
 def stranded(st, family):
     """Node CIDRs of ``family`` stranded by the released-CIDR fault model, and their usable addresses.
 

@@ -95,7 +95,7 @@ def _can_hold(st, node):
 # The rules are in ipam_core/engine/cloud.py; here their timers and the agent's readiness.
 # T_CARVE: a pass of the pool's manager (Cilium operator, crd writer, ipamd, CNS), earliest request wins;
 # T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
-@kjit
+@kjit(inline=True)
 def _request(st, node, t):
     if t < st.cl_time[node, CT_OP_AT]:
         st.cl_time[node, CT_OP_AT] = t

@@ -21,7 +21,6 @@ import pyarrow as pa
 
 from ipam_core.addr import format_cidrs, format_values
 from ipam_core.engine import tables as T
-from ipam_core.engine.core import advance
 from ipam_core.engine.initial import start_arrays, start_from_state
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
@@ -58,6 +57,8 @@ WARMUP_S = 600.0
 ADDRS_CAP = 1 << 62
 #: Node-CIDR entries preallocated up front when the exact bound is larger (then they grow).
 CIDR_PREALLOC = 1 << 20
+_NO_SAMPLE = np.zeros(1, dtype=np.bool_)  # Simulation.advance: one stop, nothing sampled
+_NO_FAMILY = np.zeros(0, dtype=np.int64)
 _STATUS_TEXT = np.asarray(T.STATUS_TEXT, dtype=object)
 
 _ERRORS = {
@@ -408,7 +409,12 @@ class Simulation:
         EngineCapacityError
             If an internal table ran out of room.
         """
-        code = advance(self.state, *self._ev, float(t_stop))
+        # through sample_run with no sample: the loop compiles once, inside it (engine/core.py advance)
+        stops = np.full(1, float(t_stop))
+        code, _ = sample_run(self.state, *self._ev, stops, _NO_SAMPLE, 0, 1, _NO_FAMILY, self._pool_addrs,
+                             np.zeros((len(TRACE_COUNTERS), 0), dtype=np.int64), np.zeros(0),
+                             np.zeros((S.NR_NCOL, 0), dtype=np.int64), np.zeros((S.CD_NCOL, 0), dtype=np.int64),
+                             np.zeros(2, dtype=np.int64))
         if code:
             raise EngineCapacityError(f"engine {_ERRORS.get(code, code)} ran out of room at t={t_stop:g}s in mode {self.mode}")
         self.time = t_stop

@@ -203,7 +203,7 @@ NEED_ROOM = -1
 PREFIX_UNIT = 16  # addresses in a cloud /28 prefix unit (cloud units are 1 or 16 addresses)
 
 
-@kjit
+@kjit(inline=True)  # into _trace_row, its one compiled caller
 def largest_free_block(st, family):
     """Addresses in the largest aligned free block left in any set of ``family`` (0 if none)."""
     best = 0
@@ -271,7 +271,7 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     warm[r] = c[base + F_FREE] / nodes if st.cfg[C_POLICY] == POLICY_CLOUD and nodes > 0 else 0.0
 
 
-@kjit
+@kjit(inline=True)
 def _node_row(st, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
     node_tab[NR_SAMPLE, r] = sample
     node_tab[NR_NODE, r] = node

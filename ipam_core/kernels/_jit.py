@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from numba.core import types
 
 ZERO = np.uint64(0)
 ONE = np.uint64(1)
@@ -121,7 +122,7 @@ def kjit(fn=None, *, inline=False, allocates=False):
     previous = numba.config.CACHE_DIR
     numba.config.CACHE_DIR = CACHE_DIR
     try:
-        return numba.njit(
+        dispatcher = numba.njit(
             cache=True,
             nogil=True,
             inline="always" if inline else "never",
@@ -129,3 +130,25 @@ def kjit(fn=None, *, inline=False, allocates=False):
         )(fn)
     finally:
         numba.config.CACHE_DIR = previous
+    _compile_without_literals(dispatcher)
+    return dispatcher
+
+
+def _compile_without_literals(dispatcher) -> None:
+    """Make calls from compiled code compile ``dispatcher`` for plain types, never for literal values.
+
+    Numba compiles a jitted callee once per argument type it is called with,
+    and a constant argument (``f(st, 0)``, ``f(st, True)``) or a variable whose
+    value type inference has only partly resolved counts as its own type
+    (``Literal[int](0)``): before this, ``_ring_reverse`` compiled five times per
+    rules family and the cloud ``_assign`` seven times, one cold compile each
+    (results/first-run.md). No ipam_core kernel branches on a literal, so the
+    callee compiles for the plain type (``int64``, ``bool``) and every call
+    site shares it.
+    """
+    resolve = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return resolve(tuple(types.unliteral(a) for a in args), {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
