@@ -107,6 +107,13 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
+#: Timer-table capacity. Node timers outstanding per node incarnation in the heap (operator, debounce,
+#: refresh, cloud resync, lifecycle), and per timer kind in the rings (timers of one kind mostly share
+#: one delay; a full ring spills to the heap). The slack covers cluster-wide timers.
+HEAP_TIMERS_PER_NODE = 8
+RING_TIMERS_PER_NODE = 2
+TIMER_SLACK = 64
+
 #: dtype of the per-pod and per-node tables (``pods``, ``nodes``): 16 int32 columns are one 64-byte cache line
 ROW_DTYPE = np.int32
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -358,11 +365,10 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
     # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
-    ring_cap = rows + stale_timers + 64
-    # node timers: a few outstanding per node incarnation (operator, debounce, refresh, cloud resync)
-    heap_cap = 8 * (max(n_nodes, 1) + n_node_adds) + 64
-    # node timers of one kind mostly share one delay: a few per node incarnation (a full ring spills to the heap)
-    node_ring_cap = 2 * (max(n_nodes, 1) + n_node_adds) + 64
+    ring_cap = rows + stale_timers + TIMER_SLACK
+    incarnations = max(n_nodes, 1) + n_node_adds
+    heap_cap = HEAP_TIMERS_PER_NODE * incarnations + TIMER_SLACK
+    node_ring_cap = RING_TIMERS_PER_NODE * incarnations + TIMER_SLACK
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1

@@ -144,11 +144,21 @@ def _compile_without_literals(dispatcher) -> None:
     rules family and the cloud ``_assign`` seven times, one cold compile each
     (results/first-run.md). No ipam_core kernel branches on a literal, so the
     callee compiles for the plain type (``int64``, ``bool``) and every call
-    site shares it.
+    site shares it. Narrow integers are widened the same way: a value read from
+    an ``int32`` table (the pod and node rows) passed on to a callee would
+    otherwise compile it a second time for ``int32``; the call site casts.
     """
     resolve = dispatcher.get_call_template
 
     def get_call_template(args, kws):
-        return resolve(tuple(types.unliteral(a) for a in args), {k: types.unliteral(v) for k, v in kws.items()})
+        return resolve(tuple(_plain(a) for a in args), {k: _plain(v) for k, v in kws.items()})
 
     dispatcher.get_call_template = get_call_template
+
+
+def _plain(numba_type):
+    """``numba_type`` without its literal value, and an integer narrower than 64 bits as ``int64``."""
+    numba_type = types.unliteral(numba_type)
+    if isinstance(numba_type, types.Integer) and numba_type.bitwidth < 64:
+        return types.int64
+    return numba_type
