@@ -313,6 +313,74 @@ def test_migrate_plan_restarts_exactly_the_dumped_pods_whose_cidr_changes(tmp_pa
             assert row.pod_restarts == must_restart, row  # the pods outside their node's new CIDR, no others
 
 
+# multi-pool with holes in both pools' CIDR order: mp-2's second default /27 and mp-1's blue /28 moved up
+MULTI_POOL_HOLES = {"10.10.0.64/27": "10.10.0.128/27", '"10.10.0.77"': '"10.10.0.141"',
+                    '"10.20.0.3"': '"10.20.0.35"', '"10.20.0.11"': '"10.20.0.43"', "10.20.0.0/28": "10.20.0.32/28"}
+
+
+def test_migrate_plan_starts_a_multi_pool_cluster_from_its_pools_and_pods(tmp_path):
+    out, scenario, state = _import_moved(tmp_path, "multi-pool", MULTI_POOL_HOLES)
+    pools = {n["name"]: n["pools"] for n in state["nodes"]}
+    assert pools == {"mp-1": {"default": ["10.10.0.0/27"], "blue": ["10.20.0.32/28"]},
+                     "mp-2": {"default": ["10.10.0.32/27", "10.10.0.128/27"]}}  # the moves took
+    dumped = sorted((p["node"], p["ips"][0], p["pool"]) for p in state["pods"] if p["ips"])
+    engine = MigrationEngine(scenario, (), record=False, end=60.0, imported=imported_cluster(scenario, "multi-pool"))
+    engine.run()
+    # each node holds exactly its dumped CIDRs per pool (the holes kept, nothing carved next-fit)
+    assert {n.name: n.cn.allocated for n in engine.nodes} == pools
+    assert {n.name: engine.operator.tracked[n.name] for n in engine.nodes} == pools
+    assert {n.name: sorted((r.pool, r.cidr) for r in n.agent.ranges) for n in engine.nodes} == {
+        name: sorted((pool, c) for pool, cidrs in held.items() for c in cidrs) for name, held in pools.items()}
+    p = engine.pods
+    held = []
+    for i in range(p.n):
+        node = engine.nodes[int(p.node[i])]
+        r, = (r for r in node.agent.ranges if r.contains(p.addr[i: i + 1])[0])
+        assert int(p.addr[i]) - r.base in r.alloc.allocated_offsets()  # the agent holds it
+        held.append((node.name, str(ipaddress.IPv4Address(int(p.addr[i]))), r.pool))
+    assert sorted(held) == dumped  # every pod at its address, in its pool's CIDR
+
+    # cluster-pool over the default pool's range: next-fit /27s in join order; pods outside theirs restart
+    doc = yaml.safe_load((out / "scenario.yaml").read_text())
+    doc["cilium"]["ipam"]["operator"].update(clusterPoolIPv4PodCIDRList=["10.10.0.0/16"], clusterPoolIPv4MaskSize=27)
+    (out / "to-cluster-pool.yaml").write_text(yaml.safe_dump(doc))
+    scenario = load_scenario(out / "to-cluster-pool.yaml")
+    carved = dict(zip(doc["migration"]["nodes"], ipaddress.ip_network("10.10.0.0/16").subnets(new_prefix=27)))
+    must_restart = sum(1 for node, ip, _ in dumped if ipaddress.ip_address(ip) not in carved[node])
+    assert must_restart == 3  # both blue pods, and frontend-1 in mp-2's moved /27
+    plan = plan_migration(scenario, to_mode="cluster-pool")
+    assert (plan.nodes, plan.pods) == (2, len(dumped))  # not a generated steady state
+    for row in plan.rows:
+        if row.strategy in ("all-at-once", "node-by-node"):
+            assert row.pod_restarts == must_restart, row
+    assert next(r for r in plan.rows if r.strategy == "new-cluster").pod_restarts == len(dumped)
+
+
+def test_migrate_plan_keeps_an_empty_dumped_multi_pool_cidr_the_free_buffer_needs(tmp_path):
+    # mp-2: 21 pods, router and health in 10.10.0.32/27 (30 addresses); 10.10.0.128/27 empty. With
+    # pre-allocation 8 the agent needs 32 addresses (neededIPCeil(23, 8)), so it keeps the empty /27;
+    # judged before its pods were placed it would give it back and get 10.10.0.64/27 from the operator.
+    doc = json.loads((DATA / "multi-pool.json").read_text().replace("10.10.0.64/27", "10.10.0.128/27")
+                     .replace('"10.10.0.77"', '"10.10.0.61"'))
+    template = next(i for i in doc["items"] if i["kind"] == "Pod" and i["metadata"]["name"] == "frontend-1")
+    for k in range(19):
+        pod = copy.deepcopy(template)
+        pod["metadata"].update(name=f"filler-{k}", uid=f"filler-{k}")
+        pod["status"]["podIP"] = f"10.10.0.{41 + k}"
+        pod["status"]["podIPs"] = [{"ip": f"10.10.0.{41 + k}"}]
+        doc["items"].append(pod)
+    (tmp_path / "dump.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    _invoke(["import", tmp_path / "dump.json", "--helm-values", DATA / "multi-pool-values.yaml", "--out", out])
+    scenario = load_scenario(out / "scenario.yaml")
+    engine = MigrationEngine(scenario, (), record=False, end=60.0, imported=imported_cluster(scenario, "multi-pool"))
+    engine.run()
+    mp2 = next(n for n in engine.nodes if n.name == "mp-2")
+    assert sum(r.alloc.used for r in mp2.agent.ranges) == 23
+    assert mp2.cn.allocated == {"default": ["10.10.0.32/27", "10.10.0.128/27"]}
+    assert mp2.cn.requested["default"] == 32
+
+
 def test_dumped_addresses_other_consumers_hold_stop_the_run_in_one_line(tmp_path):
     out = tmp_path / "out"
     _invoke(["import", _eni_dump(tmp_path), "--helm-values", DATA / "eni-values.yaml", "--out", out])

@@ -22,7 +22,7 @@ from collections import Counter
 from ipam_core.errors import ConfigError
 from ipam_core.importer.cluster import (SOURCE_CILIUM_NODE, SOURCE_CLOUD, SOURCE_NODE, SOURCE_POOLS, ClusterState,
                                        cidr_source)
-from ipam_core.modes import REGISTRY, RULES_NODE_CIDR
+from ipam_core.modes import REGISTRY, RULES_MULTI_POOL, RULES_NODE_CIDR
 from ipam_core.scenario.defaults import KNOWN_IPAM_ANNOTATIONS
 from ipam_core.scenario.initial_state import applies
 
@@ -124,7 +124,8 @@ def build_scenario(state: ClusterState, cilium: dict, *, name: str, sources: lis
         doc["manifests"] = manifests
     if cloud:
         doc["cloud"] = cloud
-    if REGISTRY[state.mode].migration and REGISTRY[state.mode].rules == RULES_NODE_CIDR and state.families == (4,):
+    if (REGISTRY[state.mode].migration and REGISTRY[state.mode].rules in (RULES_NODE_CIDR, RULES_MULTI_POOL)
+            and state.families == (4,)):
         # migrate (IPv4 only) starts from these nodes, in join order, instead of node-0, node-1, ...
         doc["migration"] = {"nodes": [n.name for n in _order(state)]}
     doc["workload"] = {"generator": "replay", "path": WORKLOAD_FILE}

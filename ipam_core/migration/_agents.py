@@ -134,11 +134,15 @@ class AgentMixin:
         if held.shape[0]:
             r.alloc.release_offsets(held)
 
+    def _imported_pending(self) -> bool:
+        """Whether a dumped cluster's pods are still to be placed (at boot)."""
+        return self.imported is not None and not self.pods.n
+
     def _imported_offsets(self, node, r: Range) -> np.ndarray:
         """Offsets in ``r`` of the addresses the dumped cluster's pods on ``node`` hold (none otherwise)."""
-        if self.imported is None or self.pods.n:
+        if not self._imported_pending():
             return np.zeros(0, dtype=np.int64)
-        addr = np.array([a for t, a in self.imported.pods if t.node_name == node.name], dtype=np.int64)
+        addr = self.imported.addresses_on(node.name)
         return np.unique(addr[r.contains(addr)] - r.base)
 
     def _set_routes(self, node, cidrs: list[str]) -> None:
@@ -219,7 +223,8 @@ class AgentMixin:
             free = sum(r.alloc.free for r in mine)
             threshold = max(needed - in_use, 0)
             for r in reversed(mine):
-                if r.alloc.used == 0 and free - r.alloc.free >= threshold:
+                # at boot a dumped cluster's pods are not placed yet: its CIDRs wait for their demand
+                if r.alloc.used == 0 and free - r.alloc.free >= threshold and not self._imported_pending():
                     a.ranges.remove(r)
                     cn.allocated[pool].remove(r.cidr)
                     free -= r.alloc.free
@@ -419,6 +424,10 @@ class AgentMixin:
                 node.cn.pod_cidrs = [node.kcm_cidr] if node.kcm_cidr else []
             elif dumped is not None:  # cluster-pool: the operator occupies it at its resync
                 node.cn.pod_cidrs = [dumped]
+            elif a.mode == "multi-pool" and self.imported is not None:
+                # spec.ipam.pools.allocated as dumped: the operator occupies each CIDR at its resync
+                held = self.imported.node_pools.get(name, {})
+                node.cn.allocated = {pool: list(cidrs) for pool, cidrs in held.items()}
             a.state = AGENT_RESTARTING  # configured once the operator has synced
         else:
             self._log(f"{name}: node joined" + (f", kube-controller-manager gave it {node.kcm_cidr}"

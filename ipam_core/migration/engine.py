@@ -145,8 +145,8 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         CiliumPodIPPools present from the start, added to the scenario's manifests.
     imported : ImportedCluster, optional
         A dumped cluster (:func:`~ipam_core.migration.imported.imported_cluster`): its nodes
-        boot holding exactly their CIDRs and its pods run at t=0 at exactly their addresses,
-        as bare pods pinned to their nodes.
+        boot holding exactly their CIDRs (multi-pool: their ``spec.ipam.pools.allocated``) and
+        its pods run at t=0 at exactly their addresses, as bare pods pinned to their nodes.
 
     Raises
     ------
@@ -329,8 +329,11 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
                         dtype=np.int64)
         nodes = p.node[ids]
         for nid in distinct(nodes).tolist():
-            r = self.nodes[nid].agent.ranges[0]
-            r.alloc.allocate_offsets(addr[nodes == nid] - r.base)
+            mine = addr[nodes == nid]
+            for r in self.nodes[nid].agent.ranges:  # multi-pool: each address in its pool's CIDR
+                hit = mine[r.contains(mine)]
+                if hit.shape[0]:
+                    r.alloc.allocate_offsets(hit - r.base)
         p.addr[ids] = addr
         self._hold(ids, +1)
         p.managed[ids] = True
@@ -338,6 +341,11 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self._went_live(ids)
         self.held_changed = True
         self.mask_all = True
+        if self.cfg.mode == "multi-pool":  # the agents write their demand with the restored endpoints
+            groups, inverse = np.unique(p.group[ids], return_inverse=True)
+            p.pool[ids] = np.array([self._pool_index(self._pod_pool(int(g), self.cfg)) for g in groups],
+                                   dtype=np.int16)[inverse]
+            self.mp_dirty.update(n.id for n in self.nodes)
         self._settle()  # pods a full node could not take wait, as they would
 
     def _node_arrays_grow(self) -> None:

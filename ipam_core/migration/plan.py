@@ -240,8 +240,9 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
         (Deployments of ``migration.replicasPerDeployment``, plus two kube-dns replicas)
         instead of the scenario's pods. Also used when the scenario applies no pods before
         its upgrade, unless it names a dumped cluster (``initialState`` of an IPv4
-        ``kubernetes`` or ``cluster-pool`` cluster, :mod:`ipam_core.migration.imported`):
-        then the plan starts from its nodes' CIDRs and its pods' addresses.
+        ``kubernetes``, ``cluster-pool`` or ``multi-pool`` cluster,
+        :mod:`ipam_core.migration.imported`): then the plan starts from its nodes' CIDRs
+        (each pool's, in multi-pool) and its pods' addresses.
     seed : int, optional
         Instead of the scenario's.
     settle_s : float
