@@ -47,6 +47,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from ipam_core.atomic import atomic_write_bytes
+from ipam_core.modes import REGISTRY
 from ipam_core.trace.metrics import node_cidr_size, startup_end
 from ipam_core.trace.reader import read_trace
 from ipam_core.trace.schema import RUN_METADATA_KEY, TraceError, field_units
@@ -163,11 +164,16 @@ def _split(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], list[int
 
 
 def _cidr_name(s: _Series) -> str:
+    """What the mode's nodes hold their addresses in, with the size when every node CIDR or block has one."""
+    spec = REGISTRY.get(s.mode)
+    holds = "node CIDRs" if spec is None else spec.holds
+    if spec is not None and spec.cloud:
+        return holds  # single addresses and /28 prefixes side by side: no one size to name
     size = node_cidr_size(s.columns["addrs_carved"], s.columns["node_cidrs"])
     if size is None:
-        return "mixed-size node CIDRs"
+        return f"mixed-size {holds}"
     prefix = (32 if s.family == 4 else 128) - int(math.log2(size))
-    return f"/{prefix} node CIDRs"
+    return f"/{prefix} {holds}"
 
 
 def _address_blocks(series: list[_Series], units: dict[str, str]) -> list[list[_Panel]]:

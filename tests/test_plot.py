@@ -52,6 +52,14 @@ def test_panels_per_mode_and_family_name_the_node_cidr_size(run_dir):
     assert pods == [f"{m}: {what}" for m in MODES for what in ("running", "waiting and failed")]
 
 
+def test_panel_titles_name_what_each_mode_holds_its_addresses_in(tmp_path):
+    """Calico's blocks and the cloud modes' interface addresses are not called node CIDRs."""
+    write_tables(tmp_path, build_trace(modes=("calico", "eni", "crd", "cluster-pool"), families=(4,)))
+    titles = [ax.get_title() for ax in build_figures(read_trace(tmp_path))["addresses.png"].get_axes()]
+    assert titles == ["calico IPv4: /24 affine blocks", "eni IPv4: ENI addresses and prefixes",
+                      "crd IPv4: CiliumNode pool addresses", "cluster-pool IPv4: /24 node CIDRs"]
+
+
 def _scaled_trace(factor):
     """IPv4 trace whose second mode's address counts are ``factor`` times larger."""
     columns = trace_columns(families=(4,))

@@ -105,6 +105,6 @@ def check(ipam, root) -> None:
 
 MODE = ModeSpec(
     name=NAME, rules=RULES_CLOUD, settings="cloud.awsVpcCni", helm_mode=None,
-    migration=False, cloud=True, check=check, sections=(Section("cloud.awsVpcCni", KEYS),), upstream=UPSTREAM,
+    migration=False, cloud=True, check=check, sections=(Section("cloud.awsVpcCni", KEYS),), upstream=UPSTREAM, holds="ENI addresses and prefixes",
     summary="the AWS VPC CNI's ipamd keeps a warm pool of ENI addresses or /28 prefixes per node",
 )

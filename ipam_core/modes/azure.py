@@ -100,6 +100,6 @@ def check(ipam, root) -> None:
 MODE = ModeSpec(
     name=NAME, rules=RULES_CLOUD, settings="cilium.azure", helm_mode="azure",
     migration=False, cloud=True, check=check,
-    sections=(Section("cilium.azure", KEYS), Section("cloud.aks", AKS_KEYS)), upstream=UPSTREAM,
+    sections=(Section("cilium.azure", KEYS), Section("cloud.aks", AKS_KEYS)), upstream=UPSTREAM, holds="NIC addresses",
     summary="Cilium's Azure IPAM adds IP configurations to each VM's NIC; or AKS's own pod subnet",
 )

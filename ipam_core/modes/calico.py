@@ -521,7 +521,7 @@ def engine_tables(scenario, workload):
 
 MODE = ModeSpec(
     name=NAME, rules=RULES_CALICO, settings="manifests", helm_mode=None, migration=False, cloud=False,
-    check=check, upstream=UPSTREAM, named_only=True,
+    check=check, upstream=UPSTREAM, named_only=True, holds="affine blocks",
     summary="Calico IPAM: nodes claim /26 blocks of IPPools by affinity, borrow from others when none is left",
 )
 

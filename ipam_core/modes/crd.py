@@ -85,6 +85,6 @@ def check(ipam, root) -> None:
 
 MODE = ModeSpec(
     name=NAME, rules=RULES_CLOUD, settings="cloud.crd", helm_mode="crd",
-    migration=False, cloud=True, check=check, sections=(Section("cloud.crd", KEYS),), upstream=UPSTREAM,
+    migration=False, cloud=True, check=check, sections=(Section("cloud.crd", KEYS),), upstream=UPSTREAM, holds="CiliumNode pool addresses",
     summary="an external writer fills each CiliumNode's pool; the agent allocates from it",
 )

@@ -122,6 +122,6 @@ def check(ipam, root) -> None:
 
 MODE = ModeSpec(
     name=NAME, rules=RULES_CLOUD, settings="cilium.eni", helm_mode="eni",
-    migration=False, cloud=True, check=check, sections=(Section("cilium.eni", KEYS),), upstream=UPSTREAM,
+    migration=False, cloud=True, check=check, sections=(Section("cilium.eni", KEYS),), upstream=UPSTREAM, holds="ENI addresses and prefixes",
     summary="Cilium's operator keeps each node's ENI addresses (or /28 prefixes) at the watermarks",
 )

@@ -73,6 +73,9 @@ class ModeSpec:
     named_only : bool
         Run only when named, though not a cloud mode: its scenario vocabulary is not Cilium's
         (``calico`` reads Calico manifests), so the default ``compare`` leaves it out.
+    holds : str
+        What a node holds its pod addresses in, as the figures name it ("node CIDRs",
+        "affine blocks", "ENI addresses and prefixes", ...).
     check : callable
         ``check(ipam, root)``: refuse (``root / key).fail(...)``) a scenario that lacks what
         the mode needs; ``ipam`` is the scenario's ``IPAMSpec``.
@@ -91,6 +94,7 @@ class ModeSpec:
     sections: tuple[Section, ...] = ()
     upstream: tuple[str, ...] = ()
     named_only: bool = False
+    holds: str = "node CIDRs"
 
     def __post_init__(self):
         if self.rules not in RULES:
