@@ -148,7 +148,9 @@ def _compile_without_literals(dispatcher) -> None:
     an ``int32`` table (the pod and node rows) passed on to a callee would
     otherwise compile it a second time for ``int32``; the call site casts.
     """
-    resolve = dispatcher.get_call_template
+    resolve = getattr(dispatcher, "get_call_template", None)
+    if resolve is None:  # NUMBA_DISABLE_JIT: the plain function, nothing compiles
+        return
 
     def get_call_template(args, kws):
         return resolve(tuple(_plain(a) for a in args), {k: _plain(v) for k, v in kws.items()})
