@@ -1,4 +1,5 @@
-OUT=${OUT:-/tmp/s100-out2}  # git worktree add --detach /tmp/s100-tip 15d9d27 first; mkdir -p $OUT
+# first: git worktree add --detach /tmp/s100-tip 15d9d27
+OUT=${OUT:-/tmp/s100-out2}; mkdir -p $OUT
 
 for r in 1 2; do
   for tree in /tmp/s100-tip /work/main; do
