@@ -1,4 +1,4 @@
-"""The cloud IPAM modes in plain Python: an oracle for ``ipam_core/engine/cloud.py``.
+"""The cloud IPAM modes in plain Python: an oracle for ``ipam_core/modes/cloud_pool.py``.
 
 Written from the upstream rules (named per class and method below) and the
 model ``docs/cloud-modes.md`` states, with plain containers: a subnet is a
@@ -9,7 +9,7 @@ does not import the engine's rule helpers (``ipam_core.cloud.watermarks``,
 written again here from cilium ``pkg/ipam/node.go`` and ipamd's
 ``datastoreTargetState`` so that the comparison checks them too. What it
 shares with the engine is configuration only: the mode's resolved
-:class:`~ipam_core.engine.cloud.CloudConfig` (instance limits, watermarks,
+:class:`~ipam_core.modes.cloud_pool.CloudConfig` (instance limits, watermarks,
 timers), the subnets, the timing knobs and the scheduler.
 
 The trace columns are computed from the state at each sample (how many
@@ -62,7 +62,7 @@ from baseline_cloud_api import ASSIGN, ATTACH, RELEASE, CloudAPI
 
 from ipam_core.cloud.limits import PREFIX_SIZE
 from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
-from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED
+from ipam_core.engine.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED
 
 MASK64 = (1 << 64) - 1
 PREFIX_ORDER = 4  # a /28 holds 2**4 addresses
@@ -471,7 +471,7 @@ class CloudIPAM:
 
     Parameters
     ----------
-    cfg : ipam_core.engine.cloud.CloudConfig
+    cfg : ipam_core.modes.cloud_pool.CloudConfig
         The mode's resolved settings (``ipam_core.modes.<mode>.cloud(scenario)``).
     subnets : sequence of str
         The subnets; node *i* lives in subnet *i mod n*.
@@ -501,7 +501,7 @@ class CloudIPAM:
         self.nodes: dict[int, CloudNode] = {}
         self.count = CloudCounters()
         self.api = CloudAPI(cfg)
-        # Two upstream rules ipam_core/engine/cloud.py departs from (tests/test_cloud_vs_baseline.py
+        # Two upstream rules ipam_core/modes/cloud_pool.py departs from (tests/test_cloud_vs_baseline.py
         # turns them off to compare the rest, and shows each departure in an xfail test):
         #: cilium recalculate counts a prefix-delegated node's used prefixes from status.ipam.used, the
         #: agent's last CiliumNode update (GetUsedIPWithPrefixes), not from the pool as it is now.
@@ -533,7 +533,7 @@ class CloudIPAM:
 
         ``ifaces`` rows: node, interface index, subnet, primary offset (-1: not dumped);
         ``units`` rows: node, interface index, subnet, first offset, size. As
-        ``ipam_core/engine/initial_cloud.py`` takes them: every fresh eth0 given back first,
+        ``ipam_core/modes/cloud_initial.py`` takes them: every fresh eth0 given back first,
         then the dumped interfaces and units at their own offsets, then a free primary address
         for an interface whose primary the dump lacks (an Azure NIC).
         """

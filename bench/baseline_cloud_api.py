@@ -1,6 +1,6 @@
 """Plain-Python oracle of the cloud API model: call counts per kind and token-bucket throttling.
 
-Written from the rules ``ipam_core/engine/cloud_api.py`` states (Cilium's operator
+Written from the rules ``ipam_core/modes/cloud_api.py`` states (Cilium's operator
 client limiter, cilium ``pkg/api/helpers/rate_limit.go``; EC2 per-API and Azure
 Resource Manager per-operation token buckets), with integers for tokens and
 microseconds as the engine keeps them, so the two agree call for call.
@@ -21,7 +21,7 @@ class CloudAPI:
 
     Parameters
     ----------
-    cfg : ipam_core.modes.cloud_config.CloudConfig
+    cfg : ipam_core.engine.cloud_config.CloudConfig
         ``throttle``, ``client_qps``, ``client_burst``, ``bucket``, ``refill``, ``shared_bucket``.
     """
 

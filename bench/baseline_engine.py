@@ -9,11 +9,11 @@ offsets per node CIDR (cilium ``ipallocator`` over ``allocator/bitmap.go``), a
 rule, timer and counter of the compiled loop is mirrored function by
 function (the names say which ``core.py`` function each method mirrors), so
 :func:`run_baseline` returns the same trace columns as
-``ipam_core.engine.run.run_mode(...).trace``.
+``ipam_core.pipeline.run.run_mode(...).trace``.
 
 What it shares with the engine: the mode's :class:`~ipam_core.engine.layout.Layout`
 (pools and CIDR lists, plain data built by ``ipam_core.modes``), the timing
-knobs (``ipam_core.engine.run.engine_config``) and the scenario's pool
+knobs (``ipam_core.pipeline.run.engine_config``) and the scenario's pool
 selection (``Scenario.select_pool``). Everything from there on is written
 here from the semantics, not imported.
 
@@ -27,7 +27,7 @@ a node CIDR by its fill, never by offsets), so with the ``spread`` and
 The cloud modes (``eni``, ``azure``, ``crd``, ``aws-vpc-cni``) keep this pod,
 node and timer loop and hand every address question to
 :class:`baseline_cloud.CloudIPAM` (``bench/baseline_cloud.py``), an oracle of
-the cloud rules written from upstream rather than from ``engine/cloud.py``.
+the cloud rules written from upstream rather than from ``modes/cloud_pool.py``.
 Their offsets do change counts (/28 prefixes need aligned free blocks, the
 operator releases from the interface with the most free addresses), so in
 those modes the loop draws from the engine's SplitMix64 stream
@@ -48,8 +48,8 @@ import random
 import numpy as np
 
 from baseline_cloud import CloudIPAM, SplitMix64
-from ipam_core.engine.initial_cloud import cloud_start_arrays
-from ipam_core.engine.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
+from ipam_core.modes.cloud_initial import cloud_start_arrays
+from ipam_core.pipeline.run import TRACE_COUNTERS, TRACE_FLOATS, engine_config  # the same columns as the engine
 from ipam_core.engine.sampling import CALICO_COUNTERS
 from ipam_core.engine.tables import (
     POLICY_CLOUD,
@@ -59,7 +59,7 @@ from ipam_core.engine.tables import (
 )
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import get_mode
-from ipam_core.modes.cloud_net import cloud_net
+from ipam_core.engine.cloud_net import cloud_net
 from ipam_core.workloads.events import (
     OP_AGENT_RESTART,
     OP_NODE_ADD,
@@ -73,7 +73,7 @@ from ipam_core.workloads.events import (
 
 # 0 in the modes modelled here
 CLOUD_COUNTERS = TRACE_COUNTERS[TRACE_COUNTERS.index("warm_addrs_per_node") : TRACE_COUNTERS.index("pods_evicted")]
-# Calico's own rows (engine/rules_calico.py): 0 in every mode this baseline runs (calico's oracle: baseline_calico.py)
+# Calico's own rows (modes/calico_hooks.py): 0 in every mode this baseline runs (calico's oracle: baseline_calico.py)
 
 ONE_PER_FAMILY = "one-per-family"  # kubernetes, cluster-pool, gke
 MULTI_POOL = "multi-pool"
@@ -346,7 +346,7 @@ class BaselineEngine:
         self._pool_cache: dict[tuple[int, int], tuple[int, int]] = {}
         self.cloud = None
         if self.policy == CLOUD:
-            net = cloud_net(module, mode, scenario)
+            net = cloud_net(module, scenario)
             self.scheduler.max_pods = self.max_pods = net.merged().max_pods
             self.cloud = CloudIPAM(net.merged(), [str(spec.network) for spec in layout.sets], self,
                                    self.operator_delay, self.update_rate, net)
@@ -360,12 +360,12 @@ class BaselineEngine:
             self.start_from_state(*cloud_start_arrays(initial, workload))
 
     def start_from_state(self, nodes, ifaces, units, pod_rows, agents) -> None:
-        """A cloud cluster's dumped state at t=0 (``ipam_core/engine/initial_cloud.py``), written again.
+        """A cloud cluster's dumped state at t=0 (``ipam_core/modes/cloud_initial.py``), written again.
 
         The nodes join, their dumped interfaces and units replace the eth0 each joined with, each
         pod runs at its dumped address, then each agent whose pool holds the ready minimum takes
         its dumped router and health addresses (free ones for the rest) and writes its status.
-        Rows come from :func:`~ipam_core.engine.initial_cloud.cloud_start_arrays` (configuration).
+        Rows come from :func:`~ipam_core.modes.cloud_initial.cloud_start_arrays` (configuration).
         """
         for node_id in nodes.tolist():
             self.node_add(node_id, 0.0)

@@ -6,7 +6,7 @@ Command (writes ``results/memory-scaling.csv`` and ``results/memory-scaling.md``
 
 For each mode, node count, pods per node, churn length and node-CIDR mask of
 a small grid it builds the engine state of a ``steady-churn`` workload
-(``ipam_core.engine.run.Simulation``; nothing is run: the tables are sized
+(``ipam_core.pipeline.run.Simulation``; nothing is run: the tables are sized
 up front) and records ``sum(a.nbytes for a in state)`` split by what each
 array grows with:
 
@@ -36,7 +36,7 @@ import numpy as np
 
 from ipam_core.atomic import atomic_write_text
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.engine.state import STATE_FIELDS, state_nbytes
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import generate

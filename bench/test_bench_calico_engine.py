@@ -4,7 +4,7 @@ The cluster of ``bench/test_bench_calico.py`` (500 EKS-named nodes, 10.244.0.0/1
 blocks, 30 pods per node), now as a workload the engine's loop runs: node adds, then the
 fill (15,000 pod adds pinned to their node), then 20,000 churn pairs (a random pod of a
 random node deleted, a new pod added on that node). Each event goes through the loop's pod
-lifecycle and the ``calico`` hooks (``engine/rules_calico.py``: ``assign`` / ``release`` and
+lifecycle and the ``calico`` hooks (``modes/calico_hooks.py``: ``assign`` / ``release`` and
 the shared counters); no kube-controllers pass falls inside (the run lasts less than its
 7.5 min period).
 
@@ -31,7 +31,7 @@ import yaml
 
 from bench_util import record_speed
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import load_scenario
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL, Workload
 

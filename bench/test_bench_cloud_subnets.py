@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from ipam_core.engine import tables as T
-from ipam_core.engine import warmup
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline import warmup
+from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import generate
 

@@ -39,7 +39,7 @@ A round times the event loop only: the state (``Simulation``) is built, and
 its pages faulted in, in the pedantic ``setup``; the workload once per module. ``extra_info["ops"]``
 is the number of workload events a round processes; timers fired are
 recorded beside (``timers``). Kernels are compiled (or loaded from the cache)
-by ``ipam_core.engine.warmup()`` and one untimed small run per mode before
+by ``ipam_core.pipeline.warmup()`` and one untimed small run per mode before
 anything is timed.
 
 Run: ``/tmp/venv/bin/python -m pytest bench/test_bench_engine.py
@@ -61,14 +61,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ipam_core.engine as engine_api
-import ipam_core.engine.run as run_module
+import ipam_core.pipeline as engine_api
+import ipam_core.pipeline.run as run_module
 import ipam_core.engine.state as state_module
 import ipam_core.sweep.tasks as tasks_module
 import ipam_core.workloads.generators as generators_module
 from ipam_core.engine import tables as T
-from ipam_core.engine import simulate, summarize, warmup
-from ipam_core.engine.run import Simulation, node_sample_mask, sample_times
+from ipam_core.pipeline import simulate, summarize, warmup
+from ipam_core.pipeline.run import Simulation, node_sample_mask, sample_times
 from ipam_core.engine.state import state_nbytes
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
 from ipam_core.sweep.tasks import Task

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import core
-from ipam_core.engine.run import Simulation, node_sample_mask, sample_times, warm_mode
+from ipam_core.pipeline.run import Simulation, node_sample_mask, sample_times, warm_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.workloads.events import truncate
 

@@ -7,7 +7,7 @@ the pod table was narrowed. One group, ``scale-100k``:
   CIDRs, one per node; maxPods 110). A ``steady-churn`` workload fills 30 pods per node at t=0
   (3,000,000 live pods), then replaces a random pod ``CHURN_PER_S`` times per second for
   ``CHURN_S`` seconds, each replacement a new pod id.
-* ``test_scale_100k_kernel[whole]``: the public engine path ``ipam_core.engine.run.Simulation``
+* ``test_scale_100k_kernel[whole]``: the public engine path ``ipam_core.pipeline.run.Simulation``
   (what ``simulate`` runs per mode, without sampling) built in the pedantic setup with its pages
   faulted in; a round is ``Simulation.advance`` to just after the last event: node joins, the
   fill and the churn.
@@ -42,8 +42,8 @@ import numpy as np
 import pytest
 
 from ipam_core.engine import tables as T
-from ipam_core.engine import warmup
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline import warmup
+from ipam_core.pipeline.run import Simulation
 from ipam_core.engine.state import state_nbytes
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import Workload, generate
@@ -168,7 +168,7 @@ def test_scale_100k_kernel(benchmark, nodes, part):
     with open("/proc/self/statm") as f:
         rss = int(f.read().split()[1]) * resource.getpagesize()
     record(benchmark, "kernel", len(w) - first, st, part=part, nodes=nodes, live_pods=nodes * PODS_PER_NODE,
-           pod_ids=w.n_pods, path="ipam_core.engine.run.Simulation.advance (state built untimed)",
+           pod_ids=w.n_pods, path="ipam_core.pipeline.run.Simulation.advance (state built untimed)",
            rss_bytes=rss, peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 

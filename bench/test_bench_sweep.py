@@ -48,7 +48,7 @@ import time
 import pytest
 import yaml
 
-from ipam_core.engine import warmup
+from ipam_core.pipeline import warmup
 from ipam_core.sweep import load_spec, plan, run_sweep
 
 FULL = {"workers": 1000, "big": 1000}

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from ipam_core.engine import build_workload, simulate
+from ipam_core.pipeline import build_workload, simulate
 from ipam_core.engine import tables as T
 from ipam_core.errors import ConfigError
 from ipam_core.workloads import Workload

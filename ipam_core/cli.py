@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from ipam_core import engine  # called as engine.simulate ...: tests stand in for it on the module
+from ipam_core import pipeline  # called as pipeline.simulate ...: tests stand in for it on the module
 from ipam_core.address_arms import check_address_filters, compare_address_filters
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
 from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
@@ -243,7 +243,7 @@ def _warm_kernels(scenario=None, modes=None) -> None:
     if not err.is_terminal or _kernels_cached():
         return  # simulate() loads them in about a second
     with err.status(COMPILING, spinner="dots"):
-        engine.warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
+        pipeline.warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
 
 
 @contextmanager
@@ -272,7 +272,7 @@ def _progress_bars(labels=()):
 def _simulate(scenario, modes):
     _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
-        return engine.simulate(scenario, modes, progress=update)
+        return pipeline.simulate(scenario, modes, progress=update)
 
 
 def _print_summary(table) -> None:
@@ -282,8 +282,8 @@ def _print_summary(table) -> None:
     view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
-    calico = engine.CALICO_SUMMARY_COLUMNS if engine.CALICO_SUMMARY_COLUMNS[0][0] in table.column_names else ()
-    for name, meaning in (*engine.SUMMARY_COLUMNS[2:], *calico):
+    calico = pipeline.CALICO_SUMMARY_COLUMNS if pipeline.CALICO_SUMMARY_COLUMNS[0][0] in table.column_names else ()
+    for name, meaning in (*pipeline.SUMMARY_COLUMNS[2:], *calico):
         view.add_row(meaning, *(str(row[name]) for row in rows))
     out.print(view)
 
@@ -328,14 +328,14 @@ def run(
         target = out_dir if out_dir is not None else _default_out(sc, "run")
         with output.open(target) as publisher:
             result = _simulate(sc, modes)
-            names = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
+            names = [p.name for p in pipeline.write_run(result, publisher.staging, command=sys.argv)]
             if plot:
                 from ipam_core.plot import plot_run
 
                 names += [p.name for p in plot_run(publisher.staging)]
             publisher.publish()
         _print_written(target, names)
-        for line in _run_lines(engine.summarize(result), result.workload.n_pods):
+        for line in _run_lines(pipeline.summarize(result), result.workload.n_pods):
             out.print(line, highlight=False)
 
 
@@ -367,8 +367,8 @@ def compare(
         target = out_dir if out_dir is not None else _default_out(sc, "compare")
         with output.open(target) as publisher:
             result = _simulate(sc, names)
-            summary = engine.summarize(result)
-            written = [p.name for p in engine.write_run(result, publisher.staging, command=sys.argv)]
+            summary = pipeline.summarize(result)
+            written = [p.name for p in pipeline.write_run(result, publisher.staging, command=sys.argv)]
             written.append(write_summary_csv(publisher.staging / "summary.csv", summary).name)
             blind_cost = None
             if arms:

@@ -13,8 +13,8 @@ import numpy as np
 sys.path.insert(0, sys.argv[1] + "/bench")
 from test_bench_engine import scenario_1m, workload_1m  # noqa: E402
 
-from ipam_core.engine import build_workload, warmup  # noqa: E402
-from ipam_core.engine.run import run_mode  # noqa: E402
+from ipam_core.pipeline import build_workload, warmup  # noqa: E402
+from ipam_core.pipeline.run import run_mode  # noqa: E402
 from ipam_core.scenario import load_scenario, scenario_for_mode  # noqa: E402
 
 mode = sys.argv[3] if len(sys.argv) > 3 else "cluster-pool"

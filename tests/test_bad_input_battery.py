@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import ipam_core.engine
+import ipam_core.pipeline
 from ipam_core.cli import app
 from ipam_core.migration.engine import MigrationEngine
 from ipam_core.scenario import limits
@@ -52,8 +52,8 @@ def _tripwire(*args, **kwargs):
 def no_engine():
     """Replace both engines: no case of this file may simulate anything."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ipam_core.engine, "simulate", _tripwire)
-        mp.setattr(ipam_core.engine, "build_workload", _tripwire)
+        mp.setattr(ipam_core.pipeline, "simulate", _tripwire)
+        mp.setattr(ipam_core.pipeline, "build_workload", _tripwire)
         mp.setattr(MigrationEngine, "run", _tripwire)
         yield
 

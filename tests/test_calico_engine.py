@@ -1,7 +1,7 @@
 """Mode ``calico`` through the compiled engine: the CLI end to end, hand-worked cases, and the plain-Python oracle.
 
 The allocator's own rules are tested in tests/test_calico_allocator.py; here the loop drives them
-(engine/rules_calico.py): pods and nodes from a workload, kube-controllers' periodic pass on its
+(modes/calico_hooks.py): pods and nodes from a workload, kube-controllers' periodic pass on its
 timer, the shared trace counters. The oracle (bench/baseline_calico.py) is driven by the same
 pod and node sequence, in the order the loop runs it, and must end with the same blocks, queues,
 addresses and counts.
@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from ipam_core.cli import app
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.modes.calico_gorand import fnv1_32
 from ipam_core.modes.calico_tables import ADDR_SHIFT, K_BLOCK_RELEASES, K_CLAIMS, K_FAILS, ORDINAL_MASK
 from ipam_core.scenario import load_scenario

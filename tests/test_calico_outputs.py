@@ -12,8 +12,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipam_core.engine import calico_node_columns, simulate, summarize, trace_tables
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline import calico_node_columns, simulate, summarize, trace_tables
+from ipam_core.pipeline.run import Simulation
 from ipam_core.engine.sampling import CALICO_COUNTERS
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 from test_calico_engine import SMALL_POOL, drive_reference, random_events, scenario, walk_start, workload

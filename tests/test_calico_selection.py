@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ipam_core.cli import app
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.errors import ConfigError
 from ipam_core.scenario import load_scenario
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL

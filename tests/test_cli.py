@@ -90,13 +90,13 @@ def test_failed_run_keeps_what_was_already_written(tmp_path, monkeypatch):
     assert verify_run(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     # an error inside the simulation, after the folder was locked
-    import ipam_core.engine
+    import ipam_core.pipeline
     from ipam_core.errors import ConfigError
 
     def fail(*args, **kwargs):
         raise ConfigError("mode 'x': needs what the scenario lacks")
 
-    monkeypatch.setattr(ipam_core.engine, "simulate", fail)
+    monkeypatch.setattr(ipam_core.pipeline, "simulate", fail)
     result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out)])
     assert result.exit_code == 2 and result.stderr.strip().endswith("needs what the scenario lacks")
     assert verify_run(out) == before
@@ -129,10 +129,10 @@ def test_replayed_event_file_runs_through_every_mode(tmp_path):
 
 # ---------------------------------------------------------------- the output folder, before any work
 def _no_simulation(monkeypatch):
-    import ipam_core.engine
+    import ipam_core.pipeline
 
     calls = []
-    monkeypatch.setattr(ipam_core.engine, "simulate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(ipam_core.pipeline, "simulate", lambda *a, **k: calls.append(a))
     return calls
 
 
@@ -205,7 +205,7 @@ def test_ctrl_c_leaves_the_previous_run_and_says_so(tmp_path):
 def test_run_publishes_a_manifest_and_prints_one_line_per_mode(tmp_path):
     import polars as pl
 
-    from ipam_core.engine import build_workload
+    from ipam_core.pipeline import build_workload
     from ipam_core.scenario import load_scenario
 
     scenario, out = write(tmp_path, SMALL), tmp_path / "r"
@@ -279,7 +279,7 @@ def test_scenarios_in_a_folder_shows_invalid_files_without_stopping(tmp_path):
 def test_kernels_cached_tells_a_fresh_cache_from_a_warm_one(tmp_path):
     probe = [sys.executable, "-c", "from ipam_core.cli import _kernels_cached; print(_kernels_cached())"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    from ipam_core.engine import warmup
+    from ipam_core.pipeline import warmup
 
     warmup()  # this process's cache (NUMBA_CACHE_DIR) now holds the engine
     assert subprocess.run(probe, env=env, capture_output=True, text=True).stdout.strip() == "True"

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cloud_engine import cloud_scenario, last, run, slow_pods
 
-from ipam_core.engine import build_workload, simulate, summarize
+from ipam_core.pipeline import build_workload, simulate, summarize
 from ipam_core.engine import tables as T
-from ipam_core.engine.cloud import _cilium_prefix_delegated
+from ipam_core.modes.cloud_pool import _cilium_prefix_delegated
 from ipam_core.errors import ConfigError
 from ipam_core.kernels.blocks import bm_take_densest
 from ipam_core.kernels.layout import bm_init, bm_sizes

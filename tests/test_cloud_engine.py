@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from ipam_core.cloud import limits as L
 from ipam_core.cloud import vpc_cni
-from ipam_core.engine import build_workload, simulate, summarize, write_run
+from ipam_core.pipeline import build_workload, simulate, summarize, write_run
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.run import run_mode
+from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import CLOUD_MODES, scenario_for_mode
 
 SUBNET = "10.1.0.0/20"
@@ -351,8 +351,9 @@ def test_a_nearly_full_subnet_strands_addresses_an_eni_cannot_use(tmp_path):
 
 def test_the_loop_compiles_the_cloud_rules_for_a_cloud_state_only(tmp_path):
     # each rules family is its own State class; a hook compiles to that family's rule (engine/hooks.py)
-    from ipam_core.engine import cloud, hooks, rules_cloud, rules_node_cidr
-    from ipam_core.engine.run import Simulation
+    from ipam_core.engine import hooks
+    from ipam_core.modes import cloud_hooks, cloud_pool, node_cidr
+    from ipam_core.pipeline.run import Simulation
     from ipam_core.kernels._jit import kjit
 
     @kjit
@@ -363,6 +364,6 @@ def test_the_loop_compiles_the_cloud_rules_for_a_cloud_state_only(tmp_path):
     wl = build_workload(sc)
     pool = Simulation(scenario_for_mode(sc, "cluster-pool"), wl, "cluster-pool").state
     eni = Simulation(scenario_for_mode(sc, "eni"), wl, "eni").state
-    assert type(pool) is rules_node_cidr.NodeCidrState and type(eni) is rules_cloud.CloudState
+    assert type(pool) is node_cidr.NodeCidrState and type(eni) is cloud_hooks.CloudState
     assert period(pool) == 0.0  # the node-CIDR family has no periodic pass
-    assert period(eni) == cloud.cloud_period(eni) > 0.0  # the real rule: ENI operator resync
+    assert period(eni) == cloud_pool.cloud_period(eni) > 0.0  # the real rule: ENI operator resync

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from engine_helpers import OP_POD_ADD, nodes_then_pods, scenario, workload
 
-from ipam_core.engine import simulate, summarize
+from ipam_core.pipeline import simulate, summarize
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.run import run_mode
+from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import scenario_for_mode
 
 

@@ -13,8 +13,8 @@ from ipam_core.cli import app
 from ipam_core.cloud.placement import deal_nodes, shared_offsets, zone_of_nodes
 from ipam_core.errors import ConfigError
 from ipam_core.modes import get_mode
-from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET
-from ipam_core.modes.cloud_net import cloud_net
+from ipam_core.engine.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET
+from ipam_core.engine.cloud_net import cloud_net
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from test_cloud_scenario import test_bad_cloud_input_is_one_line_naming_key_and_value as refused_in_one_line
 
@@ -62,24 +62,24 @@ def test_plain_cidr_strings_stay_valid_each_its_own_zone():
 
 def test_each_group_resolves_its_own_instance_limits_and_subnet_rule():
     s = load(NET + "modes: [eni, aws-vpc-cni]\n")
-    net = cloud_net(get_mode("eni"), "eni", scenario_for_mode(s, "eni"))
+    net = cloud_net(get_mode("eni"), scenario_for_mode(s, "eni"))
     small, big = net.configs
     assert (small.ifaces, small.units) == (3, 3) and (big.ifaces, big.units) == (8, 29)  # t3.small, m5.4xlarge
     assert net.merged().ifaces == 8 and net.merged().units == 29
     assert net.pick == (PICK_CILIUM, PICK_CILIUM)
     assert net.flagged[1].tolist() == [False, False, True] and not net.flagged[0].any()  # subnetTags tier: pods
     assert net.launch[1].tolist() == [True, False, False] and net.launch[0].tolist() == [True, True, False]
-    vpc = cloud_net(get_mode("aws-vpc-cni"), "aws-vpc-cni", scenario_for_mode(s, "aws-vpc-cni"))
+    vpc = cloud_net(get_mode("aws-vpc-cni"), scenario_for_mode(s, "aws-vpc-cni"))
     assert vpc.pick == (PICK_DISCOVERY, PICK_DISCOVERY)  # ENABLE_SUBNET_DISCOVERY's default
     assert vpc.flagged[0].tolist() == [False, False, True]  # the kubernetes.io/role/cni subnet
     doc = yaml.safe_load(BASE + NET)
     doc["modes"] = ["aws-vpc-cni"]
     doc["cloud"]["awsVpcCni"] = {"AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": True, "eniConfigs": {"us-east-1a": "pods-a"}}
     custom = load_scenario(yaml.safe_dump(doc))
-    net = cloud_net(get_mode("aws-vpc-cni"), "aws-vpc-cni", scenario_for_mode(custom, "aws-vpc-cni"))
+    net = cloud_net(get_mode("aws-vpc-cni"), scenario_for_mode(custom, "aws-vpc-cni"))
     assert net.pick[0] == PICK_FLAGGED and net.flagged[0].tolist() == [False, False, True]
     assert net.configs[0].first_iface == 1  # eth0 holds no pod address under custom networking
-    azure = cloud_net(get_mode("azure"), "azure", scenario_for_mode(s, "azure"))
+    azure = cloud_net(get_mode("azure"), scenario_for_mode(s, "azure"))
     assert azure.pick == (PICK_NODE_SUBNET, PICK_NODE_SUBNET)
 
 

@@ -18,7 +18,7 @@ from test_cloud_vs_baseline import (BURST, CHURN, _compiled, check_exercised, cl
 
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.run import run_mode
+from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import scenario_for_mode
 
 A, B = "us-east-1a", "us-east-1b"

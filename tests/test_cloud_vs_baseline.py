@@ -2,7 +2,7 @@
 
 The oracle is written from the upstream rules (cilium ``pkg/ipam/node.go``,
 ``pkg/aws/eni/node.go``, ``pkg/ipam/crd.go``; ipamd ``pkg/ipamd/ipamd.go``; CNS
-``ipampool``) with sets and lists, not from ``ipam_core/engine/cloud.py``, and
+``ipampool``) with sets and lists, not from ``ipam_core/modes/cloud_pool.py``, and
 computes the address columns from its state at each sample. Where upstream
 leaves an order open (EC2's choice of a secondary address, Go map order of a
 pool), both sides follow the model ``docs/cloud-modes.md`` states and draw from
@@ -29,9 +29,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ipam_core.engine import warmup
+from ipam_core.pipeline import warmup
 from ipam_core.errors import ConfigError
-from ipam_core.engine.run import TRACE_COUNTERS, run_mode, sample_times
+from ipam_core.pipeline.run import TRACE_COUNTERS, run_mode, sample_times
 from ipam_core.engine.rng import draw, seed_state
 from ipam_core.engine.tables import K_RNG
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode

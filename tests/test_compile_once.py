@@ -23,7 +23,7 @@ import importlib, pkgutil, sys
 from numba.core import types
 from numba.core.dispatcher import Dispatcher
 import ipam_core
-from ipam_core.engine import simulate
+from ipam_core.pipeline import simulate
 from engine_helpers import scenario
 
 def literal(t):

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine_helpers import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, nodes_then_pods, scenario, workload
-from ipam_core.engine import build_workload, simulate, summarize, write_run
+from ipam_core.pipeline import build_workload, simulate, summarize, write_run
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.rules_multi_pool import needed_ip_ceil
-from ipam_core.engine.run import Simulation, run_mode
+from ipam_core.modes.multi_pool import needed_ip_ceil
+from ipam_core.pipeline.run import Simulation, run_mode
 from ipam_core.scenario import scenario_for_mode
 
 MODES = ("kubernetes", "cluster-pool", "multi-pool")
@@ -298,7 +298,7 @@ class FakeClock:
 
 
 def test_mode_wall_time_excludes_loading_the_compiled_code(tmp_path, monkeypatch):
-    import ipam_core.engine as engine
+    import ipam_core.pipeline as engine
 
     sc = scenario(tmp_path, {"duration": "1m"})
     clock = FakeClock()
@@ -326,7 +326,7 @@ def test_mode_wall_time_excludes_loading_the_compiled_code(tmp_path, monkeypatch
 
 
 def test_warm_mode_runs_once_per_mode_and_family_set(tmp_path):
-    from ipam_core.engine.run import warm_mode
+    from ipam_core.pipeline.run import warm_mode
 
     sc = scenario(tmp_path, {"duration": "1m"})
     for mode in MODES:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from ipam_core.engine import build_workload, hooks, rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401
-from ipam_core.engine import run as run_module
-from ipam_core.engine.run import Simulation
+from ipam_core.engine import hooks  # noqa: F401
+from ipam_core.modes import cloud_hooks, multi_pool, node_cidr
+from ipam_core.pipeline import build_workload
+from ipam_core.pipeline import run as run_module
+from ipam_core.pipeline.run import Simulation
 from ipam_core.modes import eni
-from ipam_core.modes import cloud_net as cloud_net_module
+from ipam_core.engine import cloud_net as cloud_net_module
 from ipam_core.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,16 +31,16 @@ def test_a_cloud_simulation_resolves_its_network_once(monkeypatch):
     calls = []
 
     def counting(*args, **kwargs):
-        calls.append(args[1])
+        calls.append(args[0].MODE.name)
         return cloud_net_module.cloud_net(*args, **kwargs)
 
-    for module in (run_module, rules_cloud):
+    for module in (run_module, cloud_hooks):
         if hasattr(module, "cloud_net"):
             monkeypatch.setattr(module, "cloud_net", counting)
     sim = Simulation(scenario, build_workload(scenario), "eni")
     assert calls == ["eni"]
     # the tables and scheduler keys are sized for the largest instance type of the node groups
-    net = cloud_net_module.cloud_net(eni, "eni", scenario)
+    net = cloud_net_module.cloud_net(eni, scenario)
     assert sim.config.max_pods == net.merged().max_pods == eni.max_pods(scenario)
     assert len({c.max_pods for c in net.configs}) > 1
 
@@ -53,13 +55,13 @@ def _imports_and_names(path: Path) -> tuple[set[str], set[str]]:
 
 def test_the_start_from_a_state_names_no_mode():
     modules, names = _imports_and_names(ROOT / "ipam_core" / "engine" / "initial.py")
-    assert not {m for m in modules if m.rsplit(".", 1)[-1].startswith("rules_")}
+    assert not {m for m in modules if m.startswith("ipam_core.modes")}
     assert not {n for n in names if n.startswith("POLICY_")}
 
 
 @pytest.mark.parametrize("family, rule", [
-    (rules_multi_pool.MultiPoolState, rules_multi_pool._pools_ready),  # waitForAllPools
-    (rules_node_cidr.NodeCidrState, rules_node_cidr._holds_every_family),
+    (multi_pool.MultiPoolState, multi_pool._pools_ready),  # waitForAllPools
+    (node_cidr.NodeCidrState, node_cidr._holds_every_family),
 ])
 def test_each_pool_family_says_when_a_restored_agent_starts(family, rule):
     assert hooks._RULES[family]["agent_can_start"] is rule

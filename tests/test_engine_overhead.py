@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipam_core.engine import build_workload, simulate, summarize
-from ipam_core.engine.run import Simulation, workload_facts
+from ipam_core.pipeline import build_workload, simulate, summarize
+from ipam_core.pipeline.run import Simulation, workload_facts
 from ipam_core.engine.state import build_state, scan_workload
 from ipam_core.errors import IPAMBenchError
 from ipam_core.scenario import load_scenario

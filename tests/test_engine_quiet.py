@@ -23,11 +23,11 @@ from engine_helpers import OP_NODE_ADD, OP_POD_ADD, scenario, workload
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import core
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.run import Simulation, node_sample_mask, sample_times
+from ipam_core.pipeline.run import Simulation, node_sample_mask, sample_times
 from ipam_core.scenario import load_scenario, scenario_for_mode
 
 REPO = Path(__file__).resolve().parents[1]

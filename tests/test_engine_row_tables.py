@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ipam_core.engine import build_workload
-from ipam_core.engine.run import Simulation, engine_config, workload_facts
+from ipam_core.pipeline import build_workload
+from ipam_core.pipeline.run import Simulation, engine_config, workload_facts
 from ipam_core.engine.state import INT32_MAX, build_state, check_int32_fit
 from ipam_core.errors import ConfigError
 from ipam_core.scenario import load_scenario, scenario_for_mode

@@ -16,15 +16,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import ipam_core.engine.run as run_module
+import ipam_core.pipeline.run as run_module
 from engine_helpers import nodes_then_pods
 from engine_helpers import scenario as yaml_scenario
 from engine_helpers import workload as events_workload
 from ipam_core.addr import format_cidrs
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import tables as T
 from ipam_core.engine.sampling import CALICO_COUNTERS
-from ipam_core.engine.run import TRACE_COUNTERS, EngineCapacityError, Simulation, run_mode, sample_times
+from ipam_core.pipeline.run import TRACE_COUNTERS, EngineCapacityError, Simulation, run_mode, sample_times
 from ipam_core.kernels.blocks import bm_largest_free_block
 from ipam_core.scenario import load_scenario, scenario_for_mode
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine_helpers import scenario
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import tables as T
 from ipam_core.engine.core import (
     FROM_HEAP,
@@ -26,7 +26,7 @@ from ipam_core.engine.core import (
     _push,
     _push_retry,
 )
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import scenario_for_mode
 
 DELAYS = (0.0, 1.0, 15.0, 60.0, 2.5)  # a few fixed delays, so most node timers stay in order per kind

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipam_core.engine import warmup
-from ipam_core.engine.run import TRACE_COUNTERS, run_mode, sample_times
+from ipam_core.pipeline import warmup
+from ipam_core.pipeline.run import TRACE_COUNTERS, run_mode, sample_times
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
 from ipam_core.workloads import generate
 
@@ -300,7 +300,7 @@ def test_node_cidr_table_overflow_is_reported_not_written_past():
     # needs 6 node CIDRs, the engine's per-node CIDR table was sized for 4 (it assumes
     # at most 2 x maxPods pods per node). The baseline has no such table and runs on.
     from ipam_core.engine import tables as T
-    from ipam_core.engine.run import EngineCapacityError, Simulation
+    from ipam_core.pipeline.run import EngineCapacityError, Simulation
     from ipam_core.workloads import OP_NODE_ADD, OP_POD_ADD, Workload
 
     n_pods = 60

@@ -21,9 +21,9 @@ import yaml
 from typer.testing import CliRunner
 
 from ipam_core.cli import app
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import tables as T
-from ipam_core.engine.run import TRACE_COUNTERS, Simulation, run_mode, sample_times
+from ipam_core.pipeline.run import TRACE_COUNTERS, Simulation, run_mode, sample_times
 from ipam_core.migration.engine import MigrationEngine
 from ipam_core.migration.imported import imported_cluster
 from ipam_core.migration.plan import plan_migration

@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 
 from ipam_core.cli import app
 from ipam_core.kernels.slots import bm_test
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
 from ipam_core.engine.core import _slot_bitmap
 from ipam_core.engine.initial import held_addresses
-from ipam_core.engine.run import Simulation
+from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import load_scenario
 from ipam_core.sweep.spec import load_spec, plan_points
 

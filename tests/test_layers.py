@@ -22,17 +22,18 @@ PACKAGE = "ipam_core"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: Layers, top to bottom: a module may import its own layer (without a cycle) or any layer below.
-#: A name matches a module and its submodules; ``=name`` the module alone (``=ipam_core.engine``: the
-#: package's ``__init__``, the pipeline: simulate / summarize / write_run); ``name.`` its submodules only.
+#: A name matches a module and its submodules; ``=name`` the module alone (``=ipam_core``: the package's
+#: ``__init__``); ``name.`` its submodules only. The modes sit above the engine: each mode module holds its
+#: rules and registers them with the loop, which never names a mode.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("ipam_core.cli", "ipam_core.__main__")),
     ("front ends", ("ipam_core.report", "ipam_core.plot", "ipam_core.sweep_plot", "ipam_core.sweep",
                     "ipam_core.migration", "ipam_core.importer",
                     "ipam_core.address_arms")),
-    ("pipeline", ("=ipam_core.engine",)),
-    ("engine", ("ipam_core.engine.",)),
+    ("pipeline", ("ipam_core.pipeline",)),
     ("scenario", ("ipam_core.scenario",)),
     ("modes", ("ipam_core.modes",)),
+    ("engine", ("ipam_core.engine",)),
     ("upstream rules", ("ipam_core.cloud",)),
     ("workloads and traces", ("ipam_core.workloads", "ipam_core.trace")),
     ("structures", ("=ipam_core", "ipam_core.addr", "ipam_core.cidrset", "ipam_core.podiprange", "ipam_core.bitmap",
@@ -227,8 +228,10 @@ def test_no_function_local_import_of_the_package_but_for_slow_optional_dependenc
 def test_every_module_has_a_layer():
     for name in modules():
         layer_of(name)
-    assert LAYERS[layer_of("ipam_core.engine")][0] == "pipeline"
-    assert LAYERS[layer_of("ipam_core.engine.run")][0] == "engine"
+    assert LAYERS[layer_of("ipam_core.pipeline")][0] == "pipeline"
+    assert LAYERS[layer_of("ipam_core.pipeline.run")][0] == "pipeline"
+    assert LAYERS[layer_of("ipam_core.modes.multi_pool")][0] == "modes"
+    assert LAYERS[layer_of("ipam_core.engine")][0] == LAYERS[layer_of("ipam_core.engine.core")][0] == "engine"
 
 
 # ---------------------------------------------------------------------------- the checker itself
@@ -254,25 +257,23 @@ def test_the_checker_reads_top_level_local_and_type_checking_imports():
 
 
 def test_the_checker_sees_the_cycle_through_a_parent_package_and_the_upward_import():
-    # the cycle this layout removed: a mode importing engine.layout runs engine/__init__, whose run imports the modes
+    # what this layout prevents: a mode importing engine.layout runs engine/__init__; were anything the engine
+    # package runs to import the modes (as engine/__init__ did when it was the pipeline), they would import each other
     assert runtime_targets("ipam_core.modes.eni", "ipam_core.engine.layout") == {
         "ipam_core.engine.layout", "ipam_core.engine"}
-    assert runtime_targets("ipam_core.engine.run", "ipam_core.engine.tables") == {"ipam_core.engine.tables"}
-    mods = {name: Module(name) for name in ("ipam_core.engine", "ipam_core.engine.run", "ipam_core.engine.layout",
+    assert runtime_targets("ipam_core.engine.sampling", "ipam_core.engine.tables") == {"ipam_core.engine.tables"}
+    mods = {name: Module(name) for name in ("ipam_core.engine", "ipam_core.engine.sampling", "ipam_core.engine.layout",
                                             "ipam_core.modes", "ipam_core.modes.eni")}
-    mods["ipam_core.engine"].top = {"ipam_core.engine.run"}
-    mods["ipam_core.engine.run"].top = {"ipam_core.modes"}
+    mods["ipam_core.engine"].top = {"ipam_core.engine.sampling"}
+    mods["ipam_core.engine.sampling"].top = {"ipam_core.modes"}
     mods["ipam_core.modes"].top = {"ipam_core.modes.eni"}
     mods["ipam_core.modes.eni"].top = {"ipam_core.engine.layout"}
     edges = import_graph(mods)
-    assert set(find_cycle(edges)) == {"ipam_core.engine", "ipam_core.engine.run", "ipam_core.modes",
+    assert set(find_cycle(edges)) == {"ipam_core.engine", "ipam_core.engine.sampling", "ipam_core.modes",
                                       "ipam_core.modes.eni"}
-    assert upward_imports(edges) == [
-        "ipam_core.modes.eni (modes) imports ipam_core.engine (pipeline)",
-        "ipam_core.modes.eni (modes) imports ipam_core.engine.layout (engine)",
-    ]
-    mods["ipam_core.modes.eni"].top = set()
-    mods["ipam_core.modes.eni"].local = [(1, "ipam_core.engine.layout")]  # hiding it in a function does not help
+    assert upward_imports(edges) == ["ipam_core.engine.sampling (engine) imports ipam_core.modes (modes)"]
+    mods["ipam_core.engine.sampling"].top = set()
+    mods["ipam_core.engine.sampling"].local = [(1, "ipam_core.modes")]  # hiding it in a function does not help
     assert find_cycle(import_graph(mods))
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ipam_core.engine import simulate, summarize, trace_tables
-from ipam_core.engine.run import run_mode, sample_times
+from ipam_core.pipeline import simulate, summarize, trace_tables
+from ipam_core.pipeline.run import run_mode, sample_times
 from ipam_core.errors import ConfigError
 from ipam_core.scenario import scenario_for_mode
 from ipam_core.trace import TRACE_SCHEMA

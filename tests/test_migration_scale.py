@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import ipam_core.engine.rules_multi_pool as engine_multi_pool
+import ipam_core.modes.multi_pool as engine_multi_pool
 from ipam_core.migration import _agents, plan as plan_module
 from ipam_core.migration import actions as A
 from ipam_core.migration import plan_migration, run_migration

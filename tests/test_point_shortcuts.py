@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import ipam_core.engine.run as run_module
-from ipam_core.engine import SUMMARY_NAMES, _scenario_for_mode, build_workload, simulate, summarize, summary_records
+import ipam_core.pipeline.run as run_module
+from ipam_core.pipeline import SUMMARY_NAMES, _scenario_for_mode, build_workload, simulate, summarize, summary_records
 from ipam_core.engine import sampling as S
-from ipam_core.engine.run import LazyColumns, Simulation, workload_facts
+from ipam_core.pipeline.run import LazyColumns, Simulation, workload_facts
 from ipam_core.engine.state import _new_state, build_state
 from ipam_core.engine.summary import cast_mean_sum, idle_figures, pairwise_sum, summary_figures
 from ipam_core.modes import get_mode

@@ -16,10 +16,10 @@ from engine_helpers import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_POD_DEL, sce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipam_core.engine import build_workload
+from ipam_core.pipeline import build_workload
 from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
-from ipam_core.engine.run import run_mode
+from ipam_core.pipeline.run import run_mode
 from ipam_core.errors import ConfigError
 from ipam_core.scenario import scenario_for_mode
 
@@ -383,7 +383,7 @@ def test_compare_cli_refuses_bad_address_filters_before_any_run(tmp_path, text):
 
 def test_compare_address_filters_reuses_the_run_already_made(tmp_path, monkeypatch):
     import ipam_core.address_arms as arms
-    from ipam_core.engine import simulate
+    from ipam_core.pipeline import simulate
 
     sc = scenario(tmp_path, {**_pool_patch("none"), "modes": ["kubernetes"],
                              "cluster": {**_pool_patch("none")["cluster"],

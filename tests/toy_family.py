@@ -19,8 +19,8 @@ import numpy as np
 from ipam_core.engine import hooks
 from ipam_core.engine import tables as T
 from ipam_core.engine.core import _sched_update
-from ipam_core.engine.run import Simulation
-from ipam_core.engine import run as engine_run
+from ipam_core.pipeline.run import Simulation
+from ipam_core.pipeline import run as engine_run
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes import get_mode
@@ -124,11 +124,11 @@ def check_the_loop_runs_the_family():
 
 
 def check_the_loop_compiles_only_this_family():
-    from ipam_core.engine import rules_cloud, rules_multi_pool
+    from ipam_core.modes import cloud_hooks, multi_pool
 
     sc = load_scenario("name: toy\nworkload: {generator: steady-churn}\n")
     Simulation(sc, _workload([(0.0, OP_NODE_ADD, 0, -1), (1.0, OP_POD_ADD, -1, 0)]), "toy").advance(10.0)
-    for rule in (rules_multi_pool.node_timer, rules_cloud.node_timer, rules_cloud.address_room):
+    for rule in (multi_pool.node_timer, cloud_hooks.node_timer, cloud_hooks.address_room):
         assert not any("ToyState" in str(sig[0]) for sig in rule.signatures)
 
 

@@ -6,5 +6,5 @@
 * :mod:`~ipam_core.cloud.aks`: AKS pod subnet, dynamic batches and static blocks.
 * :mod:`~ipam_core.cloud.gke`: GKE's max pods to node pod range table.
 
-The engine (:mod:`ipam_core.engine.cloud`) applies them to its state tables.
+The engine (:mod:`ipam_core.modes.cloud_pool`) applies them to its state tables.
 """

@@ -1,6 +1,6 @@
 """Default request limits of the cloud APIs the cloud modes call, and of Cilium's operator client.
 
-Figures (``cloud.apiThrottle`` overrides them; :mod:`ipam_core.engine.cloud_api`
+Figures (``cloud.apiThrottle`` overrides them; :mod:`ipam_core.modes.cloud_api`
 applies them):
 
 * Cilium operator: ``--limit-ipam-api-qps`` 4 and ``--limit-ipam-api-burst`` 20

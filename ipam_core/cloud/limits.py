@@ -25,6 +25,9 @@ POD_CIDR_LIMITS_CSV = "cloud_pod_cidr_limits.csv"
 
 #: /28 prefix delegation: addresses per prefix (cilium ``option.ENIPDBlockSizeIPv4``, EC2 ``Ipv4PrefixCount``).
 PREFIX_SIZE = 16
+#: Addresses the cloud keeps in every subnet: the first four and the last (AWS VPC and Azure VNet subnets).
+SUBNET_RESERVED_LOW = 4
+SUBNET_RESERVED_HIGH = 1
 #: max-pods-calculator.sh: pods per node are capped at 110 on instances with at most 30 vCPUs, else 250.
 MAX_PODS_CEILING_LOW_CPU = 110
 MAX_PODS_CEILING_HIGH_CPU = 250

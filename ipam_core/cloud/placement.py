@@ -2,7 +2,7 @@
 
 Nothing here is an upstream rule: the scenario states the node groups and the shared use, and
 these functions expand them, deterministically, into per-node and per-address arrays that the
-engine (:func:`ipam_core.engine.cloud.init_cloud`) and the oracle (``bench/baseline_cloud.py``)
+engine (:func:`ipam_core.modes.cloud_pool.init_cloud`) and the oracle (``bench/baseline_cloud.py``)
 both start from.
 """
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ipam_core.cloud.limits import SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 from ipam_core.engine import tables as T
-from ipam_core.engine.cloud import SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 
 
 def _popcounts(words: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

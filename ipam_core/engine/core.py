@@ -4,19 +4,19 @@ Everything that happens per event, per pod or per address runs here, in one
 Numba-compiled loop over the state tables described in
 :mod:`ipam_core.engine.tables`. Python only builds the state
 (:mod:`ipam_core.engine.state`), calls :func:`advance` up to each sample time
-and reads counters (:mod:`ipam_core.engine.run`).
+and reads counters (:mod:`ipam_core.pipeline.run`).
 
 The loop names no mode. Where an agent or an operator acts it calls a hook of
 :mod:`ipam_core.engine.hooks`, which Numba resolves from the state's class to
 the rules of its family, so a run compiles only its own family's rules:
 
-* :mod:`ipam_core.engine.rules_node_cidr` (``kubernetes``, ``cluster-pool``,
+* :mod:`ipam_core.modes.node_cidr` (``kubernetes``, ``cluster-pool``,
   ``gke``): one node CIDR per family when the node appears;
-* :mod:`ipam_core.engine.rules_multi_pool` (``multi-pool``): node CIDRs per
+* :mod:`ipam_core.modes.multi_pool` (``multi-pool``): node CIDRs per
   pool as the agent's demand asks;
-* :mod:`ipam_core.engine.rules_cloud` (``eni``, ``aws-vpc-cni``, ``azure``,
+* :mod:`ipam_core.modes.cloud_hooks` (``eni``, ``aws-vpc-cni``, ``azure``,
   ``crd``): per-node pools of addresses and /28 prefixes from subnet bitmaps
-  (the rules in :mod:`ipam_core.engine.cloud`).
+  (the rules in :mod:`ipam_core.modes.cloud_pool`).
 
 What this module models itself, and from which upstream file:
 

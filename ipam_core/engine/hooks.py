@@ -112,7 +112,7 @@ def register(state_class: type, policy: int, prepare=None, **rules) -> None:
     state_class : type
         The family's State namedtuple class.
     policy : int
-        The ``POLICY_*`` code a mode's :class:`~ipam_core.modes.layout.Layout` names
+        The ``POLICY_*`` code a mode's :class:`~ipam_core.engine.layout.Layout` names
         this family by; :func:`ipam_core.engine.state.build_state` builds a state
         of ``state_class`` for it.
     prepare : callable, optional

@@ -6,7 +6,7 @@ sample times every present node's row and CIDRs, into preallocated arrays.
 Reading the counters from Python after each step cost more than the run itself
 for small scenarios (issue #10: ~90 % of a default-sized run); here a whole
 run is one compiled call, and Python only formats the CIDR text at the end
-(:mod:`ipam_core.engine.run`).
+(:mod:`ipam_core.pipeline.run`).
 
 What is written matches, column for column, what the trace and nodes tables
 describe (docs/dev/contracts.md section 2).
@@ -102,7 +102,7 @@ TRACE_COUNTERS = (
     "cidr_releases",
     "ip_allocs",
     "ip_alloc_failures",
-    # cloud modes (0 in the pool modes): engine/cloud.py
+    # cloud modes (0 in the pool modes): modes/cloud_pool.py
     "warm_addrs_per_node",
     "interfaces",
     "prefixes",
@@ -110,7 +110,7 @@ TRACE_COUNTERS = (
     "cloud_api_attach",
     "cloud_api_assign",
     "cloud_api_release",
-    # cloud API cost and pod start latency (engine/cloud_api.py, engine/core.py _count_start)
+    # cloud API cost and pod start latency (modes/cloud_api.py, engine/core.py _count_start)
     "cloud_api_prefix",
     "cloud_api_throttled",
     "cloud_api_delay_ms",
@@ -123,7 +123,7 @@ TRACE_COUNTERS = (
     "addrs_held_cordoned",
     "cidrs_stranded",
     "addrs_stranded",
-    # calico (engine/rules_calico.py trace_counters); in the trace only when a calico mode runs (CALICO_COUNTERS)
+    # calico (modes/calico_hooks.py trace_counters); in the trace only when a calico mode runs (CALICO_COUNTERS)
     "calico_affine_blocks",
     "calico_blocks_per_node_max",
     "calico_empty_affine_blocks",

@@ -55,7 +55,7 @@ STATE_FIELDS = (
     "bucket_count",  # int64 [keys]: nodes per bucket
     "cfg",  # float64 [C_NCOL]
     "cnt",  # int64 [K_NCOL]
-    # cloud modes (ipam_core/engine/cloud.py init_cloud); one-row placeholders in the pool modes
+    # cloud modes (ipam_core/modes/cloud_pool.py init_cloud); one-row placeholders in the pool modes
     "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
     "cl_time",  # float64 [nodes, CT_NCOL]
     "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
@@ -359,7 +359,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = _line_aligned((max(n_nodes, 1), T.N_NCOL), ROW_DTYPE)
     nodes[:] = _NODE_ROW  # one broadcast write rather than a zero fill and a pass per -1 column
-    nodes[:, T.N_MAX_PODS] = config.max_pods  # cloud node groups set their own (engine/cloud.py init_cloud)
+    nodes[:, T.N_MAX_PODS] = config.max_pods  # cloud node groups set their own (modes/cloud_pool.py init_cloud)
     node_slots = np.full((max(n_nodes, 1), max(1, int(per_node.sum()))), -1, dtype=np.int64)
     pods = _line_aligned((rows, T.D_NCOL), ROW_DTYPE)
     pods[:] = _POD_ROW
@@ -417,7 +417,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         node_slots=node_slots,
         pods=pods,
         pod_since=np.zeros(rows, dtype=np.float64),
-        # read by multi-pool alone (rules_multi_pool.py); the other families write one shared entry
+        # read by multi-pool alone (modes/multi_pool.py); the other families write one shared entry
         pod_failed_at=np.zeros(rows if layout.policy == T.POLICY_MULTI_POOL else 1, dtype=np.float64),
         pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
         pod_pool=pod_pool,

@@ -1,4 +1,4 @@
-"""The reductions behind :func:`ipam_core.engine.summarize`: one compiled pass per mode.
+"""The reductions behind :func:`ipam_core.pipeline.summarize`: one compiled pass per mode.
 
 Reducing a mode's trace with numpy took a dozen calls per family (max,
 fancy indexing, a boolean mask, two means, the start-up search), which for a
@@ -136,7 +136,7 @@ def summary_figures(counters, warm, nf):
     Parameters
     ----------
     counters : numpy.ndarray of int64, shape (len(TRACE_COUNTERS), samples * nf)
-        The mode's counter block (:attr:`ipam_core.engine.run.ModeResult.counters`):
+        The mode's counter block (:attr:`ipam_core.pipeline.run.ModeResult.counters`):
         column ``i * nf + f`` is sample ``i`` of the ``f``-th family.
     warm : numpy.ndarray of float64, shape (samples * nf,)
         ``warm_addrs_per_node``, in the same column order.

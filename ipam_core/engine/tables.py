@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 # Layout.policy and CloudConfig.kind codes: the mode modules build them, below the engine.
-from ipam_core.modes.cloud_config import (  # noqa: F401
+from ipam_core.engine.cloud_config import (  # noqa: F401
     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_CRD_STATIC, CLOUD_VPC_CNI, PICK_CILIUM, PICK_DISCOVERY,
     PICK_FLAGGED, PICK_NODE_SUBNET, STRATEGY_DENSE, STRATEGY_UPSTREAM)
-from ipam_core.modes.layout import (  # noqa: F401
+from ipam_core.engine.layout import (  # noqa: F401
     POLICY_CALICO, POLICY_CLOUD, POLICY_MULTI_POOL, POLICY_ONE_PER_FAMILY)
 
 # ---- CIDR sets: one node-CIDR bitmap per pool CIDR (cidr_set.go), table `sets`
@@ -146,7 +146,7 @@ C_CARVE_RETRY = 11  # s: operator retry after a failed carve
 C_REVERT_PARTIAL = 12  # 1.0: a node that gets one family but not the other gives it back (Cilium); 0: keep (KCM)
 C_DEFAULT_POOL = 13  # pool id of the default pool (router / health addresses)
 C_SEED = 14
-# ---- cloud modes (POLICY_CLOUD; rules in ipam_core/engine/cloud.py)
+# ---- cloud modes (POLICY_CLOUD; rules in ipam_core/modes/cloud_pool.py)
 C_CL_KIND = 15  # CLOUD_*
 C_CL_IFACES = 16  # interfaces (ENIs / NICs) a node can attach
 C_CL_UNITS = 17  # secondary IPs or /28 prefixes one interface holds
@@ -181,7 +181,7 @@ C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC);
 C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
 C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
 C_RELEASED_CIDRS = 48  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
-# cloud API cost and prefix fallback (ipam_core/engine/cloud_api.py)
+# cloud API cost and prefix fallback (ipam_core/modes/cloud_api.py)
 C_CL_STRATEGY = 49  # STRATEGY_*: what Cilium does after InsufficientCidrBlocks
 C_CL_THROTTLE = 50  # 1.0: cloud calls take tokens from the buckets below
 C_CL_CLIENT_QPS = 51  # tokens/s of the manager's own client limiter (Cilium --limit-ipam-api-qps); 0 = none
@@ -252,7 +252,7 @@ CG_PRE = 3  # pre-allocate (resolved for the instance)
 CG_MAX_ALLOC = 4  # max-allocate (resolved for the instance)
 CG_READY_MIN = 5
 CG_MAX_PODS = 6
-CG_PICK = 7  # how an extra interface's subnet is chosen (PICK_*, ipam_core/modes/cloud_config.py)
+CG_PICK = 7  # how an extra interface's subnet is chosen (PICK_*, ipam_core/engine/cloud_config.py)
 CG_IPV4 = 8  # addresses per interface (cilium limits.IPv4: the node's subnet must have as many free)
 CG_NCOL = 9
 RV_LO = 0

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ipam_core.addr import as_network
-from ipam_core.engine.rules_multi_pool import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
+from ipam_core.modes.multi_pool import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
 from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator, overlaps

@@ -4,9 +4,9 @@ Each mode module holds its :class:`~ipam_core.modes.spec.ModeSpec` (``MODE``: na
 rules family, settings section and the keys it accepts, Helm ``ipam.mode``, whether
 ``migrate`` simulates it, a one-line summary, the scenario check) and the functions that
 turn a scenario into what the engine runs: ``layout(scenario)`` (a
-:class:`~ipam_core.modes.layout.Layout`), optionally ``max_pods(scenario)`` (the pods per
+:class:`~ipam_core.engine.layout.Layout`), optionally ``max_pods(scenario)`` (the pods per
 node the kubelet admits, when the mode sets it; with node groups, the largest group's) and ``cloud(scenario)`` (a
-:class:`~ipam_core.modes.cloud_config.CloudConfig`).
+:class:`~ipam_core.engine.cloud_config.CloudConfig`).
 
 :data:`REGISTRY` is the only list of modes: scenario validation, ``--mode``/``--modes``,
 ``migrate`` and its planner, and the docs derive theirs from it. Adding a mode is one

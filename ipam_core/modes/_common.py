@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ipam_core.addr import parse_cidr
-from ipam_core.modes.layout import POLICY_ONE_PER_FAMILY, Layout, SetSpec
+from ipam_core.engine.layout import POLICY_ONE_PER_FAMILY, Layout, SetSpec
 
 
 def families(ipam) -> tuple[int, ...]:

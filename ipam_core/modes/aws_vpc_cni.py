@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from ipam_core.cloud import vpc_cni
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
-from ipam_core.modes.cloud_config import (CLOUD_VPC_CNI, CloudConfig, check_aws, check_subnets, subnet_layout,
-                                          throttle_settings)
-from ipam_core.modes.cloud_net import largest_group
-from ipam_core.modes.layout import Layout
+from ipam_core.engine.cloud_config import (CLOUD_VPC_CNI, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET, CloudConfig,
+                                          check_aws, check_subnets, subnet_layout, throttle_settings)
+from ipam_core.engine.cloud_net import eni_ipv4_per_interface, largest_group
+from ipam_core.engine.layout import Layout
+from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "aws-vpc-cni"
@@ -82,6 +83,39 @@ def cloud(scenario) -> CloudConfig:
         cooldown_s=vpc_cni.INSUFFICIENT_CIDR_COOLDOWN_S, max_pods=_instance_max_pods(scenario),
         **throttle_settings(scenario, "ec2", False),
     )
+
+
+#: ipamd's subnet discovery uses subnets with this tag key (aws/amazon-vpc-cni-k8s pkg/awsutils/awsutils.go).
+CNI_DISCOVERY_TAG = "kubernetes.io/role/cni"
+
+#: Addresses one ENI holds: the instance-limits table's (``ipv4_per_eni``).
+ipv4_per_interface = eni_ipv4_per_interface
+
+
+def interface_subnets(spec, group, subnets) -> tuple[int, list[int]]:
+    """The subnets ipamd puts a node's extra ENIs in.
+
+    Parameters
+    ----------
+    spec : ipam_core.scenario.CloudSpec
+        The scenario's ``cloud`` section (its ``awsVpcCni`` settings).
+    group : node group
+    subnets : sequence of subnets
+
+    Returns
+    -------
+    tuple
+        Custom networking: ``(PICK_FLAGGED, the ENIConfigs' subnets)``; subnet discovery:
+        ``(PICK_DISCOVERY, subnets tagged`` :data:`CNI_DISCOVERY_TAG` ``)``; otherwise the node's
+        own subnet ``(PICK_NODE_SUBNET, [])`` (``pkg/awsutils/awsutils.go``).
+    """
+    vpc = spec.vpc_cni
+    if vpc.custom_network:
+        ids = {sid for _, sid in vpc.eni_configs}
+        return PICK_FLAGGED, [i for i, s in enumerate(subnets) if s.id in ids]
+    if vpc.subnet_discovery:
+        return PICK_DISCOVERY, [i for i, s in enumerate(subnets) if CNI_DISCOVERY_TAG in dict(s.tags)]
+    return PICK_NODE_SUBNET, []
 
 
 def check(ipam, root) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from ipam_core.cloud import aks
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
-from ipam_core.modes.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
+from ipam_core.engine.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
                                           agent_reserved, check_subnets, subnet_layout, throttle_settings)
-from ipam_core.modes.layout import Layout
+from ipam_core.engine.layout import Layout
+from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "azure"

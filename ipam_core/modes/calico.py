@@ -16,7 +16,7 @@ The rules are compiled (:mod:`ipam_core.modes.calico_rules`, kube-controllers' p
 scenario check, and the Python views of the tables (error texts, per-node rows, the
 ``calicoctl ipam show --show-blocks`` listing). docs/calico.md says what is modelled.
 
-The engine runs it through :mod:`ipam_core.engine.rules_calico` (``layout`` names the
+The engine runs it through :mod:`ipam_core.modes.calico_hooks` (``layout`` names the
 blocks for the engine's tables, ``engine_tables`` builds the allocator's tables for a run).
 """
 
@@ -27,7 +27,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ipam_core.addr import parse_cidr
+from ipam_core.engine.layout import POLICY_CALICO, Layout, SetSpec
 from ipam_core.errors import ConfigError
+from ipam_core.modes import calico_hooks  # noqa: F401 (registers Calico's rules with the loop)
 from ipam_core.modes.calico_controllers import (gc_leaks, mark_leaked, next_block_release, node_deleted,
                                                 node_metrics, release_empty_blocks)
 from ipam_core.modes.calico_rules import assign, claim_block, node_added, release
@@ -36,7 +38,6 @@ from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_M
                                            K_CLAIMS, K_FAILS, K_LEAKS_GC, K_RECLAIMS, K_RELEASES, NM_NAMES,
                                            NM_NCOL, S_DELAY_COUNT, S_DELAY_MAX, S_DELAY_SUM, CalicoTables,
                                            PoolRule, block_network, new_tables, unpack)
-from ipam_core.modes.layout import POLICY_CALICO, Layout, SetSpec
 from ipam_core.modes.spec import RULES_CALICO, ModeSpec
 from ipam_core.workloads.events import OP_POD_ADD
 
@@ -396,7 +397,7 @@ def _enabled_pools(scenario) -> list[tuple[int, object]]:
 def layout(scenario) -> Layout:
     """The engine's view of the pools: one set per enabled pool, cut at its block size.
 
-    The engine's own tables hold no block (:mod:`ipam_core.engine.rules_calico` keeps them in
+    The engine's own tables hold no block (:mod:`ipam_core.modes.calico_hooks` keeps them in
     :class:`CalicoTables`); the sets name the blocks in nodes.arrow and give ``addrs_pool``.
 
     Parameters
@@ -471,7 +472,7 @@ def block_capacity(scenario, pools) -> int:
 
 
 def engine_tables(scenario, workload):
-    """What :func:`ipam_core.engine.rules_calico.prepare` needs for one run.
+    """What :func:`ipam_core.modes.calico_hooks.prepare` needs for one run.
 
     Parameters
     ----------

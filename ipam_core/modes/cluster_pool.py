@@ -14,8 +14,9 @@ operator retries. Agents allocate exactly as in host scope
 
 from __future__ import annotations
 
+from ipam_core.engine.layout import Layout
+from ipam_core.modes import node_cidr  # noqa: F401 (registers the node-CIDR rules with the loop)
 from ipam_core.modes._common import families, host_scope_layout
-from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_NODE_CIDR, ModeSpec
 
 NAME = "cluster-pool"

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
-from ipam_core.modes.cloud_config import (CLOUD_CILIUM, STRATEGIES, CloudConfig, agent_reserved, check_aws,
+from ipam_core.engine.cloud_config import (CLOUD_CILIUM, PICK_CILIUM, STRATEGIES, CloudConfig, agent_reserved, check_aws,
                                           check_subnets, subnet_layout, throttle_settings)
-from ipam_core.modes.cloud_net import largest_group
-from ipam_core.modes.layout import Layout
+from ipam_core.engine.cloud_net import eni_ipv4_per_interface, largest_group, subnets_selected
+from ipam_core.engine.layout import Layout
+from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "eni"
@@ -90,6 +91,32 @@ def cloud(scenario) -> CloudConfig:
         period_s=scenario.timing.ipam_resync_interval_s, max_pods=_instance_max_pods(scenario),
         strategy=STRATEGIES.index(spec.eni.allocation_strategy), **throttle_settings(scenario, "ec2", True),
     )
+
+
+#: Addresses one ENI holds: the instance-limits table's (``ipv4_per_eni``).
+ipv4_per_interface = eni_ipv4_per_interface
+
+
+def interface_subnets(spec, group, subnets) -> tuple[int, list[int]]:
+    """The subnets a node group's extra ENIs may use (cilium ``pkg/aws/eni/node.go`` ``findSuitableSubnet``).
+
+    Parameters
+    ----------
+    spec : ipam_core.scenario.CloudSpec
+        The scenario's ``cloud`` section.
+    group : node group
+        Its ``subnet_ids`` / ``subnet_tags`` (the CiliumNode's ``spec.eni.subnet-ids`` / ``subnet-tags``).
+    subnets : sequence of subnets
+
+    Returns
+    -------
+    tuple
+        ``(PICK_CILIUM, indices)``: the subnets the filters select (none given: every subnet of the
+        node's zone, the most free addresses first).
+    """
+    if group.subnet_ids or group.subnet_tags:
+        return PICK_CILIUM, subnets_selected(subnets, group.subnet_ids, group.subnet_tags)
+    return PICK_CILIUM, []
 
 
 def check(ipam, root) -> None:

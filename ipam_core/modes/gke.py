@@ -15,8 +15,9 @@ from __future__ import annotations
 from ipam_core.addr import parse_cidr
 from ipam_core.cloud import gke as gke_rules
 from ipam_core.cloud.gke import DEFAULT_MAX_PODS, node_mask_for_max_pods
+from ipam_core.engine.layout import Layout
+from ipam_core.modes import node_cidr  # noqa: F401 (registers the node-CIDR rules with the loop)
 from ipam_core.modes._common import families, host_scope_layout
-from ipam_core.modes.layout import Layout
 from ipam_core.modes.spec import RULES_NODE_CIDR, ModeSpec, Section
 
 NAME = "gke"

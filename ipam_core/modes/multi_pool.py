@@ -16,12 +16,83 @@ defaults to ``default=8``.
 Not modelled: the slice-order flip of the agent's CIDR list on each release
 pass (a bug-level detail), per-pool ``allowFirstIP``/``allowLastIP``, and
 orphaned CIDRs of deleted pools.
+
+This module holds the whole mode: its scenario settings (:func:`layout`, :func:`check`,
+:data:`MODE`) and its agent and operator rules, registered with the loop through
+:mod:`ipam_core.engine.hooks` for :class:`MultiPoolState`. Node-CIDR carving and the
+pod-address bitmaps are shared with the node-CIDR modes (:mod:`ipam_core.engine.core`);
+pods pick their address from the first CIDR of their pool with a free address
+(``pkg/ipam/pool.go``).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+
+import numpy as np
+
+from ipam_core.engine import hooks
+from ipam_core.engine.core import (
+    LOUD,
+    _agent_start,
+    _carve_slot,
+    _fc,
+    _find_slot,
+    _free_slot,
+    _loud,
+    _push,
+    _quiet_at,
+    _sched_addresses_changed,
+    _set_wake,
+    give_slot_addresses,
+    slot_address_room,
+    take_slot_addresses,
+)
+from ipam_core.engine.sampling import pool_node_rows
+from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.tables import (
+    C_FAMILY,
+    C_OPERATOR_DELAY,
+    C_PENDING_TTL,
+    C_RELEASED_CIDRS,
+    C_REFRESH,
+    C_RETRY,
+    C_UPDATE_RATE,
+    D_NEXT,
+    D_PENDING_FAMILY,
+    D_POOL,
+    D_STATE,
+    F_FREE,
+    L_FAMILY,
+    L_MAX,
+    L_NODE,
+    L_POOL,
+    L_STATE,
+    L_USED,
+    N_GEN,
+    N_HEAD,
+    N_NSLOTS,
+    N_PENDING,
+    N_READY,
+    N_STATUS,
+    N_SYNC_ARMED,
+    P_PRE_ALLOC,
+    POD_PENDING,
+    POLICY_MULTI_POOL,
+    RELEASED_CIDRS_FREED,
+    RELEASED_CIDRS_RECLAIMED,
+    SLOT_LIVE,
+    SLOT_RELEASED,
+    SLOT_STRANDED,
+    STATUS_OK,
+    STATUS_POOL_EMPTY,
+    T_AGENT_SYNC,
+    T_CARVE,
+    T_REFRESH,
+)
+from ipam_core.engine.layout import Layout
+from ipam_core.kernels._jit import kjit
 from ipam_core.modes._common import families, sets_for
-from ipam_core.modes.layout import POLICY_MULTI_POOL, Layout
 from ipam_core.modes.spec import RULES_MULTI_POOL, ModeSpec
 
 NAME = "multi-pool"
@@ -30,6 +101,294 @@ UPSTREAM = (
     "cilium pkg/ipam/pool.go",
     "cilium pkg/ipam/allocator/multipool/pool_allocator.go",
     "cilium pkg/ipam/metadata/manager.go",
+)
+
+
+MultiPoolState = namedtuple("MultiPoolState", STATE_FIELDS)
+
+
+@kjit
+def needed_ip_ceil(n, pre_alloc):
+    """Multi-pool demand rounding (``neededIPCeil`` in cilium ``pkg/ipam/multipool_manager.go``).
+
+    Parameters
+    ----------
+    n : int
+        Addresses in use plus pending requests.
+    pre_alloc : int
+        The pool's pre-allocation (``default=8``).
+
+    Returns
+    -------
+    int
+        ``n`` when ``pre_alloc`` is 0; otherwise the next multiple of
+        ``pre_alloc`` strictly above ``n`` when it divides ``n``, and the one
+        after that when it does not (a free buffer of ``pre_alloc`` to
+        ``2 * pre_alloc - 1``).
+    """
+    if pre_alloc == 0:
+        return n
+    quotient = n // pre_alloc
+    if n % pre_alloc == 0:
+        return (quotient + 1) * pre_alloc
+    return (quotient + 2) * pre_alloc
+
+
+@kjit
+def _arm_sync(st, node, now):
+    # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
+    _loud(st, node)
+    if st.nodes[node, N_SYNC_ARMED] == 0:
+        st.nodes[node, N_SYNC_ARMED] = 1
+        _push(st, now + st.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _pending_demand(st, node, pool, family, now):
+    """Pending requests still counted as demand (``pendingAllocationTTL``, pkg/ipam/multipool_manager.go).
+
+    A failed request stays in the agent's pending map for the TTL and is
+    refreshed by every retry, so while pods retry more often than the TTL
+    the running count is exact; otherwise only requests that failed within
+    the TTL count.
+    """
+    if st.cfg[C_RETRY] <= st.cfg[C_PENDING_TTL]:
+        return st.np_pending[node, pool, family]
+    count = 0
+    pods = st.pods
+    pod = st.nodes[node, N_HEAD]
+    while pod >= 0:
+        if (
+            pods[pod, D_STATE] == POD_PENDING
+            and pods[pod, D_PENDING_FAMILY] == family
+            and pods[pod, D_POOL + family] == pool
+            and now - st.pod_failed_at[pod] <= st.cfg[C_PENDING_TTL]
+        ):
+            count += 1
+        pod = pods[pod, D_NEXT]
+    return count
+
+
+@kjit
+def _agent_sync(st, node, now):
+    """Compute demand, give back excess CIDRs (last first) and ask the operator."""
+    st.nodes[node, N_SYNC_ARMED] = 0
+    sl = st.slots
+    for pool in range(st.pools.shape[0]):
+        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] == 0.0:
+                continue
+            in_use = st.np_inuse[node, pool, family]
+            needed = needed_ip_ceil(in_use + _pending_demand(st, node, pool, family, now), pre_alloc)
+            st.np_requested[node, pool, family] = needed
+            total_free = 0
+            for k in range(st.nodes[node, N_NSLOTS]):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
+            threshold = max(needed - in_use, 0)
+            if total_free < threshold and np.int64(st.cfg[C_RELEASED_CIDRS]) == RELEASED_CIDRS_RECLAIMED:
+                total_free = _reclaim_stranded(st, node, pool, family, total_free, threshold)
+            for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
+                    continue
+                free = sl[slot, L_MAX] - sl[slot, L_USED]
+                if sl[slot, L_USED] == 0 and total_free - free >= threshold:
+                    sl[slot, L_STATE] = SLOT_RELEASED
+                    total_free -= free
+                    st.cnt[_fc(family, F_FREE)] -= free
+                    st.pool_free[pool, family] -= free
+    _sched_addresses_changed(st, node)
+    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def _pools_ready(st, node):
+    # waitForAllPools: every pool with pre-allocation has a free address per family
+    for pool in range(st.pools.shape[0]):
+        if st.pools[pool, P_PRE_ALLOC] == 0:
+            continue
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] != 0.0 and _find_slot(st, node, pool, family) < 0:
+                return False
+    return True
+
+
+@kjit
+def _operator_multi_pool(st, node):
+    sl = st.slots
+    k = 0
+    while k < st.nodes[node, N_NSLOTS]:
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_RELEASED and np.int64(st.cfg[C_RELEASED_CIDRS]) != RELEASED_CIDRS_FREED:
+            sl[slot, L_STATE] = SLOT_STRANDED  # fault model: the operator keeps it on the node, unused
+            k += 1
+        elif sl[slot, L_STATE] == SLOT_RELEASED:
+            _free_slot(st, slot)
+        else:
+            k += 1
+    status = STATUS_OK
+    for pool in range(st.pools.shape[0]):
+        for family in range(2):
+            needed = st.np_requested[node, pool, family]
+            if needed <= 0:
+                continue
+            have = 0
+            for j in range(st.nodes[node, N_NSLOTS]):
+                slot = st.node_slots[node, j]
+                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    have += sl[slot, L_MAX]
+            while have < needed:
+                slot = _carve_slot(st, node, pool, family)
+                if slot < 0 or sl[slot, L_MAX] == 0:
+                    status = STATUS_POOL_EMPTY
+                    break
+                have += sl[slot, L_MAX]
+    st.nodes[node, N_STATUS] = status
+    if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
+        _agent_start(st, node)
+
+
+@kjit
+def _multi_pool_quiet(st, node):
+    """Whether the agent's refresh, and the operator's pass after it, would change nothing now.
+
+    Called just after a refresh (``_agent_sync``): the node is ready, has no
+    pending pod, no debounced update and no CIDR given back; for every pool and
+    family the demand equals what the agent asked for, no unused CIDR would be
+    given back, and the node holds what it asked for (so the operator neither
+    frees nor carves, and reads no shared pool). Mirrors ``_agent_sync`` and
+    ``_operator_multi_pool``.
+    """
+    nodes = st.nodes
+    if (nodes[node, N_READY] == 0 or nodes[node, N_SYNC_ARMED] != 0 or nodes[node, N_PENDING] != 0
+            or nodes[node, N_STATUS] != STATUS_OK):
+        return False
+    sl = st.slots
+    n_slots = nodes[node, N_NSLOTS]
+    for k in range(n_slots):
+        if sl[st.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (cfg C_RELEASED_CIDRS)
+            return False
+    for pool in range(st.pools.shape[0]):
+        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+        for family in range(2):
+            if st.cfg[C_FAMILY + family] == 0.0:
+                continue
+            in_use = st.np_inuse[node, pool, family]
+            needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand
+            if needed != st.np_requested[node, pool, family]:
+                return False
+            total_free = 0
+            have = 0
+            for k in range(n_slots):
+                slot = st.node_slots[node, k]
+                if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+                    total_free += sl[slot, L_MAX] - sl[slot, L_USED]
+                    have += sl[slot, L_MAX]
+            if needed > 0 and have < needed:
+                return False
+            threshold = max(needed - in_use, 0)
+            for k in range(n_slots):
+                slot = st.node_slots[node, k]
+                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family and sl[slot, L_USED] == 0
+                        and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
+                    return False  # the agent would give this CIDR back
+    return True
+
+
+# --------------------------------------------------------------------------- the stranded-CIDR fault (workload.lifecycle)
+@kjit
+def _reclaim_stranded(st, node, pool, family, total_free, threshold):
+    """PR #46674: the agent takes released, still advertised CIDRs back while its free addresses are short."""
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if total_free >= threshold:
+            break
+        if sl[slot, L_STATE] == SLOT_STRANDED and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
+            total_free += _unstrand(st, slot)
+    return total_free
+
+
+@kjit
+def _unstrand(st, slot):
+    sl = st.slots
+    sl[slot, L_STATE] = SLOT_LIVE
+    free = sl[slot, L_MAX] - sl[slot, L_USED]
+    st.cnt[_fc(sl[slot, L_FAMILY], F_FREE)] += free
+    st.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
+    _sched_addresses_changed(st, sl[slot, L_NODE])
+    return free
+
+
+@kjit
+def _agent_restart(st, node, now):
+    """The agent restarts: its released set starts empty, so stranded CIDRs are allocated from again."""
+    sl = st.slots
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_STRANDED:
+            _unstrand(st, slot)
+    _arm_sync(st, node, now)
+
+
+@kjit
+def node_added(st, node, now):
+    """The agent starts: it asks for its pools at once and refreshes every ``refresh`` seconds."""
+    _agent_sync(st, node, now)
+    _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, st.nodes[node, N_GEN])
+
+
+@kjit
+def node_timer(st, kind, node, gen, now):
+    """The operator's pass (T_CARVE), the debounced CiliumNode write (T_AGENT_SYNC), the refresh (T_REFRESH)."""
+    if kind == T_CARVE:
+        if not _quiet_at(st, node, now):  # quiet: the operator would find nothing to do
+            _operator_multi_pool(st, node)
+    elif kind == T_AGENT_SYNC:
+        _agent_sync(st, node, now)
+    elif kind == T_REFRESH:
+        _agent_sync(st, node, now)
+        _set_wake(st, node, np.inf if _multi_pool_quiet(st, node) else LOUD, now)
+        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+
+
+@kjit
+def quiet_refresh(st, node, gen, now):
+    """A refresh that changes nothing still sets the operator's pass after it, and the next refresh."""
+    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
+    _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+
+
+@kjit
+def refresh_period(st):
+    """Seconds between an agent's refreshes."""
+    return st.cfg[C_REFRESH]
+
+
+@kjit
+def carve_follows_refresh(st):
+    """Every refresh sets an operator pass."""
+    return True
+
+
+hooks.register(
+    MultiPoolState,
+    POLICY_MULTI_POOL,
+    take_pod_addresses=take_slot_addresses,
+    give_pod_addresses=give_slot_addresses,
+    pod_changed=_arm_sync,
+    agent_restarted=_agent_restart,
+    node_added=node_added,
+    node_timer=node_timer,
+    quiet_refresh=quiet_refresh,
+    refresh_period=refresh_period,
+    carve_follows_refresh=carve_follows_refresh,
+    address_room=slot_address_room,
+    sample_nodes=pool_node_rows,
+    agent_can_start=_pools_ready,
 )
 
 

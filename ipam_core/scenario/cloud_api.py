@@ -4,7 +4,7 @@
   (Cilium operator ``--limit-ipam-api-qps`` / ``--limit-ipam-api-burst``, default 4 /
   20), ``bucketSize`` / ``refillPerSecond`` (the cloud's bucket per API: EC2 mutating
   actions 50 / 5, Azure Resource Manager writes 200 / 10). Defaults in
-  :mod:`ipam_core.cloud.api_limits`; the rules in :mod:`ipam_core.engine.cloud_api`.
+  :mod:`ipam_core.cloud.api_limits`; the rules in :mod:`ipam_core.modes.cloud_api`.
 * ``cilium.eni.allocationStrategy``: ``upstream`` (what Cilium does after
   ``InsufficientCidrBlocks``) or ``dense`` (CFP cilium/cilium#38499), which needs
   ``awsEnablePrefixDelegation: true``.
@@ -14,7 +14,7 @@ Each error is one line naming the dotted key, the value and what was expected.
 
 from __future__ import annotations
 
-from ipam_core.modes.cloud_config import STRATEGIES
+from ipam_core.engine.cloud_config import STRATEGIES
 from ipam_core.scenario import defaults as d
 from ipam_core.scenario._values import as_bool, as_int, as_mapping, check_keys, kind_of, show
 from ipam_core.scenario._where import Where
@@ -77,7 +77,7 @@ def read_allocation_strategy(w_eni: Where, eni: dict, prefix_delegation: bool) -
     Raises
     ------
     ConfigError
-        Not one of :data:`ipam_core.modes.cloud_config.STRATEGIES`, or ``dense`` without
+        Not one of :data:`ipam_core.engine.cloud_config.STRATEGIES`, or ``dense`` without
         ``awsEnablePrefixDelegation: true``.
     """
     w = w_eni / "allocationStrategy"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from ipam_core.modes.cloud_net import subnets_selected
+from ipam_core.engine.cloud_net import subnets_selected
 from ipam_core.scenario._values import (as_cidr, as_list, as_mapping, as_str, check_keys, kind_of,
                                         node_group_weight, show)
 from ipam_core.scenario._where import Where

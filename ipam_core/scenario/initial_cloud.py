@@ -5,7 +5,7 @@ its interfaces (ENIs: cilium ``pkg/aws/eni/types`` ``ENI``, ``status.eni.enis``;
 ``pkg/azure/types`` ``AzureInterface``, ``status.azure.interfaces``) with their subnet, primary
 address, secondary addresses and /28 prefixes, else the addresses of ``spec.ipam.pool`` (``crd``,
 and nodes whose CiliumNode lists no interface); per pod its address. Each address becomes the
-subnet offset the engine's unit tables hold (:mod:`ipam_core.engine.initial_cloud`): a subnet is a
+subnet offset the engine's unit tables hold (:mod:`ipam_core.modes.cloud_initial`): a subnet is a
 set of the mode's layout with node mask /32, so an address is "CIDR" ``offset`` of its set, at pod
 offset 0, the same (set, index, offset) triple the pool modes use.
 """
@@ -13,32 +13,11 @@ offset 0, the same (set, index, offset) triple the pool modes use.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 import numpy as np
 
 from ipam_core.cloud.limits import PREFIX_SIZE
-
-#: ``CloudStart.ifaces`` columns: node index, interface index, subnet (set), primary address offset (-1: none)
-IF_NODE, IF_INDEX, IF_SET, IF_PRIMARY = 0, 1, 2, 3
-#: ``CloudStart.units`` columns: node index, interface index, subnet (set), first address offset, size (1 or 16)
-UN_NODE, UN_IFACE, UN_SET, UN_OFF, UN_SIZE = 0, 1, 2, 3, 4
-
-
-@dataclass(frozen=True, eq=False)
-class CloudStart:
-    """The interfaces and address units of a cloud cluster's nodes, in subnet offsets.
-
-    Attributes
-    ----------
-    ifaces : numpy.ndarray
-        int64 [interfaces, 4]: ``IF_*`` columns.
-    units : numpy.ndarray
-        int64 [units, 5]: ``UN_*`` columns; a secondary address (size 1) or a /28 prefix (16).
-    """
-
-    ifaces: np.ndarray
-    units: np.ndarray
+from ipam_core.modes.cloud_initial import UN_SET, CloudStart
 
 
 class CloudPlacer:
@@ -48,10 +27,10 @@ class CloudPlacer:
     ----------
     reader : object
         :class:`ipam_core.scenario.initial_state._Reader` (``fail``, ``_list``).
-    layout : ipam_core.modes.layout.Layout
+    layout : ipam_core.engine.layout.Layout
         The mode's subnets.
-    limits : ipam_core.modes.cloud_config.CloudConfig
-        The run's tables (:meth:`~ipam_core.modes.cloud_net.CloudNet.merged`): interfaces per
+    limits : ipam_core.engine.cloud_config.CloudConfig
+        The run's tables (:meth:`~ipam_core.engine.cloud_net.CloudNet.merged`): interfaces per
         node, units per interface, whether the cloud keeps each subnet's first four and last address.
     taken : dict
         Address -> owner, shared with the pods' and agents' addresses.

@@ -6,7 +6,7 @@ In the mode the cluster runs (the file's ``mode``), the engine starts from them:
 at t=0 each node takes exactly its CIDRs and each pod its address
 (:mod:`ipam_core.engine.initial`); in ``eni``, ``azure`` and ``crd`` each node its
 interfaces and their addresses (:mod:`ipam_core.scenario.initial_cloud`,
-:mod:`ipam_core.engine.initial_cloud`). Other modes carve by their own rules (a
+:mod:`ipam_core.modes.cloud_initial`). Other modes carve by their own rules (a
 what-if). This module reads the file and places every CIDR and address in the
 mode's layout at load, so a state that does not fit is refused before anything
 runs, with one line naming the file, the item and the value.
@@ -24,8 +24,8 @@ import numpy as np
 from ipam_core.addr import parse_cidr
 from ipam_core.errors import CIDRError, ConfigError
 from ipam_core.modes import REGISTRY, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, get_mode
-from ipam_core.modes.cloud_net import cloud_net
-from ipam_core.modes.layout import Layout, family_index, pod_range
+from ipam_core.engine.cloud_net import cloud_net
+from ipam_core.engine.layout import Layout, family_index, pod_range
 from ipam_core.podiprange import range_size
 from ipam_core.scenario._values import show
 from ipam_core.scenario._where import Where
@@ -245,7 +245,7 @@ class _Reader:
         prefix or of ``spec.ipam.pool``); the router and health addresses are taken where the
         node holds them, else the agent takes free ones of its pool.
         """
-        limits = cloud_net(get_mode(mode), mode, scenario).merged()
+        limits = cloud_net(get_mode(mode), scenario).merged()
         placer = CloudPlacer(self, layout, limits, {})
         node_index: dict[str, int] = {}
         units_of: list[dict] = []

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ipam_core.atomic import atomic_write_bytes
-from ipam_core.engine import SUMMARY_COLUMNS
+from ipam_core.pipeline import SUMMARY_COLUMNS
 from ipam_core.errors import ConfigError
 from ipam_core.sweep.spec import Axis, SweepSpec
 from ipam_core.trace import run_metadata

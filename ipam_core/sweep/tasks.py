@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ipam_core.engine import SUMMARY_NAMES, simulate, summary_records, warmup, write_run
+from ipam_core.pipeline import SUMMARY_NAMES, simulate, summary_records, warmup, write_run
 from ipam_core.engine.summary import idle_figures
 from ipam_core.sweep.spec import Point, SweepSpec
 

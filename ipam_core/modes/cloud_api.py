@@ -1,6 +1,6 @@
 """Cloud API calls of the cloud modes: counted per kind, and optionally throttled by token buckets.
 
-Every call the pool managers of :mod:`ipam_core.engine.cloud` make goes
+Every call the pool managers of :mod:`ipam_core.modes.cloud_pool` make goes
 through :func:`api_ready` (may this pass make its next call now?) and
 :func:`api_spend` (the call is made: count it, take its tokens). With
 throttling off (the default) ``api_ready`` is always true and ``api_spend``
@@ -30,7 +30,7 @@ refilled continuously:
 A pass whose next call finds a bucket empty makes no call: it is delayed until
 a token is there (``CT_API_AT``). Cilium's operator blocks on its limiter and
 goes on then; the engine runs the node's pass again at that time
-(:func:`ipam_core.engine.cloud.cloud_operator`). ipamd's failed call is tried
+(:func:`ipam_core.modes.cloud_pool.cloud_operator`). ipamd's failed call is tried
 again on its next 5 s tick. Calls that follow the first one in the same pass
 (the single addresses after a refused prefix request, an interface's second
 create call) are taken at once and may leave a bucket in debt, which delays

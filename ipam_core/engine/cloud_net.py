@@ -3,7 +3,7 @@
 Built once per run from the scenario (``cloud.subnets`` entries with zones and tags,
 ``cloud.nodeGroups``) and the mode module: each group's :class:`CloudConfig` is the mode's own,
 resolved for the group's instance type, so a cluster can mix instance types. The compiled rules
-that read it are in :mod:`ipam_core.engine.cloud` (``init_cloud``, ``_node_subnet``,
+that read it are in :mod:`ipam_core.modes.cloud_pool` (``init_cloud``, ``_node_subnet``,
 ``_iface_subnet``).
 """
 
@@ -14,11 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ipam_core.cloud.limits import instance_limits, load_instance_limits
-from ipam_core.modes.cloud_config import PICK_CILIUM, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET, CloudConfig
-
-#: ipamd's subnet discovery uses subnets with this tag key (aws/amazon-vpc-cni-k8s pkg/awsutils/awsutils.go).
-CNI_DISCOVERY_TAG = "kubernetes.io/role/cni"
-
+from ipam_core.engine.cloud_config import PICK_NODE_SUBNET, CloudConfig
 
 @dataclass(frozen=True)
 class PlainSubnet:
@@ -129,38 +125,37 @@ def largest_group(scenario, per_instance) -> int:
     return max(per_instance(_with_instance(scenario, kind)) for kind in types)
 
 
-def _ipv4_per_iface(scenario, instance_type: str, mode: str) -> int:
-    if mode not in ("eni", "aws-vpc-cni"):
-        return 0
-    cloud = scenario.ipam.cloud
-    return instance_limits(instance_type, load_instance_limits(cloud.instance_limits_file)).ipv4_per_eni
+def eni_ipv4_per_interface(scenario, instance_type: str) -> int:
+    """Addresses an ENI of ``instance_type`` holds (the instance-limits table's ``ipv4_per_eni``).
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Its ``cloud.instanceLimitsFile`` (or the packaged table).
+    instance_type : str
+
+    Returns
+    -------
+    int
+    """
+    return instance_limits(instance_type, load_instance_limits(scenario.ipam.cloud.instance_limits_file)).ipv4_per_eni
 
 
-def _rule(mode: str, spec, group, subnets) -> tuple[int, list[int]]:
-    """(PICK_*, flagged subnet indices) of a group's extra interfaces in ``mode``."""
-    if mode == "eni":
-        if group.subnet_ids or group.subnet_tags:
-            return PICK_CILIUM, subnets_selected(subnets, group.subnet_ids, group.subnet_tags)
-        return PICK_CILIUM, []
-    if mode == "aws-vpc-cni":
-        vpc = spec.vpc_cni
-        if vpc.custom_network:
-            ids = {sid for _, sid in vpc.eni_configs}
-            return PICK_FLAGGED, [i for i, s in enumerate(subnets) if s.id in ids]
-        if vpc.subnet_discovery:
-            return PICK_DISCOVERY, [i for i, s in enumerate(subnets) if CNI_DISCOVERY_TAG in dict(s.tags)]
-    return PICK_NODE_SUBNET, []
+def _no_extra_subnets(spec, group, subnets) -> tuple[int, list[int]]:
+    return PICK_NODE_SUBNET, []  # every interface in the node's own subnet
 
 
-def cloud_net(module, mode: str, scenario) -> CloudNet:
+def cloud_net(module, scenario) -> CloudNet:
     """Resolve the scenario's node groups and subnets for a subnet mode.
 
     Parameters
     ----------
     module : module
-        The mode module (its ``cloud(scenario)`` builds each group's config).
-    mode : str
-        Its name.
+        The mode module: its ``cloud(scenario)`` builds each group's config; optionally
+        ``interface_subnets(spec, group, subnets) -> (PICK_*, subnet indices)`` picks the
+        subnets of a node's extra interfaces (default: the node's own subnet) and
+        ``ipv4_per_interface(scenario, instance_type)`` gives the addresses one interface
+        holds (default 0: the mode does not count per interface).
     scenario : ipam_core.scenario.Scenario
 
     Returns
@@ -177,11 +172,13 @@ def cloud_net(module, mode: str, scenario) -> CloudNet:
     launch = np.zeros((len(groups), n_sub), dtype=bool)
     flagged = np.zeros((len(groups), n_sub), dtype=bool)
     configs, ipv4, pick, group_zones = [], [], [], []
+    interface_subnets = getattr(module, "interface_subnets", _no_extra_subnets)
+    per_interface = getattr(module, "ipv4_per_interface", None)
     for g, group in enumerate(groups):
         own = _with_instance(scenario, group.instance_type)
         configs.append(module.cloud(own))
-        ipv4.append(_ipv4_per_iface(scenario, group.instance_type, mode))
-        rule, marked = _rule(mode, spec, group, subnets)
+        ipv4.append(per_interface(scenario, group.instance_type) if per_interface else 0)
+        rule, marked = interface_subnets(spec, group, subnets)
         pick.append(rule)
         flagged[g, marked] = True
         launch[g, subnets_selected(subnets, group.node_subnet_ids, group.node_subnet_tags)] = True

@@ -2,7 +2,7 @@
 
 Shared by the subnet modules ``eni``, ``aws-vpc-cni``, ``azure`` and ``crd``: the
 :class:`CloudConfig` each builds, the layout of its subnets, and the checks they share.
-The compiled rules that read it are in :mod:`ipam_core.engine.cloud`.
+The compiled rules that read it are in :mod:`ipam_core.modes.cloud_pool`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ipam_core.addr import parse_cidr
 from ipam_core.cloud.api_limits import CILIUM_CLIENT_BURST, CILIUM_CLIENT_QPS, CLOUD_BUCKETS
 from ipam_core.cloud.limits import instance_limits, load_instance_limits
 from ipam_core.errors import ConfigError
-from ipam_core.modes.layout import POLICY_CLOUD, Layout, SetSpec
+from ipam_core.engine.layout import POLICY_CLOUD, Layout, SetSpec
 
 #: ``CloudConfig.kind``: who grows and shrinks a node's pool (``C_CL_KIND`` in the engine's ``cfg``).
 CLOUD_CRD_STATIC = 0  # crd: an external writer gives each node a fixed pool once
@@ -43,7 +43,7 @@ class CloudConfig:
     """The cloud settings of one mode for one scenario, resolved to numbers.
 
     Built by the mode modules (:mod:`ipam_core.modes.eni` ...), written into the
-    engine's ``cfg`` vector by :func:`ipam_core.engine.cloud.init_cloud`. Field names
+    engine's ``cfg`` vector by :func:`ipam_core.modes.cloud_pool.init_cloud`. Field names
     follow the ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`.
     """
 
@@ -81,7 +81,7 @@ class CloudConfig:
     max_pods: int = 110
     # what Cilium does after InsufficientCidrBlocks (STRATEGY_* of ipam_core.engine.tables)
     strategy: int = 0
-    # cloud API throttling (ipam_core/engine/cloud_api.py): off unless the scenario turns it on
+    # cloud API throttling (ipam_core/modes/cloud_api.py): off unless the scenario turns it on
     throttle: bool = False
     client_qps: float = 0.0
     client_burst: int = 0
@@ -101,7 +101,7 @@ def subnet_layout(mode: str, subnets) -> Layout:
 
     Returns
     -------
-    ipam_core.modes.layout.Layout
+    ipam_core.engine.layout.Layout
     """
     return Layout(
         mode=mode,

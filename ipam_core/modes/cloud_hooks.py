@@ -4,7 +4,7 @@ Registered with the loop through :mod:`ipam_core.engine.hooks` for
 :class:`CloudState`. Each node keeps a pool of addresses and /28 prefixes
 carved from subnet bitmaps by its manager (the Cilium operator, ipamd, CNS or
 a crd writer); the rules themselves, with their upstream files, are in
-:mod:`ipam_core.engine.cloud` and :mod:`ipam_core.cloud`. This module turns
+:mod:`ipam_core.modes.cloud_pool` and :mod:`ipam_core.cloud`. This module turns
 them into the loop's hooks: when each manager pass runs (T_CARVE, earliest
 request wins), when the agent writes its CiliumNode status (T_AGENT_SYNC),
 the manager's periodic pass (T_REFRESH), and when the agent is ready.
@@ -18,7 +18,7 @@ import numpy as np
 
 from ipam_core.cloud.limits import PREFIX_SIZE
 from ipam_core.engine import hooks
-from ipam_core.engine.cloud import (
+from ipam_core.modes.cloud_pool import (
     cloud_agent_changed,
     cloud_agent_start,
     cloud_agent_sync,
@@ -32,7 +32,7 @@ from ipam_core.engine.cloud import (
     init_cloud,
 )
 from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
-from ipam_core.engine.initial_cloud import start_cloud
+from ipam_core.modes.cloud_initial import start_cloud
 from ipam_core.engine.sampling import cloud_node_rows
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
@@ -64,7 +64,7 @@ from ipam_core.engine.tables import (
     T_REFRESH,
 )
 from ipam_core.kernels._jit import kjit
-from ipam_core.modes.cloud_net import cloud_net
+from ipam_core.engine.cloud_net import cloud_net
 
 CloudState = namedtuple("CloudState", STATE_FIELDS)
 
@@ -92,7 +92,7 @@ def _can_hold(st, node):
 
 
 
-# The rules are in ipam_core/engine/cloud.py; here their timers and the agent's readiness.
+# The rules are in ipam_core/modes/cloud_pool.py; here their timers and the agent's readiness.
 # T_CARVE: a pass of the pool's manager (Cilium operator, crd writer, ipamd, CNS), earliest request wins;
 # T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
 @kjit(inline=True)
@@ -173,12 +173,12 @@ def quiet_refresh(st, node, gen, now):
 
 
 def prepare(state, module, scenario, workload):
-    """The cloud tables and settings of the mode, per node group (:func:`~ipam_core.modes.cloud_net.cloud_net`).
+    """The cloud tables and settings of the mode, per node group (:func:`~ipam_core.engine.cloud_net.cloud_net`).
 
     The network is resolved here, once per run. A run of the mode a cluster was dumped in starts
-    from its interfaces, addresses and pods (``initialState``, :mod:`ipam_core.engine.initial_cloud`).
+    from its interfaces, addresses and pods (``initialState``, :mod:`ipam_core.modes.cloud_initial`).
     """
-    net = cloud_net(module, module.MODE.name, scenario)
+    net = cloud_net(module, scenario)
     state = init_cloud(state, net.merged(), len(workload.node_names), net)
     initial = scenario.initial_state
     if initial is not None and initial.cloud is not None and initial.mode == module.MODE.name and initial.starts:

@@ -40,7 +40,7 @@ import ipaddress
 import numpy as np
 
 from ipam_core.cloud.aks import dynamic_target
-from ipam_core.cloud.limits import PREFIX_SIZE
+from ipam_core.cloud.limits import PREFIX_SIZE, SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
 from ipam_core.cloud.vpc_cni import (
     eni_required,
@@ -58,7 +58,7 @@ from ipam_core.cloud.watermarks import (
     used_with_prefixes,
 )
 from ipam_core.engine import tables as T
-from ipam_core.engine.cloud_api import (
+from ipam_core.modes.cloud_api import (
     API_ASSIGN,
     API_ATTACH,
     API_RELEASE,
@@ -193,8 +193,8 @@ from ipam_core.kernels.blocks import (
 )
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set, bm_set_many, bm_used_offsets
-from ipam_core.modes.cloud_config import CloudConfig
-from ipam_core.modes.cloud_net import CloudNet
+from ipam_core.engine.cloud_config import CloudConfig
+from ipam_core.engine.cloud_net import CloudNet
 
 INF = np.inf
 PREFIX_ORDER = 4  # log2(16): a /28
@@ -221,11 +221,6 @@ def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
     }
 
 
-#: Addresses the cloud keeps in every subnet: the first four and the last.
-SUBNET_RESERVED_LOW = 4
-SUBNET_RESERVED_HIGH = 1
-
-
 def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     """Give a freshly built state its cloud tables and settings.
 
@@ -239,7 +234,7 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     n_nodes : int
         Distinct node ids of the workload.
     net : CloudNet
-        Node groups, zones and subnets (:func:`ipam_core.modes.cloud_net.cloud_net`).
+        Node groups, zones and subnets (:func:`ipam_core.engine.cloud_net.cloud_net`).
 
     Returns
     -------
@@ -657,7 +652,7 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     """One assign call on an interface: ceil(addresses / 16) prefixes, or `addresses` single IPs.
 
     Returns the addresses added (0 on failure; -1 when the call was throttled and not
-    made, see :mod:`ipam_core.engine.cloud_api`). With prefixes, a subnet without
+    made, see :mod:`ipam_core.modes.cloud_api`). With prefixes, a subnet without
     enough free aligned /28s refuses the whole call (InsufficientCidrBlocks); Cilium
     then asks for single addresses in a second call on the same interface
     (``pkg/aws/eni/node.go`` ``AllocateIPs``), or creates the interface again without
@@ -1355,7 +1350,7 @@ def cloud_operator(st, node, now):
         if any, still runs). Cilium's operator comes back after its delay when it
         changed something (``MaintainIPPool`` triggers a resync and a new pass), or
         when its next call was throttled: its client limiter lets it go on once a
-        token is there (:mod:`ipam_core.engine.cloud_api`).
+        token is there (:mod:`ipam_core.modes.cloud_api`).
     """
     kind = np.int64(st.cfg[C_CL_KIND])
     st.cl_time[node, CT_API_AT] = -INF

@@ -26,7 +26,6 @@ from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.pools import resolve_pod_pools
 from ipam_core.engine import sampling as S
 from ipam_core.engine import hooks
-from ipam_core.engine import rules_calico, rules_cloud, rules_multi_pool, rules_node_cidr  # noqa: F401 (each registers its family's hooks)
 from ipam_core.engine.sampling import TRACE_COUNTERS, TRACE_FLOATS, sample_run
 from ipam_core.engine.state import (
     EngineConfig,
@@ -36,7 +35,7 @@ from ipam_core.engine.state import (
     state_nbytes,
 )
 from ipam_core.errors import IPAMBenchError
-from ipam_core.modes import get_mode
+from ipam_core.modes import calico_hooks, get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
 
 __all__ = [
@@ -269,7 +268,7 @@ def _layout_of(module, mode: str, scenario) -> Layout:
 
     A mode's layout is a function of the scenario's IPAM settings alone (every
     mode module's ``layout`` reads only ``scenario.ipam``; a test checks it).
-    The runs of a sweep's replicates, and repeated :func:`ipam_core.engine.simulate`
+    The runs of a sweep's replicates, and repeated :func:`ipam_core.pipeline.simulate`
     calls, share one settings object per mode, so its CIDR lists are parsed
     once (the ``ipaddress`` parsing cost a few percent of a small point). The
     cache holds the settings object, so its ``id`` cannot be reused while cached.
@@ -464,8 +463,8 @@ class Simulation:
         rows = int(np.count_nonzero(node_sample)) * self.state.nodes.shape[0] * (1 if cloud else nf)
         width = self.state.cl_unit.shape[1] if cloud else self.state.node_slots.shape[1]
         calico = self.layout.policy == T.POLICY_CALICO  # its rows carry the show-blocks view too
-        node_tab = np.empty((rules_calico.NR_CALICO_NCOL if calico else S.NR_NCOL, rows), dtype=np.int64)
-        cidr_tab = np.empty((rules_calico.CD_CALICO_NCOL if calico else S.CD_NCOL,
+        node_tab = np.empty((calico_hooks.NR_CALICO_NCOL if calico else S.NR_NCOL, rows), dtype=np.int64)
+        cidr_tab = np.empty((calico_hooks.CD_CALICO_NCOL if calico else S.CD_NCOL,
                              min(rows * width, max(2 * rows, CIDR_PREALLOC))), dtype=np.int64)
         fill = np.zeros(2, dtype=np.int64)
         step = n if progress is None else max(1, -(-n // PROGRESS_STEPS))
@@ -509,8 +508,8 @@ class Simulation:
             "cidrs_counts": tab[S.NR_CIDRS],
             "cidrs_values": self._cidr_text(cidrs[S.CD_GROUP], cidrs[S.CD_INDEX]),
         }
-        if tab.shape[0] == rules_calico.NR_CALICO_NCOL:
-            rc = rules_calico
+        if tab.shape[0] == calico_hooks.NR_CALICO_NCOL:
+            rc = calico_hooks
             columns.update(empty_blocks=tab[rc.NR_EMPTY_BLOCKS], stranded=tab[rc.NR_STRANDED],
                            borrowed=tab[rc.NR_BORROWED], lent=tab[rc.NR_LENT], block_in_use=cidrs[rc.CD_IN_USE],
                            block_free=cidrs[rc.CD_FREE], block_lent=cidrs[rc.CD_LENT])

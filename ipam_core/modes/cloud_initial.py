@@ -9,7 +9,7 @@ rebuilds the engine's cloud tables from them the way a restarted operator finds 
 running cluster (its ``ResyncInterfacesAndIPs`` reads each instance's interfaces and
 addresses back from the cloud: cilium ``pkg/aws/eni/node.go``, ``pkg/azure/ipam/node.go``):
 
-* each node joins (its manager's timers armed as for any new node, ``rules_cloud.node_added``),
+* each node joins (its manager's timers armed as for any new node, ``cloud_hooks.node_added``),
   with **exactly its dumped interfaces** instead of a fresh eth0: each interface in its
   subnet, holding its primary address, and its secondary addresses and prefixes as units
   at their own offsets in the subnet bitmaps, so the subnets are used exactly as dumped (an
@@ -25,9 +25,11 @@ addresses back from the cloud: cilium ``pkg/aws/eni/node.go``, ``pkg/azure/ipam/
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ipam_core.engine.cloud import (
+from ipam_core.modes.cloud_pool import (
     _detach,
     _fc,
     _add_unit,
@@ -75,7 +77,28 @@ from ipam_core.engine.tables import (
 from ipam_core.errors import IPAMBenchError
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.slots import bm_set, bm_test
-from ipam_core.scenario.initial_cloud import IF_NODE, UN_NODE
+
+
+#: ``CloudStart.ifaces`` columns: node index, interface index, subnet (set), primary address offset (-1: none)
+IF_NODE, IF_INDEX, IF_SET, IF_PRIMARY = 0, 1, 2, 3
+#: ``CloudStart.units`` columns: node index, interface index, subnet (set), first address offset, size (1 or 16)
+UN_NODE, UN_IFACE, UN_SET, UN_OFF, UN_SIZE = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True, eq=False)
+class CloudStart:
+    """The interfaces and address units of a cloud cluster's nodes, in subnet offsets.
+
+    Attributes
+    ----------
+    ifaces : numpy.ndarray
+        int64 [interfaces, 4]: ``IF_*`` columns.
+    units : numpy.ndarray
+        int64 [units, 5]: ``UN_*`` columns; a secondary address (size 1) or a /28 prefix (16).
+    """
+
+    ifaces: np.ndarray
+    units: np.ndarray
 
 
 class InitialStateError(IPAMBenchError):
@@ -83,12 +106,12 @@ class InitialStateError(IPAMBenchError):
 
 
 def start_cloud(state, initial, workload):
-    """Apply a cloud cluster's state to a freshly prepared cloud state (``rules_cloud.prepare``).
+    """Apply a cloud cluster's state to a freshly prepared cloud state (``cloud_hooks.prepare``).
 
     Parameters
     ----------
     state : State
-        After :func:`~ipam_core.engine.cloud.init_cloud`.
+        After :func:`~ipam_core.modes.cloud_pool.init_cloud`.
     initial : ipam_core.scenario.initial_state.InitialState
         With its ``cloud`` interfaces and units.
     workload : ipam_core.workloads.events.Workload
@@ -210,7 +233,7 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
     """
     nic = st.cfg[C_CL_NIC] != 0.0
     for i in range(nodes.shape[0]):
-        _node_add(st, nodes[i], 0.0)  # joins; its manager's timers armed (rules_cloud.node_added)
+        _node_add(st, nodes[i], 0.0)  # joins; its manager's timers armed (cloud_hooks.node_added)
     if nic:  # each instance's eth0 is the dumped one (below), not the fresh one node_added gave it
         for i in range(nodes.shape[0]):
             _detach(st, nodes[i], 0)
