@@ -35,7 +35,7 @@ def widened(sig):
 simulate(scenario(__import__("pathlib").Path(sys.argv[1]), {"duration": "3m"}), ["kubernetes"])
 checked = 0
 for info in pkgutil.walk_packages(ipam_core.__path__, "ipam_core."):
-    if not info.name.startswith(("ipam_core.engine", "ipam_core.kernels", "ipam_core.cloud")):
+    if not info.name.startswith(("ipam_core.engine", "ipam_core.modes", "ipam_core.kernels", "ipam_core.cloud")):
         continue
     for name, disp in vars(importlib.import_module(info.name)).items():
         if not isinstance(disp, Dispatcher) or disp.py_func.__module__ != info.name:

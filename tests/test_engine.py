@@ -338,7 +338,7 @@ WARM_PROBE = r"""
 import sys
 from dataclasses import replace
 from numba.core.registry import CPUDispatcher
-import ipam_core, ipam_core.engine as engine
+import ipam_core, ipam_core.pipeline as engine
 from ipam_core.scenario import load_scenario
 
 def loaded():
