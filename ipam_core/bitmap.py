@@ -39,6 +39,7 @@ from ipam_core.kernels.arena import (
     ARENA_USED,
     ARENA_WORDS_AT,
     arena_layout,
+    arena_take_ahead,
 )
 from ipam_core.kernels.blocks import (
     bm_alloc_block,
@@ -81,9 +82,10 @@ _EMPTY = np.empty(0, dtype=np.int64)
 # For one slot per Python call, the Numba dispatcher (type checks and unboxing of
 # each array, 200-500 ns) costs far more than the work. The allocators' per-call
 # methods therefore keep their bitmap and counters in one arena array
-# (kernels.arena.arena_layout) and call the arena_* kernels through the compiled
-# entry point of their one signature: ~90 ns a call.
-_ARENA_SIGNATURE = (numba.typeof(np.empty(1, dtype=np.uint64)), numba.types.int64)
+# (kernels.arena.arena_layout) and call the arena_* kernels, which keep the GIL,
+# through the compiled entry point of their one signature: ~60 ns a call.
+_ARENA = numba.typeof(np.empty(1, dtype=np.uint64))
+_SECOND_ARGUMENT = {arena_take_ahead: numba.typeof(np.empty(1, dtype=np.int64))}  # else an int64 slot
 _ENTRY_POINTS: dict = {}
 
 
@@ -147,27 +149,30 @@ class ArenaFields:
 
 
 def per_call(kernel):
-    """The compiled entry point of an ``arena_*`` kernel for ``(arena, int64)``.
+    """The compiled entry point of an ``arena_*`` kernel for ``(arena, int64)`` or ``(arena, starts)``.
 
     Parameters
     ----------
     kernel : numba dispatcher
         :func:`~ipam_core.kernels.arena.arena_take_one`,
-        :func:`~ipam_core.kernels.arena.arena_set_one` or
-        :func:`~ipam_core.kernels.arena.arena_clear_one`.
+        :func:`~ipam_core.kernels.arena.arena_set_one`,
+        :func:`~ipam_core.kernels.arena.arena_clear_one` or
+        :func:`~ipam_core.kernels.arena.arena_take_ahead`.
 
     Returns
     -------
     callable
-        Takes ``(arena, int)`` and skips the dispatcher's type checks, so the
-        caller must pass exactly a C-contiguous ``uint64`` arena and a Python
-        int. Compiled (or loaded from the cache) on first request; the plain
-        function when the JIT is disabled.
+        Takes ``(arena, int)`` (``(arena, starts)`` for ``arena_take_ahead``)
+        and skips the dispatcher's type checks, so the caller must pass
+        exactly a C-contiguous ``uint64`` arena and a Python int (a
+        C-contiguous ``int64`` array of starts). Compiled (or loaded from the
+        cache) on first request; the plain function when the JIT is disabled.
     """
     entry = _ENTRY_POINTS.get(kernel)
     if entry is None:
         compile_signature = getattr(kernel, "compile", None)
-        entry = kernel if compile_signature is None else compile_signature(_ARENA_SIGNATURE)
+        signature = (_ARENA, _SECOND_ARGUMENT.get(kernel, numba.types.int64))
+        entry = kernel if compile_signature is None else compile_signature(signature)
         _ENTRY_POINTS[kernel] = entry
     return entry
 

@@ -29,7 +29,15 @@ import pyarrow as pa
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
 from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
-from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+from ipam_core.kernels.arena import (
+    ARENA_CURSOR,
+    ARENA_USED,
+    TAKE_FULL,
+    arena_clear_one,
+    arena_set_one,
+    arena_take_ahead,
+    arena_take_one,
+)
 from ipam_core.kernels.scan import bm_alloc_first, bm_alloc_next_fit_batch, bm_alloc_scan
 from ipam_core.kernels.slots import (
     bm_count,
@@ -107,6 +115,22 @@ class StartsAhead:
             In call order. Call :meth:`settle` with how many were used
             before the generator is used again or another block is drawn.
         """
+        return self.draw_starts(count)[1:].tolist()
+
+    def draw_starts(self, count: int = DRAW_AHEAD_BLOCK) -> np.ndarray:
+        """:meth:`draw` in the form :func:`~ipam_core.kernels.arena.arena_take_ahead` uses up.
+
+        Parameters
+        ----------
+        count : int
+            64-bit outputs to draw on the copy.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            ``[1, v1, v2, ...]``: the values of :meth:`draw` after a slot
+            holding the position of the next one to use.
+        """
         state = self.rng.bit_generator.state
         self._copy.state = state
         raws = self._copy.random_raw(count)
@@ -121,8 +145,10 @@ class StartsAhead:
         self._consumed = kept + 1  # 32-bit draws used up to and including each value
         self._from_state = state
         values = halves[kept] if kept.shape[0] < halves.shape[0] else halves
-        values >>= _THIRTY_TWO
-        return values.tolist()
+        starts = np.empty(values.shape[0] + 1, dtype=np.int64)
+        starts[0] = 1
+        np.right_shift(values, _THIRTY_TWO, out=starts[1:].view(np.uint64))
+        return starts
 
     def settle(self, used: int) -> None:
         """Move the real generator to where ``used`` calls of ``integers`` leave it.
@@ -254,21 +280,25 @@ class PodIPRange(ArenaFields):
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
-        self._take_one = per_call(arena_take_one)
-        self._set_one = per_call(arena_set_one)
-        self._clear_one = per_call(arena_clear_one)
+        self._bind_entry_points()
         self._text_cache = TextCache(self._max, self._format)
         # The per-call methods use the maps directly (no attribute chain).
         self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
         self._remember = self._text_cache.remember
         self._random = strategy == "random"
+        self._fixed_start = -1 if strategy == "next-fit" else 0  # arena_take_one's start without "random"
         owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
-        self._starts: list[int] = []  # drawn ahead by self._ahead; self._taken of them used
-        self._taken = 0
+        self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
 
-    _ENTRY_POINTS = ('_take_one', '_set_one', '_clear_one')
+    _ENTRY_POINTS = ("_take_one", "_take_ahead", "_set_one", "_clear_one")
+
+    def _bind_entry_points(self) -> None:
+        self._take_one = per_call(arena_take_one)
+        self._take_ahead = per_call(arena_take_ahead)
+        self._set_one = per_call(arena_set_one)
+        self._clear_one = per_call(arena_clear_one)
 
     def __getstate__(self) -> dict:
         # Compiled entry points do not pickle: they are looked up again on load.
@@ -276,9 +306,7 @@ class PodIPRange(ArenaFields):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._take_one = per_call(arena_take_one)
-        self._set_one = per_call(arena_set_one)
-        self._clear_one = per_call(arena_clear_one)
+        self._bind_entry_points()
 
     # ------------------------------------------------------------------ state
     @property
@@ -459,20 +487,13 @@ class PodIPRange(ArenaFields):
             ``range is full`` (checked before drawing a start).
         """
         if self._random:
-            taken = self._taken
-            try:
-                start = self._starts[taken]
-            except IndexError:  # no start drawn ahead is left
-                offset = self._take_random()
-                return self._texts[offset] or self._text(offset)
-            offset = self._take_one(self._arena, start)
-            if offset < 0:  # full: the draw is not used
+            offset = self._take_ahead(self._arena, self._starts)
+            if offset < 0:  # full, or no start drawn ahead is left
+                offset = self._take_random(offset)
+        else:
+            offset = self._take_one(self._arena, self._fixed_start)
+            if offset < 0:
                 raise RangeFull(MSG_FULL)
-            self._taken = taken + 1
-            return self._texts[offset] or self._text(offset)
-        offset = self._take_one(self._arena, -1 if self._strategy == "next-fit" else 0)
-        if offset < 0:
-            raise RangeFull(MSG_FULL)
         return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
@@ -545,10 +566,8 @@ class PodIPRange(ArenaFields):
             Malformed address text (there is no address to release).
         """
         try:
-            offset = self._index_of.get(ip)
-        except TypeError:
-            offset = None
-        if offset is None:
+            offset = self._index_of[ip]
+        except (KeyError, TypeError):  # a text not seen yet, an address object, or unhashable
             offset = self.offset_of(ip)
             if offset < 0:
                 return
@@ -708,19 +727,22 @@ class PodIPRange(ArenaFields):
     def _settle_rng(self) -> None:
         # Before any other use of the generator: bring it to its exact state.
         self._singles = 0
-        if self._ahead is not None:
-            self._ahead.settle(self._taken)
-        self._starts, self._taken = [], 0
+        self._settle_starts()
+        self._starts = _no_starts()
 
-    def _take_random(self) -> int:
-        # allocate_next's random start when no start drawn ahead is left.
-        if self._used >= self._max:
+    def _settle_starts(self) -> None:
+        if self._ahead is not None:
+            self._ahead.settle(int(self._starts[0]) - 1)  # how many of the starts were used
+
+    def _take_random(self, code: int) -> int:
+        # allocate_next when arena_take_ahead took nothing (code): full, or no start drawn ahead is left.
+        if code == TAKE_FULL:
             raise RangeFull(MSG_FULL)  # before any draw, as upstream
         self._singles += 1
         if self._ahead is not None and self._singles > DRAW_AHEAD_AFTER:
-            self._ahead.settle(self._taken)
-            self._starts, self._taken = self._ahead.draw(), 1
-            return self._take_one(self._arena, self._starts[0])
+            self._settle_starts()
+            self._starts = self._ahead.draw_starts()
+            return self._take_ahead(self._arena, self._starts)
         return self._take_one(self._arena, int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
@@ -733,6 +755,11 @@ class PodIPRange(ArenaFields):
             bad = lo if lo < 0 else hi
             raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
         return offs
+
+
+def _no_starts() -> np.ndarray:
+    # arena_take_ahead's starts with none left: allocate_next goes to _take_random
+    return np.ones(1, dtype=np.int64)
 
 
 __all__ = [

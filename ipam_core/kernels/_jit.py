@@ -94,7 +94,7 @@ def _cache_root() -> str:
 CACHE_DIR = _cache_root()
 
 
-def kjit(fn=None, *, inline=False, allocates=False):
+def kjit(fn=None, *, inline=False, allocates=False, keeps_gil=False):
     """Compile ``fn`` with ipam_core's options: ``njit(cache=True, nogil=True)``.
 
     Kernels that never create arrays are compiled without Numba's reference
@@ -111,6 +111,11 @@ def kjit(fn=None, *, inline=False, allocates=False):
         per-slot helpers).
     allocates : bool
         The function creates arrays, so it needs reference counting.
+    keeps_gil : bool
+        Called from Python once per tiny piece of work (the ``arena_*``
+        kernels): keep the GIL (``nogil=False``). Releasing and taking it back
+        costs ~40 ns a call, more than the work (measured on the per-call
+        churn of ``bench/test_bench_podip.py``).
 
     Returns
     -------
@@ -118,13 +123,13 @@ def kjit(fn=None, *, inline=False, allocates=False):
         The lazily compiled dispatcher, cached under :data:`CACHE_DIR`.
     """
     if fn is None:
-        return lambda f: kjit(f, inline=inline, allocates=allocates)
+        return lambda f: kjit(f, inline=inline, allocates=allocates, keeps_gil=keeps_gil)
     previous = numba.config.CACHE_DIR
     numba.config.CACHE_DIR = CACHE_DIR
     try:
         dispatcher = numba.njit(
             cache=True,
-            nogil=True,
+            nogil=not keeps_gil,
             inline="always" if inline else "never",
             _nrt=allocates,
         )(fn)
