@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
-from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
+from ipam_core.bitmap import ArenaFields, clear_many, new_arena
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
 from ipam_core.kernels.arena import (
     ARENA_CURSOR,
@@ -38,6 +38,7 @@ from ipam_core.kernels.arena import (
     arena_take_ahead,
     arena_take_one,
 )
+from ipam_core.kernels.fastcall import bind
 from ipam_core.kernels.scan import bm_alloc_first, bm_alloc_next_fit_batch, bm_alloc_scan
 from ipam_core.kernels.slots import (
     bm_count,
@@ -251,12 +252,14 @@ class PodIPRange(ArenaFields):
       in the valid range.
     * **Per call or in batches.** :meth:`allocate_next`, :meth:`release`
       and :meth:`allocate` handle one address's text per call: one compiled
-      call each (:func:`ipam_core.bitmap.per_call`), and the
+      call each, to a kernel bound to the range's arrays
+      (:func:`ipam_core.kernels.fastcall.bind`), and the
       texts handed out are remembered both ways
       (:class:`ipam_core.addr.TextCache`), so releasing an address this range
       wrote parses nothing. With an integer ``seed`` the range owns its
       generator: after :data:`DRAW_AHEAD_AFTER` single ``allocate_next`` calls
-      in a row it computes the next starts in blocks (:class:`StartsAhead`)
+      in a row it computes the next starts in blocks (:class:`StartsAhead`),
+      which the kernel uses up (:func:`~ipam_core.kernels.arena.arena_take_ahead`),
       and brings the generator to the exact state of one
       ``rng.integers(0, max)`` per call whenever it is read (:attr:`rng`) or
       used by a batch call. A generator passed in as ``seed`` (or read
@@ -280,7 +283,6 @@ class PodIPRange(ArenaFields):
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
-        self._bind_entry_points()
         self._text_cache = TextCache(self._max, self._format)
         # The per-call methods use the maps directly (no attribute chain).
         self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
@@ -291,17 +293,23 @@ class PodIPRange(ArenaFields):
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
         self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
+        self._bind_entry_points()
 
     _ENTRY_POINTS = ("_take_one", "_take_ahead", "_set_one", "_clear_one")
 
     def _bind_entry_points(self) -> None:
-        self._take_one = per_call(arena_take_one)
-        self._take_ahead = per_call(arena_take_ahead)
-        self._set_one = per_call(arena_set_one)
-        self._clear_one = per_call(arena_clear_one)
+        # The per-call kernels with this range's arrays bound (ipam_core.kernels.fastcall).
+        self._take_one = bind(arena_take_one, self._arena)
+        self._set_one = bind(arena_set_one, self._arena)
+        self._clear_one = bind(arena_clear_one, self._arena)
+        self._take_ahead = bind(arena_take_ahead, self._arena, self._starts)
+
+    def _use_starts(self, starts: np.ndarray) -> None:
+        self._starts = starts
+        self._take_ahead = bind(arena_take_ahead, self._arena, starts)
 
     def __getstate__(self) -> dict:
-        # Compiled entry points do not pickle: they are looked up again on load.
+        # Bound kernels do not pickle: they are bound again on load.
         return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
 
     def __setstate__(self, state: dict) -> None:
@@ -487,11 +495,11 @@ class PodIPRange(ArenaFields):
             ``range is full`` (checked before drawing a start).
         """
         if self._random:
-            offset = self._take_ahead(self._arena, self._starts)
+            offset = self._take_ahead()
             if offset < 0:  # full, or no start drawn ahead is left
                 offset = self._take_random(offset)
         else:
-            offset = self._take_one(self._arena, self._fixed_start)
+            offset = self._take_one(self._fixed_start)
             if offset < 0:
                 raise RangeFull(MSG_FULL)
         return self._texts[offset] or self._text(offset)
@@ -523,7 +531,7 @@ class PodIPRange(ArenaFields):
         start = int(start)
         if not 0 <= start < self._max:
             raise ConfigError(f"start {start} is outside 0..{self._max - 1} for {self._net}")
-        offset = self._take_one(self._arena, start)
+        offset = self._take_one(start)
         return self._texts[offset] or self._text(offset)
 
     def allocate(self, ip) -> None:
@@ -547,7 +555,7 @@ class PodIPRange(ArenaFields):
         offset = self.offset_of(ip)
         if offset < 0:
             raise NotInRange(MSG_NOT_IN_RANGE.format(self._net))
-        if not self._set_one(self._arena, offset):
+        if not self._set_one(offset):
             raise AlreadyAllocated(MSG_ALLOCATED)
 
     def release(self, ip) -> None:
@@ -571,7 +579,7 @@ class PodIPRange(ArenaFields):
             offset = self.offset_of(ip)
             if offset < 0:
                 return
-        self._clear_one(self._arena, offset)
+        self._clear_one(offset)
 
     def has(self, ip) -> bool:
         """Whether an address is allocated (``Has``); False outside the range.
@@ -728,7 +736,7 @@ class PodIPRange(ArenaFields):
         # Before any other use of the generator: bring it to its exact state.
         self._singles = 0
         self._settle_starts()
-        self._starts = _no_starts()
+        self._use_starts(_no_starts())
 
     def _settle_starts(self) -> None:
         if self._ahead is not None:
@@ -741,9 +749,9 @@ class PodIPRange(ArenaFields):
         self._singles += 1
         if self._ahead is not None and self._singles > DRAW_AHEAD_AFTER:
             self._settle_starts()
-            self._starts = self._ahead.draw_starts()
-            return self._take_ahead(self._arena, self._starts)
-        return self._take_one(self._arena, int(self._rng.integers(0, self._max)))
+            self._use_starts(self._ahead.draw_starts())
+            return self._take_ahead()
+        return self._take_one(int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
         offs = np.asarray(offsets)
