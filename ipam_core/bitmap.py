@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import operator
 
-import numba
 import numpy as np
 
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
@@ -38,8 +37,10 @@ from ipam_core.kernels.arena import (
     ARENA_SIZE,
     ARENA_USED,
     ARENA_WORDS_AT,
+    arena_clear_one,
     arena_layout,
-    arena_take_ahead,
+    arena_set_one,
+    arena_take_one,
 )
 from ipam_core.kernels.blocks import (
     bm_alloc_block,
@@ -49,6 +50,7 @@ from ipam_core.kernels.blocks import (
     bm_release_block,
     bm_release_blocks,
 )
+from ipam_core.kernels.fastcall import bind
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.kernels.scan import (
     bm_alloc_first_from,
@@ -65,7 +67,7 @@ from ipam_core.kernels.slots import (
     bm_used_offsets,
 )
 
-__all__ = ["Bitmap", "MAX_ORDER", "clear_many", "new_arena", "per_call", "warmup"]
+__all__ = ["ArenaFields", "Bitmap", "MAX_ORDER", "clear_many", "new_arena", "warmup"]
 
 # Block sizes are 2**order slots held in int64: 2**62 is the largest that fits.
 MAX_ORDER = 62
@@ -82,11 +84,8 @@ _EMPTY = np.empty(0, dtype=np.int64)
 # For one slot per Python call, the Numba dispatcher (type checks and unboxing of
 # each array, 200-500 ns) costs far more than the work. The allocators' per-call
 # methods therefore keep their bitmap and counters in one arena array
-# (kernels.arena.arena_layout) and call the arena_* kernels, which keep the GIL,
-# through the compiled entry point of their one signature: ~60 ns a call.
-_ARENA = numba.typeof(np.empty(1, dtype=np.uint64))
-_SECOND_ARGUMENT = {arena_take_ahead: numba.typeof(np.empty(1, dtype=np.int64))}  # else an int64 slot
-_ENTRY_POINTS: dict = {}
+# (kernels.arena.arena_layout) and call the arena_* kernels bound to it
+# (kernels.fastcall.bind): ~27 ns a call.
 
 
 def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,11 +117,29 @@ class ArenaFields:
     """The fields an allocator keeps in its arena, as attributes (shared by CIDRSet and PodIPRange).
 
     The class using it sets ``self._arena`` (from :func:`new_arena`) and
-    ``self._text_cache`` (an :class:`ipam_core.addr.TextCache`), and reads
-    ``self._texts``: the cache's list or dict of texts formatted so far.
+    ``self._text_cache`` (an :class:`ipam_core.addr.TextCache`), then calls
+    ``self._bind_kernels()``; it reads ``self._texts``: the cache's list or
+    dict of texts formatted so far. Its per-call methods call
+    ``self._take_one(start)``, ``self._set_one(slot)`` and
+    ``self._clear_one(slot)``: the ``arena_*`` kernels bound to the arena.
     """
 
     _arena: np.ndarray
+    #: Attributes holding bound kernels, which do not pickle: bound again on load.
+    _BOUND = ("_take_one", "_set_one", "_clear_one")
+
+    def _bind_kernels(self) -> None:
+        arena = self._arena
+        self._take_one = bind(arena_take_one, arena)
+        self._set_one = bind(arena_set_one, arena)
+        self._clear_one = bind(arena_clear_one, arena)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._BOUND}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind_kernels()
 
     @property
     def _count(self) -> int:
@@ -146,35 +163,6 @@ class ArenaFields:
         text = self._text_cache.text(index)
         self._texts = self._text_cache.texts
         return text
-
-
-def per_call(kernel):
-    """The compiled entry point of an ``arena_*`` kernel for ``(arena, int64)`` or ``(arena, starts)``.
-
-    Parameters
-    ----------
-    kernel : numba dispatcher
-        :func:`~ipam_core.kernels.arena.arena_take_one`,
-        :func:`~ipam_core.kernels.arena.arena_set_one`,
-        :func:`~ipam_core.kernels.arena.arena_clear_one` or
-        :func:`~ipam_core.kernels.arena.arena_take_ahead`.
-
-    Returns
-    -------
-    callable
-        Takes ``(arena, int)`` (``(arena, starts)`` for ``arena_take_ahead``)
-        and skips the dispatcher's type checks, so the caller must pass
-        exactly a C-contiguous ``uint64`` arena and a Python int (a
-        C-contiguous ``int64`` array of starts). Compiled (or loaded from the
-        cache) on first request; the plain function when the JIT is disabled.
-    """
-    entry = _ENTRY_POINTS.get(kernel)
-    if entry is None:
-        compile_signature = getattr(kernel, "compile", None)
-        signature = (_ARENA, _SECOND_ARGUMENT.get(kernel, numba.types.int64))
-        entry = kernel if compile_signature is None else compile_signature(signature)
-        _ENTRY_POINTS[kernel] = entry
-    return entry
 
 
 def clear_many(words: np.ndarray, summary: np.ndarray, offsets: np.ndarray, used: int, size: int) -> int:

@@ -29,15 +29,7 @@ import pyarrow as pa
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
 from ipam_core.bitmap import ArenaFields, clear_many, new_arena
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
-from ipam_core.kernels.arena import (
-    ARENA_CURSOR,
-    ARENA_USED,
-    TAKE_FULL,
-    arena_clear_one,
-    arena_set_one,
-    arena_take_ahead,
-    arena_take_one,
-)
+from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, TAKE_FULL, arena_take_ahead
 from ipam_core.kernels.fastcall import bind
 from ipam_core.kernels.scan import bm_alloc_first, bm_alloc_next_fit_batch, bm_alloc_scan
 from ipam_core.kernels.slots import (
@@ -293,28 +285,17 @@ class PodIPRange(ArenaFields):
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
         self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
-        self._bind_entry_points()
+        self._bind_kernels()
 
-    _ENTRY_POINTS = ("_take_one", "_take_ahead", "_set_one", "_clear_one")
+    _BOUND = (*ArenaFields._BOUND, "_take_ahead")
 
-    def _bind_entry_points(self) -> None:
-        # The per-call kernels with this range's arrays bound (ipam_core.kernels.fastcall).
-        self._take_one = bind(arena_take_one, self._arena)
-        self._set_one = bind(arena_set_one, self._arena)
-        self._clear_one = bind(arena_clear_one, self._arena)
+    def _bind_kernels(self) -> None:
+        super()._bind_kernels()
         self._take_ahead = bind(arena_take_ahead, self._arena, self._starts)
 
     def _use_starts(self, starts: np.ndarray) -> None:
         self._starts = starts
         self._take_ahead = bind(arena_take_ahead, self._arena, starts)
-
-    def __getstate__(self) -> dict:
-        # Bound kernels do not pickle: they are bound again on load.
-        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._bind_entry_points()
 
     # ------------------------------------------------------------------ state
     @property
