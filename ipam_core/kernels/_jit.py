@@ -95,7 +95,7 @@ def _cache_root() -> str:
 CACHE_DIR = _cache_root()
 
 
-def kjit(fn=None, *, inline=False, allocates=False, keeps_gil=False):
+def kjit(fn=None, *, inline=False, allocates=False):
     """Compile ``fn`` with ipam_core's options: ``njit(cache=True, nogil=True)``.
 
     Kernels that never create arrays are compiled without Numba's reference
@@ -112,11 +112,6 @@ def kjit(fn=None, *, inline=False, allocates=False, keeps_gil=False):
         per-slot helpers).
     allocates : bool
         The function creates arrays, so it needs reference counting.
-    keeps_gil : bool
-        Called from Python once per tiny piece of work (the ``arena_*``
-        kernels): keep the GIL (``nogil=False``). Releasing and taking it back
-        costs ~40 ns a call, more than the work (measured on the per-call
-        churn of ``bench/test_bench_podip.py``).
 
     Returns
     -------
@@ -124,11 +119,11 @@ def kjit(fn=None, *, inline=False, allocates=False, keeps_gil=False):
         The lazily compiled dispatcher, cached under :data:`CACHE_DIR`.
     """
     if fn is None:
-        return lambda f: kjit(f, inline=inline, allocates=allocates, keeps_gil=keeps_gil)
+        return lambda f: kjit(f, inline=inline, allocates=allocates)
     with _in_cache_dir():
         dispatcher = numba.njit(
             cache=True,
-            nogil=not keeps_gil,
+            nogil=True,
             inline="always" if inline else "never",
             _nrt=allocates,
         )(fn)
