@@ -21,6 +21,7 @@ over ``pkg/ipam/service/allocator/bitmap.go`` (``AllocationBitmap`` with
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import numpy as np
@@ -287,15 +288,19 @@ class PodIPRange(ArenaFields):
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
         self._bind_kernels()
 
-    _BOUND = (*ArenaFields._BOUND, "_take_ahead")
+    _BOUND = (*ArenaFields._BOUND, "_take_next")
 
     def _bind_kernels(self) -> None:
         super()._bind_kernels()
-        self._take_ahead = bind(arena_take_ahead, self._arena, self._starts)
+        self._use_starts(self._starts)
 
     def _use_starts(self, starts: np.ndarray) -> None:
+        # allocate_next's kernel: from the next start drawn ahead, or from the strategy's fixed start
         self._starts = starts
-        self._take_ahead = bind(arena_take_ahead, self._arena, starts)
+        if self._random:
+            self._take_next = bind(arena_take_ahead, self._arena, starts)
+        else:
+            self._take_next = functools.partial(self._take_one, self._fixed_start)
 
     # ------------------------------------------------------------------ state
     @property
@@ -475,14 +480,9 @@ class PodIPRange(ArenaFields):
         RangeFull
             ``range is full`` (checked before drawing a start).
         """
-        if self._random:
-            offset = self._take_ahead()
-            if offset < 0:  # full, or no start drawn ahead is left
-                offset = self._take_random(offset)
-        else:
-            offset = self._take_one(self._fixed_start)
-            if offset < 0:
-                raise RangeFull(MSG_FULL)
+        offset = self._take_next()
+        if offset < 0:  # full, or no start drawn ahead is left
+            offset = self._take_random(offset)
         return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
@@ -724,14 +724,14 @@ class PodIPRange(ArenaFields):
             self._ahead.settle(int(self._starts[0]) - 1)  # how many of the starts were used
 
     def _take_random(self, code: int) -> int:
-        # allocate_next when arena_take_ahead took nothing (code): full, or no start drawn ahead is left.
+        # allocate_next when its kernel took nothing (code): full, or ("random") no start drawn ahead is left.
         if code == TAKE_FULL:
             raise RangeFull(MSG_FULL)  # before any draw, as upstream
         self._singles += 1
         if self._ahead is not None and self._singles > DRAW_AHEAD_AFTER:
             self._settle_starts()
             self._use_starts(self._ahead.draw_starts())
-            return self._take_ahead()
+            return self._take_next()
         return self._take_one(int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
