@@ -555,8 +555,10 @@ class PodIPRange(ArenaFields):
             Malformed address text (there is no address to release).
         """
         try:
-            offset = self._index_of[ip]
-        except (KeyError, TypeError):  # a text not seen yet, an address object, or unhashable
+            offset = self._index_of.get(ip)
+        except TypeError:
+            offset = None
+        if offset is None:
             offset = self.offset_of(ip)
             if offset < 0:
                 return
