@@ -482,7 +482,7 @@ class PodIPRange(ArenaFields):
         """
         offset = self._take_next()
         if offset < 0:  # full, or no start drawn ahead is left
-            offset = self._take_random(offset)
+            offset = self._took_nothing(offset)
         return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
@@ -725,7 +725,7 @@ class PodIPRange(ArenaFields):
         if self._ahead is not None:
             self._ahead.settle(int(self._starts[0]) - 1)  # how many of the starts were used
 
-    def _take_random(self, code: int) -> int:
+    def _took_nothing(self, code: int) -> int:
         # allocate_next when its kernel took nothing (code): full, or ("random") no start drawn ahead is left.
         if code == TAKE_FULL:
             raise RangeFull(MSG_FULL)  # before any draw, as upstream
@@ -749,7 +749,7 @@ class PodIPRange(ArenaFields):
 
 
 def _no_starts() -> np.ndarray:
-    # arena_take_ahead's starts with none left: allocate_next goes to _take_random
+    # arena_take_ahead's starts with none left: allocate_next goes to _took_nothing
     return np.ones(1, dtype=np.int64)
 
 
