@@ -641,6 +641,19 @@ def test_bound_arena_kernels_give_the_plain_kernels_results():
     np.testing.assert_array_equal(starts, plain_starts)
 
 
+def test_bind_takes_starts_for_arena_take_ahead_only():
+    # Either mistake would make the compiled function read memory that is not an array of starts.
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import arena_take_ahead, arena_take_one
+    from ipam_core.kernels.fastcall import bind
+
+    arena = new_arena(10)[0]
+    with pytest.raises(ValueError, match="starts for arena_take_ahead"):
+        bind(arena_take_ahead, arena)
+    with pytest.raises(ValueError, match="starts for arena_take_ahead"):
+        bind(arena_take_one, arena, np.ones(3, dtype=np.int64))
+
+
 def test_bound_arena_kernels_keep_their_arrays_alive_and_no_longer():
     import gc
     import weakref
@@ -679,4 +692,6 @@ def test_bound_arena_kernels_refuse_wrong_arguments_with_python_errors():
         bind(arena_take_one, arena[::2])
     with pytest.raises(ValueError, match="int64"):
         bind(arena_take_ahead, arena, np.ones(3, dtype=np.int32))
+    with pytest.raises(ValueError, match="1\\+ items"):
+        bind(arena_take_ahead, arena, np.ones(0, dtype=np.int64))
     assert take(3) == 3 and take(3) == 4
