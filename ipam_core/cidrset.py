@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, cidr_key, format_cidrs, format_values, ip_text
-from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
+from ipam_core.bitmap import ArenaFields, clear_many, new_arena
 from ipam_core.errors import CIDRError, ConfigError, NoCIDRsRemaining, NotInRange
-from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED
 from ipam_core.kernels.scan import bm_alloc_next_fit_batch
 from ipam_core.kernels.slots import (
     bm_clear_range,
@@ -100,8 +100,8 @@ class CIDRSet(ArenaFields):
       Kubernetes accepts an IPv4 node mask above 32 and then returns broken
       CIDRs; Cilium refuses it, and so does this class.
     * **Per call or in batches.** :meth:`allocate_next` and :meth:`release`
-      handle one CIDR's text per call: one compiled call each (through its
-      entry point, see :func:`ipam_core.bitmap.per_call`), and the texts
+      handle one CIDR's text per call: one compiled call each (to a kernel
+      bound to the set's arrays, see :func:`ipam_core.kernels.fastcall.bind`), and the texts
       handed out are remembered both ways (:class:`ipam_core.addr.TextCache`),
       so releasing a CIDR this set wrote parses nothing; any other text is
       parsed and checked. :meth:`allocate_next_many`,
@@ -133,26 +133,12 @@ class CIDRSet(ArenaFields):
         self._max = 1 << (node_mask - net.prefixlen) if node_mask >= net.prefixlen else 0
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
-        self._take_one = per_call(arena_take_one)
-        self._clear_one = per_call(arena_clear_one)
-        self._set_one = per_call(arena_set_one)
+        self._bind_kernels()
         self._suffix = f"/{node_mask}".encode()
         self._text_cache = TextCache(self._max, self._format)
         # The per-call methods use the maps directly (no attribute chain).
         self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
         self._remember = self._text_cache.remember
-
-    _ENTRY_POINTS = ('_take_one', '_clear_one', '_set_one')
-
-    def __getstate__(self) -> dict:
-        # Compiled entry points do not pickle: they are looked up again on load.
-        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._take_one = per_call(arena_take_one)
-        self._clear_one = per_call(arena_clear_one)
-        self._set_one = per_call(arena_set_one)
 
     # ------------------------------------------------------------------ state
     @property
@@ -355,7 +341,7 @@ class CIDRSet(ArenaFields):
             ``CIDR allocation failed; there are no remaining CIDRs left to
             allocate in the accepted range``; the cursor is left unchanged.
         """
-        index = self._take_one(self._arena, -1)
+        index = self._take_one(-1)
         if index < 0:
             raise NoCIDRsRemaining(MSG_NO_CIDRS_REMAINING)
         return self._texts[index] or self._text(index)
@@ -411,7 +397,7 @@ class CIDRSet(ArenaFields):
         if end - begin == 1:
             if isinstance(cidr, str):
                 self._remember(begin, cidr)
-            return self._set_one(self._arena, begin)
+            return self._set_one(begin)
         flipped = int(bm_set_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated += flipped
         return flipped
@@ -443,12 +429,12 @@ class CIDRSet(ArenaFields):
         except TypeError:  # unhashable: span() refuses it with the parser's message
             index = None
         if index is not None:
-            return self._clear_one(self._arena, index)
+            return self._clear_one(index)
         begin, end = self.span(cidr)
         if end - begin == 1:
             if isinstance(cidr, str):
                 self._remember(begin, cidr)  # text covering one block: no parse next time
-            return self._clear_one(self._arena, begin)
+            return self._clear_one(begin)
         flipped = int(bm_clear_range(self._words, self._summary, begin, end)) if end > begin else 0
         self._allocated -= flipped
         return flipped

@@ -21,15 +21,17 @@ over ``pkg/ipam/service/allocator/bitmap.go`` (``AllocationBitmap`` with
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import numpy as np
 import pyarrow as pa
 
 from ipam_core.addr import Network, TextCache, as_network, format_values, ip_key, ip_text
-from ipam_core.bitmap import ArenaFields, clear_many, new_arena, per_call
+from ipam_core.bitmap import ArenaFields, clear_many, new_arena
 from ipam_core.errors import AlreadyAllocated, ConfigError, NotInRange, RangeFull
-from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, arena_clear_one, arena_set_one, arena_take_one
+from ipam_core.kernels.arena import ARENA_CURSOR, ARENA_USED, TAKE_FULL, arena_take_ahead
+from ipam_core.kernels.fastcall import bind
 from ipam_core.kernels.scan import bm_alloc_first, bm_alloc_next_fit_batch, bm_alloc_scan
 from ipam_core.kernels.slots import (
     bm_count,
@@ -107,6 +109,22 @@ class StartsAhead:
             In call order. Call :meth:`settle` with how many were used
             before the generator is used again or another block is drawn.
         """
+        return self.draw_starts(count)[1:].tolist()
+
+    def draw_starts(self, count: int = DRAW_AHEAD_BLOCK) -> np.ndarray:
+        """:meth:`draw` in the form :func:`~ipam_core.kernels.arena.arena_take_ahead` uses up.
+
+        Parameters
+        ----------
+        count : int
+            64-bit outputs to draw on the copy.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            ``[1, v1, v2, ...]``: the values of :meth:`draw` after a slot
+            holding the position of the next one to use.
+        """
         state = self.rng.bit_generator.state
         self._copy.state = state
         raws = self._copy.random_raw(count)
@@ -121,8 +139,10 @@ class StartsAhead:
         self._consumed = kept + 1  # 32-bit draws used up to and including each value
         self._from_state = state
         values = halves[kept] if kept.shape[0] < halves.shape[0] else halves
-        values >>= _THIRTY_TWO
-        return values.tolist()
+        starts = np.empty(values.shape[0] + 1, dtype=np.int64)
+        starts[0] = 1
+        np.right_shift(values, _THIRTY_TWO, out=starts[1:].view(np.uint64))
+        return starts
 
     def settle(self, used: int) -> None:
         """Move the real generator to where ``used`` calls of ``integers`` leave it.
@@ -225,12 +245,14 @@ class PodIPRange(ArenaFields):
       in the valid range.
     * **Per call or in batches.** :meth:`allocate_next`, :meth:`release`
       and :meth:`allocate` handle one address's text per call: one compiled
-      call each (:func:`ipam_core.bitmap.per_call`), and the
+      call each, to a kernel bound to the range's arrays
+      (:func:`ipam_core.kernels.fastcall.bind`), and the
       texts handed out are remembered both ways
       (:class:`ipam_core.addr.TextCache`), so releasing an address this range
       wrote parses nothing. With an integer ``seed`` the range owns its
       generator: after :data:`DRAW_AHEAD_AFTER` single ``allocate_next`` calls
-      in a row it computes the next starts in blocks (:class:`StartsAhead`)
+      in a row it computes the next starts in blocks (:class:`StartsAhead`),
+      which the kernel uses up (:func:`~ipam_core.kernels.arena.arena_take_ahead`),
       and brings the generator to the exact state of one
       ``rng.integers(0, max)`` per call whenever it is read (:attr:`rng`) or
       used by a batch call. A generator passed in as ``seed`` (or read
@@ -254,31 +276,31 @@ class PodIPRange(ArenaFields):
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
-        self._take_one = per_call(arena_take_one)
-        self._set_one = per_call(arena_set_one)
-        self._clear_one = per_call(arena_clear_one)
         self._text_cache = TextCache(self._max, self._format)
         # The per-call methods use the maps directly (no attribute chain).
         self._texts, self._index_of = self._text_cache.texts, self._text_cache.index_of
         self._remember = self._text_cache.remember
         self._random = strategy == "random"
+        self._fixed_start = -1 if strategy == "next-fit" else 0  # arena_take_one's start without "random"
         owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
-        self._starts: list[int] = []  # drawn ahead by self._ahead; self._taken of them used
-        self._taken = 0
+        self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
+        self._bind_kernels()
 
-    _ENTRY_POINTS = ('_take_one', '_set_one', '_clear_one')
+    _BOUND = (*ArenaFields._BOUND, "_take_next")
 
-    def __getstate__(self) -> dict:
-        # Compiled entry points do not pickle: they are looked up again on load.
-        return {k: v for k, v in self.__dict__.items() if k not in self._ENTRY_POINTS}
+    def _bind_kernels(self) -> None:
+        super()._bind_kernels()
+        self._use_starts(self._starts)
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._take_one = per_call(arena_take_one)
-        self._set_one = per_call(arena_set_one)
-        self._clear_one = per_call(arena_clear_one)
+    def _use_starts(self, starts: np.ndarray) -> None:
+        # allocate_next's kernel: from the next start drawn ahead, or from the strategy's fixed start
+        self._starts = starts
+        if self._random:
+            self._take_next = bind(arena_take_ahead, self._arena, starts)
+        else:
+            self._take_next = functools.partial(self._take_one, self._fixed_start)
 
     # ------------------------------------------------------------------ state
     @property
@@ -458,21 +480,9 @@ class PodIPRange(ArenaFields):
         RangeFull
             ``range is full`` (checked before drawing a start).
         """
-        if self._random:
-            taken = self._taken
-            try:
-                start = self._starts[taken]
-            except IndexError:  # no start drawn ahead is left
-                offset = self._take_random()
-                return self._texts[offset] or self._text(offset)
-            offset = self._take_one(self._arena, start)
-            if offset < 0:  # full: the draw is not used
-                raise RangeFull(MSG_FULL)
-            self._taken = taken + 1
-            return self._texts[offset] or self._text(offset)
-        offset = self._take_one(self._arena, -1 if self._strategy == "next-fit" else 0)
-        if offset < 0:
-            raise RangeFull(MSG_FULL)
+        offset = self._take_next()
+        if offset < 0:  # full, or no start drawn ahead is left
+            offset = self._took_nothing(offset)
         return self._texts[offset] or self._text(offset)
 
     def allocate_next_with_start(self, start: int) -> str:
@@ -502,7 +512,7 @@ class PodIPRange(ArenaFields):
         start = int(start)
         if not 0 <= start < self._max:
             raise ConfigError(f"start {start} is outside 0..{self._max - 1} for {self._net}")
-        offset = self._take_one(self._arena, start)
+        offset = self._take_one(start)
         return self._texts[offset] or self._text(offset)
 
     def allocate(self, ip) -> None:
@@ -526,7 +536,7 @@ class PodIPRange(ArenaFields):
         offset = self.offset_of(ip)
         if offset < 0:
             raise NotInRange(MSG_NOT_IN_RANGE.format(self._net))
-        if not self._set_one(self._arena, offset):
+        if not self._set_one(offset):
             raise AlreadyAllocated(MSG_ALLOCATED)
 
     def release(self, ip) -> None:
@@ -552,7 +562,7 @@ class PodIPRange(ArenaFields):
             offset = self.offset_of(ip)
             if offset < 0:
                 return
-        self._clear_one(self._arena, offset)
+        self._clear_one(offset)
 
     def has(self, ip) -> bool:
         """Whether an address is allocated (``Has``); False outside the range.
@@ -708,20 +718,23 @@ class PodIPRange(ArenaFields):
     def _settle_rng(self) -> None:
         # Before any other use of the generator: bring it to its exact state.
         self._singles = 0
-        if self._ahead is not None:
-            self._ahead.settle(self._taken)
-        self._starts, self._taken = [], 0
+        self._settle_starts()
+        self._use_starts(_no_starts())
 
-    def _take_random(self) -> int:
-        # allocate_next's random start when no start drawn ahead is left.
-        if self._used >= self._max:
+    def _settle_starts(self) -> None:
+        if self._ahead is not None:
+            self._ahead.settle(int(self._starts[0]) - 1)  # how many of the starts were used
+
+    def _took_nothing(self, code: int) -> int:
+        # allocate_next when its kernel took nothing (code): full, or ("random") no start drawn ahead is left.
+        if code == TAKE_FULL:
             raise RangeFull(MSG_FULL)  # before any draw, as upstream
         self._singles += 1
         if self._ahead is not None and self._singles > DRAW_AHEAD_AFTER:
-            self._ahead.settle(self._taken)
-            self._starts, self._taken = self._ahead.draw(), 1
-            return self._take_one(self._arena, self._starts[0])
-        return self._take_one(self._arena, int(self._rng.integers(0, self._max)))
+            self._settle_starts()
+            self._use_starts(self._ahead.draw_starts())
+            return self._take_next()
+        return self._take_one(int(self._rng.integers(0, self._max)))
 
     def _checked_offsets(self, offsets) -> np.ndarray:
         offs = np.asarray(offsets)
@@ -733,6 +746,11 @@ class PodIPRange(ArenaFields):
             bad = lo if lo < 0 else hi
             raise NotInRange(f"offset {bad} is outside the usable range of {self._net} (0 to {self._max - 1})")
         return offs
+
+
+def _no_starts() -> np.ndarray:
+    # arena_take_ahead's starts with none left: allocate_next goes to _took_nothing
+    return np.ones(1, dtype=np.int64)
 
 
 __all__ = [

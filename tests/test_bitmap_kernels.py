@@ -573,3 +573,125 @@ def test_arena_kernels_keep_the_counters_and_return_python_ints():
     full, _, _ = new_arena(2)
     assert [arena_take_one(full, -1), arena_take_one(full, -1), arena_take_one(full, 0)] == [0, 1, -1]
     assert int(full[ARENA_USED]) == 2
+
+
+def _arena_of(ref: RefBitmap) -> np.ndarray:
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import ARENA_USED
+
+    arena, words, summary = new_arena(ref.n)
+    words[:], summary[:] = ref.words(), ref.summary()
+    arena[ARENA_USED] = ref.count()
+    return arena
+
+
+@pytest.mark.parametrize("n", [1, 2, 65, 254, 4097])
+def test_arena_take_ahead_uses_up_the_starts_drawn_ahead_in_rng_integers_order(n):
+    # The starts PodIPRange draws ahead (StartsAhead.draw_starts) are rng.integers(0, n) per call,
+    # and the kernel takes them in that order: the same slots as a scan from each of those.
+    from ipam_core.kernels.arena import ARENA_USED, TAKE_FULL, TAKE_NO_START, arena_take_ahead
+    from ipam_core.podiprange import StartsAhead
+
+    ref = random_ref(n, 0.5, seed=n)
+    arena = _arena_of(ref)
+    mirror = np.random.default_rng(n)
+    starts = StartsAhead(np.random.default_rng(n), n).draw_starts(count=8) if n > 1 else np.zeros(2, dtype=np.int64)
+    starts[0] = 1
+    free = n - ref.count()
+    taken = [arena_take_ahead(arena, starts) for _ in range(min(free, starts.shape[0] - 1))]
+    expected = [ref.alloc_scan([int(mirror.integers(0, n)) if n > 1 else 0])[0] for _ in taken]
+    assert taken == expected and int(starts[0]) == len(taken) + 1
+    assert int(arena[ARENA_USED]) == ref.count()
+    left = int(starts[0])
+    code = arena_take_ahead(arena, starts)
+    if ref.count() == n:  # full first: no start is used up
+        assert code == TAKE_FULL and int(starts[0]) == left
+    else:
+        assert code == TAKE_NO_START and left == starts.shape[0]
+    words, summary = arena[4 + ref.sizes()[1] :], arena[4 : 4 + ref.sizes()[1]]
+    assert_state(words, summary, ref)
+
+
+def test_bound_arena_kernels_give_the_plain_kernels_results():
+    # kernels.fastcall.bind: the same slots, counters and Python ints as calling the kernels
+    # (with the JIT off it is functools.partial over them).
+    from ipam_core.kernels.arena import arena_clear_one, arena_set_one, arena_take_ahead, arena_take_one
+    from ipam_core.kernels.fastcall import bind
+
+    ref = random_ref(300, 0.6, seed=4)
+    plain, arena = _arena_of(ref), _arena_of(ref)
+    plain_starts, starts = (np.array([1, 299, 0, 150, 7], dtype=np.int64) for _ in range(2))
+    take, put, clear = bind(arena_take_one, arena), bind(arena_set_one, arena), bind(arena_clear_one, arena)
+    take_ahead = bind(arena_take_ahead, arena, starts)
+    script = [("take", -1), ("take", 299), ("ahead",), ("set", 5), ("set", 5), ("clear", 5), ("clear", 5),
+              ("ahead",), ("ahead",), ("ahead",), ("ahead",), ("take", 0), ("clear", 299)]
+    kernels = {"take": arena_take_one, "set": arena_set_one, "clear": arena_clear_one}
+    bound = {"take": take, "set": put, "clear": clear}
+    got, expected = [], []
+    for op, *slot in script:
+        if op == "ahead":
+            got.append(take_ahead())
+            expected.append(arena_take_ahead(plain, plain_starts))
+        else:
+            got.append(bound[op](*slot))
+            expected.append(kernels[op](plain, *slot))
+    assert got == expected and [type(g) for g in got] == [int] * len(got)
+    assert -2 in got  # the starts ran out
+    np.testing.assert_array_equal(arena, plain)
+    np.testing.assert_array_equal(starts, plain_starts)
+
+
+def test_bind_takes_starts_for_arena_take_ahead_only():
+    # Either mistake would make the compiled function read memory that is not an array of starts.
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import arena_take_ahead, arena_take_one
+    from ipam_core.kernels.fastcall import bind
+
+    arena = new_arena(10)[0]
+    with pytest.raises(ValueError, match="starts for arena_take_ahead"):
+        bind(arena_take_ahead, arena)
+    with pytest.raises(ValueError, match="starts for arena_take_ahead"):
+        bind(arena_take_one, arena, np.ones(3, dtype=np.int64))
+
+
+def test_bound_arena_kernels_keep_their_arrays_alive_and_no_longer():
+    import gc
+    import weakref
+
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import arena_take_ahead, arena_take_one
+    from ipam_core.kernels.fastcall import bind
+
+    arena = new_arena(10)[0]  # not its views, which would keep it alive
+    starts = np.array([1, 4, 4], dtype=np.int64)
+    alive = weakref.ref(arena), weakref.ref(starts)
+    take, take_ahead = bind(arena_take_one, arena), bind(arena_take_ahead, arena, starts)
+    del arena, starts
+    gc.collect()
+    assert all(ref() is not None for ref in alive)
+    assert [take_ahead(), take_ahead(), take(-1), take_ahead()] == [4, 5, 6, -2]
+    del take, take_ahead
+    gc.collect()
+    assert all(ref() is None for ref in alive)
+
+
+@pytest.mark.skipif(__import__("numba").config.DISABLE_JIT, reason="compiled entry points only")
+def test_bound_arena_kernels_refuse_wrong_arguments_with_python_errors():
+    from ipam_core.bitmap import new_arena
+    from ipam_core.kernels.arena import arena_take_ahead, arena_take_one
+    from ipam_core.kernels.fastcall import bind
+
+    arena, _, _ = new_arena(10)
+    take = bind(arena_take_one, arena)
+    for args, error in [((), TypeError), ((1, 2), TypeError), (("1",), TypeError), ((2**70,), OverflowError)]:
+        with pytest.raises(error):
+            take(*args)
+    with pytest.raises(TypeError):
+        bind(arena_take_ahead, arena, np.ones(3, dtype=np.int64))(1)
+    with pytest.raises(ValueError, match="C-contiguous 1-d uint64"):
+        bind(arena_take_one, arena[::2])
+    with pytest.raises(ValueError, match="int64"):
+        bind(arena_take_ahead, arena, np.ones(3, dtype=np.int32))
+    with pytest.raises(ValueError, match="1\\+ items"):
+        bind(arena_take_ahead, arena, np.ones(0, dtype=np.int64))
+    assert take(3) == 3 and take(3) == 4

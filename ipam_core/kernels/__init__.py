@@ -12,7 +12,9 @@ hints), :mod:`~ipam_core.kernels.layout` (sizes and setup),
 :mod:`~ipam_core.kernels.scan` (find and take free slots: first fit, next fit,
 scans from given or random starts), :mod:`~ipam_core.kernels.blocks` (aligned
 blocks), :mod:`~ipam_core.kernels.rng` (SplitMix64 draws),
-:mod:`~ipam_core.kernels.arena` (one slot per Python call) and
+:mod:`~ipam_core.kernels.arena` (one slot per Python call),
+:mod:`~ipam_core.kernels.fastcall` (the arena kernels bound to their arrays,
+callable from Python without Numba's dispatcher) and
 :mod:`~ipam_core.kernels.addrfmt` (address texts).
 """
 

@@ -17,6 +17,7 @@ the JIT, ``word | (1 << b)`` with a Python int silently becomes ``int64``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -119,19 +120,46 @@ def kjit(fn=None, *, inline=False, allocates=False):
     """
     if fn is None:
         return lambda f: kjit(f, inline=inline, allocates=allocates)
-    previous = numba.config.CACHE_DIR
-    numba.config.CACHE_DIR = CACHE_DIR
-    try:
+    with _in_cache_dir():
         dispatcher = numba.njit(
             cache=True,
             nogil=True,
             inline="always" if inline else "never",
             _nrt=allocates,
         )(fn)
-    finally:
-        numba.config.CACHE_DIR = previous
     _compile_without_literals(dispatcher)
     return dispatcher
+
+
+def kcfunc(signature, fn):
+    """Compile ``fn`` now as a C function of ``signature``, cached like :func:`kjit`'s kernels.
+
+    Parameters
+    ----------
+    signature : numba signature
+        The C signature.
+    fn : callable
+        A Python function written in the Numba subset; it may call kernels.
+
+    Returns
+    -------
+    numba.core.ccallback.CFunc
+        Its ``address`` is the C function's. Not available when the JIT is
+        disabled (``NUMBA_DISABLE_JIT``): callers check first.
+    """
+    with _in_cache_dir():
+        return numba.cfunc(signature, cache=True)(fn)
+
+
+@contextlib.contextmanager
+def _in_cache_dir():
+    # Numba reads its cache folder when a function is decorated: ipam_core's, for that moment only.
+    previous = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = CACHE_DIR
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = previous
 
 
 def _compile_without_literals(dispatcher) -> None:

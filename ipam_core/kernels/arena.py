@@ -1,14 +1,19 @@
 """One slot per Python call: the bitmap and its counters in one array, the *arena*.
 
 The allocators' per-call methods (CIDRSet.allocate_next, PodIPRange.release, ...)
-call the kernels below through a fixed-signature entry point, with ONE array:
-each array argument costs ~30 ns to unbox and the dispatcher's type checks ~100 ns,
-against ~10 ns for the work. So the bitmap and its counters share one array::
+call the kernels below bound to their arrays (:mod:`ipam_core.kernels.fastcall`),
+which passes only the slot: Numba's dispatcher costs ~100 ns a call and even its
+compiled entry point ~60 ns, against ~10 ns for the work. So the bitmap and its
+counters share one array::
 
     arena  [used][cursor][n][words_at] [summary ...] [words ...]
             0     1       2  3          ARENA_HEADER  words_at
 
 ``words``/``summary`` are views of it, so every other kernel works on them as usual.
+Random starts drawn ahead (``PodIPRange``) sit in a second array, which
+:func:`arena_take_ahead` consumes one per call::
+
+    starts [next][s1][s2] ... [sk]      next = position of the next unused start (1 at first)
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ ARENA_CURSOR = 1
 ARENA_SIZE = 2
 ARENA_WORDS_AT = 3
 ARENA_HEADER = 4
+
+#: :func:`arena_take_one` / :func:`arena_take_ahead`: every slot is in use.
+TAKE_FULL = -1
+#: :func:`arena_take_ahead`: every start drawn ahead is used.
+TAKE_NO_START = -2
 
 
 def arena_layout(n):
@@ -71,7 +81,7 @@ def arena_take_one(arena, start):
     """
     n = np.int64(arena[ARENA_SIZE])
     if np.int64(arena[ARENA_USED]) >= n:
-        return -1
+        return TAKE_FULL
     words, summary = _arena_levels(arena)
     if start < 0:
         start = np.int64(arena[ARENA_CURSOR])
@@ -80,6 +90,34 @@ def arena_take_one(arena, start):
     following = found + 1
     arena[ARENA_CURSOR] = np.uint64(following if following < n else 0)
     return int(found)  # int(): a Python int also when the JIT is off, as compiled (CIDRSet.release returns it)
+
+
+@kjit
+def arena_take_ahead(arena, starts):
+    """:func:`arena_take_one` from the next start drawn ahead, which it uses up.
+
+    Parameters
+    ----------
+    arena : numpy.ndarray of uint64
+        See :func:`arena_layout`.
+    starts : numpy.ndarray of int64
+        ``[next, s1, s2, ...]``: starts in range, and in ``starts[0]`` the
+        position of the next one not used yet (``1`` for none used).
+
+    Returns
+    -------
+    int
+        The slot; :data:`TAKE_FULL` when all ``n`` slots are used, or
+        :data:`TAKE_NO_START` when every start is used (checked in this
+        order; nothing changes then). On success ``starts[0]`` grows by one.
+    """
+    if arena[ARENA_USED] >= arena[ARENA_SIZE]:
+        return TAKE_FULL  # before using a start: a full range draws nothing
+    at = starts[0]
+    if at >= starts.shape[0]:
+        return TAKE_NO_START
+    starts[0] = at + 1
+    return arena_take_one(arena, starts[at])
 
 
 @kjit
