@@ -186,6 +186,12 @@ def prepare(state, module, scenario, workload):
     return state
 
 
+@kjit
+def held_addresses(st, node, family):
+    """Addresses the node's pool holds (IPv4 only: the cloud modes hand out no IPv6)."""
+    return st.cl_node[node, CN_HELD] if family == 0 else 0
+
+
 hooks.register(
     CloudState,
     POLICY_CLOUD,
@@ -200,4 +206,6 @@ hooks.register(
     refresh_period=cloud_period,
     address_room=address_room,
     sample_nodes=cloud_node_rows,
+    free_is_warm_pool=hooks.always,
+    held_addresses=held_addresses,
 )
