@@ -34,3 +34,22 @@ def test_register_refuses_an_incomplete_family():
         hooks.register(Other, 91, take_pod_addresses=hooks.OPTIONAL["pod_changed"])
     with pytest.raises(ValueError, match="registered already"):
         hooks.register(Other, POLICY_ONE_PER_FAMILY, **{h: hooks.OPTIONAL["pod_changed"] for h in hooks.HOOKS})
+
+
+#: The loop, the sampler and the code every family shares: none may test which family runs.
+SHARED_ENGINE = ("core", "sampling", "lifecycle", "hooks", "initial", "summary")
+
+
+@pytest.mark.parametrize("name", SHARED_ENGINE)
+def test_the_shared_engine_tests_no_family_code(name):
+    import ast
+
+    tree = ast.parse((HERE.parent / "ipam_core" / "engine" / f"{name}.py").read_text())
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    used |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not {u for u in used if u.startswith("POLICY_") or u == "C_POLICY"}, (
+        f"engine/{name}.py tests a family's POLICY_* code; ask the family through a hook (engine/hooks.py)")
+
+
+def test_the_family_traits_default_to_the_plain_rules():
+    assert {"one_cidr_per_family", "carves_on_demand", "free_is_warm_pool", "held_addresses"} <= set(hooks.OPTIONAL)

@@ -50,10 +50,12 @@ from ipam_core.engine.hooks import (  # each family's rules, chosen by the state
     address_room,
     agent_restarted,
     carve_follows_refresh,
+    carves_on_demand,
     give_pod_addresses,
     node_added,
     node_deleted,
     node_timer,
+    one_cidr_per_family,
     pod_changed,
     quiet_refresh,
     refresh_period,
@@ -69,7 +71,6 @@ from ipam_core.engine.tables import (
     C_HEALTH,
     C_MAX_PODS,
     C_OPERATOR_DELAY,
-    C_POLICY,
     C_RETRY,
     C_SCHEDULER,
     C_TIMEOUT,
@@ -157,8 +158,6 @@ from ipam_core.engine.tables import (
     POD_ROW_GONE,
     POD_ROW_UNSEEN,
     POD_RUNNING,
-    POLICY_MULTI_POOL,
-    POLICY_ONE_PER_FAMILY,
     S_ADDRS,
     S_ALLOCATED,
     S_CHUNK_OFF,
@@ -433,16 +432,15 @@ def slot_address_room(st, node):
     """
     running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
     grow = np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
-    policy = np.int64(st.cfg[C_POLICY])
     pool = np.int64(st.cfg[C_DEFAULT_POOL])
     if pool < 0:
         return 0
-    host_scope = policy == POLICY_ONE_PER_FAMILY
+    host_scope = one_cidr_per_family(st)
     room = np.int64(st.cfg[C_MAX_PODS]) + 1  # no family enabled: no limit but maxPods
     for family in range(2):
         if st.cfg[C_FAMILY + family] == 0.0:
             continue
-        if grow and policy == POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0:
+        if grow and carves_on_demand(st) and st.pool_carvable[pool, family] > 0:
             continue
         room = min(room, running + _free_addresses(st, node, pool, family, host_scope))
     return room
@@ -467,7 +465,7 @@ def _sched_carvable_changed(st, pool, family, before):
     # nodes (once per flip, not per pod)
     if (
         np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
-        and np.int64(st.cfg[C_POLICY]) == POLICY_MULTI_POOL
+        and carves_on_demand(st)
         and pool == np.int64(st.cfg[C_DEFAULT_POOL])
         and (before > 0) != (st.pool_carvable[pool, family] > 0)
     ):
@@ -742,7 +740,7 @@ def _give_address(st, slot, offset):
 @kjit
 def _find_slot(st, node, pool, family):
     """The node CIDR the agent draws from: host scope uses only its first CIDR of the family."""
-    primary_only = np.int64(st.cfg[C_POLICY]) == POLICY_ONE_PER_FAMILY
+    primary_only = one_cidr_per_family(st)
     sl = st.slots
     for k in range(st.nodes[node, N_NSLOTS]):
         slot = st.node_slots[node, k]

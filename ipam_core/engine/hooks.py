@@ -21,6 +21,7 @@ from __future__ import annotations
 from numba.core import errors, types
 from numba.extending import overload
 
+from ipam_core.engine.tables import L_FAMILY, L_SET, N_NSLOTS, S_ADDRS
 from ipam_core.kernels._jit import kjit
 
 _COMPILED_ONLY = "a hook is called from the compiled loop only"
@@ -42,6 +43,10 @@ HOOKS = {
     "largest_free_block": "(st, family) -> addresses in the largest aligned free block, or -1: the node-CIDR sets'",
     "trace_counters": "(st, family, trace, r): the family's own trace rows (sampling.TR_CALICO ...) in column r",
     "agent_can_start": "(st, node) -> whether a node restored at t=0 (engine/initial.py) holds what its agent waits for",
+    "one_cidr_per_family": "(st) -> whether the agent draws from its first node CIDR of a family only (host scope)",
+    "carves_on_demand": "(st) -> whether the operator carves node CIDRs as the agents' demand grows (multi-pool)",
+    "free_is_warm_pool": "(st) -> whether a node's free addresses are a warm pool the trace reports per node",
+    "held_addresses": "(st, node, family) -> addresses of the family the node holds: no other node can use them",
 }
 
 
@@ -85,6 +90,23 @@ def _no_counters(st, family, trace, r):
     pass  # the trace rows of families that have none stay 0
 
 
+@kjit
+def _node_cidr_addresses(st, node, family):
+    # a node holds its node CIDRs whole until they are freed
+    total = 0
+    for k in range(st.nodes[node, N_NSLOTS]):
+        slot = st.node_slots[node, k]
+        if st.slots[slot, L_FAMILY] == family:
+            total += st.sets[st.slots[slot, L_SET], S_ADDRS]
+    return total
+
+
+@kjit
+def always(st):
+    """A family trait that holds (``one_cidr_per_family=always``)."""
+    return True
+
+
 #: Hooks a family may leave out, and what they do then.
 OPTIONAL = {
     "pod_changed": _nothing_node_now,
@@ -96,6 +118,10 @@ OPTIONAL = {
     "largest_free_block": _shared_free_block,
     "trace_counters": _no_counters,
     "agent_can_start": _waits,
+    "one_cidr_per_family": _no,
+    "carves_on_demand": _no,
+    "free_is_warm_pool": _no,
+    "held_addresses": _node_cidr_addresses,
 }
 
 _RULES: dict[type, dict] = {}
@@ -339,3 +365,39 @@ def agent_can_start(st, node):  # noqa: D103
 @overload(agent_can_start, jit_options=_INLINED_BY_LLVM)
 def _agent_can_start(st, node):
     return _body(st, "agent_can_start", lambda rule: lambda st, node: rule(st, node))
+
+
+def one_cidr_per_family(st):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(one_cidr_per_family, jit_options=_INLINED_BY_LLVM)
+def _one_cidr_per_family(st):
+    return _body(st, "one_cidr_per_family", lambda rule: lambda st: rule(st))
+
+
+def carves_on_demand(st):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(carves_on_demand, jit_options=_INLINED_BY_LLVM)
+def _carves_on_demand(st):
+    return _body(st, "carves_on_demand", lambda rule: lambda st: rule(st))
+
+
+def free_is_warm_pool(st):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(free_is_warm_pool, jit_options=_INLINED_BY_LLVM)
+def _free_is_warm_pool(st):
+    return _body(st, "free_is_warm_pool", lambda rule: lambda st: rule(st))
+
+
+def held_addresses(st, node, family):  # noqa: D103
+    raise NotImplementedError(_COMPILED_ONLY)
+
+
+@overload(held_addresses, jit_options=_INLINED_BY_LLVM)
+def _held_addresses(st, node, family):
+    return _body(st, "held_addresses", lambda rule: lambda st, node, family: rule(st, node, family))

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ipam_core.engine.hooks import held_addresses
 from ipam_core.engine.tables import (
-    C_POLICY,
     C_RELEASED_CIDRS,
-    CN_HELD,
     K_CORDONED,
     L_FAMILY,
     L_MAX,
-    L_SET,
     L_STATE,
     N_CORDONED,
     N_NSLOTS,
     N_PRESENT,
-    POLICY_CLOUD,
     RELEASED_CIDRS_FREED,
-    S_ADDRS,
     SLOT_STRANDED,
 )
 from ipam_core.kernels._jit import kjit
@@ -55,19 +51,10 @@ def held_by_cordoned(st, family):
     """
     if st.cnt[K_CORDONED] == 0:
         return 0
-    cloud = np.int64(st.cfg[C_POLICY]) == POLICY_CLOUD
     total = 0
     for node in range(st.nodes.shape[0]):
-        if st.nodes[node, N_PRESENT] != 1 or st.nodes[node, N_CORDONED] != 1:
-            continue
-        if cloud:
-            if family == 0:
-                total += st.cl_node[node, CN_HELD]
-            continue
-        for k in range(st.nodes[node, N_NSLOTS]):
-            slot = st.node_slots[node, k]
-            if st.slots[slot, L_FAMILY] == family:
-                total += st.sets[st.slots[slot, L_SET], S_ADDRS]
+        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_CORDONED] == 1:
+            total += held_addresses(st, node, family)
     return total
 
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from ipam_core.engine.core import advance
 from ipam_core.engine.hooks import largest_free_block as family_free_block
-from ipam_core.engine.hooks import sample_nodes, trace_counters
+from ipam_core.engine.hooks import free_is_warm_pool, sample_nodes, trace_counters
 from ipam_core.engine.tables import (
-    C_POLICY,
     CN_HELD,
     CN_PRIMARIES,
     CN_RESERVED,
@@ -70,7 +69,6 @@ from ipam_core.engine.tables import (
     N_PENDING,
     N_PRESENT,
     N_STATUS,
-    POLICY_CLOUD,
     S_ADDRS,
     S_FAMILY,
     S_W_LEN,
@@ -268,7 +266,7 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace_counters(st, family, trace, r)  # the family's own rows (calico), else nothing
     # the warm pool is a cloud figure: the pool modes' free addresses show as addrs_idle
     nodes = c[K_NODES]
-    warm[r] = c[base + F_FREE] / nodes if st.cfg[C_POLICY] == POLICY_CLOUD and nodes > 0 else 0.0
+    warm[r] = c[base + F_FREE] / nodes if free_is_warm_pool(st) and nodes > 0 else 0.0
 
 
 @kjit(inline=True)

@@ -10,8 +10,9 @@ node the kubelet admits, when the mode sets it; with node groups, the largest gr
 
 :data:`REGISTRY` is the only list of modes: scenario validation, ``--mode``/``--modes``,
 ``migrate`` and its planner, and the docs derive theirs from it. Adding a mode is one
-module here plus one entry in :data:`MODULES`. The modes import nothing from the engine
-(which looks them up here) nor from the scenario loader (which validates through them).
+module here plus one entry in :data:`MODULES`. The modes import the engine (their compiled
+rules register with its hooks, docs/layout.md) and never the scenario loader (which validates
+through them); the engine never imports a mode.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import ModuleType
 
 from ipam_core.errors import ConfigError
 from ipam_core.modes import aws_vpc_cni, azure, calico, cluster_pool, crd, eni, gke, kubernetes, multi_pool
+from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud modes' rules, which call their passes)
 from ipam_core.modes.spec import (RULES, RULES_CALICO, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, ModeSpec,
                                   Section)
 

@@ -18,17 +18,35 @@ subnet or a ``kubernetes.io/role/cni`` subnet of its zone, whichever has most
 free addresses (``pkg/awsutils/awsutils.go``).
 Not modelled: the 30 s cooldown of a pod's released address, security groups
 for pods (trunk ENIs), IMDS lag.
+
+This module holds the mode's settings (:func:`layout`, :func:`cloud`, :func:`check`)
+and ipamd's compiled pass (:func:`ipamd_pass`, and :func:`ipamd_quiet_until` for
+the passes that provably change nothing), over the interface and unit tables the
+cloud modes share (:mod:`ipam_core.modes.cloud_pool`); :mod:`ipam_core.modes.cloud_hooks`
+runs it every 5 s per node.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ipam_core.cloud import vpc_cni
-from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.cloud.limits import PREFIX_SIZE, aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.cloud.vpc_cni import (eni_required, over_to_release, pool_too_high, pool_too_low, prefixes_needed,
+                                     should_remove_extra_enis, target_state)
 from ipam_core.engine.cloud_config import (CLOUD_VPC_CNI, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET, CloudConfig,
                                           check_aws, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.cloud_net import eni_ipv4_per_interface, largest_group
 from ipam_core.engine.layout import Layout
-from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
+from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_USED,
+                                     CT_COOLDOWN, CT_LAST_DECREASE, CU_SET, CU_SIZE, CU_USED, C_CL_COOLDOWN,
+                                     C_CL_DECREASE, C_CL_ENI_MIN_LIFE, C_CL_MIN_IP, C_CL_WARM_ENI, C_CL_WARM_IP,
+                                     C_CL_WARM_PREFIX)
+from ipam_core.kernels._jit import kjit
+from ipam_core.modes.cloud_api import API_ATTACH, API_RELEASE, api_call, api_ready, api_spend
+from ipam_core.modes.cloud_pool import (INF, LOUD, _assign, _attach, _detach, _drop_unit, _first_after, _first_at_us,
+                                        _iface_room, _iface_subnet, _node_ifaces, _node_units, _subnet_free,
+                                        _units_per_iface)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "aws-vpc-cni"
@@ -142,3 +160,255 @@ MODE = ModeSpec(
     migration=False, cloud=True, check=check, sections=(Section("cloud.awsVpcCni", KEYS),), upstream=UPSTREAM, holds="ENI addresses and prefixes",
     summary="the AWS VPC CNI's ipamd keeps a warm pool of ENI addresses or /28 prefixes per node",
 )
+
+
+# --------------------------------------------------------------------------- ipamd's pass (compiled)
+# What ipamd does every 5 s per node (pkg/ipamd/ipamd.go nodeIPPoolReconcile / updateIPPoolIfRequired), over
+# the cloud family's interface and unit tables (modes/cloud_pool.py); called by modes/cloud_hooks.py.
+@kjit(inline=True)
+def _vpc_stats(st, node):
+    cn = st.cl_node[node]
+    free_prefixes = 0
+    if cn[CN_PREFIXES] > 0:
+        for j in range(st.cl_unit.shape[1]):
+            unit = st.cl_unit[node, j]
+            if unit[CU_SET] >= 0 and unit[CU_SIZE] > 1 and unit[CU_USED] == 0:
+                free_prefixes += 1
+    return cn[CN_HELD], cn[CN_USED], cn[CN_PREFIXES], free_prefixes
+
+
+@kjit
+def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
+    """What ipamd asks for when its pool is too low (``tryAssignIPs`` / ``tryAssignPrefixes``).
+
+    Returns
+    -------
+    (bool, int)
+        Whether ``WARM_IP_TARGET`` / ``MINIMUM_IP_TARGET`` are already met (ipamd then asks for
+        nothing), and how many addresses (prefixes with delegation) it wants: the shortfall with
+        targets set, else a whole ENI's worth.
+    """
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    if pd:
+        return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
+                                      np.int64(st.cfg[C_CL_WARM_PREFIX]))
+    if warm_ip == 0 and min_ip == 0:
+        return False, _node_units(st, node)
+    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
+    return short == 0, short
+
+
+@kjit
+def _vpc_increase(st, node, now):
+    """increaseDatastorePool: fill the first ENI with room, else attach one."""
+    if now < st.cl_time[node, CT_COOLDOWN]:
+        return False  # inInsufficientCidrCoolingPeriod
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
+    if met:
+        return False
+    size = PREFIX_SIZE if pd else 1
+    for iface in range(st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
+            continue
+        s = st.cl_iface[node, iface, CI_SET]  # an ENI's addresses come from its own subnet
+        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True, now)
+        if got == 0 and not pd:
+            got = _assign(st, node, iface, 1, False, False, s, True, now)  # tryAssignIPs: "Try to just get one more IP"
+        if got == 0:
+            st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+        return got > 0
+    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
+        return False  # hasRoomForEni
+    count = min(want, _node_units(st, node))
+    if count <= 0:
+        return False
+    s = _iface_subnet(st, node)
+    if s < 0:  # custom networking without an ENIConfig for the zone: createENI fails
+        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+        return False
+    if _subnet_free(st, s) < 1 + (count * size if not pd else 0):
+        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+        return False
+    for iface in range(_node_ifaces(st, node)):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0:
+            if not api_call(st, node, API_ATTACH, now, False):
+                return False  # throttled: tried again on the next tick
+            _attach(st, node, iface, s, now)
+            got = _assign(st, node, iface, count * size, pd, False, s, False, now)
+            if got == 0:  # AllocENI failed as a whole (InsufficientCidrBlocks): no ENI
+                _detach(st, node, iface)
+                st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+                return False
+            return True
+    return False
+
+
+@kjit
+def _vpc_decrease(st, node, now):
+    """tryUnassignCidrsFromAll: free IPs / prefixes above the targets, newest ENI first."""
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    over = over_to_release(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_IP]),
+                           np.int64(st.cfg[C_CL_MIN_IP]), np.int64(st.cfg[C_CL_WARM_PREFIX]), pd)
+    if over > 0 and not api_ready(st, node, API_RELEASE, now):
+        return False  # throttled: tried again on the next tick
+    st.cl_time[node, CT_LAST_DECREASE] = now
+    changed = False
+    u = _units_per_iface(st)
+    for iface in range(st.cl_iface.shape[1] - 1, -1, -1):
+        if over <= 0:
+            break
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0:
+            continue
+        freed = 0
+        for j in range(iface * u + u - 1, iface * u - 1, -1):
+            if over <= 0:
+                break
+            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
+                _drop_unit(st, node, j)
+                over -= 1
+                freed += 1
+        if freed:
+            api_spend(st, API_RELEASE, now, False)
+            changed = True
+    return changed
+
+
+@kjit
+def _vpc_free_eni(st, node, now):
+    """tryFreeENI: detach one unused, old enough, non-primary ENI the targets do not need."""
+    total, assigned, _, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    u = _units_per_iface(st)
+    freeable = False
+    for iface in range(1, st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
+            freeable = True
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    if not should_remove_extra_enis(total, assigned, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip, warm_prefix,
+                                    pd, _node_units(st, node), freeable):
+        return False
+    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    now_us = np.int64(now * 1e6)
+    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
+            continue
+        if now_us - st.cl_iface[node, iface, CI_SINCE_US] < min_life_us:
+            continue  # isTooYoung
+        held = 0
+        own_prefixes = 0
+        for j in range(iface * u, iface * u + u):
+            if st.cl_unit[node, j, CU_SET] >= 0:
+                held += st.cl_unit[node, j, CU_SIZE]
+                if st.cl_unit[node, j, CU_SIZE] > 1:
+                    own_prefixes += 1
+        if eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
+                        warm_prefix, pd):
+            continue
+        if not api_call(st, node, API_RELEASE, now, False):
+            return False
+        _detach(st, node, iface)
+        return True
+    return False
+
+
+@kjit(inline=True)
+def _iface_used(st, node, iface):
+    u = _units_per_iface(st)
+    used = 0
+    for j in range(iface * u, iface * u + u):
+        if st.cl_unit[node, j, CU_SET] >= 0:
+            used += st.cl_unit[node, j, CU_USED]
+    return used
+
+
+@kjit
+def ipamd_pass(st, node, now):
+    """updateIPPoolIfRequired: grow, else shrink (every decreaseIPPoolInterval), then maybe free an ENI."""
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    changed = False
+    if pool_too_low(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip,
+                    warm_prefix, pd, _node_units(st, node)):
+        changed = _vpc_increase(st, node, now)
+    elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
+          and now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]):
+        changed = _vpc_decrease(st, node, now)
+    if _vpc_free_eni(st, node, now):
+        changed = True
+    return changed
+
+
+@kjit
+def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd):
+    """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
+    if now < st.cl_time[node, CT_COOLDOWN]:
+        return st.cl_time[node, CT_COOLDOWN]
+    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
+    if met:
+        return INF
+    for iface in range(st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
+            return LOUD  # assigns, or fails and starts a cooldown
+    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
+        return INF
+    return INF if min(want, _node_units(st, node)) <= 0 else LOUD
+
+
+@kjit
+def ipamd_quiet_until(st, node, now):
+    """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
+    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
+    pd = st.cl_node[node, CN_PD] == 1
+    warm_eni = np.int64(st.cfg[C_CL_WARM_ENI])
+    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
+    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    u = _units_per_iface(st)
+    wake = INF
+    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,
+                    _node_units(st, node)):
+        wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
+    elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
+        last = st.cl_time[node, CT_LAST_DECREASE]
+        if now - last > st.cfg[C_CL_DECREASE]:
+            return LOUD
+        wake = _first_after(last, st.cfg[C_CL_DECREASE])
+    if wake == LOUD:
+        return LOUD
+    # _vpc_free_eni
+    freeable = False
+    for iface in range(1, st.cl_iface.shape[1]):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
+            freeable = True
+    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, _node_units(st, node),
+                                    freeable):
+        return wake
+    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    now_us = np.int64(now * 1e6)
+    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
+        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
+            continue
+        since_us = st.cl_iface[node, iface, CI_SINCE_US]
+        if now_us - since_us < min_life_us:
+            wake = min(wake, _first_at_us(since_us + min_life_us))  # too young: it may go then
+            continue
+        held = 0
+        own_prefixes = 0
+        for j in range(iface * u, iface * u + u):
+            if st.cl_unit[node, j, CU_SET] >= 0:
+                held += st.cl_unit[node, j, CU_SIZE]
+                if st.cl_unit[node, j, CU_SIZE] > 1:
+                    own_prefixes += 1
+        if not eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
+                            warm_prefix, pd):
+            return LOUD  # detached now
+    return wake

@@ -14,16 +14,28 @@ addresses in batches of 16 and keeps 8 to 23 free (CNS ``ipampool``, checked
 every second), ``StaticBlock`` gives each node ``ceil((maxPods + 1) / 16)``
 /28 blocks when it joins, one address reserved. Pod subnets are separate from
 node subnets, so nodes take no primary address from them.
+
+This module holds the mode's settings and CNS's compiled pass (:func:`cns_pass`,
+:func:`cns_quiet_until`); Cilium's operator pass and the static blocks are shared
+with ``eni`` and ``crd`` (:mod:`ipam_core.modes.cloud_pool`), and
+:mod:`ipam_core.modes.cloud_hooks` picks the pass by the settings' kind.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ipam_core.cloud import aks
+from ipam_core.cloud.aks import dynamic_target
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
                                           agent_reserved, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.layout import Layout
-from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
+from ipam_core.engine.tables import (CN_HELD, CN_RESERVED, CN_SUBNET, CN_USED, CU_SET, CU_USED, C_CL_BATCH,
+                                     C_CL_BATCH_PCT, C_CL_MAX_IPS)
+from ipam_core.kernels._jit import kjit
+from ipam_core.modes.cloud_api import API_RELEASE, api_spend
+from ipam_core.modes.cloud_pool import INF, LOUD, _assign, _drop_unit, _iface_room, _single_free
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "azure"
@@ -104,3 +116,46 @@ MODE = ModeSpec(
     sections=(Section("cilium.azure", KEYS), Section("cloud.aks", AKS_KEYS)), upstream=UPSTREAM, holds="NIC addresses",
     summary="Cilium's Azure IPAM adds IP configurations to each VM's NIC; or AKS's own pod subnet",
 )
+
+
+# --------------------------------------------------------------------------- CNS's pass (compiled)
+# AKS's dynamic pod subnet: what CNS asks for every second (cns/ipampool); called by modes/cloud_hooks.py.
+@kjit
+def cns_pass(st, node, now):
+    """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
+    cn = st.cl_node[node]
+    demand = cn[CN_USED] - cn[CN_RESERVED]
+    target = dynamic_target(demand, np.int64(st.cfg[C_CL_BATCH]), np.int64(st.cfg[C_CL_BATCH_PCT]),
+                            np.int64(st.cfg[C_CL_MAX_IPS]))
+    held = cn[CN_HELD]
+    s = cn[CN_SUBNET]
+    if target > held:
+        return _assign(st, node, 0, min(target - held, _single_free(st, s)), False, False, s, True, now) > 0
+    if target < held:
+        left = held - target
+        for j in range(st.cl_unit.shape[1] - 1, -1, -1):
+            if left == 0:
+                break
+            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
+                _drop_unit(st, node, j)
+                left -= 1
+        if left < held - target:
+            api_spend(st, API_RELEASE, now, False)
+            return True
+    return False
+
+
+@kjit
+def cns_quiet_until(st, node):
+    """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
+    cn = st.cl_node[node]
+    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], np.int64(st.cfg[C_CL_BATCH]),
+                            np.int64(st.cfg[C_CL_BATCH_PCT]), np.int64(st.cfg[C_CL_MAX_IPS]))
+    held = cn[CN_HELD]
+    if target > held:
+        return INF if _iface_room(st, node, 0) <= 0 else LOUD
+    if target < held:
+        for j in range(st.cl_unit.shape[1]):
+            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
+                return LOUD
+    return INF

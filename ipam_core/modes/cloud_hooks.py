@@ -2,12 +2,18 @@
 
 Registered with the loop through :mod:`ipam_core.engine.hooks` for
 :class:`CloudState`. Each node keeps a pool of addresses and /28 prefixes
-carved from subnet bitmaps by its manager (the Cilium operator, ipamd, CNS or
-a crd writer); the rules themselves, with their upstream files, are in
-:mod:`ipam_core.modes.cloud_pool` and :mod:`ipam_core.cloud`. This module turns
-them into the loop's hooks: when each manager pass runs (T_CARVE, earliest
-request wins), when the agent writes its CiliumNode status (T_AGENT_SYNC),
-the manager's periodic pass (T_REFRESH), and when the agent is ready.
+carved from subnet bitmaps by its manager; this module says who that is per
+``CloudConfig.kind`` (:func:`cloud_operator`, :func:`cloud_quiet_until`) and when
+it runs: each manager pass (T_CARVE, earliest request wins), the agent's
+CiliumNode status write (T_AGENT_SYNC), the manager's periodic pass (T_REFRESH),
+and when the agent is ready. The managers' rules, with their upstream files:
+
+* the Cilium operator (``eni``, ``azure``, ``crd`` with watermarks) and the
+  interface, unit and subnet bookkeeping every manager shares:
+  :mod:`ipam_core.modes.cloud_pool`;
+* ipamd (``aws-vpc-cni``): :func:`ipam_core.modes.aws_vpc_cni.ipamd_pass`;
+* AKS's CNS (``azure`` on AKS's dynamic pod subnet): :func:`ipam_core.modes.azure.cns_pass`;
+* pools written once (AKS static blocks, a ``crd`` writer): ``cloud_pool._static_pass``.
 """
 
 from __future__ import annotations
@@ -18,53 +24,24 @@ import numpy as np
 
 from ipam_core.cloud.limits import PREFIX_SIZE
 from ipam_core.engine import hooks
-from ipam_core.modes.cloud_pool import (
-    cloud_agent_changed,
-    cloud_agent_start,
-    cloud_agent_sync,
-    cloud_alloc_pod,
-    cloud_node_add,
-    cloud_node_delete,
-    cloud_operator,
-    cloud_period,
-    cloud_quiet_until,
-    cloud_release_pod,
-    init_cloud,
-)
+from ipam_core.engine.cloud_net import cloud_net
 from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
-from ipam_core.modes.cloud_initial import start_cloud
 from ipam_core.engine.sampling import cloud_node_rows
 from ipam_core.engine.state import STATE_FIELDS
-from ipam_core.engine.tables import (
-    ADDRESS_FILTER_FREE,
-    C_ADDRESS_FILTER,
-    C_CL_ATTACH,
-    C_CL_FIRST_IFACE,
-    C_OPERATOR_DELAY,
-    CG_IFACES,
-    CG_MAX_ALLOC,
-    CG_UNITS,
-    CI_ATTACHED,
-    CI_UNITS,
-    CN_GROUP,
-    CN_HELD,
-    CN_PD,
-    CN_RESERVED,
-    CN_USED,
-    CT_OP_AT,
-    D_NODE,
-    K_READY,
-    N_GEN,
-    N_PENDING,
-    N_PODS,
-    N_READY,
-    POLICY_CLOUD,
-    T_AGENT_SYNC,
-    T_CARVE,
-    T_REFRESH,
-)
+from ipam_core.engine.tables import (ADDRESS_FILTER_FREE, CG_IFACES, CG_MAX_ALLOC, CG_UNITS, CI_ATTACHED, CI_UNITS,
+                                     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_VPC_CNI, CN_GROUP,
+                                     CN_HELD, CN_PD, CN_RESERVED, CN_SYNC_ARMED, CN_UNITS, CN_USED, CT_API_AT, CT_OP_AT,
+                                     C_ADDRESS_FILTER, C_CL_ATTACH, C_CL_FIRST_IFACE, C_CL_KIND, C_OPERATOR_DELAY,
+                                     D_NODE, K_READY, N_GEN, N_PENDING, N_PODS, N_READY, POLICY_CLOUD, T_AGENT_SYNC,
+                                     T_CARVE, T_REFRESH)
 from ipam_core.kernels._jit import kjit
-from ipam_core.engine.cloud_net import cloud_net
+from ipam_core.modes.aws_vpc_cni import ipamd_pass, ipamd_quiet_until
+from ipam_core.modes.azure import cns_pass, cns_quiet_until
+from ipam_core.modes.cloud_api import api_retry_at
+from ipam_core.modes.cloud_initial import start_cloud
+from ipam_core.modes.cloud_pool import (INF, LOUD, _cilium_pass, _cilium_quiet_until, _static_pass, cloud_agent_changed,
+                                        cloud_agent_start, cloud_agent_sync, cloud_alloc_pod, cloud_node_add,
+                                        cloud_node_delete, cloud_period, cloud_release_pod, init_cloud)
 
 CloudState = namedtuple("CloudState", STATE_FIELDS)
 
@@ -130,6 +107,69 @@ def node_added(st, node, now):
         _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
 
 
+# --------------------------------------------------------------------------- who manages the pool, per kind
+@kjit
+def cloud_operator(st, node, now):
+    """One pass of whoever manages the node's pool.
+
+    Returns
+    -------
+    float
+        When the next event-driven pass should run (-1: none asked; the periodic pass,
+        if any, still runs). Cilium's operator comes back after its delay when it
+        changed something (``MaintainIPPool`` triggers a resync and a new pass), or
+        when its next call was throttled: its client limiter lets it go on once a
+        token is there (:mod:`ipam_core.modes.cloud_api`).
+    """
+    kind = np.int64(st.cfg[C_CL_KIND])
+    st.cl_time[node, CT_API_AT] = -INF
+    if kind == CLOUD_CILIUM:
+        if _cilium_pass(st, node, now):
+            return now + st.cfg[C_OPERATOR_DELAY]
+        return api_retry_at(st, node, now)
+    if kind == CLOUD_VPC_CNI:
+        ipamd_pass(st, node, now)
+    elif kind == CLOUD_AKS_DYNAMIC:
+        cns_pass(st, node, now)
+    elif kind == CLOUD_AKS_STATIC:
+        _static_pass(st, node, True, now)
+    else:
+        _static_pass(st, node, False, now)
+    return -1.0
+
+
+@kjit
+def cloud_quiet_until(st, node, now):
+    """Until when the node's periodic pass provably changes nothing (called just after one ran at ``now``).
+
+    Parameters
+    ----------
+    st : State
+    node : int
+    now : float
+        The time of the pass that just ran.
+
+    Returns
+    -------
+    float
+        A time after ``now`` before which a pass on the node's present tables
+        changes no table, draws no random number and calls no cloud API (``inf``:
+        never); ``LOUD`` (0.0) when the next pass must run. The node must be
+        ready with no agent update or operator pass pending: those change what
+        the pass reads.
+    """
+    if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
+            or st.cl_time[node, CT_OP_AT] != INF):
+        return LOUD
+    kind = np.int64(st.cfg[C_CL_KIND])
+    if kind == CLOUD_CILIUM:
+        return _cilium_quiet_until(st, node, now)
+    if kind == CLOUD_VPC_CNI:
+        return ipamd_quiet_until(st, node, now)
+    if kind == CLOUD_AKS_DYNAMIC:
+        return cns_quiet_until(st, node)
+    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD  # static pools are written once
+
 @kjit
 def node_timer(st, kind, node, gen, now):
     if kind == T_CARVE:
@@ -186,6 +226,12 @@ def prepare(state, module, scenario, workload):
     return state
 
 
+@kjit
+def held_addresses(st, node, family):
+    """Addresses the node's pool holds (IPv4 only: the cloud modes hand out no IPv6)."""
+    return st.cl_node[node, CN_HELD] if family == 0 else 0
+
+
 hooks.register(
     CloudState,
     POLICY_CLOUD,
@@ -200,4 +246,6 @@ hooks.register(
     refresh_period=cloud_period,
     address_room=address_room,
     sample_nodes=cloud_node_rows,
+    free_is_warm_pool=hooks.always,
+    held_addresses=held_addresses,
 )

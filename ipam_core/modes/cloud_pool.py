@@ -20,17 +20,18 @@ one address of a unit. Who grows and shrinks the pool depends on the kind:
   CiliumNode update of the agent (rate-limited, ``crd.go``), after each action
   it took, and every resync interval.
 * ``CLOUD_VPC_CNI`` (``aws-vpc-cni``): ipamd's pass every 5 s
-  (aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go``), rules in
-  :mod:`ipam_core.cloud.vpc_cni`.
+  (aws/amazon-vpc-cni-k8s ``pkg/ipamd/ipamd.go``), in :mod:`ipam_core.modes.aws_vpc_cni`
+  over the rules of :mod:`ipam_core.cloud.vpc_cni`.
 * ``CLOUD_AKS_DYNAMIC`` / ``CLOUD_AKS_STATIC`` (``azure`` with AKS's pod subnet):
-  CNS's target every second (``cns/ipampool``), or /28 blocks once per node.
+  CNS's target every second (``cns/ipampool``, in :mod:`ipam_core.modes.azure`), or
+  /28 blocks once per node (here).
 * ``CLOUD_CRD_STATIC`` (``crd`` with ``poolPerNode``): an external writer fills
   each node's pool once.
 
 Python builds the configuration (:class:`CloudConfig`) and the tables
-(:func:`init_cloud`); everything per event runs here. The core loop
-(:mod:`ipam_core.engine.core`) calls these functions and schedules the timers
-they ask for.
+(:func:`init_cloud`); everything per event is compiled. The family's hooks
+(:mod:`ipam_core.modes.cloud_hooks`) call these functions and the passes of the
+kind, and schedule the timers they ask for.
 """
 
 from __future__ import annotations
@@ -39,18 +40,8 @@ import ipaddress
 
 import numpy as np
 
-from ipam_core.cloud.aks import dynamic_target
 from ipam_core.cloud.limits import PREFIX_SIZE, SUBNET_RESERVED_HIGH, SUBNET_RESERVED_LOW
 from ipam_core.cloud.placement import cidr_offsets, deal_nodes, listed_offsets, shared_offsets, zone_of_nodes
-from ipam_core.cloud.vpc_cni import (
-    eni_required,
-    over_to_release,
-    pool_too_high,
-    pool_too_low,
-    prefixes_needed,
-    should_remove_extra_enis,
-    target_state,
-)
 from ipam_core.cloud.watermarks import (
     excess_ips,
     max_ips_to_allocate,
@@ -64,7 +55,6 @@ from ipam_core.modes.cloud_api import (
     API_RELEASE,
     api_call,
     api_ready,
-    api_retry_at,
     api_spend,
     init_buckets,
 )
@@ -73,18 +63,11 @@ from ipam_core.engine.tables import (
     C_CL_ABOVE,
     C_CL_AGENT_RESERVED,
     C_CL_ATTACH,
-    C_CL_BATCH,
-    C_CL_BATCH_PCT,
-    C_CL_COOLDOWN,
-    C_CL_DECREASE,
-    C_CL_ENI_MIN_LIFE,
     C_CL_FALLBACK,
     C_CL_FILL_FIRST,
     C_CL_FIRST_IFACE,
     C_CL_KIND,
-    C_CL_MAX_IPS,
     C_CL_MIN,
-    C_CL_MIN_IP,
     C_CL_NIC,
     C_CL_PERIOD,
     C_CL_PRIMARY,
@@ -93,9 +76,6 @@ from ipam_core.engine.tables import (
     C_CL_STATIC_UNITS,
     C_CL_STRATEGY,
     C_CL_UNITS,
-    C_CL_WARM_ENI,
-    C_CL_WARM_IP,
-    C_CL_WARM_PREFIX,
     C_OPERATOR_DELAY,
     CG_IFACES,
     CG_IPV4,
@@ -122,10 +102,7 @@ from ipam_core.engine.tables import (
     CI_SET,
     CI_SINCE_US,
     CI_UNITS,
-    CLOUD_AKS_DYNAMIC,
-    CLOUD_AKS_STATIC,
     CLOUD_CILIUM,
-    CLOUD_VPC_CNI,
     CN_HELD,
     CN_IFACES,
     CN_PD,
@@ -169,7 +146,6 @@ from ipam_core.engine.tables import (
     K_ERROR,
     K_FAMILY_BASE,
     N_PENDING,
-    N_READY,
     PICK_CILIUM,
     PICK_DISCOVERY,
     PICK_FLAGGED,
@@ -1112,215 +1088,7 @@ def _cilium_pass(st, node, now):
     return False  # "Instance is out of interfaces"
 
 
-# --------------------------------------------------------------------------- AWS VPC CNI ipamd
-@kjit(inline=True)
-def _vpc_stats(st, node):
-    cn = st.cl_node[node]
-    free_prefixes = 0
-    if cn[CN_PREFIXES] > 0:
-        for j in range(st.cl_unit.shape[1]):
-            unit = st.cl_unit[node, j]
-            if unit[CU_SET] >= 0 and unit[CU_SIZE] > 1 and unit[CU_USED] == 0:
-                free_prefixes += 1
-    return cn[CN_HELD], cn[CN_USED], cn[CN_PREFIXES], free_prefixes
-
-
-@kjit
-def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
-    """What ipamd asks for when its pool is too low (``tryAssignIPs`` / ``tryAssignPrefixes``).
-
-    Returns
-    -------
-    (bool, int)
-        Whether ``WARM_IP_TARGET`` / ``MINIMUM_IP_TARGET`` are already met (ipamd then asks for
-        nothing), and how many addresses (prefixes with delegation) it wants: the shortfall with
-        targets set, else a whole ENI's worth.
-    """
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    if pd:
-        return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
-                                      np.int64(st.cfg[C_CL_WARM_PREFIX]))
-    if warm_ip == 0 and min_ip == 0:
-        return False, _node_units(st, node)
-    short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
-    return short == 0, short
-
-
-@kjit
-def _vpc_increase(st, node, now):
-    """increaseDatastorePool: fill the first ENI with room, else attach one."""
-    if now < st.cl_time[node, CT_COOLDOWN]:
-        return False  # inInsufficientCidrCoolingPeriod
-    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
-    pd = st.cl_node[node, CN_PD] == 1
-    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
-    if met:
-        return False
-    size = PREFIX_SIZE if pd else 1
-    for iface in range(st.cl_iface.shape[1]):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_room(st, node, iface) <= 0:
-            continue
-        s = st.cl_iface[node, iface, CI_SET]  # an ENI's addresses come from its own subnet
-        got = _assign(st, node, iface, min(_iface_room(st, node, iface), want) * size, pd, False, s, True, now)
-        if got == 0 and not pd:
-            got = _assign(st, node, iface, 1, False, False, s, True, now)  # tryAssignIPs: "Try to just get one more IP"
-        if got == 0:
-            st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
-        return got > 0
-    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
-        return False  # hasRoomForEni
-    count = min(want, _node_units(st, node))
-    if count <= 0:
-        return False
-    s = _iface_subnet(st, node)
-    if s < 0:  # custom networking without an ENIConfig for the zone: createENI fails
-        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
-        return False
-    if _subnet_free(st, s) < 1 + (count * size if not pd else 0):
-        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
-        return False
-    for iface in range(_node_ifaces(st, node)):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 0:
-            if not api_call(st, node, API_ATTACH, now, False):
-                return False  # throttled: tried again on the next tick
-            _attach(st, node, iface, s, now)
-            got = _assign(st, node, iface, count * size, pd, False, s, False, now)
-            if got == 0:  # AllocENI failed as a whole (InsufficientCidrBlocks): no ENI
-                _detach(st, node, iface)
-                st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
-                return False
-            return True
-    return False
-
-
-@kjit
-def _vpc_decrease(st, node, now):
-    """tryUnassignCidrsFromAll: free IPs / prefixes above the targets, newest ENI first."""
-    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
-    pd = st.cl_node[node, CN_PD] == 1
-    over = over_to_release(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_IP]),
-                           np.int64(st.cfg[C_CL_MIN_IP]), np.int64(st.cfg[C_CL_WARM_PREFIX]), pd)
-    if over > 0 and not api_ready(st, node, API_RELEASE, now):
-        return False  # throttled: tried again on the next tick
-    st.cl_time[node, CT_LAST_DECREASE] = now
-    changed = False
-    u = _units_per_iface(st)
-    for iface in range(st.cl_iface.shape[1] - 1, -1, -1):
-        if over <= 0:
-            break
-        if st.cl_iface[node, iface, CI_ATTACHED] == 0:
-            continue
-        freed = 0
-        for j in range(iface * u + u - 1, iface * u - 1, -1):
-            if over <= 0:
-                break
-            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
-                _drop_unit(st, node, j)
-                over -= 1
-                freed += 1
-        if freed:
-            api_spend(st, API_RELEASE, now, False)
-            changed = True
-    return changed
-
-
-@kjit
-def _vpc_free_eni(st, node, now):
-    """tryFreeENI: detach one unused, old enough, non-primary ENI the targets do not need."""
-    total, assigned, _, free_prefixes = _vpc_stats(st, node)
-    pd = st.cl_node[node, CN_PD] == 1
-    u = _units_per_iface(st)
-    freeable = False
-    for iface in range(1, st.cl_iface.shape[1]):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
-            freeable = True
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
-    if not should_remove_extra_enis(total, assigned, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip, warm_prefix,
-                                    pd, _node_units(st, node), freeable):
-        return False
-    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
-    now_us = np.int64(now * 1e6)
-    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
-            continue
-        if now_us - st.cl_iface[node, iface, CI_SINCE_US] < min_life_us:
-            continue  # isTooYoung
-        held = 0
-        own_prefixes = 0
-        for j in range(iface * u, iface * u + u):
-            if st.cl_unit[node, j, CU_SET] >= 0:
-                held += st.cl_unit[node, j, CU_SIZE]
-                if st.cl_unit[node, j, CU_SIZE] > 1:
-                    own_prefixes += 1
-        if eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
-                        warm_prefix, pd):
-            continue
-        if not api_call(st, node, API_RELEASE, now, False):
-            return False
-        _detach(st, node, iface)
-        return True
-    return False
-
-
-@kjit(inline=True)
-def _iface_used(st, node, iface):
-    u = _units_per_iface(st)
-    used = 0
-    for j in range(iface * u, iface * u + u):
-        if st.cl_unit[node, j, CU_SET] >= 0:
-            used += st.cl_unit[node, j, CU_USED]
-    return used
-
-
-@kjit
-def _vpc_pass(st, node, now):
-    """updateIPPoolIfRequired: grow, else shrink (every decreaseIPPoolInterval), then maybe free an ENI."""
-    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
-    pd = st.cl_node[node, CN_PD] == 1
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
-    changed = False
-    if pool_too_low(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip,
-                    warm_prefix, pd, _node_units(st, node)):
-        changed = _vpc_increase(st, node, now)
-    elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
-          and now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]):
-        changed = _vpc_decrease(st, node, now)
-    if _vpc_free_eni(st, node, now):
-        changed = True
-    return changed
-
-
-# --------------------------------------------------------------------------- AKS pod subnet and crd writers
-@kjit
-def _aks_dynamic_pass(st, node, now):
-    """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
-    cn = st.cl_node[node]
-    demand = cn[CN_USED] - cn[CN_RESERVED]
-    target = dynamic_target(demand, np.int64(st.cfg[C_CL_BATCH]), np.int64(st.cfg[C_CL_BATCH_PCT]),
-                            np.int64(st.cfg[C_CL_MAX_IPS]))
-    held = cn[CN_HELD]
-    s = cn[CN_SUBNET]
-    if target > held:
-        return _assign(st, node, 0, min(target - held, _single_free(st, s)), False, False, s, True, now) > 0
-    if target < held:
-        left = held - target
-        for j in range(st.cl_unit.shape[1] - 1, -1, -1):
-            if left == 0:
-                break
-            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
-                _drop_unit(st, node, j)
-                left -= 1
-        if left < held - target:
-            api_spend(st, API_RELEASE, now, False)
-            return True
-    return False
-
-
+# --------------------------------------------------------------------------- pools written once (AKS static blocks, crd writers)
 @kjit
 def _static_pass(st, node, prefixes, now):
     """Write the node's fixed pool once: /28 blocks (AKS static block) or first-fit addresses (crd writer)."""
@@ -1337,36 +1105,6 @@ def _static_pass(st, node, prefixes, now):
         offset = _single_address(st, s, True)
         _add_unit(st, node, 0, s, offset, 1)
     return True
-
-
-@kjit
-def cloud_operator(st, node, now):
-    """One pass of whoever manages the node's pool.
-
-    Returns
-    -------
-    float
-        When the next event-driven pass should run (-1: none asked; the periodic pass,
-        if any, still runs). Cilium's operator comes back after its delay when it
-        changed something (``MaintainIPPool`` triggers a resync and a new pass), or
-        when its next call was throttled: its client limiter lets it go on once a
-        token is there (:mod:`ipam_core.modes.cloud_api`).
-    """
-    kind = np.int64(st.cfg[C_CL_KIND])
-    st.cl_time[node, CT_API_AT] = -INF
-    if kind == CLOUD_CILIUM:
-        if _cilium_pass(st, node, now):
-            return now + st.cfg[C_OPERATOR_DELAY]
-        return api_retry_at(st, node, now)
-    if kind == CLOUD_VPC_CNI:
-        _vpc_pass(st, node, now)
-    elif kind == CLOUD_AKS_DYNAMIC:
-        _aks_dynamic_pass(st, node, now)
-    elif kind == CLOUD_AKS_STATIC:
-        _static_pass(st, node, True, now)
-    else:
-        _static_pass(st, node, False, now)
-    return -1.0
 
 
 # --------------------------------------------------------------------------- quiet nodes
@@ -1423,122 +1161,6 @@ def _cilium_quiet_until(st, node, now):
     if since != INF or needed > 0:
         return LOUD  # the pass clears the excess mark, or allocates (reading the subnets)
     return INF
-
-
-@kjit
-def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd):
-    """``_vpc_increase`` on a pool that is too low: cooling down, or returning before any call."""
-    if now < st.cl_time[node, CT_COOLDOWN]:
-        return st.cl_time[node, CT_COOLDOWN]
-    met, want = _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd)
-    if met:
-        return INF
-    for iface in range(st.cl_iface.shape[1]):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_room(st, node, iface) > 0:
-            return LOUD  # assigns, or fails and starts a cooldown
-    if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
-        return INF
-    return INF if min(want, _node_units(st, node)) <= 0 else LOUD
-
-
-@kjit
-def _vpc_quiet_until(st, node, now):
-    """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
-    total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
-    pd = st.cl_node[node, CN_PD] == 1
-    warm_eni = np.int64(st.cfg[C_CL_WARM_ENI])
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
-    u = _units_per_iface(st)
-    wake = INF
-    if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,
-                    _node_units(st, node)):
-        wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
-    elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
-        last = st.cl_time[node, CT_LAST_DECREASE]
-        if now - last > st.cfg[C_CL_DECREASE]:
-            return LOUD
-        wake = _first_after(last, st.cfg[C_CL_DECREASE])
-    if wake == LOUD:
-        return LOUD
-    # _vpc_free_eni
-    freeable = False
-    for iface in range(1, st.cl_iface.shape[1]):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
-            freeable = True
-    if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, _node_units(st, node),
-                                    freeable):
-        return wake
-    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
-    now_us = np.int64(now * 1e6)
-    for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
-        if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
-            continue
-        since_us = st.cl_iface[node, iface, CI_SINCE_US]
-        if now_us - since_us < min_life_us:
-            wake = min(wake, _first_at_us(since_us + min_life_us))  # too young: it may go then
-            continue
-        held = 0
-        own_prefixes = 0
-        for j in range(iface * u, iface * u + u):
-            if st.cl_unit[node, j, CU_SET] >= 0:
-                held += st.cl_unit[node, j, CU_SIZE]
-                if st.cl_unit[node, j, CU_SIZE] > 1:
-                    own_prefixes += 1
-        if not eni_required((total - assigned) - held, total - held, free_prefixes - own_prefixes, warm_ip, min_ip,
-                            warm_prefix, pd):
-            return LOUD  # detached now
-    return wake
-
-
-@kjit
-def _aks_dynamic_quiet_until(st, node):
-    """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
-    cn = st.cl_node[node]
-    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], np.int64(st.cfg[C_CL_BATCH]),
-                            np.int64(st.cfg[C_CL_BATCH_PCT]), np.int64(st.cfg[C_CL_MAX_IPS]))
-    held = cn[CN_HELD]
-    if target > held:
-        return INF if _iface_room(st, node, 0) <= 0 else LOUD
-    if target < held:
-        for j in range(st.cl_unit.shape[1]):
-            if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
-                return LOUD
-    return INF
-
-
-@kjit
-def cloud_quiet_until(st, node, now):
-    """Until when the node's periodic pass provably changes nothing (called just after one ran at ``now``).
-
-    Parameters
-    ----------
-    st : State
-    node : int
-    now : float
-        The time of the pass that just ran.
-
-    Returns
-    -------
-    float
-        A time after ``now`` before which a pass on the node's present tables
-        changes no table, draws no random number and calls no cloud API (``inf``:
-        never); ``LOUD`` (0.0) when the next pass must run. The node must be
-        ready with no agent update or operator pass pending: those change what
-        the pass reads.
-    """
-    if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
-            or st.cl_time[node, CT_OP_AT] != INF):
-        return LOUD
-    kind = np.int64(st.cfg[C_CL_KIND])
-    if kind == CLOUD_CILIUM:
-        return _cilium_quiet_until(st, node, now)
-    if kind == CLOUD_VPC_CNI:
-        return _vpc_quiet_until(st, node, now)
-    if kind == CLOUD_AKS_DYNAMIC:
-        return _aks_dynamic_quiet_until(st, node)
-    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD  # static pools are written once
 
 
 @kjit

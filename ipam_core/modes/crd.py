@@ -17,7 +17,6 @@ from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_CILIUM, CLOUD_CRD_STATIC, CloudConfig, agent_reserved, check_subnets,
                                           subnet_layout)
 from ipam_core.engine.layout import Layout
-from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud-pool rules with the loop)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "crd"

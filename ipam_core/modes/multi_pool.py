@@ -389,6 +389,7 @@ hooks.register(
     address_room=slot_address_room,
     sample_nodes=pool_node_rows,
     agent_can_start=_pools_ready,
+    carves_on_demand=hooks.always,
 )
 
 

@@ -102,4 +102,5 @@ hooks.register(
     address_room=slot_address_room,
     sample_nodes=pool_node_rows,
     agent_can_start=_holds_every_family,
+    one_cidr_per_family=hooks.always,  # host scope: the agent draws from its node's first CIDR only
 )
