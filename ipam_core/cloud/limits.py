@@ -278,3 +278,19 @@ def pod_cidr_row(provider: str, ipam_mode: str) -> PodCIDRRow:
         if row.provider == provider and row.ipam_mode == ipam_mode:
             return row
     raise KeyError((provider, ipam_mode))
+
+
+def eni_ipv4_per_interface(scenario, instance_type: str) -> int:
+    """Addresses an ENI of ``instance_type`` holds (the instance-limits table's ``ipv4_per_eni``).
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Its ``cloud.instanceLimitsFile`` (or the packaged table).
+    instance_type : str
+
+    Returns
+    -------
+    int
+    """
+    return instance_limits(instance_type, load_instance_limits(scenario.ipam.cloud.instance_limits_file)).ipv4_per_eni

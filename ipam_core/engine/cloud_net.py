@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ipam_core.cloud.limits import instance_limits, load_instance_limits
 from ipam_core.engine.cloud_config import PICK_NODE_SUBNET, CloudConfig
+
 
 @dataclass(frozen=True)
 class PlainSubnet:
@@ -123,22 +123,6 @@ def largest_group(scenario, per_instance) -> int:
     spec = scenario.ipam.cloud
     types = [group.instance_type for group in spec.node_groups] or [spec.instance_type]
     return max(per_instance(_with_instance(scenario, kind)) for kind in types)
-
-
-def eni_ipv4_per_interface(scenario, instance_type: str) -> int:
-    """Addresses an ENI of ``instance_type`` holds (the instance-limits table's ``ipv4_per_eni``).
-
-    Parameters
-    ----------
-    scenario : ipam_core.scenario.Scenario
-        Its ``cloud.instanceLimitsFile`` (or the packaged table).
-    instance_type : str
-
-    Returns
-    -------
-    int
-    """
-    return instance_limits(instance_type, load_instance_limits(scenario.ipam.cloud.instance_limits_file)).ipv4_per_eni
 
 
 def _no_extra_subnets(spec, group, subnets) -> tuple[int, list[int]]:

@@ -31,12 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.cloud import vpc_cni
-from ipam_core.cloud.limits import PREFIX_SIZE, aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.cloud.limits import (PREFIX_SIZE, aws_max_pods, eni_ipv4_per_interface, instance_limits,
+                                    load_instance_limits)
 from ipam_core.cloud.vpc_cni import (eni_required, over_to_release, pool_too_high, pool_too_low, prefixes_needed,
                                      should_remove_extra_enis, target_state)
 from ipam_core.engine.cloud_config import (CLOUD_VPC_CNI, PICK_DISCOVERY, PICK_FLAGGED, PICK_NODE_SUBNET, CloudConfig,
                                           check_aws, check_subnets, subnet_layout, throttle_settings)
-from ipam_core.engine.cloud_net import eni_ipv4_per_interface, largest_group
+from ipam_core.engine.cloud_net import largest_group
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_USED,
                                      CT_COOLDOWN, CT_LAST_DECREASE, CU_SET, CU_SIZE, CU_USED, C_CL_COOLDOWN,

@@ -27,11 +27,11 @@ handshake's agent round trip (collapsed into the operator's pass).
 
 from __future__ import annotations
 
-from ipam_core.cloud.limits import aws_max_pods, instance_limits, load_instance_limits
+from ipam_core.cloud.limits import aws_max_pods, eni_ipv4_per_interface, instance_limits, load_instance_limits
 from ipam_core.cloud.watermarks import eni_default_pre_allocate, eni_max_allocatable, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_CILIUM, PICK_CILIUM, STRATEGIES, CloudConfig, agent_reserved, check_aws,
                                           check_subnets, subnet_layout, throttle_settings)
-from ipam_core.engine.cloud_net import eni_ipv4_per_interface, largest_group, subnets_selected
+from ipam_core.engine.cloud_net import largest_group, subnets_selected
 from ipam_core.engine.layout import Layout
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
