@@ -276,7 +276,12 @@ def _simulate(scenario, modes):
 
 
 def _print_summary(table) -> None:
-    """Metrics as rows, one column per mode and family: side by side."""
+    """Metrics as rows, one column per mode and family: side by side.
+
+    A figure a mode does not have (a cloud figure of a pool mode, a calico one
+    of a Cilium mode) reads "–" rather than the 0 summary.csv holds; a row no
+    mode of the table has is left out.
+    """
     rows = table.to_pylist()
     view = Table(title="ipam-bench compare", title_justify="left")
     view.add_column("metric", no_wrap=True)
@@ -284,7 +289,9 @@ def _print_summary(table) -> None:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
     calico = pipeline.CALICO_SUMMARY_COLUMNS if pipeline.CALICO_SUMMARY_COLUMNS[0][0] in table.column_names else ()
     for name, meaning in (*pipeline.SUMMARY_COLUMNS[2:], *calico):
-        view.add_row(meaning, *(str(row[name]) for row in rows))
+        has = [pipeline.applies(row["mode"], name) for row in rows]
+        if any(has):
+            view.add_row(meaning, *(str(row[name]) if h else "–" for row, h in zip(rows, has)))
     out.print(view)
 
 

@@ -12,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from engine_helpers import BASE, merge
-from ipam_core import cli
+from ipam_core import cli, pipeline
 from ipam_core.cli import app
 from ipam_core.rundir import MANIFEST_FILE, verify_run
 
@@ -340,3 +342,29 @@ def test_modes_with_spaces_after_commas_run(tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["mode"] for r in rows] == ["kubernetes", "multi-pool"]
+
+
+def _summary_of(modes):
+    """A summary table with every figure 0 for the given modes (no engine run)."""
+    names = [n for n, _ in (*pipeline.SUMMARY_COLUMNS, *pipeline.CALICO_SUMMARY_COLUMNS)]
+    rows = [{n: 0 for n in names} | {"mode": m, "family": 4} for m in modes]
+    return pa.Table.from_pylist(rows)
+
+
+def test_compare_table_marks_figures_a_mode_does_not_have(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "out", Console(width=300, no_color=True))
+    cli._print_summary(_summary_of(["cluster-pool", "eni", "calico"]))
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.count("│") > 2}
+    assert rows["most ENIs / NICs attached at once"] == ["–", "0", "–"]
+    assert rows["cloud API calls: attach + assign + release"] == ["–", "0", "–"]
+    assert rows["calico: most empty affine blocks held at once"] == ["–", "–", "0"]
+    assert rows["node-CIDR allocations"] == ["0", "0", "0"]
+
+
+def test_compare_table_leaves_out_rows_no_mode_has(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "out", Console(width=300, no_color=True))
+    cli._print_summary(_summary_of(["kubernetes", "multi-pool"]))
+    printed = capsys.readouterr().out
+    assert "node-CIDR allocations" in printed
+    assert "ENIs" not in printed and "cloud API" not in printed and "calico:" not in printed and "–" not in printed

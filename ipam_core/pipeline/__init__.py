@@ -38,7 +38,7 @@ from ipam_core.workloads import Workload, generate
 
 __all__ = [
     "CALICO_SUMMARY_COLUMNS", "ModeResult", "RunResult", "SUMMARY_COLUMNS", "SUMMARY_NAMES", "Simulation",
-    "build_workload", "calico_node_columns", "simulate", "summarize", "summary_records", "warmup", "write_run",
+    "applies", "build_workload", "calico_node_columns", "simulate", "summarize", "summary_records", "warmup", "write_run",
 ]
 
 
@@ -296,6 +296,35 @@ SUMMARY_COLUMNS = (
 )
 
 
+#: Summary figures only the cloud modes have (the other modes' rows hold 0).
+CLOUD_ONLY_SUMMARY = frozenset({"warm_per_node", "peak_interfaces", "cloud_api_calls", "api_calls_per_min",
+                                "api_peak_per_min", "api_throttled"})
+
+
+def applies(mode: str, column: str) -> bool:
+    """Whether a summary figure is one the mode has, rather than the 0 its row holds for the column.
+
+    Parameters
+    ----------
+    mode : str
+        Mode name.
+    column : str
+        A name of :data:`SUMMARY_COLUMNS` or :data:`CALICO_SUMMARY_COLUMNS`.
+
+    Returns
+    -------
+    bool
+        False for a cloud figure of a mode that is not a cloud mode, and a
+        calico figure of a mode that is not calico.
+    """
+    spec = mode_spec(mode)
+    if column in CLOUD_ONLY_SUMMARY:
+        return spec.cloud
+    if column in _CALICO_SUMMARY_NAMES:
+        return spec.rules == RULES_CALICO
+    return True
+
+
 def summarize(result: RunResult) -> pa.Table:
     """One row per mode and family: the figures users compare.
 
@@ -336,6 +365,7 @@ CALICO_SUMMARY_COLUMNS = (
     ("empty_block_releases", "calico: empty affine blocks kube-controllers released"),
     ("empty_block_release_s", "calico: mean seconds a released block had been empty (time until release)"),
 )
+_CALICO_SUMMARY_NAMES = frozenset(name for name, _ in CALICO_SUMMARY_COLUMNS)
 
 
 def summary_records(result: RunResult) -> list[tuple]:
