@@ -32,7 +32,6 @@ from ipam_core.modes import RULES_CALICO, mode_spec
 from ipam_core.rundir import published_path, staged_folder
 from ipam_core.scenario import load_scenario, scenario_for_mode
 from ipam_core.trace import nodes_table, run_metadata, trace_table, write_run_json, write_tables
-from ipam_core.trace.metrics import startup_end
 from ipam_core.trace.schema import CALICO_BLOCK_TYPE
 from ipam_core.workloads import Workload, generate
 
