@@ -359,6 +359,7 @@ def test_compare_table_marks_figures_a_mode_does_not_have(capsys, monkeypatch):
     assert rows["most ENIs / NICs attached at once"] == ["–", "0", "–"]
     assert rows["cloud API calls: attach + assign + release"] == ["–", "0", "–"]
     assert rows["calico: most empty affine blocks held at once"] == ["–", "–", "0"]
+    assert rows["allocations failed for fragmentation with free addresses left"] == ["–", "0", "–"]
     assert rows["node-CIDR allocations"] == ["0", "0", "0"]
 
 

@@ -295,9 +295,10 @@ SUMMARY_COLUMNS = (
 )
 
 
-#: Summary figures only the cloud modes have (the other modes' rows hold 0).
-CLOUD_ONLY_SUMMARY = frozenset({"warm_per_node", "peak_interfaces", "cloud_api_calls", "api_calls_per_min",
-                                "api_peak_per_min", "api_throttled"})
+#: Summary figures only the cloud modes have (the other modes' rows hold 0); ``frag_failures`` counts
+#: prefix requests a subnet refused (EC2's InsufficientCidrBlocks).
+CLOUD_ONLY_SUMMARY = frozenset({"warm_per_node", "peak_interfaces", "frag_failures", "cloud_api_calls",
+                                "api_calls_per_min", "api_peak_per_min", "api_throttled"})
 
 
 def applies(mode: str, column: str) -> bool:
