@@ -90,6 +90,7 @@ from ipam_core.engine.tables import (
     ERROR_HEAP_FULL,
     ERROR_ROWS_FULL,
     ERROR_SLOTS_FULL,
+    GROW_TIMERS,
     F_CARVABLE,
     F_CARVED,
     F_CARVES,
@@ -114,11 +115,17 @@ from ipam_core.engine.tables import (
     K_FAILED_FREE,
     K_FAMILY_BASE,
     K_HEAP,
+    K_HEAP_LIMIT,
+    K_HEAP_NEED,
     K_NODES,
     K_PENDING,
     K_READY,
     K_RETRY_HEAD,
     K_RETRY_LEN,
+    K_RETRY_LIMIT,
+    K_RETRY_NEED,
+    K_RING_LIMIT,
+    K_RING_NEED,
     K_ROW_TOP,
     K_RUNNING,
     K_SCHED_MIN,
@@ -207,6 +214,33 @@ def _fc(family, field):
 
 
 # --------------------------------------------------------------------------- timers
+# The timer tables start small and grow (engine/timer_room.py). Each has a limit below its capacity
+# (cnt K_*_LIMIT): a push past it still fits, and asks for room (K_ERROR = GROW_TIMERS), which stops the
+# loop before its next step; Python grows the table and calls again. The room above the limit covers one
+# step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room first.
+@kjit(inline=True)
+def _ask_room(st, need_col, fill):
+    """Stop the loop after this step, to grow a timer table to hold ``fill`` timers (``need_col``: its K_*_NEED)."""
+    if st.cnt[need_col] < fill:
+        st.cnt[need_col] = fill
+    if st.cnt[K_ERROR] == 0:
+        st.cnt[K_ERROR] = GROW_TIMERS
+
+
+@kjit(inline=True)
+def _room_for(st, heap, retry):
+    """Whether ``heap`` more heap timers and ``retry`` more pod retries stay within the limits; else ask for it."""
+    ok = True
+    if st.cnt[K_HEAP] + heap > st.cnt[K_HEAP_LIMIT]:
+        _ask_room(st, K_HEAP_NEED, st.cnt[K_HEAP] + heap)
+        ok = False
+    # (a retry ring with room for every retry the workload can arm has no limit below its capacity)
+    if st.cnt[K_RETRY_LEN] + retry > st.cnt[K_RETRY_LIMIT] and st.cnt[K_RETRY_LIMIT] < st.retry_t.shape[0]:
+        _ask_room(st, K_RETRY_NEED, st.cnt[K_RETRY_LEN] + retry)
+        ok = False
+    return ok
+
+
 @kjit
 def _push(st, t, kind, a, b):
     # A node timer due no earlier than the last one of its kind goes to the end of that kind's
@@ -231,13 +265,17 @@ def _push(st, t, kind, a, b):
                 st.node_ring_i[kind, i, 1] = b
                 st.node_ring_i[kind, i, 2] = seq
                 st.node_ring_pos[kind, 1] = n + 1
+                if n >= st.cnt[K_RING_LIMIT]:
+                    _ask_room(st, K_RING_NEED, n + 1)
                 return
     heap_t = st.heap_t
     heap_i = st.heap_i
     n = st.cnt[K_HEAP]
-    if n >= heap_t.shape[0]:
-        st.cnt[K_ERROR] = ERROR_HEAP_FULL
-        return
+    if n >= st.cnt[K_HEAP_LIMIT]:
+        if n >= heap_t.shape[0]:
+            st.cnt[K_ERROR] = ERROR_HEAP_FULL
+            return
+        _ask_room(st, K_HEAP_NEED, n + 1)
     st.cnt[K_SEQ] = seq + 1
     st.cnt[K_HEAP] = n + 1
     i = n
@@ -262,9 +300,11 @@ def _push_retry(st, t, row, gen):
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
     n = st.cnt[K_RETRY_LEN]
     cap = st.retry_t.shape[0]
-    if n >= cap:
-        st.cnt[K_ERROR] = ERROR_HEAP_FULL
-        return
+    if n >= st.cnt[K_RETRY_LIMIT]:
+        if n >= cap:
+            st.cnt[K_ERROR] = ERROR_HEAP_FULL
+            return
+        _ask_room(st, K_RETRY_NEED, n + 1)
     i = st.cnt[K_RETRY_HEAD] + n
     if i >= cap:
         i -= cap
@@ -1334,6 +1374,8 @@ def _fast_forward_refresh(st, t_limit):
     delay = st.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
+    if multi_pool and not _room_for(st, st.node_ring_pos[kind, 1], 0):
+        return True  # an operator timer per ring entry may land in the heap: the loop stops for room first
     cap = st.node_ring_t.shape[1]
     head = st.node_ring_pos[kind, 0]
     count = st.node_ring_pos[kind, 1]
@@ -1476,6 +1518,18 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
                     prefetch_word(st.ip_words, words + (st.pods[row, D_OFF] >> 6))
 
 
+#: Most timers a drained node's evicted pod sets, besides its own retry: its new node's operator request
+#: and agent sync, one more for a multi-pool or cloud pass it triggers, each possibly in the heap.
+DRAIN_TIMERS_PER_POD = 4
+
+
+@kjit
+def _drain_room(st, node):
+    """Whether the timer tables have room for draining ``node`` (every pod on it evicted); else ask for it."""
+    pods = np.int64(st.nodes[node, N_PODS]) if st.nodes[node, N_PRESENT] == 1 else np.int64(0)
+    return _room_for(st, DRAIN_TIMERS_PER_POD * pods, pods)
+
+
 @kjit(inline=True)
 def _next_timer(st):
     """The earliest (time, sequence) among the heap's top and the rings' heads: ``(source, time)``."""
@@ -1551,9 +1605,11 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
                 continue
         if t_event >= t_stop:
             break
+        op = ev_op[e]
+        if op == OP_NODE_DRAIN and not _drain_room(st, np.int64(ev_node[e])):
+            break  # K_ERROR asks for room: the drain runs when the loop is called again
         st.cnt[K_EVENT] = e + 1
         _prefetch_events(st, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
-        op = ev_op[e]
         if op == OP_POD_ADD:
             row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:

@@ -13,6 +13,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.hooks import state_class
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
+from ipam_core.engine.timer_room import set_limits, start_capacity
 from ipam_core.errors import ConfigError
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
@@ -41,7 +42,8 @@ STATE_FIELDS = (
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
     "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
     "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
-    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
+    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); timer tables grow
+    # while the run goes on (engine/timer_room.py)
     "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
     "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
     "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
@@ -106,13 +108,6 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
         per_node[spec.pool, spec.family] = max(cell, need)
     return per_node
 
-
-#: Timer-table capacity. Node timers outstanding per node incarnation in the heap (operator, debounce,
-#: refresh, cloud resync, lifecycle), and per timer kind in the rings (timers of one kind mostly share
-#: one delay; a full ring spills to the heap). The slack covers cluster-wide timers.
-HEAP_TIMERS_PER_NODE = 8
-RING_TIMERS_PER_NODE = 2
-TIMER_SLACK = 64
 
 #: dtype of the per-pod and per-node tables (``pods``, ``nodes``): 16 int32 columns are one 64-byte cache line
 ROW_DTYPE = np.int32
@@ -278,7 +273,7 @@ def build_state(
     n_pods : int
         Distinct pod ids in the workload.
     n_node_adds : int
-        Node-add events (bounds the timers of past node incarnations).
+        Node-add events (refused past int32, :func:`check_int32_fit`).
     max_live : int, optional
         Most pods alive at once (:func:`workload_bounds`); rows of the pods
         table. Defaults to ``n_pods``.
@@ -364,11 +359,10 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pods = _line_aligned((rows, T.D_NCOL), ROW_DTYPE)
     pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
-    # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
-    ring_cap = rows + stale_timers + TIMER_SLACK
-    incarnations = max(n_nodes, 1) + n_node_adds
-    heap_cap = HEAP_TIMERS_PER_NODE * incarnations + TIMER_SLACK
-    node_ring_cap = RING_TIMERS_PER_NODE * incarnations + TIMER_SLACK
+    # timer tables start small and grow (engine/timer_room.py); the retry ring never needs more than a
+    # timer per live pod and per retry outliving its pod (`stale_timers`)
+    ring_cap = start_capacity(n_nodes, rows + stale_timers)
+    heap_cap = node_ring_cap = start_capacity(n_nodes)
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
@@ -403,7 +397,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
     cls = state_class(layout.policy)
-    return cls(
+    state = cls(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -449,6 +443,8 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
         **dict.fromkeys(cls._fields[len(STATE_FIELDS):]),  # a family's own fields: its prepare step
     )
+    set_limits(state, retry_bound=rows + stale_timers)
+    return state
 
 
 def workload_bounds(workload, retry_s: float) -> tuple[int, int]:

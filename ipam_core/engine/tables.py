@@ -318,7 +318,18 @@ K_LC_BASE = K_CL_TOKENS_AT + 4
 K_EVICTED = K_LC_BASE + 0  # cumulative: pods evicted by drains
 K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed for want of an address
 K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now
-K_NCOL = K_LC_BASE + 3
+
+# timer tables that grow (engine/timer_room.py): per table, the fill past which the loop asks for room, and
+# the fill it asked room for; the ring columns cover the three node-timer rings together
+K_TIMER_BASE = K_LC_BASE + 3
+K_HEAP_LIMIT = K_TIMER_BASE + 0
+K_RETRY_LIMIT = K_TIMER_BASE + 1
+K_RING_LIMIT = K_TIMER_BASE + 2
+K_HEAP_NEED = K_TIMER_BASE + 3
+K_RETRY_NEED = K_TIMER_BASE + 4
+K_RING_NEED = K_TIMER_BASE + 5
+K_RETRY_BOUND = K_TIMER_BASE + 6  # most pod retries armed at once (a live pod's, and those outliving their pod)
+K_NCOL = K_TIMER_BASE + 7
 
 # cfg[C_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
 RELEASED_CIDRS_FREED = 0  # ... is freed by the operator (multi-pool: it leaves spec.ipam.pools.allocated)
@@ -333,6 +344,9 @@ ERROR_CHUNKS_FULL = 3
 ERROR_CLOUD_UNITS_FULL = 4  # a node's unit table is full (sized from the mode's limits)
 ERROR_ROWS_FULL = 5  # more pods alive at once than the workload's bound (a bug)
 ERROR_CALICO_BLOCKS_FULL = 6  # calico: the block table (sized from the workload, modes/calico.py) is full
+#: not an error: a timer table passed its limit (K_*_LIMIT); the loop stopped between two steps, so the
+#: caller grows the table (engine/timer_room.py) and calls again, as if it had never stopped
+GROW_TIMERS = 7
 
 POD_ROW_UNSEEN = -1
 POD_ROW_GONE = -2
