@@ -49,7 +49,7 @@ NODE_MASKS = (24, 22)
 CHURN_PER_S = 20.0
 
 GROUPS = {
-    "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
+    "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "retry_t", "retry_row", "retry_seq", "heap_t", "heap_i"),
     "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_cnt",
                    "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos",
                    "quiet"),

@@ -84,12 +84,12 @@ def test_a_wrapped_ring_keeps_its_order_when_it_grows(tmp_path):
     state = Simulation(scenario_for_mode(sc, "kubernetes"), build_workload(sc), "kubernetes").state
     cap = state.retry_t.size
     for k in range(cap - 2):  # the head walks to two entries before the end
-        _push_retry(state, float(k), k, 0)
+        _push_retry(state, float(k), k % 4)
         _pop_retry(state)
     limit = int(state.cnt[T.K_RETRY_LIMIT])
-    pushed = [(float(100 + k), 1000 + k) for k in range(limit + 1)]  # the last one is past the limit
+    pushed = [(float(100 + k), k % 4) for k in range(limit + 1)]  # the last one is past the limit
     for t, row in pushed:
-        _push_retry(state, t, row, 0)
+        _push_retry(state, t, row)
     assert state.cnt[T.K_RETRY_HEAD] + state.cnt[T.K_RETRY_LEN] > cap  # wraps around
     assert state.cnt[T.K_ERROR] == T.GROW_TIMERS and state.cnt[T.K_RETRY_NEED] == limit + 1
     state = timer_room.grow_timers(state)

@@ -70,7 +70,7 @@ steps = st.lists(
 def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan):
     state = fresh_state(tmp_path_factory.mktemp("timers"))
     fresh_sizes = state.heap_t.size + state.retry_t.size + state.node_ring_t.size
-    model: list[tuple[float, int, int, int]] = []
+    model: list[tuple[float, int, int, int, int]] = []
     now, seq, fired, grown = 0.0, 0, [], 0
     for op, kind, value, a in plan:
         if op == "wait":
@@ -78,18 +78,18 @@ def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan
         elif op == "push":
             if kind == T.T_POD_RETRY:
                 t = now + RETRY_S  # the engine sets every pod retry one podRetryInterval ahead
-                _push_retry(state, t, a, 7)
+                _push_retry(state, t, a)
             else:
                 t = now + value
                 _push(state, t, kind, a, 7)
-            heapq.heappush(model, (t, seq, kind, a))
+            heapq.heappush(model, (t, seq, kind, a, 0 if kind == T.T_POD_RETRY else 7))
             seq += 1
             if state.cnt[T.K_ERROR] == T.GROW_TIMERS:  # past a limit: grown before the next step
                 state = grow_timers(state)
                 grown += 1
         elif model:
-            t, _, kind, a_ = heapq.heappop(model)
-            fired.append(((t, kind, a_, 7), pop_next(state)))
+            t, _, kind, a_, b = heapq.heappop(model)
+            fired.append(((t, kind, a_, b), pop_next(state)))
             now = max(now, t)
     assert state.cnt[T.K_ERROR] == 0
     assert grown == 0 or state.heap_t.size + state.retry_t.size + state.node_ring_t.size > fresh_sizes

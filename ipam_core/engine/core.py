@@ -75,7 +75,6 @@ from ipam_core.engine.tables import (
     C_SCHEDULER,
     C_TIMEOUT,
     D_EVICTED,
-    D_GEN,
     D_ID,
     D_NEXT,
     D_NODE,
@@ -84,6 +83,7 @@ from ipam_core.engine.tables import (
     D_PIN,
     D_POOL,
     D_PREV,
+    D_RETRY_AT,
     D_SLOT,
     D_STATE,
     ERROR_CHUNKS_FULL,
@@ -126,6 +126,8 @@ from ipam_core.engine.tables import (
     K_RETRY_NEED,
     K_RING_LIMIT,
     K_RING_NEED,
+    K_ROW_FREE,
+    K_ROW_FRESH,
     K_ROW_TOP,
     K_RUNNING,
     K_SCHED_MIN,
@@ -295,9 +297,11 @@ def _push(st, t, kind, a, b):
 
 
 @kjit(inline=True)
-def _push_retry(st, t, row, gen):
+def _push_retry(st, t, row):
     # Pod retries all wait C_RETRY, so they come due in the order they are set: a ring
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
+    # A live pod has at most one armed; its row points at it (D_RETRY_AT), so that freeing
+    # the row voids it (_row_free) rather than each entry carrying the row's generation.
     n = st.cnt[K_RETRY_LEN]
     cap = st.retry_t.shape[0]
     if n >= st.cnt[K_RETRY_LIMIT]:
@@ -313,21 +317,22 @@ def _push_retry(st, t, row, gen):
     if t < st.next_timer[0]:
         st.next_timer[0] = t
     st.retry_t[i] = t
-    st.retry_i[i, 0] = row
-    st.retry_i[i, 1] = gen
-    st.retry_i[i, 2] = seq
+    st.retry_row[i] = row
+    st.retry_seq[i] = seq
+    st.pods[row, D_RETRY_AT] = i
     st.cnt[K_RETRY_LEN] = n + 1
 
 
 @kjit(inline=True)
 def _pop_retry(st):
+    # the pod's row, or -1 when the pod went while its retry was armed
     i = st.cnt[K_RETRY_HEAD]
-    row = st.retry_i[i, 0]
-    gen = st.retry_i[i, 1]
-    i += 1
-    st.cnt[K_RETRY_HEAD] = 0 if i == st.retry_t.shape[0] else i
+    row = np.int64(st.retry_row[i])
+    if row >= 0 and st.pods[row, D_RETRY_AT] == i:
+        st.pods[row, D_RETRY_AT] = -1
+    st.cnt[K_RETRY_HEAD] = 0 if i + 1 == st.retry_t.shape[0] else i + 1
     st.cnt[K_RETRY_LEN] -= 1
-    return row, gen
+    return row, np.int64(0)
 
 
 @kjit(inline=True)
@@ -971,7 +976,7 @@ def _try_start(st, pod, now):
             st.np_pending[node, pool, failed] += 1
             pods[pod, D_PENDING_FAMILY] = failed
     pod_changed(st, node, now)
-    _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+    _push_retry(st, now + st.cfg[C_RETRY], pod)
 
 
 @kjit(inline=True)  # _fail's only
@@ -1017,10 +1022,14 @@ def _row_alloc(st, pod_id):
     if top == 0:
         st.cnt[K_ERROR] = ERROR_ROWS_FULL
         return -1
-    top -= 1
-    st.cnt[K_ROW_TOP] = top
-    row = st.row_stack[top]
+    st.cnt[K_ROW_TOP] = top - 1
     pods = st.pods
+    row = st.cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
+    if row >= 0:
+        st.cnt[K_ROW_FREE] = pods[row, D_NEXT]
+    else:
+        row = st.cnt[K_ROW_FRESH]
+        st.cnt[K_ROW_FRESH] = row + 1
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     pods[row, D_PENDING_FAMILY] = -1
@@ -1030,7 +1039,6 @@ def _row_alloc(st, pod_id):
         pods[row, D_SLOT + family] = -1
         pods[row, D_POOL + family] = st.pod_pool[source, family]
     pods[row, D_ID] = pod_id
-    pods[row, D_GEN] += 1
     st.pod_row[pod_id] = row
     return row
 
@@ -1038,12 +1046,17 @@ def _row_alloc(st, pod_id):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _row_free(st, row):
     """Give a deleted or failed pod's row back; its pod id is gone for good."""
-    st.pod_row[st.pods[row, D_ID]] = POD_ROW_GONE
-    st.pods[row, D_STATE] = POD_NONE
-    st.pods[row, D_NODE] = -1
-    top = st.cnt[K_ROW_TOP]
-    st.row_stack[top] = row
-    st.cnt[K_ROW_TOP] = top + 1
+    pods = st.pods
+    st.pod_row[pods[row, D_ID]] = POD_ROW_GONE
+    pods[row, D_STATE] = POD_NONE
+    pods[row, D_NODE] = -1
+    armed = pods[row, D_RETRY_AT]
+    if armed >= 0:  # its retry outlives it: void it, the row may hold another pod when it fires
+        st.retry_row[armed] = -1
+        pods[row, D_RETRY_AT] = -1
+    pods[row, D_NEXT] = st.cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
+    st.cnt[K_ROW_FREE] = row
+    st.cnt[K_ROW_TOP] += 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
@@ -1066,7 +1079,7 @@ def _pod_add(st, pod, pinned, now):
         st.pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
         st.cnt[K_PENDING] += 1
-        _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+        _push_retry(st, now + st.cfg[C_RETRY], pod)
         return
     _bind(st, pod, node)
     _try_start(st, pod, now)
@@ -1081,7 +1094,7 @@ def _pod_retry(st, pod, now):
     if node < 0:
         node = _placement(st, pod)
         if node < 0:
-            _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+            _push_retry(st, now + st.cfg[C_RETRY], pod)
             return
         st.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
@@ -1458,7 +1471,7 @@ def _fast_forward_refresh(st, t_limit):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _timer(st, kind, a, b, now):
     if kind == T_POD_RETRY:
-        if st.pods[a, D_GEN] == b:  # else the row was freed and holds another pod now
+        if a >= 0:  # else its pod went (_row_free)
             _pod_retry(st, a, now)
         return
     node = a
@@ -1542,9 +1555,9 @@ def _next_timer(st):
     if st.cnt[K_RETRY_LEN] > 0:
         head = st.cnt[K_RETRY_HEAD]
         t_ring = st.retry_t[head]
-        if t_ring < t_timer or (t_ring == t_timer and st.retry_i[head, 2] < seq):
+        if t_ring < t_timer or (t_ring == t_timer and st.retry_seq[head] < seq):
             t_timer = t_ring
-            seq = st.retry_i[head, 2]
+            seq = st.retry_seq[head]
             source = T_POD_RETRY
     for kind in range(st.node_ring_t.shape[0]):
         if st.node_ring_pos[kind, 1] > 0:

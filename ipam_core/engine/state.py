@@ -13,7 +13,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.hooks import state_class
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
-from ipam_core.engine.timer_room import set_limits, start_capacity
+from ipam_core.engine.timer_room import TIMER_ROOM, set_limits, start_capacity
 from ipam_core.errors import ConfigError
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
@@ -36,7 +36,6 @@ STATE_FIELDS = (
     "pod_failed_at",  # float64 [rows, or 1 outside multi-pool]: its last failed allocation (pending expiry)
     "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
     "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
-    "row_stack",  # int32 [rows]: free pod rows
     "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
     "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
@@ -44,7 +43,8 @@ STATE_FIELDS = (
     "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
     "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); timer tables grow
     # while the run goes on (engine/timer_room.py)
-    "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
+    "retry_row",  # int32 [ring]: the pod's row (-1: the pod went; its row's D_RETRY_AT points here while armed)
+    "retry_seq",  # int64 [ring]: timer sequence number
     "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
     "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
     "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
@@ -125,7 +125,8 @@ def _fresh_row(width: int, unset: list[int]) -> np.ndarray:
 
 # what a node or pod row holds before the engine touches it: no head, bucket, node, slot, link, pin
 _NODE_ROW = _fresh_row(T.N_NCOL, [T.N_HEAD, T.N_BUCKET])
-_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN])
+_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN,
+                                  T.D_RETRY_AT])
 
 
 _SetTables = namedtuple(
@@ -216,7 +217,8 @@ def _line_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_adds: int, slot_max: int) -> None:
+def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_adds: int, slot_max: int,
+                    retry_entries: int = 0) -> None:
     """Refuse a run whose ids or counts would not fit the int32 ``pods`` and ``nodes`` tables.
 
     Parameters
@@ -225,18 +227,19 @@ def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_a
         Node ids, pod ids, pod rows, node-CIDR slots and node-add events of the run.
     slot_max : int
         Most usable addresses of one node CIDR (``pods[:, D_OFF]`` holds offsets below it).
+    retry_entries : int
+        Most entries of the pod-retry ring (``pods[:, D_RETRY_AT]`` holds one of them).
 
     Raises
     ------
     ConfigError
         One line naming the figure that exceeds 2**31 - 1. Checked once when the tables
-        are built, so no event pays for it: a pod row's generation counts the pods the row
-        held (at most the pod ids), a node's the node adds, every other column is an id,
-        an offset or a count of pods, nodes or slots.
+        are built, so no event pays for it: a node's generation counts the node adds,
+        every other column is an id, an offset or a count of pods, nodes or slots.
     """
     for name, value in (("nodes", n_nodes), ("pod ids", n_pods), ("pods alive at once", rows),
                         ("node CIDR slots", n_slots), ("node-add events", n_node_adds),
-                        ("addresses per node CIDR", slot_max)):
+                        ("addresses per node CIDR", slot_max), ("pod-retry ring entries", retry_entries)):
         if value > INT32_MAX:
             raise ConfigError(f"{name}: {value:,} do not fit the engine's int32 tables; "
                               f"expected at most {INT32_MAX:,}")
@@ -349,7 +352,8 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     set_words, set_summary = tables.set_words.copy(), tables.set_summary.copy()
     n_slots = max(chunk_off, 1)
     rows = max(1, n_pods if max_live is None else max_live)
-    check_int32_fit(n_nodes, n_pods, rows, n_slots, n_node_adds, int(sets[:, T.S_SLOT_MAX].max(initial=0)))
+    check_int32_fit(n_nodes, n_pods, rows, n_slots, n_node_adds, int(sets[:, T.S_SLOT_MAX].max(initial=0)),
+                    rows + stale_timers + TIMER_ROOM)
     slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = _line_aligned((max(n_nodes, 1), T.N_NCOL), ROW_DTYPE)
@@ -391,6 +395,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows
+    cnt[T.K_ROW_FREE] = -1  # no row freed yet: rows are handed out from 0 up (K_ROW_FRESH)
     cnt[T.K_RNG] = seed_state(config.seed)
     cnt[T.K_SCHED_MIN] = keys
     pool_carvable = tables.pool_carvable.copy()
@@ -415,14 +420,14 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         pod_failed_at=np.zeros(rows if layout.policy == T.POLICY_MULTI_POOL else 1, dtype=np.float64),
         pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
         pod_pool=pod_pool,
-        row_stack=np.arange(rows - 1, -1, -1, dtype=np.int32),
         np_inuse=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_pending=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         pool_free=np.zeros((n_pools, 2), dtype=np.int64),
         pool_carvable=pool_carvable,
         retry_t=np.zeros(ring_cap, dtype=np.float64),
-        retry_i=np.zeros((ring_cap, 3), dtype=np.int64),
+        retry_row=np.zeros(ring_cap, dtype=np.int32),
+        retry_seq=np.zeros(ring_cap, dtype=np.int64),
         node_ring_t=np.zeros((3, node_ring_cap), dtype=np.float64),
         node_ring_i=np.zeros((3, node_ring_cap, 3), dtype=np.int64),
         node_ring_pos=np.zeros((3, 2), dtype=np.int64),

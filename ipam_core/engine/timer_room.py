@@ -1,7 +1,7 @@
 """Timer tables that start small and grow while a run goes on.
 
 The engine keeps its timers in three tables (engine/state.py): the pod-retry ring (``retry_t``,
-``retry_i``), the node-timer rings (``node_ring_t``, ``node_ring_i``, one ring per kind) and the heap
+``retry_row``, ``retry_seq``), the node-timer rings (``node_ring_t``, ``node_ring_i``, one ring per kind) and the heap
 (``heap_t``, ``heap_i``). Sized for the worst case they were 42 % of the state at 100,000 nodes (a retry
 for every live pod, 16 heap entries per node: results/bench-scale-100k.md) while a run used a few per
 node. They now start at :data:`START_PER_NODE` entries per node and grow:
@@ -81,14 +81,15 @@ def _capacity(cap: int, need: int) -> int:
     return cap
 
 
-def _unrolled(t: np.ndarray, i: np.ndarray, head: int, count: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """A ring's ``count`` entries from ``head`` on (wrapping around), first at 0, in tables of ``cap`` entries."""
-    order = (head + np.arange(count)) % t.shape[0]
-    new_t = np.zeros(cap, dtype=t.dtype)
-    new_i = np.zeros((cap,) + i.shape[1:], dtype=i.dtype)
-    new_t[:count] = t[order]
-    new_i[:count] = i[order]
-    return new_t, new_i
+def _unrolled(columns: tuple[np.ndarray, ...], head: int, count: int, cap: int) -> list[np.ndarray]:
+    """A ring's ``count`` entries from ``head`` on (wrapping around), first at 0, in columns of ``cap`` entries."""
+    order = (head + np.arange(count)) % columns[0].shape[0]
+    grown = []
+    for column in columns:
+        new = np.zeros((cap,) + column.shape[1:], dtype=column.dtype)
+        new[:count] = column[order]
+        grown.append(new)
+    return grown
 
 
 def grow_timers(state):
@@ -112,12 +113,16 @@ def grow_timers(state):
     if need > cnt[T.K_RETRY_LIMIT]:
         n, head = int(cnt[T.K_RETRY_LEN]), int(cnt[T.K_RETRY_HEAD])
         cap = min(_capacity(state.retry_t.shape[0], need), int(cnt[T.K_RETRY_BOUND]) + TIMER_ROOM)
-        grown["retry_t"], grown["retry_i"] = _unrolled(state.retry_t, state.retry_i, head, n, cap)
+        grown["retry_t"], grown["retry_row"], grown["retry_seq"] = _unrolled(
+            (state.retry_t, state.retry_row, state.retry_seq), head, n, cap)
         cnt[T.K_RETRY_HEAD] = 0
+        rows = grown["retry_row"][:n]
+        armed = np.flatnonzero(rows >= 0)  # each live pod's row points at its retry's new entry
+        state.pods[rows[armed], T.D_RETRY_AT] = armed
     need = int(cnt[T.K_RING_NEED])
     if need > cnt[T.K_RING_LIMIT]:
         cap = _capacity(state.node_ring_t.shape[1], need)
-        rings = [_unrolled(state.node_ring_t[k], state.node_ring_i[k], int(state.node_ring_pos[k, 0]),
+        rings = [_unrolled((state.node_ring_t[k], state.node_ring_i[k]), int(state.node_ring_pos[k, 0]),
                            int(state.node_ring_pos[k, 1]), cap) for k in range(state.node_ring_t.shape[0])]
         grown["node_ring_t"] = np.stack([t for t, _ in rings])
         grown["node_ring_i"] = np.stack([i for _, i in rings])
