@@ -83,11 +83,12 @@ def _capacity(cap: int, need: int) -> int:
 
 def _unrolled(columns: tuple[np.ndarray, ...], head: int, count: int, cap: int) -> list[np.ndarray]:
     """A ring's ``count`` entries from ``head`` on (wrapping around), first at 0, in columns of ``cap`` entries."""
-    order = (head + np.arange(count)) % columns[0].shape[0]
+    first = min(count, columns[0].shape[0] - head)  # entries before the ring wraps around
     grown = []
     for column in columns:
         new = np.zeros((cap,) + column.shape[1:], dtype=column.dtype)
-        new[:count] = column[order]
+        new[:first] = column[head : head + first]
+        new[first:count] = column[: count - first]
         grown.append(new)
     return grown
 
