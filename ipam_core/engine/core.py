@@ -122,8 +122,6 @@ from ipam_core.engine.tables import (
     K_READY,
     K_RETRY_HEAD,
     K_RETRY_LEN,
-    K_RETRY_LIMIT,
-    K_RETRY_NEED,
     K_RING_LIMIT,
     K_RING_NEED,
     K_ROW_FREE,
@@ -216,10 +214,11 @@ def _fc(family, field):
 
 
 # --------------------------------------------------------------------------- timers
-# The timer tables start small and grow (engine/timer_room.py). Each has a limit below its capacity
-# (cnt K_*_LIMIT): a push past it still fits, and asks for room (K_ERROR = GROW_TIMERS), which stops the
-# loop before its next step; Python grows the table and calls again. The room above the limit covers one
-# step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room first.
+# The heap and the node-timer rings start small and grow (engine/timer_room.py). Each has a limit below
+# its capacity (cnt K_*_LIMIT): a push past it still fits, and asks for room (K_ERROR = GROW_TIMERS), which
+# stops the loop before its next step; Python grows the table and calls again. The room above the limit
+# covers one step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room
+# first. The pod-retry ring is sized at its bound from the start (engine/state.py): it never asks.
 @kjit(inline=True)
 def _ask_room(st, need_col, fill):
     """Stop the loop after this step, to grow a timer table to hold ``fill`` timers (``need_col``: its K_*_NEED)."""
@@ -230,17 +229,12 @@ def _ask_room(st, need_col, fill):
 
 
 @kjit(inline=True)
-def _room_for(st, heap, retry):
-    """Whether ``heap`` more heap timers and ``retry`` more pod retries stay within the limits; else ask for it."""
-    ok = True
+def _heap_room_for(st, heap):
+    """Whether ``heap`` more heap timers stay within the heap's limit; else ask for the room."""
     if st.cnt[K_HEAP] + heap > st.cnt[K_HEAP_LIMIT]:
         _ask_room(st, K_HEAP_NEED, st.cnt[K_HEAP] + heap)
-        ok = False
-    # (a retry ring with room for every retry the workload can arm has no limit below its capacity)
-    if st.cnt[K_RETRY_LEN] + retry > st.cnt[K_RETRY_LIMIT] and st.cnt[K_RETRY_LIMIT] < st.retry_t.shape[0]:
-        _ask_room(st, K_RETRY_NEED, st.cnt[K_RETRY_LEN] + retry)
-        ok = False
-    return ok
+        return False
+    return True
 
 
 @kjit
@@ -302,13 +296,13 @@ def _push_retry(st, t, row):
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
     # A live pod has at most one armed; its row points at it (D_RETRY_AT), so that freeing
     # the row voids it (_row_free) rather than each entry carrying the row's generation.
+    # The ring holds its bound (a retry per live pod and per retry outliving its pod): it
+    # never grows, so pushing costs no limit test (a full ring would be a bug in the bound).
     n = st.cnt[K_RETRY_LEN]
     cap = st.retry_t.shape[0]
-    if n >= st.cnt[K_RETRY_LIMIT]:
-        if n >= cap:
-            st.cnt[K_ERROR] = ERROR_HEAP_FULL
-            return
-        _ask_room(st, K_RETRY_NEED, n + 1)
+    if n >= cap:
+        st.cnt[K_ERROR] = ERROR_HEAP_FULL
+        return
     i = st.cnt[K_RETRY_HEAD] + n
     if i >= cap:
         i -= cap
@@ -1387,7 +1381,7 @@ def _fast_forward_refresh(st, t_limit):
     delay = st.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
-    if multi_pool and not _room_for(st, st.node_ring_pos[kind, 1], 0):
+    if multi_pool and not _heap_room_for(st, st.node_ring_pos[kind, 1]):
         return True  # an operator timer per ring entry may land in the heap: the loop stops for room first
     cap = st.node_ring_t.shape[1]
     head = st.node_ring_pos[kind, 0]
@@ -1531,16 +1525,17 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
                     prefetch_word(st.ip_words, words + (st.pods[row, D_OFF] >> 6))
 
 
-#: Most timers a drained node's evicted pod sets, besides its own retry: its new node's operator request
-#: and agent sync, one more for a multi-pool or cloud pass it triggers, each possibly in the heap.
+#: Most timers a drained node's evicted pod sets, besides its own retry (the retry ring holds it): its new
+#: node's operator request and agent sync, one more for a multi-pool or cloud pass it triggers, each
+#: possibly in the heap.
 DRAIN_TIMERS_PER_POD = 4
 
 
 @kjit
 def _drain_room(st, node):
-    """Whether the timer tables have room for draining ``node`` (every pod on it evicted); else ask for it."""
+    """Whether the heap has room for draining ``node`` (every pod on it evicted); else ask for it."""
     pods = np.int64(st.nodes[node, N_PODS]) if st.nodes[node, N_PRESENT] == 1 else np.int64(0)
-    return _room_for(st, DRAIN_TIMERS_PER_POD * pods, pods)
+    return _heap_room_for(st, DRAIN_TIMERS_PER_POD * pods)
 
 
 @kjit(inline=True)

@@ -320,19 +320,17 @@ K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed fo
 K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now
 
 # timer tables that grow (engine/timer_room.py): per table, the fill past which the loop asks for room, and
-# the fill it asked room for; the ring columns cover the three node-timer rings together
+# the fill it asked room for; the ring columns cover the three node-timer rings together (the pod-retry
+# ring does not grow: it is sized at its bound, engine/state.py)
 K_TIMER_BASE = K_LC_BASE + 3
 K_HEAP_LIMIT = K_TIMER_BASE + 0
-K_RETRY_LIMIT = K_TIMER_BASE + 1
-K_RING_LIMIT = K_TIMER_BASE + 2
-K_HEAP_NEED = K_TIMER_BASE + 3
-K_RETRY_NEED = K_TIMER_BASE + 4
-K_RING_NEED = K_TIMER_BASE + 5
-K_RETRY_BOUND = K_TIMER_BASE + 6  # most pod retries armed at once (a live pod's, and those outliving their pod)
+K_RING_LIMIT = K_TIMER_BASE + 1
+K_HEAP_NEED = K_TIMER_BASE + 2
+K_RING_NEED = K_TIMER_BASE + 3
 # free pod rows: a last-in first-out list linked through the free rows' D_NEXT, then the rows never used
-K_ROW_FREE = K_TIMER_BASE + 7  # the last row freed (-1 = none)
-K_ROW_FRESH = K_TIMER_BASE + 8  # the first row never used
-K_NCOL = K_TIMER_BASE + 9
+K_ROW_FREE = K_TIMER_BASE + 4  # the last row freed (-1 = none)
+K_ROW_FRESH = K_TIMER_BASE + 5  # the first row never used
+K_NCOL = K_TIMER_BASE + 6
 
 # cfg[C_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
 RELEASED_CIDRS_FREED = 0  # ... is freed by the operator (multi-pool: it leaves spec.ipam.pools.allocated)

@@ -4,7 +4,7 @@ The engine keeps its timers in three tables (engine/state.py): the pod-retry rin
 ``retry_row``, ``retry_seq``), the node-timer rings (``node_ring_t``, ``node_ring_i``, one ring per kind) and the heap
 (``heap_t``, ``heap_i``). Sized for the worst case they were 42 % of the state at 100,000 nodes (a retry
 for every live pod, 16 heap entries per node: results/bench-scale-100k.md) while a run used a few per
-node. They now start at :data:`START_PER_NODE` entries per node and grow:
+node. The heap and the node rings now start at :data:`START_PER_NODE` entries per node and grow:
 
 * each table has a limit :data:`TIMER_ROOM` entries below its capacity (``cnt[K_*_LIMIT]``). A push
   past the limit still fits, and asks for room (``cnt[K_ERROR] = GROW_TIMERS``, the fill wanted in
@@ -15,12 +15,18 @@ node. They now start at :data:`START_PER_NODE` entries per node and grow:
   timers, events and samples are those of a run whose tables were large enough from the start.
 
 Why a push never finds a full table: one step (an event, or a timer firing) sets at most a few timers
-(the pod's retry, its node's operator request, agent sync and periodic pass, the cluster-wide pass of
-calico's controllers), well inside :data:`TIMER_ROOM`. The two steps that set timers for many pods or
-nodes ask for their room before they start: a drain (``DRAIN_TIMERS_PER_POD`` heap entries and a retry
-per pod on the node) and the multi-pool fast-forward of quiet nodes' passes (an operator timer per
-periodic-ring entry), engine/core.py ``_drain_room`` and ``_fast_forward_refresh``. A node ring never
-fails: when full, its timers go to the heap, which fires them in the same (time, sequence) order.
+(its node's operator request, agent sync and periodic pass, the cluster-wide pass of calico's
+controllers), well inside :data:`TIMER_ROOM`. The two steps that set timers for many pods or nodes ask
+for their room before they start: a drain (``DRAIN_TIMERS_PER_POD`` heap entries per pod on the node)
+and the multi-pool fast-forward of quiet nodes' passes (an operator timer per periodic-ring entry),
+engine/core.py ``_drain_room`` and ``_fast_forward_refresh``. A node ring never fails: when full, its
+timers go to the heap, which fires them in the same (time, sequence) order.
+
+The pod-retry ring does not grow: it is sized at its bound when the state is built (a retry per pod
+alive at once and per retry outliving its pod, engine/state.py ``workload_bounds``; 20 bytes an entry).
+A run whose pods wait fills it to nearly that bound (at 100,000 nodes every pod of the fill waits for
+its node's CIDR), and growing it there meant copying 3 million entries in doublings and faulting in
+fresh pages inside the loop: the whole 100,000-node run was 18-23 % slower (results/bench-scale-100k.md).
 """
 
 from __future__ import annotations
@@ -35,42 +41,30 @@ TIMER_ROOM = 64
 START_PER_NODE = 1
 
 
-def start_capacity(n_nodes: int, bound: int | None = None) -> int:
-    """Entries a timer table starts with: :data:`START_PER_NODE` per node, at most ``bound``, plus the room.
+def start_capacity(n_nodes: int) -> int:
+    """Entries the heap and each node ring start with: :data:`START_PER_NODE` per node, plus the room.
 
     Parameters
     ----------
     n_nodes : int
         Node ids of the run.
-    bound : int, optional
-        The most timers the table can hold at once, when that is known (the pod-retry ring: one per
-        live pod and per retry outliving its pod, engine/state.py ``workload_bounds``).
 
     Returns
     -------
     int
     """
-    start = START_PER_NODE * max(n_nodes, 1)
-    return (start if bound is None else min(start, max(bound, 0))) + TIMER_ROOM
+    return START_PER_NODE * max(n_nodes, 1) + TIMER_ROOM
 
 
-def set_limits(state, retry_bound: int | None = None) -> None:
-    """Write each timer table's limit (its capacity less :data:`TIMER_ROOM`) into ``state.cnt``.
+def set_limits(state) -> None:
+    """Write the heap's and the node rings' limit (capacity less :data:`TIMER_ROOM`) into ``state.cnt``.
 
     Parameters
     ----------
     state : State
-    retry_bound : int, optional
-        The most pod retries armed at once (kept in ``cnt[K_RETRY_BOUND]``): a retry ring with room
-        for them has no limit below its capacity and never grows past them.
     """
-    cnt = state.cnt
-    if retry_bound is not None:
-        cnt[T.K_RETRY_BOUND] = retry_bound
-    cnt[T.K_HEAP_LIMIT] = state.heap_t.shape[0] - TIMER_ROOM
-    cap = state.retry_t.shape[0]
-    cnt[T.K_RETRY_LIMIT] = cap if cap >= cnt[T.K_RETRY_BOUND] + TIMER_ROOM else cap - TIMER_ROOM
-    cnt[T.K_RING_LIMIT] = state.node_ring_t.shape[1] - TIMER_ROOM
+    state.cnt[T.K_HEAP_LIMIT] = state.heap_t.shape[0] - TIMER_ROOM
+    state.cnt[T.K_RING_LIMIT] = state.node_ring_t.shape[1] - TIMER_ROOM
 
 
 def _capacity(cap: int, need: int) -> int:
@@ -110,16 +104,6 @@ def grow_timers(state):
     """
     cnt = state.cnt
     grown = {}
-    need = int(cnt[T.K_RETRY_NEED])
-    if need > cnt[T.K_RETRY_LIMIT]:
-        n, head = int(cnt[T.K_RETRY_LEN]), int(cnt[T.K_RETRY_HEAD])
-        cap = min(_capacity(state.retry_t.shape[0], need), int(cnt[T.K_RETRY_BOUND]) + TIMER_ROOM)
-        grown["retry_t"], grown["retry_row"], grown["retry_seq"] = _unrolled(
-            (state.retry_t, state.retry_row, state.retry_seq), head, n, cap)
-        cnt[T.K_RETRY_HEAD] = 0
-        rows = grown["retry_row"][:n]
-        armed = np.flatnonzero(rows >= 0)  # each live pod's row points at its retry's new entry
-        state.pods[rows[armed], T.D_RETRY_AT] = armed
     need = int(cnt[T.K_RING_NEED])
     if need > cnt[T.K_RING_LIMIT]:
         cap = _capacity(state.node_ring_t.shape[1], need)
@@ -137,7 +121,7 @@ def grow_timers(state):
         grown["heap_i"][:n] = state.heap_i[:n]
     if not grown:
         raise ValueError(f"the loop asked for timer room it has: cnt K_ERROR={int(cnt[T.K_ERROR])}")
-    cnt[T.K_HEAP_NEED] = cnt[T.K_RETRY_NEED] = cnt[T.K_RING_NEED] = 0
+    cnt[T.K_HEAP_NEED] = cnt[T.K_RING_NEED] = 0
     cnt[T.K_ERROR] = 0
     state = state._replace(**grown)
     set_limits(state)
