@@ -12,7 +12,6 @@ never overflows a table with a small room.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

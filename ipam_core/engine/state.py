@@ -41,8 +41,8 @@ STATE_FIELDS = (
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
     "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
     "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
-    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); timer tables grow
-    # while the run goes on (engine/timer_room.py)
+    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); sized at its bound
+    # (the heap and node rings below start small and grow while the run goes on: engine/timer_room.py)
     "retry_row",  # int32 [ring]: the pod's row (-1: the pod went; its row's D_RETRY_AT points here while armed)
     "retry_seq",  # int64 [ring]: timer sequence number
     "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
