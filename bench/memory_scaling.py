@@ -2,16 +2,18 @@
 
 Command (writes ``results/memory-scaling.csv`` and ``results/memory-scaling.md``)::
 
-    /tmp/venv/bin/python bench/memory_scaling.py --out-dir results
+    /work/main/.venv/bin/python bench/memory_scaling.py --out-dir results
 
 For each mode, node count, pods per node, churn length and node-CIDR mask of
-a small grid it builds the engine state of a ``steady-churn`` workload
-(``ipam_core.pipeline.run.Simulation``; nothing is run: the tables are sized
-up front) and records ``sum(a.nbytes for a in state)`` split by what each
-array grows with:
+a small grid it runs the engine on a ``steady-churn`` workload
+(``ipam_core.pipeline.run.Simulation``, advanced past the last event: the
+timer heap and the node-timer rings start small and grow while the run goes
+on, engine/timer_room.py; every other table is sized up front) and records
+``sum(a.nbytes for a in state)`` at the end, split by what each array grows
+with:
 
-* ``pod_bytes``: the pods table, ``pod_since`` and the timer heap, sized by
-  the workload's pod ids (every pod ever created, not the live ones);
+* ``pod_bytes``: the pods table, ``pod_since``, the pod-retry ring (sized at a
+  retry per live pod) and the timer heap;
 * ``node_bytes``: node rows, each node's CIDR list, per node x pool x family
   demand counters, the scheduler's count tree and buckets, the rings of node timers;
 * ``bitmap_bytes``: node-CIDR bitmaps of every pool CIDR (one bit per node
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -49,7 +52,7 @@ NODE_MASKS = (24, 22)
 CHURN_PER_S = 20.0
 
 GROUPS = {
-    "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "row_stack", "retry_t", "retry_i", "heap_t", "heap_i"),
+    "pod_bytes": ("pods", "pod_since", "pod_failed_at", "pod_row", "pod_pool", "retry_t", "retry_row", "retry_seq", "heap_t", "heap_i"),
     "node_bytes": ("nodes", "node_slots", "np_inuse", "np_pending", "np_requested", "tree_cnt",
                    "bucket_words", "bucket_summary", "bucket_count", "node_ring_t", "node_ring_i", "node_ring_pos",
                    "quiet"),
@@ -80,7 +83,9 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
     sc = scenario_for_mode(scenario(nodes, pods_per_node, churn_s, node_mask), mode)
     w = generate(sc.workload, nodes=nodes, max_pods=110, namespaces=["default"], duration_s=sc.duration_s,
                  seed=sc.seed)
-    st = Simulation(sc, w, mode).state
+    sim = Simulation(sc, w, mode)
+    sim.advance(math.nextafter(float(w.time[-1]), math.inf))  # the timer tables at the size the run grew them to
+    st = sim.state
     arrays = dict(zip(st._fields, st))
     row = {
         "mode": mode,
@@ -128,8 +133,9 @@ def markdown(rows: list[dict], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        "State bytes = `state_nbytes(sim.state)` (engine/state.py) after `Simulation(...)` (tables are sized before",
-        "the run). Workload: `steady-churn` to `pods_per_node` x nodes live pods, then `churn_s` seconds of",
+        "State bytes = `state_nbytes(sim.state)` (engine/state.py) after `Simulation(...).advance` past the last",
+        "event (the timer heap and node-timer rings grow while the run goes on, engine/timer_room.py; every other",
+        "table is sized before it). Workload: `steady-churn` to `pods_per_node` x nodes live pods, then `churn_s` seconds of",
         f"churn at {CHURN_PER_S:g} replacements/s, each a new pod id. Pools: 10.0.0.0/8 cut into /`node_mask`.",
         "Columns in MiB except counts.",
         "",

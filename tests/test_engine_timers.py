@@ -3,7 +3,10 @@
 Node timers of one kind that come due in the order they are set go to that
 kind's ring, the others to the heap (and so do pod retries to their own
 ring); whichever holds them, timers must fire in exactly ``(time, order
-set)`` order, as one heap would fire them.
+set)`` order, as one heap would fire them. The tables start at a few
+entries and grow whenever a push asks for room (engine/timer_room.py), as
+``Simulation`` grows them between two steps of the loop: order holds across
+every growth, a ring's wrap-around included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ipam_core.engine.core import (
     _push,
     _push_retry,
 )
+from ipam_core.engine.timer_room import grow_timers
 from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import scenario_for_mode
 
@@ -65,25 +69,30 @@ steps = st.lists(
 @given(steps)
 def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan):
     state = fresh_state(tmp_path_factory.mktemp("timers"))
-    model: list[tuple[float, int, int, int]] = []
-    now, seq, fired = 0.0, 0, []
+    fresh_sizes = state.heap_t.size + state.retry_t.size + state.node_ring_t.size
+    model: list[tuple[float, int, int, int, int]] = []
+    now, seq, fired, grown = 0.0, 0, [], 0
     for op, kind, value, a in plan:
         if op == "wait":
             now += value
         elif op == "push":
             if kind == T.T_POD_RETRY:
                 t = now + RETRY_S  # the engine sets every pod retry one podRetryInterval ahead
-                _push_retry(state, t, a, 7)
+                _push_retry(state, t, a)
             else:
                 t = now + value
                 _push(state, t, kind, a, 7)
-            heapq.heappush(model, (t, seq, kind, a))
+            heapq.heappush(model, (t, seq, kind, a, 0 if kind == T.T_POD_RETRY else 7))
             seq += 1
+            if state.cnt[T.K_ERROR] == T.GROW_TIMERS:  # past a limit: grown before the next step
+                state = grow_timers(state)
+                grown += 1
         elif model:
-            t, _, kind, a_ = heapq.heappop(model)
-            fired.append(((t, kind, a_, 7), pop_next(state)))
+            t, _, kind, a_, b = heapq.heappop(model)
+            fired.append(((t, kind, a_, b), pop_next(state)))
             now = max(now, t)
     assert state.cnt[T.K_ERROR] == 0
+    assert grown == 0 or state.heap_t.size + state.retry_t.size + state.node_ring_t.size > fresh_sizes
     for expected, got in fired:
         assert got == expected
     assert _next_timer(state)[1] == (model[0][0] if model else np.inf)

@@ -75,7 +75,6 @@ from ipam_core.engine.tables import (
     C_SCHEDULER,
     C_TIMEOUT,
     D_EVICTED,
-    D_GEN,
     D_ID,
     D_NEXT,
     D_NODE,
@@ -84,12 +83,14 @@ from ipam_core.engine.tables import (
     D_PIN,
     D_POOL,
     D_PREV,
+    D_RETRY_AT,
     D_SLOT,
     D_STATE,
     ERROR_CHUNKS_FULL,
     ERROR_HEAP_FULL,
     ERROR_ROWS_FULL,
     ERROR_SLOTS_FULL,
+    GROW_TIMERS,
     F_CARVABLE,
     F_CARVED,
     F_CARVES,
@@ -114,11 +115,17 @@ from ipam_core.engine.tables import (
     K_FAILED_FREE,
     K_FAMILY_BASE,
     K_HEAP,
+    K_HEAP_LIMIT,
+    K_HEAP_NEED,
     K_NODES,
     K_PENDING,
     K_READY,
     K_RETRY_HEAD,
     K_RETRY_LEN,
+    K_RING_LIMIT,
+    K_RING_NEED,
+    K_ROW_FREE,
+    K_ROW_FRESH,
     K_ROW_TOP,
     K_RUNNING,
     K_SCHED_MIN,
@@ -207,6 +214,29 @@ def _fc(family, field):
 
 
 # --------------------------------------------------------------------------- timers
+# The heap and the node-timer rings start small and grow (engine/timer_room.py). Each has a limit below
+# its capacity (cnt K_*_LIMIT): a push past it still fits, and asks for room (K_ERROR = GROW_TIMERS), which
+# stops the loop before its next step; Python grows the table and calls again. The room above the limit
+# covers one step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room
+# first. The pod-retry ring is sized at its bound from the start (engine/state.py): it never asks.
+@kjit(inline=True)
+def _ask_room(st, need_col, fill):
+    """Stop the loop after this step, to grow a timer table to hold ``fill`` timers (``need_col``: its K_*_NEED)."""
+    if st.cnt[need_col] < fill:
+        st.cnt[need_col] = fill
+    if st.cnt[K_ERROR] == 0:
+        st.cnt[K_ERROR] = GROW_TIMERS
+
+
+@kjit(inline=True)
+def _heap_room_for(st, heap):
+    """Whether ``heap`` more heap timers stay within the heap's limit; else ask for the room."""
+    if st.cnt[K_HEAP] + heap > st.cnt[K_HEAP_LIMIT]:
+        _ask_room(st, K_HEAP_NEED, st.cnt[K_HEAP] + heap)
+        return False
+    return True
+
+
 @kjit
 def _push(st, t, kind, a, b):
     # A node timer due no earlier than the last one of its kind goes to the end of that kind's
@@ -231,13 +261,17 @@ def _push(st, t, kind, a, b):
                 st.node_ring_i[kind, i, 1] = b
                 st.node_ring_i[kind, i, 2] = seq
                 st.node_ring_pos[kind, 1] = n + 1
+                if n >= st.cnt[K_RING_LIMIT]:
+                    _ask_room(st, K_RING_NEED, n + 1)
                 return
     heap_t = st.heap_t
     heap_i = st.heap_i
     n = st.cnt[K_HEAP]
-    if n >= heap_t.shape[0]:
-        st.cnt[K_ERROR] = ERROR_HEAP_FULL
-        return
+    if n >= st.cnt[K_HEAP_LIMIT]:
+        if n >= heap_t.shape[0]:
+            st.cnt[K_ERROR] = ERROR_HEAP_FULL
+            return
+        _ask_room(st, K_HEAP_NEED, n + 1)
     st.cnt[K_SEQ] = seq + 1
     st.cnt[K_HEAP] = n + 1
     i = n
@@ -257,9 +291,13 @@ def _push(st, t, kind, a, b):
 
 
 @kjit(inline=True)
-def _push_retry(st, t, row, gen):
+def _push_retry(st, t, row):
     # Pod retries all wait C_RETRY, so they come due in the order they are set: a ring
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
+    # A live pod has at most one armed; its row points at it (D_RETRY_AT), so that freeing
+    # the row voids it (_row_free) rather than each entry carrying the row's generation.
+    # The ring holds its bound (a retry per live pod and per retry outliving its pod): it
+    # never grows, so pushing costs no limit test (a full ring would be a bug in the bound).
     n = st.cnt[K_RETRY_LEN]
     cap = st.retry_t.shape[0]
     if n >= cap:
@@ -273,21 +311,22 @@ def _push_retry(st, t, row, gen):
     if t < st.next_timer[0]:
         st.next_timer[0] = t
     st.retry_t[i] = t
-    st.retry_i[i, 0] = row
-    st.retry_i[i, 1] = gen
-    st.retry_i[i, 2] = seq
+    st.retry_row[i] = row
+    st.retry_seq[i] = seq
+    st.pods[row, D_RETRY_AT] = i
     st.cnt[K_RETRY_LEN] = n + 1
 
 
 @kjit(inline=True)
 def _pop_retry(st):
+    # the pod's row, or -1 when the pod went while its retry was armed
     i = st.cnt[K_RETRY_HEAD]
-    row = st.retry_i[i, 0]
-    gen = st.retry_i[i, 1]
-    i += 1
-    st.cnt[K_RETRY_HEAD] = 0 if i == st.retry_t.shape[0] else i
+    row = np.int64(st.retry_row[i])
+    if row >= 0 and st.pods[row, D_RETRY_AT] == i:
+        st.pods[row, D_RETRY_AT] = -1
+    st.cnt[K_RETRY_HEAD] = 0 if i + 1 == st.retry_t.shape[0] else i + 1
     st.cnt[K_RETRY_LEN] -= 1
-    return row, gen
+    return row, np.int64(0)
 
 
 @kjit(inline=True)
@@ -931,7 +970,7 @@ def _try_start(st, pod, now):
             st.np_pending[node, pool, failed] += 1
             pods[pod, D_PENDING_FAMILY] = failed
     pod_changed(st, node, now)
-    _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+    _push_retry(st, now + st.cfg[C_RETRY], pod)
 
 
 @kjit(inline=True)  # _fail's only
@@ -977,10 +1016,14 @@ def _row_alloc(st, pod_id):
     if top == 0:
         st.cnt[K_ERROR] = ERROR_ROWS_FULL
         return -1
-    top -= 1
-    st.cnt[K_ROW_TOP] = top
-    row = st.row_stack[top]
+    st.cnt[K_ROW_TOP] = top - 1
     pods = st.pods
+    row = st.cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
+    if row >= 0:
+        st.cnt[K_ROW_FREE] = pods[row, D_NEXT]
+    else:
+        row = st.cnt[K_ROW_FRESH]
+        st.cnt[K_ROW_FRESH] = row + 1
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     pods[row, D_PENDING_FAMILY] = -1
@@ -990,7 +1033,6 @@ def _row_alloc(st, pod_id):
         pods[row, D_SLOT + family] = -1
         pods[row, D_POOL + family] = st.pod_pool[source, family]
     pods[row, D_ID] = pod_id
-    pods[row, D_GEN] += 1
     st.pod_row[pod_id] = row
     return row
 
@@ -998,12 +1040,17 @@ def _row_alloc(st, pod_id):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _row_free(st, row):
     """Give a deleted or failed pod's row back; its pod id is gone for good."""
-    st.pod_row[st.pods[row, D_ID]] = POD_ROW_GONE
-    st.pods[row, D_STATE] = POD_NONE
-    st.pods[row, D_NODE] = -1
-    top = st.cnt[K_ROW_TOP]
-    st.row_stack[top] = row
-    st.cnt[K_ROW_TOP] = top + 1
+    pods = st.pods
+    st.pod_row[pods[row, D_ID]] = POD_ROW_GONE
+    pods[row, D_STATE] = POD_NONE
+    pods[row, D_NODE] = -1
+    armed = pods[row, D_RETRY_AT]
+    if armed >= 0:  # its retry outlives it: void it, the row may hold another pod when it fires
+        st.retry_row[armed] = -1
+        pods[row, D_RETRY_AT] = -1
+    pods[row, D_NEXT] = st.cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
+    st.cnt[K_ROW_FREE] = row
+    st.cnt[K_ROW_TOP] += 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
@@ -1026,7 +1073,7 @@ def _pod_add(st, pod, pinned, now):
         st.pods[pod, D_STATE] = POD_PENDING
         st.pod_since[pod] = now
         st.cnt[K_PENDING] += 1
-        _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+        _push_retry(st, now + st.cfg[C_RETRY], pod)
         return
     _bind(st, pod, node)
     _try_start(st, pod, now)
@@ -1041,7 +1088,7 @@ def _pod_retry(st, pod, now):
     if node < 0:
         node = _placement(st, pod)
         if node < 0:
-            _push_retry(st, now + st.cfg[C_RETRY], pod, st.pods[pod, D_GEN])
+            _push_retry(st, now + st.cfg[C_RETRY], pod)
             return
         st.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
@@ -1334,6 +1381,8 @@ def _fast_forward_refresh(st, t_limit):
     delay = st.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
+    if multi_pool and not _heap_room_for(st, st.node_ring_pos[kind, 1]):
+        return True  # an operator timer per ring entry may land in the heap: the loop stops for room first
     cap = st.node_ring_t.shape[1]
     head = st.node_ring_pos[kind, 0]
     count = st.node_ring_pos[kind, 1]
@@ -1416,7 +1465,7 @@ def _fast_forward_refresh(st, t_limit):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _timer(st, kind, a, b, now):
     if kind == T_POD_RETRY:
-        if st.pods[a, D_GEN] == b:  # else the row was freed and holds another pod now
+        if a >= 0:  # else its pod went (_row_free)
             _pod_retry(st, a, now)
         return
     node = a
@@ -1476,6 +1525,19 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
                     prefetch_word(st.ip_words, words + (st.pods[row, D_OFF] >> 6))
 
 
+#: Most timers a drained node's evicted pod sets, besides its own retry (the retry ring holds it): its new
+#: node's operator request and agent sync, one more for a multi-pool or cloud pass it triggers, each
+#: possibly in the heap.
+DRAIN_TIMERS_PER_POD = 4
+
+
+@kjit
+def _drain_room(st, node):
+    """Whether the heap has room for draining ``node`` (every pod on it evicted); else ask for it."""
+    pods = np.int64(st.nodes[node, N_PODS]) if st.nodes[node, N_PRESENT] == 1 else np.int64(0)
+    return _heap_room_for(st, DRAIN_TIMERS_PER_POD * pods)
+
+
 @kjit(inline=True)
 def _next_timer(st):
     """The earliest (time, sequence) among the heap's top and the rings' heads: ``(source, time)``."""
@@ -1488,9 +1550,9 @@ def _next_timer(st):
     if st.cnt[K_RETRY_LEN] > 0:
         head = st.cnt[K_RETRY_HEAD]
         t_ring = st.retry_t[head]
-        if t_ring < t_timer or (t_ring == t_timer and st.retry_i[head, 2] < seq):
+        if t_ring < t_timer or (t_ring == t_timer and st.retry_seq[head] < seq):
             t_timer = t_ring
-            seq = st.retry_i[head, 2]
+            seq = st.retry_seq[head]
             source = T_POD_RETRY
     for kind in range(st.node_ring_t.shape[0]):
         if st.node_ring_pos[kind, 1] > 0:
@@ -1551,9 +1613,11 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
                 continue
         if t_event >= t_stop:
             break
+        op = ev_op[e]
+        if op == OP_NODE_DRAIN and not _drain_room(st, np.int64(ev_node[e])):
+            break  # K_ERROR asks for room: the drain runs when the loop is called again
         st.cnt[K_EVENT] = e + 1
         _prefetch_events(st, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
-        op = ev_op[e]
         if op == OP_POD_ADD:
             row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:

@@ -402,7 +402,8 @@ def sample_run(st, ev_time, ev_op, ev_node, ev_pod, stops, node_sample, first, l
     -------
     tuple of (int, int)
         ``(0, last)`` when done; ``(ERROR_*, i)`` when the loop ran out of
-        room before sample ``i``; ``(NEED_ROOM, i)`` when ``node_tab`` or
+        room before sample ``i``; ``(GROW_TIMERS, i)`` when it stopped to have a
+        timer table grown (engine/timer_room.py: grow, and call again from ``i``); ``(NEED_ROOM, i)`` when ``node_tab`` or
         ``cidr_tab`` cannot hold sample ``i``'s node rows (nothing of them is
         kept: grow the arrays and call again from ``i``; advancing to a stop
         already reached does nothing).

@@ -13,6 +13,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.hooks import state_class
 from ipam_core.engine.layout import Layout, pod_range
 from ipam_core.engine.rng import seed_state
+from ipam_core.engine.timer_room import TIMER_ROOM, set_limits, start_capacity
 from ipam_core.errors import ConfigError
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
@@ -35,14 +36,15 @@ STATE_FIELDS = (
     "pod_failed_at",  # float64 [rows, or 1 outside multi-pool]: its last failed allocation (pending expiry)
     "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
     "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
-    "row_stack",  # int32 [rows]: free pod rows
     "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
     "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
     "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
     "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
-    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay)
-    "retry_i",  # int64 [ring, 3]: row, row generation, sequence number
+    "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); sized at its bound
+    # (the heap and node rings below start small and grow while the run goes on: engine/timer_room.py)
+    "retry_row",  # int32 [ring]: the pod's row (-1: the pod went; its row's D_RETRY_AT points here while armed)
+    "retry_seq",  # int64 [ring]: timer sequence number
     "node_ring_t",  # float64 [3, ring]: T_CARVE / T_AGENT_SYNC / T_REFRESH timers set in time order
     "node_ring_i",  # int64 [3, ring, 3]: node, node generation, sequence number
     "node_ring_pos",  # int64 [3, 2]: first timer and count per ring
@@ -107,13 +109,6 @@ def _cidrs_per_node(layout: Layout, max_pods: int) -> np.ndarray:
     return per_node
 
 
-#: Timer-table capacity. Node timers outstanding per node incarnation in the heap (operator, debounce,
-#: refresh, cloud resync, lifecycle), and per timer kind in the rings (timers of one kind mostly share
-#: one delay; a full ring spills to the heap). The slack covers cluster-wide timers.
-HEAP_TIMERS_PER_NODE = 8
-RING_TIMERS_PER_NODE = 2
-TIMER_SLACK = 64
-
 #: dtype of the per-pod and per-node tables (``pods``, ``nodes``): 16 int32 columns are one 64-byte cache line
 ROW_DTYPE = np.int32
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -130,7 +125,8 @@ def _fresh_row(width: int, unset: list[int]) -> np.ndarray:
 
 # what a node or pod row holds before the engine touches it: no head, bucket, node, slot, link, pin
 _NODE_ROW = _fresh_row(T.N_NCOL, [T.N_HEAD, T.N_BUCKET])
-_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN])
+_POD_ROW = _fresh_row(T.D_NCOL, [T.D_NODE, T.D_SLOT, T.D_SLOT + 1, T.D_NEXT, T.D_PREV, T.D_PENDING_FAMILY, T.D_PIN,
+                                  T.D_RETRY_AT])
 
 
 _SetTables = namedtuple(
@@ -221,7 +217,8 @@ def _line_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_adds: int, slot_max: int) -> None:
+def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_adds: int, slot_max: int,
+                    retry_entries: int = 0) -> None:
     """Refuse a run whose ids or counts would not fit the int32 ``pods`` and ``nodes`` tables.
 
     Parameters
@@ -230,18 +227,19 @@ def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_a
         Node ids, pod ids, pod rows, node-CIDR slots and node-add events of the run.
     slot_max : int
         Most usable addresses of one node CIDR (``pods[:, D_OFF]`` holds offsets below it).
+    retry_entries : int
+        Most entries of the pod-retry ring (``pods[:, D_RETRY_AT]`` holds one of them).
 
     Raises
     ------
     ConfigError
         One line naming the figure that exceeds 2**31 - 1. Checked once when the tables
-        are built, so no event pays for it: a pod row's generation counts the pods the row
-        held (at most the pod ids), a node's the node adds, every other column is an id,
-        an offset or a count of pods, nodes or slots.
+        are built, so no event pays for it: a node's generation counts the node adds,
+        every other column is an id, an offset or a count of pods, nodes or slots.
     """
     for name, value in (("nodes", n_nodes), ("pod ids", n_pods), ("pods alive at once", rows),
                         ("node CIDR slots", n_slots), ("node-add events", n_node_adds),
-                        ("addresses per node CIDR", slot_max)):
+                        ("addresses per node CIDR", slot_max), ("pod-retry ring entries", retry_entries)):
         if value > INT32_MAX:
             raise ConfigError(f"{name}: {value:,} do not fit the engine's int32 tables; "
                               f"expected at most {INT32_MAX:,}")
@@ -278,7 +276,7 @@ def build_state(
     n_pods : int
         Distinct pod ids in the workload.
     n_node_adds : int
-        Node-add events (bounds the timers of past node incarnations).
+        Node-add events (refused past int32, :func:`check_int32_fit`).
     max_live : int, optional
         Most pods alive at once (:func:`workload_bounds`); rows of the pods
         table. Defaults to ``n_pods``.
@@ -354,7 +352,8 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     set_words, set_summary = tables.set_words.copy(), tables.set_summary.copy()
     n_slots = max(chunk_off, 1)
     rows = max(1, n_pods if max_live is None else max_live)
-    check_int32_fit(n_nodes, n_pods, rows, n_slots, n_node_adds, int(sets[:, T.S_SLOT_MAX].max(initial=0)))
+    check_int32_fit(n_nodes, n_pods, rows, n_slots, n_node_adds, int(sets[:, T.S_SLOT_MAX].max(initial=0)),
+                    rows + stale_timers + TIMER_ROOM)
     slots = np.zeros((n_slots, T.L_NCOL), dtype=np.int64)
     slot_stack = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
     nodes = _line_aligned((max(n_nodes, 1), T.N_NCOL), ROW_DTYPE)
@@ -364,11 +363,11 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pods = _line_aligned((rows, T.D_NCOL), ROW_DTYPE)
     pods[:] = _POD_ROW
     pod_pool = np.full((max(n_pods, 1) if layout.policy == T.POLICY_MULTI_POOL else 1, 2), layout.default_pool, dtype=np.int16)
-    # each live pod has at most one retry timer in the ring; deleted pods may leave `stale_timers`
-    ring_cap = rows + stale_timers + TIMER_SLACK
-    incarnations = max(n_nodes, 1) + n_node_adds
-    heap_cap = HEAP_TIMERS_PER_NODE * incarnations + TIMER_SLACK
-    node_ring_cap = RING_TIMERS_PER_NODE * incarnations + TIMER_SLACK
+    # the heap and node rings start small and grow (engine/timer_room.py); the retry ring never needs more
+    # than a timer per live pod and per retry outliving its pod (`stale_timers`), and a run whose pods wait
+    # fills it to nearly that: sized at the bound, it never grows (growing it in the loop cost 18-23 %)
+    ring_cap = rows + stale_timers + TIMER_ROOM
+    heap_cap = node_ring_cap = start_capacity(n_nodes)
     size = 1
     while size < max(n_nodes, 1):
         size <<= 1
@@ -397,13 +396,14 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows
+    cnt[T.K_ROW_FREE] = -1  # no row freed yet: rows are handed out from 0 up (K_ROW_FRESH)
     cnt[T.K_RNG] = seed_state(config.seed)
     cnt[T.K_SCHED_MIN] = keys
     pool_carvable = tables.pool_carvable.copy()
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
     cls = state_class(layout.policy)
-    return cls(
+    state = cls(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -421,14 +421,14 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         pod_failed_at=np.zeros(rows if layout.policy == T.POLICY_MULTI_POOL else 1, dtype=np.float64),
         pod_row=np.full(max(n_pods, 1), T.POD_ROW_UNSEEN, dtype=np.int32),
         pod_pool=pod_pool,
-        row_stack=np.arange(rows - 1, -1, -1, dtype=np.int32),
         np_inuse=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_pending=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         np_requested=np.zeros((max(n_nodes, 1), n_pools, 2), dtype=np.int64),
         pool_free=np.zeros((n_pools, 2), dtype=np.int64),
         pool_carvable=pool_carvable,
         retry_t=np.zeros(ring_cap, dtype=np.float64),
-        retry_i=np.zeros((ring_cap, 3), dtype=np.int64),
+        retry_row=np.zeros(ring_cap, dtype=np.int32),
+        retry_seq=np.zeros(ring_cap, dtype=np.int64),
         node_ring_t=np.zeros((3, node_ring_cap), dtype=np.float64),
         node_ring_i=np.zeros((3, node_ring_cap, 3), dtype=np.int64),
         node_ring_pos=np.zeros((3, 2), dtype=np.int64),
@@ -449,6 +449,8 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
         **dict.fromkeys(cls._fields[len(STATE_FIELDS):]),  # a family's own fields: its prepare step
     )
+    set_limits(state)
+    return state
 
 
 def workload_bounds(workload, retry_s: float) -> tuple[int, int]:

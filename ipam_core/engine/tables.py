@@ -106,7 +106,7 @@ D_NEXT = 8  # doubly linked list of the pods of one node
 D_PREV = 9
 D_PENDING_FAMILY = 10  # family whose allocation failed last (-1 = none): counts as multi-pool demand
 D_ID = 11  # the workload's pod id held by this row
-D_GEN = 12  # row incarnation: retry timers of an earlier pod in the row are ignored
+D_RETRY_AT = 12  # entry of the pod's armed retry in the `retry_*` ring, -1 = none (freeing the row voids it)
 D_PIN = 13  # node the workload placed the pod on (its spec.nodeName), -1 = the scheduler places it
 D_EVICTED = 14  # 1: the pod was evicted by a drain (its restart is counted when it fails)
 D_NCOL = 16  # 15 columns and 1 spare: an int32 row is one 64-byte cache line
@@ -280,7 +280,7 @@ K_NODES = 7
 K_READY = 8
 K_ERROR = 9  # internal capacity error (heap / slot table full): the run stops
 K_SLOT_TOP = 10  # free slot ids left on the `slot_stack`
-K_ROW_TOP = 11  # free pod rows left on the `row_stack`
+K_ROW_TOP = 11  # free pod rows left (K_ROW_FREE, K_ROW_FRESH)
 K_RETRY_HEAD = 12  # first pod-retry timer in the `retry_*` ring
 K_RETRY_LEN = 13  # pod-retry timers in the ring
 K_RNG = 14  # SplitMix64 state of the run's random stream (engine/rng.py), as int64 bits
@@ -318,7 +318,19 @@ K_LC_BASE = K_CL_TOKENS_AT + 4
 K_EVICTED = K_LC_BASE + 0  # cumulative: pods evicted by drains
 K_EVICTED_FAILED = K_LC_BASE + 1  # cumulative: evicted pods that then failed for want of an address
 K_CORDONED = K_LC_BASE + 2  # present nodes cordoned now
-K_NCOL = K_LC_BASE + 3
+
+# timer tables that grow (engine/timer_room.py): per table, the fill past which the loop asks for room, and
+# the fill it asked room for; the ring columns cover the three node-timer rings together (the pod-retry
+# ring does not grow: it is sized at its bound, engine/state.py)
+K_TIMER_BASE = K_LC_BASE + 3
+K_HEAP_LIMIT = K_TIMER_BASE + 0
+K_RING_LIMIT = K_TIMER_BASE + 1
+K_HEAP_NEED = K_TIMER_BASE + 2
+K_RING_NEED = K_TIMER_BASE + 3
+# free pod rows: a last-in first-out list linked through the free rows' D_NEXT, then the rows never used
+K_ROW_FREE = K_TIMER_BASE + 4  # the last row freed (-1 = none)
+K_ROW_FRESH = K_TIMER_BASE + 5  # the first row never used
+K_NCOL = K_TIMER_BASE + 6
 
 # cfg[C_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
 RELEASED_CIDRS_FREED = 0  # ... is freed by the operator (multi-pool: it leaves spec.ipam.pools.allocated)
@@ -333,6 +345,9 @@ ERROR_CHUNKS_FULL = 3
 ERROR_CLOUD_UNITS_FULL = 4  # a node's unit table is full (sized from the mode's limits)
 ERROR_ROWS_FULL = 5  # more pods alive at once than the workload's bound (a bug)
 ERROR_CALICO_BLOCKS_FULL = 6  # calico: the block table (sized from the workload, modes/calico.py) is full
+#: not an error: a timer table passed its limit (K_*_LIMIT); the loop stopped between two steps, so the
+#: caller grows the table (engine/timer_room.py) and calls again, as if it had never stopped
+GROW_TIMERS = 7
 
 POD_ROW_UNSEEN = -1
 POD_ROW_GONE = -2

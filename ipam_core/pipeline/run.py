@@ -34,6 +34,7 @@ from ipam_core.engine.state import (
     scan_workload,
     state_nbytes,
 )
+from ipam_core.engine.timer_room import grow_timers
 from ipam_core.errors import IPAMBenchError
 from ipam_core.modes import calico_hooks, get_mode
 from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_CORDON, OP_POD_ADD, Workload
@@ -410,10 +411,14 @@ class Simulation:
         """
         # through sample_run with no sample: the loop compiles once, inside it (engine/core.py advance)
         stops = np.full(1, float(t_stop))
-        code, _ = sample_run(self.state, *self._ev, stops, _NO_SAMPLE, 0, 1, _NO_FAMILY, self._pool_addrs,
-                             np.zeros((len(TRACE_COUNTERS), 0), dtype=np.int64), np.zeros(0),
-                             np.zeros((S.NR_NCOL, 0), dtype=np.int64), np.zeros((S.CD_NCOL, 0), dtype=np.int64),
-                             np.zeros(2, dtype=np.int64))
+        while True:
+            code, _ = sample_run(self.state, *self._ev, stops, _NO_SAMPLE, 0, 1, _NO_FAMILY, self._pool_addrs,
+                                 np.zeros((len(TRACE_COUNTERS), 0), dtype=np.int64), np.zeros(0),
+                                 np.zeros((S.NR_NCOL, 0), dtype=np.int64), np.zeros((S.CD_NCOL, 0), dtype=np.int64),
+                                 np.zeros(2, dtype=np.int64))
+            if code != T.GROW_TIMERS:
+                break
+            self.state = grow_timers(self.state)  # the loop stopped for room in a timer table: grow it, go on
         if code:
             raise EngineCapacityError(f"engine {_ERRORS.get(code, code)} ran out of room at t={t_stop:g}s in mode {self.mode}")
         self.time = t_stop
@@ -475,6 +480,9 @@ class Simulation:
             if code == S.NEED_ROOM:
                 node_tab = _grown(node_tab, fill[0])
                 cidr_tab = _grown(cidr_tab, fill[1])
+                continue
+            if code == T.GROW_TIMERS:  # the loop stopped for room in a timer table before sample i
+                self.state = grow_timers(self.state)
                 continue
             if code:
                 raise EngineCapacityError(
