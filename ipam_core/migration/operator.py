@@ -24,8 +24,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 
+import numpy as np
+
 from ipam_core.addr import overlaps as _overlaps
 from ipam_core.cidrset import CIDRSet
+from ipam_core.kernels.carve import first_open_set
 from ipam_core.migration.cluster import Node, usable_addresses
 from ipam_core.scenario.model import PoolSpec
 
@@ -33,6 +36,25 @@ overlaps = functools.lru_cache(maxsize=65536)(_overlaps)  # the same few CIDRs, 
 
 Notify = Callable[[Node], None]
 Log = Callable[[str], None]
+
+
+def first_open(sets: list[CIDRSet]) -> CIDRSet | None:
+    """The first set with a free node CIDR: the engine's choice (:func:`~ipam_core.kernels.carve.first_open_set`).
+
+    Parameters
+    ----------
+    sets : list of CIDRSet
+        A pool's sets (or the ``clusterPoolIPv4PodCIDRList`` entries), in list order.
+
+    Returns
+    -------
+    CIDRSet or None
+        None when every set is full.
+    """
+    allocated = np.fromiter((s.allocated for s in sets), dtype=np.int64, count=len(sets))
+    capacity = np.fromiter((s.capacity for s in sets), dtype=np.int64, count=len(sets))
+    index = first_open_set(allocated, capacity, 0, len(sets))
+    return None if index < 0 else sets[index]
 
 
 class KubernetesOperator:
@@ -174,10 +196,9 @@ class ClusterPoolOperator:
 
     def _allocate(self, node: Node) -> None:
         cn = node.cn
-        for s in self.sets:
-            if not s.is_full:
-                cidr = s.allocate_next()
-                break
+        s = first_open(self.sets)
+        if s is not None:
+            cidr = s.allocate_next()
         else:
             if cn.status_error != "allocator full":
                 self.log(f"{node.name}: operator status error: allocator full (every "
@@ -275,7 +296,7 @@ class MultiPoolOperator:
                 if not sets:
                     errors.append(f"pool {pool} does not exist")
                     break
-                free = next((s for s in sets if not s.is_full), None)
+                free = first_open(sets)
                 if free is None:
                     errors.append(f"pool {pool} empty")
                     break
@@ -314,4 +335,4 @@ class MultiPoolOperator:
         return {}
 
 
-__all__ = ["ClusterPoolOperator", "KubernetesOperator", "MultiPoolOperator"]
+__all__ = ["ClusterPoolOperator", "KubernetesOperator", "MultiPoolOperator", "first_open"]

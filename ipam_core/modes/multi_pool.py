@@ -134,6 +134,32 @@ def needed_ip_ceil(n, pre_alloc):
     return (quotient + 2) * pre_alloc
 
 
+@kjit(inline=True)
+def gives_back_unused(used, free, total_free, threshold):
+    """Whether the agent gives a node CIDR back (``pkg/ipam/multipool_manager.go``, release of unused CIDRs).
+
+    The agent walks a pool's CIDRs last first and gives one back when no
+    address in it is used and the free addresses left without it still
+    cover the buffer; each give-back lowers ``total_free`` by the CIDR's free
+    addresses. The engine's refresh (:func:`_agent_sync`) and the migration's
+    agents (``migration/_agents.py``) both decide with this function.
+
+    Parameters
+    ----------
+    used, free : int
+        Addresses in use and free in the CIDR.
+    total_free : int
+        Free addresses in the node's CIDRs of the pool and family not given back yet.
+    threshold : int
+        ``max(neededIPCeil(...) - inUse, 0)``: the free buffer to keep.
+
+    Returns
+    -------
+    bool
+    """
+    return used == 0 and total_free - free >= threshold
+
+
 @kjit
 def _arm_sync(st, node, now):
     # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
@@ -195,7 +221,7 @@ def _agent_sync(st, node, now):
                 if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
                     continue
                 free = sl[slot, L_MAX] - sl[slot, L_USED]
-                if sl[slot, L_USED] == 0 and total_free - free >= threshold:
+                if gives_back_unused(sl[slot, L_USED], free, total_free, threshold):
                     sl[slot, L_STATE] = SLOT_RELEASED
                     total_free -= free
                     st.cnt[_fc(family, F_FREE)] -= free
@@ -292,8 +318,9 @@ def _multi_pool_quiet(st, node):
             threshold = max(needed - in_use, 0)
             for k in range(n_slots):
                 slot = st.node_slots[node, k]
-                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family and sl[slot, L_USED] == 0
-                        and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
+                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family
+                        and gives_back_unused(sl[slot, L_USED], sl[slot, L_MAX] - sl[slot, L_USED], total_free,
+                                              threshold)):
                     return False  # the agent would give this CIDR back
     return True
 
