@@ -22,6 +22,7 @@ from ipam_core.kernels.carve import first_open_set
 from ipam_core.kernels.scan import bm_take_next_fit
 from ipam_core.migration import _agents, operator, run_migration
 from ipam_core.migration.cluster import usable_addresses
+from ipam_core.modes.multi_pool import cidrs_to_carve
 from ipam_core.engine.layout import pod_range
 from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
@@ -99,6 +100,19 @@ def test_the_migration_agents_give_back_through_the_engine_rule(monkeypatch):
     assert calls and len(shrunk) < 3  # 30 pods needed 3 /28s; 2 pods (+ router, health) need 1 or 2
     monkeypatch.setattr(_agents, "gives_back_unused", lambda *a: False)
     assert len(cidrs_at_end()) == 3
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(have=st.integers(0, 600), needed=st.integers(0, 600), per_cidr=st.sampled_from([1, 2, 6, 14, 62, 254]))
+def test_the_operator_carves_whole_cidrs_until_the_request_is_covered(have, needed, per_cidr):
+    # AllocateToNode: the fewest whole CIDRs that cover the request, none when it is covered
+    k = cidrs_to_carve(have, needed, per_cidr)
+    assert have + k * per_cidr >= needed
+    assert k == 0 or have + (k - 1) * per_cidr < needed
+
+
+def test_a_pool_that_gives_no_address_is_tried_once():
+    assert cidrs_to_carve(0, 8, 0) == 1 and cidrs_to_carve(8, 8, 0) == 0
 
 
 # ---------------------------------------------------------------- the same cluster, run by both

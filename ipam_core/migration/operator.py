@@ -28,8 +28,10 @@ import numpy as np
 
 from ipam_core.addr import overlaps as _overlaps
 from ipam_core.cidrset import CIDRSet
+from ipam_core.engine.layout import pod_range
 from ipam_core.kernels.carve import first_open_set
 from ipam_core.migration.cluster import Node, usable_addresses
+from ipam_core.modes.multi_pool import cidrs_to_carve
 from ipam_core.scenario.model import PoolSpec
 
 overlaps = functools.lru_cache(maxsize=65536)(_overlaps)  # the same few CIDRs, compared per node and restart
@@ -291,8 +293,9 @@ class MultiPoolOperator:
         changed = False
         for pool, needed in sorted(cn.requested.items()):
             have = sum(usable_addresses(c) for c in cn.allocated.get(pool, ()))
-            while have < needed:
-                sets = self.pools.get(pool)
+            sets = self.pools.get(pool)
+            per_cidr = pod_range(sets[0].cluster_cidr, self.masks[pool])[0] if sets else 0
+            for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # the engine's count
                 if not sets:
                     errors.append(f"pool {pool} does not exist")
                     break
@@ -303,7 +306,6 @@ class MultiPoolOperator:
                 cidr = free.allocate_next()
                 cn.allocated.setdefault(pool, []).append(cidr)
                 tracked.setdefault(pool, []).append(cidr)
-                have += usable_addresses(cidr)
                 changed = True
                 self.log(f"{node.name}: operator allocated {cidr} from pool {pool}")
         error = "; ".join(errors)

@@ -77,10 +77,13 @@ from ipam_core.engine.tables import (
     N_STATUS,
     N_SYNC_ARMED,
     P_PRE_ALLOC,
+    P_SET_HI,
+    P_SET_LO,
     POD_PENDING,
     POLICY_MULTI_POOL,
     RELEASED_CIDRS_FREED,
     RELEASED_CIDRS_RECLAIMED,
+    S_SLOT_MAX,
     SLOT_LIVE,
     SLOT_RELEASED,
     SLOT_STRANDED,
@@ -158,6 +161,37 @@ def gives_back_unused(used, free, total_free, threshold):
     bool
     """
     return used == 0 and total_free - free >= threshold
+
+
+@kjit(inline=True)
+def cidrs_to_carve(have, needed, per_cidr):
+    """How many node CIDRs the operator carves for one pool of a node (``pool_allocator.go`` ``AllocateToNode``).
+
+    Whole CIDRs of the pool's mask until the node's usable addresses cover what
+    its agent asked for. The engine's operator pass (:func:`_operator_multi_pool`)
+    and the migration's (``migration/operator.py`` ``MultiPoolOperator.upsert``)
+    both carve this many, stopping early when the pool runs out.
+
+    Parameters
+    ----------
+    have : int
+        Usable addresses in the node's CIDRs of the pool and family.
+    needed : int
+        What the agent asked for (``neededIPCeil``).
+    per_cidr : int
+        Usable addresses in one CIDR of the pool's mask (0 when the pool has none of the family).
+
+    Returns
+    -------
+    int
+        0 when ``have`` covers ``needed``; otherwise enough CIDRs to cover it, and 1 when
+        a CIDR holds no usable address (the carve that shows the pool cannot cover it).
+    """
+    if have >= needed:
+        return 0
+    if per_cidr <= 0:
+        return 1
+    return (needed - have + per_cidr - 1) // per_cidr
 
 
 @kjit
@@ -266,12 +300,13 @@ def _operator_multi_pool(st, node):
                 slot = st.node_slots[node, j]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     have += sl[slot, L_MAX]
-            while have < needed:
+            first = st.pools[pool, P_SET_LO + family]
+            per_cidr = st.sets[first, S_SLOT_MAX] if first < st.pools[pool, P_SET_HI + family] else 0
+            for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # a pool's sets share its mask
                 slot = _carve_slot(st, node, pool, family)
                 if slot < 0 or sl[slot, L_MAX] == 0:
                     status = STATUS_POOL_EMPTY
                     break
-                have += sl[slot, L_MAX]
     st.nodes[node, N_STATUS] = status
     if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
         _agent_start(st, node)
