@@ -300,15 +300,12 @@ def bm_alloc_next_fit(words, summary, n, cursor, k, out):
     """
     got = 0
     while got < k:
-        found = bm_find_free_wrap(words, summary, cursor)
+        found, following = bm_take_next_fit(words, summary, n, cursor)
         if found < 0:
             break
-        bm_set(words, summary, found)
         out[got] = found
         got += 1
-        cursor = found + 1
-        if cursor >= n:
-            cursor = 0
+        cursor = following
     return got, cursor
 
 
