@@ -20,8 +20,9 @@ from engine_helpers import scenario as engine_scenario
 from ipam_core.cidrset import CIDRSet
 from ipam_core.kernels.carve import first_open_set
 from ipam_core.kernels.scan import bm_take_next_fit
-from ipam_core.migration import _agents, operator, run_migration
+from ipam_core.migration import _agents, _rules, operator, run_migration
 from ipam_core.migration.cluster import usable_addresses
+from ipam_core.modes import multi_pool
 from ipam_core.modes.multi_pool import cidrs_to_carve
 from ipam_core.engine.layout import pod_range
 from ipam_core.pipeline.run import run_mode
@@ -71,6 +72,15 @@ def test_the_migration_operator_takes_the_set_the_engine_kernel_picks(fill):
         assert all(s.is_full for s in sets[:index])  # the first one that is not full: list order
     else:
         assert all(s.is_full for s in sets)
+
+
+def test_the_migration_runs_the_source_the_engine_compiles():
+    # not a copy: the very function each kernel was compiled from
+    assert _rules.first_open_set is _rules.source_of(first_open_set)
+    assert _rules.gives_back_unused is _rules.source_of(multi_pool.gives_back_unused)
+    assert _rules.cidrs_to_carve is _rules.source_of(cidrs_to_carve)
+    assert operator.first_open_set is _rules.first_open_set and operator.cidrs_to_carve is _rules.cidrs_to_carve
+    assert _agents.gives_back_unused is _rules.gives_back_unused
 
 
 @pytest.mark.parametrize("prefix", [24, 26, 29, 30, 31, 32])

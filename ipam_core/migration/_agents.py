@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 from ipam_core.addr import as_network
-from ipam_core.modes.multi_pool import gives_back_unused, needed_ip_ceil  # the engine's rules (compare/run)
+from ipam_core.migration._rules import gives_back_unused  # the engine's rules (compare/run)
+from ipam_core.modes.multi_pool import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
 from ipam_core.migration.operator import ClusterPoolOperator, KubernetesOperator, MultiPoolOperator, overlaps

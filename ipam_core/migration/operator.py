@@ -24,14 +24,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 
-import numpy as np
-
 from ipam_core.addr import overlaps as _overlaps
 from ipam_core.cidrset import CIDRSet
 from ipam_core.engine.layout import pod_range
-from ipam_core.kernels.carve import first_open_set
+from ipam_core.migration._rules import cidrs_to_carve, first_open_set
 from ipam_core.migration.cluster import Node, usable_addresses
-from ipam_core.modes.multi_pool import cidrs_to_carve
 from ipam_core.scenario.model import PoolSpec
 
 overlaps = functools.lru_cache(maxsize=65536)(_overlaps)  # the same few CIDRs, compared per node and restart
@@ -53,9 +50,7 @@ def first_open(sets: list[CIDRSet]) -> CIDRSet | None:
     CIDRSet or None
         None when every set is full.
     """
-    allocated = np.fromiter((s.allocated for s in sets), dtype=np.int64, count=len(sets))
-    capacity = np.fromiter((s.capacity for s in sets), dtype=np.int64, count=len(sets))
-    index = first_open_set(allocated, capacity, 0, len(sets))
+    index = first_open_set([s.allocated for s in sets], [s.capacity for s in sets], 0, len(sets))
     return None if index < 0 else sets[index]
 
 
