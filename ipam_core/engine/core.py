@@ -193,7 +193,8 @@ from ipam_core.engine.tables import (
 from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.bits import prefetch_row, prefetch_word
 from ipam_core.kernels.layout import bm_init
-from ipam_core.kernels.scan import bm_find_free, bm_take_scan
+from ipam_core.kernels.carve import first_open_set
+from ipam_core.kernels.scan import bm_find_free, bm_take_next_fit, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set, bm_test
 from ipam_core.workloads.events import (
     OP_AGENT_RESTART,
@@ -616,18 +617,22 @@ def _slot_bitmap(st, slot):
 # --------------------------------------------------------------------------- node CIDRs (operator side)
 @kjit
 def _carve_slot(st, node, pool, family):
-    """Carve one node CIDR for ``node`` from the first non-full set of the pool; return the slot or -1."""
+    """Carve one node CIDR for ``node`` from the first non-full set of the pool; return the slot or -1.
+
+    The set and the CIDR in it are chosen by the kernels the migration's operators call too
+    (:func:`~ipam_core.kernels.carve.first_open_set`, :func:`~ipam_core.kernels.scan.bm_take_next_fit`).
+    """
     sets = st.sets
-    for s in range(st.pools[pool, P_SET_LO + family], st.pools[pool, P_SET_HI + family]):
-        if sets[s, S_ALLOCATED] >= sets[s, S_N]:
-            continue
-        if not _slot_room(st, node, s):
-            return -1
-        words, summary = _set_bitmap(st, s)
-        index = bm_take_scan(words, summary, sets[s, S_CURSOR])
-        sets[s, S_CURSOR] = index + 1 if index + 1 < sets[s, S_N] else 0
-        return _occupy_slot(st, node, pool, family, s, index)
-    return -1
+    s = first_open_set(sets[:, S_ALLOCATED], sets[:, S_N], st.pools[pool, P_SET_LO + family],
+                       st.pools[pool, P_SET_HI + family])
+    if s < 0:
+        return -1
+    if not _slot_room(st, node, s):
+        return -1
+    words, summary = _set_bitmap(st, s)
+    index, cursor = bm_take_next_fit(words, summary, sets[s, S_N], sets[s, S_CURSOR])
+    sets[s, S_CURSOR] = cursor
+    return _occupy_slot(st, node, pool, family, s, index)
 
 
 @kjit(inline=True)

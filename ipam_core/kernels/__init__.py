@@ -12,6 +12,7 @@ hints), :mod:`~ipam_core.kernels.layout` (sizes and setup),
 :mod:`~ipam_core.kernels.scan` (find and take free slots: first fit, next fit,
 scans from given or random starts), :mod:`~ipam_core.kernels.blocks` (aligned
 blocks), :mod:`~ipam_core.kernels.rng` (SplitMix64 draws),
+:mod:`~ipam_core.kernels.carve` (which CIDR set a node CIDR comes from),
 :mod:`~ipam_core.kernels.arena` (one slot per Python call),
 :mod:`~ipam_core.kernels.fastcall` (the arena kernels bound to their arrays,
 callable from Python without Numba's dispatcher) and
@@ -25,6 +26,9 @@ from ipam_core.kernels.blocks import (
     bm_largest_free_block,
     bm_release_block,
     bm_release_blocks,
+)
+from ipam_core.kernels.carve import (
+    first_open_set,
 )
 from ipam_core.kernels.layout import (
     bm_init,
@@ -42,6 +46,7 @@ from ipam_core.kernels.scan import (
     bm_alloc_scan,
     bm_find_free,
     bm_find_free_wrap,
+    bm_take_next_fit,
     bm_take_scan,
 )
 from ipam_core.kernels.slots import (
@@ -86,8 +91,10 @@ __all__ = [
     "bm_set_many",
     "bm_set_range",
     "bm_sizes",
+    "bm_take_next_fit",
     "bm_take_scan",
     "bm_test",
     "bm_test_many",
     "bm_used_offsets",
+    "first_open_set",
 ]

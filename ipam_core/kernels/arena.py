@@ -22,7 +22,7 @@ import numpy as np
 
 from ipam_core.kernels._jit import ONE, kjit
 from ipam_core.kernels.layout import bm_sizes
-from ipam_core.kernels.scan import bm_take_scan
+from ipam_core.kernels.scan import bm_take_next_fit
 from ipam_core.kernels.slots import bm_clear, bm_set
 
 ARENA_USED = 0
@@ -85,10 +85,9 @@ def arena_take_one(arena, start):
     words, summary = _arena_levels(arena)
     if start < 0:
         start = np.int64(arena[ARENA_CURSOR])
-    found = bm_take_scan(words, summary, start)
+    found, cursor = bm_take_next_fit(words, summary, n, start)
     arena[ARENA_USED] += ONE
-    following = found + 1
-    arena[ARENA_CURSOR] = np.uint64(following if following < n else 0)
+    arena[ARENA_CURSOR] = np.uint64(cursor)
     return int(found)  # int(): a Python int also when the JIT is off, as compiled (CIDRSet.release returns it)
 
 

@@ -118,6 +118,41 @@ def bm_take_scan(words, summary, start):
     return found
 
 
+@kjit(inline=True)
+def bm_take_next_fit(words, summary, n, cursor):
+    """Take the first free slot from ``cursor``, wrapping, and move the cursor past it.
+
+    The one next-fit step of the simulators: the engine's node-CIDR carving
+    (``engine/core.py`` ``_carve_slot``) and the allocators' per-call
+    methods (:func:`ipam_core.kernels.arena.arena_take_one`, behind
+    ``CIDRSet.allocate_next``, which the migration's operators and
+    kube-controller-manager use) both call it. Follows kubernetes
+    ``pkg/controller/nodeipam/ipam/cidrset/cidr_set.go`` (``allocateNext``,
+    ``nextCandidate``) and cilium ``pkg/ipam/cidrset``.
+
+    Parameters
+    ----------
+    words, summary : numpy.ndarray of uint64
+        The bitmap.
+    n : int
+        Number of usable slots (the cursor wraps modulo ``n``).
+    cursor : int
+        Where the scan starts, in ``[0, n)``.
+
+    Returns
+    -------
+    tuple of int
+        ``(slot, cursor)``: the slot taken and the slot after it modulo
+        ``n``; ``(-1, cursor)`` when the bitmap is full (callers check
+        their count first, as upstream does).
+    """
+    found = bm_take_scan(words, summary, cursor)
+    if found < 0:
+        return found, cursor
+    following = found + 1
+    return found, (following if following < n else 0)
+
+
 @kjit
 def bm_alloc_first(words, summary, k, out):
     """Take the ``k`` lowest free slots (first fit).
@@ -265,15 +300,12 @@ def bm_alloc_next_fit(words, summary, n, cursor, k, out):
     """
     got = 0
     while got < k:
-        found = bm_find_free_wrap(words, summary, cursor)
+        found, following = bm_take_next_fit(words, summary, n, cursor)
         if found < 0:
             break
-        bm_set(words, summary, found)
         out[got] = found
         got += 1
-        cursor = found + 1
-        if cursor >= n:
-            cursor = 0
+        cursor = following
     return got, cursor
 
 

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ipam_core.addr import as_network
+from ipam_core.migration._rules import gives_back_unused  # the engine's rules (compare/run)
 from ipam_core.modes.multi_pool import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
@@ -224,7 +225,7 @@ class AgentMixin:
             threshold = max(needed - in_use, 0)
             for r in reversed(mine):
                 # at boot a dumped cluster's pods are not placed yet: its CIDRs wait for their demand
-                if r.alloc.used == 0 and free - r.alloc.free >= threshold and not self._imported_pending():
+                if gives_back_unused(r.alloc.used, r.alloc.free, free, threshold) and not self._imported_pending():
                     a.ranges.remove(r)
                     cn.allocated[pool].remove(r.cidr)
                     free -= r.alloc.free

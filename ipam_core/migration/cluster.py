@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ipam_core.engine.layout import pod_range
 from ipam_core.migration._place import collect, link_many, rebuild, unlink_many
 from ipam_core.migration.objects import PodTemplate, scaled
-from ipam_core.podiprange import PodIPRange, range_size
+from ipam_core.podiprange import PodIPRange
 
 # Pod states.
 GONE, PENDING, STARTING, LIVE = 0, 1, 2, 3
@@ -70,10 +71,11 @@ def usable_addresses(cidr: str) -> int:
     -------
     int
         Follows cilium ``pkg/ipam/service/ipallocator`` ``RangeSize``: network and last
-        address excluded when there are more than 2.
+        address excluded when there are more than 2. The engine's count
+        (:func:`ipam_core.engine.layout.pod_range`, each node CIDR's ``S_SLOT_MAX``).
     """
-    size = range_size(ipaddress.IPv4Network(cidr))
-    return size - 2 if size > 2 else size
+    network = ipaddress.IPv4Network(cidr)
+    return pod_range(network, network.prefixlen)[0]
 
 
 def ip_text(value: int) -> str:

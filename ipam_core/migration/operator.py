@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ipam_core.addr import overlaps as _overlaps
 from ipam_core.cidrset import CIDRSet
+from ipam_core.engine.layout import pod_range
+from ipam_core.migration._rules import cidrs_to_carve, first_open_set
 from ipam_core.migration.cluster import Node, usable_addresses
 from ipam_core.scenario.model import PoolSpec
 
@@ -33,6 +35,23 @@ overlaps = functools.lru_cache(maxsize=65536)(_overlaps)  # the same few CIDRs, 
 
 Notify = Callable[[Node], None]
 Log = Callable[[str], None]
+
+
+def first_open(sets: list[CIDRSet]) -> CIDRSet | None:
+    """The first set with a free node CIDR: the engine's choice (:func:`~ipam_core.kernels.carve.first_open_set`).
+
+    Parameters
+    ----------
+    sets : list of CIDRSet
+        A pool's sets (or the ``clusterPoolIPv4PodCIDRList`` entries), in list order.
+
+    Returns
+    -------
+    CIDRSet or None
+        None when every set is full.
+    """
+    index = first_open_set([s.allocated for s in sets], [s.capacity for s in sets], 0, len(sets))
+    return None if index < 0 else sets[index]
 
 
 class KubernetesOperator:
@@ -174,10 +193,9 @@ class ClusterPoolOperator:
 
     def _allocate(self, node: Node) -> None:
         cn = node.cn
-        for s in self.sets:
-            if not s.is_full:
-                cidr = s.allocate_next()
-                break
+        s = first_open(self.sets)
+        if s is not None:
+            cidr = s.allocate_next()
         else:
             if cn.status_error != "allocator full":
                 self.log(f"{node.name}: operator status error: allocator full (every "
@@ -270,19 +288,19 @@ class MultiPoolOperator:
         changed = False
         for pool, needed in sorted(cn.requested.items()):
             have = sum(usable_addresses(c) for c in cn.allocated.get(pool, ()))
-            while have < needed:
-                sets = self.pools.get(pool)
+            sets = self.pools.get(pool)
+            per_cidr = pod_range(sets[0].cluster_cidr, self.masks[pool])[0] if sets else 0
+            for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # the engine's count
                 if not sets:
                     errors.append(f"pool {pool} does not exist")
                     break
-                free = next((s for s in sets if not s.is_full), None)
+                free = first_open(sets)
                 if free is None:
                     errors.append(f"pool {pool} empty")
                     break
                 cidr = free.allocate_next()
                 cn.allocated.setdefault(pool, []).append(cidr)
                 tracked.setdefault(pool, []).append(cidr)
-                have += usable_addresses(cidr)
                 changed = True
                 self.log(f"{node.name}: operator allocated {cidr} from pool {pool}")
         error = "; ".join(errors)
@@ -314,4 +332,4 @@ class MultiPoolOperator:
         return {}
 
 
-__all__ = ["ClusterPoolOperator", "KubernetesOperator", "MultiPoolOperator"]
+__all__ = ["ClusterPoolOperator", "KubernetesOperator", "MultiPoolOperator", "first_open"]

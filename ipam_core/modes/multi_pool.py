@@ -77,10 +77,13 @@ from ipam_core.engine.tables import (
     N_STATUS,
     N_SYNC_ARMED,
     P_PRE_ALLOC,
+    P_SET_HI,
+    P_SET_LO,
     POD_PENDING,
     POLICY_MULTI_POOL,
     RELEASED_CIDRS_FREED,
     RELEASED_CIDRS_RECLAIMED,
+    S_SLOT_MAX,
     SLOT_LIVE,
     SLOT_RELEASED,
     SLOT_STRANDED,
@@ -132,6 +135,63 @@ def needed_ip_ceil(n, pre_alloc):
     if n % pre_alloc == 0:
         return (quotient + 1) * pre_alloc
     return (quotient + 2) * pre_alloc
+
+
+@kjit(inline=True)
+def gives_back_unused(used, free, total_free, threshold):
+    """Whether the agent gives a node CIDR back (``pkg/ipam/multipool_manager.go``, release of unused CIDRs).
+
+    The agent walks a pool's CIDRs last first and gives one back when no
+    address in it is used and the free addresses left without it still
+    cover the buffer; each give-back lowers ``total_free`` by the CIDR's free
+    addresses. The engine's refresh (:func:`_agent_sync`) and the migration's
+    agents (``migration/_agents.py``) both decide with this function.
+
+    Parameters
+    ----------
+    used, free : int
+        Addresses in use and free in the CIDR.
+    total_free : int
+        Free addresses in the node's CIDRs of the pool and family not given back yet.
+    threshold : int
+        ``max(neededIPCeil(...) - inUse, 0)``: the free buffer to keep.
+
+    Returns
+    -------
+    bool
+    """
+    return used == 0 and total_free - free >= threshold
+
+
+@kjit(inline=True)
+def cidrs_to_carve(have, needed, per_cidr):
+    """How many node CIDRs the operator carves for one pool of a node (``pool_allocator.go`` ``AllocateToNode``).
+
+    Whole CIDRs of the pool's mask until the node's usable addresses cover what
+    its agent asked for. The engine's operator pass (:func:`_operator_multi_pool`)
+    and the migration's (``migration/operator.py`` ``MultiPoolOperator.upsert``)
+    both carve this many, stopping early when the pool runs out.
+
+    Parameters
+    ----------
+    have : int
+        Usable addresses in the node's CIDRs of the pool and family.
+    needed : int
+        What the agent asked for (``neededIPCeil``).
+    per_cidr : int
+        Usable addresses in one CIDR of the pool's mask (0 when the pool has none of the family).
+
+    Returns
+    -------
+    int
+        0 when ``have`` covers ``needed``; otherwise enough CIDRs to cover it, and 1 when
+        a CIDR holds no usable address (the carve that shows the pool cannot cover it).
+    """
+    if have >= needed:
+        return 0
+    if per_cidr <= 0:
+        return 1
+    return (needed - have + per_cidr - 1) // per_cidr
 
 
 @kjit
@@ -195,7 +255,7 @@ def _agent_sync(st, node, now):
                 if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
                     continue
                 free = sl[slot, L_MAX] - sl[slot, L_USED]
-                if sl[slot, L_USED] == 0 and total_free - free >= threshold:
+                if gives_back_unused(sl[slot, L_USED], free, total_free, threshold):
                     sl[slot, L_STATE] = SLOT_RELEASED
                     total_free -= free
                     st.cnt[_fc(family, F_FREE)] -= free
@@ -240,12 +300,13 @@ def _operator_multi_pool(st, node):
                 slot = st.node_slots[node, j]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     have += sl[slot, L_MAX]
-            while have < needed:
+            first = st.pools[pool, P_SET_LO + family]
+            per_cidr = st.sets[first, S_SLOT_MAX] if first < st.pools[pool, P_SET_HI + family] else 0
+            for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # a pool's sets share its mask
                 slot = _carve_slot(st, node, pool, family)
                 if slot < 0 or sl[slot, L_MAX] == 0:
                     status = STATUS_POOL_EMPTY
                     break
-                have += sl[slot, L_MAX]
     st.nodes[node, N_STATUS] = status
     if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
         _agent_start(st, node)
@@ -292,8 +353,9 @@ def _multi_pool_quiet(st, node):
             threshold = max(needed - in_use, 0)
             for k in range(n_slots):
                 slot = st.node_slots[node, k]
-                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family and sl[slot, L_USED] == 0
-                        and total_free - (sl[slot, L_MAX] - sl[slot, L_USED]) >= threshold):
+                if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family
+                        and gives_back_unused(sl[slot, L_USED], sl[slot, L_MAX] - sl[slot, L_USED], total_free,
+                                              threshold)):
                     return False  # the agent would give this CIDR back
     return True
 
