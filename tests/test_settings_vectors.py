@@ -42,9 +42,12 @@ def _index_names(index):
 
 
 def _setting(node, vectors=("cfg", "icfg")):
-    """The engine setting names ``node`` reads when it is ``x.cfg[...]`` / ``x.icfg[...]``, else an empty set."""
+    """The engine setting names (``C_*`` / ``I_*``) ``node`` reads when it is ``x.cfg[...]`` / ``x.icfg[...]``.
+
+    An empty set for anything else (the calico family's ``tables.cfg[CFG_*]`` included).
+    """
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr in vectors:
-        return {n for n in _index_names(node.slice) if n in INTS or n in REALS}
+        return {n for n in _index_names(node.slice) if n.startswith(("C_", "I_"))}
     return set()
 
 
@@ -57,6 +60,8 @@ def _problems(source: str, where: str) -> list[str]:
             problems.append(f"{at}: an I_* setting read through cfg")
         if any(n in REALS for n in _setting(node, ("icfg",))):
             problems.append(f"{at}: a C_* setting read through icfg")
+        if any(n not in INTS and n not in REALS for n in _setting(node)):
+            problems.append(f"{at}: a setting engine/tables.py does not define")
         if isinstance(node, ast.Call) and node.args and _setting(node.args[0]):
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if func in CASTS:  # int(st.cfg[C_X]) / np.int64(...): an integer setting stored as a float
@@ -89,10 +94,12 @@ def test_the_scan_reports_each_pattern():
               "if st.cfg[I_FAMILY + family] == 0.0: pass\n"
               "cloud = int(st.cfg[T.C_RETRY]) == 1\n"
               "if st.icfg[I_HEALTH] != 0.0: pass\n"
-              "x = st.icfg[C_RETRY]\n")
+              "x = st.icfg[C_RETRY]\n"
+              "policy = np.int64(st.cfg[C_POLICY])\n")  # main before icfg: C_POLICY is gone
     assert [p.split(": ", 1)[1] for p in _problems(before, "x")] == [
         "int64() around a setting", "an I_* setting read through cfg", "int() around a setting",
-        "an integer setting compared with a float", "a C_* setting read through icfg"]
+        "an integer setting compared with a float", "a C_* setting read through icfg",
+        "int64() around a setting", "a setting engine/tables.py does not define"]
     # the calico family's own vectors (CFG_*) are not the engine's settings
     assert _problems("limit = int(tables.cfg[CFG_MAX_BLOCKS])\n", "x") == []
 
