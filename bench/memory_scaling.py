@@ -58,7 +58,7 @@ GROUPS = {
                    "quiet"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
-    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
+    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "icfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
 }
 COLUMNS = ("mode", "nodes", "pods_per_node", "live_pods", "churn_s", "pod_ids", "node_mask", "node_cidr_bits",
            "pod_bitmap_bits", "state_bytes", *GROUPS)

@@ -74,15 +74,15 @@ def _last(result, column):
 # ------------------------------------------------------------------ the scheduler's view, recomputed in Python
 def _pool_room(st, node) -> int:
     """Running pods + free addresses where the agent takes them (host scope: first CIDR), fewest per family."""
-    pool = int(st.cfg[T.C_DEFAULT_POOL])
-    host_scope = int(st.cfg[T.C_POLICY]) == T.POLICY_ONE_PER_FAMILY
+    pool = st.icfg[T.I_DEFAULT_POOL]
+    host_scope = st.icfg[T.I_POLICY] == T.POLICY_ONE_PER_FAMILY
     running = int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING])
-    room = int(st.cfg[T.C_MAX_PODS]) + 1
+    room = st.icfg[T.I_MAX_PODS] + 1
     for family in range(2):
-        if st.cfg[T.C_FAMILY + family] == 0.0:
+        if st.icfg[T.I_FAMILY + family] == 0:
             continue
-        if (int(st.cfg[T.C_ADDRESS_FILTER]) == T.ADDRESS_FILTER_FREE
-                and int(st.cfg[T.C_POLICY]) == T.POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0):
+        if (st.icfg[T.I_ADDRESS_FILTER] == T.ADDRESS_FILTER_FREE
+                and st.icfg[T.I_POLICY] == T.POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0):
             continue
         slots = [s for s in st.node_slots[node, : st.nodes[node, T.N_NSLOTS]]
                  if st.slots[s, T.L_STATE] == T.SLOT_LIVE and st.slots[s, T.L_FAMILY] == family
@@ -98,28 +98,28 @@ def _cloud_room(st, node, grow) -> int:
     cn = st.cl_node[node]
     if not grow:
         return int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + cn[T.CN_HELD] - cn[T.CN_USED])
-    units, size = int(st.cfg[T.C_CL_UNITS]), (16 if cn[T.CN_PD] == 1 else 1)
+    units, size = st.icfg[T.I_CL_UNITS], (16 if cn[T.CN_PD] == 1 else 1)
     capacity = int(cn[T.CN_HELD])
-    for iface in range(int(st.cfg[T.C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(st.icfg[T.I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, T.CI_ATTACHED] == 1:
             capacity += (units - int(st.cl_iface[node, iface, T.CI_UNITS])) * size
-        elif st.cfg[T.C_CL_ATTACH] != 0.0:
+        elif st.icfg[T.I_CL_ATTACH] != 0:
             capacity += units * size
-    if st.cfg[T.C_CL_MAX] > 0:
-        capacity = min(capacity, int(st.cfg[T.C_CL_MAX]))
+    if st.icfg[T.I_CL_MAX] > 0:
+        capacity = min(capacity, st.icfg[T.I_CL_MAX])
     return capacity - int(cn[T.CN_RESERVED])
 
 
 def _feasible_nodes(st) -> list[int]:
     """Nodes the scheduler may pick: present, ready, under maxPods and under the pods its addresses allow."""
-    level = int(st.cfg[T.C_ADDRESS_FILTER])
+    level = st.icfg[T.I_ADDRESS_FILTER]
     out = []
     for node in range(st.nodes.shape[0]):
         n = st.nodes[node]
-        if not (n[T.N_PRESENT] == 1 and n[T.N_READY] == 1 and n[T.N_PODS] < st.cfg[T.C_MAX_PODS]):
+        if not (n[T.N_PRESENT] == 1 and n[T.N_READY] == 1 and n[T.N_PODS] < st.icfg[T.I_MAX_PODS]):
             continue
         if level != T.ADDRESS_FILTER_NONE:
-            if int(st.cfg[T.C_POLICY]) == T.POLICY_CLOUD:
+            if st.icfg[T.I_POLICY] == T.POLICY_CLOUD:
                 room = _cloud_room(st, node, level == T.ADDRESS_FILTER_FREE)
             else:
                 room = _pool_room(st, node)

@@ -48,7 +48,7 @@ def check_invariants(st) -> list[str]:
     held_per_set = np.bincount(slots[held, T.L_SET], minlength=sets.shape[0])
     if not np.array_equal(set_bits - pad, sets[:, T.S_ALLOCATED]):
         problems.append("a set's bitmap disagrees with its allocated count")
-    cloud = int(st.cfg[T.C_POLICY]) == T.POLICY_CLOUD
+    cloud = st.icfg[T.I_POLICY] == T.POLICY_CLOUD
     if not cloud and not np.array_equal(held_per_set, sets[:, T.S_ALLOCATED]):
         problems.append("a set's allocated count differs from the slots holding its CIDRs")
     if cloud:  # cloud modes: subnets, interfaces, units and pods (below); no node-CIDR slots
@@ -58,7 +58,7 @@ def check_invariants(st) -> list[str]:
     # pod addresses: one per running pod and family, none shared, bitmaps agree
     running = np.flatnonzero(pods[:, T.D_STATE] == T.POD_RUNNING)
     for family in range(2):
-        if st.cfg[T.C_FAMILY + family] == 0.0:
+        if st.icfg[T.I_FAMILY + family] == 0:
             continue
         slot = pods[running, T.D_SLOT + family]
         if np.any(slot < 0):
@@ -140,7 +140,7 @@ def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
     sets = [unit_set, ifaces[:, T.CI_SET]]
     offsets = [starts + within, ifaces[:, T.CI_PRIMARY]]
 
-    if st.cfg[T.C_CL_SUBNET_RESERVED] != 0.0:
+    if st.icfg[T.I_CL_SUBNET_RESERVED] != 0:
         for s, n in enumerate(st.sets[:, T.S_N]):
             if n >= 8:
                 edge = list(range(SUBNET_RESERVED_LOW)) + [n - 1 - k for k in range(SUBNET_RESERVED_HIGH)]

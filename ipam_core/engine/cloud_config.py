@@ -15,14 +15,14 @@ from ipam_core.cloud.limits import instance_limits, load_instance_limits
 from ipam_core.errors import ConfigError
 from ipam_core.engine.layout import POLICY_CLOUD, Layout, SetSpec
 
-#: ``CloudConfig.kind``: who grows and shrinks a node's pool (``C_CL_KIND`` in the engine's ``cfg``).
+#: ``CloudConfig.kind``: who grows and shrinks a node's pool (``I_CL_KIND`` in the engine's ``icfg``).
 CLOUD_CRD_STATIC = 0  # crd: an external writer gives each node a fixed pool once
 CLOUD_CILIUM = 1  # eni, azure, crd with the watermark writer: Cilium's operator watermarks
 CLOUD_VPC_CNI = 2  # aws-vpc-cni: ipamd warm targets
 CLOUD_AKS_DYNAMIC = 3  # azure + AKS DynamicIndividual: CNS batches
 CLOUD_AKS_STATIC = 4  # azure + AKS StaticBlock: /28 blocks per node
 
-#: ``CloudConfig.strategy`` (``C_CL_STRATEGY``), indexed by ``cilium.eni.allocationStrategy``: upstream
+#: ``CloudConfig.strategy`` (``I_CL_STRATEGY``), indexed by ``cilium.eni.allocationStrategy``: upstream
 #: ``IsPrefixDelegated`` after ``InsufficientCidrBlocks``, or the dense arm of CFP cilium/cilium#38499.
 STRATEGIES = ("upstream", "dense")
 STRATEGY_UPSTREAM = 0
@@ -43,8 +43,8 @@ class CloudConfig:
     """The cloud settings of one mode for one scenario, resolved to numbers.
 
     Built by the mode modules (:mod:`ipam_core.modes.eni` ...), written into the
-    engine's ``cfg`` vector by :func:`ipam_core.modes.cloud_pool.init_cloud`. Field names
-    follow the ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`.
+    engine's ``icfg`` and ``cfg`` vectors by :func:`ipam_core.modes.cloud_pool.init_cloud`. Field names
+    follow the ``I_CL_*`` and ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`.
     """
 
     kind: int

@@ -65,14 +65,8 @@ from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
     ADDRESS_FILTER_NONE,
-    C_ADDRESS_FILTER,
-    C_DEFAULT_POOL,
-    C_FAMILY,
-    C_HEALTH,
-    C_MAX_PODS,
     C_OPERATOR_DELAY,
     C_RETRY,
-    C_SCHEDULER,
     C_TIMEOUT,
     D_EVICTED,
     D_ID,
@@ -106,6 +100,12 @@ from ipam_core.engine.tables import (
     H_B,
     H_KIND,
     H_SEQ,
+    I_ADDRESS_FILTER,
+    I_DEFAULT_POOL,
+    I_FAMILY,
+    I_HEALTH,
+    I_MAX_PODS,
+    I_SCHEDULER,
     K_CORDONED,
     K_ERROR,
     K_EVENT,
@@ -471,14 +471,14 @@ def slot_address_room(st, node):
     multi-pool pool are filtered on the default pool.
     """
     running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
-    grow = np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
-    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    grow = st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
+    pool = st.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return 0
     host_scope = one_cidr_per_family(st)
-    room = np.int64(st.cfg[C_MAX_PODS]) + 1  # no family enabled: no limit but maxPods
+    room = st.icfg[I_MAX_PODS] + 1  # no family enabled: no limit but maxPods
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         if grow and carves_on_demand(st) and st.pool_carvable[pool, family] > 0:
             continue
@@ -495,7 +495,7 @@ def _sched_readdress(st, node):
 @kjit(inline=True)  # off: one comparison at each call site, no call
 def _sched_addresses_changed(st, node):
     # a node's free addresses changed: re-file it when the scheduler looks at them
-    if np.int64(st.cfg[C_ADDRESS_FILTER]) != ADDRESS_FILTER_NONE:
+    if st.icfg[I_ADDRESS_FILTER] != ADDRESS_FILTER_NONE:
         _sched_readdress(st, node)
 
 
@@ -504,9 +504,9 @@ def _sched_carvable_changed(st, pool, family, before):
     # multi-pool `free` counts "the pool can still carve" for every node: when that flips, re-file all
     # nodes (once per flip, not per pod)
     if (
-        np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
+        st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
         and carves_on_demand(st)
-        and pool == np.int64(st.cfg[C_DEFAULT_POOL])
+        and pool == st.icfg[I_DEFAULT_POOL]
         and (before > 0) != (st.pool_carvable[pool, family] > 0)
     ):
         for other in range(st.nodes.shape[0]):
@@ -537,9 +537,9 @@ def _sched_update(st, node):
         and nodes[node, N_READY] == 1
         and nodes[node, N_CORDONED] == 0
         and pods < max_pods
-        and (st.cfg[C_ADDRESS_FILTER] == 0.0 or pods < nodes[node, N_ADDR_ROOM])
+        and (st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_NONE or pods < nodes[node, N_ADDR_ROOM])
     )
-    policy = np.int64(st.cfg[C_SCHEDULER])
+    policy = st.icfg[I_SCHEDULER]
     if policy != SCHED_RANDOM:
         key = -1
         if eligible:
@@ -575,7 +575,7 @@ def _sched_pick(st):
     """
     if st.tree_cnt[1] == 0:
         return -1
-    if np.int64(st.cfg[C_SCHEDULER]) != SCHED_RANDOM:
+    if st.icfg[I_SCHEDULER] != SCHED_RANDOM:
         key = st.cnt[K_SCHED_MIN]
         while st.bucket_count[key] == 0:  # stops: some bucket holds a node
             key += 1
@@ -812,14 +812,14 @@ def _take_reserved(st, node, pool, family):
 @kjit
 def _agent_start(st, node):
     """Take router and health addresses and mark the node ready."""
-    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    pool = st.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         _take_reserved(st, node, pool, family)
-        if st.cfg[C_HEALTH] != 0.0:
+        if st.icfg[I_HEALTH] != 0:
             _take_reserved(st, node, pool, family)
     _agent_ready(st, node)
 
@@ -851,7 +851,7 @@ def take_slot_addresses(st, pod, node, now):
     pods = st.pods
     for step in range(2):
         family = 1 - step
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         pool = pods[pod, D_POOL + family]
         slot = -1

@@ -49,9 +49,6 @@ from ipam_core.engine.core import (
 )
 from ipam_core.engine.hooks import agent_can_start, pod_changed
 from ipam_core.engine.tables import (
-    C_DEFAULT_POOL,
-    C_FAMILY,
-    C_HEALTH,
     D_OFF,
     D_PIN,
     D_POOL,
@@ -60,6 +57,9 @@ from ipam_core.engine.tables import (
     F_IP_ALLOCS,
     F_RESERVED,
     F_USED,
+    I_DEFAULT_POOL,
+    I_FAMILY,
+    I_HEALTH,
     K_ERROR,
     K_RUNNING,
     L_INDEX,
@@ -214,14 +214,14 @@ def _take_exact(st, node, where):
 @kjit
 def _start_agent(st, node, agent):
     """The agent's router and health addresses: the dumped ones, else random free ones (``_agent_start``)."""
-    pool = np.int64(st.cfg[C_DEFAULT_POOL])
+    pool = st.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return True
     for exact in (True, False):  # the dumped ones first: a random one cannot land on them
         for family in range(2):
-            if st.cfg[C_FAMILY + family] == 0.0:
+            if st.icfg[I_FAMILY + family] == 0:
                 continue
-            for kind in range(2 if st.cfg[C_HEALTH] != 0.0 else 1):
+            for kind in range(2 if st.icfg[I_HEALTH] != 0 else 1):
                 where = agent[6 * kind + 3 * family: 6 * kind + 3 * family + 3]
                 if (where[0] >= 0) != exact:
                     continue

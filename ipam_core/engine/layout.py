@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipam_core.addr import Network
 from ipam_core.podiprange import range_size
 
-#: ``Layout.policy``: which engine rules run the layout (``C_POLICY`` in the engine's ``cfg``).
+#: ``Layout.policy``: which engine rules run the layout (``I_POLICY`` in the engine's ``icfg``).
 POLICY_ONE_PER_FAMILY = 0  # kubernetes, cluster-pool, gke
 POLICY_MULTI_POOL = 1
 POLICY_CLOUD = 2  # eni, aws-vpc-cni, azure, crd: per-node pools of addresses / prefixes from subnet bitmaps

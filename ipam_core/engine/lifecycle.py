@@ -9,11 +9,9 @@ off, so runs without a lifecycle pay one comparison per sample.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ipam_core.engine.hooks import held_addresses
 from ipam_core.engine.tables import (
-    C_RELEASED_CIDRS,
+    I_RELEASED_CIDRS,
     K_CORDONED,
     L_FAMILY,
     L_MAX,
@@ -74,7 +72,7 @@ def stranded(st, family):
         node and that it does not allocate from (``releasedCIDRs: stranded``,
         or ``reclaimed`` until it takes them back).
     """
-    if np.int64(st.cfg[C_RELEASED_CIDRS]) == RELEASED_CIDRS_FREED:
+    if st.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_FREED:
         return 0, 0
     cidrs = 0
     addrs = 0

@@ -55,7 +55,8 @@ STATE_FIELDS = (
     "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
     "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
     "bucket_count",  # int64 [keys]: nodes per bucket
-    "cfg",  # float64 [C_NCOL]
+    "cfg",  # float64 [C_NCOL]: seconds and rates
+    "icfg",  # int64 [I_NCOL]: codes, counts and flags
     "cnt",  # int64 [K_NCOL]
     # cloud modes (ipam_core/modes/cloud_pool.py init_cloud); one-row placeholders in the pool modes
     "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
@@ -320,7 +321,7 @@ def build_state(
     cls = state_class(layout.policy)
     state = cls(*[_template_copy(a, shape, dtype) for a, shape, dtype in template],
                 *[None] * (len(cls._fields) - len(STATE_FIELDS)))
-    state.cfg[T.C_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
+    state.icfg[T.I_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     state.cnt[T.K_RNG] = seed_state(config.seed)
     return state
 
@@ -374,25 +375,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     # spread and pack keep one bucket per key (pods, or maxPods - pods): keys 0..maxPods
     keys = config.max_pods + 1 if config.scheduler != T.SCHED_RANDOM else 1
     bucket_nw, bucket_ns = bm_sizes(max(n_nodes, 1))
-    cfg = np.zeros(T.C_NCOL, dtype=np.float64)
-    cfg[T.C_POLICY] = layout.policy
-    for family in layout.families:
-        cfg[T.C_FAMILY + family] = 1.0
-    cfg[T.C_HEALTH] = float(config.health_ip)
-    cfg[T.C_OPERATOR_DELAY] = config.operator_delay_s
-    cfg[T.C_UPDATE_RATE] = config.update_rate_s
-    cfg[T.C_REFRESH] = config.refresh_s
-    cfg[T.C_RETRY] = config.pod_retry_s
-    cfg[T.C_TIMEOUT] = config.pod_timeout_s
-    cfg[T.C_SCHEDULER] = config.scheduler
-    cfg[T.C_MAX_PODS] = config.max_pods
-    cfg[T.C_CARVE_RETRY] = config.carve_retry_s
-    cfg[T.C_REVERT_PARTIAL] = float(layout.revert_partial)
-    cfg[T.C_DEFAULT_POOL] = layout.default_pool
-    cfg[T.C_SEED] = config.seed
-    cfg[T.C_PENDING_TTL] = config.pending_ttl_s
-    cfg[T.C_ADDRESS_FILTER] = config.address_filter
-    cfg[T.C_RELEASED_CIDRS] = config.released_cidrs
+    cfg, icfg = _settings(layout, config)
     cnt = np.zeros(T.K_NCOL, dtype=np.int64)
     cnt[T.K_SLOT_TOP] = n_slots
     cnt[T.K_ROW_TOP] = rows
@@ -441,6 +424,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         bucket_summary=np.full(keys * bucket_ns, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64),
         bucket_count=np.zeros(keys, dtype=np.int64),
         cfg=cfg,
+        icfg=icfg,
         cnt=cnt,
         cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),
         cl_time=np.zeros((1, T.CT_NCOL), dtype=np.float64),
@@ -451,6 +435,31 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     )
     set_limits(state)
     return state
+
+
+def _settings(layout: Layout, config: EngineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The state's settings: ``cfg`` (float64, seconds) and ``icfg`` (int64, codes, counts and flags)."""
+    cfg = np.zeros(T.C_NCOL, dtype=np.float64)
+    cfg[T.C_OPERATOR_DELAY] = config.operator_delay_s
+    cfg[T.C_UPDATE_RATE] = config.update_rate_s
+    cfg[T.C_REFRESH] = config.refresh_s
+    cfg[T.C_RETRY] = config.pod_retry_s
+    cfg[T.C_TIMEOUT] = config.pod_timeout_s
+    cfg[T.C_CARVE_RETRY] = config.carve_retry_s
+    cfg[T.C_PENDING_TTL] = config.pending_ttl_s
+    icfg = np.zeros(T.I_NCOL, dtype=np.int64)
+    icfg[T.I_POLICY] = layout.policy
+    for family in layout.families:
+        icfg[T.I_FAMILY + family] = 1
+    icfg[T.I_HEALTH] = config.health_ip
+    icfg[T.I_SCHEDULER] = config.scheduler
+    icfg[T.I_MAX_PODS] = config.max_pods
+    icfg[T.I_REVERT_PARTIAL] = layout.revert_partial
+    icfg[T.I_DEFAULT_POOL] = layout.default_pool
+    icfg[T.I_SEED] = config.seed
+    icfg[T.I_ADDRESS_FILTER] = config.address_filter
+    icfg[T.I_RELEASED_CIDRS] = config.released_cidrs
+    return cfg, icfg
 
 
 def workload_bounds(workload, retry_s: float) -> tuple[int, int]:

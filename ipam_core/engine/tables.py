@@ -131,65 +131,69 @@ H_B = 2
 H_SEQ = 3
 H_NCOL = 4
 
-# ---- configuration, float64 vector `cfg`
-C_POLICY = 0  # POLICY_*
-C_FAMILY = 1  # + family: 1.0 when enabled
-C_HEALTH = 3  # 1.0: the agent takes a health address per family
-C_OPERATOR_DELAY = 4  # s between a CiliumNode change and the operator's answer
-C_UPDATE_RATE = 5  # s: CiliumNode update debounce (multi-pool)
-C_REFRESH = 6  # s: multi-pool agent periodic refresh
-C_RETRY = 7  # s: pod retry interval
-C_TIMEOUT = 8  # s: a pod pending this long fails
-C_SCHEDULER = 9  # SCHED_*
-C_MAX_PODS = 10
-C_CARVE_RETRY = 11  # s: operator retry after a failed carve
-C_REVERT_PARTIAL = 12  # 1.0: a node that gets one family but not the other gives it back (Cilium); 0: keep (KCM)
-C_DEFAULT_POOL = 13  # pool id of the default pool (router / health addresses)
-C_SEED = 14
-# ---- cloud modes (POLICY_CLOUD; rules in ipam_core/modes/cloud_pool.py)
-C_CL_KIND = 15  # CLOUD_*
-C_CL_IFACES = 16  # interfaces (ENIs / NICs) a node can attach
-C_CL_UNITS = 17  # secondary IPs or /28 prefixes one interface holds
-C_CL_UNIT_SIZE = 18  # 16 when the node starts with prefix delegation, else 1
-C_CL_FIRST_IFACE = 19  # interfaces below this index hold no pod address (first-interface-index)
-C_CL_PRIMARY = 20  # 1.0: every interface takes a primary address from its subnet
-C_CL_ATTACH = 21  # 1.0: the operator may attach interfaces (ENI); 0.0: fixed (Azure NIC)
-C_CL_FALLBACK = 22  # 1.0: no free /28 -> single addresses instead (Cilium); 0.0: cool down (VPC CNI)
-C_CL_FILL_FIRST = 23  # 1.0: pods take the first free address (VPC CNI); 0.0: a random one (Go map order)
-C_CL_AGENT_RESERVED = 24  # addresses the agent takes from its pool at start (router, health, AKS reservation)
-C_CL_READY_MIN = 25  # pool size the agent waits for (crd.go hasMinimumIPsInPool)
-C_CL_PRE = 26  # spec.ipam.pre-allocate (resolved)
-C_CL_MIN = 27  # spec.ipam.min-allocate
-C_CL_MAX = 28  # spec.ipam.max-allocate (resolved: the instance limit when 0)
-C_CL_ABOVE = 29  # spec.ipam.max-above-watermark
-C_CL_RELEASE = 30  # 1.0: excess addresses are released
-C_CL_RELEASE_DELAY = 31  # s: --excess-ip-release-delay
-C_CL_PERIOD = 32  # s: periodic pass (operator resync, ipamd tick, CNS tick); 0 = none
-C_CL_WARM_ENI = 33  # WARM_ENI_TARGET
-C_CL_WARM_IP = 34  # WARM_IP_TARGET
-C_CL_MIN_IP = 35  # MINIMUM_IP_TARGET
-C_CL_WARM_PREFIX = 36  # WARM_PREFIX_TARGET
-C_CL_DECREASE = 37  # s: ipamd decreaseIPPoolInterval
-C_CL_ENI_MIN_LIFE = 38  # s: ipamd minimum ENI age before it is freed
-C_CL_COOLDOWN = 39  # s: ipamd pause after InsufficientCidrBlocks
-C_CL_BATCH = 40  # AKS CNS batch size
-C_CL_BATCH_PCT = 41  # AKS CNS request threshold percent
-C_CL_MAX_IPS = 42  # AKS CNS max IPs per node
-C_CL_STATIC_UNITS = 43  # units written once per node (crd poolPerNode, AKS static blocks)
-C_CL_SUBNET_RESERVED = 44  # 1.0: the cloud keeps each subnet's first four and last address
-C_CL_NIC = 45  # 1.0: a node comes with a cloud interface (eth0 / the VM's NIC); 0.0: crd pools
-C_PENDING_TTL = 46  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
-C_ADDRESS_FILTER = 47  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
-C_RELEASED_CIDRS = 48  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
+# ---- settings. Codes, counts and flags (0 / 1) are int64, in the vector `icfg`; seconds, rates and other
+# real-valued settings are float64, in the vector `cfg`. The compiled rules read each as it is: no casts.
+# int64 vector `icfg`
+I_POLICY = 0  # POLICY_*
+I_FAMILY = 1  # + family: 1 when enabled
+I_HEALTH = 3  # 1: the agent takes a health address per family
+I_SCHEDULER = 4  # SCHED_*
+I_MAX_PODS = 5
+I_REVERT_PARTIAL = 6  # 1: a node that gets one family but not the other gives it back (Cilium); 0: keep (KCM)
+I_DEFAULT_POOL = 7  # pool id of the default pool (router / health addresses)
+I_SEED = 8
+I_ADDRESS_FILTER = 9  # ADDRESS_FILTER_*: the scheduler's view of a node's free pod addresses
+I_RELEASED_CIDRS = 10  # RELEASED_CIDRS_*: what the operator does with a CIDR the multi-pool agent gave back
+# cloud modes (POLICY_CLOUD; rules in ipam_core/modes/cloud_pool.py)
+I_CL_KIND = 11  # CLOUD_*
+I_CL_IFACES = 12  # interfaces (ENIs / NICs) a node can attach
+I_CL_UNITS = 13  # secondary IPs or /28 prefixes one interface holds
+I_CL_UNIT_SIZE = 14  # 16 when the node starts with prefix delegation, else 1
+I_CL_FIRST_IFACE = 15  # interfaces below this index hold no pod address (first-interface-index)
+I_CL_PRIMARY = 16  # 1: every interface takes a primary address from its subnet
+I_CL_ATTACH = 17  # 1: the operator may attach interfaces (ENI); 0: fixed (Azure NIC)
+I_CL_FALLBACK = 18  # 1: no free /28 -> single addresses instead (Cilium); 0: cool down (VPC CNI)
+I_CL_FILL_FIRST = 19  # 1: pods take the first free address (VPC CNI); 0: a random one (Go map order)
+I_CL_AGENT_RESERVED = 20  # addresses the agent takes from its pool at start (router, health, AKS reservation)
+I_CL_READY_MIN = 21  # pool size the agent waits for (crd.go hasMinimumIPsInPool)
+I_CL_PRE = 22  # spec.ipam.pre-allocate (resolved)
+I_CL_MIN = 23  # spec.ipam.min-allocate
+I_CL_MAX = 24  # spec.ipam.max-allocate (resolved: the instance limit when 0)
+I_CL_ABOVE = 25  # spec.ipam.max-above-watermark
+I_CL_RELEASE = 26  # 1: excess addresses are released
+I_CL_WARM_ENI = 27  # WARM_ENI_TARGET
+I_CL_WARM_IP = 28  # WARM_IP_TARGET
+I_CL_MIN_IP = 29  # MINIMUM_IP_TARGET
+I_CL_WARM_PREFIX = 30  # WARM_PREFIX_TARGET
+I_CL_BATCH = 31  # AKS CNS batch size
+I_CL_BATCH_PCT = 32  # AKS CNS request threshold percent
+I_CL_MAX_IPS = 33  # AKS CNS max IPs per node
+I_CL_STATIC_UNITS = 34  # units written once per node (crd poolPerNode, AKS static blocks)
+I_CL_SUBNET_RESERVED = 35  # 1: the cloud keeps each subnet's first four and last address
+I_CL_NIC = 36  # 1: a node comes with a cloud interface (eth0 / the VM's NIC); 0: crd pools
 # cloud API cost and prefix fallback (ipam_core/modes/cloud_api.py)
-C_CL_STRATEGY = 49  # STRATEGY_*: what Cilium does after InsufficientCidrBlocks
-C_CL_THROTTLE = 50  # 1.0: cloud calls take tokens from the buckets below
-C_CL_CLIENT_QPS = 51  # tokens/s of the manager's own client limiter (Cilium --limit-ipam-api-qps); 0 = none
-C_CL_CLIENT_BURST = 52  # its bucket (--limit-ipam-api-burst)
-C_CL_BUCKET = 53  # the cloud's bucket per API (EC2) or per operation type (Azure)
-C_CL_REFILL = 54  # its refill, tokens/s
-C_CL_SHARED_BUCKET = 55  # 1.0: every call kind draws from one cloud bucket (Azure writes); 0.0: one per API (EC2)
-C_NCOL = 56
+I_CL_STRATEGY = 37  # STRATEGY_*: what Cilium does after InsufficientCidrBlocks
+I_CL_THROTTLE = 38  # 1: cloud calls take tokens from the buckets below
+I_CL_CLIENT_BURST = 39  # tokens in the manager's own client bucket (--limit-ipam-api-burst)
+I_CL_BUCKET = 40  # tokens in the cloud's bucket per API (EC2) or per operation type (Azure)
+I_CL_SHARED_BUCKET = 41  # 1: every call kind draws from one cloud bucket (Azure writes); 0: one per API (EC2)
+I_NCOL = 42
+# float64 vector `cfg`
+C_OPERATOR_DELAY = 0  # s between a CiliumNode change and the operator's answer
+C_UPDATE_RATE = 1  # s: CiliumNode update debounce (multi-pool)
+C_REFRESH = 2  # s: multi-pool agent periodic refresh
+C_RETRY = 3  # s: pod retry interval
+C_TIMEOUT = 4  # s: a pod pending this long fails
+C_CARVE_RETRY = 5  # s: operator retry after a failed carve
+C_PENDING_TTL = 6  # s: a failed request counts as multi-pool demand this long (pendingAllocationTTL)
+C_CL_RELEASE_DELAY = 7  # s: --excess-ip-release-delay
+C_CL_PERIOD = 8  # s: periodic pass (operator resync, ipamd tick, CNS tick); 0 = none
+C_CL_DECREASE = 9  # s: ipamd decreaseIPPoolInterval
+C_CL_ENI_MIN_LIFE = 10  # s: ipamd minimum ENI age before it is freed
+C_CL_COOLDOWN = 11  # s: ipamd pause after InsufficientCidrBlocks
+C_CL_CLIENT_QPS = 12  # tokens/s of the manager's own client limiter (Cilium --limit-ipam-api-qps); 0 = none
+C_CL_REFILL = 13  # the cloud bucket's refill, tokens/s
+C_NCOL = 14
 
 # node table `cl_node` [nodes (+ network rows, below), CN_NCOL or wider]
 CN_IFACES = 0  # interfaces attached
@@ -332,7 +336,7 @@ K_ROW_FREE = K_TIMER_BASE + 4  # the last row freed (-1 = none)
 K_ROW_FRESH = K_TIMER_BASE + 5  # the first row never used
 K_NCOL = K_TIMER_BASE + 6
 
-# cfg[C_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
+# icfg[I_RELEASED_CIDRS]: a CIDR the multi-pool agent released (releaseExcessCIDRsMultiPool) ...
 RELEASED_CIDRS_FREED = 0  # ... is freed by the operator (multi-pool: it leaves spec.ipam.pools.allocated)
 RELEASED_CIDRS_STRANDED = 1  # ... stays advertised, and the agent never takes it back (before cilium PR #46674)
 RELEASED_CIDRS_RECLAIMED = 2  # ... stays advertised; the agent takes it back when short (cilium PR #46674)

@@ -41,8 +41,8 @@ from ipam_core.engine.cloud_net import largest_group
 from ipam_core.engine.layout import Layout
 from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_USED,
                                      CT_COOLDOWN, CT_LAST_DECREASE, CU_SET, CU_SIZE, CU_USED, C_CL_COOLDOWN,
-                                     C_CL_DECREASE, C_CL_ENI_MIN_LIFE, C_CL_MIN_IP, C_CL_WARM_ENI, C_CL_WARM_IP,
-                                     C_CL_WARM_PREFIX)
+                                     C_CL_DECREASE, C_CL_ENI_MIN_LIFE, I_CL_MIN_IP, I_CL_WARM_ENI, I_CL_WARM_IP,
+                                     I_CL_WARM_PREFIX)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_ATTACH, API_RELEASE, api_call, api_ready, api_spend
 from ipam_core.modes.cloud_pool import (INF, LOUD, _assign, _attach, _detach, _drop_unit, _first_after, _first_at_us,
@@ -189,11 +189,11 @@ def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
         nothing), and how many addresses (prefixes with delegation) it wants: the shortfall with
         targets set, else a whole ENI's worth.
     """
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
+    warm_ip = st.icfg[I_CL_WARM_IP]
+    min_ip = st.icfg[I_CL_MIN_IP]
     if pd:
         return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
-                                      np.int64(st.cfg[C_CL_WARM_PREFIX]))
+                                      st.icfg[I_CL_WARM_PREFIX])
     if warm_ip == 0 and min_ip == 0:
         return False, _node_units(st, node)
     short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
@@ -252,8 +252,8 @@ def _vpc_decrease(st, node, now):
     """tryUnassignCidrsFromAll: free IPs / prefixes above the targets, newest ENI first."""
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    over = over_to_release(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_IP]),
-                           np.int64(st.cfg[C_CL_MIN_IP]), np.int64(st.cfg[C_CL_WARM_PREFIX]), pd)
+    over = over_to_release(total, assigned, prefixes, free_prefixes, st.icfg[I_CL_WARM_IP],
+                           st.icfg[I_CL_MIN_IP], st.icfg[I_CL_WARM_PREFIX], pd)
     if over > 0 and not api_ready(st, node, API_RELEASE, now):
         return False  # throttled: tried again on the next tick
     st.cl_time[node, CT_LAST_DECREASE] = now
@@ -288,10 +288,10 @@ def _vpc_free_eni(st, node, now):
     for iface in range(1, st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
             freeable = True
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
-    if not should_remove_extra_enis(total, assigned, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip, warm_prefix,
+    warm_ip = st.icfg[I_CL_WARM_IP]
+    min_ip = st.icfg[I_CL_MIN_IP]
+    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
+    if not should_remove_extra_enis(total, assigned, st.icfg[I_CL_WARM_ENI], warm_ip, min_ip, warm_prefix,
                                     pd, _node_units(st, node), freeable):
         return False
     min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
@@ -333,11 +333,11 @@ def ipamd_pass(st, node, now):
     """updateIPPoolIfRequired: grow, else shrink (every decreaseIPPoolInterval), then maybe free an ENI."""
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    warm_ip = st.icfg[I_CL_WARM_IP]
+    min_ip = st.icfg[I_CL_MIN_IP]
+    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
     changed = False
-    if pool_too_low(total, assigned, prefixes, free_prefixes, np.int64(st.cfg[C_CL_WARM_ENI]), warm_ip, min_ip,
+    if pool_too_low(total, assigned, prefixes, free_prefixes, st.icfg[I_CL_WARM_ENI], warm_ip, min_ip,
                     warm_prefix, pd, _node_units(st, node)):
         changed = _vpc_increase(st, node, now)
     elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
@@ -369,10 +369,10 @@ def ipamd_quiet_until(st, node, now):
     """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    warm_eni = np.int64(st.cfg[C_CL_WARM_ENI])
-    warm_ip = np.int64(st.cfg[C_CL_WARM_IP])
-    min_ip = np.int64(st.cfg[C_CL_MIN_IP])
-    warm_prefix = np.int64(st.cfg[C_CL_WARM_PREFIX])
+    warm_eni = st.icfg[I_CL_WARM_ENI]
+    warm_ip = st.icfg[I_CL_WARM_IP]
+    min_ip = st.icfg[I_CL_MIN_IP]
+    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
     u = _units_per_iface(st)
     wake = INF
     if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,

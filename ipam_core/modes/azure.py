@@ -23,16 +23,14 @@ with ``eni`` and ``crd`` (:mod:`ipam_core.modes.cloud_pool`), and
 
 from __future__ import annotations
 
-import numpy as np
-
 from ipam_core.cloud import aks
 from ipam_core.cloud.aks import dynamic_target
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
                                           agent_reserved, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.tables import (CN_HELD, CN_RESERVED, CN_SUBNET, CN_USED, CU_SET, CU_USED, C_CL_BATCH,
-                                     C_CL_BATCH_PCT, C_CL_MAX_IPS)
+from ipam_core.engine.tables import (CN_HELD, CN_RESERVED, CN_SUBNET, CN_USED, CU_SET, CU_USED, I_CL_BATCH,
+                                     I_CL_BATCH_PCT, I_CL_MAX_IPS)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_RELEASE, api_spend
 from ipam_core.modes.cloud_pool import INF, LOUD, _assign, _drop_unit, _iface_room, _single_free
@@ -125,8 +123,8 @@ def cns_pass(st, node, now):
     """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
     cn = st.cl_node[node]
     demand = cn[CN_USED] - cn[CN_RESERVED]
-    target = dynamic_target(demand, np.int64(st.cfg[C_CL_BATCH]), np.int64(st.cfg[C_CL_BATCH_PCT]),
-                            np.int64(st.cfg[C_CL_MAX_IPS]))
+    target = dynamic_target(demand, st.icfg[I_CL_BATCH], st.icfg[I_CL_BATCH_PCT],
+                            st.icfg[I_CL_MAX_IPS])
     held = cn[CN_HELD]
     s = cn[CN_SUBNET]
     if target > held:
@@ -149,8 +147,8 @@ def cns_pass(st, node, now):
 def cns_quiet_until(st, node):
     """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
     cn = st.cl_node[node]
-    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], np.int64(st.cfg[C_CL_BATCH]),
-                            np.int64(st.cfg[C_CL_BATCH_PCT]), np.int64(st.cfg[C_CL_MAX_IPS]))
+    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], st.icfg[I_CL_BATCH],
+                            st.icfg[I_CL_BATCH_PCT], st.icfg[I_CL_MAX_IPS])
     held = cn[CN_HELD]
     if target > held:
         return INF if _iface_room(st, node, 0) <= 0 else LOUD

@@ -45,9 +45,6 @@ from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, CD_NCOL, NR_NCOL, TR_C
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
-    C_ADDRESS_FILTER,
-    C_FAMILY,
-    C_MAX_PODS,
     D_ID,
     ERROR_CALICO_BLOCKS_FULL,
     F_CARVABLE,
@@ -60,6 +57,9 @@ from ipam_core.engine.tables import (
     F_RELEASES,
     F_RESERVED,
     F_USED,
+    I_ADDRESS_FILTER,
+    I_FAMILY,
+    I_MAX_PODS,
     K_ERROR,
     K_EVENT,
     N_GEN,
@@ -113,7 +113,7 @@ def _sync_blocks(st):
     """Block counts per family from the pools' claimed blocks (the tables keep them per pool)."""
     t = st.cal
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         blocks = np.int64(0)
         carved = np.int64(0)
@@ -163,7 +163,7 @@ def take_pod_addresses(st, pod, node, now):
     claimed = False
     for step in range(2):
         family = 1 - step
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         row = st.cal_pod_set[pod_id, family]
         packed = np.int64(-1)
@@ -213,7 +213,7 @@ def node_added(st, node, now):
     for family in range(2):
         st.cal_tunnel[node, family] = -1
         row = st.cal_tunnel_row[family]
-        if st.cfg[C_FAMILY + family] == 0.0 or row < 0:
+        if st.icfg[I_FAMILY + family] == 0 or row < 0:
             continue
         packed, new = _assign(st, node, row, family, now)
         claimed = claimed or new
@@ -287,10 +287,10 @@ def address_room(st, node):
     limit = t.cfg[CFG_MAX_BLOCKS]
     if limit == 0:
         limit = DEFAULT_MAX_BLOCKS
-    grow = np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE
-    room = np.int64(st.cfg[C_MAX_PODS]) + 1
+    grow = st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
+    room = st.icfg[I_MAX_PODS] + 1
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         free = 0
         blocks = 0

@@ -24,7 +24,7 @@ refilled continuously:
   50 refilled at 5/s); Azure Resource Manager has one bucket per operation
   type per subscription (writes 200 refilled at 10/s). Here each call kind
   (attach, assign, release) has its own cloud bucket, or all share one
-  (``C_CL_SHARED_BUCKET``, Azure). The buckets are the account's: every
+  (``I_CL_SHARED_BUCKET``, Azure). The buckets are the account's: every
   node's calls draw from them.
 
 A pass whose next call finds a bucket empty makes no call: it is delayed until
@@ -42,13 +42,13 @@ from __future__ import annotations
 import numpy as np
 
 from ipam_core.engine.tables import (
-    C_CL_BUCKET,
-    C_CL_CLIENT_BURST,
     C_CL_CLIENT_QPS,
     C_CL_REFILL,
-    C_CL_SHARED_BUCKET,
-    C_CL_THROTTLE,
     CT_API_AT,
+    I_CL_BUCKET,
+    I_CL_CLIENT_BURST,
+    I_CL_SHARED_BUCKET,
+    I_CL_THROTTLE,
     K_CL_API_ASSIGN,
     K_CL_API_ATTACH,
     K_CL_API_DELAY_US,
@@ -74,19 +74,19 @@ MICRO = 1_000_000  # micro-tokens per token, microseconds per second
 _MARGIN_US = 2  # the float round trip of a wake-up time may lose a microsecond or two
 
 
-def init_buckets(cnt, cfg) -> None:
+def init_buckets(cnt, icfg) -> None:
     """Fill every bucket at time 0 (a run starts with idle buckets).
 
     Parameters
     ----------
     cnt : numpy.ndarray of int64
         The state's counters (``K_CL_TOKENS`` ... are written).
-    cfg : numpy.ndarray of float64
-        The state's settings, with the ``C_CL_*`` throttle entries written.
+    icfg : numpy.ndarray of int64
+        The state's integer settings, with the ``I_CL_*`` bucket sizes written.
     """
-    cnt[K_CL_TOKENS + CLIENT_BUCKET] = int(cfg[C_CL_CLIENT_BURST]) * MICRO
+    cnt[K_CL_TOKENS + CLIENT_BUCKET] = icfg[I_CL_CLIENT_BURST] * MICRO
     for b in range(1, API_BUCKETS):
-        cnt[K_CL_TOKENS + b] = int(cfg[C_CL_BUCKET]) * MICRO
+        cnt[K_CL_TOKENS + b] = icfg[I_CL_BUCKET] * MICRO
     cnt[K_CL_TOKENS_AT : K_CL_TOKENS_AT + API_BUCKETS] = 0
 
 
@@ -97,7 +97,7 @@ def _now_us(now):
 
 @kjit(inline=True)
 def _cloud_bucket(st, kind):
-    return 1 if st.cfg[C_CL_SHARED_BUCKET] != 0.0 else 1 + kind
+    return 1 if st.icfg[I_CL_SHARED_BUCKET] != 0 else 1 + kind
 
 
 @kjit(inline=True)
@@ -106,7 +106,7 @@ def _refilled(st, b, size, rate, now_us):
     tokens = st.cnt[K_CL_TOKENS + b]
     added = np.int64((now_us - st.cnt[K_CL_TOKENS_AT + b]) * rate)
     if added > 0:  # below a micro-token the clock stays put, so slow buckets still fill under frequent looks
-        tokens = min(np.int64(size) * MICRO, tokens + added)
+        tokens = min(size * MICRO, tokens + added)
         st.cnt[K_CL_TOKENS + b] = tokens
         st.cnt[K_CL_TOKENS_AT + b] = now_us
     return tokens
@@ -146,12 +146,12 @@ def api_ready(st, node, kind, now):
         tokens are there, and the delay is counted (``K_CL_API_THROTTLED``,
         ``K_CL_API_DELAY_US``).
     """
-    if st.cfg[C_CL_THROTTLE] == 0.0:
+    if st.icfg[I_CL_THROTTLE] == 0:
         return True
     now_us = _now_us(now)
-    wait = _wait_us(st, _cloud_bucket(st, kind), st.cfg[C_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
+    wait = _wait_us(st, _cloud_bucket(st, kind), st.icfg[I_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
     if st.cfg[C_CL_CLIENT_QPS] > 0.0:
-        wait = max(wait, _wait_us(st, CLIENT_BUCKET, st.cfg[C_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us))
+        wait = max(wait, _wait_us(st, CLIENT_BUCKET, st.icfg[I_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us))
     if wait == 0:
         return True
     st.cnt[K_CL_API_THROTTLED] += 1
@@ -181,14 +181,14 @@ def api_spend(st, kind, now, prefixes):
             st.cnt[K_CL_API_PREFIX] += 1
     else:
         st.cnt[K_CL_API_RELEASE] += 1
-    if st.cfg[C_CL_THROTTLE] == 0.0:
+    if st.icfg[I_CL_THROTTLE] == 0:
         return
     now_us = _now_us(now)
     b = _cloud_bucket(st, kind)
-    _refilled(st, b, st.cfg[C_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
+    _refilled(st, b, st.icfg[I_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
     st.cnt[K_CL_TOKENS + b] -= MICRO
     if st.cfg[C_CL_CLIENT_QPS] > 0.0:
-        _refilled(st, CLIENT_BUCKET, st.cfg[C_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us)
+        _refilled(st, CLIENT_BUCKET, st.icfg[I_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us)
         st.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
 
 

@@ -31,8 +31,8 @@ from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (ADDRESS_FILTER_FREE, CG_IFACES, CG_MAX_ALLOC, CG_UNITS, CI_ATTACHED, CI_UNITS,
                                      CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_VPC_CNI, CN_GROUP,
                                      CN_HELD, CN_PD, CN_RESERVED, CN_SYNC_ARMED, CN_UNITS, CN_USED, CT_API_AT, CT_OP_AT,
-                                     C_ADDRESS_FILTER, C_CL_ATTACH, C_CL_FIRST_IFACE, C_CL_KIND, C_OPERATOR_DELAY,
-                                     D_NODE, K_READY, N_GEN, N_PENDING, N_PODS, N_READY, POLICY_CLOUD, T_AGENT_SYNC,
+                                     C_OPERATOR_DELAY, D_NODE, I_ADDRESS_FILTER, I_CL_ATTACH, I_CL_FIRST_IFACE,
+                                     I_CL_KIND, K_READY, N_GEN, N_PENDING, N_PODS, N_READY, POLICY_CLOUD, T_AGENT_SYNC,
                                      T_CARVE, T_REFRESH)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.aws_vpc_cni import ipamd_pass, ipamd_quiet_until
@@ -57,10 +57,10 @@ def _can_hold(st, node):
     units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), group[CG_IFACES]):
+    for iface in range(st.icfg[I_CL_FIRST_IFACE], group[CG_IFACES]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
-        elif st.cfg[C_CL_ATTACH] != 0.0:
+        elif st.icfg[I_CL_ATTACH] != 0:
             capacity += units * size
     if group[CG_MAX_ALLOC] > 0:
         capacity = min(capacity, group[CG_MAX_ALLOC])
@@ -121,7 +121,7 @@ def cloud_operator(st, node, now):
         when its next call was throttled: its client limiter lets it go on once a
         token is there (:mod:`ipam_core.modes.cloud_api`).
     """
-    kind = np.int64(st.cfg[C_CL_KIND])
+    kind = st.icfg[I_CL_KIND]
     st.cl_time[node, CT_API_AT] = -INF
     if kind == CLOUD_CILIUM:
         if _cilium_pass(st, node, now):
@@ -161,7 +161,7 @@ def cloud_quiet_until(st, node, now):
     if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
             or st.cl_time[node, CT_OP_AT] != INF):
         return LOUD
-    kind = np.int64(st.cfg[C_CL_KIND])
+    kind = st.icfg[I_CL_KIND]
     if kind == CLOUD_CILIUM:
         return _cilium_quiet_until(st, node, now)
     if kind == CLOUD_VPC_CNI:
@@ -194,7 +194,7 @@ def address_room(st, node):
     ``warm``: running pods plus the free addresses of the node's pool; ``free``:
     the addresses the node can hold, less its reservations.
     """
-    if np.int64(st.cfg[C_ADDRESS_FILTER]) == ADDRESS_FILTER_FREE:
+    if st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE:
         return _can_hold(st, node)
     running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
     return running + st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]

@@ -48,9 +48,6 @@ from ipam_core.engine.core import _agent_ready, _bind, _node_add, _row_alloc, _s
 from ipam_core.engine.hooks import pod_changed
 from ipam_core.engine.initial import PR_FAMILY, PR_NODE, PR_POD, START_ADDRESS_TAKEN, start_arrays, started_nodes
 from ipam_core.engine.tables import (
-    C_CL_AGENT_RESERVED,
-    C_CL_NIC,
-    C_CL_PRIMARY,
     CI_SET,
     CN_HELD,
     CN_RESERVED,
@@ -69,6 +66,9 @@ from ipam_core.engine.tables import (
     F_IP_ALLOCS,
     F_RESERVED,
     F_USED,
+    I_CL_AGENT_RESERVED,
+    I_CL_NIC,
+    I_CL_PRIMARY,
     K_ERROR,
     K_RUNNING,
     N_READY,
@@ -197,7 +197,7 @@ def _unit_of(st, node, s, offset):
 @kjit
 def _start_agent(st, node, agent):
     """Router and health addresses: the dumped ones the node holds, then free ones up to the agent's count."""
-    want = np.int64(st.cfg[C_CL_AGENT_RESERVED])
+    want = st.icfg[I_CL_AGENT_RESERVED]
     for kind in range(2):
         s = agent[6 * kind]
         if s < 0 or st.cl_node[node, CN_RESERVED] >= want:
@@ -231,7 +231,7 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
         0; an engine ``ERROR_*`` code when a table ran out of room; ``START_ADDRESS_TAKEN`` when
         an address is held already.
     """
-    nic = st.cfg[C_CL_NIC] != 0.0
+    nic = st.icfg[I_CL_NIC] != 0
     for i in range(nodes.shape[0]):
         _node_add(st, nodes[i], 0.0)  # joins; its manager's timers armed (cloud_hooks.node_added)
     if nic:  # each instance's eth0 is the dumped one (below), not the fresh one node_added gave it
@@ -253,7 +253,7 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
             return START_ADDRESS_TAKEN
         if _add_unit(st, node, iface, s, offset, size) < 0:
             return st.cnt[K_ERROR]
-    if nic and st.cfg[C_CL_PRIMARY] != 0.0:  # an Azure NIC's primary is not in the dump: a free one of its subnet
+    if nic and st.icfg[I_CL_PRIMARY] != 0:  # an Azure NIC's primary is not in the dump: a free one of its subnet
         for r in range(ifaces.shape[0]):
             if ifaces[r, 3] < 0:
                 offset = _single_address(st, ifaces[r, 2], False)

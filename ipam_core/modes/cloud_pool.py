@@ -60,22 +60,8 @@ from ipam_core.modes.cloud_api import (
 )
 from ipam_core.engine.rng import draw
 from ipam_core.engine.tables import (
-    C_CL_ABOVE,
-    C_CL_AGENT_RESERVED,
-    C_CL_ATTACH,
-    C_CL_FALLBACK,
-    C_CL_FILL_FIRST,
-    C_CL_FIRST_IFACE,
-    C_CL_KIND,
-    C_CL_MIN,
-    C_CL_NIC,
     C_CL_PERIOD,
-    C_CL_PRIMARY,
-    C_CL_RELEASE,
     C_CL_RELEASE_DELAY,
-    C_CL_STATIC_UNITS,
-    C_CL_STRATEGY,
-    C_CL_UNITS,
     C_OPERATOR_DELAY,
     CG_IFACES,
     CG_IPV4,
@@ -140,6 +126,20 @@ from ipam_core.engine.tables import (
     F_RELEASES,
     F_RESERVED,
     F_USED,
+    I_CL_ABOVE,
+    I_CL_AGENT_RESERVED,
+    I_CL_ATTACH,
+    I_CL_FALLBACK,
+    I_CL_FILL_FIRST,
+    I_CL_FIRST_IFACE,
+    I_CL_KIND,
+    I_CL_MIN,
+    I_CL_NIC,
+    I_CL_PRIMARY,
+    I_CL_RELEASE,
+    I_CL_STATIC_UNITS,
+    I_CL_STRATEGY,
+    I_CL_UNITS,
     K_CL_FRAG_FAILS,
     K_CL_IFACES,
     K_CL_PREFIXES,
@@ -177,24 +177,37 @@ PREFIX_ORDER = 4  # log2(16): a /28
 
 
 # --------------------------------------------------------------------------- configuration (Python)
-def cloud_cfg(cloud: CloudConfig) -> dict[int, float]:
-    """``cfg`` index -> value of a mode's cloud settings (the ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`)."""
-    return {
-        T.C_CL_KIND: cloud.kind, T.C_CL_IFACES: cloud.ifaces, T.C_CL_UNITS: cloud.units,
-        T.C_CL_UNIT_SIZE: cloud.unit_size, T.C_CL_FIRST_IFACE: cloud.first_iface, T.C_CL_PRIMARY: cloud.primary,
-        T.C_CL_ATTACH: cloud.attach, T.C_CL_FALLBACK: cloud.fallback, T.C_CL_FILL_FIRST: cloud.fill_first,
-        T.C_CL_AGENT_RESERVED: cloud.agent_reserved, T.C_CL_READY_MIN: cloud.ready_min, T.C_CL_PRE: cloud.pre,
-        T.C_CL_MIN: cloud.min_allocate, T.C_CL_MAX: cloud.max_allocate, T.C_CL_ABOVE: cloud.above,
-        T.C_CL_RELEASE: cloud.release, T.C_CL_RELEASE_DELAY: cloud.release_delay_s, T.C_CL_PERIOD: cloud.period_s,
-        T.C_CL_WARM_ENI: cloud.warm_eni, T.C_CL_WARM_IP: cloud.warm_ip, T.C_CL_MIN_IP: cloud.min_ip,
-        T.C_CL_WARM_PREFIX: cloud.warm_prefix, T.C_CL_DECREASE: cloud.decrease_s,
-        T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s, T.C_CL_BATCH: cloud.batch,
-        T.C_CL_BATCH_PCT: cloud.batch_pct, T.C_CL_MAX_IPS: cloud.max_ips, T.C_CL_STATIC_UNITS: cloud.static_units,
-        T.C_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.C_CL_NIC: cloud.nic,
-        T.C_CL_STRATEGY: cloud.strategy, T.C_CL_THROTTLE: cloud.throttle, T.C_CL_CLIENT_QPS: cloud.client_qps,
-        T.C_CL_CLIENT_BURST: cloud.client_burst, T.C_CL_BUCKET: cloud.bucket, T.C_CL_REFILL: cloud.refill,
-        T.C_CL_SHARED_BUCKET: cloud.shared_bucket,
+def cloud_settings(cloud: CloudConfig) -> tuple[dict[int, int], dict[int, float]]:
+    """A mode's cloud settings for the state (the ``I_CL_*`` and ``C_CL_*`` entries of :mod:`ipam_core.engine.tables`).
+
+    Parameters
+    ----------
+    cloud : CloudConfig
+
+    Returns
+    -------
+    tuple of dict
+        ``icfg`` index -> integer (codes, counts, flags as 0 / 1), and ``cfg`` index -> seconds or rate.
+    """
+    ints = {
+        T.I_CL_KIND: cloud.kind, T.I_CL_IFACES: cloud.ifaces, T.I_CL_UNITS: cloud.units,
+        T.I_CL_UNIT_SIZE: cloud.unit_size, T.I_CL_FIRST_IFACE: cloud.first_iface, T.I_CL_PRIMARY: cloud.primary,
+        T.I_CL_ATTACH: cloud.attach, T.I_CL_FALLBACK: cloud.fallback, T.I_CL_FILL_FIRST: cloud.fill_first,
+        T.I_CL_AGENT_RESERVED: cloud.agent_reserved, T.I_CL_READY_MIN: cloud.ready_min, T.I_CL_PRE: cloud.pre,
+        T.I_CL_MIN: cloud.min_allocate, T.I_CL_MAX: cloud.max_allocate, T.I_CL_ABOVE: cloud.above,
+        T.I_CL_RELEASE: cloud.release, T.I_CL_WARM_ENI: cloud.warm_eni, T.I_CL_WARM_IP: cloud.warm_ip,
+        T.I_CL_MIN_IP: cloud.min_ip, T.I_CL_WARM_PREFIX: cloud.warm_prefix, T.I_CL_BATCH: cloud.batch,
+        T.I_CL_BATCH_PCT: cloud.batch_pct, T.I_CL_MAX_IPS: cloud.max_ips, T.I_CL_STATIC_UNITS: cloud.static_units,
+        T.I_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.I_CL_NIC: cloud.nic, T.I_CL_STRATEGY: cloud.strategy,
+        T.I_CL_THROTTLE: cloud.throttle, T.I_CL_CLIENT_BURST: cloud.client_burst, T.I_CL_BUCKET: cloud.bucket,
+        T.I_CL_SHARED_BUCKET: cloud.shared_bucket,
     }
+    reals = {
+        T.C_CL_RELEASE_DELAY: cloud.release_delay_s, T.C_CL_PERIOD: cloud.period_s, T.C_CL_DECREASE: cloud.decrease_s,
+        T.C_CL_ENI_MIN_LIFE: cloud.eni_min_life_s, T.C_CL_COOLDOWN: cloud.cooldown_s,
+        T.C_CL_CLIENT_QPS: cloud.client_qps, T.C_CL_REFILL: cloud.refill,
+    }
+    return {i: int(v) for i, v in ints.items()}, {i: float(v) for i, v in reals.items()}
 
 
 def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
@@ -230,9 +243,12 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     cl_iface[:, :, T.CI_PRIMARY] = -1
     cl_unit = np.zeros((n, max(cloud.ifaces * cloud.units, 1), T.CU_NCOL), dtype=np.int64)
     cl_unit[:, :, T.CU_SET] = -1
-    for index, value in cloud_cfg(cloud).items():
-        state.cfg[index] = float(value)
-    init_buckets(state.cnt, state.cfg)
+    ints, reals = cloud_settings(cloud)
+    for index, value in ints.items():
+        state.icfg[index] = value
+    for index, value in reals.items():
+        state.cfg[index] = value
+    init_buckets(state.cnt, state.icfg)
     fc = T.K_FAMILY_BASE  # IPv4 counters
     for s in range(state.sets.shape[0]):
         size = int(state.sets[s, T.S_N])
@@ -544,7 +560,7 @@ def _dense_address(st, s):
 
 @kjit(inline=True)
 def _units_per_iface(st):
-    return np.int64(st.cfg[C_CL_UNITS])
+    return st.icfg[I_CL_UNITS]
 
 
 @kjit(inline=True)
@@ -618,7 +634,7 @@ def _drop_unit(st, node, j):
 @kjit(inline=True)
 def _iface_room(st, node, iface):
     # units the interface can still take (none below first-interface-index: custom networking's eth0)
-    if iface < np.int64(st.cfg[C_CL_FIRST_IFACE]):
+    if iface < st.icfg[I_CL_FIRST_IFACE]:
         return 0
     return _node_units(st, node) - st.cl_iface[node, iface, CI_UNITS]
 
@@ -665,7 +681,7 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
         count = min(addresses, room)
         if _subnet_free(st, s) < count:
             return 0
-        dense = np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE
+        dense = st.icfg[I_CL_STRATEGY] == STRATEGY_DENSE
         for _ in range(count):
             offset = _dense_address(st, s) if dense else _single_address(st, s, False)
             _add_unit(st, node, iface, s, offset, 1)
@@ -684,7 +700,7 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
 @kjit
 def _attach(st, node, iface, s, now):
     """Attach interface `iface` in subnet s, taking its primary address when the cloud gives one."""
-    primary = _single_address(st, s, False) if st.cfg[C_CL_PRIMARY] != 0.0 else -1
+    primary = _single_address(st, s, False) if st.icfg[I_CL_PRIMARY] != 0 else -1
     cloud_attached(st, node, iface, s, primary, now)
 
 
@@ -735,7 +751,7 @@ def _detach(st, node, iface):
 def _pick(st, node):
     """A unit and a free bit in it: the first free address (ipamd datastore order) or a random one (Go map order)."""
     units = st.cl_unit.shape[1]
-    if st.cfg[C_CL_FILL_FIRST] != 0.0:
+    if st.icfg[I_CL_FILL_FIRST] != 0:
         for j in range(units):
             unit = st.cl_unit[node, j]
             if unit[CU_SET] >= 0 and unit[CU_USED] < unit[CU_SIZE]:
@@ -824,7 +840,7 @@ def cloud_agent_start(st, node):
     """
     if not cloud_pool_ready(st, node):
         return False
-    cloud_reserve(st, node, np.int64(st.cfg[C_CL_AGENT_RESERVED]))
+    cloud_reserve(st, node, st.icfg[I_CL_AGENT_RESERVED])
     return True
 
 
@@ -856,7 +872,7 @@ def cloud_agent_changed(st, node, now):
     (cilium ``pkg/ipam/crd.go``): the first change writes at once, later ones wait for it.
     Only Cilium's operator reads the status; ipamd and CNS see their own node directly.
     """
-    kind = np.int64(st.cfg[C_CL_KIND])
+    kind = st.icfg[I_CL_KIND]
     if kind != CLOUD_CILIUM or st.cl_node[node, CN_SYNC_ARMED] == 1:
         return -1.0
     st.cl_node[node, CN_SYNC_ARMED] = 1
@@ -903,7 +919,7 @@ def cloud_node_add(st, node, now):
     st.cl_time[node, CT_API_AT] = -INF
     cn[CN_SUBNET] = _node_subnet(st, node)  # its group's subnet of its zone (an ASG over its AZs)
     cn[CN_PD] = 1 if _group_value(st, node, CG_UNIT_SIZE) > 1 else 0
-    if st.cfg[C_CL_NIC] != 0.0:
+    if st.icfg[I_CL_NIC] != 0:
         _attach(st, node, 0, cn[CN_SUBNET], now)
     else:  # a crd pool: no cloud interface, one slot row for the units
         st.cl_iface[node, 0, CI_ATTACHED] = 1
@@ -925,7 +941,7 @@ def cloud_node_delete(st, node):
                 st.pool_free[0, 0] += unit[CU_USED]
                 unit[CU_USED] = 0
                 unit[CU_MASK] = 0
-        if st.cfg[C_CL_NIC] == 0.0:
+        if st.icfg[I_CL_NIC] == 0:
             for j in range(iface * u, iface * u + u):
                 if st.cl_unit[node, j, CU_SET] >= 0:
                     _drop_unit(st, node, j)
@@ -962,7 +978,7 @@ def _cilium_release(st, node, excess, now):
     u = _units_per_iface(st)
     best = -1
     best_free = 0
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(st.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or st.cl_iface[node, iface, CI_PREFIXES] > 0:
             continue  # release of prefixes is not supported upstream
         free = 0
@@ -991,12 +1007,12 @@ def _cilium_need_and_excess(st, node):
     available = cn[CN_HELD]
     used = cn[CN_REPORTED]
     pre = _group_value(st, node, CG_PRE)
-    minimum = np.int64(st.cfg[C_CL_MIN])
+    minimum = st.icfg[I_CL_MIN]
     needed = needed_ips(available, used, pre, minimum, _group_value(st, node, CG_MAX_ALLOC))
     used_excess = used
     if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
         used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
-    return needed, excess_ips(available, used_excess, pre, minimum, np.int64(st.cfg[C_CL_ABOVE]))
+    return needed, excess_ips(available, used_excess, pre, minimum, st.icfg[I_CL_ABOVE])
 
 
 @kjit
@@ -1017,7 +1033,7 @@ def _cilium_prefix_delegated(st, node):
     """
     if st.cl_node[node, CN_PD] == 0:
         return False
-    if np.int64(st.cfg[C_CL_STRATEGY]) == STRATEGY_DENSE:
+    if st.icfg[I_CL_STRATEGY] == STRATEGY_DENSE:
         return True
     for iface in range(st.cl_iface.shape[1]):
         if (st.cl_iface[node, iface, CI_ATTACHED] == 1 and st.cl_iface[node, iface, CI_PREFIXES] == 0
@@ -1029,9 +1045,9 @@ def _cilium_prefix_delegated(st, node):
 @kjit
 def _cilium_pass(st, node, now):
     """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
-    above = np.int64(st.cfg[C_CL_ABOVE])
+    above = st.icfg[I_CL_ABOVE]
     needed, excess = _cilium_need_and_excess(st, node)
-    if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
+    if st.icfg[I_CL_RELEASE] != 0 and excess > 0:
         # handleIPRelease: IPs wait --excess-ip-release-delay before they go (handshake with the agent collapsed)
         if st.cl_time[node, CT_EXCESS_SINCE] == INF:
             st.cl_time[node, CT_EXCESS_SINCE] = now
@@ -1045,9 +1061,9 @@ def _cilium_pass(st, node, now):
     to_allocate = max_ips_to_allocate(needed, above, st.nodes[node, N_PENDING])
     pd = _cilium_prefix_delegated(st, node)
     size = PREFIX_SIZE if pd else 1
-    fallback = st.cfg[C_CL_FALLBACK] != 0.0
+    fallback = st.icfg[I_CL_FALLBACK] != 0
     # PrepareIPAllocation: the first usable interface with room whose subnet has free addresses
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), st.cl_iface.shape[1]):
+    for iface in range(st.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
             continue
         room = _iface_room(st, node, iface) * size
@@ -1055,7 +1071,7 @@ def _cilium_pass(st, node, now):
         if room <= 0:
             continue
         subnet_free = _subnet_free(st, s)
-        if subnet_free <= 0 and np.int64(st.cfg[C_CL_KIND]) == CLOUD_CILIUM and st.cfg[C_CL_ATTACH] == 0.0:
+        if subnet_free <= 0 and st.icfg[I_CL_KIND] == CLOUD_CILIUM and st.icfg[I_CL_ATTACH] == 0:
             # Azure: an IP configuration may come from any subnet of the VNet with free addresses
             for other in range(st.sets.shape[0]):
                 if _subnet_free(st, other) > 0:
@@ -1068,10 +1084,10 @@ def _cilium_pass(st, node, now):
         if got != 0:
             return got > 0  # added, or throttled: the operator waits for its token and goes on then
         break  # handleIPAllocation: a failed assign goes on to create an interface
-    if st.cfg[C_CL_ATTACH] == 0.0:
+    if st.icfg[I_CL_ATTACH] == 0:
         return False
     # CreateInterface: the next free index at or above first-interface-index, in the node's subnet
-    for iface in range(np.int64(st.cfg[C_CL_FIRST_IFACE]), _node_ifaces(st, node)):
+    for iface in range(st.icfg[I_CL_FIRST_IFACE], _node_ifaces(st, node)):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             continue
         s = _iface_subnet(st, node)
@@ -1095,7 +1111,7 @@ def _static_pass(st, node, prefixes, now):
     if st.cl_node[node, CN_UNITS] > 0:
         return False
     s = st.cl_node[node, CN_SUBNET]
-    count = np.int64(st.cfg[C_CL_STATIC_UNITS])
+    count = st.icfg[I_CL_STATIC_UNITS]
     if prefixes:
         return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True, now) > 0
     api_spend(st, API_ASSIGN, now, False)
@@ -1154,7 +1170,7 @@ def _cilium_quiet_until(st, node, now):
     """``_cilium_pass``: no excess to give back and nothing needed, or excess still inside its release delay."""
     needed, excess = _cilium_need_and_excess(st, node)
     since = st.cl_time[node, CT_EXCESS_SINCE]
-    if st.cfg[C_CL_RELEASE] != 0.0 and excess > 0:
+    if st.icfg[I_CL_RELEASE] != 0 and excess > 0:
         if since == INF or now - since >= st.cfg[C_CL_RELEASE_DELAY]:
             return LOUD  # the pass starts the delay, or releases
         return _first_at_or_after(since, st.cfg[C_CL_RELEASE_DELAY])

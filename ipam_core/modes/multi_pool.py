@@ -51,10 +51,8 @@ from ipam_core.engine.core import (
 from ipam_core.engine.sampling import pool_node_rows
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
-    C_FAMILY,
     C_OPERATOR_DELAY,
     C_PENDING_TTL,
-    C_RELEASED_CIDRS,
     C_REFRESH,
     C_RETRY,
     C_UPDATE_RATE,
@@ -63,6 +61,8 @@ from ipam_core.engine.tables import (
     D_POOL,
     D_STATE,
     F_FREE,
+    I_FAMILY,
+    I_RELEASED_CIDRS,
     L_FAMILY,
     L_MAX,
     L_NODE,
@@ -237,7 +237,7 @@ def _agent_sync(st, node, now):
     for pool in range(st.pools.shape[0]):
         pre_alloc = st.pools[pool, P_PRE_ALLOC]
         for family in range(2):
-            if st.cfg[C_FAMILY + family] == 0.0:
+            if st.icfg[I_FAMILY + family] == 0:
                 continue
             in_use = st.np_inuse[node, pool, family]
             needed = needed_ip_ceil(in_use + _pending_demand(st, node, pool, family, now), pre_alloc)
@@ -248,7 +248,7 @@ def _agent_sync(st, node, now):
                 if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
             threshold = max(needed - in_use, 0)
-            if total_free < threshold and np.int64(st.cfg[C_RELEASED_CIDRS]) == RELEASED_CIDRS_RECLAIMED:
+            if total_free < threshold and st.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_RECLAIMED:
                 total_free = _reclaim_stranded(st, node, pool, family, total_free, threshold)
             for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
                 slot = st.node_slots[node, k]
@@ -271,7 +271,7 @@ def _pools_ready(st, node):
         if st.pools[pool, P_PRE_ALLOC] == 0:
             continue
         for family in range(2):
-            if st.cfg[C_FAMILY + family] != 0.0 and _find_slot(st, node, pool, family) < 0:
+            if st.icfg[I_FAMILY + family] != 0 and _find_slot(st, node, pool, family) < 0:
                 return False
     return True
 
@@ -282,7 +282,7 @@ def _operator_multi_pool(st, node):
     k = 0
     while k < st.nodes[node, N_NSLOTS]:
         slot = st.node_slots[node, k]
-        if sl[slot, L_STATE] == SLOT_RELEASED and np.int64(st.cfg[C_RELEASED_CIDRS]) != RELEASED_CIDRS_FREED:
+        if sl[slot, L_STATE] == SLOT_RELEASED and st.icfg[I_RELEASED_CIDRS] != RELEASED_CIDRS_FREED:
             sl[slot, L_STATE] = SLOT_STRANDED  # fault model: the operator keeps it on the node, unused
             k += 1
         elif sl[slot, L_STATE] == SLOT_RELEASED:
@@ -330,12 +330,12 @@ def _multi_pool_quiet(st, node):
     sl = st.slots
     n_slots = nodes[node, N_NSLOTS]
     for k in range(n_slots):
-        if sl[st.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (cfg C_RELEASED_CIDRS)
+        if sl[st.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (icfg I_RELEASED_CIDRS)
             return False
     for pool in range(st.pools.shape[0]):
         pre_alloc = st.pools[pool, P_PRE_ALLOC]
         for family in range(2):
-            if st.cfg[C_FAMILY + family] == 0.0:
+            if st.icfg[I_FAMILY + family] == 0:
                 continue
             in_use = st.np_inuse[node, pool, family]
             needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand

@@ -33,9 +33,9 @@ from ipam_core.engine.sampling import pool_node_rows
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (
     C_CARVE_RETRY,
-    C_FAMILY,
     C_OPERATOR_DELAY,
-    C_REVERT_PARTIAL,
+    I_FAMILY,
+    I_REVERT_PARTIAL,
     N_GEN,
     N_NSLOTS,
     N_READY,
@@ -54,12 +54,12 @@ NodeCidrState = namedtuple("NodeCidrState", STATE_FIELDS)
 def _operator_one_per_family(st, node, now):
     missing = False
     for family in range(2):
-        if st.cfg[C_FAMILY + family] == 0.0:
+        if st.icfg[I_FAMILY + family] == 0:
             continue
         if not _holds_family(st, node, family) and _carve_slot(st, node, 0, family) < 0:
             missing = True
     if missing:
-        if st.cfg[C_REVERT_PARTIAL] != 0.0:
+        if st.icfg[I_REVERT_PARTIAL] != 0:
             while st.nodes[node, N_NSLOTS] > 0:
                 _free_slot(st, st.node_slots[node, 0])
         st.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
@@ -74,7 +74,7 @@ def _operator_one_per_family(st, node, now):
 def _holds_every_family(st, node):
     """The ``agent_can_start`` hook: the node holds a CIDR of every enabled family (the operator's pass done)."""
     for family in range(2):
-        if st.cfg[C_FAMILY + family] != 0.0 and not _holds_family(st, node, family):
+        if st.icfg[I_FAMILY + family] != 0 and not _holds_family(st, node, family):
             return False
     return True
 
