@@ -49,6 +49,22 @@ def test_the_managers_classes_are_distinct():
     assert len(classes) == 5 and all(c._fields == cloud_hooks.CloudState._fields for c in classes)
 
 
+def test_a_kind_or_class_gets_one_manager_and_a_policy_one_starting_class():
+    from collections import namedtuple
+
+    from ipam_core.engine import hooks
+    from ipam_core.engine.cloud_config import CLOUD_VPC_CNI
+    from ipam_core.engine.layout import POLICY_CLOUD
+
+    Other = namedtuple("Other", cloud_hooks.CloudState._fields)
+    step = cloud_hooks.written_once_quiet_until
+    with pytest.raises(ValueError, match="has a pool manager already"):
+        cloud_hooks.register_manager(Other, CLOUD_VPC_CNI, step, step)
+    with pytest.raises(ValueError, match="registered already"):
+        hooks.register_family(Other, POLICY_CLOUD, cloud_hooks.prepare)
+    assert hooks.state_class(POLICY_CLOUD) is cloud_hooks.CloudState
+
+
 PROBE = r"""
 import sys
 from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, cloud_pool
