@@ -364,6 +364,6 @@ def test_the_loop_compiles_the_cloud_rules_for_a_cloud_state_only(tmp_path):
     wl = build_workload(sc)
     pool = Simulation(scenario_for_mode(sc, "cluster-pool"), wl, "cluster-pool").state
     eni = Simulation(scenario_for_mode(sc, "eni"), wl, "eni").state
-    assert type(pool) is node_cidr.NodeCidrState and type(eni) is cloud_hooks.CloudState
+    assert type(pool) is node_cidr.NodeCidrState and type(eni) is cloud_hooks.CiliumOperatorState
     assert period(pool) == 0.0  # the node-CIDR family has no periodic pass
     assert period(eni) == cloud_pool.cloud_period(eni) > 0.0  # the real rule: ENI operator resync

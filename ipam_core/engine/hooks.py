@@ -12,7 +12,10 @@ the same in every process (measured in docs/dev/engine-rooms.md; hooks passed
 as arguments miss the cache in every new process).
 
 A rules module registers every hook in :data:`HOOKS`; those in
-:data:`OPTIONAL` default to doing nothing. ``tests/test_engine_hooks.py``
+:data:`OPTIONAL` default to doing nothing. A family whose runs differ by settings
+the layout does not carry may have a class per set of rules (the cloud family: one
+per pool manager); it registers the class :func:`~ipam_core.engine.state.build_state`
+builds with :func:`register_family`, and its ``prepare`` step hands the state on. ``tests/test_engine_hooks.py``
 runs a test-only family through the compiled loop this way.
 """
 
@@ -130,17 +133,18 @@ _INLINED_BY_LLVM = {"_nrt": False, "nogil": True, "forceinline": True}
 _CLASS_OF_POLICY: dict[int, type] = {}
 
 
-def register(state_class: type, policy: int, prepare=None, **rules) -> None:
+def register(state_class: type, policy: int | None, prepare=None, **rules) -> None:
     """Make ``rules`` the hooks the loop calls for states of ``state_class``.
 
     Parameters
     ----------
     state_class : type
         The family's State namedtuple class.
-    policy : int
+    policy : int or None
         The ``POLICY_*`` code a mode's :class:`~ipam_core.engine.layout.Layout` names
         this family by; :func:`ipam_core.engine.state.build_state` builds a state
-        of ``state_class`` for it.
+        of ``state_class`` for it. None: one of the classes of a family whose
+        ``prepare`` step picks the class of the run (:func:`register_family`).
     prepare : callable, optional
         ``prepare(state, module, scenario, workload) -> state``, in Python, after
         :func:`~ipam_core.engine.state.build_state`: fills the fields the class adds
@@ -159,11 +163,45 @@ def register(state_class: type, policy: int, prepare=None, **rules) -> None:
     missing = sorted(set(HOOKS) - set(rules) - set(OPTIONAL))
     if unknown or missing:
         raise ValueError(f"{state_class.__name__}: unknown hooks {unknown}, missing hooks {missing}")
-    if state_class in _RULES or policy in _CLASS_OF_POLICY:
-        raise ValueError(f"{state_class.__name__} or policy {policy} is registered already")
+    _claim(state_class, policy)
     _RULES[state_class] = {**OPTIONAL, **rules}
     _PREPARE[state_class] = prepare
+    if policy is not None:
+        _CLASS_OF_POLICY[policy] = state_class
+
+
+def register_family(state_class: type, policy: int, prepare) -> None:
+    """Make ``state_class`` what a ``policy`` run starts from, and ``prepare`` hand it to the class of its rules.
+
+    For a family with one set of rules per class, chosen by settings the layout does not
+    carry (the cloud family: one class per pool manager, picked by ``CloudConfig.kind``,
+    :mod:`ipam_core.modes.cloud_manager`). ``state_class`` has no rules:
+    :func:`~ipam_core.engine.state.build_state` builds it and ``prepare`` returns the state
+    as one of the family's classes registered with ``policy=None``, so the loop compiles
+    that class's rules alone.
+
+    Parameters
+    ----------
+    state_class : type
+        A State namedtuple class of :data:`~ipam_core.engine.state.STATE_FIELDS` alone.
+    policy : int
+        The ``POLICY_*`` code the family's layouts name.
+    prepare : callable
+        ``prepare(state, module, scenario, workload) -> state`` (see :func:`register`).
+
+    Raises
+    ------
+    ValueError
+        The class or the policy is registered already.
+    """
+    _claim(state_class, policy)
+    _PREPARE[state_class] = prepare
     _CLASS_OF_POLICY[policy] = state_class
+
+
+def _claim(state_class: type, policy: int | None) -> None:
+    if state_class in _PREPARE or (policy is not None and policy in _CLASS_OF_POLICY):
+        raise ValueError(f"{state_class.__name__} or policy {policy} is registered already")
 
 
 def state_class(policy: int) -> type:

@@ -67,7 +67,7 @@ STATE_FIELDS = (
 )
 
 #: The tables every rules family's state holds. Each family has its own namedtuple class of these
-#: fields (``NodeCidrState``, ``MultiPoolState``, ``CloudState``, registered in engine/hooks.py), so the
+#: fields (``NodeCidrState``, ``MultiPoolState``, one per cloud pool manager, registered in engine/hooks.py), so the
 #: compiled loop resolves each hook to that family's rules; ``State`` names any of them in docs and hints.
 State = namedtuple("State", STATE_FIELDS)
 

@@ -28,6 +28,8 @@ runs it every 5 s per node.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from ipam_core.cloud import vpc_cni
@@ -39,12 +41,14 @@ from ipam_core.engine.cloud_config import (CLOUD_VPC_CNI, PICK_DISCOVERY, PICK_F
                                           check_aws, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.cloud_net import largest_group
 from ipam_core.engine.layout import Layout
+from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_USED,
                                      CT_COOLDOWN, CT_LAST_DECREASE, CU_SET, CU_SIZE, CU_USED, C_CL_COOLDOWN,
                                      C_CL_DECREASE, C_CL_ENI_MIN_LIFE, I_CL_MIN_IP, I_CL_WARM_ENI, I_CL_WARM_IP,
                                      I_CL_WARM_PREFIX)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_ATTACH, API_RELEASE, api_call, api_ready, api_spend
+from ipam_core.modes.cloud_hooks import register_manager
 from ipam_core.modes.cloud_pool import (INF, LOUD, _assign, _attach, _detach, _drop_unit, _first_after, _first_at_us,
                                         _iface_room, _iface_subnet, _node_ifaces, _node_units, _subnet_free,
                                         _units_per_iface)
@@ -413,3 +417,18 @@ def ipamd_quiet_until(st, node, now):
                             warm_prefix, pd):
             return LOUD  # detached now
     return wake
+
+
+# --------------------------------------------------------------------------- ipamd's runs: their State class
+#: The State class of ``aws-vpc-cni`` runs: the loop compiles ipamd's pass for it alone (modes/cloud_manager.py).
+IpamdState = namedtuple("IpamdState", STATE_FIELDS)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def ipamd_operator_pass(st, node, now):
+    """ipamd's pass; it asks for no event-driven pass of its own (its periodic pass runs every 5 s)."""
+    ipamd_pass(st, node, now)
+    return -1.0
+
+
+register_manager(IpamdState, CLOUD_VPC_CNI, ipamd_operator_pass, ipamd_quiet_until)

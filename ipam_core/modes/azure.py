@@ -17,11 +17,14 @@ node subnets, so nodes take no primary address from them.
 
 This module holds the mode's settings and CNS's compiled pass (:func:`cns_pass`,
 :func:`cns_quiet_until`); Cilium's operator pass and the static blocks are shared
-with ``eni`` and ``crd`` (:mod:`ipam_core.modes.cloud_pool`), and
-:mod:`ipam_core.modes.cloud_hooks` picks the pass by the settings' kind.
+with ``eni`` and ``crd`` (:mod:`ipam_core.modes.cloud_pool`). Each AKS manager has its State
+class (``CnsState``, ``AksStaticState``, registered with :mod:`ipam_core.modes.cloud_manager`),
+so a run compiles only its own manager's pass.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 from ipam_core.cloud import aks
 from ipam_core.cloud.aks import dynamic_target
@@ -29,11 +32,14 @@ from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
                                           agent_reserved, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.layout import Layout
+from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (CN_HELD, CN_RESERVED, CN_SUBNET, CN_USED, CU_SET, CU_USED, I_CL_BATCH,
                                      I_CL_BATCH_PCT, I_CL_MAX_IPS)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_RELEASE, api_spend
+from ipam_core.modes.cloud_hooks import register_manager, written_once_quiet_until
 from ipam_core.modes.cloud_pool import INF, LOUD, _assign, _drop_unit, _iface_room, _single_free
+from ipam_core.modes.cloud_pool import _static_pass
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "azure"
@@ -157,3 +163,35 @@ def cns_quiet_until(st, node):
             if st.cl_unit[node, j, CU_SET] >= 0 and st.cl_unit[node, j, CU_USED] == 0:
                 return LOUD
     return INF
+
+
+# --------------------------------------------------------------------------- AKS's pod subnet: the State classes
+#: The State classes of ``azure`` runs on AKS's pod subnet: the loop compiles CNS's pass, or the static
+#: blocks' write, for them alone (modes/cloud_manager.py). Cilium's Azure IPAM runs Cilium's operator
+#: (``CiliumOperatorState``, modes/cloud_hooks.py).
+CnsState = namedtuple("CnsState", STATE_FIELDS)
+AksStaticState = namedtuple("AksStaticState", STATE_FIELDS)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def cns_operator_pass(st, node, now):
+    """CNS's pass; it asks for no event-driven pass of its own (its periodic pass runs every second)."""
+    cns_pass(st, node, now)
+    return -1.0
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def cns_operator_quiet_until(st, node, now):
+    """:func:`cns_quiet_until` with the manager's parameters."""
+    return cns_quiet_until(st, node)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def aks_static_pass(st, node, now):
+    """AKS's static block: the node's /28 blocks, written once."""
+    _static_pass(st, node, True, now)
+    return -1.0
+
+
+register_manager(CnsState, CLOUD_AKS_DYNAMIC, cns_operator_pass, cns_operator_quiet_until)
+register_manager(AksStaticState, CLOUD_AKS_STATIC, aks_static_pass, written_once_quiet_until)

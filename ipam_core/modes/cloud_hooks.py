@@ -1,12 +1,15 @@
 """The cloud rules family (``eni``, ``aws-vpc-cni``, ``azure``, ``crd``) as the loop calls it.
 
-Registered with the loop through :mod:`ipam_core.engine.hooks` for
-:class:`CloudState`. Each node keeps a pool of addresses and /28 prefixes
-carved from subnet bitmaps by its manager; this module says who that is per
-``CloudConfig.kind`` (:func:`cloud_operator`, :func:`cloud_quiet_until`) and when
-it runs: each manager pass (T_CARVE, earliest request wins), the agent's
-CiliumNode status write (T_AGENT_SYNC), the manager's periodic pass (T_REFRESH),
-and when the agent is ready. The managers' rules, with their upstream files:
+Registered with the loop through :mod:`ipam_core.engine.hooks`, once per pool
+manager's State class (:func:`register_manager`). Each node keeps a pool of
+addresses and /28 prefixes carved from subnet bitmaps by its manager; this module
+says when the manager runs: each manager pass (T_CARVE, earliest request wins), the
+agent's CiliumNode status write (T_AGENT_SYNC), the manager's periodic pass
+(T_REFRESH), and when the agent is ready. Who the manager is follows from the
+state's class when the loop compiles (:mod:`ipam_core.modes.cloud_manager`):
+:class:`CloudState` is what a cloud run's state is built as, and :func:`prepare` hands
+it to the class of the run's manager (``CloudConfig.kind``), so a run compiles its
+own manager's pass alone. The managers' rules, with their upstream files:
 
 * the Cilium operator (``eni``, ``azure``, ``crd`` with watermarks) and the
   interface, unit and subnet bookkeeping every manager shares:
@@ -14,6 +17,9 @@ and when the agent is ready. The managers' rules, with their upstream files:
 * ipamd (``aws-vpc-cni``): :func:`ipam_core.modes.aws_vpc_cni.ipamd_pass`;
 * AKS's CNS (``azure`` on AKS's dynamic pod subnet): :func:`ipam_core.modes.azure.cns_pass`;
 * pools written once (AKS static blocks, a ``crd`` writer): ``cloud_pool._static_pass``.
+
+The Cilium operator's class, :class:`CiliumOperatorState`, is registered here (three modes run
+it); ipamd's, CNS's and the static pools' are registered by their mode modules.
 """
 
 from __future__ import annotations
@@ -29,21 +35,23 @@ from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched
 from ipam_core.engine.sampling import cloud_node_rows
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import (ADDRESS_FILTER_FREE, CG_IFACES, CG_MAX_ALLOC, CG_UNITS, CI_ATTACHED, CI_UNITS,
-                                     CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CLOUD_VPC_CNI, CN_GROUP,
-                                     CN_HELD, CN_PD, CN_RESERVED, CN_SYNC_ARMED, CN_UNITS, CN_USED, CT_API_AT, CT_OP_AT,
-                                     C_OPERATOR_DELAY, D_NODE, I_ADDRESS_FILTER, I_CL_ATTACH, I_CL_FIRST_IFACE,
-                                     I_CL_KIND, K_READY, N_GEN, N_PENDING, N_PODS, N_READY, POLICY_CLOUD, T_AGENT_SYNC,
-                                     T_CARVE, T_REFRESH)
+                                     CLOUD_CILIUM, CN_GROUP, CN_HELD, CN_PD, CN_RESERVED, CN_SYNC_ARMED, CN_UNITS,
+                                     CN_USED, CT_API_AT, CT_OP_AT, C_OPERATOR_DELAY, D_NODE, I_ADDRESS_FILTER,
+                                     I_CL_ATTACH, I_CL_FIRST_IFACE, K_READY, N_GEN, N_PENDING, N_PODS, N_READY,
+                                     POLICY_CLOUD, T_AGENT_SYNC, T_CARVE, T_REFRESH)
 from ipam_core.kernels._jit import kjit
-from ipam_core.modes.aws_vpc_cni import ipamd_pass, ipamd_quiet_until
-from ipam_core.modes.azure import cns_pass, cns_quiet_until
 from ipam_core.modes.cloud_api import api_retry_at
 from ipam_core.modes.cloud_initial import start_cloud
-from ipam_core.modes.cloud_pool import (INF, LOUD, _cilium_pass, _cilium_quiet_until, _static_pass, cloud_agent_changed,
+from ipam_core.modes.cloud_manager import add_manager, class_of_kind, manager_pass, manager_quiet_until
+from ipam_core.modes.cloud_pool import (INF, LOUD, _cilium_pass, _cilium_quiet_until, cloud_agent_changed,
                                         cloud_agent_start, cloud_agent_sync, cloud_alloc_pod, cloud_node_add,
                                         cloud_node_delete, cloud_period, cloud_release_pod, init_cloud)
 
+#: What :func:`~ipam_core.engine.state.build_state` builds for a cloud layout; it has no rules:
+#: :func:`prepare` hands it to the class of the run's pool manager.
 CloudState = namedtuple("CloudState", STATE_FIELDS)
+#: Cilium's operator (``eni``, ``azure``, ``crd`` with the watermark writer).
+CiliumOperatorState = namedtuple("CiliumOperatorState", STATE_FIELDS)
 
 
 @kjit(inline=True)  # one call site, address_room
@@ -107,35 +115,38 @@ def node_added(st, node, now):
         _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
 
 
-# --------------------------------------------------------------------------- who manages the pool, per kind
+# --------------------------------------------------------------------------- who manages the pool: the state's class
 @kjit
 def cloud_operator(st, node, now):
-    """One pass of whoever manages the node's pool.
+    """One pass of whoever manages the node's pool (:func:`~ipam_core.modes.cloud_manager.manager_pass`).
 
     Returns
     -------
     float
         When the next event-driven pass should run (-1: none asked; the periodic pass,
-        if any, still runs). Cilium's operator comes back after its delay when it
-        changed something (``MaintainIPPool`` triggers a resync and a new pass), or
-        when its next call was throttled: its client limiter lets it go on once a
-        token is there (:mod:`ipam_core.modes.cloud_api`).
+        if any, still runs).
     """
-    kind = st.icfg[I_CL_KIND]
     st.cl_time[node, CT_API_AT] = -INF
-    if kind == CLOUD_CILIUM:
-        if _cilium_pass(st, node, now):
-            return now + st.cfg[C_OPERATOR_DELAY]
-        return api_retry_at(st, node, now)
-    if kind == CLOUD_VPC_CNI:
-        ipamd_pass(st, node, now)
-    elif kind == CLOUD_AKS_DYNAMIC:
-        cns_pass(st, node, now)
-    elif kind == CLOUD_AKS_STATIC:
-        _static_pass(st, node, True, now)
-    else:
-        _static_pass(st, node, False, now)
-    return -1.0
+    return manager_pass(st, node, now)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def cilium_operator_pass(st, node, now):
+    """Cilium's operator: one pass, and when it comes back.
+
+    It comes back after its delay when it changed something (``MaintainIPPool`` triggers
+    a resync and a new pass), or when its next call was throttled: its client limiter
+    lets it go on once a token is there (:mod:`ipam_core.modes.cloud_api`).
+    """
+    if _cilium_pass(st, node, now):
+        return now + st.cfg[C_OPERATOR_DELAY]
+    return api_retry_at(st, node, now)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def written_once_quiet_until(st, node, now):
+    """A pool written once (AKS static blocks, a ``crd`` writer): quiet for good once written."""
+    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD
 
 
 @kjit
@@ -161,14 +172,8 @@ def cloud_quiet_until(st, node, now):
     if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
             or st.cl_time[node, CT_OP_AT] != INF):
         return LOUD
-    kind = st.icfg[I_CL_KIND]
-    if kind == CLOUD_CILIUM:
-        return _cilium_quiet_until(st, node, now)
-    if kind == CLOUD_VPC_CNI:
-        return ipamd_quiet_until(st, node, now)
-    if kind == CLOUD_AKS_DYNAMIC:
-        return cns_quiet_until(st, node)
-    return INF if st.cl_node[node, CN_UNITS] > 0 else LOUD  # static pools are written once
+    return manager_quiet_until(st, node, now)
+
 
 @kjit
 def node_timer(st, kind, node, gen, now):
@@ -219,7 +224,9 @@ def prepare(state, module, scenario, workload):
     from its interfaces, addresses and pods (``initialState``, :mod:`ipam_core.modes.cloud_initial`).
     """
     net = cloud_net(module, scenario)
-    state = init_cloud(state, net.merged(), len(workload.node_names), net)
+    cloud = net.merged()
+    state = class_of_kind(cloud.kind)(*state)  # the run's pool manager: the loop compiles its rules alone
+    state = init_cloud(state, cloud, len(workload.node_names), net)
     initial = scenario.initial_state
     if initial is not None and initial.cloud is not None and initial.mode == module.MODE.name and initial.starts:
         state = start_cloud(state, initial, workload)
@@ -232,10 +239,8 @@ def held_addresses(st, node, family):
     return st.cl_node[node, CN_HELD] if family == 0 else 0
 
 
-hooks.register(
-    CloudState,
-    POLICY_CLOUD,
-    prepare=prepare,
+#: The family's hooks, the same functions for every pool manager's class (each compiles per class).
+RULES = dict(
     take_pod_addresses=cloud_alloc_pod,
     give_pod_addresses=give_pod_addresses,
     pod_changed=pod_changed,
@@ -249,3 +254,29 @@ hooks.register(
     free_is_warm_pool=hooks.always,
     held_addresses=held_addresses,
 )
+
+
+def register_manager(state_class: type, kind: int, operator_pass, quiet_until) -> None:
+    """Register a cloud pool manager: its State class runs the family's hooks with its own two steps.
+
+    Parameters
+    ----------
+    state_class : type
+        The manager's State namedtuple class, of :data:`~ipam_core.engine.state.STATE_FIELDS`,
+        defined at the top level of the module that calls this (the kernel cache names it).
+    kind : int
+        The ``CLOUD_*`` code whose runs :func:`prepare` hands to ``state_class``.
+    operator_pass, quiet_until : numba dispatcher
+        See :func:`ipam_core.modes.cloud_manager.add_manager`.
+
+    Raises
+    ------
+    ValueError
+        The class or the kind is registered already.
+    """
+    add_manager(state_class, kind, operator_pass, quiet_until)
+    hooks.register(state_class, None, **RULES)
+
+
+hooks.register_family(CloudState, POLICY_CLOUD, prepare)
+register_manager(CiliumOperatorState, CLOUD_CILIUM, cilium_operator_pass, _cilium_quiet_until)

@@ -13,10 +13,16 @@ plain CIDR ranges: no cloud reservation in them.
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_CILIUM, CLOUD_CRD_STATIC, CloudConfig, agent_reserved, check_subnets,
                                           subnet_layout)
 from ipam_core.engine.layout import Layout
+from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.kernels._jit import kjit
+from ipam_core.modes.cloud_hooks import register_manager, written_once_quiet_until
+from ipam_core.modes.cloud_pool import _static_pass
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "crd"
@@ -88,3 +94,20 @@ MODE = ModeSpec(
     migration=False, cloud=True, check=check, sections=(Section("cloud.crd", KEYS),), upstream=UPSTREAM, holds="CiliumNode pool addresses",
     summary="an external writer fills each CiliumNode's pool; the agent allocates from it",
 )
+
+
+# --------------------------------------------------------------------------- the fixed pool's runs: their State class
+#: The State class of ``crd`` runs whose writer gives each node a fixed pool (``poolPerNode``): the loop
+#: compiles that write alone (modes/cloud_manager.py). The watermark writer runs Cilium's operator
+#: (``CiliumOperatorState``, modes/cloud_hooks.py).
+CrdStaticState = namedtuple("CrdStaticState", STATE_FIELDS)
+
+
+@kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)
+def crd_static_pass(st, node, now):
+    """The external writer: the node's fixed pool, first-fit addresses, written once."""
+    _static_pass(st, node, False, now)
+    return -1.0
+
+
+register_manager(CrdStaticState, CLOUD_CRD_STATIC, crd_static_pass, written_once_quiet_until)

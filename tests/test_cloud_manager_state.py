@@ -1,0 +1,98 @@
+"""A cloud run compiles its own pool manager's pass only: one State class per manager (issue #9).
+
+The cloud family's hooks are shared; the pass over a node's pool and its quiet predicate are the
+manager's (modes/cloud_manager.py), resolved from the state's class when the loop compiles. Which
+functions compile is seen on the dispatchers' signatures in a process with an empty kernel cache
+(a warm cache loads the loop whole and never asks its callees).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from engine_helpers import scenario
+
+from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, crd
+from ipam_core.pipeline import build_workload
+from ipam_core.pipeline.run import Simulation
+from ipam_core.scenario import scenario_for_mode
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# (mode, scenario patch) -> the class its state must have
+CASES = [
+    ("eni", {}, cloud_hooks.CiliumOperatorState),
+    ("azure", {}, cloud_hooks.CiliumOperatorState),  # Cilium's Azure IPAM: the same operator pass
+    ("crd", {}, cloud_hooks.CiliumOperatorState),  # the watermark writer follows Cilium's operator
+    ("aws-vpc-cni", {}, aws_vpc_cni.IpamdState),
+    ("azure", {"cloud": {"aks": {"podIPAllocationMode": "DynamicIndividual"}}}, azure.CnsState),
+    ("azure", {"cloud": {"aks": {"podIPAllocationMode": "StaticBlock"}}}, azure.AksStaticState),
+    ("crd", {"cloud": {"crd": {"writer": "static", "poolPerNode": 8}}}, crd.CrdStaticState),
+]
+
+
+@pytest.mark.parametrize(("mode", "patch", "expected"), CASES, ids=lambda c: c if isinstance(c, str) else None)
+def test_each_pool_manager_runs_in_a_state_class_of_its_own(tmp_path, mode, patch, expected):
+    sc = scenario(tmp_path, {"cluster": {"instanceType": "m5.large"}, "cloud": {"subnets": ["10.1.0.0/20"]}, **patch})
+    state = Simulation(scenario_for_mode(sc, mode), build_workload(sc), mode).state
+    assert type(state) is expected
+    assert type(state) is not cloud_hooks.CloudState  # the class build_state makes is handed on by prepare
+
+
+def test_the_managers_classes_are_distinct():
+    classes = {expected for _, _, expected in CASES}
+    assert len(classes) == 5 and all(c._fields == cloud_hooks.CloudState._fields for c in classes)
+
+
+def test_a_kind_or_class_gets_one_manager_and_a_policy_one_starting_class():
+    from collections import namedtuple
+
+    from ipam_core.engine import hooks
+    from ipam_core.engine.cloud_config import CLOUD_VPC_CNI
+    from ipam_core.engine.layout import POLICY_CLOUD
+
+    Other = namedtuple("Other", cloud_hooks.CloudState._fields)
+    step = cloud_hooks.written_once_quiet_until
+    with pytest.raises(ValueError, match="has a pool manager already"):
+        cloud_hooks.register_manager(Other, CLOUD_VPC_CNI, step, step)
+    with pytest.raises(ValueError, match="registered already"):
+        hooks.register_family(Other, POLICY_CLOUD, cloud_hooks.prepare)
+    assert hooks.state_class(POLICY_CLOUD) is cloud_hooks.CloudState
+
+
+PROBE = r"""
+import sys
+from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, cloud_pool
+from ipam_core.pipeline import simulate
+from ipam_core.scenario import load_scenario
+
+PASSES = {"cilium": cloud_pool._cilium_pass, "cilium_quiet": cloud_pool._cilium_quiet_until,
+          "ipamd": aws_vpc_cni.ipamd_pass, "ipamd_quiet": aws_vpc_cni.ipamd_quiet_until,
+          "cns": azure.cns_pass, "cns_quiet": azure.cns_quiet_until, "static": cloud_pool._static_pass}
+sc = load_scenario(sys.argv[1])
+for mode in sys.argv[2:]:
+    simulate(sc, [mode])
+    print(mode, " ".join(f"{name}={len(f.signatures)}" for name, f in PASSES.items()))
+"""
+
+
+@pytest.mark.slow
+def test_a_cloud_run_compiles_its_own_managers_pass_alone(tmp_path):
+    # azure (Cilium's Azure IPAM) first, then aws-vpc-cni, in one process with an empty kernel cache
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "scenarios" / "cloud-modes.yaml"),
+                           "azure", "aws-vpc-cni"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = {line.split()[0]: dict(kv.split("=") for kv in line.split()[1:]) for line in done.stdout.splitlines()}
+    after_azure, after_vpc = counts["azure"], counts["aws-vpc-cni"]
+    assert after_azure["cilium"] != "0" and after_azure["cilium_quiet"] != "0"
+    assert {k: after_azure[k] for k in ("ipamd", "ipamd_quiet", "cns", "cns_quiet", "static")} == dict.fromkeys(
+        ("ipamd", "ipamd_quiet", "cns", "cns_quiet", "static"), "0")
+    assert after_vpc["ipamd"] != "0" and after_vpc["ipamd_quiet"] != "0"
+    assert (after_vpc["cns"], after_vpc["cns_quiet"], after_vpc["static"]) == ("0", "0", "0")
+    assert after_vpc["cilium"] == after_azure["cilium"]  # ipamd's class did not compile Cilium's pass again
