@@ -868,7 +868,7 @@ class CloudIPAM:
             if iface.index < c.first_iface or iface.room == 0:
                 continue
             subnet = iface.subnet
-            if self.subnets[subnet].free == 0 and not c.attach:
+            if self.subnets[subnet].free == 0 and c.any_subnet:
                 # Azure: an IP configuration may come from any subnet of the VNet with room
                 subnet = next((s for s, sub in enumerate(self.subnets) if sub.free > 0), subnet)
             free = self.subnets[subnet].free

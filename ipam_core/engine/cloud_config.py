@@ -88,6 +88,7 @@ class CloudConfig:
     bucket: int = 0
     refill: float = 0.0
     shared_bucket: bool = False
+    any_subnet: bool = False
 
 
 def subnet_layout(mode: str, subnets) -> Layout:

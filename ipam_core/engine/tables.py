@@ -177,7 +177,8 @@ I_CL_THROTTLE = 38  # 1: cloud calls take tokens from the buckets below
 I_CL_CLIENT_BURST = 39  # tokens in the manager's own client bucket (--limit-ipam-api-burst)
 I_CL_BUCKET = 40  # tokens in the cloud's bucket per API (EC2) or per operation type (Azure)
 I_CL_SHARED_BUCKET = 41  # 1: every call kind draws from one cloud bucket (Azure writes); 0: one per API (EC2)
-I_NCOL = 42
+I_CL_ANY_SUBNET = 42  # 1: a full interface subnet gives way to any subnet with free addresses (Azure VNet, crd)
+I_NCOL = 43
 # float64 vector `cfg`
 C_OPERATOR_DELAY = 0  # s between a CiliumNode change and the operator's answer
 C_UPDATE_RATE = 1  # s: CiliumNode update debounce (multi-pool)

@@ -88,7 +88,7 @@ def cloud(scenario) -> CloudConfig:
     marks = spec.watermarks
     pre = marks.pre_allocate or DEFAULT_PRE_ALLOCATE  # GetMinimumAllocatableIPv4 on Azure
     return CloudConfig(
-        kind=CLOUD_CILIUM, ifaces=1, units=INTERFACE_ADDRESS_LIMIT - 1, primary=True, attach=False,
+        kind=CLOUD_CILIUM, ifaces=1, units=INTERFACE_ADDRESS_LIMIT - 1, primary=True, attach=False, any_subnet=True,
         agent_reserved=agent_reserved(scenario), ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip),
         pre=pre, min_allocate=marks.min_allocate, max_allocate=marks.max_allocate or INTERFACE_ADDRESS_LIMIT,
         above=marks.max_above_watermark, release=False, period_s=scenario.timing.ipam_resync_interval_s,

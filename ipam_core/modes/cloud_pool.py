@@ -128,6 +128,7 @@ from ipam_core.engine.tables import (
     F_USED,
     I_CL_ABOVE,
     I_CL_AGENT_RESERVED,
+    I_CL_ANY_SUBNET,
     I_CL_ATTACH,
     I_CL_FALLBACK,
     I_CL_FILL_FIRST,
@@ -200,7 +201,7 @@ def cloud_settings(cloud: CloudConfig) -> tuple[dict[int, int], dict[int, float]
         T.I_CL_BATCH_PCT: cloud.batch_pct, T.I_CL_MAX_IPS: cloud.max_ips, T.I_CL_STATIC_UNITS: cloud.static_units,
         T.I_CL_SUBNET_RESERVED: cloud.subnet_reserved, T.I_CL_NIC: cloud.nic, T.I_CL_STRATEGY: cloud.strategy,
         T.I_CL_THROTTLE: cloud.throttle, T.I_CL_CLIENT_BURST: cloud.client_burst, T.I_CL_BUCKET: cloud.bucket,
-        T.I_CL_SHARED_BUCKET: cloud.shared_bucket,
+        T.I_CL_SHARED_BUCKET: cloud.shared_bucket, T.I_CL_ANY_SUBNET: cloud.any_subnet,
     }
     reals = {
         T.C_CL_RELEASE_DELAY: cloud.release_delay_s, T.C_CL_PERIOD: cloud.period_s, T.C_CL_DECREASE: cloud.decrease_s,
@@ -1071,7 +1072,7 @@ def _cilium_pass(st, node, now):
         if room <= 0:
             continue
         subnet_free = _subnet_free(st, s)
-        if subnet_free <= 0 and st.icfg[I_CL_KIND] == CLOUD_CILIUM and st.icfg[I_CL_ATTACH] == 0:
+        if subnet_free <= 0 and st.icfg[I_CL_ANY_SUBNET] != 0:
             # Azure: an IP configuration may come from any subnet of the VNet with free addresses
             for other in range(st.sets.shape[0]):
                 if _subnet_free(st, other) > 0:

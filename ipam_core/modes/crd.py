@@ -58,7 +58,7 @@ def cloud(scenario) -> CloudConfig:
     # the pool never exceeds max-allocate, else used + needed + surge: at most twice the pods plus the buffers
     units = marks.max_allocate or 2 * (pods + reserved) + pre + marks.min_allocate + marks.max_above_watermark
     return CloudConfig(
-        kind=CLOUD_CILIUM, ifaces=1, units=units, attach=False, agent_reserved=reserved,
+        kind=CLOUD_CILIUM, ifaces=1, units=units, attach=False, any_subnet=True, agent_reserved=reserved,
         ready_min=pool_minimum(marks.min_allocate, pre, scenario.ipam.health_ip), pre=pre,
         min_allocate=marks.min_allocate, max_allocate=marks.max_allocate, above=marks.max_above_watermark,
         release=spec.crd_release_excess_ips, release_delay_s=scenario.timing.excess_ip_release_delay_s,
