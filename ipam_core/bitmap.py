@@ -139,18 +139,16 @@ class ArenaFields:
         self._set_one = bind(arena_set_one, arena)
         self._clear_one = bind(arena_clear_one, arena)
 
-    # Before the first single call: bind, then the instance's bound kernels shadow these.
-    def _take_one(self, start: int) -> int:
+    def _bind(self, name: str) -> None:
+        # a bound kernel was asked for and is not there yet
         self._bind_kernels()
-        return self._take_one(start)
 
-    def _set_one(self, slot: int) -> int:
-        self._bind_kernels()
-        return self._set_one(slot)
-
-    def _clear_one(self, slot: int) -> int:
-        self._bind_kernels()
-        return self._clear_one(slot)
+    def __getattr__(self, name: str):
+        # called only for an attribute that is not there: a kernel not bound yet
+        if name in type(self)._BOUND and "_arena" in self.__dict__:
+            self._bind(name)
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self._BOUND}

@@ -293,12 +293,11 @@ class PodIPRange(ArenaFields):
         super()._bind_kernels()
         self._bind_take_next()
 
-    def _take_next(self) -> int:
-        # before the first single call after new starts: bind, then the bound kernel shadows this
-        if "_take_one" not in self.__dict__:
-            super()._bind_kernels()
-        self._bind_take_next()
-        return self._take_next()
+    def _bind(self, name: str) -> None:
+        if name == "_take_next" and "_take_one" in self.__dict__:
+            self._bind_take_next()  # new starts: the other kernels are bound already
+        else:
+            self._bind_kernels()
 
     def _bind_take_next(self) -> None:
         # allocate_next's kernel: from the next start drawn ahead, or from the strategy's fixed start
