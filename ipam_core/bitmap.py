@@ -117,20 +117,15 @@ class ArenaFields:
     """The fields an allocator keeps in its arena, as attributes (shared by CIDRSet and PodIPRange).
 
     The class using it sets ``self._arena`` (from :func:`new_arena`) and
-    ``self._text_cache`` (an :class:`ipam_core.addr.TextCache`); it reads
-    ``self._texts``: the cache's list or dict of texts formatted so far. Its
-    per-call methods call ``self._take_one(start)``, ``self._set_one(slot)``
-    and ``self._clear_one(slot)``: the ``arena_*`` kernels bound to the arena.
-
-    The kernels are bound on first use, not when the allocator is built:
-    binding costs about 10 us per kernel, and a program that builds many
-    allocators for batch calls only (the migration's planner builds 35,000
-    ``PodIPRange`` for 5,000 nodes) would pay it for nothing. Once bound, they
-    are plain attributes.
+    ``self._text_cache`` (an :class:`ipam_core.addr.TextCache`), then calls
+    ``self._bind_kernels()``; it reads ``self._texts``: the cache's list or
+    dict of texts formatted so far. Its per-call methods call
+    ``self._take_one(start)``, ``self._set_one(slot)`` and
+    ``self._clear_one(slot)``: the ``arena_*`` kernels bound to the arena.
     """
 
     _arena: np.ndarray
-    #: Attributes holding bound kernels, which do not pickle: bound again on first use after a load.
+    #: Attributes holding bound kernels, which do not pickle: bound again on load.
     _BOUND = ("_take_one", "_set_one", "_clear_one")
 
     def _bind_kernels(self) -> None:
@@ -139,22 +134,12 @@ class ArenaFields:
         self._set_one = bind(arena_set_one, arena)
         self._clear_one = bind(arena_clear_one, arena)
 
-    def _bind(self, name: str) -> None:
-        # a bound kernel was asked for and is not there yet
-        self._bind_kernels()
-
-    def __getattr__(self, name: str):
-        # called only for an attribute that is not there: a kernel not bound yet
-        if name in type(self)._BOUND and "_arena" in self.__dict__:
-            self._bind(name)
-            return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self._BOUND}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._bind_kernels()
 
     @property
     def _count(self) -> int:

@@ -133,6 +133,7 @@ class CIDRSet(ArenaFields):
         self._max = 1 << (node_mask - net.prefixlen) if node_mask >= net.prefixlen else 0
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
+        self._bind_kernels()
         self._suffix = f"/{node_mask}".encode()
         self._text_cache = TextCache(self._max, self._format)
         # The per-call methods use the maps directly (no attribute chain).

@@ -286,30 +286,21 @@ class PodIPRange(ArenaFields):
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
         self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
+        self._bind_kernels()
 
     _BOUND = (*ArenaFields._BOUND, "_take_next")
 
     def _bind_kernels(self) -> None:
         super()._bind_kernels()
-        self._bind_take_next()
-
-    def _bind(self, name: str) -> None:
-        if name == "_take_next" and "_take_one" in self.__dict__:
-            self._bind_take_next()  # new starts: the other kernels are bound already
-        else:
-            self._bind_kernels()
-
-    def _bind_take_next(self) -> None:
-        # allocate_next's kernel: from the next start drawn ahead, or from the strategy's fixed start
-        if self._random:
-            self._take_next = bind(arena_take_ahead, self._arena, self._starts)
-        else:
-            self._take_next = functools.partial(self._take_one, self._fixed_start)
+        self._use_starts(self._starts)
 
     def _use_starts(self, starts: np.ndarray) -> None:
-        # allocate_next's kernel is bound to these starts on its next use
+        # allocate_next's kernel: from the next start drawn ahead, or from the strategy's fixed start
         self._starts = starts
-        self.__dict__.pop("_take_next", None)
+        if self._random:
+            self._take_next = bind(arena_take_ahead, self._arena, starts)
+        else:
+            self._take_next = functools.partial(self._take_one, self._fixed_start)
 
     # ------------------------------------------------------------------ state
     @property

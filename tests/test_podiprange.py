@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import pytest
 
-from ipam_core import CIDRSet, PodIPRange
+from ipam_core import PodIPRange
 from ipam_core.errors import AlreadyAllocated, CIDRError, ConfigError, NotInRange, RangeFull
 
 from reference_alloc import RefError, RefPodIPRange
@@ -463,24 +463,3 @@ def test_text_memory_grows_with_use_not_capacity():
     for ip in texts:
         r.release(ip)
     assert r.used == 0
-
-
-def test_kernels_are_bound_on_first_single_call_not_when_built():
-    # the migration builds tens of thousands of ranges for batch calls only: binding each costs ~10 us a kernel
-    r = PodIPRange("10.0.0.0/24", seed=3)
-    r.allocate_next_many(5)
-    assert not {"_take_one", "_set_one", "_clear_one", "_take_next"} & set(vars(r))
-    first = r.allocate_next()
-    assert {"_take_one", "_set_one", "_clear_one", "_take_next"} <= set(vars(r))
-    r.allocate_next_many(1)  # the generator is settled: allocate_next binds to new starts on its next call
-    assert "_take_next" not in vars(r) and "_take_one" in vars(r)
-    assert r.allocate_next() != first and r.used == 8
-    again = PodIPRange("10.0.0.0/24", seed=3)
-    again.allocate_next_many(5)
-    assert again.allocate_next() == first  # the same seed, the same address, however late the binding
-
-
-def test_a_cidrset_binds_its_kernels_on_first_single_call():
-    s = CIDRSet("10.0.0.0/16", 24)
-    assert not {"_take_one", "_set_one", "_clear_one"} & set(vars(s))
-    assert str(s.allocate_next()) == "10.0.0.0/24" and "_take_one" in vars(s)
