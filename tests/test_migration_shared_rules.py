@@ -21,10 +21,13 @@ from ipam_core.cidrset import CIDRSet
 from ipam_core.kernels.carve import first_open_set
 from ipam_core.kernels.scan import bm_take_next_fit
 from ipam_core.migration import _agents, _rules, operator, run_migration
+from ipam_core.migration.engine import MigrationEngine
 from ipam_core.migration.cluster import usable_addresses
 from ipam_core.modes import multi_pool
 from ipam_core.modes.multi_pool import cidrs_to_carve
+from ipam_core.engine.core import _slot_bitmap
 from ipam_core.engine.layout import pod_range
+from ipam_core.engine.tables import L_MAX
 from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
 
@@ -224,3 +227,25 @@ def test_a_freed_cidr_is_reused_after_the_cursor_wraps_on_both_sides(tmp_path):
     engine = {k: v for k, v in engine.items() if k != 0}
     assert engine == migration
     assert migration[4] == ["10.0.0.0/24"]
+
+
+# ---------------------------------------------------------------- pod addresses: the engine's stream
+def test_a_node_takes_the_addresses_the_engine_takes_for_the_same_seed(tmp_path):
+    # one node, one CIDR, no release: router, health and every pod draw their start from the run's SplitMix64
+    # stream seeded with the scenario's seed (engine/rng.py), so both sides hold the very same offsets
+    cilium = cluster_pool(["10.1.0.0/16"], 24)
+    steps = [{"at": "1m", "apply": [{"deployment": "x", "replicas": 40, "nodeName": "node-0"}]}]
+    migration = MigrationEngine(load_scenario(yaml.safe_dump(migration_doc(cilium, ["node-0"], steps,
+                                                                           pods_per_node=1), sort_keys=False)))
+    migration.run()
+    (r,) = migration.nodes[0].agent.ranges
+    pods = int(np.count_nonzero((migration.pods.node == 0) & (migration.pods.addr >= 0)))
+    assert pods >= 40 and r.alloc.used == pods + 2  # and the router and health addresses
+    taken = r.alloc.allocated_offsets().tolist()
+
+    sc = engine_scenario(tmp_path, {"seed": SEED, "cilium": {"ipam": cilium["ipam"]}, "cluster": {"nodes": 1}})
+    st = run_mode(scenario_for_mode(sc, "cluster-pool"), workload(nodes_then_pods(1, pods), 1), "cluster-pool").state
+    slot = st.node_slots[0, 0]
+    words, _ = _slot_bitmap(st, slot)
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: st.slots[slot, L_MAX]]
+    assert np.flatnonzero(bits).tolist() == taken

@@ -97,9 +97,7 @@ class AgentMixin:
             self._ds_agent_ready(node.id)
 
     def _new_range(self, node, pool: str, cidr: str) -> Range:
-        node.ranges_made += 1
-        rng = np.random.default_rng([self.seed, 23, node.id, node.agent.token, node.ranges_made])
-        alloc = PodIPRange(_network(cidr), "random", seed=rng)
+        alloc = PodIPRange(_network(cidr), "random", seed=self.address_stream)  # the run's stream, as the engine's
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 

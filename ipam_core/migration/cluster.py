@@ -420,7 +420,6 @@ class Node:
     exists: bool = True
     cordoned: bool = False
     history: list[str] = field(default_factory=list)
-    ranges_made: int = 0            # seeds each new allocator differently
     ever_ready: bool = False        # the agent has written the CNI config: the node is Ready
 
     @property
