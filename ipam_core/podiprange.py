@@ -39,6 +39,7 @@ from ipam_core.kernels.slots import (
     bm_test,
     bm_test_many,
 )
+from ipam_core.splitmix import SplitMix64Stream
 
 #: IPv6 ranges are capped at this many host bits (``RangeSize``: "This will
 #: keep the size of the bitmap to 64k").
@@ -210,8 +211,10 @@ class PodIPRange(ArenaFields):
         ``contiguousScanStrategy``: lowest free first). ``"next-fit"`` starts
         after the last address handed out by ``allocate_next*``, wrapping
         (the host-local CNI plugin's round-robin habit).
-    seed : int or numpy.random.Generator, default 0
-        Seed of the generator behind ``"random"`` (see :attr:`rng`).
+    seed : int, numpy.random.Generator or SplitMix64Stream, default 0
+        Seed of the generator behind ``"random"`` (see :attr:`rng`). A
+        :class:`~ipam_core.splitmix.SplitMix64Stream` (the engine's random
+        stream) is drawn from like a generator passed in: once per call.
 
     Raises
     ------
@@ -262,7 +265,8 @@ class PodIPRange(ArenaFields):
       pass each.
     """
 
-    def __init__(self, cidr: str | Network, strategy: str = "random", seed: int | np.random.Generator = 0):
+    def __init__(self, cidr: str | Network, strategy: str = "random",
+                 seed: int | np.random.Generator | SplitMix64Stream = 0):
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
         net = as_network(cidr)
@@ -273,7 +277,8 @@ class PodIPRange(ArenaFields):
         self._first = 0 if 0 < size <= 2 else 1  # offset of base from the network address
         self._max = size - 2 if size > 2 else size
         self._base = int(net.network_address) + self._first
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        given = isinstance(seed, (np.random.Generator, SplitMix64Stream))  # may be shared: drawn once per call
+        self._rng = seed if given else np.random.default_rng(seed)
         # Counters live in the arena's header, where the per-call kernels update them.
         self._arena, self._words, self._summary = new_arena(self._max)
         self._text_cache = TextCache(self._max, self._format)
@@ -282,7 +287,7 @@ class PodIPRange(ArenaFields):
         self._remember = self._text_cache.remember
         self._random = strategy == "random"
         self._fixed_start = -1 if strategy == "next-fit" else 0  # arena_take_one's start without "random"
-        owned = not isinstance(seed, np.random.Generator) and type(self._rng.bit_generator) is np.random.PCG64
+        owned = not given and type(self._rng.bit_generator) is np.random.PCG64
         self._ahead = StartsAhead(self._rng, self._max) if owned and self._max > 1 else None
         self._starts = _no_starts()  # drawn ahead by self._ahead, used up by arena_take_ahead
         self._singles = 0  # single random allocate_next calls since the generator was last used otherwise
@@ -339,7 +344,7 @@ class PodIPRange(ArenaFields):
         return self._address(self._base)
 
     @property
-    def rng(self) -> np.random.Generator:
+    def rng(self) -> np.random.Generator | SplitMix64Stream:
         """The generator of random starts: the same seed and the same calls give
         the same addresses.
 

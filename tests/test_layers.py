@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("upstream rules", ("ipam_core.cloud",)),
     ("workloads and traces", ("ipam_core.workloads", "ipam_core.trace")),
     ("structures", ("=ipam_core", "ipam_core.addr", "ipam_core.cidrset", "ipam_core.podiprange", "ipam_core.bitmap",
-                    "ipam_core.rundir", "ipam_core.atomic")),
+                    "ipam_core.splitmix", "ipam_core.rundir", "ipam_core.atomic")),
     ("kernels", ("ipam_core.kernels",)),
     ("errors", ("ipam_core.errors",)),
 )

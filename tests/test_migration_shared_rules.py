@@ -21,10 +21,13 @@ from ipam_core.cidrset import CIDRSet
 from ipam_core.kernels.carve import first_open_set
 from ipam_core.kernels.scan import bm_take_next_fit
 from ipam_core.migration import _agents, _rules, operator, run_migration
+from ipam_core.migration.engine import MigrationEngine
 from ipam_core.migration.cluster import usable_addresses
 from ipam_core.modes import multi_pool
 from ipam_core.modes.multi_pool import cidrs_to_carve
+from ipam_core.engine.core import _slot_bitmap
 from ipam_core.engine.layout import pod_range
+from ipam_core.engine.tables import L_MAX
 from ipam_core.pipeline.run import run_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
 
@@ -224,3 +227,101 @@ def test_a_freed_cidr_is_reused_after_the_cursor_wraps_on_both_sides(tmp_path):
     engine = {k: v for k, v in engine.items() if k != 0}
     assert engine == migration
     assert migration[4] == ["10.0.0.0/24"]
+
+
+# ---------------------------------------------------------------- pod addresses: the engine's stream
+def test_a_node_takes_the_addresses_the_engine_takes_for_the_same_seed(tmp_path):
+    # one node, one CIDR, no release: router, health and every pod draw their start from the run's SplitMix64
+    # stream seeded with the scenario's seed (engine/rng.py), so both sides hold the very same offsets
+    cilium = cluster_pool(["10.1.0.0/16"], 24)
+    steps = [{"at": "1m", "apply": [{"deployment": "x", "replicas": 40, "nodeName": "node-0"}]}]
+    migration = MigrationEngine(load_scenario(yaml.safe_dump(migration_doc(cilium, ["node-0"], steps,
+                                                                           pods_per_node=1), sort_keys=False)))
+    migration.run()
+    (r,) = migration.nodes[0].agent.ranges
+    pods = int(np.count_nonzero((migration.pods.node == 0) & (migration.pods.addr >= 0)))
+    assert pods >= 40 and r.alloc.used == pods + 2  # and the router and health addresses
+    taken = r.alloc.allocated_offsets().tolist()
+
+    sc = engine_scenario(tmp_path, {"seed": SEED, "cilium": {"ipam": cilium["ipam"]}, "cluster": {"nodes": 1}})
+    st = run_mode(scenario_for_mode(sc, "cluster-pool"), workload(nodes_then_pods(1, pods), 1), "cluster-pool").state
+    slot = st.node_slots[0, 0]
+    words, _ = _slot_bitmap(st, slot)
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: st.slots[slot, L_MAX]]
+    assert np.flatnonzero(bits).tolist() == taken
+
+
+# ---------------------------------------------------------------- multi-pool demand: the engine's reading
+def small_cidr_pool(pre_allocation=None):
+    ipam = {"mode": "multi-pool", "operator": {"autoCreateCiliumPodIPPools": {
+        "default": {"ipv4": {"cidrs": ["10.30.0.0/24"], "maskSize": 28}}}}}  # 14 addresses per node CIDR
+    if pre_allocation is not None:
+        ipam["multiPoolPreAllocation"] = pre_allocation
+    return {"ipam": ipam}
+
+
+@pytest.mark.parametrize("pods", [12, 20])
+def test_a_multi_pool_node_holds_the_cidrs_the_engine_carves_for_its_demand(tmp_path, pods):
+    # pods + router + health in use, neededIPCeil(., 8) asked for, whole /28s carved: 14 -> 24 (2 CIDRs),
+    # 22 -> 32 (3 CIDRs). Every allocation triggers the agent's sync on both sides, so the buffer follows the
+    # pods in use; counting the router and health before they are held (the migration's former reading)
+    # and syncing only on a failure left the node of 20 pods with 2 CIDRs and 6 free addresses
+    cilium = small_cidr_pool()
+    steps = [{"at": "1m", "apply": [{"deployment": "x", "replicas": pods, "nodeName": "node-0"}]}]
+    doc = migration_doc(cilium, ["node-0"], steps, pods_per_node=1)
+    result = run_migration(load_scenario(yaml.safe_dump(doc, sort_keys=False)))
+    last = result.step_rows[-1]["step"]
+    assert len([r for r in result.pod_rows if r["step"] == last and r["address"]]) == pods
+    migration = [c.split("=", 1)[1] for c in result.nodes_at(last)["node-0"]["pools_allocated"]]
+    engine = engine_cidrs(tmp_path, cilium, nodes_then_pods(1, pods), 1, "multi-pool")
+    assert engine == {0: migration}
+    assert len(migration) == {12: 2, 20: 3}[pods]
+
+
+def test_pods_a_restarted_agent_has_not_tried_are_not_its_demand(monkeypatch):
+    # 20 pods and router and health hold 22 addresses of 3 /28s (42). During the agent's restart the
+    # deployment grows to 40: the 20 new pods are placed but the agent is down, so they ask for nothing, and
+    # the restarted agent's pending map is empty: it asks for neededIPCeil(22, 8) = 32, not
+    # neededIPCeil(22 + 20, 8) = 56. They then ask, take the 20 free addresses, and the demand follows.
+    steps = [{"at": "0s", "apply": [{"deployment": "x", "replicas": 20, "nodeName": "node-0"}]},
+             {"at": "2m", "run": "kubectl -n kube-system rollout restart ds/cilium"},
+             {"at": "2m10s", "scale": {"deployment": "x", "replicas": 40}},
+             {"at": "4m", "run": "kubectl get ciliumnodes"}]
+    doc = migration_doc(small_cidr_pool(), ["node-0"], steps, pods_per_node=1)
+    asked = []
+    real = _agents.AgentMixin._multi_pool_sync
+
+    def sync(self, node):
+        grew = real(self, node)
+        asked.append((self.now, node.cn.requested.get("default", 0)))
+        return grew
+
+    monkeypatch.setattr(_agents.AgentMixin, "_multi_pool_sync", sync)
+    result = run_migration(load_scenario(yaml.safe_dump(doc, sort_keys=False)))
+    after_restart = [needed for t, needed in asked if t == 150.0]  # the agent is back at 2m + 30s
+    assert after_restart[0] == 32
+    assert after_restart[-1] == 56  # 40 pods + router + health = 42 in use
+    cidrs = result.nodes_at(result.step_rows[-1]["step"])["node-0"]["pools_allocated"]
+    assert len(cidrs) == 4
+
+
+def test_an_agent_whose_default_pool_is_not_pre_allocated_asks_for_its_router_address():
+    # no pre-allocation: the agent does not wait for the pool (waitForAllPools) and its router request
+    # fails; that pending request is the node's first demand, so it gets a CIDR and becomes ready
+    steps = [{"at": "1m", "apply": [{"deployment": "x", "replicas": 3, "nodeName": "node-0"}]}]
+    doc = migration_doc(small_cidr_pool("default=0"), ["node-0"], steps, pods_per_node=1)
+    result = run_migration(load_scenario(yaml.safe_dump(doc, sort_keys=False)))
+    last = result.step_rows[-1]["step"]
+    assert result.nodes_at(last)["node-0"]["pools_allocated"] == ["default=10.30.0.0/28"]
+    assert len([r for r in result.pod_rows if r["step"] == last and r["address"]]) == 3
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(since=st.floats(0, 3600), retry=st.floats(0.5, 1200), ttl=st.floats(1, 900))
+def test_a_failed_request_counts_while_retries_refresh_it_or_within_the_ttl(since, retry, ttl):
+    # the engine compiles it, the migration runs its source over arrays: the same answer either way
+    want = retry <= ttl or since <= ttl
+    assert bool(multi_pool.still_pending(since, retry, ttl)) == want
+    over_array = _rules.still_pending(np.array([since, since]), retry, ttl)  # True, or one answer per element
+    assert np.broadcast_to(over_array, (2,)).tolist() == [want, want]
+    assert _agents.still_pending is _rules.still_pending is _rules.source_of(multi_pool.still_pending)

@@ -102,6 +102,30 @@ def rejection_threshold(bound):
 
 
 @kjit
+def uniform_below_many(state, bound, out):
+    """:func:`uniform_below` drawn ``out.shape[0]`` times from the stream in ``state[0]``, which is advanced.
+
+    The engine's draw (:func:`ipam_core.engine.rng.draw`) kept outside an
+    engine state: from the same 64 bits of state, ``k`` calls of ``draw``
+    with one bound give these ``k`` values and leave the same state.
+
+    Parameters
+    ----------
+    state : numpy.ndarray of uint64, shape (1,)
+        SplitMix64 state; holds the advanced state on return.
+    bound : int
+        Exclusive bound, ``0 < bound < 2**32``.
+    out : numpy.ndarray of int64
+        Receives one value per element.
+    """
+    s = state[0]
+    b = np.uint64(bound)
+    for i in range(out.shape[0]):
+        s, out[i] = uniform_below(s, b)
+    state[0] = s
+
+
+@kjit
 def bm_random_starts(seed, n, out):
     """The start offsets :func:`bm_alloc_random` draws, for replay or checking.
 

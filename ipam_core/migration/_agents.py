@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ipam_core.addr import as_network
-from ipam_core.migration._rules import gives_back_unused  # the engine's rules (compare/run)
+from ipam_core.migration._rules import gives_back_unused, still_pending  # the engine's rules (compare/run)
 from ipam_core.modes.multi_pool import needed_ip_ceil  # the one neededIPCeil, shared with compare/run
 from ipam_core.migration.cluster import (AGENT_READY, AGENT_RESTARTING, AGENT_WAITING, LIVE, PENDING, CiliumNode,
                                          Node, Range, cidr_bounds)
@@ -72,6 +72,7 @@ class AgentMixin:
         was = a.state
         if restart:
             a.ranges = []
+            self.pods.failed_at[self._pods_on([node.id])] = np.nan  # the pending map is in memory only
         if a.mode == "multi-pool":
             self._configure_multi_pool(node, restart)
         else:
@@ -97,9 +98,7 @@ class AgentMixin:
             self._ds_agent_ready(node.id)
 
     def _new_range(self, node, pool: str, cidr: str) -> Range:
-        node.ranges_made += 1
-        rng = np.random.default_rng([self.seed, 23, node.id, node.agent.token, node.ranges_made])
-        alloc = PodIPRange(_network(cidr), "random", seed=rng)
+        alloc = PodIPRange(_network(cidr), "random", seed=self.address_stream)  # the run's stream, as the engine's
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 
@@ -193,6 +192,7 @@ class AgentMixin:
             if r is not None:
                 self._reserve(node, r)
                 a.reserved = True
+                self.mp_dirty.add(node.id)  # an allocation triggers the agent's sync: its demand now holds them
         return grew
 
     def _multi_pool_sync(self, node) -> bool:
@@ -203,22 +203,14 @@ class AgentMixin:
             return False
         grew = self._pickup_ranges(node)
         default = a.cfg.default_pool
-        p = self.pods
-        on_node = self._pods_on([node.id])
-        pending = on_node[(p.state[on_node] == PENDING) & (p.addr[on_node] < 0)]
         pools = {default} | {r.pool for r in a.ranges}
-        pending_by_pool: dict[str, int] = {}
-        groups, counts = np.unique(p.group[pending], return_counts=True)
-        for gid, count in zip(groups.tolist(), counts.tolist()):
-            name = self._pod_pool(gid, a.cfg)
-            pending_by_pool[name] = pending_by_pool.get(name, 0) + count
-            pools.add(name)
+        pending_by_pool = self._pending_requests(node)
+        pools.update(pending_by_pool)
         requested = {}
         for pool in sorted(pools):
             mine = [r for r in a.ranges if r.pool == pool]
-            in_use = sum(r.alloc.used for r in mine)
-            if pool == default and not a.reserved:
-                in_use += 2 if a.cfg.health_ip else 1  # router (and health) still to come
+            in_use = sum(r.alloc.used for r in mine)  # the router and health addresses once the agent holds them
+            # the engine's demand (modes/multi_pool.py _agent_sync): addresses held plus pending requests
             needed = int(needed_ip_ceil(in_use + pending_by_pool.get(pool, 0), a.cfg.pre_allocation.get(pool, 0)))
             # release unused CIDRs, last first, while the free buffer stays covered ([main])
             free = sum(r.alloc.free for r in mine)
@@ -251,6 +243,34 @@ class AgentMixin:
             self._ds_agent_ready(node.id)
         self._set_routes(node, [r.cidr for r in a.ranges] if a.reserved else [])
         return grew
+
+    def _pending_requests(self, node) -> dict[str, int]:
+        """Pool -> the agent's pending requests (``pendingAllocationTTL``), counted as the engine counts them.
+
+        A pod counts while it waits for an address its agent failed to give it (and that failure
+        still counts, :func:`~ipam_core.modes.multi_pool.still_pending`); pods its agent has not
+        tried yet (placed while it restarts or waits) do not. The router's request counts once it
+        failed: when the default pool has no pre-allocation the agent does not wait for it
+        (``waitForAllPools``) and asks for the router address at once.
+        """
+        a = node.agent
+        p = self.pods
+        on_node = self._pods_on([node.id])
+        waiting = on_node[(p.state[on_node] == PENDING) & (p.addr[on_node] < 0)]
+        since = self.now - p.failed_at[waiting]  # NaN: never failed since the agent started
+        timing = self.scenario.timing
+        counts = np.broadcast_to(still_pending(since, timing.pod_retry_interval_s, timing.pending_allocation_ttl_s),
+                                 since.shape)
+        failed = waiting[~np.isnan(since) & counts]
+        out: dict[str, int] = {}
+        groups, per_group = np.unique(p.group[failed], return_counts=True)
+        for gid, count in zip(groups.tolist(), per_group.tolist()):
+            name = self._pod_pool(gid, a.cfg)
+            out[name] = out.get(name, 0) + count
+        default = a.cfg.default_pool
+        if not a.reserved and a.cfg.pre_allocation.get(default, 0) == 0:
+            out[default] = out.get(default, 0) + 1  # the router's failed request (health is asked for after it)
+        return out
 
     def _process_cn_changes(self) -> bool:
         """React to operator writes: waiting agents start, multi-pool agents pick up CIDRs."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ipam_core.kernels.carve import first_open_set as _first_open_set
 from ipam_core.modes.multi_pool import cidrs_to_carve as _cidrs_to_carve
 from ipam_core.modes.multi_pool import gives_back_unused as _gives_back_unused
+from ipam_core.modes.multi_pool import still_pending as _still_pending
 
 
 def source_of(kernel):
@@ -32,5 +33,6 @@ def source_of(kernel):
 first_open_set = source_of(_first_open_set)
 gives_back_unused = source_of(_gives_back_unused)
 cidrs_to_carve = source_of(_cidrs_to_carve)
+still_pending = source_of(_still_pending)
 
-__all__ = ["cidrs_to_carve", "first_open_set", "gives_back_unused", "source_of"]
+__all__ = ["cidrs_to_carve", "first_open_set", "gives_back_unused", "source_of", "still_pending"]

@@ -388,7 +388,8 @@ class WorkloadMixin:
                     done_parts.append(ids[: offs.shape[0]])
                     ids = ids[offs.shape[0]:]
             if ids.shape[0]:
-                self.mp_dirty.add(node.id)  # the agent asks the operator for more
+                p.failed_at[ids] = self.now  # a pending request: demand until it succeeds (pendingAllocationTTL)
+        self.mp_dirty.add(node.id)  # each allocation or failed request triggers the agent's sync, as in the engine
         return np.concatenate(done_parts) if done_parts else chunk[:0]
 
     def _pod_pool(self, gid: int, cfg) -> str:

@@ -195,8 +195,9 @@ class PodTable:
     Deployment template generation), ``created``/``ready_at`` (float64 s), ``managed``
     (bool: has a CiliumEndpoint), ``tag`` (int64: name suffix), ``pool`` (int16: multi-pool
     pool index, -1 none), ``dis_since`` (float64: disrupted since, NaN when not),
-    ``dis_acc`` (float64: disrupted seconds accumulated), ``dis`` / ``stale`` (bool: the
-    flags as last computed for running pods).
+    ``dis_acc`` (float64: disrupted seconds accumulated), ``failed_at`` (float64: when its
+    agent last failed to give it an address in multi-pool mode, NaN when not since the agent
+    started), ``dis`` / ``stale`` (bool: the flags as last computed for running pods).
 
     Two indexes keep "the pods on these nodes" and "the pods of these groups" proportional to
     what they hold (see :mod:`ipam_core.migration._place`): per-group lists of the pods not
@@ -208,7 +209,7 @@ class PodTable:
         "node": (np.int32, -1), "addr": (np.int64, -1), "state": (np.int8, GONE), "group": (np.int32, -1),
         "gen": (np.int32, 0), "created": (np.float64, 0.0), "ready_at": (np.float64, np.inf),
         "managed": (np.bool_, False), "tag": (np.int64, 0), "pool": (np.int16, -1),
-        "dis_since": (np.float64, np.nan), "dis_acc": (np.float64, 0.0),
+        "dis_since": (np.float64, np.nan), "dis_acc": (np.float64, 0.0), "failed_at": (np.float64, np.nan),
         "dis": (np.bool_, False), "stale": (np.bool_, False),
         "nnext": (np.int64, -1), "nprev": (np.int64, -1), "gnext": (np.int64, -1), "gprev": (np.int64, -1),
     }
@@ -420,7 +421,6 @@ class Node:
     exists: bool = True
     cordoned: bool = False
     history: list[str] = field(default_factory=list)
-    ranges_made: int = 0            # seeds each new allocator differently
     ever_ready: bool = False        # the agent has written the CNI config: the node is Ready
 
     @property

@@ -47,6 +47,7 @@ from ipam_core.migration.objects import PodTemplate, PoolObject, SkippedObject
 from ipam_core.migration.observe import render_observation
 from ipam_core.migration.settings import MigrationSettings, read_settings, scenario_source
 from ipam_core.migration.steps import Step, parse_steps
+from ipam_core.splitmix import SplitMix64Stream
 
 @dataclass(frozen=True)
 class Conflict:
@@ -217,6 +218,9 @@ class MigrationEngine(WorkloadMixin, AgentMixin):
         self._anti_dirty = True
         self._anti = (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self.name_rng = np.random.default_rng([self.seed, 7])
+        # pod (router, health) address starts: the engine's one SplitMix64 stream per run, seeded as it seeds
+        # a run (engine/rng.py), drawn once per address in the order the agents allocate
+        self.address_stream = SplitMix64Stream(self.seed)
 
         # the control plane
         self.operator = None

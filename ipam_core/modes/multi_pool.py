@@ -194,6 +194,34 @@ def cidrs_to_carve(have, needed, per_cidr):
     return (needed - have + per_cidr - 1) // per_cidr
 
 
+@kjit(inline=True)
+def still_pending(since_failure, retry, ttl):
+    """Whether a pod's failed address request still adds to its agent's demand (``pendingAllocationTTL``).
+
+    A failed ``allocateNext`` puts the request in the agent's pending map for
+    the TTL (cilium ``pkg/ipam/multipool_manager.go``); each retry of the pod
+    fails again and refreshes it, and a success removes it. So while pods
+    retry at least once per TTL every pending pod's request counts; otherwise
+    one counts only within the TTL of its last failure. The engine's refresh
+    (:func:`_pending_demand`) and the migration's agents
+    (``migration/_agents.py`` ``_multi_pool_sync``) both count with this.
+
+    Parameters
+    ----------
+    since_failure : float or numpy.ndarray of float
+        Seconds since the request last failed.
+    retry : float
+        Seconds between a pending pod's retries.
+    ttl : float
+        ``pendingAllocationTTL`` in seconds.
+
+    Returns
+    -------
+    bool or numpy.ndarray of bool
+    """
+    return retry <= ttl or since_failure <= ttl
+
+
 @kjit
 def _arm_sync(st, node, now):
     # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
@@ -212,7 +240,9 @@ def _pending_demand(st, node, pool, family, now):
     the running count is exact; otherwise only requests that failed within
     the TTL count.
     """
-    if st.cfg[C_RETRY] <= st.cfg[C_PENDING_TTL]:
+    retry = st.cfg[C_RETRY]
+    ttl = st.cfg[C_PENDING_TTL]
+    if still_pending(np.inf, retry, ttl):  # a request of any age counts: the running count is exact
         return st.np_pending[node, pool, family]
     count = 0
     pods = st.pods
@@ -222,7 +252,7 @@ def _pending_demand(st, node, pool, family, now):
             pods[pod, D_STATE] == POD_PENDING
             and pods[pod, D_PENDING_FAMILY] == family
             and pods[pod, D_POOL + family] == pool
-            and now - st.pod_failed_at[pod] <= st.cfg[C_PENDING_TTL]
+            and still_pending(now - st.pod_failed_at[pod], retry, ttl)
         ):
             count += 1
         pod = pods[pod, D_NEXT]
