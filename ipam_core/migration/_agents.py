@@ -99,7 +99,7 @@ class AgentMixin:
     def _new_range(self, node, pool: str, cidr: str) -> Range:
         node.ranges_made += 1
         rng = np.random.default_rng([self.seed, 23, node.id, node.agent.token, node.ranges_made])
-        alloc = PodIPRange(_network(cidr), "random", seed=rng)
+        alloc = PodIPRange(_network(cidr), "random", seed=rng, batch_only=True)  # the planner calls batch methods only
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 
