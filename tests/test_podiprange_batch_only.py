@@ -20,7 +20,10 @@ from ipam_core.scenario import load_scenario
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 #: What a default range builds for its per-call methods (bound kernels, text maps).
-PER_CALL_STATE = ("_take_one", "_set_one", "_clear_one", "_take_next", "_text_cache", "_texts", "_index_of", "_remember")
+PER_CALL_STATE = (
+    "_take_one", "_set_one", "_clear_one", "_take_next",  # bound kernels
+    "_text_cache", "_texts", "_index_of", "_remember",  # text maps
+)
 
 
 def per_call_state(r: PodIPRange) -> set[str]:
@@ -48,7 +51,9 @@ def test_a_batch_only_range_builds_no_per_call_state_until_a_per_call_method(str
     assert per_call_state(r) == set(PER_CALL_STATE)
 
 
-@pytest.mark.parametrize("first_call", ["allocate_next", "allocate", "release", "has", "address_of", "allocate_next_with_start"])
+@pytest.mark.parametrize(
+    "first_call", ["allocate_next", "allocate", "release", "has", "address_of", "allocate_next_with_start"]
+)
 def test_any_per_call_method_works_first_on_a_batch_only_range(first_call):
     default, batch_only = PodIPRange("10.0.0.0/28", seed=2), PodIPRange("10.0.0.0/28", seed=2, batch_only=True)
     for r in (default, batch_only):
@@ -169,8 +174,17 @@ def test_the_migration_planner_builds_batch_only_ranges_and_never_binds_them(mon
     built, bound = [], []
     batch_only_class = type(PodIPRange("10.0.0.0/30", batch_only=True))
     original_init, original_bind = batch_only_class.__init__, batch_only_class._bind_now
-    monkeypatch.setattr(batch_only_class, "__init__", lambda self, *a, **k: (built.append(1), original_init(self, *a, **k))[1])
-    monkeypatch.setattr(batch_only_class, "_bind_now", lambda self: (bound.append(1), original_bind(self))[1])
+
+    def counted_init(self, *args, **kwargs):
+        built.append(kwargs.get("batch_only"))
+        original_init(self, *args, **kwargs)
+
+    def counted_bind(self):
+        bound.append(self)
+        original_bind(self)
+
+    monkeypatch.setattr(batch_only_class, "__init__", counted_init)
+    monkeypatch.setattr(batch_only_class, "_bind_now", counted_bind)
     plan = plan_migration(load_scenario(SCENARIOS / "seed-lab.yaml"))
-    assert plan.rows and len(built) > 0 and bound == []
+    assert plan.rows and len(built) > 0 and set(built) == {True} and bound == []
 
