@@ -113,6 +113,12 @@ def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return arena, words, summary
 
 
+def _arena_views(arena: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # (words, summary) as new_arena made them: views of the arena, where the per-call kernels see the same bits
+    words_at = int(arena[ARENA_WORDS_AT])
+    return arena[words_at:], arena[ARENA_HEADER:words_at]
+
+
 class ArenaFields:
     """The fields an allocator keeps in its arena, as attributes (shared by CIDRSet and PodIPRange).
 
@@ -127,6 +133,8 @@ class ArenaFields:
     _arena: np.ndarray
     #: Attributes holding bound kernels, which do not pickle: bound again on load.
     _BOUND = ("_take_one", "_set_one", "_clear_one")
+    #: Views of the arena: a copy would pickle them as arrays of their own, so they are made again on load.
+    _VIEWS = ("_words", "_summary")
 
     def _bind_kernels(self) -> None:
         arena = self._arena
@@ -135,10 +143,11 @@ class ArenaFields:
         self._clear_one = bind(arena_clear_one, arena)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self._BOUND}
+        return {k: v for k, v in self.__dict__.items() if k not in self._BOUND and k not in self._VIEWS}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._words, self._summary = _arena_views(self._arena)
         self._bind_kernels()
 
     @property

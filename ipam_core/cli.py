@@ -10,6 +10,7 @@ command quietly with status 141, as other command-line tools do.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from contextlib import contextmanager
@@ -803,6 +804,10 @@ def report(
 
 def main() -> None:
     """Console-script entry point."""
+    # What the imports made (modules, classes, functions, compiled dispatchers) lives as long as the
+    # process: out of the collector's way, a full collection walks only what the command builds
+    # (migrate --plan --nodes 5000: 0.2-0.5 s less CPU of ~9).
+    gc.freeze()
     app()
 
 

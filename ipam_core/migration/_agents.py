@@ -98,7 +98,8 @@ class AgentMixin:
             self._ds_agent_ready(node.id)
 
     def _new_range(self, node, pool: str, cidr: str) -> Range:
-        alloc = PodIPRange(_network(cidr), "random", seed=self.address_stream)  # the run's stream, as the engine's
+        # the run's stream, as the engine's; the planner calls batch methods only
+        alloc = PodIPRange(_network(cidr), "random", seed=self.address_stream, batch_only=True)
         lo, hi = cidr_bounds(cidr)
         return Range(pool, cidr, lo, hi, int(alloc.base), alloc)
 

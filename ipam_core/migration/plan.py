@@ -309,7 +309,8 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
                              ("node-by-node", batch, f"{batch} node(s) at a time: drain, reset, restart, uncordon")):
         summary = run(name, in_place_steps(prefix, target, t0, names, timing, size))
         rows.append(_row(name, text, summary, t0))
-    rows.append(_new_cluster(scenario, prefix, target, t0, common, settle_s, report("new-cluster")))
+    new_cluster, pods_before = _new_cluster(scenario, prefix, target, t0, common, settle_s, report("new-cluster"))
+    rows.append(new_cluster)
     if not generated and index is not None and to_mode is None:
         as_written = MigrationEngine(scenario, steps, **{**common, "migration_start": t0})
         summary = as_written.run(report("as-written")).summary
@@ -317,17 +318,19 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     start_mode = resolve(_helm_values(scenario)).mode
     target_cfg = resolve(upgrade_values(_helm_values(scenario), target.assignments, target.values,
                                         target.reuse_values))
-    old = MigrationEngine(scenario, prefix, end=t0, **common)
-    old.run()
-    return Plan(scenario.name, start_mode, target_cfg.mode, len(names), old.n_live, batch, A.describe(target),
+    return Plan(scenario.name, start_mode, target_cfg.mode, len(names), pods_before, batch, A.describe(target),
                 tuple(rows))
 
 
 def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dict, settle_s: float,
-                 progress=None) -> PlanRow:
-    """A new cluster with the target values beside the old one; the workloads start there, the old one goes."""
+                 progress=None) -> tuple[PlanRow, int]:
+    """A new cluster with the target values beside the old one; the workloads start there, the old one goes.
+
+    Also returns the old cluster's pods at ``t0``, the plan's pod count (its cluster is built once).
+    """
     old = MigrationEngine(scenario, prefix, end=t0, **common)
     old.run()
+    pods_before = old.n_live
     templates = [replace(g.template, replicas=g.replicas) for g in old.groups if not g.deleted and g.replicas > 0]
     values = upgrade_values(_helm_values(scenario), target.assignments, target.values, target.reuse_values)
     apply = _step(0, t0, A.Apply(tuple(templates)))
@@ -336,10 +339,11 @@ def _new_cluster(scenario, prefix, target: A.HelmUpgrade, t0: float, common: dic
                           **{**common, "steady_state": None, "settings": same_nodes, "imported": None})
     summary = new.run(progress).summary
     both = old.addresses_in_use + summary["addresses_needed"]
-    return PlanRow("new-cluster", "a second cluster with the target values, workloads moved, old cluster deleted",
-                   0.0, 0, 0.0, 0.0, summary["pod_starts"],  # the old cluster serves until the new one is up
-                   max(0.0, summary["settled_at_s"] - t0), both, summary["conflicts"], 0,
-                   summary["nodes_waiting_at_end"])
+    row = PlanRow("new-cluster", "a second cluster with the target values, workloads moved, old cluster deleted",
+                  0.0, 0, 0.0, 0.0, summary["pod_starts"],  # the old cluster serves until the new one is up
+                  max(0.0, summary["settled_at_s"] - t0), both, summary["conflicts"], 0,
+                  summary["nodes_waiting_at_end"])
+    return row, pods_before
 
 
 def plan_table(plan: Plan) -> pa.Table:
