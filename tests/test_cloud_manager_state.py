@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from engine_helpers import scenario
 
+from ipam_core.engine import tables as T
+from ipam_core.engine.cloud_config import CLOUD_CILIUM, CLOUD_VPC_CNI
 from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, crd
+from ipam_core.modes.cloud_pool import cloud_agent_changed
 from ipam_core.pipeline import build_workload
 from ipam_core.pipeline.run import Simulation
 from ipam_core.scenario import scenario_for_mode
@@ -63,6 +66,29 @@ def test_a_kind_or_class_gets_one_manager_and_a_policy_one_starting_class():
     with pytest.raises(ValueError, match="registered already"):
         hooks.register_family(Other, POLICY_CLOUD, cloud_hooks.prepare)
     assert hooks.state_class(POLICY_CLOUD) is cloud_hooks.CloudState
+
+
+# (mode, scenario patch) -> whether its manager reads the agent's CiliumNode status
+STATUS_READERS = [
+    ("eni", {}, True),  # Cilium's operator
+    ("aws-vpc-cni", {}, False),  # ipamd sees its own node
+    ("azure", {"cloud": {"aks": {"podIPAllocationMode": "DynamicIndividual"}}}, False),  # CNS too
+    ("crd", {"cloud": {"crd": {"writer": "static", "poolPerNode": 8}}}, False),
+]
+
+
+@pytest.mark.parametrize(("mode", "patch", "reads"), STATUS_READERS, ids=lambda c: c if isinstance(c, str) else None)
+def test_whether_the_agent_writes_its_status_follows_the_managers_class_not_the_kind(tmp_path, mode, patch, reads):
+    # a trait of the manager resolved when the loop compiles: with the run's kind in the tables
+    # swapped for another manager's, the state's class still decides
+    sc = scenario(tmp_path, {"cluster": {"instanceType": "m5.large"}, "cloud": {"subnets": ["10.1.0.0/20"]}, **patch})
+    state = Simulation(scenario_for_mode(sc, mode), build_workload(sc), mode).state
+    assert (state.icfg[T.I_CL_KIND] == CLOUD_CILIUM) == reads  # as built, the kind agrees
+    state.icfg[T.I_CL_KIND] = CLOUD_VPC_CNI if reads else CLOUD_CILIUM
+    state.cl_node[0, T.CN_SYNC_ARMED] = 0
+    write_at = cloud_agent_changed(state, 0, 5.0)
+    assert (write_at >= 5.0) == reads and (write_at == -1.0) == (not reads)
+    assert state.cl_node[0, T.CN_SYNC_ARMED] == int(reads)
 
 
 PROBE = r"""
