@@ -6,7 +6,9 @@ agent or an operator acts, they call one of the hooks below with the state.
 Each rules family has its own State namedtuple class (same core fields, see
 :data:`ipam_core.engine.state.STATE_FIELDS`) and registers its rules for that
 class with :func:`register`. Numba resolves each hook with ``@overload`` from
-the class of the state it compiles for, so a run compiles only its own
+the class of the state it compiles for (:func:`resolved_by_state_class`, which
+other registries keyed by State class use too: the cloud pool managers' steps,
+:mod:`ipam_core.modes.cloud_manager`), so a run compiles only its own
 family's rules, and the loop's on-disk cache entries name the class, which is
 the same in every process (measured in docs/dev/engine-rooms.md; hooks passed
 as arguments miss the cache in every new process).

@@ -257,7 +257,7 @@ RULES = dict(
 
 
 def register_manager(state_class: type, kind: int, operator_pass, quiet_until, reads_agent_status=None) -> None:
-    """Register a cloud pool manager: its State class runs the family's hooks with its own two steps.
+    """Register a cloud pool manager: its State class runs the family's hooks with the manager's own steps.
 
     Parameters
     ----------
