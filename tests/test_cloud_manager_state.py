@@ -2,8 +2,9 @@
 
 The cloud family's hooks are shared; the pass over a node's pool and its quiet predicate are the
 manager's (modes/cloud_manager.py), resolved from the state's class when the loop compiles. Which
-functions compile is seen on the dispatchers' signatures in a process with an empty kernel cache
-(a warm cache loads the loop whole and never asks its callees).
+functions compile is seen on the dispatchers' signatures, or for a step compiled as its body inlined
+by LLVM on its stub's overload, in a process with an empty kernel cache (a warm cache loads the loop
+whole and never asks its callees).
 """
 
 from __future__ import annotations
@@ -93,17 +94,31 @@ def test_whether_the_agent_writes_its_status_follows_the_managers_class_not_the_
 
 PROBE = r"""
 import sys
-from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, cloud_pool
+from numba.core.registry import cpu_target
+from ipam_core.modes import aws_vpc_cni, azure, cloud_hooks, cloud_manager, cloud_pool
 from ipam_core.pipeline import simulate
 from ipam_core.scenario import load_scenario
 
 PASSES = {"cilium": cloud_pool._cilium_pass, "cilium_quiet": cloud_pool._cilium_quiet_until,
           "ipamd": aws_vpc_cni.ipamd_pass, "ipamd_quiet": aws_vpc_cni.ipamd_quiet_until,
           "cns": azure.cns_pass, "cns_quiet": azure.cns_quiet_until, "static": cloud_pool._static_pass}
+
+
+def inlined():
+    # a registered step that creates no array compiles as its Python body, inlined by LLVM
+    # (hooks.rule_body): its own dispatcher never compiles, the stub's overload does
+    found = set()
+    for stub in (cloud_manager.manager_pass, cloud_manager.manager_quiet_until):
+        for template in cpu_target.typing_context.resolve_value_type(stub).templates:
+            found |= {disp.py_func for disp, _ in template._impl_cache.values() if disp is not None}
+    return found
+
+
 sc = load_scenario(sys.argv[1])
 for mode in sys.argv[2:]:
     simulate(sc, [mode])
-    print(mode, " ".join(f"{name}={len(f.signatures)}" for name, f in PASSES.items()))
+    bodies = inlined()
+    print(mode, " ".join(f"{name}={len(f.signatures) + (f.py_func in bodies)}" for name, f in PASSES.items()))
 """
 
 
