@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import typeof
 from numba.core.errors import TypingError
 
 from ipam_core import modes  # noqa: F401 (registers the families, POLICY_ONE_PER_FAMILY's among them)
@@ -72,7 +73,9 @@ def _call_step(st, k):
 
 def test_a_registry_of_its_own_resolves_its_stub_from_the_states_class():
     assert _call_step(Small(10), 3) == 13 and _call_step(Other(10), 4) == 16
-    assert not _plus.signatures and _plus_range_sum.signatures  # inlined as its Python body / called
+    # compiled as the rule's Python body (inlined by LLVM); a rule that creates arrays is called
+    assert hooks.rule_body(STEPS, typeof(Small(10)), "step") is _plus.py_func
+    assert hooks.rule_body(STEPS, typeof(Other(10)), "step") is not _plus_range_sum.py_func
     with pytest.raises(TypingError, match="test step step: nothing registered for Unregistered"):
         _call_step(Unregistered(10), 3)
     with pytest.raises(NotImplementedError):
