@@ -12,11 +12,16 @@ import sys
 from collections import namedtuple
 from pathlib import Path
 
+import numpy as np
 import pytest
+from numba import typeof
+from numba.core.errors import TypingError
 
+from ipam_core import modes  # noqa: F401 (registers the families, POLICY_ONE_PER_FAMILY's among them)
 from ipam_core.engine import hooks
 from ipam_core.engine.state import STATE_FIELDS
 from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
+from ipam_core.kernels._jit import kjit
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,6 +39,47 @@ def test_register_refuses_an_incomplete_family():
         hooks.register(Other, 91, take_pod_addresses=hooks.OPTIONAL["pod_changed"])
     with pytest.raises(ValueError, match="registered already"):
         hooks.register(Other, POLICY_ONE_PER_FAMILY, **{h: hooks.OPTIONAL["pod_changed"] for h in hooks.HOOKS})
+
+
+# A registry of steps of its own, resolved the way the hooks are (as the cloud pool managers' are).
+Small = namedtuple("Small", "x")
+Other = namedtuple("Other", "x")
+Unregistered = namedtuple("Unregistered", "x")
+STEPS: dict = {}
+
+
+@hooks.resolved_by_state_class(STEPS, "test step")
+def step(st, k):
+    raise NotImplementedError("compiled only")
+
+
+@kjit
+def _plus(st, k):
+    return st.x + k
+
+
+@kjit(allocates=True)
+def _plus_range_sum(st, k):
+    return st.x + np.arange(k).sum()  # creates an array: called rather than inlined
+
+
+STEPS.update({Small: {"step": _plus}, Other: {"step": _plus_range_sum}})
+
+
+@kjit
+def _call_step(st, k):
+    return step(st, k)
+
+
+def test_a_registry_of_its_own_resolves_its_stub_from_the_states_class():
+    assert _call_step(Small(10), 3) == 13 and _call_step(Other(10), 4) == 16
+    # compiled as the rule's Python body (inlined by LLVM); a rule that creates arrays is called
+    assert hooks.rule_body(STEPS, typeof(Small(10)), "step") is _plus.py_func
+    assert hooks.rule_body(STEPS, typeof(Other(10)), "step") is not _plus_range_sum.py_func
+    with pytest.raises(TypingError, match="test step step: nothing registered for Unregistered"):
+        _call_step(Unregistered(10), 3)
+    with pytest.raises(NotImplementedError):
+        step(Small(10), 3)
 
 
 #: The loop, the sampler and the code every family shares: none may test which family runs.

@@ -46,7 +46,7 @@ def fresh_state(tmp_path):
 def pop_next(state):
     source, t = _next_timer(state)
     if source == T.T_POD_RETRY:
-        a, b = _pop_retry(state)
+        a, b = _pop_retry(state), 0
         return t, T.T_POD_RETRY, a, b
     if source == FROM_HEAP:
         kind, a, b = _pop(state)

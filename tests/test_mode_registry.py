@@ -8,6 +8,8 @@ step of issue #9; here the engine gets its layout.)
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,31 @@ def test_each_mode_checks_the_scenario_through_its_spec():
     default = load_scenario("default")
     for name in default.modes:  # the modes the built-in scenario runs accept its settings
         modes.mode_spec(name).check(default.ipam, Where(()))
+
+
+def _top_level_imports(module_name: str) -> set[str]:
+    """The ``ipam_core.modes`` modules a mode module's source imports at top level."""
+    path = ROOT / (module_name.replace(".", "/") + ("/__init__.py" if module_name == "ipam_core.modes" else ".py"))
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module == "ipam_core.modes":
+            found |= {f"ipam_core.modes.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ipam_core.modes."):
+            found.add(node.module)
+    return found
+
+
+def test_each_mode_module_imports_its_rules_and_the_registry_the_modes_alone():
+    # one way to register: a mode module imports the module of its rules family (which registers them
+    # with the loop's hooks), or is that module; the registry imports the mode modules and no family
+    families = {f"ipam_core.modes.{p.stem}" for p in (ROOT / "ipam_core" / "modes").glob("*.py")
+                if re.search(r"^\s*hooks\.register(_family)?\(", p.read_text(), re.M)}
+    assert {"ipam_core.modes.node_cidr", "ipam_core.modes.cloud_hooks", "ipam_core.modes.calico_hooks"} <= families
+    for module in modes.MODULES:
+        name = module.__name__
+        assert name in families or _top_level_imports(name) & families, f"{name} imports no rules family"
+    registry = _top_level_imports("ipam_core.modes")
+    assert not registry & families - {m.__name__ for m in modes.MODULES}, "the registry imports a rules family"
 
 
 TOY = '''\

@@ -327,7 +327,7 @@ def _pop_retry(st):
         st.pods[row, D_RETRY_AT] = -1
     st.cnt[K_RETRY_HEAD] = 0 if i + 1 == st.retry_t.shape[0] else i + 1
     st.cnt[K_RETRY_LEN] -= 1
-    return row, np.int64(0)
+    return row
 
 
 @kjit(inline=True)
@@ -1609,7 +1609,7 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
                 # one call site: each inlined copy of _timer costs seconds of compile time
                 kind = source
                 if source == T_POD_RETRY:
-                    a, b = _pop_retry(st)
+                    a, b = _pop_retry(st), np.int64(0)  # a pod's retry has a row and no generation
                 elif source == FROM_HEAP:
                     kind, a, b = _pop(st)
                 else:

@@ -6,7 +6,9 @@ agent or an operator acts, they call one of the hooks below with the state.
 Each rules family has its own State namedtuple class (same core fields, see
 :data:`ipam_core.engine.state.STATE_FIELDS`) and registers its rules for that
 class with :func:`register`. Numba resolves each hook with ``@overload`` from
-the class of the state it compiles for, so a run compiles only its own
+the class of the state it compiles for (:func:`resolved_by_state_class`, which
+other registries keyed by State class use too: the cloud pool managers' steps,
+:mod:`ipam_core.modes.cloud_manager`), so a run compiles only its own
 family's rules, and the loop's on-disk cache entries name the class, which is
 the same in every process (measured in docs/dev/engine-rooms.md; hooks passed
 as arguments miss the cache in every new process).
@@ -20,6 +22,8 @@ runs a test-only family through the compiled loop this way.
 """
 
 from __future__ import annotations
+
+import functools
 
 from numba.core import errors, types
 from numba.extending import overload
@@ -73,9 +77,6 @@ def _no_period(st):
     return 0.0
 
 
-@kjit
-def _no(st):
-    return False
 
 
 @kjit
@@ -110,6 +111,12 @@ def always(st):
     return True
 
 
+@kjit
+def never(st):
+    """A family trait that does not hold: what the traits a family leaves out default to."""
+    return False
+
+
 #: Hooks a family may leave out, and what they do then.
 OPTIONAL = {
     "pod_changed": _nothing_node_now,
@@ -117,19 +124,20 @@ OPTIONAL = {
     "agent_restarted": _nothing_node_now,
     "quiet_refresh": _nothing_timer,
     "refresh_period": _no_period,
-    "carve_follows_refresh": _no,
+    "carve_follows_refresh": never,
     "largest_free_block": _shared_free_block,
     "trace_counters": _no_counters,
     "agent_can_start": _waits,
-    "one_cidr_per_family": _no,
-    "carves_on_demand": _no,
-    "free_is_warm_pool": _no,
+    "one_cidr_per_family": never,
+    "carves_on_demand": never,
+    "free_is_warm_pool": never,
     "held_addresses": _node_cidr_addresses,
 }
 
 _RULES: dict[type, dict] = {}
 _PREPARE: dict[type, object] = {}
-_INLINED_BY_LLVM = {"_nrt": False, "nogil": True, "forceinline": True}
+#: The options a rule resolved by the state's class compiles with (:func:`rule_body`): inlined by LLVM.
+INLINED_BY_LLVM = {"_nrt": False, "nogil": True, "forceinline": True}
 _CLASS_OF_POLICY: dict[int, type] = {}
 
 
@@ -243,199 +251,188 @@ def prepare(state, module, scenario, workload):
     return state if step is None else step(state, module, scenario, workload)
 
 
-def _rule(st, name):
+def registered_rule(registry: dict, st, name: str, what: str = "hook"):
+    """The compiled function ``registry`` holds under ``name`` for the class of the state ``st`` is typed as.
+
+    Parameters
+    ----------
+    registry : dict
+        State class -> {name -> compiled function}: :func:`register`'s rules, or another
+        set of steps resolved the same way (the cloud pool managers', :mod:`ipam_core.modes.cloud_manager`).
+    st : numba type
+        The type of the state a call passes.
+    name : str
+    what : str
+        What the registry holds, for the error (``hook``, ``cloud pool manager``).
+
+    Returns
+    -------
+    numba dispatcher
+
+    Raises
+    ------
+    numba.core.errors.TypingError
+        ``st`` is not a namedtuple, or nothing is registered for its class.
+    """
     if not isinstance(st, (types.NamedTuple, types.NamedUniTuple)):
-        raise errors.TypingError(f"hook {name}: the state must be a State namedtuple, not {st}")
-    rules = _RULES.get(st.instance_class)
+        raise errors.TypingError(f"{what} {name}: the state must be a State namedtuple, not {st}")
+    rules = registry.get(st.instance_class)
     if rules is None:
-        raise errors.TypingError(f"hook {name}: no rules registered for {st.instance_class.__name__}")
+        raise errors.TypingError(f"{what} {name}: nothing registered for {st.instance_class.__name__}")
     return rules[name]
 
 
-def _body(st, name, call):
-    """What the hook compiles to for this state: the family's rule itself, inlined by LLVM.
+def rule_body(registry: dict, st, name: str, what: str = "hook"):
+    """What a call resolved by the state's class compiles to: the registered rule itself, inlined by LLVM.
 
-    Compiled as the hook's own function with LLVM's ``alwaysinline`` (``forceinline``) and
+    Compiled as the stub's own function with LLVM's ``alwaysinline`` (``forceinline``) and
     without reference counting (as :func:`~ipam_core.kernels._jit.kjit` does for kernels that
     create no array): a call that is not inlined passes the state's ~40 arrays as ~300
-    arguments, which doubled the time per event. A rule that creates arrays is called
-    through ``call(rule)``. Not inlined at the Numba IR level: inlining an overload there
-    miscompiled the loop when its variables had the caller's names (numba/numba#7365,
-    #7225: pod retry timers set at time 0).
+    arguments, which doubled the time per event. A rule that creates arrays is called.
+    Not inlined at the Numba IR level: inlining an overload there miscompiled the loop when
+    its variables had the caller's names (numba/numba#7365, #7225: pod retry timers set at time 0).
+
+    Parameters
+    ----------
+    registry, st, name, what
+        See :func:`registered_rule`.
+
+    Returns
+    -------
+    callable
+        The implementation Numba compiles for the stub.
     """
-    rule = _rule(st, name)
+    rule = registered_rule(registry, st, name, what)
     if not rule.targetoptions.get("_nrt", True):
         return rule.py_func
-    return call(rule)
+    return lambda st, *args: rule(st, *args)
 
 
-# One stub and overload per hook: Numba's overload needs the stub's own parameter names.
+def resolved_by_state_class(registry: dict, what: str = "hook"):
+    """Make a stub a function the compiled code calls, resolved from the state's class when it compiles.
+
+    The stub's name is the key in each class's entry of ``registry``; its parameters, the
+    state first, are those of every function registered under that name (Numba's overload
+    types a call by the stub's own parameter names). A run compiles only the functions of its
+    state's class, and the on-disk cache entries name the class, which is the same in every process.
+
+    Parameters
+    ----------
+    registry : dict
+        State class -> {stub name -> compiled function}, filled before the first call compiles.
+    what : str
+        What the registry holds, for errors.
+
+    Returns
+    -------
+    callable
+        A decorator returning the stub, which raises when called from Python.
+    """
+    def decorate(stub):
+        @functools.wraps(stub)  # the stub's signature: Numba checks the implementation's against it
+        def typing(st, *args):
+            return rule_body(registry, st, stub.__name__, what)
+
+        overload(stub, jit_options=INLINED_BY_LLVM)(typing)
+        return stub
+
+    return decorate
+
+
+_by_state_class = resolved_by_state_class(_RULES)
+
+
+# One stub per hook, with the rules' parameters (see HOOKS).
+@_by_state_class
 def take_pod_addresses(st, pod, node, now):  # noqa: D103 (see HOOKS)
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(take_pod_addresses, jit_options=_INLINED_BY_LLVM)
-def _take_pod_addresses(st, pod, node, now):
-    return _body(st, "take_pod_addresses", lambda rule: lambda st, pod, node, now: rule(st, pod, node, now))
-
-
+@_by_state_class
 def give_pod_addresses(st, pod):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(give_pod_addresses, jit_options=_INLINED_BY_LLVM)
-def _give_pod_addresses(st, pod):
-    return _body(st, "give_pod_addresses", lambda rule: lambda st, pod: rule(st, pod))
-
-
+@_by_state_class
 def pod_changed(st, node, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(pod_changed, jit_options=_INLINED_BY_LLVM)
-def _pod_changed(st, node, now):
-    return _body(st, "pod_changed", lambda rule: lambda st, node, now: rule(st, node, now))
-
-
+@_by_state_class
 def node_added(st, node, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_added, jit_options=_INLINED_BY_LLVM)
-def _node_added(st, node, now):
-    return _body(st, "node_added", lambda rule: lambda st, node, now: rule(st, node, now))
-
-
+@_by_state_class
 def node_deleted(st, node):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_deleted, jit_options=_INLINED_BY_LLVM)
-def _node_deleted(st, node):
-    return _body(st, "node_deleted", lambda rule: lambda st, node: rule(st, node))
-
-
-def agent_restarted(st, node, now):
+@_by_state_class
+def agent_restarted(st, node, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(agent_restarted, jit_options=_INLINED_BY_LLVM)
-def _agent_restarted(st, node, now):
-    return _body(st, "agent_restarted", lambda rule: lambda st, node, now: rule(st, node, now))
-
-
+@_by_state_class
 def node_timer(st, kind, node, gen, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(node_timer, jit_options=_INLINED_BY_LLVM)
-def _node_timer(st, kind, node, gen, now):
-    return _body(st, "node_timer", lambda rule: lambda st, kind, node, gen, now: rule(st, kind, node, gen, now))
-
-
+@_by_state_class
 def quiet_refresh(st, node, gen, now):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(quiet_refresh, jit_options=_INLINED_BY_LLVM)
-def _quiet_refresh(st, node, gen, now):
-    return _body(st, "quiet_refresh", lambda rule: lambda st, node, gen, now: rule(st, node, gen, now))
-
-
+@_by_state_class
 def refresh_period(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(refresh_period, jit_options=_INLINED_BY_LLVM)
-def _refresh_period(st):
-    return _body(st, "refresh_period", lambda rule: lambda st: rule(st))
-
-
+@_by_state_class
 def carve_follows_refresh(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(carve_follows_refresh, jit_options=_INLINED_BY_LLVM)
-def _carve_follows_refresh(st):
-    return _body(st, "carve_follows_refresh", lambda rule: lambda st: rule(st))
-
-
+@_by_state_class
 def address_room(st, node):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(address_room, jit_options=_INLINED_BY_LLVM)
-def _address_room(st, node):
-    return _body(st, "address_room", lambda rule: lambda st, node: rule(st, node))
-
-
+@_by_state_class
 def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(sample_nodes, jit_options=_INLINED_BY_LLVM)
-def _sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
-    return _body(st, "sample_nodes", lambda rule: lambda st, families, sample, node_tab, cidr_tab, fill: rule(st, families, sample, node_tab, cidr_tab, fill))
-
-
+@_by_state_class
 def largest_free_block(st, family):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(largest_free_block, jit_options=_INLINED_BY_LLVM)
-def _largest_free_block(st, family):
-    return _body(st, "largest_free_block", lambda rule: lambda st, family: rule(st, family))
-
-
+@_by_state_class
 def trace_counters(st, family, trace, r):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(trace_counters, jit_options=_INLINED_BY_LLVM)
-def _trace_counters(st, family, trace, r):
-    return _body(st, "trace_counters", lambda rule: lambda st, family, trace, r: rule(st, family, trace, r))
-
-
+@_by_state_class
 def agent_can_start(st, node):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(agent_can_start, jit_options=_INLINED_BY_LLVM)
-def _agent_can_start(st, node):
-    return _body(st, "agent_can_start", lambda rule: lambda st, node: rule(st, node))
-
-
+@_by_state_class
 def one_cidr_per_family(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(one_cidr_per_family, jit_options=_INLINED_BY_LLVM)
-def _one_cidr_per_family(st):
-    return _body(st, "one_cidr_per_family", lambda rule: lambda st: rule(st))
-
-
+@_by_state_class
 def carves_on_demand(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(carves_on_demand, jit_options=_INLINED_BY_LLVM)
-def _carves_on_demand(st):
-    return _body(st, "carves_on_demand", lambda rule: lambda st: rule(st))
-
-
+@_by_state_class
 def free_is_warm_pool(st):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
 
 
-@overload(free_is_warm_pool, jit_options=_INLINED_BY_LLVM)
-def _free_is_warm_pool(st):
-    return _body(st, "free_is_warm_pool", lambda rule: lambda st: rule(st))
-
-
+@_by_state_class
 def held_addresses(st, node, family):  # noqa: D103
     raise NotImplementedError(_COMPILED_ONLY)
-
-
-@overload(held_addresses, jit_options=_INLINED_BY_LLVM)
-def _held_addresses(st, node, family):
-    return _body(st, "held_addresses", lambda rule: lambda st, node, family: rule(st, node, family))

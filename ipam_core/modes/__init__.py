@@ -21,7 +21,6 @@ from types import ModuleType
 
 from ipam_core.errors import ConfigError
 from ipam_core.modes import aws_vpc_cni, azure, calico, cluster_pool, crd, eni, gke, kubernetes, multi_pool
-from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud modes' rules and Cilium's operator)
 from ipam_core.modes.spec import (RULES, RULES_CALICO, RULES_CLOUD, RULES_MULTI_POOL, RULES_NODE_CIDR, ModeSpec,
                                   Section)
 

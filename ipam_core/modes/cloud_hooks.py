@@ -256,8 +256,8 @@ RULES = dict(
 )
 
 
-def register_manager(state_class: type, kind: int, operator_pass, quiet_until) -> None:
-    """Register a cloud pool manager: its State class runs the family's hooks with its own two steps.
+def register_manager(state_class: type, kind: int, operator_pass, quiet_until, reads_agent_status=None) -> None:
+    """Register a cloud pool manager: its State class runs the family's hooks with the manager's own steps.
 
     Parameters
     ----------
@@ -268,15 +268,18 @@ def register_manager(state_class: type, kind: int, operator_pass, quiet_until) -
         The ``CLOUD_*`` code whose runs :func:`prepare` hands to ``state_class``.
     operator_pass, quiet_until : numba dispatcher
         See :func:`ipam_core.modes.cloud_manager.add_manager`.
+    reads_agent_status : numba dispatcher, optional
+        See :func:`ipam_core.modes.cloud_manager.add_manager`.
 
     Raises
     ------
     ValueError
         The class or the kind is registered already.
     """
-    add_manager(state_class, kind, operator_pass, quiet_until)
+    add_manager(state_class, kind, operator_pass, quiet_until, reads_agent_status)
     hooks.register(state_class, None, **RULES)
 
 
 hooks.register_family(CloudState, POLICY_CLOUD, prepare)
-register_manager(CiliumOperatorState, CLOUD_CILIUM, cilium_operator_pass, _cilium_quiet_until)
+register_manager(CiliumOperatorState, CLOUD_CILIUM, cilium_operator_pass, _cilium_quiet_until,
+                 reads_agent_status=hooks.always)  # the agent writes its CiliumNode status for the operator

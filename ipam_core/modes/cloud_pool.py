@@ -88,7 +88,6 @@ from ipam_core.engine.tables import (
     CI_SET,
     CI_SINCE_US,
     CI_UNITS,
-    CLOUD_CILIUM,
     CN_HELD,
     CN_IFACES,
     CN_PD,
@@ -133,7 +132,6 @@ from ipam_core.engine.tables import (
     I_CL_FALLBACK,
     I_CL_FILL_FIRST,
     I_CL_FIRST_IFACE,
-    I_CL_KIND,
     I_CL_MIN,
     I_CL_NIC,
     I_CL_PRIMARY,
@@ -170,6 +168,7 @@ from ipam_core.kernels.blocks import (
 )
 from ipam_core.kernels.scan import bm_find_free, bm_take_scan
 from ipam_core.kernels.slots import bm_clear, bm_set, bm_set_many, bm_used_offsets
+from ipam_core.modes.cloud_manager import manager_reads_agent_status
 from ipam_core.engine.cloud_config import CloudConfig
 from ipam_core.engine.cloud_net import CloudNet
 
@@ -871,10 +870,12 @@ def cloud_agent_changed(st, node, now):
     -----
     The CRD allocator's refresh trigger has a minimum interval of ``CiliumNodeUpdateRate``
     (cilium ``pkg/ipam/crd.go``): the first change writes at once, later ones wait for it.
-    Only Cilium's operator reads the status; ipamd and CNS see their own node directly.
+    Only Cilium's operator reads the status (ipamd and CNS see their own node directly): a
+    trait of the manager resolved from the state's class when the loop compiles
+    (:func:`~ipam_core.modes.cloud_manager.manager_reads_agent_status`), so the other
+    managers' runs compile no status write.
     """
-    kind = st.icfg[I_CL_KIND]
-    if kind != CLOUD_CILIUM or st.cl_node[node, CN_SYNC_ARMED] == 1:
+    if not manager_reads_agent_status(st) or st.cl_node[node, CN_SYNC_ARMED] == 1:
         return -1.0
     st.cl_node[node, CN_SYNC_ARMED] = 1
     return max(now, st.cl_time[node, CT_LAST_SYNC] + st.cfg[C_UPDATE_RATE])

@@ -33,6 +33,7 @@ from ipam_core.engine.cloud_config import (CLOUD_CILIUM, PICK_CILIUM, STRATEGIES
                                           check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.cloud_net import largest_group, subnets_selected
 from ipam_core.engine.layout import Layout
+from ipam_core.modes import cloud_hooks  # noqa: F401 (registers the cloud rules and Cilium's operator with the loop)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "eni"
