@@ -215,9 +215,9 @@ class PodTable:
     }
 
     def __init__(self, capacity: int = 64):
-        self.n = 0
         self.cols: dict[str, np.ndarray] = {
             name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in self.COLUMNS.items()}
+        self.n = 0
         self.node_head = np.full(8, -1, dtype=np.int64)
         self.group_head = np.full(8, -1, dtype=np.int64)
 
@@ -266,11 +266,17 @@ class PodTable:
         if placed.shape[0]:
             unlink_many(self.node_head, c["nnext"], c["nprev"], c["node"][placed].astype(np.int64), placed)
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        cols = self.__dict__.get("cols")
-        if cols is not None and name in cols:
-            return cols[name][: self.__dict__["n"]]
-        raise AttributeError(name)
+    @property
+    def n(self) -> int:
+        """Rows in use: pod ids are ``0 .. n - 1``."""
+        return self._n
+
+    @n.setter
+    def n(self, rows: int) -> None:
+        # Each column's live rows as a plain attribute (``pods.node``): the engine reads them about
+        # 100 times per pod, so the views are made when the row count or a column changes, not per read.
+        self._n = rows
+        self.__dict__.update({name: col[:rows] for name, col in self.cols.items()})
 
     def add(self, groups: np.ndarray, gens: np.ndarray, t: float, tags: np.ndarray) -> np.ndarray:
         """Append pods in state PENDING.

