@@ -77,8 +77,6 @@ def _no_period(st):
     return 0.0
 
 
-
-
 @kjit
 def _waits(st, node):
     return False  # a family that restores no node CIDRs: its agent starts by its own rules
