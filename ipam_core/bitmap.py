@@ -107,14 +107,13 @@ def new_arena(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arena = np.zeros(length, dtype=np.uint64)
     arena[ARENA_SIZE] = n
     arena[ARENA_WORDS_AT] = words_at
-    words = arena[words_at:]
-    summary = arena[ARENA_HEADER:words_at]
+    words, summary = _arena_views(arena)
     bm_init(words, summary, n)
     return arena, words, summary
 
 
 def _arena_views(arena: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # (words, summary) as new_arena made them: views of the arena, where the per-call kernels see the same bits
+    # (words, summary): views of the arena, where the per-call kernels see the same bits (new arenas, unpickled ones)
     words_at = int(arena[ARENA_WORDS_AT])
     return arena[words_at:], arena[ARENA_HEADER:words_at]
 
