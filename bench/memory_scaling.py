@@ -40,7 +40,7 @@ import numpy as np
 from ipam_core.atomic import atomic_write_text
 from ipam_core.engine import tables as T
 from ipam_core.pipeline.run import Simulation
-from ipam_core.engine.state import STATE_FIELDS, state_nbytes
+from ipam_core.engine.state import CORE_FIELDS, named_arrays, state_nbytes
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import generate
 
@@ -58,7 +58,7 @@ GROUPS = {
                    "quiet"),
     "bitmap_bytes": ("set_words", "set_summary", "ip_words", "ip_summary"),
     "slot_bytes": ("slots", "slot_stack", "chunk_stack"),
-    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "icfg", "cnt", "next_timer", "cl_node", "cl_time", "cl_iface", "cl_unit"),
+    "other_bytes": ("sets", "pools", "pool_free", "pool_carvable", "cfg", "icfg", "cnt", "next_timer"),
 }
 COLUMNS = ("mode", "nodes", "pods_per_node", "live_pods", "churn_s", "pod_ids", "node_mask", "node_cidr_bits",
            "pod_bitmap_bits", "state_bytes", *GROUPS)
@@ -86,7 +86,7 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
     sim = Simulation(sc, w, mode)
     sim.advance(math.nextafter(float(w.time[-1]), math.inf))  # the timer tables at the size the run grew them to
     st = sim.state
-    arrays = dict(zip(st._fields, st))
+    arrays = named_arrays(st)
     row = {
         "mode": mode,
         "nodes": nodes,
@@ -95,14 +95,14 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
         "churn_s": churn_s,
         "pod_ids": w.n_pods,
         "node_mask": node_mask,
-        "node_cidr_bits": int(st.sets[:, T.S_N].sum()),
-        "pod_bitmap_bits": int(st.ip_words.size * 64),
+        "node_cidr_bits": int(st.core.sets[:, T.S_N].sum()),
+        "pod_bitmap_bits": int(st.core.ip_words.size * 64),
         "state_bytes": state_nbytes(st),
     }
     for group, names in GROUPS.items():
         row[group] = int(sum(arrays[n].nbytes for n in names))
-    # the tables a rules family adds after STATE_FIELDS (engine/hooks.py): settings and per-family extras
-    row["other_bytes"] += sum(state_nbytes(arrays[n]) for n in st._fields[len(STATE_FIELDS):])
+    # the tables a rules family adds after its core tables (engine/state.py family_state)
+    row["other_bytes"] += sum(a.nbytes for n, a in arrays.items() if n not in CORE_FIELDS)
     assert sum(row[g] for g in GROUPS) == row["state_bytes"], "an array is in no group"
     return row
 

@@ -115,9 +115,9 @@ def test_engine_and_reference_hold_the_same_addresses(setting):
     sim.advance(float(w.time[-1]) + 1.0)
     ref, held = reference_run(rows)
     st = sim.state
-    assert int(st.cnt[T.K_RUNNING]) == len(held) == NODES * PODS_PER_NODE
+    assert int(st.core.cnt[T.K_RUNNING]) == len(held) == NODES * PODS_PER_NODE
     for pod in list(held)[::97]:
-        packed = int(st.cal_addr[st.pod_row[pod], 0])
+        packed = int(st.cal_addr[st.core.pod_row[pod], 0])
         slot = packed >> 12
         assert (int(st.cal.blk_pool[slot]), int(st.cal.blk_index[slot]), packed & 0xFFF) == held[pod]
 
@@ -130,7 +130,7 @@ def test_engine_pod_events_kernel(benchmark, setting):
 
     def run(sim):
         sim.advance(end)
-        return int(sim.state.cnt[T.K_RUNNING])
+        return int(sim.state.core.cnt[T.K_RUNNING])
 
     running = benchmark.pedantic(run, setup=lambda: ((Simulation(sc, w, "calico"),), {}), rounds=ROUNDS,
                                  warmup_rounds=1)

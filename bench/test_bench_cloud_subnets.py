@@ -133,9 +133,9 @@ def test_subnet_modes_kernel(benchmark, nodes, mode, variant):
 
     benchmark.pedantic(lambda sim: sim.advance(_end(w)), setup=setup, rounds=3, warmup_rounds=1)
     st = sims[0].state
-    assert st.cnt[T.K_EVENT] == len(w) and st.cnt[T.K_NODES] == nodes
+    assert st.core.cnt[T.K_EVENT] == len(w) and st.core.cnt[T.K_NODES] == nodes
     _record(benchmark, "kernel", w, mode=mode, variant=variant, nodes=nodes,
-            running=int(st.cnt[T.K_RUNNING]), failed=int(st.cnt[T.K_FAILED]))
+            running=int(st.core.cnt[T.K_RUNNING]), failed=int(st.core.cnt[T.K_FAILED]))
 
 
 @pytest.mark.benchmark(group=GROUP)

@@ -69,7 +69,7 @@ import ipam_core.workloads.generators as generators_module
 from ipam_core.engine import tables as T
 from ipam_core.pipeline import simulate, summarize, warmup
 from ipam_core.pipeline.run import Simulation, node_sample_mask, sample_times
-from ipam_core.engine.state import state_nbytes
+from ipam_core.engine.state import named_arrays, state_nbytes
 from ipam_core.scenario import load_scenario, parse_scenario, scenario_for_mode
 from ipam_core.sweep.tasks import Task
 from ipam_core.workloads import Workload, generate
@@ -168,8 +168,8 @@ def _warm():
 
 
 def timers_fired(st) -> int:
-    outstanding = st.cnt[T.K_HEAP] + st.cnt[T.K_RETRY_LEN] + st.node_ring_pos[:, 1].sum()
-    return int(st.cnt[T.K_SEQ] - outstanding)
+    outstanding = st.core.cnt[T.K_HEAP] + st.core.cnt[T.K_RETRY_LEN] + st.core.node_ring_pos[:, 1].sum()
+    return int(st.core.cnt[T.K_SEQ] - outstanding)
 
 
 def rss_bytes() -> tuple[int, int]:
@@ -199,7 +199,7 @@ def prefault(state) -> None:
     ``np.zeros`` hands out pages that are mapped and zeroed on first write; without this a
     round would time ~10,000 page faults of the 70 MB pods table along with the loop.
     """
-    for a in state:
+    for a in named_arrays(state).values():
         flat = a.reshape(-1).view(np.uint8)
         flat[:: resource.getpagesize()] = flat[:: resource.getpagesize()].copy()
 
@@ -216,7 +216,7 @@ def run_kernel(benchmark, scenario, w: Workload, mode: str, rounds: int) -> Simu
 
     benchmark.pedantic(lambda sim: sim.advance(t_end), setup=setup, rounds=rounds, warmup_rounds=1)
     sim = sims[0]
-    assert sim.state.cnt[T.K_EVENT] == len(w)
+    assert sim.state.core.cnt[T.K_EVENT] == len(w)
     return sim
 
 
@@ -247,7 +247,7 @@ def test_workloads_are_what_the_groups_say():
 def test_engine_1m_events_kernel(benchmark):
     w = workload_1m()
     sim = run_kernel(benchmark, scenario_1m(), w, "cluster-pool", rounds=5)
-    assert sim.state.cnt[T.K_RUNNING] == NODES * PODS_PER_NODE and sim.state.cnt[T.K_FAILED] == 0
+    assert sim.state.core.cnt[T.K_RUNNING] == NODES * PODS_PER_NODE and sim.state.core.cnt[T.K_FAILED] == 0
     record(benchmark, "kernel", len(w), mode="cluster-pool", nodes=NODES, slice="all",
            timers=timers_fired(sim.state), state_bytes=state_nbytes(sim.state))
     record_speed(benchmark, len(w))
@@ -258,7 +258,7 @@ def test_engine_1m_events_slice_kernel(benchmark):
     w = slice_1m()
     sim = run_kernel(benchmark, scenario_1m(), w, "cluster-pool", rounds=10)
     record(benchmark, "kernel", len(w), mode="cluster-pool", nodes=NODES, slice=f"first {SLICE_EVENTS} events",
-           timers=timers_fired(sim.state), running=int(sim.state.cnt[T.K_RUNNING]))
+           timers=timers_fired(sim.state), running=int(sim.state.core.cnt[T.K_RUNNING]))
     record_speed(benchmark, len(w))
 
 
@@ -271,8 +271,8 @@ def test_engine_1m_events_slice_python_baseline(benchmark):
     sim.advance(end_time(w))
     c = engine.c
     assert (c.running, c.pending, c.ip_allocs[0]) == (
-        sim.state.cnt[T.K_RUNNING], sim.state.cnt[T.K_PENDING],
-        sim.state.cnt[T.K_FAMILY_BASE + T.F_IP_ALLOCS])
+        sim.state.core.cnt[T.K_RUNNING], sim.state.core.cnt[T.K_PENDING],
+        sim.state.core.cnt[T.K_FAMILY_BASE + T.F_IP_ALLOCS])
     record(benchmark, "python-baseline", len(w), mode="cluster-pool", nodes=NODES,
            slice=f"first {SLICE_EVENTS} events", timers=engine.seq - len(engine.timers), running=c.running)
     record_speed(benchmark, len(w))
@@ -292,9 +292,9 @@ def test_engine_1m_events_slice_address_filter(benchmark, mode, address_filter):
     w = slice_1m()
     sc = scenario_for_mode(scenario_1m(address_filter), mode)
     sim = run_kernel(benchmark, sc, w, mode, rounds=10)
-    assert sim.state.cnt[T.K_FAILED] == 0
+    assert sim.state.core.cnt[T.K_FAILED] == 0
     record(benchmark, "kernel", len(w), mode=mode, nodes=NODES, slice=f"first {SLICE_EVENTS} events",
-           address_filter=address_filter, timers=timers_fired(sim.state), running=int(sim.state.cnt[T.K_RUNNING]))
+           address_filter=address_filter, timers=timers_fired(sim.state), running=int(sim.state.core.cnt[T.K_RUNNING]))
     record_speed(benchmark, len(w))
 
 
@@ -305,12 +305,12 @@ def test_engine_scale_limits_kernel(benchmark, mode):
     scenario, w = scale_scenario(mode), scale_workload()
     sim = run_kernel(benchmark, scenario, w, mode, rounds=2)
     st = sim.state
-    assert st.cnt[T.K_NODES] == 5_000 and st.cnt[T.K_READY] == 5_000
-    assert st.cnt[T.K_RUNNING] == 150_000 and st.cnt[T.K_FAILED] == 0 and st.cnt[T.K_PENDING] == 0
+    assert st.core.cnt[T.K_NODES] == 5_000 and st.core.cnt[T.K_READY] == 5_000
+    assert st.core.cnt[T.K_RUNNING] == 150_000 and st.core.cnt[T.K_FAILED] == 0 and st.core.cnt[T.K_PENDING] == 0
     rss, peak = rss_bytes()
     record(benchmark, "kernel", len(w), events=len(w), nodes=5_000, live_pods=150_000, pod_ids=w.n_pods,
            max_pods=110, timers=timers_fired(st), state_bytes=state_nbytes(st),
-           state_bytes_by_array={name: int(a.nbytes) for name, a in zip(st._fields, st)},
+           state_bytes_by_array={name: int(a.nbytes) for name, a in named_arrays(st).items()},
            rss_bytes=rss, peak_rss_bytes=peak)
     record_speed(benchmark, len(w))
 
@@ -470,7 +470,7 @@ def test_small_point_advance_alone(benchmark):
         return sims
 
     sims = benchmark.pedantic(run, setup=setup, rounds=40, warmup_rounds=1)
-    assert all(sim.state.cnt[T.K_EVENT] == len(w) for sim in sims)
+    assert all(sim.state.core.cnt[T.K_EVENT] == len(w) for sim in sims)
     record(benchmark, "kernel", 1, member="compiled event loop alone, 3 modes")
 
 

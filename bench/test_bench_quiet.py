@@ -11,7 +11,7 @@ One group, ``quiet-trace``, two members per mode:
 * ``kernel``: the whole trace as ``ipam-bench compare`` runs a mode (the state built in
   setup, then ``Simulation.record`` over every sample: the loop and its sampling);
 * ``kernel-every-pass``: the same loop with skipping switched off
-  (``state.quiet[QUIET_OFF] = 1``, the engine before this change) on the first
+  (``state.core.quiet[QUIET_OFF] = 1``, the engine before this change) on the first
   ``SLICE_DAYS`` days only, since the whole trace takes up to an hour that way; its
   traces are checked equal to the skipping run's over the same days.
 
@@ -69,7 +69,7 @@ def prepare(scenario, w, mode: str, skip: bool):
     """A fresh state for ``mode`` and the sample times, as ``run_mode`` makes them."""
     ms = scenario_for_mode(scenario, mode)
     sim = Simulation(ms, w, mode)
-    sim.state.quiet[core.QUIET_OFF] = 0.0 if skip else 1.0
+    sim.state.core.quiet[core.QUIET_OFF] = 0.0 if skip else 1.0
     times = sample_times(ms.duration_s, ms.sample_interval_s)
     every = max(1, int(round(ms.node_sample_interval_s / ms.sample_interval_s)))
     return sim, times, node_sample_mask(times.size, every)
@@ -90,7 +90,7 @@ def run_rounds(benchmark, scenario, w, mode: str, skip: bool, rounds: int):
 def record(benchmark, impl: str, days: float, sim, **info) -> None:
     st = sim.state
     benchmark.extra_info.update(ops=days, impl=impl, command=COMMAND, loadavg_1min=os.getloadavg()[0],
-                                simulated_days=days, timers_set=int(st.cnt[core.K_SEQ]), **info)
+                                simulated_days=days, timers_set=int(st.core.cnt[core.K_SEQ]), **info)
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is not None:  # absent under --benchmark-disable
         benchmark.extra_info["full_trace_s"] = stats.median / days * 149.0

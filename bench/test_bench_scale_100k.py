@@ -44,7 +44,7 @@ import pytest
 from ipam_core.engine import tables as T
 from ipam_core.pipeline import warmup
 from ipam_core.pipeline.run import Simulation
-from ipam_core.engine.state import state_nbytes
+from ipam_core.engine.state import named_arrays, state_nbytes
 from ipam_core.scenario import parse_scenario, scenario_for_mode
 from ipam_core.workloads import Workload, generate
 from ipam_core.workloads.events import OP_POD_DEL
@@ -115,13 +115,13 @@ def churn_start(w: Workload) -> int:
 def prefault(state) -> None:
     """Write one byte per page of every table, so a round does not time the page faults of fresh zeros."""
     page = resource.getpagesize()
-    for a in state:
+    for a in named_arrays(state).values():
         flat = a.reshape(-1).view(np.uint8)
         flat[::page] = flat[::page].copy()
 
 
 def table_bytes(state) -> dict[str, int]:
-    return {name: int(a.nbytes) for name, a in zip(state._fields, state) if a is not None}
+    return {name: int(a.nbytes) for name, a in named_arrays(state).items()}
 
 
 def record(benchmark, impl: str, events: int, state, **info) -> None:
@@ -162,9 +162,9 @@ def test_scale_100k_kernel(benchmark, nodes, part):
 
     benchmark.pedantic(lambda sim: sim.advance(t_end), setup=setup, rounds=3, warmup_rounds=1)
     st = sims[0].state
-    assert st.cnt[T.K_EVENT] == len(w)
-    assert st.cnt[T.K_NODES] == nodes and st.cnt[T.K_READY] == nodes
-    assert st.cnt[T.K_RUNNING] == nodes * PODS_PER_NODE and st.cnt[T.K_FAILED] == 0 and st.cnt[T.K_PENDING] == 0
+    assert st.core.cnt[T.K_EVENT] == len(w)
+    assert st.core.cnt[T.K_NODES] == nodes and st.core.cnt[T.K_READY] == nodes
+    assert st.core.cnt[T.K_RUNNING] == nodes * PODS_PER_NODE and st.core.cnt[T.K_FAILED] == 0 and st.core.cnt[T.K_PENDING] == 0
     with open("/proc/self/statm") as f:
         rss = int(f.read().split()[1]) * resource.getpagesize()
     record(benchmark, "kernel", len(w) - first, st, part=part, nodes=nodes, live_pods=nodes * PODS_PER_NODE,

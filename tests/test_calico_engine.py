@@ -83,13 +83,13 @@ def blocks_of(st, node):
 
 def address(st, pod_id, family=0):
     """(pool, block index, ordinal) of a running pod's address."""
-    packed = int(st.cal_addr[st.pod_row[pod_id], family])
+    packed = int(st.cal_addr[st.core.pod_row[pod_id], family])
     slot = packed >> ADDR_SHIFT
     return int(st.cal.blk_pool[slot]), int(st.cal.blk_index[slot]), packed & ORDINAL_MASK
 
 
 def counter(st, field, family=0):
-    return int(st.cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + field])
+    return int(st.core.cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + field])
 
 
 def walk_start(name, n_blocks):
@@ -151,7 +151,7 @@ def test_a_node_borrows_when_the_pool_has_no_unclaimed_block():
     assert len(blocks_of(st, 0)) == 2 and blocks_of(st, 1) == []
     pool, index, _ = address(st, 9)
     assert (pool, index) in blocks_of(st, 0)  # node-b's pod holds an address of node-a's block
-    assert int(st.cal.node_borrowed[1, 0]) == 1 and int(st.cnt[T.K_RUNNING]) == 10
+    assert int(st.cal.node_borrowed[1, 0]) == 1 and int(st.core.cnt[T.K_RUNNING]) == 10
     assert counter(st, T.F_IP_FAILS) == 0
 
 
@@ -161,7 +161,7 @@ def test_strict_affinity_fails_where_borrowing_would_succeed():
               *[(1.0 + i, OP_POD_ADD, 0, i) for i in range(9)], (20.0, OP_POD_ADD, 1, 9)]
     sim = Simulation(sc, workload(events, ["node-a", "node-b"]), "calico")
     sim.advance(21.0)
-    assert counter(sim.state, T.F_IP_FAILS) == 1 and int(sim.state.cnt[T.K_PENDING]) == 1
+    assert counter(sim.state, T.F_IP_FAILS) == 1 and int(sim.state.core.cnt[T.K_PENDING]) == 1
 
 
 def test_a_tunnel_pool_gives_each_node_its_address_and_first_block_at_start():
@@ -170,7 +170,7 @@ def test_a_tunnel_pool_gives_each_node_its_address_and_first_block_at_start():
                                    (5.0, OP_NODE_DEL, 1, -1)], ["node-a", "node-b"]), "calico")
     sim.advance(1.0)
     assert counter(sim.state, T.F_RESERVED) == 2 and counter(sim.state, T.F_NODE_CIDRS) == 2
-    assert int(sim.state.cnt[T.K_READY]) == 2
+    assert int(sim.state.core.cnt[T.K_READY]) == 2
     rows = sim.node_rows()
     assert list(rows["reserved"]) == [1, 1] and list(rows["used"]) == [0, 0] and list(rows["free"]) == [7, 7]
     start = walk_start("node-a", 8)
@@ -190,7 +190,7 @@ def test_dual_stack_takes_ipv6_first_and_gives_it_back_when_ipv4_fails():
     assert [counter(st, T.F_USED, f) for f in (0, 1)] == [8, 8]
     assert [counter(st, T.F_IP_FAILS, f) for f in (0, 1)] == [1, 0]
     assert [counter(st, T.F_IP_ALLOCS, f) for f in (0, 1)] == [8, 8]
-    assert int(st.cnt[T.K_PENDING]) == 1 and address(st, 7, 1)[2] == 7
+    assert int(st.core.cnt[T.K_PENDING]) == 1 and address(st, 7, 1)[2] == 7
     (v6_slot,) = [s for s in st.cal.node_blk[0, :st.cal.node_nblk[0]] if st.cal.pool_family[st.cal.blk_pool[s]] == 1]
     t = st.cal
     queue = [int(t.blk_q[v6_slot, (t.blk_head[v6_slot] + k) % 64]) for k in range(int(t.blk_nfree[v6_slot]))]
@@ -312,7 +312,7 @@ def test_engine_agrees_with_the_python_reference_on_random_pod_and_node_sequence
     ref, held, fails = drive_reference(sim, events, t_end, names)
     st = sim.state
     assert engine_blocks(st) == {k: (b.affinity, list(b.unallocated)) for k, b in ref.blocks.items()}
-    running = {int(st.pods[r, T.D_ID]) for r in range(st.pods.shape[0]) if st.pods[r, T.D_STATE] == T.POD_RUNNING}
+    running = {int(st.core.pods[r, T.D_ID]) for r in range(st.core.pods.shape[0]) if st.core.pods[r, T.D_STATE] == T.POD_RUNNING}
     assert running == set(held)
     assert {p: address(st, p) for p in running} == held
     c = st.cal.counters

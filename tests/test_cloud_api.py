@@ -66,7 +66,7 @@ def pd_state(tmp_path_factory):
 
 
 def test_prefix_delegation_state_follows_the_enis(pd_state):
-    st_ = pd_state._replace(cl_iface=pd_state.cl_iface.copy(), icfg=pd_state.icfg.copy())
+    st_ = pd_state._replace(cl_iface=pd_state.cl_iface.copy(), core=pd_state.core._replace(icfg=pd_state.core.icfg.copy()))
     iface = st_.cl_iface[0]
     assert iface[0, T.CI_PREFIXES] >= 1 and _cilium_prefix_delegated(st_, 0)
     # eth0 holds prefixes and the fallback's single addresses: still prefix-delegated (AllocateIPs retries)
@@ -79,7 +79,7 @@ def test_prefix_delegation_state_follows_the_enis(pd_state):
     iface[1, T.CI_UNITS] = 0
     assert _cilium_prefix_delegated(st_, 0)
     iface[1, T.CI_UNITS] = 3
-    st_.icfg[T.I_CL_STRATEGY] = T.STRATEGY_DENSE  # CFP #38499 never leaves prefix mode
+    st_.core.icfg[T.I_CL_STRATEGY] = T.STRATEGY_DENSE  # CFP #38499 never leaves prefix mode
     assert _cilium_prefix_delegated(st_, 0)
     st_.cl_node[0, T.CN_PD] = 0  # prefix delegation off (or a Xen instance): never
     assert not _cilium_prefix_delegated(st_, 0)

@@ -84,8 +84,8 @@ def test_whether_the_agent_writes_its_status_follows_the_managers_class_not_the_
     # swapped for another manager's, the state's class still decides
     sc = scenario(tmp_path, {"cluster": {"instanceType": "m5.large"}, "cloud": {"subnets": ["10.1.0.0/20"]}, **patch})
     state = Simulation(scenario_for_mode(sc, mode), build_workload(sc), mode).state
-    assert (state.icfg[T.I_CL_KIND] == CLOUD_CILIUM) == reads  # as built, the kind agrees
-    state.icfg[T.I_CL_KIND] = CLOUD_VPC_CNI if reads else CLOUD_CILIUM
+    assert (state.core.icfg[T.I_CL_KIND] == CLOUD_CILIUM) == reads  # as built, the kind agrees
+    state.core.icfg[T.I_CL_KIND] = CLOUD_VPC_CNI if reads else CLOUD_CILIUM
     state.cl_node[0, T.CN_SYNC_ARMED] = 0
     write_at = cloud_agent_changed(state, 0, 5.0)
     assert (write_at >= 5.0) == reads and (write_at == -1.0) == (not reads)

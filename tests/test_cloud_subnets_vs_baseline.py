@@ -150,7 +150,7 @@ def test_invariants_hold_with_groups_sharing_and_reservations(mode):
                                          patch=net({"nodeGroups": GROUPS}, *entries)), mode)
     result = run_mode(s, workload_of(s), mode)
     assert check_invariants(result.state) == []
-    n = result.state.nodes.shape[0]
+    n = result.state.core.nodes.shape[0]
     others = result.state.cl_node[n + 1, T.CS_OTHERS]  # the shared subnet's row below the nodes
     # the explicit /28 less the cloud's first four, + 20 % of what lies outside reservations and the cloud's last
     # (a crd pool has no cloud reservation)

@@ -19,7 +19,7 @@ from numba.core.errors import TypingError
 
 from ipam_core import modes  # noqa: F401 (registers the families, POLICY_ONE_PER_FAMILY's among them)
 from ipam_core.engine import hooks
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import POLICY_ONE_PER_FAMILY
 from ipam_core.kernels._jit import kjit
 
@@ -34,7 +34,7 @@ def test_a_family_registered_from_the_tests_runs_through_the_compiled_loop(tmp_p
 
 
 def test_register_refuses_an_incomplete_family():
-    Other = namedtuple("Other", STATE_FIELDS)
+    Other = family_state("Other", __name__)
     with pytest.raises(ValueError, match=r"missing hooks \['address_room'"):
         hooks.register(Other, 91, take_pod_addresses=hooks.OPTIONAL["pod_changed"])
     with pytest.raises(ValueError, match="registered already"):

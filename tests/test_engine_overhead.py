@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ipam_core.pipeline import build_workload, simulate, summarize
 from ipam_core.pipeline.run import Simulation, workload_facts
-from ipam_core.engine.state import build_state, scan_workload
+from ipam_core.engine.state import build_state, named_arrays, scan_workload
 from ipam_core.errors import IPAMBenchError
 from ipam_core.scenario import load_scenario
 from ipam_core.workloads import Workload
@@ -56,13 +56,13 @@ def test_states_built_from_the_cached_layout_tables_do_not_share_memory():
     b = workload_facts(w, sim.config.pod_retry_s)
     first = build_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
     second = build_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
-    for a, c in zip(first, second):
+    for a, c in zip(named_arrays(first).values(), named_arrays(second).values()):
         assert a.flags.writeable and not np.shares_memory(a, c)
         np.testing.assert_array_equal(a, c)
     # a run mutates its state; the next state of the same layout starts fresh
     sim.advance(sc.duration_s)
     third = build_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
-    for a, c in zip(first, third):
+    for a, c in zip(named_arrays(first).values(), named_arrays(third).values()):
         np.testing.assert_array_equal(a, c)
 
 
@@ -102,7 +102,7 @@ def test_pod_pools_follow_namespace_and_annotation():
                     sc.select_pool(4 if family == 0 else 6, w.namespaces[ns], pod_annotations=annotations))
             except (IPAMBenchError, ValueError):
                 want = -1
-            assert sim.state.pod_pool[pod, family] == want
+            assert sim.state.core.pod_pool[pod, family] == want
 
 
 def reference_renumber(op, pod, n_old):

@@ -1,7 +1,7 @@
 """Skipping periodic passes that change nothing (issue #9): the traces stay exactly the same.
 
 Every case runs one workload twice through a mode: as the engine runs it, and as a reference
-run with skipping switched off (``state.quiet[QUIET_OFF] = 1``: every multi-pool refresh,
+run with skipping switched off (``state.core.quiet[QUIET_OFF] = 1``: every multi-pool refresh,
 Cilium operator resync, ipamd tick and CNS tick runs). Every trace and node column must be
 equal, value for value; and the skipping run must actually skip (it sets far fewer timers).
 The workloads have the shape of ``scenarios/long-quiet.yaml`` (written by the same
@@ -61,7 +61,7 @@ def run(scenario, mode, skip, wl=None):
     """Sample a run; with ``skip=False`` every periodic pass runs (the reference)."""
     ms = scenario_for_mode(scenario, mode)
     sim = Simulation(ms, wl if wl is not None else build_workload(scenario), mode)
-    sim.state.quiet[core.QUIET_OFF] = 0.0 if skip else 1.0
+    sim.state.core.quiet[core.QUIET_OFF] = 0.0 if skip else 1.0
     times = sample_times(ms.duration_s, ms.sample_interval_s)
     every = max(1, int(round(ms.node_sample_interval_s / ms.sample_interval_s)))
     trace, nodes = sim.record(times, node_sample_mask(times.size, every))
@@ -80,8 +80,8 @@ def assert_same_run(scenario, mode, must_skip=True, fewer=4, wl=None):
             assert nodes[key].equals(ref_nodes[key]), f"{mode}: node column {key}"
         else:
             np.testing.assert_array_equal(nodes[key], ref_nodes[key], err_msg=f"{mode}: node column {key}")
-    assert ref_state.quiet[core.QUIET_COUNT] == 0  # the reference never skips
-    timers, ref_timers = state.cnt[T.K_SEQ], ref_state.cnt[T.K_SEQ]
+    assert ref_state.core.quiet[core.QUIET_COUNT] == 0  # the reference never skips
+    timers, ref_timers = state.core.cnt[T.K_SEQ], ref_state.core.cnt[T.K_SEQ]
     if must_skip and mode in PERIODIC:
         assert timers * fewer < ref_timers, f"{mode}: {timers} timers set with skipping, {ref_timers} without"
     return trace

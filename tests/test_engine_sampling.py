@@ -33,19 +33,19 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 # ---------------------------------------------------------------------------- the reference recount
 def family_counter(st, family, field):
-    return int(st.cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + field])
+    return int(st.core.cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + field])
 
 
 def reference_trace_row(sim: Simulation, family: int) -> dict:
-    st, c = sim.state, sim.state.cnt
-    pool = sum(int(st.sets[i, T.S_N] * st.sets[i, T.S_ADDRS]) for i, s in enumerate(sim.layout.sets) if s.family == family)
+    st, c = sim.state, sim.state.core.cnt
+    pool = sum(int(st.core.sets[i, T.S_N] * st.core.sets[i, T.S_ADDRS]) for i, s in enumerate(sim.layout.sets) if s.family == family)
     largest = 0
     for i, spec in enumerate(sim.layout.sets):
         if spec.family == family:
-            w0, nw = st.sets[i, T.S_W_OFF], st.sets[i, T.S_W_LEN]
-            order = bm_largest_free_block(st.set_words[w0 : w0 + nw])
+            w0, nw = st.core.sets[i, T.S_W_OFF], st.core.sets[i, T.S_W_LEN]
+            order = bm_largest_free_block(st.core.set_words[w0 : w0 + nw])
             if order >= 0:
-                largest = max(largest, (1 << int(order)) * int(st.sets[i, T.S_ADDRS]))
+                largest = max(largest, (1 << int(order)) * int(st.core.sets[i, T.S_ADDRS]))
     carved = family_counter(st, family, T.F_CARVED)
     reserved = family_counter(st, family, T.F_RESERVED)
     used = family_counter(st, family, T.F_USED)
@@ -75,24 +75,24 @@ def reference_trace_row(sim: Simulation, family: int) -> dict:
 
 def reference_lifecycle(st, family: int, cloud: bool) -> dict:
     """What cordoned nodes hold, and the stranded node CIDRs, from the tables."""
-    present = st.nodes[:, T.N_PRESENT] == 1
-    cordoned = np.flatnonzero(present & (st.nodes[:, T.N_CORDONED] == 1))
-    slots = [s for n in np.flatnonzero(present) for s in st.node_slots[n] if s >= 0 and st.slots[s, T.L_FAMILY] == family]
-    stranded = [s for s in slots if st.slots[s, T.L_STATE] == T.SLOT_STRANDED]
+    present = st.core.nodes[:, T.N_PRESENT] == 1
+    cordoned = np.flatnonzero(present & (st.core.nodes[:, T.N_CORDONED] == 1))
+    slots = [s for n in np.flatnonzero(present) for s in st.core.node_slots[n] if s >= 0 and st.core.slots[s, T.L_FAMILY] == family]
+    stranded = [s for s in slots if st.core.slots[s, T.L_STATE] == T.SLOT_STRANDED]
     if cloud:
         held = int(st.cl_node[cordoned, T.CN_HELD].sum()) if family == 0 else 0
     else:
-        held = sum(int(st.sets[st.slots[s, T.L_SET], T.S_ADDRS]) for n in cordoned for s in st.node_slots[n]
-                   if s >= 0 and st.slots[s, T.L_FAMILY] == family)
+        held = sum(int(st.core.sets[st.core.slots[s, T.L_SET], T.S_ADDRS]) for n in cordoned for s in st.core.node_slots[n]
+                   if s >= 0 and st.core.slots[s, T.L_FAMILY] == family)
     return {"addrs_held_cordoned": held, "cidrs_stranded": len(stranded),
-            "addrs_stranded": sum(int(st.slots[s, T.L_MAX]) for s in stranded)}
+            "addrs_stranded": sum(int(st.core.slots[s, T.L_MAX]) for s in stranded)}
 
 
 def reference_node_rows(sim: Simulation) -> list[tuple]:
     """(node, family, used, free, reserved, pending, status, [cidrs]) per present node and family."""
     st = sim.state
     rows = []
-    present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+    present = np.flatnonzero(st.core.nodes[:, T.N_PRESENT] == 1)
     if sim.layout.policy == T.POLICY_CLOUD:
         for n in present:
             cidrs = []
@@ -103,24 +103,24 @@ def reference_node_rows(sim: Simulation) -> list[tuple]:
                     cidrs.append(format_cidrs(spec.network, mask, [unit[T.CU_OFF] // unit[T.CU_SIZE]])[0].as_py())
             cn = st.cl_node[n]
             rows.append((int(n), 4, int(cn[T.CN_USED] - cn[T.CN_RESERVED]), int(cn[T.CN_HELD] - cn[T.CN_USED]),
-                         int(cn[T.CN_RESERVED] + cn[T.CN_PRIMARIES]), int(st.nodes[n, T.N_PENDING]),
-                         int(st.nodes[n, T.N_STATUS]), cidrs))
+                         int(cn[T.CN_RESERVED] + cn[T.CN_PRIMARIES]), int(st.core.nodes[n, T.N_PENDING]),
+                         int(st.core.nodes[n, T.N_STATUS]), cidrs))
         return rows
     for family in sim.layout.families:
         for n in present:
             used = free = reserved = 0
             cidrs = []
-            for s in st.node_slots[n]:
-                if s < 0 or st.slots[s, T.L_FAMILY] != family:
+            for s in st.core.node_slots[n]:
+                if s < 0 or st.core.slots[s, T.L_FAMILY] != family:
                     continue
-                slot = st.slots[s]
+                slot = st.core.slots[s]
                 spec = sim.layout.sets[slot[T.L_SET]]
                 used += slot[T.L_USED] - slot[T.L_RESERVED]
                 free += slot[T.L_MAX] - slot[T.L_USED] if slot[T.L_STATE] == T.SLOT_LIVE else 0
-                reserved += st.sets[slot[T.L_SET], T.S_ADDRS] - slot[T.L_MAX] + slot[T.L_RESERVED]
+                reserved += st.core.sets[slot[T.L_SET], T.S_ADDRS] - slot[T.L_MAX] + slot[T.L_RESERVED]
                 cidrs.append(format_cidrs(spec.network, spec.node_mask, [slot[T.L_INDEX]])[0].as_py())
             rows.append((int(n), 4 if family == 0 else 6, int(used), int(free), int(reserved),
-                         int(st.nodes[n, T.N_PENDING]), int(st.nodes[n, T.N_STATUS]), cidrs))
+                         int(st.core.nodes[n, T.N_PENDING]), int(st.core.nodes[n, T.N_STATUS]), cidrs))
     return rows
 
 
@@ -230,7 +230,7 @@ def test_sample_and_node_rows_read_the_state_now():
     sc = scenario_for_mode(short(load_scenario("default"), 3), "multi-pool")
     sim = Simulation(sc, build_workload(sc), "multi-pool")
     sim.advance(150.0)
-    before = sim.state.cnt.copy()
+    before = sim.state.core.cnt.copy()
     assert sim.sample() == {0: reference_trace_row(sim, 0)}
     rows = sim.node_rows()
     offsets = np.concatenate([[0], np.cumsum(rows["cidrs_counts"])])
@@ -239,7 +239,7 @@ def test_sample_and_node_rows_read_the_state_now():
             int(rows["reserved"][i]), int(rows["pending"][i]), int(rows["status_code"][i]),
             values[offsets[i] : offsets[i + 1]]) for i in range(rows["node"].size)]
     assert got == reference_node_rows(sim)
-    assert np.array_equal(sim.state.cnt[: T.K_RNG], before[: T.K_RNG]), "sampling advanced the run"
+    assert np.array_equal(sim.state.core.cnt[: T.K_RNG], before[: T.K_RNG]), "sampling advanced the run"
     assert sim.largest_free_block(0) == reference_trace_row(sim, 0)["largest_free_block"]
 
 

@@ -22,7 +22,7 @@ import ipam_core.pipeline.run as run_module
 from ipam_core.pipeline import SUMMARY_NAMES, _scenario_for_mode, build_workload, simulate, summarize, summary_records
 from ipam_core.engine import sampling as S
 from ipam_core.pipeline.run import LazyColumns, Simulation, workload_facts
-from ipam_core.engine.state import _new_state, build_state
+from ipam_core.engine.state import _new_state, build_state, named_arrays
 from ipam_core.engine.summary import cast_mean_sum, idle_figures, pairwise_sum, summary_figures
 from ipam_core.modes import get_mode
 from ipam_core.scenario import load_scenario, scenario_for_mode
@@ -166,16 +166,18 @@ def test_state_from_template_equals_a_state_built_from_scratch(mode):
     args = (len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
     for seed in (0, 1, 2**40 + 3):
         config = dataclasses.replace(sim.config, seed=seed)
-        fresh = _new_state(sim.layout, config, *args)
-        copied = build_state(sim.layout, config, *args)  # from the template the Simulation left
-        for name, a, c in zip(fresh._fields, fresh, copied):
+        fresh = named_arrays(_new_state(sim.layout, config, *args))
+        copied = named_arrays(build_state(sim.layout, config, *args))  # from the template the Simulation left
+        assert list(fresh) == list(copied)
+        for name, a, c in zip(fresh, fresh.values(), copied.values()):
             assert (a.dtype, a.shape) == (c.dtype, c.shape), name
             assert a.tobytes() == c.tobytes(), name
             assert c.flags.writeable and c.flags.c_contiguous, name
     # a run's writes never reach the template the next state copies
     sim.advance(sc.duration_s)
     again = build_state(sim.layout, sim.config, *args)
-    for name, a, c in zip(again._fields, _new_state(sim.layout, sim.config, *args), again):
+    again, fresh = named_arrays(again), named_arrays(_new_state(sim.layout, sim.config, *args))
+    for name, a, c in zip(again, fresh.values(), again.values()):
         assert a.tobytes() == c.tobytes(), name
 
 
@@ -273,8 +275,8 @@ def test_pod_pool_resolution_is_reused_for_equal_pod_attributes(monkeypatch):
         b = workload_facts(w, sim.config.pod_retry_s)
         want = _new_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
         real(want, sim.layout, seeded, w)
-        assert sim.state.pod_pool.tobytes() == want.pod_pool.tobytes()
-        assert len(np.unique(want.pod_pool[: w.n_pods, 0])) > 1  # a resolution worth checking
+        assert sim.state.core.pod_pool.tobytes() == want.core.pod_pool.tobytes()
+        assert len(np.unique(want.core.pod_pool[: w.n_pods, 0])) > 1  # a resolution worth checking
     assert calls == [1]  # resolved once, copied twice
     # another namespace list is another key: resolved again
     other = dataclasses.replace(mode_sc, namespaces=mode_sc.namespaces[:2])

@@ -74,22 +74,22 @@ def _last(result, column):
 # ------------------------------------------------------------------ the scheduler's view, recomputed in Python
 def _pool_room(st, node) -> int:
     """Running pods + free addresses where the agent takes them (host scope: first CIDR), fewest per family."""
-    pool = st.icfg[T.I_DEFAULT_POOL]
-    host_scope = st.icfg[T.I_POLICY] == T.POLICY_ONE_PER_FAMILY
-    running = int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING])
-    room = st.icfg[T.I_MAX_PODS] + 1
+    pool = st.core.icfg[T.I_DEFAULT_POOL]
+    host_scope = st.core.icfg[T.I_POLICY] == T.POLICY_ONE_PER_FAMILY
+    running = int(st.core.nodes[node, T.N_PODS] - st.core.nodes[node, T.N_PENDING])
+    room = st.core.icfg[T.I_MAX_PODS] + 1
     for family in range(2):
-        if st.icfg[T.I_FAMILY + family] == 0:
+        if st.core.icfg[T.I_FAMILY + family] == 0:
             continue
-        if (st.icfg[T.I_ADDRESS_FILTER] == T.ADDRESS_FILTER_FREE
-                and st.icfg[T.I_POLICY] == T.POLICY_MULTI_POOL and st.pool_carvable[pool, family] > 0):
+        if (st.core.icfg[T.I_ADDRESS_FILTER] == T.ADDRESS_FILTER_FREE
+                and st.core.icfg[T.I_POLICY] == T.POLICY_MULTI_POOL and st.core.pool_carvable[pool, family] > 0):
             continue
-        slots = [s for s in st.node_slots[node, : st.nodes[node, T.N_NSLOTS]]
-                 if st.slots[s, T.L_STATE] == T.SLOT_LIVE and st.slots[s, T.L_FAMILY] == family
-                 and st.slots[s, T.L_POOL] == pool]
+        slots = [s for s in st.core.node_slots[node, : st.core.nodes[node, T.N_NSLOTS]]
+                 if st.core.slots[s, T.L_STATE] == T.SLOT_LIVE and st.core.slots[s, T.L_FAMILY] == family
+                 and st.core.slots[s, T.L_POOL] == pool]
         if host_scope:
             slots = slots[:1]
-        room = min(room, running + sum(int(st.slots[s, T.L_MAX] - st.slots[s, T.L_USED]) for s in slots))
+        room = min(room, running + sum(int(st.core.slots[s, T.L_MAX] - st.core.slots[s, T.L_USED]) for s in slots))
     return room
 
 
@@ -97,29 +97,29 @@ def _cloud_room(st, node, grow) -> int:
     """warm: running pods + free addresses in the pool; free: what the node can hold less its reservations."""
     cn = st.cl_node[node]
     if not grow:
-        return int(st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + cn[T.CN_HELD] - cn[T.CN_USED])
-    units, size = st.icfg[T.I_CL_UNITS], (16 if cn[T.CN_PD] == 1 else 1)
+        return int(st.core.nodes[node, T.N_PODS] - st.core.nodes[node, T.N_PENDING] + cn[T.CN_HELD] - cn[T.CN_USED])
+    units, size = st.core.icfg[T.I_CL_UNITS], (16 if cn[T.CN_PD] == 1 else 1)
     capacity = int(cn[T.CN_HELD])
-    for iface in range(st.icfg[T.I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
+    for iface in range(st.core.icfg[T.I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, T.CI_ATTACHED] == 1:
             capacity += (units - int(st.cl_iface[node, iface, T.CI_UNITS])) * size
-        elif st.icfg[T.I_CL_ATTACH] != 0:
+        elif st.core.icfg[T.I_CL_ATTACH] != 0:
             capacity += units * size
-    if st.icfg[T.I_CL_MAX] > 0:
-        capacity = min(capacity, st.icfg[T.I_CL_MAX])
+    if st.core.icfg[T.I_CL_MAX] > 0:
+        capacity = min(capacity, st.core.icfg[T.I_CL_MAX])
     return capacity - int(cn[T.CN_RESERVED])
 
 
 def _feasible_nodes(st) -> list[int]:
     """Nodes the scheduler may pick: present, ready, under maxPods and under the pods its addresses allow."""
-    level = st.icfg[T.I_ADDRESS_FILTER]
+    level = st.core.icfg[T.I_ADDRESS_FILTER]
     out = []
-    for node in range(st.nodes.shape[0]):
-        n = st.nodes[node]
-        if not (n[T.N_PRESENT] == 1 and n[T.N_READY] == 1 and n[T.N_PODS] < st.icfg[T.I_MAX_PODS]):
+    for node in range(st.core.nodes.shape[0]):
+        n = st.core.nodes[node]
+        if not (n[T.N_PRESENT] == 1 and n[T.N_READY] == 1 and n[T.N_PODS] < st.core.icfg[T.I_MAX_PODS]):
             continue
         if level != T.ADDRESS_FILTER_NONE:
-            if st.icfg[T.I_POLICY] == T.POLICY_CLOUD:
+            if st.core.icfg[T.I_POLICY] == T.POLICY_CLOUD:
                 room = _cloud_room(st, node, level == T.ADDRESS_FILTER_FREE)
             else:
                 room = _pool_room(st, node)
@@ -131,8 +131,8 @@ def _feasible_nodes(st) -> list[int]:
 
 def _filed_nodes(st) -> list[int]:
     """Nodes in the scheduler's count tree (every policy keeps it)."""
-    size = st.tree_cnt.shape[0] // 2
-    return [int(i) for i in np.flatnonzero(st.tree_cnt[size : size + st.nodes.shape[0]])]
+    size = st.core.tree_cnt.shape[0] // 2
+    return [int(i) for i in np.flatnonzero(st.core.tree_cnt[size : size + st.core.nodes.shape[0]])]
 
 
 # ------------------------------------------------------------------ pool modes (host scope)
@@ -146,8 +146,8 @@ def test_pack_onto_a_full_cidr_fails_pods_blind_and_not_with_the_filter(tmp_path
     for level in ("warm", "free"):
         aware = _run(scenario(tmp_path, _pool_patch(level), name=f"{level}.yaml"), wl, "cluster-pool")
         assert _last(aware, "pods_running") == pods and _last(aware, "pods_failed") == 0
-        assert aware.state.nodes[0, T.N_PODS] == PODS_PER_28  # node 0 taken while it had an address
-        assert aware.state.nodes[1, T.N_PODS] == 8
+        assert aware.state.core.nodes[0, T.N_PODS] == PODS_PER_28  # node 0 taken while it had an address
+        assert aware.state.core.nodes[1, T.N_PODS] == 8
 
 
 def test_a_full_cluster_is_full_for_every_scheduler(tmp_path):
@@ -161,7 +161,7 @@ def test_a_full_cluster_is_full_for_every_scheduler(tmp_path):
     assert _last(blind, "pods_failed") == 5 and _last(blind, "pods_failed_free_elsewhere") == 0
     # filtered: the extra pods are unschedulable (Pending, unbound), not failed on a node
     assert _last(aware, "pods_failed") == 0 and _last(aware, "pods_pending") == 5
-    assert aware.state.nodes[:, T.N_PENDING].sum() == 0
+    assert aware.state.core.nodes[:, T.N_PENDING].sum() == 0
 
 
 def test_a_deleted_pod_makes_its_node_feasible_again(tmp_path):
@@ -169,7 +169,7 @@ def test_a_deleted_pod_makes_its_node_feasible_again(tmp_path):
     events = _pods(2, PODS_PER_28, gap=1.0)
     events += [(100.0, OP_POD_DEL, -1, 0), (110.0, OP_POD_ADD, -1, PODS_PER_28)]
     r = _run(scenario(tmp_path, _pool_patch("warm")), workload(events, 2), "cluster-pool")
-    assert r.state.nodes[0, T.N_PODS] == PODS_PER_28 and r.state.nodes[1, T.N_PODS] == 0
+    assert r.state.core.nodes[0, T.N_PODS] == PODS_PER_28 and r.state.core.nodes[1, T.N_PODS] == 0
     assert _last(r, "pods_running") == PODS_PER_28
 
 
@@ -191,8 +191,8 @@ def test_multi_pool_warm_waits_for_carved_addresses_free_counts_the_pool(tmp_pat
         assert _last(r, "pods_running") == 20 and _last(r, "pods_failed") == 0
     # blind and free (the pool still has CIDRs) pack all 20 on node 0; warm spreads the burst over both
     # nodes' pre-allocated addresses
-    assert runs["none"].state.nodes[0, T.N_PODS] == runs["free"].state.nodes[0, T.N_PODS] == 20
-    assert runs["warm"].state.nodes[1, T.N_PODS] > 0
+    assert runs["none"].state.core.nodes[0, T.N_PODS] == runs["free"].state.core.nodes[0, T.N_PODS] == 20
+    assert runs["warm"].state.core.nodes[1, T.N_PODS] > 0
 
 
 def test_multi_pool_free_excludes_full_nodes_once_the_pool_runs_dry(tmp_path):
@@ -217,7 +217,7 @@ def test_eni_instance_limit_blind_fails_filtered_places_elsewhere(tmp_path, mode
     for level in ("free", "warm"):
         aware = _run(scenario(tmp_path, _cloud_patch(level), name=f"{level}.yaml"), wl, mode)
         assert _last(aware, "pods_running") == pods and _last(aware, "pods_failed") == 0
-        assert aware.state.nodes[0, T.N_PODS] == per_node  # filled to the instance limit, no further
+        assert aware.state.core.nodes[0, T.N_PODS] == per_node  # filled to the instance limit, no further
 
 
 def test_cloud_warm_sends_a_burst_past_an_empty_warm_pool_free_waits_for_the_attach(tmp_path):
@@ -229,9 +229,9 @@ def test_cloud_warm_sends_a_burst_past_an_empty_warm_pool_free_waits_for_the_att
     free = _run(scenario(tmp_path, _cloud_patch("free", instance="t3.medium"), name="free.yaml"), wl, "eni")
     warm = _run(scenario(tmp_path, _cloud_patch("warm", instance="t3.medium"), name="warm.yaml"), wl, "eni")
     assert pods <= PODS_PER_T3_MEDIUM
-    assert free.state.nodes[0, T.N_PODS] == pods and free.state.nodes[1, T.N_PODS] == 0
+    assert free.state.core.nodes[0, T.N_PODS] == pods and free.state.core.nodes[1, T.N_PODS] == 0
     assert int(free.trace["pods_pending"].max()) > 0
-    assert warm.state.nodes[0, T.N_PODS] >= 8 and warm.state.nodes[1, T.N_PODS] > 0
+    assert warm.state.core.nodes[0, T.N_PODS] >= 8 and warm.state.core.nodes[1, T.N_PODS] > 0
     assert int(warm.trace["pods_pending"].max()) == 0  # placed only where an address waited
     for r in (free, warm):
         assert _last(r, "pods_running") == pods
@@ -245,8 +245,8 @@ def test_cloud_free_counts_bound_pods_against_what_the_node_can_hold(tmp_path):
     blind = _run(scenario(tmp_path, _cloud_patch("none", instance="t3.medium"), name="b.yaml"), wl, "eni")
     free = _run(scenario(tmp_path, _cloud_patch("free", instance="t3.medium"), name="f.yaml"), wl, "eni")
     assert _last(blind, "pods_failed") == _last(blind, "pods_failed_free_elsewhere") == pods - PODS_PER_T3_MEDIUM
-    assert free.state.nodes[0, T.N_PODS] == PODS_PER_T3_MEDIUM
-    assert free.state.nodes[1, T.N_PODS] == pods - PODS_PER_T3_MEDIUM
+    assert free.state.core.nodes[0, T.N_PODS] == PODS_PER_T3_MEDIUM
+    assert free.state.core.nodes[1, T.N_PODS] == pods - PODS_PER_T3_MEDIUM
     assert _last(free, "pods_failed") == 0 and _last(free, "pods_running") == pods
 
 
@@ -294,7 +294,7 @@ def test_warm_never_places_a_pod_on_a_node_without_an_address(tmp_path_factory, 
         return
     # warm: a pod is placed only where an address waits, and takes it at once: none ever fails, none waits bound
     assert _last(r, "pods_failed") == 0
-    assert r.state.nodes[:, T.N_PENDING].sum() == 0
+    assert r.state.core.nodes[:, T.N_PENDING].sum() == 0
 
 
 @pytest.mark.parametrize("mode", ["cluster-pool", "eni"])

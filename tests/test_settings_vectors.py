@@ -64,7 +64,7 @@ def _problems(source: str, where: str) -> list[str]:
             problems.append(f"{at}: a setting engine/tables.py does not define")
         if isinstance(node, ast.Call) and node.args and _setting(node.args[0]):
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if func in CASTS:  # int(st.cfg[C_X]) / np.int64(...): an integer setting stored as a float
+            if func in CASTS:  # int(st.core.cfg[C_X]) / np.int64(...): an integer setting stored as a float
                 problems.append(f"{at}: {func}() around a setting")
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
@@ -90,12 +90,12 @@ def test_no_integer_setting_is_read_through_cfg_and_none_is_cast():
 
 def test_the_scan_reports_each_pattern():
     # what the engine did before icfg (guards against a scan that never matches)
-    before = ("pool = np.int64(st.cfg[C_TIMEOUT])\n"
-              "if st.cfg[I_FAMILY + family] == 0.0: pass\n"
-              "cloud = int(st.cfg[T.C_RETRY]) == 1\n"
-              "if st.icfg[I_HEALTH] != 0.0: pass\n"
-              "x = st.icfg[C_RETRY]\n"
-              "policy = np.int64(st.cfg[C_POLICY])\n")  # main before icfg: C_POLICY is gone
+    before = ("pool = np.int64(st.core.cfg[C_TIMEOUT])\n"
+              "if st.core.cfg[I_FAMILY + family] == 0.0: pass\n"
+              "cloud = int(st.core.cfg[T.C_RETRY]) == 1\n"
+              "if st.core.icfg[I_HEALTH] != 0.0: pass\n"
+              "x = st.core.icfg[C_RETRY]\n"
+              "policy = np.int64(st.core.cfg[C_POLICY])\n")  # main before icfg: C_POLICY is gone
     assert [p.split(": ", 1)[1] for p in _problems(before, "x")] == [
         "int64() around a setting", "an I_* setting read through cfg", "int() around a setting",
         "an integer setting compared with a float", "a C_* setting read through icfg",
@@ -111,14 +111,14 @@ def test_a_built_state_holds_its_integer_settings_as_int64(source, mode):
     w = build_workload(sc)
     sim = Simulation(sc, w, mode)
     st, layout, config = sim.state, sim.layout, sim.config
-    assert st.icfg.dtype == np.int64 and st.icfg.shape == (T.I_NCOL,)
-    assert st.cfg.dtype == np.float64 and st.cfg.shape == (T.C_NCOL,)
-    assert st.icfg[T.I_POLICY] == layout.policy
-    assert [st.icfg[T.I_FAMILY + f] for f in (0, 1)] == [int(f in layout.families) for f in (0, 1)]
-    assert st.icfg[T.I_MAX_PODS] == config.max_pods and st.icfg[T.I_SCHEDULER] == config.scheduler
-    assert st.icfg[T.I_HEALTH] == int(config.health_ip) and st.icfg[T.I_DEFAULT_POOL] == layout.default_pool
-    assert st.cfg[T.C_RETRY] == config.pod_retry_s and st.cfg[T.C_TIMEOUT] == config.pod_timeout_s
-    assert st.cfg[T.C_OPERATOR_DELAY] == config.operator_delay_s
+    assert st.core.icfg.dtype == np.int64 and st.core.icfg.shape == (T.I_NCOL,)
+    assert st.core.cfg.dtype == np.float64 and st.core.cfg.shape == (T.C_NCOL,)
+    assert st.core.icfg[T.I_POLICY] == layout.policy
+    assert [st.core.icfg[T.I_FAMILY + f] for f in (0, 1)] == [int(f in layout.families) for f in (0, 1)]
+    assert st.core.icfg[T.I_MAX_PODS] == config.max_pods and st.core.icfg[T.I_SCHEDULER] == config.scheduler
+    assert st.core.icfg[T.I_HEALTH] == int(config.health_ip) and st.core.icfg[T.I_DEFAULT_POOL] == layout.default_pool
+    assert st.core.cfg[T.C_RETRY] == config.pod_retry_s and st.core.cfg[T.C_TIMEOUT] == config.pod_timeout_s
+    assert st.core.cfg[T.C_OPERATOR_DELAY] == config.operator_delay_s
 
 
 def test_a_state_copied_from_the_template_takes_its_own_seed():
@@ -129,7 +129,7 @@ def test_a_state_copied_from_the_template_takes_its_own_seed():
     seed = 2**62 + 3  # beyond float64's integers: the old float vector held 2**62 + 4
     again = build_state(sim.layout, dataclasses.replace(sim.config, seed=seed), len(w.node_names), w.n_pods,
                         b.node_adds, b.max_live, b.stale_timers)
-    assert again.icfg[T.I_SEED] == seed and sim.state.icfg[T.I_SEED] == sc.seed
+    assert again.core.icfg[T.I_SEED] == seed and sim.state.core.icfg[T.I_SEED] == sc.seed
 
 
 def _distinct_cloud_config() -> CloudConfig:
@@ -163,10 +163,10 @@ def test_a_cloud_state_holds_the_modes_settings(tmp_path, mode):
     sc = scenario_for_mode(sc, mode)
     st = Simulation(sc, build_workload(sc), mode).state
     ints, reals = cloud_settings(cloud_net(get_mode(mode), sc).merged())
-    assert st.icfg.dtype == np.int64
-    assert {k: st.icfg[k] for k in ints} == ints
-    assert {k: st.cfg[k] for k in reals} == reals
+    assert st.core.icfg.dtype == np.int64
+    assert {k: st.core.icfg[k] for k in ints} == ints
+    assert {k: st.core.cfg[k] for k in reals} == reals
     # the buckets start full, sized from the integer settings
     assert ints[T.I_CL_THROTTLE] == 1
-    assert st.cnt[T.K_CL_TOKENS + CLIENT_BUCKET] == ints[T.I_CL_CLIENT_BURST] * MICRO
-    assert all(st.cnt[T.K_CL_TOKENS + b] == ints[T.I_CL_BUCKET] * MICRO for b in range(1, API_BUCKETS))
+    assert st.core.cnt[T.K_CL_TOKENS + CLIENT_BUCKET] == ints[T.I_CL_CLIENT_BURST] * MICRO
+    assert all(st.core.cnt[T.K_CL_TOKENS + b] == ints[T.I_CL_BUCKET] * MICRO for b in range(1, API_BUCKETS))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections import namedtuple
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.core import _sched_update
 from ipam_core.pipeline.run import Simulation
 from ipam_core.pipeline import run as engine_run
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes import get_mode
 from ipam_core.scenario import load_scenario
@@ -29,33 +28,36 @@ from ipam_core.workloads.events import OP_NODE_ADD, OP_NODE_DEL, OP_POD_ADD, OP_
 
 BUDGET = 3
 TOY_POLICY = 90
-ToyState = namedtuple("ToyState", (*STATE_FIELDS, "toy_budget"))  # core tables + the family's own
+ToyState = family_state("ToyState", __name__, ("toy_budget",))  # core tables + the family's own
 
 
 @kjit
 def toy_take(st, pod, node, now):
-    if st.np_inuse[node, 0, 0] >= st.toy_budget[node]:
-        st.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS] += 1
+    core = st.core
+    if core.np_inuse[node, 0, 0] >= st.toy_budget[node]:
+        core.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS] += 1
         return 0  # IPv4 got no address
-    st.np_inuse[node, 0, 0] += 1
-    st.pods[pod, T.D_SLOT] = 0  # holds one (the toy keeps no address, only the count)
-    st.cnt[T.K_FAMILY_BASE + T.F_USED] += 1
+    core.np_inuse[node, 0, 0] += 1
+    core.pods[pod, T.D_SLOT] = 0  # holds one (the toy keeps no address, only the count)
+    core.cnt[T.K_FAMILY_BASE + T.F_USED] += 1
     return -1
 
 
 @kjit
 def toy_give(st, pod):
-    if st.pods[pod, T.D_SLOT] >= 0:
-        st.np_inuse[st.pods[pod, T.D_NODE], 0, 0] -= 1
-        st.pods[pod, T.D_SLOT] = -1
-        st.cnt[T.K_FAMILY_BASE + T.F_USED] -= 1
+    core = st.core
+    if core.pods[pod, T.D_SLOT] >= 0:
+        core.np_inuse[core.pods[pod, T.D_NODE], 0, 0] -= 1
+        core.pods[pod, T.D_SLOT] = -1
+        core.cnt[T.K_FAMILY_BASE + T.F_USED] -= 1
 
 
 @kjit
 def toy_node_added(st, node, now):
-    st.nodes[node, T.N_READY] = 1
-    st.cnt[T.K_READY] += 1
-    _sched_update(st, node)
+    core = st.core
+    core.nodes[node, T.N_READY] = 1
+    core.cnt[T.K_READY] += 1
+    _sched_update(core, node)
 
 
 @kjit
@@ -65,12 +67,13 @@ def toy_node_deleted(st, node):
 
 @kjit
 def toy_timer(st, kind, node, gen, now):
-    st.cnt[T.K_ERROR] = 99  # the toy sets no timer: none may reach it
+    st.core.cnt[T.K_ERROR] = 99  # the toy sets no timer: none may reach it
 
 
 @kjit
 def toy_room(st, node):
-    return st.nodes[node, T.N_PODS] - st.nodes[node, T.N_PENDING] + st.toy_budget[node] - st.np_inuse[node, 0, 0]
+    core = st.core
+    return core.nodes[node, T.N_PODS] - core.nodes[node, T.N_PENDING] + st.toy_budget[node] - core.np_inuse[node, 0, 0]
 
 
 @kjit
@@ -113,13 +116,13 @@ def check_the_loop_runs_the_family():
     sim = Simulation(sc, _workload(events), "toy")
     assert type(sim.state) is ToyState and sim.state.toy_budget.tolist() == [BUDGET, BUDGET]
     sim.advance(4.0)
-    c = sim.state.cnt
+    c = sim.state.core.cnt
     assert c[T.K_RUNNING] == 2 * BUDGET and c[T.K_PENDING] == 2 and c[T.K_ERROR] == 0
     sim.advance(20.0)  # pod 0 left at 5 s: one pending pod takes its address on its next retry
     assert c[T.K_RUNNING] == 2 * BUDGET and c[T.K_PENDING] == 1
     sim.advance(200.0)  # the last one times out; node 1 goes with its 3 pods
     assert c[T.K_FAILED] == 1 and c[T.K_RUNNING] == BUDGET and c[T.K_ERROR] == 0
-    assert sim.state.toy_budget.tolist() == [BUDGET, -1] and sim.state.np_inuse[0, 0, 0] == BUDGET
+    assert sim.state.toy_budget.tolist() == [BUDGET, -1] and sim.state.core.np_inuse[0, 0, 0] == BUDGET
     assert c[T.K_FAMILY_BASE + T.F_USED] == BUDGET
 
 

@@ -34,8 +34,9 @@ def check_invariants(st) -> list[str]:
     -------
     list of str
     """
+    core = st.core
     problems: list[str] = []
-    sets, slots, pods = st.sets, st.slots, st.pods
+    sets, slots, pods = core.sets, core.slots, core.pods
     held = np.flatnonzero(slots[:, T.L_STATE] != T.SLOT_FREE)
     live = slots[:, T.L_STATE] == T.SLOT_LIVE
 
@@ -43,12 +44,12 @@ def check_invariants(st) -> list[str]:
     keys = slots[held, T.L_SET] * (1 << 40) + slots[held, T.L_INDEX]
     if np.unique(keys).size != keys.size:
         problems.append("a node CIDR is held by two slots")
-    set_bits = _popcounts(st.set_words, sets[:, T.S_W_OFF], sets[:, T.S_W_LEN])
+    set_bits = _popcounts(core.set_words, sets[:, T.S_W_OFF], sets[:, T.S_W_LEN])
     pad = sets[:, T.S_W_LEN] * 64 - sets[:, T.S_N]
     held_per_set = np.bincount(slots[held, T.L_SET], minlength=sets.shape[0])
     if not np.array_equal(set_bits - pad, sets[:, T.S_ALLOCATED]):
         problems.append("a set's bitmap disagrees with its allocated count")
-    cloud = st.icfg[T.I_POLICY] == T.POLICY_CLOUD
+    cloud = core.icfg[T.I_POLICY] == T.POLICY_CLOUD
     if not cloud and not np.array_equal(held_per_set, sets[:, T.S_ALLOCATED]):
         problems.append("a set's allocated count differs from the slots holding its CIDRs")
     if cloud:  # cloud modes: subnets, interfaces, units and pods (below); no node-CIDR slots
@@ -58,7 +59,7 @@ def check_invariants(st) -> list[str]:
     # pod addresses: one per running pod and family, none shared, bitmaps agree
     running = np.flatnonzero(pods[:, T.D_STATE] == T.POD_RUNNING)
     for family in range(2):
-        if st.icfg[T.I_FAMILY + family] == 0:
+        if core.icfg[T.I_FAMILY + family] == 0:
             continue
         slot = pods[running, T.D_SLOT + family]
         if np.any(slot < 0):
@@ -70,8 +71,9 @@ def check_invariants(st) -> list[str]:
         if np.any(slots[slot, T.L_STATE] != T.SLOT_LIVE):
             problems.append("a running pod's address lies in a CIDR that is not live")
         fc = T.K_FAMILY_BASE + T.FAMILY_STRIDE * family
-        if st.cnt[fc + T.F_USED] != running.size:
-            problems.append(f"IPv{4 if family == 0 else 6} used counter {st.cnt[fc + T.F_USED]} != running pods {running.size}")
+        if core.cnt[fc + T.F_USED] != running.size:
+            problems.append(f"IPv{4 if family == 0 else 6} used counter {core.cnt[fc + T.F_USED]} "
+                            f"!= running pods {running.size}")
         mine = held[slots[held, T.L_FAMILY] == family]
         pods_per_slot = np.bincount(slot, minlength=slots.shape[0])
         if not np.array_equal(pods_per_slot[mine] + slots[mine, T.L_RESERVED], slots[mine, T.L_USED]):
@@ -79,19 +81,19 @@ def check_invariants(st) -> list[str]:
         s = slots[mine, T.L_SET]
         nw = sets[s, T.S_SLOT_WORDS]
         start = sets[s, T.S_IPW_OFF] + slots[mine, T.L_CHUNK] * nw
-        bits = _popcounts(st.ip_words, start, nw) - (nw * 64 - slots[mine, T.L_MAX])
+        bits = _popcounts(core.ip_words, start, nw) - (nw * 64 - slots[mine, T.L_MAX])
         if not np.array_equal(bits, slots[mine, T.L_USED]):
             problems.append("a node CIDR's bitmap disagrees with its used count")
         free = np.sum((slots[mine, T.L_MAX] - slots[mine, T.L_USED])[live[mine]])
-        if st.cnt[fc + T.F_FREE] != free:
-            problems.append(f"free counter {st.cnt[fc + T.F_FREE]} != free addresses in live CIDRs {free}")
+        if core.cnt[fc + T.F_FREE] != free:
+            problems.append(f"free counter {core.cnt[fc + T.F_FREE]} != free addresses in live CIDRs {free}")
         carved = np.sum(sets[s, T.S_ADDRS])
-        if st.cnt[fc + T.F_CARVED] != carved:
-            problems.append(f"carved counter {st.cnt[fc + T.F_CARVED]} != {carved}")
+        if core.cnt[fc + T.F_CARVED] != carved:
+            problems.append(f"carved counter {core.cnt[fc + T.F_CARVED]} != {carved}")
         reserved = np.sum(sets[s, T.S_ADDRS] - slots[mine, T.L_MAX] + slots[mine, T.L_RESERVED])
-        if st.cnt[fc + T.F_RESERVED] != reserved:
-            problems.append(f"reserved counter {st.cnt[fc + T.F_RESERVED]} != {reserved}")
-        if st.cnt[fc + T.F_NODE_CIDRS] != mine.size:
+        if core.cnt[fc + T.F_RESERVED] != reserved:
+            problems.append(f"reserved counter {core.cnt[fc + T.F_RESERVED]} != {reserved}")
+        if core.cnt[fc + T.F_NODE_CIDRS] != mine.size:
             problems.append("node-CIDR counter differs from the slots held")
 
     return problems + _check_pods_and_nodes(st, running)
@@ -99,12 +101,13 @@ def check_invariants(st) -> list[str]:
 
 def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
     """Pod and node counters against the pods and nodes tables (every policy)."""
+    core = st.core
     problems: list[str] = []
-    pods, nodes = st.pods, st.nodes
+    pods, nodes = core.pods, core.nodes
     states = pods[:, T.D_STATE]
-    if st.cnt[T.K_RUNNING] != running.size:
+    if core.cnt[T.K_RUNNING] != running.size:
         problems.append("running counter differs from the pods table")
-    if st.cnt[T.K_PENDING] != np.count_nonzero(states == T.POD_PENDING):
+    if core.cnt[T.K_PENDING] != np.count_nonzero(states == T.POD_PENDING):
         problems.append("pending counter differs from the pods table")
     bound = pods[:, T.D_NODE]
     on_node = np.bincount(bound[bound >= 0], minlength=nodes.shape[0])
@@ -116,11 +119,11 @@ def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
     if np.any(on_node[~present] > 0):
         problems.append("pods are bound to a node that is not present")
     live = np.flatnonzero((states == T.POD_RUNNING) | (states == T.POD_PENDING))
-    if not np.array_equal(st.pod_row[pods[live, T.D_ID]], live):
+    if not np.array_equal(core.pod_row[pods[live, T.D_ID]], live):
         problems.append("a live pod's row is not the one its pod id maps to")
-    if live.size + st.cnt[T.K_ROW_TOP] != pods.shape[0]:
+    if live.size + core.cnt[T.K_ROW_TOP] != pods.shape[0]:
         problems.append("pod rows are neither live nor on the free-row stack")
-    if st.cnt[T.K_NODES] != np.count_nonzero(present) or st.cnt[T.K_READY] != np.count_nonzero(nodes[:, T.N_READY]):
+    if core.cnt[T.K_NODES] != np.count_nonzero(present) or core.cnt[T.K_READY] != np.count_nonzero(nodes[:, T.N_READY]):
         problems.append("node counters differ from the nodes table")
     return problems
 
@@ -128,7 +131,8 @@ def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
 # ---------------------------------------------------------------------------- cloud modes
 def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
     """Every subnet address held: (set, offset) of unit addresses, interface primaries and cloud reservations."""
-    present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+    core = st.core
+    present = np.flatnonzero(core.nodes[:, T.N_PRESENT] == 1)
     units = st.cl_unit[present].reshape(-1, T.CU_NCOL)
     units = units[units[:, T.CU_SET] >= 0]
     sizes = units[:, T.CU_SIZE]
@@ -140,8 +144,8 @@ def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
     sets = [unit_set, ifaces[:, T.CI_SET]]
     offsets = [starts + within, ifaces[:, T.CI_PRIMARY]]
 
-    if st.icfg[T.I_CL_SUBNET_RESERVED] != 0:
-        for s, n in enumerate(st.sets[:, T.S_N]):
+    if core.icfg[T.I_CL_SUBNET_RESERVED] != 0:
+        for s, n in enumerate(core.sets[:, T.S_N]):
             if n >= 8:
                 edge = list(range(SUBNET_RESERVED_LOW)) + [n - 1 - k for k in range(SUBNET_RESERVED_HIGH)]
                 sets.append(np.full(len(edge), s))
@@ -151,8 +155,9 @@ def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_cloud(st) -> list[str]:
     """Invariants of the cloud tables: no address held twice, subnet bitmaps equal what is held, counters."""
+    core = st.core
     problems: list[str] = []
-    sets = st.sets
+    sets = core.sets
     subnet, offset = _cloud_addresses(st)
     keys = subnet * (1 << 40) + offset
     if np.unique(keys).size != keys.size:
@@ -161,14 +166,14 @@ def _check_cloud(st) -> list[str]:
         problems.append("a held address lies outside its subnet")
         return problems
     words = sets[subnet, T.S_W_OFF] + (offset >> 6)
-    bits = (st.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
+    bits = (core.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
     if np.any(bits != 1):
         problems.append("a held address is free in its subnet bitmap")
-    n = st.nodes.shape[0]  # subnet rows below the node rows: what other consumers held from the start
+    n = core.nodes.shape[0]  # subnet rows below the node rows: what other consumers held from the start
     others = st.cl_node[n : n + sets.shape[0], T.CS_OTHERS]
     if not np.array_equal(np.bincount(subnet, minlength=sets.shape[0]) + others, sets[:, T.S_ALLOCATED]):
         problems.append("a subnet bitmap holds addresses no node, interface or reservation holds")
-    present = np.flatnonzero(st.nodes[:, T.N_PRESENT] == 1)
+    present = np.flatnonzero(core.nodes[:, T.N_PRESENT] == 1)
     cn = st.cl_node[present]
     units = st.cl_unit[present]
     live = units[:, :, T.CU_SET] >= 0
@@ -183,13 +188,13 @@ def _check_cloud(st) -> list[str]:
         problems.append("a node's held or used count differs from its units")
     if not np.array_equal(live.sum(axis=1), cn[:, T.CN_UNITS]):
         problems.append("a node's unit count differs from its units")
-    running = np.flatnonzero(st.pods[:, T.D_STATE] == T.POD_RUNNING)
-    node_of = st.pods[running, T.D_NODE].astype(np.int64)  # int32 table: keys below go past 2**31
-    per_node = np.bincount(node_of, minlength=st.nodes.shape[0])[present]
+    running = np.flatnonzero(core.pods[:, T.D_STATE] == T.POD_RUNNING)
+    node_of = core.pods[running, T.D_NODE].astype(np.int64)  # int32 table: keys below go past 2**31
+    per_node = np.bincount(node_of, minlength=core.nodes.shape[0])[present]
     if not np.array_equal(per_node + cn[:, T.CN_RESERVED], cn[:, T.CN_USED]):
         problems.append("a node's used addresses differ from its running pods plus the agent's reservations")
-    j = st.pods[running, T.D_SLOT]
-    bit = st.pods[running, T.D_OFF]
+    j = core.pods[running, T.D_SLOT]
+    bit = core.pods[running, T.D_OFF]
     if np.any(j < 0):
         problems.append("a running pod has no address")
     else:
@@ -201,19 +206,20 @@ def _check_cloud(st) -> list[str]:
             problems.append("two running pods hold one address")
     fc = T.K_FAMILY_BASE
     counters = {
-        "used": (st.cnt[fc + T.F_USED], running.size),
-        "free": (st.cnt[fc + T.F_FREE], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
-        "carved": (st.cnt[fc + T.F_CARVED], int(sets[:, T.S_ALLOCATED].sum())),
-        "carvable": (st.cnt[fc + T.F_CARVABLE], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
-        "node CIDRs": (st.cnt[fc + T.F_NODE_CIDRS], int(live.sum())),
-        "interfaces": (st.cnt[T.K_CL_IFACES], int(cn[:, T.CN_IFACES].sum())),
-        "prefixes": (st.cnt[T.K_CL_PREFIXES], int((np.where(live, units[:, :, T.CU_SIZE], 0) > 1).sum())),
-        "pool free": (st.pool_free[0, 0], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
-        "pool carvable": (st.pool_carvable[0, 0], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
+        "used": (core.cnt[fc + T.F_USED], running.size),
+        "free": (core.cnt[fc + T.F_FREE], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
+        "carved": (core.cnt[fc + T.F_CARVED], int(sets[:, T.S_ALLOCATED].sum())),
+        "carvable": (core.cnt[fc + T.F_CARVABLE], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
+        "node CIDRs": (core.cnt[fc + T.F_NODE_CIDRS], int(live.sum())),
+        "interfaces": (core.cnt[T.K_CL_IFACES], int(cn[:, T.CN_IFACES].sum())),
+        "prefixes": (core.cnt[T.K_CL_PREFIXES], int((np.where(live, units[:, :, T.CU_SIZE], 0) > 1).sum())),
+        "pool free": (core.pool_free[0, 0], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
+        "pool carvable": (core.pool_carvable[0, 0], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
     }
-    reserved = (st.cnt[fc + T.F_CARVED] - st.cnt[fc + T.F_RESERVED] - st.cnt[fc + T.F_USED] - st.cnt[fc + T.F_FREE])
+    cnt = core.cnt
+    reserved = cnt[fc + T.F_CARVED] - cnt[fc + T.F_RESERVED] - cnt[fc + T.F_USED] - cnt[fc + T.F_FREE]
     if reserved != 0:
-        problems.append(f"carved {st.cnt[fc + T.F_CARVED]} != reserved + used + free ({reserved} apart)")
+        problems.append(f"carved {core.cnt[fc + T.F_CARVED]} != reserved + used + free ({reserved} apart)")
     for name, (counter, actual) in counters.items():
         if counter != actual:
             problems.append(f"cloud {name} counter {counter} != {actual}")

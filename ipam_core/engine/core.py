@@ -221,60 +221,60 @@ def _fc(family, field):
 # covers one step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room
 # first. The pod-retry ring is sized at its bound from the start (engine/state.py): it never asks.
 @kjit(inline=True)
-def _ask_room(st, need_col, fill):
+def _ask_room(core, need_col, fill):
     """Stop the loop after this step, to grow a timer table to hold ``fill`` timers (``need_col``: its K_*_NEED)."""
-    if st.cnt[need_col] < fill:
-        st.cnt[need_col] = fill
-    if st.cnt[K_ERROR] == 0:
-        st.cnt[K_ERROR] = GROW_TIMERS
+    if core.cnt[need_col] < fill:
+        core.cnt[need_col] = fill
+    if core.cnt[K_ERROR] == 0:
+        core.cnt[K_ERROR] = GROW_TIMERS
 
 
 @kjit(inline=True)
-def _heap_room_for(st, heap):
+def _heap_room_for(core, heap):
     """Whether ``heap`` more heap timers stay within the heap's limit; else ask for the room."""
-    if st.cnt[K_HEAP] + heap > st.cnt[K_HEAP_LIMIT]:
-        _ask_room(st, K_HEAP_NEED, st.cnt[K_HEAP] + heap)
+    if core.cnt[K_HEAP] + heap > core.cnt[K_HEAP_LIMIT]:
+        _ask_room(core, K_HEAP_NEED, core.cnt[K_HEAP] + heap)
         return False
     return True
 
 
 @kjit
-def _push(st, t, kind, a, b):
+def _push(core, t, kind, a, b):
     # A node timer due no earlier than the last one of its kind goes to the end of that kind's
     # ring: those all wait one fixed delay, so the ring stays in (time, sequence) order at O(1)
     # per timer; anything else, and a full ring, goes to the heap. Multi-pool sets 2.3 such
     # timers per pod event (each node's refresh, debounced update and operator pass).
-    seq = st.cnt[K_SEQ]
-    if t < st.next_timer[0]:
-        st.next_timer[0] = t
-    if kind < st.node_ring_t.shape[0]:
-        n = st.node_ring_pos[kind, 1]
-        cap = st.node_ring_t.shape[1]
+    seq = core.cnt[K_SEQ]
+    if t < core.next_timer[0]:
+        core.next_timer[0] = t
+    if kind < core.node_ring_t.shape[0]:
+        n = core.node_ring_pos[kind, 1]
+        cap = core.node_ring_t.shape[1]
         if n < cap:
-            i = st.node_ring_pos[kind, 0] + n
+            i = core.node_ring_pos[kind, 0] + n
             if i >= cap:
                 i -= cap
             last = i - 1 if i > 0 else cap - 1
-            if n == 0 or t >= st.node_ring_t[kind, last]:
-                st.cnt[K_SEQ] = seq + 1
-                st.node_ring_t[kind, i] = t
-                st.node_ring_i[kind, i, 0] = a
-                st.node_ring_i[kind, i, 1] = b
-                st.node_ring_i[kind, i, 2] = seq
-                st.node_ring_pos[kind, 1] = n + 1
-                if n >= st.cnt[K_RING_LIMIT]:
-                    _ask_room(st, K_RING_NEED, n + 1)
+            if n == 0 or t >= core.node_ring_t[kind, last]:
+                core.cnt[K_SEQ] = seq + 1
+                core.node_ring_t[kind, i] = t
+                core.node_ring_i[kind, i, 0] = a
+                core.node_ring_i[kind, i, 1] = b
+                core.node_ring_i[kind, i, 2] = seq
+                core.node_ring_pos[kind, 1] = n + 1
+                if n >= core.cnt[K_RING_LIMIT]:
+                    _ask_room(core, K_RING_NEED, n + 1)
                 return
-    heap_t = st.heap_t
-    heap_i = st.heap_i
-    n = st.cnt[K_HEAP]
-    if n >= st.cnt[K_HEAP_LIMIT]:
+    heap_t = core.heap_t
+    heap_i = core.heap_i
+    n = core.cnt[K_HEAP]
+    if n >= core.cnt[K_HEAP_LIMIT]:
         if n >= heap_t.shape[0]:
-            st.cnt[K_ERROR] = ERROR_HEAP_FULL
+            core.cnt[K_ERROR] = ERROR_HEAP_FULL
             return
-        _ask_room(st, K_HEAP_NEED, n + 1)
-    st.cnt[K_SEQ] = seq + 1
-    st.cnt[K_HEAP] = n + 1
+        _ask_room(core, K_HEAP_NEED, n + 1)
+    core.cnt[K_SEQ] = seq + 1
+    core.cnt[K_HEAP] = n + 1
     i = n
     while i > 0:
         p = (i - 1) >> 1
@@ -292,52 +292,52 @@ def _push(st, t, kind, a, b):
 
 
 @kjit(inline=True)
-def _push_retry(st, t, row):
+def _push_retry(core, t, row):
     # Pod retries all wait C_RETRY, so they come due in the order they are set: a ring
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
     # A live pod has at most one armed; its row points at it (D_RETRY_AT), so that freeing
     # the row voids it (_row_free) rather than each entry carrying the row's generation.
     # The ring holds its bound (a retry per live pod and per retry outliving its pod): it
     # never grows, so pushing costs no limit test (a full ring would be a bug in the bound).
-    n = st.cnt[K_RETRY_LEN]
-    cap = st.retry_t.shape[0]
+    n = core.cnt[K_RETRY_LEN]
+    cap = core.retry_t.shape[0]
     if n >= cap:
-        st.cnt[K_ERROR] = ERROR_HEAP_FULL
+        core.cnt[K_ERROR] = ERROR_HEAP_FULL
         return
-    i = st.cnt[K_RETRY_HEAD] + n
+    i = core.cnt[K_RETRY_HEAD] + n
     if i >= cap:
         i -= cap
-    seq = st.cnt[K_SEQ]
-    st.cnt[K_SEQ] = seq + 1
-    if t < st.next_timer[0]:
-        st.next_timer[0] = t
-    st.retry_t[i] = t
-    st.retry_row[i] = row
-    st.retry_seq[i] = seq
-    st.pods[row, D_RETRY_AT] = i
-    st.cnt[K_RETRY_LEN] = n + 1
+    seq = core.cnt[K_SEQ]
+    core.cnt[K_SEQ] = seq + 1
+    if t < core.next_timer[0]:
+        core.next_timer[0] = t
+    core.retry_t[i] = t
+    core.retry_row[i] = row
+    core.retry_seq[i] = seq
+    core.pods[row, D_RETRY_AT] = i
+    core.cnt[K_RETRY_LEN] = n + 1
 
 
 @kjit(inline=True)
-def _pop_retry(st):
+def _pop_retry(core):
     # the pod's row, or -1 when the pod went while its retry was armed
-    i = st.cnt[K_RETRY_HEAD]
-    row = np.int64(st.retry_row[i])
-    if row >= 0 and st.pods[row, D_RETRY_AT] == i:
-        st.pods[row, D_RETRY_AT] = -1
-    st.cnt[K_RETRY_HEAD] = 0 if i + 1 == st.retry_t.shape[0] else i + 1
-    st.cnt[K_RETRY_LEN] -= 1
+    i = core.cnt[K_RETRY_HEAD]
+    row = np.int64(core.retry_row[i])
+    if row >= 0 and core.pods[row, D_RETRY_AT] == i:
+        core.pods[row, D_RETRY_AT] = -1
+    core.cnt[K_RETRY_HEAD] = 0 if i + 1 == core.retry_t.shape[0] else i + 1
+    core.cnt[K_RETRY_LEN] -= 1
     return row
 
 
 @kjit(inline=True)
-def _pop_node_ring(st, kind):
-    i = st.node_ring_pos[kind, 0]
-    a = st.node_ring_i[kind, i, 0]
-    b = st.node_ring_i[kind, i, 1]
+def _pop_node_ring(core, kind):
+    i = core.node_ring_pos[kind, 0]
+    a = core.node_ring_i[kind, i, 0]
+    b = core.node_ring_i[kind, i, 1]
     i += 1
-    st.node_ring_pos[kind, 0] = 0 if i == st.node_ring_t.shape[1] else i
-    st.node_ring_pos[kind, 1] -= 1
+    core.node_ring_pos[kind, 0] = 0 if i == core.node_ring_t.shape[1] else i
+    core.node_ring_pos[kind, 1] -= 1
     return a, b
 
 
@@ -347,14 +347,14 @@ def _before(heap_t, heap_i, x, y):
 
 
 @kjit
-def _pop(st):
-    heap_t = st.heap_t
-    heap_i = st.heap_i
+def _pop(core):
+    heap_t = core.heap_t
+    heap_i = core.heap_i
     kind = heap_i[0, H_KIND]
     a = heap_i[0, H_A]
     b = heap_i[0, H_B]
-    n = st.cnt[K_HEAP] - 1
-    st.cnt[K_HEAP] = n
+    n = core.cnt[K_HEAP] - 1
+    core.cnt[K_HEAP] = n
     if n > 0:
         heap_t[0] = heap_t[n]
         for c in range(4):
@@ -395,47 +395,47 @@ LOUD = 0.0
 
 
 @kjit(inline=True)
-def _loud(st, node):
+def _loud(core, node):
     """Something the node's periodic pass reads changed: the next pass runs."""
     i = QUIET_HEAD + node
-    if st.quiet[i] != LOUD:
-        st.quiet[i] = LOUD
-        st.quiet[QUIET_COUNT] -= 1.0
+    if core.quiet[i] != LOUD:
+        core.quiet[i] = LOUD
+        core.quiet[QUIET_COUNT] -= 1.0
 
 
 @kjit(inline=True)
-def _set_wake(st, node, wake, now):
+def _set_wake(core, node, wake, now):
     """After a pass at ``now``: the passes before ``wake`` change nothing (``wake <= now``: loud)."""
-    if st.quiet[QUIET_OFF] != 0.0 or not wake > now:
-        _loud(st, node)
+    if core.quiet[QUIET_OFF] != 0.0 or not wake > now:
+        _loud(core, node)
         return
     i = QUIET_HEAD + node
-    if st.quiet[i] == LOUD:
-        st.quiet[QUIET_COUNT] += 1.0
-    st.quiet[i] = wake
+    if core.quiet[i] == LOUD:
+        core.quiet[QUIET_COUNT] += 1.0
+    core.quiet[i] = wake
 
 
 @kjit(inline=True)
-def _quiet_at(st, node, now):
-    return st.quiet[QUIET_HEAD + node] > now
+def _quiet_at(core, node, now):
+    return core.quiet[QUIET_HEAD + node] > now
 
 
 # --------------------------------------------------------------------------- scheduler
 @kjit(inline=True)
-def _bucket(st, key):
+def _bucket(core, key):
     # the bitmap of bucket `key`: node i is in the bucket when its bit is 0 ("free")
-    nw = max(1, (st.nodes.shape[0] + 63) >> 6)  # bm_sizes(nodes), with shifts: a division costs ~15 ns here
+    nw = max(1, (core.nodes.shape[0] + 63) >> 6)  # bm_sizes(nodes), with shifts: a division costs ~15 ns here
     ns = max(1, (nw + 63) >> 6)
-    return st.bucket_words[key * nw : (key + 1) * nw], st.bucket_summary[key * ns : (key + 1) * ns]
+    return core.bucket_words[key * nw : (key + 1) * nw], core.bucket_summary[key * ns : (key + 1) * ns]
 
 
 @kjit(inline=True)
-def _free_addresses(st, node, pool, family, primary_only):
+def _free_addresses(core, node, pool, family, primary_only):
     # free addresses where the agent takes them (_find_slot): its first CIDR only, or every live one
-    sl = st.slots
+    sl = core.slots
     free = 0
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
         if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
             continue
         free += sl[slot, L_MAX] - sl[slot, L_USED]
@@ -470,32 +470,34 @@ def slot_address_room(st, node):
     or freed, agent start and release, cloud passes. Pods of a non-default
     multi-pool pool are filtered on the default pool.
     """
-    running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
-    grow = st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
-    pool = st.icfg[I_DEFAULT_POOL]
+    core = st.core
+    running = core.nodes[node, N_PODS] - core.nodes[node, N_PENDING]
+    grow = core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
+    pool = core.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return 0
     host_scope = one_cidr_per_family(st)
-    room = st.icfg[I_MAX_PODS] + 1  # no family enabled: no limit but maxPods
+    room = core.icfg[I_MAX_PODS] + 1  # no family enabled: no limit but maxPods
     for family in range(2):
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
-        if grow and carves_on_demand(st) and st.pool_carvable[pool, family] > 0:
+        if grow and carves_on_demand(st) and core.pool_carvable[pool, family] > 0:
             continue
-        room = min(room, running + _free_addresses(st, node, pool, family, host_scope))
+        room = min(room, running + _free_addresses(core, node, pool, family, host_scope))
     return room
 
 
 @kjit
 def _sched_readdress(st, node):
-    st.nodes[node, N_ADDR_ROOM] = address_room(st, node)
-    _sched_update(st, node)
+    core = st.core
+    core.nodes[node, N_ADDR_ROOM] = address_room(st, node)
+    _sched_update(core, node)
 
 
 @kjit(inline=True)  # off: one comparison at each call site, no call
 def _sched_addresses_changed(st, node):
     # a node's free addresses changed: re-file it when the scheduler looks at them
-    if st.icfg[I_ADDRESS_FILTER] != ADDRESS_FILTER_NONE:
+    if st.core.icfg[I_ADDRESS_FILTER] != ADDRESS_FILTER_NONE:
         _sched_readdress(st, node)
 
 
@@ -503,18 +505,19 @@ def _sched_addresses_changed(st, node):
 def _sched_carvable_changed(st, pool, family, before):
     # multi-pool `free` counts "the pool can still carve" for every node: when that flips, re-file all
     # nodes (once per flip, not per pod)
+    core = st.core
     if (
-        st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
+        core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
         and carves_on_demand(st)
-        and pool == st.icfg[I_DEFAULT_POOL]
-        and (before > 0) != (st.pool_carvable[pool, family] > 0)
+        and pool == core.icfg[I_DEFAULT_POOL]
+        and (before > 0) != (core.pool_carvable[pool, family] > 0)
     ):
-        for other in range(st.nodes.shape[0]):
+        for other in range(core.nodes.shape[0]):
             _sched_readdress(st, other)
 
 
 @kjit
-def _sched_update(st, node):
+def _sched_update(core, node):
     """Re-file one node with the scheduler after its pods, readiness or presence changed.
 
     A node can take a pod when present, ready, below ``maxPods`` and, with an
@@ -529,7 +532,7 @@ def _sched_update(st, node):
     min-tree climbed ten levels per pod event (25 ns of the ~57 ns an
     event took, bench/test_bench_engine.py).
     """
-    nodes = st.nodes
+    nodes = core.nodes
     max_pods = nodes[node, N_MAX_PODS]  # its own: node groups of several instance types differ
     pods = nodes[node, N_PODS]
     eligible = (
@@ -537,9 +540,9 @@ def _sched_update(st, node):
         and nodes[node, N_READY] == 1
         and nodes[node, N_CORDONED] == 0
         and pods < max_pods
-        and (st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_NONE or pods < nodes[node, N_ADDR_ROOM])
+        and (core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_NONE or pods < nodes[node, N_ADDR_ROOM])
     )
-    policy = st.icfg[I_SCHEDULER]
+    policy = core.icfg[I_SCHEDULER]
     if policy != SCHED_RANDOM:
         key = -1
         if eligible:
@@ -547,71 +550,71 @@ def _sched_update(st, node):
         old = nodes[node, N_BUCKET]
         if key != old:
             if old >= 0:
-                words, summary = _bucket(st, old)
+                words, summary = _bucket(core, old)
                 bm_set(words, summary, node)
-                st.bucket_count[old] -= 1
+                core.bucket_count[old] -= 1
             if key >= 0:
-                words, summary = _bucket(st, key)
+                words, summary = _bucket(core, key)
                 bm_clear(words, summary, node)
-                st.bucket_count[key] += 1
-                if key < st.cnt[K_SCHED_MIN]:
-                    st.cnt[K_SCHED_MIN] = key
+                core.bucket_count[key] += 1
+                if key < core.cnt[K_SCHED_MIN]:
+                    core.cnt[K_SCHED_MIN] = key
             nodes[node, N_BUCKET] = key
-    size = st.tree_cnt.shape[0] // 2
+    size = core.tree_cnt.shape[0] // 2
     i = size + node
-    delta = (1 if eligible else 0) - st.tree_cnt[i]
+    delta = (1 if eligible else 0) - core.tree_cnt[i]
     if delta != 0:
         while i >= 1:
-            st.tree_cnt[i] += delta
+            core.tree_cnt[i] += delta
             i >>= 1
 
 
 @kjit
-def _sched_pick(st):
+def _sched_pick(core):
     """The node for the next pod: fewest pods (spread), fewest free (pack) or uniform (random); -1 if none.
 
     Spread and pack take the lowest node id among the best, like the
     baseline's ``min`` over ``(key, node)``.
     """
-    if st.tree_cnt[1] == 0:
+    if core.tree_cnt[1] == 0:
         return -1
-    if st.icfg[I_SCHEDULER] != SCHED_RANDOM:
-        key = st.cnt[K_SCHED_MIN]
-        while st.bucket_count[key] == 0:  # stops: some bucket holds a node
+    if core.icfg[I_SCHEDULER] != SCHED_RANDOM:
+        key = core.cnt[K_SCHED_MIN]
+        while core.bucket_count[key] == 0:  # stops: some bucket holds a node
             key += 1
-        st.cnt[K_SCHED_MIN] = key
-        words, summary = _bucket(st, key)
+        core.cnt[K_SCHED_MIN] = key
+        words, summary = _bucket(core, key)
         return bm_find_free(words, summary, 0)
-    size = st.tree_cnt.shape[0] // 2
-    r = draw(st.cnt, st.tree_cnt[1])
+    size = core.tree_cnt.shape[0] // 2
+    r = draw(core.cnt, core.tree_cnt[1])
     i = 1
     while i < size:
         left = 2 * i
-        if st.tree_cnt[left] > r:
+        if core.tree_cnt[left] > r:
             i = left
         else:
-            r -= st.tree_cnt[left]
+            r -= core.tree_cnt[left]
             i = left + 1
     return i - size
 
 
 # --------------------------------------------------------------------------- bitmaps of sets and slots
 @kjit(inline=True)  # tiny: a compiled function of its own is optimised again in each caller
-def _set_bitmap(st, s):
-    w0 = st.sets[s, S_W_OFF]
-    s0 = st.sets[s, S_S_OFF]
-    return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
+def _set_bitmap(core, s):
+    w0 = core.sets[s, S_W_OFF]
+    s0 = core.sets[s, S_S_OFF]
+    return core.set_words[w0 : w0 + core.sets[s, S_W_LEN]], core.set_summary[s0 : s0 + core.sets[s, S_S_LEN]]
 
 
 @kjit(inline=True)
-def _slot_bitmap(st, slot):
-    s = st.slots[slot, L_SET]
-    chunk = st.slots[slot, L_CHUNK]
-    nw = st.sets[s, S_SLOT_WORDS]
-    ns = st.sets[s, S_SLOT_SWORDS]
-    w0 = st.sets[s, S_IPW_OFF] + chunk * nw
-    s0 = st.sets[s, S_IPS_OFF] + chunk * ns
-    return st.ip_words[w0 : w0 + nw], st.ip_summary[s0 : s0 + ns]
+def _slot_bitmap(core, slot):
+    s = core.slots[slot, L_SET]
+    chunk = core.slots[slot, L_CHUNK]
+    nw = core.sets[s, S_SLOT_WORDS]
+    ns = core.sets[s, S_SLOT_SWORDS]
+    w0 = core.sets[s, S_IPW_OFF] + chunk * nw
+    s0 = core.sets[s, S_IPS_OFF] + chunk * ns
+    return core.ip_words[w0 : w0 + nw], core.ip_summary[s0 : s0 + ns]
 
 
 # --------------------------------------------------------------------------- node CIDRs (operator side)
@@ -622,28 +625,29 @@ def _carve_slot(st, node, pool, family):
     The set and the CIDR in it are chosen by the kernels the migration's operators call too
     (:func:`~ipam_core.kernels.carve.first_open_set`, :func:`~ipam_core.kernels.scan.bm_take_next_fit`).
     """
-    sets = st.sets
-    s = first_open_set(sets[:, S_ALLOCATED], sets[:, S_N], st.pools[pool, P_SET_LO + family],
-                       st.pools[pool, P_SET_HI + family])
+    core = st.core
+    sets = core.sets
+    s = first_open_set(sets[:, S_ALLOCATED], sets[:, S_N], core.pools[pool, P_SET_LO + family],
+                       core.pools[pool, P_SET_HI + family])
     if s < 0:
         return -1
-    if not _slot_room(st, node, s):
+    if not _slot_room(core, node, s):
         return -1
-    words, summary = _set_bitmap(st, s)
+    words, summary = _set_bitmap(core, s)
     index, cursor = bm_take_next_fit(words, summary, sets[s, S_N], sets[s, S_CURSOR])
     sets[s, S_CURSOR] = cursor
     return _occupy_slot(st, node, pool, family, s, index)
 
 
 @kjit(inline=True)
-def _slot_room(st, node, s):
+def _slot_room(core, node, s):
     """Whether a slot, a place in the node's row and a pod-bitmap chunk of set ``s`` are left (else K_ERROR)."""
     # the node's row of `node_slots` is full too: stop rather than write into the next row
-    if st.cnt[K_SLOT_TOP] == 0 or st.nodes[node, N_NSLOTS] >= st.node_slots.shape[1]:
-        st.cnt[K_ERROR] = ERROR_SLOTS_FULL
+    if core.cnt[K_SLOT_TOP] == 0 or core.nodes[node, N_NSLOTS] >= core.node_slots.shape[1]:
+        core.cnt[K_ERROR] = ERROR_SLOTS_FULL
         return False
-    if st.sets[s, S_CHUNK_TOP] == 0:
-        st.cnt[K_ERROR] = ERROR_CHUNKS_FULL
+    if core.sets[s, S_CHUNK_TOP] == 0:
+        core.cnt[K_ERROR] = ERROR_CHUNKS_FULL
         return False
     return True
 
@@ -651,16 +655,17 @@ def _slot_room(st, node, s):
 @kjit
 def _occupy_slot(st, node, pool, family, s, index):
     """Give ``node`` the node CIDR ``index`` of set ``s``, whose bit the caller has just set; return its slot."""
-    sets = st.sets
-    top = st.cnt[K_SLOT_TOP]
+    core = st.core
+    sets = core.sets
+    top = core.cnt[K_SLOT_TOP]
     sets[s, S_ALLOCATED] += 1
     chunk_top = sets[s, S_CHUNK_TOP] - 1
     sets[s, S_CHUNK_TOP] = chunk_top
-    chunk = st.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
-    st.cnt[K_SLOT_TOP] = top - 1
-    slot = st.slot_stack[top - 1]
+    chunk = core.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
+    core.cnt[K_SLOT_TOP] = top - 1
+    slot = core.slot_stack[top - 1]
     max_addrs = sets[s, S_SLOT_MAX]
-    sl = st.slots
+    sl = core.slots
     sl[slot, L_STATE] = SLOT_LIVE
     sl[slot, L_SET] = s
     sl[slot, L_INDEX] = index
@@ -671,21 +676,21 @@ def _occupy_slot(st, node, pool, family, s, index):
     sl[slot, L_RESERVED] = 0
     sl[slot, L_FAMILY] = family
     sl[slot, L_POOL] = pool
-    pw, ps = _slot_bitmap(st, slot)
+    pw, ps = _slot_bitmap(core, slot)
     bm_init(pw, ps, max_addrs)
-    k = st.nodes[node, N_NSLOTS]
-    st.node_slots[node, k] = slot
-    st.nodes[node, N_NSLOTS] = k + 1
-    c = st.cnt
+    k = core.nodes[node, N_NSLOTS]
+    core.node_slots[node, k] = slot
+    core.nodes[node, N_NSLOTS] = k + 1
+    c = core.cnt
     c[_fc(family, F_CARVED)] += sets[s, S_ADDRS]
     c[_fc(family, F_RESERVED)] += sets[s, S_ADDRS] - max_addrs
     c[_fc(family, F_NODE_CIDRS)] += 1
     c[_fc(family, F_CARVABLE)] -= 1
     c[_fc(family, F_CARVES)] += 1
     c[_fc(family, F_FREE)] += max_addrs
-    st.pool_free[pool, family] += max_addrs
-    st.pool_carvable[pool, family] -= 1
-    _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] + 1)
+    core.pool_free[pool, family] += max_addrs
+    core.pool_carvable[pool, family] -= 1
+    _sched_carvable_changed(st, pool, family, core.pool_carvable[pool, family] + 1)
     _sched_addresses_changed(st, node)
     return slot
 
@@ -693,101 +698,103 @@ def _occupy_slot(st, node, pool, family, s, index):
 @kjit
 def _free_slot(st, slot):
     """Give a node CIDR back to its set (operator side) and drop it from its node's list."""
-    sl = st.slots
+    core = st.core
+    sl = core.slots
     s = sl[slot, L_SET]
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    words, summary = _set_bitmap(st, s)
+    words, summary = _set_bitmap(core, s)
     bm_clear(words, summary, sl[slot, L_INDEX])
-    st.sets[s, S_ALLOCATED] -= 1
-    top = st.sets[s, S_CHUNK_TOP]
-    st.chunk_stack[st.sets[s, S_CHUNK_OFF] + top] = sl[slot, L_CHUNK]
-    st.sets[s, S_CHUNK_TOP] = top + 1
-    c = st.cnt
+    core.sets[s, S_ALLOCATED] -= 1
+    top = core.sets[s, S_CHUNK_TOP]
+    core.chunk_stack[core.sets[s, S_CHUNK_OFF] + top] = sl[slot, L_CHUNK]
+    core.sets[s, S_CHUNK_TOP] = top + 1
+    c = core.cnt
     max_addrs = sl[slot, L_MAX]
     if sl[slot, L_STATE] == SLOT_LIVE:
         free = max_addrs - sl[slot, L_USED]
         c[_fc(family, F_FREE)] -= free
-        st.pool_free[pool, family] -= free
-    c[_fc(family, F_CARVED)] -= st.sets[s, S_ADDRS]
-    c[_fc(family, F_RESERVED)] -= st.sets[s, S_ADDRS] - max_addrs + sl[slot, L_RESERVED]
+        core.pool_free[pool, family] -= free
+    c[_fc(family, F_CARVED)] -= core.sets[s, S_ADDRS]
+    c[_fc(family, F_RESERVED)] -= core.sets[s, S_ADDRS] - max_addrs + sl[slot, L_RESERVED]
     c[_fc(family, F_NODE_CIDRS)] -= 1
     c[_fc(family, F_CARVABLE)] += 1
     c[_fc(family, F_RELEASES)] += 1
-    st.pool_carvable[pool, family] += 1
+    core.pool_carvable[pool, family] += 1
     node = sl[slot, L_NODE]
-    n = st.nodes[node, N_NSLOTS]
+    n = core.nodes[node, N_NSLOTS]
     k = 0
-    while st.node_slots[node, k] != slot:
+    while core.node_slots[node, k] != slot:
         k += 1
     for j in range(k, n - 1):
-        st.node_slots[node, j] = st.node_slots[node, j + 1]
-    st.node_slots[node, n - 1] = -1
-    st.nodes[node, N_NSLOTS] = n - 1
+        core.node_slots[node, j] = core.node_slots[node, j + 1]
+    core.node_slots[node, n - 1] = -1
+    core.nodes[node, N_NSLOTS] = n - 1
     sl[slot, L_STATE] = SLOT_FREE
-    tops = st.cnt[K_SLOT_TOP]
-    st.slot_stack[tops] = slot
-    st.cnt[K_SLOT_TOP] = tops + 1
-    _sched_carvable_changed(st, pool, family, st.pool_carvable[pool, family] - 1)
+    tops = core.cnt[K_SLOT_TOP]
+    core.slot_stack[tops] = slot
+    core.cnt[K_SLOT_TOP] = tops + 1
+    _sched_carvable_changed(st, pool, family, core.pool_carvable[pool, family] - 1)
     _sched_addresses_changed(st, node)
 
 
 # --------------------------------------------------------------------------- addresses (agent side)
 @kjit
-def _take_address(st, slot):
+def _take_address(core, slot):
     """Random-start scan for a free address in ``slot`` (``randomScanStrategy``); -1 when full."""
-    sl = st.slots
+    sl = core.slots
     max_addrs = sl[slot, L_MAX]
     if sl[slot, L_USED] >= max_addrs:
         return -1
-    words, summary = _slot_bitmap(st, slot)
-    offset = bm_take_scan(words, summary, draw(st.cnt, max_addrs))
-    _address_taken(st, slot)
+    words, summary = _slot_bitmap(core, slot)
+    offset = bm_take_scan(words, summary, draw(core.cnt, max_addrs))
+    _address_taken(core, slot)
     return offset
 
 
 @kjit
-def _take_offset(st, slot, offset):
+def _take_offset(core, slot, offset):
     """Take the address at ``offset`` of ``slot`` (a pod's address as dumped); False when it is not free."""
-    words, summary = _slot_bitmap(st, slot)
-    if offset < 0 or offset >= st.slots[slot, L_MAX] or bm_test(words, offset):
+    words, summary = _slot_bitmap(core, slot)
+    if offset < 0 or offset >= core.slots[slot, L_MAX] or bm_test(words, offset):
         return False
     bm_set(words, summary, offset)
-    _address_taken(st, slot)
+    _address_taken(core, slot)
     return True
 
 
 @kjit(inline=True)
-def _address_taken(st, slot):
-    sl = st.slots
+def _address_taken(core, slot):
+    sl = core.slots
     sl[slot, L_USED] += 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    st.cnt[_fc(family, F_FREE)] -= 1
-    st.pool_free[pool, family] -= 1
-    st.np_inuse[sl[slot, L_NODE], pool, family] += 1
+    core.cnt[_fc(family, F_FREE)] -= 1
+    core.pool_free[pool, family] -= 1
+    core.np_inuse[sl[slot, L_NODE], pool, family] += 1
 
 
 @kjit
-def _give_address(st, slot, offset):
-    sl = st.slots
-    words, summary = _slot_bitmap(st, slot)
+def _give_address(core, slot, offset):
+    sl = core.slots
+    words, summary = _slot_bitmap(core, slot)
     bm_clear(words, summary, offset)
     sl[slot, L_USED] -= 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    st.cnt[_fc(family, F_FREE)] += 1
-    st.pool_free[pool, family] += 1
-    st.np_inuse[sl[slot, L_NODE], pool, family] -= 1
+    core.cnt[_fc(family, F_FREE)] += 1
+    core.pool_free[pool, family] += 1
+    core.np_inuse[sl[slot, L_NODE], pool, family] -= 1
 
 
 @kjit
 def _find_slot(st, node, pool, family):
     """The node CIDR the agent draws from: host scope uses only its first CIDR of the family."""
+    core = st.core
     primary_only = one_cidr_per_family(st)
-    sl = st.slots
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
+    sl = core.slots
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
         if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
             continue
         if sl[slot, L_USED] < sl[slot, L_MAX]:
@@ -800,35 +807,37 @@ def _find_slot(st, node, pool, family):
 @kjit
 def _take_reserved(st, node, pool, family):
     # router (cilium_host) or health address: a random slot like any other
+    core = st.core
     slot = _find_slot(st, node, pool, family)
     if slot < 0:
         return False
-    _take_address(st, slot)
-    st.slots[slot, L_RESERVED] += 1
-    st.cnt[_fc(family, F_RESERVED)] += 1
+    _take_address(core, slot)
+    core.slots[slot, L_RESERVED] += 1
+    core.cnt[_fc(family, F_RESERVED)] += 1
     return True
 
 
 @kjit
 def _agent_start(st, node):
     """Take router and health addresses and mark the node ready."""
-    pool = st.icfg[I_DEFAULT_POOL]
+    core = st.core
+    pool = core.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return
     for family in range(2):
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
         _take_reserved(st, node, pool, family)
-        if st.icfg[I_HEALTH] != 0:
+        if core.icfg[I_HEALTH] != 0:
             _take_reserved(st, node, pool, family)
     _agent_ready(st, node)
 
 
 @kjit(inline=True)
-def _holds_family(st, node, family):
+def _holds_family(core, node, family):
     """Whether the node holds a CIDR of ``family``."""
-    for k in range(st.nodes[node, N_NSLOTS]):
-        if st.slots[st.node_slots[node, k], L_FAMILY] == family:
+    for k in range(core.nodes[node, N_NSLOTS]):
+        if core.slots[core.node_slots[node, k], L_FAMILY] == family:
             return True
     return False
 
@@ -836,9 +845,10 @@ def _holds_family(st, node, family):
 @kjit
 def _agent_ready(st, node):
     """The agent holds its router and health addresses: the node is ready for pods."""
-    st.nodes[node, N_READY] = 1
-    st.cnt[K_READY] += 1
-    _sched_update(st, node)
+    core = st.core
+    core.nodes[node, N_READY] = 1
+    core.cnt[K_READY] += 1
+    _sched_update(core, node)
     _sched_addresses_changed(st, node)  # after the router and health addresses
 
 
@@ -848,10 +858,11 @@ def take_slot_addresses(st, pod, node, now):
 
     IPv6 first; returns -1 or the family that failed.
     """
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     for step in range(2):
         family = 1 - step
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
         pool = pods[pod, D_POOL + family]
         slot = -1
@@ -859,51 +870,52 @@ def take_slot_addresses(st, pod, node, now):
             slot = _find_slot(st, node, pool, family)
         if slot < 0:
             if step == 1 and pods[pod, D_SLOT + 1] >= 0:
-                _give_address(st, pods[pod, D_SLOT + 1], pods[pod, D_OFF + 1])
+                _give_address(core, pods[pod, D_SLOT + 1], pods[pod, D_OFF + 1])
                 pods[pod, D_SLOT + 1] = -1
-            st.cnt[_fc(family, F_IP_FAILS)] += 1
+            core.cnt[_fc(family, F_IP_FAILS)] += 1
             if pool < 0:
-                st.nodes[node, N_STATUS] = STATUS_NO_POOL
+                core.nodes[node, N_STATUS] = STATUS_NO_POOL
             return family
         pods[pod, D_SLOT + family] = slot
-        pods[pod, D_OFF + family] = _take_address(st, slot)
+        pods[pod, D_OFF + family] = _take_address(core, slot)
     for family in range(2):
         if pods[pod, D_SLOT + family] >= 0:
-            st.cnt[_fc(family, F_USED)] += 1
-            st.cnt[_fc(family, F_IP_ALLOCS)] += 1
+            core.cnt[_fc(family, F_USED)] += 1
+            core.cnt[_fc(family, F_IP_ALLOCS)] += 1
     return -1
 
 
 @kjit
 def give_slot_addresses(st, pod):
     """The node-CIDR families' ``give_pod_addresses`` hook: the pod's addresses back to their node CIDRs."""
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     for family in range(2):
         slot = pods[pod, D_SLOT + family]
         if slot >= 0:
-            _give_address(st, slot, pods[pod, D_OFF + family])
+            _give_address(core, slot, pods[pod, D_OFF + family])
             pods[pod, D_SLOT + family] = -1
-            st.cnt[_fc(family, F_USED)] -= 1
+            core.cnt[_fc(family, F_USED)] -= 1
 
 
 # --------------------------------------------------------------------------- pods
 @kjit
-def _bind(st, pod, node):
-    pods = st.pods
+def _bind(core, pod, node):
+    pods = core.pods
     pods[pod, D_NODE] = node
-    head = st.nodes[node, N_HEAD]
+    head = core.nodes[node, N_HEAD]
     pods[pod, D_NEXT] = head
     pods[pod, D_PREV] = -1
     if head >= 0:
         pods[head, D_PREV] = pod
-    st.nodes[node, N_HEAD] = pod
-    st.nodes[node, N_PODS] += 1
-    _sched_update(st, node)
+    core.nodes[node, N_HEAD] = pod
+    core.nodes[node, N_PODS] += 1
+    _sched_update(core, node)
 
 
 @kjit
-def _unbind(st, pod):
-    pods = st.pods
+def _unbind(core, pod):
+    pods = core.pods
     node = pods[pod, D_NODE]
     if node < 0:
         return
@@ -912,202 +924,205 @@ def _unbind(st, pod):
     if prv >= 0:
         pods[prv, D_NEXT] = nxt
     else:
-        st.nodes[node, N_HEAD] = nxt
+        core.nodes[node, N_HEAD] = nxt
     if nxt >= 0:
         pods[nxt, D_PREV] = prv
     pods[pod, D_NODE] = -1
-    st.nodes[node, N_PODS] -= 1
-    _sched_update(st, node)
+    core.nodes[node, N_PODS] -= 1
+    _sched_update(core, node)
 
 
 @kjit
-def _clear_pending_demand(st, pod):
-    family = st.pods[pod, D_PENDING_FAMILY]
+def _clear_pending_demand(core, pod):
+    family = core.pods[pod, D_PENDING_FAMILY]
     if family >= 0:
-        node = st.pods[pod, D_NODE]
-        pool = st.pods[pod, D_POOL + family]
+        node = core.pods[pod, D_NODE]
+        pool = core.pods[pod, D_POOL + family]
         if node >= 0 and pool >= 0:
-            st.np_pending[node, pool, family] -= 1
-        st.pods[pod, D_PENDING_FAMILY] = -1
+            core.np_pending[node, pool, family] -= 1
+        core.pods[pod, D_PENDING_FAMILY] = -1
 
 
 @kjit
-def _leave_pending(st, pod):
-    _clear_pending_demand(st, pod)
-    st.cnt[K_PENDING] -= 1
-    node = st.pods[pod, D_NODE]
+def _leave_pending(core, pod):
+    _clear_pending_demand(core, pod)
+    core.cnt[K_PENDING] -= 1
+    node = core.pods[pod, D_NODE]
     if node >= 0:
-        st.nodes[node, N_PENDING] -= 1
+        core.nodes[node, N_PENDING] -= 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _count_start(st, pod, now):
+def _count_start(core, pod, now):
     """The pod got its addresses: count it, and how long it waited pending before (whole milliseconds)."""
-    st.cnt[K_STARTED] += 1
-    if st.pods[pod, D_STATE] == POD_PENDING:
-        st.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - st.pod_since[pod]) * 1e3 + 0.5))
+    core.cnt[K_STARTED] += 1
+    if core.pods[pod, D_STATE] == POD_PENDING:
+        core.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - core.pod_since[pod]) * 1e3 + 0.5))
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     node = pods[pod, D_NODE]
     failed = take_pod_addresses(st, pod, node, now)
     if failed < 0:
-        _count_start(st, pod, now)
+        _count_start(core, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
-            _leave_pending(st, pod)
+            _leave_pending(core, pod)
         pods[pod, D_STATE] = POD_RUNNING
-        st.cnt[K_RUNNING] += 1
+        core.cnt[K_RUNNING] += 1
         pod_changed(st, node, now)
         return
-    st.pod_failed_at[min(pod, st.pod_failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
+    core.pod_failed_at[min(pod, core.pod_failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
-        st.pod_since[pod] = now
-        st.cnt[K_PENDING] += 1
-        st.nodes[node, N_PENDING] += 1
+        core.pod_since[pod] = now
+        core.cnt[K_PENDING] += 1
+        core.nodes[node, N_PENDING] += 1
     if pods[pod, D_PENDING_FAMILY] != failed:
-        _clear_pending_demand(st, pod)
+        _clear_pending_demand(core, pod)
         pool = pods[pod, D_POOL + failed]
         if pool >= 0:
-            st.np_pending[node, pool, failed] += 1
+            core.np_pending[node, pool, failed] += 1
             pods[pod, D_PENDING_FAMILY] = failed
     pod_changed(st, node, now)
-    _push_retry(st, now + st.cfg[C_RETRY], pod)
+    _push_retry(core, now + core.cfg[C_RETRY], pod)
 
 
 @kjit(inline=True)  # _fail's only
-def _free_elsewhere(st, pod):
+def _free_elsewhere(core, pod):
     # Were addresses free on other nodes' CIDRs, or uncarved in the pool, for the family that failed?
-    family = st.pods[pod, D_PENDING_FAMILY]
+    family = core.pods[pod, D_PENDING_FAMILY]
     if family < 0:
         return False
-    pool = st.pods[pod, D_POOL + family]
+    pool = core.pods[pod, D_POOL + family]
     if pool < 0:
         return False
-    if st.pool_carvable[pool, family] > 0:
+    if core.pool_carvable[pool, family] > 0:
         return True
-    node = st.pods[pod, D_NODE]
+    node = core.pods[pod, D_NODE]
     here = 0
-    sl = st.slots
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
+    sl = core.slots
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
         if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
             here += sl[slot, L_MAX] - sl[slot, L_USED]
-    return st.pool_free[pool, family] - here > 0
+    return core.pool_free[pool, family] - here > 0
 
 
 @kjit
-def _fail(st, pod):
-    if _free_elsewhere(st, pod):
-        st.cnt[K_FAILED_FREE] += 1
-    if st.pods[pod, D_EVICTED] == 1:
-        st.cnt[K_EVICTED_FAILED] += 1
-    _leave_pending(st, pod)
-    _unbind(st, pod)
-    st.pods[pod, D_STATE] = POD_FAILED
-    st.cnt[K_FAILED] += 1
-    _row_free(st, pod)
+def _fail(core, pod):
+    if _free_elsewhere(core, pod):
+        core.cnt[K_FAILED_FREE] += 1
+    if core.pods[pod, D_EVICTED] == 1:
+        core.cnt[K_EVICTED_FAILED] += 1
+    _leave_pending(core, pod)
+    _unbind(core, pod)
+    core.pods[pod, D_STATE] = POD_FAILED
+    core.cnt[K_FAILED] += 1
+    _row_free(core, pod)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _row_alloc(st, pod_id):
+def _row_alloc(core, pod_id):
     """A fresh pods-table row for a new workload pod id; -1 if the id was seen before."""
-    if st.pod_row[pod_id] != POD_ROW_UNSEEN:
+    if core.pod_row[pod_id] != POD_ROW_UNSEEN:
         return -1
-    top = st.cnt[K_ROW_TOP]
+    top = core.cnt[K_ROW_TOP]
     if top == 0:
-        st.cnt[K_ERROR] = ERROR_ROWS_FULL
+        core.cnt[K_ERROR] = ERROR_ROWS_FULL
         return -1
-    st.cnt[K_ROW_TOP] = top - 1
-    pods = st.pods
-    row = st.cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
+    core.cnt[K_ROW_TOP] = top - 1
+    pods = core.pods
+    row = core.cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
     if row >= 0:
-        st.cnt[K_ROW_FREE] = pods[row, D_NEXT]
+        core.cnt[K_ROW_FREE] = pods[row, D_NEXT]
     else:
-        row = st.cnt[K_ROW_FRESH]
-        st.cnt[K_ROW_FRESH] = row + 1
+        row = core.cnt[K_ROW_FRESH]
+        core.cnt[K_ROW_FRESH] = row + 1
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     pods[row, D_PENDING_FAMILY] = -1
     pods[row, D_EVICTED] = 0
-    source = pod_id if st.pod_pool.shape[0] > 1 else 0
+    source = pod_id if core.pod_pool.shape[0] > 1 else 0
     for family in range(2):
         pods[row, D_SLOT + family] = -1
-        pods[row, D_POOL + family] = st.pod_pool[source, family]
+        pods[row, D_POOL + family] = core.pod_pool[source, family]
     pods[row, D_ID] = pod_id
-    st.pod_row[pod_id] = row
+    core.pod_row[pod_id] = row
     return row
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _row_free(st, row):
+def _row_free(core, row):
     """Give a deleted or failed pod's row back; its pod id is gone for good."""
-    pods = st.pods
-    st.pod_row[pods[row, D_ID]] = POD_ROW_GONE
+    pods = core.pods
+    core.pod_row[pods[row, D_ID]] = POD_ROW_GONE
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     armed = pods[row, D_RETRY_AT]
     if armed >= 0:  # its retry outlives it: void it, the row may hold another pod when it fires
-        st.retry_row[armed] = -1
+        core.retry_row[armed] = -1
         pods[row, D_RETRY_AT] = -1
-    pods[row, D_NEXT] = st.cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
-    st.cnt[K_ROW_FREE] = row
-    st.cnt[K_ROW_TOP] += 1
+    pods[row, D_NEXT] = core.cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
+    core.cnt[K_ROW_FREE] = row
+    core.cnt[K_ROW_TOP] += 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _placement(st, pod):
+def _placement(core, pod):
     """The node for an unbound pod: its pinned node once that is present, else the scheduler's pick; -1 to wait."""
-    pinned = st.pods[pod, D_PIN]
+    pinned = core.pods[pod, D_PIN]
     if pinned >= 0:
-        return pinned if st.nodes[pinned, N_PRESENT] == 1 else -1
-    return _sched_pick(st)
+        return pinned if core.nodes[pinned, N_PRESENT] == 1 else -1
+    return _sched_pick(core)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_add(st, pod, pinned, now):
-    if st.pods[pod, D_STATE] != POD_NONE:
+    core = st.core
+    if core.pods[pod, D_STATE] != POD_NONE:
         return
-    st.pods[pod, D_PIN] = pinned
-    node = _placement(st, pod)
+    core.pods[pod, D_PIN] = pinned
+    node = _placement(core, pod)
     if node < 0:
         # unschedulable for now, or its node is not there yet: waits in the scheduling queue, retried
-        st.pods[pod, D_STATE] = POD_PENDING
-        st.pod_since[pod] = now
-        st.cnt[K_PENDING] += 1
-        _push_retry(st, now + st.cfg[C_RETRY], pod)
+        core.pods[pod, D_STATE] = POD_PENDING
+        core.pod_since[pod] = now
+        core.cnt[K_PENDING] += 1
+        _push_retry(core, now + core.cfg[C_RETRY], pod)
         return
-    _bind(st, pod, node)
+    _bind(core, pod, node)
     _try_start(st, pod, now)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_retry(st, pod, now):
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     if pods[pod, D_STATE] != POD_PENDING:
         return
     node = pods[pod, D_NODE]
     if node < 0:
-        node = _placement(st, pod)
+        node = _placement(core, pod)
         if node < 0:
-            _push_retry(st, now + st.cfg[C_RETRY], pod)
+            _push_retry(core, now + core.cfg[C_RETRY], pod)
             return
-        st.cnt[K_PENDING] -= 1
+        core.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
-        _bind(st, pod, node)
-    elif now - st.pod_since[pod] >= st.cfg[C_TIMEOUT]:
+        _bind(core, pod, node)
+    elif now - core.pod_since[pod] >= core.cfg[C_TIMEOUT]:
         # one last attempt, then give up
         failed = take_pod_addresses(st, pod, node, now)
         if failed < 0:
-            _count_start(st, pod, now)
-            _leave_pending(st, pod)
+            _count_start(core, pod, now)
+            _leave_pending(core, pod)
             pods[pod, D_STATE] = POD_RUNNING
-            st.cnt[K_RUNNING] += 1
+            core.cnt[K_RUNNING] += 1
         else:
-            _fail(st, pod)
+            _fail(core, pod)
         pod_changed(st, node, now)
         return
     _try_start(st, pod, now)
@@ -1115,19 +1130,20 @@ def _pod_retry(st, pod, now):
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_delete(st, pod, now):
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     state = pods[pod, D_STATE]
     node = pods[pod, D_NODE]
     if state == POD_RUNNING:
         give_pod_addresses(st, pod)
-        st.cnt[K_RUNNING] -= 1
+        core.cnt[K_RUNNING] -= 1
     elif state == POD_PENDING:
-        _leave_pending(st, pod)
+        _leave_pending(core, pod)
     else:
         return
-    _unbind(st, pod)
+    _unbind(core, pod)
     pods[pod, D_STATE] = POD_DELETED
-    _row_free(st, pod)
+    _row_free(core, pod)
     if node >= 0:
         pod_changed(st, node, now)
 
@@ -1135,7 +1151,8 @@ def _pod_delete(st, pod, now):
 # --------------------------------------------------------------------------- nodes
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_add(st, node, now):
-    nodes = st.nodes
+    core = st.core
+    nodes = core.nodes
     if nodes[node, N_PRESENT] == 1:
         return
     nodes[node, N_PRESENT] = 1
@@ -1143,51 +1160,52 @@ def _node_add(st, node, now):
     nodes[node, N_GEN] += 1
     nodes[node, N_STATUS] = STATUS_OK
     nodes[node, N_SYNC_ARMED] = 0
-    st.cnt[K_NODES] += 1
+    core.cnt[K_NODES] += 1
     node_added(st, node, now)
-    _sched_update(st, node)
+    _sched_update(core, node)
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_delete(st, node):
-    nodes = st.nodes
+    core = st.core
+    nodes = core.nodes
     if nodes[node, N_PRESENT] == 0:
         return
-    pods = st.pods
+    pods = core.pods
     pod = nodes[node, N_HEAD]
     while pod >= 0:
         nxt = pods[pod, D_NEXT]
         if pods[pod, D_STATE] == POD_RUNNING:
             give_pod_addresses(st, pod)
-            st.cnt[K_RUNNING] -= 1
+            core.cnt[K_RUNNING] -= 1
         else:
-            _leave_pending(st, pod)
+            _leave_pending(core, pod)
         pods[pod, D_STATE] = POD_DELETED
         pods[pod, D_NODE] = -1
-        _row_free(st, pod)
+        _row_free(core, pod)
         pod = nxt
     nodes[node, N_HEAD] = -1
     nodes[node, N_PODS] = 0
     nodes[node, N_PENDING] = 0
     node_deleted(st, node)
     while nodes[node, N_NSLOTS] > 0:
-        _free_slot(st, st.node_slots[node, nodes[node, N_NSLOTS] - 1])
+        _free_slot(st, core.node_slots[node, nodes[node, N_NSLOTS] - 1])
     if nodes[node, N_READY] == 1:
-        st.cnt[K_READY] -= 1
+        core.cnt[K_READY] -= 1
     nodes[node, N_READY] = 0
     nodes[node, N_PRESENT] = 0
     if nodes[node, N_CORDONED] == 1:  # a node added again under this id starts schedulable
         nodes[node, N_CORDONED] = 0
-        st.cnt[K_CORDONED] -= 1
+        core.cnt[K_CORDONED] -= 1
     nodes[node, N_STATUS] = STATUS_OK
-    st.cnt[K_NODES] -= 1
-    _loud(st, node)  # not counted while absent; a new incarnation starts loud
-    for pool in range(st.pools.shape[0]):
+    core.cnt[K_NODES] -= 1
+    _loud(core, node)  # not counted while absent; a new incarnation starts loud
+    for pool in range(core.pools.shape[0]):
         for family in range(2):
-            st.np_inuse[node, pool, family] = 0
-            st.np_pending[node, pool, family] = 0
-            st.np_requested[node, pool, family] = 0
-    _sched_update(st, node)
+            core.np_inuse[node, pool, family] = 0
+            core.np_pending[node, pool, family] = 0
+            core.np_requested[node, pool, family] = 0
+    _sched_update(core, node)
 
 
 # --------------------------------------------------------------------------- node lifecycle
@@ -1206,36 +1224,38 @@ def _evict(st, pod, now):
     address is counted). A pod that was still waiting for an address keeps
     its retry timer and is placed again when it fires.
     """
-    pods = st.pods
-    st.cnt[K_EVICTED] += 1
+    core = st.core
+    pods = core.pods
+    core.cnt[K_EVICTED] += 1
     pods[pod, D_EVICTED] = 1
     if pods[pod, D_STATE] == POD_RUNNING:
         give_pod_addresses(st, pod)
-        st.cnt[K_RUNNING] -= 1
-        _unbind(st, pod)
+        core.cnt[K_RUNNING] -= 1
+        _unbind(core, pod)
         pods[pod, D_STATE] = POD_NONE
         _pod_add(st, pod, -1, now)
         return
-    _leave_pending(st, pod)  # waiting on the node: now waits in the scheduling queue
-    _unbind(st, pod)
-    st.cnt[K_PENDING] += 1
+    _leave_pending(core, pod)  # waiting on the node: now waits in the scheduling queue
+    _unbind(core, pod)
+    core.cnt[K_PENDING] += 1
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
-def _cordon(st, node):
+def _cordon(core, node):
     # spec.unschedulable: the scheduler passes the node by; its pods stay
-    if st.nodes[node, N_CORDONED] == 0:
-        st.nodes[node, N_CORDONED] = 1
-        st.cnt[K_CORDONED] += 1
-        _sched_update(st, node)
+    if core.nodes[node, N_CORDONED] == 0:
+        core.nodes[node, N_CORDONED] = 1
+        core.cnt[K_CORDONED] += 1
+        _sched_update(core, node)
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_drain(st, node, now):
     """``kubectl drain``: cordon, then evict every pod not pinned to the node (pinned ones are its DaemonSets)."""
-    pods = st.pods
-    _cordon(st, node)
-    pod = st.nodes[node, N_HEAD]
+    core = st.core
+    pods = core.pods
+    _cordon(core, node)
+    pod = core.nodes[node, N_HEAD]
     while pod >= 0:
         nxt = pods[pod, D_NEXT]
         if pods[pod, D_PIN] < 0:
@@ -1247,10 +1267,11 @@ def _node_drain(st, node, now):
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_lifecycle(st, op, node, now):
     """The node-lifecycle events of ``advance`` (a node that is not present ignores them)."""
-    if st.nodes[node, N_PRESENT] == 0:
+    core = st.core
+    if core.nodes[node, N_PRESENT] == 0:
         return
     if op == OP_NODE_CORDON:
-        _cordon(st, node)
+        _cordon(core, node)
     elif op == OP_NODE_DRAIN:
         _node_drain(st, node, now)
     elif op == OP_AGENT_RESTART:
@@ -1320,41 +1341,41 @@ def _grid(t, period, until):
 
 
 @kjit(inline=True)
-def _ring_swap(st, kind, i, j):
-    tt = st.node_ring_t[kind, i]
-    st.node_ring_t[kind, i] = st.node_ring_t[kind, j]
-    st.node_ring_t[kind, j] = tt
+def _ring_swap(core, kind, i, j):
+    tt = core.node_ring_t[kind, i]
+    core.node_ring_t[kind, i] = core.node_ring_t[kind, j]
+    core.node_ring_t[kind, j] = tt
     for c in range(3):
-        v = st.node_ring_i[kind, i, c]
-        st.node_ring_i[kind, i, c] = st.node_ring_i[kind, j, c]
-        st.node_ring_i[kind, j, c] = v
+        v = core.node_ring_i[kind, i, c]
+        core.node_ring_i[kind, i, c] = core.node_ring_i[kind, j, c]
+        core.node_ring_i[kind, j, c] = v
 
 
 @kjit(inline=True)  # helpers of _fast_forward_refresh only
-def _ring_reverse(st, kind, lo, hi):
+def _ring_reverse(core, kind, lo, hi):
     # reverse the ring's entries at logical positions lo .. hi - 1 (from its head)
-    cap = st.node_ring_t.shape[1]
-    head = st.node_ring_pos[kind, 0]
+    cap = core.node_ring_t.shape[1]
+    head = core.node_ring_pos[kind, 0]
     hi -= 1
     while lo < hi:
-        _ring_swap(st, kind, (head + lo) % cap, (head + hi) % cap)
+        _ring_swap(core, kind, (head + lo) % cap, (head + hi) % cap)
         lo += 1
         hi -= 1
 
 
 @kjit(inline=True)
-def _other_timers_at(st, skip_carves):
+def _other_timers_at(core, skip_carves):
     """The earliest timer outside the periodic ring (and outside the operator ring when ``skip_carves``)."""
     t = np.inf
-    if st.cnt[K_HEAP] > 0:
-        t = st.heap_t[0]
-    if st.cnt[K_RETRY_LEN] > 0:
-        t = min(t, st.retry_t[st.cnt[K_RETRY_HEAD]])
-    for kind in range(st.node_ring_t.shape[0]):
+    if core.cnt[K_HEAP] > 0:
+        t = core.heap_t[0]
+    if core.cnt[K_RETRY_LEN] > 0:
+        t = min(t, core.retry_t[core.cnt[K_RETRY_HEAD]])
+    for kind in range(core.node_ring_t.shape[0]):
         if kind == T_REFRESH or (kind == T_CARVE and skip_carves):
             continue
-        if st.node_ring_pos[kind, 1] > 0:
-            t = min(t, st.node_ring_t[kind, st.node_ring_pos[kind, 0]])
+        if core.node_ring_pos[kind, 1] > 0:
+            t = min(t, core.node_ring_t[kind, core.node_ring_pos[kind, 0]])
     return t
 
 
@@ -1378,35 +1399,36 @@ def _fast_forward_refresh(st, t_limit):
     still due set as the loop would have set them. Returns False (nothing
     done) when less than ``MIN_FAST_FORWARD`` of a period could be skipped.
     """
-    if st.quiet[QUIET_OFF] != 0.0 or st.quiet[QUIET_COUNT] != np.float64(st.cnt[K_NODES]):
+    core = st.core
+    if core.quiet[QUIET_OFF] != 0.0 or core.quiet[QUIET_COUNT] != np.float64(core.cnt[K_NODES]):
         return False
     kind = T_REFRESH
     multi_pool = carve_follows_refresh(st)
     period = refresh_period(st)
-    delay = st.cfg[C_OPERATOR_DELAY]
+    delay = core.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
-    if multi_pool and not _heap_room_for(st, st.node_ring_pos[kind, 1]):
+    if multi_pool and not _heap_room_for(core, core.node_ring_pos[kind, 1]):
         return True  # an operator timer per ring entry may land in the heap: the loop stops for room first
-    cap = st.node_ring_t.shape[1]
-    head = st.node_ring_pos[kind, 0]
-    count = st.node_ring_pos[kind, 1]
-    head_t = st.node_ring_t[kind, head]
-    if head_t < st.quiet[QUIET_NO_BULK_BEFORE]:
+    cap = core.node_ring_t.shape[1]
+    head = core.node_ring_pos[kind, 0]
+    count = core.node_ring_pos[kind, 1]
+    head_t = core.node_ring_t[kind, head]
+    if head_t < core.quiet[QUIET_NO_BULK_BEFORE]:
         return False
-    until = min(t_limit, _other_timers_at(st, multi_pool))
+    until = min(t_limit, _other_timers_at(core, multi_pool))
     if until < head_t + period * MIN_FAST_FORWARD or not until < np.inf:
         return False
     for i in range(count):  # a node that wakes: its pass there runs
         r = (head + i) % cap
-        node = st.node_ring_i[kind, r, 0]
-        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_GEN] == st.node_ring_i[kind, r, 1]:
-            wake = st.quiet[QUIET_HEAD + node]
+        node = core.node_ring_i[kind, r, 0]
+        if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_GEN] == core.node_ring_i[kind, r, 1]:
+            wake = core.quiet[QUIET_HEAD + node]
             if wake < until:
-                _, _, at = _grid(st.node_ring_t[kind, r], period, wake)
+                _, _, at = _grid(core.node_ring_t[kind, r], period, wake)
                 until = min(until, at)
     if until < head_t + period * MIN_FAST_FORWARD:
-        st.quiet[QUIET_NO_BULK_BEFORE] = until
+        core.quiet[QUIET_NO_BULK_BEFORE] = until
         return False
     # fire: drop stale timers that fire, keep each entry's last firing time, in ring order
     kept = 0
@@ -1414,12 +1436,12 @@ def _fast_forward_refresh(st, t_limit):
     split = -1
     for i in range(count):
         r = (head + i) % cap
-        t = st.node_ring_t[kind, r]
-        node = st.node_ring_i[kind, r, 0]
-        gen = st.node_ring_i[kind, r, 1]
-        seq = st.node_ring_i[kind, r, 2]
+        t = core.node_ring_t[kind, r]
+        node = core.node_ring_i[kind, r, 0]
+        gen = core.node_ring_i[kind, r, 1]
+        seq = core.node_ring_i[kind, r, 2]
         fired = 0
-        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_GEN] == gen:
+        if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_GEN] == gen:
             fired, last, _ = _grid(t, period, until)
             if fired > 0:
                 t = last
@@ -1431,32 +1453,32 @@ def _fast_forward_refresh(st, t_limit):
         elif split < 0 and fired < most:
             split = kept
         w = (head + kept) % cap
-        st.node_ring_t[kind, w] = t
-        st.node_ring_i[kind, w, 0] = node
-        st.node_ring_i[kind, w, 1] = gen
-        st.node_ring_i[kind, w, 2] = seq
+        core.node_ring_t[kind, w] = t
+        core.node_ring_i[kind, w, 0] = node
+        core.node_ring_i[kind, w, 1] = gen
+        core.node_ring_i[kind, w, 2] = seq
         kept += 1
-    st.node_ring_pos[kind, 1] = kept
+    core.node_ring_pos[kind, 1] = kept
     if split > 0:  # round robin: the entries that fired one time fewer fired last before the others
-        _ring_reverse(st, kind, 0, split)
-        _ring_reverse(st, kind, split, kept)
-        _ring_reverse(st, kind, 0, kept)
+        _ring_reverse(core, kind, 0, split)
+        _ring_reverse(core, kind, split, kept)
+        _ring_reverse(core, kind, 0, kept)
     if multi_pool:  # the operator timers that fired before `until` were no-ops on quiet nodes
-        while st.node_ring_pos[T_CARVE, 1] > 0 and st.node_ring_t[T_CARVE, st.node_ring_pos[T_CARVE, 0]] < until:
-            _pop_node_ring(st, T_CARVE)
+        while core.node_ring_pos[T_CARVE, 1] > 0 and core.node_ring_t[T_CARVE, core.node_ring_pos[T_CARVE, 0]] < until:
+            _pop_node_ring(core, T_CARVE)
     for i in range(kept):  # number the fired entries in firing order, setting what each last firing set
         r = (head + i) % cap
-        if st.node_ring_i[kind, r, 2] != -1:
+        if core.node_ring_i[kind, r, 2] != -1:
             continue
-        last = st.node_ring_t[kind, r]
-        node = st.node_ring_i[kind, r, 0]
-        gen = st.node_ring_i[kind, r, 1]
+        last = core.node_ring_t[kind, r]
+        node = core.node_ring_i[kind, r, 0]
+        gen = core.node_ring_i[kind, r, 1]
         if multi_pool and not last + delay < until:
-            _push(st, last + delay, T_CARVE, node, gen)
-        seq = st.cnt[K_SEQ]
-        st.cnt[K_SEQ] = seq + 1
-        st.node_ring_i[kind, r, 2] = seq
-        st.node_ring_t[kind, r] = last + period
+            _push(core, last + delay, T_CARVE, node, gen)
+        seq = core.cnt[K_SEQ]
+        core.cnt[K_SEQ] = seq + 1
+        core.node_ring_i[kind, r, 2] = seq
+        core.node_ring_t[kind, r] = last + period
     return True
 
 
@@ -1469,14 +1491,15 @@ def _fast_forward_refresh(st, t_limit):
 # bench/test_bench_engine.py).
 @kjit(inline=True)  # per-event path: see the note above advance
 def _timer(st, kind, a, b, now):
+    core = st.core
     if kind == T_POD_RETRY:
         if a >= 0:  # else its pod went (_row_free)
             _pod_retry(st, a, now)
         return
     node = a
-    if st.nodes[node, N_PRESENT] == 0 or st.nodes[node, N_GEN] != b:
+    if core.nodes[node, N_PRESENT] == 0 or core.nodes[node, N_GEN] != b:
         return  # a timer of a deleted node or an earlier incarnation
-    if kind == T_REFRESH and _quiet_at(st, node, now):
+    if kind == T_REFRESH and _quiet_at(core, node, now):
         quiet_refresh(st, node, b, now)  # the pass would change nothing: only the timers it sets
         return
     node_timer(st, kind, node, b, now)
@@ -1488,7 +1511,7 @@ PREFETCH_EVENTS = 16  # how far ahead the loop prefetches a pod's row-map entry;
 
 
 @kjit(inline=True)
-def _prefetch_events(st, ev_op, ev_pod, e, n_events):
+def _prefetch_events(core, ev_op, ev_pod, e, n_events):
     # A deleted pod's entry in `pod_row` and its row in `pods` are random accesses into
     # tables of megabytes; loading them a few events early overlaps the misses. A quarter
     # ahead, its row is in cache: then the rows its delete writes (its node's, its neighbours'
@@ -1496,38 +1519,38 @@ def _prefetch_events(st, ev_op, ev_pod, e, n_events):
     # pod added to that node writes (the head of its pod list, its CIDR list).
     ahead = e + PREFETCH_EVENTS
     if ahead < n_events:
-        prefetch_word(st.pod_row, ev_pod[ahead])
+        prefetch_word(core.pod_row, ev_pod[ahead])
     half = e + PREFETCH_EVENTS // 2
     if half < n_events and ev_op[half] == OP_POD_DEL:
-        row = st.pod_row[ev_pod[half]]
+        row = core.pod_row[ev_pod[half]]
         if row >= 0:
-            prefetch_row(st.pods, row)
+            prefetch_row(core.pods, row)
     quarter = e + PREFETCH_EVENTS // 4
     if quarter < n_events and ev_op[quarter] == OP_POD_DEL:
-        row = st.pod_row[ev_pod[quarter]]
+        row = core.pod_row[ev_pod[quarter]]
         if row >= 0:
-            pods = st.pods
-            prefetch_row(st.nodes, pods[row, D_NODE])  # a prefetch of any row never faults
+            pods = core.pods
+            prefetch_row(core.nodes, pods[row, D_NODE])  # a prefetch of any row never faults
             prefetch_row(pods, pods[row, D_NEXT])
             prefetch_row(pods, pods[row, D_PREV])
-            prefetch_row(st.slots, pods[row, D_SLOT])
-            prefetch_row(st.slots, pods[row, D_SLOT + 1])
+            prefetch_row(core.slots, pods[row, D_SLOT])
+            prefetch_row(core.slots, pods[row, D_SLOT + 1])
     eighth = e + PREFETCH_EVENTS // 8
     if eighth < n_events and ev_op[eighth] == OP_POD_DEL:
-        row = st.pod_row[ev_pod[eighth]]
+        row = core.pod_row[ev_pod[eighth]]
         if row >= 0:
-            node = st.pods[row, D_NODE]
+            node = core.pods[row, D_NODE]
             if node >= 0:  # its node's row is in cache now; a new pod often lands there next (spread)
-                prefetch_row(st.pods, st.nodes[node, N_HEAD])
-                prefetch_row(st.node_slots, node)
-                prefetch_word(st.tree_cnt, st.tree_cnt.shape[0] // 2 + node)
-                prefetch_word(st.np_inuse.reshape(-1), node * st.np_inuse.shape[1] * 2)
-            slot = st.pods[row, D_SLOT]
-            if 0 <= slot < st.slots.shape[0]:  # its IPv4 address's bitmap word (node-CIDR modes)
-                s = st.slots[slot, L_SET]
-                if 0 <= s < st.sets.shape[0]:
-                    words = st.sets[s, S_IPW_OFF] + st.slots[slot, L_CHUNK] * st.sets[s, S_SLOT_WORDS]
-                    prefetch_word(st.ip_words, words + (st.pods[row, D_OFF] >> 6))
+                prefetch_row(core.pods, core.nodes[node, N_HEAD])
+                prefetch_row(core.node_slots, node)
+                prefetch_word(core.tree_cnt, core.tree_cnt.shape[0] // 2 + node)
+                prefetch_word(core.np_inuse.reshape(-1), node * core.np_inuse.shape[1] * 2)
+            slot = core.pods[row, D_SLOT]
+            if 0 <= slot < core.slots.shape[0]:  # its IPv4 address's bitmap word (node-CIDR modes)
+                s = core.slots[slot, L_SET]
+                if 0 <= s < core.sets.shape[0]:
+                    words = core.sets[s, S_IPW_OFF] + core.slots[slot, L_CHUNK] * core.sets[s, S_SLOT_WORDS]
+                    prefetch_word(core.ip_words, words + (core.pods[row, D_OFF] >> 6))
 
 
 #: Most timers a drained node's evicted pod sets, besides its own retry (the retry ring holds it): its new
@@ -1537,35 +1560,35 @@ DRAIN_TIMERS_PER_POD = 4
 
 
 @kjit
-def _drain_room(st, node):
+def _drain_room(core, node):
     """Whether the heap has room for draining ``node`` (every pod on it evicted); else ask for it."""
-    pods = np.int64(st.nodes[node, N_PODS]) if st.nodes[node, N_PRESENT] == 1 else np.int64(0)
-    return _heap_room_for(st, DRAIN_TIMERS_PER_POD * pods)
+    pods = np.int64(core.nodes[node, N_PODS]) if core.nodes[node, N_PRESENT] == 1 else np.int64(0)
+    return _heap_room_for(core, DRAIN_TIMERS_PER_POD * pods)
 
 
 @kjit(inline=True)
-def _next_timer(st):
+def _next_timer(core):
     """The earliest (time, sequence) among the heap's top and the rings' heads: ``(source, time)``."""
     t_timer = np.inf
     seq = BIG_SEQ
     source = FROM_HEAP
-    if st.cnt[K_HEAP] > 0:
-        t_timer = st.heap_t[0]
-        seq = st.heap_i[0, H_SEQ]
-    if st.cnt[K_RETRY_LEN] > 0:
-        head = st.cnt[K_RETRY_HEAD]
-        t_ring = st.retry_t[head]
-        if t_ring < t_timer or (t_ring == t_timer and st.retry_seq[head] < seq):
+    if core.cnt[K_HEAP] > 0:
+        t_timer = core.heap_t[0]
+        seq = core.heap_i[0, H_SEQ]
+    if core.cnt[K_RETRY_LEN] > 0:
+        head = core.cnt[K_RETRY_HEAD]
+        t_ring = core.retry_t[head]
+        if t_ring < t_timer or (t_ring == t_timer and core.retry_seq[head] < seq):
             t_timer = t_ring
-            seq = st.retry_seq[head]
+            seq = core.retry_seq[head]
             source = T_POD_RETRY
-    for kind in range(st.node_ring_t.shape[0]):
-        if st.node_ring_pos[kind, 1] > 0:
-            head = st.node_ring_pos[kind, 0]
-            t_ring = st.node_ring_t[kind, head]
-            if t_ring < t_timer or (t_ring == t_timer and st.node_ring_i[kind, head, 2] < seq):
+    for kind in range(core.node_ring_t.shape[0]):
+        if core.node_ring_pos[kind, 1] > 0:
+            head = core.node_ring_pos[kind, 0]
+            t_ring = core.node_ring_t[kind, head]
+            if t_ring < t_timer or (t_ring == t_timer and core.node_ring_i[kind, head, 2] < seq):
                 t_timer = t_ring
-                seq = st.node_ring_i[kind, head, 2]
+                seq = core.node_ring_i[kind, head, 2]
                 source = kind
     return source, t_timer
 
@@ -1593,44 +1616,45 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     Timers due at the same time as an event fire first; equal timers fire in
     the order they were set. The loop can be resumed with a later ``t_stop``.
     """
+    core = st.core
     n_events = ev_time.shape[0]
-    while st.cnt[K_ERROR] == 0:
-        e = st.cnt[K_EVENT]
+    while core.cnt[K_ERROR] == 0:
+        e = core.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
-        if st.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
-            source, t_timer = _next_timer(st)
-            st.next_timer[0] = t_timer
+        if core.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
+            source, t_timer = _next_timer(core)
+            core.next_timer[0] = t_timer
             if t_timer <= t_event:
                 if t_timer >= t_stop:
                     break
-                if (source == T_REFRESH and st.quiet[QUIET_COUNT] == np.float64(st.cnt[K_NODES])
+                if (source == T_REFRESH and core.quiet[QUIET_COUNT] == np.float64(core.cnt[K_NODES])
                         and _fast_forward_refresh(st, min(t_event, t_stop))):
                     continue  # quiet nodes' periodic passes skipped up to the next thing that matters
                 # one call site: each inlined copy of _timer costs seconds of compile time
                 kind = source
                 if source == T_POD_RETRY:
-                    a, b = _pop_retry(st), np.int64(0)  # a pod's retry has a row and no generation
+                    a, b = _pop_retry(core), np.int64(0)  # a pod's retry has a row and no generation
                 elif source == FROM_HEAP:
-                    kind, a, b = _pop(st)
+                    kind, a, b = _pop(core)
                 else:
-                    a, b = _pop_node_ring(st, source)
+                    a, b = _pop_node_ring(core, source)
                 _timer(st, kind, a, b, t_timer)
                 continue
         if t_event >= t_stop:
             break
         op = ev_op[e]
-        if op == OP_NODE_DRAIN and not _drain_room(st, np.int64(ev_node[e])):
+        if op == OP_NODE_DRAIN and not _drain_room(core, np.int64(ev_node[e])):
             break  # K_ERROR asks for room: the drain runs when the loop is called again
-        st.cnt[K_EVENT] = e + 1
-        _prefetch_events(st, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
+        core.cnt[K_EVENT] = e + 1
+        _prefetch_events(core, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
         if op == OP_POD_ADD:
-            row = _row_alloc(st, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
+            row = _row_alloc(core, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:
                 _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
-            row = np.int64(st.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
+            row = np.int64(core.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
             if row >= 0:
                 _pod_delete(st, row, t_event)
         else:
             _node_event(st, op, np.int64(ev_node[e]), t_event)
-    return st.cnt[K_ERROR]
+    return core.cnt[K_ERROR]

@@ -3,8 +3,9 @@
 The event loop (:mod:`ipam_core.engine.core`: scheduler, pod lifecycle, timers)
 and the sampler (:mod:`ipam_core.engine.sampling`) know no mode. Where an
 agent or an operator acts, they call one of the hooks below with the state.
-Each rules family has its own State namedtuple class (same core fields, see
-:data:`ipam_core.engine.state.STATE_FIELDS`) and registers its rules for that
+Each rules family has its own State namedtuple class (``core``, the
+:class:`~ipam_core.engine.state.CoreTables` every mode shares, then the family's own
+tables: :func:`~ipam_core.engine.state.family_state`) and registers its rules for that
 class with :func:`register`. Numba resolves each hook with ``@overload`` from
 the class of the state it compiles for (:func:`resolved_by_state_class`, which
 other registries keyed by State class use too: the cloud pool managers' steps,
@@ -95,11 +96,12 @@ def _no_counters(st, family, trace, r):
 @kjit
 def _node_cidr_addresses(st, node, family):
     # a node holds its node CIDRs whole until they are freed
+    core = st.core
     total = 0
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
-        if st.slots[slot, L_FAMILY] == family:
-            total += st.sets[st.slots[slot, L_SET], S_ADDRS]
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
+        if core.slots[slot, L_FAMILY] == family:
+            total += core.sets[core.slots[slot, L_SET], S_ADDRS]
     return total
 
 
@@ -154,7 +156,7 @@ def register(state_class: type, policy: int | None, prepare=None, **rules) -> No
     prepare : callable, optional
         ``prepare(state, module, scenario, workload) -> state``, in Python, after
         :func:`~ipam_core.engine.state.build_state`: fills the fields the class adds
-        after :data:`~ipam_core.engine.state.STATE_FIELDS` (built as ``None``) and the
+        after ``core`` (built as ``None``) and the
         family's settings; ``module`` is the mode's module in :mod:`ipam_core.modes`.
     **rules
         Compiled functions, one per hook name in :data:`HOOKS` (those in
@@ -189,7 +191,7 @@ def register_family(state_class: type, policy: int, prepare) -> None:
     Parameters
     ----------
     state_class : type
-        A State namedtuple class of :data:`~ipam_core.engine.state.STATE_FIELDS` alone.
+        A State namedtuple class (:func:`~ipam_core.engine.state.family_state`).
     policy : int
         The ``POLICY_*`` code the family's layouts name.
     prepare : callable

@@ -160,21 +160,22 @@ def started_nodes(initial, workload) -> np.ndarray:
 @kjit
 def _take_cidr(st, node, s, index):
     """Give ``node`` the node CIDR ``index`` of set ``s`` (not by the carving order); the slot, or -1."""
-    words, summary = _set_bitmap(st, s)
+    core = st.core
+    words, summary = _set_bitmap(core, s)
     if bm_test(words, index):
         return -1
-    if not _slot_room(st, node, s):
+    if not _slot_room(core, node, s):
         return -1
     bm_set(words, summary, index)
-    return _occupy_slot(st, node, st.sets[s, S_POOL], st.sets[s, S_FAMILY], s, index)
+    return _occupy_slot(st, node, core.sets[s, S_POOL], core.sets[s, S_FAMILY], s, index)
 
 
 @kjit
-def _node_slot(st, node, s, index):
+def _node_slot(core, node, s, index):
     """The node's slot holding CIDR ``index`` of set ``s``; -1 if it has none."""
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
-        if st.slots[slot, L_SET] == s and st.slots[slot, L_INDEX] == index:
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
+        if core.slots[slot, L_SET] == s and core.slots[slot, L_INDEX] == index:
             return slot
     return -1
 
@@ -182,9 +183,10 @@ def _node_slot(st, node, s, index):
 @kjit
 def _start_pod(st, row, node, where):
     """Bind a pod row to its node with the addresses ``where`` (per family: set, CIDR index, offset)."""
-    pods = st.pods
+    core = st.core
+    pods = core.pods
     pods[row, D_PIN] = node
-    _bind(st, row, node)
+    _bind(core, row, node)
     for family in range(2):
         s = where[3 * family]
         if s < 0:
@@ -194,19 +196,20 @@ def _start_pod(st, row, node, where):
             return False
         pods[row, D_SLOT + family] = slot
         pods[row, D_OFF + family] = where[3 * family + 2]
-        pods[row, D_POOL + family] = st.slots[slot, L_POOL]
-        st.cnt[_fc(family, F_USED)] += 1
-        st.cnt[_fc(family, F_IP_ALLOCS)] += 1
+        pods[row, D_POOL + family] = core.slots[slot, L_POOL]
+        core.cnt[_fc(family, F_USED)] += 1
+        core.cnt[_fc(family, F_IP_ALLOCS)] += 1
     pods[row, D_STATE] = POD_RUNNING
-    st.cnt[K_RUNNING] += 1
+    core.cnt[K_RUNNING] += 1
     return True
 
 
 @kjit
 def _take_exact(st, node, where):
     """Take a dumped address (set, CIDR index, offset) of the node; its slot, or -1."""
-    slot = _node_slot(st, node, where[0], where[1])
-    if slot < 0 or not _take_offset(st, slot, where[2]):
+    core = st.core
+    slot = _node_slot(core, node, where[0], where[1])
+    if slot < 0 or not _take_offset(core, slot, where[2]):
         return -1
     return slot
 
@@ -214,14 +217,15 @@ def _take_exact(st, node, where):
 @kjit
 def _start_agent(st, node, agent):
     """The agent's router and health addresses: the dumped ones, else random free ones (``_agent_start``)."""
-    pool = st.icfg[I_DEFAULT_POOL]
+    core = st.core
+    pool = core.icfg[I_DEFAULT_POOL]
     if pool < 0:
         return True
     for exact in (True, False):  # the dumped ones first: a random one cannot land on them
         for family in range(2):
-            if st.icfg[I_FAMILY + family] == 0:
+            if core.icfg[I_FAMILY + family] == 0:
                 continue
-            for kind in range(2 if st.icfg[I_HEALTH] != 0 else 1):
+            for kind in range(2 if core.icfg[I_HEALTH] != 0 else 1):
                 where = agent[6 * kind + 3 * family: 6 * kind + 3 * family + 3]
                 if (where[0] >= 0) != exact:
                     continue
@@ -231,8 +235,8 @@ def _start_agent(st, node, agent):
                 slot = _take_exact(st, node, where)
                 if slot < 0:
                     return False
-                st.slots[slot, L_RESERVED] += 1
-                st.cnt[_fc(family, F_RESERVED)] += 1
+                core.slots[slot, L_RESERVED] += 1
+                core.cnt[_fc(family, F_RESERVED)] += 1
     _agent_ready(st, node)
     return True
 
@@ -255,21 +259,22 @@ def start_from_state(st, nodes, cidr_rows, pod_rows, agents):
         ``START_ADDRESS_TAKEN`` when a CIDR or address was taken twice (the scenario
         loader refuses such a state, so this is a bug).
     """
+    core = st.core
     for i in range(nodes.shape[0]):
         _node_add(st, nodes[i], 0.0)
     for i in range(cidr_rows.shape[0]):
         if _take_cidr(st, cidr_rows[i, 0], cidr_rows[i, 1], cidr_rows[i, 2]) < 0:
-            return st.cnt[K_ERROR] if st.cnt[K_ERROR] != 0 else START_CIDR_TAKEN
+            return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_CIDR_TAKEN
     for i in range(pod_rows.shape[0]):
-        row = _row_alloc(st, pod_rows[i, PR_POD])
+        row = _row_alloc(core, pod_rows[i, PR_POD])
         if row < 0:
-            return st.cnt[K_ERROR] if st.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
+            return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
         if not _start_pod(st, row, pod_rows[i, PR_NODE], pod_rows[i, PR_FAMILY:]):
             return START_ADDRESS_TAKEN
     for i in range(nodes.shape[0]):
         node = nodes[i]
         # router and health addresses after the pods': a random one cannot land on a pod's
-        if st.nodes[node, N_READY] == 0 and agent_can_start(st, node):  # the family's rule (engine/hooks.py)
+        if core.nodes[node, N_READY] == 0 and agent_can_start(st, node):  # the family's rule (engine/hooks.py)
             if not _start_agent(st, node, agents[i]):
                 return START_ADDRESS_TAKEN
         else:
@@ -292,7 +297,7 @@ def held_addresses(state, layout, workload) -> dict[tuple[str, str], list[str]]:
     dict
         ``(namespace, name) -> [address, ...]`` of every running pod.
     """
-    pods, slots = state.pods, state.slots
+    pods, slots = state.core.pods, state.core.slots
     names = workload.pod_names.to_pylist() if workload.pod_names is not None else None
     namespace_of = np.full(workload.n_pods, -1, dtype=np.int64)
     adds = workload.op == OP_POD_ADD

@@ -47,22 +47,23 @@ def held_by_cordoned(st, family):
         until its agent gives them back (``pkg/ipam/pool.go``), the cloud
         modes their pool at its watermarks (aws/amazon-vpc-cni-k8s#3263).
     """
-    if st.cnt[K_CORDONED] == 0:
+    core = st.core
+    if core.cnt[K_CORDONED] == 0:
         return 0
     total = 0
-    for node in range(st.nodes.shape[0]):
-        if st.nodes[node, N_PRESENT] == 1 and st.nodes[node, N_CORDONED] == 1:
+    for node in range(core.nodes.shape[0]):
+        if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_CORDONED] == 1:
             total += held_addresses(st, node, family)
     return total
 
 
 @kjit(inline=True)  # into the sampler's _trace_row, its one caller
-def stranded(st, family):
+def stranded(core, family):
     """Node CIDRs of ``family`` stranded by the released-CIDR fault model, and their usable addresses.
 
     Parameters
     ----------
-    st : State
+    core : CoreTables
     family : int
 
     Returns
@@ -72,16 +73,16 @@ def stranded(st, family):
         node and that it does not allocate from (``releasedCIDRs: stranded``,
         or ``reclaimed`` until it takes them back).
     """
-    if st.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_FREED:
+    if core.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_FREED:
         return 0, 0
     cidrs = 0
     addrs = 0
-    for node in range(st.nodes.shape[0]):
-        if st.nodes[node, N_PRESENT] != 1:
+    for node in range(core.nodes.shape[0]):
+        if core.nodes[node, N_PRESENT] != 1:
             continue
-        for k in range(st.nodes[node, N_NSLOTS]):
-            slot = st.node_slots[node, k]
-            if st.slots[slot, L_STATE] == SLOT_STRANDED and st.slots[slot, L_FAMILY] == family:
+        for k in range(core.nodes[node, N_NSLOTS]):
+            slot = core.node_slots[node, k]
+            if core.slots[slot, L_STATE] == SLOT_STRANDED and core.slots[slot, L_FAMILY] == family:
                 cidrs += 1
-                addrs += st.slots[slot, L_MAX]
+                addrs += core.slots[slot, L_MAX]
     return cidrs, addrs

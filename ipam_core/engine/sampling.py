@@ -204,14 +204,15 @@ PREFIX_UNIT = 16  # addresses in a cloud /28 prefix unit (cloud units are 1 or 1
 @kjit(inline=True)  # into _trace_row, its one compiled caller
 def largest_free_block(st, family):
     """Addresses in the largest aligned free block left in any set of ``family`` (0 if none)."""
+    core = st.core
     best = 0
-    for s in range(st.sets.shape[0]):
-        if st.sets[s, S_FAMILY] != family:
+    for s in range(core.sets.shape[0]):
+        if core.sets[s, S_FAMILY] != family:
             continue
-        w0 = st.sets[s, S_W_OFF]
-        order = bm_largest_free_block(st.set_words[w0 : w0 + st.sets[s, S_W_LEN]])
+        w0 = core.sets[s, S_W_OFF]
+        order = bm_largest_free_block(core.set_words[w0 : w0 + core.sets[s, S_W_LEN]])
         if order >= 0:
-            size = (np.int64(1) << order) * st.sets[s, S_ADDRS]
+            size = (np.int64(1) << order) * core.sets[s, S_ADDRS]
             if size > best:
                 best = size
     return best
@@ -220,7 +221,8 @@ def largest_free_block(st, family):
 @kjit
 def _trace_row(st, family, pool_addrs, trace, warm, r):
     """Write the counters of ``family`` now into column ``r`` of ``trace`` (and ``warm[r]``)."""
-    c = st.cnt
+    core = st.core
+    c = core.cnt
     base = K_FAMILY_BASE + FAMILY_STRIDE * family
     carved = c[base + F_CARVED]
     reserved = c[base + F_RESERVED]
@@ -260,7 +262,7 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace[TR_EVICTED_FAILED, r] = c[K_EVICTED_FAILED]
     trace[TR_CORDONED, r] = c[K_CORDONED]
     trace[TR_HELD_CORDONED, r] = held_by_cordoned(st, family)
-    cidrs, addrs = stranded(st, family)
+    cidrs, addrs = stranded(core, family)
     trace[TR_CIDRS_STRANDED, r] = cidrs
     trace[TR_ADDRS_STRANDED, r] = addrs
     trace_counters(st, family, trace, r)  # the family's own rows (calico), else nothing
@@ -270,15 +272,15 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
 
 
 @kjit(inline=True)
-def _node_row(st, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
+def _node_row(core, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
     node_tab[NR_SAMPLE, r] = sample
     node_tab[NR_NODE, r] = node
     node_tab[NR_FAMILY, r] = family
     node_tab[NR_USED, r] = used
     node_tab[NR_FREE, r] = free
     node_tab[NR_RESERVED, r] = reserved
-    node_tab[NR_PENDING, r] = st.nodes[node, N_PENDING]
-    node_tab[NR_STATUS, r] = st.nodes[node, N_STATUS]
+    node_tab[NR_PENDING, r] = core.nodes[node, N_PENDING]
+    node_tab[NR_STATUS, r] = core.nodes[node, N_STATUS]
     node_tab[NR_CIDRS, r] = n_cidrs
 
 
@@ -288,13 +290,14 @@ def pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
 
     Returns False, writing nothing, when the arrays lack room for this sample.
     """
+    core = st.core
     r = fill[0]
     c = fill[1]
-    width = st.node_slots.shape[1]
+    width = core.node_slots.shape[1]
     for f in range(families.shape[0]):
         family = families[f]
-        for node in range(st.nodes.shape[0]):
-            if st.nodes[node, N_PRESENT] != 1:
+        for node in range(core.nodes.shape[0]):
+            if core.nodes[node, N_PRESENT] != 1:
                 continue
             if r >= node_tab.shape[1]:
                 return False
@@ -303,20 +306,20 @@ def pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
             reserved = 0
             first = c
             for k in range(width):
-                s = st.node_slots[node, k]
-                if s < 0 or st.slots[s, L_FAMILY] != family:
+                s = core.node_slots[node, k]
+                if s < 0 or core.slots[s, L_FAMILY] != family:
                     continue
                 if c >= cidr_tab.shape[1]:
                     return False
-                used += st.slots[s, L_USED] - st.slots[s, L_RESERVED]
-                if st.slots[s, L_STATE] == SLOT_LIVE:
-                    free += st.slots[s, L_MAX] - st.slots[s, L_USED]
+                used += core.slots[s, L_USED] - core.slots[s, L_RESERVED]
+                if core.slots[s, L_STATE] == SLOT_LIVE:
+                    free += core.slots[s, L_MAX] - core.slots[s, L_USED]
                 # the node CIDR's addresses the pool never hands out: network, last, router, health
-                reserved += st.sets[st.slots[s, L_SET], S_ADDRS] - st.slots[s, L_MAX] + st.slots[s, L_RESERVED]
-                cidr_tab[CD_GROUP, c] = 2 * st.slots[s, L_SET]
-                cidr_tab[CD_INDEX, c] = st.slots[s, L_INDEX]
+                reserved += core.sets[core.slots[s, L_SET], S_ADDRS] - core.slots[s, L_MAX] + core.slots[s, L_RESERVED]
+                cidr_tab[CD_GROUP, c] = 2 * core.slots[s, L_SET]
+                cidr_tab[CD_INDEX, c] = core.slots[s, L_INDEX]
                 c += 1
-            _node_row(st, node_tab, r, sample, node, family, used, free, reserved, c - first)
+            _node_row(core, node_tab, r, sample, node, family, used, free, reserved, c - first)
             r += 1
     fill[0] = r
     fill[1] = c
@@ -329,10 +332,11 @@ def cloud_node_rows(st, families, sample, node_tab, cidr_tab, fill):
 
     Returns False, writing nothing, when the arrays lack room for this sample.
     """
+    core = st.core
     r = fill[0]
     c = fill[1]
-    for node in range(st.nodes.shape[0]):
-        if st.nodes[node, N_PRESENT] != 1:
+    for node in range(core.nodes.shape[0]):
+        if core.nodes[node, N_PRESENT] != 1:
             continue
         if r >= node_tab.shape[1]:
             return False
@@ -349,7 +353,7 @@ def cloud_node_rows(st, families, sample, node_tab, cidr_tab, fill):
             c += 1
         cn = st.cl_node
         _node_row(
-            st,
+            core,
             node_tab,
             r,
             sample,

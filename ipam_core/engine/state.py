@@ -1,4 +1,9 @@
-"""Build the engine's state tables for one mode, one scenario and one workload."""
+"""Build the engine's state tables for one mode, one scenario and one workload.
+
+A state is its rules family's namedtuple (:func:`family_state`): ``core``, the :class:`CoreTables` every
+mode shares (nodes, pods, node CIDRs, timers, scheduler, settings and counters), then the family's own
+tables. docs/layout.md has the table.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
-STATE_FIELDS = (
+CORE_FIELDS = (
     "sets",  # int64 [sets, S_NCOL]
     "set_words",  # uint64: node-CIDR bitmaps of every set, back to back
     "set_summary",
@@ -58,18 +63,39 @@ STATE_FIELDS = (
     "cfg",  # float64 [C_NCOL]: seconds and rates
     "icfg",  # int64 [I_NCOL]: codes, counts and flags
     "cnt",  # int64 [K_NCOL]
-    # cloud modes (ipam_core/modes/cloud_pool.py init_cloud); one-row placeholders in the pool modes
-    "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
-    "cl_time",  # float64 [nodes, CT_NCOL]
-    "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
-    "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
     "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
 )
 
-#: The tables every rules family's state holds. Each family has its own namedtuple class of these
-#: fields (``NodeCidrState``, ``MultiPoolState``, one per cloud pool manager, registered in engine/hooks.py), so the
-#: compiled loop resolves each hook to that family's rules; ``State`` names any of them in docs and hints.
-State = namedtuple("State", STATE_FIELDS)
+#: The core tables: nodes, pods, node CIDRs, timers, scheduler, settings and counters, the same for every
+#: mode. The loop's shared machinery (timers, scheduler, pod rows, node-CIDR slots) takes these alone, so
+#: it compiles once for every mode and its cache entries name this one class.
+CoreTables = namedtuple("CoreTables", CORE_FIELDS)
+
+
+def family_state(name: str, module: str, extension: tuple[str, ...] = ()) -> type:
+    """A rules family's State class: ``core`` (:class:`CoreTables`), then the family's own tables.
+
+    Parameters
+    ----------
+    name : str
+        The class name; the module must bind it under that name (the kernel cache pickles the class).
+    module : str
+        That module's ``__name__``.
+    extension : tuple of str
+        The family's own tables (the cloud modes' interfaces and units, calico's blocks), filled by
+        its ``prepare`` step (engine/hooks.py :func:`~ipam_core.engine.hooks.register`).
+
+    Returns
+    -------
+    type
+        A namedtuple class. Each family has its own, so the compiled loop resolves each hook to that
+        family's rules (engine/hooks.py); ``State`` names any of them in docs and hints.
+    """
+    return namedtuple(name, ("core", *extension), module=module)
+
+
+#: Any family's state, in docs and hints: ``core`` and the family's own tables.
+State = family_state("State", __name__)
 
 
 @dataclass(frozen=True)
@@ -310,7 +336,7 @@ def build_state(
         if size <= TEMPLATE_MAX_BYTES:
             # per array: a read-only copy to copy from, or None where np.zeros gives the same
             template = tuple((_read_only_copy(a) if a.any() else None, a.shape, a.dtype)
-                             for a in state[: len(STATE_FIELDS)])  # a family's own fields: its prepare step
+                             for a in state.core)  # a family's own tables: its prepare step
             with _TEMPLATE_LOCK:
                 while _TEMPLATE_BYTES and sum(_TEMPLATE_BYTES.values()) + size > TEMPLATE_BUDGET_BYTES:
                     oldest = next(iter(_TEMPLATE_BYTES))
@@ -319,10 +345,10 @@ def build_state(
                 _TEMPLATE_BYTES[key] = size
         return state
     cls = state_class(layout.policy)
-    state = cls(*[_template_copy(a, shape, dtype) for a, shape, dtype in template],
-                *[None] * (len(cls._fields) - len(STATE_FIELDS)))
-    state.icfg[T.I_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
-    state.cnt[T.K_RNG] = seed_state(config.seed)
+    core = CoreTables(*[_template_copy(a, shape, dtype) for a, shape, dtype in template])
+    core.icfg[T.I_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
+    core.cnt[T.K_RNG] = seed_state(config.seed)
+    state = cls(core, *[None] * (len(cls._fields) - 1))
     return state
 
 
@@ -386,7 +412,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
     cls = state_class(layout.policy)
-    state = cls(
+    core = CoreTables(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -426,15 +452,10 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         cfg=cfg,
         icfg=icfg,
         cnt=cnt,
-        cl_node=np.zeros((1, T.CN_NCOL), dtype=np.int64),
-        cl_time=np.zeros((1, T.CT_NCOL), dtype=np.float64),
-        cl_iface=np.zeros((1, 1, T.CI_NCOL), dtype=np.int64),
-        cl_unit=np.zeros((1, 1, T.CU_NCOL), dtype=np.int64),
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
-        **dict.fromkeys(cls._fields[len(STATE_FIELDS):]),  # a family's own fields: its prepare step
     )
-    set_limits(state)
-    return state
+    set_limits(core)
+    return cls(core, *[None] * (len(cls._fields) - 1))  # a family's own tables: its prepare step
 
 
 def _settings(layout: Layout, config: EngineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -542,6 +563,29 @@ def _scan_bounds(time, op, retry_s):
 def count_node_adds(op: np.ndarray) -> int:
     """Number of node-add events in a workload's ``op`` column."""
     return int(np.count_nonzero(op == OP_NODE_ADD))
+
+
+def named_arrays(tables) -> dict[str, np.ndarray]:
+    """Every array of a state (or of any namedtuple of tables) by name, nested tables flattened.
+
+    Parameters
+    ----------
+    tables : State or namedtuple
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The core tables under their own names (they are unique), a family's nested tables as
+        ``"table.field"`` (calico's ``cal``); fields not filled yet (``None``) left out.
+    """
+    out = {}
+    for name, value in zip(tables._fields, tables):
+        if isinstance(value, tuple):
+            inner = named_arrays(value)
+            out.update(inner if name == "core" else {f"{name}.{k}": a for k, a in inner.items()})
+        elif value is not None:
+            out[name] = value
+    return out
 
 
 def state_nbytes(state: State) -> int:

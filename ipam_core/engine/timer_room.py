@@ -56,15 +56,15 @@ def start_capacity(n_nodes: int) -> int:
     return START_PER_NODE * max(n_nodes, 1) + TIMER_ROOM
 
 
-def set_limits(state) -> None:
-    """Write the heap's and the node rings' limit (capacity less :data:`TIMER_ROOM`) into ``state.cnt``.
+def set_limits(core) -> None:
+    """Write the heap's and the node rings' limit (capacity less :data:`TIMER_ROOM`) into ``core.cnt``.
 
     Parameters
     ----------
-    state : State
+    core : CoreTables
     """
-    state.cnt[T.K_HEAP_LIMIT] = state.heap_t.shape[0] - TIMER_ROOM
-    state.cnt[T.K_RING_LIMIT] = state.node_ring_t.shape[1] - TIMER_ROOM
+    core.cnt[T.K_HEAP_LIMIT] = core.heap_t.shape[0] - TIMER_ROOM
+    core.cnt[T.K_RING_LIMIT] = core.node_ring_t.shape[1] - TIMER_ROOM
 
 
 def _capacity(cap: int, need: int) -> int:
@@ -102,27 +102,28 @@ def grow_timers(state):
         more, to hold what was asked for), with its timers in the same order: a ring's from its head on,
         now at entry 0, the heap's array as it was. ``K_ERROR`` and the requests are cleared.
     """
-    cnt = state.cnt
+    core = state.core
+    cnt = core.cnt
     grown = {}
     need = int(cnt[T.K_RING_NEED])
     if need > cnt[T.K_RING_LIMIT]:
-        cap = _capacity(state.node_ring_t.shape[1], need)
-        rings = [_unrolled((state.node_ring_t[k], state.node_ring_i[k]), int(state.node_ring_pos[k, 0]),
-                           int(state.node_ring_pos[k, 1]), cap) for k in range(state.node_ring_t.shape[0])]
+        cap = _capacity(core.node_ring_t.shape[1], need)
+        rings = [_unrolled((core.node_ring_t[k], core.node_ring_i[k]), int(core.node_ring_pos[k, 0]),
+                           int(core.node_ring_pos[k, 1]), cap) for k in range(core.node_ring_t.shape[0])]
         grown["node_ring_t"] = np.stack([t for t, _ in rings])
         grown["node_ring_i"] = np.stack([i for _, i in rings])
-        state.node_ring_pos[:, 0] = 0
+        core.node_ring_pos[:, 0] = 0
     need = int(cnt[T.K_HEAP_NEED])
     if need > cnt[T.K_HEAP_LIMIT]:
-        n, cap = int(cnt[T.K_HEAP]), _capacity(state.heap_t.shape[0], need)
-        grown["heap_t"] = np.zeros(cap, dtype=state.heap_t.dtype)
-        grown["heap_i"] = np.zeros((cap, state.heap_i.shape[1]), dtype=state.heap_i.dtype)
-        grown["heap_t"][:n] = state.heap_t[:n]
-        grown["heap_i"][:n] = state.heap_i[:n]
+        n, cap = int(cnt[T.K_HEAP]), _capacity(core.heap_t.shape[0], need)
+        grown["heap_t"] = np.zeros(cap, dtype=core.heap_t.dtype)
+        grown["heap_i"] = np.zeros((cap, core.heap_i.shape[1]), dtype=core.heap_i.dtype)
+        grown["heap_t"][:n] = core.heap_t[:n]
+        grown["heap_i"][:n] = core.heap_i[:n]
     if not grown:
         raise ValueError(f"the loop asked for timer room it has: cnt K_ERROR={int(cnt[T.K_ERROR])}")
     cnt[T.K_HEAP_NEED] = cnt[T.K_RING_NEED] = 0
     cnt[T.K_ERROR] = 0
-    state = state._replace(**grown)
-    set_limits(state)
-    return state
+    core = core._replace(**grown)
+    set_limits(core)
+    return state._replace(core=core)

@@ -28,7 +28,6 @@ runs it every 5 s per node.
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 import numpy as np
 
@@ -41,7 +40,7 @@ from ipam_core.engine.cloud_config import (CLOUD_VPC_CNI, PICK_DISCOVERY, PICK_F
                                           check_aws, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.cloud_net import largest_group
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, CN_IFACES, CN_PD, CN_PREFIXES, CN_USED,
                                      CT_COOLDOWN, CT_LAST_DECREASE, CU_SET, CU_SIZE, CU_USED, C_CL_COOLDOWN,
                                      C_CL_DECREASE, C_CL_ENI_MIN_LIFE, I_CL_MIN_IP, I_CL_WARM_ENI, I_CL_WARM_IP,
@@ -49,9 +48,9 @@ from ipam_core.engine.tables import (CI_ATTACHED, CI_SET, CI_SINCE_US, CN_HELD, 
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_ATTACH, API_RELEASE, api_call, api_ready, api_spend
 from ipam_core.modes.cloud_hooks import register_manager
-from ipam_core.modes.cloud_pool import (INF, LOUD, _assign, _attach, _detach, _drop_unit, _first_after, _first_at_us,
-                                        _iface_room, _iface_subnet, _node_ifaces, _node_units, _subnet_free,
-                                        _units_per_iface)
+from ipam_core.modes.cloud_pool import (CLOUD_TABLES, INF, LOUD, _assign, _attach, _detach, _drop_unit, _first_after,
+                                        _first_at_us, _iface_room, _iface_subnet, _node_ifaces, _node_units,
+                                        _subnet_free, _units_per_iface)
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "aws-vpc-cni"
@@ -193,11 +192,12 @@ def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
         nothing), and how many addresses (prefixes with delegation) it wants: the shortfall with
         targets set, else a whole ENI's worth.
     """
-    warm_ip = st.icfg[I_CL_WARM_IP]
-    min_ip = st.icfg[I_CL_MIN_IP]
+    core = st.core
+    warm_ip = core.icfg[I_CL_WARM_IP]
+    min_ip = core.icfg[I_CL_MIN_IP]
     if pd:
         return False, prefixes_needed(total, assigned, prefixes, free_prefixes, warm_ip, min_ip,
-                                      st.icfg[I_CL_WARM_PREFIX])
+                                      core.icfg[I_CL_WARM_PREFIX])
     if warm_ip == 0 and min_ip == 0:
         return False, _node_units(st, node)
     short, _ = target_state(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, pd)
@@ -207,6 +207,7 @@ def _vpc_want(st, node, total, assigned, prefixes, free_prefixes, pd):
 @kjit
 def _vpc_increase(st, node, now):
     """increaseDatastorePool: fill the first ENI with room, else attach one."""
+    core = st.core
     if now < st.cl_time[node, CT_COOLDOWN]:
         return False  # inInsufficientCidrCoolingPeriod
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
@@ -223,7 +224,7 @@ def _vpc_increase(st, node, now):
         if got == 0 and not pd:
             got = _assign(st, node, iface, 1, False, False, s, True, now)  # tryAssignIPs: "Try to just get one more IP"
         if got == 0:
-            st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+            st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
         return got > 0
     if st.cl_node[node, CN_IFACES] >= _node_ifaces(st, node):
         return False  # hasRoomForEni
@@ -232,10 +233,10 @@ def _vpc_increase(st, node, now):
         return False
     s = _iface_subnet(st, node)
     if s < 0:  # custom networking without an ENIConfig for the zone: createENI fails
-        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+        st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
         return False
-    if _subnet_free(st, s) < 1 + (count * size if not pd else 0):
-        st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+    if _subnet_free(core, s) < 1 + (count * size if not pd else 0):
+        st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
         return False
     for iface in range(_node_ifaces(st, node)):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
@@ -245,7 +246,7 @@ def _vpc_increase(st, node, now):
             got = _assign(st, node, iface, count * size, pd, False, s, False, now)
             if got == 0:  # AllocENI failed as a whole (InsufficientCidrBlocks): no ENI
                 _detach(st, node, iface)
-                st.cl_time[node, CT_COOLDOWN] = now + st.cfg[C_CL_COOLDOWN]
+                st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
                 return False
             return True
     return False
@@ -254,15 +255,16 @@ def _vpc_increase(st, node, now):
 @kjit
 def _vpc_decrease(st, node, now):
     """tryUnassignCidrsFromAll: free IPs / prefixes above the targets, newest ENI first."""
+    core = st.core
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    over = over_to_release(total, assigned, prefixes, free_prefixes, st.icfg[I_CL_WARM_IP],
-                           st.icfg[I_CL_MIN_IP], st.icfg[I_CL_WARM_PREFIX], pd)
+    over = over_to_release(total, assigned, prefixes, free_prefixes, core.icfg[I_CL_WARM_IP],
+                           core.icfg[I_CL_MIN_IP], core.icfg[I_CL_WARM_PREFIX], pd)
     if over > 0 and not api_ready(st, node, API_RELEASE, now):
         return False  # throttled: tried again on the next tick
     st.cl_time[node, CT_LAST_DECREASE] = now
     changed = False
-    u = _units_per_iface(st)
+    u = _units_per_iface(core)
     for iface in range(st.cl_iface.shape[1] - 1, -1, -1):
         if over <= 0:
             break
@@ -277,7 +279,7 @@ def _vpc_decrease(st, node, now):
                 over -= 1
                 freed += 1
         if freed:
-            api_spend(st, API_RELEASE, now, False)
+            api_spend(core, API_RELEASE, now, False)
             changed = True
     return changed
 
@@ -285,20 +287,21 @@ def _vpc_decrease(st, node, now):
 @kjit
 def _vpc_free_eni(st, node, now):
     """tryFreeENI: detach one unused, old enough, non-primary ENI the targets do not need."""
+    core = st.core
     total, assigned, _, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    u = _units_per_iface(st)
+    u = _units_per_iface(core)
     freeable = False
     for iface in range(1, st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
             freeable = True
-    warm_ip = st.icfg[I_CL_WARM_IP]
-    min_ip = st.icfg[I_CL_MIN_IP]
-    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
-    if not should_remove_extra_enis(total, assigned, st.icfg[I_CL_WARM_ENI], warm_ip, min_ip, warm_prefix,
+    warm_ip = core.icfg[I_CL_WARM_IP]
+    min_ip = core.icfg[I_CL_MIN_IP]
+    warm_prefix = core.icfg[I_CL_WARM_PREFIX]
+    if not should_remove_extra_enis(total, assigned, core.icfg[I_CL_WARM_ENI], warm_ip, min_ip, warm_prefix,
                                     pd, _node_units(st, node), freeable):
         return False
-    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    min_life_us = np.int64(core.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
     now_us = np.int64(now * 1e6)
     for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
@@ -324,7 +327,7 @@ def _vpc_free_eni(st, node, now):
 
 @kjit(inline=True)
 def _iface_used(st, node, iface):
-    u = _units_per_iface(st)
+    u = _units_per_iface(st.core)
     used = 0
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] >= 0:
@@ -335,17 +338,18 @@ def _iface_used(st, node, iface):
 @kjit
 def ipamd_pass(st, node, now):
     """updateIPPoolIfRequired: grow, else shrink (every decreaseIPPoolInterval), then maybe free an ENI."""
+    core = st.core
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    warm_ip = st.icfg[I_CL_WARM_IP]
-    min_ip = st.icfg[I_CL_MIN_IP]
-    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
+    warm_ip = core.icfg[I_CL_WARM_IP]
+    min_ip = core.icfg[I_CL_MIN_IP]
+    warm_prefix = core.icfg[I_CL_WARM_PREFIX]
     changed = False
-    if pool_too_low(total, assigned, prefixes, free_prefixes, st.icfg[I_CL_WARM_ENI], warm_ip, min_ip,
+    if pool_too_low(total, assigned, prefixes, free_prefixes, core.icfg[I_CL_WARM_ENI], warm_ip, min_ip,
                     warm_prefix, pd, _node_units(st, node)):
         changed = _vpc_increase(st, node, now)
     elif (pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd)
-          and now - st.cl_time[node, CT_LAST_DECREASE] > st.cfg[C_CL_DECREASE]):
+          and now - st.cl_time[node, CT_LAST_DECREASE] > core.cfg[C_CL_DECREASE]):
         changed = _vpc_decrease(st, node, now)
     if _vpc_free_eni(st, node, now):
         changed = True
@@ -371,22 +375,23 @@ def _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_pre
 @kjit
 def ipamd_quiet_until(st, node, now):
     """``_vpc_pass``: neither grows nor shrinks (yet), and frees no ENI (yet)."""
+    core = st.core
     total, assigned, prefixes, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    warm_eni = st.icfg[I_CL_WARM_ENI]
-    warm_ip = st.icfg[I_CL_WARM_IP]
-    min_ip = st.icfg[I_CL_MIN_IP]
-    warm_prefix = st.icfg[I_CL_WARM_PREFIX]
-    u = _units_per_iface(st)
+    warm_eni = core.icfg[I_CL_WARM_ENI]
+    warm_ip = core.icfg[I_CL_WARM_IP]
+    min_ip = core.icfg[I_CL_MIN_IP]
+    warm_prefix = core.icfg[I_CL_WARM_PREFIX]
+    u = _units_per_iface(core)
     wake = INF
     if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,
                     _node_units(st, node)):
         wake = _vpc_increase_quiet_until(st, node, now, total, assigned, prefixes, free_prefixes, pd)
     elif pool_too_high(total, assigned, prefixes, free_prefixes, warm_ip, min_ip, warm_prefix, pd):
         last = st.cl_time[node, CT_LAST_DECREASE]
-        if now - last > st.cfg[C_CL_DECREASE]:
+        if now - last > core.cfg[C_CL_DECREASE]:
             return LOUD
-        wake = _first_after(last, st.cfg[C_CL_DECREASE])
+        wake = _first_after(last, core.cfg[C_CL_DECREASE])
     if wake == LOUD:
         return LOUD
     # _vpc_free_eni
@@ -397,7 +402,7 @@ def ipamd_quiet_until(st, node, now):
     if not should_remove_extra_enis(total, assigned, warm_eni, warm_ip, min_ip, warm_prefix, pd, _node_units(st, node),
                                     freeable):
         return wake
-    min_life_us = np.int64(st.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
+    min_life_us = np.int64(core.cfg[C_CL_ENI_MIN_LIFE] * 1e6)
     now_us = np.int64(now * 1e6)
     for iface in range(st.cl_iface.shape[1] - 1, 0, -1):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or _iface_used(st, node, iface) != 0:
@@ -421,7 +426,7 @@ def ipamd_quiet_until(st, node, now):
 
 # --------------------------------------------------------------------------- ipamd's runs: their State class
 #: The State class of ``aws-vpc-cni`` runs: the loop compiles ipamd's pass for it alone (modes/cloud_manager.py).
-IpamdState = namedtuple("IpamdState", STATE_FIELDS)
+IpamdState = family_state("IpamdState", __name__, CLOUD_TABLES)
 
 
 @kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)

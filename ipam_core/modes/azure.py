@@ -24,7 +24,6 @@ so a run compiles only its own manager's pass.
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 from ipam_core.cloud import aks
 from ipam_core.cloud.aks import dynamic_target
@@ -32,14 +31,14 @@ from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_AKS_DYNAMIC, CLOUD_AKS_STATIC, CLOUD_CILIUM, CloudConfig,
                                           agent_reserved, check_subnets, subnet_layout, throttle_settings)
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (CN_HELD, CN_RESERVED, CN_SUBNET, CN_USED, CU_SET, CU_USED, I_CL_BATCH,
                                      I_CL_BATCH_PCT, I_CL_MAX_IPS)
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import API_RELEASE, api_spend
 from ipam_core.modes.cloud_hooks import register_manager, written_once_quiet_until
 from ipam_core.modes.cloud_pool import INF, LOUD, _assign, _drop_unit, _iface_room, _single_free
-from ipam_core.modes.cloud_pool import _static_pass
+from ipam_core.modes.cloud_pool import CLOUD_TABLES, _static_pass
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "azure"
@@ -127,10 +126,11 @@ MODE = ModeSpec(
 @kjit
 def cns_pass(st, node, now):
     """CNS: request batch * ceil(buffer + demand / batch) addresses, give back the rest."""
+    core = st.core
     cn = st.cl_node[node]
     demand = cn[CN_USED] - cn[CN_RESERVED]
-    target = dynamic_target(demand, st.icfg[I_CL_BATCH], st.icfg[I_CL_BATCH_PCT],
-                            st.icfg[I_CL_MAX_IPS])
+    target = dynamic_target(demand, core.icfg[I_CL_BATCH], core.icfg[I_CL_BATCH_PCT],
+                            core.icfg[I_CL_MAX_IPS])
     held = cn[CN_HELD]
     s = cn[CN_SUBNET]
     if target > held:
@@ -144,7 +144,7 @@ def cns_pass(st, node, now):
                 _drop_unit(st, node, j)
                 left -= 1
         if left < held - target:
-            api_spend(st, API_RELEASE, now, False)
+            api_spend(core, API_RELEASE, now, False)
             return True
     return False
 
@@ -152,9 +152,10 @@ def cns_pass(st, node, now):
 @kjit
 def cns_quiet_until(st, node):
     """``_aks_dynamic_pass``: at its target, or unable to move towards it without reading the subnets."""
+    core = st.core
     cn = st.cl_node[node]
-    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], st.icfg[I_CL_BATCH],
-                            st.icfg[I_CL_BATCH_PCT], st.icfg[I_CL_MAX_IPS])
+    target = dynamic_target(cn[CN_USED] - cn[CN_RESERVED], core.icfg[I_CL_BATCH],
+                            core.icfg[I_CL_BATCH_PCT], core.icfg[I_CL_MAX_IPS])
     held = cn[CN_HELD]
     if target > held:
         return INF if _iface_room(st, node, 0) <= 0 else LOUD
@@ -169,8 +170,8 @@ def cns_quiet_until(st, node):
 #: The State classes of ``azure`` runs on AKS's pod subnet: the loop compiles CNS's pass, or the static
 #: blocks' write, for them alone (modes/cloud_manager.py). Cilium's Azure IPAM runs Cilium's operator
 #: (``CiliumOperatorState``, modes/cloud_hooks.py).
-CnsState = namedtuple("CnsState", STATE_FIELDS)
-AksStaticState = namedtuple("AksStaticState", STATE_FIELDS)
+CnsState = family_state("CnsState", __name__, CLOUD_TABLES)
+AksStaticState = family_state("AksStaticState", __name__, CLOUD_TABLES)
 
 
 @kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)

@@ -35,14 +35,13 @@ and to nodes.arrow's show-blocks columns (:func:`sample_nodes`' extra rows).
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 import numpy as np
 
 from ipam_core.engine import hooks
 from ipam_core.engine.core import _agent_ready, _fc, _push, _sched_addresses_changed
 from ipam_core.engine.sampling import CD_GROUP, CD_INDEX, CD_NCOL, NR_NCOL, TR_CALICO, _node_row
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (
     ADDRESS_FILTER_FREE,
     D_ID,
@@ -77,8 +76,7 @@ from ipam_core.modes.calico_tables import (ADDR_SHIFT, CFG_MAX_BLOCKS, DEFAULT_M
                                            NM_BLOCKS, NM_BORROWED, NM_EMPTY_BLOCKS, NM_FREE, NM_LENT, NM_STRANDED,
                                            NM_USED, S_DELAY_COUNT, S_DELAY_SUM)
 
-CalicoState = namedtuple("CalicoState", (
-    *STATE_FIELDS,
+CalicoState = family_state("CalicoState", __name__, (
     "cal",  # CalicoTables: pools, blocks, affinities (ipam_core/modes/calico_tables.py)
     "cal_addr",  # int64 [pod rows, 2]: packed address per family (-1: none)
     "cal_pod_set",  # int32 [pod ids, 2]: the pod's poolset row per family (its annotation's or namespace's choice)
@@ -111,9 +109,10 @@ CD_CALICO_NCOL = CD_NCOL + 3
 @kjit
 def _sync_blocks(st):
     """Block counts per family from the pools' claimed blocks (the tables keep them per pool)."""
+    core = st.core
     t = st.cal
     for family in range(2):
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
         blocks = np.int64(0)
         carved = np.int64(0)
@@ -122,26 +121,27 @@ def _sync_blocks(st):
                 n = np.int64(t.pool_nclaimed[pool])
                 blocks += n
                 carved += n << np.int64(t.pool_block_bits[pool])
-        c = st.cnt
+        c = core.cnt
         c[_fc(family, F_NODE_CIDRS)] = blocks
         c[_fc(family, F_CARVED)] = carved
         c[_fc(family, F_CARVABLE)] = st.cal_pool_blocks[family] - blocks
         c[_fc(family, F_RELEASES)] = c[_fc(family, F_CARVES)] - blocks  # every block claimed and gone
         free = carved - c[_fc(family, F_USED)] - c[_fc(family, F_RESERVED)]
         c[_fc(family, F_FREE)] = free
-        st.pool_free[0, family] = free
-        st.pool_carvable[0, family] = st.cal_pool_blocks[family] - blocks
+        core.pool_free[0, family] = free
+        core.pool_carvable[0, family] = st.cal_pool_blocks[family] - blocks
 
 
 @kjit
 def _assign(st, node, row, family, now):
     """``assign`` for one family; claims are counted as carves of that family. Returns the packed address or E_*."""
+    core = st.core
     t = st.cal
     claims = t.counters[K_CLAIMS]
     packed = assign(t, node, row, now)
-    st.cnt[_fc(family, F_CARVES)] += t.counters[K_CLAIMS] - claims
+    core.cnt[_fc(family, F_CARVES)] += t.counters[K_CLAIMS] - claims
     if packed == E_CAPACITY:
-        st.cnt[K_ERROR] = ERROR_CALICO_BLOCKS_FULL
+        core.cnt[K_ERROR] = ERROR_CALICO_BLOCKS_FULL
     return packed, t.counters[K_CLAIMS] != claims
 
 
@@ -149,7 +149,7 @@ def _assign(st, node, row, family, now):
 def _event_now(st):
     # give_pod_addresses and node_deleted run inside a workload event (pod or node delete, drain):
     # its time is the loop's now
-    return st.cal_ev_time[st.cnt[K_EVENT] - 1]
+    return st.cal_ev_time[st.core.cnt[K_EVENT] - 1]
 
 
 # --------------------------------------------------------------------------- pods
@@ -159,11 +159,12 @@ def take_pod_addresses(st, pod, node, now):
 
     Returns -1, or the family that got no address (IPv6 is given back when IPv4 fails).
     """
-    pod_id = st.pods[pod, D_ID]
+    core = st.core
+    pod_id = core.pods[pod, D_ID]
     claimed = False
     for step in range(2):
         family = 1 - step
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
         row = st.cal_pod_set[pod_id, family]
         packed = np.int64(-1)
@@ -171,7 +172,7 @@ def take_pod_addresses(st, pod, node, now):
             packed, new = _assign(st, node, row, family, now)
             claimed = claimed or new
         if packed < 0:
-            st.cnt[_fc(family, F_IP_FAILS)] += 1
+            core.cnt[_fc(family, F_IP_FAILS)] += 1
             if step == 1 and st.cal_addr[pod, 1] >= 0:
                 release(st.cal, st.cal_addr[pod, 1], now)
                 st.cal_addr[pod, 1] = -1
@@ -182,8 +183,8 @@ def take_pod_addresses(st, pod, node, now):
         st.cal_addr[pod, family] = packed
     for family in range(2):
         if st.cal_addr[pod, family] >= 0:
-            st.cnt[_fc(family, F_USED)] += 1
-            st.cnt[_fc(family, F_IP_ALLOCS)] += 1
+            core.cnt[_fc(family, F_USED)] += 1
+            core.cnt[_fc(family, F_IP_ALLOCS)] += 1
     _sync_blocks(st)
     if claimed:
         _sched_addresses_changed(st, node)
@@ -199,7 +200,7 @@ def give_pod_addresses(st, pod):
         if packed >= 0:
             release(st.cal, packed, now)
             st.cal_addr[pod, family] = -1
-            st.cnt[_fc(family, F_USED)] -= 1
+            st.core.cnt[_fc(family, F_USED)] -= 1
     _sync_blocks(st)
 
 
@@ -207,31 +208,33 @@ def give_pod_addresses(st, pod):
 @kjit
 def node_added(st, node, now):
     """calico-node starts: the block walk's start from the hostname, the tunnel addresses, ready at once."""
+    core = st.core
     t = st.cal
     calico_node_added(t, node)
     claimed = False
     for family in range(2):
         st.cal_tunnel[node, family] = -1
         row = st.cal_tunnel_row[family]
-        if st.icfg[I_FAMILY + family] == 0 or row < 0:
+        if core.icfg[I_FAMILY + family] == 0 or row < 0:
             continue
         packed, new = _assign(st, node, row, family, now)
         claimed = claimed or new
         if packed >= 0:
             st.cal_tunnel[node, family] = packed
-            st.cnt[_fc(family, F_RESERVED)] += 1
+            core.cnt[_fc(family, F_RESERVED)] += 1
     _sync_blocks(st)
     if st.cal_owner[0] < 0:  # kube-controllers' pass rides on this node's timer
         st.cal_owner[0] = node
         if st.cal_sync[1] < now:
             st.cal_sync[1] = now + st.cal_sync[0]
-        _push(st, st.cal_sync[1], T_REFRESH, node, st.nodes[node, N_GEN])
+        _push(core, st.cal_sync[1], T_REFRESH, node, core.nodes[node, N_GEN])
     _agent_ready(st, node)
 
 
 @kjit
 def node_deleted(st, node):
     """The node goes: its tunnel addresses, then its affinities (kube-controllers ``cleanupNode``)."""
+    core = st.core
     now = _event_now(st)
     t = st.cal
     for family in range(2):
@@ -239,26 +242,27 @@ def node_deleted(st, node):
         if packed >= 0:
             release(t, packed, now)
             st.cal_tunnel[node, family] = -1
-            st.cnt[_fc(family, F_RESERVED)] -= 1
+            core.cnt[_fc(family, F_RESERVED)] -= 1
     calico_node_deleted(t, node, now)
     _sync_blocks(st)
     if st.cal_owner[0] == node:  # hand the controller's timer to another present node, due as before
         st.cal_owner[0] = -1
-        for other in range(st.nodes.shape[0]):
-            if other != node and st.nodes[other, N_PRESENT] == 1:
+        for other in range(core.nodes.shape[0]):
+            if other != node and core.nodes[other, N_PRESENT] == 1:
                 st.cal_owner[0] = other
-                _push(st, st.cal_sync[1], T_REFRESH, other, st.nodes[other, N_GEN])
+                _push(core, st.cal_sync[1], T_REFRESH, other, core.nodes[other, N_GEN])
                 break
 
 
 @kjit
 def controllers_pass(st, now):
     """kube-controllers' periodic IPAM sync: the leak GC, then the empty-block release."""
+    core = st.core
     t = st.cal
     gc_leaks(t, now)
     if release_empty_blocks(t, now) > 0:
-        for node in range(st.nodes.shape[0]):
-            if st.nodes[node, N_PRESENT] == 1:
+        for node in range(core.nodes.shape[0]):
+            if core.nodes[node, N_PRESENT] == 1:
                 _sched_addresses_changed(st, node)
     _sync_blocks(st)
 
@@ -270,7 +274,7 @@ def node_timer(st, kind, node, gen, now):
         return
     controllers_pass(st, now)
     st.cal_sync[1] = now + st.cal_sync[0]
-    _push(st, st.cal_sync[1], T_REFRESH, node, gen)
+    _push(st.core, st.cal_sync[1], T_REFRESH, node, gen)
 
 
 # --------------------------------------------------------------------------- scheduler and samples
@@ -282,15 +286,16 @@ def address_room(st, node):
     family, the fewest); ``free``: no limit while the node may still claim a block (below the
     block limit and some block unclaimed), else ``warm``. Borrowing is not counted.
     """
+    core = st.core
     t = st.cal
-    running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
+    running = core.nodes[node, N_PODS] - core.nodes[node, N_PENDING]
     limit = t.cfg[CFG_MAX_BLOCKS]
     if limit == 0:
         limit = DEFAULT_MAX_BLOCKS
-    grow = st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
-    room = st.icfg[I_MAX_PODS] + 1
+    grow = core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
+    room = core.icfg[I_MAX_PODS] + 1
     for family in range(2):
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
         free = 0
         blocks = 0
@@ -299,7 +304,7 @@ def address_room(st, node):
             if t.pool_family[t.blk_pool[slot]] == family:
                 free += t.blk_nfree[slot]
                 blocks += 1
-        if grow and blocks < limit and st.pool_carvable[0, family] > 0:
+        if grow and blocks < limit and core.pool_carvable[0, family] > 0:
             continue
         room = min(room, running + free)
     return room
@@ -315,6 +320,7 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     the show-blocks view (the tables of a calico run have those rows).
     Returns False, writing nothing, when the arrays lack room for this sample.
     """
+    core = st.core
     t = st.cal
     metrics = st.cal_metrics
     node_metrics(t, metrics)
@@ -322,8 +328,8 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
     c = fill[1]
     for f in range(families.shape[0]):
         family = families[f]
-        for node in range(st.nodes.shape[0]):
-            if st.nodes[node, N_PRESENT] != 1:
+        for node in range(core.nodes.shape[0]):
+            if core.nodes[node, N_PRESENT] != 1:
                 continue
             if r >= node_tab.shape[1] or c + metrics[node, family, NM_BLOCKS] > cidr_tab.shape[1]:
                 return False
@@ -343,7 +349,7 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
             tunnel = st.cal_tunnel[node, family]
             if tunnel >= 0 and t.blk_node[tunnel >> ADDR_SHIFT] == node:
                 reserved = 1
-            _node_row(st, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
+            _node_row(core, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
                       metrics[node, family, NM_FREE], reserved, c - first)
             node_tab[NR_EMPTY_BLOCKS, r] = metrics[node, family, NM_EMPTY_BLOCKS]
             node_tab[NR_STRANDED, r] = metrics[node, family, NM_STRANDED]
@@ -440,7 +446,7 @@ def prepare(state, module, scenario, workload):
     """
     n_nodes = max(len(workload.node_names), 1)
     tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks = module.engine_tables(scenario, workload)
-    rows = state.pods.shape[0]
+    rows = state.core.pods.shape[0]
     return state._replace(
         cal=tables,
         cal_addr=np.full((rows, 2), -1, dtype=np.int64),

@@ -96,26 +96,26 @@ def _now_us(now):
 
 
 @kjit(inline=True)
-def _cloud_bucket(st, kind):
-    return 1 if st.icfg[I_CL_SHARED_BUCKET] != 0 else 1 + kind
+def _cloud_bucket(core, kind):
+    return 1 if core.icfg[I_CL_SHARED_BUCKET] != 0 else 1 + kind
 
 
 @kjit(inline=True)
-def _refilled(st, b, size, rate, now_us):
+def _refilled(core, b, size, rate, now_us):
     """Micro-tokens bucket ``b`` holds at ``now_us`` (its state is brought up to that time)."""
-    tokens = st.cnt[K_CL_TOKENS + b]
-    added = np.int64((now_us - st.cnt[K_CL_TOKENS_AT + b]) * rate)
+    tokens = core.cnt[K_CL_TOKENS + b]
+    added = np.int64((now_us - core.cnt[K_CL_TOKENS_AT + b]) * rate)
     if added > 0:  # below a micro-token the clock stays put, so slow buckets still fill under frequent looks
         tokens = min(size * MICRO, tokens + added)
-        st.cnt[K_CL_TOKENS + b] = tokens
-        st.cnt[K_CL_TOKENS_AT + b] = now_us
+        core.cnt[K_CL_TOKENS + b] = tokens
+        core.cnt[K_CL_TOKENS_AT + b] = now_us
     return tokens
 
 
 @kjit(inline=True)
-def _wait_us(st, b, size, rate, now_us):
+def _wait_us(core, b, size, rate, now_us):
     """Microseconds until bucket ``b`` holds a whole token (0: now)."""
-    short = MICRO - _refilled(st, b, size, rate, now_us)
+    short = MICRO - _refilled(core, b, size, rate, now_us)
     if short <= 0:
         return np.int64(0)
     return np.int64(np.ceil(short / rate)) + _MARGIN_US
@@ -146,27 +146,28 @@ def api_ready(st, node, kind, now):
         tokens are there, and the delay is counted (``K_CL_API_THROTTLED``,
         ``K_CL_API_DELAY_US``).
     """
-    if st.icfg[I_CL_THROTTLE] == 0:
+    core = st.core
+    if core.icfg[I_CL_THROTTLE] == 0:
         return True
     now_us = _now_us(now)
-    wait = _wait_us(st, _cloud_bucket(st, kind), st.icfg[I_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
-    if st.cfg[C_CL_CLIENT_QPS] > 0.0:
-        wait = max(wait, _wait_us(st, CLIENT_BUCKET, st.icfg[I_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us))
+    wait = _wait_us(core, _cloud_bucket(core, kind), core.icfg[I_CL_BUCKET], core.cfg[C_CL_REFILL], now_us)
+    if core.cfg[C_CL_CLIENT_QPS] > 0.0:
+        wait = max(wait, _wait_us(core, CLIENT_BUCKET, core.icfg[I_CL_CLIENT_BURST], core.cfg[C_CL_CLIENT_QPS], now_us))
     if wait == 0:
         return True
-    st.cnt[K_CL_API_THROTTLED] += 1
-    st.cnt[K_CL_API_DELAY_US] += wait
+    core.cnt[K_CL_API_THROTTLED] += 1
+    core.cnt[K_CL_API_DELAY_US] += wait
     st.cl_time[node, CT_API_AT] = (now_us + wait) / 1e6
     return False
 
 
 @kjit
-def api_spend(st, kind, now, prefixes):
+def api_spend(core, kind, now, prefixes):
     """A call of ``kind`` is made now: count it and take its tokens (a bucket may go into debt).
 
     Parameters
     ----------
-    st : State
+    core : CoreTables
     kind : int
         ``API_ATTACH``, ``API_ASSIGN`` or ``API_RELEASE``.
     now : float
@@ -174,22 +175,22 @@ def api_spend(st, kind, now, prefixes):
         An assign call asking for /28 prefixes (counted in ``K_CL_API_PREFIX`` too).
     """
     if kind == API_ATTACH:
-        st.cnt[K_CL_API_ATTACH] += 1
+        core.cnt[K_CL_API_ATTACH] += 1
     elif kind == API_ASSIGN:
-        st.cnt[K_CL_API_ASSIGN] += 1
+        core.cnt[K_CL_API_ASSIGN] += 1
         if prefixes:
-            st.cnt[K_CL_API_PREFIX] += 1
+            core.cnt[K_CL_API_PREFIX] += 1
     else:
-        st.cnt[K_CL_API_RELEASE] += 1
-    if st.icfg[I_CL_THROTTLE] == 0:
+        core.cnt[K_CL_API_RELEASE] += 1
+    if core.icfg[I_CL_THROTTLE] == 0:
         return
     now_us = _now_us(now)
-    b = _cloud_bucket(st, kind)
-    _refilled(st, b, st.icfg[I_CL_BUCKET], st.cfg[C_CL_REFILL], now_us)
-    st.cnt[K_CL_TOKENS + b] -= MICRO
-    if st.cfg[C_CL_CLIENT_QPS] > 0.0:
-        _refilled(st, CLIENT_BUCKET, st.icfg[I_CL_CLIENT_BURST], st.cfg[C_CL_CLIENT_QPS], now_us)
-        st.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
+    b = _cloud_bucket(core, kind)
+    _refilled(core, b, core.icfg[I_CL_BUCKET], core.cfg[C_CL_REFILL], now_us)
+    core.cnt[K_CL_TOKENS + b] -= MICRO
+    if core.cfg[C_CL_CLIENT_QPS] > 0.0:
+        _refilled(core, CLIENT_BUCKET, core.icfg[I_CL_CLIENT_BURST], core.cfg[C_CL_CLIENT_QPS], now_us)
+        core.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
 
 
 @kjit(inline=True)
@@ -197,7 +198,7 @@ def api_call(st, node, kind, now, prefixes):
     """:func:`api_ready`, then :func:`api_spend` when it may: whether the call was made."""
     if not api_ready(st, node, kind, now):
         return False
-    api_spend(st, kind, now, prefixes)
+    api_spend(st.core, kind, now, prefixes)
     return True
 
 

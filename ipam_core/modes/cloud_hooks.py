@@ -24,7 +24,6 @@ it); ipamd's, CNS's and the static pools' are registered by their mode modules.
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from ipam_core.engine import hooks
 from ipam_core.engine.cloud_net import cloud_net
 from ipam_core.engine.core import _loud, _push, _sched_addresses_changed, _sched_update, _set_wake
 from ipam_core.engine.sampling import cloud_node_rows
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (ADDRESS_FILTER_FREE, CG_IFACES, CG_MAX_ALLOC, CG_UNITS, CI_ATTACHED, CI_UNITS,
                                      CLOUD_CILIUM, CN_GROUP, CN_HELD, CN_PD, CN_RESERVED, CN_SYNC_ARMED, CN_UNITS,
                                      CN_USED, CT_API_AT, CT_OP_AT, C_OPERATOR_DELAY, D_NODE, I_ADDRESS_FILTER,
@@ -43,15 +42,15 @@ from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_api import api_retry_at
 from ipam_core.modes.cloud_initial import start_cloud
 from ipam_core.modes.cloud_manager import add_manager, class_of_kind, manager_pass, manager_quiet_until
-from ipam_core.modes.cloud_pool import (INF, LOUD, _cilium_pass, _cilium_quiet_until, cloud_agent_changed,
+from ipam_core.modes.cloud_pool import (CLOUD_TABLES, INF, LOUD, _cilium_pass, _cilium_quiet_until, cloud_agent_changed,
                                         cloud_agent_start, cloud_agent_sync, cloud_alloc_pod, cloud_node_add,
                                         cloud_node_delete, cloud_period, cloud_release_pod, init_cloud)
 
 #: What :func:`~ipam_core.engine.state.build_state` builds for a cloud layout; it has no rules:
 #: :func:`prepare` hands it to the class of the run's pool manager.
-CloudState = namedtuple("CloudState", STATE_FIELDS)
+CloudState = family_state("CloudState", __name__, CLOUD_TABLES)
 #: Cilium's operator (``eni``, ``azure``, ``crd`` with the watermark writer).
-CiliumOperatorState = namedtuple("CiliumOperatorState", STATE_FIELDS)
+CiliumOperatorState = family_state("CiliumOperatorState", __name__, CLOUD_TABLES)
 
 
 @kjit(inline=True)  # one call site, address_room
@@ -59,16 +58,17 @@ def _can_hold(st, node):
     # free: the addresses the node can hold (its pool, the room left on its interfaces and on those it
     # may still attach, capped by max-allocate) less its reservations, the count an extended resource
     # would publish; the subnets' free addresses are not a node figure and are not looked at
+    core = st.core
     cn = st.cl_node
     # the node's group row (its instance type, cloud.nodeGroups), below the node and subnet rows
-    group = cn[st.nodes.shape[0] + st.sets.shape[0] + cn[node, CN_GROUP]]
+    group = cn[core.nodes.shape[0] + core.sets.shape[0] + cn[node, CN_GROUP]]
     units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
-    for iface in range(st.icfg[I_CL_FIRST_IFACE], group[CG_IFACES]):
+    for iface in range(core.icfg[I_CL_FIRST_IFACE], group[CG_IFACES]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             capacity += (units - st.cl_iface[node, iface, CI_UNITS]) * size
-        elif st.icfg[I_CL_ATTACH] != 0:
+        elif core.icfg[I_CL_ATTACH] != 0:
             capacity += units * size
     if group[CG_MAX_ALLOC] > 0:
         capacity = min(capacity, group[CG_MAX_ALLOC])
@@ -82,37 +82,41 @@ def _can_hold(st, node):
 # T_AGENT_SYNC: the agent writes its CiliumNode status; T_REFRESH: the manager's periodic pass.
 @kjit(inline=True)
 def _request(st, node, t):
+    core = st.core
     if t < st.cl_time[node, CT_OP_AT]:
         st.cl_time[node, CT_OP_AT] = t
-        _push(st, t, T_CARVE, node, st.nodes[node, N_GEN])
+        _push(core, t, T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def pod_changed(st, node, now):
-    _loud(st, node)  # the node's pool use changed: its next periodic pass must run
+    core = st.core
+    _loud(core, node)  # the node's pool use changed: its next periodic pass must run
     t = cloud_agent_changed(st, node, now)
     if t >= 0.0:
-        _push(st, t, T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+        _push(core, t, T_AGENT_SYNC, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def _settle(st, node, now, t_next):
+    core = st.core
     if t_next >= 0.0:
         _request(st, node, t_next)
-    if st.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
-        st.nodes[node, N_READY] = 1
-        st.cnt[K_READY] += 1
-        _sched_update(st, node)
+    if core.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
+        core.nodes[node, N_READY] = 1
+        core.cnt[K_READY] += 1
+        _sched_update(core, node)
         pod_changed(st, node, now)
     _sched_addresses_changed(st, node)  # the pass may have grown or shrunk the pool, the agent reserved some
 
 
 @kjit
 def node_added(st, node, now):
+    core = st.core
     period = cloud_node_add(st, node, now)
-    _request(st, node, now + st.cfg[C_OPERATOR_DELAY])
+    _request(st, node, now + core.cfg[C_OPERATOR_DELAY])
     if period > 0.0:
-        _push(st, now + period, T_REFRESH, node, st.nodes[node, N_GEN])
+        _push(core, now + period, T_REFRESH, node, core.nodes[node, N_GEN])
 
 
 # --------------------------------------------------------------------------- who manages the pool: the state's class
@@ -139,7 +143,7 @@ def cilium_operator_pass(st, node, now):
     lets it go on once a token is there (:mod:`ipam_core.modes.cloud_api`).
     """
     if _cilium_pass(st, node, now):
-        return now + st.cfg[C_OPERATOR_DELAY]
+        return now + st.core.cfg[C_OPERATOR_DELAY]
     return api_retry_at(st, node, now)
 
 
@@ -169,7 +173,7 @@ def cloud_quiet_until(st, node, now):
         ready with no agent update or operator pass pending: those change what
         the pass reads.
     """
-    if (st.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
+    if (st.core.nodes[node, N_READY] == 0 or st.cl_node[node, CN_SYNC_ARMED] != 0
             or st.cl_time[node, CT_OP_AT] != INF):
         return LOUD
     return manager_quiet_until(st, node, now)
@@ -177,19 +181,20 @@ def cloud_quiet_until(st, node, now):
 
 @kjit
 def node_timer(st, kind, node, gen, now):
+    core = st.core
     if kind == T_CARVE:
         if now != st.cl_time[node, CT_OP_AT]:
             return  # superseded by an earlier request
         st.cl_time[node, CT_OP_AT] = np.inf
-        _loud(st, node)
+        _loud(core, node)
         _settle(st, node, now, cloud_operator(st, node, now))
     elif kind == T_AGENT_SYNC:
-        _loud(st, node)
+        _loud(core, node)
         _settle(st, node, now, cloud_agent_sync(st, node, now))
     elif kind == T_REFRESH:
         _settle(st, node, now, cloud_operator(st, node, now))
-        _set_wake(st, node, cloud_quiet_until(st, node, now), now)
-        _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+        _set_wake(core, node, cloud_quiet_until(st, node, now), now)
+        _push(core, now + cloud_period(st), T_REFRESH, node, gen)
 
 
 @kjit
@@ -199,22 +204,23 @@ def address_room(st, node):
     ``warm``: running pods plus the free addresses of the node's pool; ``free``:
     the addresses the node can hold, less its reservations.
     """
-    if st.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE:
+    core = st.core
+    if core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE:
         return _can_hold(st, node)
-    running = st.nodes[node, N_PODS] - st.nodes[node, N_PENDING]
+    running = core.nodes[node, N_PODS] - core.nodes[node, N_PENDING]
     return running + st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]
 
 
 @kjit
 def give_pod_addresses(st, pod):
     """The pod's address back to its node's pool."""
-    cloud_release_pod(st, pod, st.pods[pod, D_NODE])
+    cloud_release_pod(st, pod, st.core.pods[pod, D_NODE])
 
 
 @kjit
 def quiet_refresh(st, node, gen, now):
     """A periodic pass that changes nothing: only the next one is set."""
-    _push(st, now + cloud_period(st), T_REFRESH, node, gen)
+    _push(st.core, now + cloud_period(st), T_REFRESH, node, gen)
 
 
 def prepare(state, module, scenario, workload):
@@ -262,7 +268,7 @@ def register_manager(state_class: type, kind: int, operator_pass, quiet_until, r
     Parameters
     ----------
     state_class : type
-        The manager's State namedtuple class, of :data:`~ipam_core.engine.state.STATE_FIELDS`,
+        The manager's State namedtuple class (``core`` and :data:`~ipam_core.modes.cloud_pool.CLOUD_TABLES`),
         defined at the top level of the module that calls this (the kernel cache names it).
     kind : int
         The ``CLOUD_*`` code whose runs :func:`prepare` hands to ``state_class``.

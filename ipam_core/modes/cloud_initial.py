@@ -168,16 +168,17 @@ def _in_workload(rows: np.ndarray, column: int, node_of: np.ndarray) -> np.ndarr
 @kjit
 def _take_exact(st, s, offset, size):
     """Take ``size`` addresses of subnet ``s`` from ``offset`` in its bitmap; False if one is held."""
-    words, summary = _subnet(st, s)
+    core = st.core
+    words, summary = _subnet(core, s)
     for k in range(size):
         if bm_test(words, offset + k):
             return False
     for k in range(size):
         bm_set(words, summary, offset + k)
-    row = st.cl_node[_subnet_row(st, s)]
+    row = st.cl_node[_subnet_row(core, s)]
     if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT], offset) >= 0:
         row[CS_RESV_FREE] -= size  # a prefix reservation's free count, as _take_prefix keeps it
-    _take_subnet(st, s, size)
+    _take_subnet(core, s, size)
     return True
 
 
@@ -197,7 +198,8 @@ def _unit_of(st, node, s, offset):
 @kjit
 def _start_agent(st, node, agent):
     """Router and health addresses: the dumped ones the node holds, then free ones up to the agent's count."""
-    want = st.icfg[I_CL_AGENT_RESERVED]
+    core = st.core
+    want = core.icfg[I_CL_AGENT_RESERVED]
     for kind in range(2):
         s = agent[6 * kind]
         if s < 0 or st.cl_node[node, CN_RESERVED] >= want:
@@ -206,7 +208,7 @@ def _start_agent(st, node, agent):
         if j >= 0:
             cloud_hold(st, node, j, bit)
             st.cl_node[node, CN_RESERVED] += 1
-            st.cnt[_fc(F_RESERVED)] += 1
+            core.cnt[_fc(F_RESERVED)] += 1
     cloud_reserve(st, node, want - st.cl_node[node, CN_RESERVED])
     _agent_ready(st, node)
 
@@ -231,7 +233,8 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
         0; an engine ``ERROR_*`` code when a table ran out of room; ``START_ADDRESS_TAKEN`` when
         an address is held already.
     """
-    nic = st.icfg[I_CL_NIC] != 0
+    core = st.core
+    nic = core.icfg[I_CL_NIC] != 0
     for i in range(nodes.shape[0]):
         _node_add(st, nodes[i], 0.0)  # joins; its manager's timers armed (cloud_hooks.node_added)
     if nic:  # each instance's eth0 is the dumped one (below), not the fresh one node_added gave it
@@ -252,8 +255,8 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
         if not _take_exact(st, s, offset, size):
             return START_ADDRESS_TAKEN
         if _add_unit(st, node, iface, s, offset, size) < 0:
-            return st.cnt[K_ERROR]
-    if nic and st.icfg[I_CL_PRIMARY] != 0:  # an Azure NIC's primary is not in the dump: a free one of its subnet
+            return core.cnt[K_ERROR]
+    if nic and core.icfg[I_CL_PRIMARY] != 0:  # an Azure NIC's primary is not in the dump: a free one of its subnet
         for r in range(ifaces.shape[0]):
             if ifaces[r, 3] < 0:
                 offset = _single_address(st, ifaces[r, 2], False)
@@ -262,21 +265,21 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
     for i in range(pod_rows.shape[0]):
         node = pod_rows[i, PR_NODE]
         j, bit = _unit_of(st, node, pod_rows[i, PR_FAMILY], pod_rows[i, PR_FAMILY + 1])
-        row = _row_alloc(st, pod_rows[i, PR_POD])
+        row = _row_alloc(core, pod_rows[i, PR_POD])
         if row < 0 or j < 0:
-            return st.cnt[K_ERROR] if st.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
-        st.pods[row, D_PIN] = node
-        _bind(st, row, node)
+            return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
+        core.pods[row, D_PIN] = node
+        _bind(core, row, node)
         cloud_hold(st, node, j, bit)
-        st.pods[row, D_SLOT] = j
-        st.pods[row, D_OFF] = bit
-        st.pods[row, D_STATE] = POD_RUNNING
-        st.cnt[_fc(F_USED)] += 1
-        st.cnt[_fc(F_IP_ALLOCS)] += 1
-        st.cnt[K_RUNNING] += 1
+        core.pods[row, D_SLOT] = j
+        core.pods[row, D_OFF] = bit
+        core.pods[row, D_STATE] = POD_RUNNING
+        core.cnt[_fc(F_USED)] += 1
+        core.cnt[_fc(F_IP_ALLOCS)] += 1
+        core.cnt[K_RUNNING] += 1
     for i in range(nodes.shape[0]):
         node = nodes[i]
-        if st.nodes[node, N_READY] == 0 and st.cl_node[node, CN_HELD] > 0 and cloud_pool_ready(st, node):
+        if core.nodes[node, N_READY] == 0 and st.cl_node[node, CN_HELD] > 0 and cloud_pool_ready(st, node):
             _start_agent(st, node, agents[i])
         else:
             _sched_addresses_changed(st, node)

@@ -39,7 +39,7 @@ def add_manager(state_class: type, kind: int, operator_pass, quiet_until, reads_
     Parameters
     ----------
     state_class : type
-        The manager's State namedtuple class (:data:`~ipam_core.engine.state.STATE_FIELDS`).
+        The manager's State namedtuple class (``core`` and :data:`~ipam_core.modes.cloud_pool.CLOUD_TABLES`).
     kind : int
         The ``CLOUD_*`` code (``CloudConfig.kind``) of the runs this manager runs.
     operator_pass : numba dispatcher

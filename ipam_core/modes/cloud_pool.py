@@ -173,6 +173,14 @@ from ipam_core.engine.cloud_config import CloudConfig
 from ipam_core.engine.cloud_net import CloudNet
 
 INF = np.inf
+
+#: The cloud modes' own tables, after ``core`` in each cloud family's State (filled by :func:`init_cloud`).
+CLOUD_TABLES = (
+    "cl_node",  # int64 [nodes + network rows, >= CN_NCOL] (engine/tables.py: subnets, groups, reservations)
+    "cl_time",  # float64 [nodes, CT_NCOL]
+    "cl_iface",  # int64 [nodes, interfaces, CI_NCOL]
+    "cl_unit",  # int64 [nodes, interfaces * units, CU_NCOL]
+)
 PREFIX_ORDER = 4  # log2(16): a /28
 
 
@@ -245,30 +253,30 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
     cl_unit[:, :, T.CU_SET] = -1
     ints, reals = cloud_settings(cloud)
     for index, value in ints.items():
-        state.icfg[index] = value
+        state.core.icfg[index] = value
     for index, value in reals.items():
-        state.cfg[index] = value
-    init_buckets(state.cnt, state.icfg)
+        state.core.cfg[index] = value
+    init_buckets(state.core.cnt, state.core.icfg)
     fc = T.K_FAMILY_BASE  # IPv4 counters
-    for s in range(state.sets.shape[0]):
-        size = int(state.sets[s, T.S_N])
+    for s in range(state.core.sets.shape[0]):
+        size = int(state.core.sets[s, T.S_N])
         if cloud.subnet_reserved and size >= 8:
-            w0, s0 = state.sets[s, T.S_W_OFF], state.sets[s, T.S_S_OFF]
-            words = state.set_words[w0 : w0 + state.sets[s, T.S_W_LEN]]
-            summary = state.set_summary[s0 : s0 + state.sets[s, T.S_S_LEN]]
+            w0, s0 = state.core.sets[s, T.S_W_OFF], state.core.sets[s, T.S_S_OFF]
+            words = state.core.set_words[w0 : w0 + state.core.sets[s, T.S_W_LEN]]
+            summary = state.core.set_summary[s0 : s0 + state.core.sets[s, T.S_S_LEN]]
             reserved = list(range(SUBNET_RESERVED_LOW)) + [size - k - 1 for k in range(SUBNET_RESERVED_HIGH)]
             for offset in reserved:
                 bm_set(words, summary, offset)
-            state.sets[s, T.S_ALLOCATED] += len(reserved)
-            state.cnt[fc + T.F_CARVED] += len(reserved)
-            state.cnt[fc + T.F_RESERVED] += len(reserved)
+            state.core.sets[s, T.S_ALLOCATED] += len(reserved)
+            state.core.cnt[fc + T.F_CARVED] += len(reserved)
+            state.core.cnt[fc + T.F_RESERVED] += len(reserved)
     subnet_rows, ranges = _init_subnets(state, net)
-    free = int(np.sum(state.sets[:, T.S_N] - state.sets[:, T.S_ALLOCATED]))
-    state.cnt[fc + T.F_CARVABLE] = free
-    state.pool_carvable[0, 0] = free
+    free = int(np.sum(state.core.sets[:, T.S_N] - state.core.sets[:, T.S_ALLOCATED]))
+    state.core.cnt[fc + T.F_CARVABLE] = free
+    state.core.pool_carvable[0, 0] = free
     cl_node = _node_table(net, n, subnet_rows, ranges)
     max_pods = np.array([c.max_pods for c in net.configs], dtype=np.int64)
-    state.nodes[:n, T.N_MAX_PODS] = max_pods[cl_node[:n, T.CN_GROUP]]
+    state.core.nodes[:n, T.N_MAX_PODS] = max_pods[cl_node[:n, T.CN_GROUP]]
     return state._replace(cl_node=cl_node, cl_time=cl_time, cl_iface=cl_iface, cl_unit=cl_unit)
 
 
@@ -300,7 +308,7 @@ def _init_subnets(state, net: CloudNet):
     Explicit reservations and shared addresses are taken (counted carved and reserved); a prefix
     reservation's range is recorded (single addresses never come from it; prefixes do, first).
     """
-    n_sub = state.sets.shape[0]
+    n_sub = state.core.sets.shape[0]
     rows = np.zeros((n_sub, T.CS_NCOL), dtype=np.int64)
     rows[:, T.CS_ZONE] = net.subnet_zone
     ranges = []
@@ -310,7 +318,7 @@ def _init_subnets(state, net: CloudNet):
         if not (spec.reservations or spec.shared_used or spec.shared_used_file):
             continue
         network = ipaddress.ip_network(spec.cidr)
-        size = int(state.sets[s, T.S_N])
+        size = int(state.core.sets[s, T.S_N])
         words, summary = _subnet_py(state, s)
         taken = np.zeros(size, dtype=bool)
         used = np.zeros(size, dtype=np.int64)
@@ -335,16 +343,16 @@ def _init_subnets(state, net: CloudNet):
         offsets = offsets[~taken[offsets]]
         bm_set_many(words, summary, offsets)
         rows[s, T.CS_OTHERS] = offsets.shape[0]
-        state.sets[s, T.S_ALLOCATED] += offsets.shape[0]
-        state.cnt[fc + T.F_CARVED] += offsets.shape[0]
-        state.cnt[fc + T.F_RESERVED] += offsets.shape[0]
+        state.core.sets[s, T.S_ALLOCATED] += offsets.shape[0]
+        state.core.cnt[fc + T.F_CARVED] += offsets.shape[0]
+        state.core.cnt[fc + T.F_RESERVED] += offsets.shape[0]
     return rows, ranges
 
 
 def _subnet_py(state, s):
-    w0, s0 = state.sets[s, T.S_W_OFF], state.sets[s, T.S_S_OFF]
-    return (state.set_words[w0 : w0 + state.sets[s, T.S_W_LEN]],
-            state.set_summary[s0 : s0 + state.sets[s, T.S_S_LEN]])
+    w0, s0 = state.core.sets[s, T.S_W_OFF], state.core.sets[s, T.S_S_OFF]
+    return (state.core.set_words[w0 : w0 + state.core.sets[s, T.S_W_LEN]],
+            state.core.set_summary[s0 : s0 + state.core.sets[s, T.S_S_LEN]])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -355,60 +363,61 @@ def _fc(field):
 
 
 @kjit(inline=True)
-def _subnet(st, s):
-    w0 = st.sets[s, S_W_OFF]
-    s0 = st.sets[s, S_S_OFF]
-    return st.set_words[w0 : w0 + st.sets[s, S_W_LEN]], st.set_summary[s0 : s0 + st.sets[s, S_S_LEN]]
+def _subnet(core, s):
+    w0 = core.sets[s, S_W_OFF]
+    s0 = core.sets[s, S_S_OFF]
+    return core.set_words[w0 : w0 + core.sets[s, S_W_LEN]], core.set_summary[s0 : s0 + core.sets[s, S_S_LEN]]
 
 
 @kjit(inline=True)
-def _subnet_free(st, s):
-    return st.sets[s, S_N] - st.sets[s, S_ALLOCATED]
+def _subnet_free(core, s):
+    return core.sets[s, S_N] - core.sets[s, S_ALLOCATED]
 
 
 @kjit(inline=True)
-def _take_subnet(st, s, count):
+def _take_subnet(core, s, count):
     # bookkeeping of `count` addresses taken from subnet s
-    st.sets[s, S_ALLOCATED] += count
-    st.cnt[_fc(F_CARVABLE)] -= count
-    st.pool_carvable[0, 0] -= count
-    st.cnt[_fc(F_CARVED)] += count
+    core.sets[s, S_ALLOCATED] += count
+    core.cnt[_fc(F_CARVABLE)] -= count
+    core.pool_carvable[0, 0] -= count
+    core.cnt[_fc(F_CARVED)] += count
 
 
 @kjit(inline=True)
-def _give_subnet(st, s, count):
-    st.sets[s, S_ALLOCATED] -= count
-    st.cnt[_fc(F_CARVABLE)] += count
-    st.pool_carvable[0, 0] += count
-    st.cnt[_fc(F_CARVED)] -= count
+def _give_subnet(core, s, count):
+    core.sets[s, S_ALLOCATED] -= count
+    core.cnt[_fc(F_CARVABLE)] += count
+    core.pool_carvable[0, 0] += count
+    core.cnt[_fc(F_CARVED)] -= count
 
 
 @kjit
 def _single_address(st, s, first_fit):
     """One free address of subnet s: random start and forward scan (EC2's order is unpublished), or first fit."""
-    words, summary = _subnet(st, s)
-    n = st.sets[s, S_N]
-    row = st.cl_node[_subnet_row(st, s)]
+    core = st.core
+    words, summary = _subnet(core, s)
+    n = core.sets[s, S_N]
+    row = st.cl_node[_subnet_row(core, s)]
     if row[CS_RESV_COUNT] > 0:  # a few arrays, not the state: a call with the state costs ~400 arguments
-        start = 0 if first_fit else draw(st.cnt, n)
+        start = 0 if first_fit else draw(core.cnt, n)
         offset = _single_outside(words, summary, n, start, st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT])
     elif first_fit:
         offset = bm_find_free(words, summary, 0)
         if offset >= 0:
             bm_set(words, summary, offset)
     else:
-        offset = bm_take_scan(words, summary, draw(st.cnt, n))
+        offset = bm_take_scan(words, summary, draw(core.cnt, n))
     if offset < 0:
         return -1
-    _take_subnet(st, s, 1)
+    _take_subnet(core, s, 1)
     return offset
 
 
 # --------------------------------------------------------------------------- subnet CIDR reservations
 @kjit(inline=True)
-def _subnet_row(st, s):
+def _subnet_row(core, s):
     # the subnet's row in cl_node, below the node rows
-    return st.nodes.shape[0] + s
+    return core.nodes.shape[0] + s
 
 
 @kjit(inline=True)
@@ -450,7 +459,8 @@ def _single_outside(words, summary, n, start, table, first, count):
 @kjit(inline=True)
 def _single_free(st, s):
     # free addresses EC2 may hand out one by one: not inside a prefix reservation
-    return _subnet_free(st, s) - st.cl_node[_subnet_row(st, s), CS_RESV_FREE]
+    core = st.core
+    return _subnet_free(core, s) - st.cl_node[_subnet_row(core, s), CS_RESV_FREE]
 
 
 @kjit(inline=True)
@@ -468,7 +478,8 @@ def _take_prefix(words, summary, table, row):
 @kjit(inline=True)
 def _group_value(st, node, column):
     # a setting of the node's group (its row in cl_node, below the subnet rows)
-    return st.cl_node[st.nodes.shape[0] + st.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
+    core = st.core
+    return st.cl_node[core.nodes.shape[0] + core.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
 
 
 @kjit(inline=True)
@@ -488,13 +499,14 @@ def _best_in_zone(st, node, zone, column, also):
 
     Ties go to the subnet listed first. -1 when none.
     """
+    core = st.core
     g = st.cl_node[node, CN_GROUP]
     best = -1
-    for s in range(st.sets.shape[0]):
-        row = st.cl_node[_subnet_row(st, s)]
+    for s in range(core.sets.shape[0]):
+        row = st.cl_node[_subnet_row(core, s)]
         if row[CS_ZONE] != zone or (row[column + g] == 0 and s != also):
             continue
-        if best < 0 or _subnet_free(st, s) > _subnet_free(st, best):
+        if best < 0 or _subnet_free(core, s) > _subnet_free(core, best):
             best = s
     return best
 
@@ -524,21 +536,22 @@ def _iface_subnet(st, node):
     * ipamd custom networking: the ENIConfig subnet of the node's zone.
     * Otherwise the node's subnet.
     """
+    core = st.core
     cn = st.cl_node[node]
     home = cn[CN_SUBNET]
     rule = _group_value(st, node, CG_PICK)
-    home_row = st.cl_node[_subnet_row(st, home)]
+    home_row = st.cl_node[_subnet_row(core, home)]
     zone = home_row[CS_ZONE]
     flagged = CS_NCOL + home_row[CS_GROUPS]
     if rule == PICK_CILIUM:
         s = _best_in_zone(st, node, zone, flagged, -1)
         if s >= 0:
             return s
-        if _subnet_free(st, home) >= _group_value(st, node, CG_IPV4):
+        if _subnet_free(core, home) >= _group_value(st, node, CG_IPV4):
             return home
-        for other in range(st.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
-            if (st.cl_node[_subnet_row(st, other), CS_ZONE] == zone
-                    and (s < 0 or _subnet_free(st, other) > _subnet_free(st, s))):
+        for other in range(core.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
+            if (st.cl_node[_subnet_row(core, other), CS_ZONE] == zone
+                    and (s < 0 or _subnet_free(core, other) > _subnet_free(core, s))):
                 s = other
         return s
     if rule == PICK_DISCOVERY:
@@ -549,23 +562,23 @@ def _iface_subnet(st, node):
 
 
 @kjit(inline=True)
-def _dense_address(st, s):
+def _dense_address(core, s):
     """One free address of subnet s in its fullest /28 (CFP cilium/cilium#38499: keep whole /28s free)."""
-    words, summary = _subnet(st, s)
+    words, summary = _subnet(core, s)
     offset = bm_take_densest(words, summary, PREFIX_ORDER)
     if offset >= 0:
-        _take_subnet(st, s, 1)
+        _take_subnet(core, s, 1)
     return offset
 
 
 @kjit(inline=True)
-def _units_per_iface(st):
-    return st.icfg[I_CL_UNITS]
+def _units_per_iface(core):
+    return core.icfg[I_CL_UNITS]
 
 
 @kjit(inline=True)
 def _free_unit_slot(st, node, iface):
-    u = _units_per_iface(st)
+    u = _units_per_iface(st.core)
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] < 0:
             return j
@@ -574,9 +587,10 @@ def _free_unit_slot(st, node, iface):
 
 @kjit
 def _add_unit(st, node, iface, s, offset, size):
+    core = st.core
     j = _free_unit_slot(st, node, iface)
     if j < 0:
-        st.cnt[K_ERROR] = ERROR_CLOUD_UNITS_FULL
+        core.cnt[K_ERROR] = ERROR_CLOUD_UNITS_FULL
         return -1
     unit = st.cl_unit[node, j]
     unit[CU_SET] = s
@@ -590,42 +604,43 @@ def _add_unit(st, node, iface, s, offset, size):
     if size > 1:
         st.cl_iface[node, iface, CI_PREFIXES] += 1
         st.cl_node[node, CN_PREFIXES] += 1
-        st.cnt[K_CL_PREFIXES] += 1
-    st.cnt[_fc(F_NODE_CIDRS)] += 1
-    st.cnt[_fc(F_CARVES)] += 1
-    st.cnt[_fc(F_FREE)] += size
-    st.pool_free[0, 0] += size
+        core.cnt[K_CL_PREFIXES] += 1
+    core.cnt[_fc(F_NODE_CIDRS)] += 1
+    core.cnt[_fc(F_CARVES)] += 1
+    core.cnt[_fc(F_FREE)] += size
+    core.pool_free[0, 0] += size
     return j
 
 
 @kjit
 def _drop_unit(st, node, j):
     """Give a unit (with no address taken) back to its subnet."""
+    core = st.core
     unit = st.cl_unit[node, j]
     s = unit[CU_SET]
     size = unit[CU_SIZE]
-    words, summary = _subnet(st, s)
+    words, summary = _subnet(core, s)
     if size > 1:
         bm_release_block(words, summary, unit[CU_OFF], PREFIX_ORDER)
-        row = st.cl_node[_subnet_row(st, s)]
+        row = st.cl_node[_subnet_row(core, s)]
         if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT],
                                                        unit[CU_OFF]) >= 0:
             row[CS_RESV_FREE] += PREFIX_SIZE
     else:
         bm_clear(words, summary, unit[CU_OFF])
-    _give_subnet(st, s, size)
-    iface = j // _units_per_iface(st)
+    _give_subnet(core, s, size)
+    iface = j // _units_per_iface(core)
     st.cl_iface[node, iface, CI_UNITS] -= 1
     st.cl_node[node, CN_UNITS] -= 1
     st.cl_node[node, CN_HELD] -= size
     if size > 1:
         st.cl_iface[node, iface, CI_PREFIXES] -= 1
         st.cl_node[node, CN_PREFIXES] -= 1
-        st.cnt[K_CL_PREFIXES] -= 1
-    st.cnt[_fc(F_NODE_CIDRS)] -= 1
-    st.cnt[_fc(F_RELEASES)] += 1
-    st.cnt[_fc(F_FREE)] -= size - unit[CU_USED]
-    st.pool_free[0, 0] -= size - unit[CU_USED]
+        core.cnt[K_CL_PREFIXES] -= 1
+    core.cnt[_fc(F_NODE_CIDRS)] -= 1
+    core.cnt[_fc(F_RELEASES)] += 1
+    core.cnt[_fc(F_FREE)] -= size - unit[CU_USED]
+    core.pool_free[0, 0] -= size - unit[CU_USED]
     unit[CU_SET] = -1
     unit[CU_MASK] = 0
     unit[CU_USED] = 0
@@ -634,7 +649,7 @@ def _drop_unit(st, node, j):
 @kjit(inline=True)
 def _iface_room(st, node, iface):
     # units the interface can still take (none below first-interface-index: custom networking's eth0)
-    if iface < st.icfg[I_CL_FIRST_IFACE]:
+    if iface < st.core.icfg[I_CL_FIRST_IFACE]:
         return 0
     return _node_units(st, node) - st.cl_iface[node, iface, CI_UNITS]
 
@@ -654,6 +669,7 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     the fullest /28s instead of EC2's choice. ``count_call`` is false when the
     addresses come with the interface's create call.
     """
+    core = st.core
     room = _iface_room(st, node, iface)
     if room <= 0 or addresses <= 0:
         return 0
@@ -662,33 +678,33 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     if pd:
         count = min(-(-addresses // PREFIX_SIZE), room)
         if count_call:
-            api_spend(st, API_ASSIGN, now, True)
-        words, summary = _subnet(st, s)
+            api_spend(core, API_ASSIGN, now, True)
+        words, summary = _subnet(core, s)
         if bm_free_blocks(words, PREFIX_ORDER) >= count:  # EC2 assigns all the prefixes or none
-            row = st.cl_node[_subnet_row(st, s)]
+            row = st.cl_node[_subnet_row(core, s)]
             for _ in range(count):
                 offset = _take_prefix(words, summary, st.cl_node, row)
-                _take_subnet(st, s, PREFIX_SIZE)
+                _take_subnet(core, s, PREFIX_SIZE)
                 _add_unit(st, node, iface, s, offset, PREFIX_SIZE)
             return count * PREFIX_SIZE
-        if _subnet_free(st, s) >= count * PREFIX_SIZE:
-            st.cnt[K_CL_FRAG_FAILS] += 1  # enough free addresses, no aligned /28 for them
+        if _subnet_free(core, s) >= count * PREFIX_SIZE:
+            core.cnt[K_CL_FRAG_FAILS] += 1  # enough free addresses, no aligned /28 for them
         if not fallback:
             return 0
         # "Subnet might be out of prefixes, Cilium will not allocate prefixes on this node anymore": the same
         # call again without prefixes (an assign, or the interface's create call)
-        api_spend(st, API_ASSIGN if count_call else API_ATTACH, now, False)
+        api_spend(core, API_ASSIGN if count_call else API_ATTACH, now, False)
         count = min(addresses, room)
-        if _subnet_free(st, s) < count:
+        if _subnet_free(core, s) < count:
             return 0
-        dense = st.icfg[I_CL_STRATEGY] == STRATEGY_DENSE
+        dense = core.icfg[I_CL_STRATEGY] == STRATEGY_DENSE
         for _ in range(count):
-            offset = _dense_address(st, s) if dense else _single_address(st, s, False)
+            offset = _dense_address(core, s) if dense else _single_address(st, s, False)
             _add_unit(st, node, iface, s, offset, 1)
         return count
     count = min(addresses, room)  # an ENI's address limit counts prefixes and single addresses alike
     if count_call:
-        api_spend(st, API_ASSIGN, now, False)
+        api_spend(core, API_ASSIGN, now, False)
     if _single_free(st, s) < count:
         return 0  # InsufficientFreeAddressesInSubnet: the call fails as a whole
     for _ in range(count):
@@ -700,7 +716,7 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
 @kjit
 def _attach(st, node, iface, s, now):
     """Attach interface `iface` in subnet s, taking its primary address when the cloud gives one."""
-    primary = _single_address(st, s, False) if st.icfg[I_CL_PRIMARY] != 0 else -1
+    primary = _single_address(st, s, False) if st.core.icfg[I_CL_PRIMARY] != 0 else -1
     cloud_attached(st, node, iface, s, primary, now)
 
 
@@ -714,7 +730,7 @@ def cloud_attached(st, node, iface, s, primary, now):
     if primary >= 0:
         cloud_primary_held(st, node, iface, primary)
     st.cl_node[node, CN_IFACES] += 1
-    st.cnt[K_CL_IFACES] += 1
+    st.core.cnt[K_CL_IFACES] += 1
 
 
 @kjit
@@ -722,36 +738,38 @@ def cloud_primary_held(st, node, iface, primary):
     """The interface holds its primary address (an offset in its subnet, taken already)."""
     st.cl_iface[node, iface, CI_PRIMARY] = primary
     st.cl_node[node, CN_PRIMARIES] += 1
-    st.cnt[_fc(F_RESERVED)] += 1
+    st.core.cnt[_fc(F_RESERVED)] += 1
 
 
 @kjit
 def _detach(st, node, iface):
     """Release an interface's units (all free) and its primary address."""
-    u = _units_per_iface(st)
+    core = st.core
+    u = _units_per_iface(core)
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] >= 0:
             _drop_unit(st, node, j)
     primary = st.cl_iface[node, iface, CI_PRIMARY]
     if primary >= 0:
         s = st.cl_iface[node, iface, CI_SET]
-        words, summary = _subnet(st, s)
+        words, summary = _subnet(core, s)
         bm_clear(words, summary, primary)
-        _give_subnet(st, s, 1)
+        _give_subnet(core, s, 1)
         st.cl_node[node, CN_PRIMARIES] -= 1
-        st.cnt[_fc(F_RESERVED)] -= 1
+        core.cnt[_fc(F_RESERVED)] -= 1
     st.cl_iface[node, iface, CI_ATTACHED] = 0
     st.cl_iface[node, iface, CI_PRIMARY] = -1
     st.cl_node[node, CN_IFACES] -= 1
-    st.cnt[K_CL_IFACES] -= 1
+    core.cnt[K_CL_IFACES] -= 1
 
 
 # --------------------------------------------------------------------------- addresses of pods (agent side)
 @kjit
 def _pick(st, node):
     """A unit and a free bit in it: the first free address (ipamd datastore order) or a random one (Go map order)."""
+    core = st.core
     units = st.cl_unit.shape[1]
-    if st.icfg[I_CL_FILL_FIRST] != 0:
+    if core.icfg[I_CL_FILL_FIRST] != 0:
         for j in range(units):
             unit = st.cl_unit[node, j]
             if unit[CU_SET] >= 0 and unit[CU_USED] < unit[CU_SIZE]:
@@ -762,7 +780,7 @@ def _pick(st, node):
     free = st.cl_node[node, CN_HELD] - st.cl_node[node, CN_USED]
     if free <= 0:
         return -1, -1
-    r = draw(st.cnt, free)
+    r = draw(core.cnt, free)
     for j in range(units):
         unit = st.cl_unit[node, j]
         if unit[CU_SET] < 0:
@@ -782,13 +800,14 @@ def _pick(st, node):
 @kjit(inline=True)
 def cloud_hold(st, node, j, bit):
     """Address ``bit`` of unit ``j`` is taken (by a pod or the agent)."""
+    core = st.core
     unit = st.cl_unit[node, j]
     unit[CU_MASK] |= np.int64(1) << bit
     unit[CU_USED] += 1
     st.cl_node[node, CN_USED] += 1
-    st.cnt[_fc(F_FREE)] -= 1
-    st.pool_free[0, 0] -= 1
-    st.np_inuse[node, 0, 0] += 1
+    core.cnt[_fc(F_FREE)] -= 1
+    core.pool_free[0, 0] -= 1
+    core.np_inuse[node, 0, 0] += 1
 
 
 @kjit
@@ -800,33 +819,35 @@ def cloud_alloc_pod(st, pod, node, now):
     int
         -1 on success, 0 (the IPv4 family) when the pool has no free address.
     """
+    core = st.core
     j, bit = _pick(st, node)
     if j < 0:
-        st.cnt[_fc(F_IP_FAILS)] += 1
+        core.cnt[_fc(F_IP_FAILS)] += 1
         return 0
     cloud_hold(st, node, j, bit)
-    st.pods[pod, D_SLOT] = j
-    st.pods[pod, D_OFF] = bit
-    st.cnt[_fc(F_USED)] += 1
-    st.cnt[_fc(F_IP_ALLOCS)] += 1
+    core.pods[pod, D_SLOT] = j
+    core.pods[pod, D_OFF] = bit
+    core.cnt[_fc(F_USED)] += 1
+    core.cnt[_fc(F_IP_ALLOCS)] += 1
     return -1
 
 
 @kjit
 def cloud_release_pod(st, pod, node):
     """Return a running pod's address to its node's pool (the pool keeps it)."""
-    j = st.pods[pod, D_SLOT]
+    core = st.core
+    j = core.pods[pod, D_SLOT]
     if j < 0:
         return
     unit = st.cl_unit[node, j]
-    unit[CU_MASK] &= ~(np.int64(1) << st.pods[pod, D_OFF])
+    unit[CU_MASK] &= ~(np.int64(1) << core.pods[pod, D_OFF])
     unit[CU_USED] -= 1
     st.cl_node[node, CN_USED] -= 1
-    st.cnt[_fc(F_FREE)] += 1
-    st.pool_free[0, 0] += 1
-    st.np_inuse[node, 0, 0] -= 1
-    st.cnt[_fc(F_USED)] -= 1
-    st.pods[pod, D_SLOT] = -1
+    core.cnt[_fc(F_FREE)] += 1
+    core.pool_free[0, 0] += 1
+    core.np_inuse[node, 0, 0] -= 1
+    core.cnt[_fc(F_USED)] -= 1
+    core.pods[pod, D_SLOT] = -1
 
 
 @kjit
@@ -840,7 +861,7 @@ def cloud_agent_start(st, node):
     """
     if not cloud_pool_ready(st, node):
         return False
-    cloud_reserve(st, node, st.icfg[I_CL_AGENT_RESERVED])
+    cloud_reserve(st, node, st.core.icfg[I_CL_AGENT_RESERVED])
     return True
 
 
@@ -859,7 +880,7 @@ def cloud_reserve(st, node, count):
             break
         cloud_hold(st, node, j, bit)
         st.cl_node[node, CN_RESERVED] += 1
-        st.cnt[_fc(F_RESERVED)] += 1
+        st.core.cnt[_fc(F_RESERVED)] += 1
 
 
 @kjit
@@ -878,7 +899,7 @@ def cloud_agent_changed(st, node, now):
     if not manager_reads_agent_status(st) or st.cl_node[node, CN_SYNC_ARMED] == 1:
         return -1.0
     st.cl_node[node, CN_SYNC_ARMED] = 1
-    return max(now, st.cl_time[node, CT_LAST_SYNC] + st.cfg[C_UPDATE_RATE])
+    return max(now, st.cl_time[node, CT_LAST_SYNC] + st.core.cfg[C_UPDATE_RATE])
 
 
 @kjit
@@ -897,7 +918,7 @@ def cloud_agent_sync(st, node, now):
     singles, prefixes = _prefix_use(st, node)
     st.cl_node[node, CN_REPORTED_SINGLES] = singles
     st.cl_node[node, CN_REPORTED_PREFIXES] = prefixes
-    return now + st.cfg[C_OPERATOR_DELAY]
+    return now + st.core.cfg[C_OPERATOR_DELAY]
 
 
 # --------------------------------------------------------------------------- nodes
@@ -910,6 +931,7 @@ def cloud_node_add(st, node, now):
     float
         The period of the node's periodic pass (0: none).
     """
+    core = st.core
     cn = st.cl_node[node]
     for c in range(CN_RESET):  # its group and zone stay
         cn[c] = 0
@@ -921,37 +943,38 @@ def cloud_node_add(st, node, now):
     st.cl_time[node, CT_API_AT] = -INF
     cn[CN_SUBNET] = _node_subnet(st, node)  # its group's subnet of its zone (an ASG over its AZs)
     cn[CN_PD] = 1 if _group_value(st, node, CG_UNIT_SIZE) > 1 else 0
-    if st.icfg[I_CL_NIC] != 0:
+    if core.icfg[I_CL_NIC] != 0:
         _attach(st, node, 0, cn[CN_SUBNET], now)
     else:  # a crd pool: no cloud interface, one slot row for the units
         st.cl_iface[node, 0, CI_ATTACHED] = 1
         st.cl_iface[node, 0, CI_SET] = cn[CN_SUBNET]
-    return st.cfg[C_CL_PERIOD]
+    return core.cfg[C_CL_PERIOD]
 
 
 @kjit
 def cloud_node_delete(st, node):
     """The instance goes away: every interface, unit and primary address returns to the subnets."""
+    core = st.core
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
             continue
-        u = _units_per_iface(st)
+        u = _units_per_iface(core)
         for j in range(iface * u, iface * u + u):
             unit = st.cl_unit[node, j]
             if unit[CU_SET] >= 0 and unit[CU_USED] > 0:  # the agent's reservations (pods are gone already)
-                st.cnt[_fc(F_FREE)] += unit[CU_USED]
-                st.pool_free[0, 0] += unit[CU_USED]
+                core.cnt[_fc(F_FREE)] += unit[CU_USED]
+                core.pool_free[0, 0] += unit[CU_USED]
                 unit[CU_USED] = 0
                 unit[CU_MASK] = 0
-        if st.icfg[I_CL_NIC] == 0:
+        if core.icfg[I_CL_NIC] == 0:
             for j in range(iface * u, iface * u + u):
                 if st.cl_unit[node, j, CU_SET] >= 0:
                     _drop_unit(st, node, j)
             st.cl_iface[node, iface, CI_ATTACHED] = 0
         else:
             _detach(st, node, iface)
-    st.cnt[_fc(F_RESERVED)] -= st.cl_node[node, CN_RESERVED]
-    st.np_inuse[node, 0, 0] = 0
+    core.cnt[_fc(F_RESERVED)] -= st.cl_node[node, CN_RESERVED]
+    core.np_inuse[node, 0, 0] = 0
     cn = st.cl_node[node]
     for c in range(CN_RESET):
         cn[c] = 0
@@ -977,10 +1000,11 @@ def _prefix_use(st, node):
 @kjit
 def _cilium_release(st, node, excess, now):
     """PrepareIPRelease + ReleaseIPs: free single addresses of the interface with the most, up to `excess`."""
-    u = _units_per_iface(st)
+    core = st.core
+    u = _units_per_iface(core)
     best = -1
     best_free = 0
-    for iface in range(st.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
+    for iface in range(core.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0 or st.cl_iface[node, iface, CI_PREFIXES] > 0:
             continue  # release of prefixes is not supported upstream
         free = 0
@@ -1005,16 +1029,17 @@ def _cilium_release(st, node, excess, now):
 @kjit(inline=True)
 def _cilium_need_and_excess(st, node):
     """(needed, excess) of a node from its last CiliumNode status (``recalculate``, cilium ``pkg/ipam/node.go``)."""
+    core = st.core
     cn = st.cl_node[node]
     available = cn[CN_HELD]
     used = cn[CN_REPORTED]
     pre = _group_value(st, node, CG_PRE)
-    minimum = st.icfg[I_CL_MIN]
+    minimum = core.icfg[I_CL_MIN]
     needed = needed_ips(available, used, pre, minimum, _group_value(st, node, CG_MAX_ALLOC))
     used_excess = used
     if cn[CN_PREFIXES] > 0:  # GetUsedIPWithPrefixes reads the status, like needed_ips
         used_excess = used_with_prefixes(cn[CN_REPORTED_SINGLES], cn[CN_REPORTED_PREFIXES])
-    return needed, excess_ips(available, used_excess, pre, minimum, st.icfg[I_CL_ABOVE])
+    return needed, excess_ips(available, used_excess, pre, minimum, core.icfg[I_CL_ABOVE])
 
 
 @kjit
@@ -1035,7 +1060,7 @@ def _cilium_prefix_delegated(st, node):
     """
     if st.cl_node[node, CN_PD] == 0:
         return False
-    if st.icfg[I_CL_STRATEGY] == STRATEGY_DENSE:
+    if st.core.icfg[I_CL_STRATEGY] == STRATEGY_DENSE:
         return True
     for iface in range(st.cl_iface.shape[1]):
         if (st.cl_iface[node, iface, CI_ATTACHED] == 1 and st.cl_iface[node, iface, CI_PREFIXES] == 0
@@ -1047,38 +1072,39 @@ def _cilium_prefix_delegated(st, node):
 @kjit
 def _cilium_pass(st, node, now):
     """One maintenance pass of Cilium's operator for a node; returns True when it changed the cloud."""
-    above = st.icfg[I_CL_ABOVE]
+    core = st.core
+    above = core.icfg[I_CL_ABOVE]
     needed, excess = _cilium_need_and_excess(st, node)
-    if st.icfg[I_CL_RELEASE] != 0 and excess > 0:
+    if core.icfg[I_CL_RELEASE] != 0 and excess > 0:
         # handleIPRelease: IPs wait --excess-ip-release-delay before they go (handshake with the agent collapsed)
         if st.cl_time[node, CT_EXCESS_SINCE] == INF:
             st.cl_time[node, CT_EXCESS_SINCE] = now
-        if now - st.cl_time[node, CT_EXCESS_SINCE] >= st.cfg[C_CL_RELEASE_DELAY]:
+        if now - st.cl_time[node, CT_EXCESS_SINCE] >= core.cfg[C_CL_RELEASE_DELAY]:
             st.cl_time[node, CT_EXCESS_SINCE] = INF
             return _cilium_release(st, node, excess, now)
         return False
     st.cl_time[node, CT_EXCESS_SINCE] = INF
     if needed <= 0:
         return False
-    to_allocate = max_ips_to_allocate(needed, above, st.nodes[node, N_PENDING])
+    to_allocate = max_ips_to_allocate(needed, above, core.nodes[node, N_PENDING])
     pd = _cilium_prefix_delegated(st, node)
     size = PREFIX_SIZE if pd else 1
-    fallback = st.icfg[I_CL_FALLBACK] != 0
+    fallback = core.icfg[I_CL_FALLBACK] != 0
     # PrepareIPAllocation: the first usable interface with room whose subnet has free addresses
-    for iface in range(st.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
+    for iface in range(core.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
             continue
         room = _iface_room(st, node, iface) * size
         s = st.cl_iface[node, iface, CI_SET]
         if room <= 0:
             continue
-        subnet_free = _subnet_free(st, s)
-        if subnet_free <= 0 and st.icfg[I_CL_ANY_SUBNET] != 0:
+        subnet_free = _subnet_free(core, s)
+        if subnet_free <= 0 and core.icfg[I_CL_ANY_SUBNET] != 0:
             # Azure: an IP configuration may come from any subnet of the VNet with free addresses
-            for other in range(st.sets.shape[0]):
-                if _subnet_free(st, other) > 0:
+            for other in range(core.sets.shape[0]):
+                if _subnet_free(core, other) > 0:
                     s = other
-                    subnet_free = _subnet_free(st, other)
+                    subnet_free = _subnet_free(core, other)
                     break
         if subnet_free <= 0:
             continue
@@ -1086,17 +1112,17 @@ def _cilium_pass(st, node, now):
         if got != 0:
             return got > 0  # added, or throttled: the operator waits for its token and goes on then
         break  # handleIPAllocation: a failed assign goes on to create an interface
-    if st.icfg[I_CL_ATTACH] == 0:
+    if core.icfg[I_CL_ATTACH] == 0:
         return False
     # CreateInterface: the next free index at or above first-interface-index, in the node's subnet
-    for iface in range(st.icfg[I_CL_FIRST_IFACE], _node_ifaces(st, node)):
+    for iface in range(core.icfg[I_CL_FIRST_IFACE], _node_ifaces(st, node)):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1:
             continue
         s = _iface_subnet(st, node)
         wanted = min(to_allocate, _node_units(st, node))  # min(MaxIPsToAllocate, limits.IPv4 - 1)
         if not api_call(st, node, API_ATTACH, now, False):
             return False
-        if _subnet_free(st, s) < 1 + (PREFIX_SIZE if pd else wanted):
+        if _subnet_free(core, s) < 1 + (PREFIX_SIZE if pd else wanted):
             return False  # CreateNetworkInterface fails: no room in the node's subnet
         _attach(st, node, iface, s, now)
         if _assign(st, node, iface, wanted, pd, fallback, s, False, now) == 0:
@@ -1110,13 +1136,14 @@ def _cilium_pass(st, node, now):
 @kjit
 def _static_pass(st, node, prefixes, now):
     """Write the node's fixed pool once: /28 blocks (AKS static block) or first-fit addresses (crd writer)."""
+    core = st.core
     if st.cl_node[node, CN_UNITS] > 0:
         return False
     s = st.cl_node[node, CN_SUBNET]
-    count = st.icfg[I_CL_STATIC_UNITS]
+    count = core.icfg[I_CL_STATIC_UNITS]
     if prefixes:
         return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True, now) > 0
-    api_spend(st, API_ASSIGN, now, False)
+    api_spend(core, API_ASSIGN, now, False)
     if _single_free(st, s) < count:
         return False
     for _ in range(count):
@@ -1170,12 +1197,13 @@ def _first_at_us(target_us):
 @kjit
 def _cilium_quiet_until(st, node, now):
     """``_cilium_pass``: no excess to give back and nothing needed, or excess still inside its release delay."""
+    core = st.core
     needed, excess = _cilium_need_and_excess(st, node)
     since = st.cl_time[node, CT_EXCESS_SINCE]
-    if st.icfg[I_CL_RELEASE] != 0 and excess > 0:
-        if since == INF or now - since >= st.cfg[C_CL_RELEASE_DELAY]:
+    if core.icfg[I_CL_RELEASE] != 0 and excess > 0:
+        if since == INF or now - since >= core.cfg[C_CL_RELEASE_DELAY]:
             return LOUD  # the pass starts the delay, or releases
-        return _first_at_or_after(since, st.cfg[C_CL_RELEASE_DELAY])
+        return _first_at_or_after(since, core.cfg[C_CL_RELEASE_DELAY])
     if since != INF or needed > 0:
         return LOUD  # the pass clears the excess mark, or allocates (reading the subnets)
     return INF
@@ -1184,4 +1212,4 @@ def _cilium_quiet_until(st, node, now):
 @kjit
 def cloud_period(st):
     """Seconds between a node's periodic passes (0: none)."""
-    return st.cfg[C_CL_PERIOD]
+    return st.core.cfg[C_CL_PERIOD]

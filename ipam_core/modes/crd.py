@@ -13,16 +13,15 @@ plain CIDR ranges: no cloud reservation in them.
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 from ipam_core.cloud.watermarks import DEFAULT_PRE_ALLOCATE, pool_minimum
 from ipam_core.engine.cloud_config import (CLOUD_CILIUM, CLOUD_CRD_STATIC, CloudConfig, agent_reserved, check_subnets,
                                           subnet_layout)
 from ipam_core.engine.layout import Layout
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.kernels._jit import kjit
 from ipam_core.modes.cloud_hooks import register_manager, written_once_quiet_until
-from ipam_core.modes.cloud_pool import _static_pass
+from ipam_core.modes.cloud_pool import CLOUD_TABLES, _static_pass
 from ipam_core.modes.spec import RULES_CLOUD, ModeSpec, Section
 
 NAME = "crd"
@@ -100,7 +99,7 @@ MODE = ModeSpec(
 #: The State class of ``crd`` runs whose writer gives each node a fixed pool (``poolPerNode``): the loop
 #: compiles that write alone (modes/cloud_manager.py). The watermark writer runs Cilium's operator
 #: (``CiliumOperatorState``, modes/cloud_hooks.py).
-CrdStaticState = namedtuple("CrdStaticState", STATE_FIELDS)
+CrdStaticState = family_state("CrdStaticState", __name__, CLOUD_TABLES)
 
 
 @kjit(inline=True)  # an adapter: no call of its own (modes/cloud_manager.py)

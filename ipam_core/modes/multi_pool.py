@@ -27,7 +27,6 @@ pods pick their address from the first CIDR of their pool with a free address
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 import numpy as np
 
@@ -49,7 +48,7 @@ from ipam_core.engine.core import (
     take_slot_addresses,
 )
 from ipam_core.engine.sampling import pool_node_rows
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (
     C_OPERATOR_DELAY,
     C_PENDING_TTL,
@@ -107,7 +106,7 @@ UPSTREAM = (
 )
 
 
-MultiPoolState = namedtuple("MultiPoolState", STATE_FIELDS)
+MultiPoolState = family_state("MultiPoolState", __name__)
 
 
 @kjit
@@ -225,14 +224,15 @@ def still_pending(since_failure, retry, ttl):
 @kjit
 def _arm_sync(st, node, now):
     # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
-    _loud(st, node)
-    if st.nodes[node, N_SYNC_ARMED] == 0:
-        st.nodes[node, N_SYNC_ARMED] = 1
-        _push(st, now + st.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, st.nodes[node, N_GEN])
+    core = st.core
+    _loud(core, node)
+    if core.nodes[node, N_SYNC_ARMED] == 0:
+        core.nodes[node, N_SYNC_ARMED] = 1
+        _push(core, now + core.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, core.nodes[node, N_GEN])
 
 
 @kjit
-def _pending_demand(st, node, pool, family, now):
+def _pending_demand(core, node, pool, family, now):
     """Pending requests still counted as demand (``pendingAllocationTTL``, pkg/ipam/multipool_manager.go).
 
     A failed request stays in the agent's pending map for the TTL and is
@@ -240,19 +240,19 @@ def _pending_demand(st, node, pool, family, now):
     the running count is exact; otherwise only requests that failed within
     the TTL count.
     """
-    retry = st.cfg[C_RETRY]
-    ttl = st.cfg[C_PENDING_TTL]
+    retry = core.cfg[C_RETRY]
+    ttl = core.cfg[C_PENDING_TTL]
     if still_pending(np.inf, retry, ttl):  # a request of any age counts: the running count is exact
-        return st.np_pending[node, pool, family]
+        return core.np_pending[node, pool, family]
     count = 0
-    pods = st.pods
-    pod = st.nodes[node, N_HEAD]
+    pods = core.pods
+    pod = core.nodes[node, N_HEAD]
     while pod >= 0:
         if (
             pods[pod, D_STATE] == POD_PENDING
             and pods[pod, D_PENDING_FAMILY] == family
             and pods[pod, D_POOL + family] == pool
-            and still_pending(now - st.pod_failed_at[pod], retry, ttl)
+            and still_pending(now - core.pod_failed_at[pod], retry, ttl)
         ):
             count += 1
         pod = pods[pod, D_NEXT]
@@ -262,57 +262,60 @@ def _pending_demand(st, node, pool, family, now):
 @kjit
 def _agent_sync(st, node, now):
     """Compute demand, give back excess CIDRs (last first) and ask the operator."""
-    st.nodes[node, N_SYNC_ARMED] = 0
-    sl = st.slots
-    for pool in range(st.pools.shape[0]):
-        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+    core = st.core
+    core.nodes[node, N_SYNC_ARMED] = 0
+    sl = core.slots
+    for pool in range(core.pools.shape[0]):
+        pre_alloc = core.pools[pool, P_PRE_ALLOC]
         for family in range(2):
-            if st.icfg[I_FAMILY + family] == 0:
+            if core.icfg[I_FAMILY + family] == 0:
                 continue
-            in_use = st.np_inuse[node, pool, family]
-            needed = needed_ip_ceil(in_use + _pending_demand(st, node, pool, family, now), pre_alloc)
-            st.np_requested[node, pool, family] = needed
+            in_use = core.np_inuse[node, pool, family]
+            needed = needed_ip_ceil(in_use + _pending_demand(core, node, pool, family, now), pre_alloc)
+            core.np_requested[node, pool, family] = needed
             total_free = 0
-            for k in range(st.nodes[node, N_NSLOTS]):
-                slot = st.node_slots[node, k]
+            for k in range(core.nodes[node, N_NSLOTS]):
+                slot = core.node_slots[node, k]
                 if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
             threshold = max(needed - in_use, 0)
-            if total_free < threshold and st.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_RECLAIMED:
+            if total_free < threshold and core.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_RECLAIMED:
                 total_free = _reclaim_stranded(st, node, pool, family, total_free, threshold)
-            for k in range(st.nodes[node, N_NSLOTS] - 1, -1, -1):
-                slot = st.node_slots[node, k]
+            for k in range(core.nodes[node, N_NSLOTS] - 1, -1, -1):
+                slot = core.node_slots[node, k]
                 if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
                     continue
                 free = sl[slot, L_MAX] - sl[slot, L_USED]
                 if gives_back_unused(sl[slot, L_USED], free, total_free, threshold):
                     sl[slot, L_STATE] = SLOT_RELEASED
                     total_free -= free
-                    st.cnt[_fc(family, F_FREE)] -= free
-                    st.pool_free[pool, family] -= free
+                    core.cnt[_fc(family, F_FREE)] -= free
+                    core.pool_free[pool, family] -= free
     _sched_addresses_changed(st, node)
-    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
+    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def _pools_ready(st, node):
     # waitForAllPools: every pool with pre-allocation has a free address per family
-    for pool in range(st.pools.shape[0]):
-        if st.pools[pool, P_PRE_ALLOC] == 0:
+    core = st.core
+    for pool in range(core.pools.shape[0]):
+        if core.pools[pool, P_PRE_ALLOC] == 0:
             continue
         for family in range(2):
-            if st.icfg[I_FAMILY + family] != 0 and _find_slot(st, node, pool, family) < 0:
+            if core.icfg[I_FAMILY + family] != 0 and _find_slot(st, node, pool, family) < 0:
                 return False
     return True
 
 
 @kjit
 def _operator_multi_pool(st, node):
-    sl = st.slots
+    core = st.core
+    sl = core.slots
     k = 0
-    while k < st.nodes[node, N_NSLOTS]:
-        slot = st.node_slots[node, k]
-        if sl[slot, L_STATE] == SLOT_RELEASED and st.icfg[I_RELEASED_CIDRS] != RELEASED_CIDRS_FREED:
+    while k < core.nodes[node, N_NSLOTS]:
+        slot = core.node_slots[node, k]
+        if sl[slot, L_STATE] == SLOT_RELEASED and core.icfg[I_RELEASED_CIDRS] != RELEASED_CIDRS_FREED:
             sl[slot, L_STATE] = SLOT_STRANDED  # fault model: the operator keeps it on the node, unused
             k += 1
         elif sl[slot, L_STATE] == SLOT_RELEASED:
@@ -320,30 +323,30 @@ def _operator_multi_pool(st, node):
         else:
             k += 1
     status = STATUS_OK
-    for pool in range(st.pools.shape[0]):
+    for pool in range(core.pools.shape[0]):
         for family in range(2):
-            needed = st.np_requested[node, pool, family]
+            needed = core.np_requested[node, pool, family]
             if needed <= 0:
                 continue
             have = 0
-            for j in range(st.nodes[node, N_NSLOTS]):
-                slot = st.node_slots[node, j]
+            for j in range(core.nodes[node, N_NSLOTS]):
+                slot = core.node_slots[node, j]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     have += sl[slot, L_MAX]
-            first = st.pools[pool, P_SET_LO + family]
-            per_cidr = st.sets[first, S_SLOT_MAX] if first < st.pools[pool, P_SET_HI + family] else 0
+            first = core.pools[pool, P_SET_LO + family]
+            per_cidr = core.sets[first, S_SLOT_MAX] if first < core.pools[pool, P_SET_HI + family] else 0
             for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # a pool's sets share its mask
                 slot = _carve_slot(st, node, pool, family)
                 if slot < 0 or sl[slot, L_MAX] == 0:
                     status = STATUS_POOL_EMPTY
                     break
-    st.nodes[node, N_STATUS] = status
-    if st.nodes[node, N_READY] == 0 and _pools_ready(st, node):
+    core.nodes[node, N_STATUS] = status
+    if core.nodes[node, N_READY] == 0 and _pools_ready(st, node):
         _agent_start(st, node)
 
 
 @kjit
-def _multi_pool_quiet(st, node):
+def _multi_pool_quiet(core, node):
     """Whether the agent's refresh, and the operator's pass after it, would change nothing now.
 
     Called just after a refresh (``_agent_sync``): the node is ready, has no
@@ -353,28 +356,28 @@ def _multi_pool_quiet(st, node):
     frees nor carves, and reads no shared pool). Mirrors ``_agent_sync`` and
     ``_operator_multi_pool``.
     """
-    nodes = st.nodes
+    nodes = core.nodes
     if (nodes[node, N_READY] == 0 or nodes[node, N_SYNC_ARMED] != 0 or nodes[node, N_PENDING] != 0
             or nodes[node, N_STATUS] != STATUS_OK):
         return False
-    sl = st.slots
+    sl = core.slots
     n_slots = nodes[node, N_NSLOTS]
     for k in range(n_slots):
-        if sl[st.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (icfg I_RELEASED_CIDRS)
+        if sl[core.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (icfg I_RELEASED_CIDRS)
             return False
-    for pool in range(st.pools.shape[0]):
-        pre_alloc = st.pools[pool, P_PRE_ALLOC]
+    for pool in range(core.pools.shape[0]):
+        pre_alloc = core.pools[pool, P_PRE_ALLOC]
         for family in range(2):
-            if st.icfg[I_FAMILY + family] == 0:
+            if core.icfg[I_FAMILY + family] == 0:
                 continue
-            in_use = st.np_inuse[node, pool, family]
+            in_use = core.np_inuse[node, pool, family]
             needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand
-            if needed != st.np_requested[node, pool, family]:
+            if needed != core.np_requested[node, pool, family]:
                 return False
             total_free = 0
             have = 0
             for k in range(n_slots):
-                slot = st.node_slots[node, k]
+                slot = core.node_slots[node, k]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
                     have += sl[slot, L_MAX]
@@ -382,7 +385,7 @@ def _multi_pool_quiet(st, node):
                 return False
             threshold = max(needed - in_use, 0)
             for k in range(n_slots):
-                slot = st.node_slots[node, k]
+                slot = core.node_slots[node, k]
                 if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family
                         and gives_back_unused(sl[slot, L_USED], sl[slot, L_MAX] - sl[slot, L_USED], total_free,
                                               threshold)):
@@ -394,9 +397,10 @@ def _multi_pool_quiet(st, node):
 @kjit
 def _reclaim_stranded(st, node, pool, family, total_free, threshold):
     """PR #46674: the agent takes released, still advertised CIDRs back while its free addresses are short."""
-    sl = st.slots
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
+    core = st.core
+    sl = core.slots
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
         if total_free >= threshold:
             break
         if sl[slot, L_STATE] == SLOT_STRANDED and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
@@ -406,11 +410,12 @@ def _reclaim_stranded(st, node, pool, family, total_free, threshold):
 
 @kjit
 def _unstrand(st, slot):
-    sl = st.slots
+    core = st.core
+    sl = core.slots
     sl[slot, L_STATE] = SLOT_LIVE
     free = sl[slot, L_MAX] - sl[slot, L_USED]
-    st.cnt[_fc(sl[slot, L_FAMILY], F_FREE)] += free
-    st.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
+    core.cnt[_fc(sl[slot, L_FAMILY], F_FREE)] += free
+    core.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
     _sched_addresses_changed(st, sl[slot, L_NODE])
     return free
 
@@ -418,9 +423,10 @@ def _unstrand(st, slot):
 @kjit
 def _agent_restart(st, node, now):
     """The agent restarts: its released set starts empty, so stranded CIDRs are allocated from again."""
-    sl = st.slots
-    for k in range(st.nodes[node, N_NSLOTS]):
-        slot = st.node_slots[node, k]
+    core = st.core
+    sl = core.slots
+    for k in range(core.nodes[node, N_NSLOTS]):
+        slot = core.node_slots[node, k]
         if sl[slot, L_STATE] == SLOT_STRANDED:
             _unstrand(st, slot)
     _arm_sync(st, node, now)
@@ -429,35 +435,38 @@ def _agent_restart(st, node, now):
 @kjit
 def node_added(st, node, now):
     """The agent starts: it asks for its pools at once and refreshes every ``refresh`` seconds."""
+    core = st.core
     _agent_sync(st, node, now)
-    _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, st.nodes[node, N_GEN])
+    _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def node_timer(st, kind, node, gen, now):
     """The operator's pass (T_CARVE), the debounced CiliumNode write (T_AGENT_SYNC), the refresh (T_REFRESH)."""
+    core = st.core
     if kind == T_CARVE:
-        if not _quiet_at(st, node, now):  # quiet: the operator would find nothing to do
+        if not _quiet_at(core, node, now):  # quiet: the operator would find nothing to do
             _operator_multi_pool(st, node)
     elif kind == T_AGENT_SYNC:
         _agent_sync(st, node, now)
     elif kind == T_REFRESH:
         _agent_sync(st, node, now)
-        _set_wake(st, node, np.inf if _multi_pool_quiet(st, node) else LOUD, now)
-        _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+        _set_wake(core, node, np.inf if _multi_pool_quiet(core, node) else LOUD, now)
+        _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
 
 
 @kjit
 def quiet_refresh(st, node, gen, now):
     """A refresh that changes nothing still sets the operator's pass after it, and the next refresh."""
-    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
-    _push(st, now + st.cfg[C_REFRESH], T_REFRESH, node, gen)
+    core = st.core
+    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
+    _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
 
 
 @kjit
 def refresh_period(st):
     """Seconds between an agent's refreshes."""
-    return st.cfg[C_REFRESH]
+    return st.core.cfg[C_REFRESH]
 
 
 @kjit

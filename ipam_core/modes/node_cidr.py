@@ -16,7 +16,6 @@ is deleted. Carving and the pod-address bitmaps are the shared machinery of
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 from ipam_core.engine import hooks
 from ipam_core.engine.core import (
@@ -30,7 +29,7 @@ from ipam_core.engine.core import (
     take_slot_addresses,
 )
 from ipam_core.engine.sampling import pool_node_rows
-from ipam_core.engine.state import STATE_FIELDS
+from ipam_core.engine.state import family_state
 from ipam_core.engine.tables import (
     C_CARVE_RETRY,
     C_OPERATOR_DELAY,
@@ -47,34 +46,36 @@ from ipam_core.engine.tables import (
 )
 from ipam_core.kernels._jit import kjit
 
-NodeCidrState = namedtuple("NodeCidrState", STATE_FIELDS)
+NodeCidrState = family_state("NodeCidrState", __name__)
 
 
 @kjit
 def _operator_one_per_family(st, node, now):
+    core = st.core
     missing = False
     for family in range(2):
-        if st.icfg[I_FAMILY + family] == 0:
+        if core.icfg[I_FAMILY + family] == 0:
             continue
-        if not _holds_family(st, node, family) and _carve_slot(st, node, 0, family) < 0:
+        if not _holds_family(core, node, family) and _carve_slot(st, node, 0, family) < 0:
             missing = True
     if missing:
-        if st.icfg[I_REVERT_PARTIAL] != 0:
-            while st.nodes[node, N_NSLOTS] > 0:
-                _free_slot(st, st.node_slots[node, 0])
-        st.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
-        _push(st, now + st.cfg[C_CARVE_RETRY], T_CARVE, node, st.nodes[node, N_GEN])
+        if core.icfg[I_REVERT_PARTIAL] != 0:
+            while core.nodes[node, N_NSLOTS] > 0:
+                _free_slot(st, core.node_slots[node, 0])
+        core.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
+        _push(core, now + core.cfg[C_CARVE_RETRY], T_CARVE, node, core.nodes[node, N_GEN])
         return
-    st.nodes[node, N_STATUS] = STATUS_OK
-    if st.nodes[node, N_READY] == 0:
+    core.nodes[node, N_STATUS] = STATUS_OK
+    if core.nodes[node, N_READY] == 0:
         _agent_start(st, node)
 
 
 @kjit
 def _holds_every_family(st, node):
     """The ``agent_can_start`` hook: the node holds a CIDR of every enabled family (the operator's pass done)."""
+    core = st.core
     for family in range(2):
-        if st.icfg[I_FAMILY + family] != 0 and not _holds_family(st, node, family):
+        if core.icfg[I_FAMILY + family] != 0 and not _holds_family(core, node, family):
             return False
     return True
 
@@ -82,7 +83,8 @@ def _holds_every_family(st, node):
 @kjit
 def node_added(st, node, now):
     """The operator sees the new node after its reaction delay."""
-    _push(st, now + st.cfg[C_OPERATOR_DELAY], T_CARVE, node, st.nodes[node, N_GEN])
+    core = st.core
+    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit

@@ -307,19 +307,20 @@ def _resolve_pod_pools(state: State, layout: Layout, scenario, workload: Workloa
     copy its table.
     """
     key = workload.pod_attributes_key
-    if key is None or layout.policy != T.POLICY_MULTI_POOL or state.pod_pool.nbytes > _POD_POOL_MAX_BYTES:
+    pod_pool = state.core.pod_pool
+    if key is None or layout.policy != T.POLICY_MULTI_POOL or pod_pool.nbytes > _POD_POOL_MAX_BYTES:
         resolve_pod_pools(state, layout, scenario, workload)
         return
     memo_key = (key, layout, id(scenario.ipam), id(scenario.namespaces))
     hit = _POD_POOLS.get(memo_key)
-    if hit is not None and hit[0] is scenario.ipam and hit[1] is scenario.namespaces and hit[2].shape == state.pod_pool.shape:
-        np.copyto(state.pod_pool, hit[2])
+    if hit is not None and hit[0] is scenario.ipam and hit[1] is scenario.namespaces and hit[2].shape == pod_pool.shape:
+        np.copyto(pod_pool, hit[2])
         return
     resolve_pod_pools(state, layout, scenario, workload)
     with _MEMO_LOCK:
         if len(_POD_POOLS) >= _POD_POOL_SLOTS:
             del _POD_POOLS[next(iter(_POD_POOLS))]
-        _POD_POOLS[memo_key] = (scenario.ipam, scenario.namespaces, state.pod_pool.copy())
+        _POD_POOLS[memo_key] = (scenario.ipam, scenario.namespaces, pod_pool.copy())
 
 
 @functools.lru_cache(maxsize=64)
@@ -465,8 +466,8 @@ class Simulation:
         warm = np.zeros(n * nf, dtype=np.float64)
         # rows: exact bound (every node present at every node sample); CIDRs: the bound (every
         # node's CIDR table full) while it is small, else a guess that grows when the kernel asks
-        rows = int(np.count_nonzero(node_sample)) * self.state.nodes.shape[0] * (1 if cloud else nf)
-        width = self.state.cl_unit.shape[1] if cloud else self.state.node_slots.shape[1]
+        rows = int(np.count_nonzero(node_sample)) * self.state.core.nodes.shape[0] * (1 if cloud else nf)
+        width = self.state.cl_unit.shape[1] if cloud else self.state.core.node_slots.shape[1]
         calico = self.layout.policy == T.POLICY_CALICO  # its rows carry the show-blocks view too
         node_tab = np.empty((calico_hooks.NR_CALICO_NCOL if calico else S.NR_NCOL, rows), dtype=np.int64)
         cidr_tab = np.empty((calico_hooks.CD_CALICO_NCOL if calico else S.CD_NCOL,
