@@ -95,8 +95,8 @@ def measure(mode: str, nodes: int, pods_per_node: int, churn_s: float, node_mask
         "churn_s": churn_s,
         "pod_ids": w.n_pods,
         "node_mask": node_mask,
-        "node_cidr_bits": int(st.core.sets[:, T.S_N].sum()),
-        "pod_bitmap_bits": int(st.core.ip_words.size * 64),
+        "node_cidr_bits": int(st.core.cidr.sets[:, T.S_N].sum()),
+        "pod_bitmap_bits": int(st.core.cidr.ip_words.size * 64),
         "state_bytes": state_nbytes(st),
     }
     for group, names in GROUPS.items():

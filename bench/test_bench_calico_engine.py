@@ -117,7 +117,7 @@ def test_engine_and_reference_hold_the_same_addresses(setting):
     st = sim.state
     assert int(st.core.cnt[T.K_RUNNING]) == len(held) == NODES * PODS_PER_NODE
     for pod in list(held)[::97]:
-        packed = int(st.cal_addr[st.core.pod_row[pod], 0])
+        packed = int(st.cal_addr[st.core.pod_tables.pod_row[pod], 0])
         slot = packed >> 12
         assert (int(st.cal.blk_pool[slot]), int(st.cal.blk_index[slot]), packed & 0xFFF) == held[pod]
 

@@ -168,7 +168,7 @@ def _warm():
 
 
 def timers_fired(st) -> int:
-    outstanding = st.core.cnt[T.K_HEAP] + st.core.cnt[T.K_RETRY_LEN] + st.core.node_ring_pos[:, 1].sum()
+    outstanding = st.core.cnt[T.K_HEAP] + st.core.cnt[T.K_RETRY_LEN] + st.core.timer.node_ring_pos[:, 1].sum()
     return int(st.core.cnt[T.K_SEQ] - outstanding)
 
 

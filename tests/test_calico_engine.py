@@ -83,7 +83,7 @@ def blocks_of(st, node):
 
 def address(st, pod_id, family=0):
     """(pool, block index, ordinal) of a running pod's address."""
-    packed = int(st.cal_addr[st.core.pod_row[pod_id], family])
+    packed = int(st.cal_addr[st.core.pod_tables.pod_row[pod_id], family])
     slot = packed >> ADDR_SHIFT
     return int(st.cal.blk_pool[slot]), int(st.cal.blk_index[slot]), packed & ORDINAL_MASK
 
@@ -312,7 +312,7 @@ def test_engine_agrees_with_the_python_reference_on_random_pod_and_node_sequence
     ref, held, fails = drive_reference(sim, events, t_end, names)
     st = sim.state
     assert engine_blocks(st) == {k: (b.affinity, list(b.unallocated)) for k, b in ref.blocks.items()}
-    running = {int(st.core.pods[r, T.D_ID]) for r in range(st.core.pods.shape[0]) if st.core.pods[r, T.D_STATE] == T.POD_RUNNING}
+    running = {int(st.core.pod_tables.pods[r, T.D_ID]) for r in range(st.core.pod_tables.pods.shape[0]) if st.core.pod_tables.pods[r, T.D_STATE] == T.POD_RUNNING}
     assert running == set(held)
     assert {p: address(st, p) for p in running} == held
     c = st.cal.counters

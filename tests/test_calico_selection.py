@@ -178,7 +178,7 @@ def test_annotated_pods_and_selected_nodes_agree_with_the_oracle_on_random_trace
     ref, held, fails = drive_reference(sim, events, t_end, names, ref, rows)
     state = sim.state
     assert engine_blocks(state) == {k: (b.affinity, list(b.unallocated)) for k, b in ref.blocks.items()}
-    running = {int(state.core.pods[r, T.D_ID]) for r in range(state.core.pods.shape[0])
-               if state.core.pods[r, T.D_STATE] == T.POD_RUNNING}
+    running = {int(state.core.pod_tables.pods[r, T.D_ID]) for r in range(state.core.pod_tables.pods.shape[0])
+               if state.core.pod_tables.pods[r, T.D_STATE] == T.POD_RUNNING}
     assert running == set(held) and {p: address(state, p) for p in running} == held
     assert int(state.core.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS]) == fails

@@ -13,6 +13,7 @@ from ipam_core.engine import tables as T
 from ipam_core.engine.check import check_invariants
 from ipam_core.modes.multi_pool import needed_ip_ceil
 from ipam_core.pipeline.run import Simulation, run_mode
+from ipam_core.engine.state import named_arrays
 from ipam_core.scenario import scenario_for_mode
 
 MODES = ("kubernetes", "cluster-pool", "multi-pool")
@@ -69,11 +70,11 @@ def test_a_pod_placed_on_a_node_not_yet_there_waits_for_that_node(tmp_path):
     for mode in MODES:
         sim = Simulation(scenario_for_mode(sc, mode), workload(events, 2), mode)
         sim.advance(60.0)
-        row = sim.state.core.pod_row[0]
-        assert sim.state.core.pods[row, T.D_STATE] == T.POD_PENDING and sim.state.core.pods[row, T.D_NODE] == -1
+        row = sim.state.core.pod_tables.pod_row[0]
+        assert sim.state.core.pod_tables.pods[row, T.D_STATE] == T.POD_PENDING and sim.state.core.pod_tables.pods[row, T.D_NODE] == -1
         sim.advance(180.0)
-        assert sim.state.core.pods[row, T.D_STATE] == T.POD_RUNNING, mode
-        assert sim.state.core.pods[row, T.D_NODE] == 1, mode
+        assert sim.state.core.pod_tables.pods[row, T.D_STATE] == T.POD_RUNNING, mode
+        assert sim.state.core.pod_tables.pods[row, T.D_NODE] == 1, mode
         assert check_invariants(sim.state) == []
 
 
@@ -162,7 +163,7 @@ def test_multi_pool_grows_and_shrinks_node_cidrs_with_demand(tmp_path):
     usable = 14 * at(590.0, "node_cidrs")
     assert 24 <= usable < 24 + 14 + 14 * 6  # at least the demand; CIDRs with stray pods cannot go
     st_ = r.state
-    assert st_.core.np_requested[0, 0, 0] == 24
+    assert st_.core.cidr.np_requested[0, 0, 0] == 24
 
 
 def test_multi_pool_pod_waits_for_the_operator_then_runs(tmp_path):
@@ -254,7 +255,7 @@ def test_interleaved_simulations_each_draw_from_their_own_stream(tmp_path):
         b.advance(t)
     for sim in (a, b):
         for name in ("ip_words", "slots", "pods", "nodes"):
-            assert np.array_equal(getattr(sim.state.core, name), getattr(solo.state.core, name)), name
+            assert np.array_equal(named_arrays(sim.state)[name], named_arrays(solo.state)[name]), name
 
 
 def test_summary_has_one_row_per_mode_and_family(tmp_path):

@@ -102,7 +102,7 @@ def test_pod_pools_follow_namespace_and_annotation():
                     sc.select_pool(4 if family == 0 else 6, w.namespaces[ns], pod_annotations=annotations))
             except (IPAMBenchError, ValueError):
                 want = -1
-            assert sim.state.core.pod_pool[pod, family] == want
+            assert sim.state.core.pod_tables.pod_pool[pod, family] == want
 
 
 def reference_renumber(op, pod, n_old):

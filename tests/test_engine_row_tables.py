@@ -22,7 +22,7 @@ MODES = ("kubernetes", "cluster-pool", "multi-pool")
 
 
 def _row_tables(state):
-    return {"pods": state.core.pods, "nodes": state.core.nodes}
+    return {"pods": state.core.pod_tables.pods, "nodes": state.core.nodes}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -45,9 +45,9 @@ def test_pod_failed_at_has_a_row_per_pod_in_multi_pool_alone():
     sc = load_scenario("default")
     w = build_workload(sc)
     sims = {mode: Simulation(scenario_for_mode(sc, mode), w, mode) for mode in MODES}
-    assert sims["multi-pool"].state.core.pod_failed_at.shape == (sims["multi-pool"].state.core.pods.shape[0],)
-    assert sims["cluster-pool"].state.core.pod_failed_at.shape == (1,)
-    assert sims["kubernetes"].state.core.pod_failed_at.shape == (1,)
+    assert sims["multi-pool"].state.core.pod_tables.pod_failed_at.shape == (sims["multi-pool"].state.core.pod_tables.pods.shape[0],)
+    assert sims["cluster-pool"].state.core.pod_tables.pod_failed_at.shape == (1,)
+    assert sims["kubernetes"].state.core.pod_tables.pod_failed_at.shape == (1,)
 
 
 def test_int32_limits_are_inclusive():

@@ -38,14 +38,14 @@ def family_counter(st, family, field):
 
 def reference_trace_row(sim: Simulation, family: int) -> dict:
     st, c = sim.state, sim.state.core.cnt
-    pool = sum(int(st.core.sets[i, T.S_N] * st.core.sets[i, T.S_ADDRS]) for i, s in enumerate(sim.layout.sets) if s.family == family)
+    pool = sum(int(st.core.cidr.sets[i, T.S_N] * st.core.cidr.sets[i, T.S_ADDRS]) for i, s in enumerate(sim.layout.sets) if s.family == family)
     largest = 0
     for i, spec in enumerate(sim.layout.sets):
         if spec.family == family:
-            w0, nw = st.core.sets[i, T.S_W_OFF], st.core.sets[i, T.S_W_LEN]
-            order = bm_largest_free_block(st.core.set_words[w0 : w0 + nw])
+            w0, nw = st.core.cidr.sets[i, T.S_W_OFF], st.core.cidr.sets[i, T.S_W_LEN]
+            order = bm_largest_free_block(st.core.cidr.set_words[w0 : w0 + nw])
             if order >= 0:
-                largest = max(largest, (1 << int(order)) * int(st.core.sets[i, T.S_ADDRS]))
+                largest = max(largest, (1 << int(order)) * int(st.core.cidr.sets[i, T.S_ADDRS]))
     carved = family_counter(st, family, T.F_CARVED)
     reserved = family_counter(st, family, T.F_RESERVED)
     used = family_counter(st, family, T.F_USED)
@@ -77,15 +77,15 @@ def reference_lifecycle(st, family: int, cloud: bool) -> dict:
     """What cordoned nodes hold, and the stranded node CIDRs, from the tables."""
     present = st.core.nodes[:, T.N_PRESENT] == 1
     cordoned = np.flatnonzero(present & (st.core.nodes[:, T.N_CORDONED] == 1))
-    slots = [s for n in np.flatnonzero(present) for s in st.core.node_slots[n] if s >= 0 and st.core.slots[s, T.L_FAMILY] == family]
-    stranded = [s for s in slots if st.core.slots[s, T.L_STATE] == T.SLOT_STRANDED]
+    slots = [s for n in np.flatnonzero(present) for s in st.core.cidr.node_slots[n] if s >= 0 and st.core.cidr.slots[s, T.L_FAMILY] == family]
+    stranded = [s for s in slots if st.core.cidr.slots[s, T.L_STATE] == T.SLOT_STRANDED]
     if cloud:
         held = int(st.cl_node[cordoned, T.CN_HELD].sum()) if family == 0 else 0
     else:
-        held = sum(int(st.core.sets[st.core.slots[s, T.L_SET], T.S_ADDRS]) for n in cordoned for s in st.core.node_slots[n]
-                   if s >= 0 and st.core.slots[s, T.L_FAMILY] == family)
+        held = sum(int(st.core.cidr.sets[st.core.cidr.slots[s, T.L_SET], T.S_ADDRS]) for n in cordoned for s in st.core.cidr.node_slots[n]
+                   if s >= 0 and st.core.cidr.slots[s, T.L_FAMILY] == family)
     return {"addrs_held_cordoned": held, "cidrs_stranded": len(stranded),
-            "addrs_stranded": sum(int(st.core.slots[s, T.L_MAX]) for s in stranded)}
+            "addrs_stranded": sum(int(st.core.cidr.slots[s, T.L_MAX]) for s in stranded)}
 
 
 def reference_node_rows(sim: Simulation) -> list[tuple]:
@@ -110,14 +110,14 @@ def reference_node_rows(sim: Simulation) -> list[tuple]:
         for n in present:
             used = free = reserved = 0
             cidrs = []
-            for s in st.core.node_slots[n]:
-                if s < 0 or st.core.slots[s, T.L_FAMILY] != family:
+            for s in st.core.cidr.node_slots[n]:
+                if s < 0 or st.core.cidr.slots[s, T.L_FAMILY] != family:
                     continue
-                slot = st.core.slots[s]
+                slot = st.core.cidr.slots[s]
                 spec = sim.layout.sets[slot[T.L_SET]]
                 used += slot[T.L_USED] - slot[T.L_RESERVED]
                 free += slot[T.L_MAX] - slot[T.L_USED] if slot[T.L_STATE] == T.SLOT_LIVE else 0
-                reserved += st.core.sets[slot[T.L_SET], T.S_ADDRS] - slot[T.L_MAX] + slot[T.L_RESERVED]
+                reserved += st.core.cidr.sets[slot[T.L_SET], T.S_ADDRS] - slot[T.L_MAX] + slot[T.L_RESERVED]
                 cidrs.append(format_cidrs(spec.network, spec.node_mask, [slot[T.L_INDEX]])[0].as_py())
             rows.append((int(n), 4 if family == 0 else 6, int(used), int(free), int(reserved),
                          int(st.core.nodes[n, T.N_PENDING]), int(st.core.nodes[n, T.N_STATUS]), cidrs))

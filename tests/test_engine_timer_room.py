@@ -67,7 +67,7 @@ def record(sc, w, mode):
     _, nodes = sim.record(times, np.ones(times.size, dtype=np.bool_))
     rows = {k: np.asarray(v) for k, v in nodes.items() if k != "cidrs_values"}
     rows["cidrs_values"] = nodes["cidrs_values"].to_pylist()
-    size = sim.state.core.heap_t.size + sim.state.core.retry_t.size + sim.state.core.node_ring_t.size
+    size = sim.state.core.timer.heap_t.size + sim.state.core.timer.retry_t.size + sim.state.core.timer.node_ring_t.size
     return sim.counters.copy(), sim.warm.copy(), rows, size
 
 
@@ -83,24 +83,24 @@ def test_a_wrapped_ring_keeps_its_order_when_it_grows(tmp_path):
     sc = scenario(tmp_path, {"cluster": {"nodes": 4}, "duration": "1m"})
     state = Simulation(scenario_for_mode(sc, "kubernetes"), build_workload(sc), "kubernetes").state
     kind = int(T.T_AGENT_SYNC)
-    cap = state.core.node_ring_t.shape[1]
+    cap = state.core.timer.node_ring_t.shape[1]
     for k in range(cap - 2):  # the head walks to two entries before the end
-        _push(state.core, float(k), kind, k % 4, 7)
-        _pop_node_ring(state.core, kind)
+        _push(state.core.timer, state.core.cnt, float(k), kind, k % 4, 7)
+        _pop_node_ring(state.core.timer, kind)
     limit = int(state.core.cnt[T.K_RING_LIMIT])
     pushed = [(float(cap + k), k % 4) for k in range(limit + 1)]  # in time order; the last one is past the limit
     for t, node in pushed:
-        _push(state.core, t, kind, node, 7)
+        _push(state.core.timer, state.core.cnt, t, kind, node, 7)
     assert state.core.cnt[T.K_HEAP] == 0  # every one went to the ring
-    assert state.core.node_ring_pos[kind, 0] + state.core.node_ring_pos[kind, 1] > cap  # wraps around
+    assert state.core.timer.node_ring_pos[kind, 0] + state.core.timer.node_ring_pos[kind, 1] > cap  # wraps around
     assert state.core.cnt[T.K_ERROR] == T.GROW_TIMERS and state.core.cnt[T.K_RING_NEED] == limit + 1
     state = timer_room.grow_timers(state)
-    assert state.core.node_ring_t.shape[1] > cap and state.core.cnt[T.K_ERROR] == 0
+    assert state.core.timer.node_ring_t.shape[1] > cap and state.core.cnt[T.K_ERROR] == 0
     assert state.core.cnt[T.K_RING_LIMIT] >= limit + 1
     popped = []
-    while state.core.node_ring_pos[kind, 1]:
-        head = state.core.node_ring_pos[kind, 0]
-        popped.append((float(state.core.node_ring_t[kind, head]), int(_pop_node_ring(state.core, kind)[0])))
+    while state.core.timer.node_ring_pos[kind, 1]:
+        head = state.core.timer.node_ring_pos[kind, 0]
+        popped.append((float(state.core.timer.node_ring_t[kind, head]), int(_pop_node_ring(state.core.timer, kind)[0])))
     assert popped == pushed
 
 
@@ -110,11 +110,11 @@ def test_the_retry_ring_holds_its_bound_from_the_start(tmp_path, sizing):
     sc = scenario_for_mode(scenario(tmp_path, {"cluster": {"nodes": 1}, "duration": "1m"}), "kubernetes")
     grown = sizing(start_per_node=0, room=8)
     sim = Simulation(sc, workload(events, 1), "kubernetes")
-    size = sim.state.core.retry_t.size
+    size = sim.state.core.timer.retry_t.size
     assert size >= 200
     sim.advance(29.0)  # the retries fired and were set again, twice
     assert sim.state.core.cnt[T.K_RETRY_LEN] == 200 and sim.state.core.cnt[T.K_ERROR] == 0
-    assert len(grown) == 0 and sim.state.core.retry_t.size == size  # the loop never stopped to grow it
+    assert len(grown) == 0 and sim.state.core.timer.retry_t.size == size  # the loop never stopped to grow it
 
 
 def pool_cases(tmp_path):

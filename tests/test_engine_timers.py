@@ -44,14 +44,14 @@ def fresh_state(tmp_path):
 
 
 def pop_next(state):
-    source, t = _next_timer(state.core)
+    source, t = _next_timer(state.core.timer, state.core.cnt)
     if source == T.T_POD_RETRY:
-        a, b = _pop_retry(state.core), 0
+        a, b = _pop_retry(state.core.pod_tables, state.core.timer, state.core.cnt), 0
         return t, T.T_POD_RETRY, a, b
     if source == FROM_HEAP:
-        kind, a, b = _pop(state.core)
+        kind, a, b = _pop(state.core.timer, state.core.cnt)
         return t, kind, a, b
-    a, b = _pop_node_ring(state.core, source)
+    a, b = _pop_node_ring(state.core.timer, source)
     return t, source, a, b
 
 
@@ -69,7 +69,7 @@ steps = st.lists(
 @given(steps)
 def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan):
     state = fresh_state(tmp_path_factory.mktemp("timers"))
-    fresh_sizes = state.core.heap_t.size + state.core.retry_t.size + state.core.node_ring_t.size
+    fresh_sizes = state.core.timer.heap_t.size + state.core.timer.retry_t.size + state.core.timer.node_ring_t.size
     model: list[tuple[float, int, int, int, int]] = []
     now, seq, fired, grown = 0.0, 0, [], 0
     for op, kind, value, a in plan:
@@ -78,10 +78,10 @@ def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan
         elif op == "push":
             if kind == T.T_POD_RETRY:
                 t = now + RETRY_S  # the engine sets every pod retry one podRetryInterval ahead
-                _push_retry(state.core, t, a)
+                _push_retry(state.core.pod_tables, state.core.timer, state.core.cnt, t, a)
             else:
                 t = now + value
-                _push(state.core, t, kind, a, 7)
+                _push(state.core.timer, state.core.cnt, t, kind, a, 7)
             heapq.heappush(model, (t, seq, kind, a, 0 if kind == T.T_POD_RETRY else 7))
             seq += 1
             if state.core.cnt[T.K_ERROR] == T.GROW_TIMERS:  # past a limit: grown before the next step
@@ -92,7 +92,7 @@ def test_timers_fire_in_time_then_set_order_like_one_heap(tmp_path_factory, plan
             fired.append(((t, kind, a_, b), pop_next(state)))
             now = max(now, t)
     assert state.core.cnt[T.K_ERROR] == 0
-    assert grown == 0 or state.core.heap_t.size + state.core.retry_t.size + state.core.node_ring_t.size > fresh_sizes
+    assert grown == 0 or state.core.timer.heap_t.size + state.core.timer.retry_t.size + state.core.timer.node_ring_t.size > fresh_sizes
     for expected, got in fired:
         assert got == expected
-    assert _next_timer(state.core)[1] == (model[0][0] if model else np.inf)
+    assert _next_timer(state.core.timer, state.core.cnt)[1] == (model[0][0] if model else np.inf)

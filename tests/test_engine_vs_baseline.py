@@ -319,7 +319,7 @@ def test_node_cidr_table_overflow_is_reported_not_written_past():
     assert baseline["pods_running"][-1] == n_pods and baseline["node_cidrs"][-1] > 4 + 2
 
     sim = Simulation(scenario, workload, "multi-pool")
-    width = sim.state.core.node_slots.shape[1]
+    width = sim.state.core.cidr.node_slots.shape[1]
     assert baseline["node_cidrs"][-1] > width  # the case does overflow the table
     try:
         sim.advance(120.0)
@@ -327,9 +327,9 @@ def test_node_cidr_table_overflow_is_reported_not_written_past():
         pass  # reported plainly: fine
     st = sim.state
     for node in range(2):
-        held = st.core.node_slots[node, : min(st.core.nodes[node, T.N_NSLOTS], width)]
+        held = st.core.cidr.node_slots[node, : min(st.core.nodes[node, T.N_NSLOTS], width)]
         assert st.core.nodes[node, T.N_NSLOTS] <= width, "a node holds more CIDRs than its table row"
-        assert (st.core.slots[held, T.L_NODE] == node).all(), "a node's CIDR row lists another node's CIDR"
+        assert (st.core.cidr.slots[held, T.L_NODE] == node).all(), "a node's CIDR row lists another node's CIDR"
 
 
 # ---------------------------------------------------------------------------- gke (host scope, node range by max pods)

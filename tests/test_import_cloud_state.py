@@ -97,12 +97,12 @@ def _cloud_addresses(sim: Simulation) -> tuple[dict, dict]:
                     str(ipaddress.IPv4Address(base + k)) for k in range(int(unit[T.CU_SIZE])))
     pods: dict = {}
     pod_names = sim.workload.pod_names.to_pylist()
-    for row in np.flatnonzero(st.core.pods[:, T.D_STATE] == T.POD_RUNNING).tolist():
-        node, j = int(st.core.pods[row, T.D_NODE]), int(st.core.pods[row, T.D_SLOT])
+    for row in np.flatnonzero(st.core.pod_tables.pods[:, T.D_STATE] == T.POD_RUNNING).tolist():
+        node, j = int(st.core.pod_tables.pods[row, T.D_NODE]), int(st.core.pod_tables.pods[row, T.D_SLOT])
         unit = st.cl_unit[node, j]
         address = int(sets[int(unit[T.CU_SET])].network.network_address) + int(unit[T.CU_OFF]) + int(
-            st.core.pods[row, T.D_OFF])
-        pods[("shop", pod_names[int(st.core.pods[row, T.D_ID])])] = (names[node], str(ipaddress.IPv4Address(address)))
+            st.core.pod_tables.pods[row, T.D_OFF])
+        pods[("shop", pod_names[int(st.core.pod_tables.pods[row, T.D_ID])])] = (names[node], str(ipaddress.IPv4Address(address)))
     return units, pods
 
 

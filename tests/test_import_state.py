@@ -177,13 +177,13 @@ def test_router_and_health_take_their_dumped_addresses_and_random_ones_avoid_the
 def _is_taken(sim: Simulation, address: str) -> bool:
     """Whether ``address`` is set in the pod bitmap of the node CIDR holding it."""
     st, ip = sim.state, ipaddress.ip_address(address)
-    for slot in np.flatnonzero(st.core.slots[:, T.L_STATE] == T.SLOT_LIVE):
-        spec = sim.layout.sets[st.core.slots[slot, T.L_SET]]
+    for slot in np.flatnonzero(st.core.cidr.slots[:, T.L_STATE] == T.SLOT_LIVE):
+        spec = sim.layout.sets[st.core.cidr.slots[slot, T.L_SET]]
         shift = spec.network.max_prefixlen - spec.node_mask
-        net = ipaddress.ip_network((int(spec.network.network_address) + (int(st.core.slots[slot, T.L_INDEX]) << shift),
+        net = ipaddress.ip_network((int(spec.network.network_address) + (int(st.core.cidr.slots[slot, T.L_INDEX]) << shift),
                                     spec.node_mask))
         if ip in net:
-            words, _ = _slot_bitmap(st.core, slot)
+            words, _ = _slot_bitmap(st.core.cidr, slot)
             return bool(bm_test(words, int(ip) - int(net.network_address) - 1))
     return False
 

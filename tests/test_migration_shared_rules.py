@@ -245,9 +245,9 @@ def test_a_node_takes_the_addresses_the_engine_takes_for_the_same_seed(tmp_path)
 
     sc = engine_scenario(tmp_path, {"seed": SEED, "cilium": {"ipam": cilium["ipam"]}, "cluster": {"nodes": 1}})
     st = run_mode(scenario_for_mode(sc, "cluster-pool"), workload(nodes_then_pods(1, pods), 1), "cluster-pool").state
-    slot = st.core.node_slots[0, 0]
-    words, _ = _slot_bitmap(st.core, slot)
-    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: st.core.slots[slot, L_MAX]]
+    slot = st.core.cidr.node_slots[0, 0]
+    words, _ = _slot_bitmap(st.core.cidr, slot)
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: st.core.cidr.slots[slot, L_MAX]]
     assert np.flatnonzero(bits).tolist() == taken
 
 

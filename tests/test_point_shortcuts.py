@@ -275,8 +275,8 @@ def test_pod_pool_resolution_is_reused_for_equal_pod_attributes(monkeypatch):
         b = workload_facts(w, sim.config.pod_retry_s)
         want = _new_state(sim.layout, sim.config, len(w.node_names), w.n_pods, b.node_adds, b.max_live, b.stale_timers)
         real(want, sim.layout, seeded, w)
-        assert sim.state.core.pod_pool.tobytes() == want.core.pod_pool.tobytes()
-        assert len(np.unique(want.core.pod_pool[: w.n_pods, 0])) > 1  # a resolution worth checking
+        assert sim.state.core.pod_tables.pod_pool.tobytes() == want.core.pod_tables.pod_pool.tobytes()
+        assert len(np.unique(want.core.pod_tables.pod_pool[: w.n_pods, 0])) > 1  # a resolution worth checking
     assert calls == [1]  # resolved once, copied twice
     # another namespace list is another key: resolved again
     other = dataclasses.replace(mode_sc, namespaces=mode_sc.namespaces[:2])

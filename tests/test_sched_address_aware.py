@@ -82,14 +82,14 @@ def _pool_room(st, node) -> int:
         if st.core.icfg[T.I_FAMILY + family] == 0:
             continue
         if (st.core.icfg[T.I_ADDRESS_FILTER] == T.ADDRESS_FILTER_FREE
-                and st.core.icfg[T.I_POLICY] == T.POLICY_MULTI_POOL and st.core.pool_carvable[pool, family] > 0):
+                and st.core.icfg[T.I_POLICY] == T.POLICY_MULTI_POOL and st.core.cidr.pool_carvable[pool, family] > 0):
             continue
-        slots = [s for s in st.core.node_slots[node, : st.core.nodes[node, T.N_NSLOTS]]
-                 if st.core.slots[s, T.L_STATE] == T.SLOT_LIVE and st.core.slots[s, T.L_FAMILY] == family
-                 and st.core.slots[s, T.L_POOL] == pool]
+        slots = [s for s in st.core.cidr.node_slots[node, : st.core.nodes[node, T.N_NSLOTS]]
+                 if st.core.cidr.slots[s, T.L_STATE] == T.SLOT_LIVE and st.core.cidr.slots[s, T.L_FAMILY] == family
+                 and st.core.cidr.slots[s, T.L_POOL] == pool]
         if host_scope:
             slots = slots[:1]
-        room = min(room, running + sum(int(st.core.slots[s, T.L_MAX] - st.core.slots[s, T.L_USED]) for s in slots))
+        room = min(room, running + sum(int(st.core.cidr.slots[s, T.L_MAX] - st.core.cidr.slots[s, T.L_USED]) for s in slots))
     return room
 
 
@@ -131,8 +131,8 @@ def _feasible_nodes(st) -> list[int]:
 
 def _filed_nodes(st) -> list[int]:
     """Nodes in the scheduler's count tree (every policy keeps it)."""
-    size = st.core.tree_cnt.shape[0] // 2
-    return [int(i) for i in np.flatnonzero(st.core.tree_cnt[size : size + st.core.nodes.shape[0]])]
+    size = st.core.sched.tree_cnt.shape[0] // 2
+    return [int(i) for i in np.flatnonzero(st.core.sched.tree_cnt[size : size + st.core.nodes.shape[0]])]
 
 
 # ------------------------------------------------------------------ pool modes (host scope)

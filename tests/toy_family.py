@@ -34,11 +34,11 @@ ToyState = family_state("ToyState", __name__, ("toy_budget",))  # core tables + 
 @kjit
 def toy_take(st, pod, node, now):
     core = st.core
-    if core.np_inuse[node, 0, 0] >= st.toy_budget[node]:
+    if core.cidr.np_inuse[node, 0, 0] >= st.toy_budget[node]:
         core.cnt[T.K_FAMILY_BASE + T.F_IP_FAILS] += 1
         return 0  # IPv4 got no address
-    core.np_inuse[node, 0, 0] += 1
-    core.pods[pod, T.D_SLOT] = 0  # holds one (the toy keeps no address, only the count)
+    core.cidr.np_inuse[node, 0, 0] += 1
+    core.pod_tables.pods[pod, T.D_SLOT] = 0  # holds one (the toy keeps no address, only the count)
     core.cnt[T.K_FAMILY_BASE + T.F_USED] += 1
     return -1
 
@@ -46,9 +46,9 @@ def toy_take(st, pod, node, now):
 @kjit
 def toy_give(st, pod):
     core = st.core
-    if core.pods[pod, T.D_SLOT] >= 0:
-        core.np_inuse[core.pods[pod, T.D_NODE], 0, 0] -= 1
-        core.pods[pod, T.D_SLOT] = -1
+    if core.pod_tables.pods[pod, T.D_SLOT] >= 0:
+        core.cidr.np_inuse[core.pod_tables.pods[pod, T.D_NODE], 0, 0] -= 1
+        core.pod_tables.pods[pod, T.D_SLOT] = -1
         core.cnt[T.K_FAMILY_BASE + T.F_USED] -= 1
 
 
@@ -57,7 +57,7 @@ def toy_node_added(st, node, now):
     core = st.core
     core.nodes[node, T.N_READY] = 1
     core.cnt[T.K_READY] += 1
-    _sched_update(core, node)
+    _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
 
 
 @kjit
@@ -73,7 +73,7 @@ def toy_timer(st, kind, node, gen, now):
 @kjit
 def toy_room(st, node):
     core = st.core
-    return core.nodes[node, T.N_PODS] - core.nodes[node, T.N_PENDING] + st.toy_budget[node] - core.np_inuse[node, 0, 0]
+    return core.nodes[node, T.N_PODS] - core.nodes[node, T.N_PENDING] + st.toy_budget[node] - core.cidr.np_inuse[node, 0, 0]
 
 
 @kjit
@@ -122,7 +122,7 @@ def check_the_loop_runs_the_family():
     assert c[T.K_RUNNING] == 2 * BUDGET and c[T.K_PENDING] == 1
     sim.advance(200.0)  # the last one times out; node 1 goes with its 3 pods
     assert c[T.K_FAILED] == 1 and c[T.K_RUNNING] == BUDGET and c[T.K_ERROR] == 0
-    assert sim.state.toy_budget.tolist() == [BUDGET, -1] and sim.state.core.np_inuse[0, 0, 0] == BUDGET
+    assert sim.state.toy_budget.tolist() == [BUDGET, -1] and sim.state.core.cidr.np_inuse[0, 0, 0] == BUDGET
     assert c[T.K_FAMILY_BASE + T.F_USED] == BUDGET
 
 

@@ -36,7 +36,7 @@ def check_invariants(st) -> list[str]:
     """
     core = st.core
     problems: list[str] = []
-    sets, slots, pods = core.sets, core.slots, core.pods
+    sets, slots, pods = core.cidr.sets, core.cidr.slots, core.pod_tables.pods
     held = np.flatnonzero(slots[:, T.L_STATE] != T.SLOT_FREE)
     live = slots[:, T.L_STATE] == T.SLOT_LIVE
 
@@ -44,7 +44,7 @@ def check_invariants(st) -> list[str]:
     keys = slots[held, T.L_SET] * (1 << 40) + slots[held, T.L_INDEX]
     if np.unique(keys).size != keys.size:
         problems.append("a node CIDR is held by two slots")
-    set_bits = _popcounts(core.set_words, sets[:, T.S_W_OFF], sets[:, T.S_W_LEN])
+    set_bits = _popcounts(core.cidr.set_words, sets[:, T.S_W_OFF], sets[:, T.S_W_LEN])
     pad = sets[:, T.S_W_LEN] * 64 - sets[:, T.S_N]
     held_per_set = np.bincount(slots[held, T.L_SET], minlength=sets.shape[0])
     if not np.array_equal(set_bits - pad, sets[:, T.S_ALLOCATED]):
@@ -81,7 +81,7 @@ def check_invariants(st) -> list[str]:
         s = slots[mine, T.L_SET]
         nw = sets[s, T.S_SLOT_WORDS]
         start = sets[s, T.S_IPW_OFF] + slots[mine, T.L_CHUNK] * nw
-        bits = _popcounts(core.ip_words, start, nw) - (nw * 64 - slots[mine, T.L_MAX])
+        bits = _popcounts(core.cidr.ip_words, start, nw) - (nw * 64 - slots[mine, T.L_MAX])
         if not np.array_equal(bits, slots[mine, T.L_USED]):
             problems.append("a node CIDR's bitmap disagrees with its used count")
         free = np.sum((slots[mine, T.L_MAX] - slots[mine, T.L_USED])[live[mine]])
@@ -103,7 +103,7 @@ def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
     """Pod and node counters against the pods and nodes tables (every policy)."""
     core = st.core
     problems: list[str] = []
-    pods, nodes = core.pods, core.nodes
+    pods, nodes = core.pod_tables.pods, core.nodes
     states = pods[:, T.D_STATE]
     if core.cnt[T.K_RUNNING] != running.size:
         problems.append("running counter differs from the pods table")
@@ -119,7 +119,7 @@ def _check_pods_and_nodes(st, running: np.ndarray) -> list[str]:
     if np.any(on_node[~present] > 0):
         problems.append("pods are bound to a node that is not present")
     live = np.flatnonzero((states == T.POD_RUNNING) | (states == T.POD_PENDING))
-    if not np.array_equal(core.pod_row[pods[live, T.D_ID]], live):
+    if not np.array_equal(core.pod_tables.pod_row[pods[live, T.D_ID]], live):
         problems.append("a live pod's row is not the one its pod id maps to")
     if live.size + core.cnt[T.K_ROW_TOP] != pods.shape[0]:
         problems.append("pod rows are neither live nor on the free-row stack")
@@ -145,7 +145,7 @@ def _cloud_addresses(st) -> tuple[np.ndarray, np.ndarray]:
     offsets = [starts + within, ifaces[:, T.CI_PRIMARY]]
 
     if core.icfg[T.I_CL_SUBNET_RESERVED] != 0:
-        for s, n in enumerate(core.sets[:, T.S_N]):
+        for s, n in enumerate(core.cidr.sets[:, T.S_N]):
             if n >= 8:
                 edge = list(range(SUBNET_RESERVED_LOW)) + [n - 1 - k for k in range(SUBNET_RESERVED_HIGH)]
                 sets.append(np.full(len(edge), s))
@@ -157,7 +157,7 @@ def _check_cloud(st) -> list[str]:
     """Invariants of the cloud tables: no address held twice, subnet bitmaps equal what is held, counters."""
     core = st.core
     problems: list[str] = []
-    sets = core.sets
+    sets = core.cidr.sets
     subnet, offset = _cloud_addresses(st)
     keys = subnet * (1 << 40) + offset
     if np.unique(keys).size != keys.size:
@@ -166,7 +166,7 @@ def _check_cloud(st) -> list[str]:
         problems.append("a held address lies outside its subnet")
         return problems
     words = sets[subnet, T.S_W_OFF] + (offset >> 6)
-    bits = (core.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
+    bits = (core.cidr.set_words[words] >> (offset & 63).astype(np.uint64)) & np.uint64(1)
     if np.any(bits != 1):
         problems.append("a held address is free in its subnet bitmap")
     n = core.nodes.shape[0]  # subnet rows below the node rows: what other consumers held from the start
@@ -188,13 +188,13 @@ def _check_cloud(st) -> list[str]:
         problems.append("a node's held or used count differs from its units")
     if not np.array_equal(live.sum(axis=1), cn[:, T.CN_UNITS]):
         problems.append("a node's unit count differs from its units")
-    running = np.flatnonzero(core.pods[:, T.D_STATE] == T.POD_RUNNING)
-    node_of = core.pods[running, T.D_NODE].astype(np.int64)  # int32 table: keys below go past 2**31
+    running = np.flatnonzero(core.pod_tables.pods[:, T.D_STATE] == T.POD_RUNNING)
+    node_of = core.pod_tables.pods[running, T.D_NODE].astype(np.int64)  # int32 table: keys below go past 2**31
     per_node = np.bincount(node_of, minlength=core.nodes.shape[0])[present]
     if not np.array_equal(per_node + cn[:, T.CN_RESERVED], cn[:, T.CN_USED]):
         problems.append("a node's used addresses differ from its running pods plus the agent's reservations")
-    j = core.pods[running, T.D_SLOT]
-    bit = core.pods[running, T.D_OFF]
+    j = core.pod_tables.pods[running, T.D_SLOT]
+    bit = core.pod_tables.pods[running, T.D_OFF]
     if np.any(j < 0):
         problems.append("a running pod has no address")
     else:
@@ -213,8 +213,8 @@ def _check_cloud(st) -> list[str]:
         "node CIDRs": (core.cnt[fc + T.F_NODE_CIDRS], int(live.sum())),
         "interfaces": (core.cnt[T.K_CL_IFACES], int(cn[:, T.CN_IFACES].sum())),
         "prefixes": (core.cnt[T.K_CL_PREFIXES], int((np.where(live, units[:, :, T.CU_SIZE], 0) > 1).sum())),
-        "pool free": (core.pool_free[0, 0], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
-        "pool carvable": (core.pool_carvable[0, 0], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
+        "pool free": (core.cidr.pool_free[0, 0], int((cn[:, T.CN_HELD] - cn[:, T.CN_USED]).sum())),
+        "pool carvable": (core.cidr.pool_carvable[0, 0], int((sets[:, T.S_N] - sets[:, T.S_ALLOCATED]).sum())),
     }
     cnt = core.cnt
     reserved = cnt[fc + T.F_CARVED] - cnt[fc + T.F_RESERVED] - cnt[fc + T.F_USED] - cnt[fc + T.F_FREE]

@@ -221,60 +221,60 @@ def _fc(family, field):
 # covers one step's timers (timer_room.py TIMER_ROOM); the steps that set timers in bulk ask for their room
 # first. The pod-retry ring is sized at its bound from the start (engine/state.py): it never asks.
 @kjit(inline=True)
-def _ask_room(core, need_col, fill):
+def _ask_room(cnt, need_col, fill):
     """Stop the loop after this step, to grow a timer table to hold ``fill`` timers (``need_col``: its K_*_NEED)."""
-    if core.cnt[need_col] < fill:
-        core.cnt[need_col] = fill
-    if core.cnt[K_ERROR] == 0:
-        core.cnt[K_ERROR] = GROW_TIMERS
+    if cnt[need_col] < fill:
+        cnt[need_col] = fill
+    if cnt[K_ERROR] == 0:
+        cnt[K_ERROR] = GROW_TIMERS
 
 
 @kjit(inline=True)
-def _heap_room_for(core, heap):
+def _heap_room_for(cnt, heap):
     """Whether ``heap`` more heap timers stay within the heap's limit; else ask for the room."""
-    if core.cnt[K_HEAP] + heap > core.cnt[K_HEAP_LIMIT]:
-        _ask_room(core, K_HEAP_NEED, core.cnt[K_HEAP] + heap)
+    if cnt[K_HEAP] + heap > cnt[K_HEAP_LIMIT]:
+        _ask_room(cnt, K_HEAP_NEED, cnt[K_HEAP] + heap)
         return False
     return True
 
 
 @kjit
-def _push(core, t, kind, a, b):
+def _push(timer, cnt, t, kind, a, b):
     # A node timer due no earlier than the last one of its kind goes to the end of that kind's
     # ring: those all wait one fixed delay, so the ring stays in (time, sequence) order at O(1)
     # per timer; anything else, and a full ring, goes to the heap. Multi-pool sets 2.3 such
     # timers per pod event (each node's refresh, debounced update and operator pass).
-    seq = core.cnt[K_SEQ]
-    if t < core.next_timer[0]:
-        core.next_timer[0] = t
-    if kind < core.node_ring_t.shape[0]:
-        n = core.node_ring_pos[kind, 1]
-        cap = core.node_ring_t.shape[1]
+    seq = cnt[K_SEQ]
+    if t < timer.next_timer[0]:
+        timer.next_timer[0] = t
+    if kind < timer.node_ring_t.shape[0]:
+        n = timer.node_ring_pos[kind, 1]
+        cap = timer.node_ring_t.shape[1]
         if n < cap:
-            i = core.node_ring_pos[kind, 0] + n
+            i = timer.node_ring_pos[kind, 0] + n
             if i >= cap:
                 i -= cap
             last = i - 1 if i > 0 else cap - 1
-            if n == 0 or t >= core.node_ring_t[kind, last]:
-                core.cnt[K_SEQ] = seq + 1
-                core.node_ring_t[kind, i] = t
-                core.node_ring_i[kind, i, 0] = a
-                core.node_ring_i[kind, i, 1] = b
-                core.node_ring_i[kind, i, 2] = seq
-                core.node_ring_pos[kind, 1] = n + 1
-                if n >= core.cnt[K_RING_LIMIT]:
-                    _ask_room(core, K_RING_NEED, n + 1)
+            if n == 0 or t >= timer.node_ring_t[kind, last]:
+                cnt[K_SEQ] = seq + 1
+                timer.node_ring_t[kind, i] = t
+                timer.node_ring_i[kind, i, 0] = a
+                timer.node_ring_i[kind, i, 1] = b
+                timer.node_ring_i[kind, i, 2] = seq
+                timer.node_ring_pos[kind, 1] = n + 1
+                if n >= cnt[K_RING_LIMIT]:
+                    _ask_room(cnt, K_RING_NEED, n + 1)
                 return
-    heap_t = core.heap_t
-    heap_i = core.heap_i
-    n = core.cnt[K_HEAP]
-    if n >= core.cnt[K_HEAP_LIMIT]:
+    heap_t = timer.heap_t
+    heap_i = timer.heap_i
+    n = cnt[K_HEAP]
+    if n >= cnt[K_HEAP_LIMIT]:
         if n >= heap_t.shape[0]:
-            core.cnt[K_ERROR] = ERROR_HEAP_FULL
+            cnt[K_ERROR] = ERROR_HEAP_FULL
             return
-        _ask_room(core, K_HEAP_NEED, n + 1)
-    core.cnt[K_SEQ] = seq + 1
-    core.cnt[K_HEAP] = n + 1
+        _ask_room(cnt, K_HEAP_NEED, n + 1)
+    cnt[K_SEQ] = seq + 1
+    cnt[K_HEAP] = n + 1
     i = n
     while i > 0:
         p = (i - 1) >> 1
@@ -292,52 +292,52 @@ def _push(core, t, kind, a, b):
 
 
 @kjit(inline=True)
-def _push_retry(core, t, row):
+def _push_retry(pod_tables, timer, cnt, t, row):
     # Pod retries all wait C_RETRY, so they come due in the order they are set: a ring
     # buffer keeps them in exactly the heap's (time, sequence) order at O(1) per timer.
     # A live pod has at most one armed; its row points at it (D_RETRY_AT), so that freeing
     # the row voids it (_row_free) rather than each entry carrying the row's generation.
     # The ring holds its bound (a retry per live pod and per retry outliving its pod): it
     # never grows, so pushing costs no limit test (a full ring would be a bug in the bound).
-    n = core.cnt[K_RETRY_LEN]
-    cap = core.retry_t.shape[0]
+    n = cnt[K_RETRY_LEN]
+    cap = timer.retry_t.shape[0]
     if n >= cap:
-        core.cnt[K_ERROR] = ERROR_HEAP_FULL
+        cnt[K_ERROR] = ERROR_HEAP_FULL
         return
-    i = core.cnt[K_RETRY_HEAD] + n
+    i = cnt[K_RETRY_HEAD] + n
     if i >= cap:
         i -= cap
-    seq = core.cnt[K_SEQ]
-    core.cnt[K_SEQ] = seq + 1
-    if t < core.next_timer[0]:
-        core.next_timer[0] = t
-    core.retry_t[i] = t
-    core.retry_row[i] = row
-    core.retry_seq[i] = seq
-    core.pods[row, D_RETRY_AT] = i
-    core.cnt[K_RETRY_LEN] = n + 1
+    seq = cnt[K_SEQ]
+    cnt[K_SEQ] = seq + 1
+    if t < timer.next_timer[0]:
+        timer.next_timer[0] = t
+    timer.retry_t[i] = t
+    timer.retry_row[i] = row
+    timer.retry_seq[i] = seq
+    pod_tables.pods[row, D_RETRY_AT] = i
+    cnt[K_RETRY_LEN] = n + 1
 
 
 @kjit(inline=True)
-def _pop_retry(core):
+def _pop_retry(pod_tables, timer, cnt):
     # the pod's row, or -1 when the pod went while its retry was armed
-    i = core.cnt[K_RETRY_HEAD]
-    row = np.int64(core.retry_row[i])
-    if row >= 0 and core.pods[row, D_RETRY_AT] == i:
-        core.pods[row, D_RETRY_AT] = -1
-    core.cnt[K_RETRY_HEAD] = 0 if i + 1 == core.retry_t.shape[0] else i + 1
-    core.cnt[K_RETRY_LEN] -= 1
+    i = cnt[K_RETRY_HEAD]
+    row = np.int64(timer.retry_row[i])
+    if row >= 0 and pod_tables.pods[row, D_RETRY_AT] == i:
+        pod_tables.pods[row, D_RETRY_AT] = -1
+    cnt[K_RETRY_HEAD] = 0 if i + 1 == timer.retry_t.shape[0] else i + 1
+    cnt[K_RETRY_LEN] -= 1
     return row
 
 
 @kjit(inline=True)
-def _pop_node_ring(core, kind):
-    i = core.node_ring_pos[kind, 0]
-    a = core.node_ring_i[kind, i, 0]
-    b = core.node_ring_i[kind, i, 1]
+def _pop_node_ring(timer, kind):
+    i = timer.node_ring_pos[kind, 0]
+    a = timer.node_ring_i[kind, i, 0]
+    b = timer.node_ring_i[kind, i, 1]
     i += 1
-    core.node_ring_pos[kind, 0] = 0 if i == core.node_ring_t.shape[1] else i
-    core.node_ring_pos[kind, 1] -= 1
+    timer.node_ring_pos[kind, 0] = 0 if i == timer.node_ring_t.shape[1] else i
+    timer.node_ring_pos[kind, 1] -= 1
     return a, b
 
 
@@ -347,14 +347,14 @@ def _before(heap_t, heap_i, x, y):
 
 
 @kjit
-def _pop(core):
-    heap_t = core.heap_t
-    heap_i = core.heap_i
+def _pop(timer, cnt):
+    heap_t = timer.heap_t
+    heap_i = timer.heap_i
     kind = heap_i[0, H_KIND]
     a = heap_i[0, H_A]
     b = heap_i[0, H_B]
-    n = core.cnt[K_HEAP] - 1
-    core.cnt[K_HEAP] = n
+    n = cnt[K_HEAP] - 1
+    cnt[K_HEAP] = n
     if n > 0:
         heap_t[0] = heap_t[n]
         for c in range(4):
@@ -395,47 +395,47 @@ LOUD = 0.0
 
 
 @kjit(inline=True)
-def _loud(core, node):
+def _loud(quiet, node):
     """Something the node's periodic pass reads changed: the next pass runs."""
     i = QUIET_HEAD + node
-    if core.quiet[i] != LOUD:
-        core.quiet[i] = LOUD
-        core.quiet[QUIET_COUNT] -= 1.0
+    if quiet[i] != LOUD:
+        quiet[i] = LOUD
+        quiet[QUIET_COUNT] -= 1.0
 
 
 @kjit(inline=True)
-def _set_wake(core, node, wake, now):
+def _set_wake(quiet, node, wake, now):
     """After a pass at ``now``: the passes before ``wake`` change nothing (``wake <= now``: loud)."""
-    if core.quiet[QUIET_OFF] != 0.0 or not wake > now:
-        _loud(core, node)
+    if quiet[QUIET_OFF] != 0.0 or not wake > now:
+        _loud(quiet, node)
         return
     i = QUIET_HEAD + node
-    if core.quiet[i] == LOUD:
-        core.quiet[QUIET_COUNT] += 1.0
-    core.quiet[i] = wake
+    if quiet[i] == LOUD:
+        quiet[QUIET_COUNT] += 1.0
+    quiet[i] = wake
 
 
 @kjit(inline=True)
-def _quiet_at(core, node, now):
-    return core.quiet[QUIET_HEAD + node] > now
+def _quiet_at(quiet, node, now):
+    return quiet[QUIET_HEAD + node] > now
 
 
 # --------------------------------------------------------------------------- scheduler
 @kjit(inline=True)
-def _bucket(core, key):
+def _bucket(nodes, sched, key):
     # the bitmap of bucket `key`: node i is in the bucket when its bit is 0 ("free")
-    nw = max(1, (core.nodes.shape[0] + 63) >> 6)  # bm_sizes(nodes), with shifts: a division costs ~15 ns here
+    nw = max(1, (nodes.shape[0] + 63) >> 6)  # bm_sizes(nodes), with shifts: a division costs ~15 ns here
     ns = max(1, (nw + 63) >> 6)
-    return core.bucket_words[key * nw : (key + 1) * nw], core.bucket_summary[key * ns : (key + 1) * ns]
+    return sched.bucket_words[key * nw : (key + 1) * nw], sched.bucket_summary[key * ns : (key + 1) * ns]
 
 
 @kjit(inline=True)
-def _free_addresses(core, node, pool, family, primary_only):
+def _free_addresses(nodes, cidr, node, pool, family, primary_only):
     # free addresses where the agent takes them (_find_slot): its first CIDR only, or every live one
-    sl = core.slots
+    sl = cidr.slots
     free = 0
-    for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
+    for k in range(nodes[node, N_NSLOTS]):
+        slot = cidr.node_slots[node, k]
         if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
             continue
         free += sl[slot, L_MAX] - sl[slot, L_USED]
@@ -481,9 +481,9 @@ def slot_address_room(st, node):
     for family in range(2):
         if core.icfg[I_FAMILY + family] == 0:
             continue
-        if grow and carves_on_demand(st) and core.pool_carvable[pool, family] > 0:
+        if grow and carves_on_demand(st) and core.cidr.pool_carvable[pool, family] > 0:
             continue
-        room = min(room, running + _free_addresses(core, node, pool, family, host_scope))
+        room = min(room, running + _free_addresses(core.nodes, core.cidr, node, pool, family, host_scope))
     return room
 
 
@@ -491,7 +491,7 @@ def slot_address_room(st, node):
 def _sched_readdress(st, node):
     core = st.core
     core.nodes[node, N_ADDR_ROOM] = address_room(st, node)
-    _sched_update(core, node)
+    _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
 
 
 @kjit(inline=True)  # off: one comparison at each call site, no call
@@ -510,14 +510,14 @@ def _sched_carvable_changed(st, pool, family, before):
         core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
         and carves_on_demand(st)
         and pool == core.icfg[I_DEFAULT_POOL]
-        and (before > 0) != (core.pool_carvable[pool, family] > 0)
+        and (before > 0) != (core.cidr.pool_carvable[pool, family] > 0)
     ):
         for other in range(core.nodes.shape[0]):
             _sched_readdress(st, other)
 
 
-@kjit
-def _sched_update(core, node):
+@kjit(inline_llvm=True)
+def _sched_update(nodes, sched, icfg, cnt, node):
     """Re-file one node with the scheduler after its pods, readiness or presence changed.
 
     A node can take a pod when present, ready, below ``maxPods`` and, with an
@@ -532,7 +532,6 @@ def _sched_update(core, node):
     min-tree climbed ten levels per pod event (25 ns of the ~57 ns an
     event took, bench/test_bench_engine.py).
     """
-    nodes = core.nodes
     max_pods = nodes[node, N_MAX_PODS]  # its own: node groups of several instance types differ
     pods = nodes[node, N_PODS]
     eligible = (
@@ -540,9 +539,9 @@ def _sched_update(core, node):
         and nodes[node, N_READY] == 1
         and nodes[node, N_CORDONED] == 0
         and pods < max_pods
-        and (core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_NONE or pods < nodes[node, N_ADDR_ROOM])
+        and (icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_NONE or pods < nodes[node, N_ADDR_ROOM])
     )
-    policy = core.icfg[I_SCHEDULER]
+    policy = icfg[I_SCHEDULER]
     if policy != SCHED_RANDOM:
         key = -1
         if eligible:
@@ -550,71 +549,71 @@ def _sched_update(core, node):
         old = nodes[node, N_BUCKET]
         if key != old:
             if old >= 0:
-                words, summary = _bucket(core, old)
+                words, summary = _bucket(nodes, sched, old)
                 bm_set(words, summary, node)
-                core.bucket_count[old] -= 1
+                sched.bucket_count[old] -= 1
             if key >= 0:
-                words, summary = _bucket(core, key)
+                words, summary = _bucket(nodes, sched, key)
                 bm_clear(words, summary, node)
-                core.bucket_count[key] += 1
-                if key < core.cnt[K_SCHED_MIN]:
-                    core.cnt[K_SCHED_MIN] = key
+                sched.bucket_count[key] += 1
+                if key < cnt[K_SCHED_MIN]:
+                    cnt[K_SCHED_MIN] = key
             nodes[node, N_BUCKET] = key
-    size = core.tree_cnt.shape[0] // 2
+    size = sched.tree_cnt.shape[0] // 2
     i = size + node
-    delta = (1 if eligible else 0) - core.tree_cnt[i]
+    delta = (1 if eligible else 0) - sched.tree_cnt[i]
     if delta != 0:
         while i >= 1:
-            core.tree_cnt[i] += delta
+            sched.tree_cnt[i] += delta
             i >>= 1
 
 
-@kjit
-def _sched_pick(core):
+@kjit(inline_llvm=True)
+def _sched_pick(nodes, sched, icfg, cnt):
     """The node for the next pod: fewest pods (spread), fewest free (pack) or uniform (random); -1 if none.
 
     Spread and pack take the lowest node id among the best, like the
     baseline's ``min`` over ``(key, node)``.
     """
-    if core.tree_cnt[1] == 0:
+    if sched.tree_cnt[1] == 0:
         return -1
-    if core.icfg[I_SCHEDULER] != SCHED_RANDOM:
-        key = core.cnt[K_SCHED_MIN]
-        while core.bucket_count[key] == 0:  # stops: some bucket holds a node
+    if icfg[I_SCHEDULER] != SCHED_RANDOM:
+        key = cnt[K_SCHED_MIN]
+        while sched.bucket_count[key] == 0:  # stops: some bucket holds a node
             key += 1
-        core.cnt[K_SCHED_MIN] = key
-        words, summary = _bucket(core, key)
+        cnt[K_SCHED_MIN] = key
+        words, summary = _bucket(nodes, sched, key)
         return bm_find_free(words, summary, 0)
-    size = core.tree_cnt.shape[0] // 2
-    r = draw(core.cnt, core.tree_cnt[1])
+    size = sched.tree_cnt.shape[0] // 2
+    r = draw(cnt, sched.tree_cnt[1])
     i = 1
     while i < size:
         left = 2 * i
-        if core.tree_cnt[left] > r:
+        if sched.tree_cnt[left] > r:
             i = left
         else:
-            r -= core.tree_cnt[left]
+            r -= sched.tree_cnt[left]
             i = left + 1
     return i - size
 
 
 # --------------------------------------------------------------------------- bitmaps of sets and slots
 @kjit(inline=True)  # tiny: a compiled function of its own is optimised again in each caller
-def _set_bitmap(core, s):
-    w0 = core.sets[s, S_W_OFF]
-    s0 = core.sets[s, S_S_OFF]
-    return core.set_words[w0 : w0 + core.sets[s, S_W_LEN]], core.set_summary[s0 : s0 + core.sets[s, S_S_LEN]]
+def _set_bitmap(cidr, s):
+    w0 = cidr.sets[s, S_W_OFF]
+    s0 = cidr.sets[s, S_S_OFF]
+    return cidr.set_words[w0 : w0 + cidr.sets[s, S_W_LEN]], cidr.set_summary[s0 : s0 + cidr.sets[s, S_S_LEN]]
 
 
 @kjit(inline=True)
-def _slot_bitmap(core, slot):
-    s = core.slots[slot, L_SET]
-    chunk = core.slots[slot, L_CHUNK]
-    nw = core.sets[s, S_SLOT_WORDS]
-    ns = core.sets[s, S_SLOT_SWORDS]
-    w0 = core.sets[s, S_IPW_OFF] + chunk * nw
-    s0 = core.sets[s, S_IPS_OFF] + chunk * ns
-    return core.ip_words[w0 : w0 + nw], core.ip_summary[s0 : s0 + ns]
+def _slot_bitmap(cidr, slot):
+    s = cidr.slots[slot, L_SET]
+    chunk = cidr.slots[slot, L_CHUNK]
+    nw = cidr.sets[s, S_SLOT_WORDS]
+    ns = cidr.sets[s, S_SLOT_SWORDS]
+    w0 = cidr.sets[s, S_IPW_OFF] + chunk * nw
+    s0 = cidr.sets[s, S_IPS_OFF] + chunk * ns
+    return cidr.ip_words[w0 : w0 + nw], cidr.ip_summary[s0 : s0 + ns]
 
 
 # --------------------------------------------------------------------------- node CIDRs (operator side)
@@ -626,28 +625,28 @@ def _carve_slot(st, node, pool, family):
     (:func:`~ipam_core.kernels.carve.first_open_set`, :func:`~ipam_core.kernels.scan.bm_take_next_fit`).
     """
     core = st.core
-    sets = core.sets
-    s = first_open_set(sets[:, S_ALLOCATED], sets[:, S_N], core.pools[pool, P_SET_LO + family],
-                       core.pools[pool, P_SET_HI + family])
+    sets = core.cidr.sets
+    s = first_open_set(sets[:, S_ALLOCATED], sets[:, S_N], core.cidr.pools[pool, P_SET_LO + family],
+                       core.cidr.pools[pool, P_SET_HI + family])
     if s < 0:
         return -1
-    if not _slot_room(core, node, s):
+    if not _slot_room(core.nodes, core.cidr, core.cnt, node, s):
         return -1
-    words, summary = _set_bitmap(core, s)
+    words, summary = _set_bitmap(core.cidr, s)
     index, cursor = bm_take_next_fit(words, summary, sets[s, S_N], sets[s, S_CURSOR])
     sets[s, S_CURSOR] = cursor
     return _occupy_slot(st, node, pool, family, s, index)
 
 
 @kjit(inline=True)
-def _slot_room(core, node, s):
+def _slot_room(nodes, cidr, cnt, node, s):
     """Whether a slot, a place in the node's row and a pod-bitmap chunk of set ``s`` are left (else K_ERROR)."""
     # the node's row of `node_slots` is full too: stop rather than write into the next row
-    if core.cnt[K_SLOT_TOP] == 0 or core.nodes[node, N_NSLOTS] >= core.node_slots.shape[1]:
-        core.cnt[K_ERROR] = ERROR_SLOTS_FULL
+    if cnt[K_SLOT_TOP] == 0 or nodes[node, N_NSLOTS] >= cidr.node_slots.shape[1]:
+        cnt[K_ERROR] = ERROR_SLOTS_FULL
         return False
-    if core.sets[s, S_CHUNK_TOP] == 0:
-        core.cnt[K_ERROR] = ERROR_CHUNKS_FULL
+    if cidr.sets[s, S_CHUNK_TOP] == 0:
+        cnt[K_ERROR] = ERROR_CHUNKS_FULL
         return False
     return True
 
@@ -656,16 +655,16 @@ def _slot_room(core, node, s):
 def _occupy_slot(st, node, pool, family, s, index):
     """Give ``node`` the node CIDR ``index`` of set ``s``, whose bit the caller has just set; return its slot."""
     core = st.core
-    sets = core.sets
+    sets = core.cidr.sets
     top = core.cnt[K_SLOT_TOP]
     sets[s, S_ALLOCATED] += 1
     chunk_top = sets[s, S_CHUNK_TOP] - 1
     sets[s, S_CHUNK_TOP] = chunk_top
-    chunk = core.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
+    chunk = core.cidr.chunk_stack[sets[s, S_CHUNK_OFF] + chunk_top]
     core.cnt[K_SLOT_TOP] = top - 1
-    slot = core.slot_stack[top - 1]
+    slot = core.cidr.slot_stack[top - 1]
     max_addrs = sets[s, S_SLOT_MAX]
-    sl = core.slots
+    sl = core.cidr.slots
     sl[slot, L_STATE] = SLOT_LIVE
     sl[slot, L_SET] = s
     sl[slot, L_INDEX] = index
@@ -676,10 +675,10 @@ def _occupy_slot(st, node, pool, family, s, index):
     sl[slot, L_RESERVED] = 0
     sl[slot, L_FAMILY] = family
     sl[slot, L_POOL] = pool
-    pw, ps = _slot_bitmap(core, slot)
+    pw, ps = _slot_bitmap(core.cidr, slot)
     bm_init(pw, ps, max_addrs)
     k = core.nodes[node, N_NSLOTS]
-    core.node_slots[node, k] = slot
+    core.cidr.node_slots[node, k] = slot
     core.nodes[node, N_NSLOTS] = k + 1
     c = core.cnt
     c[_fc(family, F_CARVED)] += sets[s, S_ADDRS]
@@ -688,9 +687,9 @@ def _occupy_slot(st, node, pool, family, s, index):
     c[_fc(family, F_CARVABLE)] -= 1
     c[_fc(family, F_CARVES)] += 1
     c[_fc(family, F_FREE)] += max_addrs
-    core.pool_free[pool, family] += max_addrs
-    core.pool_carvable[pool, family] -= 1
-    _sched_carvable_changed(st, pool, family, core.pool_carvable[pool, family] + 1)
+    core.cidr.pool_free[pool, family] += max_addrs
+    core.cidr.pool_carvable[pool, family] -= 1
+    _sched_carvable_changed(st, pool, family, core.cidr.pool_carvable[pool, family] + 1)
     _sched_addresses_changed(st, node)
     return slot
 
@@ -699,92 +698,92 @@ def _occupy_slot(st, node, pool, family, s, index):
 def _free_slot(st, slot):
     """Give a node CIDR back to its set (operator side) and drop it from its node's list."""
     core = st.core
-    sl = core.slots
+    sl = core.cidr.slots
     s = sl[slot, L_SET]
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    words, summary = _set_bitmap(core, s)
+    words, summary = _set_bitmap(core.cidr, s)
     bm_clear(words, summary, sl[slot, L_INDEX])
-    core.sets[s, S_ALLOCATED] -= 1
-    top = core.sets[s, S_CHUNK_TOP]
-    core.chunk_stack[core.sets[s, S_CHUNK_OFF] + top] = sl[slot, L_CHUNK]
-    core.sets[s, S_CHUNK_TOP] = top + 1
+    core.cidr.sets[s, S_ALLOCATED] -= 1
+    top = core.cidr.sets[s, S_CHUNK_TOP]
+    core.cidr.chunk_stack[core.cidr.sets[s, S_CHUNK_OFF] + top] = sl[slot, L_CHUNK]
+    core.cidr.sets[s, S_CHUNK_TOP] = top + 1
     c = core.cnt
     max_addrs = sl[slot, L_MAX]
     if sl[slot, L_STATE] == SLOT_LIVE:
         free = max_addrs - sl[slot, L_USED]
         c[_fc(family, F_FREE)] -= free
-        core.pool_free[pool, family] -= free
-    c[_fc(family, F_CARVED)] -= core.sets[s, S_ADDRS]
-    c[_fc(family, F_RESERVED)] -= core.sets[s, S_ADDRS] - max_addrs + sl[slot, L_RESERVED]
+        core.cidr.pool_free[pool, family] -= free
+    c[_fc(family, F_CARVED)] -= core.cidr.sets[s, S_ADDRS]
+    c[_fc(family, F_RESERVED)] -= core.cidr.sets[s, S_ADDRS] - max_addrs + sl[slot, L_RESERVED]
     c[_fc(family, F_NODE_CIDRS)] -= 1
     c[_fc(family, F_CARVABLE)] += 1
     c[_fc(family, F_RELEASES)] += 1
-    core.pool_carvable[pool, family] += 1
+    core.cidr.pool_carvable[pool, family] += 1
     node = sl[slot, L_NODE]
     n = core.nodes[node, N_NSLOTS]
     k = 0
-    while core.node_slots[node, k] != slot:
+    while core.cidr.node_slots[node, k] != slot:
         k += 1
     for j in range(k, n - 1):
-        core.node_slots[node, j] = core.node_slots[node, j + 1]
-    core.node_slots[node, n - 1] = -1
+        core.cidr.node_slots[node, j] = core.cidr.node_slots[node, j + 1]
+    core.cidr.node_slots[node, n - 1] = -1
     core.nodes[node, N_NSLOTS] = n - 1
     sl[slot, L_STATE] = SLOT_FREE
     tops = core.cnt[K_SLOT_TOP]
-    core.slot_stack[tops] = slot
+    core.cidr.slot_stack[tops] = slot
     core.cnt[K_SLOT_TOP] = tops + 1
-    _sched_carvable_changed(st, pool, family, core.pool_carvable[pool, family] - 1)
+    _sched_carvable_changed(st, pool, family, core.cidr.pool_carvable[pool, family] - 1)
     _sched_addresses_changed(st, node)
 
 
 # --------------------------------------------------------------------------- addresses (agent side)
-@kjit
-def _take_address(core, slot):
+@kjit(inline_llvm=True)
+def _take_address(cidr, cnt, slot):
     """Random-start scan for a free address in ``slot`` (``randomScanStrategy``); -1 when full."""
-    sl = core.slots
+    sl = cidr.slots
     max_addrs = sl[slot, L_MAX]
     if sl[slot, L_USED] >= max_addrs:
         return -1
-    words, summary = _slot_bitmap(core, slot)
-    offset = bm_take_scan(words, summary, draw(core.cnt, max_addrs))
-    _address_taken(core, slot)
+    words, summary = _slot_bitmap(cidr, slot)
+    offset = bm_take_scan(words, summary, draw(cnt, max_addrs))
+    _address_taken(cidr, cnt, slot)
     return offset
 
 
 @kjit
-def _take_offset(core, slot, offset):
+def _take_offset(cidr, cnt, slot, offset):
     """Take the address at ``offset`` of ``slot`` (a pod's address as dumped); False when it is not free."""
-    words, summary = _slot_bitmap(core, slot)
-    if offset < 0 or offset >= core.slots[slot, L_MAX] or bm_test(words, offset):
+    words, summary = _slot_bitmap(cidr, slot)
+    if offset < 0 or offset >= cidr.slots[slot, L_MAX] or bm_test(words, offset):
         return False
     bm_set(words, summary, offset)
-    _address_taken(core, slot)
+    _address_taken(cidr, cnt, slot)
     return True
 
 
 @kjit(inline=True)
-def _address_taken(core, slot):
-    sl = core.slots
+def _address_taken(cidr, cnt, slot):
+    sl = cidr.slots
     sl[slot, L_USED] += 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    core.cnt[_fc(family, F_FREE)] -= 1
-    core.pool_free[pool, family] -= 1
-    core.np_inuse[sl[slot, L_NODE], pool, family] += 1
+    cnt[_fc(family, F_FREE)] -= 1
+    cidr.pool_free[pool, family] -= 1
+    cidr.np_inuse[sl[slot, L_NODE], pool, family] += 1
 
 
-@kjit
-def _give_address(core, slot, offset):
-    sl = core.slots
-    words, summary = _slot_bitmap(core, slot)
+@kjit(inline_llvm=True)
+def _give_address(cidr, cnt, slot, offset):
+    sl = cidr.slots
+    words, summary = _slot_bitmap(cidr, slot)
     bm_clear(words, summary, offset)
     sl[slot, L_USED] -= 1
     family = sl[slot, L_FAMILY]
     pool = sl[slot, L_POOL]
-    core.cnt[_fc(family, F_FREE)] += 1
-    core.pool_free[pool, family] += 1
-    core.np_inuse[sl[slot, L_NODE], pool, family] -= 1
+    cnt[_fc(family, F_FREE)] += 1
+    cidr.pool_free[pool, family] += 1
+    cidr.np_inuse[sl[slot, L_NODE], pool, family] -= 1
 
 
 @kjit
@@ -792,9 +791,9 @@ def _find_slot(st, node, pool, family):
     """The node CIDR the agent draws from: host scope uses only its first CIDR of the family."""
     core = st.core
     primary_only = one_cidr_per_family(st)
-    sl = core.slots
+    sl = core.cidr.slots
     for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
+        slot = core.cidr.node_slots[node, k]
         if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_FAMILY] != family or sl[slot, L_POOL] != pool:
             continue
         if sl[slot, L_USED] < sl[slot, L_MAX]:
@@ -811,8 +810,8 @@ def _take_reserved(st, node, pool, family):
     slot = _find_slot(st, node, pool, family)
     if slot < 0:
         return False
-    _take_address(core, slot)
-    core.slots[slot, L_RESERVED] += 1
+    _take_address(core.cidr, core.cnt, slot)
+    core.cidr.slots[slot, L_RESERVED] += 1
     core.cnt[_fc(family, F_RESERVED)] += 1
     return True
 
@@ -834,10 +833,10 @@ def _agent_start(st, node):
 
 
 @kjit(inline=True)
-def _holds_family(core, node, family):
+def _holds_family(nodes, cidr, node, family):
     """Whether the node holds a CIDR of ``family``."""
-    for k in range(core.nodes[node, N_NSLOTS]):
-        if core.slots[core.node_slots[node, k], L_FAMILY] == family:
+    for k in range(nodes[node, N_NSLOTS]):
+        if cidr.slots[cidr.node_slots[node, k], L_FAMILY] == family:
             return True
     return False
 
@@ -848,7 +847,7 @@ def _agent_ready(st, node):
     core = st.core
     core.nodes[node, N_READY] = 1
     core.cnt[K_READY] += 1
-    _sched_update(core, node)
+    _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
     _sched_addresses_changed(st, node)  # after the router and health addresses
 
 
@@ -859,7 +858,7 @@ def take_slot_addresses(st, pod, node, now):
     IPv6 first; returns -1 or the family that failed.
     """
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     for step in range(2):
         family = 1 - step
         if core.icfg[I_FAMILY + family] == 0:
@@ -870,14 +869,14 @@ def take_slot_addresses(st, pod, node, now):
             slot = _find_slot(st, node, pool, family)
         if slot < 0:
             if step == 1 and pods[pod, D_SLOT + 1] >= 0:
-                _give_address(core, pods[pod, D_SLOT + 1], pods[pod, D_OFF + 1])
+                _give_address(core.cidr, core.cnt, pods[pod, D_SLOT + 1], pods[pod, D_OFF + 1])
                 pods[pod, D_SLOT + 1] = -1
             core.cnt[_fc(family, F_IP_FAILS)] += 1
             if pool < 0:
                 core.nodes[node, N_STATUS] = STATUS_NO_POOL
             return family
         pods[pod, D_SLOT + family] = slot
-        pods[pod, D_OFF + family] = _take_address(core, slot)
+        pods[pod, D_OFF + family] = _take_address(core.cidr, core.cnt, slot)
     for family in range(2):
         if pods[pod, D_SLOT + family] >= 0:
             core.cnt[_fc(family, F_USED)] += 1
@@ -889,33 +888,33 @@ def take_slot_addresses(st, pod, node, now):
 def give_slot_addresses(st, pod):
     """The node-CIDR families' ``give_pod_addresses`` hook: the pod's addresses back to their node CIDRs."""
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     for family in range(2):
         slot = pods[pod, D_SLOT + family]
         if slot >= 0:
-            _give_address(core, slot, pods[pod, D_OFF + family])
+            _give_address(core.cidr, core.cnt, slot, pods[pod, D_OFF + family])
             pods[pod, D_SLOT + family] = -1
             core.cnt[_fc(family, F_USED)] -= 1
 
 
 # --------------------------------------------------------------------------- pods
-@kjit
-def _bind(core, pod, node):
-    pods = core.pods
+@kjit(inline_llvm=True)
+def _bind(nodes, pod_tables, sched, icfg, cnt, pod, node):
+    pods = pod_tables.pods
     pods[pod, D_NODE] = node
-    head = core.nodes[node, N_HEAD]
+    head = nodes[node, N_HEAD]
     pods[pod, D_NEXT] = head
     pods[pod, D_PREV] = -1
     if head >= 0:
         pods[head, D_PREV] = pod
-    core.nodes[node, N_HEAD] = pod
-    core.nodes[node, N_PODS] += 1
-    _sched_update(core, node)
+    nodes[node, N_HEAD] = pod
+    nodes[node, N_PODS] += 1
+    _sched_update(nodes, sched, icfg, cnt, node)
 
 
-@kjit
-def _unbind(core, pod):
-    pods = core.pods
+@kjit(inline_llvm=True)
+def _unbind(nodes, pod_tables, sched, icfg, cnt, pod):
+    pods = pod_tables.pods
     node = pods[pod, D_NODE]
     if node < 0:
         return
@@ -924,205 +923,206 @@ def _unbind(core, pod):
     if prv >= 0:
         pods[prv, D_NEXT] = nxt
     else:
-        core.nodes[node, N_HEAD] = nxt
+        nodes[node, N_HEAD] = nxt
     if nxt >= 0:
         pods[nxt, D_PREV] = prv
     pods[pod, D_NODE] = -1
-    core.nodes[node, N_PODS] -= 1
-    _sched_update(core, node)
+    nodes[node, N_PODS] -= 1
+    _sched_update(nodes, sched, icfg, cnt, node)
 
 
 @kjit
-def _clear_pending_demand(core, pod):
-    family = core.pods[pod, D_PENDING_FAMILY]
+def _clear_pending_demand(pod_tables, cidr, pod):
+    family = pod_tables.pods[pod, D_PENDING_FAMILY]
     if family >= 0:
-        node = core.pods[pod, D_NODE]
-        pool = core.pods[pod, D_POOL + family]
+        node = pod_tables.pods[pod, D_NODE]
+        pool = pod_tables.pods[pod, D_POOL + family]
         if node >= 0 and pool >= 0:
-            core.np_pending[node, pool, family] -= 1
-        core.pods[pod, D_PENDING_FAMILY] = -1
+            cidr.np_pending[node, pool, family] -= 1
+        pod_tables.pods[pod, D_PENDING_FAMILY] = -1
 
 
 @kjit
-def _leave_pending(core, pod):
-    _clear_pending_demand(core, pod)
-    core.cnt[K_PENDING] -= 1
-    node = core.pods[pod, D_NODE]
+def _leave_pending(nodes, pod_tables, cidr, cnt, pod):
+    _clear_pending_demand(pod_tables, cidr, pod)
+    cnt[K_PENDING] -= 1
+    node = pod_tables.pods[pod, D_NODE]
     if node >= 0:
-        core.nodes[node, N_PENDING] -= 1
+        nodes[node, N_PENDING] -= 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _count_start(core, pod, now):
+def _count_start(pod_tables, cnt, pod, now):
     """The pod got its addresses: count it, and how long it waited pending before (whole milliseconds)."""
-    core.cnt[K_STARTED] += 1
-    if core.pods[pod, D_STATE] == POD_PENDING:
-        core.cnt[K_START_WAIT_MS] += np.int64(np.floor((now - core.pod_since[pod]) * 1e3 + 0.5))
+    cnt[K_STARTED] += 1
+    if pod_tables.pods[pod, D_STATE] == POD_PENDING:
+        cnt[K_START_WAIT_MS] += np.int64(np.floor((now - pod_tables.pod_since[pod]) * 1e3 + 0.5))
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _try_start(st, pod, now):
     """Bound pod asks its node's agent for addresses; becomes running or (stays) pending."""
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     node = pods[pod, D_NODE]
     failed = take_pod_addresses(st, pod, node, now)
     if failed < 0:
-        _count_start(core, pod, now)
+        _count_start(core.pod_tables, core.cnt, pod, now)
         if pods[pod, D_STATE] == POD_PENDING:
-            _leave_pending(core, pod)
+            _leave_pending(core.nodes, core.pod_tables, core.cidr, core.cnt, pod)
         pods[pod, D_STATE] = POD_RUNNING
         core.cnt[K_RUNNING] += 1
         pod_changed(st, node, now)
         return
-    core.pod_failed_at[min(pod, core.pod_failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
+    failed_at = core.pod_tables.pod_failed_at
+    failed_at[min(pod, failed_at.shape[0] - 1)] = now  # one shared entry unless multi-pool
     if pods[pod, D_STATE] != POD_PENDING:
         pods[pod, D_STATE] = POD_PENDING
-        core.pod_since[pod] = now
+        core.pod_tables.pod_since[pod] = now
         core.cnt[K_PENDING] += 1
         core.nodes[node, N_PENDING] += 1
     if pods[pod, D_PENDING_FAMILY] != failed:
-        _clear_pending_demand(core, pod)
+        _clear_pending_demand(core.pod_tables, core.cidr, pod)
         pool = pods[pod, D_POOL + failed]
         if pool >= 0:
-            core.np_pending[node, pool, failed] += 1
+            core.cidr.np_pending[node, pool, failed] += 1
             pods[pod, D_PENDING_FAMILY] = failed
     pod_changed(st, node, now)
-    _push_retry(core, now + core.cfg[C_RETRY], pod)
+    _push_retry(core.pod_tables, core.timer, core.cnt, now + core.cfg[C_RETRY], pod)
 
 
 @kjit(inline=True)  # _fail's only
-def _free_elsewhere(core, pod):
+def _free_elsewhere(nodes, pod_tables, cidr, pod):
     # Were addresses free on other nodes' CIDRs, or uncarved in the pool, for the family that failed?
-    family = core.pods[pod, D_PENDING_FAMILY]
+    family = pod_tables.pods[pod, D_PENDING_FAMILY]
     if family < 0:
         return False
-    pool = core.pods[pod, D_POOL + family]
+    pool = pod_tables.pods[pod, D_POOL + family]
     if pool < 0:
         return False
-    if core.pool_carvable[pool, family] > 0:
+    if cidr.pool_carvable[pool, family] > 0:
         return True
-    node = core.pods[pod, D_NODE]
+    node = pod_tables.pods[pod, D_NODE]
     here = 0
-    sl = core.slots
-    for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
+    sl = cidr.slots
+    for k in range(nodes[node, N_NSLOTS]):
+        slot = cidr.node_slots[node, k]
         if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
             here += sl[slot, L_MAX] - sl[slot, L_USED]
-    return core.pool_free[pool, family] - here > 0
+    return cidr.pool_free[pool, family] - here > 0
 
 
 @kjit
-def _fail(core, pod):
-    if _free_elsewhere(core, pod):
-        core.cnt[K_FAILED_FREE] += 1
-    if core.pods[pod, D_EVICTED] == 1:
-        core.cnt[K_EVICTED_FAILED] += 1
-    _leave_pending(core, pod)
-    _unbind(core, pod)
-    core.pods[pod, D_STATE] = POD_FAILED
-    core.cnt[K_FAILED] += 1
-    _row_free(core, pod)
+def _fail(nodes, pod_tables, cidr, timer, sched, icfg, cnt, pod):
+    if _free_elsewhere(nodes, pod_tables, cidr, pod):
+        cnt[K_FAILED_FREE] += 1
+    if pod_tables.pods[pod, D_EVICTED] == 1:
+        cnt[K_EVICTED_FAILED] += 1
+    _leave_pending(nodes, pod_tables, cidr, cnt, pod)
+    _unbind(nodes, pod_tables, sched, icfg, cnt, pod)
+    pod_tables.pods[pod, D_STATE] = POD_FAILED
+    cnt[K_FAILED] += 1
+    _row_free(pod_tables, timer, cnt, pod)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _row_alloc(core, pod_id):
+def _row_alloc(pod_tables, cnt, pod_id):
     """A fresh pods-table row for a new workload pod id; -1 if the id was seen before."""
-    if core.pod_row[pod_id] != POD_ROW_UNSEEN:
+    if pod_tables.pod_row[pod_id] != POD_ROW_UNSEEN:
         return -1
-    top = core.cnt[K_ROW_TOP]
+    top = cnt[K_ROW_TOP]
     if top == 0:
-        core.cnt[K_ERROR] = ERROR_ROWS_FULL
+        cnt[K_ERROR] = ERROR_ROWS_FULL
         return -1
-    core.cnt[K_ROW_TOP] = top - 1
-    pods = core.pods
-    row = core.cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
+    cnt[K_ROW_TOP] = top - 1
+    pods = pod_tables.pods
+    row = cnt[K_ROW_FREE]  # the last row freed, as a stack of free rows would hand out, else a fresh one
     if row >= 0:
-        core.cnt[K_ROW_FREE] = pods[row, D_NEXT]
+        cnt[K_ROW_FREE] = pods[row, D_NEXT]
     else:
-        row = core.cnt[K_ROW_FRESH]
-        core.cnt[K_ROW_FRESH] = row + 1
+        row = cnt[K_ROW_FRESH]
+        cnt[K_ROW_FRESH] = row + 1
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     pods[row, D_PENDING_FAMILY] = -1
     pods[row, D_EVICTED] = 0
-    source = pod_id if core.pod_pool.shape[0] > 1 else 0
+    source = pod_id if pod_tables.pod_pool.shape[0] > 1 else 0
     for family in range(2):
         pods[row, D_SLOT + family] = -1
-        pods[row, D_POOL + family] = core.pod_pool[source, family]
+        pods[row, D_POOL + family] = pod_tables.pod_pool[source, family]
     pods[row, D_ID] = pod_id
-    core.pod_row[pod_id] = row
+    pod_tables.pod_row[pod_id] = row
     return row
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _row_free(core, row):
+def _row_free(pod_tables, timer, cnt, row):
     """Give a deleted or failed pod's row back; its pod id is gone for good."""
-    pods = core.pods
-    core.pod_row[pods[row, D_ID]] = POD_ROW_GONE
+    pods = pod_tables.pods
+    pod_tables.pod_row[pods[row, D_ID]] = POD_ROW_GONE
     pods[row, D_STATE] = POD_NONE
     pods[row, D_NODE] = -1
     armed = pods[row, D_RETRY_AT]
     if armed >= 0:  # its retry outlives it: void it, the row may hold another pod when it fires
-        core.retry_row[armed] = -1
+        timer.retry_row[armed] = -1
         pods[row, D_RETRY_AT] = -1
-    pods[row, D_NEXT] = core.cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
-    core.cnt[K_ROW_FREE] = row
-    core.cnt[K_ROW_TOP] += 1
+    pods[row, D_NEXT] = cnt[K_ROW_FREE]  # unbound: the link is free to chain the free rows
+    cnt[K_ROW_FREE] = row
+    cnt[K_ROW_TOP] += 1
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
-def _placement(core, pod):
+def _placement(nodes, pod_tables, sched, icfg, cnt, pod):
     """The node for an unbound pod: its pinned node once that is present, else the scheduler's pick; -1 to wait."""
-    pinned = core.pods[pod, D_PIN]
+    pinned = pod_tables.pods[pod, D_PIN]
     if pinned >= 0:
-        return pinned if core.nodes[pinned, N_PRESENT] == 1 else -1
-    return _sched_pick(core)
+        return pinned if nodes[pinned, N_PRESENT] == 1 else -1
+    return _sched_pick(nodes, sched, icfg, cnt)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_add(st, pod, pinned, now):
     core = st.core
-    if core.pods[pod, D_STATE] != POD_NONE:
+    if core.pod_tables.pods[pod, D_STATE] != POD_NONE:
         return
-    core.pods[pod, D_PIN] = pinned
-    node = _placement(core, pod)
+    core.pod_tables.pods[pod, D_PIN] = pinned
+    node = _placement(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod)
     if node < 0:
         # unschedulable for now, or its node is not there yet: waits in the scheduling queue, retried
-        core.pods[pod, D_STATE] = POD_PENDING
-        core.pod_since[pod] = now
+        core.pod_tables.pods[pod, D_STATE] = POD_PENDING
+        core.pod_tables.pod_since[pod] = now
         core.cnt[K_PENDING] += 1
-        _push_retry(core, now + core.cfg[C_RETRY], pod)
+        _push_retry(core.pod_tables, core.timer, core.cnt, now + core.cfg[C_RETRY], pod)
         return
-    _bind(core, pod, node)
+    _bind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod, node)
     _try_start(st, pod, now)
 
 
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_retry(st, pod, now):
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     if pods[pod, D_STATE] != POD_PENDING:
         return
     node = pods[pod, D_NODE]
     if node < 0:
-        node = _placement(core, pod)
+        node = _placement(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod)
         if node < 0:
-            _push_retry(core, now + core.cfg[C_RETRY], pod)
+            _push_retry(core.pod_tables, core.timer, core.cnt, now + core.cfg[C_RETRY], pod)
             return
         core.cnt[K_PENDING] -= 1
         pods[pod, D_STATE] = POD_NONE
-        _bind(core, pod, node)
-    elif now - core.pod_since[pod] >= core.cfg[C_TIMEOUT]:
+        _bind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod, node)
+    elif now - core.pod_tables.pod_since[pod] >= core.cfg[C_TIMEOUT]:
         # one last attempt, then give up
         failed = take_pod_addresses(st, pod, node, now)
         if failed < 0:
-            _count_start(core, pod, now)
-            _leave_pending(core, pod)
+            _count_start(core.pod_tables, core.cnt, pod, now)
+            _leave_pending(core.nodes, core.pod_tables, core.cidr, core.cnt, pod)
             pods[pod, D_STATE] = POD_RUNNING
             core.cnt[K_RUNNING] += 1
         else:
-            _fail(core, pod)
+            _fail(core.nodes, core.pod_tables, core.cidr, core.timer, core.sched, core.icfg, core.cnt, pod)
         pod_changed(st, node, now)
         return
     _try_start(st, pod, now)
@@ -1131,19 +1131,19 @@ def _pod_retry(st, pod, now):
 @kjit(inline=True)  # per-event path: see the note above advance
 def _pod_delete(st, pod, now):
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     state = pods[pod, D_STATE]
     node = pods[pod, D_NODE]
     if state == POD_RUNNING:
         give_pod_addresses(st, pod)
         core.cnt[K_RUNNING] -= 1
     elif state == POD_PENDING:
-        _leave_pending(core, pod)
+        _leave_pending(core.nodes, core.pod_tables, core.cidr, core.cnt, pod)
     else:
         return
-    _unbind(core, pod)
+    _unbind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod)
     pods[pod, D_STATE] = POD_DELETED
-    _row_free(core, pod)
+    _row_free(core.pod_tables, core.timer, core.cnt, pod)
     if node >= 0:
         pod_changed(st, node, now)
 
@@ -1162,7 +1162,7 @@ def _node_add(st, node, now):
     nodes[node, N_SYNC_ARMED] = 0
     core.cnt[K_NODES] += 1
     node_added(st, node, now)
-    _sched_update(core, node)
+    _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
@@ -1171,7 +1171,7 @@ def _node_delete(st, node):
     nodes = core.nodes
     if nodes[node, N_PRESENT] == 0:
         return
-    pods = core.pods
+    pods = core.pod_tables.pods
     pod = nodes[node, N_HEAD]
     while pod >= 0:
         nxt = pods[pod, D_NEXT]
@@ -1179,17 +1179,17 @@ def _node_delete(st, node):
             give_pod_addresses(st, pod)
             core.cnt[K_RUNNING] -= 1
         else:
-            _leave_pending(core, pod)
+            _leave_pending(core.nodes, core.pod_tables, core.cidr, core.cnt, pod)
         pods[pod, D_STATE] = POD_DELETED
         pods[pod, D_NODE] = -1
-        _row_free(core, pod)
+        _row_free(core.pod_tables, core.timer, core.cnt, pod)
         pod = nxt
     nodes[node, N_HEAD] = -1
     nodes[node, N_PODS] = 0
     nodes[node, N_PENDING] = 0
     node_deleted(st, node)
     while nodes[node, N_NSLOTS] > 0:
-        _free_slot(st, core.node_slots[node, nodes[node, N_NSLOTS] - 1])
+        _free_slot(st, core.cidr.node_slots[node, nodes[node, N_NSLOTS] - 1])
     if nodes[node, N_READY] == 1:
         core.cnt[K_READY] -= 1
     nodes[node, N_READY] = 0
@@ -1199,13 +1199,13 @@ def _node_delete(st, node):
         core.cnt[K_CORDONED] -= 1
     nodes[node, N_STATUS] = STATUS_OK
     core.cnt[K_NODES] -= 1
-    _loud(core, node)  # not counted while absent; a new incarnation starts loud
-    for pool in range(core.pools.shape[0]):
+    _loud(core.quiet, node)  # not counted while absent; a new incarnation starts loud
+    for pool in range(core.cidr.pools.shape[0]):
         for family in range(2):
-            core.np_inuse[node, pool, family] = 0
-            core.np_pending[node, pool, family] = 0
-            core.np_requested[node, pool, family] = 0
-    _sched_update(core, node)
+            core.cidr.np_inuse[node, pool, family] = 0
+            core.cidr.np_pending[node, pool, family] = 0
+            core.cidr.np_requested[node, pool, family] = 0
+    _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
 
 
 # --------------------------------------------------------------------------- node lifecycle
@@ -1225,36 +1225,37 @@ def _evict(st, pod, now):
     its retry timer and is placed again when it fires.
     """
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     core.cnt[K_EVICTED] += 1
     pods[pod, D_EVICTED] = 1
     if pods[pod, D_STATE] == POD_RUNNING:
         give_pod_addresses(st, pod)
         core.cnt[K_RUNNING] -= 1
-        _unbind(core, pod)
+        _unbind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod)
         pods[pod, D_STATE] = POD_NONE
         _pod_add(st, pod, -1, now)
         return
-    _leave_pending(core, pod)  # waiting on the node: now waits in the scheduling queue
-    _unbind(core, pod)
+    # waiting on the node: now waits in the scheduling queue
+    _leave_pending(core.nodes, core.pod_tables, core.cidr, core.cnt, pod)
+    _unbind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, pod)
     core.cnt[K_PENDING] += 1
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
-def _cordon(core, node):
+def _cordon(nodes, sched, icfg, cnt, node):
     # spec.unschedulable: the scheduler passes the node by; its pods stay
-    if core.nodes[node, N_CORDONED] == 0:
-        core.nodes[node, N_CORDONED] = 1
-        core.cnt[K_CORDONED] += 1
-        _sched_update(core, node)
+    if nodes[node, N_CORDONED] == 0:
+        nodes[node, N_CORDONED] = 1
+        cnt[K_CORDONED] += 1
+        _sched_update(nodes, sched, icfg, cnt, node)
 
 
 @kjit(inline=True)  # into _node_event (engine/core.py): one library, not one per step
 def _node_drain(st, node, now):
     """``kubectl drain``: cordon, then evict every pod not pinned to the node (pinned ones are its DaemonSets)."""
     core = st.core
-    pods = core.pods
-    _cordon(core, node)
+    pods = core.pod_tables.pods
+    _cordon(core.nodes, core.sched, core.icfg, core.cnt, node)
     pod = core.nodes[node, N_HEAD]
     while pod >= 0:
         nxt = pods[pod, D_NEXT]
@@ -1271,7 +1272,7 @@ def _node_lifecycle(st, op, node, now):
     if core.nodes[node, N_PRESENT] == 0:
         return
     if op == OP_NODE_CORDON:
-        _cordon(core, node)
+        _cordon(core.nodes, core.sched, core.icfg, core.cnt, node)
     elif op == OP_NODE_DRAIN:
         _node_drain(st, node, now)
     elif op == OP_AGENT_RESTART:
@@ -1341,41 +1342,41 @@ def _grid(t, period, until):
 
 
 @kjit(inline=True)
-def _ring_swap(core, kind, i, j):
-    tt = core.node_ring_t[kind, i]
-    core.node_ring_t[kind, i] = core.node_ring_t[kind, j]
-    core.node_ring_t[kind, j] = tt
+def _ring_swap(timer, kind, i, j):
+    tt = timer.node_ring_t[kind, i]
+    timer.node_ring_t[kind, i] = timer.node_ring_t[kind, j]
+    timer.node_ring_t[kind, j] = tt
     for c in range(3):
-        v = core.node_ring_i[kind, i, c]
-        core.node_ring_i[kind, i, c] = core.node_ring_i[kind, j, c]
-        core.node_ring_i[kind, j, c] = v
+        v = timer.node_ring_i[kind, i, c]
+        timer.node_ring_i[kind, i, c] = timer.node_ring_i[kind, j, c]
+        timer.node_ring_i[kind, j, c] = v
 
 
 @kjit(inline=True)  # helpers of _fast_forward_refresh only
-def _ring_reverse(core, kind, lo, hi):
+def _ring_reverse(timer, kind, lo, hi):
     # reverse the ring's entries at logical positions lo .. hi - 1 (from its head)
-    cap = core.node_ring_t.shape[1]
-    head = core.node_ring_pos[kind, 0]
+    cap = timer.node_ring_t.shape[1]
+    head = timer.node_ring_pos[kind, 0]
     hi -= 1
     while lo < hi:
-        _ring_swap(core, kind, (head + lo) % cap, (head + hi) % cap)
+        _ring_swap(timer, kind, (head + lo) % cap, (head + hi) % cap)
         lo += 1
         hi -= 1
 
 
 @kjit(inline=True)
-def _other_timers_at(core, skip_carves):
+def _other_timers_at(timer, cnt, skip_carves):
     """The earliest timer outside the periodic ring (and outside the operator ring when ``skip_carves``)."""
     t = np.inf
-    if core.cnt[K_HEAP] > 0:
-        t = core.heap_t[0]
-    if core.cnt[K_RETRY_LEN] > 0:
-        t = min(t, core.retry_t[core.cnt[K_RETRY_HEAD]])
-    for kind in range(core.node_ring_t.shape[0]):
+    if cnt[K_HEAP] > 0:
+        t = timer.heap_t[0]
+    if cnt[K_RETRY_LEN] > 0:
+        t = min(t, timer.retry_t[cnt[K_RETRY_HEAD]])
+    for kind in range(timer.node_ring_t.shape[0]):
         if kind == T_REFRESH or (kind == T_CARVE and skip_carves):
             continue
-        if core.node_ring_pos[kind, 1] > 0:
-            t = min(t, core.node_ring_t[kind, core.node_ring_pos[kind, 0]])
+        if timer.node_ring_pos[kind, 1] > 0:
+            t = min(t, timer.node_ring_t[kind, timer.node_ring_pos[kind, 0]])
     return t
 
 
@@ -1408,24 +1409,24 @@ def _fast_forward_refresh(st, t_limit):
     delay = core.cfg[C_OPERATOR_DELAY]
     if not period > 0.0 or (multi_pool and not delay < period):
         return False  # (an operator timer of an earlier firing could still be due: not modelled here)
-    if multi_pool and not _heap_room_for(core, core.node_ring_pos[kind, 1]):
+    if multi_pool and not _heap_room_for(core.cnt, core.timer.node_ring_pos[kind, 1]):
         return True  # an operator timer per ring entry may land in the heap: the loop stops for room first
-    cap = core.node_ring_t.shape[1]
-    head = core.node_ring_pos[kind, 0]
-    count = core.node_ring_pos[kind, 1]
-    head_t = core.node_ring_t[kind, head]
+    cap = core.timer.node_ring_t.shape[1]
+    head = core.timer.node_ring_pos[kind, 0]
+    count = core.timer.node_ring_pos[kind, 1]
+    head_t = core.timer.node_ring_t[kind, head]
     if head_t < core.quiet[QUIET_NO_BULK_BEFORE]:
         return False
-    until = min(t_limit, _other_timers_at(core, multi_pool))
+    until = min(t_limit, _other_timers_at(core.timer, core.cnt, multi_pool))
     if until < head_t + period * MIN_FAST_FORWARD or not until < np.inf:
         return False
     for i in range(count):  # a node that wakes: its pass there runs
         r = (head + i) % cap
-        node = core.node_ring_i[kind, r, 0]
-        if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_GEN] == core.node_ring_i[kind, r, 1]:
+        node = core.timer.node_ring_i[kind, r, 0]
+        if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_GEN] == core.timer.node_ring_i[kind, r, 1]:
             wake = core.quiet[QUIET_HEAD + node]
             if wake < until:
-                _, _, at = _grid(core.node_ring_t[kind, r], period, wake)
+                _, _, at = _grid(core.timer.node_ring_t[kind, r], period, wake)
                 until = min(until, at)
     if until < head_t + period * MIN_FAST_FORWARD:
         core.quiet[QUIET_NO_BULK_BEFORE] = until
@@ -1436,10 +1437,10 @@ def _fast_forward_refresh(st, t_limit):
     split = -1
     for i in range(count):
         r = (head + i) % cap
-        t = core.node_ring_t[kind, r]
-        node = core.node_ring_i[kind, r, 0]
-        gen = core.node_ring_i[kind, r, 1]
-        seq = core.node_ring_i[kind, r, 2]
+        t = core.timer.node_ring_t[kind, r]
+        node = core.timer.node_ring_i[kind, r, 0]
+        gen = core.timer.node_ring_i[kind, r, 1]
+        seq = core.timer.node_ring_i[kind, r, 2]
         fired = 0
         if core.nodes[node, N_PRESENT] == 1 and core.nodes[node, N_GEN] == gen:
             fired, last, _ = _grid(t, period, until)
@@ -1453,32 +1454,33 @@ def _fast_forward_refresh(st, t_limit):
         elif split < 0 and fired < most:
             split = kept
         w = (head + kept) % cap
-        core.node_ring_t[kind, w] = t
-        core.node_ring_i[kind, w, 0] = node
-        core.node_ring_i[kind, w, 1] = gen
-        core.node_ring_i[kind, w, 2] = seq
+        core.timer.node_ring_t[kind, w] = t
+        core.timer.node_ring_i[kind, w, 0] = node
+        core.timer.node_ring_i[kind, w, 1] = gen
+        core.timer.node_ring_i[kind, w, 2] = seq
         kept += 1
-    core.node_ring_pos[kind, 1] = kept
+    core.timer.node_ring_pos[kind, 1] = kept
     if split > 0:  # round robin: the entries that fired one time fewer fired last before the others
-        _ring_reverse(core, kind, 0, split)
-        _ring_reverse(core, kind, split, kept)
-        _ring_reverse(core, kind, 0, kept)
+        _ring_reverse(core.timer, kind, 0, split)
+        _ring_reverse(core.timer, kind, split, kept)
+        _ring_reverse(core.timer, kind, 0, kept)
     if multi_pool:  # the operator timers that fired before `until` were no-ops on quiet nodes
-        while core.node_ring_pos[T_CARVE, 1] > 0 and core.node_ring_t[T_CARVE, core.node_ring_pos[T_CARVE, 0]] < until:
-            _pop_node_ring(core, T_CARVE)
+        ring_t, ring_pos = core.timer.node_ring_t, core.timer.node_ring_pos
+        while ring_pos[T_CARVE, 1] > 0 and ring_t[T_CARVE, ring_pos[T_CARVE, 0]] < until:
+            _pop_node_ring(core.timer, T_CARVE)
     for i in range(kept):  # number the fired entries in firing order, setting what each last firing set
         r = (head + i) % cap
-        if core.node_ring_i[kind, r, 2] != -1:
+        if core.timer.node_ring_i[kind, r, 2] != -1:
             continue
-        last = core.node_ring_t[kind, r]
-        node = core.node_ring_i[kind, r, 0]
-        gen = core.node_ring_i[kind, r, 1]
+        last = core.timer.node_ring_t[kind, r]
+        node = core.timer.node_ring_i[kind, r, 0]
+        gen = core.timer.node_ring_i[kind, r, 1]
         if multi_pool and not last + delay < until:
-            _push(core, last + delay, T_CARVE, node, gen)
+            _push(core.timer, core.cnt, last + delay, T_CARVE, node, gen)
         seq = core.cnt[K_SEQ]
         core.cnt[K_SEQ] = seq + 1
-        core.node_ring_i[kind, r, 2] = seq
-        core.node_ring_t[kind, r] = last + period
+        core.timer.node_ring_i[kind, r, 2] = seq
+        core.timer.node_ring_t[kind, r] = last + period
     return True
 
 
@@ -1499,7 +1501,7 @@ def _timer(st, kind, a, b, now):
     node = a
     if core.nodes[node, N_PRESENT] == 0 or core.nodes[node, N_GEN] != b:
         return  # a timer of a deleted node or an earlier incarnation
-    if kind == T_REFRESH and _quiet_at(core, node, now):
+    if kind == T_REFRESH and _quiet_at(core.quiet, node, now):
         quiet_refresh(st, node, b, now)  # the pass would change nothing: only the timers it sets
         return
     node_timer(st, kind, node, b, now)
@@ -1511,7 +1513,7 @@ PREFETCH_EVENTS = 16  # how far ahead the loop prefetches a pod's row-map entry;
 
 
 @kjit(inline=True)
-def _prefetch_events(core, ev_op, ev_pod, e, n_events):
+def _prefetch_events(nodes, pod_tables, cidr, sched, ev_op, ev_pod, e, n_events):
     # A deleted pod's entry in `pod_row` and its row in `pods` are random accesses into
     # tables of megabytes; loading them a few events early overlaps the misses. A quarter
     # ahead, its row is in cache: then the rows its delete writes (its node's, its neighbours'
@@ -1519,38 +1521,38 @@ def _prefetch_events(core, ev_op, ev_pod, e, n_events):
     # pod added to that node writes (the head of its pod list, its CIDR list).
     ahead = e + PREFETCH_EVENTS
     if ahead < n_events:
-        prefetch_word(core.pod_row, ev_pod[ahead])
+        prefetch_word(pod_tables.pod_row, ev_pod[ahead])
     half = e + PREFETCH_EVENTS // 2
     if half < n_events and ev_op[half] == OP_POD_DEL:
-        row = core.pod_row[ev_pod[half]]
+        row = pod_tables.pod_row[ev_pod[half]]
         if row >= 0:
-            prefetch_row(core.pods, row)
+            prefetch_row(pod_tables.pods, row)
     quarter = e + PREFETCH_EVENTS // 4
     if quarter < n_events and ev_op[quarter] == OP_POD_DEL:
-        row = core.pod_row[ev_pod[quarter]]
+        row = pod_tables.pod_row[ev_pod[quarter]]
         if row >= 0:
-            pods = core.pods
-            prefetch_row(core.nodes, pods[row, D_NODE])  # a prefetch of any row never faults
+            pods = pod_tables.pods
+            prefetch_row(nodes, pods[row, D_NODE])  # a prefetch of any row never faults
             prefetch_row(pods, pods[row, D_NEXT])
             prefetch_row(pods, pods[row, D_PREV])
-            prefetch_row(core.slots, pods[row, D_SLOT])
-            prefetch_row(core.slots, pods[row, D_SLOT + 1])
+            prefetch_row(cidr.slots, pods[row, D_SLOT])
+            prefetch_row(cidr.slots, pods[row, D_SLOT + 1])
     eighth = e + PREFETCH_EVENTS // 8
     if eighth < n_events and ev_op[eighth] == OP_POD_DEL:
-        row = core.pod_row[ev_pod[eighth]]
+        row = pod_tables.pod_row[ev_pod[eighth]]
         if row >= 0:
-            node = core.pods[row, D_NODE]
+            node = pod_tables.pods[row, D_NODE]
             if node >= 0:  # its node's row is in cache now; a new pod often lands there next (spread)
-                prefetch_row(core.pods, core.nodes[node, N_HEAD])
-                prefetch_row(core.node_slots, node)
-                prefetch_word(core.tree_cnt, core.tree_cnt.shape[0] // 2 + node)
-                prefetch_word(core.np_inuse.reshape(-1), node * core.np_inuse.shape[1] * 2)
-            slot = core.pods[row, D_SLOT]
-            if 0 <= slot < core.slots.shape[0]:  # its IPv4 address's bitmap word (node-CIDR modes)
-                s = core.slots[slot, L_SET]
-                if 0 <= s < core.sets.shape[0]:
-                    words = core.sets[s, S_IPW_OFF] + core.slots[slot, L_CHUNK] * core.sets[s, S_SLOT_WORDS]
-                    prefetch_word(core.ip_words, words + (core.pods[row, D_OFF] >> 6))
+                prefetch_row(pod_tables.pods, nodes[node, N_HEAD])
+                prefetch_row(cidr.node_slots, node)
+                prefetch_word(sched.tree_cnt, sched.tree_cnt.shape[0] // 2 + node)
+                prefetch_word(cidr.np_inuse.reshape(-1), node * cidr.np_inuse.shape[1] * 2)
+            slot = pod_tables.pods[row, D_SLOT]
+            if 0 <= slot < cidr.slots.shape[0]:  # its IPv4 address's bitmap word (node-CIDR modes)
+                s = cidr.slots[slot, L_SET]
+                if 0 <= s < cidr.sets.shape[0]:
+                    words = cidr.sets[s, S_IPW_OFF] + cidr.slots[slot, L_CHUNK] * cidr.sets[s, S_SLOT_WORDS]
+                    prefetch_word(cidr.ip_words, words + (pod_tables.pods[row, D_OFF] >> 6))
 
 
 #: Most timers a drained node's evicted pod sets, besides its own retry (the retry ring holds it): its new
@@ -1560,35 +1562,35 @@ DRAIN_TIMERS_PER_POD = 4
 
 
 @kjit
-def _drain_room(core, node):
+def _drain_room(nodes, cnt, node):
     """Whether the heap has room for draining ``node`` (every pod on it evicted); else ask for it."""
-    pods = np.int64(core.nodes[node, N_PODS]) if core.nodes[node, N_PRESENT] == 1 else np.int64(0)
-    return _heap_room_for(core, DRAIN_TIMERS_PER_POD * pods)
+    pods = np.int64(nodes[node, N_PODS]) if nodes[node, N_PRESENT] == 1 else np.int64(0)
+    return _heap_room_for(cnt, DRAIN_TIMERS_PER_POD * pods)
 
 
 @kjit(inline=True)
-def _next_timer(core):
+def _next_timer(timer, cnt):
     """The earliest (time, sequence) among the heap's top and the rings' heads: ``(source, time)``."""
     t_timer = np.inf
     seq = BIG_SEQ
     source = FROM_HEAP
-    if core.cnt[K_HEAP] > 0:
-        t_timer = core.heap_t[0]
-        seq = core.heap_i[0, H_SEQ]
-    if core.cnt[K_RETRY_LEN] > 0:
-        head = core.cnt[K_RETRY_HEAD]
-        t_ring = core.retry_t[head]
-        if t_ring < t_timer or (t_ring == t_timer and core.retry_seq[head] < seq):
+    if cnt[K_HEAP] > 0:
+        t_timer = timer.heap_t[0]
+        seq = timer.heap_i[0, H_SEQ]
+    if cnt[K_RETRY_LEN] > 0:
+        head = cnt[K_RETRY_HEAD]
+        t_ring = timer.retry_t[head]
+        if t_ring < t_timer or (t_ring == t_timer and timer.retry_seq[head] < seq):
             t_timer = t_ring
-            seq = core.retry_seq[head]
+            seq = timer.retry_seq[head]
             source = T_POD_RETRY
-    for kind in range(core.node_ring_t.shape[0]):
-        if core.node_ring_pos[kind, 1] > 0:
-            head = core.node_ring_pos[kind, 0]
-            t_ring = core.node_ring_t[kind, head]
-            if t_ring < t_timer or (t_ring == t_timer and core.node_ring_i[kind, head, 2] < seq):
+    for kind in range(timer.node_ring_t.shape[0]):
+        if timer.node_ring_pos[kind, 1] > 0:
+            head = timer.node_ring_pos[kind, 0]
+            t_ring = timer.node_ring_t[kind, head]
+            if t_ring < t_timer or (t_ring == t_timer and timer.node_ring_i[kind, head, 2] < seq):
                 t_timer = t_ring
-                seq = core.node_ring_i[kind, head, 2]
+                seq = timer.node_ring_i[kind, head, 2]
                 source = kind
     return source, t_timer
 
@@ -1621,9 +1623,9 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
     while core.cnt[K_ERROR] == 0:
         e = core.cnt[K_EVENT]
         t_event = ev_time[e] if e < n_events else np.inf
-        if core.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
-            source, t_timer = _next_timer(core)
-            core.next_timer[0] = t_timer
+        if core.timer.next_timer[0] <= t_event:  # else no timer is due before the event: skip the search
+            source, t_timer = _next_timer(core.timer, core.cnt)
+            core.timer.next_timer[0] = t_timer
             if t_timer <= t_event:
                 if t_timer >= t_stop:
                     break
@@ -1633,26 +1635,28 @@ def advance(st, ev_time, ev_op, ev_node, ev_pod, t_stop):
                 # one call site: each inlined copy of _timer costs seconds of compile time
                 kind = source
                 if source == T_POD_RETRY:
-                    a, b = _pop_retry(core), np.int64(0)  # a pod's retry has a row and no generation
+                    # a pod's retry has a row and no generation
+                    a, b = _pop_retry(core.pod_tables, core.timer, core.cnt), np.int64(0)
                 elif source == FROM_HEAP:
-                    kind, a, b = _pop(core)
+                    kind, a, b = _pop(core.timer, core.cnt)
                 else:
-                    a, b = _pop_node_ring(core, source)
+                    a, b = _pop_node_ring(core.timer, source)
                 _timer(st, kind, a, b, t_timer)
                 continue
         if t_event >= t_stop:
             break
         op = ev_op[e]
-        if op == OP_NODE_DRAIN and not _drain_room(core, np.int64(ev_node[e])):
+        if op == OP_NODE_DRAIN and not _drain_room(core.nodes, core.cnt, np.int64(ev_node[e])):
             break  # K_ERROR asks for room: the drain runs when the loop is called again
         core.cnt[K_EVENT] = e + 1
-        _prefetch_events(core, ev_op, ev_pod, e, n_events)  # once per event: timers between events add no work
+        # once per event: timers between events add no work
+        _prefetch_events(core.nodes, core.pod_tables, core.cidr, core.sched, ev_op, ev_pod, e, n_events)
         if op == OP_POD_ADD:
-            row = _row_alloc(core, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
+            row = _row_alloc(core.pod_tables, core.cnt, np.int64(ev_pod[e]))  # int64: one compile, not one per id width
             if row >= 0:
                 _pod_add(st, row, np.int64(ev_node[e]), t_event)
         elif op == OP_POD_DEL:
-            row = np.int64(core.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
+            row = np.int64(core.pod_tables.pod_row[ev_pod[e]])  # int64 like every other row: one compile of its callees
             if row >= 0:
                 _pod_delete(st, row, t_event)
         else:

@@ -99,9 +99,9 @@ def _node_cidr_addresses(st, node, family):
     core = st.core
     total = 0
     for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
-        if core.slots[slot, L_FAMILY] == family:
-            total += core.sets[core.slots[slot, L_SET], S_ADDRS]
+        slot = core.cidr.node_slots[node, k]
+        if core.cidr.slots[slot, L_FAMILY] == family:
+            total += core.cidr.sets[core.cidr.slots[slot, L_SET], S_ADDRS]
     return total
 
 

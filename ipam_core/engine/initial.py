@@ -161,21 +161,21 @@ def started_nodes(initial, workload) -> np.ndarray:
 def _take_cidr(st, node, s, index):
     """Give ``node`` the node CIDR ``index`` of set ``s`` (not by the carving order); the slot, or -1."""
     core = st.core
-    words, summary = _set_bitmap(core, s)
+    words, summary = _set_bitmap(core.cidr, s)
     if bm_test(words, index):
         return -1
-    if not _slot_room(core, node, s):
+    if not _slot_room(core.nodes, core.cidr, core.cnt, node, s):
         return -1
     bm_set(words, summary, index)
-    return _occupy_slot(st, node, core.sets[s, S_POOL], core.sets[s, S_FAMILY], s, index)
+    return _occupy_slot(st, node, core.cidr.sets[s, S_POOL], core.cidr.sets[s, S_FAMILY], s, index)
 
 
 @kjit
-def _node_slot(core, node, s, index):
+def _node_slot(nodes, cidr, node, s, index):
     """The node's slot holding CIDR ``index`` of set ``s``; -1 if it has none."""
-    for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
-        if core.slots[slot, L_SET] == s and core.slots[slot, L_INDEX] == index:
+    for k in range(nodes[node, N_NSLOTS]):
+        slot = cidr.node_slots[node, k]
+        if cidr.slots[slot, L_SET] == s and cidr.slots[slot, L_INDEX] == index:
             return slot
     return -1
 
@@ -184,9 +184,9 @@ def _node_slot(core, node, s, index):
 def _start_pod(st, row, node, where):
     """Bind a pod row to its node with the addresses ``where`` (per family: set, CIDR index, offset)."""
     core = st.core
-    pods = core.pods
+    pods = core.pod_tables.pods
     pods[row, D_PIN] = node
-    _bind(core, row, node)
+    _bind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, row, node)
     for family in range(2):
         s = where[3 * family]
         if s < 0:
@@ -196,7 +196,7 @@ def _start_pod(st, row, node, where):
             return False
         pods[row, D_SLOT + family] = slot
         pods[row, D_OFF + family] = where[3 * family + 2]
-        pods[row, D_POOL + family] = core.slots[slot, L_POOL]
+        pods[row, D_POOL + family] = core.cidr.slots[slot, L_POOL]
         core.cnt[_fc(family, F_USED)] += 1
         core.cnt[_fc(family, F_IP_ALLOCS)] += 1
     pods[row, D_STATE] = POD_RUNNING
@@ -208,8 +208,8 @@ def _start_pod(st, row, node, where):
 def _take_exact(st, node, where):
     """Take a dumped address (set, CIDR index, offset) of the node; its slot, or -1."""
     core = st.core
-    slot = _node_slot(core, node, where[0], where[1])
-    if slot < 0 or not _take_offset(core, slot, where[2]):
+    slot = _node_slot(core.nodes, core.cidr, node, where[0], where[1])
+    if slot < 0 or not _take_offset(core.cidr, core.cnt, slot, where[2]):
         return -1
     return slot
 
@@ -235,7 +235,7 @@ def _start_agent(st, node, agent):
                 slot = _take_exact(st, node, where)
                 if slot < 0:
                     return False
-                core.slots[slot, L_RESERVED] += 1
+                core.cidr.slots[slot, L_RESERVED] += 1
                 core.cnt[_fc(family, F_RESERVED)] += 1
     _agent_ready(st, node)
     return True
@@ -266,7 +266,7 @@ def start_from_state(st, nodes, cidr_rows, pod_rows, agents):
         if _take_cidr(st, cidr_rows[i, 0], cidr_rows[i, 1], cidr_rows[i, 2]) < 0:
             return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_CIDR_TAKEN
     for i in range(pod_rows.shape[0]):
-        row = _row_alloc(core, pod_rows[i, PR_POD])
+        row = _row_alloc(core.pod_tables, core.cnt, pod_rows[i, PR_POD])
         if row < 0:
             return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
         if not _start_pod(st, row, pod_rows[i, PR_NODE], pod_rows[i, PR_FAMILY:]):
@@ -297,7 +297,7 @@ def held_addresses(state, layout, workload) -> dict[tuple[str, str], list[str]]:
     dict
         ``(namespace, name) -> [address, ...]`` of every running pod.
     """
-    pods, slots = state.core.pods, state.core.slots
+    pods, slots = state.core.pod_tables.pods, state.core.cidr.slots
     names = workload.pod_names.to_pylist() if workload.pod_names is not None else None
     namespace_of = np.full(workload.n_pods, -1, dtype=np.int64)
     adds = workload.op == OP_POD_ADD

@@ -58,12 +58,17 @@ def held_by_cordoned(st, family):
 
 
 @kjit(inline=True)  # into the sampler's _trace_row, its one caller
-def stranded(core, family):
+def stranded(nodes, cidr, icfg, family):
     """Node CIDRs of ``family`` stranded by the released-CIDR fault model, and their usable addresses.
 
     Parameters
     ----------
-    core : CoreTables
+    nodes : numpy.ndarray
+        The core tables' node rows.
+    cidr : CidrTables
+        The core tables' node CIDRs.
+    icfg : numpy.ndarray
+        The integer settings.
     family : int
 
     Returns
@@ -73,16 +78,16 @@ def stranded(core, family):
         node and that it does not allocate from (``releasedCIDRs: stranded``,
         or ``reclaimed`` until it takes them back).
     """
-    if core.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_FREED:
+    if icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_FREED:
         return 0, 0
     cidrs = 0
     addrs = 0
-    for node in range(core.nodes.shape[0]):
-        if core.nodes[node, N_PRESENT] != 1:
+    for node in range(nodes.shape[0]):
+        if nodes[node, N_PRESENT] != 1:
             continue
-        for k in range(core.nodes[node, N_NSLOTS]):
-            slot = core.node_slots[node, k]
-            if core.slots[slot, L_STATE] == SLOT_STRANDED and core.slots[slot, L_FAMILY] == family:
+        for k in range(nodes[node, N_NSLOTS]):
+            slot = cidr.node_slots[node, k]
+            if cidr.slots[slot, L_STATE] == SLOT_STRANDED and cidr.slots[slot, L_FAMILY] == family:
                 cidrs += 1
-                addrs += core.slots[slot, L_MAX]
+                addrs += cidr.slots[slot, L_MAX]
     return cidrs, addrs

@@ -19,7 +19,7 @@ POOL_ANNOTATION = "ipam.cilium.io/ip-pool"
 
 
 def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> None:
-    """Fill the per-pod-id pool table (``state.core.pod_pool``) for multi-pool.
+    """Fill the per-pod-id pool table (``state.core.pod_tables.pod_pool``) for multi-pool.
 
     Parameters
     ----------
@@ -62,4 +62,4 @@ def resolve_pod_pools(state, layout: Layout, scenario, workload: Workload) -> No
                 chosen[k] = -1
                 continue
             chosen[k] = pool_ids.get(name, -1)
-        state.core.pod_pool[pod, family] = chosen[key]
+        state.core.pod_tables.pod_pool[pod, family] = chosen[key]

@@ -206,13 +206,13 @@ def largest_free_block(st, family):
     """Addresses in the largest aligned free block left in any set of ``family`` (0 if none)."""
     core = st.core
     best = 0
-    for s in range(core.sets.shape[0]):
-        if core.sets[s, S_FAMILY] != family:
+    for s in range(core.cidr.sets.shape[0]):
+        if core.cidr.sets[s, S_FAMILY] != family:
             continue
-        w0 = core.sets[s, S_W_OFF]
-        order = bm_largest_free_block(core.set_words[w0 : w0 + core.sets[s, S_W_LEN]])
+        w0 = core.cidr.sets[s, S_W_OFF]
+        order = bm_largest_free_block(core.cidr.set_words[w0 : w0 + core.cidr.sets[s, S_W_LEN]])
         if order >= 0:
-            size = (np.int64(1) << order) * core.sets[s, S_ADDRS]
+            size = (np.int64(1) << order) * core.cidr.sets[s, S_ADDRS]
             if size > best:
                 best = size
     return best
@@ -262,7 +262,7 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
     trace[TR_EVICTED_FAILED, r] = c[K_EVICTED_FAILED]
     trace[TR_CORDONED, r] = c[K_CORDONED]
     trace[TR_HELD_CORDONED, r] = held_by_cordoned(st, family)
-    cidrs, addrs = stranded(core, family)
+    cidrs, addrs = stranded(core.nodes, core.cidr, core.icfg, family)
     trace[TR_CIDRS_STRANDED, r] = cidrs
     trace[TR_ADDRS_STRANDED, r] = addrs
     trace_counters(st, family, trace, r)  # the family's own rows (calico), else nothing
@@ -272,15 +272,15 @@ def _trace_row(st, family, pool_addrs, trace, warm, r):
 
 
 @kjit(inline=True)
-def _node_row(core, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
+def _node_row(nodes, node_tab, r, sample, node, family, used, free, reserved, n_cidrs):
     node_tab[NR_SAMPLE, r] = sample
     node_tab[NR_NODE, r] = node
     node_tab[NR_FAMILY, r] = family
     node_tab[NR_USED, r] = used
     node_tab[NR_FREE, r] = free
     node_tab[NR_RESERVED, r] = reserved
-    node_tab[NR_PENDING, r] = core.nodes[node, N_PENDING]
-    node_tab[NR_STATUS, r] = core.nodes[node, N_STATUS]
+    node_tab[NR_PENDING, r] = nodes[node, N_PENDING]
+    node_tab[NR_STATUS, r] = nodes[node, N_STATUS]
     node_tab[NR_CIDRS, r] = n_cidrs
 
 
@@ -293,7 +293,7 @@ def pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
     core = st.core
     r = fill[0]
     c = fill[1]
-    width = core.node_slots.shape[1]
+    width = core.cidr.node_slots.shape[1]
     for f in range(families.shape[0]):
         family = families[f]
         for node in range(core.nodes.shape[0]):
@@ -306,20 +306,21 @@ def pool_node_rows(st, families, sample, node_tab, cidr_tab, fill):
             reserved = 0
             first = c
             for k in range(width):
-                s = core.node_slots[node, k]
-                if s < 0 or core.slots[s, L_FAMILY] != family:
+                s = core.cidr.node_slots[node, k]
+                if s < 0 or core.cidr.slots[s, L_FAMILY] != family:
                     continue
                 if c >= cidr_tab.shape[1]:
                     return False
-                used += core.slots[s, L_USED] - core.slots[s, L_RESERVED]
-                if core.slots[s, L_STATE] == SLOT_LIVE:
-                    free += core.slots[s, L_MAX] - core.slots[s, L_USED]
+                used += core.cidr.slots[s, L_USED] - core.cidr.slots[s, L_RESERVED]
+                if core.cidr.slots[s, L_STATE] == SLOT_LIVE:
+                    free += core.cidr.slots[s, L_MAX] - core.cidr.slots[s, L_USED]
                 # the node CIDR's addresses the pool never hands out: network, last, router, health
-                reserved += core.sets[core.slots[s, L_SET], S_ADDRS] - core.slots[s, L_MAX] + core.slots[s, L_RESERVED]
-                cidr_tab[CD_GROUP, c] = 2 * core.slots[s, L_SET]
-                cidr_tab[CD_INDEX, c] = core.slots[s, L_INDEX]
+                slots = core.cidr.slots
+                reserved += core.cidr.sets[slots[s, L_SET], S_ADDRS] - slots[s, L_MAX] + slots[s, L_RESERVED]
+                cidr_tab[CD_GROUP, c] = 2 * core.cidr.slots[s, L_SET]
+                cidr_tab[CD_INDEX, c] = core.cidr.slots[s, L_INDEX]
                 c += 1
-            _node_row(core, node_tab, r, sample, node, family, used, free, reserved, c - first)
+            _node_row(core.nodes, node_tab, r, sample, node, family, used, free, reserved, c - first)
             r += 1
     fill[0] = r
     fill[1] = c
@@ -353,7 +354,7 @@ def cloud_node_rows(st, families, sample, node_tab, cidr_tab, fill):
             c += 1
         cn = st.cl_node
         _node_row(
-            core,
+            core.nodes,
             node_tab,
             r,
             sample,

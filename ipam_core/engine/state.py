@@ -1,8 +1,8 @@
 """Build the engine's state tables for one mode, one scenario and one workload.
 
 A state is its rules family's namedtuple (:func:`family_state`): ``core``, the :class:`CoreTables` every
-mode shares (nodes, pods, node CIDRs, timers, scheduler, settings and counters), then the family's own
-tables. docs/layout.md has the table.
+mode shares (nodes, :class:`PodTables`, :class:`CidrTables`, :class:`TimerTables`, :class:`SchedTables`,
+settings and counters), then the family's own tables. docs/layout.md has the table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,18 @@ from ipam_core.kernels._jit import kjit
 from ipam_core.kernels.layout import bm_init, bm_sizes
 from ipam_core.workloads.events import OP_NODE_ADD, OP_POD_ADD, OP_POD_DEL
 
-CORE_FIELDS = (
+#: The pods: a row per pod alive at once (rows reused), and a slot per workload pod id.
+PodTables = namedtuple("PodTables", (
+    "pods",  # int32 [rows, D_NCOL]: one row per live pod, rows reused; one 64-byte line per pod
+    "pod_since",  # float64 [rows]: when the pod started waiting
+    "pod_failed_at",  # float64 [rows, or 1 outside multi-pool]: its last failed allocation (pending expiry)
+    "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
+    "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
+))
+
+#: The node CIDRs: the pools' sets and their bitmaps, each live node CIDR (a slot) with its address bitmap,
+#: which node holds which, and the addresses in use, asked for and free per node, pool and family.
+CidrTables = namedtuple("CidrTables", (
     "sets",  # int64 [sets, S_NCOL]
     "set_words",  # uint64: node-CIDR bitmaps of every set, back to back
     "set_summary",
@@ -34,18 +45,16 @@ CORE_FIELDS = (
     "ip_summary",
     "slots",  # int64 [slots, L_NCOL]
     "slot_stack",  # int64: free slot ids
-    "nodes",  # int32 [nodes, N_NCOL]: one 64-byte line per node
     "node_slots",  # int64 [nodes, max CIDRs per node]: the agent's CIDR order
-    "pods",  # int32 [rows, D_NCOL]: one row per live pod, rows reused; one 64-byte line per pod
-    "pod_since",  # float64 [rows]: when the pod started waiting
-    "pod_failed_at",  # float64 [rows, or 1 outside multi-pool]: its last failed allocation (pending expiry)
-    "pod_row",  # int32 [pod ids]: row of each workload pod id (POD_ROW_UNSEEN / POD_ROW_GONE)
-    "pod_pool",  # int16 [pod ids or 1, 2]: pool per pod id and family (one shared row unless multi-pool)
     "np_inuse",  # int64 [nodes, pools, 2]: addresses in use per node, pool, family
     "np_pending",  # int64 [nodes, pools, 2]: pending requests (multi-pool demand)
     "np_requested",  # int64 [nodes, pools, 2]: what the agent last asked for
     "pool_free",  # int64 [pools, 2]: usable free addresses in live node CIDRs
     "pool_carvable",  # int64 [pools, 2]: node CIDRs the pool can still hand out
+))
+
+#: The timers: the pod-retry ring, a ring per periodic node timer kind, and a heap for every other timer.
+TimerTables = namedtuple("TimerTables", (
     "retry_t",  # float64 [ring]: pod-retry timers, first in first out (all share one delay); sized at its bound
     # (the heap and node rings below start small and grow while the run goes on: engine/timer_room.py)
     "retry_row",  # int32 [ring]: the pod's row (-1: the pod went; its row's D_RETRY_AT points here while armed)
@@ -56,20 +65,41 @@ CORE_FIELDS = (
     "heap_t",  # float64 [timers]: every other timer, a binary heap
     "heap_i",  # int64 [timers, H_NCOL]
     "next_timer",  # float64 [1]: no timer in the rings or the heap is due before this
+))
+
+#: The scheduler: a count tree of schedulable nodes, and per spread / pack key a bucket of nodes.
+SchedTables = namedtuple("SchedTables", (
     "tree_cnt",  # int64: scheduler count tree, schedulable nodes below each tree node
     "bucket_words",  # uint64 [keys * bucket words]: spread / pack buckets, one bitmap of nodes per key
     "bucket_summary",  # uint64 [keys * bucket summary words]; 0 bit = node in the bucket
     "bucket_count",  # int64 [keys]: nodes per bucket
+))
+
+#: The core tables, the same for every mode: nodes, pods, node CIDRs, timers, scheduler, settings and
+#: counters. The loop's shared machinery (timers, scheduler, pod rows, node-CIDR slots) takes the tables it
+#: reads and writes, not a family's State, so it compiles once for every mode and its cache entries name
+#: these classes alone.
+CoreTables = namedtuple("CoreTables", (
+    "nodes",  # int32 [nodes, N_NCOL]: one 64-byte line per node
+    "pod_tables",  # PodTables
+    "cidr",  # CidrTables
+    "timer",  # TimerTables
+    "sched",  # SchedTables
     "cfg",  # float64 [C_NCOL]: seconds and rates
     "icfg",  # int64 [I_NCOL]: codes, counts and flags
     "cnt",  # int64 [K_NCOL]
     "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
-)
+))
+_GROUPS = (PodTables, CidrTables, TimerTables, SchedTables)
+_GROUP_OF_FIELD = {"pod_tables": PodTables, "cidr": CidrTables, "timer": TimerTables, "sched": SchedTables}
+#: Every array of the core tables by name (the names are unique across the groups).
+CORE_FIELDS = tuple(name for group in (CoreTables, *_GROUPS) for name in group._fields if name not in _GROUP_OF_FIELD)
 
-#: The core tables: nodes, pods, node CIDRs, timers, scheduler, settings and counters, the same for every
-#: mode. The loop's shared machinery (timers, scheduler, pod rows, node-CIDR slots) takes these alone, so
-#: it compiles once for every mode and its cache entries name this one class.
-CoreTables = namedtuple("CoreTables", CORE_FIELDS)
+
+def core_tables(**arrays: np.ndarray) -> CoreTables:
+    """The core tables from their arrays, each named as in :data:`CORE_FIELDS`."""
+    return CoreTables(**{name: _GROUP_OF_FIELD[name](*[arrays[a] for a in _GROUP_OF_FIELD[name]._fields])
+                         if name in _GROUP_OF_FIELD else arrays[name] for name in CoreTables._fields})
 
 
 def family_state(name: str, module: str, extension: tuple[str, ...] = ()) -> type:
@@ -276,7 +306,7 @@ def check_int32_fit(n_nodes: int, n_pods: int, rows: int, n_slots: int, n_node_a
 TEMPLATE_MAX_BYTES = 8 << 20
 #: Most bytes all templates hold together; the oldest go first.
 TEMPLATE_BUDGET_BYTES = 64 << 20
-_TEMPLATES: dict[tuple, tuple] = {}  # key -> per array (read-only copy or None for zeros, shape, dtype)
+_TEMPLATES: dict[tuple, dict] = {}  # key -> per array name (read-only copy or None for zeros, shape, dtype)
 _TEMPLATE_BYTES: dict[tuple, int] = {}
 _TEMPLATE_LOCK = threading.Lock()  # Dask worker threads build states concurrently
 
@@ -335,8 +365,8 @@ def build_state(
         size = state_nbytes(state)
         if size <= TEMPLATE_MAX_BYTES:
             # per array: a read-only copy to copy from, or None where np.zeros gives the same
-            template = tuple((_read_only_copy(a) if a.any() else None, a.shape, a.dtype)
-                             for a in state.core)  # a family's own tables: its prepare step
+            template = {name: (_read_only_copy(a) if a.any() else None, a.shape, a.dtype)
+                        for name, a in named_arrays(state.core).items()}  # a family's own tables: its prepare step
             with _TEMPLATE_LOCK:
                 while _TEMPLATE_BYTES and sum(_TEMPLATE_BYTES.values()) + size > TEMPLATE_BUDGET_BYTES:
                     oldest = next(iter(_TEMPLATE_BYTES))
@@ -345,7 +375,7 @@ def build_state(
                 _TEMPLATE_BYTES[key] = size
         return state
     cls = state_class(layout.policy)
-    core = CoreTables(*[_template_copy(a, shape, dtype) for a, shape, dtype in template])
+    core = core_tables(**{name: _template_copy(a, shape, dtype) for name, (a, shape, dtype) in template.items()})
     core.icfg[T.I_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     core.cnt[T.K_RNG] = seed_state(config.seed)
     state = cls(core, *[None] * (len(cls._fields) - 1))
@@ -412,7 +442,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
     cls = state_class(layout.policy)
-    core = CoreTables(
+    core = core_tables(
         sets=sets,
         set_words=set_words,
         set_summary=set_summary,
@@ -582,7 +612,8 @@ def named_arrays(tables) -> dict[str, np.ndarray]:
     for name, value in zip(tables._fields, tables):
         if isinstance(value, tuple):
             inner = named_arrays(value)
-            out.update(inner if name == "core" else {f"{name}.{k}": a for k, a in inner.items()})
+            core_group = isinstance(value, (CoreTables, *_GROUPS))
+            out.update(inner if core_group else {f"{name}.{k}": a for k, a in inner.items()})
         elif value is not None:
             out[name] = value
     return out

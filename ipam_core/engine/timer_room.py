@@ -63,8 +63,8 @@ def set_limits(core) -> None:
     ----------
     core : CoreTables
     """
-    core.cnt[T.K_HEAP_LIMIT] = core.heap_t.shape[0] - TIMER_ROOM
-    core.cnt[T.K_RING_LIMIT] = core.node_ring_t.shape[1] - TIMER_ROOM
+    core.cnt[T.K_HEAP_LIMIT] = core.timer.heap_t.shape[0] - TIMER_ROOM
+    core.cnt[T.K_RING_LIMIT] = core.timer.node_ring_t.shape[1] - TIMER_ROOM
 
 
 def _capacity(cap: int, need: int) -> int:
@@ -103,27 +103,27 @@ def grow_timers(state):
         now at entry 0, the heap's array as it was. ``K_ERROR`` and the requests are cleared.
     """
     core = state.core
-    cnt = core.cnt
+    timer, cnt = core.timer, core.cnt
     grown = {}
     need = int(cnt[T.K_RING_NEED])
     if need > cnt[T.K_RING_LIMIT]:
-        cap = _capacity(core.node_ring_t.shape[1], need)
-        rings = [_unrolled((core.node_ring_t[k], core.node_ring_i[k]), int(core.node_ring_pos[k, 0]),
-                           int(core.node_ring_pos[k, 1]), cap) for k in range(core.node_ring_t.shape[0])]
+        cap = _capacity(timer.node_ring_t.shape[1], need)
+        rings = [_unrolled((timer.node_ring_t[k], timer.node_ring_i[k]), int(timer.node_ring_pos[k, 0]),
+                           int(timer.node_ring_pos[k, 1]), cap) for k in range(timer.node_ring_t.shape[0])]
         grown["node_ring_t"] = np.stack([t for t, _ in rings])
         grown["node_ring_i"] = np.stack([i for _, i in rings])
-        core.node_ring_pos[:, 0] = 0
+        timer.node_ring_pos[:, 0] = 0
     need = int(cnt[T.K_HEAP_NEED])
     if need > cnt[T.K_HEAP_LIMIT]:
-        n, cap = int(cnt[T.K_HEAP]), _capacity(core.heap_t.shape[0], need)
-        grown["heap_t"] = np.zeros(cap, dtype=core.heap_t.dtype)
-        grown["heap_i"] = np.zeros((cap, core.heap_i.shape[1]), dtype=core.heap_i.dtype)
-        grown["heap_t"][:n] = core.heap_t[:n]
-        grown["heap_i"][:n] = core.heap_i[:n]
+        n, cap = int(cnt[T.K_HEAP]), _capacity(timer.heap_t.shape[0], need)
+        grown["heap_t"] = np.zeros(cap, dtype=timer.heap_t.dtype)
+        grown["heap_i"] = np.zeros((cap, timer.heap_i.shape[1]), dtype=timer.heap_i.dtype)
+        grown["heap_t"][:n] = timer.heap_t[:n]
+        grown["heap_i"][:n] = timer.heap_i[:n]
     if not grown:
         raise ValueError(f"the loop asked for timer room it has: cnt K_ERROR={int(cnt[T.K_ERROR])}")
     cnt[T.K_HEAP_NEED] = cnt[T.K_RING_NEED] = 0
     cnt[T.K_ERROR] = 0
-    core = core._replace(**grown)
+    core = core._replace(timer=timer._replace(**grown))
     set_limits(core)
     return state._replace(core=core)

@@ -95,7 +95,7 @@ def _cache_root() -> str:
 CACHE_DIR = _cache_root()
 
 
-def kjit(fn=None, *, inline=False, allocates=False):
+def kjit(fn=None, *, inline=False, allocates=False, inline_llvm=False):
     """Compile ``fn`` with ipam_core's options: ``njit(cache=True, nogil=True)``.
 
     Kernels that never create arrays are compiled without Numba's reference
@@ -112,6 +112,13 @@ def kjit(fn=None, *, inline=False, allocates=False):
         per-slot helpers).
     allocates : bool
         The function creates arrays, so it needs reference counting.
+    inline_llvm : bool
+        Compile the function once, on its own, and have LLVM inline it into
+        every caller (``forceinline``). For the hot functions of the loop's
+        shared machinery (scheduler, address take and give, bind): they take
+        a few core tables, and LLVM leaves a call that passes few arrays a
+        call, which made the loop up to 36 % slower (results/first-run.md).
+        The cold ones stay calls: inlined at every site they slowed it too.
 
     Returns
     -------
@@ -119,13 +126,14 @@ def kjit(fn=None, *, inline=False, allocates=False):
         The lazily compiled dispatcher, cached under :data:`CACHE_DIR`.
     """
     if fn is None:
-        return lambda f: kjit(f, inline=inline, allocates=allocates)
+        return lambda f: kjit(f, inline=inline, allocates=allocates, inline_llvm=inline_llvm)
     with _in_cache_dir():
         dispatcher = numba.njit(
             cache=True,
             nogil=True,
             inline="always" if inline else "never",
             _nrt=allocates,
+            **({"forceinline": True} if inline_llvm else {}),
         )(fn)
     _compile_without_literals(dispatcher)
     return dispatcher

@@ -235,7 +235,7 @@ def _vpc_increase(st, node, now):
     if s < 0:  # custom networking without an ENIConfig for the zone: createENI fails
         st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
         return False
-    if _subnet_free(core, s) < 1 + (count * size if not pd else 0):
+    if _subnet_free(core.cidr, s) < 1 + (count * size if not pd else 0):
         st.cl_time[node, CT_COOLDOWN] = now + core.cfg[C_CL_COOLDOWN]
         return False
     for iface in range(_node_ifaces(st, node)):
@@ -264,7 +264,7 @@ def _vpc_decrease(st, node, now):
         return False  # throttled: tried again on the next tick
     st.cl_time[node, CT_LAST_DECREASE] = now
     changed = False
-    u = _units_per_iface(core)
+    u = _units_per_iface(core.icfg)
     for iface in range(st.cl_iface.shape[1] - 1, -1, -1):
         if over <= 0:
             break
@@ -279,7 +279,7 @@ def _vpc_decrease(st, node, now):
                 over -= 1
                 freed += 1
         if freed:
-            api_spend(core, API_RELEASE, now, False)
+            api_spend(core.cfg, core.icfg, core.cnt, API_RELEASE, now, False)
             changed = True
     return changed
 
@@ -290,7 +290,7 @@ def _vpc_free_eni(st, node, now):
     core = st.core
     total, assigned, _, free_prefixes = _vpc_stats(st, node)
     pd = st.cl_node[node, CN_PD] == 1
-    u = _units_per_iface(core)
+    u = _units_per_iface(core.icfg)
     freeable = False
     for iface in range(1, st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 1 and _iface_used(st, node, iface) == 0:
@@ -327,7 +327,7 @@ def _vpc_free_eni(st, node, now):
 
 @kjit(inline=True)
 def _iface_used(st, node, iface):
-    u = _units_per_iface(st.core)
+    u = _units_per_iface(st.core.icfg)
     used = 0
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] >= 0:
@@ -382,7 +382,7 @@ def ipamd_quiet_until(st, node, now):
     warm_ip = core.icfg[I_CL_WARM_IP]
     min_ip = core.icfg[I_CL_MIN_IP]
     warm_prefix = core.icfg[I_CL_WARM_PREFIX]
-    u = _units_per_iface(core)
+    u = _units_per_iface(core.icfg)
     wake = INF
     if pool_too_low(total, assigned, prefixes, free_prefixes, warm_eni, warm_ip, min_ip, warm_prefix, pd,
                     _node_units(st, node)):

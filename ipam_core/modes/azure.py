@@ -144,7 +144,7 @@ def cns_pass(st, node, now):
                 _drop_unit(st, node, j)
                 left -= 1
         if left < held - target:
-            api_spend(core, API_RELEASE, now, False)
+            api_spend(core.cfg, core.icfg, core.cnt, API_RELEASE, now, False)
             return True
     return False
 

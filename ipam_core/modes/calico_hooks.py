@@ -128,8 +128,8 @@ def _sync_blocks(st):
         c[_fc(family, F_RELEASES)] = c[_fc(family, F_CARVES)] - blocks  # every block claimed and gone
         free = carved - c[_fc(family, F_USED)] - c[_fc(family, F_RESERVED)]
         c[_fc(family, F_FREE)] = free
-        core.pool_free[0, family] = free
-        core.pool_carvable[0, family] = st.cal_pool_blocks[family] - blocks
+        core.cidr.pool_free[0, family] = free
+        core.cidr.pool_carvable[0, family] = st.cal_pool_blocks[family] - blocks
 
 
 @kjit
@@ -160,7 +160,7 @@ def take_pod_addresses(st, pod, node, now):
     Returns -1, or the family that got no address (IPv6 is given back when IPv4 fails).
     """
     core = st.core
-    pod_id = core.pods[pod, D_ID]
+    pod_id = core.pod_tables.pods[pod, D_ID]
     claimed = False
     for step in range(2):
         family = 1 - step
@@ -227,7 +227,7 @@ def node_added(st, node, now):
         st.cal_owner[0] = node
         if st.cal_sync[1] < now:
             st.cal_sync[1] = now + st.cal_sync[0]
-        _push(core, st.cal_sync[1], T_REFRESH, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, st.cal_sync[1], T_REFRESH, node, core.nodes[node, N_GEN])
     _agent_ready(st, node)
 
 
@@ -250,7 +250,7 @@ def node_deleted(st, node):
         for other in range(core.nodes.shape[0]):
             if other != node and core.nodes[other, N_PRESENT] == 1:
                 st.cal_owner[0] = other
-                _push(core, st.cal_sync[1], T_REFRESH, other, core.nodes[other, N_GEN])
+                _push(core.timer, core.cnt, st.cal_sync[1], T_REFRESH, other, core.nodes[other, N_GEN])
                 break
 
 
@@ -274,7 +274,7 @@ def node_timer(st, kind, node, gen, now):
         return
     controllers_pass(st, now)
     st.cal_sync[1] = now + st.cal_sync[0]
-    _push(st.core, st.cal_sync[1], T_REFRESH, node, gen)
+    _push(st.core.timer, st.core.cnt, st.cal_sync[1], T_REFRESH, node, gen)
 
 
 # --------------------------------------------------------------------------- scheduler and samples
@@ -304,7 +304,7 @@ def address_room(st, node):
             if t.pool_family[t.blk_pool[slot]] == family:
                 free += t.blk_nfree[slot]
                 blocks += 1
-        if grow and blocks < limit and core.pool_carvable[0, family] > 0:
+        if grow and blocks < limit and core.cidr.pool_carvable[0, family] > 0:
             continue
         room = min(room, running + free)
     return room
@@ -349,7 +349,7 @@ def sample_nodes(st, families, sample, node_tab, cidr_tab, fill):
             tunnel = st.cal_tunnel[node, family]
             if tunnel >= 0 and t.blk_node[tunnel >> ADDR_SHIFT] == node:
                 reserved = 1
-            _node_row(core, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
+            _node_row(core.nodes, node_tab, r, sample, node, family, metrics[node, family, NM_USED] - reserved,
                       metrics[node, family, NM_FREE], reserved, c - first)
             node_tab[NR_EMPTY_BLOCKS, r] = metrics[node, family, NM_EMPTY_BLOCKS]
             node_tab[NR_STRANDED, r] = metrics[node, family, NM_STRANDED]
@@ -446,7 +446,7 @@ def prepare(state, module, scenario, workload):
     """
     n_nodes = max(len(workload.node_names), 1)
     tables, set_of_pool, pod_rows, tunnel_rows, pool_blocks = module.engine_tables(scenario, workload)
-    rows = state.core.pods.shape[0]
+    rows = state.core.pod_tables.pods.shape[0]
     return state._replace(
         cal=tables,
         cal_addr=np.full((rows, 2), -1, dtype=np.int64),

@@ -96,26 +96,26 @@ def _now_us(now):
 
 
 @kjit(inline=True)
-def _cloud_bucket(core, kind):
-    return 1 if core.icfg[I_CL_SHARED_BUCKET] != 0 else 1 + kind
+def _cloud_bucket(icfg, kind):
+    return 1 if icfg[I_CL_SHARED_BUCKET] != 0 else 1 + kind
 
 
 @kjit(inline=True)
-def _refilled(core, b, size, rate, now_us):
+def _refilled(cnt, b, size, rate, now_us):
     """Micro-tokens bucket ``b`` holds at ``now_us`` (its state is brought up to that time)."""
-    tokens = core.cnt[K_CL_TOKENS + b]
-    added = np.int64((now_us - core.cnt[K_CL_TOKENS_AT + b]) * rate)
+    tokens = cnt[K_CL_TOKENS + b]
+    added = np.int64((now_us - cnt[K_CL_TOKENS_AT + b]) * rate)
     if added > 0:  # below a micro-token the clock stays put, so slow buckets still fill under frequent looks
         tokens = min(size * MICRO, tokens + added)
-        core.cnt[K_CL_TOKENS + b] = tokens
-        core.cnt[K_CL_TOKENS_AT + b] = now_us
+        cnt[K_CL_TOKENS + b] = tokens
+        cnt[K_CL_TOKENS_AT + b] = now_us
     return tokens
 
 
 @kjit(inline=True)
-def _wait_us(core, b, size, rate, now_us):
+def _wait_us(cnt, b, size, rate, now_us):
     """Microseconds until bucket ``b`` holds a whole token (0: now)."""
-    short = MICRO - _refilled(core, b, size, rate, now_us)
+    short = MICRO - _refilled(cnt, b, size, rate, now_us)
     if short <= 0:
         return np.int64(0)
     return np.int64(np.ceil(short / rate)) + _MARGIN_US
@@ -150,9 +150,10 @@ def api_ready(st, node, kind, now):
     if core.icfg[I_CL_THROTTLE] == 0:
         return True
     now_us = _now_us(now)
-    wait = _wait_us(core, _cloud_bucket(core, kind), core.icfg[I_CL_BUCKET], core.cfg[C_CL_REFILL], now_us)
+    wait = _wait_us(core.cnt, _cloud_bucket(core.icfg, kind), core.icfg[I_CL_BUCKET], core.cfg[C_CL_REFILL], now_us)
     if core.cfg[C_CL_CLIENT_QPS] > 0.0:
-        wait = max(wait, _wait_us(core, CLIENT_BUCKET, core.icfg[I_CL_CLIENT_BURST], core.cfg[C_CL_CLIENT_QPS], now_us))
+        client = _wait_us(core.cnt, CLIENT_BUCKET, core.icfg[I_CL_CLIENT_BURST], core.cfg[C_CL_CLIENT_QPS], now_us)
+        wait = max(wait, client)
     if wait == 0:
         return True
     core.cnt[K_CL_API_THROTTLED] += 1
@@ -162,12 +163,13 @@ def api_ready(st, node, kind, now):
 
 
 @kjit
-def api_spend(core, kind, now, prefixes):
+def api_spend(cfg, icfg, cnt, kind, now, prefixes):
     """A call of ``kind`` is made now: count it and take its tokens (a bucket may go into debt).
 
     Parameters
     ----------
-    core : CoreTables
+    cfg, icfg, cnt : numpy.ndarray
+        The core tables' settings and counters (the API buckets' tokens are counters).
     kind : int
         ``API_ATTACH``, ``API_ASSIGN`` or ``API_RELEASE``.
     now : float
@@ -175,22 +177,22 @@ def api_spend(core, kind, now, prefixes):
         An assign call asking for /28 prefixes (counted in ``K_CL_API_PREFIX`` too).
     """
     if kind == API_ATTACH:
-        core.cnt[K_CL_API_ATTACH] += 1
+        cnt[K_CL_API_ATTACH] += 1
     elif kind == API_ASSIGN:
-        core.cnt[K_CL_API_ASSIGN] += 1
+        cnt[K_CL_API_ASSIGN] += 1
         if prefixes:
-            core.cnt[K_CL_API_PREFIX] += 1
+            cnt[K_CL_API_PREFIX] += 1
     else:
-        core.cnt[K_CL_API_RELEASE] += 1
-    if core.icfg[I_CL_THROTTLE] == 0:
+        cnt[K_CL_API_RELEASE] += 1
+    if icfg[I_CL_THROTTLE] == 0:
         return
     now_us = _now_us(now)
-    b = _cloud_bucket(core, kind)
-    _refilled(core, b, core.icfg[I_CL_BUCKET], core.cfg[C_CL_REFILL], now_us)
-    core.cnt[K_CL_TOKENS + b] -= MICRO
-    if core.cfg[C_CL_CLIENT_QPS] > 0.0:
-        _refilled(core, CLIENT_BUCKET, core.icfg[I_CL_CLIENT_BURST], core.cfg[C_CL_CLIENT_QPS], now_us)
-        core.cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
+    b = _cloud_bucket(icfg, kind)
+    _refilled(cnt, b, icfg[I_CL_BUCKET], cfg[C_CL_REFILL], now_us)
+    cnt[K_CL_TOKENS + b] -= MICRO
+    if cfg[C_CL_CLIENT_QPS] > 0.0:
+        _refilled(cnt, CLIENT_BUCKET, icfg[I_CL_CLIENT_BURST], cfg[C_CL_CLIENT_QPS], now_us)
+        cnt[K_CL_TOKENS + CLIENT_BUCKET] -= _client_cost(kind) * MICRO
 
 
 @kjit(inline=True)
@@ -198,7 +200,7 @@ def api_call(st, node, kind, now, prefixes):
     """:func:`api_ready`, then :func:`api_spend` when it may: whether the call was made."""
     if not api_ready(st, node, kind, now):
         return False
-    api_spend(st.core, kind, now, prefixes)
+    api_spend(st.core.cfg, st.core.icfg, st.core.cnt, kind, now, prefixes)
     return True
 
 

@@ -61,7 +61,7 @@ def _can_hold(st, node):
     core = st.core
     cn = st.cl_node
     # the node's group row (its instance type, cloud.nodeGroups), below the node and subnet rows
-    group = cn[core.nodes.shape[0] + core.sets.shape[0] + cn[node, CN_GROUP]]
+    group = cn[core.nodes.shape[0] + core.cidr.sets.shape[0] + cn[node, CN_GROUP]]
     units = group[CG_UNITS]
     size = PREFIX_SIZE if cn[node, CN_PD] == 1 else 1
     capacity = cn[node, CN_HELD]
@@ -85,16 +85,16 @@ def _request(st, node, t):
     core = st.core
     if t < st.cl_time[node, CT_OP_AT]:
         st.cl_time[node, CT_OP_AT] = t
-        _push(core, t, T_CARVE, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, t, T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def pod_changed(st, node, now):
     core = st.core
-    _loud(core, node)  # the node's pool use changed: its next periodic pass must run
+    _loud(core.quiet, node)  # the node's pool use changed: its next periodic pass must run
     t = cloud_agent_changed(st, node, now)
     if t >= 0.0:
-        _push(core, t, T_AGENT_SYNC, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, t, T_AGENT_SYNC, node, core.nodes[node, N_GEN])
 
 
 @kjit
@@ -105,7 +105,7 @@ def _settle(st, node, now, t_next):
     if core.nodes[node, N_READY] == 0 and cloud_agent_start(st, node):
         core.nodes[node, N_READY] = 1
         core.cnt[K_READY] += 1
-        _sched_update(core, node)
+        _sched_update(core.nodes, core.sched, core.icfg, core.cnt, node)
         pod_changed(st, node, now)
     _sched_addresses_changed(st, node)  # the pass may have grown or shrunk the pool, the agent reserved some
 
@@ -116,7 +116,7 @@ def node_added(st, node, now):
     period = cloud_node_add(st, node, now)
     _request(st, node, now + core.cfg[C_OPERATOR_DELAY])
     if period > 0.0:
-        _push(core, now + period, T_REFRESH, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, now + period, T_REFRESH, node, core.nodes[node, N_GEN])
 
 
 # --------------------------------------------------------------------------- who manages the pool: the state's class
@@ -186,15 +186,15 @@ def node_timer(st, kind, node, gen, now):
         if now != st.cl_time[node, CT_OP_AT]:
             return  # superseded by an earlier request
         st.cl_time[node, CT_OP_AT] = np.inf
-        _loud(core, node)
+        _loud(core.quiet, node)
         _settle(st, node, now, cloud_operator(st, node, now))
     elif kind == T_AGENT_SYNC:
-        _loud(core, node)
+        _loud(core.quiet, node)
         _settle(st, node, now, cloud_agent_sync(st, node, now))
     elif kind == T_REFRESH:
         _settle(st, node, now, cloud_operator(st, node, now))
-        _set_wake(core, node, cloud_quiet_until(st, node, now), now)
-        _push(core, now + cloud_period(st), T_REFRESH, node, gen)
+        _set_wake(core.quiet, node, cloud_quiet_until(st, node, now), now)
+        _push(core.timer, core.cnt, now + cloud_period(st), T_REFRESH, node, gen)
 
 
 @kjit
@@ -214,13 +214,13 @@ def address_room(st, node):
 @kjit
 def give_pod_addresses(st, pod):
     """The pod's address back to its node's pool."""
-    cloud_release_pod(st, pod, st.core.pods[pod, D_NODE])
+    cloud_release_pod(st, pod, st.core.pod_tables.pods[pod, D_NODE])
 
 
 @kjit
 def quiet_refresh(st, node, gen, now):
     """A periodic pass that changes nothing: only the next one is set."""
-    _push(st.core, now + cloud_period(st), T_REFRESH, node, gen)
+    _push(st.core.timer, st.core.cnt, now + cloud_period(st), T_REFRESH, node, gen)
 
 
 def prepare(state, module, scenario, workload):

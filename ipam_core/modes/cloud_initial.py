@@ -169,16 +169,16 @@ def _in_workload(rows: np.ndarray, column: int, node_of: np.ndarray) -> np.ndarr
 def _take_exact(st, s, offset, size):
     """Take ``size`` addresses of subnet ``s`` from ``offset`` in its bitmap; False if one is held."""
     core = st.core
-    words, summary = _subnet(core, s)
+    words, summary = _subnet(core.cidr, s)
     for k in range(size):
         if bm_test(words, offset + k):
             return False
     for k in range(size):
         bm_set(words, summary, offset + k)
-    row = st.cl_node[_subnet_row(core, s)]
+    row = st.cl_node[_subnet_row(core.nodes, s)]
     if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT], offset) >= 0:
         row[CS_RESV_FREE] -= size  # a prefix reservation's free count, as _take_prefix keeps it
-    _take_subnet(core, s, size)
+    _take_subnet(core.cidr, core.cnt, s, size)
     return True
 
 
@@ -265,15 +265,15 @@ def cloud_start_from_state(st, nodes, ifaces, units, pod_rows, agents):
     for i in range(pod_rows.shape[0]):
         node = pod_rows[i, PR_NODE]
         j, bit = _unit_of(st, node, pod_rows[i, PR_FAMILY], pod_rows[i, PR_FAMILY + 1])
-        row = _row_alloc(core, pod_rows[i, PR_POD])
+        row = _row_alloc(core.pod_tables, core.cnt, pod_rows[i, PR_POD])
         if row < 0 or j < 0:
             return core.cnt[K_ERROR] if core.cnt[K_ERROR] != 0 else START_ADDRESS_TAKEN
-        core.pods[row, D_PIN] = node
-        _bind(core, row, node)
+        core.pod_tables.pods[row, D_PIN] = node
+        _bind(core.nodes, core.pod_tables, core.sched, core.icfg, core.cnt, row, node)
         cloud_hold(st, node, j, bit)
-        core.pods[row, D_SLOT] = j
-        core.pods[row, D_OFF] = bit
-        core.pods[row, D_STATE] = POD_RUNNING
+        core.pod_tables.pods[row, D_SLOT] = j
+        core.pod_tables.pods[row, D_OFF] = bit
+        core.pod_tables.pods[row, D_STATE] = POD_RUNNING
         core.cnt[_fc(F_USED)] += 1
         core.cnt[_fc(F_IP_ALLOCS)] += 1
         core.cnt[K_RUNNING] += 1

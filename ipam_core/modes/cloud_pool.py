@@ -258,22 +258,22 @@ def init_cloud(state, cloud: CloudConfig, n_nodes: int, net: CloudNet):
         state.core.cfg[index] = value
     init_buckets(state.core.cnt, state.core.icfg)
     fc = T.K_FAMILY_BASE  # IPv4 counters
-    for s in range(state.core.sets.shape[0]):
-        size = int(state.core.sets[s, T.S_N])
+    for s in range(state.core.cidr.sets.shape[0]):
+        size = int(state.core.cidr.sets[s, T.S_N])
         if cloud.subnet_reserved and size >= 8:
-            w0, s0 = state.core.sets[s, T.S_W_OFF], state.core.sets[s, T.S_S_OFF]
-            words = state.core.set_words[w0 : w0 + state.core.sets[s, T.S_W_LEN]]
-            summary = state.core.set_summary[s0 : s0 + state.core.sets[s, T.S_S_LEN]]
+            w0, s0 = state.core.cidr.sets[s, T.S_W_OFF], state.core.cidr.sets[s, T.S_S_OFF]
+            words = state.core.cidr.set_words[w0 : w0 + state.core.cidr.sets[s, T.S_W_LEN]]
+            summary = state.core.cidr.set_summary[s0 : s0 + state.core.cidr.sets[s, T.S_S_LEN]]
             reserved = list(range(SUBNET_RESERVED_LOW)) + [size - k - 1 for k in range(SUBNET_RESERVED_HIGH)]
             for offset in reserved:
                 bm_set(words, summary, offset)
-            state.core.sets[s, T.S_ALLOCATED] += len(reserved)
+            state.core.cidr.sets[s, T.S_ALLOCATED] += len(reserved)
             state.core.cnt[fc + T.F_CARVED] += len(reserved)
             state.core.cnt[fc + T.F_RESERVED] += len(reserved)
     subnet_rows, ranges = _init_subnets(state, net)
-    free = int(np.sum(state.core.sets[:, T.S_N] - state.core.sets[:, T.S_ALLOCATED]))
+    free = int(np.sum(state.core.cidr.sets[:, T.S_N] - state.core.cidr.sets[:, T.S_ALLOCATED]))
     state.core.cnt[fc + T.F_CARVABLE] = free
-    state.core.pool_carvable[0, 0] = free
+    state.core.cidr.pool_carvable[0, 0] = free
     cl_node = _node_table(net, n, subnet_rows, ranges)
     max_pods = np.array([c.max_pods for c in net.configs], dtype=np.int64)
     state.core.nodes[:n, T.N_MAX_PODS] = max_pods[cl_node[:n, T.CN_GROUP]]
@@ -308,7 +308,7 @@ def _init_subnets(state, net: CloudNet):
     Explicit reservations and shared addresses are taken (counted carved and reserved); a prefix
     reservation's range is recorded (single addresses never come from it; prefixes do, first).
     """
-    n_sub = state.core.sets.shape[0]
+    n_sub = state.core.cidr.sets.shape[0]
     rows = np.zeros((n_sub, T.CS_NCOL), dtype=np.int64)
     rows[:, T.CS_ZONE] = net.subnet_zone
     ranges = []
@@ -318,7 +318,7 @@ def _init_subnets(state, net: CloudNet):
         if not (spec.reservations or spec.shared_used or spec.shared_used_file):
             continue
         network = ipaddress.ip_network(spec.cidr)
-        size = int(state.core.sets[s, T.S_N])
+        size = int(state.core.cidr.sets[s, T.S_N])
         words, summary = _subnet_py(state, s)
         taken = np.zeros(size, dtype=bool)
         used = np.zeros(size, dtype=np.int64)
@@ -343,16 +343,16 @@ def _init_subnets(state, net: CloudNet):
         offsets = offsets[~taken[offsets]]
         bm_set_many(words, summary, offsets)
         rows[s, T.CS_OTHERS] = offsets.shape[0]
-        state.core.sets[s, T.S_ALLOCATED] += offsets.shape[0]
+        state.core.cidr.sets[s, T.S_ALLOCATED] += offsets.shape[0]
         state.core.cnt[fc + T.F_CARVED] += offsets.shape[0]
         state.core.cnt[fc + T.F_RESERVED] += offsets.shape[0]
     return rows, ranges
 
 
 def _subnet_py(state, s):
-    w0, s0 = state.core.sets[s, T.S_W_OFF], state.core.sets[s, T.S_S_OFF]
-    return (state.core.set_words[w0 : w0 + state.core.sets[s, T.S_W_LEN]],
-            state.core.set_summary[s0 : s0 + state.core.sets[s, T.S_S_LEN]])
+    w0, s0 = state.core.cidr.sets[s, T.S_W_OFF], state.core.cidr.sets[s, T.S_S_OFF]
+    return (state.core.cidr.set_words[w0 : w0 + state.core.cidr.sets[s, T.S_W_LEN]],
+            state.core.cidr.set_summary[s0 : s0 + state.core.cidr.sets[s, T.S_S_LEN]])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -363,41 +363,41 @@ def _fc(field):
 
 
 @kjit(inline=True)
-def _subnet(core, s):
-    w0 = core.sets[s, S_W_OFF]
-    s0 = core.sets[s, S_S_OFF]
-    return core.set_words[w0 : w0 + core.sets[s, S_W_LEN]], core.set_summary[s0 : s0 + core.sets[s, S_S_LEN]]
+def _subnet(cidr, s):
+    w0 = cidr.sets[s, S_W_OFF]
+    s0 = cidr.sets[s, S_S_OFF]
+    return cidr.set_words[w0 : w0 + cidr.sets[s, S_W_LEN]], cidr.set_summary[s0 : s0 + cidr.sets[s, S_S_LEN]]
 
 
 @kjit(inline=True)
-def _subnet_free(core, s):
-    return core.sets[s, S_N] - core.sets[s, S_ALLOCATED]
+def _subnet_free(cidr, s):
+    return cidr.sets[s, S_N] - cidr.sets[s, S_ALLOCATED]
 
 
 @kjit(inline=True)
-def _take_subnet(core, s, count):
+def _take_subnet(cidr, cnt, s, count):
     # bookkeeping of `count` addresses taken from subnet s
-    core.sets[s, S_ALLOCATED] += count
-    core.cnt[_fc(F_CARVABLE)] -= count
-    core.pool_carvable[0, 0] -= count
-    core.cnt[_fc(F_CARVED)] += count
+    cidr.sets[s, S_ALLOCATED] += count
+    cnt[_fc(F_CARVABLE)] -= count
+    cidr.pool_carvable[0, 0] -= count
+    cnt[_fc(F_CARVED)] += count
 
 
 @kjit(inline=True)
-def _give_subnet(core, s, count):
-    core.sets[s, S_ALLOCATED] -= count
-    core.cnt[_fc(F_CARVABLE)] += count
-    core.pool_carvable[0, 0] += count
-    core.cnt[_fc(F_CARVED)] -= count
+def _give_subnet(cidr, cnt, s, count):
+    cidr.sets[s, S_ALLOCATED] -= count
+    cnt[_fc(F_CARVABLE)] += count
+    cidr.pool_carvable[0, 0] += count
+    cnt[_fc(F_CARVED)] -= count
 
 
 @kjit
 def _single_address(st, s, first_fit):
     """One free address of subnet s: random start and forward scan (EC2's order is unpublished), or first fit."""
     core = st.core
-    words, summary = _subnet(core, s)
-    n = core.sets[s, S_N]
-    row = st.cl_node[_subnet_row(core, s)]
+    words, summary = _subnet(core.cidr, s)
+    n = core.cidr.sets[s, S_N]
+    row = st.cl_node[_subnet_row(core.nodes, s)]
     if row[CS_RESV_COUNT] > 0:  # a few arrays, not the state: a call with the state costs ~400 arguments
         start = 0 if first_fit else draw(core.cnt, n)
         offset = _single_outside(words, summary, n, start, st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT])
@@ -409,15 +409,15 @@ def _single_address(st, s, first_fit):
         offset = bm_take_scan(words, summary, draw(core.cnt, n))
     if offset < 0:
         return -1
-    _take_subnet(core, s, 1)
+    _take_subnet(core.cidr, core.cnt, s, 1)
     return offset
 
 
 # --------------------------------------------------------------------------- subnet CIDR reservations
 @kjit(inline=True)
-def _subnet_row(core, s):
+def _subnet_row(nodes, s):
     # the subnet's row in cl_node, below the node rows
-    return core.nodes.shape[0] + s
+    return nodes.shape[0] + s
 
 
 @kjit(inline=True)
@@ -460,7 +460,7 @@ def _single_outside(words, summary, n, start, table, first, count):
 def _single_free(st, s):
     # free addresses EC2 may hand out one by one: not inside a prefix reservation
     core = st.core
-    return _subnet_free(core, s) - st.cl_node[_subnet_row(core, s), CS_RESV_FREE]
+    return _subnet_free(core.cidr, s) - st.cl_node[_subnet_row(core.nodes, s), CS_RESV_FREE]
 
 
 @kjit(inline=True)
@@ -479,7 +479,7 @@ def _take_prefix(words, summary, table, row):
 def _group_value(st, node, column):
     # a setting of the node's group (its row in cl_node, below the subnet rows)
     core = st.core
-    return st.cl_node[core.nodes.shape[0] + core.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
+    return st.cl_node[core.nodes.shape[0] + core.cidr.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
 
 
 @kjit(inline=True)
@@ -502,11 +502,11 @@ def _best_in_zone(st, node, zone, column, also):
     core = st.core
     g = st.cl_node[node, CN_GROUP]
     best = -1
-    for s in range(core.sets.shape[0]):
-        row = st.cl_node[_subnet_row(core, s)]
+    for s in range(core.cidr.sets.shape[0]):
+        row = st.cl_node[_subnet_row(core.nodes, s)]
         if row[CS_ZONE] != zone or (row[column + g] == 0 and s != also):
             continue
-        if best < 0 or _subnet_free(core, s) > _subnet_free(core, best):
+        if best < 0 or _subnet_free(core.cidr, s) > _subnet_free(core.cidr, best):
             best = s
     return best
 
@@ -540,18 +540,18 @@ def _iface_subnet(st, node):
     cn = st.cl_node[node]
     home = cn[CN_SUBNET]
     rule = _group_value(st, node, CG_PICK)
-    home_row = st.cl_node[_subnet_row(core, home)]
+    home_row = st.cl_node[_subnet_row(core.nodes, home)]
     zone = home_row[CS_ZONE]
     flagged = CS_NCOL + home_row[CS_GROUPS]
     if rule == PICK_CILIUM:
         s = _best_in_zone(st, node, zone, flagged, -1)
         if s >= 0:
             return s
-        if _subnet_free(core, home) >= _group_value(st, node, CG_IPV4):
+        if _subnet_free(core.cidr, home) >= _group_value(st, node, CG_IPV4):
             return home
-        for other in range(core.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
-            if (st.cl_node[_subnet_row(core, other), CS_ZONE] == zone
-                    and (s < 0 or _subnet_free(core, other) > _subnet_free(core, s))):
+        for other in range(core.cidr.sets.shape[0]):  # FindSubnetByTags(vpc, az, nil): any subnet of the zone
+            if (st.cl_node[_subnet_row(core.nodes, other), CS_ZONE] == zone
+                    and (s < 0 or _subnet_free(core.cidr, other) > _subnet_free(core.cidr, s))):
                 s = other
         return s
     if rule == PICK_DISCOVERY:
@@ -562,23 +562,23 @@ def _iface_subnet(st, node):
 
 
 @kjit(inline=True)
-def _dense_address(core, s):
+def _dense_address(cidr, cnt, s):
     """One free address of subnet s in its fullest /28 (CFP cilium/cilium#38499: keep whole /28s free)."""
-    words, summary = _subnet(core, s)
+    words, summary = _subnet(cidr, s)
     offset = bm_take_densest(words, summary, PREFIX_ORDER)
     if offset >= 0:
-        _take_subnet(core, s, 1)
+        _take_subnet(cidr, cnt, s, 1)
     return offset
 
 
 @kjit(inline=True)
-def _units_per_iface(core):
-    return core.icfg[I_CL_UNITS]
+def _units_per_iface(icfg):
+    return icfg[I_CL_UNITS]
 
 
 @kjit(inline=True)
 def _free_unit_slot(st, node, iface):
-    u = _units_per_iface(st.core)
+    u = _units_per_iface(st.core.icfg)
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] < 0:
             return j
@@ -608,7 +608,7 @@ def _add_unit(st, node, iface, s, offset, size):
     core.cnt[_fc(F_NODE_CIDRS)] += 1
     core.cnt[_fc(F_CARVES)] += 1
     core.cnt[_fc(F_FREE)] += size
-    core.pool_free[0, 0] += size
+    core.cidr.pool_free[0, 0] += size
     return j
 
 
@@ -619,17 +619,17 @@ def _drop_unit(st, node, j):
     unit = st.cl_unit[node, j]
     s = unit[CU_SET]
     size = unit[CU_SIZE]
-    words, summary = _subnet(core, s)
+    words, summary = _subnet(core.cidr, s)
     if size > 1:
         bm_release_block(words, summary, unit[CU_OFF], PREFIX_ORDER)
-        row = st.cl_node[_subnet_row(core, s)]
+        row = st.cl_node[_subnet_row(core.nodes, s)]
         if row[CS_RESV_COUNT] > 0 and _reservation_end(st.cl_node, row[CS_RESV_FIRST], row[CS_RESV_COUNT],
                                                        unit[CU_OFF]) >= 0:
             row[CS_RESV_FREE] += PREFIX_SIZE
     else:
         bm_clear(words, summary, unit[CU_OFF])
-    _give_subnet(core, s, size)
-    iface = j // _units_per_iface(core)
+    _give_subnet(core.cidr, core.cnt, s, size)
+    iface = j // _units_per_iface(core.icfg)
     st.cl_iface[node, iface, CI_UNITS] -= 1
     st.cl_node[node, CN_UNITS] -= 1
     st.cl_node[node, CN_HELD] -= size
@@ -640,7 +640,7 @@ def _drop_unit(st, node, j):
     core.cnt[_fc(F_NODE_CIDRS)] -= 1
     core.cnt[_fc(F_RELEASES)] += 1
     core.cnt[_fc(F_FREE)] -= size - unit[CU_USED]
-    core.pool_free[0, 0] -= size - unit[CU_USED]
+    core.cidr.pool_free[0, 0] -= size - unit[CU_USED]
     unit[CU_SET] = -1
     unit[CU_MASK] = 0
     unit[CU_USED] = 0
@@ -678,33 +678,33 @@ def _assign(st, node, iface, addresses, pd, fallback, s, count_call, now):
     if pd:
         count = min(-(-addresses // PREFIX_SIZE), room)
         if count_call:
-            api_spend(core, API_ASSIGN, now, True)
-        words, summary = _subnet(core, s)
+            api_spend(core.cfg, core.icfg, core.cnt, API_ASSIGN, now, True)
+        words, summary = _subnet(core.cidr, s)
         if bm_free_blocks(words, PREFIX_ORDER) >= count:  # EC2 assigns all the prefixes or none
-            row = st.cl_node[_subnet_row(core, s)]
+            row = st.cl_node[_subnet_row(core.nodes, s)]
             for _ in range(count):
                 offset = _take_prefix(words, summary, st.cl_node, row)
-                _take_subnet(core, s, PREFIX_SIZE)
+                _take_subnet(core.cidr, core.cnt, s, PREFIX_SIZE)
                 _add_unit(st, node, iface, s, offset, PREFIX_SIZE)
             return count * PREFIX_SIZE
-        if _subnet_free(core, s) >= count * PREFIX_SIZE:
+        if _subnet_free(core.cidr, s) >= count * PREFIX_SIZE:
             core.cnt[K_CL_FRAG_FAILS] += 1  # enough free addresses, no aligned /28 for them
         if not fallback:
             return 0
         # "Subnet might be out of prefixes, Cilium will not allocate prefixes on this node anymore": the same
         # call again without prefixes (an assign, or the interface's create call)
-        api_spend(core, API_ASSIGN if count_call else API_ATTACH, now, False)
+        api_spend(core.cfg, core.icfg, core.cnt, API_ASSIGN if count_call else API_ATTACH, now, False)
         count = min(addresses, room)
-        if _subnet_free(core, s) < count:
+        if _subnet_free(core.cidr, s) < count:
             return 0
         dense = core.icfg[I_CL_STRATEGY] == STRATEGY_DENSE
         for _ in range(count):
-            offset = _dense_address(core, s) if dense else _single_address(st, s, False)
+            offset = _dense_address(core.cidr, core.cnt, s) if dense else _single_address(st, s, False)
             _add_unit(st, node, iface, s, offset, 1)
         return count
     count = min(addresses, room)  # an ENI's address limit counts prefixes and single addresses alike
     if count_call:
-        api_spend(core, API_ASSIGN, now, False)
+        api_spend(core.cfg, core.icfg, core.cnt, API_ASSIGN, now, False)
     if _single_free(st, s) < count:
         return 0  # InsufficientFreeAddressesInSubnet: the call fails as a whole
     for _ in range(count):
@@ -745,16 +745,16 @@ def cloud_primary_held(st, node, iface, primary):
 def _detach(st, node, iface):
     """Release an interface's units (all free) and its primary address."""
     core = st.core
-    u = _units_per_iface(core)
+    u = _units_per_iface(core.icfg)
     for j in range(iface * u, iface * u + u):
         if st.cl_unit[node, j, CU_SET] >= 0:
             _drop_unit(st, node, j)
     primary = st.cl_iface[node, iface, CI_PRIMARY]
     if primary >= 0:
         s = st.cl_iface[node, iface, CI_SET]
-        words, summary = _subnet(core, s)
+        words, summary = _subnet(core.cidr, s)
         bm_clear(words, summary, primary)
-        _give_subnet(core, s, 1)
+        _give_subnet(core.cidr, core.cnt, s, 1)
         st.cl_node[node, CN_PRIMARIES] -= 1
         core.cnt[_fc(F_RESERVED)] -= 1
     st.cl_iface[node, iface, CI_ATTACHED] = 0
@@ -806,8 +806,8 @@ def cloud_hold(st, node, j, bit):
     unit[CU_USED] += 1
     st.cl_node[node, CN_USED] += 1
     core.cnt[_fc(F_FREE)] -= 1
-    core.pool_free[0, 0] -= 1
-    core.np_inuse[node, 0, 0] += 1
+    core.cidr.pool_free[0, 0] -= 1
+    core.cidr.np_inuse[node, 0, 0] += 1
 
 
 @kjit
@@ -825,8 +825,8 @@ def cloud_alloc_pod(st, pod, node, now):
         core.cnt[_fc(F_IP_FAILS)] += 1
         return 0
     cloud_hold(st, node, j, bit)
-    core.pods[pod, D_SLOT] = j
-    core.pods[pod, D_OFF] = bit
+    core.pod_tables.pods[pod, D_SLOT] = j
+    core.pod_tables.pods[pod, D_OFF] = bit
     core.cnt[_fc(F_USED)] += 1
     core.cnt[_fc(F_IP_ALLOCS)] += 1
     return -1
@@ -836,18 +836,18 @@ def cloud_alloc_pod(st, pod, node, now):
 def cloud_release_pod(st, pod, node):
     """Return a running pod's address to its node's pool (the pool keeps it)."""
     core = st.core
-    j = core.pods[pod, D_SLOT]
+    j = core.pod_tables.pods[pod, D_SLOT]
     if j < 0:
         return
     unit = st.cl_unit[node, j]
-    unit[CU_MASK] &= ~(np.int64(1) << core.pods[pod, D_OFF])
+    unit[CU_MASK] &= ~(np.int64(1) << core.pod_tables.pods[pod, D_OFF])
     unit[CU_USED] -= 1
     st.cl_node[node, CN_USED] -= 1
     core.cnt[_fc(F_FREE)] += 1
-    core.pool_free[0, 0] += 1
-    core.np_inuse[node, 0, 0] -= 1
+    core.cidr.pool_free[0, 0] += 1
+    core.cidr.np_inuse[node, 0, 0] -= 1
     core.cnt[_fc(F_USED)] -= 1
-    core.pods[pod, D_SLOT] = -1
+    core.pod_tables.pods[pod, D_SLOT] = -1
 
 
 @kjit
@@ -958,12 +958,12 @@ def cloud_node_delete(st, node):
     for iface in range(st.cl_iface.shape[1]):
         if st.cl_iface[node, iface, CI_ATTACHED] == 0:
             continue
-        u = _units_per_iface(core)
+        u = _units_per_iface(core.icfg)
         for j in range(iface * u, iface * u + u):
             unit = st.cl_unit[node, j]
             if unit[CU_SET] >= 0 and unit[CU_USED] > 0:  # the agent's reservations (pods are gone already)
                 core.cnt[_fc(F_FREE)] += unit[CU_USED]
-                core.pool_free[0, 0] += unit[CU_USED]
+                core.cidr.pool_free[0, 0] += unit[CU_USED]
                 unit[CU_USED] = 0
                 unit[CU_MASK] = 0
         if core.icfg[I_CL_NIC] == 0:
@@ -974,7 +974,7 @@ def cloud_node_delete(st, node):
         else:
             _detach(st, node, iface)
     core.cnt[_fc(F_RESERVED)] -= st.cl_node[node, CN_RESERVED]
-    core.np_inuse[node, 0, 0] = 0
+    core.cidr.np_inuse[node, 0, 0] = 0
     cn = st.cl_node[node]
     for c in range(CN_RESET):
         cn[c] = 0
@@ -1001,7 +1001,7 @@ def _prefix_use(st, node):
 def _cilium_release(st, node, excess, now):
     """PrepareIPRelease + ReleaseIPs: free single addresses of the interface with the most, up to `excess`."""
     core = st.core
-    u = _units_per_iface(core)
+    u = _units_per_iface(core.icfg)
     best = -1
     best_free = 0
     for iface in range(core.icfg[I_CL_FIRST_IFACE], st.cl_iface.shape[1]):
@@ -1098,13 +1098,13 @@ def _cilium_pass(st, node, now):
         s = st.cl_iface[node, iface, CI_SET]
         if room <= 0:
             continue
-        subnet_free = _subnet_free(core, s)
+        subnet_free = _subnet_free(core.cidr, s)
         if subnet_free <= 0 and core.icfg[I_CL_ANY_SUBNET] != 0:
             # Azure: an IP configuration may come from any subnet of the VNet with free addresses
-            for other in range(core.sets.shape[0]):
-                if _subnet_free(core, other) > 0:
+            for other in range(core.cidr.sets.shape[0]):
+                if _subnet_free(core.cidr, other) > 0:
                     s = other
-                    subnet_free = _subnet_free(core, other)
+                    subnet_free = _subnet_free(core.cidr, other)
                     break
         if subnet_free <= 0:
             continue
@@ -1122,7 +1122,7 @@ def _cilium_pass(st, node, now):
         wanted = min(to_allocate, _node_units(st, node))  # min(MaxIPsToAllocate, limits.IPv4 - 1)
         if not api_call(st, node, API_ATTACH, now, False):
             return False
-        if _subnet_free(core, s) < 1 + (PREFIX_SIZE if pd else wanted):
+        if _subnet_free(core.cidr, s) < 1 + (PREFIX_SIZE if pd else wanted):
             return False  # CreateNetworkInterface fails: no room in the node's subnet
         _attach(st, node, iface, s, now)
         if _assign(st, node, iface, wanted, pd, fallback, s, False, now) == 0:
@@ -1143,7 +1143,7 @@ def _static_pass(st, node, prefixes, now):
     count = core.icfg[I_CL_STATIC_UNITS]
     if prefixes:
         return _assign(st, node, 0, count * PREFIX_SIZE, True, False, s, True, now) > 0
-    api_spend(core, API_ASSIGN, now, False)
+    api_spend(core.cfg, core.icfg, core.cnt, API_ASSIGN, now, False)
     if _single_free(st, s) < count:
         return False
     for _ in range(count):

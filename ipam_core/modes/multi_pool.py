@@ -225,14 +225,14 @@ def still_pending(since_failure, retry, ttl):
 def _arm_sync(st, node, now):
     # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
     core = st.core
-    _loud(core, node)
+    _loud(core.quiet, node)
     if core.nodes[node, N_SYNC_ARMED] == 0:
         core.nodes[node, N_SYNC_ARMED] = 1
-        _push(core, now + core.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, now + core.cfg[C_UPDATE_RATE], T_AGENT_SYNC, node, core.nodes[node, N_GEN])
 
 
 @kjit
-def _pending_demand(core, node, pool, family, now):
+def _pending_demand(nodes, pod_tables, cidr, cfg, node, pool, family, now):
     """Pending requests still counted as demand (``pendingAllocationTTL``, pkg/ipam/multipool_manager.go).
 
     A failed request stays in the agent's pending map for the TTL and is
@@ -240,19 +240,19 @@ def _pending_demand(core, node, pool, family, now):
     the running count is exact; otherwise only requests that failed within
     the TTL count.
     """
-    retry = core.cfg[C_RETRY]
-    ttl = core.cfg[C_PENDING_TTL]
+    retry = cfg[C_RETRY]
+    ttl = cfg[C_PENDING_TTL]
     if still_pending(np.inf, retry, ttl):  # a request of any age counts: the running count is exact
-        return core.np_pending[node, pool, family]
+        return cidr.np_pending[node, pool, family]
     count = 0
-    pods = core.pods
-    pod = core.nodes[node, N_HEAD]
+    pods = pod_tables.pods
+    pod = nodes[node, N_HEAD]
     while pod >= 0:
         if (
             pods[pod, D_STATE] == POD_PENDING
             and pods[pod, D_PENDING_FAMILY] == family
             and pods[pod, D_POOL + family] == pool
-            and still_pending(now - core.pod_failed_at[pod], retry, ttl)
+            and still_pending(now - pod_tables.pod_failed_at[pod], retry, ttl)
         ):
             count += 1
         pod = pods[pod, D_NEXT]
@@ -264,25 +264,26 @@ def _agent_sync(st, node, now):
     """Compute demand, give back excess CIDRs (last first) and ask the operator."""
     core = st.core
     core.nodes[node, N_SYNC_ARMED] = 0
-    sl = core.slots
-    for pool in range(core.pools.shape[0]):
-        pre_alloc = core.pools[pool, P_PRE_ALLOC]
+    sl = core.cidr.slots
+    for pool in range(core.cidr.pools.shape[0]):
+        pre_alloc = core.cidr.pools[pool, P_PRE_ALLOC]
         for family in range(2):
             if core.icfg[I_FAMILY + family] == 0:
                 continue
-            in_use = core.np_inuse[node, pool, family]
-            needed = needed_ip_ceil(in_use + _pending_demand(core, node, pool, family, now), pre_alloc)
-            core.np_requested[node, pool, family] = needed
+            in_use = core.cidr.np_inuse[node, pool, family]
+            pending = _pending_demand(core.nodes, core.pod_tables, core.cidr, core.cfg, node, pool, family, now)
+            needed = needed_ip_ceil(in_use + pending, pre_alloc)
+            core.cidr.np_requested[node, pool, family] = needed
             total_free = 0
             for k in range(core.nodes[node, N_NSLOTS]):
-                slot = core.node_slots[node, k]
+                slot = core.cidr.node_slots[node, k]
                 if sl[slot, L_STATE] == SLOT_LIVE and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
             threshold = max(needed - in_use, 0)
             if total_free < threshold and core.icfg[I_RELEASED_CIDRS] == RELEASED_CIDRS_RECLAIMED:
                 total_free = _reclaim_stranded(st, node, pool, family, total_free, threshold)
             for k in range(core.nodes[node, N_NSLOTS] - 1, -1, -1):
-                slot = core.node_slots[node, k]
+                slot = core.cidr.node_slots[node, k]
                 if sl[slot, L_STATE] != SLOT_LIVE or sl[slot, L_POOL] != pool or sl[slot, L_FAMILY] != family:
                     continue
                 free = sl[slot, L_MAX] - sl[slot, L_USED]
@@ -290,17 +291,17 @@ def _agent_sync(st, node, now):
                     sl[slot, L_STATE] = SLOT_RELEASED
                     total_free -= free
                     core.cnt[_fc(family, F_FREE)] -= free
-                    core.pool_free[pool, family] -= free
+                    core.cidr.pool_free[pool, family] -= free
     _sched_addresses_changed(st, node)
-    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
+    _push(core.timer, core.cnt, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit
 def _pools_ready(st, node):
     # waitForAllPools: every pool with pre-allocation has a free address per family
     core = st.core
-    for pool in range(core.pools.shape[0]):
-        if core.pools[pool, P_PRE_ALLOC] == 0:
+    for pool in range(core.cidr.pools.shape[0]):
+        if core.cidr.pools[pool, P_PRE_ALLOC] == 0:
             continue
         for family in range(2):
             if core.icfg[I_FAMILY + family] != 0 and _find_slot(st, node, pool, family) < 0:
@@ -311,10 +312,10 @@ def _pools_ready(st, node):
 @kjit
 def _operator_multi_pool(st, node):
     core = st.core
-    sl = core.slots
+    sl = core.cidr.slots
     k = 0
     while k < core.nodes[node, N_NSLOTS]:
-        slot = core.node_slots[node, k]
+        slot = core.cidr.node_slots[node, k]
         if sl[slot, L_STATE] == SLOT_RELEASED and core.icfg[I_RELEASED_CIDRS] != RELEASED_CIDRS_FREED:
             sl[slot, L_STATE] = SLOT_STRANDED  # fault model: the operator keeps it on the node, unused
             k += 1
@@ -323,18 +324,18 @@ def _operator_multi_pool(st, node):
         else:
             k += 1
     status = STATUS_OK
-    for pool in range(core.pools.shape[0]):
+    for pool in range(core.cidr.pools.shape[0]):
         for family in range(2):
-            needed = core.np_requested[node, pool, family]
+            needed = core.cidr.np_requested[node, pool, family]
             if needed <= 0:
                 continue
             have = 0
             for j in range(core.nodes[node, N_NSLOTS]):
-                slot = core.node_slots[node, j]
+                slot = core.cidr.node_slots[node, j]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     have += sl[slot, L_MAX]
-            first = core.pools[pool, P_SET_LO + family]
-            per_cidr = core.sets[first, S_SLOT_MAX] if first < core.pools[pool, P_SET_HI + family] else 0
+            first = core.cidr.pools[pool, P_SET_LO + family]
+            per_cidr = core.cidr.sets[first, S_SLOT_MAX] if first < core.cidr.pools[pool, P_SET_HI + family] else 0
             for _ in range(cidrs_to_carve(have, needed, per_cidr)):  # a pool's sets share its mask
                 slot = _carve_slot(st, node, pool, family)
                 if slot < 0 or sl[slot, L_MAX] == 0:
@@ -346,7 +347,7 @@ def _operator_multi_pool(st, node):
 
 
 @kjit
-def _multi_pool_quiet(core, node):
+def _multi_pool_quiet(nodes, cidr, icfg, node):
     """Whether the agent's refresh, and the operator's pass after it, would change nothing now.
 
     Called just after a refresh (``_agent_sync``): the node is ready, has no
@@ -356,28 +357,27 @@ def _multi_pool_quiet(core, node):
     frees nor carves, and reads no shared pool). Mirrors ``_agent_sync`` and
     ``_operator_multi_pool``.
     """
-    nodes = core.nodes
     if (nodes[node, N_READY] == 0 or nodes[node, N_SYNC_ARMED] != 0 or nodes[node, N_PENDING] != 0
             or nodes[node, N_STATUS] != STATUS_OK):
         return False
-    sl = core.slots
+    sl = cidr.slots
     n_slots = nodes[node, N_NSLOTS]
     for k in range(n_slots):
-        if sl[core.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (icfg I_RELEASED_CIDRS)
+        if sl[cidr.node_slots[node, k], L_STATE] != SLOT_LIVE:  # given back, or stranded (icfg I_RELEASED_CIDRS)
             return False
-    for pool in range(core.pools.shape[0]):
-        pre_alloc = core.pools[pool, P_PRE_ALLOC]
+    for pool in range(cidr.pools.shape[0]):
+        pre_alloc = cidr.pools[pool, P_PRE_ALLOC]
         for family in range(2):
-            if core.icfg[I_FAMILY + family] == 0:
+            if icfg[I_FAMILY + family] == 0:
                 continue
-            in_use = core.np_inuse[node, pool, family]
+            in_use = cidr.np_inuse[node, pool, family]
             needed = needed_ip_ceil(in_use, pre_alloc)  # no pending pod: no pending demand
-            if needed != core.np_requested[node, pool, family]:
+            if needed != cidr.np_requested[node, pool, family]:
                 return False
             total_free = 0
             have = 0
             for k in range(n_slots):
-                slot = core.node_slots[node, k]
+                slot = cidr.node_slots[node, k]
                 if sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
                     total_free += sl[slot, L_MAX] - sl[slot, L_USED]
                     have += sl[slot, L_MAX]
@@ -385,7 +385,7 @@ def _multi_pool_quiet(core, node):
                 return False
             threshold = max(needed - in_use, 0)
             for k in range(n_slots):
-                slot = core.node_slots[node, k]
+                slot = cidr.node_slots[node, k]
                 if (sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family
                         and gives_back_unused(sl[slot, L_USED], sl[slot, L_MAX] - sl[slot, L_USED], total_free,
                                               threshold)):
@@ -398,9 +398,9 @@ def _multi_pool_quiet(core, node):
 def _reclaim_stranded(st, node, pool, family, total_free, threshold):
     """PR #46674: the agent takes released, still advertised CIDRs back while its free addresses are short."""
     core = st.core
-    sl = core.slots
+    sl = core.cidr.slots
     for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
+        slot = core.cidr.node_slots[node, k]
         if total_free >= threshold:
             break
         if sl[slot, L_STATE] == SLOT_STRANDED and sl[slot, L_POOL] == pool and sl[slot, L_FAMILY] == family:
@@ -411,11 +411,11 @@ def _reclaim_stranded(st, node, pool, family, total_free, threshold):
 @kjit
 def _unstrand(st, slot):
     core = st.core
-    sl = core.slots
+    sl = core.cidr.slots
     sl[slot, L_STATE] = SLOT_LIVE
     free = sl[slot, L_MAX] - sl[slot, L_USED]
     core.cnt[_fc(sl[slot, L_FAMILY], F_FREE)] += free
-    core.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
+    core.cidr.pool_free[sl[slot, L_POOL], sl[slot, L_FAMILY]] += free
     _sched_addresses_changed(st, sl[slot, L_NODE])
     return free
 
@@ -424,9 +424,9 @@ def _unstrand(st, slot):
 def _agent_restart(st, node, now):
     """The agent restarts: its released set starts empty, so stranded CIDRs are allocated from again."""
     core = st.core
-    sl = core.slots
+    sl = core.cidr.slots
     for k in range(core.nodes[node, N_NSLOTS]):
-        slot = core.node_slots[node, k]
+        slot = core.cidr.node_slots[node, k]
         if sl[slot, L_STATE] == SLOT_STRANDED:
             _unstrand(st, slot)
     _arm_sync(st, node, now)
@@ -437,7 +437,7 @@ def node_added(st, node, now):
     """The agent starts: it asks for its pools at once and refreshes every ``refresh`` seconds."""
     core = st.core
     _agent_sync(st, node, now)
-    _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, core.nodes[node, N_GEN])
+    _push(core.timer, core.cnt, now + core.cfg[C_REFRESH], T_REFRESH, node, core.nodes[node, N_GEN])
 
 
 @kjit
@@ -445,22 +445,22 @@ def node_timer(st, kind, node, gen, now):
     """The operator's pass (T_CARVE), the debounced CiliumNode write (T_AGENT_SYNC), the refresh (T_REFRESH)."""
     core = st.core
     if kind == T_CARVE:
-        if not _quiet_at(core, node, now):  # quiet: the operator would find nothing to do
+        if not _quiet_at(core.quiet, node, now):  # quiet: the operator would find nothing to do
             _operator_multi_pool(st, node)
     elif kind == T_AGENT_SYNC:
         _agent_sync(st, node, now)
     elif kind == T_REFRESH:
         _agent_sync(st, node, now)
-        _set_wake(core, node, np.inf if _multi_pool_quiet(core, node) else LOUD, now)
-        _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
+        _set_wake(core.quiet, node, np.inf if _multi_pool_quiet(core.nodes, core.cidr, core.icfg, node) else LOUD, now)
+        _push(core.timer, core.cnt, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
 
 
 @kjit
 def quiet_refresh(st, node, gen, now):
     """A refresh that changes nothing still sets the operator's pass after it, and the next refresh."""
     core = st.core
-    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
-    _push(core, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
+    _push(core.timer, core.cnt, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, gen)  # as _agent_sync would
+    _push(core.timer, core.cnt, now + core.cfg[C_REFRESH], T_REFRESH, node, gen)
 
 
 @kjit

@@ -56,14 +56,14 @@ def _operator_one_per_family(st, node, now):
     for family in range(2):
         if core.icfg[I_FAMILY + family] == 0:
             continue
-        if not _holds_family(core, node, family) and _carve_slot(st, node, 0, family) < 0:
+        if not _holds_family(core.nodes, core.cidr, node, family) and _carve_slot(st, node, 0, family) < 0:
             missing = True
     if missing:
         if core.icfg[I_REVERT_PARTIAL] != 0:
             while core.nodes[node, N_NSLOTS] > 0:
-                _free_slot(st, core.node_slots[node, 0])
+                _free_slot(st, core.cidr.node_slots[node, 0])
         core.nodes[node, N_STATUS] = STATUS_POOL_EXHAUSTED
-        _push(core, now + core.cfg[C_CARVE_RETRY], T_CARVE, node, core.nodes[node, N_GEN])
+        _push(core.timer, core.cnt, now + core.cfg[C_CARVE_RETRY], T_CARVE, node, core.nodes[node, N_GEN])
         return
     core.nodes[node, N_STATUS] = STATUS_OK
     if core.nodes[node, N_READY] == 0:
@@ -75,7 +75,7 @@ def _holds_every_family(st, node):
     """The ``agent_can_start`` hook: the node holds a CIDR of every enabled family (the operator's pass done)."""
     core = st.core
     for family in range(2):
-        if core.icfg[I_FAMILY + family] != 0 and not _holds_family(core, node, family):
+        if core.icfg[I_FAMILY + family] != 0 and not _holds_family(core.nodes, core.cidr, node, family):
             return False
     return True
 
@@ -84,7 +84,7 @@ def _holds_every_family(st, node):
 def node_added(st, node, now):
     """The operator sees the new node after its reaction delay."""
     core = st.core
-    _push(core, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
+    _push(core.timer, core.cnt, now + core.cfg[C_OPERATOR_DELAY], T_CARVE, node, core.nodes[node, N_GEN])
 
 
 @kjit

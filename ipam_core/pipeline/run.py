@@ -307,7 +307,7 @@ def _resolve_pod_pools(state: State, layout: Layout, scenario, workload: Workloa
     copy its table.
     """
     key = workload.pod_attributes_key
-    pod_pool = state.core.pod_pool
+    pod_pool = state.core.pod_tables.pod_pool
     if key is None or layout.policy != T.POLICY_MULTI_POOL or pod_pool.nbytes > _POD_POOL_MAX_BYTES:
         resolve_pod_pools(state, layout, scenario, workload)
         return
@@ -467,7 +467,7 @@ class Simulation:
         # rows: exact bound (every node present at every node sample); CIDRs: the bound (every
         # node's CIDR table full) while it is small, else a guess that grows when the kernel asks
         rows = int(np.count_nonzero(node_sample)) * self.state.core.nodes.shape[0] * (1 if cloud else nf)
-        width = self.state.cl_unit.shape[1] if cloud else self.state.core.node_slots.shape[1]
+        width = self.state.cl_unit.shape[1] if cloud else self.state.core.cidr.node_slots.shape[1]
         calico = self.layout.policy == T.POLICY_CALICO  # its rows carry the show-blocks view too
         node_tab = np.empty((calico_hooks.NR_CALICO_NCOL if calico else S.NR_NCOL, rows), dtype=np.int64)
         cidr_tab = np.empty((calico_hooks.CD_CALICO_NCOL if calico else S.CD_NCOL,
