@@ -90,8 +90,8 @@ CoreTables = namedtuple("CoreTables", (
     "cnt",  # int64 [K_NCOL]
     "quiet",  # float64 [3 + nodes]: periodic passes that provably change nothing (engine/core.py QUIET_*)
 ))
-_GROUPS = (PodTables, CidrTables, TimerTables, SchedTables)
 _GROUP_OF_FIELD = {"pod_tables": PodTables, "cidr": CidrTables, "timer": TimerTables, "sched": SchedTables}
+_GROUPS = tuple(_GROUP_OF_FIELD.values())
 #: Every array of the core tables by name (the names are unique across the groups).
 CORE_FIELDS = tuple(name for group in (CoreTables, *_GROUPS) for name in group._fields if name not in _GROUP_OF_FIELD)
 
@@ -374,12 +374,16 @@ def build_state(
                 _TEMPLATES[key] = template
                 _TEMPLATE_BYTES[key] = size
         return state
-    cls = state_class(layout.policy)
     core = core_tables(**{name: _template_copy(a, shape, dtype) for name, (a, shape, dtype) in template.items()})
     core.icfg[T.I_SEED] = config.seed  # the only tables the seed reaches (see _new_state)
     core.cnt[T.K_RNG] = seed_state(config.seed)
-    state = cls(core, *[None] * (len(cls._fields) - 1))
-    return state
+    return _family_state_around(layout, core)
+
+
+def _family_state_around(layout: Layout, core: CoreTables) -> State:
+    """The state of the layout's family around ``core``; its own tables (``None`` here) are its prepare step's."""
+    cls = state_class(layout.policy)
+    return cls(core, *[None] * (len(cls._fields) - 1))
 
 
 def _template_copy(a: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -441,7 +445,6 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
     pool_carvable = tables.pool_carvable.copy()
     for family in range(2):
         cnt[T.K_FAMILY_BASE + T.FAMILY_STRIDE * family + T.F_CARVABLE] = tables.family_carvable[family]
-    cls = state_class(layout.policy)
     core = core_tables(
         sets=sets,
         set_words=set_words,
@@ -485,7 +488,7 @@ def _new_state(layout: Layout, config: EngineConfig, n_nodes: int, n_pods: int, 
         quiet=np.zeros(3 + max(n_nodes, 1), dtype=np.float64),  # all zero: every node loud, skipping on
     )
     set_limits(core)
-    return cls(core, *[None] * (len(cls._fields) - 1))  # a family's own tables: its prepare step
+    return _family_state_around(layout, core)
 
 
 def _settings(layout: Layout, config: EngineConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -133,7 +133,7 @@ def kjit(fn=None, *, inline=False, allocates=False, inline_llvm=False):
             nogil=True,
             inline="always" if inline else "never",
             _nrt=allocates,
-            **({"forceinline": True} if inline_llvm else {}),
+            forceinline=inline_llvm,
         )(fn)
     _compile_without_literals(dispatcher)
     return dispatcher
