@@ -191,7 +191,7 @@ def _start_pod(st, row, node, where):
         s = where[3 * family]
         if s < 0:
             continue
-        slot = _take_exact(st, node, where[3 * family: 3 * family + 3])
+        slot = _take_exact(core.nodes, core.cidr, core.cnt, node, where[3 * family: 3 * family + 3])
         if slot < 0:
             return False
         pods[row, D_SLOT + family] = slot
@@ -205,11 +205,10 @@ def _start_pod(st, row, node, where):
 
 
 @kjit
-def _take_exact(st, node, where):
+def _take_exact(nodes, cidr, cnt, node, where):
     """Take a dumped address (set, CIDR index, offset) of the node; its slot, or -1."""
-    core = st.core
-    slot = _node_slot(core.nodes, core.cidr, node, where[0], where[1])
-    if slot < 0 or not _take_offset(core.cidr, core.cnt, slot, where[2]):
+    slot = _node_slot(nodes, cidr, node, where[0], where[1])
+    if slot < 0 or not _take_offset(cidr, cnt, slot, where[2]):
         return -1
     return slot
 
@@ -232,7 +231,7 @@ def _start_agent(st, node, agent):
                 if not exact:
                     _take_reserved(st, node, pool, family)
                     continue
-                slot = _take_exact(st, node, where)
+                slot = _take_exact(core.nodes, core.cidr, core.cnt, node, where)
                 if slot < 0:
                     return False
                 core.cidr.slots[slot, L_RESERVED] += 1
