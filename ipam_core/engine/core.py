@@ -503,9 +503,9 @@ def _sched_addresses_changed(st, node):
 
 @kjit
 def _sched_carvable_changed(st, pool, family, before):
+    core = st.core
     # multi-pool `free` counts "the pool can still carve" for every node: when that flips, re-file all
     # nodes (once per flip, not per pod)
-    core = st.core
     if (
         core.icfg[I_ADDRESS_FILTER] == ADDRESS_FILTER_FREE
         and carves_on_demand(st)
@@ -805,8 +805,8 @@ def _find_slot(st, node, pool, family):
 
 @kjit
 def _take_reserved(st, node, pool, family):
-    # router (cilium_host) or health address: a random slot like any other
     core = st.core
+    # router (cilium_host) or health address: a random slot like any other
     slot = _find_slot(st, node, pool, family)
     if slot < 0:
         return False

@@ -95,8 +95,8 @@ def _no_counters(st, family, trace, r):
 
 @kjit
 def _node_cidr_addresses(st, node, family):
-    # a node holds its node CIDRs whole until they are freed
     core = st.core
+    # a node holds its node CIDRs whole until they are freed
     total = 0
     for k in range(core.nodes[node, N_NSLOTS]):
         slot = core.cidr.node_slots[node, k]

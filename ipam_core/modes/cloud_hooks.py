@@ -55,10 +55,10 @@ CiliumOperatorState = family_state("CiliumOperatorState", __name__, CLOUD_TABLES
 
 @kjit(inline=True)  # one call site, address_room
 def _can_hold(st, node):
+    core = st.core
     # free: the addresses the node can hold (its pool, the room left on its interfaces and on those it
     # may still attach, capped by max-allocate) less its reservations, the count an extended resource
     # would publish; the subnets' free addresses are not a node figure and are not looked at
-    core = st.core
     cn = st.cl_node
     # the node's group row (its instance type, cloud.nodeGroups), below the node and subnet rows
     group = cn[core.nodes.shape[0] + core.cidr.sets.shape[0] + cn[node, CN_GROUP]]

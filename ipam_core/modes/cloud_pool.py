@@ -458,8 +458,8 @@ def _single_outside(words, summary, n, start, table, first, count):
 
 @kjit(inline=True)
 def _single_free(st, s):
-    # free addresses EC2 may hand out one by one: not inside a prefix reservation
     core = st.core
+    # free addresses EC2 may hand out one by one: not inside a prefix reservation
     return _subnet_free(core.cidr, s) - st.cl_node[_subnet_row(core.nodes, s), CS_RESV_FREE]
 
 
@@ -477,8 +477,8 @@ def _take_prefix(words, summary, table, row):
 # --------------------------------------------------------------------------- node groups and zones
 @kjit(inline=True)
 def _group_value(st, node, column):
-    # a setting of the node's group (its row in cl_node, below the subnet rows)
     core = st.core
+    # a setting of the node's group (its row in cl_node, below the subnet rows)
     return st.cl_node[core.nodes.shape[0] + core.cidr.sets.shape[0] + st.cl_node[node, CN_GROUP], column]
 
 

@@ -223,8 +223,8 @@ def still_pending(since_failure, retry, ttl):
 
 @kjit
 def _arm_sync(st, node, now):
-    # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
     core = st.core
+    # CiliumNode update debounce (CiliumNodeUpdateRate); the node's demand changed: its refresh must run
     _loud(core.quiet, node)
     if core.nodes[node, N_SYNC_ARMED] == 0:
         core.nodes[node, N_SYNC_ARMED] = 1
@@ -298,8 +298,8 @@ def _agent_sync(st, node, now):
 
 @kjit
 def _pools_ready(st, node):
-    # waitForAllPools: every pool with pre-allocation has a free address per family
     core = st.core
+    # waitForAllPools: every pool with pre-allocation has a free address per family
     for pool in range(core.cidr.pools.shape[0]):
         if core.cidr.pools[pool, P_PRE_ALLOC] == 0:
             continue
