@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -27,7 +28,6 @@ from rich.text import Text
 from ipam_core import pipeline  # called as pipeline.simulate ...: tests stand in for it on the module
 from ipam_core.address_arms import check_address_filters, compare_address_filters
 from ipam_core.atomic import atomic_write_bytes, atomic_write_text
-from ipam_core.engine.sampling import sample_run  # what every run calls; the event loop compiles inside it
 from ipam_core.errors import ConfigError, IPAMBenchError
 from ipam_core.migration import actions, run_migration
 from ipam_core.migration.plan import STRATEGIES, check_plan_arguments, format_plan, plan_migration, write_plan_csv
@@ -36,6 +36,7 @@ from ipam_core.migration.settings import read_settings, scenario_source
 from ipam_core.migration.steps import parse_steps
 from ipam_core.migration.timeline import format_timeline
 from ipam_core.modes import REGISTRY
+from ipam_core.pipeline import engine_choice
 from ipam_core.rundir import MANIFEST_FILE, RunPublisher
 from ipam_core.scenario import builtin_scenarios, check_scenario_modes, limits, load_scenario
 from ipam_core.trace import read_trace, write_summary_csv
@@ -231,20 +232,32 @@ def _modes(text: str | None, scenario) -> list[str]:
     return names
 
 
-def _kernels_cached() -> bool:
-    """Whether Numba's on-disk cache already holds the engine's sampled loop for this version (one index file)."""
-    try:
-        return bool(sample_run._cache._cache_file._load_index())  # Numba's own staleness check of the index
-    except Exception:  # noqa: BLE001 - another Numba version: say nothing rather than guess
-        return True
-
-
-def _warm_kernels(scenario=None, modes=None) -> None:
+def _warm_kernels(scenario, modes) -> None:
     """Compile (or load) the kernels of ``modes`` before the progress bars start, saying so when it takes a while."""
-    if not err.is_terminal or _kernels_cached():
+    if not err.is_terminal or engine_choice.interpreted() or engine_choice.kernels_cached(scenario, modes):
         return  # simulate() loads them in about a second
     with err.status(COMPILING, spinner="dots"):
         pipeline.warmup(scenario, modes)  # the modes about to run: a cloud mode's rules, not the default scenario's
+
+
+class _SwitchEngine(Exception):
+    """Run this command line again on another engine (:func:`main` replaces the process)."""
+
+    def __init__(self, engine: str, auto: bool = False):
+        super().__init__(engine)
+        self.engine, self.auto = engine, auto
+
+
+#: Set by main(): only a process's own command line may switch engines, never a caller of ``app``.
+_PROCESS_ENTRY = False
+
+
+def _choose_engine(scenario, modes) -> None:
+    """Switch to the interpreted engine when asked, or when the modes' kernels are not compiled yet (auto)."""
+    wanted = engine_choice.requested_engine()  # a bad value is an error wherever the command runs
+    engine_choice.interpreted_budget_s()
+    if _PROCESS_ENTRY and engine_choice.switch_to(scenario, modes) == "interpreted":
+        raise _SwitchEngine("interpreted", auto=wanted == "auto")
 
 
 @contextmanager
@@ -273,7 +286,12 @@ def _progress_bars(labels=()):
 def _simulate(scenario, modes):
     _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
-        return pipeline.simulate(scenario, modes, progress=update)
+        if engine_choice.chosen_by_auto():
+            update = engine_choice.within_budget(update, modes)  # past it, compiling costs less
+        try:
+            return pipeline.simulate(scenario, modes, progress=update)
+        except engine_choice.OverBudget as exc:
+            raise _SwitchEngine("compiled") from exc
 
 
 def _print_summary(table) -> None:
@@ -333,6 +351,7 @@ def run(
     with _user_errors(output):
         sc = _load(scenario, seed)
         modes = _modes(mode or sc.ipam.mode, sc)
+        _choose_engine(sc, modes)
         target = out_dir if out_dir is not None else _default_out(sc, "run")
         with output.open(target) as publisher:
             result = _simulate(sc, modes)
@@ -372,6 +391,7 @@ def compare(
         sc = _load(scenario, seed)
         names = _modes(modes, sc)
         arms = _address_filters(address_filters)
+        _choose_engine(sc, names)
         target = out_dir if out_dir is not None else _default_out(sc, "compare")
         with output.open(target) as publisher:
             result = _simulate(sc, names)
@@ -802,13 +822,45 @@ def report(
         out.print(f"wrote {write_report(run_dir, label='run folder')}", highlight=False)
 
 
+#: The command line as the user typed it, kept across a switch of engines (run.json records it).
+_ARGV0_ENV = "IPAM_BENCH_ARGV0"
+
+
+def _run_on(switch: _SwitchEngine) -> None:
+    """Replace this process with the same command line on ``switch.engine`` (the JIT switch is read at import)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_DISABLE_JIT", engine_choice.AUTO_INTERPRETED_ENV)}
+    if switch.engine == "interpreted":
+        env["NUMBA_DISABLE_JIT"] = "1"
+        if switch.auto:
+            env[engine_choice.AUTO_INTERPRETED_ENV] = "1"
+    else:  # an automatic interpreted run projected past its budget
+        env[engine_choice.ENGINE_ENV] = "compiled"
+        if err.is_terminal:
+            err.print(f"ipam-bench: {switch.__cause__}; compiling the kernels instead (once)", style="dim", highlight=False)
+    env[_ARGV0_ENV] = sys.argv[0]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "ipam_core", *sys.argv[1:]], env)
+
+
 def main() -> None:
     """Console-script entry point."""
+    global _PROCESS_ENTRY
+    _PROCESS_ENTRY = True
+    sys.argv[0] = os.environ.pop(_ARGV0_ENV, sys.argv[0])
+    if engine_choice.interpreted():
+        np.seterr(over="ignore")  # the kernels' uint64 arithmetic wraps by design, compiled or not
+        if engine_choice.chosen_by_auto() and err.is_terminal:
+            err.print("ipam-bench: kernels not compiled yet: running their Python source, same results "
+                      f"({engine_choice.ENGINE_ENV}=compiled compiles first)", style="dim", highlight=False)
     # What the imports made (modules, classes, functions, compiled dispatchers) lives as long as the
     # process: out of the collector's way, a full collection walks only what the command builds
     # (migrate --plan --nodes 5000: 0.2-0.5 s less CPU of ~9).
     gc.freeze()
-    app()
+    try:
+        app()
+    except _SwitchEngine as switch:
+        _run_on(switch)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,9 @@ def test_scenarios_in_a_folder_shows_invalid_files_without_stopping(tmp_path):
 
 
 def test_kernels_cached_tells_a_fresh_cache_from_a_warm_one(tmp_path):
-    probe = [sys.executable, "-c", "from ipam_core.cli import _kernels_cached; print(_kernels_cached())"]
+    probe = [sys.executable, "-c", "from ipam_core.pipeline.engine_choice import kernels_cached; "
+             "from ipam_core.scenario import load_scenario; sc = load_scenario('default'); "
+             "print(kernels_cached(sc, sc.modes))"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     from ipam_core.pipeline import warmup
 
@@ -294,15 +296,18 @@ def test_compiling_is_announced_on_a_terminal(monkeypatch):
 
     from rich.console import Console
 
+    from ipam_core.pipeline import engine_choice
+
+    scenario = cli.load_scenario("default")
     screen = io.StringIO()
     monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=100))
-    monkeypatch.setattr(cli, "_kernels_cached", lambda: False)
-    cli._warm_kernels()
+    monkeypatch.setattr(engine_choice, "kernels_cached", lambda sc, modes: False)
+    cli._warm_kernels(scenario, scenario.modes)
     assert "compiling kernels (first run only" in screen.getvalue()
     quiet = io.StringIO()
     monkeypatch.setattr(cli, "err", Console(file=quiet, force_terminal=True, width=100))
-    monkeypatch.setattr(cli, "_kernels_cached", lambda: True)
-    cli._warm_kernels()
+    monkeypatch.setattr(engine_choice, "kernels_cached", lambda sc, modes: True)
+    cli._warm_kernels(scenario, scenario.modes)
     assert quiet.getvalue() == ""
 
 

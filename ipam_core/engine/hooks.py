@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 
-from numba.core import errors, types
+from numba.core import config, errors, types
 from numba.extending import overload
 
 from ipam_core.engine.tables import L_FAMILY, L_SET, N_NSLOTS, S_ADDRS
@@ -329,6 +329,9 @@ def resolved_by_state_class(registry: dict, what: str = "hook"):
         A decorator returning the stub, which raises when called from Python.
     """
     def decorate(stub):
+        if config.DISABLE_JIT:  # the loop runs as Python (NUMBA_DISABLE_JIT): the same lookup, per call
+            return _called_from_python(registry, stub, what)
+
         @functools.wraps(stub)  # the stub's signature: Numba checks the implementation's against it
         def typing(st, *args):
             return rule_body(registry, st, stub.__name__, what)
@@ -337,6 +340,26 @@ def resolved_by_state_class(registry: dict, what: str = "hook"):
         return stub
 
     return decorate
+
+
+def _called_from_python(registry: dict, stub, what: str):
+    """The stub as the interpreted loop calls it: the function registered for the state's class.
+
+    With ``NUMBA_DISABLE_JIT`` the loop's functions are plain Python (the kernel tests, and
+    the interpreted engine of a small run on a cold cache: :mod:`ipam_core.pipeline.engine_choice`),
+    and so are the registered rules; the class picks the rule as :func:`registered_rule` does
+    when the loop compiles.
+    """
+    name = stub.__name__
+
+    @functools.wraps(stub)
+    def call(st, *args):
+        rules = registry.get(type(st))
+        if rules is None:
+            raise TypeError(f"{what} {name}: nothing registered for {type(st).__name__}")
+        return rules[name](st, *args)
+
+    return call
 
 
 _by_state_class = resolved_by_state_class(_RULES)

@@ -681,6 +681,34 @@ def _documented_nodes(nodes: LazyColumns) -> dict:
     return cols
 
 
+def _one_pod(scenario) -> Workload:
+    """A workload of one node and one pod at t=0, in the scenario's first namespace."""
+    namespace = scenario.namespaces[0].name if scenario.namespaces else "default"
+    return Workload(
+        time=np.zeros(2), op=np.array([OP_NODE_ADD, OP_POD_ADD], dtype=np.int8), node=np.array([0, -1], dtype=np.int32),
+        pod=np.array([-1, 0], dtype=np.int32), namespace=np.array([-1, 0], dtype=np.int32),
+        pool=np.full(2, -1, dtype=np.int32), node_names=["warmup-0"], namespaces=[namespace], pool_names=[], n_pods=1,
+    )
+
+
+def state_class_of(scenario, mode: str) -> type:
+    """The State class a run of ``mode`` compiles its loop for (the family's, or its pool manager's).
+
+    Parameters
+    ----------
+    scenario : ipam_core.scenario.Scenario
+        Validated for ``mode``.
+    mode : str
+
+    Returns
+    -------
+    type
+        Built as a run builds it (:func:`~ipam_core.engine.state.build_state`, then the
+        family's ``prepare``), for one node and one pod; nothing is run.
+    """
+    return type(Simulation(scenario, _one_pod(scenario), mode).state)
+
+
 # (mode, families) pairs whose compiled code this process has loaded: see warm_mode
 _WARM: set[tuple[str, tuple[int, ...]]] = set()
 
@@ -708,13 +736,7 @@ def warm_mode(scenario, mode: str) -> bool:
     key = (mode, tuple(scenario.ipam.families))
     if key in _WARM:
         return False
-    namespace = scenario.namespaces[0].name if scenario.namespaces else "default"
-    tiny = Workload(
-        time=np.zeros(2), op=np.array([OP_NODE_ADD, OP_POD_ADD], dtype=np.int8), node=np.array([0, -1], dtype=np.int32),
-        pod=np.array([-1, 0], dtype=np.int32), namespace=np.array([-1, 0], dtype=np.int32),
-        pool=np.full(2, -1, dtype=np.int32), node_names=["warmup-0"], namespaces=[namespace], pool_names=[], n_pods=1,
-    )
-    sim = Simulation(scenario, tiny, mode)
+    sim = Simulation(scenario, _one_pod(scenario), mode)
     _, nodes = sim.record(np.array([0.0, WARMUP_S]), np.ones(2, dtype=np.bool_))
     nodes["cidrs_values"]  # the node columns are built when first read: build them now, as a trace write will
     for spec in sim.layout.sets:  # whatever the tiny run carved: every family's text kernel

@@ -64,7 +64,7 @@ TABLE_KIND_KEY = "ipam_core.table"
 #: Run parameters that say how and where a run went, not what it computed: kept out of the
 #: Arrow files' schema metadata (so their bytes depend on scenario, seed and versions only)
 #: and written to ``run.json`` instead.
-RUN_VARYING_KEYS = ("command", "numba_threads", "wall_s", "out_dir", "hostname")
+RUN_VARYING_KEYS = ("command", "numba_threads", "engine", "wall_s", "out_dir", "hostname")
 
 MODE_TYPE = pa.dictionary(pa.int8(), pa.string())
 NODE_TYPE = pa.dictionary(pa.int32(), pa.string())
@@ -324,6 +324,12 @@ def _numba_threads() -> int:
     return int(numba.get_num_threads())
 
 
+def _engine() -> str:
+    from numba.core import config
+
+    return "interpreted" if config.DISABLE_JIT else "compiled"
+
+
 def run_metadata(
     scenario_name: str,
     scenario_text: str,
@@ -353,11 +359,12 @@ def run_metadata(
     dict
         JSON-serialisable: ``schema_version``, ``scenario``, ``scenario_sha256``,
         ``seed``, ``modes``, ``versions`` (ipam_core, numpy, numba, pyarrow,
-        python), ``numba_threads`` and ``command``.
+        python), ``numba_threads``, ``engine`` (``compiled``, or ``interpreted``:
+        the kernels' Python source, :mod:`ipam_core.pipeline.engine_choice`) and ``command``.
 
     Notes
     -----
-    ``command`` and ``numba_threads`` (see :data:`RUN_VARYING_KEYS`) are
+    ``command``, ``numba_threads`` and ``engine`` (see :data:`RUN_VARYING_KEYS`) are
     dropped when the dict is stored in ``trace.arrow`` / ``nodes.arrow``
     (:func:`stored_run`); they belong in ``run.json``. No timestamp or host
     name is recorded. Callers may add keys of their own to the dict.
@@ -380,6 +387,7 @@ def run_metadata(
             "python": platform.python_version(),
         },
         "numba_threads": _numba_threads(),
+        "engine": _engine(),
         "command": command,
     }
 
