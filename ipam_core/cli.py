@@ -286,10 +286,13 @@ def _progress_bars(labels=()):
 def _simulate(scenario, modes):
     _warm_kernels(scenario, modes)
     with _progress_bars(modes) as update:
-        if engine_choice.chosen_by_auto():
-            update = engine_choice.within_budget(update, modes)  # past it, compiling costs less
+        workload = None
         try:
-            return pipeline.simulate(scenario, modes, progress=update)
+            if engine_choice.chosen_by_auto():  # past the budget, compiling costs less
+                update = engine_choice.within_budget(update, modes)
+                workload = pipeline.build_workload(scenario)
+                engine_choice.check_workload(len(workload.time), modes)
+            return pipeline.simulate(scenario, modes, workload=workload, progress=update)
         except engine_choice.OverBudget as exc:
             raise _SwitchEngine("compiled") from exc
 
@@ -303,6 +306,9 @@ def _print_summary(table) -> None:
     """
     rows = table.to_pylist()
     view = Table(title="ipam-bench compare", title_justify="left")
+    if engine_choice.interpreted():
+        view.caption = "interpreted engine (the kernels' Python source): wall-clock seconds are its own"
+        view.caption_justify = "left"
     view.add_column("metric", no_wrap=True)
     for row in rows:
         view.add_column(f"{row['mode']} v{row['family']}", justify="right")
@@ -836,7 +842,8 @@ def _run_on(switch: _SwitchEngine) -> None:
     else:  # an automatic interpreted run projected past its budget
         env[engine_choice.ENGINE_ENV] = "compiled"
         if err.is_terminal:
-            err.print(f"ipam-bench: {switch.__cause__}; compiling the kernels instead (once)", style="dim", highlight=False)
+            err.print(f"ipam-bench: {switch.__cause__}; compiling the kernels instead (once)",
+                      style="dim", highlight=False)
     env[_ARGV0_ENV] = sys.argv[0]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -128,6 +128,12 @@ def test_within_budget_stops_a_run_projected_past_it():
         update("b", 0.99)  # past the budget itself
 
 
+def test_check_workload_estimates_before_the_run():
+    engine_choice.check_workload(6_592, ["kubernetes", "cluster-pool", "multi-pool"], budget_s=30.0)  # ~1 s
+    with pytest.raises(engine_choice.OverBudget, match=r"227,000 events x 3 modes: about 34 s"):
+        engine_choice.check_workload(227_000, ["kubernetes", "cluster-pool", "multi-pool"], budget_s=30.0)
+
+
 @pytest.mark.parametrize(("variable", "value", "expected"), [
     ("IPAM_BENCH_ENGINE", "fast", "IPAM_BENCH_ENGINE='fast' is not an engine; expected one of: auto, compiled, "
                                   "interpreted"),
@@ -172,12 +178,14 @@ def test_an_over_budget_progress_step_asks_for_the_compiled_engine(monkeypatch):
     monkeypatch.setattr(engine_choice, "chosen_by_auto", lambda: True)
     monkeypatch.setenv(engine_choice.BUDGET_ENV, "0")
 
-    def simulate(scenario, modes, progress):
+    def simulate(scenario, modes, workload, progress):
         progress(modes[0], 0.5)
         pytest.fail("went on past the budget")
 
     monkeypatch.setattr(cli.pipeline, "simulate", simulate)
     monkeypatch.setattr(cli, "_warm_kernels", lambda *a: None)
+    monkeypatch.setattr(engine_choice, "check_workload", lambda n, modes: None)  # the progress step decides
     with pytest.raises(cli._SwitchEngine) as switch:
         cli._simulate(load_scenario("default"), ["kubernetes"])
     assert switch.value.engine == "compiled" and isinstance(switch.value.__cause__, engine_choice.OverBudget)
+    assert "projected" in str(switch.value.__cause__)

@@ -94,6 +94,7 @@ def test_run_metadata_records_versions_threads_and_scenario_hash():
     assert meta["versions"]["pyarrow"] == pa.__version__
     assert meta["versions"]["numba"] == numba.__version__
     assert meta["numba_threads"] == numba.get_num_threads()
+    assert meta["engine"] == "compiled"
     assert meta["command"] == "ipam-bench run 'my scenario.yaml'"
     json.dumps(meta)  # must be JSON as is
 

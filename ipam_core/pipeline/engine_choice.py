@@ -44,6 +44,10 @@ INTERPRETED_BUDGET_S = 30.0
 BUDGET_ENV = "IPAM_BENCH_INTERPRETED_BUDGET_S"
 #: Seconds of an interpreted run before its progress is trusted for a projection (the first chunks are noisy).
 PROJECT_AFTER_S = 1.0
+#: CPU seconds the interpreted engine takes per workload event and mode, for the estimate made before a
+#: run starts (38-100 µs measured over the shipped scenarios' modes: results/first-run.md). A run with
+#: few events but many periodic passes can take longer: the progress projection catches it.
+EVENT_COST_S = 50e-6
 
 
 class OverBudget(Exception):
@@ -72,7 +76,7 @@ def requested_engine() -> str:
 
 
 def interpreted_budget_s() -> float:
-    """Seconds an automatic interpreted run may take: ``IPAM_BENCH_INTERPRETED_BUDGET_S``, or :data:`INTERPRETED_BUDGET_S`.
+    """Seconds an automatic interpreted run may take: ``IPAM_BENCH_INTERPRETED_BUDGET_S`` or the default.
 
     Raises
     ------
@@ -144,6 +148,29 @@ def switch_to(scenario, modes: Sequence[str]) -> str | None:
     if wanted == "interpreted" or not kernels_cached(scenario, modes):
         return "interpreted"
     return None
+
+
+def check_workload(n_events: int, modes: Sequence[str], budget_s: float | None = None) -> None:
+    """Stop, before it starts, an interpreted run whose workload alone projects it past the budget.
+
+    Parameters
+    ----------
+    n_events : int
+        Events of the workload every mode runs.
+    modes : sequence of str
+    budget_s : float, optional
+        Default :func:`interpreted_budget_s`.
+
+    Raises
+    ------
+    OverBudget
+        ``n_events * len(modes) * EVENT_COST_S`` exceeds the budget.
+    """
+    budget_s = interpreted_budget_s() if budget_s is None else budget_s
+    estimate = n_events * len(modes) * EVENT_COST_S
+    if estimate > budget_s:
+        raise OverBudget(f"{n_events:,} events x {len(modes)} modes: about {estimate:.0f} s interpreted, "
+                         f"more than {budget_s:g} s")
 
 
 def within_budget(progress: Callable[[str, float], None] | None, modes: Sequence[str],
