@@ -326,7 +326,8 @@ def resolved_by_state_class(registry: dict, what: str = "hook"):
     Returns
     -------
     callable
-        A decorator returning the stub, which raises when called from Python.
+        A decorator returning the stub, which raises when called from Python; with the JIT off
+        (``NUMBA_DISABLE_JIT``), a function that calls the rule registered for the state's class.
     """
     def decorate(stub):
         if config.DISABLE_JIT:  # the loop runs as Python (NUMBA_DISABLE_JIT): the same lookup, per call
