@@ -114,7 +114,7 @@ def test_trace_round_trip_keeps_values_metadata_and_run(out_dir):
             assert got == [MODES[c] for c in columns["mode"]]
         else:
             np.testing.assert_array_equal(table.column(name).to_numpy(), columns[name])
-    data_run = {k: v for k, v in run().items() if k not in ("command", "numba_threads")}
+    data_run = {k: v for k, v in run().items() if k not in RUN_VARYING_KEYS}
     assert run_params(out_dir / "trace.arrow") == data_run
     assert run_params(out_dir) == data_run
     assert json.loads(table.schema.metadata[RUN_METADATA_KEY.encode()]) == data_run
