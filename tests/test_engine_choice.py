@@ -150,6 +150,13 @@ def test_a_bad_engine_setting_is_one_line_and_nothing_runs(tmp_path, monkeypatch
     assert not (tmp_path / "o").exists()
 
 
+def test_compiled_asked_for_with_the_jit_off_is_one_line(monkeypatch):
+    monkeypatch.setenv(engine_choice.ENGINE_ENV, "compiled")
+    monkeypatch.setattr(engine_choice, "interpreted", lambda: True)
+    with pytest.raises(engine_choice.ConfigError, match=r"IPAM_BENCH_ENGINE=compiled with NUMBA_DISABLE_JIT="):
+        engine_choice.requested_engine()
+
+
 @pytest.mark.parametrize(("engine", "auto", "set_", "unset"), [
     ("interpreted", True, {"NUMBA_DISABLE_JIT": "1", "IPAM_BENCH_AUTO_INTERPRETED": "1"}, ()),
     ("interpreted", False, {"NUMBA_DISABLE_JIT": "1"}, ("IPAM_BENCH_AUTO_INTERPRETED",)),

@@ -65,13 +65,16 @@ def requested_engine() -> str:
     Raises
     ------
     ConfigError
-        The variable holds anything else.
+        The variable holds anything else, or asks for ``compiled`` with the JIT off.
     """
     value = os.environ.get(ENGINE_ENV, "").strip()
     if not value:
         return "auto"
     if value not in ENGINES:
         raise ConfigError(f"{ENGINE_ENV}={value!r} is not an engine; expected one of: {', '.join(ENGINES)}")
+    if value == "compiled" and interpreted():
+        raise ConfigError(f"{ENGINE_ENV}=compiled with NUMBA_DISABLE_JIT={os.environ.get('NUMBA_DISABLE_JIT')!r}: "
+                          "expected one of the two (the JIT off runs the interpreted engine)")
     return value
 
 
