@@ -110,6 +110,27 @@ def test_kernels_cached_names_the_state_classes_the_modes_compile_for(monkeypatc
     assert not engine_choice.kernels_cached(scenario, ["kubernetes", "multi-pool"])
 
 
+def test_the_cache_check_of_an_imported_cluster_starts_nothing(tmp_path):
+    out = tmp_path / "imported"
+    data = ROOT / "tests" / "data" / "import"
+    done = CliRunner().invoke(app, ["import", str(data / "cluster-pool.json"), "--helm-values",
+                                    str(data / "cluster-pool-values.yaml"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    scenario = load_scenario(str(out / "scenario.yaml"))
+    assert scenario.initial_state is not None
+    assert pipeline.run.state_class_of(scenario, "cluster-pool") is type(
+        pipeline.run.Simulation(scenario, pipeline.build_workload(scenario), "cluster-pool").state)
+    cache = tmp_path / "cache"
+    probe = ("import sys; from ipam_core.scenario import load_scenario; "
+             "from ipam_core.pipeline.engine_choice import kernels_cached; "
+             "print(kernels_cached(load_scenario(sys.argv[1]), ['cluster-pool']))")
+    checked = subprocess.run([sys.executable, "-c", probe, str(out / "scenario.yaml")], capture_output=True, text=True,
+                             env=cli_env(NUMBA_CACHE_DIR=str(cache)))
+    assert checked.stdout.strip() == "False", checked.stderr[-2000:]
+    # the start from the dumped state compiles for seconds: the check must leave it to the run
+    assert not list(cache.rglob("*start_from_state*"))
+
+
 def test_within_budget_stops_a_run_projected_past_it():
     now = [0.0]
     seen = []
