@@ -276,9 +276,14 @@ def registered_rule(registry: dict, st, name: str, what: str = "hook"):
     """
     if not isinstance(st, (types.NamedTuple, types.NamedUniTuple)):
         raise errors.TypingError(f"{what} {name}: the state must be a State namedtuple, not {st}")
-    rules = registry.get(st.instance_class)
+    return _rule_of_class(registry, st.instance_class, name, what, errors.TypingError)
+
+
+def _rule_of_class(registry: dict, cls: type, name: str, what: str, error: type[Exception]):
+    """``registry[cls][name]``, or ``error`` naming the class when nothing is registered for it."""
+    rules = registry.get(cls)
     if rules is None:
-        raise errors.TypingError(f"{what} {name}: nothing registered for {st.instance_class.__name__}")
+        raise error(f"{what} {name}: nothing registered for {cls.__name__}")
     return rules[name]
 
 
@@ -348,17 +353,14 @@ def _called_from_python(registry: dict, stub, what: str):
 
     With ``NUMBA_DISABLE_JIT`` the loop's functions are plain Python (the kernel tests, and
     the interpreted engine of a small run on a cold cache: :mod:`ipam_core.pipeline.engine_choice`),
-    and so are the registered rules; the class picks the rule as :func:`registered_rule` does
-    when the loop compiles.
+    and so are the registered rules; the class picks the rule by the lookup :func:`registered_rule`
+    makes when the loop compiles.
     """
     name = stub.__name__
 
     @functools.wraps(stub)
     def call(st, *args):
-        rules = registry.get(type(st))
-        if rules is None:
-            raise TypeError(f"{what} {name}: nothing registered for {type(st).__name__}")
-        return rules[name](st, *args)
+        return _rule_of_class(registry, type(st), name, what, TypeError)(st, *args)
 
     return call
 
